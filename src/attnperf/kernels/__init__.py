@@ -1,0 +1,1 @@
+"""Kernel families; each module registers its kernels in attnperf.registry.REGISTRY."""

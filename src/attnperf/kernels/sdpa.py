@@ -1,0 +1,155 @@
+"""PyTorch ``scaled_dot_product_attention``: default dispatch and each backend forced.
+
+Forcing uses ``torch.nn.attention.sdpa_kernel``.  A backend that PyTorch
+refuses for a given problem (dtype, head_dim, GQA, device) raises
+:class:`KernelUnavailableError` carrying PyTorch's own reasons, so the config is
+recorded as unavailable rather than crashing the sweep.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import warnings
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import KernelUnavailableError
+from ..registry import REGISTRY, KernelSpec
+from ..shapes import Problem
+
+try:  # torch >= 2.3
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+except ImportError:  # pragma: no cover - very old torch
+    SDPBackend = None
+    sdpa_kernel = None
+
+# backend tag -> SDPBackend member name
+BACKENDS = {
+    "math": "MATH",
+    "flash": "FLASH_ATTENTION",
+    "efficient": "EFFICIENT_ATTENTION",
+    "cudnn": "CUDNN_ATTENTION",
+}
+_CUDA_ONLY = {"efficient", "cudnn"}
+
+
+def _supports_enable_gqa() -> bool:
+    return tuple(int(x) for x in torch.__version__.split(".")[:2]) >= (2, 5)
+
+
+def _call(q, k, v, problem: Problem):
+    if problem.kv_heads != problem.heads:
+        if _supports_enable_gqa():
+            return F.scaled_dot_product_attention(q, k, v, is_causal=problem.causal,
+                                                  enable_gqa=True)
+        g = problem.gqa_group
+        k = k.repeat_interleave(g, dim=1)
+        v = v.repeat_interleave(g, dim=1)
+    return F.scaled_dot_product_attention(q, k, v, is_causal=problem.causal)
+
+
+def _forced(tag: str):
+    member = BACKENDS[tag]
+
+    def run(q, k, v, problem: Problem):
+        backend = getattr(SDPBackend, member)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                with sdpa_kernel(backend):
+                    return _call(q, k, v, problem)
+            except RuntimeError as exc:
+                if "No available kernel" in str(exc) or "No viable backend" in str(exc):
+                    why = _reasons(caught) or str(exc)
+                    raise KernelUnavailableError(
+                        f"PyTorch refuses sdpa backend {tag} for {problem.id} on "
+                        f"{q.device.type}: {why}") from None
+                raise
+    run.__name__ = f"sdpa_{tag}"
+    return run
+
+
+def _reasons(caught) -> str:
+    """PyTorch's refusal warnings, minus source locations and our own forcing."""
+    out = []
+    for w in caught:
+        text = re.sub(r"\(Triggered internally at [^)]*\)", "", str(w.message))
+        text = " ".join(text.split()).strip()
+        if not text or text.endswith("because:") or "runtime disabled" in text:
+            continue
+        out.append(text)
+    return "; ".join(dict.fromkeys(out))
+
+
+def _backend_present(tag: str) -> bool:
+    return SDPBackend is not None and hasattr(SDPBackend, BACKENDS[tag])
+
+
+def _check_forced(tag: str):
+    def check(problem: Problem, device: str):
+        if not _backend_present(tag):
+            return False, f"torch {torch.__version__} has no SDPBackend.{BACKENDS[tag]}"
+        if tag in _CUDA_ONLY and device != "cuda":
+            return False, f"sdpa backend {tag} exists only on CUDA (device is {device})"
+        if tag == "flash" and device == "cuda" and problem.dtype == "float32":
+            return False, "flash attention on CUDA needs float16 or bfloat16 (got float32)"
+        if tag == "cudnn" and device == "cuda" and problem.dtype == "float32":
+            return False, "cuDNN attention needs float16 or bfloat16 (got float32)"
+        return True, "available"
+    return check
+
+
+def _check_default(problem: Problem, device: str):
+    if SDPBackend is None:
+        return False, f"torch {torch.__version__} lacks torch.nn.attention"
+    return True, "available"
+
+
+def _math_workspace(p: Problem) -> int:
+    # Scores, probabilities (and the float upcast PyTorch makes for softmax).
+    return p.batch * p.heads * p.seq_q * p.seq_kv * (2 * p.element_size + 4)
+
+
+def dispatched_backend(q, k, v, problem: Problem) -> Optional[str]:
+    """Which backend PyTorch's default dispatch picks for these tensors.
+
+    Uses ``torch._fused_sdp_choice``, the dispatcher's own selection function
+    (what ``scaled_dot_product_attention`` calls).  Returns a tag of
+    :data:`BACKENDS` or ``None`` if this PyTorch cannot say.
+    """
+    choose = getattr(torch, "_fused_sdp_choice", None)
+    if choose is None or SDPBackend is None:
+        return None
+    try:
+        kwargs = {"is_causal": problem.causal}
+        if problem.kv_heads != problem.heads and _supports_enable_gqa():
+            kwargs["enable_gqa"] = True
+        index = int(choose(q, k, v, **kwargs))
+    except (RuntimeError, TypeError):
+        return None
+    for tag, member in BACKENDS.items():
+        if hasattr(SDPBackend, member) and int(getattr(SDPBackend, member).value) == index:
+            return tag
+    return None
+
+
+def _default(q, k, v, problem: Problem):
+    return _call(q, k, v, problem)
+
+
+REGISTRY.register(KernelSpec(
+    name="sdpa", fn=_default, family="sdpa", check=_check_default,
+    description="torch scaled_dot_product_attention, default dispatch",
+    workspace_bytes=lambda p: 0, provenance=dispatched_backend))
+for _tag in BACKENDS:
+    REGISTRY.register(KernelSpec(
+        name=f"sdpa_{_tag}", fn=_forced(_tag), family="sdpa", check=_check_forced(_tag),
+        description=f"torch scaled_dot_product_attention forced to the {_tag} backend",
+        workspace_bytes=_math_workspace if _tag == "math" else (lambda p: 0)))
+
+
+def softmax_scale(problem: Problem) -> float:
+    return 1.0 / math.sqrt(problem.head_dim)

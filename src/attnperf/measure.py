@@ -1,0 +1,171 @@
+"""Compose kernels, inputs, correctness, timing and the roofline.
+
+:class:`Bench` is the unit both front ends share: ``attnperf run`` calls
+:func:`measure` (which records every failure instead of raising), and the asv
+suite calls :class:`Bench` directly (setup = construct + :meth:`Bench.check`,
+benchmark = :meth:`Bench.time_samples`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from typing import Optional
+
+from . import registry, roofline
+from .correctness import Correctness, check
+from .devices import gpu_clock_state
+from .errors import InsufficientMemoryError, KernelUnavailableError
+from .inputs import DEFAULT_SEED, io_bytes, make_inputs
+from .shapes import Problem
+from .timing import Budget, Samples, time_cpu, time_cuda_device, time_cuda_latency
+
+log = logging.getLogger(__name__)
+
+STATUSES = ("ok", "failed", "error", "skipped", "unavailable")
+MEMORY_HEADROOM = 0.85  # use at most this fraction of free memory
+
+
+def available_memory(device: str) -> Optional[int]:
+    """Free bytes on ``device`` (None if unknown)."""
+    if device == "cuda":
+        import torch
+        return int(torch.cuda.mem_get_info()[0])
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def memory_needed(spec: registry.KernelSpec, p: Problem) -> int:
+    """Inputs, output, kernel scratch, and the float64 reference (chunked to <= 1 GiB)."""
+    ref = 8 * p.batch * p.heads * p.seq_q * p.head_dim + min(1 << 30, 24 * p.seq_q * p.seq_kv * p.heads)
+    return io_bytes(p) + spec.workspace_bytes(p) + ref
+
+
+class Bench:
+    """A kernel bound to a problem on a device, with fresh seeded inputs.
+
+    Raises KernelUnavailableError / InsufficientMemoryError on construction
+    when the kernel cannot run here (nothing is allocated in that case).
+    """
+
+    def __init__(self, kernel: str, problem: Problem, device: str, seed: int = DEFAULT_SEED):
+        self.spec = registry.get(kernel)
+        self.problem, self.device = problem, device
+        ok, why = self.spec.check(problem, device)
+        if not ok:
+            raise KernelUnavailableError(why)
+        need, free = memory_needed(self.spec, problem), available_memory(device)
+        if free is not None and need > MEMORY_HEADROOM * free:
+            raise InsufficientMemoryError(
+                f"{problem.id} needs ~{need / 2**30:.2f} GiB on {device}, "
+                f"{free / 2**30:.2f} GiB free")
+        self.q, self.k, self.v = make_inputs(problem, device, seed)
+
+    def call(self):
+        return self.spec.fn(self.q, self.k, self.v, self.problem)
+
+    def check(self) -> Correctness:
+        return check(self.spec.fn, self.q, self.k, self.v, self.problem, tf32=self.tf32)
+
+    @property
+    def tf32(self) -> bool:
+        if self.device != "cuda" or self.problem.dtype != "float32":
+            return False
+        import torch
+        return bool(torch.backends.cuda.matmul.allow_tf32)
+
+    def time_samples(self, budget: Budget = Budget()) -> Samples:
+        """The primary time: device time on a GPU, wall time on a CPU."""
+        if self.device == "cuda":
+            return time_cuda_device(self.call, budget)
+        return time_cpu(self.call, budget)
+
+    def latency_samples(self, budget: Budget = Budget(), l2_flush: bool = True) -> Samples:
+        if self.device == "cuda":
+            return time_cuda_latency(self.call, budget, l2_flush=l2_flush)
+        return time_cpu(self.call, budget)
+
+    def dispatch(self) -> Optional[str]:
+        if self.spec.provenance is None:
+            return None
+        return self.spec.provenance(self.q, self.k, self.v, self.problem)
+
+    def release(self) -> None:
+        self.q = self.k = self.v = None
+        if self.device == "cuda":
+            import torch
+            torch.cuda.empty_cache()
+
+
+@dataclasses.dataclass
+class Measurement:
+    kernel: str
+    problem: Problem
+    device: str
+    status: str = "ok"
+    reason: str = ""
+    correctness: Optional[Correctness] = None
+    device_time: Optional[Samples] = None  # GPU: graph replays; CPU: wall time
+    latency: Optional[Samples] = None      # GPU only: isolated call, events
+    roofline: Optional[roofline.Roofline] = None
+    dispatch: Optional[str] = None
+    clock_before: Optional[dict] = None
+    clock_after: Optional[dict] = None
+    timestamp: str = ""
+
+    @property
+    def primary(self) -> Optional[Samples]:
+        return self.device_time
+
+
+def _oom_types():
+    import torch
+    return tuple(t for t in (getattr(torch.cuda, "OutOfMemoryError", None),
+                             getattr(torch, "OutOfMemoryError", None)) if t)
+
+
+def measure(kernel: str, problem: Problem, device: str, ceiling_data: Optional[dict] = None,
+            peak=None, budget: Budget = Budget(), latency: bool = True, l2_flush: bool = True,
+            seed: int = DEFAULT_SEED) -> Measurement:
+    """Check and time one (kernel, problem).  Never raises for a kernel failure:
+    unavailability, OOM, exceptions and wrong results become a status."""
+    m = Measurement(kernel, problem, device,
+                    timestamp=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    bench = None
+    oom = _oom_types()
+    try:
+        bench = Bench(kernel, problem, device, seed)
+        m.correctness = bench.check()
+        if not m.correctness.passed:
+            m.status, m.reason = "failed", f"wrong result: {m.correctness.summary()}"
+            return m
+        m.dispatch = bench.dispatch()
+        if device == "cuda":
+            m.clock_before = gpu_clock_state()
+        m.device_time = bench.time_samples(budget)
+        if device == "cuda" and latency:
+            m.latency = bench.latency_samples(budget, l2_flush=l2_flush)
+            m.clock_after = gpu_clock_state()
+        ceiling = roofline.ceiling_for(problem, ceiling_data, peak, tf32=bench.tf32)
+        if ceiling is not None:
+            m.roofline = roofline.analyze(problem, m.device_time.median_s, ceiling, device)
+    except KernelUnavailableError as exc:
+        m.status, m.reason = "unavailable", str(exc)
+    except InsufficientMemoryError as exc:
+        m.status, m.reason = "skipped", str(exc)
+    except oom as exc:
+        m.status, m.reason = "skipped", f"out of memory: {str(exc).splitlines()[0]}"
+    except (RuntimeError, ValueError) as exc:  # a kernel that crashes is recorded, not fatal
+        m.status, m.reason = "error", f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        log.debug("kernel %s on %s raised", kernel, problem.id, exc_info=True)
+    finally:
+        if bench is not None:
+            bench.release()
+    return m

@@ -1,0 +1,109 @@
+"""asv suite: attention kernels x problems, timed by attnperf (thin classes).
+
+All measuring happens once per commit in ``measure`` (asv ``setup_cache``,
+shared by both classes: asv keys the cache by the function's module and line).
+Each benchmark then returns numbers from that cache: a forked benchmark
+process costs milliseconds, not a fresh `import torch` + CUDA init.
+
+Gated (lower is better; `asv continuous` judges these):
+  TimeAttention.track_device_time  -- GPU: CUDA-graph device time per call; CPU: wall time
+  TimeAttention.track_latency      -- GPU: one isolated call (L2 flushed), CUDA events
+  TimeAttention.track_x_over_floor -- measured time / roofline floor time
+Views (higher is better, or a code; recorded for the site only, out of verdicts):
+  RooflineViews.*  -- n/a unless ATTNPERF_ASV_VIEWS=1; also excluded by the
+                      documented `-b '^(?!.*RooflineViews)'` filter.
+
+History-safe: this file runs against old commits during `asv find`.  It never
+raises at import; a commit without the API it needs shows n/a.
+"""
+
+import os
+
+try:
+    import attnperf
+    from attnperf import suite as _suite
+    _API = getattr(attnperf, "API_VERSION", 0)
+except Exception:  # noqa: BLE001 - an old or broken commit must not break discovery
+    _suite, _API = None, 0
+
+NEEDS_API = 1
+
+# Static literal params (history keys: never rename, only add).
+KERNELS = ["sdpa", "sdpa_cudnn", "sdpa_flash", "sdpa_efficient", "sdpa_math", "naive", "tiled"]
+PROBLEMS = ["seed", "decode", "gqa", "causal", "mid", "train"]
+
+
+def measure():
+    if _suite is None or _API < NEEDS_API:
+        return None
+    return _suite.measure_grid()
+
+
+def _entry(cache, kernel, problem):
+    if cache is None:
+        raise NotImplementedError(f"this commit's attnperf lacks API_VERSION >= {NEEDS_API}")
+    return _suite.entry_for(cache, kernel, problem)
+
+
+class TimeAttention:
+    params = (KERNELS, PROBLEMS)
+    param_names = ["kernel", "problem"]
+    unit = "seconds"
+    timeout = 1800
+    version = "attnperf-asv-1"
+    setup_cache = staticmethod(measure)
+
+    def setup(self, cache, kernel, problem):
+        self.entry = _entry(cache, kernel, problem)
+
+    def track_device_time(self, cache, kernel, problem):
+        return _suite.samples(self.entry["device_time_s"])
+
+    def track_latency(self, cache, kernel, problem):
+        if not self.entry.get("latency_s"):
+            raise NotImplementedError("latency is a GPU measurement")
+        return _suite.samples(self.entry["latency_s"])
+
+    def track_x_over_floor(self, cache, kernel, problem):
+        floor = self.entry.get("floor_s")
+        if not floor:
+            raise NotImplementedError("no roofline ceiling for this device")
+        return _suite.samples([t / floor for t in self.entry["device_time_s"]])
+
+    track_x_over_floor.unit = "x floor"
+
+
+class RooflineViews:
+    params = (KERNELS, PROBLEMS)
+    param_names = ["kernel", "problem"]
+    timeout = 1800
+    version = "attnperf-asv-1"
+    setup_cache = staticmethod(measure)
+
+    def setup(self, cache, kernel, problem):
+        if os.environ.get("ATTNPERF_ASV_VIEWS") != "1":
+            raise NotImplementedError("higher-is-better views are recorded for the site only "
+                                      "(set ATTNPERF_ASV_VIEWS=1)")
+        self.entry = _entry(cache, kernel, problem)
+        if "floor_s" not in self.entry:
+            raise NotImplementedError("no roofline ceiling for this device")
+
+    def track_tflops(self, cache, kernel, problem):
+        return self.entry["tflops"]
+
+    track_tflops.unit = "TFLOP/s"
+
+    def track_bandwidth_gb_s(self, cache, kernel, problem):
+        return self.entry["gb_s"]
+
+    track_bandwidth_gb_s.unit = "GB/s"
+
+    def track_efficiency_pct(self, cache, kernel, problem):
+        return self.entry["efficiency_pct"]
+
+    track_efficiency_pct.unit = "%"
+
+    def track_regime_code(self, cache, kernel, problem):
+        return float(_suite.REGIME_CODES[self.entry["regime"]])
+
+    track_regime_code.unit = "0=latency 1=memory 2=compute"

@@ -1,0 +1,135 @@
+"""What the asv suite measures, as library code (benchmarks/ stays thin).
+
+The grid is kernel x problem.  :func:`measure_grid` measures every selected
+combination once per commit (asv ``setup_cache``) through the same
+:func:`attnperf.measure.measure` that ``attnperf run`` uses, and returns plain
+data: per combination a status, the correctness figures, raw device-time and
+latency samples (seconds) and the roofline figures.  asv then records those
+samples as its own samples, so ``asv compare``/``continuous`` run their
+Mann-Whitney test on GPU-true times instead of on an unsynchronised host timer.
+
+Selection (environment variables, for quick loops and tests; never recorded):
+``ATTNPERF_ASV_KERNELS`` / ``ATTNPERF_ASV_PROBLEMS`` -- comma lists limiting
+the grid; ``ATTNPERF_ASV_DEVICE`` -- ``cpu`` or ``cuda`` (default: cuda if present).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Dict, List, Optional, Tuple
+
+from . import roofline
+from .shapes import PRESETS, Problem
+from .timing import Budget
+
+GRID_KERNELS = ["sdpa", "sdpa_cudnn", "sdpa_flash", "sdpa_efficient", "sdpa_math", "naive", "tiled"]
+GRID_PROBLEMS = ["seed", "decode", "gqa", "causal", "mid", "train"]
+
+# What a 2-core CPU runs in the suite: a few hundred MFLOP per call at most.
+CPU_MAX_FLOPS = 2e9
+CPU_MAX_BYTES = 512 << 20
+
+# Samples per timing: >= 7 a side is what asv's Mann-Whitney test needs to reach
+# p < 0.002; 15 leaves margin.  Budget caps the time per combination.
+ASV_BUDGET = Budget(min_samples=15, max_samples=40, budget_s=0.4, warmup_s=0.05, stable_ratio=0.0)
+REGIME_CODES = {name: i for i, name in enumerate(roofline.REGIMES)}
+
+
+def key(kernel: str, problem: str) -> str:
+    return f"{kernel}|{problem}"
+
+
+def _env_list(name: str) -> Optional[List[str]]:
+    raw = os.environ.get(name, "").strip()
+    return [x.strip() for x in raw.split(",") if x.strip()] or None
+
+
+def selection() -> Tuple[List[str], List[str]]:
+    kernels = _env_list("ATTNPERF_ASV_KERNELS") or GRID_KERNELS
+    problems = _env_list("ATTNPERF_ASV_PROBLEMS") or GRID_PROBLEMS
+    return kernels, problems
+
+
+def device() -> str:
+    from .devices import resolve_device
+    return resolve_device(os.environ.get("ATTNPERF_ASV_DEVICE", "auto"))
+
+
+def fits_device(problem: Problem, device_name: str) -> Tuple[bool, str]:
+    if device_name != "cpu":
+        return True, ""
+    f, b = roofline.flops(problem), roofline.bytes_moved(problem)
+    if f > CPU_MAX_FLOPS or b > CPU_MAX_BYTES:
+        return False, (f"{problem.id} is too large for the CPU suite "
+                       f"({f / 1e9:.1f} GFLOP > {CPU_MAX_FLOPS / 1e9:.0f} or "
+                       f"{b / 2**20:.0f} MiB > {CPU_MAX_BYTES >> 20}); it runs on GPUs")
+    return True, ""
+
+
+def _entry(m) -> dict:
+    e = {"status": m.status, "reason": m.reason, "device": m.device, "dispatch": m.dispatch,
+         "correctness": m.correctness.to_dict() if m.correctness else None,
+         "device_time_s": list(m.device_time.samples_s) if m.device_time else None,
+         "device_time_method": m.device_time.method if m.device_time else None,
+         "latency_s": list(m.latency.samples_s) if m.latency else None}
+    if m.roofline is not None:
+        r = m.roofline
+        e.update(floor_s=r.floor_s, tflops=r.achieved_tflops, gb_s=r.achieved_gb_s,
+                 efficiency_pct=r.efficiency_pct, x_over_floor=r.x_over_floor, regime=r.regime,
+                 arithmetic_intensity=r.arithmetic_intensity, ceiling_source=r.ceiling_source)
+    return e
+
+
+def measure_grid(kernels: Optional[List[str]] = None, problems: Optional[List[str]] = None,
+                 device_name: Optional[str] = None, budget: Budget = ASV_BUDGET) -> Dict[str, dict]:
+    """Measure every (kernel, problem) once; failures become entries, never exceptions."""
+    from .devices import fingerprint, load_or_measure_ceilings, match_peak
+    from .measure import measure
+
+    sel_k, sel_p = selection()
+    kernels = kernels or sel_k
+    problems = problems or sel_p
+    dev = device_name or device()
+    env = fingerprint(dev)
+    ceilings = load_or_measure_ceilings(dev, env)
+    peak = match_peak(env["gpu_name"]) if env["gpu_name"] else None
+    out: Dict[str, dict] = {"__meta__": {"device": dev, "environment": env, "ceilings": ceilings}}
+    for pname in problems:
+        problem = PRESETS[pname]
+        ok, why = fits_device(problem, dev)
+        for kname in kernels:
+            if not ok:
+                out[key(kname, pname)] = {"status": "skipped", "reason": why}
+                continue
+            m = measure(kname, problem, dev, ceiling_data=ceilings, peak=peak, budget=budget,
+                        latency=(dev == "cuda"))
+            out[key(kname, pname)] = _entry(m)
+    return out
+
+
+class Skip(NotImplementedError):
+    """asv shows the combination as n/a with this reason."""
+
+
+def entry_for(cache: Dict[str, dict], kernel: str, problem: str) -> dict:
+    """The setup-time check: n/a for what cannot run, an assertion for wrong results."""
+    e = cache.get(key(kernel, problem))
+    if e is None:
+        raise Skip(f"{kernel}/{problem} not selected (ATTNPERF_ASV_KERNELS/PROBLEMS)")
+    status = e["status"]
+    if status in ("unavailable", "skipped"):
+        raise Skip(f"{kernel}/{problem}: {e['reason']}")
+    if status == "failed":
+        c = e["correctness"] or {}
+        raise AssertionError(
+            f"{kernel}/{problem} is WRONG: rel_error={c.get('rel_error')} "
+            f"(tolerance {c.get('tolerance')}), max_abs_error={c.get('max_abs_error')}, "
+            f"nonfinite={c.get('nonfinite')}")
+    if status != "ok":
+        raise RuntimeError(f"{kernel}/{problem} raised: {e['reason']}")
+    return e
+
+
+def samples(values: List[float]) -> dict:
+    """asv's sample format for a track_ benchmark (parsed by asv as timing samples)."""
+    return {"samples": list(values), "number": 1}

@@ -180,7 +180,7 @@ def fingerprint(device: str) -> dict:
         "attnperf_version": __version__,
         "attnperf_commit": _git_commit(),
         "python": platform.python_version(),
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),
         "platform": f"{platform.system()}-{platform.machine()}",
         "cpu_model": _cpu_model(),
         "cpu_count": os.cpu_count(),

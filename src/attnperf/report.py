@@ -86,7 +86,9 @@ def build_report(measurements: List[Measurement], environment: dict,
         "tool": "attnperf",
         "timestamp": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
         "environment": environment,
-        "ceilings": ceilings,
+        # The cache path holds $HOME or $XDG_CACHE_HOME: no environment in reports.
+        "ceilings": ({k: v for k, v in ceilings.items() if k != "cache_path"}
+                     if ceilings else ceilings),
         "settings": settings,
         "summary": summarize(results),
         "results": results,
@@ -134,11 +136,15 @@ def write_json(path: str, data: dict) -> None:
             fh.write("\n")
         os.replace(tmp, out)
     except OSError as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
         raise OutputPathError(f"cannot write {path!r}: {exc.strerror or exc}") from None
+    finally:
+        # Never leave the temp file behind, whatever failed (disk full, a value
+        # json cannot encode, Ctrl-C); after the rename it no longer exists.
+        if os.path.lexists(tmp):
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
 
 
 def load_json(path: str, what: str = "report") -> dict:
@@ -180,6 +186,10 @@ def read_results(path: str, what: str = "report") -> List[dict]:
         results = data.get("results")
         if not isinstance(results, list):
             raise ReportError(f"{what} {path!r} has no 'results' list")
+        for i, r in enumerate(results):
+            if not isinstance(r, dict) or not isinstance(r.get("id"), str):
+                raise ReportError(f"{what} {path!r}: results[{i}] is not a result entry "
+                                  "(an object with a string 'id')")
         return results
     return [_seed_entry(data, path, what)]
 

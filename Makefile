@@ -1,0 +1,35 @@
+# Two commands on a fresh machine:  `make run`  (set-up + the main job)  and  `make test`.
+# Set-up is a local virtualenv (.venv) with a CPU build of PyTorch pinned by
+# constraints/cpu.txt; on a GPU machine install into your CUDA PyTorch instead
+# (README: "On a GPU machine").
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.attnperf-installed
+
+.PHONY: setup run test test-fast continuous publish clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints/cpu.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints/cpu.txt -e '.[asv,test]'
+	touch $@
+
+run: setup
+	$(VENV)/bin/attnperf run
+
+test: setup
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m pytest -q
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow"
+
+# Compare this branch with main the way CI does (regressions only on gated benchmarks).
+continuous: setup
+	PATH="$(abspath $(VENV))/bin:$$PATH" ATTNPERF_TORCH_PYTHON="$(abspath $(PY))" \
+	  $(VENV)/bin/asv continuous --factor 1.1 -b '^(?!.*RooflineViews)' main HEAD
+
+clean:
+	rm -rf $(VENV) .asv build dist src/*.egg-info

@@ -1,0 +1,211 @@
+"""Shared fixtures for the attnperf test suite.
+
+* Every test gets its own ``XDG_CACHE_HOME`` holding a canned CPU ceilings file,
+  so no test measures ceilings (seconds of matmul) or touches the real cache.
+* ``@pytest.mark.gpu`` tests are skipped, with a reason, when CUDA is absent.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+from typing import Callable, List, Optional
+
+import pytest
+import torch
+
+from attnperf import registry
+from attnperf.devices import CEILINGS_SCHEMA_VERSION, fingerprint, machine_key
+from attnperf.registry import REGISTRY, KernelSpec
+from attnperf.shapes import Problem
+
+HAS_CUDA = torch.cuda.is_available()
+# One intra-op thread, here and in subprocesses (OMP_NUM_THREADS below): on a
+# 2-core machine with a busy core, two threads turn a 30 us tiny-problem call
+# into ~8-16 ms of barrier waits, which would make the suite slow, not wrong.
+TEST_THREADS = 1
+
+
+def pytest_configure(config):
+    torch.set_num_threads(TEST_THREADS)
+
+
+def pytest_collection_modifyitems(config, items):
+    if HAS_CUDA:
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (torch.cuda.is_available() is False)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+# ------------------------------------------------------------ ceilings ------
+# Round, obviously-fake CPU ceilings: tests that look at the roofline know them.
+FAKE_CPU_CEILINGS = {
+    "schema_version": CEILINGS_SCHEMA_VERSION,
+    "device": "cpu",
+    "bandwidth_gb_s": 50.0,
+    "copy_bytes": 1 << 20,
+    "matmul_tflops": {"float16": 0.02, "bfloat16": 0.05, "float32": 0.25},
+    "matmul_n": {"float16": 64, "bfloat16": 64, "float32": 64},
+    "measured_at": "2026-01-01T00:00:00Z",
+}
+
+
+@pytest.fixture(scope="session")
+def cpu_machine_key() -> str:
+    return machine_key(fingerprint("cpu"))
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path_factory, monkeypatch, cpu_machine_key) -> Path:
+    """A private cache dir with canned CPU ceilings (also seen by subprocesses,
+    whose fingerprint, hence machine key, matches ours through OMP_NUM_THREADS)."""
+    cache = tmp_path_factory.mktemp("xdg-cache")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    monkeypatch.setenv("OMP_NUM_THREADS", str(TEST_THREADS))
+    path = cache / "attnperf" / "ceilings" / f"cpu-{cpu_machine_key}.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(FAKE_CPU_CEILINGS))
+    return cache
+
+
+# ------------------------------------------------------------------ CLI -----
+@dataclasses.dataclass
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+    @property
+    def err_lines(self) -> List[str]:
+        return [line for line in self.err.splitlines() if line.strip()]
+
+
+@pytest.fixture
+def cli(capsys) -> Callable[..., CliResult]:
+    """Run ``attnperf.cli.main(argv)`` in-process; return exit code, stdout, stderr."""
+    from attnperf.cli import main
+
+    def run(*argv: str) -> CliResult:
+        capsys.readouterr()  # drop anything printed before
+        code = main([str(a) for a in argv])
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return run
+
+
+# A problem small enough that a full `attnperf run` of every kernel takes ~1 s.
+TINY_PROBLEM_ARGS = ["--batch", "1", "--heads", "2", "--seq", "16", "--dim", "8",
+                     "--dtype", "fp32", "--device", "cpu", "--budget-ms", "20"]
+
+
+@pytest.fixture
+def tiny_run_args() -> List[str]:
+    return list(TINY_PROBLEM_ARGS)
+
+
+@pytest.fixture
+def tiny_problem() -> Problem:
+    """The problem ``tiny_run_args`` describes."""
+    return Problem(batch=1, heads=2, seq_q=16, head_dim=8, dtype="float32")
+
+
+# -------------------------------------------------------------- kernels -----
+@pytest.fixture
+def temp_kernel():
+    """Register a kernel in the global registry for one test, then remove it."""
+    registry.names()  # load the built-in kernels first (their names must not clash)
+    added: List[str] = []
+
+    def register(name: str, fn, check=None, workspace_bytes=None) -> KernelSpec:
+        spec = KernelSpec(
+            name=name, fn=fn, family="test", description=f"test kernel {name}",
+            check=check or (lambda p, d: (True, "available")),
+            workspace_bytes=workspace_bytes or (lambda p: 0))
+        REGISTRY.register(spec)
+        added.append(name)
+        return spec
+
+    yield register
+    for name in added:
+        REGISTRY._kernels.pop(name, None)
+
+
+def softmax_wrong_axis(q, k, v, problem: Problem):
+    """Deliberately wrong: normalises over the queries (dim -2), not the keys."""
+    g = problem.gqa_group
+    k = k.repeat_interleave(g, dim=1)
+    v = v.repeat_interleave(g, dim=1)
+    s = torch.matmul(q.float(), k.float().transpose(-2, -1)) / math.sqrt(problem.head_dim)
+    return torch.matmul(torch.softmax(s, dim=-2), v.float()).to(q.dtype)
+
+
+@pytest.fixture
+def wrong_kernel(temp_kernel) -> str:
+    """The name of a registered, deliberately wrong kernel (the negative fixture)."""
+    temp_kernel("test_wrong_softmax_axis", softmax_wrong_axis)
+    return "test_wrong_softmax_axis"
+
+
+# -------------------------------------------------------------- reports -----
+def seed_report_dict(mean_time_ms: float = 0.0524, key: str = "performance",
+                     passed: bool = True) -> dict:
+    """The seed's integrated_test.py output, as recorded in its GPU validation note."""
+    return {
+        "correctness": {"passed": passed, "max_abs_error": 0.000444, "mean_abs_error": 3.9e-05,
+                        "correlation": 0.999999965},
+        key: {"mean_time_ms": mean_time_ms, "std_dev_ms": 0.0084, "throughput_gflops": 639.94,
+              "bandwidth_gb_s": 20.0},
+        "roofline": {"arithmetic_intensity": 32.0, "bottleneck": "Memory Bandwidth",
+                     "efficiency_pct": 6.67, "recommendations": []},
+        "config": {"batch_size": 8, "num_heads": 4, "seq_len": 64, "head_dim": 64,
+                   "dtype": "float16"},
+        "kernel_name": "pytorch_sdpa",
+        "timestamp": "2025-10-13 05:37:26",
+    }
+
+
+def result_dict(kernel: str, config_id: str, mean_ms: Optional[float] = None,
+                median_ms: Optional[float] = None, status: str = "ok") -> dict:
+    """One schema-v1 ``results`` entry with just the fields compare reads."""
+    perf = None
+    if mean_ms is not None or median_ms is not None:
+        perf = {"mean_time_ms": mean_ms, "median_time_ms": median_ms}
+    return {"id": f"{kernel}/{config_id}", "kernel_name": kernel, "config_id": config_id,
+            "status": status, "correctness": None, "performance": perf}
+
+
+def v1_report_dict(results: List[dict], schema_version=1) -> dict:
+    return {"schema_version": schema_version, "tool": "attnperf", "results": results}
+
+
+@pytest.fixture
+def seed_report():
+    """Factory of seed-format report dicts (see :func:`seed_report_dict`)."""
+    return seed_report_dict
+
+
+@pytest.fixture
+def result_entry():
+    """Factory of schema-v1 result entries (see :func:`result_dict`)."""
+    return result_dict
+
+
+@pytest.fixture
+def v1_report():
+    """Factory of schema-v1 reports around a list of result entries."""
+    return v1_report_dict
+
+
+@pytest.fixture
+def json_file(tmp_path) -> Callable[[str, object], Path]:
+    """Write ``obj`` as JSON to ``tmp_path / name`` and return the path."""
+    def write(name: str, obj) -> Path:
+        path = tmp_path / name
+        path.write_text(json.dumps(obj))
+        return path
+    return write

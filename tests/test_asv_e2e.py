@@ -1,0 +1,170 @@
+"""Real asv on a temporary clone of this repository (CPU).
+
+A commit history is built in the clone: benign commits, one that slows the
+`tiled` kernel by a known large factor (it computes the result 4 times), and
+one that breaks tiled's correctness.  Then:
+
+* `asv continuous base slow` exits 1 and names tiled's benchmark, not sdpa's;
+* `asv continuous` over two commits with identical kernel code exits 0;
+* `asv find good^..last` over >= 8 commits names the injected commit;
+* `asv continuous base wrong` exits 2 and shows the assertion's error figures.
+
+The grid is restricted (ATTNPERF_ASV_KERNELS/PROBLEMS) to stay cheap; the
+asv environment is created once for the module (about a minute, cold).
+"""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[1]
+ASV = shutil.which("asv", path=str(Path(sys.executable).parent)) or shutil.which("asv")
+GATED = "^(?!.*RooflineViews)"
+TIME_BENCH = "TimeAttention.track_device_time"
+
+SLOWDOWN = '''
+
+_fast_tiled_attention = tiled_attention
+
+
+def tiled_attention(q, k, v, problem, block_kv=BLOCK_KV):
+    # INJECTED SLOWDOWN (test): the whole computation, four times.
+    for _ in range(4):
+        out = _fast_tiled_attention(q, k, v, problem, block_kv)
+    return out
+
+'''
+
+
+def _git(cwd, *args):
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+def _commit(clone, message, edit):
+    edit(clone)
+    _git(clone, "add", "-A")
+    _git(clone, "-c", "user.name=attnperf-test", "-c", "user.email=test@attnperf.invalid",
+         "commit", "-q", "-m", message)
+    return _git(clone, "rev-parse", "HEAD")
+
+
+def _touch_readme(n):
+    def edit(clone):
+        with open(clone / "README.md", "a") as fh:
+            fh.write(f"\n<!-- benign change {n} -->\n")
+    return edit
+
+
+def _inject(marker_text, replacement=None, append_before="\ndef _check("):
+    def edit(clone):
+        path = clone / "src" / "attnperf" / "kernels" / "tiled.py"
+        src = path.read_text()
+        if replacement is not None:
+            assert marker_text in src
+            src = src.replace(marker_text, replacement, 1)
+        else:
+            assert append_before in src
+            src = src.replace(append_before, marker_text + append_before, 1)
+        path.write_text(src)
+    return edit
+
+
+@pytest.fixture(scope="module")
+def history(tmp_path_factory):
+    if ASV is None:
+        pytest.skip("asv is not installed (pip install -e '.[asv]')")
+    root = tmp_path_factory.mktemp("asv")
+    clone = root / "repo"
+    _git(REPO, "clone", "-q", str(REPO), str(clone))
+    # Results and html stay in the clone; environments are shared across runs.
+    conf_path = clone / "asv.conf.json"
+    conf_text = conf_path.read_text()
+    env_dir = Path(os.environ.get("ATTNPERF_TEST_ASV_ENV", REPO / ".asv" / "test-env"))
+    conf_text = conf_text.replace('"env_dir": ".asv/env"', f'"env_dir": "{env_dir}"')
+    conf_path.write_text(conf_text)
+    base = _commit(clone, "test: local asv env dir", lambda c: None)
+    commits = {"base": base}
+    for i in range(1, 4):
+        commits[f"benign{i}"] = _commit(clone, f"benign {i}", _touch_readme(i))
+    commits["slow"] = _commit(clone, "slow down tiled 4x", _inject(SLOWDOWN))
+    for i in range(4, 7):
+        commits[f"benign{i}"] = _commit(clone, f"benign {i}", _touch_readme(i))
+    home = root / "home"
+    home.mkdir()
+    (home / ".asv-machine.json").write_text(json.dumps({
+        "version": 1,
+        "attnperf-test": {"machine": "attnperf-test", "os": "Linux", "arch": "x86_64",
+                          "cpu": "test cpu", "num_cpu": "2", "ram": "1"}}))
+    env = dict(os.environ)
+    env.update({
+        "ATTNPERF_ASV_KERNELS": "tiled,sdpa",
+        "ATTNPERF_ASV_PROBLEMS": "seed",
+        "ATTNPERF_ASV_DEVICE": "cpu",
+        "ATTNPERF_TORCH_PYTHON": sys.executable,
+        "XDG_CACHE_HOME": str(root / "cache"),
+        "HOME": str(home),
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+    })
+    env.pop("PYTHONPATH", None)
+    return {"clone": clone, "commits": commits, "env": env}
+
+
+def _asv(history, *args, timeout=1500):
+    proc = subprocess.run([ASV, *args, "--machine", "attnperf-test"], cwd=history["clone"],
+                          env=history["env"], capture_output=True, text=True, timeout=timeout)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def _changed(out, sign):
+    """Rows of asv's comparison table marked with ``sign`` (+ worse, - better)."""
+    return [line for line in out.splitlines()
+            if "bench_attention" in line and re.match(r"^\|?\s*" + re.escape(sign) + r"\s", line)]
+
+
+def test_continuous_flags_injected_slowdown(history):
+    c = history["commits"]
+    rc, out = _asv(history, "continuous", "-b", GATED, c["benign3"], c["slow"])
+    assert rc == 1, out
+    flagged = _changed(out, "+")
+    assert any("track_device_time" in line and "'tiled'" in line for line in flagged), out
+    assert not any("'sdpa'" in line for line in flagged), out
+    # The ratio asv prints for tiled's device time is near the injected factor of 4.
+    ratios = [float(m.group(1)) for line in flagged if "track_device_time" in line
+              for m in [re.search(r"(\d+\.\d+)[\s|]+bench_attention", line)] if m]
+    assert ratios and all(2.5 < r < 6 for r in ratios), out
+
+
+def test_identical_kernel_code_flags_nothing(history):
+    c = history["commits"]
+    rc, out = _asv(history, "continuous", "-b", GATED, c["benign1"], c["benign2"])
+    assert rc == 0, out
+    assert not _changed(out, "+"), out
+
+
+def test_find_names_the_injected_commit(history):
+    c = history["commits"]
+    # A..B excludes A, so start from the parent of the known-good commit.
+    rc, out = _asv(history, "find", f"{c['base']}^..{c['benign6']}", TIME_BENCH)
+    assert rc == 0, out
+    found = re.search(r"Greatest regression found: ([0-9a-f]{8})", out)
+    assert found, out
+    assert c["slow"].startswith(found.group(1)), out
+
+
+def test_wrong_result_fails_with_error_figures(history):
+    clone = history["clone"]
+    wrong = _commit(clone, "break tiled's scale", _inject(
+        "scale = 1.0 / math.sqrt(d)", "scale = 1.25 / math.sqrt(d)"))
+    rc, out = _asv(history, "continuous", "-b", GATED, history["commits"]["benign6"], wrong)
+    assert rc == 2, out
+    assert "tiled/seed is WRONG" in out, out
+    assert "rel_error=" in out and "tolerance" in out, out

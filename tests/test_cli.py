@@ -1,0 +1,382 @@
+"""The ``attnperf`` command: bad input -> one ``error:`` line and exit 2 (no
+traceback, no file); failures recorded, not raised; exit codes of run/compare."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from attnperf import measure as measure_module
+from attnperf.devices import fingerprint
+
+HAS_CUDA = torch.cuda.is_available()
+SEED_ID = "b8_h4_sq64_d64_fp16"
+
+
+def assert_one_error_line(res, *needles):
+    assert res.code == 2, (res.code, res.err)
+    assert len(res.err_lines) == 1, res.err
+    line = res.err_lines[0]
+    assert line.startswith("error: "), line
+    for needle in needles:
+        assert needle in line, (needle, line)
+    assert "Traceback" not in res.err
+
+
+def run_subprocess(*argv, timeout=120):
+    return subprocess.run([sys.executable, "-m", "attnperf", *map(str, argv)],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def load(path):
+    return json.loads(path.read_text())
+
+
+# ------------------------------------------------------- run: bad input -----
+BAD_RUN_INPUT = [
+    (["--batch", "0"], ["--batch", "positive integer", "got 0"]),
+    (["--heads", "-3"], ["--heads", "got -3"]),
+    (["--seq", "2.5"], ["--seq", "'2.5'"]),
+    (["--dim", "abc"], ["--dim", "'abc'"]),
+    (["--kv-heads", "0"], ["--kv-heads", "got 0"]),
+    (["--seq-kv", "-1"], ["--seq-kv", "got -1"]),
+    (["--heads", "6", "--kv-heads", "4"], ["heads=6", "kv_heads=4", "divide"]),
+    (["--dtype", "int8"], ["'int8'", "allowed:", "float16", "bfloat16", "float32"]),
+    (["--kernel", "flash3"], ["'flash3'", "allowed:", "naive", "sdpa", "tiled"]),
+    (["--kernel", "sdpa,flash3"], ["'flash3'", "allowed:"]),
+    (["--sweep", "nope"], ["'nope'", "allowed:", "cpu-small"]),
+    (["--sweep", "cpu-small", "--batch", "2"], ["--sweep", "--batch"]),
+    (["--sweep", "cpu-small", "--causal"], ["--sweep", "--causal"]),
+    (["--device", "tpu"], ["'tpu'", "auto, cpu, cuda"]),
+    (["--budget-ms", "0"], ["--budget-ms", "positive"]),
+    (["--budget-ms", "fast"], ["--budget-ms", "'fast'"]),
+    (["--frobnicate"], ["--frobnicate"]),
+]
+
+
+@pytest.mark.parametrize("bad,needles", BAD_RUN_INPUT, ids=[" ".join(b) for b, _ in BAD_RUN_INPUT])
+def test_run_bad_input(cli, tmp_path, bad, needles):
+    out = tmp_path / "report.json"
+    res = cli("run", "--output", out, *bad)
+    assert_one_error_line(res, *needles)
+    assert res.out == ""
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.skipif(HAS_CUDA, reason="this machine has a CUDA GPU")
+def test_run_device_cuda_without_gpu(cli, tmp_path, tiny_run_args):
+    res = cli("run", *tiny_run_args, "--device", "cuda", "--output", tmp_path / "r.json")
+    assert_one_error_line(res, "--device cuda", "no CUDA GPU", "--device cpu")
+    assert os.listdir(tmp_path) == []
+
+
+def test_run_output_in_missing_directory(cli, tmp_path, tiny_run_args):
+    target = tmp_path / "missing" / "report.json"
+    res = cli("run", *tiny_run_args, "--output", target)
+    assert_one_error_line(res, str(target), "does not exist")
+    assert os.listdir(tmp_path) == []
+
+
+def test_run_output_under_a_file(cli, tmp_path, tiny_run_args):
+    # The portable stand-in for a read-only path (tests may run as root).
+    (tmp_path / "plain-file").write_text("x")
+    target = tmp_path / "plain-file" / "report.json"
+    res = cli("run", *tiny_run_args, "--output", target)
+    assert_one_error_line(res, str(target))
+    assert (tmp_path / "plain-file").read_text() == "x"
+
+
+def test_run_output_is_a_directory(cli, tmp_path, tiny_run_args):
+    res = cli("run", *tiny_run_args, "--output", tmp_path)
+    assert_one_error_line(res, str(tmp_path), "is a directory")
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0,
+                    reason="root can write into a chmod 0500 directory; "
+                           "test_run_output_under_a_file covers the unwritable path")
+def test_run_output_read_only_directory(cli, tmp_path, tiny_run_args):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        res = cli("run", *tiny_run_args, "--output", ro / "report.json")
+        assert_one_error_line(res, "permission denied")
+        assert os.listdir(ro) == []
+    finally:
+        ro.chmod(0o700)
+
+
+def test_bad_input_in_a_real_process_prints_no_traceback():
+    res = run_subprocess("run", "--batch", "0")
+    assert res.returncode == 2
+    assert res.stderr.strip().splitlines() == [
+        "error: argument --batch: --batch must be a positive integer, got 0"]
+    assert res.stdout == ""
+
+
+@pytest.mark.skipif(HAS_CUDA, reason="this machine has a CUDA GPU")
+def test_device_cuda_in_a_real_process():
+    res = run_subprocess("run", "--device", "cuda")
+    assert res.returncode == 2
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: --device cuda")
+
+
+# ------------------------------------------------ run: recorded failures ----
+def test_run_writes_a_report_and_exits_0(cli, tmp_path, tiny_run_args, tiny_problem):
+    out = tmp_path / "r.json"
+    res = cli("run", *tiny_run_args, "--kernel", "pytorch_sdpa", "--output", out)
+    assert res.code == 0, res.err
+    data = load(out)
+    assert [r["id"] for r in data["results"]] == [f"sdpa/{tiny_problem.id}"]
+    assert data["results"][0]["status"] == "ok"
+    assert ["sdpa", tiny_problem.id, "ok"] in [ln.split()[:3] for ln in res.out.splitlines()]
+    assert "1 ok, 0 failed, 0 errors, 0 skipped, 0 unavailable" in res.err
+    assert os.listdir(tmp_path) == ["r.json"]
+
+
+def test_forced_backend_that_cannot_run_is_unavailable_not_a_crash(cli, tmp_path, tiny_run_args):
+    out = tmp_path / "r.json"
+    res = cli("run", *tiny_run_args, "--kernel", "sdpa_efficient,sdpa_cudnn", "--output", out)
+    assert res.code == 0, res.err
+    results = load(out)["results"]
+    assert [r["status"] for r in results] == ["unavailable", "unavailable"]
+    assert all("only on CUDA" in r["reason"] for r in results)
+    assert "sdpa_efficient/b1_h2_sq16_d8_fp32: unavailable: " in res.out
+
+
+def test_wrong_kernel_exits_1(cli, tmp_path, tiny_run_args, wrong_kernel):
+    out = tmp_path / "r.json"
+    res = cli("run", *tiny_run_args, "--kernel", f"{wrong_kernel},sdpa", "--output", out)
+    assert res.code == 1
+    results = load(out)["results"]
+    assert [r["status"] for r in results] == ["failed", "ok"]
+    assert results[0]["correctness"]["passed"] is False
+    assert results[0]["performance"] is None  # never timed
+    assert "1 ok, 1 failed" in res.err
+
+
+def test_crashing_kernel_is_an_error_and_exits_1(cli, tmp_path, tiny_run_args, temp_kernel):
+    def crash(q, k, v, p):
+        raise RuntimeError("illegal memory access (simulated)")
+    temp_kernel("test_crash", crash)
+    res = cli("run", *tiny_run_args, "--kernel", "test_crash,sdpa", "--output", tmp_path / "r.json")
+    assert res.code == 1
+    (crashed, ok) = load(tmp_path / "r.json")["results"]
+    assert crashed["status"] == "error" and "illegal memory access" in crashed["reason"]
+    assert ok["status"] == "ok"
+
+
+def test_cuda_oom_is_skipped_and_the_sweep_goes_on(cli, tmp_path, tiny_run_args, temp_kernel):
+    def oom(q, k, v, p):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 80.00 GiB")
+    temp_kernel("test_oom", oom)
+    res = cli("run", *tiny_run_args, "--kernel", "test_oom,sdpa", "--output", tmp_path / "r.json")
+    assert res.code == 0, res.err
+    (skipped, ok) = load(tmp_path / "r.json")["results"]
+    assert skipped["status"] == "skipped" and "out of memory" in skipped["reason"]
+    assert ok["status"] == "ok"
+
+
+def test_memory_estimate_skips_before_allocating(cli, tmp_path, tiny_run_args, temp_kernel,
+                                                 monkeypatch):
+    # b1 h2 sq16 d8 fp32 needs 18,432 B with sdpa and 26,624 B with naive
+    # (see test_kernels.test_memory_needed_literals).  With 26,624 B free and
+    # 85 % headroom (22,630 B) naive does not fit, sdpa does.
+    monkeypatch.setattr(measure_module, "available_memory", lambda device: 26_624)
+    calls = []
+    temp_kernel("test_huge_workspace", lambda q, k, v, p: calls.append(1),
+                workspace_bytes=lambda p: 1 << 40)
+    out = tmp_path / "r.json"
+    res = cli("run", *tiny_run_args, "--kernel", "test_huge_workspace,naive,sdpa", "--output", out)
+    assert res.code == 0, res.err
+    results = load(out)["results"]
+    assert [r["status"] for r in results] == ["skipped", "skipped", "ok"]
+    assert "GiB on cpu" in results[0]["reason"] and "free" in results[0]["reason"]
+    assert calls == []  # estimated, never called
+    assert "1 ok, 0 failed, 0 errors, 2 skipped" in res.err
+
+
+# --------------------------------------------------------------- compare ----
+@pytest.fixture
+def seed_pair(json_file, seed_report):
+    """The seed's baseline (0.0524 ms) and a current file of ``ms``."""
+    def make(ms, key="performance"):
+        return (json_file("baseline.json", seed_report(0.0524)),
+                json_file("current.json", seed_report(ms, key=key)))
+    return make
+
+
+def test_compare_no_regression_exits_0(cli, seed_pair):
+    base, cur = seed_pair(0.05174)
+    res = cli("compare", cur, "--baseline", base)
+    assert res.code == 0, res.err
+    assert "Speedup:    1.0128x" in res.out and "SLIGHT IMPROVEMENT" in res.out
+
+
+def test_compare_regression_exits_1(cli, seed_pair):
+    base, cur = seed_pair(0.0524 * 1.05, key="metrics")  # 5 % slower
+    res = cli("compare", cur, "--baseline", base, "--threshold", "-3.0")
+    assert res.code == 1
+    assert "REGRESSION" in res.out
+    assert cli("compare", cur, "--baseline", base, "--threshold", "-10").code == 0
+
+
+def test_compare_output_has_the_seed_keys(cli, seed_pair, tmp_path):
+    base, cur = seed_pair(0.05174)
+    out = tmp_path / "comparison.json"
+    res = cli("compare", cur, "--baseline", base, "--output", out)
+    assert res.code == 0, res.err
+    data = load(out)
+    for key in ["speedup", "improvement_pct", "is_regression", "baseline_time_ms",
+                "current_time_ms", "threshold"]:
+        assert key in data, key
+    assert round(data["speedup"], 4) == 1.0128 and round(data["improvement_pct"], 2) == 1.26
+    assert (data["is_regression"], data["threshold"]) == (False, -3.0)
+    assert (data["baseline_time_ms"], data["current_time_ms"]) == (0.0524, 0.05174)
+
+
+def test_compare_formats(cli, seed_pair):
+    base, cur = seed_pair(0.05174)
+    md = cli("compare", cur, "--baseline", base, "--format", "markdown")
+    assert md.code == 0 and md.out.startswith("**attnperf compare**")
+    assert "| `sdpa/b8_h4_sq64_d64_fp16` |" in md.out
+    js = cli("compare", cur, "--baseline", base, "--format", "json")
+    assert js.code == 0
+    data = json.loads(js.out)
+    assert data["comparisons"][0]["id"] == "sdpa/b8_h4_sq64_d64_fp16"
+    assert round(data["speedup"], 4) == 1.0128
+
+
+def test_compare_a_real_run_with_itself(cli, tmp_path, tiny_run_args):
+    out = tmp_path / "r.json"
+    assert cli("run", *tiny_run_args, "--kernel", "sdpa", "--output", out).code == 0
+    res = cli("compare", out, "--baseline", out, "--format", "json")
+    assert res.code == 0
+    assert json.loads(res.out)["improvement_pct"] == 0.0
+
+
+def test_compare_regression_in_a_real_process(seed_pair):
+    base, cur = seed_pair(0.0524 * 1.05)
+    res = run_subprocess("compare", cur, "--baseline", base)
+    assert res.returncode == 1, res.stderr
+    assert "REGRESSION" in res.stdout and res.stderr == ""
+
+
+BAD_COMPARE_INPUT = [
+    ("missing", None, ["baseline", "does not exist"]),
+    ("empty", "", ["baseline", "is empty"]),
+    ("truncated", '{"correctness": {"passed": true}, "performance": {"mean_ti', ["not valid JSON"]),
+    ("not-json", "<html>502 Bad Gateway</html>", ["not valid JSON"]),
+    ("future-schema", json.dumps({"schema_version": 7, "results": []}), ["schema_version 7"]),
+    ("array", "[]", ["JSON list"]),
+]
+
+
+@pytest.mark.parametrize("name,content,needles", BAD_COMPARE_INPUT,
+                         ids=[b[0] for b in BAD_COMPARE_INPUT])
+def test_compare_bad_baseline(cli, tmp_path, seed_pair, name, content, needles):
+    _, cur = seed_pair(0.05)
+    baseline = tmp_path / f"{name}.json"
+    if content is not None:
+        baseline.write_text(content)
+    out = tmp_path / "comparison.json"
+    res = cli("compare", cur, "--baseline", baseline, "--output", out)
+    assert_one_error_line(res, str(baseline), *needles)
+    assert not out.exists()
+
+
+def test_compare_bad_current(cli, tmp_path, seed_pair):
+    base, _ = seed_pair(0.05)
+    res = cli("compare", tmp_path / "nope.json", "--baseline", base)
+    assert_one_error_line(res, "current report", "nope.json", "does not exist")
+
+
+def test_compare_no_config_in_common(cli, json_file, seed_pair, result_entry, v1_report, tmp_path):
+    base, _ = seed_pair(0.05)
+    cur = json_file("other.json", v1_report([result_entry("tiled", "b1_h1_sq8_d8_fp32", mean_ms=1)]))
+    out = tmp_path / "comparison.json"
+    res = cli("compare", cur, "--baseline", base, "--output", out)
+    assert_one_error_line(res, "no config in common", f"sdpa/{SEED_ID}", "tiled/b1_h1_sq8_d8_fp32")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("extra,needles", [
+    (["--format", "html"], ["--format", "'html'", "markdown"]),
+    (["--threshold", "minus3"], ["--threshold", "'minus3'"]),
+])
+def test_compare_bad_flags(cli, seed_pair, extra, needles):
+    base, cur = seed_pair(0.05)
+    assert_one_error_line(cli("compare", cur, "--baseline", base, *extra), *needles)
+
+
+def test_compare_output_in_missing_directory(cli, seed_pair, tmp_path):
+    base, cur = seed_pair(0.05)
+    res = cli("compare", cur, "--baseline", base, "--output", tmp_path / "missing" / "c.json")
+    assert_one_error_line(res, "does not exist")
+    assert res.out == ""
+
+
+# ---------------------------------------------------- kernels, env, misc ----
+def test_kernels_lists_availability_on_cpu(cli):
+    res = cli("kernels", "--device", "cpu", "--sweeps")
+    assert res.code == 0, res.err
+    lines = res.out.splitlines()
+    assert lines[0] == f"kernels on cpu (checked for {SEED_ID}):"
+    kernel_lines = lines[1:lines.index("problems:")]
+    avail = {ln.split()[0]: ln.split()[1] for ln in kernel_lines}
+    assert avail["sdpa"] == avail["naive"] == avail["tiled"] == "available:"
+    assert avail["sdpa_efficient"] == avail["sdpa_cudnn"] == "unavailable:"
+    assert "cpu-small" in res.out and SEED_ID in res.out
+
+
+def test_env_prints_allowlisted_json(cli, monkeypatch):
+    monkeypatch.setenv("ATTNPERF_SECRET_SENTINEL", "sentinel-value-31d7")
+    res = cli("env", "--device", "cpu")
+    assert res.code == 0, res.err
+    data = json.loads(res.out)
+    assert set(data) == set(fingerprint("cpu"))
+    assert data["device"] == "cpu"
+    assert "sentinel-value-31d7" not in res.out
+
+
+def test_unknown_command_and_no_command(cli):
+    assert_one_error_line(cli("bench"), "'bench'")
+    res = cli()
+    assert res.code == 2 and "usage: attnperf" in res.out
+
+
+# ------------------------------------------------------------------- GPU ----
+@pytest.mark.gpu
+def test_gpu_run_on_the_seed_shape(cli, tmp_path):
+    out = tmp_path / "gpu.json"
+    res = cli("run", "--device", "cuda", "--kernel", "sdpa", "--batch", "8", "--heads", "4",
+              "--seq", "64", "--dim", "64", "--dtype", "fp16", "--budget-ms", "100",
+              "--output", out)
+    assert res.code == 0, res.err
+    data = load(out)
+    (r,) = data["results"]
+    assert r["status"] == "ok", r["reason"]
+    perf = r["performance"]
+    assert perf["time_basis"] == "device_time"
+    assert perf["device_time"]["method"] == "cuda-graph"
+    assert perf["latency"]["method"] == "cuda-events-per-call"
+    # Device time (graph replays, launch gaps hidden) is below one isolated call.
+    assert perf["device_time"]["median_ms"] < perf["latency"]["median_ms"]
+    assert r["roofline"]["regime"] == "latency-bound"
+    assert data["environment"]["gpu_name"]
+
+
+@pytest.mark.gpu
+def test_gpu_shape_too_large_is_skipped_by_the_estimate(cli, tmp_path):
+    # naive materialises 64*32*8192*8192 scores: ~1.6 TB, more than any GPU has.
+    out = tmp_path / "gpu.json"
+    res = cli("run", "--device", "cuda", "--kernel", "naive,sdpa", "--batch", "64", "--heads", "32",
+              "--seq", "8192", "--dim", "128", "--dtype", "bf16", "--budget-ms", "20",
+              "--no-latency", "--output", out)
+    assert res.code == 0, res.err
+    statuses = [r["status"] for r in load(out)["results"]]
+    assert statuses[0] == "skipped"

@@ -1,0 +1,172 @@
+"""attnperf.compare: the seed's compare_baseline.py contract, with hand numbers."""
+
+import pytest
+
+from attnperf.compare import DEFAULT_THRESHOLD, compare_results, render, verdict
+from attnperf.errors import ReportError
+from attnperf.report import read_results
+
+SEED_ID = "b8_h4_sq64_d64_fp16"
+
+
+def one(make, base_ms, cur_ms, threshold=DEFAULT_THRESHOLD):
+    """Compare one config whose mean went ``base_ms`` -> ``cur_ms``."""
+    return compare_results([make("sdpa", SEED_ID, mean_ms=base_ms)],
+                           [make("sdpa", SEED_ID, mean_ms=cur_ms)], threshold)
+
+
+# -------------------------------------------------------- the seed check ----
+def test_seed_validation_numbers(json_file, seed_report):
+    # The seed's GPU validation: 0.0524 ms -> 0.05174 ms
+    #   speedup     = 0.0524 / 0.05174                 = 1.01276 -> 1.0128
+    #   improvement = (0.0524 - 0.05174) / 0.0524 * 100 = 1.2595 -> +1.26 %
+    base = read_results(str(json_file("base.json", seed_report(0.0524))))
+    cur = read_results(str(json_file("cur.json", seed_report(0.05174))))
+    r = compare_results(base, cur, -3.0)
+    assert round(r["speedup"], 4) == 1.0128
+    assert round(r["improvement_pct"], 2) == 1.26
+    assert r["is_regression"] is False
+    assert (r["baseline_time_ms"], r["current_time_ms"], r["threshold"]) == (0.0524, 0.05174, -3.0)
+    assert r["comparisons"][0]["statistic"] == "mean_time_ms"
+    assert r["worst_id"] == f"sdpa/{SEED_ID}"
+    assert verdict(r["improvement_pct"], r["is_regression"]) == "SLIGHT IMPROVEMENT"
+
+
+def test_seed_metrics_key_against_an_attnperf_report(json_file, seed_report, result_entry,
+                                                     v1_report):
+    # The older seed files hold `metrics`; the current report is ours with a median
+    # and a mean.  The seed has no median, so means are compared:
+    #   (0.0524 - 0.06) / 0.0524 * 100 = -14.50 %  -> regression at -3 %
+    base = read_results(str(json_file("base.json", seed_report(0.0524, key="metrics"))))
+    cur = read_results(str(json_file("cur.json", v1_report(
+        [result_entry("sdpa", SEED_ID, mean_ms=0.06, median_ms=0.05)]))))
+    r = compare_results(base, cur)
+    row = r["comparisons"][0]
+    assert row["id"] == f"sdpa/{SEED_ID}"
+    assert row["statistic"] == "mean_time_ms"
+    assert row["improvement_pct"] == pytest.approx(-14.503816793893129)
+    assert r["is_regression"] is True
+
+
+# ------------------------------------------------------------ threshold -----
+@pytest.mark.parametrize("cur,threshold,regression", [
+    (1.05, -3.0, True),     # 5 % slower: improvement -5 < -3
+    (1.02, -3.0, False),    # 2 % slower: -2 is within -3
+    (0.90, -3.0, False),    # 10 % faster
+    (1.05, -10.0, False),   # looser threshold
+    (1.01, 0.0, True),      # any slowdown at threshold 0
+])
+def test_threshold(result_entry, cur, threshold, regression):
+    r = one(result_entry, 1.0, cur, threshold)
+    assert r["improvement_pct"] == pytest.approx((1.0 - cur) * 100)
+    assert r["speedup"] == pytest.approx(1.0 / cur)
+    assert r["is_regression"] is regression
+    assert r["regressions"] == ([f"sdpa/{SEED_ID}"] if regression else [])
+
+
+def test_median_preferred_when_both_sides_have_it(result_entry):
+    # medians 1.0 -> 1.1: -10 % (regression), although the means improved 2.0 -> 1.0
+    r = compare_results([result_entry("sdpa", SEED_ID, mean_ms=2.0, median_ms=1.0)],
+                        [result_entry("sdpa", SEED_ID, mean_ms=1.0, median_ms=1.1)])
+    row = r["comparisons"][0]
+    assert row["statistic"] == "median_time_ms"
+    assert row["improvement_pct"] == pytest.approx(-10.0)
+    assert r["is_regression"] is True
+
+
+def test_mean_used_when_one_side_lacks_a_median(result_entry):
+    # means 2.0 -> 1.0: speedup 2, +50 %
+    r = compare_results([result_entry("sdpa", SEED_ID, mean_ms=2.0)],
+                        [result_entry("sdpa", SEED_ID, mean_ms=1.0, median_ms=5.0)])
+    row = r["comparisons"][0]
+    assert row["statistic"] == "mean_time_ms"
+    assert (row["speedup"], row["improvement_pct"]) == pytest.approx((2.0, 50.0))
+    assert r["is_regression"] is False
+
+
+@pytest.mark.parametrize("bad", [0, -1.0, "0.05", True, None])
+def test_unusable_times_are_not_timed_and_not_a_regression(result_entry, bad):
+    base = result_entry("sdpa", SEED_ID, mean_ms=1.0)
+    cur = result_entry("sdpa", SEED_ID, mean_ms=1.0)
+    cur["performance"]["mean_time_ms"] = bad
+    r = compare_results([base], [cur])
+    assert r["speedup"] is None and r["improvement_pct"] is None
+    assert r["is_regression"] is False
+    assert verdict(r["improvement_pct"], r["is_regression"]) == "NOT TIMED"
+
+
+# ------------------------------------------------------ matching configs ----
+def test_unmatched_configs_are_listed(result_entry):
+    base = [result_entry("sdpa", "a", mean_ms=1.0), result_entry("sdpa", "b", mean_ms=1.0)]
+    cur = [result_entry("sdpa", "b", mean_ms=1.0), result_entry("naive", "b", mean_ms=1.0)]
+    r = compare_results(base, cur)
+    assert [c["id"] for c in r["comparisons"]] == ["sdpa/b"]
+    assert r["unmatched"] == {"baseline_only": ["sdpa/a"], "current_only": ["naive/b"]}
+
+
+def test_no_config_in_common_is_an_error_listing_both_sides(result_entry):
+    with pytest.raises(ReportError) as info:
+        compare_results([result_entry("sdpa", "a", mean_ms=1.0)],
+                        [result_entry("tiled", "a", mean_ms=1.0)])
+    msg = str(info.value)
+    assert "no config in common" in msg and "sdpa/a" in msg and "tiled/a" in msg
+
+
+def test_worst_config_supplies_the_seed_keys(result_entry):
+    # a: 1.0 -> 0.9 (+10 %), b: 2.0 -> 2.1 (-5 %) -> worst is b
+    base = [result_entry("sdpa", "a", mean_ms=1.0), result_entry("sdpa", "b", mean_ms=2.0)]
+    cur = [result_entry("sdpa", "a", mean_ms=0.9), result_entry("sdpa", "b", mean_ms=2.1)]
+    r = compare_results(base, cur)
+    assert r["worst_id"] == "sdpa/b"
+    assert (r["baseline_time_ms"], r["current_time_ms"]) == (2.0, 2.1)
+    assert r["improvement_pct"] == pytest.approx(-5.0)
+    assert r["regressions"] == ["sdpa/b"]
+
+
+# ------------------------------------------------ correctness regressions ---
+@pytest.mark.parametrize("base_status,cur_status,regression", [
+    ("ok", "failed", True),
+    ("ok", "error", True),
+    ("failed", "failed", False),
+    ("ok", "skipped", False),
+    ("ok", "unavailable", False),
+])
+def test_correctness_regression(result_entry, base_status, cur_status, regression):
+    # The current run is faster (1.0 -> 0.5): only the status can make it a regression.
+    base = result_entry("sdpa", SEED_ID, mean_ms=1.0, status=base_status)
+    cur = result_entry("sdpa", SEED_ID, mean_ms=0.5, status=cur_status)
+    r = compare_results([base], [cur])
+    assert r["is_regression"] is regression
+    assert r["comparisons"][0]["correctness_regression"] is regression
+
+
+def test_failed_current_without_times_is_a_regression(result_entry):
+    r = compare_results([result_entry("sdpa", SEED_ID, mean_ms=1.0)],
+                        [result_entry("sdpa", SEED_ID, status="failed")])
+    assert r["is_regression"] is True and r["speedup"] is None
+    assert "CORRECTNESS REGRESSION (failed)" in render(r, "markdown")
+
+
+# ------------------------------------------------------------- rendering ----
+@pytest.mark.parametrize("pct,regression,word", [
+    (12.0, False, "IMPROVEMENT"), (10.0, False, "IMPROVEMENT"), (1.26, False, "SLIGHT IMPROVEMENT"),
+    (0.0, False, "NO SIGNIFICANT CHANGE"), (-2.0, False, "NO SIGNIFICANT CHANGE"),
+    (-5.0, True, "REGRESSION"), (None, False, "NOT TIMED"),
+])
+def test_verdict_words(pct, regression, word):
+    assert verdict(pct, regression) == word
+
+
+def test_render_text_and_markdown(result_entry):
+    r = compare_results([result_entry("sdpa", SEED_ID, mean_ms=0.0524),
+                         result_entry("sdpa", "gone", mean_ms=1.0)],
+                        [result_entry("sdpa", SEED_ID, mean_ms=0.05174)])
+    text = render(r, "text")
+    assert "Speedup:    1.0128x" in text
+    assert "0.0524 -> 0.0517 (+1.26%, mean_time_ms)" in text
+    assert "SLIGHT IMPROVEMENT" in text
+    assert "unmatched (baseline only): sdpa/gone" in text
+    assert text.rstrip().endswith("Overall: OK (0 of 1 configs past -3.0 %)")
+    md = render(r, "markdown")
+    assert md.startswith("**attnperf compare** (threshold -3.0 %): no regression")
+    assert f"| `sdpa/{SEED_ID}` | 0.0524 | 0.0517 | 1.0128x | +1.26 % | SLIGHT IMPROVEMENT |" in md

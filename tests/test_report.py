@@ -1,0 +1,233 @@
+"""attnperf.report: the schema-v1 JSON of a real CPU run, atomic writes, NaN
+handling, and reading reports (ours and the seed's) with clear errors."""
+
+import json
+import math
+import os
+
+import pytest
+
+from attnperf import report
+from attnperf.correctness import Correctness
+from attnperf.devices import fingerprint
+from attnperf.errors import OutputPathError, ReportError, SchemaVersionError
+from attnperf.measure import Measurement
+from attnperf.report import (SCHEMA_FILE, build_report, check_writable, read_results,
+                             write_json)
+from attnperf.shapes import Problem
+
+SENTINEL = "sentinel-value-9c4e2a"
+SEED_TOP_LEVEL = ["correctness", "performance", "roofline", "config", "kernel_name", "timestamp"]
+
+
+def strict_loads(text: str):
+    """json.loads that refuses NaN / Infinity (which are not JSON)."""
+    def refuse(name):
+        raise ValueError(f"non-JSON constant {name}")
+    return json.loads(text, parse_constant=refuse)
+
+
+def validate(data: dict) -> None:
+    import jsonschema  # the [test] extra
+
+    schema = json.loads(SCHEMA_FILE.read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    jsonschema.Draft202012Validator(schema).validate(data)
+
+
+@pytest.fixture
+def cpu_report(cli, tiny_run_args, tmp_path, monkeypatch, isolated_cache):
+    """A real `attnperf run` on a tiny CPU problem, with a sentinel in the environment."""
+    monkeypatch.setenv("ATTNPERF_SECRET_SENTINEL", SENTINEL)
+    out = tmp_path / "report.json"
+    res = cli("run", *tiny_run_args, "--kernel", "sdpa,naive,sdpa_efficient", "--output", out)
+    assert res.code == 0, res.err
+    text = out.read_text()
+    return text, strict_loads(text)
+
+
+# --------------------------------------------------------- a real run -------
+def test_real_run_validates_against_the_shipped_schema(cpu_report):
+    _, data = cpu_report
+    validate(data)
+    assert data["schema_version"] == 1 and data["tool"] == "attnperf"
+
+
+def test_real_run_carries_the_seed_keys(cpu_report):
+    _, data = cpu_report
+    for key in SEED_TOP_LEVEL:
+        assert key in data, key
+    assert data["kernel_name"] == "sdpa"  # the first result that measured ok
+    assert {"batch_size", "num_heads", "seq_len", "head_dim", "dtype"} <= set(data["config"])
+    assert {"mean_time_ms", "std_dev_ms", "throughput_gflops", "bandwidth_gb_s"} <= \
+        set(data["performance"])
+    assert {"arithmetic_intensity", "bottleneck", "efficiency_pct", "recommendations"} <= \
+        set(data["roofline"])
+    assert data["correctness"]["passed"] is True
+
+
+def test_real_run_results_summary_and_roofline(cpu_report):
+    _, data = cpu_report
+    assert data["summary"] == {"ok": 2, "failed": 0, "error": 0, "skipped": 0, "unavailable": 1,
+                               "total": 3}
+    by_kernel = {r["kernel_name"]: r for r in data["results"]}
+    assert by_kernel["sdpa_efficient"]["status"] == "unavailable"
+    assert "only on CUDA" in by_kernel["sdpa_efficient"]["reason"]
+    sdpa = by_kernel["sdpa"]
+    assert sdpa["id"] == "sdpa/b1_h2_sq16_d8_fp32"
+    perf = sdpa["performance"]
+    assert perf["time_basis"] == "cpu_wall_time"
+    dt = perf["device_time"]
+    assert len(dt["samples_ms"]) == dt["n"] >= 10  # raw samples kept (Budget() min_samples)
+    assert perf["median_time_ms"] == dt["median_ms"] and perf["mean_time_ms"] == dt["mean_ms"]
+    rf = sdpa["roofline"]
+    # b1 h2 sq16 d8 fp32: 4*1*2*16*16*8 = 16,384 FLOPs; 4*8*(2*2*16 + 2*2*16) = 4,096 bytes
+    assert (rf["flops"], rf["bytes"], rf["arithmetic_intensity"]) == (16384, 4096, 4.0)
+    # conftest's canned CPU ceilings: 0.25 TFLOP/s / 50 GB/s = 5 FLOP/byte
+    assert rf["ridge_point"] == pytest.approx(5.0)
+    assert rf["ceiling_source"] == "measured"
+    assert rf["regime"] == "latency-bound"  # 82 ns of ideal work, under the CPU's 20 us floor
+
+
+def test_real_run_holds_no_environment(cpu_report, isolated_cache):
+    text, data = cpu_report
+    assert SENTINEL not in text
+    assert str(isolated_cache) not in text  # $XDG_CACHE_HOME is an environment variable too
+    assert set(data["environment"]) == set(fingerprint("cpu"))
+
+
+# ------------------------------------------------------------ building ------
+def _failed_nan_measurement() -> Measurement:
+    p = Problem(batch=1, heads=1, seq_q=4, head_dim=8, dtype="fp32")
+    corr = Correctness(passed=False, max_abs_error=float("nan"), mean_abs_error=float("nan"),
+                       rel_error=float("nan"), correlation=0.5, nonfinite=3, tolerance=1e-4,
+                       tolerance_key="float32")
+    return Measurement("naive", p, "cpu", status="failed", reason="wrong result: nan",
+                       correctness=corr, timestamp="2026-01-01T00:00:00Z")
+
+
+def test_nan_metrics_become_null_and_still_validate():
+    data = build_report([_failed_nan_measurement()], fingerprint("cpu"), None, {})
+    corr = data["results"][0]["correctness"]
+    assert corr["rel_error"] is None and corr["nonfinite"] == 3
+    assert data["summary"]["failed"] == 1
+    # No ok result: the seed keys mirror the first result anyway.
+    assert data["kernel_name"] == "naive" and data["performance"] is None
+    validate(data)
+
+
+def test_report_of_nothing_still_validates():
+    data = build_report([], fingerprint("cpu"), None, {})
+    assert data["summary"]["total"] == 0 and data["results"] == []
+    validate(data)
+
+
+def test_nan_written_as_null(tmp_path):
+    path = tmp_path / "nan.json"
+    write_json(str(path), {"a": float("nan"), "b": [float("inf"), 1.5], "c": {"d": -math.inf}})
+    assert strict_loads(path.read_text()) == {"a": None, "b": [None, 1.5], "c": {"d": None}}
+
+
+# --------------------------------------------------------- atomic write -----
+def test_failed_write_keeps_the_old_file_and_leaves_no_temp(tmp_path, monkeypatch):
+    path = tmp_path / "out.json"
+    write_json(str(path), {"v": 1})
+
+    def disk_full(obj, fh, **kw):
+        fh.write('{"v": 2, "partial')
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(report.json, "dump", disk_full)
+    with pytest.raises(OutputPathError, match="No space left"):
+        write_json(str(path), {"v": 2})
+    assert strict_loads(path.read_text()) == {"v": 1}
+    assert os.listdir(tmp_path) == ["out.json"]
+
+
+def test_unencodable_value_leaves_no_file_at_all(tmp_path):
+    with pytest.raises(TypeError):
+        write_json(str(tmp_path / "out.json"), {"v": object()})
+    assert os.listdir(tmp_path) == []
+
+
+def test_output_path_errors_name_the_path(tmp_path):
+    missing = tmp_path / "no-such-dir" / "out.json"
+    with pytest.raises(OutputPathError, match="does not exist") as info:
+        check_writable(str(missing))
+    assert str(missing) in str(info.value)
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("x")
+    with pytest.raises(OutputPathError):
+        write_json(str(a_file / "out.json"), {})
+    with pytest.raises(OutputPathError, match="is a directory"):
+        check_writable(str(tmp_path))
+    assert sorted(os.listdir(tmp_path)) == ["file.txt"]
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0,
+                    reason="root writes through chmod 0500; see test_output_path_errors_name_the_path")
+def test_read_only_directory(tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        with pytest.raises(OutputPathError, match="permission denied"):
+            check_writable(str(ro / "out.json"))
+    finally:
+        ro.chmod(0o700)
+
+
+# ------------------------------------------------------------- reading ------
+def test_unknown_schema_version_is_refused_naming_it(json_file, v1_report):
+    path = json_file("future.json", v1_report([], schema_version=2))
+    with pytest.raises(SchemaVersionError) as info:
+        read_results(str(path), "baseline")
+    msg = str(info.value)
+    assert "schema_version 2" in msg and "baseline" in msg and str(path) in msg
+
+
+@pytest.mark.parametrize("content,expected", [
+    ("", "is empty"),
+    ("  \n", "is empty"),
+    ('{"schema_version": 1, "results": [', "not valid JSON"),
+    ("kernel,time\nsdpa,0.05\n", "not valid JSON"),
+    ("[1, 2]", "JSON list"),
+    ('{"schema_version": 1}', "no 'results' list"),
+    ('{"schema_version": 1, "results": [{"kernel_name": "sdpa"}]}', r"results\[0\]"),
+    ('{"schema_version": 1, "results": [3]}', r"results\[0\]"),
+    ('{"kernel_name": "x"}', "neither an attnperf report"),
+])
+def test_unreadable_reports(tmp_path, content, expected):
+    path = tmp_path / "r.json"
+    path.write_text(content)
+    with pytest.raises(ReportError, match=expected):
+        read_results(str(path))
+
+
+def test_missing_report_and_directory(tmp_path):
+    with pytest.raises(ReportError, match="does not exist"):
+        read_results(str(tmp_path / "nope.json"), "baseline")
+    with pytest.raises(ReportError, match="is a directory"):
+        read_results(str(tmp_path))
+
+
+@pytest.mark.parametrize("key", ["performance", "metrics"])
+def test_seed_reports_are_read(json_file, seed_report, key):
+    path = json_file("seed.json", seed_report(key=key))
+    (entry,) = read_results(str(path))
+    assert entry["id"] == "sdpa/b8_h4_sq64_d64_fp16"  # pytorch_sdpa is the sdpa kernel
+    assert entry["kernel_name"] == "sdpa" and entry["status"] == "ok"
+    assert entry["performance"]["mean_time_ms"] == 0.0524
+
+
+def test_seed_report_that_failed_correctness(json_file, seed_report):
+    path = json_file("seed.json", seed_report(passed=False))
+    assert read_results(str(path))[0]["status"] == "failed"
+
+
+def test_own_report_reads_back(cpu_report, tmp_path):
+    text, _ = cpu_report
+    path = tmp_path / "again.json"
+    path.write_text(text)
+    ids = [r["id"] for r in read_results(str(path))]
+    assert ids == ["sdpa/b1_h2_sq16_d8_fp32", "naive/b1_h2_sq16_d8_fp32",
+                   "sdpa_efficient/b1_h2_sq16_d8_fp32"]

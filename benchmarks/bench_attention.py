@@ -27,8 +27,10 @@ try:
     import attnperf
     from attnperf import suite as _suite
     _API = getattr(attnperf, "API_VERSION", 0)
-except Exception:  # noqa: BLE001 - an old or broken commit must not break discovery
-    _suite, _API = None, 0
+except Exception as exc:  # noqa: BLE001 - an old or broken commit must not break discovery
+    _suite, _API, _IMPORT_ERROR = None, 0, f"{type(exc).__name__}: {exc}"
+else:
+    _IMPORT_ERROR = ""
 
 NEEDS_API = 1
 
@@ -38,15 +40,28 @@ PROBLEMS = ["seed", "decode", "gqa", "causal", "mid", "train"]
 
 
 def measure():
-    if _suite is None or _API < NEEDS_API:
-        return None
+    # Always a dict: asv passes no cache argument at all when setup_cache returns None.
+    if _suite is None:
+        return {"__unusable__": f"attnperf cannot be imported at this commit ({_IMPORT_ERROR})"}
+    if _API < NEEDS_API:
+        return {"__unusable__": f"this commit's attnperf has API_VERSION {_API} < {NEEDS_API}"}
     return _suite.measure_grid()
 
 
 def _entry(cache, kernel, problem):
-    if cache is None:
-        raise NotImplementedError(f"this commit's attnperf lacks API_VERSION >= {NEEDS_API}")
+    if "__unusable__" in cache:
+        raise NotImplementedError(cache["__unusable__"])
     return _suite.entry_for(cache, kernel, problem)
+
+
+def _skip(reason):
+    """Skip from inside a benchmark: asv_runner's SkipNotImplemented means n/a;
+    a plain NotImplementedError raised there would count as a failure."""
+    try:
+        from asv_runner.benchmarks.mark import SkipNotImplemented
+    except ImportError:  # pragma: no cover - other runners
+        return NotImplementedError(reason)
+    return SkipNotImplemented(reason)
 
 
 class TimeAttention:
@@ -64,14 +79,14 @@ class TimeAttention:
         return _suite.samples(self.entry["device_time_s"])
 
     def track_latency(self, cache, kernel, problem):
-        if not self.entry.get("latency_s"):
-            raise NotImplementedError("latency is a GPU measurement")
+        if not self.entry.get("latency_s"):  # n/a (SkipNotImplemented), not a failure
+            raise _skip("latency is a GPU measurement")
         return _suite.samples(self.entry["latency_s"])
 
     def track_x_over_floor(self, cache, kernel, problem):
         floor = self.entry.get("floor_s")
         if not floor:
-            raise NotImplementedError("no roofline ceiling for this device")
+            raise _skip("no roofline ceiling for this device")
         return _suite.samples([t / floor for t in self.entry["device_time_s"]])
 
     track_x_over_floor.unit = "x floor"

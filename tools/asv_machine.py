@@ -1,0 +1,59 @@
+"""Describe this machine to asv, with the GPU facts asv does not collect.
+
+    python tools/asv_machine.py NAME [--results-dir results] [--device auto]
+
+Writes NAME into ~/.asv-machine.json (asv's own fields: os, arch, cpu,
+num_cpu, ram; plus gpu, gpu_count, driver, cuda, cudnn, torch from
+attnperf's allowlisted fingerprint) and measures this machine's ceilings
+into RESULTS_DIR/NAME/attnperf-ceilings.json for the site's roofline chart.
+`asv machine --yes --machine NAME` would save the name alone (asv bug), hence this.
+"""
+
+import argparse
+import json
+import os
+import platform
+from pathlib import Path
+
+from attnperf.devices import fingerprint, load_or_measure_ceilings, resolve_device
+from attnperf.report import write_json
+
+
+def _ram_bytes() -> str:
+    try:
+        return str(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError):
+        return ""
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("name")
+    ap.add_argument("--results-dir", default="results")
+    ap.add_argument("--device", default="auto")
+    args = ap.parse_args()
+    device = resolve_device(args.device)
+    env = fingerprint(device)
+    info = {
+        "machine": args.name, "os": f"{platform.system()} {platform.release()}",
+        "arch": platform.machine(), "cpu": env["cpu_model"], "num_cpu": str(env["cpu_count"]),
+        "ram": _ram_bytes(),
+        "gpu": env["gpu_name"] or "none", "gpu_count": str(env["gpu_count"]),
+        "driver": env["driver"] or "none", "cuda": env["cuda"] or "none",
+        "cudnn": str(env["cudnn"] or "none"), "torch": env["torch"],
+    }
+    path = Path.home() / ".asv-machine.json"
+    data = json.loads(path.read_text()) if path.exists() else {"version": 1}
+    data[args.name] = info
+    path.write_text(json.dumps(data, indent=4))
+    ceilings = load_or_measure_ceilings(device, env)
+    out = Path(args.results_dir) / args.name
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(str(out / "attnperf-ceilings.json"),
+               {k: v for k, v in ceilings.items() if k not in ("cache_path", "cached")})
+    print(json.dumps(info, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -36,7 +36,8 @@ NEEDS_API = 1
 
 # Static literal params (history keys: never rename, only add).
 KERNELS = ["sdpa", "sdpa_cudnn", "sdpa_flash", "sdpa_efficient", "sdpa_math", "naive", "tiled"]
-PROBLEMS = ["seed", "decode", "gqa", "causal", "mid", "train"]
+PROBLEMS = ["seed", "decode", "gqa", "causal", "mid", "train",
+            "cpu_seed", "cpu_decode", "cpu_causal", "cpu_gqa"]
 
 
 def measure():

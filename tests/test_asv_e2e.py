@@ -19,6 +19,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -79,10 +80,19 @@ def _inject(marker_text, replacement=None, append_before="\ndef _check("):
 
 
 @pytest.fixture(scope="module")
-def history(tmp_path_factory):
+def history():
     if ASV is None:
         pytest.skip("asv is not installed (pip install -e '.[asv]')")
-    root = tmp_path_factory.mktemp("asv")
+    # Not tmp_path: a concurrent pytest session rotates /tmp/pytest-of-*, which
+    # would delete the clone under asv's feet.
+    root = Path(tempfile.mkdtemp(prefix="attnperf-asv-e2e-"))
+    try:
+        yield _build_history(root)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _build_history(root):
     clone = root / "repo"
     _git(REPO, "clone", "-q", str(REPO), str(clone))
     # Results and html stay in the clone; environments are shared across runs.
@@ -107,7 +117,7 @@ def history(tmp_path_factory):
     env = dict(os.environ)
     env.update({
         "ATTNPERF_ASV_KERNELS": "tiled,sdpa",
-        "ATTNPERF_ASV_PROBLEMS": "seed",
+        "ATTNPERF_ASV_PROBLEMS": "cpu_seed",
         "ATTNPERF_ASV_DEVICE": "cpu",
         "ATTNPERF_TORCH_PYTHON": sys.executable,
         "XDG_CACHE_HOME": str(root / "cache"),
@@ -166,5 +176,5 @@ def test_wrong_result_fails_with_error_figures(history):
         "scale = 1.0 / math.sqrt(d)", "scale = 1.25 / math.sqrt(d)"))
     rc, out = _asv(history, "continuous", "-b", GATED, history["commits"]["benign6"], wrong)
     assert rc == 2, out
-    assert "tiled/seed is WRONG" in out, out
+    assert "tiled/cpu_seed is WRONG" in out, out
     assert "rel_error=" in out and "tolerance" in out, out

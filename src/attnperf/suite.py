@@ -23,11 +23,19 @@ from .shapes import PRESETS, Problem
 from .timing import Budget
 
 GRID_KERNELS = ["sdpa", "sdpa_cudnn", "sdpa_flash", "sdpa_efficient", "sdpa_math", "naive", "tiled"]
-GRID_PROBLEMS = ["seed", "decode", "gqa", "causal", "mid", "train"]
+GRID_PROBLEMS = ["seed", "decode", "gqa", "causal", "mid", "train",
+                 "cpu_seed", "cpu_decode", "cpu_causal", "cpu_gqa"]
 
-# What a 2-core CPU runs in the suite: a few hundred MFLOP per call at most.
+# What a 2-core CPU runs in the suite: float32 (CPU half-precision kernels are
+# slow and rarely used: fp16 matmul ran at ~1 GFLOP/s here), a few hundred
+# MFLOP per call at most.
 CPU_MAX_FLOPS = 2e9
 CPU_MAX_BYTES = 512 << 20
+
+# The CPU suite runs PyTorch single-threaded: on a small shared CPU, OpenMP
+# barriers across busy cores turn a 1 ms kernel into 10 ms at random, which
+# drowns real changes in noise.  The thread count is in the fingerprint.
+CPU_THREADS = 1
 
 # Samples per timing: >= 7 a side is what asv's Mann-Whitney test needs to reach
 # p < 0.002; 15 leaves margin.  Budget caps the time per combination.
@@ -58,6 +66,9 @@ def device() -> str:
 def fits_device(problem: Problem, device_name: str) -> Tuple[bool, str]:
     if device_name != "cpu":
         return True, ""
+    if problem.dtype != "float32":
+        return False, (f"{problem.id}: the CPU suite runs float32 problems only "
+                       "(cpu_* presets); half precision runs on GPUs")
     f, b = roofline.flops(problem), roofline.bytes_moved(problem)
     if f > CPU_MAX_FLOPS or b > CPU_MAX_BYTES:
         return False, (f"{problem.id} is too large for the CPU suite "
@@ -90,6 +101,9 @@ def measure_grid(kernels: Optional[List[str]] = None, problems: Optional[List[st
     kernels = kernels or sel_k
     problems = problems or sel_p
     dev = device_name or device()
+    if dev == "cpu":
+        import torch
+        torch.set_num_threads(CPU_THREADS)
     env = fingerprint(dev)
     ceilings = load_or_measure_ceilings(dev, env)
     peak = match_peak(env["gpu_name"]) if env["gpu_name"] else None

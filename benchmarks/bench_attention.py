@@ -52,6 +52,8 @@ def measure():
 def _entry(cache, kernel, problem):
     if "__unusable__" in cache:
         raise NotImplementedError(cache["__unusable__"])
+    if _suite is None:
+        raise RuntimeError(f"attnperf failed to import in the benchmark process: {_IMPORT_ERROR}")
     return _suite.entry_for(cache, kernel, problem)
 
 

@@ -8,7 +8,7 @@ export PYTHONUNBUFFERED=1
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
 export PYTHONPATH=/tmp/site PATH=/tmp/site/bin:$PATH PIP_NO_INDEX=1 PIP_FIND_LINKS=$PWD/.whl
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
-git clone -q .whl/repo.bundle /tmp/repo && cd /tmp/repo && git checkout -q main || exit 1
+rm -rf /tmp/repo ~/.asv-machine.json; git clone -q .whl/repo.bundle /tmp/repo && cd /tmp/repo && git checkout -q main || exit 1
 git config user.name gpu-check; git config user.email gpu@attnperf.invalid
 BASE=$(git rev-parse HEAD)
 echo "<!-- A/A -->" >> README.md; git commit -qam "A/A: identical kernel code"; AA=$(git rev-parse HEAD)

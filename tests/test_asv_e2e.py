@@ -13,6 +13,7 @@ The grid is restricted (ATTNPERF_ASV_KERNELS/PROBLEMS) to stay cheap; the
 asv environment is created once for the module (about a minute, cold).
 """
 
+import fcntl
 import json
 import os
 import re
@@ -28,7 +29,8 @@ pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
 ASV = shutil.which("asv", path=str(Path(sys.executable).parent)) or shutil.which("asv")
-GATED = "^(?!.*RooflineViews)"
+GATED = "^(?!.*Views)"
+ENV_DIR = Path(os.environ.get("ATTNPERF_TEST_ASV_ENV", REPO / ".asv" / "test-env"))
 TIME_BENCH = "TimeAttention.track_device_time"
 
 SLOWDOWN = '''
@@ -84,12 +86,16 @@ def history():
     if ASV is None:
         pytest.skip("asv is not installed (pip install -e '.[asv]')")
     # Not tmp_path: a concurrent pytest session rotates /tmp/pytest-of-*, which
-    # would delete the clone under asv's feet.
+    # would delete the clone under asv's feet.  The shared asv environment is
+    # locked for the module: two asv processes must never build in one env.
+    ENV_DIR.mkdir(parents=True, exist_ok=True)
     root = Path(tempfile.mkdtemp(prefix="attnperf-asv-e2e-"))
-    try:
-        yield _build_history(root)
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    with open(ENV_DIR / ".attnperf-test.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield _build_history(root)
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
 
 
 def _build_history(root):
@@ -98,8 +104,7 @@ def _build_history(root):
     # Results and html stay in the clone; environments are shared across runs.
     conf_path = clone / "asv.conf.json"
     conf_text = conf_path.read_text()
-    env_dir = Path(os.environ.get("ATTNPERF_TEST_ASV_ENV", REPO / ".asv" / "test-env"))
-    conf_text = conf_text.replace('"env_dir": ".asv/env"', f'"env_dir": "{env_dir}"')
+    conf_text = conf_text.replace('"env_dir": ".asv/env"', f'"env_dir": "{ENV_DIR}"')
     conf_path.write_text(conf_text)
     base = _commit(clone, "test: local asv env dir", lambda c: None)
     commits = {"base": base}

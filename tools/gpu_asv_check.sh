@@ -24,7 +24,7 @@ PY
 git commit -qam "slow down tiled by one extra KV block"; SLOW=$(git rev-parse HEAD)
 git checkout -q main
 PYTHONPATH=/tmp/site:$PWD/src python3 tools/asv_machine.py h100 --results-dir results | tee "$OUT/machine.json"
-ASVC="python3 -m asv continuous --machine h100 --factor 1.05 -b ^(?!.*RooflineViews)"
+ASVC="python3 -m asv continuous --machine h100 --factor 1.05 -b ^(?!.*Views)"
 t0=$(date +%s); $ASVC "$BASE" "$SLOW" > "$OUT/slow.txt" 2>&1; echo "slow rc=$? wall=$(( $(date +%s)-t0 ))s"
 grep -E "^\|? *[+-] |Ratio|SIGNIFICANTLY|PERFORMANCE" "$OUT/slow.txt" | head -30
 t0=$(date +%s); $ASVC "$BASE" "$AA" > "$OUT/aa.txt" 2>&1; echo "aa rc=$? wall=$(( $(date +%s)-t0 ))s"

@@ -2,6 +2,7 @@
 # GPU host (CUDA PyTorch, no network): real `asv continuous` on a clone.
 #   1. base vs a commit adding ~12% work to the tiled kernel (one extra KV block) -> flagged
 #   2. base vs a commit with identical kernel code (A/A) -> nothing flagged
+#   3. the last 5 commits of main recorded with views, for the committed results/
 # Needs .whl (asv, asv_runner, virtualenv, setuptools + deps) and .whl/repo.bundle.
 set -u
 export PYTHONUNBUFFERED=1
@@ -38,4 +39,7 @@ for f in sorted(glob.glob("results/h100/*.json")):
     for name, row in d["results"].items():
         print(f"  {name}: duration {row[4] if len(row) > 4 else None}")
 PY
+rm -f results/h100/"${AA:0:8}"-*.json results/h100/"${SLOW:0:8}"-*.json
+t0=$(date +%s); ATTNPERF_ASV_VIEWS=1 python3 -m asv run --machine h100 HEAD~5..HEAD > "$OUT/history.txt" 2>&1
+echo "history rc=$? wall=$(( $(date +%s)-t0 ))s"; ls results/h100
 tar czf "$OUT/results-h100.tgz" results

@@ -46,10 +46,11 @@ for pname in PROBLEMS:
         try:
             b = Bench(kname, problem, "cuda")
             corr = b.check()
-            dev = b.time_samples(Budget(budget_s=1.0)).median_s * 1e3
+            samples = b.time_samples(Budget(budget_s=1.0))
+            dev = samples.median_s * 1e3
             prof_ms, top = kernel_time_per_call(b)
             rows.append({"kernel": kname, "problem": problem.id, "device_ms": dev,
-                         "profiler_ms": prof_ms, "ratio": dev / prof_ms, "dispatch": b.dispatch(),
+                         "profiler_ms": prof_ms, "ratio": dev / prof_ms, "dispatch": b.dispatch(), "method": samples.method,
                          "top_kernels": top, "rel_error": corr.rel_error, "passed": corr.passed})
             b.release()
         except Exception as exc:  # noqa: BLE001 - a diagnostic script reports and goes on
@@ -60,7 +61,7 @@ for r in rows:
         print(f"{r['kernel']:15s} {r['problem']:24s} error: {r['error']}")
     else:
         print(f"{r['kernel']:15s} {r['problem']:24s} {r['device_ms']:12.4f} {r['profiler_ms']:12.4f} "
-              f"{r['ratio']:7.3f}  {r['dispatch']} / {r['top_kernels'][0] if r['top_kernels'] else ''}")
+              f"{r['ratio']:7.3f}  {r['method']} {r['dispatch']} / {r['top_kernels'][0] if r['top_kernels'] else ''}")
 if len(sys.argv) > 1:
     with open(sys.argv[1], "w") as fh:
         json.dump(rows, fh, indent=2)

@@ -12,7 +12,7 @@ OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 rm -rf /tmp/repo ~/.asv-machine.json; git clone -q .whl/repo.bundle /tmp/repo && cd /tmp/repo && git checkout -q main || exit 1
 git config user.name gpu-check; git config user.email gpu@attnperf.invalid
 BASE=$(git rev-parse HEAD)
-echo "<!-- A/A -->" >> README.md; git commit -qam "A/A: identical kernel code"; AA=$(git rev-parse HEAD)
+git checkout -q -b aa-check; echo "<!-- A/A -->" >> README.md; git commit -qam "A/A: identical kernel code"; AA=$(git rev-parse HEAD)
 git checkout -q "$BASE"
 python3 - <<'PY'
 p = "src/attnperf/kernels/tiled.py"; s = open(p).read()

@@ -273,6 +273,8 @@ BAD_COMPARE_INPUT = [
     ("not-json", "<html>502 Bad Gateway</html>", ["not valid JSON"]),
     ("future-schema", json.dumps({"schema_version": 7, "results": []}), ["schema_version 7"]),
     ("array", "[]", ["JSON list"]),
+    ("no-ids", json.dumps({"schema_version": 1, "results": [{"kernel_name": "sdpa"}]}),
+     ["results[0]", "'id'"]),
 ]
 
 
@@ -297,7 +299,8 @@ def test_compare_bad_current(cli, tmp_path, seed_pair):
 
 def test_compare_no_config_in_common(cli, json_file, seed_pair, result_entry, v1_report, tmp_path):
     base, _ = seed_pair(0.05)
-    cur = json_file("other.json", v1_report([result_entry("tiled", "b1_h1_sq8_d8_fp32", mean_ms=1)]))
+    other = v1_report([result_entry("tiled", "b1_h1_sq8_d8_fp32", mean_ms=1)])
+    cur = json_file("other.json", other)
     out = tmp_path / "comparison.json"
     res = cli("compare", cur, "--baseline", base, "--output", out)
     assert_one_error_line(res, "no config in common", f"sdpa/{SEED_ID}", "tiled/b1_h1_sq8_d8_fp32")

@@ -124,7 +124,8 @@ def test_nan_and_inf_fail_and_are_counted():
 def test_tolerances_per_dtype():
     assert set(TOLERANCES) >= {"float16", "bfloat16", "float32", "tf32"}
     # Looser for fewer mantissa bits: fp32 < tf32 < fp16 < bf16.
-    assert TOLERANCES["float32"] < TOLERANCES["tf32"] < TOLERANCES["float16"] < TOLERANCES["bfloat16"]
+    t = TOLERANCES
+    assert t["float32"] < t["tf32"] < t["float16"] < t["bfloat16"]
     assert MAX_ABS_FACTOR > 1
     p16 = Problem(batch=1, heads=1, seq_q=1, head_dim=2, dtype="bf16")
     assert tolerance_key(p16) == "bfloat16"

@@ -10,6 +10,7 @@ from attnperf import devices
 from attnperf.devices import PEAKS, fingerprint, machine_key, match_peak, resolve_device
 from attnperf.errors import DeviceUnavailableError
 
+
 # Names as torch.cuda.get_device_properties().name reports them on real parts.
 @pytest.mark.parametrize("reported,entry", [
     ("NVIDIA H100 80GB HBM3", "H100 SXM"),

@@ -164,7 +164,8 @@ def test_output_path_errors_name_the_path(tmp_path):
 
 
 @pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0,
-                    reason="root writes through chmod 0500; see test_output_path_errors_name_the_path")
+                    reason="root writes through chmod 0500; "
+                           "test_output_path_errors_name_the_path covers an unwritable path")
 def test_read_only_directory(tmp_path):
     ro = tmp_path / "ro"
     ro.mkdir()

@@ -53,6 +53,8 @@ BAD_RUN_INPUT = [
     (["--device", "tpu"], ["'tpu'", "auto, cpu, cuda"]),
     (["--budget-ms", "0"], ["--budget-ms", "positive"]),
     (["--budget-ms", "fast"], ["--budget-ms", "'fast'"]),
+    (["--budget-ms", "nan"], ["--budget-ms", "finite", "'nan'"]),
+    (["--kernel", ","], ["--kernel", "names no kernel", "allowed:"]),
     (["--frobnicate"], ["--frobnicate"]),
 ]
 
@@ -168,6 +170,27 @@ def test_crashing_kernel_is_an_error_and_exits_1(cli, tmp_path, tiny_run_args, t
     (crashed, ok) = load(tmp_path / "r.json")["results"]
     assert crashed["status"] == "error" and "illegal memory access" in crashed["reason"]
     assert ok["status"] == "ok"
+
+
+def test_any_kernel_exception_is_recorded_and_the_sweep_goes_on(cli, tmp_path, tiny_run_args,
+                                                                temp_kernel):
+    def bad_index(q, k, v, p):
+        return q[:, :, :, p.head_dim + 5]  # IndexError, not a RuntimeError
+    temp_kernel("test_index", bad_index)
+    res = cli("run", *tiny_run_args, "--kernel", "test_index,sdpa", "--output", tmp_path / "r.json")
+    assert res.code == 1
+    (crashed, ok) = load(tmp_path / "r.json")["results"]
+    assert crashed["status"] == "error" and crashed["reason"].startswith("IndexError")
+    assert ok["status"] == "ok"
+
+
+def test_report_is_readable_by_others(cli, tmp_path, tiny_run_args):
+    old = os.umask(0o022)
+    try:
+        assert cli("run", *tiny_run_args, "--kernel", "sdpa", "--output", tmp_path / "r.json").code == 0
+    finally:
+        os.umask(old)
+    assert (tmp_path / "r.json").stat().st_mode & 0o777 == 0o644
 
 
 def test_cuda_oom_is_skipped_and_the_sweep_goes_on(cli, tmp_path, tiny_run_args, temp_kernel):
@@ -310,6 +333,7 @@ def test_compare_no_config_in_common(cli, json_file, seed_pair, result_entry, v1
 @pytest.mark.parametrize("extra,needles", [
     (["--format", "html"], ["--format", "'html'", "markdown"]),
     (["--threshold", "minus3"], ["--threshold", "'minus3'"]),
+    (["--threshold", "nan"], ["--threshold", "finite", "'nan'"]),
 ])
 def test_compare_bad_flags(cli, seed_pair, extra, needles):
     base, cur = seed_pair(0.05)

@@ -17,6 +17,7 @@ from attnperf.errors import DeviceUnavailableError
     ("NVIDIA H100 PCIe", "H100 PCIe"),
     ("NVIDIA H100 NVL", "H100 NVL"),
     ("NVIDIA H200", "H200"),
+    ("NVIDIA H200 NVL", "H200 NVL"),
     ("NVIDIA A100-SXM4-40GB", "A100 40GB"),
     ("NVIDIA A100-PCIE-40GB", "A100 40GB"),
     ("NVIDIA A100-SXM4-80GB", "A100 SXM 80GB"),

@@ -186,6 +186,12 @@ def test_unknown_schema_version_is_refused_naming_it(json_file, v1_report):
     assert "schema_version 2" in msg and "baseline" in msg and str(path) in msg
 
 
+def test_boolean_schema_version_is_refused(json_file, v1_report):
+    path = json_file("bool.json", v1_report([], schema_version=True))
+    with pytest.raises(SchemaVersionError, match="schema_version True"):
+        read_results(str(path), "baseline")
+
+
 @pytest.mark.parametrize("content,expected", [
     ("", "is empty"),
     ("  \n", "is empty"),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 from typing import List, Optional
 
@@ -54,9 +55,12 @@ def _positive_int(name: str):
 def _float(name: str):
     def parse(text: str) -> float:
         try:
-            return float(text)
+            value = float(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"--{name} must be a number, got {text!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"--{name} must be a finite number, got {text!r}")
+        return value
     return parse
 
 
@@ -108,6 +112,30 @@ def build_parser() -> argparse.ArgumentParser:
 
     v = sub.add_parser("env", help="print the environment fingerprint (allowlisted fields only)")
     v.add_argument("--device", default="auto")
+
+    # CI and the published site (docs/ci.md).
+    s = sub.add_parser("site", help="build the published site: asv publish + attnperf's roofline pages")
+    s_sub = s.add_subparsers(dest="site_command", parser_class=_Parser)
+    sb = s_sub.add_parser("build", help="asv publish, then attnperf's pages linked from it")
+    sb.add_argument("--config", default="asv.conf.json", help="asv config (default asv.conf.json)")
+    sb.add_argument("--results", default=None, help="asv results dir (default: the config's)")
+    sb.add_argument("--out", default=None, help="output dir (default: the config's html_dir)")
+    sb.add_argument("--no-asv", action="store_true",
+                    help="skip asv publish (attnperf's pages only)")
+    sb.add_argument("--asv-assets", default=None,
+                    help="local copies of asv's CDN scripts (tools/fetch_asv_assets.py DIR)")
+    sb.add_argument("--serve", action="store_true",
+                    help="then serve the site on http://127.0.0.1:PORT until Ctrl-C")
+    sb.add_argument("--port", type=_positive_int("port"), default=8000)
+
+    pc = sub.add_parser("pr-comment", help="markdown comparing two commits' asv results (PR comment)")
+    pc.add_argument("--results", default="results", help="asv results dir (default results)")
+    pc.add_argument("--machine", required=True, help="asv machine name")
+    pc.add_argument("--base", required=True, help="base commit hash (or its first 8+ characters)")
+    pc.add_argument("--head", required=True, help="head commit hash (or its first 8+ characters)")
+    pc.add_argument("--factor", type=_float("factor"), default=1.05)
+    pc.add_argument("--asv-exit", type=int, default=None, help="exit code of asv continuous, if run")
+    pc.add_argument("--output", "-o", help="write the markdown here instead of stdout")
     return p
 
 
@@ -135,6 +163,9 @@ def _kernels(args) -> List[str]:
     if not args.kernel:
         return registry.names()
     names = [n.strip() for arg in args.kernel for n in arg.split(",") if n.strip()]
+    if not names:
+        raise UsageError(f"--kernel {','.join(args.kernel)!r} names no kernel; "
+                         f"allowed: {', '.join(registry.names())}")
     for n in names:
         registry.get(n)  # raises UnknownNameError listing the valid names
     return [registry.canonical_name(n) for n in names]
@@ -299,8 +330,77 @@ def cmd_env(args) -> int:
     return EXIT_OK
 
 
+# ------------------------------------------------------ site/pr-comment -----
+def cmd_site(args) -> int:
+    from pathlib import Path
+
+    from . import site
+
+    if args.site_command != "build":
+        raise UsageError("usage: attnperf site build [--config F] [--results D] [--out D] "
+                         "[--no-asv] [--asv-assets D] [--serve] [--port N]")
+    if not Path(args.config).is_file():
+        raise UsageError(f"asv config {args.config!r} does not exist (--config)")
+    if args.results and not Path(args.results).is_dir():
+        raise UsageError(f"results directory {args.results!r} does not exist (--results)")
+    if args.asv_assets and not Path(args.asv_assets).is_dir():
+        raise UsageError(f"--asv-assets {args.asv_assets!r} is not a directory "
+                         "(python tools/fetch_asv_assets.py DIR fetches them)")
+    report = site.build(args.config, results=args.results, out=args.out,
+                        publish=not args.no_asv, asv_assets=args.asv_assets)
+    for note in report.notes:
+        print(f"note: {note}", file=sys.stderr)
+    for page in report.pages:
+        print(f"{page.machine}: {page.points} points, {page.roofs} roofs, {page.rows} rows "
+              f"-> {report.out_dir}/{site.SUBDIR}/{page.file}", file=sys.stderr)
+    print(f"site: {report.out_dir}/index.html (attnperf pages: {report.out_dir}/{site.SUBDIR}/)")
+    failed = not args.no_asv and report.asv_exit != 0
+    if failed:
+        print(f"error: asv publish exited {report.asv_exit}; attnperf's pages were built anyway",
+              file=sys.stderr)
+    if args.serve:
+        import functools
+        import http.server
+
+        handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=report.out_dir)
+        with http.server.ThreadingHTTPServer(("127.0.0.1", args.port), handler) as server:
+            print(f"serving http://127.0.0.1:{args.port}/ (Ctrl-C stops)", file=sys.stderr)
+            try:
+                server.serve_forever()
+            except KeyboardInterrupt:
+                pass
+    return EXIT_FAIL if failed else EXIT_OK
+
+
+def cmd_pr_comment(args) -> int:
+    from pathlib import Path
+
+    from .asvresults import read_results
+    from .prcomment import render_section
+    from .report import check_writable
+
+    if args.output:
+        check_writable(args.output)
+    if args.factor < 1.0:
+        raise UsageError(f"--factor must be >= 1.0, got {args.factor}")
+    import re
+    for flag, value in (("--base", args.base), ("--head", args.head)):
+        if not re.fullmatch(r"[0-9a-f]{7,40}", value):
+            raise UsageError(f"{flag} must be a commit hash (7-40 hex digits; "
+                             f"`git rev-parse REF` gives one), got {value!r}")
+    db = read_results(args.results)
+    text = render_section(db, args.machine, args.base, args.head, args.factor,
+                          asv_exit=args.asv_exit)
+    if args.output:
+        Path(args.output).write_text(text)
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
 COMMANDS = {"run": cmd_run, "compare": cmd_compare, "kernels": cmd_kernels,
-            "ceilings": cmd_ceilings, "env": cmd_env}
+            "ceilings": cmd_ceilings, "env": cmd_env, "site": cmd_site,
+            "pr-comment": cmd_pr_comment}
 
 
 def main(argv: Optional[List[str]] = None) -> int:

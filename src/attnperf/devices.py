@@ -64,6 +64,8 @@ PEAKS = [
          "NVIDIA H100 Tensor Core GPU datasheet (NVL), 2023"),
     Peak("H100 PCIe", {"float16": 756.5, "bfloat16": 756.5, "tf32": 378.0, "float32": 51.2}, 2.0,
          "NVIDIA H100 Tensor Core GPU datasheet (PCIe), 2023"),
+    Peak("H200 NVL", {"float16": 835.0, "bfloat16": 835.0, "tf32": 417.5, "float32": 60.0}, 4.8,
+         "NVIDIA H200 Tensor Core GPU datasheet (NVL), 2024"),
     Peak("H200", {"float16": 989.4, "bfloat16": 989.4, "tf32": 494.7, "float32": 66.9}, 4.8,
          "NVIDIA H200 Tensor Core GPU datasheet (SXM), 2024"),
     Peak("A100 SXM 80GB", {"float16": 312.0, "bfloat16": 312.0, "tf32": 156.0, "float32": 19.5}, 2.039,
@@ -85,6 +87,7 @@ CPU_PEAK = Peak("CPU", {}, 0.0, "no datasheet: CPU ceilings are measured (attnpe
 # "NVIDIA H100 NVL", "NVIDIA A100-SXM4-80GB", "NVIDIA A100 80GB PCIe",
 # "NVIDIA A100-PCIE-40GB", "NVIDIA L4", "NVIDIA A10G", "NVIDIA H200".
 _MATCH_RULES = [
+    (r"\bH200\b.*\bNVL\b", "H200 NVL"),
     (r"\bH200\b", "H200"),
     (r"\bH100\b.*\bNVL\b", "H100 NVL"),
     (r"\bH100\b.*\bPCIE\b", "H100 PCIe"),

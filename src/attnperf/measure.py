@@ -16,7 +16,7 @@ from typing import Optional
 from . import registry, roofline
 from .correctness import Correctness, check
 from .devices import gpu_clock_state
-from .errors import InsufficientMemoryError, KernelUnavailableError
+from .errors import AttnperfError, InsufficientMemoryError, KernelUnavailableError
 from .inputs import DEFAULT_SEED, io_bytes, make_inputs
 from .shapes import Problem
 from .timing import Budget, Samples, time_cpu, time_cuda_device, time_cuda_latency
@@ -162,7 +162,9 @@ def measure(kernel: str, problem: Problem, device: str, ceiling_data: Optional[d
         m.status, m.reason = "skipped", str(exc)
     except oom as exc:
         m.status, m.reason = "skipped", f"out of memory: {str(exc).splitlines()[0]}"
-    except (RuntimeError, ValueError) as exc:  # a kernel that crashes is recorded, not fatal
+    except Exception as exc:  # noqa: BLE001 - kernel code is arbitrary; one crash must not lose the run
+        if isinstance(exc, AttnperfError) and not isinstance(exc, KernelUnavailableError):
+            raise
         m.status, m.reason = "error", f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         log.debug("kernel %s on %s raised", kernel, problem.id, exc_info=True)
     finally:

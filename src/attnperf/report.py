@@ -117,6 +117,8 @@ def check_writable(path: str) -> Path:
     """Fail early (before measuring) if ``path`` cannot be written."""
     out = Path(path)
     parent = out.parent if str(out.parent) else Path(".")
+    if parent.exists() and not parent.is_dir():
+        raise OutputPathError(f"cannot write {path!r}: {str(parent)!r} is not a directory")
     if not parent.is_dir():
         raise OutputPathError(f"cannot write {path!r}: directory {str(parent)!r} does not exist")
     if out.is_dir():
@@ -131,6 +133,10 @@ def write_json(path: str, data: dict) -> None:
     out = check_writable(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=str(out.parent or "."))
     try:
+        # mkstemp creates 0600; a report is an ordinary file (0666 less the umask).
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         with os.fdopen(fd, "w") as fh:
             json.dump(_finite(data), fh, indent=2, allow_nan=False)
             fh.write("\n")
@@ -179,7 +185,7 @@ def read_results(path: str, what: str = "report") -> List[dict]:
     data = load_json(path, what)
     if "schema_version" in data:
         version = data["schema_version"]
-        if version not in KNOWN_SCHEMA_VERSIONS:
+        if isinstance(version, bool) or version not in KNOWN_SCHEMA_VERSIONS:
             raise SchemaVersionError(
                 f"{what} {path!r} has schema_version {version!r}; this attnperf reads "
                 f"{', '.join(map(str, KNOWN_SCHEMA_VERSIONS))}")

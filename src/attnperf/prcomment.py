@@ -10,7 +10,8 @@ significantly.  Significance is asv's own test, ``asv._stats.is_different``:
 Mann-Whitney U at p < 0.002 on the raw samples when there are enough of them,
 else "99 % confidence intervals do not overlap".  When asv cannot be imported
 the same CI-overlap rule is applied here (documented fallback; no p-value is
-then shown).  RooflineViews (higher is better) never take part.
+then shown).  Views (LatencyViews, RooflineViews) never take part, as in the
+suite's gate filter ``-b '^(?!.*Views)'``.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ class Row:
     change: str
     significance: Significance
     unit: Optional[str]
+    factor: float = 1.0
 
     @property
     def kernel(self) -> str:
@@ -120,6 +122,8 @@ def significance(before: Point, after: Point) -> Significance:
 def _classify(before: Point, after: Point, vb: Optional[str], va: Optional[str], factor: float
               ) -> Tuple[str, Optional[float], Significance]:
     none = Significance(None, "")
+    if {before.status, after.status} <= {SKIPPED, MISSING}:
+        return NA, None, none
     if vb is not None and va is not None and vb != va:
         return INCOMPARABLE, None, Significance(None, "benchmark version changed")
     if before.status == OK and after.status == FAILED:
@@ -156,7 +160,7 @@ def compare(db: ResultsDB, machine: str, base: Optional[Run], head: Optional[Run
             after = hb.get(*key) if hb else Point(MISSING)
             change, ratio, sig = _classify(before, after, bb.version if bb else None,
                                            hb.version if hb else None, factor)
-            rows.append(Row(name, key, before, after, ratio, change, sig, db.unit(name)))
+            rows.append(Row(name, key, before, after, ratio, change, sig, db.unit(name), factor))
     return Comparison(machine, base, head, factor, rows)
 
 
@@ -183,7 +187,7 @@ def fmt_point(p: Point, unit: Optional[str]) -> str:
     text = fmt_value(p.value, unit)
     st = p.stats or {}
     if "q_25" in st and "q_75" in st and p.value:
-        text += f" ±{100 * (st['q_75'] - st['q_25']) / 2 / p.value:.0f}%"
+        text += f" ±{100 * (st['q_75'] - st['q_25']) / 2 / p.value:.2g}%"
     return text
 
 
@@ -219,8 +223,9 @@ def _table(rows: List[Row], cells_before: Dict, cells_after: Dict) -> List[str]:
         if corr_a == "FAILED":
             corr = f"**{corr}**"
         ratio = "—" if r.ratio is None else f"{r.ratio:.2f}×"
-        if r.change == SAME and r.ratio is not None and r.significance.different is False:
-            ratio = "~" + ratio
+        if r.change == SAME and r.ratio is not None and r.significance.different is False \
+                and (r.ratio > r.factor or r.ratio * r.factor < 1):
+            ratio = "~" + ratio  # asv's mark: past the factor, but not significant
         out.append("| " + " | ".join(_md(x) for x in (
             f"{ICON[r.change]} {r.change}".strip(), am.short_name(r.benchmark).split(".")[-1],
             r.kernel, _problem_label(r.problem), fmt_point(r.before, r.unit),
@@ -260,13 +265,18 @@ def environment_lines(m: Optional[Machine], run: Optional[Run]) -> List[str]:
 def _headline(cmp: Comparison, asv_exit: Optional[int]) -> str:
     worse, broke, better = cmp.count(WORSE), cmp.count(BROKE), cmp.count(BETTER)
     name = f"`{cmp.machine}`"
+    if cmp.base is None or cmp.head is None:
+        missing = " and ".join(x for x, r in (("base", cmp.base), ("head", cmp.head)) if r is None)
+        return f"⚠️ {name}: no results for the {missing} commit — nothing to compare" + (
+            f" (asv continuous exit {asv_exit})" if asv_exit is not None else "")
     if asv_exit is None:  # rendered from results alone
         code = EXIT_BROKEN if broke else EXIT_REGRESSION if worse else EXIT_OK
         why = ""
     else:
         code, why = decide(asv_exit, cmp)
     if code == EXIT_BROKEN:
-        return (f"💥 {name}: broken benchmark — {broke or 'a'} benchmark(s) failed"
+        return (f"💥 {name}: broken benchmark — "
+                + (f"{broke} benchmark(s) failed" if broke else "a benchmark failed")
                 + (f"; also {worse} slower" if worse else ""))
     if code == EXIT_REGRESSION:
         return f"🔴 {name}: regression — {worse} benchmark(s) slower than ×{cmp.factor:g} (significant)"

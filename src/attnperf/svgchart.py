@@ -108,7 +108,7 @@ def roofline_svg(points: List[ChartPoint], roofs: List[Roof], groups: Optional[L
                    f'y2="{sy(r.tflops):.1f}" stroke="#999" stroke-dasharray="2 3"/>')
         out.append(f'<rect class="ridge-point" x="{sx(ridge) - 4:.1f}" y="{sy(r.tflops) - 4:.1f}" '
                    f'width="8" height="8" fill="#333"><title>{escape(tip)}</title></rect>')
-        out.append(f'<text x="{sx(xmax) - 4:.1f}" y="{sy(r.tflops) - 5:.1f}" text-anchor="end" '
+        out.append(f'<text x="{sx(xmax) - 4:.1f}" y="{sy(r.tflops) - 5 - 12 * i:.1f}" text-anchor="end" '
                    f'font-size="11">{escape(r.label)} {r.tflops:.3g} TFLOP/s</text>')
         out.append(f'<text x="{sx(ridge) + 6:.1f}" y="{sy(r.tflops) + 14:.1f}" font-size="10" '
                    f'fill="#555">ridge {r.ridge:.3g}</text>')

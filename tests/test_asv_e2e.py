@@ -168,7 +168,10 @@ def test_identical_kernel_code_flags_nothing(history):
 def test_find_names_the_injected_commit(history):
     c = history["commits"]
     # A..B excludes A, so start from the parent of the known-good commit.
-    rc, out = _asv(history, "find", f"{c['base']}^..{c['benign6']}", TIME_BENCH)
+    # asv find ignores asv.conf.json's launch_method (spawn: one `import torch`
+    # per parameter combination), so it is passed explicitly.
+    rc, out = _asv(history, "find", "--launch-method", "forkserver",
+                   f"{c['base']}^..{c['benign6']}", TIME_BENCH)
     assert rc == 0, out
     found = re.search(r"Greatest regression found: ([0-9a-f]{8})", out)
     assert found, out

@@ -19,7 +19,7 @@ Formats read (asv 0.6; see asv/results.py and asv/util.py ``write_json``):
 * ``results/benchmarks.json`` -- ``"version": 2``: per benchmark its unit,
   type, ``param_names`` and ``params``.
 * ``results/<machine>/attnperf-ceilings.json`` -- attnperf's measured
-  ceilings (``attnperf.devices`` ``schema_version`` 1), written by
+  ceilings (``attnperf.devices`` ``schema_version`` 1 or 2), written by
   ``tools/asv_machine.py``.
 
 Status of one parameter combination (asv's encoding):
@@ -38,18 +38,16 @@ import ast
 import dataclasses
 import itertools
 import json
-import logging
 import math
 import re
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
-log = logging.getLogger(__name__)
-
 KNOWN_RESULT_VERSIONS = (2,)
 KNOWN_MACHINE_VERSIONS = (1,)
 KNOWN_BENCHMARKS_VERSIONS = (2,)
-KNOWN_CEILINGS_VERSIONS = (1,)
+# attnperf.devices ceilings: 1 = median of copy_; 2 = best sample, kernel copy too (same fields)
+KNOWN_CEILINGS_VERSIONS = (1, 2)
 CEILINGS_FILE = "attnperf-ceilings.json"
 
 # asv 0.6's column order; used (with a note) when a file lacks result_columns.

@@ -1,0 +1,209 @@
+"""tools/ci_bench.py: the pull-request job's logic, run here without GitHub.
+
+Most tests put a stand-in for the `asv` executable on the command line (it
+records its arguments, drops prepared result files where asv would write them
+and exits with a chosen code), to pin how asv's exit codes and results become
+the job's verdict.  The last test runs the real `asv continuous` on a
+temporary clone of this repository (CPU, tiled + sdpa on cpu_seed).
+"""
+
+import fcntl
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+import _asvdata as d
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "tools" / "ci_bench.py"
+GATED = "^(?!.*Views)"
+KERNELS, PROBLEMS = ["sdpa", "tiled"], ["seed", "train"]
+
+FAKE_ASV = '''#!{python}
+import json, os, shutil, sys
+with open(os.environ["FAKE_ASV_ARGV"], "w") as fh:
+    json.dump(sys.argv[1:], fh)
+src = os.environ.get("FAKE_ASV_RESULTS")
+if src:
+    shutil.copytree(src, os.environ["FAKE_ASV_DEST"], dirs_exist_ok=True)
+print("fake asv: exit", os.environ["FAKE_ASV_EXIT"])
+sys.exit(int(os.environ["FAKE_ASV_EXIT"]))
+'''
+
+
+@pytest.fixture
+def project(tmp_path):
+    """A git repo with two commits, an asv config, and prepared results for both commits."""
+    root = tmp_path / "repo"
+    base, head = d.git_repo(root, 2)
+    conf = d.asv_conf(root)
+    prepared = tmp_path / "prepared"
+    d.write_benchmarks(prepared, KERNELS, PROBLEMS)
+    d.write_machine(prepared, d.H100_INFO, d.H100_CEILINGS)
+    params = d.grid_params(KERNELS, PROBLEMS)
+    for commit, slow, ms in ((base, 1.0, 1000), (head, 2.0, 2000)):
+        def t(k, p, slow=slow):  # tiled/train is twice as slow at head; the rest unchanged
+            if (k, p) == ("tiled", "seed"):
+                return d.samples(2e-5, seed=1)
+            scale = slow if k == "tiled" else 1.0
+            return d.samples({"seed": 6e-6, "train": 4e-4}[p] * scale, seed=len(k) + len(p))
+        d.write_run(prepared, d.H100_INFO, commit, ms,
+                    {d.TIME: d.row(params, d.grid_values(KERNELS, PROBLEMS, t))})
+    fake = tmp_path / "asv"
+    fake.write_text(FAKE_ASV.format(python=sys.executable))
+    fake.chmod(0o755)
+    return {"root": root, "conf": conf, "base": base, "head": head, "prepared": prepared,
+            "fake": fake, "tmp": tmp_path}
+
+
+def _run(project, asv_exit, with_results=True, extra=(), github=True):
+    tmp = project["tmp"]
+    out = tmp / "out"
+    env = dict(os.environ)
+    env.update({"FAKE_ASV_ARGV": str(tmp / "argv.json"), "FAKE_ASV_EXIT": str(asv_exit),
+                "FAKE_ASV_RESULTS": str(project["prepared"]) if with_results else "",
+                "FAKE_ASV_DEST": str(project["root"] / "results")})
+    if github:
+        env.update({"GITHUB_ACTIONS": "true", "GITHUB_STEP_SUMMARY": str(tmp / "step-summary.md"),
+                    "GITHUB_OUTPUT": str(tmp / "github-output")})
+    else:
+        for k in ("GITHUB_ACTIONS", "GITHUB_STEP_SUMMARY", "GITHUB_OUTPUT"):
+            env.pop(k, None)
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--config", str(project["conf"]), "--base", project["base"],
+         "--head", "HEAD", "--machine", "h100", "--no-describe", "--asv", str(project["fake"]),
+         "--out", str(out), *extra], capture_output=True, text=True, env=env, timeout=120)
+    verdict = json.loads((out / "verdict.json").read_text()) if (out / "verdict.json").exists() \
+        else None
+    return proc, out, verdict
+
+
+def test_regression_exit_1_and_asv_arguments(project):
+    proc, out, verdict = _run(project, 1)
+    assert proc.returncode == 1, proc.stderr
+    argv = json.loads((project["tmp"] / "argv.json").read_text())
+    assert argv == ["continuous", "--config", str(project["conf"]), "--factor", "1.05", "-b", GATED,
+                    "--machine", "h100", project["base"], project["head"]]
+    assert verdict["verdict"] == "regression" and verdict["asv_exit"] == 1
+    assert verdict["counts"]["worse"] == 1 and verdict["head"] == project["head"]
+    summary = (out / "summary.md").read_text()
+    assert summary.startswith("### 🔴 `h100`: regression")
+    assert "| 🔴 worse | track_device_time | tiled | train" in summary
+    assert (project["tmp"] / "step-summary.md").read_text() == summary + "\n"
+    assert "verdict=regression\nexit_code=1\n" in (project["tmp"] / "github-output").read_text()
+    assert "::error title=Regression (h100)::1 benchmark(s) slower" in proc.stdout
+    assert "fake asv: exit 1" in (out / "asv-continuous.log").read_text()
+    assert sorted(p.name for p in (out / "results" / "h100").iterdir()) == sorted(
+        ["machine.json", "attnperf-ceilings.json", f"{project['base'][:8]}-virtualenv-py3.11.json",
+         f"{project['head'][:8]}-virtualenv-py3.11.json"])
+
+
+def test_broken_benchmark_exit_2(project):
+    proc, out, verdict = _run(project, 2)
+    assert proc.returncode == 2 and verdict["verdict"] == "broken"
+    assert "::error title=Broken benchmark (h100)::" in proc.stdout
+    assert (out / "summary.md").read_text().startswith("### 💥 `h100`: broken benchmark")
+
+
+def test_no_regression_exit_0_and_factor(project):
+    proc, out, verdict = _run(project, 0, extra=["--factor", "2.5"], github=False)
+    assert proc.returncode == 0 and verdict["verdict"] == "ok" and verdict["factor"] == 2.5
+    assert "::" not in proc.stdout
+    assert "--factor" in (argv := json.loads((project["tmp"] / "argv.json").read_text()))
+    assert argv[argv.index("--factor") + 1] == "2.5"
+
+
+def test_asv_error_without_results_is_exit_3(project):
+    proc, out, verdict = _run(project, 1, with_results=False)
+    assert proc.returncode == 3 and verdict["verdict"] == "error"
+    assert "asv wrote no results for both commits" in verdict["reason"]
+    assert "no results for the base and head commit" in (out / "summary.md").read_text()
+
+
+def test_unknown_base_is_exit_3_with_a_summary(project):
+    tmp = project["tmp"]
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--config", str(project["conf"]),
+                           "--base", "no-such-ref", "--machine", "h100", "--no-describe",
+                           "--out", str(tmp / "o")], capture_output=True, text=True, timeout=60,
+                          env={k: v for k, v in os.environ.items() if not k.startswith("GITHUB")})
+    assert proc.returncode == 3 and "error: git rev-parse" in proc.stderr
+    assert "no benchmark results" in (tmp / "o" / "summary.md").read_text()
+    bad = subprocess.run([sys.executable, str(SCRIPT), "--base", "x", "--machine", "m",
+                          "--factor", "0.5"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 3 and "--factor must be >= 1.0" in bad.stderr
+
+
+def test_render_only_from_results_on_disk(project):
+    shutil.copytree(project["prepared"], project["root"] / "results")
+    proc, out, verdict = _run(project, 0, extra=["--render-only"], with_results=False)
+    assert not (project["tmp"] / "argv.json").exists()  # asv not run
+    assert proc.returncode == 1 and verdict["verdict"] == "regression" and verdict["asv_exit"] is None
+
+
+# ----------------------------------------------------------- real asv -----
+ASV = shutil.which("asv", path=str(Path(sys.executable).parent)) or shutil.which("asv")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(ASV is None, reason="asv is not installed (pip install -e '.[asv]')")
+def test_end_to_end_real_asv_on_a_clone():
+    """asv continuous base..head on a clone, the way the CPU job runs it (factor 3: the two
+    commits differ only in README, so the verdict must be ok)."""
+    env_dir = Path(os.environ.get("ATTNPERF_TEST_ASV_ENV", REPO / ".asv" / "test-env"))
+    env_dir.mkdir(parents=True, exist_ok=True)
+    root = Path(tempfile.mkdtemp(prefix="attnperf-ci-bench-"))
+    # The asv environment is shared with tests/test_asv_e2e.py: never two asv builds in it.
+    with open(env_dir / ".attnperf-test.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            _end_to_end(root, env_dir)
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def _end_to_end(root: Path, env_dir: Path) -> None:
+    clone = root / "repo"
+    subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
+    conf = clone / "asv.conf.json"
+    conf.write_text(conf.read_text().replace('"env_dir": ".asv/env"', f'"env_dir": "{env_dir}"'))
+    with open(clone / "README.md", "a") as fh:
+        fh.write("\n<!-- ci_bench end-to-end -->\n")
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t.invalid", "commit", "-q",
+                    "-am", "benign"], cwd=clone, check=True)
+    home = root / "home"
+    home.mkdir()
+    env = dict(os.environ)
+    env.update({"ATTNPERF_ASV_KERNELS": "tiled,sdpa", "ATTNPERF_ASV_PROBLEMS": "cpu_seed",
+                "ATTNPERF_ASV_DEVICE": "cpu", "HOME": str(home),
+                "XDG_CACHE_HOME": str(root / "cache"),
+                "GITHUB_STEP_SUMMARY": str(root / "step-summary.md")})
+    env.pop("PYTHONPATH", None)
+    out = root / "out"
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--config", str(conf), "--base", "HEAD~1", "--head", "HEAD",
+         "--machine", "ci-e2e", "--device", "cpu", "--factor", "3", "--out", str(out)],
+        capture_output=True, text=True, env=env, timeout=900)
+    log = (out / "asv-continuous.log").read_text() if (out / "asv-continuous.log").exists() else ""
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    verdict = json.loads((out / "verdict.json").read_text())
+    assert verdict["verdict"] == "ok" and verdict["asv_exit"] == 0
+    assert "BENCHMARKS NOT SIGNIFICANTLY CHANGED." in log
+    summary = (out / "summary.md").read_text()
+    assert summary.startswith("### ✅ `ci-e2e`: no significant regression (factor ×3)")
+    rows = [line for line in summary.splitlines()
+            if line.startswith("| same | track_device_time |") and "cpu_seed" in line]
+    assert {r.split(" | ")[2] for r in rows} == {"tiled", "sdpa"}, summary
+    assert all(r.rstrip(" |").endswith("| ok") for r in rows), rows
+    assert all("Mann–Whitney U" in r for r in rows), rows
+    assert "| gpu | none |" in summary and "Measured ceilings: copy" in summary
+    assert (root / "step-summary.md").read_text().startswith(summary)
+    files = verdict["files"]
+    assert "ci-e2e/attnperf-ceilings.json" in files and "benchmarks.json" in files
+    assert sum(f.endswith("-virtualenv-py3.11.json") for f in files) == 2
+    print(f"\nci_bench end to end: {out / 'summary.md'}")

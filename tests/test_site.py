@@ -1,0 +1,294 @@
+"""attnperf.site (+ svgchart, asvwww): the published site, built from hand-made asv results.
+
+The browser tests open the built site in real headless Chromium
+(tools/ci_browser_check.py) and keep screenshots under ci-artifacts/; they
+skip, saying why, where Chromium or asv's offline scripts are missing
+(tools/install_browser.sh installs both).
+"""
+
+import importlib.util
+import json
+import math
+import re
+import shutil
+import subprocess
+import sys
+import urllib.parse
+from pathlib import Path
+
+import pytest
+
+import _asvdata as d
+from attnperf import asvresults as ar
+from attnperf import site
+from attnperf.asvwww import ASSETS, load_manifest, sri, vendor
+from attnperf.svgchart import ChartPoint, Roof, roofline_svg
+
+REPO = Path(__file__).resolve().parents[1]
+ARTIFACTS = REPO / "ci-artifacts"
+ASSETS_DIR = REPO / ".cache" / "asv-www"
+ASV_WWW = Path(importlib.util.find_spec("asv").origin).parent / "www"
+
+_spec = importlib.util.spec_from_file_location("ci_browser_check", REPO / "tools" / "ci_browser_check.py")
+browser_check = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(browser_check)
+CHROMIUM = browser_check.find_chromium()
+
+
+@pytest.fixture
+def hist(tmp_path):
+    return d.history(tmp_path / "proj")
+
+
+def _points(html: str) -> int:
+    return len(re.findall(r'<circle class="point"', html))
+
+
+# ----------------------------------------------------------- pages ------
+def test_pages_without_asv(hist):
+    out = hist["root"] / "html"
+    report = site.build(str(hist["conf"]), out=str(out), publish=False)
+    assert report.asv_exit is None and not report.has_asv
+    pages = {p.machine: p for p in report.pages}
+    # CPU: sdpa + tiled on cpu_seed and cpu_causal; H100: 3 kernels on seed and train
+    assert (pages["cpu-ci"].points, pages["h100"].points) == (4, 6)
+    assert (pages["cpu-ci"].roofs, pages["h100"].roofs) == (1, 2)  # float32 | float16 + bfloat16
+    h100 = (out / "attnperf" / "h100.html").read_text()
+    assert _points(h100) == 6 and h100.count('class="roof"') == 2
+    assert h100.count('class="ridge-point"') == 2
+    data = json.loads(re.search(r'id="attnperf-data">(.*?)</script>', h100, re.S).group(1))
+    assert len(data["points"]) == 6 and data["commit"] == hist["commits"][-1]
+    bf16 = next(r for r in data["roofs"] if r["label"] == "bfloat16")
+    assert bf16["tflops"] == 770.0 and bf16["ridge"] == pytest.approx(770e12 / 3000e9)
+    assert "NVIDIA H100 80GB HBM3" in h100 and "580.95.05" in h100
+    assert "compute-bound" in h100 and "latency-bound" in h100
+    # file:// safe: no network, no fetch of JSON
+    for html in (h100, (out / "attnperf" / "index.html").read_text()):
+        urls = re.findall(r"(?:src|href)=\"(\w+:)|url\((\w+:)", html)
+        assert urls == [] and "https://" not in html
+        assert "fetch(" not in html and "XMLHttpRequest" not in html
+    index = (out / "attnperf" / "index.html").read_text()
+    assert 'href="cpu-ci.html"' in index and 'href="h100.html"' in index
+    # without asv's pages there are no graph links, and a landing page redirects here
+    assert "asv-link" not in h100
+    assert "attnperf/index.html" in (out / "index.html").read_text()
+
+
+def test_asv_graph_links_follow_asvs_url_scheme(hist):
+    out = hist["root"] / "html"
+    site.build(str(hist["conf"]), out=str(out))
+    html = (out / "attnperf" / "h100.html").read_text()
+    links = re.findall(r'class="asv-link" href="([^"]+)"', html)
+    assert len(links) == 12  # time + x floor for 6 rows
+    import html as html_mod
+    first = html_mod.unescape(links[0])
+    assert first == ("../index.html#bench_attention.TimeAttention.track_device_time?machine=h100"
+                     "&p-kernel='sdpa'&p-problem='seed'")
+    # asv.js parse_hash_string, in Python: location before '?', key=value pairs after
+    frag = first.split("#", 1)[1]
+    location, query = frag.split("?", 1)
+    params = {}
+    for part in query.split("&"):
+        k, v = part.split("=")
+        params.setdefault(urllib.parse.unquote(k), []).append(urllib.parse.unquote(v))
+    assert location == "bench_attention.TimeAttention.track_device_time"
+    assert params == {"machine": ["h100"], "p-kernel": ["'sdpa'"], "p-problem": ["'seed'"]}
+    # ... and those are the values asv's graph page selects on (graphdisplay.js)
+    graph_js = (ASV_WWW / "graphdisplay.js").read_text()
+    assert "state_selection['p-'+param_name]" in graph_js
+    assert "state_selection[param]" in graph_js  # machine=... selects the machine
+    index = json.loads((out / "index.json").read_text())
+    bench = index["benchmarks"]["bench_attention.TimeAttention.track_device_time"]
+    assert "'sdpa'" in bench["params"][0] and "'seed'" in bench["params"][1]
+    assert "machine" in index["params"]
+
+
+def test_asv_publish_output_gets_the_nav_link_once(hist):
+    out = hist["root"] / "html"
+    report = site.build(str(hist["conf"]), out=str(out))
+    assert report.asv_exit == 0 and report.has_asv, report.asv_output
+    text = (out / "index.html").read_text()
+    assert text.count(site.NAV_MARKER) == 1 and 'href="attnperf/index.html"' in text
+    assert site.link_from_asv(out) and (out / "index.html").read_text().count(site.NAV_MARKER) == 1
+    assert (out / "graphs").is_dir()
+
+
+def test_bad_and_partial_input_still_builds(tmp_path):
+    results = tmp_path / "results"
+    params = d.grid_params(["sdpa", "tiled"], ["cpu_seed", "mystery"])
+    bare = {"machine": "bare", "arch": "x86_64"}  # no GPU fields, no cpu, no ceilings
+    d.write_machine(results, bare)
+    d.write_run(results, bare, "c" * 40, 1000, {d.TIME: d.row(params, [
+        d.samples(1e-3), d.samples(2e-3), None, math.nan])})
+    (results / "bare" / "dddddddd-virtualenv-py3.11.json").write_text('{"version": 7}')
+    (results / "empty").mkdir()
+    (results / "broken").mkdir()
+    (results / "broken" / "eeeeeeee-virtualenv-py3.11.json").write_text("{trunc")
+    out = tmp_path / "html"
+    report = site.build(str(d.asv_conf(tmp_path)), results=str(results), out=str(out),
+                        publish=False)
+    pages = {p.machine: p for p in report.pages}
+    assert set(pages) == {"bare", "empty", "broken"}
+    bare_html = (out / "attnperf" / "bare.html").read_text()
+    assert pages["bare"].points == 1 and _points(bare_html) == 1  # sdpa/cpu_seed; mystery has no shape
+    assert "no ceilings recorded" in bare_html and "CPU only (no GPU fields recorded)" in bare_html
+    assert "FAILED" in bare_html  # tiled/cpu_seed failed
+    assert "format version 7" in bare_html
+    assert "problems unknown to this attnperf" in bare_html and "mystery" in bare_html
+    empty_html = (out / "attnperf" / "empty.html").read_text()
+    assert "no readable result files: empty history" in empty_html
+    assert "no measured points in the latest run" in empty_html
+    assert "not valid JSON" in (out / "attnperf" / "broken.html").read_text()
+
+
+def test_empty_results_directory(tmp_path, cli):
+    conf = d.asv_conf(tmp_path)
+    (tmp_path / "results").mkdir()
+    r = cli("site", "build", "--config", str(conf), "--no-asv", "--out", str(tmp_path / "html"))
+    assert r.code == 0, r.err
+    index = (tmp_path / "html" / "attnperf" / "index.html").read_text()
+    assert "No machines: the results directory holds no asv results yet." in index
+    assert "empty history" in index
+
+
+def test_cli_site_build(hist, cli):
+    r = cli("site", "build", "--config", str(hist["conf"]))
+    assert r.code == 0, r.err
+    assert "h100: 6 points, 2 roofs, 6 rows" in r.err
+    assert (hist["root"] / "html" / "attnperf" / "h100.html").is_file()
+    r = cli("site", "build", "--config", str(hist["root"] / "nope.json"))
+    assert r.code == 2 and "does not exist" in r.err
+    r = cli("site")
+    assert r.code == 2 and "usage: attnperf site build" in r.err
+
+
+def test_svg_chart_geometry():
+    roof = Roof("bfloat16", 770.0, 3000.0, "measured")
+    svg = roofline_svg([ChartPoint(32.0, 5.0, "sdpa", "a"), ChartPoint(1000.0, 300.0, "tiled", "b")],
+                       [roof], caption="x")
+    assert svg.count('<circle class="point"') == 2 and svg.count('class="legend"') == 2
+    # the memory roof's slope is the bandwidth: y = 3000 GB/s * x / 1000 up to the ridge
+    path = re.search(r'<path class="roof" d="M([\d.]+),([\d.]+) L([\d.]+),([\d.]+) L', svg)
+    assert path and float(path.group(3)) > float(path.group(1))
+    assert "ridge 257" in svg
+    empty = roofline_svg([], [], caption="nothing")
+    assert "no measured points" in empty and "no ceilings recorded" in empty
+
+
+# ----------------------------------------------------- asv's CDN scripts ------
+def test_vendor_rewrites_asvs_cdn_tags(tmp_path):
+    html = tmp_path / "html"
+    html.mkdir()
+    shutil.copy(ASV_WWW / "index.html", html / "index.html")
+    assets = tmp_path / "assets"
+    assets.mkdir()
+    files = {}
+    for a in ASSETS:
+        (assets / a.local).write_text(f"/* {a.local} */")
+        files[a.url] = a.local
+    (assets / "manifest.json").write_text(json.dumps({"files": files}))
+    done, left = vendor(html, assets)
+    text = (html / "index.html").read_text()
+    assert len(done) == len(ASSETS) and left == []
+    assert "cdn.jsdelivr.net" not in text and "cdnjs.cloudflare.com" not in text
+    assert "code.jquery.com" not in text
+    assert 'src="vendor/jquery-3.3.1.min.js"' in text
+    assert "integrity=" not in text  # these stand-ins do not match asv's SRI hashes
+    assert (html / "vendor" / "bootstrap.min.css").read_text() == "/* bootstrap.min.css */"
+    # a file matching the tag's SRI keeps its integrity attribute
+    body = b"console.log(1);"
+    (html / "index.html").write_text(
+        f'<script src="https://x.invalid/a.js" integrity="sha256-{sri(body)}" '
+        'crossorigin="anonymous"></script>')
+    (assets / "a.js").write_bytes(body)
+    (assets / "manifest.json").write_text(json.dumps({"files": {"https://x.invalid/a.js": "a.js"}}))
+    vendor(html, assets)
+    assert (html / "index.html").read_text() == (
+        f'<script src="vendor/a.js" integrity="sha256-{sri(body)}"></script>')
+
+
+def test_asset_table_covers_asvs_page():
+    urls = set(re.findall(r'(?:src|href)="(https://[^"]+\.(?:js|css))"',
+                          (ASV_WWW / "index.html").read_text()))
+    assert urls == {a.url for a in ASSETS}
+
+
+# ---------------------------------------------------------- browser ------
+needs_browser = pytest.mark.skipif(
+    CHROMIUM is None, reason="Chromium not found: bash tools/install_browser.sh installs Debian's")
+
+
+def _offline_assets():
+    if len(load_manifest(ASSETS_DIR)) != len(ASSETS):
+        pytest.skip(f"asv's scripts are not in {ASSETS_DIR}: bash tools/install_browser.sh")
+    return ASSETS_DIR
+
+
+def _browser_check(site_dir: Path, shots: Path) -> dict:
+    proc = subprocess.run([sys.executable, str(REPO / "tools" / "ci_browser_check.py"),
+                           str(site_dir), "--out", str(shots)],
+                          capture_output=True, text=True, timeout=240)
+    assert proc.returncode in (0, 1), proc.stderr
+    return json.loads(proc.stdout)
+
+
+@needs_browser
+def test_site_in_headless_chromium(hist):
+    assets = _offline_assets()
+    out = hist["root"] / "html"
+    report = site.build(str(hist["conf"]), out=str(out), asv_assets=str(assets))
+    assert report.asv_exit == 0 and len(report.vendored) == len(ASSETS) and not report.left_remote
+    shots = ARTIFACTS / "browser"
+    result = _browser_check(out, shots)
+    pages = {p["name"]: p for p in result["pages"]}
+    assert result["ok"], json.dumps(result, indent=2)
+    assert pages["roofline cpu-ci (file://)"]["points"] == 4
+    assert pages["roofline h100 (file://)"]["points"] == 6
+    assert pages["roofline h100 (file://)"]["roofs"] == 2
+    graph = pages["asv graph (http)"]
+    assert graph["points"] == len(hist["commits"])  # one series: sdpa/cpu_seed on cpu-ci
+    assert graph["title"] == "bench_attention.TimeAttention.track_device_time"
+    for p in result["pages"]:
+        assert p["errors"] == [] and Path(p["screenshot"]).stat().st_size > 10000
+    print("\nscreenshots: " + ", ".join(p["screenshot"] for p in result["pages"]))
+
+
+@needs_browser
+def test_site_of_this_repository_results_in_chromium(tmp_path):
+    """The site built from the committed results/ (the CPU and GPU history), as CI publishes it."""
+    assets = _offline_assets()
+    db = ar.read_results(str(REPO / "results"))
+    if not db.machines:
+        pytest.skip("no results committed under results/ yet")
+    out = tmp_path / "html"
+    report = site.build(str(REPO / "asv.conf.json"), out=str(out), asv_assets=str(assets))
+    assert report.asv_exit == 0, report.asv_output[-2000:]
+    result = _browser_check(out, ARTIFACTS / "browser-repo")
+    assert all(p["errors"] == [] for p in result["pages"]), json.dumps(result, indent=2)
+    rooflines = {p["name"]: p for p in result["pages"] if p["name"].startswith("roofline")}
+    for page in report.pages:
+        assert rooflines[f"roofline {Path(page.file).stem} (file://)"]["points"] == page.points
+    if any(p.points for p in report.pages):
+        assert result["ok"], json.dumps(result, indent=2)
+    print("\nrepository site: " + "; ".join(f"{p.machine}: {p.points} points, {p.roofs} roofs"
+                                           for p in report.pages))
+    print("screenshots: " + ", ".join(p.get("screenshot", "-") for p in result["pages"]))
+
+
+@needs_browser
+def test_browser_check_reports_console_errors(hist, tmp_path):
+    """The negative fixture: a page that logs an error and throws must fail the check."""
+    out = hist["root"] / "html"
+    site.build(str(hist["conf"]), out=str(out), publish=False)
+    page = out / "attnperf" / "h100.html"
+    page.write_text(page.read_text().replace(
+        "</body>", "<script>console.error('boom'); null.x;</script></body>"))
+    proc = subprocess.run([sys.executable, str(REPO / "tools" / "ci_browser_check.py"), str(out),
+                           "--out", str(tmp_path / "shots")],
+                          capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 1
+    result = json.loads(proc.stdout)
+    bad = next(p for p in result["pages"] if p["name"] == "roofline h100 (file://)")
+    assert "console.error: boom" in bad["errors"]
+    assert any(e.startswith("exception: TypeError") for e in bad["errors"]), bad["errors"]
+    assert not result["ok"]

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# What the headless-browser check of the site needs (tests/test_site.py, tools/ci_browser_check.py):
+#   * Debian's Chromium (and a font), from apt;
+#   * local copies of the scripts asv's pages load from CDNs, from the npm registry
+#     (tools/fetch_asv_assets.py -> .cache/asv-www), so asv's graphs render offline.
+# Idempotent: a few hundred milliseconds when everything is there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+dpkg-query -W -f='${Status}' fonts-dejavu-core 2>/dev/null | grep -q "ok installed" \
+  || need+=(fonts-dejavu-core)
+if [ "${#need[@]}" -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}"
+fi
+
+py="${PYTHON:-.venv/bin/python}"
+[ -x "$py" ] || py="$(command -v python3)"
+"$py" tools/fetch_asv_assets.py "${ATTNPERF_ASV_ASSETS:-.cache/asv-www}"

@@ -40,6 +40,6 @@ for f in sorted(glob.glob("results/h100/*.json")):
         print(f"  {name}: duration {row[4] if len(row) > 4 else None}")
 PY
 rm -f results/h100/"${AA:0:8}"-*.json results/h100/"${SLOW:0:8}"-*.json
-t0=$(date +%s); ATTNPERF_ASV_VIEWS=1 python3 -m asv run --machine h100 HEAD~5..HEAD > "$OUT/history.txt" 2>&1
+t0=$(date +%s); ATTNPERF_ASV_VIEWS=1 python3 -m asv run --machine h100 -a rounds=1 HEAD~5..HEAD > "$OUT/history.txt" 2>&1
 echo "history rc=$? wall=$(( $(date +%s)-t0 ))s"; ls results/h100
 tar czf "$OUT/results-h100.tgz" results

@@ -74,12 +74,6 @@ class TimeAttention:
     params = (KERNELS, PROBLEMS)
     param_names = ["kernel", "problem"]
     unit = "seconds"
-    # Two measuring processes per commit, interleaved by `asv continuous`
-    # (base, head, head, base): samples from one process share its machine
-    # state, so a single process lets Mann-Whitney call a between-process drift
-    # significant (seen: a 1.3x "regression" between identical CPU commits
-    # under load).  Two rounds put that drift inside the samples.
-    rounds = 2
     timeout = 1800
     version = "attnperf-asv-1"
     setup_cache = staticmethod(measure)

@@ -30,6 +30,12 @@ pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
 ASV = shutil.which("asv", path=str(Path(sys.executable).parent)) or shutil.which("asv")
 GATED = "^(?!.*Views)"
+# CPU timings on this 2-vCPU machine kind move between processes: measured
+# 613-737 us (sdpa) and 1.5-3.1 ms (tiled) for one kernel in six fresh
+# processes under load, and sdpa 1.3x between two identical commits in a quiet
+# CI run.  The tests therefore inject 8x and judge at 2.5x; GPU device time
+# (< 5 % between identical commits on the H100) is judged at 1.05.
+FACTOR = "2.5"
 ENV_DIR = Path(os.environ.get("ATTNPERF_TEST_ASV_ENV", REPO / ".asv" / "test-env"))
 TIME_BENCH = "TimeAttention.track_device_time"
 
@@ -39,8 +45,8 @@ _fast_tiled_attention = tiled_attention
 
 
 def tiled_attention(q, k, v, problem, block_kv=BLOCK_KV):
-    # INJECTED SLOWDOWN (test): the whole computation, four times.
-    for _ in range(4):
+    # INJECTED SLOWDOWN (test): the whole computation, eight times.
+    for _ in range(8):
         out = _fast_tiled_attention(q, k, v, problem, block_kv)
     return out
 
@@ -147,20 +153,20 @@ def _changed(out, sign):
 
 def test_continuous_flags_injected_slowdown(history):
     c = history["commits"]
-    rc, out = _asv(history, "continuous", "-b", GATED, c["benign3"], c["slow"])
+    rc, out = _asv(history, "continuous", "--factor", FACTOR, "-b", GATED, c["benign3"], c["slow"])
     assert rc == 1, out
     flagged = _changed(out, "+")
     assert any("track_device_time" in line and "'tiled'" in line for line in flagged), out
     assert not any("'sdpa'" in line for line in flagged), out
-    # The ratio asv prints for tiled's device time is near the injected factor of 4.
+    # The ratio asv prints for tiled's device time is near the injected factor of 8.
     ratios = [float(m.group(1)) for line in flagged if "track_device_time" in line
               for m in [re.search(r"(\d+\.\d+)[\s|]+bench_attention", line)] if m]
-    assert ratios and all(2.5 < r < 6 for r in ratios), out
+    assert ratios and all(4 < r < 16 for r in ratios), out
 
 
 def test_identical_kernel_code_flags_nothing(history):
     c = history["commits"]
-    rc, out = _asv(history, "continuous", "-b", GATED, c["benign1"], c["benign2"])
+    rc, out = _asv(history, "continuous", "--factor", FACTOR, "-b", GATED, c["benign1"], c["benign2"])
     assert rc == 0, out
     assert not _changed(out, "+"), out
 
@@ -182,7 +188,8 @@ def test_wrong_result_fails_with_error_figures(history):
     clone = history["clone"]
     wrong = _commit(clone, "break tiled's scale", _inject(
         "scale = 1.0 / math.sqrt(d)", "scale = 1.25 / math.sqrt(d)"))
-    rc, out = _asv(history, "continuous", "-b", GATED, history["commits"]["benign6"], wrong)
+    rc, out = _asv(history, "continuous", "--factor", FACTOR, "-b", GATED,
+                   history["commits"]["benign6"], wrong)
     assert rc == 2, out
     assert "tiled/cpu_seed is WRONG" in out, out
     assert "rel_error=" in out and "tolerance" in out, out

@@ -29,7 +29,7 @@ test-fast: setup
 # Compare this branch with main the way CI does (regressions only on gated benchmarks).
 continuous: setup
 	PATH="$(abspath $(VENV))/bin:$$PATH" ATTNPERF_TORCH_PYTHON="$(abspath $(PY))" \
-	  $(VENV)/bin/asv continuous --factor 1.3 -b '^(?!.*Views)' main HEAD
+	  $(VENV)/bin/asv continuous --factor 1.5 -b '^(?!.*Views)' main HEAD
 
 clean:
 	rm -rf $(VENV) .asv build dist src/*.egg-info

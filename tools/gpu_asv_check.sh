@@ -3,6 +3,7 @@
 #   1. base vs a commit adding ~12% work to the tiled kernel (one extra KV block) -> flagged
 #   2. base vs a commit with identical kernel code (A/A) -> nothing flagged
 #   3. the last 5 commits of main recorded with views, for the committed results/
+# HISTORY_ONLY=1 skips 1 and 2.
 # Needs .whl (asv, asv_runner, virtualenv, setuptools + deps) and .whl/repo.bundle.
 set -u
 export PYTHONUNBUFFERED=1
@@ -25,6 +26,7 @@ PY
 git commit -qam "slow down tiled by one extra KV block"; SLOW=$(git rev-parse HEAD)
 git checkout -q main
 PYTHONPATH=/tmp/site:$PWD/src python3 tools/asv_machine.py h100 --results-dir results | tee "$OUT/machine.json"
+if [ -z "${HISTORY_ONLY:-}" ]; then
 ASVC="python3 -m asv continuous --machine h100 --factor 1.05 -b ^(?!.*Views)"
 t0=$(date +%s); $ASVC "$BASE" "$SLOW" > "$OUT/slow.txt" 2>&1; echo "slow rc=$? wall=$(( $(date +%s)-t0 ))s"
 grep -E "^\|? *[+-] |Ratio|SIGNIFICANTLY|PERFORMANCE" "$OUT/slow.txt" | head -30
@@ -40,6 +42,7 @@ for f in sorted(glob.glob("results/h100/*.json")):
         print(f"  {name}: duration {row[4] if len(row) > 4 else None}")
 PY
 rm -f results/h100/"${AA:0:8}"-*.json results/h100/"${SLOW:0:8}"-*.json
+fi  # HISTORY_ONLY
 t0=$(date +%s); ATTNPERF_ASV_VIEWS=1 python3 -m asv run --machine h100 -a rounds=1 HEAD~5..HEAD > "$OUT/history.txt" 2>&1
 echo "history rc=$? wall=$(( $(date +%s)-t0 ))s"; ls results/h100
 tar czf "$OUT/results-h100.tgz" results

@@ -39,8 +39,14 @@ NEEDS_API = 1
 
 # Static literal params (history keys: never rename, only add).
 KERNELS = ["sdpa", "sdpa_cudnn", "sdpa_flash", "sdpa_efficient", "sdpa_math", "naive", "tiled"]
-PROBLEMS = ["seed", "decode", "gqa", "causal", "mid", "train",
-            "cpu_seed", "cpu_decode", "cpu_causal", "cpu_gqa"]
+# Problems by stable id (attnperf presets seed, decode, gqa, causal, mid, train,
+# cpu_seed, cpu_decode, cpu_causal, cpu_gqa); tests/test_suite.py keeps these
+# lists equal to attnperf.suite's grid.
+PROBLEMS = ["b8_h4_sq64_d64_fp16", "b8_h32_kv8_sq1_sk4096_d128_bf16",
+            "b2_h32_kv8_sq1024_d128_bf16_causal", "b1_h8_sq512_d64_bf16_causal",
+            "b2_h8_sq1024_d64_bf16", "b4_h16_sq2048_d128_bf16",
+            "b8_h4_sq64_d64_fp32", "b4_h8_kv2_sq1_sk1024_d64_fp32",
+            "b1_h8_sq512_d64_fp32_causal", "b1_h8_kv2_sq256_d64_fp32"]
 
 
 def measure():
@@ -75,7 +81,7 @@ class TimeAttention:
     param_names = ["kernel", "problem"]
     unit = "seconds"
     timeout = 1800
-    version = "attnperf-asv-1"
+    version = "attnperf-asv-2"
     setup_cache = staticmethod(measure)
 
     def setup(self, cache, kernel, problem):
@@ -104,7 +110,7 @@ class LatencyViews:
     param_names = ["kernel", "problem"]
     unit = "seconds"
     timeout = 1800
-    version = "attnperf-asv-1"
+    version = "attnperf-asv-2"
     setup_cache = staticmethod(measure)
 
     def setup(self, cache, kernel, problem):
@@ -120,7 +126,7 @@ class RooflineViews:
     params = (KERNELS, PROBLEMS)
     param_names = ["kernel", "problem"]
     timeout = 1800
-    version = "attnperf-asv-1"
+    version = "attnperf-asv-2"
     setup_cache = staticmethod(measure)
 
     def setup(self, cache, kernel, problem):

@@ -191,5 +191,5 @@ def test_wrong_result_fails_with_error_figures(history):
     rc, out = _asv(history, "continuous", "--factor", FACTOR, "-b", GATED,
                    history["commits"]["benign6"], wrong)
     assert rc == 2, out
-    assert "tiled/cpu_seed is WRONG" in out, out
+    assert "tiled/b8_h4_sq64_d64_fp32 is WRONG" in out, out
     assert "rel_error=" in out and "tolerance" in out, out

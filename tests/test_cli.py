@@ -142,12 +142,20 @@ def test_run_writes_a_report_and_exits_0(cli, tmp_path, tiny_run_args, tiny_prob
 
 def test_forced_backend_that_cannot_run_is_unavailable_not_a_crash(cli, tmp_path, tiny_run_args):
     out = tmp_path / "r.json"
-    res = cli("run", *tiny_run_args, "--kernel", "sdpa_efficient,sdpa_cudnn", "--output", out)
+    res = cli("run", *tiny_run_args, "--kernel", "sdpa_efficient,sdpa_cudnn,sdpa", "--output", out)
     assert res.code == 0, res.err
     results = load(out)["results"]
-    assert [r["status"] for r in results] == ["unavailable", "unavailable"]
-    assert all("only on CUDA" in r["reason"] for r in results)
+    assert [r["status"] for r in results] == ["unavailable", "unavailable", "ok"]
+    assert all("only on CUDA" in r["reason"] for r in results[:2])
     assert "sdpa_efficient/b1_h2_sq16_d8_fp32: unavailable: " in res.out
+
+
+def test_nothing_measured_exits_1_with_the_reasons_recorded(cli, tmp_path, tiny_run_args):
+    out = tmp_path / "r.json"
+    res = cli("run", *tiny_run_args, "--kernel", "sdpa_efficient,sdpa_cudnn", "--output", out)
+    assert res.code == 1
+    assert "nothing could be measured" in res.err
+    assert [r["status"] for r in load(out)["results"]] == ["unavailable", "unavailable"]
 
 
 def test_wrong_kernel_exits_1(cli, tmp_path, tiny_run_args, wrong_kernel):

@@ -85,14 +85,39 @@ def test_mean_used_when_one_side_lacks_a_median(result_entry):
 
 
 @pytest.mark.parametrize("bad", [0, -1.0, "0.05", True, None])
-def test_unusable_times_are_not_timed_and_not_a_regression(result_entry, bad):
+def test_unusable_time_on_a_measured_config_is_refused(result_entry, bad):
+    # A garbage number must not pass silently: that would switch a CI gate off.
     base = result_entry("sdpa", SEED_ID, mean_ms=1.0)
     cur = result_entry("sdpa", SEED_ID, mean_ms=1.0)
     cur["performance"]["mean_time_ms"] = bad
+    with pytest.raises(ReportError, match=f"sdpa/{SEED_ID}: measured on both sides"):
+        compare_results([base], [cur])
+
+
+def test_config_not_measured_in_the_baseline_is_not_timed(result_entry):
+    base = result_entry("sdpa", SEED_ID, mean_ms=None)
+    base["status"] = "unavailable"
+    cur = result_entry("sdpa", SEED_ID, mean_ms=1.0)
     r = compare_results([base], [cur])
-    assert r["speedup"] is None and r["improvement_pct"] is None
-    assert r["is_regression"] is False
+    assert r["speedup"] is None and r["is_regression"] is False
     assert verdict(r["improvement_pct"], r["is_regression"]) == "NOT TIMED"
+
+
+def test_config_no_longer_measured_is_a_regression(result_entry):
+    base = result_entry("sdpa", SEED_ID, mean_ms=1.0)
+    cur = result_entry("sdpa", SEED_ID, mean_ms=None)
+    cur["status"] = "unavailable"
+    r = compare_results([base], [cur])
+    assert r["is_regression"] is True and r["comparisons"][0]["coverage_regression"] is True
+
+
+def test_different_time_bases_are_refused(result_entry):
+    base = result_entry("sdpa", SEED_ID, mean_ms=0.05)
+    cur = result_entry("sdpa", SEED_ID, mean_ms=7.0)
+    base["performance"]["time_basis"] = "device_time"
+    cur["performance"]["time_basis"] = "cpu_wall_time"
+    with pytest.raises(ReportError, match="device_time.*cpu_wall_time"):
+        compare_results([base], [cur])
 
 
 # ------------------------------------------------------ matching configs ----
@@ -124,20 +149,22 @@ def test_worst_config_supplies_the_seed_keys(result_entry):
 
 
 # ------------------------------------------------ correctness regressions ---
-@pytest.mark.parametrize("base_status,cur_status,regression", [
-    ("ok", "failed", True),
-    ("ok", "error", True),
-    ("failed", "failed", False),
-    ("ok", "skipped", False),
-    ("ok", "unavailable", False),
+@pytest.mark.parametrize("base_status,cur_status,correctness,coverage", [
+    ("ok", "failed", True, False),
+    ("ok", "error", True, False),
+    ("failed", "failed", False, False),
+    ("ok", "skipped", False, True),
+    ("ok", "unavailable", False, True),
 ])
-def test_correctness_regression(result_entry, base_status, cur_status, regression):
+def test_status_regressions(result_entry, base_status, cur_status, correctness, coverage):
     # The current run is faster (1.0 -> 0.5): only the status can make it a regression.
     base = result_entry("sdpa", SEED_ID, mean_ms=1.0, status=base_status)
     cur = result_entry("sdpa", SEED_ID, mean_ms=0.5, status=cur_status)
     r = compare_results([base], [cur])
-    assert r["is_regression"] is regression
-    assert r["comparisons"][0]["correctness_regression"] is regression
+    row = r["comparisons"][0]
+    assert row["correctness_regression"] is correctness
+    assert row["coverage_regression"] is coverage
+    assert r["is_regression"] is (correctness or coverage)
 
 
 def test_failed_current_without_times_is_a_regression(result_entry):

@@ -24,7 +24,8 @@ from typing import Dict, List, Optional, Tuple
 
 from . import roofline
 from .asvresults import FAILED, MISSING, OK, SKIPPED, Machine, Point, Run
-from .shapes import PRESETS, Problem
+from .errors import UnknownNameError
+from .shapes import PRESETS, Problem, resolve
 
 PREFIX = "bench_attention."
 TIME = PREFIX + "TimeAttention.track_device_time"
@@ -133,7 +134,10 @@ def grid(run: Run) -> Tuple[List[str], List[str]]:
 
 
 def cell(run: Run, machine: Machine, kernel: str, problem: str) -> Cell:
-    prob = PRESETS.get(problem)
+    try:
+        prob = resolve(problem)  # a problem id (the suite's key) or an older preset name
+    except UnknownNameError:
+        prob = None
     t = run.point(TIME, kernel, problem)
     c = Cell(kernel=kernel, problem=problem, problem_obj=prob, status=t.status,
              time_s=_value(t), latency_s=_value(run.point(LATENCY, kernel, problem)),

@@ -2,7 +2,8 @@
 
 Exit codes (all subcommands):
   0  success: every measured config correct / no regression
-  1  a config failed correctness or raised (run); a regression (compare)
+  1  a config failed correctness or raised, or nothing could be measured (run);
+     a regression (compare)
   2  usage or input error: bad flag or value, unknown kernel/sweep/dtype,
      missing device, unreadable/invalid report, unwritable output path
 """
@@ -23,7 +24,8 @@ EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
 EPILOG = """exit codes:
   0  success (all configs correct; no regression)
-  1  a config failed correctness or errored (run); a regression past the threshold (compare)
+  1  a config failed correctness or errored, or nothing could be measured (run);
+     a regression past the threshold, a correctness or coverage loss (compare)
   2  usage or input error (bad value, unknown name, no such device, unreadable report, bad output path)
 """
 
@@ -215,6 +217,10 @@ def cmd_run(args) -> int:
     s = report["summary"]
     print(f"{s['ok']} ok, {s['failed']} failed, {s['error']} errors, {s['skipped']} skipped, "
           f"{s['unavailable']} unavailable", file=sys.stderr)
+    if s["ok"] == 0 and not (s["failed"] or s["error"]):
+        print("nothing could be measured (every config skipped or unavailable; reasons above)",
+              file=sys.stderr)
+        return EXIT_FAIL
     return EXIT_FAIL if s["failed"] or s["error"] else EXIT_OK
 
 

@@ -9,7 +9,9 @@ Per config matched by id (``kernel/config``):
 
 Times are medians when both sides have one (attnperf reports), else means (the
 seed's files carry only ``mean_time_ms``).  A config that passed correctness in
-the baseline and fails now is a regression too.
+the baseline and fails now, or was measured and now is skipped/unavailable, is a
+regression too.  Reports timed on different kinds of device (GPU device time vs
+CPU wall time) are refused.
 """
 
 from __future__ import annotations
@@ -41,6 +43,14 @@ def compare_one(base: dict, cur: dict, threshold: float) -> dict:
            "baseline_status": base.get("status", "ok"), "current_status": cur.get("status", "ok"),
            "threshold": threshold}
     b, c, key = _pick_times(base, cur)
+    both_ok = row["baseline_status"] == "ok" and row["current_status"] == "ok"
+    if b is None and both_ok:
+        raise ReportError(f"{cur['id']}: measured on both sides but without a positive numeric "
+                          "performance.median_time_ms or mean_time_ms; cannot compare")
+    basis = [(x.get("performance") or {}).get("time_basis") for x in (base, cur)]
+    if None not in basis and basis[0] != basis[1]:
+        raise ReportError(f"{cur['id']}: baseline time is {basis[0]}, current is {basis[1]}; "
+                          "compare reports from the same kind of device")
     if b is None:
         row.update({"speedup": None, "improvement_pct": None, "baseline_time_ms": None,
                     "current_time_ms": None, "statistic": None, "is_regression": False,
@@ -51,8 +61,10 @@ def compare_one(base: dict, cur: dict, threshold: float) -> dict:
                     "current_time_ms": c, "statistic": key,
                     "is_regression": improvement < threshold})
     broke = row["baseline_status"] == "ok" and row["current_status"] in ("failed", "error")
+    lost = row["baseline_status"] == "ok" and row["current_status"] in ("skipped", "unavailable")
     row["correctness_regression"] = broke
-    row["is_regression"] = bool(row["is_regression"] or broke)
+    row["coverage_regression"] = lost  # measured before, cannot run now
+    row["is_regression"] = bool(row["is_regression"] or broke or lost)
     return row
 
 
@@ -131,6 +143,8 @@ def render(result: dict, fmt: str = "text") -> str:
 def _verdict_of(r: dict) -> str:
     if r["correctness_regression"]:
         return f"CORRECTNESS REGRESSION ({r['current_status']})"
+    if r.get("coverage_regression"):
+        return f"NO LONGER MEASURED ({r['current_status']})"
     return verdict(r["improvement_pct"], r["is_regression"])
 
 

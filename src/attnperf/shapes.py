@@ -212,6 +212,18 @@ def preset(name: str) -> Problem:
     return PRESETS[name]
 
 
+def resolve(name_or_id: str) -> Problem:
+    """A preset by name (``seed``) or any problem by its id (``b8_h4_sq64_d64_fp16``)."""
+    if name_or_id in PRESETS:
+        return PRESETS[name_or_id]
+    try:
+        return Problem.from_id(name_or_id)
+    except InvalidShapeError:
+        raise UnknownNameError(
+            f"unknown problem {name_or_id!r}: neither a preset ({', '.join(sorted(PRESETS))}) "
+            "nor a problem id like b8_h4_sq64_d64_fp16") from None
+
+
 def sweep(name: str) -> List[Problem]:
     if name not in SWEEPS:
         raise UnknownNameError(

@@ -19,12 +19,16 @@ import os
 from typing import Dict, List, Optional, Tuple
 
 from . import roofline
-from .shapes import PRESETS, Problem
+from .shapes import PRESETS, Problem, resolve
 from .timing import Budget
 
 GRID_KERNELS = ["sdpa", "sdpa_cudnn", "sdpa_flash", "sdpa_efficient", "sdpa_math", "naive", "tiled"]
-GRID_PROBLEMS = ["seed", "decode", "gqa", "causal", "mid", "train",
-                 "cpu_seed", "cpu_decode", "cpu_causal", "cpu_gqa"]
+# Problems by their stable id (the asv history key; a preset's shape may be
+# edited, an id never changes meaning).  Presets: seed, decode, gqa, causal,
+# mid, train, cpu_seed, cpu_decode, cpu_causal, cpu_gqa.
+GRID_PROBLEMS = [PRESETS[name].id for name in (
+    "seed", "decode", "gqa", "causal", "mid", "train",
+    "cpu_seed", "cpu_decode", "cpu_causal", "cpu_gqa")]
 
 # What a 2-core CPU runs in the suite: float32 (CPU half-precision kernels are
 # slow and rarely used: fp16 matmul ran at ~1 GFLOP/s here), a few hundred
@@ -53,8 +57,9 @@ def _env_list(name: str) -> Optional[List[str]]:
 
 
 def selection() -> Tuple[List[str], List[str]]:
+    """Kernels and problem ids to measure (env lists take preset names or ids)."""
     kernels = _env_list("ATTNPERF_ASV_KERNELS") or GRID_KERNELS
-    problems = _env_list("ATTNPERF_ASV_PROBLEMS") or GRID_PROBLEMS
+    problems = [resolve(p).id for p in (_env_list("ATTNPERF_ASV_PROBLEMS") or GRID_PROBLEMS)]
     return kernels, problems
 
 
@@ -131,7 +136,8 @@ def measure_grid(kernels: Optional[List[str]] = None, problems: Optional[List[st
     peak = match_peak(env["gpu_name"]) if env["gpu_name"] else None
     out: Dict[str, dict] = {"__meta__": {"device": dev, "environment": env, "ceilings": ceilings}}
     for pname in problems:
-        problem = PRESETS[pname]
+        problem = resolve(pname)
+        pname = problem.id
         ok, why = fits_device(problem, dev)
         for kname in kernels:
             if not ok:

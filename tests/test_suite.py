@@ -1,0 +1,58 @@
+"""The asv suite's grid and its setup-time checks (attnperf.suite)."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from attnperf import suite
+from attnperf.shapes import PRESETS, Problem
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_attention.py"
+
+
+def _bench_module():
+    spec = importlib.util.spec_from_file_location("bench_attention", BENCH)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_benchmark_params_are_the_suite_grid_as_stable_ids():
+    bench = _bench_module()
+    assert bench.KERNELS == suite.GRID_KERNELS
+    assert bench.PROBLEMS == suite.GRID_PROBLEMS
+    for pid in bench.PROBLEMS:  # ids parse back to themselves: history keys are stable
+        assert Problem.from_id(pid).id == pid
+    assert PRESETS["seed"].id in bench.PROBLEMS and PRESETS["train"].id in bench.PROBLEMS
+
+
+def test_selection_accepts_preset_names_and_ids(monkeypatch):
+    monkeypatch.setenv("ATTNPERF_ASV_KERNELS", "tiled")
+    monkeypatch.setenv("ATTNPERF_ASV_PROBLEMS", "cpu_seed,b1_h8_sq512_d64_fp32_causal")
+    assert suite.selection() == (["tiled"], ["b8_h4_sq64_d64_fp32", "b1_h8_sq512_d64_fp32_causal"])
+
+
+def test_cpu_runs_only_small_float32_problems():
+    assert suite.fits_device(PRESETS["cpu_seed"], "cpu")[0]
+    ok, why = suite.fits_device(PRESETS["seed"], "cpu")
+    assert not ok and "float32" in why
+    big = Problem(batch=4, heads=16, seq_q=2048, head_dim=128, dtype="float32")
+    ok, why = suite.fits_device(big, "cpu")
+    assert not ok and "too large" in why
+    assert suite.fits_device(PRESETS["train"], "cuda")[0]
+
+
+def test_measure_grid_and_setup_time_checks(monkeypatch, temp_kernel, wrong_kernel):
+    pid = PRESETS["cpu_seed"].id
+    cache = suite.measure_grid(kernels=["tiled", wrong_kernel, "sdpa_cudnn"], problems=[pid],
+                               device_name="cpu", budget=suite.Budget(min_samples=7, budget_s=0.05))
+    ok = suite.entry_for(cache, "tiled", pid)
+    assert len(ok["device_time_s"]) >= 7 and ok["floor_s"] > 0 and ok["regime"]
+    assert suite.samples(ok["device_time_s"]) == {"samples": ok["device_time_s"], "number": 1}
+    with pytest.raises(AssertionError, match=f"{wrong_kernel}/{pid} is WRONG: rel_error="):
+        suite.entry_for(cache, wrong_kernel, pid)
+    with pytest.raises(NotImplementedError, match="CUDA"):
+        suite.entry_for(cache, "sdpa_cudnn", pid)
+    with pytest.raises(NotImplementedError, match="not selected"):
+        suite.entry_for(cache, "naive", pid)

@@ -415,3 +415,29 @@ def test_gpu_shape_too_large_is_skipped_by_the_estimate(cli, tmp_path):
     assert res.code == 0, res.err
     statuses = [r["status"] for r in load(out)["results"]]
     assert statuses[0] == "skipped"
+
+
+def test_table_flags_unstable_timings():
+    from attnperf.cli import render_table
+    from attnperf.measure import Measurement
+    from attnperf.shapes import PRESETS
+    from attnperf.timing import Samples
+    steady = Measurement("sdpa", PRESETS["cpu_seed"], "cpu",
+                         device_time=Samples([1.0e-3] * 9 + [1.01e-3], "cpu-perf_counter", 1, 2))
+    noisy = Measurement("tiled", PRESETS["cpu_seed"], "cpu",
+                        device_time=Samples([1e-3, 2e-3, 1e-3, 3e-3, 1e-3, 2e-3], "cpu-perf_counter", 1, 2))
+    table = render_table([steady, noisy])
+    rows = {ln.split()[0]: ln for ln in table.splitlines() if ln.startswith(("sdpa ", "tiled "))}
+    assert "!" not in rows["sdpa"] and "!" in rows["tiled"]
+    assert "unstable: IQR above 10 % of the median for 1 config(s)" in table
+
+
+def test_threads_flag_sets_pytorch_threads(cli, tmp_path, tiny_run_args):
+    import torch
+    before = torch.get_num_threads()
+    try:
+        assert cli("run", *tiny_run_args, "--kernel", "sdpa", "--threads", "1",
+                   "--output", tmp_path / "r.json").code == 0
+        assert load(tmp_path / "r.json")["environment"]["torch_threads"] == 1
+    finally:
+        torch.set_num_threads(before)

@@ -199,3 +199,16 @@ def test_cpu_measured_ceiling():
     p = Problem(batch=1, heads=1, seq_q=8, head_dim=8, dtype="fp32")
     c = ceiling_for(p, {"bandwidth_gb_s": 47.0, "matmul_tflops": {"float32": 0.236}}, None)
     assert (c.tflops, c.bandwidth_gb_s, c.source) == (0.236, 47.0, "measured")
+
+
+def test_cache_resident_problems_are_marked_and_explained():
+    # 1 x 8 heads x 1024 x 64 fp16: Q+O = 2*8*1024*64*2 B = 2,097,152 B; K+V the same -> 4 MiB.
+    p = Problem(batch=1, heads=8, seq_q=1024, head_dim=64, dtype="float16")
+    assert roofline.bytes_moved(p) == 4_194_304
+    roof = Ceiling(tflops=1.0, bandwidth_gb_s=1000.0, source="test")  # memory floor 4.19 us
+    fast = analyze(p, 2e-6, roof, "cuda", cache_bytes=50 << 20)  # faster than DRAM allows
+    assert fast.cache_resident and fast.x_over_floor < 1 and fast.efficiency_pct > 100
+    assert any("fit in L2" in r for r in fast.recommendations)
+    cold = analyze(p, 2e-6, roof, "cuda", cache_bytes=1 << 20)  # 1 MiB cache: not resident
+    assert not cold.cache_resident
+    assert any("measured too low" in r for r in cold.recommendations)

@@ -93,6 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-latency", action="store_true", help="GPU: skip the per-call latency timing")
     r.add_argument("--no-l2-flush", action="store_true", help="GPU: keep L2 warm between latency samples")
     r.add_argument("--seed", type=int, default=None, help="input seed")
+    r.add_argument("--threads", type=_positive_int("threads"), default=None,
+                   help="CPU threads for PyTorch (default: PyTorch's; the asv CPU suite uses 1)")
 
     c = sub.add_parser("compare", help="compare a report with a baseline (the seed's compare_baseline.py)",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -187,6 +189,9 @@ def cmd_run(args) -> int:
     if args.budget_ms is not None and args.budget_ms <= 0:
         raise UsageError(f"--budget-ms must be positive, got {args.budget_ms}")
     device = resolve_device(args.device)
+    if args.threads is not None:
+        import torch
+        torch.set_num_threads(args.threads)
     if not problems:
         problems = sweep("gpu-default" if device == "cuda" else "cpu-small")
     budget = Budget() if args.budget_ms is None else Budget(budget_s=args.budget_ms / 1e3)
@@ -239,7 +244,7 @@ def render_table(measurements) -> str:
         rows.append([
             m.kernel, m.problem.id, m.status,
             _fmt(st and st["median_ms"], ".4f"),
-            _fmt(st and 100 * st["iqr_over_median"], ".1f"),
+            _fmt(st and 100 * st["iqr_over_median"], ".1f") + ("!" if st and st["unstable"] else ""),
             _fmt(lat and lat["median_ms"], ".4f"),
             _fmt(rf and rf.achieved_tflops, ".2f"), _fmt(rf and rf.achieved_gb_s, ".1f"),
             rf.regime if rf else "-", _fmt(rf and rf.efficiency_pct, ".1f"),
@@ -256,6 +261,10 @@ def render_table(measurements) -> str:
     if notes:
         lines += ["", "not measured:"] + notes
     device = measurements[0].device if measurements else "cpu"
+    unstable = [m for m in measurements if m.device_time and m.device_time.stats()["unstable"]]
+    if unstable:
+        lines += ["", f"! unstable: IQR above 10 % of the median for {len(unstable)} config(s); "
+                      "the machine is busy or throttling (re-run, or fewer --threads on a shared CPU)"]
     lines.append("")
     lines.append("time = device time per call (CUDA graph replay)" if device == "cuda"
                  else "time = wall time per call on the CPU")

@@ -211,8 +211,14 @@ def fingerprint(device: str) -> dict:
 def machine_key(env: dict) -> str:
     """Short stable key of the hardware+software that ceilings depend on."""
     parts = [env.get("device"), env.get("gpu_name"), env.get("cpu_model"), env.get("torch"),
-             str(env.get("torch_threads")), env.get("driver")]
+             str(env.get("torch_threads")), env.get("driver"), f"tf32={_tf32_enabled()}"]
     return hashlib.sha256("|".join(str(p) for p in parts).encode()).hexdigest()[:16]
+
+
+def _tf32_enabled() -> bool:
+    """Whether float32 matmuls run as TF32 (changes the float32 ceiling)."""
+    import torch
+    return bool(torch.backends.cuda.matmul.allow_tf32)
 
 
 # ------------------------------------------------------------ ceilings ------

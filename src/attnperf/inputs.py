@@ -37,9 +37,3 @@ def make_inputs(problem: Problem, device: str, seed: int = DEFAULT_SEED
     return (draw(problem.heads, problem.seq_q), draw(problem.kv_heads, problem.seq_kv),
             draw(problem.kv_heads, problem.seq_kv))
 
-
-def io_bytes(problem: Problem) -> int:
-    """Bytes of Q, K, V and O: the fewest bytes any kernel must move."""
-    p = problem
-    return p.element_size * p.head_dim * (2 * p.batch * p.heads * p.seq_q
-                                          + 2 * p.batch * p.kv_heads * p.seq_kv)

@@ -17,7 +17,7 @@ from . import registry, roofline
 from .correctness import Correctness, check
 from .devices import gpu_clock_state
 from .errors import AttnperfError, InsufficientMemoryError, KernelUnavailableError
-from .inputs import DEFAULT_SEED, io_bytes, make_inputs
+from .inputs import DEFAULT_SEED, make_inputs
 from .shapes import Problem
 from .timing import Budget, Samples, time_cpu, time_cuda_device, time_cuda_latency
 
@@ -45,7 +45,7 @@ def available_memory(device: str) -> Optional[int]:
 def memory_needed(spec: registry.KernelSpec, p: Problem) -> int:
     """Inputs, output, kernel scratch, and the float64 reference (chunked to <= 1 GiB)."""
     ref = 8 * p.batch * p.heads * p.seq_q * p.head_dim + min(1 << 30, 24 * p.seq_q * p.seq_kv * p.heads)
-    return io_bytes(p) + spec.workspace_bytes(p) + ref
+    return roofline.bytes_moved(p) + spec.workspace_bytes(p) + ref
 
 
 class Bench:
@@ -125,6 +125,15 @@ class Measurement:
         return self.device_time
 
 
+def _l2_bytes(device: str) -> Optional[int]:
+    """The GPU's L2 size (device time is taken with a warm L2); None on a CPU."""
+    if device != "cuda":
+        return None
+    import torch
+    return int(getattr(torch.cuda.get_device_properties(torch.cuda.current_device()),
+                       "L2_cache_size", 0)) or None
+
+
 def _oom_types():
     import torch
     return tuple(t for t in (getattr(torch.cuda, "OutOfMemoryError", None),
@@ -155,7 +164,8 @@ def measure(kernel: str, problem: Problem, device: str, ceiling_data: Optional[d
             m.clock_after = gpu_clock_state()
         ceiling = roofline.ceiling_for(problem, ceiling_data, peak, tf32=bench.tf32)
         if ceiling is not None:
-            m.roofline = roofline.analyze(problem, m.device_time.median_s, ceiling, device)
+            m.roofline = roofline.analyze(problem, m.device_time.median_s, ceiling, device,
+                                          cache_bytes=_l2_bytes(device))
     except KernelUnavailableError as exc:
         m.status, m.reason = "unavailable", str(exc)
     except InsufficientMemoryError as exc:

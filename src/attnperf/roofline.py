@@ -94,6 +94,9 @@ class Roofline:
     ceiling_gb_s: float
     ceiling_source: str
     recommendations: List[str]
+    # Q, K, V and O together fit in the last-level cache: back-to-back device time
+    # (CUDA graph, warm L2) can then run above the DRAM roof, x_over_floor < 1.
+    cache_resident: bool = False
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -108,7 +111,8 @@ def classify(compute_floor_s: float, memory_floor_s: float, device: str) -> str:
     return "compute-bound" if compute_floor_s >= memory_floor_s else "memory-bound"
 
 
-def recommendations(regime: str, efficiency_pct: float, p: Problem) -> List[str]:
+def recommendations(regime: str, efficiency_pct: float, p: Problem,
+                    cache_resident: bool = False) -> List[str]:
     recs = {
         "latency-bound": [
             "Fixed launch/host overhead dominates: batch more work per call (more heads or "
@@ -123,7 +127,11 @@ def recommendations(regime: str, efficiency_pct: float, p: Problem) -> List[str]
     if regime != "latency-bound" and efficiency_pct < 30:
         recs.append(f"At {efficiency_pct:.0f}% of the binding ceiling there is large headroom: "
                     "profile (ncu) for re-reads, low occupancy or non-tensor-core math.")
-    if efficiency_pct > 100:
+    if efficiency_pct > 100 and cache_resident:
+        recs.append(f"Efficiency {efficiency_pct:.0f}%: the inputs fit in L2, so back-to-back "
+                    "device time runs from cache above the DRAM roof; the latency figure "
+                    "(L2 flushed) is the cold-cache number.")
+    elif efficiency_pct > 100:
         recs.append(f"Efficiency {efficiency_pct:.0f}% exceeds the ceiling: the ceiling was measured "
                     "too low (busy machine?); re-measure with `attnperf ceilings --refresh`.")
     if p.dtype == "float32" and regime == "compute-bound":
@@ -131,8 +139,13 @@ def recommendations(regime: str, efficiency_pct: float, p: Problem) -> List[str]
     return recs
 
 
-def analyze(p: Problem, time_s: float, ceiling: Ceiling, device: str) -> Roofline:
-    """Place one measured time on the roofline of ``ceiling``."""
+def analyze(p: Problem, time_s: float, ceiling: Ceiling, device: str,
+            cache_bytes: Optional[int] = None) -> Roofline:
+    """Place one measured time on the roofline of ``ceiling``.
+
+    ``cache_bytes``: the device's last-level cache (GPU L2) when the time was
+    taken with warm caches; problems that fit are marked ``cache_resident``.
+    """
     if time_s <= 0:
         raise ValueError(f"time must be positive, got {time_s}")
     f, b = flops(p), bytes_moved(p)
@@ -141,6 +154,7 @@ def analyze(p: Problem, time_s: float, ceiling: Ceiling, device: str) -> Rooflin
     floor = max(compute_floor, memory_floor)
     regime = classify(compute_floor, memory_floor, device)
     efficiency = 100.0 * floor / time_s
+    resident = bool(cache_bytes) and b <= cache_bytes
     return Roofline(
         flops=f, bytes=b, arithmetic_intensity=f / b, ridge_point=ceiling.ridge_point,
         compute_floor_s=compute_floor, memory_floor_s=memory_floor, floor_s=floor, time_s=time_s,
@@ -148,7 +162,8 @@ def analyze(p: Problem, time_s: float, ceiling: Ceiling, device: str) -> Rooflin
         x_over_floor=time_s / floor, efficiency_pct=efficiency, regime=regime,
         bottleneck=BOTTLENECK[regime], ceiling_tflops=ceiling.tflops,
         ceiling_gb_s=ceiling.bandwidth_gb_s, ceiling_source=ceiling.source,
-        recommendations=recommendations(regime, efficiency, p))
+        recommendations=recommendations(regime, efficiency, p, resident),
+        cache_resident=resident)
 
 
 def ceiling_for(p: Problem, measured: Optional[dict], peak, tf32: bool = False) -> Optional[Ceiling]:

@@ -63,7 +63,18 @@ def _entry(cache, kernel, problem):
         raise NotImplementedError(cache["__unusable__"])
     if _suite is None:
         raise RuntimeError(f"attnperf failed to import in the benchmark process: {_IMPORT_ERROR}")
+    if f"{kernel}|{problem}" not in cache:
+        problem = _older_key(cache, kernel, problem)
     return _suite.entry_for(cache, kernel, problem)
+
+
+def _older_key(cache, kernel, problem_id):
+    """Commits before the suite keyed problems by id measured them under preset names."""
+    presets = getattr(getattr(attnperf, "shapes", None), "PRESETS", {})
+    for name, p in presets.items():
+        if getattr(p, "id", None) == problem_id and f"{kernel}|{name}" in cache:
+            return name
+    return problem_id
 
 
 def _skip(reason):

@@ -197,7 +197,7 @@ def _end_to_end(root: Path, env_dir: Path) -> None:
     summary = (out / "summary.md").read_text()
     assert summary.startswith("### ✅ `ci-e2e`: no significant regression (factor ×3)")
     rows = [line for line in summary.splitlines()
-            if line.startswith("| same | track_device_time |") and "cpu_seed" in line]
+            if line.startswith("| same | track_device_time |") and "b8_h4_sq64_d64_fp32" in line]  # cpu_seed, by id
     assert {r.split(" | ")[2] for r in rows} == {"tiled", "sdpa"}, summary
     assert all(r.rstrip(" |").endswith("| ok") for r in rows), rows
     assert all("Mann–Whitney U" in r for r in rows), rows

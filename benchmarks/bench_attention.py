@@ -87,13 +87,18 @@ def _skip(reason):
     return SkipNotImplemented(reason)
 
 
-class TimeAttention:
+class _Grid:
+    """What every class shares: the grid, and the one per-commit measurement."""
+
     params = (KERNELS, PROBLEMS)
     param_names = ["kernel", "problem"]
-    unit = "seconds"
     timeout = 1800
     version = "attnperf-asv-2"
     setup_cache = staticmethod(measure)
+
+
+class TimeAttention(_Grid):
+    unit = "seconds"
 
     def setup(self, cache, kernel, problem):
         self.entry = _entry(cache, kernel, problem)
@@ -116,13 +121,8 @@ def _views_entry(cache, kernel, problem):
     return _entry(cache, kernel, problem)
 
 
-class LatencyViews:
-    params = (KERNELS, PROBLEMS)
-    param_names = ["kernel", "problem"]
+class LatencyViews(_Grid):
     unit = "seconds"
-    timeout = 1800
-    version = "attnperf-asv-2"
-    setup_cache = staticmethod(measure)
 
     def setup(self, cache, kernel, problem):
         self.entry = _views_entry(cache, kernel, problem)
@@ -133,12 +133,7 @@ class LatencyViews:
         return _suite.samples(self.entry["latency_s"])
 
 
-class RooflineViews:
-    params = (KERNELS, PROBLEMS)
-    param_names = ["kernel", "problem"]
-    timeout = 1800
-    version = "attnperf-asv-2"
-    setup_cache = staticmethod(measure)
+class RooflineViews(_Grid):
 
     def setup(self, cache, kernel, problem):
         self.entry = _views_entry(cache, kernel, problem)

@@ -7,7 +7,7 @@ from attnperf import registry
 from attnperf.correctness import check
 from attnperf.errors import KernelUnavailableError, UnknownNameError
 from attnperf.inputs import make_inputs
-from attnperf.kernels.naive import causal_mask
+from attnperf.inputs import causal_mask
 from attnperf.kernels.sdpa import BACKENDS, dispatched_backend
 from attnperf.kernels.tiled import BLOCK_KV, tiled_attention
 from attnperf.measure import measure, memory_needed

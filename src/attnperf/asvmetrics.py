@@ -160,8 +160,7 @@ def cell(run: Run, machine: Machine, kernel: str, problem: str) -> Cell:
     elif prob is not None:
         ceil = ceiling(machine, prob)
         if ceil is not None:
-            compute = roofline.flops(prob) / (ceil.tflops * 1e12)
-            memory = roofline.bytes_moved(prob) / (ceil.bandwidth_gb_s * 1e9)
+            compute, memory = roofline.floors(prob, ceil)
             c.regime = roofline.classify(compute, memory, device_of(machine.info))
             c.regime_source = "from ceilings"
     return c

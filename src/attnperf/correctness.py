@@ -16,6 +16,7 @@ from typing import Optional
 
 import torch
 
+from .inputs import causal_mask
 from .shapes import Problem
 
 # Relative Frobenius-norm error a GPU expert accepts for attention outputs of
@@ -68,7 +69,7 @@ def reference(q, k, v, problem: Problem) -> torch.Tensor:
     heads_per_chunk = max(1, _REF_CHUNK_BYTES // max(per_head, 1))
     mask = None
     if problem.causal:
-        mask = torch.ones(sq, sk, dtype=torch.bool, device=q.device).tril()
+        mask = causal_mask(sq, sk, q.device)
     scale = 1.0 / math.sqrt(d)
     for bi in range(b):
         for h0 in range(0, h, heads_per_chunk):

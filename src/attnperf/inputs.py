@@ -37,3 +37,7 @@ def make_inputs(problem: Problem, device: str, seed: int = DEFAULT_SEED
     return (draw(problem.heads, problem.seq_q), draw(problem.kv_heads, problem.seq_kv),
             draw(problem.kv_heads, problem.seq_kv))
 
+
+def causal_mask(seq_q: int, seq_kv: int, device) -> torch.Tensor:
+    """True where query i may see key j (PyTorch's top-left aligned convention)."""
+    return torch.ones(seq_q, seq_kv, dtype=torch.bool, device=device).tril()

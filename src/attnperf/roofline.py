@@ -104,6 +104,11 @@ class Roofline:
         return d
 
 
+def floors(p: Problem, ceiling: Ceiling) -> tuple:
+    """(compute floor, memory floor) in seconds: FLOPs over the compute roof, bytes over the memory roof."""
+    return flops(p) / (ceiling.tflops * 1e12), bytes_moved(p) / (ceiling.bandwidth_gb_s * 1e9)
+
+
 def classify(compute_floor_s: float, memory_floor_s: float, device: str) -> str:
     floor = max(compute_floor_s, memory_floor_s)
     if floor < LATENCY_FLOOR_S.get(device, LATENCY_FLOOR_S["cuda"]):
@@ -149,8 +154,7 @@ def analyze(p: Problem, time_s: float, ceiling: Ceiling, device: str,
     if time_s <= 0:
         raise ValueError(f"time must be positive, got {time_s}")
     f, b = flops(p), bytes_moved(p)
-    compute_floor = f / (ceiling.tflops * 1e12)
-    memory_floor = b / (ceiling.bandwidth_gb_s * 1e9)
+    compute_floor, memory_floor = floors(p, ceiling)
     floor = max(compute_floor, memory_floor)
     regime = classify(compute_floor, memory_floor, device)
     efficiency = 100.0 * floor / time_s

@@ -6,13 +6,9 @@ import math
 
 import torch
 
+from ..inputs import causal_mask
 from ..registry import REGISTRY, KernelSpec
 from ..shapes import Problem
-
-
-def causal_mask(seq_q: int, seq_kv: int, device) -> torch.Tensor:
-    """True where query i may see key j (PyTorch's top-left aligned convention)."""
-    return torch.ones(seq_q, seq_kv, dtype=torch.bool, device=device).tril()
 
 
 def naive_attention(q, k, v, problem: Problem):

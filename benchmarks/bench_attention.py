@@ -26,10 +26,13 @@ try:
     # Imported here on purpose: with launch_method forkserver this import runs
     # once in the server, and every forked benchmark inherits it (an import of
     # torch is ~1 s on a CPU host, 4.65 s on the GPU host).  No CUDA call here.
+    import importlib
+
     import torch  # noqa: F401
     import attnperf
-    from attnperf import suite as _suite
     _API = getattr(attnperf, "API_VERSION", 0)
+    # API 2 moved the suite into attnperf.asv; older commits keep attnperf.suite.
+    _suite = importlib.import_module("attnperf.asv.suite" if _API >= 2 else "attnperf.suite")
 except Exception as exc:  # noqa: BLE001 - an old or broken commit must not break discovery
     _suite, _API, _IMPORT_ERROR = None, 0, f"{type(exc).__name__}: {exc}"
 else:
@@ -41,7 +44,7 @@ NEEDS_API = 1
 KERNELS = ["sdpa", "sdpa_cudnn", "sdpa_flash", "sdpa_efficient", "sdpa_math", "naive", "tiled"]
 # Problems by stable id (attnperf presets seed, decode, gqa, causal, mid, train,
 # cpu_seed, cpu_decode, cpu_causal, cpu_gqa); tests/test_suite.py keeps these
-# lists equal to attnperf.suite's grid.
+# lists equal to attnperf.asv.suite's grid.
 PROBLEMS = ["b8_h4_sq64_d64_fp16", "b8_h32_kv8_sq1_sk4096_d128_bf16",
             "b2_h32_kv8_sq1024_d128_bf16_causal", "b1_h8_sq512_d64_bf16_causal",
             "b2_h8_sq1024_d64_bf16", "b4_h16_sq2048_d128_bf16",
@@ -70,7 +73,7 @@ def _entry(cache, kernel, problem):
 
 def _older_key(cache, kernel, problem_id):
     """Commits before the suite keyed problems by id measured them under preset names."""
-    presets = getattr(getattr(attnperf, "shapes", None), "PRESETS", {})
+    presets = getattr(_suite, "PRESETS", None) or getattr(getattr(attnperf, "shapes", None), "PRESETS", {})
     for name, p in presets.items():
         if getattr(p, "id", None) == problem_id and f"{kernel}|{name}" in cache:
             return name

@@ -16,10 +16,12 @@ from typing import Callable, List, Optional
 import pytest
 import torch
 
-from attnperf import registry
-from attnperf.devices import CEILINGS_SCHEMA_VERSION, fingerprint, machine_key
-from attnperf.registry import REGISTRY, KernelSpec
-from attnperf.shapes import Problem
+from attnperf.kernels import registry
+from attnperf.io.ceilings import SCHEMA_VERSION as CEILINGS_SCHEMA_VERSION
+from attnperf.measure.device import fingerprint, machine_key
+from attnperf.kernels.registry import REGISTRY
+from attnperf.kernels.spec import KernelSpec
+from attnperf.model.problem import Problem
 
 HAS_CUDA = torch.cuda.is_available()
 # One intra-op thread, here and in subprocesses (OMP_NUM_THREADS below): on a

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 import _asvdata as d
-from attnperf import asvresults as ar
+from attnperf.io import asv_results as ar
+from attnperf.io import ceilings as ceilings_file
 
 REPO = Path(__file__).resolve().parents[1]
 C1 = "a" * 40
@@ -65,7 +66,7 @@ def test_non_parameterised_benchmark(tmp_path):
 
 @pytest.mark.parametrize("content, expected", [
     ("{\"commit_hash\": ", "not valid JSON"),
-    ("", "empty asv results file"),
+    ("", "is empty"),
     ("[1, 2]", "holds a JSON list"),
     (json.dumps({"version": 3, "commit_hash": C1}), "format version 3"),
     (json.dumps({"commit_hash": C1, "results": {}}), "format version None"),
@@ -113,7 +114,7 @@ def test_machine_json_ceilings_and_benchmarks_json(tmp_path):
 def test_missing_or_bad_side_files(tmp_path):
     params = d.grid_params(["sdpa"], ["seed"])
     d.write_run(tmp_path, d.CPU_INFO, C1, 1795000000000, {d.TIME: d.row(params, [1e-3])})
-    (tmp_path / "cpu-ci" / ar.CEILINGS_FILE).write_text(json.dumps({"schema_version": 9}))
+    (tmp_path / "cpu-ci" / ceilings_file.FILE_NAME).write_text(json.dumps({"schema_version": 9}))
     (tmp_path / "cpu-ci" / "notes.json").write_text("{}")
     db = ar.read_results(str(tmp_path))
     m = db.machines["cpu-ci"]
@@ -144,9 +145,9 @@ def test_empty_and_absent_results_dirs(tmp_path):
 
 
 def test_reads_the_ceilings_version_devices_writes():
-    from attnperf.devices import CEILINGS_SCHEMA_VERSION
+    from attnperf.io.ceilings import SCHEMA_VERSION as CEILINGS_SCHEMA_VERSION
 
-    assert CEILINGS_SCHEMA_VERSION in ar.KNOWN_CEILINGS_VERSIONS
+    assert CEILINGS_SCHEMA_VERSION in ceilings_file.KNOWN_VERSIONS
 
 
 def test_unquote():

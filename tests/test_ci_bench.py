@@ -1,4 +1,4 @@
-"""tools/ci_bench.py: the pull-request job's logic, run here without GitHub.
+"""`attnperf ci bench`: the pull-request job's logic, run here without GitHub.
 
 Most tests put a stand-in for the `asv` executable on the command line (it
 records its arguments, drops prepared result files where asv would write them
@@ -21,7 +21,7 @@ import pytest
 import _asvdata as d
 
 REPO = Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "tools" / "ci_bench.py"
+SCRIPT = ["-m", "attnperf", "ci", "bench"]
 GATED = "^(?!.*Views)"
 KERNELS, PROBLEMS = ["sdpa", "tiled"], ["seed", "train"]
 
@@ -76,7 +76,7 @@ def _run(project, asv_exit, with_results=True, extra=(), github=True):
         for k in ("GITHUB_ACTIONS", "GITHUB_STEP_SUMMARY", "GITHUB_OUTPUT"):
             env.pop(k, None)
     proc = subprocess.run(
-        [sys.executable, str(SCRIPT), "--config", str(project["conf"]), "--base", project["base"],
+        [sys.executable, *SCRIPT, "--config", str(project["conf"]), "--base", project["base"],
          "--head", "HEAD", "--machine", "h100", "--no-describe", "--asv", str(project["fake"]),
          "--out", str(out), *extra], capture_output=True, text=True, env=env, timeout=120)
     verdict = json.loads((out / "verdict.json").read_text()) if (out / "verdict.json").exists() \
@@ -128,13 +128,13 @@ def test_asv_error_without_results_is_exit_3(project):
 
 def test_unknown_base_is_exit_3_with_a_summary(project):
     tmp = project["tmp"]
-    proc = subprocess.run([sys.executable, str(SCRIPT), "--config", str(project["conf"]),
+    proc = subprocess.run([sys.executable, *SCRIPT, "--config", str(project["conf"]),
                            "--base", "no-such-ref", "--machine", "h100", "--no-describe",
                            "--out", str(tmp / "o")], capture_output=True, text=True, timeout=60,
                           env={k: v for k, v in os.environ.items() if not k.startswith("GITHUB")})
     assert proc.returncode == 3 and "error: git rev-parse" in proc.stderr
     assert "no benchmark results" in (tmp / "o" / "summary.md").read_text()
-    bad = subprocess.run([sys.executable, str(SCRIPT), "--base", "x", "--machine", "m",
+    bad = subprocess.run([sys.executable, *SCRIPT, "--base", "x", "--machine", "m",
                           "--factor", "0.5"], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 3 and "--factor must be >= 1.0" in bad.stderr
 
@@ -186,7 +186,7 @@ def _end_to_end(root: Path, env_dir: Path) -> None:
     env.pop("PYTHONPATH", None)
     out = root / "out"
     proc = subprocess.run(
-        [sys.executable, str(SCRIPT), "--config", str(conf), "--base", "HEAD~1", "--head", "HEAD",
+        [sys.executable, *SCRIPT, "--config", str(conf), "--base", "HEAD~1", "--head", "HEAD",
          "--machine", "ci-e2e", "--device", "cpu", "--factor", "3", "--out", str(out)],
         capture_output=True, text=True, env=env, timeout=900)
     log = (out / "asv-continuous.log").read_text() if (out / "asv-continuous.log").exists() else ""

@@ -9,8 +9,8 @@ import sys
 import pytest
 import torch
 
-from attnperf import measure as measure_module
-from attnperf.devices import fingerprint
+from attnperf.measure import session as measure_module
+from attnperf.measure.device import fingerprint
 
 HAS_CUDA = torch.cuda.is_available()
 SEED_ID = "b8_h4_sq64_d64_fp16"
@@ -418,10 +418,10 @@ def test_gpu_shape_too_large_is_skipped_by_the_estimate(cli, tmp_path):
 
 
 def test_table_flags_unstable_timings():
-    from attnperf.cli import render_table
-    from attnperf.measure import Measurement
-    from attnperf.shapes import PRESETS
-    from attnperf.timing import Samples
+    from attnperf.cli.run import render_table
+    from attnperf.model.records import Measurement
+    from attnperf.model.catalog import PRESETS
+    from attnperf.model.records import Samples
     steady = Measurement("sdpa", PRESETS["cpu_seed"], "cpu",
                          device_time=Samples([1.0e-3] * 9 + [1.01e-3], "cpu-perf_counter", 1, 2))
     noisy = Measurement("tiled", PRESETS["cpu_seed"], "cpu",

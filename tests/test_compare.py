@@ -2,9 +2,10 @@
 
 import pytest
 
-from attnperf.compare import DEFAULT_THRESHOLD, compare_results, render, verdict
+from attnperf.analysis.compare import DEFAULT_THRESHOLD, compare_results, verdict
+from attnperf.render.compare import render
 from attnperf.errors import ReportError
-from attnperf.report import read_results
+from attnperf.io.report import read_results
 
 SEED_ID = "b8_h4_sq64_d64_fp16"
 

@@ -7,15 +7,15 @@ import numpy as np
 import pytest
 import torch
 
-from attnperf import registry
-from attnperf.correctness import (MAX_ABS_FACTOR, TOLERANCES, check, compare, reference,
-                                  tolerance_key)
-from attnperf.inputs import make_inputs
+from attnperf.kernels import registry
+from attnperf.measure.correctness import check, compare, reference
+from attnperf.model.problem import MAX_ABS_FACTOR, TOLERANCES, precision_key
+from attnperf.measure.inputs import make_inputs
 from attnperf.kernels.naive import naive_attention
 from attnperf.kernels.tiled import tiled_attention
-from attnperf.measure import measure
-from attnperf.shapes import Problem
-from attnperf.timing import Budget
+from attnperf.measure.session import measure
+from attnperf.model.problem import Problem
+from attnperf.measure.timing import Budget
 
 GQA_CAUSAL = Problem(batch=2, heads=4, kv_heads=2, seq_q=24, seq_kv=40, head_dim=16,
                      causal=True, dtype="float32")
@@ -128,9 +128,9 @@ def test_tolerances_per_dtype():
     assert t["float32"] < t["tf32"] < t["float16"] < t["bfloat16"]
     assert MAX_ABS_FACTOR > 1
     p16 = Problem(batch=1, heads=1, seq_q=1, head_dim=2, dtype="bf16")
-    assert tolerance_key(p16) == "bfloat16"
-    assert tolerance_key(P32, tf32=True) == "tf32"
-    assert tolerance_key(p16, tf32=True) == "bfloat16"  # tf32 only affects float32
+    assert precision_key(p16.dtype) == "bfloat16"
+    assert precision_key(P32.dtype, tf32=True) == "tf32"
+    assert precision_key(p16.dtype, tf32=True) == "bfloat16"  # tf32 only affects float32
 
 
 def test_same_error_passes_bf16_but_fails_fp32():

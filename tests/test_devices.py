@@ -2,12 +2,15 @@
 allowlisted fingerprint and the ceilings cache."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
 
-from attnperf import devices
-from attnperf.devices import PEAKS, fingerprint, machine_key, match_peak, resolve_device
+from attnperf.io import ceilings as ceilings_file
+from attnperf.measure import ceilings as ceilings_mod
+from attnperf.measure.device import fingerprint, machine_key, resolve_device
+from attnperf.model.peaks import PEAKS, match_peak
 from attnperf.errors import DeviceUnavailableError
 
 
@@ -99,8 +102,8 @@ def test_machine_key_is_stable_and_hardware_sensitive():
 def test_cached_ceilings_are_read_not_measured(monkeypatch, isolated_cache):
     def boom(*a, **k):
         raise AssertionError("measured although a cache entry exists")
-    monkeypatch.setattr(devices, "measure_ceilings", boom)
-    data = devices.load_or_measure_ceilings("cpu", fingerprint("cpu"))
+    monkeypatch.setattr(ceilings_mod, "measure_ceilings", boom)
+    data = ceilings_mod.load_or_measure_ceilings("cpu", fingerprint("cpu"))
     assert data["cached"] is True
     assert data["bandwidth_gb_s"] == 50.0  # the canned value conftest wrote
 
@@ -111,22 +114,65 @@ def test_missing_or_stale_cache_is_measured_and_written(monkeypatch, tmp_path):
 
     def fake_measure(device, quick=False):
         calls.append(device)
-        return {"schema_version": devices.CEILINGS_SCHEMA_VERSION, "device": device,
+        return {"schema_version": ceilings_file.SCHEMA_VERSION, "device": device,
                 "bandwidth_gb_s": 12.5, "matmul_tflops": {"float32": 0.1}}
-    monkeypatch.setattr(devices, "measure_ceilings", fake_measure)
+    monkeypatch.setattr(ceilings_mod, "measure_ceilings", fake_measure)
     env = fingerprint("cpu")
-    first = devices.load_or_measure_ceilings("cpu", env)
+    first = ceilings_mod.load_or_measure_ceilings("cpu", env)
     assert first["cached"] is False and calls == ["cpu"]
     cache_file = tmp_path / "attnperf" / "ceilings" / f"cpu-{machine_key(env)}.json"
     assert json.loads(cache_file.read_text())["bandwidth_gb_s"] == 12.5
-    assert devices.load_or_measure_ceilings("cpu", env)["cached"] is True
+    assert ceilings_mod.load_or_measure_ceilings("cpu", env)["cached"] is True
     assert calls == ["cpu"]
     # An entry written by another format version is measured again.
     cache_file.write_text(json.dumps({"schema_version": 99, "bandwidth_gb_s": 1.0}))
-    assert devices.load_or_measure_ceilings("cpu", env)["bandwidth_gb_s"] == 12.5
+    assert ceilings_mod.load_or_measure_ceilings("cpu", env)["bandwidth_gb_s"] == 12.5
     assert calls == ["cpu", "cpu"]
     # So is an unreadable one; refresh=True measures regardless.
     cache_file.write_text("{not json")
-    assert devices.load_or_measure_ceilings("cpu", env)["cached"] is False
-    assert devices.load_or_measure_ceilings("cpu", env, refresh=True)["cached"] is False
+    assert ceilings_mod.load_or_measure_ceilings("cpu", env)["cached"] is False
+    assert ceilings_mod.load_or_measure_ceilings("cpu", env, refresh=True)["cached"] is False
     assert len(calls) == 4
+
+
+def test_recorded_commit_is_the_commit_under_test(tmp_path):
+    """Regression: inside asv's environment (a wheel installed under .asv/env, inside the work
+    tree) the fingerprint recorded the work tree's HEAD instead of the benchmarked commit."""
+    import shutil
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    clone = tmp_path / "clone"
+    shutil.copytree(repo / "src", clone / "src", ignore=shutil.ignore_patterns("*.egg-info", "__pycache__"))
+    for name in ("pyproject.toml", "README.md", "LICENSE", ".gitignore"):
+        shutil.copy(repo / name, clone / name)
+
+    def git(*args):
+        return subprocess.run(["git", "-C", str(clone), "-c", "user.name=t", "-c", "user.email=t@t.invalid",
+                               *args], check=True, capture_output=True, text=True).stdout.strip()
+
+    git("init", "-q")
+    git("add", "-A")
+    git("commit", "-qm", "one")
+    first = git("rev-parse", "HEAD")
+    (clone / "NOTES").write_text("second\n")
+    git("add", "NOTES")
+    git("commit", "-qm", "two")
+    head = git("rev-parse", "HEAD")
+    wheels, site = tmp_path / "wheels", clone / ".asv" / "env" / "x" / "site-packages"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+                    "--no-index", "-w", str(wheels), str(clone)], check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--target",
+                    str(site), *map(str, wheels.glob("*.whl"))], check=True, capture_output=True)
+    probe = "from attnperf.measure.device import _git_commit; print(_git_commit())"
+
+    def recorded(path, **env):
+        return subprocess.run([sys.executable, "-c", probe], cwd=str(clone), capture_output=True, text=True,
+                              env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(path), **env},
+                              check=True).stdout.strip()
+
+    assert recorded(site, ASV_COMMIT=first) == first   # asv names the commit it benchmarks
+    assert recorded(site) == "None"                     # never the surrounding work tree's HEAD
+    assert recorded(site, ASV_COMMIT="not-a-commit") == "None"
+    assert recorded(clone / "src") == head              # a source checkout reports its HEAD

@@ -3,17 +3,18 @@
 import pytest
 import torch
 
-from attnperf import registry
-from attnperf.correctness import check
+from attnperf.kernels import registry
+from attnperf.measure.correctness import check
 from attnperf.errors import KernelUnavailableError, UnknownNameError
-from attnperf.inputs import make_inputs
-from attnperf.inputs import causal_mask
+from attnperf.measure.inputs import make_inputs
+from attnperf.kernels.spec import causal_mask
 from attnperf.kernels.sdpa import BACKENDS, dispatched_backend
 from attnperf.kernels.tiled import BLOCK_KV, tiled_attention
-from attnperf.measure import measure, memory_needed
-from attnperf.registry import REGISTRY, KernelSpec
-from attnperf.shapes import Problem
-from attnperf.timing import Budget
+from attnperf.measure.session import measure, memory_needed
+from attnperf.kernels.registry import REGISTRY
+from attnperf.kernels.spec import KernelSpec
+from attnperf.model.problem import Problem
+from attnperf.measure.timing import Budget
 
 CPU_KERNELS = ["naive", "sdpa", "sdpa_flash", "sdpa_math", "tiled"]
 CUDA_ONLY = ["sdpa_cudnn", "sdpa_efficient"]
@@ -41,7 +42,7 @@ def test_availability_on_cpu():
     for name in CPU_KERNELS:
         assert registry.get(name).check(p, "cpu") == (True, "available"), name
     for name in CUDA_ONLY:
-        ok, why = REGISTRY.availability(name, p, "cpu")
+        ok, why = REGISTRY.get(name).check(p, "cpu")
         assert ok is False and "only on CUDA" in why
 
 

@@ -2,12 +2,14 @@
 
 import math
 import re
+from pathlib import Path
 
 import pytest
 
 import _asvdata as d
-from attnperf import asvresults as ar
-from attnperf import prcomment as pc
+from attnperf.io import asv_results as ar
+from attnperf.analysis import ab
+from attnperf.render import prcomment as pc
 
 BASE = "1" * 40
 HEAD = "2" * 40
@@ -53,24 +55,24 @@ def _rows(cmp, bench=d.TIME):
 def test_classification_mirrors_asv_compare(tmp_path):
     db = _history(tmp_path)
     m = db.machines["h100"]
-    cmp = pc.compare(db, "h100", m.runs_for(BASE)[0], m.runs_for(HEAD)[0], 1.05)
+    cmp = ab.compare(db, "h100", m.runs_for(BASE)[0], m.runs_for(HEAD)[0], 1.05)
     rows = _rows(cmp)
-    assert rows[("tiled", "train")].change == pc.WORSE
+    assert rows[("tiled", "train")].change == ab.WORSE
     assert rows[("tiled", "train")].ratio == pytest.approx(2.0, rel=0.02)
-    assert rows[("sdpa", "train")].change == pc.BETTER
-    assert rows[("sdpa", "seed")].change == pc.SAME
-    assert rows[("naive", "seed")].change == pc.BROKE
-    assert rows[("naive", "train")].change == pc.FIXED
-    assert rows[("sdpa_flash", "seed")].change == pc.NA
+    assert rows[("sdpa", "train")].change == ab.BETTER
+    assert rows[("sdpa", "seed")].change == ab.SAME
+    assert rows[("naive", "seed")].change == ab.BROKE
+    assert rows[("naive", "train")].change == ab.FIXED
+    assert rows[("sdpa_flash", "seed")].change == ab.NA
     insignificant = rows[("tiled", "seed")]
-    assert insignificant.change == pc.SAME and insignificant.ratio == pytest.approx(1.3)
+    assert insignificant.change == ab.SAME and insignificant.ratio == pytest.approx(1.3)
     assert insignificant.significance.different is False
     assert insignificant.significance.text == "99% CIs overlap"
     # x_over_floor's benchmark version changed at head: not comparable (asv's 'x'),
     # except where neither side has a value
     xf = _rows(cmp, d.XFLOOR)
-    assert {r.change for k, r in xf.items() if k[0] != "sdpa_flash"} == {pc.INCOMPARABLE}
-    assert {r.change for k, r in xf.items() if k[0] == "sdpa_flash"} == {pc.NA}
+    assert {r.change for k, r in xf.items() if k[0] != "sdpa_flash"} == {ab.INCOMPARABLE}
+    assert {r.change for k, r in xf.items() if k[0] == "sdpa_flash"} == {ab.NA}
     assert not any(d.VIEWS.keys() & {r.benchmark for r in cmp.rows})
 
 
@@ -79,23 +81,12 @@ def test_significance_is_asvs_mann_whitney(tmp_path):
 
     db = _history(tmp_path)
     m = db.machines["h100"]
-    row = _rows(pc.compare(db, "h100", m.runs_for(BASE)[0], m.runs_for(HEAD)[0], 1.05))[
+    row = _rows(ab.compare(db, "h100", m.runs_for(BASE)[0], m.runs_for(HEAD)[0], 1.05))[
         ("tiled", "train")]
     expected = _stats.mann_whitney_u(list(row.before.samples), list(row.after.samples))[1]
     assert row.significance.p_value == pytest.approx(expected)
     assert row.significance.text == f"p={expected:.1e} (Mann–Whitney U, n=15/15)"
-    assert expected < pc.P_THRESHOLD
-
-
-def test_fallback_without_asv_uses_ci_overlap(tmp_path, monkeypatch):
-    monkeypatch.setattr(pc, "_asv_stats", None)
-    db = _history(tmp_path)
-    m = db.machines["h100"]
-    rows = _rows(pc.compare(db, "h100", m.runs_for(BASE)[0], m.runs_for(HEAD)[0], 1.05))
-    assert rows[("tiled", "train")].change == pc.WORSE
-    assert rows[("tiled", "train")].significance.text.startswith("99% CIs disjoint")
-    assert "asv not importable" in rows[("tiled", "train")].significance.text
-    assert rows[("tiled", "seed")].change == pc.SAME
+    assert expected < ab.P_THRESHOLD
 
 
 def test_regression_comment(tmp_path):
@@ -130,14 +121,14 @@ def test_regression_comment(tmp_path):
 def test_verdicts_and_exit_codes(tmp_path):
     db = _history(tmp_path)
     m = db.machines["h100"]
-    cmp = pc.compare(db, "h100", m.runs_for(BASE)[0], m.runs_for(HEAD)[0], 1.05)
-    assert pc.decide(0, cmp) == (pc.EXIT_OK, "no significant regression")
-    assert pc.decide(1, cmp)[0] == pc.EXIT_REGRESSION
-    assert pc.decide(2, cmp)[0] == pc.EXIT_BROKEN
-    assert pc.decide(137, cmp)[0] == pc.EXIT_INFRA
-    empty = pc.compare(db, "h100", m.runs_for(BASE)[0], m.runs_for(BASE)[0], 1.05)
-    assert pc.decide(1, empty)[0] == pc.EXIT_INFRA  # asv's own error, not a regression
-    assert pc.decide(0, pc.compare(db, "h100", None, m.latest(), 1.05))[0] == pc.EXIT_INFRA
+    cmp = ab.compare(db, "h100", m.runs_for(BASE)[0], m.runs_for(HEAD)[0], 1.05)
+    assert ab.decide(0, cmp) == (ab.EXIT_OK, "no significant regression")
+    assert ab.decide(1, cmp)[0] == ab.EXIT_REGRESSION
+    assert ab.decide(2, cmp)[0] == ab.EXIT_BROKEN
+    assert ab.decide(137, cmp)[0] == ab.EXIT_INFRA
+    empty = ab.compare(db, "h100", m.runs_for(BASE)[0], m.runs_for(BASE)[0], 1.05)
+    assert ab.decide(1, empty)[0] == ab.EXIT_INFRA  # asv's own error, not a regression
+    assert ab.decide(0, ab.compare(db, "h100", None, m.latest(), 1.05))[0] == ab.EXIT_INFRA
     text = pc.render_section(db, "h100", BASE, HEAD, 1.05, asv_exit=2)
     assert text.startswith("### 💥 `h100`: broken benchmark — 1 benchmark(s) failed; also 1 slower")
     text = pc.render_section(db, "h100", BASE, HEAD, 1.05, asv_exit=0)
@@ -199,3 +190,20 @@ def test_cli_pr_comment(tmp_path, cli):
     r = cli("pr-comment", "--results", str(tmp_path), "--machine", "h100", "--base", "main",
             "--head", HEAD)
     assert r.code == 2 and "--base must be a commit hash" in r.err
+
+
+def test_comment_from_the_committed_history_names_every_problem():
+    """Regression: rows read "(unknown preset)" once the suite keyed problems by id."""
+    db = ar.read_results(str(Path(__file__).resolve().parents[1] / "results"))
+    for machine, m in db.machines.items():
+        assert len(m.runs) >= 2, machine
+        text = pc.render_section(db, machine, m.runs[0].commit, m.runs[-1].commit, 1.05)
+        rows = [line for line in text.splitlines() if line.startswith("| ") and "benchmark |" not in line
+                and not line.startswith("| field")]
+        assert rows, text
+        assert "unknown preset" not in text and "not a problem id" not in text
+        for line in rows:
+            if line.count("|") < 5:
+                continue
+            problem = line.split("|")[4].strip()
+            assert re.match(r"^\w+ <sub>b\d+_h\d+", problem), line

@@ -7,14 +7,14 @@ import os
 
 import pytest
 
-from attnperf import report
-from attnperf.correctness import Correctness
-from attnperf.devices import fingerprint
+from attnperf.io import jsonfile
+from attnperf.model.records import Correctness
+from attnperf.measure.device import fingerprint
 from attnperf.errors import OutputPathError, ReportError, SchemaVersionError
-from attnperf.measure import Measurement
-from attnperf.report import (SCHEMA_FILE, build_report, check_writable, read_results,
-                             write_json)
-from attnperf.shapes import Problem
+from attnperf.model.records import Measurement
+from attnperf.io.jsonfile import check_writable, write_json
+from attnperf.io.report import SCHEMA_FILE, build_report, read_results
+from attnperf.model.problem import Problem
 
 SENTINEL = "sentinel-value-9c4e2a"
 SEED_TOP_LEVEL = ["correctness", "performance", "roofline", "config", "kernel_name", "timestamp"]
@@ -136,7 +136,7 @@ def test_failed_write_keeps_the_old_file_and_leaves_no_temp(tmp_path, monkeypatc
     def disk_full(obj, fh, **kw):
         fh.write('{"v": 2, "partial')
         raise OSError(28, "No space left on device")
-    monkeypatch.setattr(report.json, "dump", disk_full)
+    monkeypatch.setattr(jsonfile.json, "dump", disk_full)
     with pytest.raises(OutputPathError, match="No space left"):
         write_json(str(path), {"v": 2})
     assert strict_loads(path.read_text()) == {"v": 1}

@@ -3,7 +3,8 @@
 import pytest
 
 from attnperf.errors import InvalidShapeError, UnknownNameError
-from attnperf.shapes import PRESETS, SWEEPS, Problem, canonical_dtype, preset, sweep
+from attnperf.model.catalog import PRESETS, SWEEPS, resolve, sweep
+from attnperf.model.problem import Problem, canonical_dtype
 
 SIZE_FIELDS = ["batch", "heads", "seq_q", "head_dim", "seq_kv", "kv_heads"]
 
@@ -148,14 +149,14 @@ def test_from_config_missing_key():
 
 # ------------------------------------------------------ presets, sweeps -----
 def test_presets_the_issue_needs():
-    seed = preset("seed")
+    seed = PRESETS["seed"]
     assert (seed.batch, seed.heads, seed.seq_q, seed.head_dim, seed.dtype) == \
         (8, 4, 64, 64, "float16")
-    decode = preset("decode")
+    decode = PRESETS["decode"]
     assert decode.seq_q == 1 and decode.kv_heads < decode.heads
-    assert preset("gqa").kv_heads < preset("gqa").heads
-    assert preset("causal").causal
-    train = preset("train")
+    assert PRESETS["gqa"].kv_heads < PRESETS["gqa"].heads
+    assert PRESETS["causal"].causal
+    train = PRESETS["train"]
     assert (train.batch, train.heads, train.seq_q, train.head_dim, train.dtype) == \
         (4, 16, 2048, 128, "bfloat16")
 
@@ -175,5 +176,5 @@ def test_unknown_preset_and_sweep_list_the_allowed_names():
         sweep("nope")
     assert "'nope'" in str(info.value) and "cpu-small" in str(info.value)
     with pytest.raises(UnknownNameError) as info:
-        preset("nope")
+        resolve("nope")
     assert "'nope'" in str(info.value) and "seed" in str(info.value)

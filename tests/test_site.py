@@ -19,10 +19,11 @@ from pathlib import Path
 import pytest
 
 import _asvdata as d
-from attnperf import asvresults as ar
-from attnperf import site
-from attnperf.asvwww import ASSETS, load_manifest, sri, vendor
-from attnperf.svgchart import ChartPoint, Roof, roofline_svg
+from attnperf.io import asv_results as ar
+from attnperf.asv import publish as site
+from attnperf.render import site as site_pages
+from attnperf.asv.assets import ASSETS, load_manifest, sri, vendor
+from attnperf.render.svg import ChartPoint, Roof, roofline_svg
 
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "ci-artifacts"
@@ -108,8 +109,8 @@ def test_asv_publish_output_gets_the_nav_link_once(hist):
     report = site.build(str(hist["conf"]), out=str(out))
     assert report.asv_exit == 0 and report.has_asv, report.asv_output
     text = (out / "index.html").read_text()
-    assert text.count(site.NAV_MARKER) == 1 and 'href="attnperf/index.html"' in text
-    assert site.link_from_asv(out) and (out / "index.html").read_text().count(site.NAV_MARKER) == 1
+    assert text.count(site_pages.NAV_MARKER) == 1 and 'href="attnperf/index.html"' in text
+    assert site.link_from_asv(out) and (out / "index.html").read_text().count(site_pages.NAV_MARKER) == 1
     assert (out / "graphs").is_dir()
 
 

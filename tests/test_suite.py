@@ -5,8 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from attnperf import suite
-from attnperf.shapes import PRESETS, Problem
+from attnperf.asv import suite
+from attnperf.model.catalog import PRESETS
+from attnperf.model.problem import Problem
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_attention.py"
 

@@ -3,7 +3,7 @@ the sampling loop driven by a fake clock (no sleeping, no real-time thresholds).
 
 import pytest
 
-from attnperf.timing import (QUICK, Budget, Samples, time_cpu, time_cuda_device,
+from attnperf.measure.timing import (QUICK, Budget, Samples, time_cpu, time_cuda_device,
                              time_cuda_latency)
 
 # Binary fractions of a second, so the fake clock's arithmetic is exact.

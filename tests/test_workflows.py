@@ -1,7 +1,6 @@
 """The GitHub workflows: actionlint (expressions, runner labels, shellcheck of run: scripts)
 and the security rules of docs/ci.md checked on the parsed YAML."""
 
-import importlib.util
 import re
 import shutil
 import subprocess
@@ -122,7 +121,7 @@ def test_pr_jobs_run_ci_bench_and_upload_artifacts():
     for name in ("cpu", "gpu"):
         job = pr["jobs"][name]
         bench = next(s for s in steps(job) if s.get("id") == "bench")
-        assert bench["run"].startswith("python tools/ci_bench.py --base \"$BASE_SHA\"")
+        assert bench["run"].startswith("python -m attnperf ci bench --base \"$BASE_SHA\"")
         assert bench["env"]["BASE_SHA"] == "${{ github.event.pull_request.base.sha }}"
         uploads = [s for s in steps(job) if s.get("uses", "").startswith("actions/upload-artifact")]
         assert len(uploads) == 2 and all(s["if"] == "always()" for s in uploads)
@@ -163,9 +162,7 @@ def test_main_workflow_history_and_pages():
 
 
 def test_ci_bench_gate_matches_the_suite():
-    spec = importlib.util.spec_from_file_location("ci_bench", REPO / "tools" / "ci_bench.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    from attnperf.ci import bench as mod
     bench = (REPO / "benchmarks" / "bench_attention.py").read_text()
     assert mod.GATED == "^(?!.*Views)" and "-b '^(?!.*Views)'" in bench
     assert re.search(mod.GATED, "bench_attention.TimeAttention.track_device_time")

@@ -25,7 +25,7 @@ assert anchor in s; open(p, "w").write(s.replace(anchor, extra + anchor))
 PY
 git commit -qam "slow down tiled by one extra KV block"; SLOW=$(git rev-parse HEAD)
 git checkout -q main
-PYTHONPATH=/tmp/site:$PWD/src python3 tools/asv_machine.py h100 --results-dir results | tee "$OUT/machine.json"
+PYTHONPATH=/tmp/site:$PWD/src python3 -m attnperf asv machine h100 --results-dir results | tee "$OUT/machine.json"
 if [ -z "${HISTORY_ONLY:-}" ]; then
 ASVC="python3 -m asv continuous --machine h100 --factor 1.05 -b ^(?!.*Views)"
 t0=$(date +%s); $ASVC "$BASE" "$SLOW" > "$OUT/slow.txt" 2>&1; echo "slow rc=$? wall=$(( $(date +%s)-t0 ))s"

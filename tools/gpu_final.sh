@@ -14,7 +14,7 @@ grep -A16 "attnperf ms" "$OUT/core.txt"
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
 export PYTHONPATH=/tmp/site PATH=/tmp/site/bin:$PATH PIP_NO_INDEX=1 PIP_FIND_LINKS=$PWD/.whl
 rm -rf /tmp/repo ~/.asv-machine.json; git clone -q .whl/repo.bundle /tmp/repo && cd /tmp/repo && git checkout -q main || exit 1
-PYTHONPATH=/tmp/site:$PWD/src python3 tools/asv_machine.py h100 --results-dir results > /dev/null
+PYTHONPATH=/tmp/site:$PWD/src python3 -m attnperf asv machine h100 --results-dir results > /dev/null
 t0=$(date +%s); ATTNPERF_ASV_VIEWS=1 python3 -m asv run --machine h100 HEAD~5..HEAD > "$OUT/history.txt" 2>&1
 echo "history rc=$? wall=$(( $(date +%s)-t0 ))s"; ls results/h100
 tar czf "$FINAL/results-h100.tgz" results

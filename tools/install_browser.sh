@@ -2,7 +2,7 @@
 # What the headless-browser check of the site needs (tests/test_site.py, tools/ci_browser_check.py):
 #   * Debian's Chromium (and a font), from apt;
 #   * local copies of the scripts asv's pages load from CDNs, from the npm registry
-#     (tools/fetch_asv_assets.py -> .cache/asv-www), so asv's graphs render offline.
+#     (`attnperf asv fetch-assets` -> .cache/asv-www), so asv's graphs render offline.
 # Idempotent: a few hundred milliseconds when everything is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,4 +20,4 @@ fi
 
 py="${PYTHON:-.venv/bin/python}"
 [ -x "$py" ] || py="$(command -v python3)"
-"$py" tools/fetch_asv_assets.py "${ATTNPERF_ASV_ASSETS:-.cache/asv-www}"
+"$py" -m attnperf asv fetch-assets "${ATTNPERF_ASV_ASSETS:-.cache/asv-www}"

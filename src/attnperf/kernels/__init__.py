@@ -1,1 +1,1 @@
-"""Kernel families; each module registers its kernels in attnperf.registry.REGISTRY."""
+"""Kernels: the spec (spec.py), the registry (registry.py) and the built-in families."""

@@ -6,9 +6,8 @@ import math
 
 import torch
 
-from ..inputs import causal_mask
-from ..registry import REGISTRY, KernelSpec
-from ..shapes import Problem
+from ..model.problem import Problem
+from .spec import KernelSpec, causal_mask
 
 
 def naive_attention(q, k, v, problem: Problem):
@@ -24,11 +23,7 @@ def naive_attention(q, k, v, problem: Problem):
     return torch.matmul(probs, v)
 
 
-def _check(problem: Problem, device: str):
-    return True, "available"
-
-
-REGISTRY.register(KernelSpec(
-    name="naive", fn=naive_attention, family="reference", check=_check,
+KERNELS = [KernelSpec(
+    name="naive", fn=naive_attention, family="reference",
     description="explicit matmul-softmax-matmul in PyTorch (scores materialised)",
-    workspace_bytes=lambda p: p.batch * p.heads * p.seq_q * p.seq_kv * (2 * p.element_size + 8)))
+    workspace_bytes=lambda p: p.batch * p.heads * p.seq_q * p.seq_kv * (2 * p.element_size + 8))]

@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import KernelUnavailableError
-from ..registry import REGISTRY, KernelSpec
-from ..shapes import Problem
+from ..model.problem import Problem
+from .spec import KernelSpec
 
 try:  # torch >= 2.3
     from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -146,13 +146,12 @@ def _default(q, k, v, problem: Problem):
     return _call(q, k, v, problem)
 
 
-REGISTRY.register(KernelSpec(
+KERNELS = [KernelSpec(
     name="sdpa", fn=_default, family="sdpa", check=_check_default,
     description="torch scaled_dot_product_attention, default dispatch",
-    workspace_bytes=lambda p: 0, provenance=dispatched_backend))
-for _tag in BACKENDS:
-    REGISTRY.register(KernelSpec(
-        name=f"sdpa_{_tag}", fn=_forced(_tag), family="sdpa", check=_check_forced(_tag),
-        description=f"torch scaled_dot_product_attention forced to the {_tag} backend",
-        workspace_bytes=_math_workspace if _tag == "math" else (lambda p: 0)))
+    provenance=dispatched_backend)] + [KernelSpec(
+        name=f"sdpa_{tag}", fn=_forced(tag), family="sdpa", check=_check_forced(tag),
+        description=f"torch scaled_dot_product_attention forced to the {tag} backend",
+        workspace_bytes=_math_workspace if tag == "math" else (lambda p: 0))
+    for tag in BACKENDS]
 

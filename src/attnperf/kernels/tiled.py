@@ -13,8 +13,8 @@ import math
 
 import torch
 
-from ..registry import REGISTRY, KernelSpec
-from ..shapes import Problem
+from ..model.problem import Problem
+from .spec import KernelSpec
 
 BLOCK_KV = 256
 
@@ -49,11 +49,7 @@ def tiled_attention(q, k, v, problem: Problem, block_kv: int = BLOCK_KV):
     return (acc / l).to(q.dtype).reshape(b, h, sq, d)
 
 
-def _check(problem: Problem, device: str):
-    return True, "available"
-
-
-REGISTRY.register(KernelSpec(
-    name="tiled", fn=tiled_attention, family="in-repo", check=_check,
+KERNELS = [KernelSpec(
+    name="tiled", fn=tiled_attention, family="in-repo",
     description=f"in-repo block-wise online-softmax attention (PyTorch, KV block {BLOCK_KV})",
-    workspace_bytes=lambda p: p.batch * p.heads * p.seq_q * (min(BLOCK_KV, p.seq_kv) * 12 + p.head_dim * 8)))
+    workspace_bytes=lambda p: p.batch * p.heads * p.seq_q * (min(BLOCK_KV, p.seq_kv) * 12 + p.head_dim * 8))]

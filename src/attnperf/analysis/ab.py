@@ -1,0 +1,167 @@
+"""A/B verdicts between two asv runs: asv's own test, the factor, and the exit policy.
+
+Verdict per benchmark mirrors ``asv compare`` (asv/commands/compare.py): a
+change is "worse" when after/before > ``factor`` *and* the two sides differ
+significantly.  Significance is asv's own test, ``asv._stats.is_different``:
+Mann-Whitney U at p < 0.002 on the raw samples when there are enough of them,
+else "99 % confidence intervals do not overlap".  asv is a core dependency and
+pinned (0.6.6), so its private statistics module is stable here; reproducing
+the test with scipy would not reproduce asv's verdicts (exact/approximate U and
+tie handling differ).  Views never take part (:mod:`attnperf.analysis.gate`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import List, Optional, Tuple
+
+from asv import _stats as _asv_stats
+
+from ..io.asv_results import FAILED, MISSING, OK, SKIPPED, Point, ResultsDB, Run
+from .gate import is_view
+
+P_THRESHOLD = 0.002  # asv's
+
+WORSE, BETTER, BROKE, FIXED, INCOMPARABLE, SAME, NA = (
+    "worse", "better", "broke", "fixed", "not comparable", "same", "n/a")
+ICON = {WORSE: "🔴", BETTER: "🟢", BROKE: "💥", FIXED: "✅", INCOMPARABLE: "⚪", SAME: "", NA: ""}
+CHANGED = (BROKE, WORSE, FIXED, BETTER, INCOMPARABLE)
+
+# Exit codes of `attnperf ci bench` (and how the job reports them).
+EXIT_OK, EXIT_REGRESSION, EXIT_BROKEN, EXIT_INFRA = 0, 1, 2, 3
+
+
+@dataclasses.dataclass
+class Significance:
+    different: Optional[bool]  # None: no statistics, the factor alone decides
+    text: str
+    p_value: Optional[float] = None
+
+
+@dataclasses.dataclass
+class Row:
+    benchmark: str
+    params: Tuple[str, ...]
+    before: Point
+    after: Point
+    ratio: Optional[float]
+    change: str
+    significance: Significance
+    unit: Optional[str]
+    factor: float = 1.0
+
+    @property
+    def kernel(self) -> str:
+        return self.params[0] if self.params else ""
+
+    @property
+    def problem(self) -> str:
+        return self.params[1] if len(self.params) > 1 else ""
+
+
+@dataclasses.dataclass
+class Comparison:
+    machine: str
+    base: Optional[Run]
+    head: Optional[Run]
+    factor: float
+    rows: List[Row]
+
+    def count(self, change: str) -> int:
+        return sum(r.change == change for r in self.rows)
+
+
+# -------------------------------------------------------- statistics ------
+def significance(before: Point, after: Point) -> Significance:
+    """asv's test where it applies (see module docstring)."""
+    sa, sb = before.stats, after.stats
+    if not (sa and sb) or sa.get("repeat", 0) == 1 or sb.get("repeat", 0) == 1:
+        return Significance(None, "no statistics (factor only)")
+    have_ci = all(k in s for s in (sa, sb) for k in ("ci_99_a", "ci_99_b"))
+    xa, xb = before.samples, after.samples
+    if xa and xb or have_ci:
+        n = f"n={len(xa)}/{len(xb)}" if xa and xb else ""
+        p = None
+        if xa and xb:
+            p_min = 1 / _asv_stats.binom(len(xa) + len(xb), min(len(xa), len(xb)))
+            if p_min < P_THRESHOLD:
+                p = _asv_stats.mann_whitney_u(list(xa), list(xb))[1]
+        if p is None and not have_ci:
+            return Significance(None, f"too few samples ({n}); factor only")
+        different = bool(_asv_stats.is_different(list(xa) if xa else None, list(xb) if xb else None,
+                                                 sa, sb, P_THRESHOLD))
+        if p is not None:
+            return Significance(different, f"p={p:.1e} (Mann–Whitney U, {n})", p)
+        return Significance(different, "99% CIs disjoint" if different else "99% CIs overlap")
+    return Significance(None, "no statistics (factor only)")
+
+
+# --------------------------------------------------------- comparing ------
+def _classify(before: Point, after: Point, vb: Optional[str], va: Optional[str], factor: float
+              ) -> Tuple[str, Optional[float], Significance]:
+    none = Significance(None, "")
+    if {before.status, after.status} <= {SKIPPED, MISSING}:
+        return NA, None, none
+    if vb is not None and va is not None and vb != va:
+        return INCOMPARABLE, None, Significance(None, "benchmark version changed")
+    if before.status == OK and after.status == FAILED:
+        return BROKE, None, none
+    if before.status == FAILED and after.status == OK:
+        return FIXED, None, none
+    if not (before.ok and after.ok):
+        return NA, None, none
+    ratio = after.value / before.value if before.value else None
+    if ratio is None:
+        return NA, None, none
+    sig = significance(before, after)
+    if sig.different is False:
+        return SAME, ratio, sig
+    if after.value > before.value * factor:
+        return WORSE, ratio, sig
+    if before.value > after.value * factor:
+        return BETTER, ratio, sig
+    return SAME, ratio, sig
+
+
+def compare(db: ResultsDB, machine: str, base: Optional[Run], head: Optional[Run],
+            factor: float) -> Comparison:
+    """Every gated benchmark x combination of the two runs, classified like asv compare."""
+    rows: List[Row] = []
+    names = sorted({n for r in (base, head) if r for n in r.benchmarks if not is_view(n)})
+    for name in names:
+        bb = base.benchmarks.get(name) if base else None
+        hb = head.benchmarks.get(name) if head else None
+        keys = list(hb.points if hb else {}) + [k for k in (bb.points if bb else {})
+                                               if not hb or k not in hb.points]
+        for key in keys:
+            before = bb.get(*key) if bb else Point(MISSING)
+            after = hb.get(*key) if hb else Point(MISSING)
+            change, ratio, sig = _classify(before, after, bb.version if bb else None,
+                                           hb.version if hb else None, factor)
+            rows.append(Row(name, key, before, after, ratio, change, sig, db.unit(name), factor))
+    return Comparison(machine, base, head, factor, rows)
+
+
+VERDICTS = {EXIT_OK: "ok", EXIT_REGRESSION: "regression", EXIT_BROKEN: "broken",
+            EXIT_INFRA: "error"}
+
+
+def decide(asv_exit: Optional[int], comparison: Optional[Comparison]) -> Tuple[int, str]:
+    """The PR job's exit code and one line saying why.
+
+    asv exits 1 both for a regression and for its own errors (UserError), so
+    exit 1 counts as a regression only when the result files show one.
+    """
+    if comparison is None or comparison.base is None or comparison.head is None:
+        return EXIT_INFRA, ("asv wrote no results for both commits "
+                            f"(asv exit {asv_exit}); see the asv log")
+    if asv_exit == 2:
+        return EXIT_BROKEN, "a benchmark failed (asv continuous exit 2): a wrong result or an error"
+    if asv_exit == 1:
+        if comparison.count(WORSE) or comparison.count(BROKE):
+            return EXIT_REGRESSION, (f"{comparison.count(WORSE)} benchmark(s) slower than "
+                                     f"x{comparison.factor:g} with significance")
+        return EXIT_INFRA, "asv exited 1 but the results show no regression: an asv error, see the log"
+    if asv_exit == 0:
+        return EXIT_OK, "no significant regression"
+    return EXIT_INFRA, f"asv continuous exited {asv_exit}; see the asv log"

@@ -1,0 +1,121 @@
+"""Baseline comparison: data in, data out (the seed's compare_baseline.py contract).
+
+Per config matched by id (``kernel/config``):
+
+* ``speedup`` = baseline_time / current_time
+* ``improvement_pct`` = (baseline_time - current_time) / baseline_time * 100
+* ``is_regression`` = improvement_pct < threshold   (threshold is negative: -3.0
+  means "more than 3 % slower is a regression")
+
+Times are medians when both sides have one (attnperf reports), else means (the
+seed's files carry only ``mean_time_ms``).  A config that passed correctness in
+the baseline and fails now, or was measured and now is skipped/unavailable, is a
+regression too.  Reports timed on different kinds of device (GPU device time vs
+CPU wall time) are refused.
+"""
+
+from __future__ import annotations
+
+from typing import List, Optional, Tuple
+
+from ..errors import ReportError
+
+DEFAULT_THRESHOLD = -3.0
+
+
+def _time(perf: Optional[dict], key: str) -> Optional[float]:
+    if not isinstance(perf, dict):
+        return None
+    v = perf.get(key)
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 else None
+
+
+def _pick_times(base: dict, cur: dict) -> Tuple[Optional[float], Optional[float], str]:
+    for key in ("median_time_ms", "mean_time_ms"):
+        b, c = _time(base.get("performance"), key), _time(cur.get("performance"), key)
+        if b is not None and c is not None:
+            return b, c, key
+    return None, None, ""
+
+
+def compare_one(base: dict, cur: dict, threshold: float) -> dict:
+    row = {"id": cur["id"], "kernel_name": cur.get("kernel_name"), "config_id": cur.get("config_id"),
+           "baseline_status": base.get("status", "ok"), "current_status": cur.get("status", "ok"),
+           "threshold": threshold}
+    b, c, key = _pick_times(base, cur)
+    both_ok = row["baseline_status"] == "ok" and row["current_status"] == "ok"
+    if b is None and both_ok:
+        raise ReportError(f"{cur['id']}: measured on both sides but without a positive numeric "
+                          "performance.median_time_ms or mean_time_ms; cannot compare")
+    basis = [(x.get("performance") or {}).get("time_basis") for x in (base, cur)]
+    if None not in basis and basis[0] != basis[1]:
+        raise ReportError(f"{cur['id']}: baseline time is {basis[0]}, current is {basis[1]}; "
+                          "compare reports from the same kind of device")
+    if b is None:
+        row.update({"speedup": None, "improvement_pct": None, "baseline_time_ms": None,
+                    "current_time_ms": None, "statistic": None, "is_regression": False,
+                    "correctness_regression": False})
+    else:
+        improvement = (b - c) / b * 100.0
+        row.update({"speedup": b / c, "improvement_pct": improvement, "baseline_time_ms": b,
+                    "current_time_ms": c, "statistic": key,
+                    "is_regression": improvement < threshold})
+    broke = row["baseline_status"] == "ok" and row["current_status"] in ("failed", "error")
+    lost = row["baseline_status"] == "ok" and row["current_status"] in ("skipped", "unavailable")
+    row["correctness_regression"] = broke
+    row["coverage_regression"] = lost  # measured before, cannot run now
+    row["is_regression"] = bool(row["is_regression"] or broke or lost)
+    return row
+
+
+def compare_results(baseline: List[dict], current: List[dict],
+                    threshold: float = DEFAULT_THRESHOLD) -> dict:
+    """Compare normalised result lists (see report.read_results)."""
+    base_by_id = {r["id"]: r for r in baseline}
+    cur_by_id = {r["id"]: r for r in current}
+    common = [i for i in cur_by_id if i in base_by_id]
+    if not common:
+        raise ReportError(
+            "baseline and current have no config in common "
+            f"(baseline: {', '.join(sorted(base_by_id)) or 'none'}; "
+            f"current: {', '.join(sorted(cur_by_id)) or 'none'})")
+    rows = [compare_one(base_by_id[i], cur_by_id[i], threshold) for i in common]
+    timed = [r for r in rows if r["improvement_pct"] is not None]
+    worst = min(timed, key=lambda r: r["improvement_pct"]) if timed else rows[0]
+    out = {
+        "schema_version": 1,
+        # The seed's keys, for the worst (most slowed-down) matched config.
+        "speedup": worst["speedup"],
+        "improvement_pct": worst["improvement_pct"],
+        "is_regression": any(r["is_regression"] for r in rows),
+        "baseline_time_ms": worst["baseline_time_ms"],
+        "current_time_ms": worst["current_time_ms"],
+        "threshold": threshold,
+        "worst_id": worst["id"],
+        "regressions": [r["id"] for r in rows if r["is_regression"]],
+        "comparisons": rows,
+        "unmatched": {"baseline_only": sorted(set(base_by_id) - set(cur_by_id)),
+                      "current_only": sorted(set(cur_by_id) - set(base_by_id))},
+    }
+    return out
+
+
+def verdict(improvement_pct: Optional[float], is_regression: bool) -> str:
+    """The seed's one-line verdict words."""
+    if improvement_pct is None:
+        return "NOT TIMED"
+    if is_regression:
+        return "REGRESSION"
+    if improvement_pct >= 10:
+        return "IMPROVEMENT"
+    if improvement_pct > 0:
+        return "SLIGHT IMPROVEMENT"
+    return "NO SIGNIFICANT CHANGE"
+
+
+def verdict_of(r: dict) -> str:
+    if r["correctness_regression"]:
+        return f"CORRECTNESS REGRESSION ({r['current_status']})"
+    if r.get("coverage_regression"):
+        return f"NO LONGER MEASURED ({r['current_status']})"
+    return verdict(r["improvement_pct"], r["is_regression"])

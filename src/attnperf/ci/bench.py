@@ -1,0 +1,262 @@
+#!/usr/bin/env python3
+"""The pull-request benchmark job: `asv continuous` base vs head, a verdict, markdown.
+
+    attnperf ci bench --base BASE --head HEAD --machine NAME [--factor 1.05] [--out DIR]
+
+What the GitHub workflow runs, and what a developer (or a test) runs locally:
+
+1. resolve BASE and HEAD to commits (``git rev-parse``, read-only);
+2. describe the machine to asv: ``attnperf asv machine NAME`` writes asv's
+   fields plus the GPU facts into ~/.asv-machine.json and the measured
+   ceilings into ``results/NAME/attnperf-ceilings.json`` (``--no-describe``
+   keeps an existing description);
+3. ``asv continuous --factor F -b '^(?!.*Views)' --machine NAME BASE HEAD``,
+   its output shown and kept in ``OUT/asv-continuous.log``;
+4. read both commits' result files and render ``OUT/summary.md``
+   (:mod:`attnperf.prcomment`), appended to ``$GITHUB_STEP_SUMMARY`` when set;
+5. copy the result files into ``OUT/results/`` (the artifact) and write
+   ``OUT/verdict.json``.
+
+Exit codes (also ``verdict=`` in ``$GITHUB_OUTPUT`` and an annotation title):
+  0  ok          no significant regression
+  1  regression  asv continuous exit 1 and the results show a slower benchmark
+  2  broken      a benchmark failed (asv exit 2): a wrong result or an error
+  3  error       asv did not produce results for both commits, or this script's input was bad
+
+``--render-only`` skips steps 2-3 and renders from results already on disk
+(``--asv-exit`` then supplies asv's exit code, if known).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+from ..analysis import ab
+from ..analysis.gate import GATE_REGEX as GATED
+from ..io.asv_results import read_asv_conf, read_results
+from ..render import prcomment
+
+
+class InputError(Exception):
+    """A bad argument or an environment this script cannot work in (exit 3)."""
+
+
+def _git(repo: Path, *args: str) -> str:
+    proc = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True,
+                          check=False)
+    if proc.returncode != 0:
+        raise InputError(f"git {' '.join(args)} failed: {proc.stderr.strip()}")
+    return proc.stdout.strip()
+
+
+def resolve(repo: Path, ref: str) -> str:
+    return _git(repo, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
+
+
+def find_asv(explicit: Optional[str]) -> str:
+    if explicit:
+        return explicit
+    here = shutil.which("asv", path=str(Path(sys.executable).parent))
+    found = here or shutil.which("asv")
+    if not found:
+        raise InputError("asv is not installed here (pip install -e '.[asv]')")
+    return found
+
+
+def _env() -> dict:
+    env = dict(os.environ)
+    # attnperf.asv.envinstall lends this interpreter's torch to asv's environments.
+    env.setdefault("ATTNPERF_TORCH_PYTHON", sys.executable)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+def _tee(cmd: List[str], cwd: Path, log_path: Path, env: dict, timeout: Optional[float]) -> int:
+    """Run ``cmd``, echoing its output and keeping it in ``log_path``."""
+    with open(log_path, "a") as log:
+        log.write(f"$ {' '.join(cmd)}\n")
+        log.flush()
+        proc = subprocess.Popen(cmd, cwd=str(cwd), env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
+                                bufsize=1)
+        assert proc.stdout is not None
+        try:
+            for line in proc.stdout:
+                sys.stdout.write(line)
+                log.write(line)
+            return proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            log.write(f"\n[attnperf ci bench] killed after {timeout} s\n")
+            return 124
+
+
+def describe_machine(conf_dir: Path, results_dir: Path, machine: str, device: str,
+                     log_path: Path, env: dict) -> None:
+    cmd = [sys.executable, "-m", "attnperf", "asv", "machine", machine,
+           "--results-dir", str(results_dir), "--device", device]
+    rc = _tee(cmd, conf_dir, log_path, env, timeout=600)
+    if rc != 0:
+        raise InputError(f"describing the machine failed ({' '.join(cmd)} exited {rc}); "
+                         f"see {log_path}")
+
+
+def copy_results(results_dir: Path, machine: str, commits: List[str], dest: Path) -> List[str]:
+    copied = []
+    mdir = results_dir / machine
+    names = ["machine.json", "attnperf-ceilings.json"]
+    names += [p.name for c in commits for p in sorted(mdir.glob(f"{c[:8]}-*.json"))]
+    for name in names:
+        src = mdir / name
+        if src.is_file():
+            (dest / machine).mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / machine / name)
+            copied.append(f"{machine}/{name}")
+    if (results_dir / "benchmarks.json").is_file():
+        dest.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(results_dir / "benchmarks.json", dest / "benchmarks.json")
+        copied.append("benchmarks.json")
+    return copied
+
+
+def publish_to_github(code: int, reason: str, machine: str, summary: str) -> None:
+    """Job summary, step outputs and an annotation; no-ops outside GitHub Actions."""
+    step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if step_summary:
+        with open(step_summary, "a") as fh:
+            fh.write(summary + "\n")
+    output = os.environ.get("GITHUB_OUTPUT")
+    if output:
+        with open(output, "a") as fh:
+            fh.write(f"verdict={ab.VERDICTS[code]}\nexit_code={code}\n")
+    if os.environ.get("GITHUB_ACTIONS") == "true":
+        title = {0: "No regression", 1: "Regression", 2: "Broken benchmark",
+                 3: "Benchmark job error"}[code]
+        level = "notice" if code == 0 else "error"
+        print(f"::{level} title={title} ({machine})::{reason}")
+
+
+def run(args: argparse.Namespace) -> int:
+    conf_path = Path(args.config).resolve()
+    if not conf_path.is_file():
+        raise InputError(f"asv config {args.config!r} does not exist")
+    conf_dir = conf_path.parent
+    try:
+        conf = read_asv_conf(str(conf_path))
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot read {conf_path}: {exc}") from None
+    results_dir = (conf_dir / (args.results_dir or conf.get("results_dir", "results"))).resolve()
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    log_path = out / "asv-continuous.log"
+    log_path.write_text("")
+    base, head = resolve(conf_dir, args.base), resolve(conf_dir, args.head)
+    if not base or not head:
+        raise InputError(f"cannot resolve --base {args.base!r} / --head {args.head!r} in {conf_dir}")
+    env = _env()
+    asv_exit: Optional[int] = args.asv_exit
+    if not args.render_only:
+        if not args.no_describe:
+            describe_machine(conf_dir, results_dir, args.machine, args.device, log_path, env)
+        cmd = [find_asv(args.asv), "continuous", "--config", str(conf_path), "--factor",
+               f"{args.factor:g}", "-b", GATED, "--machine", args.machine, *args.asv_arg,
+               base, head]
+        asv_exit = _tee(cmd, conf_dir, log_path, env, timeout=args.timeout)
+    db = read_results(str(results_dir))
+    machine = db.machines.get(args.machine)
+    base_run = machine.runs_for(base)[-1] if machine and machine.runs_for(base) else None
+    head_run = machine.runs_for(head)[-1] if machine and machine.runs_for(head) else None
+    cmp = ab.compare(db, args.machine, base_run, head_run, args.factor)
+    if args.render_only and asv_exit is None:
+        code, reason = _code_from_rows(cmp)
+    else:
+        code, reason = ab.decide(asv_exit, cmp)
+    footer = "" if args.render_only else (
+        f"<sub>asv's own output: `{log_path.name}` in this job's artifact.</sub>")
+    summary = prcomment.render_section(db, args.machine, base, head, args.factor,
+                                       asv_exit=asv_exit, footer=footer)
+    (out / "summary.md").write_text(summary)
+    copied = copy_results(results_dir, args.machine, [base, head], out / "results")
+    verdict = {"exit_code": code, "verdict": ab.VERDICTS[code], "reason": reason,
+               "asv_exit": asv_exit, "machine": args.machine, "base": base, "head": head,
+               "factor": args.factor, "files": copied,
+               "counts": {c: cmp.count(c) for c in (ab.WORSE, ab.BETTER,
+                                                   ab.BROKE, ab.FIXED)}}
+    (out / "verdict.json").write_text(json.dumps(verdict, indent=2) + "\n")
+    publish_to_github(code, reason, args.machine, summary)
+    print(f"[attnperf ci bench] {ab.VERDICTS[code]}: {reason} (summary: {out / 'summary.md'})",
+          file=sys.stderr)
+    return code
+
+
+def _code_from_rows(cmp: ab.Comparison):
+    if cmp.base is None or cmp.head is None:
+        return ab.decide(None, cmp)
+    if cmp.count(ab.BROKE):
+        return ab.EXIT_BROKEN, "a benchmark fails at head that passed at base"
+    if cmp.count(ab.WORSE):
+        return ab.EXIT_REGRESSION, f"{cmp.count(ab.WORSE)} benchmark(s) slower"
+    return ab.EXIT_OK, "no significant regression"
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors exit 3 (exit 2 means "broken benchmark" here)."""
+
+    def error(self, message: str):  # noqa: D401 - argparse API
+        self.print_usage(sys.stderr)
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(ab.EXIT_INFRA)
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    ap = _Parser(description=__doc__.splitlines()[0],
+                                 epilog="exit codes: 0 ok, 1 regression, 2 broken benchmark, "
+                                        "3 error", formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--base", required=True, help="base commit or ref (the PR's base)")
+    ap.add_argument("--head", default="HEAD", help="head commit or ref (default HEAD)")
+    ap.add_argument("--machine", required=True, help="asv machine name (one history per name)")
+    ap.add_argument("--factor", type=float, default=1.05,
+                    help="asv's factor: slower by more than this and significant = regression")
+    ap.add_argument("--config", default="asv.conf.json", help="asv.conf.json (default: ./asv.conf.json)")
+    ap.add_argument("--results-dir", default=None, help="default: the config's results_dir")
+    ap.add_argument("--out", default="ci-artifacts/bench", help="where summary.md etc. go")
+    ap.add_argument("--device", default="auto", help="auto|cpu|cuda, for `attnperf asv machine`")
+    ap.add_argument("--no-describe", action="store_true",
+                    help="keep the existing asv machine description (skip `attnperf asv machine`)")
+    ap.add_argument("--asv", default=None, help="asv executable (default: next to this python)")
+    ap.add_argument("--asv-arg", action="append", default=[],
+                    help="extra argument for asv continuous (repeatable)")
+    ap.add_argument("--timeout", type=float, default=None, help="seconds for asv continuous")
+    ap.add_argument("--render-only", action="store_true",
+                    help="do not run asv; render from the results on disk")
+    ap.add_argument("--asv-exit", type=int, default=None,
+                    help="with --render-only: the exit code asv continuous returned")
+    args = ap.parse_args(argv)
+    if args.factor < 1.0:
+        ap.error(f"--factor must be >= 1.0, got {args.factor}")
+    return args
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parse_args(argv)
+    try:
+        return run(args)
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        out = Path(args.out)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            text = prcomment.render_unavailable(args.machine, str(exc))
+            (out / "summary.md").write_text(text)
+            publish_to_github(ab.EXIT_INFRA, str(exc), args.machine, text)
+        except OSError:
+            pass
+        return ab.EXIT_INFRA
+

@@ -1,0 +1,92 @@
+"""``attnperf site``, ``attnperf pr-comment``, ``attnperf asv ...`` and ``attnperf ci ...``:
+the published site and the CI jobs."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+from ..asv import publish
+from ..io.asv_results import read_results
+from ..io.jsonfile import check_writable
+from ..render.prcomment import render_section
+from ..render.site import SUBDIR
+from .common import EXIT_FAIL, EXIT_OK, UsageError
+
+
+def cmd_site(args) -> int:
+    if args.site_command != "build":
+        raise UsageError("usage: attnperf site build [--config F] [--results D] [--out D] "
+                         "[--no-asv] [--asv-assets D] [--serve] [--port N]")
+    if not Path(args.config).is_file():
+        raise UsageError(f"asv config {args.config!r} does not exist (--config)")
+    if args.results and not Path(args.results).is_dir():
+        raise UsageError(f"results directory {args.results!r} does not exist (--results)")
+    if args.asv_assets and not Path(args.asv_assets).is_dir():
+        raise UsageError(f"--asv-assets {args.asv_assets!r} is not a directory "
+                         "(`attnperf asv fetch-assets DIR` fetches them)")
+    report = publish.build(args.config, results=args.results, out=args.out,
+                        publish=not args.no_asv, asv_assets=args.asv_assets)
+    for note in report.notes:
+        print(f"note: {note}", file=sys.stderr)
+    for page in report.pages:
+        print(f"{page.machine}: {page.points} points, {page.roofs} roofs, {page.rows} rows "
+              f"-> {report.out_dir}/{SUBDIR}/{page.file}", file=sys.stderr)
+    print(f"site: {report.out_dir}/index.html (attnperf pages: {report.out_dir}/{SUBDIR}/)")
+    failed = not args.no_asv and report.asv_exit != 0
+    if failed:
+        print(f"error: asv publish exited {report.asv_exit}; attnperf's pages were built anyway",
+              file=sys.stderr)
+    if args.serve:
+        import functools
+        import http.server
+
+        handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=report.out_dir)
+        with http.server.ThreadingHTTPServer(("127.0.0.1", args.port), handler) as server:
+            print(f"serving http://127.0.0.1:{args.port}/ (Ctrl-C stops)", file=sys.stderr)
+            try:
+                server.serve_forever()
+            except KeyboardInterrupt:
+                pass
+    return EXIT_FAIL if failed else EXIT_OK
+
+
+def cmd_pr_comment(args) -> int:
+    if args.output:
+        check_writable(args.output)
+    if args.factor < 1.0:
+        raise UsageError(f"--factor must be >= 1.0, got {args.factor}")
+    for flag, value in (("--base", args.base), ("--head", args.head)):
+        if not re.fullmatch(r"[0-9a-f]{7,40}", value):
+            raise UsageError(f"{flag} must be a commit hash (7-40 hex digits; "
+                             f"`git rev-parse REF` gives one), got {value!r}")
+    db = read_results(args.results)
+    text = render_section(db, args.machine, args.base, args.head, args.factor,
+                          asv_exit=args.asv_exit)
+    if args.output:
+        Path(args.output).write_text(text)
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
+
+
+def cmd_asv(args) -> int:
+    """asv helpers the workflows and asv.conf.json call (attnperf asv machine|fetch-assets)."""
+    if args.asv_command == "machine":
+        from ..asv.machine import main as machine_main
+        return machine_main(args.rest)
+    if args.asv_command == "fetch-assets":
+        from ..asv.fetch_assets import main as fetch_main
+        return fetch_main(args.rest)
+    raise UsageError("usage: attnperf asv {machine,fetch-assets} ...")
+
+
+def cmd_ci(args) -> int:
+    """The CI jobs as commands (attnperf ci bench ...)."""
+    if args.ci_command == "bench":
+        from ..ci.bench import main as bench_main
+        return bench_main(args.rest)
+    raise UsageError("usage: attnperf ci bench ...")

@@ -1,0 +1,94 @@
+"""THE JSON file reader and writer: atomic writes, one-line errors, no NaN.
+
+Every file format attnperf writes (report, comparison, ceilings) goes through
+:func:`write_json`; every JSON file a user hands over goes through
+:func:`load_json`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+
+from ..errors import OutputPathError, ReportError
+
+
+def finite(x):
+    """JSON has no NaN/Inf: write them as null."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: finite(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [finite(v) for v in x]
+    return x
+
+
+def check_writable(path: str) -> Path:
+    """Fail early (before measuring) if ``path`` cannot be written."""
+    out = Path(path)
+    parent = out.parent if str(out.parent) else Path(".")
+    if parent.exists() and not parent.is_dir():
+        raise OutputPathError(f"cannot write {path!r}: {str(parent)!r} is not a directory")
+    if not parent.is_dir():
+        raise OutputPathError(f"cannot write {path!r}: directory {str(parent)!r} does not exist")
+    if out.is_dir():
+        raise OutputPathError(f"cannot write {path!r}: it is a directory")
+    if not os.access(parent, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
+        raise OutputPathError(f"cannot write {path!r}: permission denied")
+    return out
+
+
+def write_json(path: str, data: dict) -> None:
+    """Atomic write: a temp file in the same directory, then rename."""
+    out = check_writable(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=str(out.parent or "."))
+    try:
+        # mkstemp creates 0600; a report is an ordinary file (0666 less the umask).
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(finite(data), fh, indent=2, allow_nan=False)
+            fh.write("\n")
+        os.replace(tmp, out)
+    except OSError as exc:
+        raise OutputPathError(f"cannot write {path!r}: {exc.strerror or exc}") from None
+    finally:
+        # Never leave the temp file behind, whatever failed (disk full, a value
+        # json cannot encode, Ctrl-C); after the rename it no longer exists.
+        if os.path.lexists(tmp):
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+
+
+def load_json(path: str, what: str = "report") -> dict:
+    """The JSON object in ``path`` (NaN/Infinity literals accepted: asv writes NaN);
+    every failure is a :class:`ReportError` naming the file and what is wrong."""
+    p = Path(path)
+    if not p.exists():
+        raise ReportError(f"{what} {path!r} does not exist")
+    if p.is_dir():
+        raise ReportError(f"{what} {path!r} is a directory, expected a JSON file")
+    try:
+        text = p.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ReportError(f"{what} {path!r} cannot be read: {exc}") from None
+    if not text.strip():
+        raise ReportError(f"{what} {path!r} is empty; expected a JSON object")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ReportError(f"{what} {path!r} is not valid JSON ({exc.msg} at line {exc.lineno}); "
+                          "truncated or not a JSON file of this kind") from None
+    except (ValueError, RecursionError) as exc:  # e.g. nesting too deep, an integer too long
+        raise ReportError(f"{what} {path!r} cannot be parsed as JSON "
+                          f"({type(exc).__name__}: {str(exc)[:80]})") from None
+    if not isinstance(data, dict):
+        raise ReportError(f"{what} {path!r} holds a JSON {type(data).__name__}, expected an object")
+    return data

@@ -1,0 +1,145 @@
+"""The versioned JSON report: build, write atomically, read (also the seed's files).
+
+Format history (``schema_version``):
+
+* 1 -- first attnperf format.  ``results`` holds one entry per (kernel, config);
+  the top level also carries the seed's keys (``correctness``, ``performance``,
+  ``roofline``, ``config``, ``kernel_name``, ``timestamp``), mirroring the first
+  successfully measured result, so tools written for the seed keep working.
+  JSON Schema: ``attnperf/io/schemas/report-v1.schema.json``.
+
+Files without ``schema_version`` are read as the seed's single-config format
+(``performance`` or, older, ``metrics``).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import List, Optional
+
+from ..errors import InvalidShapeError, ReportError, SchemaVersionError
+from ..kernels.registry import canonical_name
+from ..model.problem import Problem
+from ..model.records import Measurement
+from .jsonfile import finite, load_json
+
+SCHEMA_VERSION = 1
+KNOWN_SCHEMA_VERSIONS = (1,)
+SCHEMA_FILE = Path(__file__).with_name("schemas") / "report-v1.schema.json"
+
+
+def result_entry(m: Measurement) -> dict:
+    p = m.problem
+    entry = {
+        "id": f"{m.kernel}/{p.id}",
+        "kernel_name": m.kernel,
+        "config_id": p.id,
+        "config": p.to_config(),
+        "device": m.device,
+        "status": m.status,
+        "reason": m.reason,
+        "timestamp": m.timestamp,
+        "dispatch": {"backend": m.dispatch} if m.dispatch else None,
+        "correctness": m.correctness.to_dict() if m.correctness else None,
+        "performance": None,
+        "roofline": m.roofline.to_dict() if m.roofline else None,
+        "clock": {"before": m.clock_before, "after": m.clock_after} if m.clock_before else None,
+    }
+    if m.device_time is not None:
+        st = m.device_time.stats()
+        perf = {
+            # Seed keys.  The time basis is device time on a GPU, wall time on a CPU.
+            "mean_time_ms": st["mean_ms"],
+            "std_dev_ms": st["std_ms"],
+            "throughput_gflops": m.roofline.achieved_tflops * 1e3 if m.roofline else None,
+            "bandwidth_gb_s": m.roofline.achieved_gb_s if m.roofline else None,
+            "median_time_ms": st["median_ms"],
+            "iqr_ms": st["iqr_ms"],
+            "min_time_ms": st["min_ms"],
+            "time_basis": "device_time" if m.device == "cuda" else "cpu_wall_time",
+            "unstable": st["unstable"],
+            "device_time": m.device_time.to_dict(),
+            "latency": m.latency.to_dict() if m.latency else None,
+        }
+        entry["performance"] = perf
+    return entry
+
+
+def build_report(measurements: List[Measurement], environment: dict,
+                 ceilings: Optional[dict], settings: dict) -> dict:
+    results = [result_entry(m) for m in measurements]
+    report = {
+        "schema_version": SCHEMA_VERSION,
+        "tool": "attnperf",
+        "timestamp": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
+        "environment": environment,
+        # The cache path holds $HOME or $XDG_CACHE_HOME: no environment in reports.
+        "ceilings": ({k: v for k, v in ceilings.items() if k != "cache_path"}
+                     if ceilings else ceilings),
+        "settings": settings,
+        "summary": summarize(results),
+        "results": results,
+    }
+    primary = next((r for r in results if r["status"] == "ok"), results[0] if results else None)
+    if primary is not None:
+        report.update({
+            "kernel_name": primary["kernel_name"],
+            "config": primary["config"],
+            "correctness": primary["correctness"],
+            "performance": primary["performance"],
+            "roofline": primary["roofline"],
+        })
+    return finite(report)
+
+
+def summarize(results: List[dict]) -> dict:
+    counts = {s: 0 for s in ("ok", "failed", "error", "skipped", "unavailable")}
+    for r in results:
+        counts[r["status"]] = counts.get(r["status"], 0) + 1
+    counts["total"] = len(results)
+    return counts
+
+
+def read_results(path: str, what: str = "report") -> List[dict]:
+    """Normalised result entries of an attnperf report or a seed JSON file.
+
+    Each entry has ``id`` (kernel/config id), ``kernel_name``, ``config_id``,
+    ``status``, ``correctness`` and ``performance`` with ``mean_time_ms`` and,
+    where present, ``median_time_ms``.
+    """
+    data = load_json(path, what)
+    if "schema_version" in data:
+        version = data["schema_version"]
+        if isinstance(version, bool) or version not in KNOWN_SCHEMA_VERSIONS:
+            raise SchemaVersionError(
+                f"{what} {path!r} has schema_version {version!r}; this attnperf reads "
+                f"{', '.join(map(str, KNOWN_SCHEMA_VERSIONS))}")
+        results = data.get("results")
+        if not isinstance(results, list):
+            raise ReportError(f"{what} {path!r} has no 'results' list")
+        for i, r in enumerate(results):
+            if not isinstance(r, dict) or not isinstance(r.get("id"), str):
+                raise ReportError(f"{what} {path!r}: results[{i}] is not a result entry "
+                                  "(an object with a string 'id')")
+        return results
+    return [_seed_entry(data, path, what)]
+
+
+def _seed_entry(data: dict, path: str, what: str) -> dict:
+    perf = data.get("performance") or data.get("metrics")
+    if not isinstance(perf, dict) or "mean_time_ms" not in perf:
+        raise ReportError(f"{what} {path!r} is neither an attnperf report (no schema_version) nor a "
+                          "seed report (no performance.mean_time_ms or metrics.mean_time_ms)")
+    cfg = data.get("config") or {}
+    try:
+        config_id = Problem.from_config(cfg).id if cfg else "default"
+    except InvalidShapeError:
+        config_id = "default"
+    kernel = canonical_name(data.get("kernel_name", "unknown"))
+    corr = data.get("correctness")
+    return {
+        "id": f"{kernel}/{config_id}", "kernel_name": kernel, "config_id": config_id,
+        "config": cfg, "status": "ok" if (corr or {}).get("passed", True) else "failed",
+        "correctness": corr, "performance": perf, "roofline": data.get("roofline"),
+    }

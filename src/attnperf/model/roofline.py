@@ -1,0 +1,192 @@
+"""Roofline model: pure functions of a problem, a time and a ceiling.
+
+Forward FLOPs count the two matmuls, ``QK^T`` and ``PV``: 2 FLOPs per
+multiply-add, ``2 * 2 * B * Hq * Sq * Sk * D`` = ``4 B Hq Sq Sk D``.  Causal
+masks count exactly the visible (query, key) pairs under PyTorch's top-left
+convention: ``sum_i min(i + 1, Sk)`` -- ``S (S + 1) / 2`` for a square problem,
+not ``S^2 / 2``.  Softmax FLOPs are not counted (FlashAttention's convention).
+
+Bytes are the fewest any kernel must move: Q, K, V read once, O written once
+(K and V at their own head count, so GQA reads less).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import List, Optional
+
+from .problem import Problem, precision_key
+
+# Below this floor time a call is dominated by fixed launch / host overhead
+# rather than by its bytes or FLOPs: a CUDA kernel launch costs ~3-5 us and a
+# PyTorch op ~5-10 us of dispatch; even back to back (CUDA graph) an H100 kernel
+# takes ~4-5 us to fill and drain (measured: the seed shape, 0.35 us of ideal
+# work, runs 5-6 us of device time).  On a CPU, per-op dispatch and thread
+# wake-up cost ~10-20 us.
+LATENCY_FLOOR_S = {"cuda": 5e-6, "cpu": 20e-6}
+
+REGIMES = ("latency-bound", "memory-bound", "compute-bound")
+BOTTLENECK = {  # the seed's `roofline.bottleneck` strings
+    "latency-bound": "Latency (launch/host overhead)",
+    "memory-bound": "Memory Bandwidth",
+    "compute-bound": "Compute",
+}
+
+
+def causal_pairs(seq_q: int, seq_kv: int) -> int:
+    """Visible (query, key) pairs under a top-left causal mask: sum_i min(i+1, Sk)."""
+    full = min(seq_q, seq_kv)  # rows 0..full-1 see i+1 keys
+    return full * (full + 1) // 2 + max(0, seq_q - seq_kv) * seq_kv
+
+
+def attention_pairs(p: Problem) -> int:
+    per_head = causal_pairs(p.seq_q, p.seq_kv) if p.causal else p.seq_q * p.seq_kv
+    return p.batch * p.heads * per_head
+
+
+def flops(p: Problem) -> int:
+    """Forward FLOPs: 4 * D per visible (query, key) pair."""
+    return 4 * p.head_dim * attention_pairs(p)
+
+
+def bytes_moved(p: Problem) -> int:
+    """Q + K + V read once, O written once."""
+    q_o = 2 * p.batch * p.heads * p.seq_q * p.head_dim
+    k_v = 2 * p.batch * p.kv_heads * p.seq_kv * p.head_dim
+    return p.element_size * (q_o + k_v)
+
+
+def arithmetic_intensity(p: Problem) -> float:
+    return flops(p) / bytes_moved(p)
+
+
+@dataclasses.dataclass(frozen=True)
+class Ceiling:
+    """The two roofs for one dtype on one device."""
+
+    tflops: float
+    bandwidth_gb_s: float
+    source: str  # "measured" or "datasheet: ..."
+
+    @property
+    def ridge_point(self) -> float:
+        """FLOP/byte at which the compute roof meets the memory roof."""
+        return self.tflops * 1e12 / (self.bandwidth_gb_s * 1e9)
+
+
+@dataclasses.dataclass(frozen=True)
+class Roofline:
+    flops: int
+    bytes: int
+    arithmetic_intensity: float
+    ridge_point: float
+    compute_floor_s: float
+    memory_floor_s: float
+    floor_s: float
+    time_s: float
+    achieved_tflops: float
+    achieved_gb_s: float
+    x_over_floor: float
+    efficiency_pct: float
+    regime: str
+    bottleneck: str
+    ceiling_tflops: float
+    ceiling_gb_s: float
+    ceiling_source: str
+    recommendations: List[str]
+    # Q, K, V and O together fit in the last-level cache: back-to-back device time
+    # (CUDA graph, warm L2) can then run above the DRAM roof, x_over_floor < 1.
+    cache_resident: bool = False
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["floor_ms"] = self.floor_s * 1e3
+        return d
+
+
+def floors(p: Problem, ceiling: Ceiling) -> tuple:
+    """(compute floor, memory floor) in seconds: FLOPs over the compute roof, bytes over the memory roof."""
+    return flops(p) / (ceiling.tflops * 1e12), bytes_moved(p) / (ceiling.bandwidth_gb_s * 1e9)
+
+
+def classify(compute_floor_s: float, memory_floor_s: float, device: str) -> str:
+    floor = max(compute_floor_s, memory_floor_s)
+    if floor < LATENCY_FLOOR_S.get(device, LATENCY_FLOOR_S["cuda"]):
+        return "latency-bound"
+    return "compute-bound" if compute_floor_s >= memory_floor_s else "memory-bound"
+
+
+def recommendations(regime: str, efficiency_pct: float, p: Problem,
+                    cache_resident: bool = False) -> List[str]:
+    recs = {
+        "latency-bound": [
+            "Fixed launch/host overhead dominates: batch more work per call (more heads or "
+            "sequences), replay with CUDA graphs, or fuse with neighbouring ops."],
+        "memory-bound": [
+            "Bytes dominate: cut traffic (GQA/MQA, lower-precision K/V, fuse surrounding ops) "
+            "and keep loads 16-byte wide and coalesced."],
+        "compute-bound": [
+            "Math dominates: use a fused flash-style kernel on tensor cores (fp16/bf16), "
+            "tune tile sizes for occupancy, and skip fully masked tiles when causal."],
+    }[regime]
+    if regime != "latency-bound" and efficiency_pct < 30:
+        recs.append(f"At {efficiency_pct:.0f}% of the binding ceiling there is large headroom: "
+                    "profile (ncu) for re-reads, low occupancy or non-tensor-core math.")
+    if efficiency_pct > 100 and cache_resident:
+        recs.append(f"Efficiency {efficiency_pct:.0f}%: the inputs fit in L2, so back-to-back "
+                    "device time runs from cache above the DRAM roof; the latency figure "
+                    "(L2 flushed) is the cold-cache number.")
+    elif efficiency_pct > 100:
+        recs.append(f"Efficiency {efficiency_pct:.0f}% exceeds the ceiling: the ceiling was measured "
+                    "too low (busy machine?); re-measure with `attnperf ceilings --refresh`.")
+    if p.dtype == "float32" and regime == "compute-bound":
+        recs.append("float32 runs off the tensor cores; bf16/fp16 (or TF32) raise the roof.")
+    return recs
+
+
+def analyze(p: Problem, time_s: float, ceiling: Ceiling, device: str,
+            cache_bytes: Optional[int] = None) -> Roofline:
+    """Place one measured time on the roofline of ``ceiling``.
+
+    ``cache_bytes``: the device's last-level cache (GPU L2) when the time was
+    taken with warm caches; problems that fit are marked ``cache_resident``.
+    """
+    if time_s <= 0:
+        raise ValueError(f"time must be positive, got {time_s}")
+    f, b = flops(p), bytes_moved(p)
+    compute_floor, memory_floor = floors(p, ceiling)
+    floor = max(compute_floor, memory_floor)
+    regime = classify(compute_floor, memory_floor, device)
+    efficiency = 100.0 * floor / time_s
+    resident = bool(cache_bytes) and b <= cache_bytes
+    return Roofline(
+        flops=f, bytes=b, arithmetic_intensity=f / b, ridge_point=ceiling.ridge_point,
+        compute_floor_s=compute_floor, memory_floor_s=memory_floor, floor_s=floor, time_s=time_s,
+        achieved_tflops=f / time_s / 1e12, achieved_gb_s=b / time_s / 1e9,
+        x_over_floor=time_s / floor, efficiency_pct=efficiency, regime=regime,
+        bottleneck=BOTTLENECK[regime], ceiling_tflops=ceiling.tflops,
+        ceiling_gb_s=ceiling.bandwidth_gb_s, ceiling_source=ceiling.source,
+        recommendations=recommendations(regime, efficiency, p, resident),
+        cache_resident=resident)
+
+
+def ceiling_for(p: Problem, measured: Optional[dict], peak, tf32: bool = False) -> Optional[Ceiling]:
+    """The binding roofs for ``p``'s dtype: measured figures first, datasheet second."""
+    key = precision_key(p.dtype, tf32)
+    tflops = bandwidth = None
+    sources = []
+    if measured:
+        tflops = (measured.get("matmul_tflops") or {}).get(key)
+        bandwidth = measured.get("bandwidth_gb_s")
+        if tflops or bandwidth:
+            sources.append("measured")
+    if peak is not None:
+        if not tflops and peak.tflops.get(key):
+            tflops = peak.tflops[key]
+            sources.append(f"datasheet {peak.name} (compute)")
+        if not bandwidth and peak.bandwidth_tb_s:
+            bandwidth = peak.bandwidth_tb_s * 1e3
+            sources.append(f"datasheet {peak.name} (memory)")
+    if not tflops or not bandwidth:
+        return None
+    return Ceiling(tflops=tflops, bandwidth_gb_s=bandwidth, source=", ".join(sources))

@@ -14,7 +14,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml constraints/cpu.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c constraints/cpu.txt -e '.[asv,test]'
+	$(PY) -m pip install -q -c constraints/cpu.txt -e '.[test,triton]'
 	touch $@
 
 run: setup

@@ -18,6 +18,7 @@ BUILTINS = (
     "attnperf.kernels.sdpa:KERNELS",
     "attnperf.kernels.naive:KERNELS",
     "attnperf.kernels.tiled:KERNELS",
+    "attnperf.kernels.triton_flash:KERNELS",
 )
 
 # Old names that must keep resolving (history keys are never renamed).

@@ -623,3 +623,27 @@ def flash_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: b
     q, k, v = (_last_dim_contiguous(t) for t in (q, k, v))
     return _FlashAttention.apply(q, k, v, bool(causal), scale, int(_debug_causal_shift),
                                  bool(_debug_drop_last_block), _use_tma)
+
+
+# ---- registration (attnperf.kernels.registry finds KERNELS by reference) ----
+def _registered_call(q, k, v, problem):
+    return flash_attention(q, k, v, causal=problem.causal)
+
+
+def _check(problem, device: str):
+    cc = None
+    if device == "cuda" and torch.cuda.is_available():
+        cc = torch.cuda.get_device_capability()
+    why = unsupported_reason(getattr(torch, problem.dtype), problem.head_dim, device, cc)
+    return (why is None), (why or "available")
+
+
+def _kernels():
+    from .spec import KernelSpec
+
+    return [KernelSpec(
+        name="triton_flash", fn=_registered_call, family="in-repo", check=_check,
+        description="in-repo Triton FlashAttention (online softmax, autotuned; forward + backward)")]
+
+
+KERNELS = _kernels()

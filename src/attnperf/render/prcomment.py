@@ -101,7 +101,7 @@ def environment_lines(m: Optional[Machine], run: Optional[Run]) -> List[str]:
             "num_cpu", "ram", "os", "arch"]
     keys += sorted(k for k in info if k not in keys)
     lines = ["| field | value |", "|---|---|"]
-    lines += [f"| {md.text(k)} | {md.code(info[k])} |" for k in keys if k in info]
+    lines += [f"| {md.text(k)} | {md.text(info[k])} |" for k in keys if k in info]
     if m is not None and not am.gpu_name(info):
         lines.append("")
         lines.append("_No GPU fields recorded for this machine: CPU times (wall clock), "

@@ -184,7 +184,8 @@ def _publish_config(conf: dict, conf_dir: Path, results: Path, html: Path, work:
         if isinstance(c.get(key), str) and "://" not in c[key]:
             c[key] = str((conf_dir / c[key]).resolve())
     c["results_dir"], c["html_dir"] = str(results), str(html)
-    c["plugins"] = list(c.get("plugins") or []) + ["attnperf.asv.publisher"]
+    # A leading dot: asv imports it as a module (else only from asv.plugins).
+    c["plugins"] = list(c.get("plugins") or []) + [".attnperf.asv.publisher"]
     c[CONF_KEY] = factors
     c["attnperf_default_factor"] = min(factors.values(), default=1.05)
     path = work / "asv.conf.json"

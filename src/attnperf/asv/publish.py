@@ -265,8 +265,9 @@ def build(config: str = "asv.conf.json", results: Optional[str] = None,
     if MACHINES_KEY not in conf:
         all_machines = True  # a config without the list (not this repository's): no filter
     chosen, excluded = _select(results_dir, factors, include, all_machines)
-    if excluded:
-        notes.append(f"not published: {', '.join(excluded)} (not in asv.conf.json's "
+    cli_notes: List[str] = []
+    if excluded:  # said to the person building, not on the published pages
+        cli_notes.append(f"not published: {', '.join(excluded)} (not in asv.conf.json's "
                      f"{MACHINES_KEY}, the machines CI records; --include-machine NAME or "
                      "--all-machines publishes them)")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -301,7 +302,8 @@ def build(config: str = "asv.conf.json", results: Optional[str] = None,
                              "once, then build again")
             else:
                 n_offline = offline.add(site)
-        db = read_results(str(sel))
+        db = read_results(str(results_dir))
+        db.machines = {name: m for name, m in db.machines.items() if name in chosen}
         pages = write_pages(db, site, has_asv, notes)
         if not index.is_file():  # no asv site: the attnperf index is the landing page
             index.write_text(redirect_page(f"{SUBDIR}/index.html"))
@@ -310,7 +312,7 @@ def build(config: str = "asv.conf.json", results: Optional[str] = None,
         _swap_in(site, out_dir, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return BuildReport(str(out_dir), asv_exit, asv_out, pages, vendored, left, notes,
+    return BuildReport(str(out_dir), asv_exit, asv_out, pages, vendored, left, cli_notes + notes,
                        chosen, excluded, n_offline)
 
 

@@ -114,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     sb.add_argument("--include-machine", action="append", metavar="NAME",
                     help="also publish this machine of the results dir (repeatable; default: "
                     "only asv.conf.json's attnperf_machines, the machines CI records)")
+    sb.add_argument("--asv", default=None, help="asv executable (default: next to this python)")
     sb.add_argument("--all-machines", action="store_true",
                     help="publish every machine of the results dir (local runs too)")
     sb.add_argument("--serve", action="store_true",

@@ -44,7 +44,7 @@ def cmd_site(args) -> int:
     previous = {s: signal.signal(s, _raise_signalled) for s in handled}
     try:
         report = publish.build(args.config, results=args.results, out=args.out,
-                               publish=not args.no_asv, asv_assets=args.asv_assets,
+                               publish=not args.no_asv, asv_assets=args.asv_assets, asv=args.asv,
                                include=args.include_machine or (),
                                all_machines=args.all_machines)
     except _Signalled as sig:

@@ -54,22 +54,26 @@ _RESERVED = {"index", "style"}  # file names of the attnperf folder itself
 def page_names(machines: Iterable[str]) -> Dict[str, str]:
     """A distinct, file-system-safe page file per machine name.
 
-    The name is kept where it is already safe and unique; a name that had to be
-    changed (``a/b`` -> ``a_b``), that collides with another one when case is
-    ignored, or that is reserved (``index``, ``style``) gets a hash of the real
-    name appended, so ``a/b`` and ``a_b`` never overwrite each other's page.
+    A name that is already safe keeps its page (``h100`` -> ``h100.html``); a
+    name that had to be changed (``a:b``), that is reserved (``index``,
+    ``style``), or that equals another safe name but for case (``H100`` and
+    ``h100``, one file on macOS) gets a hash of the real name appended, so
+    ``a:b`` and ``a_b`` never overwrite each other's page.
     """
     names = list(machines)
-    base = {m: re.sub(r"[^A-Za-z0-9._-]", "_", m).lstrip(".")[:80] or "machine" for m in names}
-    seen: Dict[str, int] = {}
-    for m in names:
-        seen[base[m].casefold()] = seen.get(base[m].casefold(), 0) + 1
+    safe = {m for m in names if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,79}", m)
+            and m.casefold() not in _RESERVED}
+    folded: Dict[str, int] = {}
+    for m in safe:
+        folded[m.casefold()] = folded.get(m.casefold(), 0) + 1
     out = {}
     for m in names:
-        b = base[m]
-        if b != m or seen[b.casefold()] > 1 or b.casefold() in _RESERVED:
-            b = f"{b}-{hashlib.sha256(m.encode('utf-8', 'surrogatepass')).hexdigest()[:10]}"
-        out[m] = b + ".html"
+        if m in safe and folded[m.casefold()] == 1:
+            out[m] = m + ".html"
+            continue
+        base = re.sub(r"[^A-Za-z0-9._-]", "_", m).lstrip("._-")[:60] or "machine"
+        digest = hashlib.sha256(m.encode("utf-8", "surrogatepass")).hexdigest()[:10]
+        out[m] = f"{base}-{digest}.html"
     return out
 
 

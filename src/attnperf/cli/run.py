@@ -17,6 +17,7 @@ from ..measure.session import Session
 from ..measure.timing import Budget
 from ..model.catalog import PRESETS, sweep
 from ..model.problem import Problem
+from ..render import fmt
 from .common import EXIT_FAIL, EXIT_OK, UsageError
 
 
@@ -94,7 +95,7 @@ def cmd_run(args) -> int:
 
 
 def _fmt(v, spec: str, none: str = "-") -> str:
-    return none if v is None else format(v, spec)
+    return fmt.num(v, spec, none=none)
 
 
 def render_table(measurements) -> str:

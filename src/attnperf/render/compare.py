@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import List
 
 from ..analysis.compare import verdict_of
+from . import fmt
 from . import markdown as md
 
 
@@ -45,4 +46,4 @@ def _unmatched_lines(result: dict, prefix: str, quote=str) -> List[str]:
 
 
 def _f(v, spec: str) -> str:
-    return "n/a" if v is None else format(v, spec)
+    return fmt.num(v, spec, none="n/a")

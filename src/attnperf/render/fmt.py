@@ -8,6 +8,7 @@ tables pass their own ``none``), and NaN/Inf never leak as ``nan``.
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Optional
 
 NONE = "—"
@@ -15,7 +16,7 @@ _TIME_SCALES = ((1.0, "s"), (1e-3, "ms"), (1e-6, "µs"), (1e-9, "ns"))
 
 
 def _missing(x) -> bool:
-    return x is None or isinstance(x, bool) or not isinstance(x, (int, float)) \
+    return x is None or isinstance(x, bool) or not isinstance(x, numbers.Real) \
         or not math.isfinite(x)
 
 

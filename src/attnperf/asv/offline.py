@@ -19,11 +19,11 @@ import re
 import shutil
 from pathlib import Path
 
+from ..render.html import SCRIPT_SAFE
+
 SHIM = Path(__file__).with_name("www") / "attnperf-offline.js"
 DATA_DIR = "attnperf-offline"
 _ASV_JS = re.compile(r"<script\b[^>]*\bsrc=\"asv\.js\"", re.S)
-_SCRIPT_SAFE = {ord("<"): "\\u003c", ord(">"): "\\u003e", ord("&"): "\\u0026",
-                0x2028: "\\u2028", 0x2029: "\\u2029"}
 
 
 def add(html_dir: Path) -> int:
@@ -44,7 +44,7 @@ def add(html_dir: Path) -> int:
             continue
         data = json.loads(path.read_text())
         key = json.dumps(rel.as_posix())
-        body = json.dumps(data, separators=(",", ":"), allow_nan=True).translate(_SCRIPT_SAFE)
+        body = json.dumps(data, separators=(",", ":"), allow_nan=True).translate(SCRIPT_SAFE)
         dest = html_dir / DATA_DIR / f"{rel.as_posix()}.js"
         dest.parent.mkdir(parents=True, exist_ok=True)
         dest.write_text(f"attnperfOfflineData({key}, {body});\n")

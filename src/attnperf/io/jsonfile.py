@@ -13,7 +13,7 @@ import os
 import stat
 import tempfile
 from pathlib import Path
-from typing import Sequence
+from typing import IO, Callable, Sequence
 
 from ..errors import OutputPathError, ReportError
 
@@ -40,9 +40,12 @@ def check_writable(path: str, inputs: Sequence[str] = ()) -> Path:
     """
     text = os.fspath(path)
     out = Path(text)
-    if not text or text.endswith(("/", os.sep)) or os.path.isdir(text):
-        raise OutputPathError(f"cannot write {text!r}: it names a directory; "
+    if os.path.isdir(text):
+        raise OutputPathError(f"cannot write {text!r}: it is a directory; "
                               "give a file name (e.g. DIR/report.json)")
+    if not text or text.endswith(("/", os.sep)):
+        raise OutputPathError(f"cannot write {text!r}: it names a directory (trailing "
+                              "slash); give a file name (e.g. DIR/report.json)")
     if os.path.islink(text):
         raise OutputPathError(f"cannot write {text!r}: it is a symbolic link "
                               f"(to {os.readlink(text)!r}); give the target or another file")
@@ -72,12 +75,19 @@ def _same_file(a: str, b: str) -> bool:
 
 def write_json(path: str, data: dict, inputs: Sequence[str] = ()) -> None:
     """Atomic write of ``data`` as JSON (NaN/Inf as null): see :func:`write_text`."""
-    write_text(path, json.dumps(finite(data), indent=2, allow_nan=False) + "\n", inputs)
+    def dump(fh) -> None:
+        json.dump(finite(data), fh, indent=2, allow_nan=False)
+        fh.write("\n")
+    _write_atomic(path, dump, inputs)
 
 
 def write_text(path: str, text: str, inputs: Sequence[str] = ()) -> None:
     """Atomic write: a temp file in the same directory, then rename (checked first by
     :func:`check_writable`, so a link, a device or an input is never replaced)."""
+    _write_atomic(path, lambda fh: fh.write(text), inputs)
+
+
+def _write_atomic(path: str, write: Callable[[IO[str]], object], inputs: Sequence[str]) -> None:
     out = check_writable(path, inputs)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=str(out.parent or "."))
     try:
@@ -86,13 +96,13 @@ def write_text(path: str, text: str, inputs: Sequence[str] = ()) -> None:
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
         with os.fdopen(fd, "w") as fh:
-            fh.write(text)
+            write(fh)
         os.replace(tmp, out)
     except OSError as exc:
         raise OutputPathError(f"cannot write {path!r}: {exc.strerror or exc}") from None
     finally:
-        # Never leave the temp file behind, whatever failed (disk full, Ctrl-C);
-        # after the rename it no longer exists.
+        # Never leave the temp file behind, whatever failed (disk full, a value
+        # json cannot encode, Ctrl-C); after the rename it no longer exists.
         if os.path.lexists(tmp):
             try:
                 os.unlink(tmp)

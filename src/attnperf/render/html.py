@@ -21,14 +21,14 @@ from . import fmt
 # state at "<!--" and "<script"; JSON never needs a raw "<", ">" or "&", so
 # writing them as \u escapes makes every such sequence impossible.  U+2028/9
 # are line terminators for older JavaScript parsers.
-_SCRIPT_SAFE = {ord("<"): "\\u003c", ord(">"): "\\u003e", ord("&"): "\\u0026",
+SCRIPT_SAFE = {ord("<"): "\\u003c", ord(">"): "\\u003e", ord("&"): "\\u0026",
                 0x2028: "\\u2028", 0x2029: "\\u2029"}
 
 
 def json_block(data: Any) -> Markup:
     """``data`` as JSON that is safe verbatim inside ``<script type="application/json">``."""
     text = json.dumps(data, sort_keys=True, allow_nan=False, default=str)
-    return Markup(text.translate(_SCRIPT_SAFE))
+    return Markup(text.translate(SCRIPT_SAFE))
 
 
 @functools.lru_cache(maxsize=1)

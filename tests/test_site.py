@@ -9,10 +9,14 @@ skip, saying why, where Chromium or asv's offline scripts are missing
 import importlib.util
 import json
 import math
+import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import tempfile
+import time
 import urllib.parse
 from pathlib import Path
 
@@ -21,6 +25,7 @@ import pytest
 import _asvdata as d
 from attnperf.io import asv_results as ar
 from attnperf.asv import publish as site
+from attnperf.asv import publish as publish_mod
 from attnperf.render import site as site_pages
 from attnperf.asv.assets import ASSETS, load_manifest, sri, vendor
 from attnperf.render.svg import ChartPoint, Roof, roofline_svg
@@ -194,9 +199,10 @@ def test_vendor_rewrites_asvs_cdn_tags(tmp_path):
     assert "cdn.jsdelivr.net" not in text and "cdnjs.cloudflare.com" not in text
     assert "code.jquery.com" not in text
     assert 'src="vendor/jquery-3.3.1.min.js"' in text
-    assert "integrity=" not in text  # these stand-ins do not match asv's SRI hashes
+    assert "integrity=" not in text and "crossorigin=" not in text
     assert (html / "vendor" / "bootstrap.min.css").read_text() == "/* bootstrap.min.css */"
-    # a file matching the tag's SRI keeps its integrity attribute
+    # even a file matching the tag's SRI loses the attribute: Chromium blocks a file://
+    # script that carries one (no CORS on file://), and the file is the site's own
     body = b"console.log(1);"
     (html / "index.html").write_text(
         f'<script src="https://x.invalid/a.js" integrity="sha256-{sri(body)}" '
@@ -204,8 +210,7 @@ def test_vendor_rewrites_asvs_cdn_tags(tmp_path):
     (assets / "a.js").write_bytes(body)
     (assets / "manifest.json").write_text(json.dumps({"files": {"https://x.invalid/a.js": "a.js"}}))
     vendor(html, assets)
-    assert (html / "index.html").read_text() == (
-        f'<script src="vendor/a.js" integrity="sha256-{sri(body)}"></script>')
+    assert (html / "index.html").read_text() == '<script src="vendor/a.js"></script>'
 
 
 def test_asset_table_covers_asvs_page():
@@ -293,3 +298,232 @@ def test_browser_check_reports_console_errors(hist, tmp_path):
     assert "console.error: boom" in bad["errors"]
     assert any(e.startswith("exception: TypeError") for e in bad["errors"]), bad["errors"]
     assert not result["ok"]
+
+
+# ------------------------------------------- hostile names (issue 12 #7, #8) ------
+HOSTILE = ["<img src=x onerror=alert(1)>", "@org_team", "[x](javascript:alert(1))", "a`b``c",
+           "<!--", "</script><script>alert(1)</script>"]
+
+
+def _hostile_results(tmp_path: Path) -> Path:
+    results = tmp_path / "results"
+    kernels = ["sdpa", HOSTILE[0], HOSTILE[4]]
+    params = d.grid_params(kernels, ["cpu_seed"])
+    for name in ["a:b", "a_b", "index", "H100x", "h100x", HOSTILE[0], HOSTILE[1]]:
+        info = dict(d.CPU_INFO, machine=name, cpu=HOSTILE[5])
+        d.write_machine(results, info, d.CPU_CEILINGS)
+        d.write_run(results, info, "c" * 40, 1000, {d.TIME: d.row(params, [
+            d.samples(1e-3), d.samples(2e-3), d.samples(3e-3)])})
+    return results
+
+
+def test_page_names_never_collide():
+    names = ["a:b", "a_b", "a?b", "index", "INDEX", "style", "H100", "h100", "ok-name.1", "", "."]
+    files = site_pages.page_names(names)
+    assert len(set(files.values())) == len(names)
+    assert files["a_b"] == "a_b.html" and files["ok-name.1"] == "ok-name.1.html"
+    assert files["index"] != "index.html" and files["style"] != "style.html"
+    assert all(re.fullmatch(r"[A-Za-z0-9._-]+\.html", f) and not f.startswith(".")
+               for f in files.values())
+    assert files == site_pages.page_names(reversed(names))  # a name's page does not move
+
+
+def test_hostile_names_are_escaped_in_the_pages(tmp_path):
+    results = _hostile_results(tmp_path)
+    out = tmp_path / "html"
+    report = site.build(str(d.asv_conf(tmp_path)), results=str(results), out=str(out),
+                        publish=False)
+    files = {p.machine: p.file for p in report.pages}
+    assert len(files) == 7 and len(set(files.values())) == 7  # no page overwrote another
+    assert (out / "attnperf" / "index.html").read_text().count('class="machine"') == 7
+    for page in report.pages:
+        html = (out / "attnperf" / page.file).read_text()
+        assert "<img" not in html and "<!--" not in html and "</script><script>" not in html
+        assert "&lt;img src=x onerror=alert(1)&gt;" in html
+        blob = re.search(r'id="attnperf-data">(.*?)</script>', html, re.S).group(1)
+        assert "<" not in blob and ">" not in blob  # \u003c: no </script>, <!--, <script
+        data = json.loads(blob)
+        assert data["machine"] == page.machine
+        assert {c["kernel"] for c in data["cells"]} == {"sdpa", HOSTILE[0], HOSTILE[4]}
+    index = (out / "attnperf" / "index.html").read_text()
+    assert "<img" not in index and "&lt;img" in index
+
+
+def test_hostile_names_in_the_pr_comment(tmp_path):
+    from attnperf.render import prcomment
+    results = _hostile_results(tmp_path)
+    db = ar.read_results(str(results))
+    text = prcomment.render_section(db, HOSTILE[0], "c" * 40, "c" * 40, 1.05,
+                                    extra_notes=["ping @org/team, see [x](javascript:alert(1))",
+                                                 "multi\nline | cell `tick`"])
+    assert "`<img src=x onerror=alert(1)>`" in text  # a code span: shown, never markup
+    # outside code spans (where nothing is HTML, a link or a mention):
+    bare = re.sub(r"(`+)(?!`).*?(?<!`)\1(?!`)", "", text.replace("\\|", ""))
+    assert "<img" not in bare and "<!--" not in bare and "<script>" not in bare
+    assert "@org" not in bare.replace("@\u200borg", "")  # nobody is pinged
+    assert "\\[x\\](javascript:" in bare and not re.search(r"(?<!\\)\]\(", bare)  # no link
+    rows = [line for line in text.splitlines() if line.startswith("| ")]
+    width = {len(re.split(r"(?<!\\)\|", r)) for r in rows if "track_device_time" in r}
+    assert len(width) <= 1  # every row of the table has as many cells as its header
+    notes = [line for line in text.splitlines() if line.startswith("- ")]
+    assert any("multi line \\| cell \\`tick\\`" in n for n in notes)
+
+
+def test_markdown_helpers():
+    from attnperf.render import markdown as md
+    assert md.text("sdpa_flash") == "sdpa_flash"
+    assert md.text("<b>@x #1 [a](b) | `c` *d* _e_") == (
+        "&lt;b&gt;@\u200bx #\u200b1 \\[a\\](b) \\| \\`c\\` \\*d\\* \\_e\\_")
+    assert md.code("a`b``c") == "```a`b``c```" and md.code("`x") == "`` `x ``"
+    assert md.code("a|b\nc") == "`a\\|b c`"
+
+
+# ------------------------------------------ the output folder (issue 12 #1) ------
+def _listing(folder: Path) -> dict:
+    return {str(p.relative_to(folder)): (p.read_bytes() if p.is_file() else None)
+            for p in sorted(folder.rglob("*"))}
+
+
+def test_site_build_refuses_folders_it_must_not_replace(hist, cli, tmp_path):
+    root, results = hist["root"], hist["results"]
+    (root / "notes").mkdir()
+    (root / "notes" / "mine.txt").write_text("keep me")
+    before = _listing(root)
+    for out, why in ((root, "repository"), (root.parent, "repository"), (results, "results"),
+                     (results / "cpu-ci", "results"), (root / "notes", "not empty"),
+                     (root / "notes" / "mine.txt", "not a folder")):
+        r = cli("site", "build", "--config", str(hist["conf"]), "--no-asv", "--out", str(out))
+        assert r.code == 2 and len(r.err_lines) == 1 and r.err.startswith("error: --out"), r.err
+        assert why in r.err
+    r = cli("site", "build", "--config", str(hist["conf"]), "--no-asv",
+            "--results", str(results), "--out", str(root / "results" / ".."))
+    assert r.code == 2
+    assert _listing(root) == before  # nothing written, nothing deleted
+    # a folder built before is replaced; the marker says so
+    out = tmp_path / "site"
+    assert cli("site", "build", "--config", str(hist["conf"]), "--no-asv", "--out", str(out)).code == 0
+    assert (out / publish_mod.SITE_MARKER).is_file()
+    (out / "stale.html").write_text("old")
+    assert cli("site", "build", "--config", str(hist["conf"]), "--no-asv", "--out", str(out)).code == 0
+    assert not (out / "stale.html").exists() and (out / "attnperf" / "index.html").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["proj", "site"]  # no temporary left
+
+
+SLOW_ASV = '''#!{python}
+import os, shutil, sys, time
+conf = sys.argv[sys.argv.index("--config") + 1]
+html = os.path.join(os.path.dirname(conf), "site")
+shutil.rmtree(html, ignore_errors=True)  # as asv publish does
+os.makedirs(html)
+open(os.path.join(html, "index.html"), "w").write("half a site")
+with open(os.environ["SLOW_ASV_PID"] + ".tmp", "w") as fh:
+    fh.write(str(os.getpid()))
+os.rename(os.environ["SLOW_ASV_PID"] + ".tmp", os.environ["SLOW_ASV_PID"])
+time.sleep(120)
+'''
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupted_build_keeps_the_previous_site(hist, tmp_path, cli, sig):
+    out = tmp_path / "pub" / "site"
+    out.parent.mkdir()
+    assert cli("site", "build", "--config", str(hist["conf"]), "--no-asv", "--out", str(out)).code == 0
+    before = _listing(out)
+    fake = tmp_path / "asv"
+    fake.write_text(SLOW_ASV.format(python=sys.executable))
+    fake.chmod(0o755)
+    pid_file = tmp_path / "asv.pid"
+    tmp_before = set(Path(tempfile.gettempdir()).glob("attnperf-publish-*"))
+    proc = subprocess.Popen([sys.executable, "-m", "attnperf", "site", "build", "--config",
+                             str(hist["conf"]), "--out", str(out), "--asv", str(fake)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "SLOW_ASV_PID": str(pid_file)})
+    deadline = time.monotonic() + 60
+    while not pid_file.exists():  # asv publish is running (and has emptied its html_dir)
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+    asv_pid = int(pid_file.read_text())
+    proc.send_signal(sig)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + sig, stderr
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith(f"error: interrupted by {sig.name}"), stderr
+    with pytest.raises(ProcessLookupError):  # asv publish was killed, not orphaned
+        for _ in range(100):
+            os.kill(asv_pid, 0)
+            time.sleep(0.05)
+    assert _listing(out) == before  # the previous site, untouched
+    assert [p.name for p in out.parent.iterdir()] == ["site"]  # no temporary folder
+    assert set(Path(tempfile.gettempdir()).glob("attnperf-publish-*")) <= tmp_before
+
+
+# ------------------------------------- committed history only (issue 12 #4) ------
+def test_only_listed_machines_are_published(tmp_path, cli):
+    results = tmp_path / "results"
+    params = d.grid_params(["sdpa"], ["cpu_seed"])
+    for name in ("cpu-ci", "laptop"):
+        info = dict(d.CPU_INFO, machine=name)
+        d.write_machine(results, info, d.CPU_CEILINGS)
+        d.write_run(results, info, "c" * 40, 1000, {d.TIME: d.row(params, [d.samples(1e-3)])})
+    conf = d.asv_conf(tmp_path)
+    data = json.loads(conf.read_text().split("\n", 1)[1])
+    conf.write_text(json.dumps(dict(data, attnperf_machines={"cpu-ci": {"factor": 1.5}})))
+    r = cli("site", "build", "--config", str(conf), "--no-asv", "--out", str(tmp_path / "a"))
+    assert r.code == 0 and "not published: laptop" in r.err and "--include-machine" in r.err
+    assert [p.name for p in (tmp_path / "a" / "attnperf").glob("*.html")] != []
+    assert not (tmp_path / "a" / "attnperf" / "laptop.html").exists()
+    assert "laptop" not in (tmp_path / "a" / "attnperf" / "index.html").read_text()
+    r = cli("site", "build", "--config", str(conf), "--no-asv", "--out", str(tmp_path / "b"),
+            "--include-machine", "laptop")
+    assert r.code == 0 and (tmp_path / "b" / "attnperf" / "laptop.html").is_file()
+    r = cli("site", "build", "--config", str(conf), "--no-asv", "--out", str(tmp_path / "c"),
+            "--all-machines")
+    assert r.code == 0 and (tmp_path / "c" / "attnperf" / "laptop.html").is_file()
+
+
+def _conf() -> dict:
+    return ar.read_asv_conf(str(REPO / "asv.conf.json"))
+
+
+def test_the_listed_machines_are_cis_and_their_factors_the_pr_verdicts():
+    import yaml
+    machines = publish_mod.published_machines(_conf())
+    wf = REPO / ".github" / "workflows"
+    main = yaml.safe_load((wf / "main.yml").read_text())
+    pr = yaml.safe_load((wf / "pr.yml").read_text())
+    recorded = {e["machine"] for e in main["jobs"]["bench"]["strategy"]["matrix"]["include"]}
+    gpus = set(pr["jobs"]["gpu"]["strategy"]["matrix"]["gpu"])
+    assert recorded | gpus | {"gh-ubuntu-cpu"} <= set(machines)
+    assert {p.name for p in (REPO / "results").iterdir() if p.is_dir()} <= set(machines)
+    assert machines["gh-ubuntu-cpu"] == float(pr["env"]["CPU_FACTOR"])
+    assert all(machines[g] == float(pr["env"]["GPU_FACTOR"]) for g in gpus)
+
+
+def test_local_machines_are_git_ignored_under_results():
+    def ignored(path: str) -> bool:
+        return subprocess.run(["git", "-C", str(REPO), "check-ignore", "-q", "--no-index", path],
+                              check=False).returncode == 0
+    assert ignored("results/my-laptop/abcdef12-virtualenv-py3.11.json")
+    assert ignored("results/my-laptop/machine.json")
+    for m in publish_mod.published_machines(_conf()):
+        assert not ignored(f"results/{m}/abcdef12-virtualenv-py3.11.json"), m
+    assert not ignored("results/benchmarks.json")
+
+
+# ------------------------------------ the regressions page (issue 12 #16) ------
+def test_published_regressions_are_what_the_pr_verdict_would_flag(tmp_path):
+    """asv publish over the committed results/ (5 commits of main, no kernel changed):
+    before, 42 regressions of which 31 from views; now no view, and every step listed is
+    past its machine's PR factor."""
+    out = tmp_path / "html"
+    report = site.build(str(REPO / "asv.conf.json"), out=str(out))
+    assert report.asv_exit == 0, report.asv_output[-2000:]
+    regressions = json.loads((out / "regressions.json").read_text())["regressions"]
+    factors = publish_mod.published_machines(_conf())
+    assert not [r for r in regressions if "Views." in r[0]]
+    for name, graph, _, _, _, _, jumps in regressions:
+        machine = re.search(r"(?:^|/)machine-([^/]+)", graph).group(1)
+        assert all(after / before > factors[machine] for _, _, before, after in jumps), name
+    assert len(regressions) < 11  # was 42; 11 gated before the per-machine factor
+    feed = (out / "regressions.xml").read_text()
+    assert "Views" not in feed and feed.count("<entry>") == len(regressions)

@@ -11,10 +11,11 @@ driver binary, no pip package, no network.  Checks:
   no console errors or exceptions; the roofline SVGs hold data points
   (``svg.roofline circle.point``; at least one machine must have some, a
   machine without any is a warning); a screenshot of each;
-* asv's pages, served by a local http server on 127.0.0.1 (asv loads JSON
-  with XHR, which ``file://`` forbids): the graph page reached by following
-  the first "time" link of a machine page -- no console errors, and flot's
-  plot holds data points; a screenshot.
+* asv's pages, served by a local http server on 127.0.0.1: the graph page
+  reached by following the first "time" link of a machine page -- no console
+  errors, and flot's plot holds data points; a screenshot;
+* the same graph from ``file://`` when the site was built for offline use
+  (``attnperf-offline.js``: asv's data as scripts, see attnperf.asv.offline).
 
 Prints one JSON report (also written to --json) and exits 0 when every page
 passed, 1 when one failed, 3 when Chromium is missing.
@@ -313,6 +314,19 @@ def check(site: Path, out: Path, chromium: str) -> dict:
             browser.screenshot(shot)
             record("asv graph (http)", asv_link, browser.errors_since(mark), points=points,
                    points_ok=points > 0, title=title, screenshot=str(shot))
+            # The same graph from file:// (no server): asv's data comes from the
+            # attnperf-offline/ scripts that `attnperf site build` writes next to it.
+            if (site / "attnperf-offline.js").is_file():
+                file_link = site.as_uri() + "/" + asv_link[len(base):]
+                mark = len(browser.events)
+                browser.navigate("about:blank")
+                browser.navigate(file_link)
+                points = browser.wait_for(ASV_POINTS_JS, timeout=20) or 0
+                time.sleep(0.3)
+                shot = out / "asv-graph-file.png"
+                browser.screenshot(shot)
+                record("asv graph (file://)", file_link, browser.errors_since(mark),
+                       points=points, points_ok=points > 0, screenshot=str(shot))
     finally:
         browser.close()
         server.shutdown()

@@ -4,12 +4,16 @@ asv 0.6.6's ``index.html`` loads jQuery, flot, bootstrap, md5 and stupidtable
 from three CDNs.  An offline preview, the CI browser check (the CI machine
 reaches package registries only) and a GitHub Pages site that should not
 depend on third-party CDNs all need local copies.  They come from the npm
-registry (``tools/fetch_asv_assets.py``, with the pinned tarball integrity
+registry (``attnperf asv fetch-assets``, with the pinned tarball integrity
 below) and :func:`vendor` rewrites ``index.html`` to use them.
 
-Where the npm file is byte-identical to the CDN file (checked: jQuery,
-bootstrap js/css, orderBars, md5 -- their ``integrity`` attributes in asv's
-page match), the ``integrity`` attribute is kept.  cdnjs's flot ``*.min.js``
+The copies are checked when fetched (npm tarball integrity, pinned here); the
+page's ``integrity`` attributes are dropped with the CDN URLs: on ``file://``
+Chromium blocks any script that carries one ("the resource requires the
+request to be CORS enabled"), and a file of the site itself gains nothing from
+SRI.  (Where the npm file is byte-identical to the CDN file -- jQuery,
+bootstrap js/css, orderBars, md5 -- its hash still equals asv's attribute:
+:func:`sri` and the tests check it.)  cdnjs's flot ``*.min.js``
 are cdnjs's own minifications of flot 0.8.3; the npm package ships the
 unminified 0.8.3 sources, used instead.  cdnjs's stupidtable 1.0.1 is not on
 npm; 1.1.3 (same API: ``$(table).stupidtable()``) is used.
@@ -70,7 +74,6 @@ ASSETS: Tuple[Asset, ...] = (
 
 _TAG = re.compile(r"<(script|link)\b[^>]*?\b(?:src|href)=\"(https?://[^\"]+)\"[^>]*>", re.I)
 _ATTR = re.compile(r"\s(integrity|crossorigin|referrerpolicy)=\"[^\"]*\"", re.I)
-_INTEGRITY = re.compile(r"\bintegrity=\"(sha(?:256|384|512))-([^\"]+)\"", re.I)
 
 
 def sri(data: bytes, algorithm: str = "sha256") -> str:
@@ -109,11 +112,7 @@ def vendor(html_dir: Path, assets_dir: Path) -> Tuple[List[str], List[str]]:
         dest.mkdir(exist_ok=True)
         data = (Path(assets_dir) / name).read_bytes()
         (dest / name).write_bytes(data)
-        integ = _INTEGRITY.search(tag)
-        keep = integ is not None and sri(data, integ.group(1).lower()) == integ.group(2)
-        new = tag.replace(url, f"{VENDOR_DIR}/{name}")
-        new = _ATTR.sub(lambda a: a.group(0) if keep and a.group(1).lower() == "integrity" else "",
-                        new)
+        new = _ATTR.sub("", tag.replace(url, f"{VENDOR_DIR}/{name}"))
         done.append(url)
         return new
 

@@ -1,39 +1,72 @@
-"""Build the published site: `asv publish`'s pages plus attnperf's own pages.
+"""Build the published site: `asv publish`'s pages plus attnperf's own pages, safely.
 
 The pages themselves are rendered by :mod:`attnperf.render.site`; this module
-runs ``asv publish``, vendors asv's page scripts (:mod:`attnperf.asv.assets`)
-and links attnperf's pages from asv's navigation bar.
+runs ``asv publish`` (with :mod:`attnperf.asv.publisher` as its plugin),
+vendors asv's page scripts (:mod:`attnperf.asv.assets`), makes asv's pages
+work from ``file://`` (:mod:`attnperf.asv.offline`) and links attnperf's pages
+from asv's navigation bar.
+
+Nothing is lost (``asv publish`` deletes its output folder first):
+
+* the output folder must be new, empty, or a site built before (it holds
+  :data:`SITE_MARKER`, or asv's ``info.json`` + ``index.html``); never the
+  repository, the asv config's folder or anything holding it, and never the
+  results folder, a folder inside it or one that contains it;
+* the site is built in a temporary folder next to the output folder and renamed
+  into place at the end; an interrupt (SIGINT, SIGTERM) kills ``asv publish``,
+  removes the temporary folder and leaves the previous site as it was.
+
+Only the machines the repository records are published (``attnperf_machines``
+in asv.conf.json: CI's machines); a developer's local ``asv run`` on another
+machine name stays out unless asked for (``include``/``all_machines``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import logging
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import Dict, Iterable, List, Optional, Tuple
 
+from ..errors import OutputPathError
 from ..io.asv_results import read_asv_conf, read_results
-from ..render.site import NAV_MARKER, SUBDIR, MachinePage, write_pages
-from .assets import vendor
+from ..render.site import NAV_MARKER, SUBDIR, MachinePage, redirect_page, write_pages
+from . import offline
+from .assets import ASSETS, load_manifest, vendor
+from .publisher import CONF_KEY
+
+log = logging.getLogger(__name__)
+
+SITE_MARKER = ".attnperf-site"
+MACHINES_KEY = "attnperf_machines"
+DEFAULT_ASSETS = Path(".cache") / "asv-www"
+_NAV_ANCHOR = '<li id="nav-li-regressions">'
 
 
 def link_from_asv(html_dir: Path) -> bool:
-    """Add "Roofline (attnperf)" to the navigation bar of asv's index.html (idempotent)."""
+    """Add "Roofline (attnperf)" to the navigation bar of asv's index.html (idempotent).
+
+    Markup surgery, on purpose: asv 0.6.6's navigation bar is static markup in
+    its www/index.html; an ``OutputPublisher`` plugin can write data and files
+    but has no hook into that bar (asv.js ignores index.json's ``pages``).
+    """
     index = Path(html_dir) / "index.html"
     if not index.is_file():
         return False
     text = index.read_text()
     if NAV_MARKER in text:
         return True
-    anchor = '<li id="nav-li-regressions">'
     link = (f'{NAV_MARKER}<li id="nav-li-attnperf"><a href="{SUBDIR}/index.html">'
             "Roofline (attnperf)</a></li>\n\t")
-    if anchor in text:
-        text = text.replace(anchor, link + anchor, 1)
+    if _NAV_ANCHOR in text:
+        text = text.replace(_NAV_ANCHOR, link + _NAV_ANCHOR, 1)
     elif "</body>" in text:  # another asv layout: a plain link at the end
         text = text.replace("</body>", f'{NAV_MARKER}<p><a href="{SUBDIR}/index.html">'
                             "Roofline (attnperf)</a></p></body>", 1)
@@ -43,7 +76,88 @@ def link_from_asv(html_dir: Path) -> bool:
     return True
 
 
-# ---------------------------------------------------------------- build -----
+# ---------------------------------------------------------- machines -----
+def published_machines(conf: dict) -> Dict[str, float]:
+    """{machine: PR-verdict factor} of the machines whose history the repository keeps."""
+    table = conf.get(MACHINES_KEY)
+    out: Dict[str, float] = {}
+    if isinstance(table, dict):
+        for name, spec in table.items():
+            factor = spec.get("factor") if isinstance(spec, dict) else None
+            if isinstance(factor, (int, float)) and factor >= 1.0:
+                out[str(name)] = float(factor)
+    return out
+
+
+def _machine_dirs(results: Path) -> List[str]:
+    if not results.is_dir():
+        return []
+    return sorted(p.name for p in results.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _select(results: Path, allowed: Iterable[str], include: Iterable[str],
+            all_machines: bool) -> Tuple[List[str], List[str]]:
+    names = _machine_dirs(results)
+    wanted = set(allowed) | set(include)
+    chosen = [n for n in names if all_machines or n in wanted]
+    return chosen, [n for n in names if n not in chosen]
+
+
+def _copy_results(results: Path, machines: List[str], dest: Path) -> None:
+    dest.mkdir(parents=True)
+    if (results / "benchmarks.json").is_file():
+        shutil.copy2(results / "benchmarks.json", dest / "benchmarks.json")
+    for name in machines:
+        shutil.copytree(results / name, dest / name, symlinks=True)
+
+
+# ------------------------------------------------------- out folder -----
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def _repo_root(conf: dict, conf_dir: Path) -> Optional[Path]:
+    repo = conf.get("repo")
+    if isinstance(repo, str) and "://" not in repo:
+        root = (conf_dir / repo).resolve()
+        for p in (root, *root.parents):
+            if (p / ".git").exists():
+                return p
+        return root
+    return None
+
+
+def is_site(path: Path) -> bool:
+    """An earlier attnperf site (our marker) or asv site (its info.json and index.html)."""
+    if (path / SITE_MARKER).is_file():
+        return True
+    try:
+        info = json.loads((path / "info.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(info, dict) and "asv-version" in info and (path / "index.html").is_file()
+
+
+def check_out_dir(out: Path, conf_dir: Path, results: Path, repo_root: Optional[Path]) -> None:
+    """Raise :class:`OutputPathError` unless ``out`` may be replaced by a site."""
+    def refuse(why: str):
+        raise OutputPathError(f"--out {str(out)!r}: {why}; give a new or empty folder, or one "
+                              "an earlier `attnperf site build` wrote")
+    if out.exists() and not out.is_dir():
+        refuse("it exists and is not a folder")
+    if repo_root is not None and _inside(repo_root, out):
+        refuse(f"it is (or contains) the repository {str(repo_root)!r}")
+    if _inside(conf_dir, out):
+        refuse(f"it is (or contains) the asv config's folder {str(conf_dir)!r}")
+    if _inside(results, out) or _inside(out, results):
+        refuse(f"it is, contains or is inside the results folder {str(results)!r}")
+    if (out / ".git").exists():
+        refuse("it is a git work tree")
+    if out.is_dir() and any(out.iterdir()) and not is_site(out):
+        refuse(f"it is not empty and holds no site built before (no {SITE_MARKER} marker)")
+
+
+# ------------------------------------------------------------ build -----
 @dataclasses.dataclass
 class BuildReport:
     out_dir: str
@@ -53,44 +167,87 @@ class BuildReport:
     vendored: List[str]
     left_remote: List[str]
     notes: List[str]
+    published: List[str] = dataclasses.field(default_factory=list)
+    excluded: List[str] = dataclasses.field(default_factory=list)
+    offline_files: int = 0
 
     @property
     def has_asv(self) -> bool:
         return self.asv_exit == 0
 
 
-def _publish_config(conf: dict, conf_dir: Path, results: Path, html: Path, tmp: Path) -> Path:
-    """asv.conf.json with absolute paths (asv chdirs to the config's folder)."""
+def _publish_config(conf: dict, conf_dir: Path, results: Path, html: Path, work: Path,
+                    factors: Dict[str, float]) -> Path:
+    """asv.conf.json with absolute paths (asv chdirs to the config's folder) and the plugin."""
     c = dict(conf)
     for key in ("repo", "benchmark_dir", "env_dir"):
         if isinstance(c.get(key), str) and "://" not in c[key]:
             c[key] = str((conf_dir / c[key]).resolve())
     c["results_dir"], c["html_dir"] = str(results), str(html)
-    path = tmp / "asv.conf.json"
+    # A leading dot: asv imports it as a module (else only from asv.plugins).
+    c["plugins"] = list(c.get("plugins") or []) + [".attnperf.asv.publisher"]
+    c[CONF_KEY] = factors
+    c["attnperf_default_factor"] = min(factors.values(), default=1.05)
+    path = work / "asv.conf.json"
     path.write_text(json.dumps(c, indent=2))
     return path
 
 
-def run_asv_publish(conf: dict, conf_dir: Path, results: Path, html: Path,
-                    asv: Optional[str] = None) -> Tuple[int, str]:
+def _child_env() -> Dict[str, str]:
+    """asv imports the plugin: let its Python find this attnperf, whichever asv runs."""
+    env = dict(os.environ)
+    here = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (here, env.get("PYTHONPATH")) if p)
+    return env
+
+
+def run_asv_publish(config: Path, asv: Optional[str] = None,
+                    timeout: float = 1800) -> Tuple[int, str]:
+    """``asv publish`` in its own process group; killed (group and all) if this process
+    is interrupted or the timeout passes."""
     exe = asv or shutil.which("asv", path=str(Path(sys.executable).parent)) or shutil.which("asv")
     if exe is None:
         return 127, "asv is not installed (pip install -e '.[asv]')"
-    with tempfile.TemporaryDirectory(prefix="attnperf-publish-") as tmp:
-        cfg = _publish_config(conf, conf_dir, results, html, Path(tmp))
-        try:
-            proc = subprocess.run([exe, "publish", "--no-pull", "--config", str(cfg)],
-                                  capture_output=True, text=True, timeout=1800, check=False,
-                                  stdin=subprocess.DEVNULL)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            return 126, f"asv publish could not run: {exc}"
-    return proc.returncode, proc.stdout + proc.stderr
+    try:
+        proc = subprocess.Popen([exe, "publish", "--no-pull", "--config", str(config)],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                stdin=subprocess.DEVNULL, start_new_session=True,
+                                env=_child_env())
+    except OSError as exc:
+        return 126, f"asv publish could not run: {exc}"
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill(proc)
+        return 124, f"asv publish did not finish in {timeout:g} s"
+    except BaseException:  # KeyboardInterrupt, the CLI's SIGTERM: no orphan asv
+        _kill(proc)
+        raise
+    return proc.returncode, out
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except OSError:
+        pass
+    proc.wait()
+
+
+def _assets_dir(asv_assets: Optional[str], conf_dir: Path) -> Optional[Path]:
+    if asv_assets:
+        return Path(asv_assets)
+    default = conf_dir / DEFAULT_ASSETS
+    return default if len(load_manifest(default)) == len(ASSETS) else None
 
 
 def build(config: str = "asv.conf.json", results: Optional[str] = None,
           out: Optional[str] = None, publish: bool = True, asv_assets: Optional[str] = None,
-          asv: Optional[str] = None) -> BuildReport:
-    """asv publish (unless ``publish`` is False), then attnperf's pages and the nav link."""
+          asv: Optional[str] = None, include: Iterable[str] = (),
+          all_machines: bool = False) -> BuildReport:
+    """asv publish (unless ``publish`` is False), then attnperf's pages and the nav link,
+    built next to ``out`` and renamed into place.  Raises :class:`OutputPathError` for an
+    output folder it must not replace (before touching anything)."""
     conf_path = Path(config).resolve()
     notes: List[str] = []
     try:
@@ -103,29 +260,75 @@ def build(config: str = "asv.conf.json", results: Optional[str] = None,
     results_dir = Path(results).resolve() if results else \
         (conf_dir / conf.get("results_dir", "results")).resolve()
     out_dir = Path(out).resolve() if out else (conf_dir / conf.get("html_dir", "html")).resolve()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    asv_exit, asv_out = None, ""
-    if publish:
-        asv_exit, asv_out = run_asv_publish(conf, conf_dir, results_dir, out_dir, asv)
-        if asv_exit != 0:
-            last = [line for line in asv_out.strip().splitlines() if line.strip()][-3:]
-            notes.append(f"asv publish exited {asv_exit}: " + " / ".join(last))
-    index = out_dir / "index.html"
-    has_asv = index.is_file() and "asv.js" in index.read_text(errors="replace") and \
-        asv_exit in (0, None)
-    vendored: List[str] = []
-    left: List[str] = []
-    if has_asv:
-        link_from_asv(out_dir)
-        if asv_assets:
-            vendored, left = vendor(out_dir, Path(asv_assets))
-            if left:
-                notes.append(f"{len(left)} asv page assets still load from a CDN: {', '.join(left)}")
-    db = read_results(str(results_dir))
-    pages = write_pages(db, out_dir, has_asv, notes)
-    if not (out_dir / "index.html").is_file():
-        # No asv site: the attnperf index is the landing page.
-        (out_dir / "index.html").write_text(
-            '<!DOCTYPE html><meta charset="utf-8"><meta http-equiv="refresh" '
-            f'content="0; url={SUBDIR}/index.html"><a href="{SUBDIR}/index.html">attnperf</a>\n')
-    return BuildReport(str(out_dir), asv_exit, asv_out, pages, vendored, left, notes)
+    check_out_dir(out_dir, conf_dir, results_dir, _repo_root(conf, conf_dir))
+    factors = published_machines(conf)
+    if MACHINES_KEY not in conf:
+        all_machines = True  # a config without the list (not this repository's): no filter
+    chosen, excluded = _select(results_dir, factors, include, all_machines)
+    cli_notes: List[str] = []
+    if excluded:  # said to the person building, not on the published pages
+        cli_notes.append(f"not published: {', '.join(excluded)} (not in asv.conf.json's "
+                     f"{MACHINES_KEY}, the machines CI records; --include-machine NAME or "
+                     "--all-machines publishes them)")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.attnperf-build-", dir=out_dir.parent))
+    try:
+        site = work / "site"
+        sel = work / "results"
+        _copy_results(results_dir, chosen, sel)
+        asv_exit, asv_out = None, ""
+        if publish:
+            cfg = _publish_config(conf, conf_dir, sel, site, work,
+                                  {m: factors.get(m, 1.05) for m in chosen})
+            asv_exit, asv_out = run_asv_publish(cfg, asv)
+            if asv_exit != 0:
+                last = [line for line in asv_out.strip().splitlines() if line.strip()][-3:]
+                notes.append(f"asv publish exited {asv_exit}: " + " / ".join(last))
+        site.mkdir(exist_ok=True)
+        index = site / "index.html"
+        has_asv = index.is_file() and "asv.js" in index.read_text(errors="replace") and \
+            asv_exit == 0
+        vendored: List[str] = []
+        left: List[str] = []
+        n_offline = 0
+        if has_asv:
+            link_from_asv(site)
+            assets = _assets_dir(asv_assets, conf_dir)
+            if assets is not None:
+                vendored, left = vendor(site, assets)
+            if left or assets is None:
+                notes.append(f"asv's graph pages load {len(left) or len(ASSETS)} scripts from "
+                             "CDNs (no network, no graphs): `attnperf asv fetch-assets` "
+                             "once, then build again")
+            else:
+                n_offline = offline.add(site)
+        db = read_results(str(results_dir))
+        db.machines = {name: m for name, m in db.machines.items() if name in chosen}
+        pages = write_pages(db, site, has_asv, notes)
+        if not index.is_file():  # no asv site: the attnperf index is the landing page
+            index.write_text(redirect_page(f"{SUBDIR}/index.html"))
+        (site / SITE_MARKER).write_text("built by `attnperf site build`; this folder may be "
+                                        "replaced by the next build\n")
+        _swap_in(site, out_dir, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return BuildReport(str(out_dir), asv_exit, asv_out, pages, vendored, left, cli_notes + notes,
+                       chosen, excluded, n_offline)
+
+
+def _swap_in(site: Path, out_dir: Path, work: Path) -> None:
+    """Rename the new site into place; signals wait until both renames are done."""
+    blocked = {signal.SIGINT, signal.SIGTERM}
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
+    try:
+        previous = work / "previous"
+        if out_dir.exists():
+            os.rename(out_dir, previous)
+        try:
+            os.rename(site, out_dir)
+        except OSError:
+            if previous.exists():
+                os.rename(previous, out_dir)
+            raise
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)

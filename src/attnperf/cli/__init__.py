@@ -111,8 +111,15 @@ def build_parser() -> argparse.ArgumentParser:
                     help="skip asv publish (attnperf's pages only)")
     sb.add_argument("--asv-assets", default=None,
                     help="local copies of asv's CDN scripts (`attnperf asv fetch-assets DIR`)")
+    sb.add_argument("--include-machine", action="append", metavar="NAME",
+                    help="also publish this machine of the results dir (repeatable; default: "
+                    "only asv.conf.json's attnperf_machines, the machines CI records)")
+    sb.add_argument("--asv", default=None, help="asv executable (default: next to this python)")
+    sb.add_argument("--all-machines", action="store_true",
+                    help="publish every machine of the results dir (local runs too)")
     sb.add_argument("--serve", action="store_true",
-                    help="then serve the site on http://127.0.0.1:PORT until Ctrl-C")
+                    help="then serve the site on http://127.0.0.1:PORT until Ctrl-C "
+                    "(as GitHub Pages would; not needed to view it from file://)")
     sb.add_argument("--port", type=_positive_int("port"), default=8000)
 
     pc = sub.add_parser("pr-comment", help="markdown comparing two commits' asv results (PR comment)")

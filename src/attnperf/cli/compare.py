@@ -15,8 +15,9 @@ from .common import EXIT_FAIL, EXIT_OK, UsageError
 def cmd_compare(args) -> int:
     if args.format not in ("text", "markdown", "json"):
         raise UsageError(f"--format must be text, markdown or json, got {args.format!r}")
+    inputs = (args.current, args.baseline)
     if args.output:
-        check_writable(args.output)
+        check_writable(args.output, inputs)
     baseline = read_results(args.baseline, "baseline")
     current = read_results(args.current, "current report")
     result = compare_results(baseline, current, args.threshold)
@@ -25,5 +26,5 @@ def cmd_compare(args) -> int:
     else:
         sys.stdout.write(render(result, args.format))
     if args.output:
-        write_json(args.output, result)
+        write_json(args.output, result, inputs)
     return EXIT_FAIL if result["is_regression"] else EXIT_OK

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import List
 
 from tqdm import tqdm
 
 from .. import __version__
+from ..errors import OutputPathError
 from ..io.jsonfile import check_writable, write_json
 from ..io.report import build_report
 from ..kernels import registry
@@ -15,6 +17,7 @@ from ..measure.session import Session
 from ..measure.timing import Budget
 from ..model.catalog import PRESETS, sweep
 from ..model.problem import Problem
+from ..render import fmt
 from .common import EXIT_FAIL, EXIT_OK, UsageError
 
 
@@ -74,6 +77,10 @@ def cmd_run(args) -> int:
                 "budget_s": budget.budget_s, "latency": not args.no_latency,
                 "l2_flush": not args.no_l2_flush, "sweep": args.sweep}
     report = build_report(measurements, env, session.ceilings, settings)
+    measured = any(m.status in ("ok", "failed", "error") for m in measurements)
+    if args.output and not measured and os.path.lexists(args.output):
+        raise OutputPathError(f"nothing was measured (every config skipped or unavailable); "
+                              f"not replacing the existing report {args.output!r}")
     if args.output:
         write_json(args.output, report)
         print(f"wrote {args.output}", file=sys.stderr)
@@ -88,7 +95,7 @@ def cmd_run(args) -> int:
 
 
 def _fmt(v, spec: str, none: str = "-") -> str:
-    return none if v is None else format(v, spec)
+    return fmt.num(v, spec, none=none)
 
 
 def render_table(measurements) -> str:

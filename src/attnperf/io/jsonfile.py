@@ -10,8 +10,10 @@ from __future__ import annotations
 import json
 import math
 import os
+import stat
 import tempfile
 from pathlib import Path
+from typing import IO, Callable, Sequence
 
 from ..errors import OutputPathError, ReportError
 
@@ -27,24 +29,66 @@ def finite(x):
     return x
 
 
-def check_writable(path: str) -> Path:
-    """Fail early (before measuring) if ``path`` cannot be written."""
-    out = Path(path)
+def check_writable(path: str, inputs: Sequence[str] = ()) -> Path:
+    """Fail early (before measuring) if ``path`` is not a file attnperf may (re)place.
+
+    Refused, each with one line: a path ending in ``/`` or naming a directory
+    (``-o dir/`` must not write a file called ``dir``); a symbolic link or
+    anything that is not a regular file (``/dev/null``, a FIFO: replacing it
+    with a regular file would destroy it); one of ``inputs`` (``compare X -o X``
+    must not overwrite what it reads); a missing or read-only directory.
+    """
+    text = os.fspath(path)
+    out = Path(text)
+    if os.path.isdir(text):
+        raise OutputPathError(f"cannot write {text!r}: it is a directory; "
+                              "give a file name (e.g. DIR/report.json)")
+    if not text or text.endswith(("/", os.sep)):
+        raise OutputPathError(f"cannot write {text!r}: it names a directory (trailing "
+                              "slash); give a file name (e.g. DIR/report.json)")
+    if os.path.islink(text):
+        raise OutputPathError(f"cannot write {text!r}: it is a symbolic link "
+                              f"(to {os.readlink(text)!r}); give the target or another file")
+    if os.path.lexists(text) and not stat.S_ISREG(os.lstat(text).st_mode):
+        raise OutputPathError(f"cannot write {text!r}: it exists and is not a regular file "
+                              "(a device, FIFO or socket is never replaced)")
+    for other in inputs:
+        if other and _same_file(text, os.fspath(other)):
+            raise OutputPathError(f"cannot write {text!r}: it is an input of this command "
+                                  f"({os.fspath(other)!r}); write the output elsewhere")
     parent = out.parent if str(out.parent) else Path(".")
     if parent.exists() and not parent.is_dir():
-        raise OutputPathError(f"cannot write {path!r}: {str(parent)!r} is not a directory")
+        raise OutputPathError(f"cannot write {text!r}: {str(parent)!r} is not a directory")
     if not parent.is_dir():
-        raise OutputPathError(f"cannot write {path!r}: directory {str(parent)!r} does not exist")
-    if out.is_dir():
-        raise OutputPathError(f"cannot write {path!r}: it is a directory")
+        raise OutputPathError(f"cannot write {text!r}: directory {str(parent)!r} does not exist")
     if not os.access(parent, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
-        raise OutputPathError(f"cannot write {path!r}: permission denied")
+        raise OutputPathError(f"cannot write {text!r}: permission denied")
     return out
 
 
-def write_json(path: str, data: dict) -> None:
-    """Atomic write: a temp file in the same directory, then rename."""
-    out = check_writable(path)
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet)
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
+def write_json(path: str, data: dict, inputs: Sequence[str] = ()) -> None:
+    """Atomic write of ``data`` as JSON (NaN/Inf as null): see :func:`write_text`."""
+    def dump(fh) -> None:
+        json.dump(finite(data), fh, indent=2, allow_nan=False)
+        fh.write("\n")
+    _write_atomic(path, dump, inputs)
+
+
+def write_text(path: str, text: str, inputs: Sequence[str] = ()) -> None:
+    """Atomic write: a temp file in the same directory, then rename (checked first by
+    :func:`check_writable`, so a link, a device or an input is never replaced)."""
+    _write_atomic(path, lambda fh: fh.write(text), inputs)
+
+
+def _write_atomic(path: str, write: Callable[[IO[str]], object], inputs: Sequence[str]) -> None:
+    out = check_writable(path, inputs)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=str(out.parent or "."))
     try:
         # mkstemp creates 0600; a report is an ordinary file (0666 less the umask).
@@ -52,8 +96,7 @@ def write_json(path: str, data: dict) -> None:
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
         with os.fdopen(fd, "w") as fh:
-            json.dump(finite(data), fh, indent=2, allow_nan=False)
-            fh.write("\n")
+            write(fh)
         os.replace(tmp, out)
     except OSError as exc:
         raise OutputPathError(f"cannot write {path!r}: {exc.strerror or exc}") from None

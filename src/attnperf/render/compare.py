@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import List
 
 from ..analysis.compare import verdict_of
+from . import fmt
+from . import markdown as md
 
 
 def render(result: dict, fmt: str = "text") -> str:
@@ -15,11 +17,11 @@ def render(result: dict, fmt: str = "text") -> str:
                  "| kernel/config | baseline ms | current ms | speedup | change | verdict |",
                  "|---|---:|---:|---:|---:|---|"]
         for r in rows:
-            lines.append(f"| `{r['id']}` | {_f(r['baseline_time_ms'], '.4f')} | "
+            lines.append(f"| {md.code(r['id'])} | {_f(r['baseline_time_ms'], '.4f')} | "
                          f"{_f(r['current_time_ms'], '.4f')} | {_f(r['speedup'], '.4f')}x | "
                          f"{_f(r['improvement_pct'], '+.2f')} % | "
                          f"{verdict_of(r)} |")
-        lines += _unmatched_lines(result, "- ")
+        lines += _unmatched_lines(result, "- ", md.code)
         return "\n".join(lines) + "\n"
     lines = []
     for r in rows:
@@ -34,13 +36,14 @@ def render(result: dict, fmt: str = "text") -> str:
     return "\n".join(lines) + "\n"
 
 
-def _unmatched_lines(result: dict, prefix: str) -> List[str]:
+def _unmatched_lines(result: dict, prefix: str, quote=str) -> List[str]:
     out = []
     for side, ids in result["unmatched"].items():
         if ids:
-            out.append(f"{prefix}unmatched ({side.replace('_', ' ')}): {', '.join(ids)}")
+            out.append(f"{prefix}unmatched ({side.replace('_', ' ')}): "
+                       f"{', '.join(quote(i) for i in ids)}")
     return out
 
 
 def _f(v, spec: str) -> str:
-    return "n/a" if v is None else format(v, spec)
+    return fmt.num(v, spec, none="n/a")

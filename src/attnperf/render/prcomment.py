@@ -9,7 +9,7 @@ efficiency, correctness and the machine environment.
 
 from __future__ import annotations
 
-import math
+import html
 from typing import Dict, List, Optional
 
 from ..analysis import cells as am
@@ -20,21 +20,14 @@ from ..analysis.gate import short_name
 from ..io.asv_results import FAILED, MISSING, SKIPPED, Machine, Point, ResultsDB, Run
 from ..errors import UnknownNameError
 from ..model.catalog import PRESETS, resolve
+from . import fmt
+from . import markdown as md
 
 MAX_CHARS = 60000  # GitHub refuses comments over 65536 characters
 MARKER = "<!-- attnperf-pr-benchmarks -->"
 
 # -------------------------------------------------------- formatting ------
-def fmt_value(value: Optional[float], unit: Optional[str]) -> str:
-    if value is None or not math.isfinite(value):
-        return "—"
-    if unit == "seconds":
-        for scale, suffix in ((1.0, "s"), (1e-3, "ms"), (1e-6, "µs"), (1e-9, "ns")):
-            if abs(value) >= scale or suffix == "ns":
-                return f"{value / scale:.3g} {suffix}"
-    if unit == "x floor":
-        return f"{value:.3g}× floor"
-    return f"{value:.3g}" + (f" {unit}" if unit else "")
+fmt_value = fmt.value  # kept: the name the CI job and older callers import
 
 
 def fmt_point(p: Point, unit: Optional[str]) -> str:
@@ -51,27 +44,19 @@ def fmt_point(p: Point, unit: Optional[str]) -> str:
     return text
 
 
-def _pct(x: Optional[float]) -> str:
-    return "—" if x is None else f"{x:.3g}%"
-
-
-def _md(text: str) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
-
-
 def _problem_label(problem: str) -> str:
     """The problem as a person reads it: its shape, from the id (or an older preset name)."""
     try:
         p = resolve(problem)
     except UnknownNameError:
-        return f"{problem} <sub>(not a problem id)</sub>"
+        return f"{md.code(problem)} <sub>(not a problem id)</sub>"
     names = [name for name, q in PRESETS.items() if q.id == p.id]
     if names:
-        return f"{names[0]} <sub>{p.id}</sub>"
+        return f"{md.text(names[0])} <sub>{md.text(p.id)}</sub>"
     shape = (f"B{p.batch} H{p.heads}" + (f"/{p.kv_heads}kv" if p.kv_heads != p.heads else "")
              + f" S{p.seq_q}" + (f"×{p.seq_kv}" if p.seq_kv != p.seq_q else "")
              + f" D{p.head_dim} {p.dtype}" + (" causal" if p.causal else ""))
-    return f"{p.id} <sub>{shape}</sub>"
+    return f"{md.text(p.id)} <sub>{md.text(shape)}</sub>"
 
 
 def _table(rows: List[Row], cells_before: Dict, cells_after: Dict) -> List[str]:
@@ -84,21 +69,24 @@ def _table(rows: List[Row], cells_before: Dict, cells_after: Dict) -> List[str]:
         regime = (ca.regime if ca and ca.regime else cb.regime if cb and cb.regime else "unknown")
         eb = cb.efficiency_pct if cb else None
         ea = ca.efficiency_pct if ca else None
-        eff = _pct(ea) if eb is None or ea is None or f"{eb:.3g}" == f"{ea:.3g}" \
-            else f"{_pct(eb)} → {_pct(ea)}"
+        eff = fmt.pct(ea) if eb is None or ea is None or f"{eb:.3g}" == f"{ea:.3g}" \
+            else f"{fmt.pct(eb)} → {fmt.pct(ea)}"
         corr_b = cb.correctness if cb else "not run"
         corr_a = ca.correctness if ca else "not run"
-        corr = corr_a if corr_a == corr_b else f"{corr_b} → {corr_a}"
+        corr = md.text(corr_a if corr_a == corr_b else f"{corr_b} → {corr_a}")
         if corr_a == "FAILED":
             corr = f"**{corr}**"
         ratio = "—" if r.ratio is None else f"{r.ratio:.2f}×"
         if r.change == SAME and r.ratio is not None and r.significance.different is False \
                 and (r.ratio > r.factor or r.ratio * r.factor < 1):
             ratio = "~" + ratio  # asv's mark: past the factor, but not significant
-        out.append("| " + " | ".join(_md(x) for x in (
-            f"{ICON[r.change]} {r.change}".strip(), short_name(r.benchmark).split(".")[-1],
-            r.kernel, _problem_label(r.problem), fmt_point(r.before, r.unit),
-            fmt_point(r.after, r.unit), ratio, r.significance.text or "—", regime, eff, corr)) + " |")
+        # Names from result files are untrusted and escaped (md.text); numbers and
+        # verdict words are attnperf's own; _problem_label returns markdown already.
+        out.append("| " + " | ".join((
+            f"{ICON[r.change]} {r.change}".strip(),
+            md.text(short_name(r.benchmark).split(".")[-1]), md.text(r.kernel),
+            _problem_label(r.problem), fmt_point(r.before, r.unit), fmt_point(r.after, r.unit),
+            ratio, r.significance.text or "—", md.text(regime), eff, corr)) + " |")
     return out
 
 
@@ -113,27 +101,27 @@ def environment_lines(m: Optional[Machine], run: Optional[Run]) -> List[str]:
             "num_cpu", "ram", "os", "arch"]
     keys += sorted(k for k in info if k not in keys)
     lines = ["| field | value |", "|---|---|"]
-    lines += [f"| {_md(k)} | {_md(info[k])} |" for k in keys if k in info]
+    lines += [f"| {md.text(k)} | {md.text(info[k])} |" for k in keys if k in info]
     if m is not None and not am.gpu_name(info):
         lines.append("")
         lines.append("_No GPU fields recorded for this machine: CPU times (wall clock), "
                      "no latency benchmark._")
     if m is not None and m.ceilings:
         c = m.ceilings
-        mm = ", ".join(f"{k} {v:.3g} TFLOP/s" for k, v in sorted(c["matmul_tflops"].items()))
-        lines += ["", f"Measured ceilings: copy {c['bandwidth_gb_s']:.4g} GB/s; matmul {mm}"
-                  f" (measured {c.get('measured_at', '?')})."]
+        mm = ", ".join(f"{k} {fmt.num(v)} TFLOP/s" for k, v in sorted(c["matmul_tflops"].items()))
+        lines += ["", f"Measured ceilings: copy {fmt.num(c['bandwidth_gb_s'], '.4g')} GB/s; "
+                  f"matmul {md.text(mm)} (measured {md.text(c.get('measured_at', '?'))})."]
     elif m is not None:
         gpu = am.gpu_name(info)
         lines += ["", "No measured ceilings recorded (results/<machine>/attnperf-ceilings.json); "
-                  + ("the roofline uses the datasheet of " + gpu if gpu else
+                  + ("the roofline uses the datasheet of " + md.text(gpu) if gpu else
                      "regimes are unknown unless the RooflineViews were recorded") + "."]
     return lines
 
 
 def _headline(cmp: Comparison, asv_exit: Optional[int]) -> str:
     worse, broke, better = cmp.count(WORSE), cmp.count(BROKE), cmp.count(BETTER)
-    name = f"`{cmp.machine}`"
+    name = md.code(cmp.machine)
     if cmp.base is None or cmp.head is None:
         missing = " and ".join(x for x, r in (("base", cmp.base), ("head", cmp.head)) if r is None)
         return f"⚠️ {name}: no results for the {missing} commit — nothing to compare" + (
@@ -150,7 +138,7 @@ def _headline(cmp: Comparison, asv_exit: Optional[int]) -> str:
     if code == EXIT_REGRESSION:
         return f"🔴 {name}: regression — {worse} benchmark(s) slower than ×{cmp.factor:g} (significant)"
     if code == EXIT_INFRA:
-        return f"⚠️ {name}: {why}"
+        return f"⚠️ {name}: {md.text(why)}"
     return f"✅ {name}: no significant regression (factor ×{cmp.factor:g})" + (
         f"; {better} faster" if better else "")
 
@@ -181,7 +169,7 @@ def render_section(db: ResultsDB, machine: str, base_commit: str, head_commit: s
     cb = {(c.kernel, c.problem): c for c in am.cells(base, m)} if base and m else {}
     ca = {(c.kernel, c.problem): c for c in am.cells(head, m)} if head and m else {}
     lines = [f"### {_headline(cmp, asv_exit)}", "",
-             f"Base `{base_commit[:8]}` → head `{head_commit[:8]}` · factor ×{factor:g} · "
+             f"Base {md.code(base_commit[:8])} → head {md.code(head_commit[:8])} · factor ×{factor:g} · "
              f"asv continuous exit {asv_exit if asv_exit is not None else 'not run'} · "
              "lower is better (times; x_over_floor = time / roofline floor)", ""]
     changed = [r for r in cmp.rows if r.change in CHANGED]
@@ -207,14 +195,15 @@ def render_section(db: ResultsDB, machine: str, base_commit: str, head_commit: s
     fails = [r for r in cmp.rows if r.after.status == FAILED]
     if fails:
         lines += ["", "Failed at head (a wrong result or an error; the asv log artifact has the "
-                  "message): " + ", ".join(sorted({f"`{r.kernel}/{r.problem}`" for r in fails}))]
-    lines += ["", f"<details><summary>Environment of <code>{machine}</code></summary>", ""]
+                  "message): " + ", ".join(sorted({md.code(f"{r.kernel}/{r.problem}") for r in fails}))]
+    lines += ["", f"<details><summary>Environment of <code>{html.escape(machine)}</code></summary>",
+              ""]
     lines += environment_lines(m, head or base)
     lines += ["", "</details>"]
     db_notes = db.notes + (m.notes if m else []) + [n for r in (base, head) if r for n in r.notes]
     all_notes = notes + db_notes
     if all_notes:
-        lines += ["", "**What is missing or odd:**", ""] + [f"- {_md(n)}" for n in all_notes[:30]]
+        lines += ["", "**What is missing or odd:**", ""] + [f"- {md.text(n)}" for n in all_notes[:30]]
         if len(all_notes) > 30:
             lines.append(f"- … and {len(all_notes) - 30} more")
     if footer:
@@ -228,6 +217,6 @@ def render_section(db: ResultsDB, machine: str, base_commit: str, head_commit: s
 
 
 def render_unavailable(machine: str, reason: str) -> str:
-    return f"### ⚠️ `{machine}`: no benchmark results\n\n{_md(reason)}\n"
+    return f"### ⚠️ {md.code(machine)}: no benchmark results\n\n{md.text(reason)}\n"
 
 

@@ -10,11 +10,13 @@ Layout of the output directory (``html_dir`` of asv.conf.json by default)::
                               per kernel x problem, each row linking to its asv graph
     attnperf/style.css
 
-attnperf's pages are static HTML with the data inlined (also as a JSON
-``<script type="application/json" id="attnperf-data">`` block): no fetch(), no
-CDN, so they work from ``file://`` as well as from GitHub Pages.  asv's own
-pages load JSON with XMLHttpRequest and need an http server (GitHub Pages, or
-``python -m http.server``), which is asv's own limitation.
+attnperf's pages are static HTML rendered from Jinja2 templates
+(``render/templates/``, autoescaped: every name in a result file is untrusted)
+with the data inlined (also as a JSON ``<script type="application/json"
+id="attnperf-data">`` block, ``<`` written as ``\u003c``): no fetch(), no CDN,
+so they work from ``file://`` as well as from GitHub Pages.  asv's own pages
+load JSON with XMLHttpRequest; :mod:`attnperf.asv.offline` makes them work
+from ``file://`` too.
 
 Links to asv graphs use asv's URL scheme (asv/www/asv.js ``format_hash_string``,
 graphdisplay.js ``setup_benchmark_params``)::
@@ -29,26 +31,50 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import json
+import hashlib
 import re
 import shutil
-from html import escape
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Iterable, List, Optional, Tuple
 from urllib.parse import quote
 
 from ..analysis import cells as am
 from ..io.asv_results import FAILED, OK, SKIPPED, Machine, ResultsDB, Run, raw_param
+from . import fmt
+from .html import render
 from .svg import ChartPoint, Roof, colours, roofline_svg
 
 SUBDIR = "attnperf"
 NAV_MARKER = "<!-- attnperf-nav -->"
 STYLE = Path(__file__).with_name("static") / "style.css"
 _URI_SAFE = "-_.!~*'()"  # what encodeURIComponent leaves alone
+_RESERVED = {"index", "style"}  # file names of the attnperf folder itself
 
 
-def page_name(machine: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]", "_", machine) + ".html"
+def page_names(machines: Iterable[str]) -> Dict[str, str]:
+    """A distinct, file-system-safe page file per machine name.
+
+    A name that is already safe keeps its page (``h100`` -> ``h100.html``); a
+    name that had to be changed (``a:b``), that is reserved (``index``,
+    ``style``), or that equals another safe name but for case (``H100`` and
+    ``h100``, one file on macOS) gets a hash of the real name appended, so
+    ``a:b`` and ``a_b`` never overwrite each other's page.
+    """
+    names = list(machines)
+    safe = {m for m in names if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,79}", m)
+            and m.casefold() not in _RESERVED}
+    folded: Dict[str, int] = {}
+    for m in safe:
+        folded[m.casefold()] = folded.get(m.casefold(), 0) + 1
+    out = {}
+    for m in names:
+        if m in safe and folded[m.casefold()] == 1:
+            out[m] = m + ".html"
+            continue
+        base = re.sub(r"[^A-Za-z0-9._-]", "_", m).lstrip("._-")[:60] or "machine"
+        digest = hashlib.sha256(m.encode("utf-8", "surrogatepass")).hexdigest()[:10]
+        out[m] = f"{base}-{digest}.html"
+    return out
 
 
 def asv_graph_url(benchmark: str, machine: str, params: List[Tuple[str, str]],
@@ -59,57 +85,20 @@ def asv_graph_url(benchmark: str, machine: str, params: List[Tuple[str, str]],
             + "&".join(f"{quote(k, safe=_URI_SAFE)}={quote(v, safe=_URI_SAFE)}" for k, v in query))
 
 
-def _fmt(x: Optional[float], spec: str, unit: str = "") -> str:
-    return "—" if x is None else f"{x:{spec}}{unit}"
-
-
-def _time(x: Optional[float]) -> str:
-    if x is None:
-        return "—"
-    for scale, suffix in ((1.0, "s"), (1e-3, "ms"), (1e-6, "µs")):
-        if x >= scale:
-            return f"{x / scale:.3g} {suffix}"
-    return f"{x * 1e9:.3g} ns"
-
-
 def _date(ms: Optional[int]) -> str:
     if ms is None:
         return "unknown date"
-    return datetime.datetime.fromtimestamp(ms / 1000, datetime.timezone.utc).strftime(
-        "%Y-%m-%d %H:%M UTC")
+    try:
+        return datetime.datetime.fromtimestamp(ms / 1000, datetime.timezone.utc).strftime(
+            "%Y-%m-%d %H:%M UTC")
+    except (OverflowError, OSError, ValueError, TypeError):
+        return "unknown date"
 
 
-def _json_block(data) -> str:
-    text = json.dumps(data, indent=None, sort_keys=True, allow_nan=False, default=str)
-    return text.replace("</", "<\\/")
-
-
-def _page(title: str, body: str, data=None) -> str:
-    blob = (f'<script type="application/json" id="attnperf-data">{_json_block(data)}</script>\n'
-            if data is not None else "")
-    return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-            f"<title>{escape(title)}</title>\n"
-            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
-            "<link rel=\"stylesheet\" href=\"style.css\">\n</head>\n<body>\n"
-            f"{body}\n{blob}</body>\n</html>\n")
-
-
-def _notes_html(notes: List[str]) -> str:
-    if not notes:
-        return ""
-    items = "\n".join(f"<li>{escape(n)}</li>" for n in notes[:50])
-    more = f"<li>… and {len(notes) - 50} more</li>" if len(notes) > 50 else ""
-    return f'<section class="notes"><h2>What is missing or odd</h2><ul>\n{items}{more}</ul></section>'
-
-
-def _env_table(m: Machine, run: Optional[Run]) -> str:
+def _env_items(m: Machine, run: Optional[Run]) -> List[Tuple[str, str]]:
     info: Dict[str, object] = dict(run.params) if run else {}
     info.update(m.info)
-    if not info:
-        return "<p class=\"missing\">No machine description recorded.</p>"
-    rows = "\n".join(f"<tr><th>{escape(str(k))}</th><td>{escape(str(v))}</td></tr>"
-                     for k, v in sorted(info.items()))
-    return f'<table class="env">{rows}</table>'
+    return sorted((str(k), str(v)) for k, v in info.items())
 
 
 @dataclasses.dataclass
@@ -130,7 +119,17 @@ def _roofs(m: Machine, cells: List[am.Cell]) -> List[Roof]:
     return roofs
 
 
-def machine_page(db: ResultsDB, m: Machine, has_asv: bool) -> Tuple[str, MachinePage]:
+def _ceilings_text(m: Machine, roofs: List[Roof]) -> str:
+    c = m.ceilings
+    if c:
+        return (f"measured ceilings: copy {fmt.num(c['bandwidth_gb_s'], '.4g')} GB/s, matmul "
+                + ", ".join(f"{k} {fmt.num(v, '.4g')} TFLOP/s"
+                            for k, v in sorted(c["matmul_tflops"].items())))
+    return "no measured ceilings recorded" + (" (roofs from the datasheet)" if roofs else "")
+
+
+def machine_page(db: ResultsDB, m: Machine, has_asv: bool,
+                 file: Optional[str] = None) -> Tuple[str, MachinePage]:
     run = m.latest()
     notes = list(m.notes) + (list(run.notes) if run else [])
     cells = am.cells(run, m) if run else []
@@ -139,7 +138,7 @@ def machine_page(db: ResultsDB, m: Machine, has_asv: bool) -> Tuple[str, Machine
     roofs = _roofs(m, cells)
     points = [ChartPoint(c.intensity, c.tflops, c.kernel,
                          f"{c.kernel} / {c.problem} ({c.problem_id}): {c.tflops:.3g} TFLOP/s at "
-                         f"{c.intensity:.3g} FLOP/B; {_fmt(c.efficiency_pct, '.3g', '%')} of the "
+                         f"{c.intensity:.3g} FLOP/B; {fmt.pct(c.efficiency_pct)} of the "
                          f"roof; {c.regime or 'regime unknown'}", c.problem)
               for c in cells if c.status == OK and c.tflops and c.intensity]
     if run is None:
@@ -158,81 +157,31 @@ def machine_page(db: ResultsDB, m: Machine, has_asv: bool) -> Tuple[str, Machine
     col = colours(kernels)
     shown = [c for c in cells if c.status in (OK, FAILED)]
     na = [c for c in cells if c.status not in (OK, FAILED)]
-    trs = []
+    rows = []
     for c in shown:
         b = run.benchmarks.get(am.TIME) if run else None
         params = [("kernel", raw_param(b, 0, c.kernel)), ("problem", raw_param(b, 1, c.problem))]
-        links = [f'<a class="asv-link" href="{escape(asv_graph_url(am.TIME, m.name, params))}">time</a>',
-                 f'<a class="asv-link" href="{escape(asv_graph_url(am.X_OVER_FLOOR, m.name, params))}">'
-                 "x floor</a>"] if has_asv else ["—"]
-        swatch = f'<span class="swatch" style="background:{col.get(c.kernel, "#000")}"></span>'
-        corr = ('<span class="ok">ok</span>' if c.status == OK else
-                '<span class="bad">FAILED</span>')
-        trs.append(
-            f'<tr class="status-{c.status}"><td>{swatch}{escape(c.kernel)}</td>'
-            f'<td>{escape(c.problem)}<br><small>{escape(c.problem_id or "unknown shape")}</small></td>'
-            f"<td>{corr}</td><td>{_time(c.time_s)}</td><td>{_time(c.latency_s)}</td>"
-            f"<td>{_fmt(c.tflops, '.3g')}</td><td>{_fmt(c.gb_s, '.3g')}</td>"
-            f"<td>{_fmt(c.intensity, '.3g')}</td>"
-            f"<td>{escape(c.regime or 'unknown')}"
-            f"{'' if c.regime_source != 'from ceilings' else '<sup>*</sup>'}</td>"
-            f"<td>{_fmt(c.efficiency_pct, '.3g', '%')}</td><td>{_fmt(c.x_over_floor, '.3g', '×')}</td>"
-            f"<td>{' · '.join(links)}</td></tr>")
-    table = ("<table class=\"latest\"><thead><tr><th>kernel</th><th>problem</th><th>correctness</th>"
-             "<th>device time</th><th>latency</th><th>TFLOP/s</th><th>GB/s</th><th>FLOP/B</th>"
-             "<th>regime</th><th>efficiency</th><th>x_over_floor</th><th>asv graphs</th></tr>"
-             "</thead><tbody>\n" + "\n".join(trs) + "\n</tbody></table>") if trs else \
-        "<p class=\"missing\">No measured or failed combination in the latest run.</p>"
-    if na:
-        skipped = sum(c.status == SKIPPED for c in na)
-        table += (f"<p class=\"muted\">{len(na)} more combinations are n/a here ({skipped} skipped "
-                  "by the suite: kernel unavailable or problem outside this machine's grid; "
-                  f"{len(na) - skipped} not in the result file).</p>")
-    history = "\n".join(
-        f"<tr><td><code>{escape(r.short)}</code></td><td>{escape(_date(r.date))}</td>"
-        f"<td>{escape(r.env_name)}</td>"
-        f"<td>{sum(p.status == OK for _, p in _time_points(r))}</td>"
-        f"<td>{sum(p.status == FAILED for _, p in _time_points(r))}</td></tr>"
-        for r in reversed(m.runs))
-    device = f"GPU: {escape(gpu)}" if gpu else "CPU only (no GPU fields recorded)"
-    ceil = m.ceilings
-    ceil_text = (f"measured ceilings: copy {ceil['bandwidth_gb_s']:.4g} GB/s, matmul "
-                 + ", ".join(f"{k} {v:.4g} TFLOP/s" for k, v in sorted(ceil["matmul_tflops"].items()))
-                 if ceil else "no measured ceilings recorded"
-                 + (" (roofs from the datasheet)" if roofs else ""))
-    nav = ('<nav><a href="index.html">attnperf machines</a>'
-           + (' · <a href="../index.html">asv trend graphs</a>' if has_asv else "") + "</nav>")
-    body = f"""{nav}
-<h1>{escape(m.name)}: roofline at the latest commit</h1>
-<p class="meta">{device} · {escape(ceil_text)} · latest commit
-<code>{escape(run.commit if run else "none")}</code> ({escape(_date(run.date) if run else "no runs")}),
-{len(m.runs)} commit(s) recorded</p>
-<figure>{svg}<figcaption>Each point is one kernel × problem of the latest commit: achieved TFLOP/s
-(FLOPs of the problem over the median device time) against its arithmetic intensity. Lines: the
-memory roof (bandwidth × intensity) up to the ridge point (■), then the compute roof, per dtype.
-</figcaption></figure>
-<h2>Latest commit, per kernel × problem</h2>
-{table}
-<p class="muted">device time: CUDA-graph device time per call on GPUs, wall time on CPUs ·
-efficiency = share of the binding roof = 100 / x_over_floor · <sup>*</sup> regime classified here
-from the ceilings (the suite's RooflineViews were not recorded).</p>
-<h2>History</h2>
-<table class="history"><thead><tr><th>commit</th><th>commit date</th><th>environment</th>
-<th>ok</th><th>failed</th></tr></thead><tbody>
-{history}
-</tbody></table>
-<h2>Environment</h2>
-{_env_table(m, run)}
-{_notes_html(notes)}"""
+        links = [("time", asv_graph_url(am.TIME, m.name, params)),
+                 ("x floor", asv_graph_url(am.X_OVER_FLOOR, m.name, params))] if has_asv else []
+        rows.append({"cell": c, "colour": col.get(c.kernel, "#000"), "links": links})
+    history = [{"short": r.short, "date": _date(r.date), "env": r.env_name,
+                "ok": sum(p.status == OK for _, p in _time_points(r)),
+                "failed": sum(p.status == FAILED for _, p in _time_points(r))}
+               for r in reversed(m.runs)]
     data = {"machine": m.name, "commit": run.commit if run else None,
             "points": [dataclasses.asdict(p) for p in points],
             "roofs": [dict(dataclasses.asdict(r), ridge=r.ridge) for r in roofs],
             "cells": [{"kernel": c.kernel, "problem": c.problem, "status": c.status,
                        "time_s": c.time_s, "tflops": c.tflops, "efficiency_pct": c.efficiency_pct,
                        "x_over_floor": c.x_over_floor, "regime": c.regime} for c in shown]}
-    info = MachinePage(m.name, page_name(m.name), len(points), len(shown),
+    html = render("machine.html", title=f"attnperf · {m.name}", data=data, machine=m.name,
+                  has_asv=has_asv, gpu=gpu, ceilings_text=_ceilings_text(m, roofs), run=run,
+                  runs=m.runs, date=_date, svg=svg, rows=rows, na=len(na),
+                  skipped=sum(c.status == SKIPPED for c in na), history=history,
+                  env=_env_items(m, run), notes=notes)
+    info = MachinePage(m.name, file or page_names([m.name])[m.name], len(points), len(shown),
                        run.commit if run else None, len(roofs))
-    return _page(f"attnperf · {m.name}", body, data), info
+    return html, info
 
 
 def _time_points(run: Run):
@@ -242,26 +191,15 @@ def _time_points(run: Run):
 
 def index_page(db: ResultsDB, pages: List[MachinePage], has_asv: bool,
                extra_notes: List[str]) -> str:
-    rows = "\n".join(
-        f'<tr><td><a class="machine" href="{escape(p.file)}">{escape(p.machine)}</a></td>'
-        f"<td>{escape(_device_text(db.machines[p.machine]))}</td>"
-        f"<td><code>{escape((p.latest or 'none')[:8])}</code></td>"
-        f"<td>{len(db.machines[p.machine].runs)}</td><td>{p.points}</td><td>{p.roofs}</td></tr>"
-        for p in pages)
-    table = ("<table><thead><tr><th>machine</th><th>device</th><th>latest commit</th><th>commits"
-             "</th><th>points on the roofline</th><th>roofs</th></tr></thead><tbody>\n"
-             f"{rows}\n</tbody></table>") if pages else \
-        "<p class=\"missing\">No machines: the results directory holds no asv results yet.</p>"
-    nav = ('<nav><a href="../index.html">asv trend graphs</a></nav>' if has_asv else
-           "<nav>asv's pages were not built (see below)</nav>")
-    body = f"""{nav}
-<h1>attnperf: roofline views</h1>
-<p>Per machine: the latest commit on the roofline, and a table per kernel × problem with regime,
-efficiency, x_over_floor and correctness, each row linking to its asv trend graph.</p>
-{table}
-{_notes_html(extra_notes + db.notes)}"""
-    return _page("attnperf · roofline views", body,
-                 {"machines": [dataclasses.asdict(p) for p in pages]})
+    rows = [{"page": p, "device": _device_text(db.machines[p.machine]),
+             "commits": len(db.machines[p.machine].runs)} for p in pages]
+    return render("index.html", title="attnperf · roofline views", has_asv=has_asv, rows=rows,
+                  notes=extra_notes + db.notes,
+                  data={"machines": [dataclasses.asdict(p) for p in pages]})
+
+
+def redirect_page(target: str) -> str:
+    return render("redirect.html", target=target)
 
 
 def _device_text(m: Machine) -> str:
@@ -276,12 +214,11 @@ def write_pages(db: ResultsDB, out_dir: Path, has_asv: bool,
     target = Path(out_dir) / SUBDIR
     target.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(STYLE, target / "style.css")
+    files = page_names(db.machines)
     pages = []
     for m in db.machines.values():
-        html, info = machine_page(db, m, has_asv)
+        html, info = machine_page(db, m, has_asv, files[m.name])
         (target / info.file).write_text(html)
         pages.append(info)
     (target / "index.html").write_text(index_page(db, pages, has_asv, extra_notes or []))
     return pages
-
-

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from html import escape
 from typing import Dict, List, Optional, Sequence, Tuple
+
+from markupsafe import Markup
+
+from .html import render
 
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2",
            "#17becf", "#bcbd22", "#7f7f7f")
@@ -54,8 +57,9 @@ def colours(groups: Sequence[str]) -> Dict[str, str]:
 
 
 def roofline_svg(points: List[ChartPoint], roofs: List[Roof], groups: Optional[List[str]] = None,
-                 width: int = 820, height: int = 500, caption: str = "") -> str:
-    """The chart; with neither points nor roofs, a labelled empty frame."""
+                 width: int = 820, height: int = 500, caption: str = "") -> Markup:
+    """The chart (``templates/roofline.svg``); with neither points nor roofs, a labelled
+    empty frame.  Geometry is computed here, markup and escaping are the template's."""
     groups = groups or sorted({p.group for p in points})
     col = colours(groups)
     left, right, top, bottom = 70, 190, 20, 60
@@ -68,76 +72,43 @@ def roofline_svg(points: List[ChartPoint], roofs: List[Roof], groups: Optional[L
     x0, x1 = _decades(min(xs) / 3, max(xs) * 3)
     y0, y1 = _decades(min(ys) / 3, max(ys) * 2)
 
-    def sx(x: float) -> float:
-        return left + pw * (math.log10(x) - x0) / (x1 - x0)
+    def sx(x: float) -> str:
+        return f"{left + pw * (math.log10(x) - x0) / (x1 - x0):.1f}"
 
-    def sy(y: float) -> float:
-        return top + ph * (1 - (math.log10(y) - y0) / (y1 - y0))
+    def sy(y: float) -> str:
+        return f"{top + ph * (1 - (math.log10(y) - y0) / (y1 - y0)):.1f}"
 
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" class="roofline" width="{width}" '
-           f'height="{height}" viewBox="0 0 {width} {height}" role="img" '
-           f'aria-label="{escape(caption or "roofline chart")}">',
-           f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="#fff" stroke="#888"/>']
-    for e in range(x0, x1 + 1):
-        x = sx(10.0 ** e)
-        out.append(f'<line class="grid" x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{top + ph}" '
-                   f'stroke="#e5e5e5"/><text x="{x:.1f}" y="{top + ph + 16}" '
-                   f'text-anchor="middle" font-size="11">{_tick(e)}</text>')
-    for e in range(y0, y1 + 1):
-        y = sy(10.0 ** e)
-        out.append(f'<line class="grid" x1="{left}" y1="{y:.1f}" x2="{left + pw}" y2="{y:.1f}" '
-                   f'stroke="#e5e5e5"/><text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" '
-                   f'font-size="11">{_tick(e)}</text>')
-    out.append(f'<text x="{left + pw / 2:.0f}" y="{height - 18}" text-anchor="middle" '
-               f'font-size="13">arithmetic intensity (FLOP/byte)</text>')
-    out.append(f'<text x="16" y="{top + ph / 2:.0f}" text-anchor="middle" font-size="13" '
-               f'transform="rotate(-90 16 {top + ph / 2:.0f})">achieved TFLOP/s</text>')
+    def shift(pos: str, by: float) -> str:
+        return f"{float(pos) + by:.1f}"
+
     xmin, xmax, ymin = 10.0 ** x0, 10.0 ** x1, 10.0 ** y0
+    lx, ly = left + pw + 16, top + 8
+    roof_rows = []
+    y = ly + 16 * (len(groups) + 2)
     for i, r in enumerate(roofs):
-        dash = ROOF_DASH[i % len(ROOF_DASH)]
-        dash_attr = f' stroke-dasharray="{dash}"' if dash else ""
         xa = max(xmin, ymin * 1e3 / r.bandwidth_gb_s)
         ridge = min(max(r.ridge, xmin), xmax)
-        mem = (f'M{sx(xa):.1f},{sy(r.bandwidth_gb_s * xa / 1e3):.1f} '
-               f'L{sx(ridge):.1f},{sy(r.tflops):.1f} L{sx(xmax):.1f},{sy(r.tflops):.1f}')
-        tip = (f"{r.label}: {r.tflops:.4g} TFLOP/s, {r.bandwidth_gb_s:.4g} GB/s, ridge "
-               f"{r.ridge:.3g} FLOP/B ({r.source})")
-        out.append(f'<path class="roof" d="{mem}" fill="none" stroke="#333" stroke-width="2"'
-                   f'{dash_attr}><title>{escape(tip)}</title></path>')
-        out.append(f'<line class="ridge" x1="{sx(ridge):.1f}" y1="{top + ph}" x2="{sx(ridge):.1f}" '
-                   f'y2="{sy(r.tflops):.1f}" stroke="#999" stroke-dasharray="2 3"/>')
-        out.append(f'<rect class="ridge-point" x="{sx(ridge) - 4:.1f}" y="{sy(r.tflops) - 4:.1f}" '
-                   f'width="8" height="8" fill="#333"><title>{escape(tip)}</title></rect>')
-        out.append(f'<text x="{sx(xmax) - 4:.1f}" y="{sy(r.tflops) - 5 - 12 * i:.1f}" text-anchor="end" '
-                   f'font-size="11">{escape(r.label)} {r.tflops:.3g} TFLOP/s</text>')
-        out.append(f'<text x="{sx(ridge) + 6:.1f}" y="{sy(r.tflops) + 14:.1f}" font-size="10" '
-                   f'fill="#555">ridge {r.ridge:.3g}</text>')
-    for p in pts:
-        out.append(f'<circle class="point" cx="{sx(p.x):.1f}" cy="{sy(p.y):.1f}" r="5" '
-                   f'fill="{col.get(p.group, "#000")}" fill-opacity="0.85" stroke="#000" '
-                   f'stroke-width="0.6" data-kernel="{escape(p.group)}" '
-                   f'data-problem="{escape(p.problem)}"><title>{escape(p.title)}</title></circle>')
-    if not pts:
-        out.append(f'<text class="empty" x="{left + pw / 2:.0f}" y="{top + ph / 2:.0f}" '
-                   f'text-anchor="middle" font-size="14" fill="#a00">no measured points in the '
-                   f'latest run</text>')
-    lx, ly = left + pw + 16, top + 8
-    out.append(f'<text x="{lx}" y="{ly}" font-size="12" font-weight="bold">kernel</text>')
-    for i, g in enumerate(groups):
-        y = ly + 16 * (i + 1)
-        out.append(f'<rect class="legend" x="{lx}" y="{y - 9}" width="10" height="10" '
-                   f'fill="{col[g]}"/><text x="{lx + 16}" y="{y}" font-size="12">{escape(g)}</text>')
-    y = ly + 16 * (len(groups) + 2)
-    if roofs:
-        out.append(f'<text x="{lx}" y="{y}" font-size="12" font-weight="bold">roofs</text>')
-        for i, r in enumerate(roofs):
-            y += 16
-            dash = ROOF_DASH[i % len(ROOF_DASH)]
-            dash_attr = f' stroke-dasharray="{dash}"' if dash else ""
-            out.append(f'<line x1="{lx}" y1="{y - 4}" x2="{lx + 22}" y2="{y - 4}" stroke="#333" '
-                       f'stroke-width="2"{dash_attr}/><text x="{lx + 28}" y="{y}" '
-                       f'font-size="12">{escape(r.label)}</text>')
-    else:
-        out.append(f'<text x="{lx}" y="{y}" font-size="11" fill="#a00">no ceilings recorded</text>')
-    out.append("</svg>")
-    return "\n".join(out)
+        rx, ry = sx(ridge), sy(r.tflops)
+        roof_rows.append({
+            "path": (f"M{sx(xa)},{sy(r.bandwidth_gb_s * xa / 1e3)} L{rx},{ry} "
+                     f"L{sx(xmax)},{ry}"),
+            "dash": ROOF_DASH[i % len(ROOF_DASH)],
+            "tip": (f"{r.label}: {r.tflops:.4g} TFLOP/s, {r.bandwidth_gb_s:.4g} GB/s, ridge "
+                    f"{r.ridge:.3g} FLOP/B ({r.source})"),
+            "rx": rx, "ry": ry, "rx_box": shift(rx, -4), "ry_box": shift(ry, -4),
+            "label": f"{r.label} {r.tflops:.3g} TFLOP/s", "label_x": shift(sx(xmax), -4),
+            "label_y": shift(ry, -5 - 12 * i), "ridge_x": shift(rx, 6), "ridge_y": shift(ry, 14),
+            "ridge": f"{r.ridge:.3g}", "legend_y": y + 16 * (i + 1)})
+    legend_roofs = [dict(row, label=r.label) for row, r in zip(roof_rows, roofs)]
+    return Markup(render(
+        "roofline.svg", width=width, height=height, caption=caption, left=left, top=top,
+        pw=pw, ph=ph,
+        xticks=[{"pos": sx(10.0 ** e), "label": _tick(e)} for e in range(x0, x1 + 1)],
+        yticks=[{"pos": sy(10.0 ** e), "label_pos": shift(sy(10.0 ** e), 4), "label": _tick(e)}
+                for e in range(y0, y1 + 1)],
+        roofs=roof_rows, legend_roofs=legend_roofs,
+        points=[{"cx": sx(p.x), "cy": sy(p.y), "colour": col.get(p.group, "#000"),
+                 "group": p.group, "problem": p.problem, "title": p.title} for p in pts],
+        lx=lx, ly=ly, legend=[{"y": ly + 16 * (i + 1), "colour": col[g], "name": g}
+                              for i, g in enumerate(groups)],
+        roof_legend_y=y))

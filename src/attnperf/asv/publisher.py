@@ -1,0 +1,72 @@
+"""attnperf's asv plugin for ``asv publish``: the regressions page judged like the PR verdict.
+
+``attnperf site build`` names this module in the ``plugins`` of the temporary
+asv config it publishes with (never in the repository's asv.conf.json, so no
+other asv command imports attnperf), together with
+``attnperf_regression_factors`` ({machine: factor}).  asv runs every
+:class:`asv.publishing.OutputPublisher` subclass after its own; this one
+(``order`` after asv's ``Regressions``) keeps in ``regressions.json`` and the
+``regressions.xml`` feed only the steps that the PR verdict would flag on that
+machine: worse by more than its factor (``ratio > factor``, the rule of
+``asv continuous --factor``).
+
+Views (TFLOP/s, GB/s, efficiency, regime, latency) never reach it: the
+repository's asv.conf.json turns asv's detection off for them
+(``regressions_first_commits``: null), as the PR job leaves them out of its
+verdict (``-b '^(?!.*Views)'``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Dict, Optional
+
+from asv import util
+from asv.plugins.regressions import Regressions
+from asv.publishing import OutputPublisher
+
+CONF_KEY = "attnperf_regression_factors"
+
+
+def _machine_factor(graph_path: str, factors: Dict[str, float]) -> Optional[float]:
+    parts = graph_path.replace("\\", "/").split("/")
+    for name, factor in factors.items():
+        if util.sanitize_filename(f"machine-{name}") in parts:
+            return factor
+    return None
+
+
+def keep(regression: list, factors: Dict[str, float], default: float) -> Optional[list]:
+    """The regression with only the jumps past its machine's factor, or None."""
+    name, graph_path, params, idx, last_v, best_v, jumps = regression
+    factor = _machine_factor(graph_path, factors) or default
+    kept = [j for j in jumps if j[2] and j[3] is not None and j[3] / j[2] > factor]
+    if not kept:
+        return None
+    return [name, graph_path, params, idx, last_v, best_v, kept]
+
+
+class AttnperfVerdictFilter(OutputPublisher):
+    """Drop regressions the PR verdict would not flag (see the module docstring)."""
+
+    name = "attnperf-regressions-filter"
+    button_label = None
+    description = "attnperf: regressions past each machine's PR-verdict factor"
+    order = Regressions.order + 1
+
+    @classmethod
+    def publish(cls, conf, repo, benchmarks, graphs, revisions):
+        factors = {str(k): float(v) for k, v in (getattr(conf, CONF_KEY, None) or {}).items()}
+        default = float(getattr(conf, "attnperf_default_factor", 1.05))
+        path = os.path.join(conf.html_dir, "regressions.json")
+        try:
+            with open(path) as fh:
+                data = json.load(fh)
+        except (OSError, ValueError):
+            return
+        regressions = [r for r in (keep(r, factors, default) for r in data.get("regressions", []))
+                       if r is not None]
+        revision_to_hash = {r: h for h, r in revisions.items()}
+        Regressions._save(conf, {"regressions": regressions})
+        Regressions._save_feed(conf, benchmarks, regressions, revisions, revision_to_hash)

@@ -15,7 +15,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.parse
 from pathlib import Path
@@ -433,11 +432,12 @@ def test_interrupted_build_keeps_the_previous_site(hist, tmp_path, cli, sig):
     fake.write_text(SLOW_ASV.format(python=sys.executable))
     fake.chmod(0o755)
     pid_file = tmp_path / "asv.pid"
-    tmp_before = set(Path(tempfile.gettempdir()).glob("attnperf-publish-*"))
+    private_tmp = tmp_path / "tmpdir"  # this build's temporaries only (other processes share /tmp)
+    private_tmp.mkdir()
     proc = subprocess.Popen([sys.executable, "-m", "attnperf", "site", "build", "--config",
                              str(hist["conf"]), "--out", str(out), "--asv", str(fake)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "SLOW_ASV_PID": str(pid_file)})
+                            env={**os.environ, "SLOW_ASV_PID": str(pid_file), "TMPDIR": str(private_tmp)})
     deadline = time.monotonic() + 60
     while not pid_file.exists():  # asv publish is running (and has emptied its html_dir)
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
@@ -454,7 +454,7 @@ def test_interrupted_build_keeps_the_previous_site(hist, tmp_path, cli, sig):
             time.sleep(0.05)
     assert _listing(out) == before  # the previous site, untouched
     assert [p.name for p in out.parent.iterdir()] == ["site"]  # no temporary folder
-    assert set(Path(tempfile.gettempdir()).glob("attnperf-publish-*")) <= tmp_before
+    assert list(private_tmp.iterdir()) == []  # no /tmp/attnperf-publish-* or other temporary
 
 
 # ------------------------------------- committed history only (issue 12 #4) ------

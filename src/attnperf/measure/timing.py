@@ -79,18 +79,12 @@ class Budget:
 QUICK = Budget(min_samples=6, max_samples=30, budget_s=0.15, warmup_s=0.02)
 
 
-def _stable(samples: List[float], budget: Budget) -> bool:
-    if len(samples) < budget.min_samples:
-        return False
-    return iqr_ratio(samples) < budget.stable_ratio
-
-
 def _keep_sampling(samples: List[float], spent_s: float, budget: Budget) -> bool:
     if len(samples) < budget.min_samples:
         return True
     if len(samples) >= budget.max_samples or spent_s >= budget.budget_s:
         return False
-    return not _stable(samples, budget)
+    return iqr_ratio(samples) >= budget.stable_ratio  # not yet stable
 
 
 # ---------------------------------------------------------------- CPU -------

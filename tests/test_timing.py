@@ -346,13 +346,13 @@ def test_power_cap_under_back_to_back_and_not_with_the_gap(monkeypatch):
 class Script:
     """A clock reader that flags the samples it is told to (1-based)."""
 
-    def __init__(self, flagged, mhz=MAX_MHZ):
-        self.flagged, self.mhz, self.n = set(flagged), mhz, 0
+    def __init__(self, flagged, mhz=MAX_MHZ, bits=SW_POWER_CAP | 0x1):
+        self.flagged, self.mhz, self.bits, self.n = set(flagged), mhz, bits, 0
 
     def __call__(self):
         self.n += 1
         if self.n in self.flagged:
-            return ClockReading(CAPPED_MHZ, SW_POWER_CAP | 0x1)
+            return ClockReading(CAPPED_MHZ, self.bits)
         return ClockReading(self.mhz, 0) if self.n % 5 else None  # every 5th: NVML hiccup
 
 
@@ -370,6 +370,15 @@ def test_samples_under_slowdown_are_retaken_within_the_budget(monkeypatch):
     assert d["retaken"] == 2 and d["rejected_samples_ms"] == [D * 1e3] * 2
     assert d["rejected_clock_events"] == [["gpu_idle", "sw_power_cap"]] * 2
     assert d["slowdown_samples"] == 0 and d["unsteady"] is False
+
+
+@pytest.mark.parametrize("bits,retaken", [
+    (0x4, 1), (0x8, 1), (0x20, 1), (0x40, 1), (0x80, 1),  # power and thermal slowdowns
+    (0x1 | 0x2 | 0x10 | 0x100, 0),  # idle, application clocks, sync boost, display: not slowdowns
+])
+def test_which_clock_events_make_a_sample_be_retaken(monkeypatch, bits, retaken):
+    s = _device(FakeWorld(), monkeypatch, _budget(3), clocks=Script({2}, bits=bits))
+    assert s.retaken == retaken and len(s.samples_s) == 3
 
 
 def test_a_reading_nvml_cannot_make_is_kept_as_unknown(monkeypatch):

@@ -130,8 +130,12 @@ class Samples:
     def power_state(self) -> dict:
         """How the GPU power state was controlled and what the clocks did (GPU samples).
 
-        The keys the report's ``device_time`` dict and the asv cache entry share.
+        The keys the report's ``device_time`` dict and the asv cache entry share;
+        the clock keys say "unavailable" when NVML could not be read.
         """
+        def nvml(value):
+            return value if self.clock_source == "nvml" else UNAVAILABLE
+
         clocks = [c for c in self.sm_clocks_mhz() or [] if c is not None]
         return {
             "protocol": self.protocol,
@@ -139,15 +143,13 @@ class Samples:
             "warm_replays": self.warm_replays,
             "replays_per_sample": self.replays_per_sample,
             "clock_source": self.clock_source,
-            "sm_clock_mhz": self.sm_clocks_mhz() if self.clock_source == "nvml" else UNAVAILABLE,
+            "sm_clock_mhz": nvml(self.sm_clocks_mhz()),
             "sm_clock_median_mhz": float(np.median(clocks)) if clocks else None,
-            "clock_events": self.clock_events() if self.clock_source == "nvml" else UNAVAILABLE,
-            "slowdown_samples": (self.slowdown_samples if self.clock_source == "nvml"
-                                 else UNAVAILABLE),
-            "slowdown_reasons": (reason_names(self.slowdown_bits)
-                                 if self.clock_source == "nvml" else UNAVAILABLE),
+            "clock_events": nvml(self.clock_events()),
+            "slowdown_samples": nvml(self.slowdown_samples),
+            "slowdown_reasons": nvml(reason_names(self.slowdown_bits)),
             # The same as an NVML bit mask (decode with reason_names; 0 = none).
-            "slowdown_bits": self.slowdown_bits if self.clock_source == "nvml" else UNAVAILABLE,
+            "slowdown_bits": nvml(self.slowdown_bits),
             "retaken": self.retaken,
             "unsteady": self.unsteady,
             "unsteady_reason": self.unsteady_reason,
@@ -188,8 +190,8 @@ class Samples:
             ps["gap_ms"] = gap * 1e3 if gap is not None else None
             d.update(ps)
             d["rejected_samples_ms"] = [s * 1e3 for s in self.rejected_s]
-            d["rejected_clock_events"] = (self.clock_events(rejected=True)
-                                          if self.clock_source == "nvml" else UNAVAILABLE)
+            rejected = self.clock_events(rejected=True)
+            d["rejected_clock_events"] = rejected if rejected is not None else UNAVAILABLE
         d.update(self.stats())
         d["samples_ms"] = [s * 1e3 for s in self.samples_s]
         if self.sustained is not None:

@@ -6,13 +6,21 @@ Each benchmark then returns numbers from that cache: a forked benchmark
 process costs milliseconds, not a fresh `import torch` + CUDA init.
 
 Gated (lower is better; `asv continuous` judges these):
-  TimeAttention.track_device_time  -- GPU: CUDA-graph device time per call; CPU: wall time
+  TimeAttention.track_device_time  -- GPU: CUDA-graph device time per call, each
+      sample after an idle gap and warm replays (power state controlled, clocks
+      recorded; attnperf.measure.timing); CPU: wall time
   TimeAttention.track_x_over_floor -- measured time / roofline floor time
 Views (recorded for the site, kept out of verdicts): n/a unless
 ATTNPERF_ASV_VIEWS=1, and excluded by the documented `-b '^(?!.*Views)'`.
   LatencyViews.track_latency -- GPU: one isolated call (L2 flushed), CUDA events.
       Includes host dispatch: an A/A pair on the H100 moved it by up to 3.6x,
       so it cannot gate.
+  SustainedViews.track_sustained_time -- GPU: replays back to back, the power
+      state left to the GPU (at its power cap on an H100): what a loop of calls
+      sees; it wanders with the clock, so it cannot gate.
+  ClockViews.* -- GPU with NVML: track_unsteady (0 = steady; else the NVML
+      slowdown bits, e.g. 4 = sw_power_cap, seen in the gated samples after the
+      retake budget ran out), track_slowdown_samples, track_sm_clock_mhz.
   RooflineViews.*  -- TFLOP/s, GB/s, efficiency % (higher is better: asv would
       read a drop as an improvement), regime code.
 
@@ -134,6 +142,46 @@ class LatencyViews(_Grid):
 
     def track_latency(self, cache, kernel, problem):
         return _suite.samples(self.entry["latency_s"])
+
+
+class SustainedViews(_Grid):
+    unit = "seconds"
+
+    def setup(self, cache, kernel, problem):
+        self.entry = _views_entry(cache, kernel, problem)
+        if not self.entry.get("sustained_time_s"):
+            raise NotImplementedError("the sustained figure is a GPU measurement "
+                                      "(attnperf with power-state control)")
+
+    def track_sustained_time(self, cache, kernel, problem):
+        return _suite.samples(self.entry["sustained_time_s"])
+
+
+class ClockViews(_Grid):
+
+    def setup(self, cache, kernel, problem):
+        self.entry = _views_entry(cache, kernel, problem)
+        if self.entry.get("clock_source") != "nvml":
+            raise NotImplementedError("GPU clocks unavailable (a CPU, no NVML, or a commit "
+                                      "before clock-aware samples)")
+
+    def track_unsteady(self, cache, kernel, problem):
+        return float(self.entry["slowdown_bits"]) if self.entry["unsteady"] else 0.0
+
+    track_unsteady.unit = "NVML slowdown bits (0 = steady)"
+
+    def track_slowdown_samples(self, cache, kernel, problem):
+        return float(self.entry["slowdown_samples"])
+
+    track_slowdown_samples.unit = "samples"
+
+    def track_sm_clock_mhz(self, cache, kernel, problem):
+        mhz = self.entry.get("sm_clock_median_mhz")
+        if mhz is None:
+            raise _skip("NVML read no SM clock")
+        return float(mhz)
+
+    track_sm_clock_mhz.unit = "MHz"
 
 
 class RooflineViews(_Grid):

@@ -1,10 +1,17 @@
-"""attnperf.timing on the CPU: statistics against hand-computed literals, and
-the sampling loop driven by a fake clock (no sleeping, no real-time thresholds)."""
+"""attnperf.timing on the CPU: statistics against hand-computed literals, the
+sampling loop driven by a fake clock, and the GPU paths (graph capture, per-call
+division, L2 flush, warm-up, the power protocol, clocks, retakes) driven by a
+fake CUDA world (tests/_fakecuda.py) -- no sleeping, no real-time thresholds."""
+
+import math
 
 import pytest
 
-from attnperf.measure.timing import (QUICK, Budget, Samples, time_cpu, time_cuda_device,
-                             time_cuda_latency)
+from _fakecuda import CAPPED_MHZ, MAX_MHZ, SW_POWER_CAP, FakeWorld, install
+from attnperf.measure import timing
+from attnperf.measure.timing import (BACK_TO_BACK_POWER, QUICK, Budget, PowerControl, Samples,
+                                     time_cpu, time_cuda_device, time_cuda_latency)
+from attnperf.model.records import ClockReading
 
 # Binary fractions of a second, so the fake clock's arithmetic is exact.
 TICK = 2.0 ** -10  # ~0.977 ms
@@ -178,3 +185,331 @@ def test_cuda_device_time_is_graph_replay_and_below_isolated_latency():
     assert all(x > 0 for x in device.samples_s)
     # Back-to-back replays hide launch gaps an isolated, cold-cache call pays.
     assert device.median_s < latency.median_s
+
+
+# ------------------------------------------------- GPU paths, fake CUDA -----
+D = TICK / 16          # one kernel call: ~61 us
+REPLAY = 16 * D        # graph_target_s=TICK at D per call -> 16 calls = 1 TICK per replay
+# A plan with round numbers: warm 1 replay, timed 2 replays, gap = 1 x 3 replays.
+SIMPLE = PowerControl(gap_ratio=1.0, gap_min_s=0.0, gap_max_s=1.0, warm_s=TICK,
+                      sample_s=2 * TICK, sustained=False)
+
+
+def _budget(n, **kw):
+    kw = {"budget_s": 10.0, "warmup_s": 0.0, "stable_ratio": 0.0, **kw}
+    return Budget(min_samples=n, max_samples=n, **kw)
+
+
+def _device(world, monkeypatch, budget, power=SIMPLE, clocks=None, fn=None, **kw):
+    install(monkeypatch, world)
+    return time_cuda_device(fn or world.kernel(D), budget, graph_target_s=TICK, power=power,
+                            clocks=clocks, sleep=world.sleep, clock=world.perf_counter, **kw)
+
+
+def _samples_start(world):
+    """Where the samples begin in the log: the synchronize before the first gap
+    (after warm-up, capture, upload and probe)."""
+    return next(i for i, e in enumerate(world.log) if e[0] == "sleep") - 1
+
+
+def test_device_time_divides_by_every_call_timed(monkeypatch):
+    world = FakeWorld()
+    s = _device(world, monkeypatch, _budget(4))
+    assert s.method == "cuda-graph" and s.protocol == "gap-warm" and s.note == ""
+    assert s.samples_s == [D] * 4                 # (2 replays x 16 calls) / 32
+    assert (s.calls_per_sample, s.replays_per_sample, s.warm_replays) == (32, 2, 1)
+    assert s.gap_s == 3 * TICK                    # ratio 1 x (1 warm + 2 timed) replays
+    # warm-up: 3 calls + a 5-call burst; side-stream init 2; capture runs nothing;
+    # upload 1 replay; probe 3 replays; 4 samples x 3 replays -- of 16 calls each.
+    assert s.warmup_calls == 8
+    assert world.kernels == 8 + 2 + 16 * (1 + 3 + 4 * 3)
+
+
+def test_gap_comes_before_the_warm_replay_and_the_timed_replays_queue_right_behind_it(monkeypatch):
+    world = FakeWorld()
+    s = _device(world, monkeypatch, _budget(2), clocks=world.read_clock)
+    first = _samples_start(world)
+    log = world.log[first:]
+    kinds = [e[0] for e in log]
+    one = ["sync", "sleep", "replay"] + ["kernel"] * 16 + ["record"] + \
+        (["replay"] + ["kernel"] * 16) * 2 + ["record", "event_sync", "clock"]
+    assert kinds == one * 2
+    assert log[1] == ("sleep", s.gap_s)
+    kernels = [e for e in log if e[0] == "kernel"][:48]
+    before_gap = max(e[1] + e[2] for e in world.log[:first] if e[0] == "kernel")
+    assert kernels[0][1] - before_gap == s.gap_s  # the device idled exactly the gap
+    for a, b in zip(kernels, kernels[1:]):
+        assert b[1] == a[1] + a[2]                 # warm -> timed with no hole in between
+    assert log[19][0] == "record"                 # the start event, reached right after
+    assert log[19][2] == kernels[15][1] + kernels[15][2]  # the warm replay's last kernel
+
+
+@pytest.mark.parametrize("replay_s,expected", [
+    (2.1e-3, (1, 1, 1.25 * 4.2e-3)),      # train-like graph: the measured 5 ms gap
+    (140e-6, (15, 15, 1.25 * 30 * 140e-6)),  # seed-like: several replays per part
+    (6e-3, (1, 1, 15e-3)),                # long replay: the gap grows with it
+    (50e-3, (1, 1, 20e-3)),               # ... up to gap_max_s
+])
+def test_power_plan_scales_the_gap_with_the_work(replay_s, expected):
+    warm, timed, gap = PowerControl().plan(replay_s)
+    assert (warm, timed) == expected[:2]
+    assert gap == pytest.approx(expected[2], rel=1e-12)
+    # The duty cycle never exceeds 1 / (1 + ratio) below the clamp.
+    if gap < PowerControl().gap_max_s:
+        busy = (warm + timed) * replay_s
+        assert busy / (busy + gap) == pytest.approx(1 / 2.25)
+
+
+def test_power_plan_clamps_and_bounds():
+    assert PowerControl(gap_min_s=8e-3).plan(1e-3)[2] == 8e-3
+    assert PowerControl().plan(2e-3)[:2] == (1, 1)   # exactly 2 ms / 2 ms: no extra replay
+    assert PowerControl().plan(1e-9)[:2] == (timing.MAX_REPLAYS, timing.MAX_REPLAYS)
+
+
+def test_gap_scales_with_the_replay_in_the_timing_loop(monkeypatch):
+    power = PowerControl(gap_ratio=2.0, gap_min_s=0.0, gap_max_s=1.0, warm_s=TICK,
+                         sample_s=TICK, sustained=False)
+    short = _device(FakeWorld(), monkeypatch, _budget(2), power=power)
+    world = FakeWorld()
+    long = _device(world, monkeypatch, _budget(2), power=power, fn=world.kernel(4 * D))
+    # short: 16 calls of D = 1 TICK a replay -> 1 + 1 replays, gap 2 x 2 TICK
+    # long: 4 calls of 4D = 1 TICK a replay (graph_target TICK) -> the same plan
+    assert short.gap_s == long.gap_s == 4 * TICK
+    world = FakeWorld()
+    longer = _device(world, monkeypatch, _budget(2), power=power, fn=world.kernel(2 * TICK))
+    # one call of 2 TICK per replay -> 1 + 1 replays of 2 TICK, gap 2 x 4 TICK
+    assert (longer.calls_per_sample, longer.gap_s) == (1, 8 * TICK)
+    assert longer.samples_s == [2 * TICK] * 2
+
+
+def test_the_budget_counts_the_gap(monkeypatch):
+    # Each sample costs gap 3 TICK + 3 replays of 1 TICK = 6 TICK of wall time;
+    # a 30 TICK budget stops after the 5th sample (the first at or past it).
+    world = FakeWorld()
+    s = _device(world, monkeypatch, Budget(min_samples=2, max_samples=100, budget_s=30 * TICK,
+                                           warmup_s=0.0, stable_ratio=0.0))
+    assert len(s.samples_s) == 5
+
+
+def test_warm_replays_absorb_the_clock_ramp_after_idling(monkeypatch):
+    # After 0.5 TICK idle the clock drops; the next TICK of work runs 2x slower.
+    ramp = {"idle_drop_s": TICK / 2, "ramp_s": TICK}
+    world = FakeWorld(**ramp)
+    warm = _device(world, monkeypatch, _budget(3), clocks=world.read_clock,
+                   power=PowerControl(gap_ratio=1.0, gap_min_s=0.0, gap_max_s=1.0,
+                                      warm_s=2 * TICK, sample_s=TICK, sustained=False))
+    assert warm.samples_s == [D] * 3            # the ramp fell inside the 2 warm replays
+    assert warm.sm_clocks_mhz() == [MAX_MHZ] * 3
+    world = FakeWorld(**ramp)
+    cold = _device(world, monkeypatch, _budget(3), clocks=world.read_clock,
+                   power=PowerControl(gap_ratio=1.0, gap_min_s=0.0, gap_max_s=1.0,
+                                      warm_s=TICK / 4, sample_s=TICK, sustained=False))
+    # One warm replay (16 calls, 1 TICK at full clock) is enough here: its first 8
+    # calls run at 2x and use up the 1 TICK ramp; the timed replay runs at full clock.
+    assert cold.warm_replays == 1
+    assert cold.samples_s == [D] * 3
+    world = FakeWorld(idle_drop_s=TICK / 2, ramp_s=3 * TICK)
+    short = _device(world, monkeypatch, _budget(3), clocks=world.read_clock,
+                    power=PowerControl(gap_ratio=1.0, gap_min_s=0.0, gap_max_s=1.0,
+                                       warm_s=TICK / 4, sample_s=TICK, sustained=False))
+    # A 3 TICK ramp outlasts the warm replay (2 TICK at 2x): the timed replay's
+    # first 8 calls still run at 2x -> (8 x 2 + 8) D / 16 calls = 1.5 D.
+    assert short.samples_s == [1.5 * D] * 3
+
+
+def test_power_cap_under_back_to_back_and_not_with_the_gap(monkeypatch):
+    # The cap engages after 4 TICK of work without a 2 TICK idle spell.
+    cap = {"cap_after_s": 4 * TICK, "cool_s": 2 * TICK, "cap_factor": 1.25}
+    world = FakeWorld(**cap)
+    old = _device(world, monkeypatch, _budget(8), power=BACK_TO_BACK_POWER,
+                  clocks=world.read_clock)
+    assert old.protocol == "back-to-back" and old.gap_s is None
+    assert old.calls_per_sample == 16
+    assert max(old.samples_s) == 1.25 * D and min(old.samples_s) == D
+    assert old.retaken == 0 and not old.unsteady  # back to back: recorded, never retaken
+    assert old.slowdown_samples > 0
+    world = FakeWorld(**cap)
+    power = PowerControl(gap_ratio=1.0, gap_min_s=0.0, gap_max_s=1.0, warm_s=TICK,
+                         sample_s=TICK, sustained=True)
+    new = _device(world, monkeypatch, _budget(6), power=power, clocks=world.read_clock)
+    assert new.samples_s == [D] * 6                 # a 2 TICK gap cools it every sample
+    assert new.slowdown_samples == 0 and new.retaken == 0
+    assert new.sm_clocks_mhz() == [MAX_MHZ] * 6
+    # The sustained view: 6 replays back to back right after the last sample's 2
+    # TICK of work: the 3rd replay starts at 4 TICK of work, under the cap.
+    sus = new.sustained
+    assert sus.protocol == "back-to-back" and sus.calls_per_sample == 16
+    assert sus.samples_s == pytest.approx([D, D] + [1.25 * D] * 4, rel=1e-12)
+    assert sus.sm_clocks_mhz() == [CAPPED_MHZ] * 6  # one reading per batch, after it
+
+
+class Script:
+    """A clock reader that flags the samples it is told to (1-based)."""
+
+    def __init__(self, flagged, mhz=MAX_MHZ, bits=SW_POWER_CAP | 0x1):
+        self.flagged, self.mhz, self.bits, self.n = set(flagged), mhz, bits, 0
+
+    def __call__(self):
+        self.n += 1
+        if self.n in self.flagged:
+            return ClockReading(CAPPED_MHZ, self.bits)
+        return ClockReading(self.mhz, 0) if self.n % 5 else None  # every 5th: NVML hiccup
+
+
+def test_samples_under_slowdown_are_retaken_within_the_budget(monkeypatch):
+    # 4 needed, retake budget ceil(0.5 x 4) = 2: samples 2 and 5 are set aside.
+    world = FakeWorld()
+    s = _device(world, monkeypatch, _budget(4, retake_fraction=0.5), clocks=Script({2, 5}))
+    assert [e[0] for e in world.log].count("sleep") == 6
+    assert s.samples_s == [D] * 4 and not s.unsteady
+    assert s.retaken == 2 and s.rejected_s == [D, D]
+    assert s.clocks == [ClockReading(MAX_MHZ, 0), ClockReading(MAX_MHZ, 0),
+                        ClockReading(MAX_MHZ, 0), ClockReading(MAX_MHZ, 0)]
+    assert s.rejected_clocks == [ClockReading(CAPPED_MHZ, 5)] * 2
+    d = s.to_dict()
+    assert d["retaken"] == 2 and d["rejected_samples_ms"] == [D * 1e3] * 2
+    assert d["rejected_clock_events"] == [["gpu_idle", "sw_power_cap"]] * 2
+    assert d["slowdown_samples"] == 0 and d["unsteady"] is False
+
+
+@pytest.mark.parametrize("bits,retaken", [
+    (0x4, 1), (0x8, 1), (0x20, 1), (0x40, 1), (0x80, 1),  # power and thermal slowdowns
+    (0x1 | 0x2 | 0x10 | 0x100, 0),  # idle, application clocks, sync boost, display: not slowdowns
+])
+def test_which_clock_events_make_a_sample_be_retaken(monkeypatch, bits, retaken):
+    s = _device(FakeWorld(), monkeypatch, _budget(3), clocks=Script({2}, bits=bits))
+    assert s.retaken == retaken and len(s.samples_s) == 3
+
+
+def test_a_reading_nvml_cannot_make_is_kept_as_unknown(monkeypatch):
+    s = _device(FakeWorld(), monkeypatch, _budget(6), clocks=Script(set()))
+    assert s.sm_clocks_mhz() == [MAX_MHZ] * 4 + [None] + [MAX_MHZ]
+    assert s.clock_events()[4] is None and s.retaken == 0
+
+
+def test_unsteady_when_the_retake_budget_runs_out(monkeypatch):
+    # Every sample is capped: 2 retakes allowed, the 3rd flagged sample ends it.
+    world = FakeWorld()
+    s = _device(world, monkeypatch, _budget(4, retake_fraction=0.5),
+                clocks=Script(range(1, 100)))
+    assert [e[0] for e in world.log].count("sleep") == 3
+    assert s.unsteady and s.retaken == 3 and s.samples_s == [D] * 3 and s.rejected_s == []
+    assert s.unsteady_reason == ("sw_power_cap in 3 of 3 samples; 0 steady of 4 samples "
+                                 "needed after 2 retakes")
+    ps = s.power_state()
+    assert (ps["slowdown_samples"], ps["slowdown_reasons"], ps["slowdown_bits"]) == \
+        (3, ["sw_power_cap"], SW_POWER_CAP)
+    assert ps["unsteady"] is True and ps["sm_clock_median_mhz"] == CAPPED_MHZ
+
+
+def test_unsteady_keeps_every_sample_in_the_order_taken(monkeypatch):
+    # Samples 1 and 3 capped; no retake allowed (fraction 0): the first flagged
+    # sample ends the sampling with 0 steady of 3.
+    world = FakeWorld()
+    s = _device(world, monkeypatch, _budget(3, retake_fraction=0.0), clocks=Script({1, 3}))
+    assert s.unsteady and len(s.samples_s) == 1
+    assert s.unsteady_reason.startswith("sw_power_cap in 1 of 1 samples; 0 steady of 3")
+    # A flagged sample after enough steady ones does not make the result unsteady.
+    s = _device(FakeWorld(), monkeypatch, _budget(2, retake_fraction=0.0), clocks=Script({3}))
+    assert not s.unsteady and s.samples_s == [D, D] and s.retaken == 0
+
+
+def test_without_nvml_the_clock_fields_say_unavailable(monkeypatch):
+    s = _device(FakeWorld(), monkeypatch, _budget(3), clocks=None)
+    assert s.clock_source == "unavailable" and s.samples_s == [D] * 3
+    d = s.to_dict()
+    for key in ("sm_clock_mhz", "clock_events", "slowdown_samples", "slowdown_reasons",
+                "slowdown_bits", "rejected_clock_events"):
+        assert d[key] == "unavailable", key
+    assert d["sm_clock_median_mhz"] is None and d["unsteady"] is False
+    assert d["gap_ms"] == 3 * TICK * 1e3 and d["protocol"] == "gap-warm"
+
+
+def test_default_clocks_come_from_nvml_for_torch_s_current_gpu(monkeypatch):
+    asked = []
+    monkeypatch.setattr(timing.nvml, "clock_reader",
+                        lambda uuid, index: asked.append((uuid, index)))  # returns None
+    world = FakeWorld(uuid="GPU-1234")
+    install(monkeypatch, world)
+    s = time_cuda_device(world.kernel(D), _budget(2), graph_target_s=TICK, power=SIMPLE,
+                         sleep=world.sleep, clock=world.perf_counter)
+    assert asked == [("GPU-1234", 0)] and s.clock_source == "unavailable"
+    world = FakeWorld(uuid=None)
+    install(monkeypatch, world)
+    time_cuda_latency(world.kernel(D), _budget(2), clock=world.perf_counter)
+    assert asked[-1] == (None, 0)
+
+
+def test_capture_failure_falls_back_to_bursts_of_calls(monkeypatch):
+    world = FakeWorld(capture_error="operation not permitted when stream is capturing")
+    s = _device(world, monkeypatch, _budget(3))
+    assert s.method == "cuda-events-burst"
+    assert s.note == "graph capture failed: operation not permitted when stream is capturing"
+    assert s.samples_s == [D] * 3 and s.calls_per_sample == 32
+    assert not any(e[0] == "replay" for e in world.log)
+    assert world.kernels == 8 + 2 + 16 * (1 + 3 + 3 * 3)
+
+
+def test_cuda_warmup_runs_for_warmup_s_and_estimates_one_call():
+    world = FakeWorld()
+    torch = __import__("_fakecuda").fake_torch(world)
+    # The host clock moves only when it waits: every 8 calls it synchronises.
+    # 8 calls -> 0.5 TICK, 16 -> 1 TICK = warmup_s: stop; then a 5-call burst.
+    calls, per_call = timing._cuda_warmup(torch, world.kernel(D), Budget(warmup_s=TICK),
+                                          world.perf_counter)
+    assert (calls, per_call) == (16 + 5, D)
+
+
+def test_latency_flushes_l2_before_each_isolated_call(monkeypatch):
+    world = FakeWorld(l2_bytes=1 << 20)
+    install(monkeypatch, world)
+    s = time_cuda_latency(world.kernel(D), _budget(3), l2_flush=True, clocks=world.read_clock,
+                          clock=world.perf_counter)
+    assert s.samples_s == [D] * 3 and s.l2_flush and s.protocol == "isolated"
+    assert s.method == "cuda-events-per-call" and s.calls_per_sample == 1
+    after_warmup = [e[0] for e in world.log][next(i for i, e in enumerate(world.log)
+                                                  if e[0] == "flush"):]
+    assert after_warmup == ["flush", "sync", "record", "kernel", "record", "event_sync",
+                            "clock"] * 3
+    flush = next(e for e in world.log if e[0] == "flush")
+    assert flush[2] == 4 * (2 * (1 << 20) // 4) / 3e12  # a buffer twice the L2
+    assert s.sm_clocks_mhz() == [MAX_MHZ] * 3
+    world = FakeWorld()
+    install(monkeypatch, world)
+    s = time_cuda_latency(world.kernel(D), _budget(3), l2_flush=False, clocks=None,
+                          clock=world.perf_counter)
+    assert not any(e[0] == "flush" for e in world.log) and not s.l2_flush
+    assert s.clock_source == "unavailable"
+
+
+def test_latency_retakes_samples_under_slowdown(monkeypatch):
+    world = FakeWorld()
+    install(monkeypatch, world)
+    s = time_cuda_latency(world.kernel(D), _budget(3, retake_fraction=1.0), clocks=Script({1}),
+                          clock=world.perf_counter)
+    assert s.retaken == 1 and len(s.samples_s) == 3 and not s.unsteady
+
+
+def test_sustained_view_takes_min_samples_back_to_back(monkeypatch):
+    world = FakeWorld()
+    power = PowerControl(gap_ratio=1.0, gap_min_s=0.0, gap_max_s=1.0, warm_s=TICK,
+                         sample_s=TICK, sustained=True)
+    s = _device(world, monkeypatch, Budget(min_samples=3, max_samples=5, budget_s=10.0,
+                                           warmup_s=0.0, stable_ratio=0.0),
+                power=power, clocks=world.read_clock)
+    assert len(s.samples_s) == 5 and len(s.sustained.samples_s) == 3
+    assert s.sustained.samples_s == [D] * 3 and s.sustained.warmup_calls == 0
+    d = s.to_dict()
+    assert d["sustained"]["protocol"] == "back-to-back" and d["sustained"]["gap_ms"] is None
+    assert d["sustained"]["samples_ms"] == [D * 1e3] * 3
+
+
+@pytest.mark.parametrize("kw,match", [
+    ({"protocol": "fixed"}, r"unknown power protocol 'fixed'; allowed: gap-warm, back-to-back"),
+    ({"gap_ratio": -1.0}, r"gap_ratio must be a finite number >= 0, not -1.0"),
+    ({"warm_s": math.nan}, r"warm_s must be a finite number >= 0, not nan"),
+    ({"gap_min_s": 0.5, "gap_max_s": 0.1}, r"gap_min_s \(0.5\) is above gap_max_s \(0.1\)"),
+])
+def test_power_control_rejects_bad_settings(kw, match):
+    with pytest.raises(ValueError, match=match):
+        PowerControl(**kw)

@@ -14,7 +14,13 @@ the grid; ``ATTNPERF_ASV_DEVICE`` -- ``cpu`` or ``cuda`` (default: cuda if prese
 
 The cache entry (:func:`entry`) is a contract between two commits: HEAD's
 ``benchmarks/`` reads the entries that each benchmarked commit's attnperf
-wrote, so its key names never change (add keys, never rename).
+wrote, so its key names never change (add keys, never rename).  GPU entries
+also carry the power protocol (``protocol``, ``gap_s``, ``warm_replays``,
+``replays_per_sample``, ``calls_per_sample``), the clocks (``clock_source``,
+``sm_clock_mhz`` per sample, ``sm_clock_median_mhz``, ``clock_events``,
+``slowdown_samples``, ``slowdown_reasons``, ``slowdown_bits``: "unavailable"
+without NVML), ``retaken``, ``unsteady``/``unsteady_reason``, and
+``sustained_time_s`` (back-to-back replays, a view).
 """
 
 from __future__ import annotations
@@ -89,6 +95,12 @@ def entry(m) -> dict:
          "device_time_s": list(m.device_time.samples_s) if m.device_time else None,
          "device_time_method": m.device_time.method if m.device_time else None,
          "latency_s": list(m.latency.samples_s) if m.latency else None}
+    dt = m.device_time
+    if dt is not None and dt.clock_source:
+        # GPU: how the power state was controlled, the clocks, and whether the
+        # samples are steady (keys of Samples.power_state, then the sustained view).
+        e.update(dt.power_state(), calls_per_sample=dt.calls_per_sample,
+                 sustained_time_s=list(dt.sustained.samples_s) if dt.sustained else None)
     if m.roofline is not None:
         r = m.roofline
         e.update(floor_s=r.floor_s, tflops=r.achieved_tflops, gb_s=r.achieved_gb_s,

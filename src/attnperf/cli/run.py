@@ -130,9 +130,26 @@ def render_table(measurements) -> str:
     if unstable:
         lines += ["", f"! unstable: IQR above 10 % of the median for {len(unstable)} config(s); "
                       "the machine is busy or throttling (re-run, or fewer --threads on a shared CPU)"]
+    unsteady = [m for m in measurements if m.device_time and m.device_time.unsteady]
+    if unsteady:
+        lines += ["", f"! unsteady: {len(unsteady)} config(s) kept running under power or thermal "
+                      "slowdown after the retake budget (compare them with care):"]
+        lines += [f"  {m.kernel}/{m.problem.id}: {m.device_time.unsteady_reason}" for m in unsteady]
     lines.append("")
-    lines.append("time = device time per call (CUDA graph replay)" if device == "cuda"
-                 else "time = wall time per call on the CPU")
+    lines.append("time = device time per call (CUDA graph replays, each sample after an idle gap "
+                 "and warm replays)" if device == "cuda" else "time = wall time per call on the CPU")
     if device == "cuda":
+        lines.append(_clock_line(measurements))
         lines.append("latency = one isolated call (sync, L2 flushed, CUDA events)")
     return "\n".join(lines)
+
+
+def _clock_line(measurements) -> str:
+    """The SM clocks seen during the device-time samples (NVML), or why not."""
+    mhz = [c for m in measurements if m.device_time
+           for c in (m.device_time.sm_clocks_mhz() or []) if c is not None]
+    if not mhz:
+        return "clocks: unavailable (NVML not readable; pip install nvidia-ml-py)"
+    retaken = sum(m.device_time.retaken for m in measurements if m.device_time)
+    return (f"clocks: SM {min(mhz)}-{max(mhz)} MHz during the samples (NVML); "
+            f"{retaken} sample(s) retaken for power or thermal slowdown")

@@ -1,26 +1,107 @@
 """NVML (nvidia-ml-py): the GPU's clock and clock-event (throttle) state.
 
 Optional: without ``pynvml`` or without a driver every function returns None
-and callers record "unavailable" -- never a crash.
+and callers record "unavailable" -- never a crash.  NVML is initialised at most
+once per process; a failure is remembered, so a machine without NVML pays for
+the attempt once, not once per sample.
+
+:func:`clock_reader` is what the timing loop calls after every GPU sample: two
+NVML queries (SM clock, clock-event reasons), no allocation beyond the result.
 """
 
 from __future__ import annotations
 
+import logging
 import subprocess
-from typing import Optional
+from typing import Callable, Optional
+
+from ..model.records import SLOWDOWN_MASK, ClockReading, reason_names
+
+log = logging.getLogger(__name__)
+
+_UNSET = object()
+_state = _UNSET  # the pynvml module once initialised, None once it failed
 
 
 def _nvml():
+    """pynvml, initialised (once per process), or None when NVML is absent."""
+    global _state
+    if _state is _UNSET:
+        _state = _init()
+    return _state
+
+
+def _init():
     try:
         import pynvml  # from nvidia-ml-py
+    except ImportError:
+        log.debug("nvidia-ml-py is not installed: GPU clocks unavailable")
+        return None
+    try:
         pynvml.nvmlInit()
-        return pynvml
-    except Exception:  # noqa: BLE001 - NVML is optional; any failure means "absent"
+    except (pynvml.NVMLError, OSError) as exc:
+        log.debug("NVML cannot start (%s): GPU clocks unavailable", exc)
+        return None
+    return pynvml
+
+
+def _reset() -> None:
+    """Forget the cached NVML state (tests; a process never needs it)."""
+    global _state
+    _state = _UNSET
+
+
+def _event_reasons_fn(nv) -> Callable:
+    # nvidia-ml-py >= 12.535 names them "clocks event reasons"; older ones "throttle reasons".
+    fn = getattr(nv, "nvmlDeviceGetCurrentClocksEventReasons", None)
+    return fn if fn is not None else nv.nvmlDeviceGetCurrentClocksThrottleReasons
+
+
+def _handle(nv, uuid: Optional[str], index: int):
+    """The NVML handle of the GPU torch uses: by UUID when torch knows it (NVML's
+    indices ignore CUDA_VISIBLE_DEVICES), else by index."""
+    if uuid:
+        try:
+            return nv.nvmlDeviceGetHandleByUUID(uuid if uuid.startswith("GPU-") else f"GPU-{uuid}")
+        except nv.NVMLError:
+            log.debug("NVML has no GPU with UUID %s; using index %d", uuid, index)
+    return nv.nvmlDeviceGetHandleByIndex(index)
+
+
+class ClockReader:
+    """Reads the SM clock and clock-event reasons of one GPU; a call returns a
+    :class:`ClockReading`, or None when NVML fails for this one reading."""
+
+    def __init__(self, nv, handle) -> None:
+        self._nv, self._handle = nv, handle
+        self._reasons = _event_reasons_fn(nv)
+        self._sm = nv.NVML_CLOCK_SM
+
+    def __call__(self) -> Optional[ClockReading]:
+        try:
+            mhz = self._nv.nvmlDeviceGetClockInfo(self._handle, self._sm)
+            bits = self._reasons(self._handle)
+        except self._nv.NVMLError as exc:
+            log.debug("NVML reading failed: %s", exc)
+            return None
+        return ClockReading(int(mhz), int(bits))
+
+
+def clock_reader(uuid: Optional[str] = None, index: int = 0) -> Optional[ClockReader]:
+    """A reader for one GPU, or None when NVML is absent or does not know the GPU."""
+    nv = _nvml()
+    if nv is None:
+        return None
+    try:
+        return ClockReader(nv, _handle(nv, uuid, index))
+    except nv.NVMLError as exc:
+        log.debug("NVML cannot open GPU %d: %s", index, exc)
         return None
 
 
 def gpu_clock_state(index: int = 0) -> Optional[dict]:
-    """SM clock and throttle reasons via NVML (None when NVML is absent)."""
+    """SM clock, its maximum, temperature and clock-event reasons via NVML
+    (None when NVML is absent)."""
     nv = _nvml()
     if nv is None:
         return None
@@ -29,21 +110,22 @@ def gpu_clock_state(index: int = 0) -> Optional[dict]:
         state = {"sm_clock_mhz": nv.nvmlDeviceGetClockInfo(h, nv.NVML_CLOCK_SM),
                  "sm_clock_max_mhz": nv.nvmlDeviceGetMaxClockInfo(h, nv.NVML_CLOCK_SM),
                  "temperature_c": nv.nvmlDeviceGetTemperature(h, nv.NVML_TEMPERATURE_GPU)}
-        reasons = nv.nvmlDeviceGetCurrentClocksEventReasons(h) if hasattr(
-            nv, "nvmlDeviceGetCurrentClocksEventReasons") else nv.nvmlDeviceGetCurrentClocksThrottleReasons(h)
-        names = {0x4: "sw_power_cap", 0x8: "hw_slowdown", 0x20: "sw_thermal", 0x40: "hw_thermal",
-                 0x80: "hw_power_brake"}
-        state["throttle_reasons"] = [n for bit, n in names.items() if reasons & bit]
-        return state
-    except Exception:  # noqa: BLE001 - a field NVML cannot read is simply left out
+        bits = int(_event_reasons_fn(nv)(h))
+    except nv.NVMLError as exc:
+        log.debug("NVML clock state unreadable: %s", exc)
         return None
+    state["throttle_reasons"] = reason_names(bits & SLOWDOWN_MASK)  # slowdowns only, as before
+    return state
 
 
 def driver_version() -> Optional[str]:
     nv = _nvml()
     if nv is not None:
-        v = nv.nvmlSystemGetDriverVersion()
-        return v.decode() if isinstance(v, bytes) else str(v)
+        try:
+            v = nv.nvmlSystemGetDriverVersion()
+            return v.decode() if isinstance(v, bytes) else str(v)
+        except nv.NVMLError as exc:
+            log.debug("NVML has no driver version: %s", exc)
     try:
         out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
                              capture_output=True, text=True, timeout=10, check=False)

@@ -4,13 +4,39 @@ CPU: ``time.perf_counter`` around ``number`` back-to-back calls per sample
 (``number`` chosen so a sample lasts ~2 ms), after a warm-up; samples are drawn
 until the spread is small or the time budget is spent.
 
-GPU, two labelled numbers, never a host timer without synchronisation:
+GPU, labelled numbers, never a host timer without synchronisation:
 
 * **device time** -- a CUDA graph of ``n`` back-to-back calls is captured and
-  replayed; CUDA events between consecutive replays (enqueued back to back, so
-  the GPU never waits for the host) give one sample per replay, divided by
-  ``n``.  Launch gaps do not count; inputs stay warm in L2.  This is the
-  kernel's own throughput time, the one the roofline uses.
+  replayed; CUDA events around replays give the time per call (divided by the
+  calls timed).  Launch gaps do not count; inputs stay warm in L2.  This is the
+  kernel's own throughput time, the one the roofline uses and asv gates on.
+
+  Its power state is controlled by idling (:class:`PowerControl`, protocol
+  ``gap-warm``).  Replays back to back hold an H100 at its power cap, where
+  the SM clock wanders and a compute-bound median moved 7-11 % between rounds
+  (../shared/FACTS.md, "Power state").  So each sample is: synchronise; the
+  host sleeps ``gap`` (the GPU idles and its clocks recover); ``warm``
+  untimed replays are queued, and right behind them the timed replays between
+  two events -- the warm replays bring the clock back up from idle, and the
+  timed ones follow with no host gap.  Every sample lasts at least
+  ``sample_s`` (several replays when one replay is short: after an idle gap a
+  140 us sample was dominated by the clock ramp) and the warm part at least
+  ``warm_s``.  The gap scales with the work it follows, ``gap_ratio`` x
+  (warm + timed), clamped to [``gap_min_s``, ``gap_max_s``], so the duty cycle
+  -- what a power controller averages -- stays at or below 1/(1 + ratio)
+  for short and long problems alike.  The gap is never a change of clocks or
+  power settings: attnperf only idles.
+
+  After each sample the SM clock and the clock-event reasons are read (NVML).
+  A sample seen under power or thermal slowdown (sw_power_cap, hw_slowdown,
+  sw_thermal, hw_thermal, hw_power_brake) is set aside and retaken, at most
+  ``Budget.retake_fraction`` x ``max_samples`` extra samples; when that does
+  not buy ``min_samples`` steady ones, every sample is kept and the result is
+  marked unsteady with the reasons.  Without NVML the clock fields say
+  "unavailable" and nothing is retaken.
+
+  A short **sustained** figure follows: replays back to back (the protocol
+  before power-state control), labelled ``back-to-back``; a view, never gated.
 * **latency** -- the device is synchronised (and L2 flushed, by default),
   then CUDA events around one call: host dispatch + launch + a cold-cache
   kernel, what one isolated call costs.
@@ -23,17 +49,22 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from typing import Callable, List
+from typing import Callable, List, Optional, Tuple
 
-from ..model.records import Samples, iqr_ratio
+from ..model.records import UNAVAILABLE, ClockReading, Samples, iqr_ratio, slowdown_summary
+from . import nvml
+
 
 @dataclasses.dataclass(frozen=True)
 class Budget:
     """How long to spend on one measurement.
 
     ``min_samples`` are always taken; sampling then stops as soon as the spread
-    (IQR/median) is below ``stable_ratio``, or ``budget_s`` of timed work is
-    spent, or ``max_samples`` are in.
+    (IQR/median) is below ``stable_ratio``, or ``budget_s`` is spent (timed
+    work on a CPU; on a GPU the wall time of each sample, idle gap included),
+    or ``max_samples`` are in.  GPU samples taken under power or thermal
+    slowdown are retaken, at most ``ceil(retake_fraction * max_samples)``
+    extra samples.
     """
 
     min_samples: int = 10
@@ -42,15 +73,10 @@ class Budget:
     warmup_s: float = 0.05
     target_sample_s: float = 2e-3
     stable_ratio: float = 0.03
+    retake_fraction: float = 0.5
 
 
 QUICK = Budget(min_samples=6, max_samples=30, budget_s=0.15, warmup_s=0.02)
-
-
-def _stable(samples: List[float], budget: Budget) -> bool:
-    if len(samples) < budget.min_samples:
-        return False
-    return iqr_ratio(samples) < budget.stable_ratio
 
 
 def _keep_sampling(samples: List[float], spent_s: float, budget: Budget) -> bool:
@@ -58,7 +84,7 @@ def _keep_sampling(samples: List[float], spent_s: float, budget: Budget) -> bool
         return True
     if len(samples) >= budget.max_samples or spent_s >= budget.budget_s:
         return False
-    return not _stable(samples, budget)
+    return iqr_ratio(samples) >= budget.stable_ratio  # not yet stable
 
 
 # ---------------------------------------------------------------- CPU -------
@@ -84,12 +110,76 @@ def time_cpu(fn: Callable[[], object], budget: Budget = Budget(),
 
 
 # ---------------------------------------------------------------- GPU -------
-def _cuda_warmup(torch, fn, budget: Budget) -> tuple:
+GAP_WARM = "gap-warm"
+BACK_TO_BACK = "back-to-back"
+ISOLATED = "isolated"
+PROTOCOLS = (GAP_WARM, BACK_TO_BACK)
+MAX_REPLAYS = 1000  # per part of a sample (warm, timed): bounds a degenerate replay length
+
+
+@dataclasses.dataclass(frozen=True)
+class PowerControl:
+    """How each device-time sample controls the GPU's power state (module doc).
+
+    The defaults reproduce what was measured steadiest on the lent H100 for
+    ~2 ms CUDA graphs (FACTS.md, "Idle gap + one warm replay": 5 ms gap, one
+    untimed replay, then the timed one): a 2 ms warm part and a 2 ms timed
+    part give a 5 ms gap at ratio 1.25.
+    """
+
+    protocol: str = GAP_WARM
+    gap_ratio: float = 1.25
+    gap_min_s: float = 1e-3
+    gap_max_s: float = 20e-3
+    warm_s: float = 2e-3
+    sample_s: float = 2e-3
+    sustained: bool = True  # also take budget.min_samples back-to-back samples (a view)
+
+    def __post_init__(self) -> None:
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"unknown power protocol {self.protocol!r}; allowed: {', '.join(PROTOCOLS)}")
+        for name in ("gap_ratio", "gap_min_s", "gap_max_s", "warm_s", "sample_s"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise ValueError(f"PowerControl.{name} must be a finite number >= 0, not {value!r}")
+        if self.gap_min_s > self.gap_max_s:
+            raise ValueError(f"PowerControl.gap_min_s ({self.gap_min_s}) is above "
+                             f"gap_max_s ({self.gap_max_s})")
+
+    def plan(self, replay_s: float) -> Tuple[int, int, float]:
+        """(warm replays, timed replays, gap seconds) for a replay of ``replay_s``."""
+        def replays(seconds: float) -> int:
+            # 1e-9: 2 ms / 1 ms must be 2 replays, not 3 through rounding.
+            return int(min(MAX_REPLAYS, max(1, math.ceil(seconds / replay_s - 1e-9))))
+
+        warm, timed = replays(self.warm_s), replays(self.sample_s)
+        gap = min(self.gap_max_s, max(self.gap_min_s, self.gap_ratio * (warm + timed) * replay_s))
+        return warm, timed, gap
+
+
+POWER = PowerControl()
+BACK_TO_BACK_POWER = PowerControl(protocol=BACK_TO_BACK, sustained=False)
+
+ClockFn = Callable[[], Optional[ClockReading]]
+_NVML = object()  # default for ``clocks``: NVML for torch's current GPU
+
+
+def _nvml_clocks(torch) -> Optional[ClockFn]:
+    index = torch.cuda.current_device()
+    uuid = getattr(torch.cuda.get_device_properties(index), "uuid", None)
+    return nvml.clock_reader(str(uuid) if uuid else None, index)
+
+
+def _resolve_clocks(torch, clocks) -> Optional[ClockFn]:
+    return _nvml_clocks(torch) if clocks is _NVML else clocks
+
+
+def _cuda_warmup(torch, fn, budget: Budget, clock: Callable[[], float] = time.perf_counter) -> tuple:
     """Run until ``warmup_s`` of device work is done; return (calls, per-call s)."""
     calls = 0
-    start = time.perf_counter()
+    start = clock()
     torch.cuda.synchronize()
-    while calls < 3 or time.perf_counter() - start < budget.warmup_s:
+    while calls < 3 or clock() - start < budget.warmup_s:
         fn()
         calls += 1
         if calls % 8 == 0:
@@ -121,30 +211,95 @@ def _capture_graph(torch, fn, calls: int):
     return graph
 
 
-def time_cuda_device(fn: Callable[[], object], budget: Budget = Budget(),
-                     graph_target_s: float = 2e-3, max_calls: int = 100) -> Samples:
-    """Device time per call: CUDA-graph replays timed with events (see module doc)."""
-    import torch
-
-    warm, per_call = _cuda_warmup(torch, fn, budget)
-    calls = int(min(max_calls, max(1, math.ceil(graph_target_s / per_call))))
-    method, note = "cuda-graph", ""
+def _replayable(torch, fn, calls: int) -> Tuple[Callable[[], None], str, str]:
+    """(launch ``calls`` calls, method, note): a graph replay, or a burst of
+    calls when the kernel cannot be captured."""
     try:
-        graph = _capture_graph(torch, fn, calls)
-        launch = graph.replay
+        return _capture_graph(torch, fn, calls).replay, "cuda-graph", ""
     except RuntimeError as exc:  # some kernels cannot be captured
         torch.cuda.synchronize()
-        method, note = "cuda-events-burst", f"graph capture failed: {str(exc).splitlines()[0]}"
 
-        def launch():
+        def burst():
             for _ in range(calls):
                 fn()
-    launch()  # one untimed replay: graph upload
-    torch.cuda.synchronize()
+        return burst, "cuda-events-burst", f"graph capture failed: {str(exc).splitlines()[0]}"
+
+
+def _replay_seconds(torch, launch, replays: int = 3) -> float:
+    """Device time of one replay, from ``replays`` back-to-back replays."""
+    e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    e0.record()
+    for _ in range(replays):
+        launch()
+    e1.record()
+    e1.synchronize()
+    return max(e0.elapsed_time(e1) / 1e3 / replays, 1e-9)
+
+
+@dataclasses.dataclass
+class _Drawn:
+    """What a sampling loop produced (see :func:`_sample_steady`)."""
+
+    samples_s: List[float]
+    clocks: List[Optional[ClockReading]]
+    rejected_s: List[float] = dataclasses.field(default_factory=list)
+    rejected_clocks: List[Optional[ClockReading]] = dataclasses.field(default_factory=list)
+    retaken: int = 0
+    unsteady_reason: str = ""
+
+
+def _sample_steady(take: Callable[[], float], read_clock: Optional[ClockFn], budget: Budget,
+                   clock: Callable[[], float] = time.perf_counter) -> _Drawn:
+    """Draw samples with ``take()`` until the budget says stop, retaking those
+    seen under power or thermal slowdown.
+
+    A flagged sample is set aside and another is drawn, up to
+    ``ceil(retake_fraction * max_samples)`` times; the next flagged sample ends
+    the sampling.  Fewer than ``min_samples`` steady samples then means
+    unsteady: every sample drawn is kept, in order, with the reasons.
+    ``spent`` is the wall time of the kept samples, idle gaps included, so the
+    budget bounds what the suite really costs.
+    """
+    kept: List[float] = []
+    kept_clocks: List[Optional[ClockReading]] = []
+    taken: List[Tuple[float, Optional[ClockReading]]] = []
+    rejected: List[Tuple[float, Optional[ClockReading]]] = []
+    max_retakes = math.ceil(budget.retake_fraction * budget.max_samples)
+    spent = 0.0
+    while _keep_sampling(kept, spent, budget):
+        t0 = clock()
+        seconds = take()
+        cost = clock() - t0
+        reading = read_clock() if read_clock is not None else None
+        taken.append((seconds, reading))
+        if reading is not None and reading.slowdown_bits:
+            rejected.append((seconds, reading))
+            if len(rejected) > max_retakes:
+                break
+            continue
+        spent += cost
+        kept.append(seconds)
+        kept_clocks.append(reading)
+    if len(kept) >= budget.min_samples or not rejected:
+        return _Drawn(kept, kept_clocks, [x for x, _ in rejected], [c for _, c in rejected],
+                      retaken=len(rejected))
+    # The retake budget is spent: keep everything (the figure is what the GPU
+    # did) and say why it cannot be trusted like a steady one.
+    clocks = [c for _, c in taken]
+    reason = (f"{slowdown_summary(clocks)}; {len(kept)} steady of {budget.min_samples} "
+              f"samples needed after {max_retakes} retakes")
+    return _Drawn([x for x, _ in taken], clocks, retaken=len(rejected), unsteady_reason=reason)
+
+
+def _back_to_back(torch, launch, calls: int, budget: Budget,
+                  read_clock: Optional[ClockFn]) -> _Drawn:
+    """Replays enqueued back to back with an event between each: one sample
+    per replay; the clock is read once per batch (the protocol before
+    power-state control; nothing is retaken)."""
     samples: List[float] = []
+    clocks: List[Optional[ClockReading]] = []
     spent = 0.0
     while _keep_sampling(samples, spent, budget):
-        # Enqueue a batch of replays back to back with an event between each.
         batch = max(1, min(budget.max_samples - len(samples),
                            budget.min_samples if not samples else 8))
         events = [torch.cuda.Event(enable_timing=True) for _ in range(batch + 1)]
@@ -153,11 +308,72 @@ def time_cuda_device(fn: Callable[[], object], budget: Budget = Budget(),
             launch()
             events[i + 1].record()
         events[-1].synchronize()
+        reading = read_clock() if read_clock is not None else None
         for a, b in zip(events, events[1:]):
             seconds = a.elapsed_time(b) / 1e3
             spent += seconds
             samples.append(seconds / calls)
-    return Samples(samples, method, calls, warm, note=note)
+            clocks.append(reading)
+    return _Drawn(samples, clocks)
+
+
+def _gpu_samples(drawn: _Drawn, method: str, calls_per_sample: int, warm: int,
+                 read_clock: Optional[ClockFn], **fields) -> Samples:
+    return Samples(drawn.samples_s, method, calls_per_sample, warm,
+                   clock_source="nvml" if read_clock is not None else UNAVAILABLE,
+                   clocks=drawn.clocks, rejected_s=drawn.rejected_s,
+                   rejected_clocks=drawn.rejected_clocks, retaken=drawn.retaken,
+                   unsteady_reason=drawn.unsteady_reason, **fields)
+
+
+def time_cuda_device(fn: Callable[[], object], budget: Budget = Budget(),
+                     graph_target_s: float = 2e-3, max_calls: int = 100,
+                     power: PowerControl = POWER, clocks=_NVML,
+                     sleep: Callable[[float], None] = time.sleep,
+                     clock: Callable[[], float] = time.perf_counter) -> Samples:
+    """Device time per call: CUDA-graph replays timed with events, under the
+    power protocol ``power`` (module doc).
+
+    ``clocks`` reads the GPU's clock state after each sample (default: NVML;
+    None: unavailable); ``sleep`` and ``clock`` are the host's (injected by tests).
+    """
+    import torch
+
+    read_clock = _resolve_clocks(torch, clocks)
+    warm, per_call = _cuda_warmup(torch, fn, budget, clock)
+    calls = int(min(max_calls, max(1, math.ceil(graph_target_s / per_call))))
+    launch, method, note = _replayable(torch, fn, calls)
+    launch()  # one untimed replay: graph upload
+    torch.cuda.synchronize()
+    if power.protocol == BACK_TO_BACK:
+        drawn = _back_to_back(torch, launch, calls, budget, read_clock)
+        return _gpu_samples(drawn, method, calls, warm, read_clock, note=note,
+                            protocol=BACK_TO_BACK)
+
+    warm_replays, replays, gap = power.plan(_replay_seconds(torch, launch))
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+
+    def take() -> float:
+        torch.cuda.synchronize()
+        sleep(gap)  # the GPU idles: its clocks recover from the power cap
+        for _ in range(warm_replays):  # untimed: bring the clock back up ...
+            launch()
+        start.record()  # ... and the timed replays queue right behind them
+        for _ in range(replays):
+            launch()
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end) / 1e3 / (replays * calls)
+
+    drawn = _sample_steady(take, read_clock, budget, clock)
+    sustained = None
+    if power.sustained:
+        sustained_budget = dataclasses.replace(budget, max_samples=budget.min_samples)
+        sustained = _gpu_samples(_back_to_back(torch, launch, calls, sustained_budget, read_clock),
+                                 method, calls, 0, read_clock, protocol=BACK_TO_BACK)
+    return _gpu_samples(drawn, method, calls * replays, warm, read_clock, note=note,
+                        protocol=GAP_WARM, gap_s=gap, warm_replays=warm_replays,
+                        replays_per_sample=replays, sustained=sustained)
 
 
 class L2Flusher:
@@ -173,16 +389,19 @@ class L2Flusher:
 
 
 def time_cuda_latency(fn: Callable[[], object], budget: Budget = Budget(),
-                      l2_flush: bool = True) -> Samples:
-    """Latency of one isolated call: synchronise, [flush L2], events around the call."""
+                      l2_flush: bool = True, clocks=_NVML,
+                      clock: Callable[[], float] = time.perf_counter) -> Samples:
+    """Latency of one isolated call: synchronise, [flush L2], events around the
+    call; the clock state is read after each call, slowdowns retaken as for
+    device time."""
     import torch
 
-    warm, _ = _cuda_warmup(torch, fn, budget)
+    read_clock = _resolve_clocks(torch, clocks)
+    warm, _ = _cuda_warmup(torch, fn, budget, clock)
     flush = L2Flusher(torch) if l2_flush else None
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    samples: List[float] = []
-    spent = 0.0
-    while _keep_sampling(samples, spent, budget):
+
+    def take() -> float:
         if flush is not None:
             flush()
         torch.cuda.synchronize()
@@ -190,7 +409,8 @@ def time_cuda_latency(fn: Callable[[], object], budget: Budget = Budget(),
         fn()
         end.record()
         end.synchronize()
-        seconds = start.elapsed_time(end) / 1e3
-        spent += seconds
-        samples.append(seconds)
-    return Samples(samples, "cuda-events-per-call", 1, warm, l2_flush=l2_flush)
+        return start.elapsed_time(end) / 1e3
+
+    drawn = _sample_steady(take, read_clock, budget, clock)
+    return _gpu_samples(drawn, "cuda-events-per-call", 1, warm, read_clock, l2_flush=l2_flush,
+                        protocol=ISOLATED)

@@ -1,0 +1,199 @@
+"""A fake CUDA world for CPU tests of attnperf's GPU timing code.
+
+One clock for host and device, in seconds.  The host only moves it by
+sleeping and by waiting (``synchronize``); kernel launches are asynchronous:
+each kernel starts when the stream is free (or now, if it is idle) and runs for
+its duration.  CUDA events take the time at which the stream reaches them, so
+``elapsed_time`` is exact device arithmetic -- with binary-fraction durations
+the tests compare floats with ``==``.
+
+Optional physics for the power-state tests (off by default):
+
+* ``idle_drop_s`` / ``ramp_s`` / ``ramp_factor``: after the device idled at
+  least ``idle_drop_s``, its first ``ramp_s`` of work runs ``ramp_factor``
+  times slower (the clock ramping up from idle);
+* ``cap_after_s`` / ``cool_s`` / ``cap_factor``: after ``cap_after_s`` of work
+  without an idle spell of at least ``cool_s``, kernels run ``cap_factor``
+  times slower (the power cap), and :meth:`FakeWorld.read_clock` reports
+  ``sw_power_cap``.
+
+Installed with :func:`install` as ``sys.modules["torch"]`` for one test.
+"""
+
+from __future__ import annotations
+
+import types
+from contextlib import contextmanager
+from typing import Callable, List, Optional, Tuple
+
+from attnperf.model.records import ClockReading
+
+TICK = 2.0 ** -10  # ~0.977 ms
+MAX_MHZ, CAPPED_MHZ, LOW_MHZ = 1980, 1600, 345
+SW_POWER_CAP = 0x4
+
+
+class FakeWorld:
+    def __init__(self, *, idle_drop_s: Optional[float] = None, ramp_s: float = 0.0,
+                 ramp_factor: float = 2.0, cap_after_s: Optional[float] = None,
+                 cool_s: float = 0.0, cap_factor: float = 1.25,
+                 capture_error: Optional[str] = None, l2_bytes: int = 50 << 20,
+                 uuid: Optional[str] = "8f1d-test") -> None:
+        self.now = 0.0          # host time
+        self.free_at = 0.0      # when the stream has done everything enqueued
+        self.last_end = 0.0     # when the last kernel ended (idle spells are measured from it)
+        self.log: List[Tuple] = []
+        self.capturing: Optional["FakeGraph"] = None
+        self.capture_error = capture_error
+        self.l2_bytes, self.uuid = l2_bytes, uuid
+        self.idle_drop_s, self.ramp_s, self.ramp_factor = idle_drop_s, ramp_s, ramp_factor
+        self.cap_after_s, self.cool_s, self.cap_factor = cap_after_s, cool_s, cap_factor
+        self._since_idle = 0.0  # work since the clock dropped (ramp)
+        self._ramping = False
+        self._busy = 0.0        # work since the last cooling idle spell (power cap)
+        self.capped = False     # whether the last kernel ran under the cap
+        self.kernels = 0
+
+    # ------------------------------------------------------------ host side
+    def perf_counter(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.log.append(("sleep", seconds))
+        self.now += seconds
+
+    def synchronize(self) -> None:
+        self.log.append(("sync",))
+        self.now = max(self.now, self.free_at)
+
+    # ---------------------------------------------------------- device side
+    def _start(self) -> float:
+        return max(self.now, self.free_at)
+
+    def run(self, seconds: float, label: str = "kernel") -> None:
+        """Enqueue one kernel of ``seconds`` base duration (or record it into a graph)."""
+        if self.capturing is not None:
+            self.capturing.nodes.append((seconds, label))
+            return
+        start = self._start()
+        idle = start - self.last_end
+        if self.idle_drop_s is not None and idle >= self.idle_drop_s:
+            self._ramping, self._since_idle = True, 0.0
+        if self.cap_after_s is not None and idle >= self.cool_s:
+            self._busy = 0.0
+        factor = 1.0
+        if self._ramping and self._since_idle < self.ramp_s:
+            factor = self.ramp_factor
+        self.capped = self.cap_after_s is not None and self._busy >= self.cap_after_s
+        if self.capped:
+            factor = max(factor, self.cap_factor)
+        duration = seconds * factor
+        self._since_idle += duration
+        self._busy += duration
+        self.free_at = self.last_end = start + duration
+        self.kernels += 1
+        self.log.append((label, start, duration))
+
+    def kernel(self, seconds: float, label: str = "kernel") -> Callable[[], None]:
+        return lambda: self.run(seconds, label)
+
+    def read_clock(self) -> ClockReading:
+        """What NVML would say right after the last kernel."""
+        self.log.append(("clock",))
+        if self.capped:
+            return ClockReading(CAPPED_MHZ, SW_POWER_CAP)
+        if self._ramping and self._since_idle < self.ramp_s:
+            return ClockReading(LOW_MHZ, 0)
+        return ClockReading(MAX_MHZ, 0)
+
+    def kernel_log(self, label: str = "kernel") -> List[Tuple[float, float]]:
+        return [(e[1], e[2]) for e in self.log if e[0] == label]
+
+
+class FakeEvent:
+    def __init__(self, world: FakeWorld, enable_timing: bool = False) -> None:
+        assert enable_timing, "attnperf times with enable_timing=True events"
+        self.world, self.t = world, None
+
+    def record(self) -> None:
+        w = self.world
+        assert w.capturing is None, "no event is recorded inside a graph capture"
+        self.t = w._start()
+        w.free_at = self.t
+        w.log.append(("record", self, self.t))
+
+    def synchronize(self) -> None:
+        self.world.log.append(("event_sync", self))
+        self.world.now = max(self.world.now, self.t)
+
+    def elapsed_time(self, other: "FakeEvent") -> float:
+        return (other.t - self.t) * 1e3  # milliseconds, like torch
+
+
+class FakeGraph:
+    def __init__(self, world: FakeWorld) -> None:
+        self.world, self.nodes = world, []
+        self.replays = 0
+
+    def replay(self) -> None:
+        self.replays += 1
+        self.world.log.append(("replay", self))
+        for seconds, label in self.nodes:
+            self.world.run(seconds, label)
+
+
+class FakeStream:
+    def __init__(self, world: FakeWorld) -> None:
+        self.world = world
+
+    def wait_stream(self, other: "FakeStream") -> None:
+        pass  # one stream in this world: everything is already ordered
+
+
+class FakeBuffer:
+    """What ``torch.empty`` returns: zero_() is a device kernel (the L2 flush)."""
+
+    def __init__(self, world: FakeWorld, numel: int) -> None:
+        self.world, self.numel = world, numel
+
+    def zero_(self) -> None:
+        self.world.run(4 * self.numel / 3e12, "flush")  # 3 TB/s
+
+
+def fake_torch(world: FakeWorld) -> types.ModuleType:
+    torch = types.ModuleType("torch")
+    cuda = types.SimpleNamespace()
+    cuda.Event = lambda enable_timing=False: FakeEvent(world, enable_timing)
+    cuda.synchronize = world.synchronize
+    cuda.Stream = lambda: FakeStream(world)
+    cuda.current_stream = lambda: FakeStream(world)
+    cuda.CUDAGraph = lambda: FakeGraph(world)
+    cuda.current_device = lambda: 0
+    cuda.get_device_properties = lambda i: types.SimpleNamespace(
+        L2_cache_size=world.l2_bytes, uuid=world.uuid, name="Fake GPU")
+
+    @contextmanager
+    def stream(s):
+        yield s
+
+    @contextmanager
+    def graph(g):
+        if world.capture_error:
+            raise RuntimeError(world.capture_error + "\nsecond line of the CUDA error")
+        world.capturing = g
+        try:
+            yield g
+        finally:
+            world.capturing = None
+
+    cuda.stream, cuda.graph = stream, graph
+    torch.cuda = cuda
+    torch.int32 = "int32"
+    torch.empty = lambda n, dtype=None, device=None: FakeBuffer(world, n)
+    return torch
+
+
+def install(monkeypatch, world: FakeWorld) -> types.ModuleType:
+    torch = fake_torch(world)
+    monkeypatch.setitem(__import__("sys").modules, "torch", torch)
+    return torch

@@ -203,7 +203,7 @@ def table(rows, procs, cost) -> str:
     if procs:
         lines.append(f"{len(procs['medians_us'])} processes, attnperf run sdpa_cudnn train: medians "
                      f"{', '.join(f'{m:.2f}' for m in procs['medians_us'])} us; max/min "
-                     f"{procs['max_over_min']:.4f} (target <= 1.01); SM {procs['sm_mhz']} MHz")
+                     f"{procs['max_over_min'] or float('nan'):.4f} (target <= 1.01); SM {procs['sm_mhz']} MHz")
         for i, run in enumerate(procs["runs"]):
             lines.append(f"  process {i}: {run}")
     return "\n".join(lines)

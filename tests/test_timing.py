@@ -359,7 +359,8 @@ class Script:
 def test_samples_under_slowdown_are_retaken_within_the_budget(monkeypatch):
     # 4 needed, retake budget ceil(0.5 x 4) = 2: samples 2 and 5 are set aside.
     world = FakeWorld()
-    s = _device(world, monkeypatch, _budget(4, retake_fraction=0.5), clocks=Script({2, 5}))
+    s = _device(world, monkeypatch, _budget(4, retake_fraction=0.5, slow_margin=None),
+                clocks=Script({2, 5}))
     assert [e[0] for e in world.log].count("sleep") == 6
     assert s.samples_s == [D] * 4 and not s.unsteady
     assert s.retaken == 2 and s.rejected_s == [D, D]
@@ -377,7 +378,7 @@ def test_samples_under_slowdown_are_retaken_within_the_budget(monkeypatch):
     (0x1 | 0x2 | 0x10 | 0x100, 0),  # idle, application clocks, sync boost, display: not slowdowns
 ])
 def test_which_clock_events_make_a_sample_be_retaken(monkeypatch, bits, retaken):
-    s = _device(FakeWorld(), monkeypatch, _budget(3), clocks=Script({2}, bits=bits))
+    s = _device(FakeWorld(), monkeypatch, _budget(3, slow_margin=None), clocks=Script({2}, bits=bits))
     assert s.retaken == retaken and len(s.samples_s) == 3
 
 
@@ -390,7 +391,7 @@ def test_a_reading_nvml_cannot_make_is_kept_as_unknown(monkeypatch):
 def test_unsteady_when_the_retake_budget_runs_out(monkeypatch):
     # Every sample is capped: 2 retakes allowed, the 3rd flagged sample ends it.
     world = FakeWorld()
-    s = _device(world, monkeypatch, _budget(4, retake_fraction=0.5),
+    s = _device(world, monkeypatch, _budget(4, retake_fraction=0.5, slow_margin=None),
                 clocks=Script(range(1, 100)))
     assert [e[0] for e in world.log].count("sleep") == 3
     assert s.unsteady and s.retaken == 3 and s.samples_s == [D] * 3 and s.rejected_s == []
@@ -406,11 +407,13 @@ def test_unsteady_keeps_every_sample_in_the_order_taken(monkeypatch):
     # Samples 1 and 3 capped; no retake allowed (fraction 0): the first flagged
     # sample ends the sampling with 0 steady of 3.
     world = FakeWorld()
-    s = _device(world, monkeypatch, _budget(3, retake_fraction=0.0), clocks=Script({1, 3}))
+    s = _device(world, monkeypatch, _budget(3, retake_fraction=0.0, slow_margin=None),
+                clocks=Script({1, 3}))
     assert s.unsteady and len(s.samples_s) == 1
     assert s.unsteady_reason.startswith("sw_power_cap in 1 of 1 samples; 0 steady of 3")
     # A flagged sample after enough steady ones does not make the result unsteady.
-    s = _device(FakeWorld(), monkeypatch, _budget(2, retake_fraction=0.0), clocks=Script({3}))
+    s = _device(FakeWorld(), monkeypatch, _budget(2, retake_fraction=0.0, slow_margin=None),
+                clocks=Script({3}))
     assert not s.unsteady and s.samples_s == [D, D] and s.retaken == 0
 
 
@@ -485,7 +488,8 @@ def test_latency_flushes_l2_before_each_isolated_call(monkeypatch):
 def test_latency_retakes_samples_under_slowdown(monkeypatch):
     world = FakeWorld()
     install(monkeypatch, world)
-    s = time_cuda_latency(world.kernel(D), _budget(3, retake_fraction=1.0), clocks=Script({1}),
+    s = time_cuda_latency(world.kernel(D), _budget(3, retake_fraction=1.0, slow_margin=None),
+                          clocks=Script({1}),
                           clock=world.perf_counter)
     assert s.retaken == 1 and len(s.samples_s) == 3 and not s.unsteady
 
@@ -513,3 +517,52 @@ def test_sustained_view_takes_min_samples_back_to_back(monkeypatch):
 def test_power_control_rejects_bad_settings(kw, match):
     with pytest.raises(ValueError, match=match):
         PowerControl(**kw)
+
+
+def _scripted(times, flagged, budget):
+    """_sample_steady over scripted sample times; samples in ``flagged`` (1-based) read sw_power_cap."""
+    it, n = iter(times), [0]
+
+    def take():
+        return next(it)
+
+    def read():
+        n[0] += 1
+        return ClockReading(CAPPED_MHZ if n[0] in flagged else MAX_MHZ,
+                            SW_POWER_CAP if n[0] in flagged else 0)
+
+    now = [0.0]
+
+    def clock():
+        now[0] += 1e-3
+        return now[0]
+
+    return timing._sample_steady(take, read, budget, clock=clock)
+
+
+def test_a_capped_sample_on_time_is_kept():
+    # The H100 at 4,16,2048,128 bf16: sw_power_cap after nearly every sample, times steady.
+    drawn = _scripted([D] * 10, set(range(1, 11)), Budget(min_samples=5, max_samples=5, budget_s=1.0,
+                                                          warmup_s=0.0, stable_ratio=0.0))
+    assert drawn.samples_s == [D] * 5 and drawn.retaken == 0 and not drawn.unsteady_reason
+    assert [c.event_bits for c in drawn.clocks] == [SW_POWER_CAP] * 5
+
+
+def test_a_capped_sample_that_is_slow_is_retaken_and_an_uncapped_slow_one_kept():
+    budget = Budget(min_samples=5, max_samples=5, budget_s=1.0, warmup_s=0.0, stable_ratio=0.0)
+    # sample 4 is 3 % slow and capped: retaken; sample 6 is 3 % slow, not capped: kept
+    times = [D, D, D, 1.03 * D, D, 1.03 * D, D]
+    drawn = _scripted(times, {4}, budget)
+    assert drawn.rejected_s == [1.03 * D] and drawn.retaken == 1
+    assert drawn.samples_s == [D, D, D, D, 1.03 * D]
+    # just inside the margin (1.5 % slow) is kept even when capped
+    drawn = _scripted([D, D, D, 1.015 * D, D, D], {4}, budget)
+    assert drawn.retaken == 0 and drawn.samples_s == [D, D, D, 1.015 * D, D]
+
+
+def test_drifting_capped_samples_end_unsteady():
+    budget = Budget(min_samples=4, max_samples=4, budget_s=1.0, warmup_s=0.0, stable_ratio=0.0,
+                    retake_fraction=0.5)
+    times = [D, D, D] + [D * (1.05 + 0.05 * k) for k in range(10)]
+    drawn = _scripted(times, set(range(4, 20)), budget)
+    assert drawn.retaken == 3 and drawn.unsteady_reason.startswith("sw_power_cap in 3 of 6 samples")

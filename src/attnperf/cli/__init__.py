@@ -59,7 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="check and time kernels over problems (the seed's integrated_test.py)",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     r.add_argument("--kernel", action="append", metavar="NAME",
-                   help="kernel to run (repeat or comma-separate; default: all)")
+                   help="kernel to run (repeat or comma-separate; default: [tool.attnperf]'s, else all)")
+    r.add_argument("--kernel-module", action="append", metavar="MODULE:ATTR",
+                   help="also load the kernel(s) that MODULE:ATTR names (repeatable)")
     r.add_argument("--batch", type=_positive_int("batch"))
     r.add_argument("--heads", type=_positive_int("heads"))
     r.add_argument("--kv-heads", type=_positive_int("kv-heads"), help="K/V heads (GQA when fewer than --heads)")
@@ -124,9 +126,10 @@ def build_parser() -> argparse.ArgumentParser:
     pc.add_argument("--asv-exit", type=int, default=None, help="exit code of asv continuous, if run")
     pc.add_argument("--output", "-o", help="write the markdown here instead of stdout")
 
-    a = sub.add_parser("asv", help="asv helpers: `asv machine NAME` (describe this machine, measure "
+    a = sub.add_parser("asv", help="asv helpers: `asv env-build|env-install` (asv.conf.json's build "
+                       "and install steps), `asv machine NAME` (describe this machine, measure "
                        "its ceilings), `asv fetch-assets [DIR]` (asv's page scripts for offline sites)")
-    a.add_argument("asv_command", choices=["machine", "fetch-assets"])
+    a.add_argument("asv_command", choices=["machine", "fetch-assets", "env-build", "env-install"])
     a.add_argument("rest", nargs=argparse.REMAINDER)
     ci = sub.add_parser("ci", help="CI jobs: `ci bench --base B --head H --machine M` "
                         "(asv continuous, verdict, PR comment markdown)")

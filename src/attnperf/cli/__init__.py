@@ -21,6 +21,7 @@ from ..errors import AttnperfError
 from .common import EPILOG, EXIT_USAGE, _Parser
 from .compare import cmd_compare
 from .info import cmd_ceilings, cmd_env, cmd_kernels
+from .init import cmd_init
 from .run import cmd_run
 from .site import cmd_asv, cmd_ci, cmd_pr_comment, cmd_site
 
@@ -102,6 +103,12 @@ def build_parser() -> argparse.ArgumentParser:
     v = sub.add_parser("env", help="print the environment fingerprint (allowlisted fields only)")
     v.add_argument("--device", default="auto")
 
+    i = sub.add_parser("init", help="set up asv, benchmarks/ and the CI workflows for a git repository "
+                       "(README: Track your own kernels)")
+    i.add_argument("dir", nargs="?", default=None, help="the repository (default: here)")
+    i.add_argument("--force", action="store_true", help="also rewrite files edited since init wrote them")
+    i.add_argument("--branch", default=None, help="the main branch (default: origin's, else main/master)")
+
     # CI and the published site (docs/ci.md).
     s = sub.add_parser("site", help="build the published site: asv publish + attnperf's roofline pages")
     s_sub = s.add_subparsers(dest="site_command", parser_class=_Parser)
@@ -140,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 COMMANDS = {"run": cmd_run, "compare": cmd_compare, "kernels": cmd_kernels,
             "ceilings": cmd_ceilings, "env": cmd_env, "site": cmd_site,
-            "pr-comment": cmd_pr_comment, "asv": cmd_asv, "ci": cmd_ci}
+            "pr-comment": cmd_pr_comment, "asv": cmd_asv, "ci": cmd_ci, "init": cmd_init}
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -168,7 +168,7 @@ def outer_main(command: str, args) -> int:
     """``attnperf asv env-build|env-install --env ENV_DIR ...`` (asv.conf.json of `attnperf init`)."""
     usage = {"env-build": "--env ENV_DIR BUILD_DIR WHEEL_DIR", "env-install": "--env ENV_DIR WHEEL"}
     args = list(args)
-    if len(args) < 2 or args[0] != "--env" or len(args) != (5 if command == "env-build" else 4):
+    if len(args) < 2 or args[0] != "--env" or len(args) != (4 if command == "env-build" else 3):
         print(f"error: usage: attnperf asv {command} {usage[command]}", file=sys.stderr)
         return 2
     try:

@@ -91,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--output", "-o", help="write the comparison JSON here")
     c.add_argument("--format", default="text", help="text|markdown|json (stdout)")
 
-    k = sub.add_parser("kernels", help="list kernels and whether they can run here")
+    k = sub.add_parser("kernels", help="list kernels (built-in and plugins) and whether they can run here")
     k.add_argument("--device", default="auto")
     k.add_argument("--sweeps", action="store_true", help="also list named problems and sweeps")
 

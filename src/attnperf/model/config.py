@@ -129,8 +129,9 @@ def _message(error, source: str) -> str:
     import jsonschema  # noqa: F401 - the error object comes from it
 
     # The deepest error under an anyOf names the actual bad value best.
-    while error.context:
-        error = max(error.context, key=lambda e: len(e.absolute_path))
+    while error.context:  # the branch of an anyOf that matched the value's type
+        fits = [e for e in error.context if e.validator != "type"] or error.context
+        error = max(fits, key=lambda e: len(e.absolute_path))
     path = list(error.absolute_path)
     prefix = f"{source}: " if source else ""
     if error.validator == "additionalProperties" and not path:

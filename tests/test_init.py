@@ -161,6 +161,14 @@ def test_init_keeps_an_existing_config(cli, plugin_repo):
     assert (plugin_repo / "pyproject.toml").read_text() == before
 
 
+def test_init_refuses_an_invalid_config_before_writing(cli, plugin_repo):
+    with open(plugin_repo / "pyproject.toml", "a") as fh:
+        fh.write('\n[tool.attnperf]\nregression-factor = 0.5\n')
+    res = cli("init", plugin_repo)
+    assert res.code == 2 and len(res.err_lines) == 1 and "regression-factor = 0.5" in res.err
+    assert not (plugin_repo / "asv.conf.json").exists()
+
+
 def test_generated_suite_reads_the_repositorys_config(plugin_repo, cli, monkeypatch):
     assert cli("init", plugin_repo).code == 0
     import importlib.util
@@ -194,13 +202,21 @@ def test_attnperfs_own_files_are_what_init_generates():
     assert project.self_project and project.url == "https://github.com/attnperf/attnperf"
     for rel, text in scaffold.render(project).items():
         assert (REPO / rel).read_text() == text, f"{rel}: run `attnperf init --force --branch main`"
-    user = scaffold.render(scaffold.Project(root=REPO, name="x", branch="main"))
-    for rel in GENERATED:
-        ours = scaffold.render(project)[rel]
-        if ours.partition("\n")[2] != user[rel].partition("\n")[2] and rel != "benchmarks/__init__.py":
-            # every difference comes with its reason
-            assert "attnperf differs" in ours or rel.endswith("pr-comment.yml") or \
-                "[[ project ]]" not in ours, rel
+
+
+def test_every_self_project_difference_says_why():
+    """attnperf's own files differ from another repository's only inside the templates'
+    `[% if self_project %]` blocks, and each such block gives the reason."""
+    blocks = 0
+    for template in scaffold.TEMPLATES.rglob("*"):
+        if not template.is_file():
+            continue
+        text = template.read_text()
+        for m in re.finditer(r"\[% if self_project %\](.*?)\[% (?:else|endif) %\]", text, re.S):
+            blocks += 1
+            assert "attnperf differs" in m.group(1), (template.name, m.group(1)[:200])
+        assert "self_project" not in re.sub(r"\[% if self_project %\]", "", text), template.name
+    assert blocks == 7  # asv.conf.json, bench_attention.py; install + GPU env: pr.yml, main.yml x2
 
 
 def test_attnperfs_config_matches_its_literal_suite():

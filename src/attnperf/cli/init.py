@@ -21,12 +21,15 @@ def cmd_init(args) -> int:
         project = scaffold.inspect_project(Path(args.dir or "."), branch=args.branch)
     except scaffold.InitError as exc:
         raise UsageError(str(exc)) from None
+    pyproject = project.root / project_config.PYPROJECT
+    if project.has_config:
+        project_config.load(pyproject)  # an invalid [tool.attnperf]: exit 2 before writing anything
     outcomes = scaffold.write(project, force=args.force)
     for o in outcomes:
         note = " (edited since attnperf init wrote it; --force rewrites it)" if o.action == "kept" else ""
         print(f"{o.action:>9}  {o.path}{note}" if o.action != "added [tool.attnperf]"
               else f"    added  [tool.attnperf] to {o.path}")
-    config = project_config.load(project.root / project_config.PYPROJECT)  # validates it
+    config = project_config.load(pyproject)
     if config is not None and not config.kernels:
         print("note: [tool.attnperf] kernels is empty: name your kernels there "
               "(`attnperf kernels` lists them)", file=sys.stderr)

@@ -311,7 +311,9 @@ def test_readme_flow_in_a_plugin_repository(tmp_path, env_lock):
     machine_pages = [p for p in pages if p.name != "index.html"]
     assert machine_pages, out
     page = machine_pages[0].read_text()
-    assert "toy_attn" in page and "x floor" in page.lower() or "x_floor" in page, page[:2000]
+    row = next(r for r in page.split("<tr") if "</span>toy_attn</td>" in r)
+    assert re.search(r"<td>[\d.]+%</td><td>[\d.]+×</td>", row), row  # efficiency, x over floor
+    assert page.count("<tr><td><code>") == 3, page  # history: before init, init, the slowdown
     results = list((repo / ".asv" / "results").glob("*/*.json")) or \
         list((repo / "results").glob("*/*.json"))
     assert len([r for r in results if r.name != "machine.json"

@@ -318,3 +318,14 @@ def test_readme_flow_in_a_plugin_repository(tmp_path, env_lock):
         list((repo / "results").glob("*/*.json"))
     assert len([r for r in results if r.name != "machine.json"
                 and "ceilings" not in r.name]) >= 3  # three commits of history
+
+
+def test_generated_workflows_pass_actionlint(cli, plugin_repo):
+    actionlint = shutil.which("actionlint", path=str(BIN)) or shutil.which("actionlint")
+    if actionlint is None:
+        pytest.skip("actionlint not installed: bash tools/install_ci_tools.sh")
+    assert cli("init", plugin_repo).code == 0
+    files = sorted((plugin_repo / ".github" / "workflows").glob("*.yml"))
+    proc = subprocess.run([actionlint, "-no-color", *map(str, files)], capture_output=True,
+                          text=True, cwd=plugin_repo, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -124,10 +124,12 @@ def temp_kernel():
     added: List[str] = []
 
     def register(name: str, fn, check=None, workspace_bytes=None) -> KernelSpec:
+        """``fn(q, k, v, problem)`` and ``check(problem, device) -> (ok, why)``, adapted
+        to the public kernel API (``fn(q, k, v, *, causal, scale)``, ``supports``)."""
         spec = KernelSpec(
-            name=name, fn=fn, family="test", description=f"test kernel {name}",
-            check=check or (lambda p, d: (True, "available")),
-            workspace_bytes=workspace_bytes or (lambda p: 0))
+            name=name, fn=_with_problem(fn), family="test", description=f"test kernel {name}",
+            supports=(lambda p, d: None if check(p, d)[0] else check(p, d)[1]) if check else None,
+            workspace_bytes=workspace_bytes)
         REGISTRY.register(spec)
         added.append(name)
         return spec
@@ -135,6 +137,15 @@ def temp_kernel():
     yield register
     for name in added:
         REGISTRY._kernels.pop(name, None)
+
+
+def _with_problem(fn):
+    """A test kernel written as ``fn(q, k, v, problem)``, called the public way."""
+    def call(q, k, v, *, causal, scale):
+        return fn(q, k, v, Problem(batch=q.shape[0], heads=q.shape[1], kv_heads=k.shape[1],
+                                   seq_q=q.shape[2], seq_kv=k.shape[2], head_dim=q.shape[3],
+                                   causal=causal, dtype=str(q.dtype).replace("torch.", "")))
+    return call
 
 
 def softmax_wrong_axis(q, k, v, problem: Problem):

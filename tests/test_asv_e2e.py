@@ -44,10 +44,10 @@ SLOWDOWN = '''
 _fast_tiled_attention = tiled_attention
 
 
-def tiled_attention(q, k, v, problem, block_kv=BLOCK_KV):
+def tiled_attention(q, k, v, *, causal, scale, block_kv=BLOCK_KV):
     # INJECTED SLOWDOWN (test): the whole computation, eight times.
     for _ in range(8):
-        out = _fast_tiled_attention(q, k, v, problem, block_kv)
+        out = _fast_tiled_attention(q, k, v, causal=causal, scale=scale, block_kv=block_kv)
     return out
 
 '''
@@ -73,7 +73,7 @@ def _touch_readme(n):
     return edit
 
 
-def _inject(marker_text, replacement=None, append_before="\ndef _check("):
+def _inject(marker_text, replacement=None, append_before="\nKERNELS = ["):
     def edit(clone):
         path = clone / "src" / "attnperf" / "kernels" / "tiled.py"
         src = path.read_text()
@@ -187,7 +187,7 @@ def test_find_names_the_injected_commit(history):
 def test_wrong_result_fails_with_error_figures(history):
     clone = history["clone"]
     wrong = _commit(clone, "break tiled's scale", _inject(
-        "scale = 1.0 / math.sqrt(d)", "scale = 1.25 / math.sqrt(d)"))
+        ".float() * scale\n", ".float() * scale * 1.25\n"))
     rc, out = _asv(history, "continuous", "--factor", FACTOR, "-b", GATED,
                    history["commits"]["benign6"], wrong)
     assert rc == 2, out

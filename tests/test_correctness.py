@@ -11,8 +11,8 @@ from attnperf.kernels import registry
 from attnperf.measure.correctness import check, compare, reference
 from attnperf.model.problem import MAX_ABS_FACTOR, TOLERANCES, precision_key
 from attnperf.measure.inputs import make_inputs
-from attnperf.kernels.naive import naive_attention
-from attnperf.kernels.tiled import tiled_attention
+from attnperf.kernels.naive import naive_attention as _naive
+from attnperf.kernels.tiled import tiled_attention as _tiled
 from attnperf.measure.session import measure
 from attnperf.model.problem import Problem
 from attnperf.measure.timing import Budget
@@ -150,6 +150,15 @@ def test_wrong_output_shape_is_an_error():
 
 
 # ------------------------------------------------ deliberately wrong kernels -
+# Written as fn(q, k, v, problem): check() calls kernels that way (KernelSpec.run).
+def naive_attention(q, k, v, p):
+    return _naive(q, k, v, causal=p.causal, scale=p.head_dim ** -0.5)
+
+
+def tiled_attention(q, k, v, p, block_kv):
+    return _tiled(q, k, v, causal=p.causal, scale=p.head_dim ** -0.5, block_kv=block_kv)
+
+
 def missing_scale(q, k, v, p):
     g = p.gqa_group
     k, v = k.repeat_interleave(g, dim=1), v.repeat_interleave(g, dim=1)
@@ -209,7 +218,7 @@ def test_wrong_kernel_fails(fn, problem):
 def test_registered_wrong_kernel_fails(wrong_kernel):
     # conftest's negative fixture: softmax over the queries instead of the keys.
     q, k, v = make_inputs(GQA_FULL, "cpu")
-    assert check(registry.get(wrong_kernel).fn, q, k, v, GQA_FULL).passed is False
+    assert check(registry.get(wrong_kernel).run, q, k, v, GQA_FULL).passed is False
 
 
 def test_missing_scale_fails_even_at_bf16_tolerance():

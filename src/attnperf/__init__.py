@@ -20,6 +20,9 @@ API_VERSION = 2
 _API = {
     "Problem": "attnperf.model.problem",
     "KernelSpec": "attnperf.kernels.spec",
+    "kernel": "attnperf.kernels.spec",
+    "KERNEL_API_VERSION": "attnperf.kernels.spec",
+    "add_kernel_reference": ("attnperf.kernels.registry", "add_reference"),
     "Session": "attnperf.measure.session",
     "Measurement": "attnperf.model.records",
     "get_kernel": ("attnperf.kernels.registry", "get"),

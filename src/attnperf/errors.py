@@ -39,3 +39,11 @@ class SchemaVersionError(ReportError):
 
 class OutputPathError(AttnperfError):
     """An output path that cannot be written."""
+
+
+class PluginError(AttnperfError):
+    """A kernel plugin that cannot be loaded or used (the message names it and why)."""
+
+
+class ConfigError(AttnperfError):
+    """An invalid ``[tool.attnperf]`` project configuration (the message names the key)."""

@@ -21,6 +21,21 @@ Runs inside the benchmark environment (asv puts its bin/ first on PATH).
    (``--constraints``, e.g. ``constraints/asv-env.txt``, pins a CPU build).
 2. Installs this commit's wheel with ``--no-deps --force-reinstall``: only
    attnperf changes between commits, in about a second.
+
+Another repository (``attnperf init``) has no copy of this file, and attnperf
+is not installed in its benchmark environments.  There the steps run in the
+*outer* attnperf -- the one installed next to asv, found on PATH by a
+``python -c`` bootstrap in asv.conf.json (asv resolves a command's executable
+in the environment's bin/ only):
+
+    attnperf asv env-build --env ENV_DIR BUILD_DIR WHEEL_DIR
+    attnperf asv env-install --env ENV_DIR WHEEL
+
+Both first lend the outer interpreter's package directories (where attnperf
+and PyTorch live, its site-packages, its PYTHONPATH) to the environment through
+a .pth file, then build the commit's wheel offline / install it with
+``--no-deps``: the repository's package changes per commit, attnperf, PyTorch
+and the package's dependencies come from the Python that runs attnperf.
 """
 
 import os
@@ -93,6 +108,78 @@ def install(wheel: str, constraints: str = "") -> None:
     ensure_torch(constraints)
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--force-reinstall",
                     "--no-index", "--no-cache-dir", "-q", wheel], check=True)
+
+
+# ---- outer mode: `attnperf asv env-build|env-install` for another repository -------
+LENT_PTH = "attnperf-lent-site.pth"
+_PROBE = "import sys, sysconfig; print('%d.%d' % sys.version_info[:2]); print(sysconfig.get_paths()['purelib'])"
+
+
+def env_python(env_dir: str) -> str:
+    sub = ("Scripts", "python.exe") if os.name == "nt" else ("bin", "python")
+    return str(Path(env_dir, *sub))
+
+
+def lent_dirs() -> list:
+    """Where this interpreter finds attnperf, PyTorch and the rest of its packages."""
+    import importlib.util
+
+    dirs = []
+    for name in ("attnperf", "torch"):
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.origin:
+            dirs.append(str(Path(spec.origin).resolve().parent.parent))
+    paths = sysconfig.get_paths()
+    dirs += [paths["purelib"], paths["platlib"]]
+    dirs += [d for d in os.environ.get("PYTHONPATH", "").split(os.pathsep) if d]
+    return [d for d in dict.fromkeys(dirs) if os.path.isdir(d)]
+
+
+def lend(env_dir: str) -> str:
+    """Make this interpreter's packages visible in the asv environment; returns its python."""
+    exe = env_python(env_dir)
+    if not os.path.exists(exe):
+        raise SystemExit(f"asv_env: {env_dir} has no {exe}; is it an asv environment?")
+    out = subprocess.run([exe, "-c", _PROBE], capture_output=True, text=True, check=True).stdout
+    version, purelib = out.split("\n")[:2]
+    mine = "%d.%d" % sys.version_info[:2]
+    if version != mine:
+        raise SystemExit(f"asv_env: the environment runs Python {version}, attnperf runs under "
+                         f"Python {mine} ({sys.executable}); their packages cannot be shared. "
+                         f"Run asv with the Python that has attnperf, or set \"pythons\": "
+                         f"[\"{mine}\"] in asv.conf.json")
+    Path(purelib, LENT_PTH).write_text("\n".join(lent_dirs()) + "\n")
+    return exe
+
+
+def env_build(env_dir: str, build_dir: str, wheel_dir: str) -> None:
+    exe = lend(env_dir)
+    subprocess.run([exe, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
+                    "-q", "-w", wheel_dir, build_dir], check=True)
+
+
+def env_install(env_dir: str, wheel: str) -> None:
+    exe = lend(env_dir)
+    subprocess.run([exe, "-m", "pip", "install", "--no-deps", "--force-reinstall", "--no-index",
+                    "--no-cache-dir", "-q", wheel], check=True)
+
+
+def outer_main(command: str, args) -> int:
+    """``attnperf asv env-build|env-install --env ENV_DIR ...`` (asv.conf.json of `attnperf init`)."""
+    usage = {"env-build": "--env ENV_DIR BUILD_DIR WHEEL_DIR", "env-install": "--env ENV_DIR WHEEL"}
+    args = list(args)
+    if len(args) < 2 or args[0] != "--env" or len(args) != (4 if command == "env-build" else 3):
+        print(f"error: usage: attnperf asv {command} {usage[command]}", file=sys.stderr)
+        return 2
+    try:
+        if command == "env-build":
+            env_build(args[1], args[2], args[3])
+        else:
+            env_install(args[1], args[2])
+    except subprocess.CalledProcessError as exc:
+        print(f"error: {' '.join(map(str, exc.cmd[:4]))} ... exited {exc.returncode}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def main(argv) -> int:

@@ -8,9 +8,12 @@ latency samples (seconds) and the roofline figures.  asv then records those
 samples as its own samples, so ``asv compare``/``continuous`` run their
 Mann-Whitney test on GPU-true times instead of on an unsynchronised host timer.
 
-Selection (environment variables, for quick loops and tests; never recorded):
-``ATTNPERF_ASV_KERNELS`` / ``ATTNPERF_ASV_PROBLEMS`` -- comma lists limiting
-the grid; ``ATTNPERF_ASV_DEVICE`` -- ``cpu`` or ``cuda`` (default: cuda if present).
+The grid is the tracked repository's ``[tool.attnperf]`` (kernels + baselines,
+problems; :func:`grid`), else attnperf's default (:data:`GRID_KERNELS` x
+:data:`GRID_PROBLEMS`).  Selection (environment variables, for quick loops and
+tests; never recorded): ``ATTNPERF_ASV_KERNELS`` / ``ATTNPERF_ASV_PROBLEMS`` --
+comma lists limiting the grid; ``ATTNPERF_ASV_DEVICE`` -- ``cpu`` or ``cuda``
+(default: cuda if present).
 
 The cache entry (:func:`entry`) is a contract between two commits: HEAD's
 ``benchmarks/`` reads the entries that each benchmarked commit's attnperf
@@ -26,10 +29,15 @@ without NVML), ``retaken``, ``unsteady``/``unsteady_reason``, and
 from __future__ import annotations
 
 import os
-from typing import Dict, List, Optional, Tuple
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple, Union
 
+from ..errors import PluginError
+from ..io import project_config
+from ..kernels import registry
 from ..model import roofline
 from ..model.catalog import PRESETS, resolve
+from ..model.config import ProjectConfig
 from ..model.problem import Problem
 from ..measure.session import Session
 from ..measure.timing import Budget
@@ -68,11 +76,42 @@ def _env_list(name: str) -> Optional[List[str]]:
     return [x.strip() for x in raw.split(",") if x.strip()] or None
 
 
-def selection() -> Tuple[List[str], List[str]]:
-    """Kernels and problem ids to measure (env lists take preset names or ids)."""
-    kernels = _env_list("ATTNPERF_ASV_KERNELS") or GRID_KERNELS
-    problems = [resolve(p).id for p in (_env_list("ATTNPERF_ASV_PROBLEMS") or GRID_PROBLEMS)]
+def project(project_dir: Union[str, Path, None]) -> Optional[ProjectConfig]:
+    """``[tool.attnperf]`` of the repository at ``project_dir`` (None: defaults)."""
+    if project_dir is None:
+        return None
+    path = Path(project_dir) / project_config.PYPROJECT
+    return project_config.load(path) if path.is_file() else None
+
+
+def grid(project_dir: Union[str, Path, None] = None) -> Tuple[List[str], List[str]]:
+    """The suite's params (kernels, problem ids): the repository's config, else the default.
+    Raises ConfigError for an invalid ``[tool.attnperf]``."""
+    config = project(project_dir)
+    kernels = (config.tracked if config and config.tracked else None) or list(GRID_KERNELS)
+    problems = ([p.id for p in config.problems] if config and config.problems
+                else list(GRID_PROBLEMS))
     return kernels, problems
+
+
+def selection(project_dir: Union[str, Path, None] = None) -> Tuple[List[str], List[str]]:
+    """Kernels and problem ids to measure (env lists take preset names or ids)."""
+    kernels, problems = grid(project_dir)
+    kernels = _env_list("ATTNPERF_ASV_KERNELS") or kernels
+    problems = [resolve(p).id for p in (_env_list("ATTNPERF_ASV_PROBLEMS") or problems)]
+    return kernels, problems
+
+
+def load_plugins(config: Optional[ProjectConfig]) -> Dict[str, str]:
+    """Load the config's kernel-modules; returns reference -> error for those that fail
+    (the suite records them, it never raises: an old commit may lack the module)."""
+    failed = {}
+    for ref in (config.kernel_modules if config else ()):
+        try:
+            registry.add_reference(ref)
+        except PluginError as exc:
+            failed[ref] = str(exc)
+    return failed
 
 
 def fits_device(problem: Problem, device_name: str) -> Tuple[bool, str]:
@@ -110,13 +149,17 @@ def entry(m) -> dict:
 
 
 def measure_grid(kernels: Optional[List[str]] = None, problems: Optional[List[str]] = None,
-                 device_name: Optional[str] = None, budget: Budget = ASV_BUDGET) -> Dict[str, dict]:
-    """Measure every (kernel, problem) once; failures become entries, never exceptions."""
-    sel_k, sel_p = selection()
+                 device_name: Optional[str] = None, budget: Budget = ASV_BUDGET,
+                 project_dir: Union[str, Path, None] = None) -> Dict[str, dict]:
+    """Measure every (kernel, problem) once; failures become entries, never exceptions.
+    ``project_dir``: the tracked repository (its ``[tool.attnperf]``)."""
+    config = project(project_dir)
+    plugin_errors = load_plugins(config)
+    sel_k, sel_p = selection(project_dir)
     kernels = kernels or sel_k
     problem_objs = [resolve(p) for p in (problems or sel_p)]
     session = Session(device_name or os.environ.get("ATTNPERF_ASV_DEVICE", "auto"),
-                      threads=CPU_THREADS)
+                      threads=CPU_THREADS, tolerances=config.tolerances if config else None)
     out: Dict[str, dict] = {"__meta__": {"device": session.device, "environment": session.environment,
                                          "ceilings": session.ceilings}}
 
@@ -124,7 +167,12 @@ def measure_grid(kernels: Optional[List[str]] = None, problems: Optional[List[st
         ok, why = fits_device(problem, session.device)
         return None if ok else why
 
-    jobs = [(k, p) for p in problem_objs for k in kernels]
+    known = set(registry.names())
+    for k in [k for k in kernels if registry.canonical_name(k) not in known]:
+        why = "; ".join([f"no kernel named {k!r} is registered"] + list(plugin_errors.values()))
+        for p in problem_objs:
+            out[key(k, p.id)] = {"status": "error", "reason": why, "device": session.device}
+    jobs = [(k, p) for p in problem_objs for k in kernels if registry.canonical_name(k) in known]
     for m in session.measure_grid(jobs, budget=budget, latency=(session.device == "cuda"), skip=unfit):
         out[key(m.kernel, m.problem.id)] = entry(m)
     return out

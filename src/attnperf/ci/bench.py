@@ -40,8 +40,13 @@ from typing import List, Optional
 
 from ..analysis import ab
 from ..analysis.gate import GATE_REGEX as GATED
+from ..errors import ConfigError
+from ..io import project_config
 from ..io.asv_results import read_asv_conf, read_results
 from ..render import prcomment
+
+
+DEFAULT_FACTOR = 1.05
 
 
 class InputError(Exception):
@@ -153,6 +158,13 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         raise InputError(f"cannot read {conf_path}: {exc}") from None
     results_dir = (conf_dir / (args.results_dir or conf.get("results_dir", "results"))).resolve()
+    if args.factor is None:  # [tool.attnperf] regression-factor of the repository, per device
+        try:
+            config = project_config.load(conf_dir / project_config.PYPROJECT) \
+                if (conf_dir / project_config.PYPROJECT).is_file() else None
+        except ConfigError as exc:
+            raise InputError(str(exc)) from None
+        args.factor = config.factor(args.device) if config else DEFAULT_FACTOR
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     log_path = out / "asv-continuous.log"
@@ -222,8 +234,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     ap.add_argument("--base", required=True, help="base commit or ref (the PR's base)")
     ap.add_argument("--head", default="HEAD", help="head commit or ref (default HEAD)")
     ap.add_argument("--machine", required=True, help="asv machine name (one history per name)")
-    ap.add_argument("--factor", type=float, default=1.05,
-                    help="asv's factor: slower by more than this and significant = regression")
+    ap.add_argument("--factor", type=float, default=None,
+                    help="asv's factor: slower by more than this and significant = regression "
+                         "(default: [tool.attnperf] regression-factor for --device, else 1.05)")
     ap.add_argument("--config", default="asv.conf.json", help="asv.conf.json (default: ./asv.conf.json)")
     ap.add_argument("--results-dir", default=None, help="default: the config's results_dir")
     ap.add_argument("--out", default="ci-artifacts/bench", help="where summary.md etc. go")
@@ -239,7 +252,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     ap.add_argument("--asv-exit", type=int, default=None,
                     help="with --render-only: the exit code asv continuous returned")
     args = ap.parse_args(argv)
-    if args.factor < 1.0:
+    if args.factor is not None and args.factor < 1.0:
         ap.error(f"--factor must be >= 1.0, got {args.factor}")
     return args
 

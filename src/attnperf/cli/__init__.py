@@ -21,6 +21,7 @@ from ..errors import AttnperfError
 from .common import EPILOG, EXIT_USAGE, _Parser
 from .compare import cmd_compare
 from .info import cmd_ceilings, cmd_env, cmd_kernels
+from .init import cmd_init
 from .run import cmd_run
 from .site import cmd_asv, cmd_ci, cmd_pr_comment, cmd_site
 
@@ -59,7 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="check and time kernels over problems (the seed's integrated_test.py)",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     r.add_argument("--kernel", action="append", metavar="NAME",
-                   help="kernel to run (repeat or comma-separate; default: all)")
+                   help="kernel to run (repeat or comma-separate; default: [tool.attnperf]'s, else all)")
+    r.add_argument("--kernel-module", action="append", metavar="MODULE:ATTR",
+                   help="also load the kernel(s) that MODULE:ATTR names (repeatable)")
     r.add_argument("--batch", type=_positive_int("batch"))
     r.add_argument("--heads", type=_positive_int("heads"))
     r.add_argument("--kv-heads", type=_positive_int("kv-heads"), help="K/V heads (GQA when fewer than --heads)")
@@ -88,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--output", "-o", help="write the comparison JSON here")
     c.add_argument("--format", default="text", help="text|markdown|json (stdout)")
 
-    k = sub.add_parser("kernels", help="list kernels and whether they can run here")
+    k = sub.add_parser("kernels", help="list kernels (built-in and plugins) and whether they can run here")
     k.add_argument("--device", default="auto")
     k.add_argument("--sweeps", action="store_true", help="also list named problems and sweeps")
 
@@ -99,6 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     v = sub.add_parser("env", help="print the environment fingerprint (allowlisted fields only)")
     v.add_argument("--device", default="auto")
+
+    i = sub.add_parser("init", help="set up asv, benchmarks/ and the CI workflows for a git repository "
+                       "(README: Track your own kernels)")
+    i.add_argument("dir", nargs="?", default=None, help="the repository (default: here)")
+    i.add_argument("--force", action="store_true", help="also rewrite files edited since init wrote them")
+    i.add_argument("--branch", default=None, help="the main branch (default: origin's, else main/master)")
 
     # CI and the published site (docs/ci.md).
     s = sub.add_parser("site", help="build the published site: asv publish + attnperf's roofline pages")
@@ -131,9 +140,10 @@ def build_parser() -> argparse.ArgumentParser:
     pc.add_argument("--asv-exit", type=int, default=None, help="exit code of asv continuous, if run")
     pc.add_argument("--output", "-o", help="write the markdown here instead of stdout")
 
-    a = sub.add_parser("asv", help="asv helpers: `asv machine NAME` (describe this machine, measure "
+    a = sub.add_parser("asv", help="asv helpers: `asv env-build|env-install` (asv.conf.json's build "
+                       "and install steps), `asv machine NAME` (describe this machine, measure "
                        "its ceilings), `asv fetch-assets [DIR]` (asv's page scripts for offline sites)")
-    a.add_argument("asv_command", choices=["machine", "fetch-assets"])
+    a.add_argument("asv_command", choices=["machine", "fetch-assets", "env-build", "env-install"])
     a.add_argument("rest", nargs=argparse.REMAINDER)
     ci = sub.add_parser("ci", help="CI jobs: `ci bench --base B --head H --machine M` "
                         "(asv continuous, verdict, PR comment markdown)")
@@ -144,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 COMMANDS = {"run": cmd_run, "compare": cmd_compare, "kernels": cmd_kernels,
             "ceilings": cmd_ceilings, "env": cmd_env, "site": cmd_site,
-            "pr-comment": cmd_pr_comment, "asv": cmd_asv, "ci": cmd_ci}
+            "pr-comment": cmd_pr_comment, "asv": cmd_asv, "ci": cmd_ci, "init": cmd_init}
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -17,7 +17,7 @@ def cmd_kernels(args) -> int:
     print(f"kernels on {device} (checked for {probe.id}):")
     for name in registry.names():
         spec = registry.get(name)
-        ok, why = spec.check(probe, device)
+        ok, why = (False, spec.description) if registry.is_broken(spec) else spec.check(probe, device)
         print(f"  {name:16s} {'available' if ok else 'unavailable'}: "
               f"{spec.description if ok else why}")
     if args.sweeps:

@@ -9,8 +9,10 @@ from typing import List
 from tqdm import tqdm
 
 from .. import __version__
+from ..asv.suite import fits_device
 from ..errors import OutputPathError
 from ..io.jsonfile import check_writable, write_json
+from ..io.project_config import load_nearest
 from ..io.report import build_report
 from ..kernels import registry
 from ..measure.session import Session
@@ -21,11 +23,13 @@ from ..render import fmt
 from .common import EXIT_FAIL, EXIT_OK, UsageError
 
 
-def _problems(args) -> list:
+def _problems(args, config=None) -> list:
 
     custom = [args.batch, args.heads, args.kv_heads, args.seq, args.seq_kv, args.dim, args.dtype]
     if args.sweep and (any(x is not None for x in custom) or args.causal):
         raise UsageError("--sweep cannot be combined with --batch/--heads/--seq/--dim/--dtype/--causal")
+    if args.sweep and config is not None and args.sweep in config.sweeps:
+        return list(config.sweeps[args.sweep])
     if args.sweep:
         return sweep(args.sweep)
     if any(x is not None for x in custom) or args.causal:
@@ -34,10 +38,26 @@ def _problems(args) -> list:
                         kv_heads=args.kv_heads, seq_q=args.seq or seed.seq_q, seq_kv=args.seq_kv,
                         head_dim=args.dim or seed.head_dim, causal=args.causal,
                         dtype=args.dtype or seed.dtype)]
+    if config is not None and config.problems:
+        return list(config.problems)
     return []  # filled with the device's default sweep
 
 
-def _kernels(args) -> List[str]:
+def plugins(args, config=None) -> None:
+    """Load --kernel-module and [tool.attnperf] kernel-modules references (PluginError: exit 2)."""
+    for ref in (config.kernel_modules if config else ()):
+        registry.add_reference(ref)
+    for ref in getattr(args, "kernel_module", None) or ():
+        registry.add_reference(ref)
+
+
+def _kernels(args, config=None) -> List[str]:
+    if not args.kernel and config is not None and config.tracked:
+        for n in config.tracked:
+            if registry.canonical_name(n) not in registry.names():
+                raise UsageError(f"{config.source}: [tool.attnperf] names unknown kernel {n!r}; "
+                                 f"allowed: {', '.join(registry.names())}")
+        return [registry.canonical_name(n) for n in config.tracked]
     if not args.kernel:
         return registry.names()
     names = [n.strip() for arg in args.kernel for n in arg.split(",") if n.strip()]
@@ -50,13 +70,16 @@ def _kernels(args) -> List[str]:
 
 
 def cmd_run(args) -> int:
-    problems = _problems(args)
-    kernels = _kernels(args)
+    config = load_nearest()  # [tool.attnperf] of the repository here, if any
+    plugins(args, config)
+    problems = _problems(args, config)
+    kernels = _kernels(args, config)
     if args.output:
         check_writable(args.output)
     if args.budget_ms is not None and args.budget_ms <= 0:
         raise UsageError(f"--budget-ms must be positive, got {args.budget_ms}")
-    session = Session(args.device, threads=args.threads)
+    session = Session(args.device, threads=args.threads,
+                      tolerances=config.tolerances if config else None)
     device, env = session.device, session.environment
     if not problems:
         problems = sweep("gpu-default" if device == "cuda" else "cpu-small")
@@ -70,6 +93,9 @@ def cmd_run(args) -> int:
         def progress(kernel, problem):
             bar.set_postfix_str(f"{kernel} {problem.id}")
             bar.update(1)
+        if config is not None and config.problems and not args.sweep and \
+                problems == list(config.problems):  # the config's grid: the suite's device rule
+            kw["skip"] = lambda p: fits_device(p, device)[1] or None
         measurements = session.measure_grid(jobs, budget=budget, latency=not args.no_latency,
                                             l2_flush=not args.no_l2_flush, progress=progress, **kw)
     print(render_table(measurements))

@@ -111,7 +111,10 @@ def cmd_asv(args) -> int:
     if args.asv_command == "fetch-assets":
         from ..asv.fetch_assets import main as fetch_main
         return fetch_main(args.rest)
-    raise UsageError("usage: attnperf asv {machine,fetch-assets} ...")
+    if args.asv_command in ("env-build", "env-install"):  # asv.conf.json of `attnperf init`
+        from ..asv.envinstall import outer_main
+        return outer_main(args.asv_command, args.rest)
+    raise UsageError("usage: attnperf asv {machine,fetch-assets,env-build,env-install} ...")
 
 
 def cmd_ci(args) -> int:

@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 
-from ..model.problem import Problem
-from .spec import KernelSpec, causal_mask
+from .spec import KernelSpec, causal_mask, kv_group
 
 
-def naive_attention(q, k, v, problem: Problem):
-    g = problem.gqa_group
+def naive_attention(q, k, v, *, causal: bool, scale: float):
+    g = kv_group(q, k)
     if g > 1:
         k = k.repeat_interleave(g, dim=1)
         v = v.repeat_interleave(g, dim=1)
-    scores = torch.matmul(q, k.transpose(-2, -1)) * (1.0 / math.sqrt(problem.head_dim))
-    if problem.causal:
-        scores = scores.masked_fill(~causal_mask(problem.seq_q, problem.seq_kv, q.device),
+    scores = torch.matmul(q, k.transpose(-2, -1)) * scale
+    if causal:
+        scores = scores.masked_fill(~causal_mask(q.shape[2], k.shape[2], q.device),
                                     float("-inf"))
     probs = torch.softmax(scores.float(), dim=-1).to(q.dtype)
     return torch.matmul(probs, v)

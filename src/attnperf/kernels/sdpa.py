@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from ..errors import KernelUnavailableError
 from ..model.problem import Problem
-from .spec import KernelSpec
+from .spec import KernelSpec, kv_group
 
 try:  # torch >= 2.3
     from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -39,26 +39,31 @@ def _supports_enable_gqa() -> bool:
     return tuple(int(x) for x in torch.__version__.split(".")[:2]) >= (2, 5)
 
 
-def _call(q, k, v, problem: Problem):
-    if problem.kv_heads != problem.heads:
+def _call(q, k, v, causal: bool, scale: float):
+    g = kv_group(q, k)
+    if g > 1:
         if _supports_enable_gqa():
-            return F.scaled_dot_product_attention(q, k, v, is_causal=problem.causal,
+            return F.scaled_dot_product_attention(q, k, v, is_causal=causal, scale=scale,
                                                   enable_gqa=True)
-        g = problem.gqa_group
         k = k.repeat_interleave(g, dim=1)
         v = v.repeat_interleave(g, dim=1)
-    return F.scaled_dot_product_attention(q, k, v, is_causal=problem.causal)
+    return F.scaled_dot_product_attention(q, k, v, is_causal=causal, scale=scale)
+
+
+def _describe(q, k, causal: bool) -> str:
+    return (f"q {tuple(q.shape)} k/v {tuple(k.shape)} {str(q.dtype).replace('torch.', '')}"
+            f"{' causal' if causal else ''}")
 
 
 def _forced(tag: str):
     member = BACKENDS[tag]
 
-    def run(q, k, v, problem: Problem):
+    def run(q, k, v, *, causal: bool, scale: float):
         backend = getattr(SDPBackend, member)
         try:
             # The timed path: nothing but the forcing context and the call.
             with sdpa_kernel(backend):
-                return _call(q, k, v, problem)
+                return _call(q, k, v, causal, scale)
         except RuntimeError as exc:
             if "No available kernel" not in str(exc) and "No viable backend" not in str(exc):
                 raise
@@ -67,13 +72,14 @@ def _forced(tag: str):
             warnings.simplefilter("always")
             try:
                 with sdpa_kernel(backend):
-                    _call(q, k, v, problem)
+                    _call(q, k, v, causal, scale)
             except RuntimeError as exc:
                 why = _reasons(caught) or str(exc)
             else:  # pragma: no cover - refused once, accepted now: report the refusal
                 why = "refused on the first call"
         raise KernelUnavailableError(
-            f"PyTorch refuses sdpa backend {tag} for {problem.id} on {q.device.type}: {why}")
+            f"PyTorch refuses sdpa backend {tag} for {_describe(q, k, causal)} on "
+            f"{q.device.type}: {why}")
     run.__name__ = f"sdpa_{tag}"
     return run
 
@@ -95,23 +101,21 @@ def _backend_present(tag: str) -> bool:
 
 
 def _check_forced(tag: str):
-    def check(problem: Problem, device: str):
+    def supports(problem: Problem, device: str) -> Optional[str]:
         if not _backend_present(tag):
-            return False, f"torch {torch.__version__} has no SDPBackend.{BACKENDS[tag]}"
-        if tag in _CUDA_ONLY and device != "cuda":
-            return False, f"sdpa backend {tag} exists only on CUDA (device is {device})"
+            return f"torch {torch.__version__} has no SDPBackend.{BACKENDS[tag]}"
         if tag == "flash" and device == "cuda" and problem.dtype == "float32":
-            return False, "flash attention on CUDA needs float16 or bfloat16 (got float32)"
+            return "flash attention on CUDA needs float16 or bfloat16 (got float32)"
         if tag == "cudnn" and device == "cuda" and problem.dtype == "float32":
-            return False, "cuDNN attention needs float16 or bfloat16 (got float32)"
-        return True, "available"
-    return check
+            return "cuDNN attention needs float16 or bfloat16 (got float32)"
+        return None
+    return supports
 
 
-def _check_default(problem: Problem, device: str):
+def _check_default(problem: Problem) -> Optional[str]:
     if SDPBackend is None:
-        return False, f"torch {torch.__version__} lacks torch.nn.attention"
-    return True, "available"
+        return f"torch {torch.__version__} lacks torch.nn.attention"
+    return None
 
 
 def _math_workspace(p: Problem) -> int:
@@ -119,7 +123,7 @@ def _math_workspace(p: Problem) -> int:
     return p.batch * p.heads * p.seq_q * p.seq_kv * (2 * p.element_size + 4)
 
 
-def dispatched_backend(q, k, v, problem: Problem) -> Optional[str]:
+def dispatched_backend(q, k, v, *, causal: bool, scale: float) -> Optional[str]:
     """Which backend PyTorch's default dispatch picks for these tensors.
 
     Uses ``torch._fused_sdp_choice``, the dispatcher's own selection function
@@ -130,8 +134,8 @@ def dispatched_backend(q, k, v, problem: Problem) -> Optional[str]:
     if choose is None or SDPBackend is None:
         return None
     try:
-        kwargs = {"is_causal": problem.causal}
-        if problem.kv_heads != problem.heads and _supports_enable_gqa():
+        kwargs = {"is_causal": causal, "scale": scale}
+        if kv_group(q, k) > 1 and _supports_enable_gqa():
             kwargs["enable_gqa"] = True
         index = int(choose(q, k, v, **kwargs))
     except (RuntimeError, TypeError):
@@ -142,16 +146,17 @@ def dispatched_backend(q, k, v, problem: Problem) -> Optional[str]:
     return None
 
 
-def _default(q, k, v, problem: Problem):
-    return _call(q, k, v, problem)
+def _default(q, k, v, *, causal: bool, scale: float):
+    return _call(q, k, v, causal, scale)
 
 
 KERNELS = [KernelSpec(
-    name="sdpa", fn=_default, family="sdpa", check=_check_default,
+    name="sdpa", fn=_default, family="sdpa", supports=_check_default,
     description="torch scaled_dot_product_attention, default dispatch",
     provenance=dispatched_backend)] + [KernelSpec(
-        name=f"sdpa_{tag}", fn=_forced(tag), family="sdpa", check=_check_forced(tag),
+        name=f"sdpa_{tag}", fn=_forced(tag), family="sdpa", supports=_check_forced(tag),
+        devices=("cuda",) if tag in _CUDA_ONLY else ("cpu", "cuda"),
         description=f"torch scaled_dot_product_attention forced to the {tag} backend",
-        workspace_bytes=_math_workspace if tag == "math" else (lambda p: 0))
+        workspace_bytes=_math_workspace if tag == "math" else None)
     for tag in BACKENDS]
 

@@ -1,41 +1,201 @@
-"""What a kernel is: :class:`KernelSpec`, the contract every kernel module fills.
+"""What a kernel is: the public kernel API (:data:`KERNEL_API_VERSION` 1).
 
-A kernel is a callable ``fn(q, k, v, problem) -> out`` over PyTorch tensors in
-SDPA layout (see :class:`attnperf.model.problem.Problem`).  ``check(problem,
-device)`` answers *before* anything is allocated whether the kernel can run
-there and, if not, why.  Some limits are only known to PyTorch at dispatch
-time; those surface as :class:`~attnperf.errors.KernelUnavailableError` from
-the call.
+A kernel is a callable over PyTorch tensors in SDPA layout::
 
-Kernel modules import this module, never the registry: the registry finds them
-(:mod:`attnperf.kernels.registry`).
+    def my_attention(q, k, v, *, causal: bool, scale: float) -> torch.Tensor: ...
+
+``q`` is (batch, heads, seq_q, head_dim); ``k`` and ``v`` are (batch,
+kv_heads, seq_kv, head_dim) -- fewer K/V heads than query heads is
+grouped-query attention (query head ``h`` uses K/V head ``h // (heads //
+kv_heads)``).  ``causal`` uses PyTorch's top-left aligned mask (query ``i``
+sees keys ``0..i``); ``scale`` multiplies ``q @ k^T`` (``1/sqrt(head_dim)``).
+It returns the output, shaped and typed like ``q``.
+
+:func:`kernel` (``attnperf.kernel``) wraps such a callable in a
+:class:`KernelSpec` that says what it is and where it can run::
+
+    @attnperf.kernel(name="my_attn", family="triton", devices=["cuda"],
+                     dtypes=["float16", "bfloat16"])
+    def my_attn(q, k, v, *, causal, scale): ...
+
+Optional parts of a spec:
+
+* ``supports(problem)`` or ``supports(problem, device)`` -- ``None`` when the
+  kernel can run the :class:`~attnperf.model.problem.Problem`, else the reason
+  it cannot (asked before anything is allocated; ``devices`` and ``dtypes``
+  are checked first).  Raising :class:`~attnperf.errors.KernelUnavailableError`
+  from the call itself also records the config as unavailable.
+* ``provenance`` -- a string (e.g. a version) or a callable
+  ``(q, k, v, *, causal, scale) -> str | None`` saying what actually ran
+  (recorded as the result's backend).
+* ``flops(problem)`` / ``bytes(problem)`` -- the kernel's own work model
+  (a sliding-window or sparse kernel does less than dense attention); the
+  roofline uses them instead of :mod:`attnperf.model.roofline`'s.
+* ``workspace_bytes(problem)`` -- scratch memory beyond Q, K, V and O, so
+  attnperf can skip a problem that would not fit before allocating it.
+
+Kernels are found by the registry (:mod:`attnperf.kernels.registry`) through
+the entry-point group ``attnperf.kernels`` and ``module:attribute``
+references; the attribute holds one spec or a list of them.  Kernel modules
+import this module, never the registry.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Optional, Tuple
+import inspect
+import math
+from typing import Callable, Optional, Sequence, Tuple, Union
 
-from ..model.problem import Problem
+from ..model.problem import DTYPES, Problem, canonical_dtype
 
+# Bumped when the kernel contract above changes incompatibly; a plugin may
+# check ``attnperf.KERNEL_API_VERSION`` to support several attnperf versions.
+KERNEL_API_VERSION = 1
+
+DEVICES = ("cpu", "cuda")
 Availability = Tuple[bool, str]
 
 
-def always_available(problem: Problem, device: str) -> Availability:
-    return True, "available"
+def _names(field: str, values, allowed, canon=lambda x: x) -> Tuple[str, ...]:
+    if isinstance(values, str) or not isinstance(values, (list, tuple, set, frozenset)):
+        raise TypeError(f"KernelSpec {field} must be a list of names, got {values!r}")
+    out = []
+    for v in values:
+        try:
+            c = canon(v)
+        except ValueError:
+            c = None
+        if c not in allowed:
+            raise ValueError(f"KernelSpec {field}: unknown {v!r}; allowed: {', '.join(allowed)}")
+        out.append(c)
+    if not out:
+        raise ValueError(f"KernelSpec {field} must name at least one of {', '.join(allowed)}")
+    return tuple(dict.fromkeys(out))
+
+
+def _arity(fn: Callable) -> int:
+    """Positional parameters ``fn`` accepts (2 or more for ``supports(problem, device)``)."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):  # builtins without a signature: assume the documented one
+        return 1
+    if any(p.kind is p.VAR_POSITIONAL for p in params):
+        return 2
+    return sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params)
 
 
 @dataclasses.dataclass(frozen=True)
 class KernelSpec:
+    """One kernel: its callable and what attnperf needs to know about it.
+
+    Build it with :func:`kernel` (or directly); see the module docstring for the
+    contract of ``fn`` and the optional parts.
+    """
+
     name: str
     fn: Callable
-    family: str
-    description: str
-    check: Callable[[Problem, str], Availability] = always_available
-    # Extra bytes of scratch memory beyond Q, K, V, O (for the memory estimate).
-    workspace_bytes: Callable[[Problem], int] = lambda p: 0
-    # Optional: which backend actually ran (default dispatch only).
-    provenance: Optional[Callable] = None
+    family: str = "plugin"
+    description: str = ""
+    devices: Sequence[str] = DEVICES
+    dtypes: Sequence[str] = tuple(DTYPES)
+    supports: Optional[Callable] = None
+    provenance: Union[None, str, Callable] = None
+    flops: Optional[Callable[[Problem], int]] = None
+    bytes: Optional[Callable[[Problem], int]] = None
+    workspace_bytes: Optional[Callable[[Problem], int]] = None
+    # Where the spec came from (an entry point or a module:attribute reference).
+    origin: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name.strip() or "|" in self.name:
+            raise ValueError(f"KernelSpec name must be a non-empty string without '|', "
+                             f"got {self.name!r}")
+        if not callable(self.fn):
+            raise TypeError(f"kernel {self.name!r}: fn must be callable, got {self.fn!r}")
+        object.__setattr__(self, "devices", _names("devices", self.devices, DEVICES))
+        object.__setattr__(self, "dtypes", _names("dtypes", self.dtypes, tuple(DTYPES),
+                                                  canonical_dtype))
+        for field in ("supports", "flops", "bytes", "workspace_bytes"):
+            value = getattr(self, field)
+            if value is not None and not callable(value):
+                raise TypeError(f"kernel {self.name!r}: {field} must be callable, got {value!r}")
+        if self.provenance is not None and not (callable(self.provenance)
+                                                or isinstance(self.provenance, str)):
+            raise TypeError(f"kernel {self.name!r}: provenance must be a string or callable")
+        if not self.description:
+            doc = (inspect.getdoc(self.fn) or "").strip().splitlines()
+            object.__setattr__(self, "description", doc[0] if doc else f"{self.family} kernel")
+
+    # ---- what attnperf calls ----------------------------------------------
+    def __call__(self, q, k, v, *, causal: bool = False, scale: Optional[float] = None):
+        """Call the kernel directly (``scale`` defaults to ``1/sqrt(head_dim)``)."""
+        if scale is None:
+            scale = 1.0 / math.sqrt(q.shape[-1])
+        return self.fn(q, k, v, causal=causal, scale=scale)
+
+    def run(self, q, k, v, problem: Problem):
+        """The call attnperf times: nothing but the kernel."""
+        return self.fn(q, k, v, causal=problem.causal, scale=problem_scale(problem))
+
+    def check(self, problem: Problem, device: str) -> Availability:
+        """``(True, "available")`` or ``(False, why)``, before anything is allocated."""
+        if device not in self.devices:
+            where = " or ".join(d.upper() for d in self.devices)
+            return False, f"{self.name} runs only on {where} (device is {device})"
+        if problem.dtype not in self.dtypes:
+            return False, (f"{self.name} supports {', '.join(self.dtypes)} only "
+                           f"(problem is {problem.dtype})")
+        if self.supports is not None:
+            why = (self.supports(problem, device) if _arity(self.supports) >= 2
+                   else self.supports(problem))
+            if why:
+                return False, str(why)
+        return True, "available"
+
+    def backend(self, q, k, v, problem: Problem) -> Optional[str]:
+        """What ran (the provenance), or None."""
+        if self.provenance is None or isinstance(self.provenance, str):
+            return self.provenance
+        out = self.provenance(q, k, v, causal=problem.causal, scale=problem_scale(problem))
+        return None if out is None else str(out)
+
+    def scratch_bytes(self, problem: Problem) -> int:
+        return int(self.workspace_bytes(problem)) if self.workspace_bytes else 0
+
+    def work(self, problem: Problem) -> Tuple[Optional[int], Optional[int]]:
+        """The kernel's own (FLOPs, bytes), None where the standard model applies."""
+        f = int(self.flops(problem)) if self.flops else None
+        b = int(self.bytes(problem)) if self.bytes else None
+        return f, b
+
+
+def problem_scale(problem: Problem) -> float:
+    return 1.0 / math.sqrt(problem.head_dim)
+
+
+def kernel(name: Optional[str] = None, *, family: str = "plugin", description: str = "",
+           devices: Sequence[str] = DEVICES, dtypes: Sequence[str] = tuple(DTYPES),
+           supports: Optional[Callable] = None, provenance: Union[None, str, Callable] = None,
+           flops: Optional[Callable[[Problem], int]] = None,
+           bytes: Optional[Callable[[Problem], int]] = None,  # noqa: A002 - the documented name
+           workspace_bytes: Optional[Callable[[Problem], int]] = None) -> Callable[[Callable], KernelSpec]:
+    """Decorator: turn ``fn(q, k, v, *, causal, scale)`` into a :class:`KernelSpec`.
+
+    The name defaults to the function's name; the description to the first line
+    of its docstring.  The result is still callable like the function.
+    """
+    def wrap(fn: Callable) -> KernelSpec:
+        return KernelSpec(name=name or fn.__name__, fn=fn, family=family,
+                          description=description, devices=devices, dtypes=dtypes,
+                          supports=supports, provenance=provenance, flops=flops, bytes=bytes,
+                          workspace_bytes=workspace_bytes)
+    return wrap
+
+
+def kv_group(q, k) -> int:
+    """Query heads per K/V head, from the tensors (GQA when > 1)."""
+    return q.shape[1] // k.shape[1]
 
 
 def causal_mask(seq_q: int, seq_kv: int, device):

@@ -9,20 +9,17 @@ here show up on the trend site commit by commit.
 
 from __future__ import annotations
 
-import math
-
 import torch
 
-from ..model.problem import Problem
 from .spec import KernelSpec
 
 BLOCK_KV = 256
 
 
-def tiled_attention(q, k, v, problem: Problem, block_kv: int = BLOCK_KV):
+def tiled_attention(q, k, v, *, causal: bool, scale: float, block_kv: int = BLOCK_KV):
     b, h, sq, d = q.shape
-    hkv, g, sk = problem.kv_heads, problem.gqa_group, problem.seq_kv
-    scale = 1.0 / math.sqrt(d)
+    hkv, sk = k.shape[1], k.shape[2]
+    g = h // hkv
     # Group the query heads that share one K/V head: (B, Hkv, G, Sq, D).
     qg = q.reshape(b, hkv, g, sq, d)
     m = torch.full((b, hkv, g, sq, 1), float("-inf"), dtype=torch.float32, device=q.device)
@@ -30,13 +27,13 @@ def tiled_attention(q, k, v, problem: Problem, block_kv: int = BLOCK_KV):
     acc = torch.zeros((b, hkv, g, sq, d), dtype=torch.float32, device=q.device)
     qpos = torch.arange(sq, device=q.device)
     for start in range(0, sk, block_kv):
-        if problem.causal and start > sq - 1:
+        if causal and start > sq - 1:
             break  # top-left causal: no query sees keys at or past this block
         end = min(start + block_kv, sk)
         kb = k[:, :, None, start:end]
         vb = v[:, :, None, start:end]
         s = torch.matmul(qg, kb.transpose(-2, -1)).float() * scale
-        if problem.causal and end - 1 > 0:
+        if causal and end - 1 > 0:
             kpos = torch.arange(start, end, device=q.device)
             s.masked_fill_(kpos[None, :] > qpos[:, None], float("-inf"))
         # Key 0 is visible to every query, so m is finite after the first block.

@@ -625,24 +625,18 @@ def flash_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: b
                                  bool(_debug_drop_last_block), _use_tma)
 
 
-# ---- registration (attnperf.kernels.registry finds KERNELS by reference) ----
-def _registered_call(q, k, v, problem):
-    return flash_attention(q, k, v, causal=problem.causal)
-
-
-def _check(problem, device: str):
-    cc = None
-    if device == "cuda" and torch.cuda.is_available():
-        cc = torch.cuda.get_device_capability()
-    why = unsupported_reason(getattr(torch, problem.dtype), problem.head_dim, device, cc)
-    return (why is None), (why or "available")
+# ---- registration (the registry finds KERNELS by reference, like every kernel) ----
+def _supports(problem, device: str):
+    cc = torch.cuda.get_device_capability() if device == "cuda" and torch.cuda.is_available() else None
+    return unsupported_reason(getattr(torch, problem.dtype), problem.head_dim, device, cc)
 
 
 def _kernels():
     from .spec import KernelSpec
 
     return [KernelSpec(
-        name="triton_flash", fn=_registered_call, family="in-repo", check=_check,
+        name="triton_flash", fn=flash_attention, family="in-repo", supports=_supports,
+        dtypes=("float16", "bfloat16"),
         description="in-repo Triton FlashAttention (online softmax, autotuned; forward + backward)")]
 
 

@@ -76,9 +76,16 @@ def compare(out: torch.Tensor, ref: torch.Tensor, problem: Problem,
                        tolerance=tol, tolerance_key=key)
 
 
-def check(fn, q, k, v, problem: Problem, tf32: bool = False) -> Correctness:
-    """Run ``fn`` once on these inputs and compare its output to the float64 reference."""
+def check(fn, q, k, v, problem: Problem, tf32: bool = False,
+          tolerances: Optional[dict] = None) -> Correctness:
+    """Run ``fn`` once on these inputs and compare its output to the float64 reference.
+    ``tolerances`` overrides :data:`TOLERANCES` per precision key (project config)."""
     out = fn(q, k, v, problem)
+    if not isinstance(out, torch.Tensor):
+        raise TypeError(f"kernel returned a {type(out).__name__}, expected a tensor shaped like q "
+                        f"{tuple(q.shape)}")
     if tuple(out.shape) != tuple(q.shape):
-        raise ValueError(f"kernel returned shape {tuple(out.shape)}, expected {tuple(q.shape)}")
-    return compare(out, reference(q, k, v, problem), problem, tf32=tf32)
+        raise ValueError(f"kernel returned shape {tuple(out.shape)}, expected {tuple(q.shape)} "
+                         "(the shape of q)")
+    tol = (tolerances or {}).get(precision_key(problem.dtype, tf32))
+    return compare(out, reference(q, k, v, problem), problem, tf32=tf32, tolerance=tol)

@@ -13,7 +13,7 @@ import logging
 import time
 from typing import Callable, Iterable, List, Optional, Tuple
 
-from ..errors import AttnperfError, InsufficientMemoryError, KernelUnavailableError
+from ..errors import AttnperfError, InsufficientMemoryError, KernelUnavailableError, PluginError
 from ..kernels import registry
 from ..kernels.spec import KernelSpec
 from ..model import roofline
@@ -50,7 +50,7 @@ def available_memory(device: str) -> Optional[int]:
 def memory_needed(spec: KernelSpec, p: Problem) -> int:
     """Inputs, output, kernel scratch, and the float64 reference (chunked to <= 1 GiB)."""
     ref = 8 * p.batch * p.heads * p.seq_q * p.head_dim + min(1 << 30, 24 * p.seq_q * p.seq_kv * p.heads)
-    return roofline.bytes_moved(p) + spec.workspace_bytes(p) + ref
+    return roofline.bytes_moved(p) + spec.scratch_bytes(p) + ref
 
 
 class Bench:
@@ -60,8 +60,10 @@ class Bench:
     when the kernel cannot run here (nothing is allocated in that case).
     """
 
-    def __init__(self, kernel: str, problem: Problem, device: str, seed: int = DEFAULT_SEED):
+    def __init__(self, kernel: str, problem: Problem, device: str, seed: int = DEFAULT_SEED,
+                 tolerances: Optional[dict] = None):
         self.spec = registry.get(kernel)
+        self.tolerances = tolerances or {}
         self.problem, self.device = problem, device
         ok, why = self.spec.check(problem, device)
         if not ok:
@@ -74,10 +76,11 @@ class Bench:
         self.q, self.k, self.v = make_inputs(problem, device, seed)
 
     def call(self):
-        return self.spec.fn(self.q, self.k, self.v, self.problem)
+        return self.spec.run(self.q, self.k, self.v, self.problem)
 
     def check(self) -> Correctness:
-        return check(self.spec.fn, self.q, self.k, self.v, self.problem, tf32=self.tf32)
+        return check(self.spec.run, self.q, self.k, self.v, self.problem, tf32=self.tf32,
+                     tolerances=self.tolerances)
 
     @property
     def tf32(self) -> bool:
@@ -95,9 +98,7 @@ class Bench:
         return time_cpu(self.call, budget)
 
     def dispatch(self) -> Optional[str]:
-        if self.spec.provenance is None:
-            return None
-        return self.spec.provenance(self.q, self.k, self.v, self.problem)
+        return self.spec.backend(self.q, self.k, self.v, self.problem)
 
     def release(self) -> None:
         self.q = self.k = self.v = None
@@ -123,15 +124,16 @@ def _oom_types():
 
 def measure(kernel: str, problem: Problem, device: str, ceiling_data: Optional[dict] = None,
             peak=None, budget: Budget = Budget(), latency: bool = True, l2_flush: bool = True,
-            seed: int = DEFAULT_SEED) -> Measurement:
+            seed: int = DEFAULT_SEED, tolerances: Optional[dict] = None) -> Measurement:
     """Check and time one (kernel, problem).  Never raises for a kernel failure:
-    unavailability, OOM, exceptions and wrong results become a status."""
+    unavailability, OOM, exceptions and wrong results become a status.
+    ``tolerances``: per precision key (``TOLERANCES``' keys), overriding the defaults."""
     m = Measurement(kernel, problem, device,
                     timestamp=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     bench = None
     oom = _oom_types()
     try:
-        bench = Bench(kernel, problem, device, seed)
+        bench = Bench(kernel, problem, device, seed, tolerances=tolerances)
         m.correctness = bench.check()
         if not m.correctness.passed:
             m.status, m.reason = "failed", f"wrong result: {m.correctness.summary()}"
@@ -146,7 +148,8 @@ def measure(kernel: str, problem: Problem, device: str, ceiling_data: Optional[d
         ceiling = roofline.ceiling_for(problem, ceiling_data, peak, tf32=bench.tf32)
         if ceiling is not None:
             m.roofline = roofline.analyze(problem, m.device_time.median_s, ceiling, device,
-                                          cache_bytes=_l2_bytes(device))
+                                          cache_bytes=_l2_bytes(device),
+                                          work=bench.spec.work(problem))
     except KernelUnavailableError as exc:
         m.status, m.reason = "unavailable", str(exc)
     except InsufficientMemoryError as exc:
@@ -154,7 +157,8 @@ def measure(kernel: str, problem: Problem, device: str, ceiling_data: Optional[d
     except oom as exc:
         m.status, m.reason = "skipped", f"out of memory: {str(exc).splitlines()[0]}"
     except Exception as exc:  # noqa: BLE001 - kernel code is arbitrary; one crash must not lose the run
-        if isinstance(exc, AttnperfError) and not isinstance(exc, KernelUnavailableError):
+        if isinstance(exc, AttnperfError) and not isinstance(exc, (KernelUnavailableError,
+                                                                  PluginError)):
             raise
         m.status, m.reason = "error", f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         log.debug("kernel %s on %s raised", kernel, problem.id, exc_info=True)
@@ -186,8 +190,9 @@ class Session:
     """The per-machine setup, done once: device, fingerprint, ceilings, peak."""
 
     def __init__(self, device: str = "auto", threads: Optional[int] = None,
-                 refresh_ceilings: bool = False) -> None:
+                 refresh_ceilings: bool = False, tolerances: Optional[dict] = None) -> None:
         self.device = resolve_device(device)
+        self.tolerances = dict(tolerances or {})  # [tool.attnperf] tolerances
         if threads is not None and self.device == "cpu":  # PyTorch's CPU thread pool
             import torch
             torch.set_num_threads(threads)
@@ -206,7 +211,8 @@ class Session:
     def measure(self, kernel: str, problem: Problem, budget: Budget = Budget(),
                 latency: bool = True, l2_flush: bool = True, seed: int = DEFAULT_SEED) -> Measurement:
         return measure(kernel, problem, self.device, ceiling_data=self.ceilings, peak=self.peak,
-                       budget=budget, latency=latency, l2_flush=l2_flush, seed=seed)
+                       budget=budget, latency=latency, l2_flush=l2_flush, seed=seed,
+                       tolerances=self.tolerances)
 
     def measure_grid(self, jobs: Iterable[Tuple[str, Problem]], budget: Budget = Budget(),
                      latency: bool = True, l2_flush: bool = True, seed: int = DEFAULT_SEED,

@@ -13,7 +13,7 @@ Bytes are the fewest any kernel must move: Q, K, V read once, O written once
 from __future__ import annotations
 
 import dataclasses
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 from .problem import Problem, precision_key
 
@@ -104,9 +104,17 @@ class Roofline:
         return d
 
 
-def floors(p: Problem, ceiling: Ceiling) -> tuple:
-    """(compute floor, memory floor) in seconds: FLOPs over the compute roof, bytes over the memory roof."""
-    return flops(p) / (ceiling.tflops * 1e12), bytes_moved(p) / (ceiling.bandwidth_gb_s * 1e9)
+def floors(p: Problem, ceiling: Ceiling, work: Tuple[Optional[int], Optional[int]] = (None, None)) -> tuple:
+    """(compute floor, memory floor) in seconds: FLOPs over the compute roof, bytes over the
+    memory roof.  ``work``: a kernel's own (FLOPs, bytes), None where this model applies."""
+    f, b = work_of(p, work)
+    return f / (ceiling.tflops * 1e12), b / (ceiling.bandwidth_gb_s * 1e9)
+
+
+def work_of(p: Problem, work: Tuple[Optional[int], Optional[int]] = (None, None)) -> Tuple[int, int]:
+    """(FLOPs, bytes) of ``p``: a kernel's own model where given (KernelSpec flops/bytes)."""
+    f, b = work
+    return (flops(p) if f is None else f), (bytes_moved(p) if b is None else b)
 
 
 def classify(compute_floor_s: float, memory_floor_s: float, device: str) -> str:
@@ -145,16 +153,18 @@ def recommendations(regime: str, efficiency_pct: float, p: Problem,
 
 
 def analyze(p: Problem, time_s: float, ceiling: Ceiling, device: str,
-            cache_bytes: Optional[int] = None) -> Roofline:
+            cache_bytes: Optional[int] = None,
+            work: Tuple[Optional[int], Optional[int]] = (None, None)) -> Roofline:
     """Place one measured time on the roofline of ``ceiling``.
 
     ``cache_bytes``: the device's last-level cache (GPU L2) when the time was
     taken with warm caches; problems that fit are marked ``cache_resident``.
+    ``work``: the kernel's own (FLOPs, bytes) model, None where this module's applies.
     """
     if time_s <= 0:
         raise ValueError(f"time must be positive, got {time_s}")
-    f, b = flops(p), bytes_moved(p)
-    compute_floor, memory_floor = floors(p, ceiling)
+    f, b = work_of(p, work)
+    compute_floor, memory_floor = floors(p, ceiling, (f, b))
     floor = max(compute_floor, memory_floor)
     regime = classify(compute_floor, memory_floor, device)
     efficiency = 100.0 * floor / time_s

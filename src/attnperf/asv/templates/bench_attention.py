@@ -1,0 +1,260 @@
+"""asv suite of [[ project ]]: attention kernels x problems, timed by attnperf (thin classes).
+
+All measuring happens once per commit in ``measure`` (asv ``setup_cache``,
+shared by both classes: asv keys the cache by the function's module and line).
+Each benchmark then returns numbers from that cache: a forked benchmark
+process costs milliseconds, not a fresh `import torch` + CUDA init.
+
+Gated (lower is better; `asv continuous` judges these):
+  TimeAttention.track_device_time  -- GPU: CUDA-graph device time per call, each
+      sample after an idle gap and warm replays (power state controlled, clocks
+      recorded; attnperf.measure.timing); CPU: wall time
+  TimeAttention.track_x_over_floor -- measured time / roofline floor time
+Views (recorded for the site, kept out of verdicts): n/a unless
+ATTNPERF_ASV_VIEWS=1, and excluded by the documented `-b '^(?!.*Views)'`.
+  LatencyViews.track_latency -- GPU: one isolated call (L2 flushed), CUDA events.
+      Includes host dispatch: an A/A pair on the H100 moved it by up to 3.6x,
+      so it cannot gate.
+  RooflineViews.*  -- TFLOP/s, GB/s, efficiency % (higher is better: asv would
+      read a drop as an improvement), regime code.
+  SustainedViews.track_sustained_time -- GPU: replays back to back, the power
+      state left to the GPU (at its power cap on an H100): what a loop of calls
+      sees; it wanders with the clock, so it cannot gate.
+  ClockViews.* -- GPU with NVML: track_unsteady (0 = steady; else the NVML
+      slowdown bits, e.g. 4 = sw_power_cap, seen in the gated samples after the
+      retake budget ran out), track_slowdown_samples, track_sm_clock_mhz.
+
+History-safe: this file runs against old commits during `asv find`.  It never
+raises at import; a commit without the API it needs shows n/a.
+"""
+
+import os
+
+try:
+    # Imported here on purpose: with launch_method forkserver this import runs
+    # once in the server, and every forked benchmark inherits it (an import of
+    # torch is ~1 s on a CPU host, 4.65 s on the GPU host).  No CUDA call here.
+    import importlib
+
+    import torch  # noqa: F401
+    import attnperf
+    _API = getattr(attnperf, "API_VERSION", 0)
+    # API 2 moved the suite into attnperf.asv; older commits keep attnperf.suite.
+    _suite = importlib.import_module("attnperf.asv.suite" if _API >= 2 else "attnperf.suite")
+except Exception as exc:  # noqa: BLE001 - an old or broken commit must not break discovery
+    _suite, _API, _IMPORT_ERROR = None, 0, f"{type(exc).__name__}: {exc}"
+else:
+    _IMPORT_ERROR = ""
+
+NEEDS_API = 1
+
+[% if self_project %]
+# attnperf differs here from what `attnperf init` writes: asv runs this file against old
+# attnperf commits, whose attnperf cannot read [tool.attnperf], so the grid is literal.
+# Static literal params (history keys: never rename, only add).
+KERNELS = ["sdpa", "sdpa_cudnn", "sdpa_flash", "sdpa_efficient", "sdpa_math", "naive", "tiled"]
+# Problems by stable id (attnperf presets seed, decode, gqa, causal, mid, train,
+# cpu_seed, cpu_decode, cpu_causal, cpu_gqa); tests/test_suite.py keeps these
+# lists equal to attnperf.asv.suite's grid.
+PROBLEMS = ["b8_h4_sq64_d64_fp16", "b8_h32_kv8_sq1_sk4096_d128_bf16",
+            "b2_h32_kv8_sq1024_d128_bf16_causal", "b1_h8_sq512_d64_bf16_causal",
+            "b2_h8_sq1024_d64_bf16", "b4_h16_sq2048_d128_bf16",
+            "b8_h4_sq64_d64_fp32", "b4_h8_kv2_sq1_sk1024_d64_fp32",
+            "b1_h8_sq512_d64_fp32_causal", "b1_h8_kv2_sq256_d64_fp32"]
+_GRID = {}
+_GRID_ERROR = ""
+[% else %]
+# The grid is this repository's [tool.attnperf] (the pyproject.toml beside benchmarks/),
+# read by the attnperf that runs asv (the same at every commit, so `asv find` over old
+# commits measures the same grid).  Kernel and problem names are history keys: add, never rename.
+_PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_GRID = {"project_dir": _PROJECT}
+try:
+    KERNELS, PROBLEMS = _suite.grid(_PROJECT)
+    _GRID_ERROR = ""
+except Exception as exc:  # noqa: BLE001 - a bad config fails every benchmark, with its message
+    KERNELS, PROBLEMS = ["(no grid)"], ["(no grid)"]
+    _GRID_ERROR = _IMPORT_ERROR or f"{type(exc).__name__}: {exc}"
+[% endif %]
+
+
+def measure():
+    # Always a dict: asv passes no cache argument at all when setup_cache returns None.
+    if _GRID_ERROR:
+        raise RuntimeError(f"attnperf cannot build this suite: {_GRID_ERROR}")
+    if _suite is None:
+        return {"__unusable__": f"attnperf cannot be imported at this commit ({_IMPORT_ERROR})"}
+    if _API < NEEDS_API:
+        return {"__unusable__": f"this commit's attnperf has API_VERSION {_API} < {NEEDS_API}"}
+    return _suite.measure_grid(**_GRID)
+
+
+def _entry(cache, kernel, problem):
+    if "__unusable__" in cache:
+        raise NotImplementedError(cache["__unusable__"])
+    if _suite is None:
+        raise RuntimeError(f"attnperf failed to import in the benchmark process: {_IMPORT_ERROR}")
+    if f"{kernel}|{problem}" not in cache:
+        problem = _older_key(cache, kernel, problem)
+    return _suite.entry_for(cache, kernel, problem)
+
+
+def _older_key(cache, kernel, problem_id):
+    """Commits before the suite keyed problems by id measured them under preset names."""
+    presets = getattr(_suite, "PRESETS", None) or getattr(getattr(attnperf, "shapes", None), "PRESETS", {})
+    for name, p in presets.items():
+        if getattr(p, "id", None) == problem_id and f"{kernel}|{name}" in cache:
+            return name
+    return problem_id
+
+
+def _skip(reason):
+    """Skip from inside a benchmark: asv_runner's SkipNotImplemented means n/a;
+    a plain NotImplementedError raised there would count as a failure."""
+    try:
+        from asv_runner.benchmarks.mark import SkipNotImplemented
+    except ImportError:  # pragma: no cover - other runners
+        return NotImplementedError(reason)
+    return SkipNotImplemented(reason)
+
+
+class _Grid:
+    """What every class shares: the grid, and the one per-commit measurement."""
+
+    params = (KERNELS, PROBLEMS)
+    param_names = ["kernel", "problem"]
+    timeout = 1800
+    version = "attnperf-asv-2"
+    setup_cache = staticmethod(measure)
+
+
+class TimeAttention(_Grid):
+    unit = "seconds"
+
+    def setup(self, cache, kernel, problem):
+        self.entry = _entry(cache, kernel, problem)
+
+    def track_device_time(self, cache, kernel, problem):
+        return _suite.samples(self.entry["device_time_s"])
+
+    def track_x_over_floor(self, cache, kernel, problem):
+        floor = self.entry.get("floor_s")
+        if not floor:
+            raise _skip("no roofline ceiling for this device")
+        return _suite.samples([t / floor for t in self.entry["device_time_s"]])
+
+    track_x_over_floor.unit = "x floor"
+
+
+def _views_entry(cache, kernel, problem):
+    if os.environ.get("ATTNPERF_ASV_VIEWS") != "1":
+        raise NotImplementedError("views are recorded for the site only (set ATTNPERF_ASV_VIEWS=1)")
+    return _entry(cache, kernel, problem)
+
+
+class LatencyViews(_Grid):
+    unit = "seconds"
+
+    def setup(self, cache, kernel, problem):
+        self.entry = _views_entry(cache, kernel, problem)
+        if not self.entry.get("latency_s"):
+            raise NotImplementedError("latency is a GPU measurement")
+
+    def track_latency(self, cache, kernel, problem):
+        return _suite.samples(self.entry["latency_s"])
+
+
+class RooflineViews(_Grid):
+
+    def setup(self, cache, kernel, problem):
+        self.entry = _views_entry(cache, kernel, problem)
+        if "floor_s" not in self.entry:
+            raise NotImplementedError("no roofline ceiling for this device")
+
+    def track_tflops(self, cache, kernel, problem):
+        return self.entry["tflops"]
+
+    track_tflops.unit = "TFLOP/s"
+
+    def track_bandwidth_gb_s(self, cache, kernel, problem):
+        return self.entry["gb_s"]
+
+    track_bandwidth_gb_s.unit = "GB/s"
+
+    def track_efficiency_pct(self, cache, kernel, problem):
+        return self.entry["efficiency_pct"]
+
+    track_efficiency_pct.unit = "%"
+
+    def track_regime_code(self, cache, kernel, problem):
+        return float(_suite.REGIME_CODES[self.entry["regime"]])
+
+    track_regime_code.unit = "0=latency 1=memory 2=compute"
+
+
+class SustainedViews(_Grid):
+    unit = "seconds"
+
+    def setup(self, cache, kernel, problem):
+        self.entry = _views_entry(cache, kernel, problem)
+        if not self.entry.get("sustained_time_s"):
+            raise NotImplementedError("the sustained figure is a GPU measurement "
+                                      "(attnperf with power-state control)")
+
+    def track_sustained_time(self, cache, kernel, problem):
+        return _suite.samples(self.entry["sustained_time_s"])
+
+
+class ClockViews(_Grid):
+
+    def setup(self, cache, kernel, problem):
+        self.entry = _views_entry(cache, kernel, problem)
+        if self.entry.get("clock_source") != "nvml":
+            raise NotImplementedError("GPU clocks unavailable (a CPU, no NVML, or a commit "
+                                      "before clock-aware samples)")
+
+    def track_unsteady(self, cache, kernel, problem):
+        return float(self.entry["slowdown_bits"]) if self.entry["unsteady"] else 0.0
+
+    track_unsteady.unit = "NVML slowdown bits (0 = steady)"
+
+    def track_slowdown_samples(self, cache, kernel, problem):
+        return float(self.entry["slowdown_samples"])
+
+    track_slowdown_samples.unit = "samples"
+
+    def track_sm_clock_mhz(self, cache, kernel, problem):
+        mhz = self.entry.get("sm_clock_median_mhz")
+        if mhz is None:
+            raise _skip("NVML read no SM clock")
+        return float(mhz)
+
+    track_sm_clock_mhz.unit = "MHz"
+
+
+class RooflineViews(_Grid):
+
+    def setup(self, cache, kernel, problem):
+        self.entry = _views_entry(cache, kernel, problem)
+        if "floor_s" not in self.entry:
+            raise NotImplementedError("no roofline ceiling for this device")
+
+    def track_tflops(self, cache, kernel, problem):
+        return self.entry["tflops"]
+
+    track_tflops.unit = "TFLOP/s"
+
+    def track_bandwidth_gb_s(self, cache, kernel, problem):
+        return self.entry["gb_s"]
+
+    track_bandwidth_gb_s.unit = "GB/s"
+
+    def track_efficiency_pct(self, cache, kernel, problem):
+        return self.entry["efficiency_pct"]
+
+    track_efficiency_pct.unit = "%"
+
+    def track_regime_code(self, cache, kernel, problem):
+        return float(_suite.REGIME_CODES[self.entry["regime"]])
+
+    track_regime_code.unit = "0=latency 1=memory 2=compute"

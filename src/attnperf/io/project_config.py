@@ -1,0 +1,57 @@
+"""Reading a repository's ``[tool.attnperf]`` from its pyproject.toml.
+
+The data model and validation live in :mod:`attnperf.model.config`; this
+module finds and reads the file (``tomllib`` from Python 3.11, ``tomli`` before).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional, Union
+
+from ..errors import ConfigError
+from ..model.config import ProjectConfig, parse
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.9/3.10
+    import tomli as tomllib
+
+PYPROJECT = "pyproject.toml"
+
+
+def find(start: Union[str, Path, None] = None) -> Optional[Path]:
+    """The nearest pyproject.toml at or above ``start`` (default: the current directory)."""
+    here = Path(start or Path.cwd()).resolve()
+    for d in (here, *here.parents):
+        candidate = d / PYPROJECT
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def read_toml(path: Union[str, Path]) -> dict:
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+
+
+def load(path: Union[str, Path]) -> Optional[ProjectConfig]:
+    """``[tool.attnperf]`` of this pyproject.toml; None when the table is absent."""
+    data = read_toml(path)
+    table = data.get("tool", {}).get("attnperf") if isinstance(data.get("tool"), dict) else None
+    if table is None:
+        return None
+    return parse(table, source=str(path))
+
+
+def load_nearest(start: Union[str, Path, None] = None) -> Optional[ProjectConfig]:
+    """The configuration of the repository around ``start`` (None: attnperf's defaults)."""
+    path = find(start)
+    return load(path) if path else None

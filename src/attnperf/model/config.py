@@ -1,0 +1,208 @@
+"""A tracked repository's attnperf configuration: ``[tool.attnperf]`` in its pyproject.toml.
+
+Pure parsing and validation of the TOML table (reading the file is
+:mod:`attnperf.io.project_config`'s job).  Every key is optional; without the
+table, attnperf's defaults apply::
+
+    [tool.attnperf]
+    kernels = ["my_attn"]                 # tracked: the gated asv benchmarks
+    baselines = ["sdpa"]                  # measured and shown beside them
+    kernel-modules = ["mypkg.extra:KERNELS"]  # module:attribute references
+    problems = [                          # the asv grid and `attnperf run`'s default
+        "cpu_seed",                       # a preset name (`attnperf kernels --sweeps`)
+        "b1_h8_sq512_d64_fp32_causal",    # or a problem id
+        # or a table; list values expand to every combination
+        {batch = 1, heads = 16, kv_heads = [4, 16], seq_q = 1024, head_dim = 128,
+         dtype = ["float16", "bfloat16"], causal = [false, true]},
+    ]
+    sweeps = {long = [{batch = 1, heads = 8, seq_q = 8192, head_dim = 128, dtype = "bf16"}]}
+    tolerances = {bfloat16 = 3e-2}        # relative error allowed, per precision
+    regression-factor = {cpu = 1.5, cuda = 1.05}   # or one number for both
+
+The schema is checked with jsonschema; every error is one line naming the key
+and what is allowed (:class:`~attnperf.errors.ConfigError`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from typing import Dict, List, Optional, Tuple
+
+from ..errors import ConfigError, InvalidShapeError, UnknownNameError
+from .catalog import resolve
+from .problem import DTYPE_ALIASES, TOLERANCES, Problem
+
+TABLE = "tool.attnperf"
+DEFAULT_FACTORS = {"cpu": 1.5, "cuda": 1.05}  # the README's: CPU between-process spread, GPU 5 %
+
+PROBLEM_KEYS = ("batch", "heads", "kv_heads", "seq_q", "seq_kv", "head_dim", "dtype", "causal")
+_NAME = {"type": "string", "minLength": 1, "pattern": r"^[^|\s]+$"}
+_NAMES = {"type": "array", "items": _NAME, "uniqueItems": True}
+_POSINT = {"type": "integer", "minimum": 1}
+_DTYPE = {"type": "string", "enum": sorted(DTYPE_ALIASES)}
+
+
+def _one_or_list(schema: dict) -> dict:
+    return {"anyOf": [schema, {"type": "array", "items": schema, "minItems": 1}]}
+
+
+_TABLE_ENTRY = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["batch", "heads", "seq_q", "head_dim"],
+    "properties": {
+        **{k: _one_or_list(_POSINT) for k in ("batch", "heads", "kv_heads", "seq_q", "seq_kv",
+                                              "head_dim")},
+        "dtype": _one_or_list(_DTYPE),
+        "causal": _one_or_list({"type": "boolean"}),
+    },
+}
+_ENTRY = {"anyOf": [{"type": "string", "minLength": 1}, _TABLE_ENTRY]}
+_ENTRIES = {"type": "array", "items": _ENTRY, "minItems": 1}
+_FACTOR = {"type": "number", "minimum": 1}
+
+SCHEMA = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "kernels": _NAMES,
+        "baselines": _NAMES,
+        "kernel-modules": {"type": "array", "uniqueItems": True, "items": {
+            "type": "string", "pattern": r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$"}},
+        "problems": _ENTRIES,
+        "sweeps": {"type": "object", "propertyNames": {"pattern": r"^[A-Za-z0-9_.-]+$"},
+                   "additionalProperties": _ENTRIES},
+        "tolerances": {"type": "object", "additionalProperties": False,
+                       "properties": {k: {"type": "number", "exclusiveMinimum": 0, "maximum": 1}
+                                      for k in TOLERANCES}},
+        "regression-factor": {"anyOf": [_FACTOR, {
+            "type": "object", "additionalProperties": False,
+            "properties": {"cpu": _FACTOR, "cuda": _FACTOR}}]},
+    },
+}
+
+# What each key allows, for the one-line error (jsonschema's own text lists whole schemas).
+ALLOWED = {
+    "kernels": "a list of kernel names (`attnperf kernels`)",
+    "baselines": "a list of kernel names (`attnperf kernels`)",
+    "kernel-modules": "a list of 'package.module:ATTRIBUTE' references",
+    "problems": ("a non-empty list of preset names, problem ids, or tables with "
+                 f"{', '.join(PROBLEM_KEYS)} (batch, heads, seq_q, head_dim required)"),
+    "sweeps": "a table of sweep name = list of problems (like `problems`)",
+    "tolerances": f"a table of {', '.join(TOLERANCES)} = a number in (0, 1]",
+    "regression-factor": "a number >= 1, or a table {cpu = N, cuda = N} of numbers >= 1",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class ProjectConfig:
+    """``[tool.attnperf]`` of one repository (``source``: where it was read)."""
+
+    source: str = ""
+    kernels: Tuple[str, ...] = ()
+    baselines: Tuple[str, ...] = ()
+    kernel_modules: Tuple[str, ...] = ()
+    problems: Optional[Tuple[Problem, ...]] = None  # None: attnperf's default grid
+    sweeps: Dict[str, Tuple[Problem, ...]] = dataclasses.field(default_factory=dict)
+    tolerances: Dict[str, float] = dataclasses.field(default_factory=dict)
+    factors: Dict[str, float] = dataclasses.field(default_factory=lambda: dict(DEFAULT_FACTORS))
+
+    @property
+    def tracked(self) -> List[str]:
+        """Kernels then baselines (each once): what the suite and `attnperf run` measure."""
+        return list(dict.fromkeys(self.kernels + self.baselines))
+
+    def factor(self, device: str) -> float:
+        return self.factors["cuda" if device == "cuda" else "cpu"]
+
+
+def _where(path) -> str:
+    out = TABLE
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return out
+
+
+def _message(error, source: str) -> str:
+    import jsonschema  # noqa: F401 - the error object comes from it
+
+    # The deepest error under an anyOf names the actual bad value best.
+    while error.context:  # the branch of an anyOf that matched the value's type
+        fits = [e for e in error.context if e.validator != "type"] or error.context
+        error = max(fits, key=lambda e: len(e.absolute_path))
+    path = list(error.absolute_path)
+    prefix = f"{source}: " if source else ""
+    if error.validator == "additionalProperties" and not path:
+        extra = sorted(set(error.instance) - set(SCHEMA["properties"]))
+        return (f"{prefix}unknown key {TABLE}.{extra[0]}; allowed: "
+                f"{', '.join(SCHEMA['properties'])}")
+    if error.validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        extra = sorted(set(error.instance) - set(allowed))
+        return f"{prefix}unknown key {_where(path + [extra[0]])}; allowed: {', '.join(allowed)}"
+    if error.validator == "enum":
+        return (f"{prefix}{_where(path)} = {error.instance!r} is not allowed; allowed: "
+                f"{', '.join(map(str, error.validator_value))}")
+    if error.validator == "required":
+        return f"{prefix}{_where(path)}: {error.message}"
+    top = next((p for p in path if isinstance(p, str)), None)
+    allowed = ALLOWED.get(top, "")
+    if top in ("problems", "sweeps") and isinstance(error.instance, (int, bool, float)):
+        allowed = "a positive integer (or a list of them); causal: true/false"
+    return (f"{prefix}{_where(path)} = {error.instance!r} is invalid ({error.message}); "
+            f"allowed: {allowed}" if allowed else f"{prefix}{_where(path)}: {error.message}")
+
+
+def _expand(entry, where: str, source: str) -> List[Problem]:
+    prefix = f"{source}: " if source else ""
+    if isinstance(entry, str):
+        try:
+            return [resolve(entry)]
+        except UnknownNameError as exc:
+            raise ConfigError(f"{prefix}{where}: {exc}") from None
+    keys = [k for k in PROBLEM_KEYS if k in entry]
+    values = [entry[k] if isinstance(entry[k], list) else [entry[k]] for k in keys]
+    out = []
+    for combo in itertools.product(*values):
+        kw = dict(zip(keys, combo))
+        try:
+            out.append(Problem(**kw))
+        except InvalidShapeError as exc:
+            raise ConfigError(f"{prefix}{where} {kw}: {exc}") from None
+    return out
+
+
+def _problems(entries, where: str, source: str) -> Tuple[Problem, ...]:
+    out: List[Problem] = []
+    for i, entry in enumerate(entries):
+        out += _expand(entry, f"{where}[{i}]", source)
+    return tuple(dict.fromkeys(out))  # each problem once, in order
+
+
+def parse(table: dict, source: str = "") -> ProjectConfig:
+    """Validate ``[tool.attnperf]`` (a dict from TOML) into a :class:`ProjectConfig`."""
+    import jsonschema
+
+    if not isinstance(table, dict):
+        raise ConfigError(f"{source + ': ' if source else ''}[{TABLE}] must be a table")
+    validator = jsonschema.Draft202012Validator(SCHEMA)
+    errors = sorted(validator.iter_errors(table), key=lambda e: list(map(str, e.absolute_path)))
+    if errors:
+        raise ConfigError(_message(errors[0], source))
+    factor = table.get("regression-factor", {})
+    factors = dict(DEFAULT_FACTORS)
+    factors.update({"cpu": factor, "cuda": factor} if isinstance(factor, (int, float)) else factor)
+    return ProjectConfig(
+        source=source,
+        kernels=tuple(table.get("kernels", ())),
+        baselines=tuple(table.get("baselines", ())),
+        kernel_modules=tuple(table.get("kernel-modules", ())),
+        problems=(_problems(table["problems"], f"{TABLE}.problems", source)
+                  if "problems" in table else None),
+        sweeps={name: _problems(entries, f"{TABLE}.sweeps.{name}", source)
+                for name, entries in table.get("sweeps", {}).items()},
+        tolerances={k: float(v) for k, v in table.get("tolerances", {}).items()},
+        factors={k: float(v) for k, v in factors.items()},
+    )

@@ -1,0 +1,331 @@
+"""`attnperf init` (attnperf.asv.scaffold, cli/init.py): generated files, idempotence, --force,
+refusal outside git, dogfooding (attnperf's own files are init's output), and the README's
+"Track your own kernels" flow end to end in a throwaway plugin repository (slow: real asv)."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from attnperf.asv import scaffold, suite
+from attnperf.io import project_config
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+ASV = shutil.which("asv", path=str(BIN)) or shutil.which("asv")
+GENERATED = list(scaffold.FILES)
+
+
+def _git(cwd, *args):
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+PLUGIN_PYPROJECT = '''[build-system]
+requires = ["setuptools>=61"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "toyattn"
+version = "0.1.0"
+
+[project.entry-points."attnperf.kernels"]
+toy = "toyattn:toy_attn"
+
+[tool.setuptools]
+packages = ["toyattn"]
+'''
+
+PLUGIN_KERNEL = '''"""A user's attention kernel: plain PyTorch, registered through an entry point."""
+import torch
+
+import attnperf
+
+REPEAT = 1
+
+
+@attnperf.kernel(name="toy_attn", family="toy", devices=["cpu", "cuda"],
+                 dtypes=["float32", "float16", "bfloat16"])
+def toy_attn(q, k, v, *, causal, scale):
+    """toy: matmul, softmax, matmul"""
+    g = q.shape[1] // k.shape[1]
+    k, v = k.repeat_interleave(g, dim=1), v.repeat_interleave(g, dim=1)
+    for _ in range(REPEAT):
+        s = torch.matmul(q, k.transpose(-2, -1)).float() * scale
+        if causal:
+            keep = torch.ones(s.shape[-2:], dtype=torch.bool, device=q.device).tril()
+            s = s.masked_fill(~keep, float("-inf"))
+        out = torch.matmul(torch.softmax(s, dim=-1).to(v.dtype), v)
+    return out
+'''
+
+
+def make_plugin_repo(root: Path) -> Path:
+    repo = root / "toyattn-repo"
+    (repo / "toyattn").mkdir(parents=True)
+    (repo / "pyproject.toml").write_text(PLUGIN_PYPROJECT)
+    (repo / "toyattn" / "__init__.py").write_text(PLUGIN_KERNEL)
+    _git(repo, "init", "-q")
+    _git(repo, "symbolic-ref", "HEAD", "refs/heads/main")
+    _git(repo, "config", "user.name", "attnperf-test")
+    _git(repo, "config", "user.email", "test@attnperf.invalid")
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-q", "-m", "toy attention kernel")
+    return repo
+
+
+@pytest.fixture
+def plugin_repo(tmp_path):
+    return make_plugin_repo(tmp_path)
+
+
+# ------------------------------------------------------------- generation ---
+def test_init_writes_everything_and_a_starter_config(cli, plugin_repo):
+    res = cli("init", plugin_repo)
+    assert res.code == 0, res.err
+    for rel in GENERATED:
+        assert (plugin_repo / rel).is_file(), rel
+        assert f"wrote  {rel}" in res.out
+    config = project_config.load(plugin_repo / "pyproject.toml")
+    assert config.kernels == ("toy_attn",) and config.baselines == ("sdpa",)  # from its entry point
+    assert "asv continuous --factor 1.5 -b '^(?!.*Views)' HEAD~1 HEAD" in res.out
+    conf = json.loads("\n".join(line for line in (plugin_repo / "asv.conf.json").read_text()
+                                .splitlines() if not line.strip().startswith("//")))
+    assert conf["project"] == "toyattn" and conf["branches"] == ["main"]
+    assert conf["launch_method"] == "forkserver"
+    assert conf["matrix"] == {"req": {"pip+asv_runner": ["0.3.2"]}}
+    assert "asv env-install --env {env_dir} {wheel_file}" in conf["install_command"][0]
+    assert "asv env-build" in conf["build_command"][0]
+    assert "tools/" not in json.dumps(conf) and "src/attnperf" not in json.dumps(conf)
+    for wf in ("pr.yml", "main.yml", "pr-comment.yml"):
+        data = yaml.safe_load((plugin_repo / ".github" / "workflows" / wf).read_text())
+        assert data["permissions"] == {}
+    pr = (plugin_repo / ".github" / "workflows" / "pr.yml").read_text()
+    assert "PYTHONPATH" not in pr and 'pip install "attnperf==' in pr and "-e ." in pr
+
+
+def test_init_is_idempotent_and_keeps_edited_files(cli, plugin_repo):
+    assert cli("init", plugin_repo).code == 0
+    pyproject = (plugin_repo / "pyproject.toml").read_text()
+    again = cli("init", plugin_repo)
+    assert again.code == 0 and again.out.count("unchanged") == len(GENERATED)
+    assert (plugin_repo / "pyproject.toml").read_text() == pyproject  # config added once
+    bench = plugin_repo / "benchmarks" / "bench_attention.py"
+    edited = bench.read_text() + "\n# my own tweak\n"
+    bench.write_text(edited)
+    kept = cli("init", plugin_repo)
+    assert kept.code == 0 and "kept  benchmarks/bench_attention.py (edited" in kept.out
+    assert bench.read_text() == edited
+    forced = cli("init", plugin_repo, "--force")
+    assert "overwrote  benchmarks/bench_attention.py" in forced.out
+    assert "# my own tweak" not in bench.read_text()
+
+
+def test_an_unedited_file_from_an_older_init_is_updated(cli, plugin_repo):
+    assert cli("init", plugin_repo).code == 0
+    wf = plugin_repo / ".github" / "workflows" / "pr.yml"
+    body = wf.read_text().partition("\n")[2].replace("timeout-minutes: 60", "timeout-minutes: 50")
+    wf.write_text(scaffold._with_header(".github/workflows/pr.yml", body))  # as an older init wrote
+    res = cli("init", plugin_repo)
+    assert "updated  .github/workflows/pr.yml" in res.out
+    assert "timeout-minutes: 60" in wf.read_text()
+
+
+def test_a_file_init_did_not_write_is_kept(cli, plugin_repo):
+    (plugin_repo / "asv.conf.json").write_text('{"version": 1}\n')
+    res = cli("init", plugin_repo)
+    assert "kept  asv.conf.json" in res.out
+    assert (plugin_repo / "asv.conf.json").read_text() == '{"version": 1}\n'
+
+
+def test_init_refuses_outside_a_git_repository(cli, tmp_path):
+    res = cli("init", tmp_path)
+    assert res.code == 2 and res.out == ""
+    assert res.err_lines == [f"error: {tmp_path} is not inside a git repository; attnperf init "
+                             "sets up asv for a git repository's history (run `git init` and "
+                             "commit first)"]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_init_keeps_an_existing_config(cli, plugin_repo):
+    with open(plugin_repo / "pyproject.toml", "a") as fh:
+        fh.write('\n[tool.attnperf]\nkernels = ["toy_attn"]\n')
+    before = (plugin_repo / "pyproject.toml").read_text()
+    assert cli("init", plugin_repo).code == 0
+    assert (plugin_repo / "pyproject.toml").read_text() == before
+
+
+def test_init_refuses_an_invalid_config_before_writing(cli, plugin_repo):
+    with open(plugin_repo / "pyproject.toml", "a") as fh:
+        fh.write('\n[tool.attnperf]\nregression-factor = 0.5\n')
+    res = cli("init", plugin_repo)
+    assert res.code == 2 and len(res.err_lines) == 1 and "regression-factor = 0.5" in res.err
+    assert not (plugin_repo / "asv.conf.json").exists()
+
+
+def test_generated_suite_reads_the_repositorys_config(plugin_repo, cli, monkeypatch):
+    assert cli("init", plugin_repo).code == 0
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        "bench_generated", plugin_repo / "benchmarks" / "bench_attention.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    ids = [suite.resolve(p).id for p in scaffold.DEFAULT_PROBLEMS]
+    assert (mod.KERNELS, mod.PROBLEMS) == (["toy_attn", "sdpa"], ids)
+    assert mod._GRID == {"project_dir": str(plugin_repo)} and mod._GRID_ERROR == ""
+
+
+def test_generated_suite_fails_loudly_on_a_bad_config(plugin_repo, cli):
+    assert cli("init", plugin_repo).code == 0
+    with open(plugin_repo / "pyproject.toml", "a") as fh:
+        fh.write("colour = 'red'\n")  # lands in [tool.attnperf]: an unknown key
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        "bench_bad", plugin_repo / "benchmarks" / "bench_attention.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)  # importing never raises (asv discovery)
+    with pytest.raises(RuntimeError, match="unknown key tool.attnperf.colour"):
+        mod.measure()
+
+
+# ---------------------------------------------------------- dogfooding ------
+def test_attnperfs_own_files_are_what_init_generates():
+    """attnperf's asv.conf.json, benchmarks/ and workflows are init's output for attnperf
+    (the self-project blocks of the templates carry the reasons they differ)."""
+    project = scaffold.inspect_project(REPO, branch="main")
+    assert project.self_project and project.url == "https://github.com/attnperf/attnperf"
+    for rel, text in scaffold.render(project).items():
+        assert (REPO / rel).read_text() == text, f"{rel}: run `attnperf init --force --branch main`"
+
+
+def test_every_self_project_difference_says_why():
+    """attnperf's own files differ from another repository's only inside the templates'
+    `[% if self_project %]` blocks, and each such block gives the reason."""
+    blocks = 0
+    for template in scaffold.TEMPLATES.rglob("*"):
+        if not template.is_file():
+            continue
+        text = template.read_text()
+        for m in re.finditer(r"\[% if self_project %\](.*?)\[% (?:else|endif) %\]", text, re.S):
+            blocks += 1
+            assert "attnperf differs" in m.group(1), (template.name, m.group(1)[:200])
+        assert "self_project" not in re.sub(r"\[% if self_project %\]", "", text), template.name
+    assert blocks == 8  # asv.conf.json x2, bench_attention.py; install + GPU env: pr.yml, main.yml x2
+
+
+def test_attnperfs_config_matches_its_literal_suite():
+    config = project_config.load(REPO / "pyproject.toml")
+    kernels, problems = suite.grid(REPO)
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("bench_self", REPO / "benchmarks" / "bench_attention.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert list(config.kernels) == mod.KERNELS == kernels == suite.GRID_KERNELS
+    assert config.problems is None and mod.PROBLEMS == problems == suite.GRID_PROBLEMS
+    assert (config.factor("cpu"), config.factor("cuda")) == (1.5, 1.05)
+
+
+# ------------------------------------------------- README flow, real asv -----
+def readme_commands():
+    text = (REPO / "README.md").read_text()
+    section = text[text.index("## Track your own kernels"):]
+    block = re.search(r"```bash\n(.*?)```", section, re.S).group(1)
+    return [line.split("  #")[0].strip() for line in block.splitlines() if line.strip()]
+
+
+def test_readme_flow_has_at_most_five_commands():
+    cmds = readme_commands()
+    assert 1 <= len(cmds) <= 5 and cmds[0].startswith("pip install attnperf")
+    assert cmds[-1].startswith("asv continuous")
+
+
+SHARED_ENV = Path(os.environ.get("ATTNPERF_TEST_PLUGIN_ENV", REPO / ".asv" / "test-plugin-env"))
+
+
+@pytest.fixture
+def env_lock():
+    """Two asv processes must never build in one environment."""
+    import fcntl
+    SHARED_ENV.mkdir(parents=True, exist_ok=True)
+    with open(SHARED_ENV.parent / ".attnperf-test-plugin-env.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+@pytest.mark.slow
+def test_readme_flow_in_a_plugin_repository(tmp_path, env_lock):
+    if ASV is None:
+        pytest.skip("asv is not installed")
+    repo = make_plugin_repo(tmp_path)
+    home = tmp_path / "home"
+    home.mkdir()
+    env = dict(os.environ)
+    env.update({"HOME": str(home), "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}",
+                "ATTNPERF_ASV_DEVICE": "cpu", "GIT_AUTHOR_NAME": "t", "GIT_COMMITTER_NAME": "t",
+                "GIT_AUTHOR_EMAIL": "t@attnperf.invalid", "GIT_COMMITTER_EMAIL": "t@attnperf.invalid"})
+    env.pop("PYTHONPATH", None)
+    # One CPU problem keeps it short; the rest of the starter config is as init wrote it.
+    cmds = readme_commands()
+    assert cmds[0].startswith("pip install attnperf")  # here: this venv's attnperf, no network
+
+    def sh(cmd, timeout=600):
+        proc = subprocess.run(["bash", "-c", cmd], cwd=repo, env=env, capture_output=True,
+                              text=True, timeout=timeout)
+        return proc.returncode, proc.stdout + proc.stderr
+
+    rc, out = sh(cmds[1])  # attnperf init
+    assert rc == 0 and "wrote  asv.conf.json" in out, out
+    text = (repo / "pyproject.toml").read_text()
+    text = re.sub(r"^problems = .*$", 'problems = ["cpu_gqa"]', text, flags=re.M)
+    (repo / "pyproject.toml").write_text(text)
+    # asv's environment is shared across runs of this test (creating it costs a minute);
+    # each commit is still built and installed into it by asv.conf.json's commands.
+    (repo / ".asv").mkdir()
+    SHARED_ENV.mkdir(parents=True, exist_ok=True)
+    (repo / ".asv" / "env").symlink_to(SHARED_ENV, target_is_directory=True)
+    for cmd in cmds[2:4]:  # commit, asv machine
+        rc, out = sh(cmd)
+        assert rc == 0, (cmd, out)
+    # A/A: HEAD~1 (before init) and HEAD have the same kernel code.
+    rc, out = sh(cmds[4])
+    assert rc == 0, out
+    assert not [line for line in out.splitlines() if re.match(r"^\|?\s*\+\s", line)], out
+    # A commit that makes the user's kernel ~2x slower: flagged, and nothing else.
+    kernel = repo / "toyattn" / "__init__.py"
+    kernel.write_text(kernel.read_text().replace("REPEAT = 1", "REPEAT = 2"))
+    rc, out = sh("git commit -qam 'toy: compute twice' && " + cmds[4])
+    assert rc == 1, out
+    flagged = [line for line in out.splitlines() if re.match(r"^\|?\s*\+\s", line)]
+    assert flagged and all("'toy_attn'" in line for line in flagged), out
+    assert any("track_device_time" in line for line in flagged), out
+    # The site: the user's kernel, its history and roofline figures.
+    rc, out = sh("attnperf site build --out _site")
+    assert rc == 0, out
+    pages = list((repo / "_site" / "attnperf").glob("*.html"))
+    machine_pages = [p for p in pages if p.name != "index.html"]
+    assert machine_pages, out
+    page = machine_pages[0].read_text()
+    row = next(r for r in page.split("<tr") if "</span>toy_attn</td>" in r)
+    assert re.search(r"<td>[\d.]+%</td><td>[\d.]+×</td>", row), row  # efficiency, x over floor
+    assert page.count("<tr><td><code>") == 3, page  # history: before init, init, the slowdown
+    results = list((repo / ".asv" / "results").glob("*/*.json")) or \
+        list((repo / "results").glob("*/*.json"))
+    assert len([r for r in results if r.name != "machine.json"
+                and "ceilings" not in r.name]) >= 3  # three commits of history
+
+
+def test_generated_workflows_pass_actionlint(cli, plugin_repo):
+    actionlint = shutil.which("actionlint", path=str(BIN)) or shutil.which("actionlint")
+    if actionlint is None:
+        pytest.skip("actionlint not installed: bash tools/install_ci_tools.sh")
+    assert cli("init", plugin_repo).code == 0
+    files = sorted((plugin_repo / ".github" / "workflows").glob("*.yml"))
+    proc = subprocess.run([actionlint, "-no-color", *map(str, files)], capture_output=True,
+                          text=True, cwd=plugin_repo, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr

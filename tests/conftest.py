@@ -20,7 +20,7 @@ from attnperf.kernels import registry
 from attnperf.io.ceilings import SCHEMA_VERSION as CEILINGS_SCHEMA_VERSION
 from attnperf.measure.device import fingerprint, machine_key
 from attnperf.kernels.registry import REGISTRY
-from attnperf.kernels.spec import KernelSpec
+from attnperf.kernels.spec import KernelSpec, always_available, no_workspace
 from attnperf.model.problem import Problem
 
 HAS_CUDA = torch.cuda.is_available()
@@ -119,15 +119,17 @@ def tiny_problem() -> Problem:
 # -------------------------------------------------------------- kernels -----
 @pytest.fixture
 def temp_kernel():
-    """Register a kernel in the global registry for one test, then remove it."""
+    """Register a kernel in the global registry for one test, then remove it.
+
+    Runs isolated (the default of ``attnperf run``) need a picklable spec:
+    module-level functions, not closures or lambdas."""
     registry.names()  # load the built-in kernels first (their names must not clash)
     added: List[str] = []
 
     def register(name: str, fn, check=None, workspace_bytes=None) -> KernelSpec:
         spec = KernelSpec(
             name=name, fn=fn, family="test", description=f"test kernel {name}",
-            check=check or (lambda p, d: (True, "available")),
-            workspace_bytes=workspace_bytes or (lambda p: 0))
+            check=check or always_available, workspace_bytes=workspace_bytes or no_workspace)
         REGISTRY.register(spec)
         added.append(name)
         return spec

@@ -98,23 +98,32 @@ def entry(m) -> dict:
 
 
 def measure_grid(kernels: Optional[List[str]] = None, problems: Optional[List[str]] = None,
-                 device_name: Optional[str] = None, budget: Budget = ASV_BUDGET) -> Dict[str, dict]:
-    """Measure every (kernel, problem) once; failures become entries, never exceptions."""
+                 device_name: Optional[str] = None, budget: Budget = ASV_BUDGET,
+                 timeout_s: Optional[float] = None) -> Dict[str, dict]:
+    """Measure every (kernel, problem) once; failures become entries, never exceptions.
+
+    ``timeout_s`` limits each combination (default: the run's default for ``budget``).
+    """
     sel_k, sel_p = selection()
     kernels = kernels or sel_k
     problem_objs = [resolve(p) for p in (problems or sel_p)]
-    session = Session(device_name or os.environ.get("ATTNPERF_ASV_DEVICE", "auto"),
-                      threads=CPU_THREADS)
-    out: Dict[str, dict] = {"__meta__": {"device": session.device, "environment": session.environment,
-                                         "ceilings": session.ceilings}}
+    # Each combination in a worker process with the per-config limit that
+    # `attnperf run` uses (a hang or crash is one failed entry, not a lost
+    # commit); asv's own setup_cache timeout stays the outer limit.
+    with Session(device_name or os.environ.get("ATTNPERF_ASV_DEVICE", "auto"),
+                 threads=CPU_THREADS, isolate=True, timeout_s=timeout_s) as session:
+        out: Dict[str, dict] = {"__meta__": {"device": session.device,
+                                             "environment": session.environment,
+                                             "ceilings": session.ceilings}}
 
-    def unfit(problem: Problem) -> Optional[str]:
-        ok, why = fits_device(problem, session.device)
-        return None if ok else why
+        def unfit(problem: Problem) -> Optional[str]:
+            ok, why = fits_device(problem, session.device)
+            return None if ok else why
 
-    jobs = [(k, p) for p in problem_objs for k in kernels]
-    for m in session.measure_grid(jobs, budget=budget, latency=(session.device == "cuda"), skip=unfit):
-        out[key(m.kernel, m.problem.id)] = entry(m)
+        jobs = [(k, p) for p in problem_objs for k in kernels]
+        for m in session.iter_grid(jobs, budget=budget, latency=(session.device == "cuda"),
+                                   skip=unfit):
+            out[key(m.kernel, m.problem.id)] = entry(m)
     return out
 
 
@@ -136,8 +145,9 @@ def entry_for(cache: Dict[str, dict], kernel: str, problem: str) -> dict:
             f"{kernel}/{problem} is WRONG: rel_error={c.get('rel_error')} "
             f"(tolerance {c.get('tolerance')}), max_abs_error={c.get('max_abs_error')}, "
             f"nonfinite={c.get('nonfinite')}")
-    if status != "ok":
-        raise RuntimeError(f"{kernel}/{problem} raised: {e['reason']}")
+    if status != "ok":  # error, crashed, timed_out
+        what = "raised" if status == "error" else status.replace("_", " ")
+        raise RuntimeError(f"{kernel}/{problem} {what}: {e['reason']}")
     return e
 
 

@@ -4,11 +4,17 @@ Kernels come from ``module:attribute`` references, each naming a
 :class:`~attnperf.kernels.spec.KernelSpec` or a list of them.  The built-ins
 are such references (:data:`BUILTINS`); the registry imports them on first
 use, and kernel modules never import the registry (no import circle).
+
+Extra references load with :meth:`Registry.load` or from the environment
+variable ``ATTNPERF_KERNEL_MODULES`` (comma-separated ``module:attribute``);
+:meth:`Registry.references` lists them, so a measuring worker process can load
+the same kernels by name.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 from typing import Dict, List
 
 from ..errors import UnknownNameError
@@ -19,6 +25,8 @@ BUILTINS = (
     "attnperf.kernels.naive:KERNELS",
     "attnperf.kernels.tiled:KERNELS",
 )
+
+ENV_MODULES = "ATTNPERF_KERNEL_MODULES"
 
 # Old names that must keep resolving (history keys are never renamed).
 ALIASES = {"pytorch_sdpa": "sdpa"}  # the seed's kernel_name
@@ -43,6 +51,7 @@ class Registry:
     def __init__(self) -> None:
         self._kernels: Dict[str, KernelSpec] = {}
         self._loaded = False
+        self._references: List[str] = []
 
     def register(self, spec: KernelSpec) -> KernelSpec:
         if spec.name in self._kernels:
@@ -57,6 +66,29 @@ class Registry:
         for ref in BUILTINS:
             for spec in load_reference(ref):
                 self.register(spec)
+        for ref in filter(None, (r.strip() for r in os.environ.get(ENV_MODULES, "").split(","))):
+            self.load(ref)
+
+    def load(self, ref: str) -> List[KernelSpec]:
+        """Register the spec(s) that ``module:attribute`` names (once per reference)."""
+        self._load()
+        if ref in self._references:
+            return []
+        try:
+            specs = load_reference(ref)
+        except (ImportError, AttributeError, TypeError, ValueError) as exc:
+            raise UnknownNameError(f"kernel reference {ref!r} cannot be loaded "
+                                   f"({type(exc).__name__}: {exc}); expected module:attribute "
+                                   "naming a KernelSpec or a list of them") from None
+        for spec in specs:
+            self.register(spec)
+        self._references.append(ref)
+        return specs
+
+    def references(self) -> List[str]:
+        """The extra ``module:attribute`` references loaded (not the built-ins)."""
+        self._load()
+        return list(self._references)
 
     def get(self, name: str) -> KernelSpec:
         self._load()

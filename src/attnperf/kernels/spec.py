@@ -25,6 +25,10 @@ def always_available(problem: Problem, device: str) -> Availability:
     return True, "available"
 
 
+def no_workspace(problem: Problem) -> int:
+    return 0
+
+
 @dataclasses.dataclass(frozen=True)
 class KernelSpec:
     name: str
@@ -33,7 +37,9 @@ class KernelSpec:
     description: str
     check: Callable[[Problem, str], Availability] = always_available
     # Extra bytes of scratch memory beyond Q, K, V, O (for the memory estimate).
-    workspace_bytes: Callable[[Problem], int] = lambda p: 0
+    # (Defaults are module-level functions: a spec of importable functions
+    # pickles, so an isolated worker process can receive it.)
+    workspace_bytes: Callable[[Problem], int] = no_workspace
     # Optional: which backend actually ran (default dispatch only).
     provenance: Optional[Callable] = None
 

@@ -84,6 +84,28 @@ def fault_slow(q, k, v, problem):
     return naive_attention(q, k, v, problem)
 
 
+# --------------------------------------------- a job handler for Worker tests
+def worker_setup(tag):
+    return {"tag": tag, "jobs": 0}
+
+
+def worker_handle(state, job):
+    """Jobs for tests/test_isolation.py's Worker tests: echo, retire, exit, signal, hang."""
+    state["jobs"] += 1
+    what, arg = job
+    if what == "echo":
+        return (state["tag"], arg, state["jobs"], os.getpid()), False
+    if what == "retire":
+        return os.getpid(), True
+    if what == "exit":
+        os._exit(arg)
+    if what == "signal":
+        os.kill(os.getpid(), arg)
+    if what == "hang":
+        threading.Event().wait()
+    raise ValueError(f"unknown job {what!r}")
+
+
 KERNELS = [KernelSpec(name=fn.__name__, fn=fn, family="test-fault",
                       description=(fn.__doc__ or fn.__name__).strip().splitlines()[0])
            for fn in (fault_hang, fault_segfault, fault_exit3, fault_os_exit0, fault_report_error,

@@ -113,7 +113,7 @@ def _child(conn, setup: Callable[[Any], Any], setup_arg: Any,
         if job is None:
             return
         value, retire = handle(state, job)
-        conn.send(("done", value))
+        conn.send(("done", value, retire))
         if retire:
             return
 
@@ -188,18 +188,19 @@ class Worker:
             self.close(force=True)
             return TimedOut(f"no result within the {timeout_s:g} s limit per config; "
                             "the worker process was killed")
-        kind = value = None
+        msg = None
         if self._conn.poll():  # an answer, or end of file from a dead child
             try:
-                kind, value = self._conn.recv()
+                msg = self._conn.recv()
             except (EOFError, OSError, pickle.UnpicklingError):
                 pass
-        if kind != "done":
+        if msg is None or msg[0] != "done":
             reason = self._reap()
             self.close(force=True)
             return Crashed(f"the worker process {reason}")
-        if self._proc.sentinel in ready:
-            self._reap()  # answered, then retired
+        _, value, retire = msg
+        if retire:  # it answered and is exiting: the next job starts a fresh one
+            self.close()
         return Done(value)
 
     def close(self, force: bool = False) -> None:

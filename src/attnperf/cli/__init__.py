@@ -2,10 +2,11 @@
 
 Exit codes (all subcommands):
   0  success: every measured config correct / no regression
-  1  a config failed correctness or raised, or nothing could be measured (run);
-     a regression (compare)
+  1  a config failed correctness, raised, crashed or timed out, or nothing could be
+     measured (run); a regression (compare)
   2  usage or input error: bad flag or value, unknown kernel/sweep/dtype,
      missing device, unreadable/invalid report, unwritable output path
+  130, 143  run stopped by SIGINT, SIGTERM (partial report kept, marked interrupted)
 """
 
 from __future__ import annotations

@@ -132,7 +132,10 @@ class Bench:
         self.q = self.k = self.v = self.ref = self.saved = self.last = None
         if self.device == "cuda":
             import torch
-            torch.cuda.empty_cache()
+            try:
+                torch.cuda.empty_cache()
+            except RuntimeError:  # a CUDA error poisoned the context: keep the kernel's error
+                log.debug("empty_cache failed after a CUDA error", exc_info=True)
 
 
 def _l2_bytes(device: str) -> Optional[int]:

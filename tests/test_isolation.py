@@ -232,6 +232,15 @@ def _wait_for(predicate, seconds: float, what: str):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def _start_run(pidfile: Path, *argv, **popen) -> subprocess.Popen:
+    """A real `attnperf run` that loads the fault kernels by reference."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
+               ATTNPERF_TEST_PIDFILE=str(pidfile), **{ENV_MODULES: "faultkernels:KERNELS"})
+    return subprocess.Popen([sys.executable, "-m", "attnperf", "run", *map(str, argv)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            **popen)
+
+
 @pytest.mark.parametrize("signum,code,group", [
     (signal.SIGINT, 130, True),    # Ctrl-C: the whole foreground process group
     (signal.SIGTERM, 143, False),  # kill PID: the parent alone
@@ -240,13 +249,8 @@ def test_a_signal_mid_sweep_keeps_a_partial_report(tmp_path, tiny_run_args, sign
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     out, pidfile = out_dir / "r.json", tmp_path / "worker.pid"
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
-               ATTNPERF_TEST_PIDFILE=str(pidfile), **{ENV_MODULES: "faultkernels:KERNELS"})
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "attnperf", "run", *tiny_run_args,
-         "--kernel", "sdpa,fault_hang,naive", "--timeout-s", "300", "--output", str(out)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-        start_new_session=True)
+    proc = _start_run(pidfile, *tiny_run_args, "--kernel", "sdpa,fault_hang,naive",
+                      "--timeout-s", "300", "--output", out, start_new_session=True)
     try:
         # The sweep is inside fault_hang once it wrote its pid; sdpa is on disk by then.
         worker_pid = int(_wait_for(lambda: pidfile.exists() and pidfile.read_text(), 120,
@@ -274,11 +278,7 @@ def test_interrupt_before_anything_was_measured_writes_nothing(tmp_path, tiny_ru
     pidfile = tmp_path / "worker.pid"
     out = tmp_path / "r.json"
     out.write_text("an earlier report")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
-               ATTNPERF_TEST_PIDFILE=str(pidfile), **{ENV_MODULES: "faultkernels:KERNELS"})
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "attnperf", "run", *tiny_run_args, "--kernel", "fault_hang,sdpa",
-         "--output", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    proc = _start_run(pidfile, *tiny_run_args, "--kernel", "fault_hang,sdpa", "--output", out)
     try:
         _wait_for(lambda: pidfile.exists() and pidfile.read_text(), 120, "fault_hang")
         proc.send_signal(signal.SIGTERM)

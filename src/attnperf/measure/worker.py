@@ -26,7 +26,8 @@ Why this shape (measured on this project's machines):
 A child ignores SIGINT (Ctrl-C in a terminal reaches the whole process group;
 the supervisor decides), dies with its server (``PR_SET_PDEATHSIG`` on Linux;
 the server exits when the supervisor does), and writes its stdout to stderr,
-so kernel prints never mix into a table on stdout.
+so kernel prints never mix into a table on stdout.  Children see the
+environment the server started with (the first child's start in this process).
 """
 
 from __future__ import annotations
@@ -131,8 +132,10 @@ class Worker:
                  startup_timeout_s: float = STARTUP_TIMEOUT_S) -> None:
         self._setup, self._setup_arg, self._handle = setup, setup_arg, handle
         self._startup_timeout_s = startup_timeout_s
-        self._ctx = multiprocessing.get_context("forkserver")
-        if preload:
+        # spawn where there is no forkserver (Windows): slower starts, same semantics.
+        method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+        self._ctx = multiprocessing.get_context(method)
+        if preload and method == "forkserver":
             # Effective only before the server starts (once per process).
             self._ctx.set_forkserver_preload(list(preload))
         self._proc = None

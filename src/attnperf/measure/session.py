@@ -322,6 +322,9 @@ class Session:
         gpu = self.environment["gpu_name"]
         self.peak: Optional[Peak] = match_peak(gpu) if gpu else None
         self.isolate, self.timeout_s = isolate, timeout_s
+        if isolate and self.device == "cuda":
+            import torch
+            torch.cuda.empty_cache()  # what measuring ceilings cached belongs to the workers now
         self._warm = False
         self._worker: Optional[Worker] = None
         self._blobs: dict = {}

@@ -271,6 +271,7 @@ def test_a_signal_mid_sweep_keeps_a_partial_report(tmp_path, tiny_run_args, sign
     assert os.listdir(out_dir) == ["r.json"]  # no temporaries
     assert ["sdpa", "b1_h2_sq16_d8_fp32", "ok"] in [ln.split()[:3] for ln in stdout.splitlines()]
     assert "1 of 3 configs measured" in stderr
+    assert "fault_hang: hanging now" in stderr and "hanging" not in stdout
     _wait_for(lambda: not _alive(worker_pid), 10, f"worker {worker_pid} to be gone")
 
 

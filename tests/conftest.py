@@ -119,7 +119,10 @@ def tiny_problem() -> Problem:
 # -------------------------------------------------------------- kernels -----
 @pytest.fixture
 def temp_kernel():
-    """Register a kernel in the global registry for one test, then remove it."""
+    """Register a kernel in the global registry for one test, then remove it.
+
+    Runs isolated (the default of ``attnperf run``) need a picklable spec:
+    module-level functions, not closures or lambdas."""
     registry.names()  # load the built-in kernels first (their names must not clash)
     added: List[str] = []
 
@@ -127,9 +130,8 @@ def temp_kernel():
         """``fn(q, k, v, problem)`` and ``check(problem, device) -> (ok, why)``, adapted
         to the public kernel API (``fn(q, k, v, *, causal, scale)``, ``supports``)."""
         spec = KernelSpec(
-            name=name, fn=_with_problem(fn), family="test", description=f"test kernel {name}",
-            supports=(lambda p, d: None if check(p, d)[0] else check(p, d)[1]) if check else None,
-            workspace_bytes=workspace_bytes)
+            name=name, fn=_WithProblem(fn), family="test", description=f"test kernel {name}",
+            supports=_SupportsFromCheck(check) if check else None, workspace_bytes=workspace_bytes)
         REGISTRY.register(spec)
         added.append(name)
         return spec
@@ -139,13 +141,28 @@ def temp_kernel():
         REGISTRY._kernels.pop(name, None)
 
 
-def _with_problem(fn):
-    """A test kernel written as ``fn(q, k, v, problem)``, called the public way."""
-    def call(q, k, v, *, causal, scale):
-        return fn(q, k, v, Problem(batch=q.shape[0], heads=q.shape[1], kv_heads=k.shape[1],
-                                   seq_q=q.shape[2], seq_kv=k.shape[2], head_dim=q.shape[3],
-                                   causal=causal, dtype=str(q.dtype).replace("torch.", "")))
-    return call
+class _WithProblem:
+    """A test kernel written as ``fn(q, k, v, problem)``, called the public way
+    (a class, not a closure: an isolated worker process receives it pickled)."""
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def __call__(self, q, k, v, *, causal, scale):
+        return self.fn(q, k, v, Problem(batch=q.shape[0], heads=q.shape[1], kv_heads=k.shape[1],
+                                        seq_q=q.shape[2], seq_kv=k.shape[2], head_dim=q.shape[3],
+                                        causal=causal, dtype=str(q.dtype).replace("torch.", "")))
+
+
+class _SupportsFromCheck:
+    """``check(problem, device) -> (ok, why)`` as the API's ``supports(problem, device)``."""
+
+    def __init__(self, check):
+        self.check = check
+
+    def __call__(self, problem, device):
+        ok, why = self.check(problem, device)
+        return None if ok else why
 
 
 def softmax_wrong_axis(q, k, v, problem: Problem):

@@ -153,6 +153,8 @@ def test_worst_config_supplies_the_seed_keys(result_entry):
 @pytest.mark.parametrize("base_status,cur_status,correctness,coverage", [
     ("ok", "failed", True, False),
     ("ok", "error", True, False),
+    ("ok", "crashed", True, False),
+    ("ok", "timed_out", True, False),
     ("failed", "failed", False, False),
     ("ok", "skipped", False, True),
     ("ok", "unavailable", False, True),

@@ -247,3 +247,52 @@ def test_measure_records_a_wrong_kernel_as_failed_and_does_not_time_it(wrong_ker
     assert m.reason.startswith("wrong result:") and "rel_error=" in m.reason
     assert m.correctness is not None and m.correctness.passed is False
     assert m.device_time is None and m.roofline is None
+
+
+# ------------------------------------------- correctness that cannot be fooled
+# Kernels from tests/faultkernels.py; measured in this process (the isolated
+# path runs the same measure() in its worker: test_isolation.py).
+QUICK_BUDGET = Budget(min_samples=3, budget_s=0.01, warmup_s=0.001)
+
+
+def test_a_kernel_that_zeroes_q_fails_against_the_reference_of_the_real_inputs():
+    from faultkernels import fault_zero_q
+
+    p = Problem(batch=1, heads=2, seq_q=16, head_dim=8, dtype="fp32")
+    q, k, v = make_inputs(p, "cpu")
+    c = check(lambda q, k, v, p: fault_zero_q(q, k, v, causal=p.causal, scale=p.head_dim ** -0.5),
+              q, k, v, p)
+    # Judged against the inputs it was given, its output is far off (it was
+    # judged against the zeros it wrote: rel_error 1.5e-07, passed).
+    assert c.passed is False and c.modified_inputs == ["q"]
+    assert c.rel_error > 0.1
+    assert "kernel modified its inputs (q)" in c.summary()
+
+
+def test_unchanged_inputs_are_not_flagged():
+    p = Problem(batch=1, heads=2, seq_q=16, head_dim=8, dtype="fp32")
+    q, k, v = make_inputs(p, "cpu")
+    c = check(naive_attention, q, k, v, p)
+    assert c.passed and c.modified_inputs == []
+
+
+@pytest.mark.parametrize("kernel,reason", [
+    ("fault_zero_q", "kernel modified its inputs (q)"),
+    ("fault_nan_after_first", "wrong result in a timed call: rel_error=nan"),
+    ("fault_mutate_later", "kernel modified its inputs (v) in a timed call"),
+])
+def test_measure_fails_what_a_first_call_check_would_pass(kernel, reason):
+    registry.REGISTRY.add_reference("faultkernels:KERNELS")  # once per process
+    p = Problem(batch=1, heads=2, seq_q=8, head_dim=8, dtype="fp32")
+    m = measure(kernel, p, "cpu", budget=QUICK_BUDGET)
+    assert (m.status, m.reason.startswith(reason)) == ("failed", True), m.reason
+    assert m.correctness is not None and m.correctness.passed is False
+    assert m.device_time is None and m.latency is None and m.roofline is None
+
+
+def test_attnperf_errors_raised_by_a_kernel_are_an_error_status():
+    registry.REGISTRY.add_reference("faultkernels:KERNELS")  # once per process
+    p = Problem(batch=1, heads=2, seq_q=8, head_dim=8, dtype="fp32")
+    m = measure("fault_report_error", p, "cpu", budget=QUICK_BUDGET)
+    assert m.status == "error"
+    assert m.reason == "ReportError: raised by a kernel: attnperf's own exception type"

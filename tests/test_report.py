@@ -68,8 +68,9 @@ def test_real_run_carries_the_seed_keys(cpu_report):
 
 def test_real_run_results_summary_and_roofline(cpu_report):
     _, data = cpu_report
-    assert data["summary"] == {"ok": 2, "failed": 0, "error": 0, "skipped": 0, "unavailable": 1,
-                               "total": 3}
+    assert data["summary"] == {"ok": 2, "failed": 0, "error": 0, "crashed": 0, "timed_out": 0,
+                               "skipped": 0, "unavailable": 1, "total": 3}
+    assert data["interrupted"] is False and data["not_run"] == []
     by_kernel = {r["kernel_name"]: r for r in data["results"]}
     assert by_kernel["sdpa_efficient"]["status"] == "unavailable"
     assert "only on CUDA" in by_kernel["sdpa_efficient"]["reason"]

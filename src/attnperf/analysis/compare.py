@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import List, Optional, Tuple
 
 from ..errors import ReportError
+from ..model.records import BROKEN_STATUSES
 
 DEFAULT_THRESHOLD = -3.0
 
@@ -60,7 +61,7 @@ def compare_one(base: dict, cur: dict, threshold: float) -> dict:
         row.update({"speedup": b / c, "improvement_pct": improvement, "baseline_time_ms": b,
                     "current_time_ms": c, "statistic": key,
                     "is_regression": improvement < threshold})
-    broke = row["baseline_status"] == "ok" and row["current_status"] in ("failed", "error")
+    broke = row["baseline_status"] == "ok" and row["current_status"] in BROKEN_STATUSES
     lost = row["baseline_status"] == "ok" and row["current_status"] in ("skipped", "unavailable")
     row["correctness_regression"] = broke
     row["coverage_regression"] = lost  # measured before, cannot run now

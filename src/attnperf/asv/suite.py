@@ -150,31 +150,41 @@ def entry(m) -> dict:
 
 def measure_grid(kernels: Optional[List[str]] = None, problems: Optional[List[str]] = None,
                  device_name: Optional[str] = None, budget: Budget = ASV_BUDGET,
-                 project_dir: Union[str, Path, None] = None) -> Dict[str, dict]:
+                 project_dir: Union[str, Path, None] = None,
+                 timeout_s: Optional[float] = None) -> Dict[str, dict]:
     """Measure every (kernel, problem) once; failures become entries, never exceptions.
-    ``project_dir``: the tracked repository (its ``[tool.attnperf]``)."""
+
+    ``project_dir``: the tracked repository (its ``[tool.attnperf]``); ``timeout_s``
+    limits each combination (default: the run's default for ``budget``).
+    """
     config = project(project_dir)
     plugin_errors = load_plugins(config)
     sel_k, sel_p = selection(project_dir)
     kernels = kernels or sel_k
     problem_objs = [resolve(p) for p in (problems or sel_p)]
-    session = Session(device_name or os.environ.get("ATTNPERF_ASV_DEVICE", "auto"),
-                      threads=CPU_THREADS, tolerances=config.tolerances if config else None)
-    out: Dict[str, dict] = {"__meta__": {"device": session.device, "environment": session.environment,
-                                         "ceilings": session.ceilings}}
+    # Each combination in a worker process with the per-config limit that
+    # `attnperf run` uses (a hang or crash is one failed entry, not a lost
+    # commit); asv's own setup_cache timeout stays the outer limit.
+    with Session(device_name or os.environ.get("ATTNPERF_ASV_DEVICE", "auto"),
+                 threads=CPU_THREADS, tolerances=config.tolerances if config else None,
+                 isolate=True, timeout_s=timeout_s) as session:
+        out: Dict[str, dict] = {"__meta__": {"device": session.device,
+                                             "environment": session.environment,
+                                             "ceilings": session.ceilings}}
 
-    def unfit(problem: Problem) -> Optional[str]:
-        ok, why = fits_device(problem, session.device)
-        return None if ok else why
+        def unfit(problem: Problem) -> Optional[str]:
+            ok, why = fits_device(problem, session.device)
+            return None if ok else why
 
-    known = set(registry.names())
-    for k in [k for k in kernels if registry.canonical_name(k) not in known]:
-        why = "; ".join([f"no kernel named {k!r} is registered"] + list(plugin_errors.values()))
-        for p in problem_objs:
-            out[key(k, p.id)] = {"status": "error", "reason": why, "device": session.device}
-    jobs = [(k, p) for p in problem_objs for k in kernels if registry.canonical_name(k) in known]
-    for m in session.measure_grid(jobs, budget=budget, latency=(session.device == "cuda"), skip=unfit):
-        out[key(m.kernel, m.problem.id)] = entry(m)
+        known = set(registry.names())
+        for k in [k for k in kernels if registry.canonical_name(k) not in known]:
+            why = "; ".join([f"no kernel named {k!r} is registered"] + list(plugin_errors.values()))
+            for p in problem_objs:
+                out[key(k, p.id)] = {"status": "error", "reason": why, "device": session.device}
+        jobs = [(k, p) for p in problem_objs for k in kernels if registry.canonical_name(k) in known]
+        for m in session.iter_grid(jobs, budget=budget, latency=(session.device == "cuda"),
+                                   skip=unfit):
+            out[key(m.kernel, m.problem.id)] = entry(m)
     return out
 
 
@@ -196,8 +206,9 @@ def entry_for(cache: Dict[str, dict], kernel: str, problem: str) -> dict:
             f"{kernel}/{problem} is WRONG: rel_error={c.get('rel_error')} "
             f"(tolerance {c.get('tolerance')}), max_abs_error={c.get('max_abs_error')}, "
             f"nonfinite={c.get('nonfinite')}")
-    if status != "ok":
-        raise RuntimeError(f"{kernel}/{problem} raised: {e['reason']}")
+    if status != "ok":  # error, crashed, timed_out
+        what = "raised" if status == "error" else status.replace("_", " ")
+        raise RuntimeError(f"{kernel}/{problem} {what}: {e['reason']}")
     return e
 
 

@@ -2,10 +2,11 @@
 
 Exit codes (all subcommands):
   0  success: every measured config correct / no regression
-  1  a config failed correctness or raised, or nothing could be measured (run);
-     a regression (compare)
+  1  a config failed correctness, raised, crashed or timed out, or nothing could be
+     measured (run); a regression (compare)
   2  usage or input error: bad flag or value, unknown kernel/sweep/dtype,
      missing device, unreadable/invalid report, unwritable output path
+  130, 143  run stopped by SIGINT, SIGTERM (partial report kept, marked interrupted)
 """
 
 from __future__ import annotations
@@ -81,6 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, default=None, help="input seed")
     r.add_argument("--threads", type=_positive_int("threads"), default=None,
                    help="CPU threads for PyTorch (default: PyTorch's; the asv CPU suite uses 1)")
+    r.add_argument("--timeout-s", type=_float("timeout-s"), default=None,
+                   help="limit per config; past it the config is 'timed_out' and the sweep "
+                        "goes on (default: 60, or 40x (budget + warm-up) when larger)")
+    r.add_argument("--in-process", action="store_true",
+                   help="measure in this process, for debuggers (default: each config in a "
+                        "worker process, so a crash or hang is recorded and the sweep goes on)")
 
     c = sub.add_parser("compare", help="compare a report with a baseline (the seed's compare_baseline.py)",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -10,9 +10,10 @@ EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
 EPILOG = """exit codes:
   0  success (all configs correct; no regression)
-  1  a config failed correctness or errored, or nothing could be measured (run);
-     a regression past the threshold, a correctness or coverage loss (compare)
+  1  a config failed correctness, errored, crashed or timed out, or nothing could be
+     measured (run); a regression past the threshold, a correctness or coverage loss (compare)
   2  usage or input error (bad value, unknown name, no such device, unreadable report, bad output path)
+  130/143  run stopped by SIGINT/SIGTERM (the partial report is kept, marked interrupted)
 """
 
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import sys
+import threading
 from typing import List
 
 from tqdm import tqdm
@@ -15,10 +18,11 @@ from ..io.jsonfile import check_writable, write_json
 from ..io.project_config import load_nearest
 from ..io.report import build_report
 from ..kernels import registry
-from ..measure.session import Session
+from ..measure.session import Session, default_timeout_s
 from ..measure.timing import Budget
 from ..model.catalog import PRESETS, sweep
 from ..model.problem import Problem
+from ..model.records import BROKEN_STATUSES, Measurement
 from ..render import fmt
 from .common import EXIT_FAIL, EXIT_OK, UsageError
 
@@ -69,6 +73,40 @@ def _kernels(args, config=None) -> List[str]:
     return [registry.canonical_name(n) for n in names]
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread as KeyboardInterrupt is for SIGINT
+    (a BaseException: kernel code's ``except Exception`` must not swallow it)."""
+
+
+EXIT_SIGINT, EXIT_SIGTERM = 130, 143  # 128 + the signal's number, as shells report it
+
+
+def _terminate(signum, frame):
+    raise Terminated()
+
+
+@contextlib.contextmanager
+def _sigterm_raises():
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def _signals_deferred():
+    """Hold SIGINT/SIGTERM until the block is done (a report write is never cut)."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
 def cmd_run(args) -> int:
     config = load_nearest()  # [tool.attnperf] of the repository here, if any
     plugins(args, config)
@@ -78,46 +116,101 @@ def cmd_run(args) -> int:
         check_writable(args.output)
     if args.budget_ms is not None and args.budget_ms <= 0:
         raise UsageError(f"--budget-ms must be positive, got {args.budget_ms}")
-    session = Session(args.device, threads=args.threads,
-                      tolerances=config.tolerances if config else None)
-    device, env = session.device, session.environment
-    if not problems:
-        problems = sweep("gpu-default" if device == "cuda" else "cpu-small")
-    budget = Budget() if args.budget_ms is None else Budget(budget_s=args.budget_ms / 1e3)
-    print(f"attnperf {__version__}: {len(kernels)} kernels x {len(problems)} problems on "
-          f"{env['gpu_name'] or env['cpu_model']} ({device}), torch {env['torch']}", file=sys.stderr)
-    jobs = [(k, p) for p in problems for k in kernels]
-    kw = {} if args.seed is None else {"seed": args.seed}
-    with tqdm(total=len(jobs), desc="attnperf run", unit="config", disable=None, file=sys.stderr,
-              leave=False) as bar:
-        def progress(kernel, problem):
-            bar.set_postfix_str(f"{kernel} {problem.id}")
-            bar.update(1)
+    if args.timeout_s is not None and args.timeout_s <= 0:
+        raise UsageError(f"--timeout-s must be positive, got {args.timeout_s}")
+    try:
+        with _sigterm_raises():
+            return _run(args, problems, kernels, config)
+    except Terminated:
+        print("error: terminated", file=sys.stderr)
+        return EXIT_SIGTERM
+
+
+def _run(args, problems: List[Problem], kernels: List[str], config=None) -> int:
+    isolate = not args.in_process
+    had_report = bool(args.output) and os.path.lexists(args.output)
+    with Session(args.device, threads=args.threads, isolate=isolate, timeout_s=args.timeout_s,
+                 tolerances=config.tolerances if config else None) as session:
+        device, env = session.device, session.environment
+        if not problems:
+            problems = sweep("gpu-default" if device == "cuda" else "cpu-small")
+        budget = Budget() if args.budget_ms is None else Budget(budget_s=args.budget_ms / 1e3)
+        timeout_s = (args.timeout_s or default_timeout_s(budget)) if isolate else None
+        print(f"attnperf {__version__}: {len(kernels)} kernels x {len(problems)} problems on "
+              f"{env['gpu_name'] or env['cpu_model']} ({device}), torch {env['torch']}; "
+              + (f"each config in a worker process, limit {timeout_s:g} s" if isolate
+                 else "in this process (no isolation, no time limit)"), file=sys.stderr)
+        jobs = [(k, p) for p in problems for k in kernels]
+        settings = {"device": device, "kernels": kernels, "problems": [p.id for p in problems],
+                    "budget_s": budget.budget_s, "latency": not args.no_latency,
+                    "l2_flush": not args.no_l2_flush, "sweep": args.sweep,
+                    "isolated": isolate, "timeout_s": timeout_s}
+        measured: List[Measurement] = []
+
+        def report(finished: bool) -> dict:
+            not_run = [f"{k}/{p.id}" for k, p in jobs[len(measured):]]
+            return build_report(measured, env, session.ceilings, settings,
+                                interrupted=not finished, not_run=not_run)
+
+        def save(finished: bool) -> None:
+            # After every config, so a killed run keeps what it measured (marked
+            # interrupted until the last write); never an empty report, and an
+            # existing report is not replaced until something was measured.
+            if args.output and measured and (_measured_any(measured) or not had_report):
+                with _signals_deferred():
+                    write_json(args.output, report(finished))
+
+        kw = {} if args.seed is None else {"seed": args.seed}
         if config is not None and config.problems and not args.sweep and \
                 problems == list(config.problems):  # the config's grid: the suite's device rule
             kw["skip"] = lambda p: fits_device(p, device)[1] or None
-        measurements = session.measure_grid(jobs, budget=budget, latency=not args.no_latency,
-                                            l2_flush=not args.no_l2_flush, progress=progress, **kw)
-    print(render_table(measurements))
-    settings = {"device": device, "kernels": kernels, "problems": [p.id for p in problems],
-                "budget_s": budget.budget_s, "latency": not args.no_latency,
-                "l2_flush": not args.no_l2_flush, "sweep": args.sweep}
-    report = build_report(measurements, env, session.ceilings, settings)
-    measured = any(m.status in ("ok", "failed", "error") for m in measurements)
-    if args.output and not measured and os.path.lexists(args.output):
+        stopped = None
+        try:
+            with tqdm(total=len(jobs), desc="attnperf run", unit="config", disable=None,
+                      file=sys.stderr, leave=False) as bar:
+                def progress(kernel, problem):
+                    bar.set_postfix_str(f"{kernel} {problem.id}")
+                    bar.update(1)
+                for m in session.iter_grid(jobs, budget=budget, latency=not args.no_latency,
+                                           l2_flush=not args.no_l2_flush, progress=progress, **kw):
+                    measured.append(m)
+                    save(finished=False)
+        except KeyboardInterrupt:
+            stopped = EXIT_SIGINT
+        except Terminated:
+            stopped = EXIT_SIGTERM
+        session.close()  # a worker still inside a kernel is killed now
+        save(finished=stopped is None)
+        final = report(finished=stopped is None)
+    if measured:
+        print(render_table(measured))
+    if stopped is not None:
+        what = "interrupted" if stopped == EXIT_SIGINT else "terminated"
+        print(f"{what}: {len(measured)} of {len(jobs)} configs measured"
+              + (f"; partial report in {args.output} (\"interrupted\": true)"
+                 if args.output and measured else "; nothing written"), file=sys.stderr)
+        return stopped
+    if had_report and not _measured_any(measured):
         raise OutputPathError(f"nothing was measured (every config skipped or unavailable); "
                               f"not replacing the existing report {args.output!r}")
-    if args.output:
-        write_json(args.output, report)
+    if args.output and measured:
         print(f"wrote {args.output}", file=sys.stderr)
-    s = report["summary"]
-    print(f"{s['ok']} ok, {s['failed']} failed, {s['error']} errors, {s['skipped']} skipped, "
-          f"{s['unavailable']} unavailable", file=sys.stderr)
-    if s["ok"] == 0 and not (s["failed"] or s["error"]):
+    s = final["summary"]
+    line = (f"{s['ok']} ok, {s['failed']} failed, {s['error']} errors, {s['skipped']} skipped, "
+            f"{s['unavailable']} unavailable")
+    line += "".join(f", {s[k]} {k.replace('_', ' ')}" for k in ("crashed", "timed_out") if s[k])
+    print(line, file=sys.stderr)
+    broken = sum(s[k] for k in BROKEN_STATUSES)
+    if s["ok"] == 0 and not broken:
         print("nothing could be measured (every config skipped or unavailable; reasons above)",
               file=sys.stderr)
         return EXIT_FAIL
-    return EXIT_FAIL if s["failed"] or s["error"] else EXIT_OK
+    return EXIT_FAIL if broken else EXIT_OK
+
+
+def _measured_any(measurements) -> bool:
+    """Whether any config got as far as running its kernel (a result worth a report)."""
+    return any(m.status in ("ok", "failed") or m.status in BROKEN_STATUSES for m in measurements)
 
 
 def _fmt(v, spec: str, none: str = "-") -> str:

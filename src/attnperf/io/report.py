@@ -7,6 +7,12 @@ Format history (``schema_version``):
   ``roofline``, ``config``, ``kernel_name``, ``timestamp``), mirroring the first
   successfully measured result, so tools written for the seed keep working.
   JSON Schema: ``attnperf/io/schemas/report-v1.schema.json``.
+  Later additions, compatible (a reader of 1 may ignore them; older files lack
+  them): statuses ``crashed`` (the worker process died; signal or exit code in
+  ``reason``) and ``timed_out`` (the per-config limit in ``reason``), with
+  their ``summary`` counts; ``interrupted`` (the run did not finish: stopped by
+  a signal, or still running when the file was written) and ``not_run`` (ids
+  of the configs it did not reach); ``correctness.modified_inputs``.
 
 Files without ``schema_version`` are read as the seed's single-config format
 (``performance`` or, older, ``metrics``).
@@ -16,12 +22,12 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Sequence
 
 from ..errors import InvalidShapeError, ReportError, SchemaVersionError
 from ..kernels.registry import canonical_name
 from ..model.problem import Problem
-from ..model.records import Measurement
+from ..model.records import STATUSES, Measurement
 from .jsonfile import finite, load_json
 
 SCHEMA_VERSION = 1
@@ -67,7 +73,10 @@ def result_entry(m: Measurement) -> dict:
 
 
 def build_report(measurements: List[Measurement], environment: dict,
-                 ceilings: Optional[dict], settings: dict) -> dict:
+                 ceilings: Optional[dict], settings: dict, interrupted: bool = False,
+                 not_run: Sequence[str] = ()) -> dict:
+    """The report of a run; ``interrupted`` with the ids of the configs ``not_run``
+    for one that did not finish (a partial report is still a valid report)."""
     results = [result_entry(m) for m in measurements]
     report = {
         "schema_version": SCHEMA_VERSION,
@@ -79,6 +88,8 @@ def build_report(measurements: List[Measurement], environment: dict,
                      if ceilings else ceilings),
         "settings": settings,
         "summary": summarize(results),
+        "interrupted": bool(interrupted),
+        "not_run": list(not_run),
         "results": results,
     }
     primary = next((r for r in results if r["status"] == "ok"), results[0] if results else None)
@@ -94,7 +105,7 @@ def build_report(measurements: List[Measurement], environment: dict,
 
 
 def summarize(results: List[dict]) -> dict:
-    counts = {s: 0 for s in ("ok", "failed", "error", "skipped", "unavailable")}
+    counts = {s: 0 for s in STATUSES}
     for r in results:
         counts[r["status"]] = counts.get(r["status"], 0) + 1
     counts["total"] = len(results)

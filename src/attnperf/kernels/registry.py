@@ -10,7 +10,9 @@ places (one mechanism, three doors):
 2. the entry-point group ``attnperf.kernels`` of every installed distribution
    (``importlib.metadata``): how another repository plugs its kernels in;
 3. references added at run time: ``attnperf run --kernel-module pkg.mod:ATTR``,
-   ``kernel-modules`` in ``[tool.attnperf]``, or :func:`add_reference`.
+   ``kernel-modules`` in ``[tool.attnperf]``, :func:`add_reference`, or the
+   environment variable ``ATTNPERF_KERNEL_MODULES`` (how a worker process loads
+   the same kernels as its parent).
 
 A discovered entry point that fails to load never stops the others: it is
 logged once as a warning naming the entry point and its error, and its name is
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 from typing import Dict, Iterable, List, Optional, Tuple
 
 from ..errors import PluginError, UnknownNameError
@@ -40,6 +43,11 @@ BUILTINS = (
     "attnperf.kernels.tiled:KERNELS",
     "attnperf.kernels.triton_flash:KERNELS",
 )
+
+# Extra kernel references from the environment (comma-separated module:attribute):
+# how a measuring worker process, or a test's `attnperf run` subprocess, loads the
+# same kernels as its parent.
+ENV_MODULES = "ATTNPERF_KERNEL_MODULES"
 
 # Old names that must keep resolving (history keys are never renamed).
 ALIASES = {"pytorch_sdpa": "sdpa"}  # the seed's kernel_name
@@ -167,6 +175,11 @@ class Registry:
                     self._kernels[name] = broken_spec(name, str(exc), origin)
                 continue
             self._add(specs, origin)
+        self._load_environment()
+
+    def _load_environment(self) -> None:
+        for ref in filter(None, (r.strip() for r in os.environ.get(ENV_MODULES, "").split(","))):
+            self.add_reference(ref)
 
     def add_reference(self, ref: str) -> List[str]:
         """Load ``module:attribute`` now; returns the names it registered.

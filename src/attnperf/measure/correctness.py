@@ -6,12 +6,17 @@ A result passes when nothing is NaN/Inf, the relative error
 ``||out - ref|| / ||ref||`` is under the dtype's tolerance, and no single
 element is off by more than ``max_abs_factor`` times that tolerance (relative to
 ``max|ref|``), which catches a wrong tile that a norm would average away.
+
+The reference is computed from the inputs *before* the kernel sees them, and
+the inputs are compared with saved copies after the call: a kernel that
+zeroes ``q`` in place must not be judged against attention of the zeros it
+wrote (it once passed that way, rel_error 1.5e-07).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import List, Optional, Sequence
 
 import torch
 
@@ -76,16 +81,43 @@ def compare(out: torch.Tensor, ref: torch.Tensor, problem: Problem,
                        tolerance=tol, tolerance_key=key)
 
 
-def check(fn, q, k, v, problem: Problem, tf32: bool = False,
-          tolerances: Optional[dict] = None) -> Correctness:
-    """Run ``fn`` once on these inputs and compare its output to the float64 reference.
-    ``tolerances`` overrides :data:`TOLERANCES` per precision key (project config)."""
-    out = fn(q, k, v, problem)
+INPUT_NAMES = ("q", "k", "v")
+
+
+def modified_inputs(inputs: Sequence[torch.Tensor], saved: Sequence[torch.Tensor]) -> List[str]:
+    """Names of the inputs that differ (bit for bit) from their saved copies."""
+    return [name for name, now, before in zip(INPUT_NAMES, inputs, saved)
+            if not torch.equal(now, before)]
+
+
+def verify(out, ref: torch.Tensor, problem: Problem, tf32: bool = False,
+           modified: Sequence[str] = (), tolerances: Optional[dict] = None) -> Correctness:
+    """Judge one output against the float64 ``ref``; modified inputs fail it.
+    ``tolerances`` overrides :data:`TOLERANCES` per precision key (project config).
+
+    Raises TypeError/ValueError for an output that is not a tensor of the query's
+    shape (the kernel is broken, not wrong: the session records an error).
+    """
     if not isinstance(out, torch.Tensor):
         raise TypeError(f"kernel returned a {type(out).__name__}, expected a tensor shaped like q "
-                        f"{tuple(q.shape)}")
-    if tuple(out.shape) != tuple(q.shape):
-        raise ValueError(f"kernel returned shape {tuple(out.shape)}, expected {tuple(q.shape)} "
+                        f"{tuple(ref.shape)}")
+    if tuple(out.shape) != tuple(ref.shape):
+        raise ValueError(f"kernel returned shape {tuple(out.shape)}, expected {tuple(ref.shape)} "
                          "(the shape of q)")
     tol = (tolerances or {}).get(precision_key(problem.dtype, tf32))
-    return compare(out, reference(q, k, v, problem), problem, tf32=tf32, tolerance=tol)
+    c = compare(out, ref, problem, tf32=tf32, tolerance=tol)
+    if modified:
+        c.modified_inputs = list(modified)
+        c.passed = False
+    return c
+
+
+def check(fn, q, k, v, problem: Problem, tf32: bool = False,
+          tolerances: Optional[dict] = None) -> Correctness:
+    """Run ``fn(q, k, v, problem)`` once and judge its output against the float64
+    reference of the inputs as they were before the call; inputs it changed fail it."""
+    ref = reference(q, k, v, problem)
+    saved = [x.clone() for x in (q, k, v)]
+    out = fn(q, k, v, problem)
+    return verify(out, ref, problem, tf32=tf32, modified=modified_inputs((q, k, v), saved),
+                  tolerances=tolerances)

@@ -3,17 +3,21 @@
 The one path both front ends use.  :class:`Session` does the per-machine setup
 once (device, fingerprint, measured ceilings, datasheet peak, GPU warm-up);
 :meth:`Session.measure` checks and times one (kernel, problem) and records
-every failure instead of raising.  ``attnperf run`` calls it per config; the
-asv suite calls :meth:`Session.measure_grid` once per commit.
+every failure instead of raising.  ``attnperf run`` iterates
+:meth:`Session.iter_grid`; the asv suite calls :meth:`Session.measure_grid`
+once per commit.  Both isolate each config in a worker process with a time
+limit (``isolate=True``; see :mod:`attnperf.measure.worker`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import pickle
 import time
-from typing import Callable, Iterable, List, Optional, Tuple
+from typing import Callable, Iterable, Iterator, List, Optional, Tuple, Union
 
-from ..errors import AttnperfError, InsufficientMemoryError, KernelUnavailableError, PluginError
+from ..errors import InsufficientMemoryError, KernelUnavailableError, UnknownNameError
 from ..kernels import registry
 from ..kernels.spec import KernelSpec
 from ..model import roofline
@@ -21,11 +25,12 @@ from ..model.peaks import Peak, match_peak
 from ..model.problem import Problem
 from ..model.records import Correctness, Measurement, Samples
 from .ceilings import load_or_measure_ceilings
-from .correctness import check
+from .correctness import modified_inputs, reference, verify
 from .device import fingerprint, resolve_device, tf32_enabled
 from .inputs import DEFAULT_SEED, make_inputs
 from .nvml import gpu_clock_state
 from .timing import Budget, time_cpu, time_cuda_device, time_cuda_latency
+from .worker import Crashed, Done, Worker
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +52,16 @@ def available_memory(device: str) -> Optional[int]:
     return None
 
 
+def input_bytes(p: Problem) -> int:
+    """Q, K and V: the saved copies that detect a kernel writing to its inputs."""
+    return p.batch * (p.heads * p.seq_q + 2 * p.kv_heads * p.seq_kv) * p.head_dim * p.element_size
+
+
 def memory_needed(spec: KernelSpec, p: Problem) -> int:
-    """Inputs, output, kernel scratch, and the float64 reference (chunked to <= 1 GiB)."""
+    """Inputs (and their saved copies), output, kernel scratch, and the float64
+    reference (chunked to <= 1 GiB)."""
     ref = 8 * p.batch * p.heads * p.seq_q * p.head_dim + min(1 << 30, 24 * p.seq_q * p.seq_kv * p.heads)
-    return roofline.bytes_moved(p) + spec.scratch_bytes(p) + ref
+    return roofline.bytes_moved(p) + input_bytes(p) + spec.scratch_bytes(p) + ref
 
 
 class Bench:
@@ -58,11 +69,15 @@ class Bench:
 
     Raises KernelUnavailableError / InsufficientMemoryError on construction
     when the kernel cannot run here (nothing is allocated in that case).
+    :meth:`check` computes the float64 reference *before* the kernel first
+    sees the inputs and keeps copies of them; :meth:`recheck` judges the
+    output of the last timed call against that reference, and the inputs
+    against the copies.
     """
 
-    def __init__(self, kernel: str, problem: Problem, device: str, seed: int = DEFAULT_SEED,
-                 tolerances: Optional[dict] = None):
-        self.spec = registry.get(kernel)
+    def __init__(self, kernel: Union[str, KernelSpec], problem: Problem, device: str,
+                 seed: int = DEFAULT_SEED, tolerances: Optional[dict] = None):
+        self.spec = registry.get(kernel) if isinstance(kernel, str) else kernel
         self.tolerances = tolerances or {}
         self.problem, self.device = problem, device
         ok, why = self.spec.check(problem, device)
@@ -74,13 +89,26 @@ class Bench:
                 f"{problem.id} needs ~{need / 2**30:.2f} GiB on {device}, "
                 f"{free / 2**30:.2f} GiB free")
         self.q, self.k, self.v = make_inputs(problem, device, seed)
+        self.ref = self.saved = self.last = None
 
     def call(self):
-        return self.spec.run(self.q, self.k, self.v, self.problem)
+        # Keeps the output: inside a CUDA graph this is the last captured call's
+        # output buffer, which every replay rewrites, so recheck() sees a timed call.
+        self.last = self.spec.run(self.q, self.k, self.v, self.problem)
+        return self.last
 
     def check(self) -> Correctness:
-        return check(self.spec.run, self.q, self.k, self.v, self.problem, tf32=self.tf32,
-                     tolerances=self.tolerances)
+        """The first call, judged (see the class doc)."""
+        self.ref = reference(self.q, self.k, self.v, self.problem)
+        self.saved = [x.clone() for x in (self.q, self.k, self.v)]
+        return self.recheck(self.call())
+
+    def recheck(self, out=None) -> Correctness:
+        """The output of the last call (default) and the inputs, judged again."""
+        out = self.last if out is None else out
+        changed = modified_inputs((self.q, self.k, self.v), self.saved)
+        return verify(out, self.ref, self.problem, tf32=self.tf32, modified=changed,
+                      tolerances=self.tolerances)
 
     @property
     def tf32(self) -> bool:
@@ -101,10 +129,13 @@ class Bench:
         return self.spec.backend(self.q, self.k, self.v, self.problem)
 
     def release(self) -> None:
-        self.q = self.k = self.v = None
+        self.q = self.k = self.v = self.ref = self.saved = self.last = None
         if self.device == "cuda":
             import torch
-            torch.cuda.empty_cache()
+            try:
+                torch.cuda.empty_cache()
+            except RuntimeError:  # a CUDA error poisoned the context: keep the kernel's error
+                log.debug("empty_cache failed after a CUDA error", exc_info=True)
 
 
 def _l2_bytes(device: str) -> Optional[int]:
@@ -122,29 +153,46 @@ def _oom_types():
                              getattr(torch, "OutOfMemoryError", None)) if t)
 
 
+def _wrong(c: Correctness, when: str) -> str:
+    if c.modified_inputs:
+        return f"kernel modified its inputs ({', '.join(c.modified_inputs)}){when}"
+    return f"wrong result{when}: {c.summary()}"
+
+
 def measure(kernel: str, problem: Problem, device: str, ceiling_data: Optional[dict] = None,
             peak=None, budget: Budget = Budget(), latency: bool = True, l2_flush: bool = True,
-            seed: int = DEFAULT_SEED, tolerances: Optional[dict] = None) -> Measurement:
-    """Check and time one (kernel, problem).  Never raises for a kernel failure:
-    unavailability, OOM, exceptions and wrong results become a status.
-    ``tolerances``: per precision key (``TOLERANCES``' keys), overriding the defaults."""
-    m = Measurement(kernel, problem, device,
-                    timestamp=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+            seed: int = DEFAULT_SEED, spec: Optional[KernelSpec] = None,
+            tolerances: Optional[dict] = None) -> Measurement:
+    """Check and time one (kernel, problem) in this process.
+
+    Never raises for a kernel failure: unavailability, OOM, exceptions (attnperf's
+    own included) and wrong results become a status.  An unknown kernel name is
+    the caller's mistake (UnknownNameError).  ``spec`` overrides the registry's;
+    ``tolerances`` (per precision key, ``TOLERANCES``' keys) override the defaults.
+    """
+    m = Measurement(kernel, problem, device, timestamp=_now())
+    spec = spec if spec is not None else registry.get(kernel)
     bench = None
     oom = _oom_types()
     try:
-        bench = Bench(kernel, problem, device, seed, tolerances=tolerances)
+        bench = Bench(spec, problem, device, seed, tolerances=tolerances)
         m.correctness = bench.check()
         if not m.correctness.passed:
-            m.status, m.reason = "failed", f"wrong result: {m.correctness.summary()}"
+            m.status, m.reason = "failed", _wrong(m.correctness, "")
             return m
         m.dispatch = bench.dispatch()
         if device == "cuda":
             m.clock_before = gpu_clock_state()
         m.device_time = bench.time_samples(budget)
-        if device == "cuda" and latency:
+        timed = bench.recheck()  # the output of the last timed call
+        if timed.passed and device == "cuda" and latency:
             m.latency = bench.latency_samples(budget, l2_flush=l2_flush)
             m.clock_after = gpu_clock_state()
+            timed = bench.recheck()
+        if not timed.passed:
+            m.correctness, m.device_time, m.latency = timed, None, None
+            m.status, m.reason = "failed", _wrong(timed, " in a timed call")
+            return m
         ceiling = roofline.ceiling_for(problem, ceiling_data, peak, tf32=bench.tf32)
         if ceiling is not None:
             m.roofline = roofline.analyze(problem, m.device_time.median_s, ceiling, device,
@@ -157,10 +205,10 @@ def measure(kernel: str, problem: Problem, device: str, ceiling_data: Optional[d
     except oom as exc:
         m.status, m.reason = "skipped", f"out of memory: {str(exc).splitlines()[0]}"
     except Exception as exc:  # noqa: BLE001 - kernel code is arbitrary; one crash must not lose the run
-        if isinstance(exc, AttnperfError) and not isinstance(exc, (KernelUnavailableError,
-                                                                  PluginError)):
-            raise
+        # attnperf's own exceptions too: raised inside a kernel they are the
+        # kernel's failure, not a reason to abort the sweep.
         m.status, m.reason = "error", f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        m.device_time = m.latency = m.roofline = None
         log.debug("kernel %s on %s raised", kernel, problem.id, exc_info=True)
     finally:
         if bench is not None:
@@ -186,11 +234,87 @@ def warm_up_gpu(seconds: float = 1.0) -> None:
     torch.cuda.empty_cache()
 
 
+# ------------------------------------------------------- isolation ------
+# Defaults for the per-config time limit when none is given: a config is up to
+# two timings (device time, latency) of warm-up + budget each, one checked call
+# and the reference; allow 20x that, never less than a minute.
+MIN_TIMEOUT_S = 60.0
+TIMEOUT_FACTOR = 20.0
+
+
+def default_timeout_s(budget: Budget = Budget()) -> float:
+    """The per-config time limit derived from the timing budget."""
+    return max(MIN_TIMEOUT_S, TIMEOUT_FACTOR * 2 * (budget.budget_s + budget.warmup_s))
+
+
+@dataclasses.dataclass(frozen=True)
+class _WorkerSetup:
+    device: str
+    threads: int
+    references: Tuple[str, ...]  # extra kernel references the supervisor loaded
+    log_level: Optional[int]
+
+
+def _worker_setup(cfg: _WorkerSetup) -> str:
+    """Runs once in each worker process (see measure/worker.py)."""
+    if cfg.log_level is not None:  # mirror the supervisor's logging (a process entry point)
+        logging.basicConfig(level=cfg.log_level, format="%(levelname)s %(name)s: %(message)s")
+    import torch
+    torch.set_num_threads(cfg.threads)
+    for ref in cfg.references:
+        registry.REGISTRY.add_reference(ref)
+    if cfg.device == "cuda":
+        warm_up_gpu()
+    return cfg.device
+
+
+def _worker_measure(device: str, job: tuple) -> Tuple[Measurement, bool]:
+    """One config in the worker: (measurement, retire this worker)."""
+    kernel, problem, spec_blob, spec_note, kw = job
+    try:
+        spec = pickle.loads(spec_blob) if spec_blob is not None else None
+        m = measure(kernel, problem, device, spec=spec, **kw)
+    except UnknownNameError:
+        m = Measurement(kernel, problem, device, status="error", timestamp=_now(), reason=(
+            f"kernel {kernel!r} is not known in the worker process: it was registered in the "
+            f"measuring process and cannot be sent ({spec_note}); define it in a module and "
+            f"load it by reference (module:attribute, {registry.ENV_MODULES})"))
+    except Exception as exc:  # noqa: BLE001 - e.g. a spec that does not unpickle here
+        m = Measurement(kernel, problem, device, status="error", timestamp=_now(),
+                        reason=f"{type(exc).__name__} in the worker process: {exc}")
+    # A CUDA error can poison the context for every later kernel: any error on
+    # a GPU retires this worker, and the next config gets a fresh one.
+    return m, device == "cuda" and m.status == "error"
+
+
+def _spec_blob(spec: KernelSpec) -> Tuple[Optional[bytes], str]:
+    """The spec pickled for the worker, or None and why not (closures, lambdas)."""
+    try:
+        return pickle.dumps(spec), ""
+    except (pickle.PicklingError, AttributeError, TypeError) as exc:
+        return None, f"{type(exc).__name__}: {exc}"
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
 class Session:
-    """The per-machine setup, done once: device, fingerprint, ceilings, peak."""
+    """The per-machine setup, done once: device, fingerprint, ceilings, peak.
+
+    ``isolate=True`` measures every config in a supervised worker process
+    (:mod:`attnperf.measure.worker`): a kernel that crashes the process is
+    recorded as ``crashed``, one that passes ``timeout_s`` (default:
+    :func:`default_timeout_s` of the budget) as ``timed_out``, and the next
+    config gets a fresh worker.  Kernels reach the worker by name (built-ins
+    and ``module:attribute`` references) or, registered here, pickled.  Use it
+    as a context manager, or :meth:`close`, to stop the worker.
+    ``isolate=False`` measures in this process (debuggers, in-process kernels).
+    """
 
     def __init__(self, device: str = "auto", threads: Optional[int] = None,
-                 refresh_ceilings: bool = False, tolerances: Optional[dict] = None) -> None:
+                 refresh_ceilings: bool = False, tolerances: Optional[dict] = None,
+                 isolate: bool = False, timeout_s: Optional[float] = None) -> None:
         self.device = resolve_device(device)
         self.tolerances = dict(tolerances or {})  # [tool.attnperf] tolerances
         if threads is not None and self.device == "cpu":  # PyTorch's CPU thread pool
@@ -201,33 +325,81 @@ class Session:
                                                  refresh=refresh_ceilings)
         gpu = self.environment["gpu_name"]
         self.peak: Optional[Peak] = match_peak(gpu) if gpu else None
+        self.isolate, self.timeout_s = isolate, timeout_s
+        if isolate and self.device == "cuda":
+            import torch
+            torch.cuda.empty_cache()  # what measuring ceilings cached belongs to the workers now
         self._warm = False
+        self._worker: Optional[Worker] = None
+        self._blobs: dict = {}
 
     def warm_up(self) -> None:
         if self.device == "cuda" and not self._warm:
             warm_up_gpu()
             self._warm = True
 
+    def worker(self) -> Worker:
+        if self._worker is None:
+            import torch
+            root = logging.getLogger()
+            cfg = _WorkerSetup(self.device, torch.get_num_threads(),
+                               tuple(registry.REGISTRY.references()),
+                               root.getEffectiveLevel() if root.handlers else None)
+            self._worker = Worker(_worker_setup, cfg, _worker_measure, preload=[__name__])
+        return self._worker
+
+    def close(self) -> None:
+        """Stop the worker process, if any (killed at once: it may be inside a kernel)."""
+        if self._worker is not None:
+            self._worker.close(force=True)
+
+    def __enter__(self) -> "Session":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     def measure(self, kernel: str, problem: Problem, budget: Budget = Budget(),
-                latency: bool = True, l2_flush: bool = True, seed: int = DEFAULT_SEED) -> Measurement:
-        return measure(kernel, problem, self.device, ceiling_data=self.ceilings, peak=self.peak,
-                       budget=budget, latency=latency, l2_flush=l2_flush, seed=seed,
-                       tolerances=self.tolerances)
+                latency: bool = True, l2_flush: bool = True, seed: int = DEFAULT_SEED,
+                timeout_s: Optional[float] = None) -> Measurement:
+        kw = dict(ceiling_data=self.ceilings, peak=self.peak, budget=budget, latency=latency,
+                  l2_flush=l2_flush, seed=seed, tolerances=self.tolerances)
+        if not self.isolate:
+            self.warm_up()
+            return measure(kernel, problem, self.device, **kw)
+        spec = registry.get(kernel)  # an unknown name fails here, not in the worker
+        if kernel not in self._blobs:
+            self._blobs[kernel] = _spec_blob(spec)
+        blob, note = self._blobs[kernel]
+        limit = timeout_s or self.timeout_s or default_timeout_s(budget)
+        outcome = self.worker().run((kernel, problem, blob, note, kw), limit)
+        if isinstance(outcome, Done):
+            return outcome.value
+        status = "crashed" if isinstance(outcome, Crashed) else "timed_out"
+        return Measurement(kernel, problem, self.device, status=status, reason=outcome.reason,
+                           timestamp=_now())
+
+    def iter_grid(self, jobs: Iterable[Tuple[str, Problem]], budget: Budget = Budget(),
+                  latency: bool = True, l2_flush: bool = True, seed: int = DEFAULT_SEED,
+                  skip: Optional[Callable[[Problem], Optional[str]]] = None,
+                  progress: Optional[Callable[[str, Problem], None]] = None
+                  ) -> Iterator[Measurement]:
+        """Measure each (kernel, problem) as the caller asks for the next one;
+        ``skip(problem)`` may name a reason not to."""
+        for kernel, problem in jobs:
+            if progress is not None:
+                progress(kernel, problem)
+            why = skip(problem) if skip is not None else None
+            if why:
+                yield Measurement(kernel, problem, self.device, status="skipped", reason=why)
+                continue
+            yield self.measure(kernel, problem, budget=budget, latency=latency,
+                               l2_flush=l2_flush, seed=seed)
 
     def measure_grid(self, jobs: Iterable[Tuple[str, Problem]], budget: Budget = Budget(),
                      latency: bool = True, l2_flush: bool = True, seed: int = DEFAULT_SEED,
                      skip: Optional[Callable[[Problem], Optional[str]]] = None,
                      progress: Optional[Callable[[str, Problem], None]] = None) -> List[Measurement]:
         """Measure each (kernel, problem); ``skip(problem)`` may name a reason not to."""
-        self.warm_up()
-        out: List[Measurement] = []
-        for kernel, problem in jobs:
-            if progress is not None:
-                progress(kernel, problem)
-            why = skip(problem) if skip is not None else None
-            if why:
-                out.append(Measurement(kernel, problem, self.device, status="skipped", reason=why))
-                continue
-            out.append(self.measure(kernel, problem, budget=budget, latency=latency,
-                                    l2_flush=l2_flush, seed=seed))
-        return out
+        return list(self.iter_grid(jobs, budget=budget, latency=latency, l2_flush=l2_flush,
+                                   seed=seed, skip=skip, progress=progress))

@@ -219,14 +219,27 @@ class Correctness:
     nonfinite: int
     tolerance: float
     tolerance_key: str
+    # Inputs ("q", "k", "v") the kernel wrote to; any makes ``passed`` false.
+    modified_inputs: List[str] = dataclasses.field(default_factory=list)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     def summary(self) -> str:
-        return (f"rel_error={self.rel_error:.3e} (tolerance {self.tolerance:.1e}, "
+        text = (f"rel_error={self.rel_error:.3e} (tolerance {self.tolerance:.1e}, "
                 f"{self.tolerance_key}), max_abs_error={self.max_abs_error:.3e}, "
                 f"nonfinite={self.nonfinite}")
+        if self.modified_inputs:
+            text = f"kernel modified its inputs ({', '.join(self.modified_inputs)}); " + text
+        return text
+
+
+# Every status a measurement can end in.  ``crashed`` (the worker process died:
+# signal or exit code in the reason) and ``timed_out`` (no result within the
+# per-config limit) come from the isolated runner (measure/worker.py).
+STATUSES = ("ok", "failed", "error", "crashed", "timed_out", "skipped", "unavailable")
+# The kernel ran and is broken: wrong, raised, died, or hung.
+BROKEN_STATUSES = ("failed", "error", "crashed", "timed_out")
 
 
 @dataclasses.dataclass

@@ -325,3 +325,94 @@ def test_cli_asv_without_results_exit_3(cli_project):
 
 
 # ------------------------------------------------------- real asv (CPU) ---
+# A temporary clone of this repository; asv runs the suite for real (tiled only, one CPU
+# problem, forkserver).  History: base, b1, b2, b3, slow (tiled 4x the work), b4 .. b9.
+from test_asv_e2e import ASV, ENV_DIR, _commit, _git, _inject, _touch_readme  # noqa: E402
+
+SLOW_TILED = """
+
+_fast_tiled_attention = tiled_attention
+
+
+def tiled_attention(q, k, v, problem, block_kv=BLOCK_KV):
+    # INJECTED SLOWDOWN (test): the whole computation, four times.
+    for _ in range(4):
+        out = _fast_tiled_attention(q, k, v, problem, block_kv)
+    return out
+
+"""
+
+
+@pytest.fixture(scope="module")
+def clone():
+    if ASV is None:
+        pytest.skip("asv is not installed (pip install -e '.[asv]')")
+    ENV_DIR.mkdir(parents=True, exist_ok=True)
+    root = Path(tempfile.mkdtemp(prefix="attnperf-bisect-e2e-"))
+    with open(ENV_DIR / ".attnperf-test.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield _history(root)
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def _history(root):
+    repo = root / "repo"
+    _git(REPO, "clone", "-q", str(REPO), str(repo))
+    conf = repo / "asv.conf.json"
+    conf.write_text(conf.read_text().replace('"env_dir": ".asv/env"', f'"env_dir": "{ENV_DIR}"'))
+    c = {"base": _commit(repo, "test: local asv env dir", lambda _: None)}
+    for i in range(1, 4):
+        c[f"b{i}"] = _commit(repo, f"benign {i}", _touch_readme(i))
+    c["slow"] = _commit(repo, "slow down tiled 4x", _inject(SLOW_TILED, append_before="\nKERNELS = ["))
+    for i in range(4, 10):
+        c[f"b{i}"] = _commit(repo, f"benign {i}", _touch_readme(i))
+    home = root / "home"
+    home.mkdir()
+    (home / ".asv-machine.json").write_text(json.dumps({"version": 1, "attnperf-test": {
+        "machine": "attnperf-test", "os": "Linux", "arch": "x86_64", "cpu": "test cpu",
+        "num_cpu": "2", "ram": "1"}}))
+    env = dict(os.environ)
+    env.update({"ATTNPERF_ASV_KERNELS": "tiled", "ATTNPERF_ASV_PROBLEMS": "cpu_seed",
+                "ATTNPERF_ASV_DEVICE": "cpu", "ATTNPERF_TORCH_PYTHON": sys.executable,
+                "XDG_CACHE_HOME": str(root / "cache"), "HOME": str(home),
+                "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"})
+    env.pop("PYTHONPATH", None)
+    return {"repo": repo, "c": c, "env": env}
+
+
+def _real_bisect(clone, good, bad):
+    proc = subprocess.run([sys.executable, "-m", "attnperf", "bisect", good, bad,
+                           "--machine", "attnperf-test", "-b", "track_device_time",
+                           "--factor", "2"], cwd=clone["repo"], env=clone["env"],
+                          capture_output=True, text=True, timeout=1200)
+    ran = re.search(r"measured (\d+) commit\(s\), reused (\d+)", proc.stderr)
+    return proc, (int(ran.group(1)), int(ran.group(2))) if ran else None
+
+
+@pytest.mark.slow
+def test_real_asv_bisect_names_the_injected_commit(clone):
+    c = clone["c"]
+    proc, (ran, reused) = _real_bisect(clone, c["base"], c["b5"])
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert proc.stdout.startswith(f"regression: {c['slow']} slow down tiled 4x\n"), proc.stdout
+    assert "TimeAttention.track_device_time('tiled', 'b8_h4_sq64_d64_fp32')" in proc.stdout
+    assert re.search(r"ratio: [2-9]\.\d+x against " + c["b3"][:8] + r" \(its parent\)",
+                     proc.stdout), proc.stdout
+    assert "-> worse" in proc.stdout and "NOT CONFIRMED" not in proc.stdout
+    assert ran <= 2 + 3 and reused == 0
+    # Everything measured is kept in results/: a second bisect runs asv for no commit.
+    again, (ran2, reused2) = _real_bisect(clone, c["base"], c["b5"])
+    assert again.returncode == 1 and again.stdout == proc.stdout
+    assert ran2 == 0 and reused2 == ran
+
+
+@pytest.mark.slow
+def test_real_asv_bisect_says_no_regression_over_a_flat_range(clone):
+    c = clone["c"]
+    proc, _ = _real_bisect(clone, c["slow"], c["b9"])  # six commits after the step, no step
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.startswith(f"no significant regression between {c['slow'][:8]} and "
+                                  f"{c['b9'][:8]}"), proc.stdout
+    assert "TimeAttention.track_device_time('tiled', 'b8_h4_sq64_d64_fp32')" in proc.stdout

@@ -196,7 +196,7 @@ class AsvRunner:
     def run(self, commit: str) -> int:
         cmd = [self.asv, "run", "--config", str(self.config), "--machine", self.machine,
                "--launch-method", self.launch_method, "-b", self.bench_regex]
-        if self.rounds:
+        if self.rounds and self.rounds > 1:
             cmd += ["--interleave-rounds", "-a", f"rounds={self.rounds}"]
         cmd.append(f"{commit}^!")
         rc = tee(cmd, self.project.conf_dir, asv_env(), self.stream, self.log_path, self.timeout)

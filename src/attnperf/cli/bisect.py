@@ -51,7 +51,8 @@ def add_parser(sub) -> None:
                    help="asv machine name (default: the only one in ~/.asv-machine.json)")
     b.add_argument("--config", default="asv.conf.json", help="asv config (default asv.conf.json)")
     b.add_argument("--rounds", type=int, default=None,
-                   help="asv rounds per commit (independent measurements pooled; default 1)")
+                   help="asv rounds per commit (independent measurements pooled; default: "
+                        "the calibrated thresholds' rounds, else 1)")
     b.add_argument("--launch-method", default="forkserver", choices=["forkserver", "spawn"],
                    help="asv's launch method (default forkserver: one `import torch` per commit)")
     b.add_argument("--log", default=None, help="append asv's output here (default: stderr only)")
@@ -92,14 +93,13 @@ def cmd_bisect(args) -> int:
     except AttnperfError as exc:
         raise UsageError(str(exc)) from None
     machine = pick_machine(args.machine)
-    thresholds = None
-    if args.factor is None:
-        calibrated = thresholds_file.read(thresholds_file.path_for(str(project.results_dir), machine))
-        thresholds = calibrated.lookup() if calibrated else None
+    calibrated = thresholds_file.read(thresholds_file.path_for(str(project.results_dir), machine))
+    thresholds = calibrated.lookup() if calibrated and args.factor is None else None
     factor = args.factor or DEFAULT_FACTOR
     regex = args.bench or GATE_REGEX
+    rounds = args.rounds or (calibrated.rounds if calibrated else None)
     runner = AsvRunner(project, machine, regex, launch_method=args.launch_method,
-                       rounds=args.rounds, asv=args.asv, stream=sys.stderr,
+                       rounds=rounds, asv=args.asv, stream=sys.stderr,
                        log_path=Path(args.log) if args.log else None)
     print(f"[attnperf bisect] {good[:8]}..{bad[:8]}: {len(commits)} commit(s) on machine "
           f"{machine!r}; factor "

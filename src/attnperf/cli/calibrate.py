@@ -67,6 +67,7 @@ def add_parser(sub) -> None:
                    help="thresholds file (default results/<machine>/attnperf-thresholds.json)")
     c.add_argument("--no-write", action="store_true", help="report only")
     c.add_argument("--launch-method", default="forkserver", choices=["forkserver", "spawn"])
+    c.add_argument("--asv", default=None, help="asv executable (default: next to this python)")
 
 
 def _check(args) -> None:
@@ -104,8 +105,8 @@ def cmd_calibrate(args) -> int:
             results = work / f"results-{i}"
             conf = derived_config(project, results, work / f"conf-{i}")
             runner = AsvRunner(project, machine, args.bench, launch_method=args.launch_method,
-                               rounds=args.rounds, config=conf, results_dir=results,
-                               stream=sys.stderr)
+                               rounds=args.rounds, asv=args.asv, config=conf,
+                               results_dir=results, stream=sys.stderr)
             print(f"[attnperf calibrate] A/A set {i + 1}/{args.runs}: {commit[:8]}, "
                   f"{args.rounds} round(s)", file=sys.stderr)
             runner.run(commit)

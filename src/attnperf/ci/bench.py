@@ -49,6 +49,7 @@ from typing import List, Optional
 
 from ..analysis import ab
 from ..analysis.gate import GATE_REGEX as GATED
+from ..asv import runner
 from ..errors import ReportError
 from ..io import thresholds as thresholds_file
 from ..io.asv_results import read_asv_conf, read_results
@@ -72,41 +73,20 @@ def resolve(repo: Path, ref: str) -> str:
 
 
 def find_asv(explicit: Optional[str]) -> str:
-    if explicit:
-        return explicit
-    here = shutil.which("asv", path=str(Path(sys.executable).parent))
-    found = here or shutil.which("asv")
-    if not found:
-        raise InputError("asv is not installed here (pip install -e '.[asv]')")
-    return found
+    try:
+        return runner.find_asv(explicit)
+    except runner.ProjectError as exc:
+        raise InputError(str(exc)) from None
 
 
 def _env() -> dict:
-    env = dict(os.environ)
     # attnperf.asv.envinstall lends this interpreter's torch to asv's environments.
-    env.setdefault("ATTNPERF_TORCH_PYTHON", sys.executable)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    return env
+    return runner.asv_env()
 
 
 def _tee(cmd: List[str], cwd: Path, log_path: Path, env: dict, timeout: Optional[float]) -> int:
     """Run ``cmd``, echoing its output and keeping it in ``log_path``."""
-    with open(log_path, "a") as log:
-        log.write(f"$ {' '.join(cmd)}\n")
-        log.flush()
-        proc = subprocess.Popen(cmd, cwd=str(cwd), env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
-                                bufsize=1)
-        assert proc.stdout is not None
-        try:
-            for line in proc.stdout:
-                sys.stdout.write(line)
-                log.write(line)
-            return proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            log.write(f"\n[attnperf ci bench] killed after {timeout} s\n")
-            return 124
+    return runner.tee(cmd, cwd, env, sys.stdout, log_path, timeout)
 
 
 def describe_machine(conf_dir: Path, results_dir: Path, machine: str, device: str,

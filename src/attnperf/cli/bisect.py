@@ -78,17 +78,29 @@ def _check(args) -> None:
     if args.rounds is not None and args.rounds < 1:
         raise UsageError(f"--rounds must be a positive integer, got {args.rounds}")
     if args.bench is not None:
-        try:
-            re.compile(args.bench)
-        except re.error as exc:
-            raise UsageError(f"-b {args.bench!r} is not a regular expression ({exc})") from None
+        check_regex(args.bench)
+
+
+def check_regex(pattern: str) -> None:
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise UsageError(f"-b {pattern!r} is not a regular expression ({exc})") from None
+
+
+def open_project(config: str, *refs: str):
+    """The asv project and the full hashes of ``refs``; every problem a usage error."""
+    try:
+        project = Project(config)
+        return project, [project.resolve(r) for r in refs]
+    except AttnperfError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def cmd_bisect(args) -> int:
     _check(args)
+    project, (good, bad) = open_project(args.config, args.good, args.bad)
     try:
-        project = Project(args.config)
-        good, bad = project.resolve(args.good), project.resolve(args.bad)
         commits = project.first_parent_range(good, bad)
     except AttnperfError as exc:
         raise UsageError(str(exc)) from None

@@ -15,19 +15,17 @@ result sets (see its output).
 from __future__ import annotations
 
 import datetime
-import re
 import shutil
 import sys
 from pathlib import Path
 
 from ..analysis import noise
 from ..analysis.gate import GATE_REGEX
-from ..asv.runner import AsvRunner, Project, derived_config, temp_dir
-from ..errors import AttnperfError
+from ..asv.runner import AsvRunner, derived_config, temp_dir
 from ..io import thresholds as thresholds_file
 from ..io.jsonfile import check_writable
 from ..render.bisect import noise_table
-from .bisect import pick_machine
+from .bisect import check_regex, open_project, pick_machine
 from .common import EXIT_OK, UsageError
 
 EXIT_ASV = 3
@@ -79,19 +77,12 @@ def _check(args) -> None:
                         ("--headroom", args.headroom)):
         if not value >= 1.0:
             raise UsageError(f"{flag} must be a number >= 1.0, got {value}")
-    try:
-        re.compile(args.bench)
-    except re.error as exc:
-        raise UsageError(f"-b {args.bench!r} is not a regular expression ({exc})") from None
+    check_regex(args.bench)
 
 
 def cmd_calibrate(args) -> int:
     _check(args)
-    try:
-        project = Project(args.config)
-        commit = project.resolve(args.commit)
-    except AttnperfError as exc:
-        raise UsageError(str(exc)) from None
+    project, (commit,) = open_project(args.config, args.commit)
     machine = pick_machine(args.machine)
     out = Path(args.output) if args.output else thresholds_file.path_for(
         str(project.results_dir), machine)

@@ -26,10 +26,14 @@ test: setup
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow"
 
-# Compare this branch with main the way CI does (regressions only on gated benchmarks).
+# Compare this branch with main the way CI does (regressions only on gated benchmarks; each
+# commit measured twice, interleaved; per-benchmark thresholds when `attnperf calibrate` wrote
+# results/$(MACHINE)/attnperf-thresholds.json).  Output: .asv/continuous/summary.md.
+MACHINE ?= $(shell hostname)
 continuous: setup
 	PATH="$(abspath $(VENV))/bin:$$PATH" ATTNPERF_TORCH_PYTHON="$(abspath $(PY))" \
-	  $(VENV)/bin/asv continuous --factor 1.5 -b '^(?!.*Views)' main HEAD
+	  $(VENV)/bin/attnperf ci bench --base main --head HEAD --machine $(MACHINE) --device cpu \
+	  --factor 1.5 --rounds 2 --out .asv/continuous
 
 clean:
 	rm -rf $(VENV) .asv build dist src/*.egg-info

@@ -13,7 +13,7 @@ tie handling differ).  Views never take part (:mod:`attnperf.analysis.gate`).
 from __future__ import annotations
 
 import dataclasses
-from typing import List, Optional, Tuple
+from typing import Dict, List, Mapping, Optional, Tuple
 
 from asv import _stats as _asv_stats
 
@@ -66,6 +66,7 @@ class Comparison:
     head: Optional[Run]
     factor: float
     rows: List[Row]
+    per_benchmark: bool = False  # judged with calibrated thresholds (Row.factor)
 
     def count(self, change: str) -> int:
         return sum(r.change == change for r in self.rows)
@@ -123,9 +124,17 @@ def _classify(before: Point, after: Point, vb: Optional[str], va: Optional[str],
     return SAME, ratio, sig
 
 
+Thresholds = Mapping[Tuple[str, Tuple[str, ...]], float]
+
+
 def compare(db: ResultsDB, machine: str, base: Optional[Run], head: Optional[Run],
-            factor: float) -> Comparison:
-    """Every gated benchmark x combination of the two runs, classified like asv compare."""
+            factor: float, thresholds: Optional[Thresholds] = None) -> Comparison:
+    """Every gated benchmark x combination of the two runs, classified like asv compare.
+
+    ``thresholds`` (``attnperf calibrate``'s file, :mod:`attnperf.io.thresholds`)
+    give a combination its own factor; the others are judged at ``factor``.
+    """
+    own: Dict[Tuple[str, Tuple[str, ...]], float] = dict(thresholds or {})
     rows: List[Row] = []
     names = sorted({n for r in (base, head) if r for n in r.benchmarks if not is_view(n)})
     for name in names:
@@ -136,31 +145,43 @@ def compare(db: ResultsDB, machine: str, base: Optional[Run], head: Optional[Run
         for key in keys:
             before = bb.get(*key) if bb else Point(MISSING)
             after = hb.get(*key) if hb else Point(MISSING)
+            row_factor = own.get((name, tuple(key)), factor)
             change, ratio, sig = _classify(before, after, bb.version if bb else None,
-                                           hb.version if hb else None, factor)
-            rows.append(Row(name, key, before, after, ratio, change, sig, db.unit(name), factor))
-    return Comparison(machine, base, head, factor, rows)
+                                           hb.version if hb else None, row_factor)
+            rows.append(Row(name, key, before, after, ratio, change, sig, db.unit(name), row_factor))
+    return Comparison(machine, base, head, factor, rows, bool(own))
 
 
 VERDICTS = {EXIT_OK: "ok", EXIT_REGRESSION: "regression", EXIT_BROKEN: "broken",
             EXIT_INFRA: "error"}
 
 
-def decide(asv_exit: Optional[int], comparison: Optional[Comparison]) -> Tuple[int, str]:
+def decide(asv_exit: Optional[int], comparison: Optional[Comparison],
+           asv_view: Optional[Comparison] = None) -> Tuple[int, str]:
     """The PR job's exit code and one line saying why.
 
     asv exits 1 both for a regression and for its own errors (UserError), so
-    exit 1 counts as a regression only when the result files show one.
+    exit 1 counts as a regression only when the result files show one.  With
+    per-benchmark thresholds asv runs at the smallest of them and every row is
+    judged again at its own (``comparison``); ``asv_view`` is the same pair
+    judged at asv's factor, which tells an asv flag the thresholds overrule
+    from an asv error.
     """
     if comparison is None or comparison.base is None or comparison.head is None:
         return EXIT_INFRA, ("asv wrote no results for both commits "
                             f"(asv exit {asv_exit}); see the asv log")
     if asv_exit == 2:
         return EXIT_BROKEN, "a benchmark failed (asv continuous exit 2): a wrong result or an error"
-    if asv_exit == 1:
-        if comparison.count(WORSE) or comparison.count(BROKE):
+    past = ("their calibrated thresholds" if comparison.per_benchmark
+            else f"x{comparison.factor:g}")
+    regressed = comparison.count(WORSE) or comparison.count(BROKE)
+    if asv_exit == 1 or (asv_exit == 0 and comparison.per_benchmark and regressed):
+        if regressed:
             return EXIT_REGRESSION, (f"{comparison.count(WORSE)} benchmark(s) slower than "
-                                     f"x{comparison.factor:g} with significance")
+                                     f"{past} with significance")
+        if asv_view is not None and (asv_view.count(WORSE) or asv_view.count(BROKE)):
+            return EXIT_OK, (f"no significant regression past the calibrated thresholds (asv "
+                             f"flagged {asv_view.count(WORSE)} at its factor x{asv_view.factor:g})")
         return EXIT_INFRA, "asv exited 1 but the results show no regression: an asv error, see the log"
     if asv_exit == 0:
         return EXIT_OK, "no significant regression"

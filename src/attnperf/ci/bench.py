@@ -11,7 +11,16 @@ What the GitHub workflow runs, and what a developer (or a test) runs locally:
    ceilings into ``results/NAME/attnperf-ceilings.json`` (``--no-describe``
    keeps an existing description);
 3. ``asv continuous --factor F -b '^(?!.*Views)' --machine NAME BASE HEAD``,
-   its output shown and kept in ``OUT/asv-continuous.log``;
+   its output shown and kept in ``OUT/asv-continuous.log``; with ``--rounds R``
+   also ``--interleave-rounds -a rounds=R``: each commit is measured R times
+   in separate processes (asv re-creates the suite's ``setup_cache`` every
+   round), in the order base, head, head, base, ... so drift over minutes
+   (another job on a shared CPU, a warming GPU) falls on both sides alike;
+3b. per-benchmark thresholds: when ``results/NAME/attnperf-thresholds.json``
+   exists (``attnperf calibrate``), asv runs at the smallest of them (and F),
+   every row is judged again at its own threshold (rows without one at F),
+   and the verdict and exit code follow that re-judged table; the file's
+   ``rounds`` is the default for ``--rounds``;
 4. read both commits' result files and render ``OUT/summary.md``
    (:mod:`attnperf.prcomment`), appended to ``$GITHUB_STEP_SUMMARY`` when set;
 5. copy the result files into ``OUT/results/`` (the artifact) and write
@@ -40,8 +49,10 @@ from typing import List, Optional
 
 from ..analysis import ab
 from ..analysis.gate import GATE_REGEX as GATED
-from ..errors import ConfigError
+from ..asv import runner
+from ..errors import ConfigError, ReportError
 from ..io import project_config
+from ..io import thresholds as thresholds_file
 from ..io.asv_results import read_asv_conf, read_results
 from ..render import prcomment
 
@@ -66,41 +77,20 @@ def resolve(repo: Path, ref: str) -> str:
 
 
 def find_asv(explicit: Optional[str]) -> str:
-    if explicit:
-        return explicit
-    here = shutil.which("asv", path=str(Path(sys.executable).parent))
-    found = here or shutil.which("asv")
-    if not found:
-        raise InputError("asv is not installed here (pip install -e '.[asv]')")
-    return found
+    try:
+        return runner.find_asv(explicit)
+    except runner.ProjectError as exc:
+        raise InputError(str(exc)) from None
 
 
 def _env() -> dict:
-    env = dict(os.environ)
     # attnperf.asv.envinstall lends this interpreter's torch to asv's environments.
-    env.setdefault("ATTNPERF_TORCH_PYTHON", sys.executable)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    return env
+    return runner.asv_env()
 
 
 def _tee(cmd: List[str], cwd: Path, log_path: Path, env: dict, timeout: Optional[float]) -> int:
     """Run ``cmd``, echoing its output and keeping it in ``log_path``."""
-    with open(log_path, "a") as log:
-        log.write(f"$ {' '.join(cmd)}\n")
-        log.flush()
-        proc = subprocess.Popen(cmd, cwd=str(cwd), env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
-                                bufsize=1)
-        assert proc.stdout is not None
-        try:
-            for line in proc.stdout:
-                sys.stdout.write(line)
-                log.write(line)
-            return proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            log.write(f"\n[attnperf ci bench] killed after {timeout} s\n")
-            return 124
+    return runner.tee(cmd, cwd, env, sys.stdout, log_path, timeout)
 
 
 def describe_machine(conf_dir: Path, results_dir: Path, machine: str, device: str,
@@ -173,32 +163,42 @@ def run(args: argparse.Namespace) -> int:
     if not base or not head:
         raise InputError(f"cannot resolve --base {args.base!r} / --head {args.head!r} in {conf_dir}")
     env = _env()
+    calibrated = _thresholds(args, results_dir)
+    lookup = calibrated.lookup() if calibrated else None
+    asv_factor = min(args.factor, calibrated.smallest() or args.factor) if calibrated else args.factor
+    rounds = args.rounds or (calibrated.rounds if calibrated else None)
     asv_exit: Optional[int] = args.asv_exit
     if not args.render_only:
         if not args.no_describe:
             describe_machine(conf_dir, results_dir, args.machine, args.device, log_path, env)
         cmd = [find_asv(args.asv), "continuous", "--config", str(conf_path), "--factor",
-               f"{args.factor:g}", "-b", GATED, "--machine", args.machine, *args.asv_arg,
-               base, head]
+               f"{asv_factor:g}", "-b", GATED, "--machine", args.machine]
+        if rounds and rounds > 1:
+            cmd += ["--interleave-rounds", "-a", f"rounds={rounds}"]
+        cmd += [*args.asv_arg, base, head]
         asv_exit = _tee(cmd, conf_dir, log_path, env, timeout=args.timeout)
     db = read_results(str(results_dir))
     machine = db.machines.get(args.machine)
     base_run = machine.runs_for(base)[-1] if machine and machine.runs_for(base) else None
     head_run = machine.runs_for(head)[-1] if machine and machine.runs_for(head) else None
-    cmp = ab.compare(db, args.machine, base_run, head_run, args.factor)
+    cmp = ab.compare(db, args.machine, base_run, head_run, args.factor, lookup)
+    asv_view = ab.compare(db, args.machine, base_run, head_run, asv_factor) if lookup else None
     if args.render_only and asv_exit is None:
         code, reason = _code_from_rows(cmp)
     else:
-        code, reason = ab.decide(asv_exit, cmp)
+        code, reason = ab.decide(asv_exit, cmp, asv_view)
     footer = "" if args.render_only else (
         f"<sub>asv's own output: `{log_path.name}` in this job's artifact.</sub>")
     summary = prcomment.render_section(db, args.machine, base, head, args.factor,
-                                       asv_exit=asv_exit, footer=footer)
+                                       asv_exit=asv_exit, footer=footer, thresholds=calibrated,
+                                       asv_factor=asv_factor)
     (out / "summary.md").write_text(summary)
     copied = copy_results(results_dir, args.machine, [base, head], out / "results")
     verdict = {"exit_code": code, "verdict": ab.VERDICTS[code], "reason": reason,
                "asv_exit": asv_exit, "machine": args.machine, "base": base, "head": head,
-               "factor": args.factor, "files": copied,
+               "factor": args.factor, "asv_factor": asv_factor, "rounds": rounds,
+               "thresholds": str(_thresholds_path(args, results_dir)) if calibrated else None,
+               "files": copied,
                "counts": {c: cmp.count(c) for c in (ab.WORSE, ab.BETTER,
                                                    ab.BROKE, ab.FIXED)}}
     (out / "verdict.json").write_text(json.dumps(verdict, indent=2) + "\n")
@@ -206,6 +206,29 @@ def run(args: argparse.Namespace) -> int:
     print(f"[attnperf ci bench] {ab.VERDICTS[code]}: {reason} (summary: {out / 'summary.md'})",
           file=sys.stderr)
     return code
+
+
+def _thresholds_path(args: argparse.Namespace, results_dir: Path) -> Path:
+    return Path(args.thresholds) if args.thresholds else thresholds_file.path_for(
+        str(results_dir), args.machine)
+
+
+def _thresholds(args: argparse.Namespace, results_dir: Path):
+    """The machine's calibrated thresholds (None without a file, or with --no-thresholds)."""
+    if args.no_thresholds:
+        return None
+    path = _thresholds_path(args, results_dir)
+    if args.thresholds and not path.is_file():
+        raise InputError(f"--thresholds {args.thresholds!r} does not exist")
+    try:
+        found = thresholds_file.read(path)
+    except ReportError as exc:
+        raise InputError(f"{exc} (recalibrate: attnperf calibrate --machine {args.machine}; "
+                         "or pass --no-thresholds)") from None
+    if found is not None and found.machine != args.machine:
+        raise InputError(f"{path} was calibrated for machine {found.machine!r}, "
+                         f"not {args.machine!r}")
+    return found
 
 
 def _code_from_rows(cmp: ab.Comparison):
@@ -247,6 +270,14 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     ap.add_argument("--asv-arg", action="append", default=[],
                     help="extra argument for asv continuous (repeatable)")
     ap.add_argument("--timeout", type=float, default=None, help="seconds for asv continuous")
+    ap.add_argument("--rounds", type=int, default=None,
+                    help="measure each commit R times, interleaved base/head (asv "
+                         "--interleave-rounds -a rounds=R; default: the thresholds file's, else 1)")
+    ap.add_argument("--thresholds", default=None,
+                    help="per-benchmark thresholds (default results/MACHINE/attnperf-thresholds.json "
+                         "when it exists; `attnperf calibrate` writes it)")
+    ap.add_argument("--no-thresholds", action="store_true",
+                    help="judge every benchmark at --factor, even if a thresholds file exists")
     ap.add_argument("--render-only", action="store_true",
                     help="do not run asv; render from the results on disk")
     ap.add_argument("--asv-exit", type=int, default=None,
@@ -254,6 +285,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     args = ap.parse_args(argv)
     if args.factor is not None and args.factor < 1.0:
         ap.error(f"--factor must be >= 1.0, got {args.factor}")
+    if args.rounds is not None and args.rounds < 1:
+        ap.error(f"--rounds must be a positive integer, got {args.rounds}")
     return args
 
 

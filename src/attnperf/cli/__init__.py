@@ -20,6 +20,8 @@ from typing import List, Optional
 from .. import __version__
 from ..errors import AttnperfError
 from .common import EPILOG, EXIT_USAGE, _Parser
+from .bisect import add_parser as add_bisect_parser, cmd_bisect
+from .calibrate import add_parser as add_calibrate_parser, cmd_calibrate
 from .compare import cmd_compare
 from .info import cmd_ceilings, cmd_env, cmd_kernels
 from .init import cmd_init
@@ -156,12 +158,15 @@ def build_parser() -> argparse.ArgumentParser:
                         "(asv continuous, verdict, PR comment markdown)")
     ci.add_argument("ci_command", choices=["bench"])
     ci.add_argument("rest", nargs=argparse.REMAINDER)
+    add_bisect_parser(sub)
+    add_calibrate_parser(sub)
     return p
 
 
 COMMANDS = {"run": cmd_run, "compare": cmd_compare, "kernels": cmd_kernels,
             "ceilings": cmd_ceilings, "env": cmd_env, "site": cmd_site,
-            "pr-comment": cmd_pr_comment, "asv": cmd_asv, "ci": cmd_ci, "init": cmd_init}
+            "pr-comment": cmd_pr_comment, "asv": cmd_asv, "ci": cmd_ci, "init": cmd_init,
+            "bisect": cmd_bisect, "calibrate": cmd_calibrate}
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -44,6 +44,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..errors import ReportError
 from . import ceilings as ceilings_file
+from .thresholds import FILE_NAME as THRESHOLDS_FILE
 from .jsonfile import load_json
 
 KNOWN_RESULT_VERSIONS = (2,)
@@ -299,7 +300,7 @@ def read_machine(mdir: Path) -> Machine:
     ceilings = ceilings_file.read(mdir / ceilings_file.FILE_NAME, notes)
     runs = []
     for path in sorted(mdir.glob("*.json")):
-        if path.name in ("machine.json", ceilings_file.FILE_NAME):
+        if path.name in ("machine.json", ceilings_file.FILE_NAME, THRESHOLDS_FILE):
             continue
         if not _RESULT_NAME.match(path.name):
             notes.append(f"{path}: not named like an asv result file (<commit8>-<env>.json); ignored")

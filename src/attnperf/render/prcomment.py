@@ -59,7 +59,8 @@ def _problem_label(problem: str) -> str:
     return f"{md.text(p.id)} <sub>{md.text(shape)}</sub>"
 
 
-def _table(rows: List[Row], cells_before: Dict, cells_after: Dict) -> List[str]:
+def _table(rows: List[Row], cells_before: Dict, cells_after: Dict,
+           per_benchmark: bool = False) -> List[str]:
     out = ["| | benchmark | kernel | problem | before | after | ratio | significance | regime "
            "| efficiency | correctness |",
            "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -77,6 +78,8 @@ def _table(rows: List[Row], cells_before: Dict, cells_after: Dict) -> List[str]:
         if corr_a == "FAILED":
             corr = f"**{corr}**"
         ratio = "—" if r.ratio is None else f"{r.ratio:.2f}×"
+        if r.ratio is not None and per_benchmark:
+            ratio += f" (×{r.factor:.3g})"
         if r.change == SAME and r.ratio is not None and r.significance.different is False \
                 and (r.ratio > r.factor or r.ratio * r.factor < 1):
             ratio = "~" + ratio  # asv's mark: past the factor, but not significant
@@ -119,7 +122,8 @@ def environment_lines(m: Optional[Machine], run: Optional[Run]) -> List[str]:
     return lines
 
 
-def _headline(cmp: Comparison, asv_exit: Optional[int]) -> str:
+def _headline(cmp: Comparison, asv_exit: Optional[int],
+              asv_view: Optional[Comparison] = None) -> str:
     worse, broke, better = cmp.count(WORSE), cmp.count(BROKE), cmp.count(BETTER)
     name = md.code(cmp.machine)
     if cmp.base is None or cmp.head is None:
@@ -130,23 +134,29 @@ def _headline(cmp: Comparison, asv_exit: Optional[int]) -> str:
         code = EXIT_BROKEN if broke else EXIT_REGRESSION if worse else EXIT_OK
         why = ""
     else:
-        code, why = decide(asv_exit, cmp)
+        code, why = decide(asv_exit, cmp, asv_view)
     if code == EXIT_BROKEN:
         return (f"💥 {name}: broken benchmark — "
                 + (f"{broke} benchmark(s) failed" if broke else "a benchmark failed")
                 + (f"; also {worse} slower" if worse else ""))
     if code == EXIT_REGRESSION:
-        return f"🔴 {name}: regression — {worse} benchmark(s) slower than ×{cmp.factor:g} (significant)"
+        past = "their calibrated thresholds" if cmp.per_benchmark else f"×{cmp.factor:g}"
+        return f"🔴 {name}: regression — {worse} benchmark(s) slower than {past} (significant)"
     if code == EXIT_INFRA:
         return f"⚠️ {name}: {md.text(why)}"
-    return f"✅ {name}: no significant regression (factor ×{cmp.factor:g})" + (
+    judged = "per-benchmark thresholds" if cmp.per_benchmark else f"factor ×{cmp.factor:g}"
+    return f"✅ {name}: no significant regression ({judged})" + (
         f"; {better} faster" if better else "")
 
 
 def render_section(db: ResultsDB, machine: str, base_commit: str, head_commit: str,
                    factor: float, asv_exit: Optional[int] = None,
-                   extra_notes: Optional[List[str]] = None, footer: str = "") -> str:
-    """The markdown for one machine: verdict, changed benchmarks, environment, notes."""
+                   extra_notes: Optional[List[str]] = None, footer: str = "",
+                   thresholds=None, asv_factor: Optional[float] = None) -> str:
+    """The markdown for one machine: verdict, changed benchmarks, environment, notes.
+
+    ``thresholds`` (:class:`attnperf.io.thresholds.Thresholds`): each benchmark is
+    judged at its calibrated factor; asv itself ran at ``asv_factor``."""
     m = db.machines.get(machine)
     notes = list(extra_notes or [])
     base = head = None
@@ -165,11 +175,17 @@ def render_section(db: ResultsDB, machine: str, base_commit: str, head_commit: s
                 base = runs[-1] if runs else None
             else:
                 head = runs[-1] if runs else None
-    cmp = compare(db, machine, base, head, factor)
+    cmp = compare(db, machine, base, head, factor, thresholds.lookup() if thresholds else None)
+    asv_view = compare(db, machine, base, head, asv_factor or factor) if thresholds else None
     cb = {(c.kernel, c.problem): c for c in am.cells(base, m)} if base and m else {}
     ca = {(c.kernel, c.problem): c for c in am.cells(head, m)} if head and m else {}
-    lines = [f"### {_headline(cmp, asv_exit)}", "",
-             f"Base {md.code(base_commit[:8])} → head {md.code(head_commit[:8])} · factor ×{factor:g} · "
+    calibrated = "" if thresholds is None else (
+        f"per-benchmark thresholds ×{thresholds.smallest() or factor:g}–"
+        f"×{max(t.threshold for t in thresholds.entries) if thresholds.entries else factor:g} "
+        f"(`attnperf calibrate`: {thresholds.runs} A/A sets × {thresholds.rounds} rounds at "
+        f"`{thresholds.commit[:8]}`, {thresholds.created}), others ")
+    lines = [f"### {_headline(cmp, asv_exit, asv_view)}", "",
+             f"Base {md.code(base_commit[:8])} → head {md.code(head_commit[:8])} · {calibrated}factor ×{factor:g} · "
              f"asv continuous exit {asv_exit if asv_exit is not None else 'not run'} · "
              "lower is better (times; x_over_floor = time / roofline floor)", ""]
     changed = [r for r in cmp.rows if r.change in CHANGED]
@@ -180,13 +196,13 @@ def render_section(db: ResultsDB, machine: str, base_commit: str, head_commit: s
              and {r.before.status, r.after.status} <= {SKIPPED, MISSING}]
     rest = [r for r in cmp.rows if r.change not in CHANGED and r not in empty]
     if changed:
-        lines += _table(changed, cb, ca)
+        lines += _table(changed, cb, ca, cmp.per_benchmark)
     elif cmp.rows:
         lines.append("No benchmark changed significantly.")
     else:
         lines.append("**No benchmark results to compare.**")
     if rest:
-        body = "\n".join(_table(rest, cb, ca))
+        body = "\n".join(_table(rest, cb, ca, cmp.per_benchmark))
         lines += ["", f"<details><summary>Unchanged or n/a: {len(rest)}</summary>", "", body, "",
                   "</details>"]
     if empty:

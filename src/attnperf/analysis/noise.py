@@ -1,0 +1,71 @@
+"""Know your noise: per-benchmark spread of A/A runs and the thresholds derived from it.
+
+``attnperf calibrate`` measures the same commit N times on one machine (N asv
+result sets, each taken exactly as the gate takes one side of a comparison:
+the same rounds).  For every gated benchmark x parameter combination:
+
+* ``spread`` = max/min of the N medians: the largest A/A ratio seen;
+* ``threshold`` = max(``floor``, spread ** ``headroom``): the factor this
+  benchmark is judged with.  With headroom 2 an A/A pair would have to drift
+  twice as far (in log ratio) as the worst pair seen during calibration to be
+  flagged; for normal noise and 5 runs that is ~3.3 standard deviations of a
+  pair's log ratio.  ``floor`` keeps a perfectly steady benchmark from being
+  judged at 1.00;
+* ``detectable`` = threshold x spread: the smallest true slowdown that is
+  flagged even when noise pulls the two sides a full spread together
+  (asv's Mann-Whitney test must also find the change significant; with 15+
+  samples a side it resolves far smaller shifts than these factors).
+* at a single suite factor F the same reasoning gives ``F x spread``, and
+  spread >= F means A/A runs at F can be flagged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Dict, List, Sequence, Tuple
+
+from ..io.asv_results import Run
+from ..io.thresholds import Entry
+from .gate import is_view
+
+DEFAULT_FLOOR = 1.01
+DEFAULT_HEADROOM = 2.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+    floor: float = DEFAULT_FLOOR
+    headroom: float = DEFAULT_HEADROOM
+
+    def threshold(self, spread: float) -> float:
+        return max(self.floor, spread ** self.headroom)
+
+
+def detectable_at(factor: float, spread: float) -> float:
+    """The smallest slowdown a gate at ``factor`` flags despite ``spread`` of noise."""
+    return factor * spread
+
+
+def medians(runs: Sequence[Run]) -> Dict[Tuple[str, Tuple[str, ...]], List[float]]:
+    """Every gated (benchmark, params) measured in the runs -> its medians, run order."""
+    out: Dict[Tuple[str, Tuple[str, ...]], List[float]] = {}
+    for run in runs:
+        for name, bench in run.benchmarks.items():
+            if is_view(name):
+                continue
+            for params, point in bench.points.items():
+                if point.ok and point.value is not None and point.value > 0:
+                    out.setdefault((name, params), []).append(point.value)
+    return out
+
+
+def entries(runs: Sequence[Run], rule: Rule = Rule()) -> List[Entry]:
+    """One entry per combination measured in at least two runs (sorted by name, params)."""
+    found = []
+    for (name, params), values in sorted(medians(runs).items()):
+        if len(values) < 2:
+            continue
+        spread = max(values) / min(values)
+        threshold = rule.threshold(spread)
+        found.append(Entry(name, params, tuple(values), spread, threshold, threshold * spread))
+    return found

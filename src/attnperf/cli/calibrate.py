@@ -1,0 +1,130 @@
+"""``attnperf calibrate``: measure this machine's noise A/A and write per-benchmark thresholds.
+
+Runs ``asv run COMMIT^!`` RUNS times, each into its own temporary results
+directory (the machine's history is never touched), each with the rounds the
+gate uses; then per gated benchmark the spread of the RUNS medians, the
+threshold derived from it (:mod:`attnperf.analysis.noise`) and the smallest
+slowdown detectable at the suite factor and at the threshold.  Writes
+``results/<machine>/attnperf-thresholds.json`` (:mod:`attnperf.io.thresholds`),
+which ``attnperf ci bench``, the PR comment and ``attnperf bisect`` then use.
+
+Exit codes: 0 written; 2 usage or input error; 3 asv produced fewer than two
+result sets (see its output).
+"""
+
+from __future__ import annotations
+
+import datetime
+import shutil
+import sys
+from pathlib import Path
+
+from ..analysis import noise
+from ..analysis.gate import GATE_REGEX
+from ..asv.runner import AsvRunner, derived_config, temp_dir
+from ..io import thresholds as thresholds_file
+from ..io.jsonfile import check_writable
+from ..render.bisect import noise_table
+from .bisect import check_regex, open_project, pick_machine
+from .common import EXIT_OK, UsageError
+
+EXIT_ASV = 3
+DEFAULT_RUNS = 5
+DEFAULT_ROUNDS = 2
+
+EPILOG = """exit codes:
+  0  thresholds measured and written
+  2  usage or input error (bad ref, unknown machine, bad value, unwritable output)
+  3  asv produced fewer than two result sets (see its output)
+"""
+
+
+def add_parser(sub) -> None:
+    import argparse
+
+    c = sub.add_parser("calibrate", help="run the suite A/A on this machine; per-benchmark spread, "
+                       "detectable slowdown and thresholds for the CI verdict", epilog=EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    c.add_argument("--machine", default=None,
+                   help="asv machine name (default: the only one in ~/.asv-machine.json)")
+    c.add_argument("--commit", default="HEAD", help="what to measure A/A (default HEAD)")
+    c.add_argument("--runs", type=int, default=DEFAULT_RUNS,
+                   help=f"A/A result sets (default {DEFAULT_RUNS}; at least 2)")
+    c.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS,
+                   help=f"asv rounds per set: use what the gate uses (default {DEFAULT_ROUNDS})")
+    c.add_argument("--factor", type=float, default=1.05,
+                   help="the suite factor to report the detectable slowdown at (default 1.05)")
+    c.add_argument("--floor", type=float, default=noise.DEFAULT_FLOOR,
+                   help=f"no threshold below this (default {noise.DEFAULT_FLOOR})")
+    c.add_argument("--headroom", type=float, default=noise.DEFAULT_HEADROOM,
+                   help=f"threshold = spread ** HEADROOM (default {noise.DEFAULT_HEADROOM:g})")
+    c.add_argument("-b", "--bench", default=GATE_REGEX, metavar="REGEX",
+                   help="benchmarks to calibrate, as asv's -b (default: the gated ones)")
+    c.add_argument("--config", default="asv.conf.json", help="asv config (default asv.conf.json)")
+    c.add_argument("--output", "-o", default=None,
+                   help="thresholds file (default results/<machine>/attnperf-thresholds.json)")
+    c.add_argument("--no-write", action="store_true", help="report only")
+    c.add_argument("--launch-method", default="forkserver", choices=["forkserver", "spawn"])
+    c.add_argument("--asv", default=None, help="asv executable (default: next to this python)")
+
+
+def _check(args) -> None:
+    if args.runs < 2:
+        raise UsageError(f"--runs must be at least 2 (an A/A spread needs two sets), got {args.runs}")
+    if args.rounds < 1:
+        raise UsageError(f"--rounds must be a positive integer, got {args.rounds}")
+    for flag, value in (("--factor", args.factor), ("--floor", args.floor),
+                        ("--headroom", args.headroom)):
+        if not value >= 1.0:
+            raise UsageError(f"{flag} must be a number >= 1.0, got {value}")
+    check_regex(args.bench)
+
+
+def cmd_calibrate(args) -> int:
+    _check(args)
+    project, (commit,) = open_project(args.config, args.commit)
+    machine = pick_machine(args.machine)
+    out = Path(args.output) if args.output else thresholds_file.path_for(
+        str(project.results_dir), machine)
+    if not args.no_write:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        check_writable(str(out))
+    work = temp_dir("attnperf-calibrate-")
+    runs = []
+    try:
+        for i in range(args.runs):
+            results = work / f"results-{i}"
+            conf = derived_config(project, results, work / f"conf-{i}")
+            runner = AsvRunner(project, machine, args.bench, launch_method=args.launch_method,
+                               rounds=args.rounds, asv=args.asv, config=conf,
+                               results_dir=results, stream=sys.stderr)
+            print(f"[attnperf calibrate] A/A set {i + 1}/{args.runs}: {commit[:8]}, "
+                  f"{args.rounds} round(s)", file=sys.stderr)
+            runner.run(commit)
+            run = runner.results(commit)
+            if runner.covers(run):
+                runs.append(run)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    if len(runs) < 2:
+        print(f"error: asv produced {len(runs)} result set(s) of {args.runs}; need at least two "
+              "(see its output above)", file=sys.stderr)
+        return EXIT_ASV
+    rule = noise.Rule(args.floor, args.headroom)
+    entries = noise.entries(runs, rule)
+    result = thresholds_file.Thresholds(
+        machine=machine, created=datetime.datetime.now(datetime.timezone.utc).isoformat(
+            timespec="seconds"), commit=commit, runs=len(runs), rounds=args.rounds,
+        factor=args.factor, floor=args.floor, headroom=args.headroom, entries=entries)
+    print(f"A/A on {machine!r}: {len(runs)} sets of {args.rounds} round(s) at {commit[:8]}; "
+          f"threshold = max({args.floor:g}, spread^{args.headroom:g}); detect = threshold x "
+          f"spread; @x{args.factor:g} = the smallest slowdown a single factor {args.factor:g} "
+          "flags despite the spread")
+    sys.stdout.write(noise_table(entries, args.factor))
+    if not entries:
+        print("no gated benchmark was measured in two sets: nothing written", file=sys.stderr)
+        return EXIT_ASV
+    if not args.no_write:
+        thresholds_file.write(out, result)
+        print(f"wrote {out}")
+    return EXIT_OK

@@ -87,6 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="regression when improvement_pct < THRESHOLD (default -3.0)")
     c.add_argument("--output", "-o", help="write the comparison JSON here")
     c.add_argument("--format", default="text", help="text|markdown|json (stdout)")
+    c.add_argument("--allow-missing", action="store_true",
+                   help="configs of the baseline absent from the current report do not fail "
+                        "(default: lost coverage is a failure, exit 1)")
 
     k = sub.add_parser("kernels", help="list kernels and whether they can run here")
     k.add_argument("--device", default="auto")

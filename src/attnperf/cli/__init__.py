@@ -77,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-l2-flush", action="store_true", help="GPU: keep L2 warm between latency samples")
     r.add_argument("--seed", type=int, default=None, help="input seed")
     r.add_argument("--threads", type=_positive_int("threads"), default=None,
-                   help="CPU threads for PyTorch (default: PyTorch's; the asv CPU suite uses 1)")
+                   help="CPU threads for PyTorch (default: 1, as the asv CPU suite: steady on a small shared CPU)")
 
     c = sub.add_parser("compare", help="compare a report with a baseline (the seed's compare_baseline.py)",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)

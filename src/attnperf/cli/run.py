@@ -8,17 +8,20 @@ from typing import List
 from tqdm import tqdm
 
 from .. import __version__
+from ..asv.suite import CPU_THREADS
 from ..io.jsonfile import check_writable, write_json
 from ..io.report import build_report
 from ..kernels import registry
+from ..measure.device import resolve_device
 from ..measure.session import Session
 from ..measure.timing import Budget
 from ..model.catalog import PRESETS, sweep
 from ..model.problem import Problem
+from ..render.table import render_table
 from .common import EXIT_FAIL, EXIT_OK, UsageError
 
 
-def _problems(args) -> list:
+def _problems(args, device: str = "cuda") -> list:
 
     custom = [args.batch, args.heads, args.kv_heads, args.seq, args.seq_kv, args.dim, args.dtype]
     if args.sweep and (any(x is not None for x in custom) or args.causal):
@@ -30,7 +33,8 @@ def _problems(args) -> list:
         return [Problem(batch=args.batch or seed.batch, heads=args.heads or seed.heads,
                         kv_heads=args.kv_heads, seq_q=args.seq or seed.seq_q, seq_kv=args.seq_kv,
                         head_dim=args.dim or seed.head_dim, causal=args.causal,
-                        dtype=args.dtype or seed.dtype)]
+                        # CPU half precision is slow and rarely used: float32 there.
+                        dtype=args.dtype or ("float32" if device == "cpu" else seed.dtype))]
     return []  # filled with the device's default sweep
 
 
@@ -47,19 +51,27 @@ def _kernels(args) -> List[str]:
 
 
 def cmd_run(args) -> int:
-    problems = _problems(args)
+    device = resolve_device(args.device)
+    problems = _problems(args, device)
     kernels = _kernels(args)
     if args.output:
         check_writable(args.output)
     if args.budget_ms is not None and args.budget_ms <= 0:
         raise UsageError(f"--budget-ms must be positive, got {args.budget_ms}")
-    session = Session(args.device, threads=args.threads)
-    device, env = session.device, session.environment
+    # The asv suite's thread count unless --threads says otherwise: on a small
+    # shared CPU, PyTorch's default (one thread per core) stuck readings at
+    # multiples of ~8 ms of barrier waits, IQR up to 2810 %.
+    session = Session(device, threads=args.threads or CPU_THREADS)
+    env = session.environment
     if not problems:
         problems = sweep("gpu-default" if device == "cuda" else "cpu-small")
     budget = Budget() if args.budget_ms is None else Budget(budget_s=args.budget_ms / 1e3)
+    where = (f"{env['gpu_name']} (cuda)" if device == "cuda" else
+             f"{env['cpu_model']} (cpu, {env['torch_threads']} thread"
+             f"{'' if env['torch_threads'] == 1 else 's'}"
+             f"{'' if args.threads else '; --threads N to change'})")
     print(f"attnperf {__version__}: {len(kernels)} kernels x {len(problems)} problems on "
-          f"{env['gpu_name'] or env['cpu_model']} ({device}), torch {env['torch']}", file=sys.stderr)
+          f"{where}, torch {env['torch']}", file=sys.stderr)
     jobs = [(k, p) for p in problems for k in kernels]
     kw = {} if args.seed is None else {"seed": args.seed}
     with tqdm(total=len(jobs), desc="attnperf run", unit="config", disable=None, file=sys.stderr,
@@ -69,7 +81,7 @@ def cmd_run(args) -> int:
             bar.update(1)
         measurements = session.measure_grid(jobs, budget=budget, latency=not args.no_latency,
                                             l2_flush=not args.no_l2_flush, progress=progress, **kw)
-    print(render_table(measurements))
+    print(render_table(measurements, verbose=getattr(args, "verbose", False)))
     settings = {"device": device, "kernels": kernels, "problems": [p.id for p in problems],
                 "budget_s": budget.budget_s, "latency": not args.no_latency,
                 "l2_flush": not args.no_l2_flush, "sweep": args.sweep}
@@ -85,47 +97,3 @@ def cmd_run(args) -> int:
               file=sys.stderr)
         return EXIT_FAIL
     return EXIT_FAIL if s["failed"] or s["error"] else EXIT_OK
-
-
-def _fmt(v, spec: str, none: str = "-") -> str:
-    return none if v is None else format(v, spec)
-
-
-def render_table(measurements) -> str:
-    head = ["kernel", "problem", "status", "time ms", "iqr%", "latency ms", "TF/s", "GB/s",
-            "regime", "eff%", "x_floor", "rel_err", "backend"]
-    rows = []
-    for m in measurements:
-        st = m.device_time.stats() if m.device_time else None
-        lat = m.latency.stats() if m.latency else None
-        rf = m.roofline
-        rows.append([
-            m.kernel, m.problem.id, m.status,
-            _fmt(st and st["median_ms"], ".4f"),
-            _fmt(st and 100 * st["iqr_over_median"], ".1f") + ("!" if st and st["unstable"] else ""),
-            _fmt(lat and lat["median_ms"], ".4f"),
-            _fmt(rf and rf.achieved_tflops, ".2f"), _fmt(rf and rf.achieved_gb_s, ".1f"),
-            rf.regime if rf else "-", _fmt(rf and rf.efficiency_pct, ".1f"),
-            _fmt(rf and rf.x_over_floor, ".2f"),
-            _fmt(m.correctness and m.correctness.rel_error, ".1e"),
-            m.dispatch or "-",
-        ])
-    widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
-    lines = ["  ".join(str(x).ljust(w) for x, w in zip(head, widths))]
-    lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(str(x).ljust(w) for x, w in zip(r, widths)) for r in rows]
-    notes = [f"  {m.kernel}/{m.problem.id}: {m.status}: {m.reason}" for m in measurements
-             if m.status != "ok"]
-    if notes:
-        lines += ["", "not measured:"] + notes
-    device = measurements[0].device if measurements else "cpu"
-    unstable = [m for m in measurements if m.device_time and m.device_time.stats()["unstable"]]
-    if unstable:
-        lines += ["", f"! unstable: IQR above 10 % of the median for {len(unstable)} config(s); "
-                      "the machine is busy or throttling (re-run, or fewer --threads on a shared CPU)"]
-    lines.append("")
-    lines.append("time = device time per call (CUDA graph replay)" if device == "cuda"
-                 else "time = wall time per call on the CPU")
-    if device == "cuda":
-        lines.append("latency = one isolated call (sync, L2 flushed, CUDA events)")
-    return "\n".join(lines)

@@ -54,6 +54,7 @@ def result_entry(m: Measurement) -> dict:
         "performance": None,
         "roofline": m.roofline.to_dict() if m.roofline else None,
         "clock": {"before": m.clock_before, "after": m.clock_after} if m.clock_before else None,
+        "warnings": list(m.warnings),
     }
     if m.device_time is not None:
         st = m.device_time.stats()

@@ -22,9 +22,11 @@ from __future__ import annotations
 import os
 from typing import Dict, List, Optional, Tuple
 
+from ..errors import UnknownNameError
 from ..model import roofline
 from ..model.catalog import PRESETS, resolve
 from ..model.problem import Problem
+from ..measure.device import resolve_device
 from ..measure.session import Session
 from ..measure.timing import Budget
 
@@ -62,10 +64,39 @@ def _env_list(name: str) -> Optional[List[str]]:
     return [x.strip() for x in raw.split(",") if x.strip()] or None
 
 
+class SelectionError(ValueError):
+    """ATTNPERF_ASV_KERNELS / ATTNPERF_ASV_PROBLEMS name something the grid does not hold.
+
+    Raised in asv's setup_cache; ``asv run -e`` (``--show-stderr``) prints it --
+    without it asv says only "setup_cache failed"."""
+
+
+def _grid_problem_names() -> str:
+    names = [n for n, p in PRESETS.items() if p.id in GRID_PROBLEMS]
+    return ", ".join(names)
+
+
 def selection() -> Tuple[List[str], List[str]]:
-    """Kernels and problem ids to measure (env lists take preset names or ids)."""
+    """Kernels and problem ids to measure (env lists take preset names or ids).
+
+    Every name must be in the grid: anything else could never show up in asv's
+    table (its parameters are the static grid), so a typo would read as n/a.
+    """
     kernels = _env_list("ATTNPERF_ASV_KERNELS") or GRID_KERNELS
-    problems = [resolve(p).id for p in (_env_list("ATTNPERF_ASV_PROBLEMS") or GRID_PROBLEMS)]
+    unknown = [k for k in kernels if k not in GRID_KERNELS]
+    if unknown:
+        raise SelectionError(f"ATTNPERF_ASV_KERNELS: unknown kernel(s) {', '.join(map(repr, unknown))}; "
+                             f"allowed: {', '.join(GRID_KERNELS)}")
+    problems = []
+    for name in _env_list("ATTNPERF_ASV_PROBLEMS") or GRID_PROBLEMS:
+        try:
+            pid = resolve(name).id
+        except UnknownNameError:
+            pid = None
+        if pid not in GRID_PROBLEMS:
+            raise SelectionError(f"ATTNPERF_ASV_PROBLEMS: {name!r} is not a problem of the asv grid; "
+                                 f"allowed: {_grid_problem_names()} (or their ids)")
+        problems.append(pid)
     return kernels, problems
 
 
@@ -103,14 +134,21 @@ def measure_grid(kernels: Optional[List[str]] = None, problems: Optional[List[st
     sel_k, sel_p = selection()
     kernels = kernels or sel_k
     problem_objs = [resolve(p) for p in (problems or sel_p)]
-    session = Session(device_name or os.environ.get("ATTNPERF_ASV_DEVICE", "auto"),
-                      threads=CPU_THREADS)
-    out: Dict[str, dict] = {"__meta__": {"device": session.device, "environment": session.environment,
-                                         "ceilings": session.ceilings}}
+    device = resolve_device(device_name or os.environ.get("ATTNPERF_ASV_DEVICE", "auto"))
 
     def unfit(problem: Problem) -> Optional[str]:
-        ok, why = fits_device(problem, session.device)
+        ok, why = fits_device(problem, device)
         return None if ok else why
+
+    if all(unfit(p) for p in problem_objs):
+        # Every benchmark would be n/a and asv would exit 0 without a word.
+        raise SelectionError(
+            f"no selected problem runs on {device}: {unfit(problem_objs[0])}"
+            + (f"; CPU problems: {', '.join(n for n in PRESETS if n.startswith('cpu_'))}"
+               if device == "cpu" else ""))
+    session = Session(device, threads=CPU_THREADS)
+    out: Dict[str, dict] = {"__meta__": {"device": session.device, "environment": session.environment,
+                                         "ceilings": session.ceilings}}
 
     jobs = [(k, p) for p in problem_objs for k in kernels]
     for m in session.measure_grid(jobs, budget=budget, latency=(session.device == "cuda"), skip=unfit):

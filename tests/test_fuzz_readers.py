@@ -327,3 +327,18 @@ def test_kept_ceilings_reproducers(path):
 
 def test_reproducers_are_kept():
     assert len(_kept("report")) + len(_kept("asv")) + len(_kept("ceilings")) >= 3
+
+
+@pytest.mark.parametrize("path", _kept("report"), ids=lambda p: p.name)
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_kept_report_reproducers_through_the_cli(cli, path, baseline_file, fmt):
+    """`attnperf compare`: one `error:` line and exit 2, or output that parses (JSON: no NaN)."""
+    for current, baseline in ((path, baseline_file), (baseline_file, path)):
+        res = cli("compare", current, "--baseline", baseline, "--format", fmt)
+        if res.code == 2:
+            assert res.out == "" and len(res.err_lines) == 1 and res.err.startswith("error: ")
+            assert "Traceback" not in res.err
+        else:
+            assert res.code in (0, 1), res.err
+            if fmt == "json":
+                json.loads(res.out, parse_constant=lambda name: pytest.fail(f"{name} in JSON"))

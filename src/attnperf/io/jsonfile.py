@@ -87,9 +87,11 @@ def load_json(path: str, what: str = "report") -> dict:
     except json.JSONDecodeError as exc:
         raise ReportError(f"{what} {path!r} is not valid JSON ({exc.msg} at line {exc.lineno}); "
                           "truncated or not a JSON file of this kind") from None
-    except (ValueError, RecursionError) as exc:  # e.g. nesting too deep, an integer too long
-        raise ReportError(f"{what} {path!r} cannot be parsed as JSON "
-                          f"({type(exc).__name__}: {str(exc)[:80]})") from None
+    except RecursionError:
+        raise ReportError(f"{what} {path!r} cannot be parsed as JSON: nested too deeply "
+                          "to be a file of this kind") from None
+    except ValueError as exc:  # e.g. an integer of more digits than Python converts
+        raise ReportError(f"{what} {path!r} cannot be parsed as JSON ({str(exc)[:100]})") from None
     if not isinstance(data, dict):
         raise ReportError(f"{what} {path!r} holds a JSON {type(data).__name__}, expected an object")
     return data

@@ -93,7 +93,7 @@ def test_odd_rows_and_missing_columns(tmp_path):
     run = db.machines["cpu-ci"].latest()
     notes = " | ".join(db.all_notes())
     assert "assuming asv 0.6's column order" in notes
-    assert "value 'fast' is not a number" in notes and "row is a str" in notes
+    assert "value 'fast' is not a usable number" in notes and "row is a str" in notes
     assert "malformed params" in notes
     assert run.point(d.TIME, "sdpa", "seed").ok
     assert run.point(d.TIME, "tiled", "seed").status == ar.FAILED
@@ -162,3 +162,53 @@ def test_reads_this_repository_results_and_config():
     for m in db.machines.values():
         for run in m.runs:
             assert len(run.commit) == 40
+
+
+# ----------------------------------------------- crafted or damaged files ----
+@pytest.mark.parametrize("date,kept", [("1795000000000", True), ("1e30", False), ("1" + "0" * 400, False),
+                                       ("-5", False), ("Infinity", False), ('"2026-01-01"', False)])
+def test_absurd_commit_dates_are_dropped_with_a_note(tmp_path, date, kept):
+    # A date beyond time_t made the site's date formatting raise OverflowError;
+    # a 400-digit one overflowed float() in the reader itself.
+    d.write_machine(tmp_path, d.CPU_INFO)
+    doc = d.result_doc(C1, d.CPU_INFO, 123, {d.TIME: d.row(d.grid_params(["sdpa"], ["seed"]), [1e-3])})
+    (tmp_path / "cpu-ci" / "aaaaaaaa-virtualenv-py3.11.json").write_text(
+        json.dumps(doc).replace('"date": 123', f'"date": {date}'))
+    run = ar.read_results(str(tmp_path)).machines["cpu-ci"].latest()
+    assert (run.date == 1795000000000) if kept else run.date is None
+    assert kept or any("is not a commit date" in n for n in run.notes)
+
+
+def test_huge_numbers_in_a_row_are_failed_points_not_tracebacks(tmp_path):
+    params = d.grid_params(["sdpa", "tiled"], ["seed"])
+    d.write_machine(tmp_path, d.CPU_INFO)
+    doc = d.result_doc(C1, d.CPU_INFO, 1795000000000, {d.TIME: d.row(params, [1e-3, 2e-3])})
+    text = json.dumps(doc).replace("0.002", "1" + "0" * 400, 1)
+    (tmp_path / "cpu-ci" / "aaaaaaaa-virtualenv-py3.11.json").write_text(text)
+    run = ar.read_results(str(tmp_path)).machines["cpu-ci"].latest()
+    assert run.point(d.TIME, "sdpa", "seed").status == ar.OK
+    assert run.point(d.TIME, "tiled", "seed").status == ar.FAILED
+    assert any("is not a usable number" in n for n in run.notes)
+
+
+def test_machine_fields_that_are_not_text_are_dropped(tmp_path):
+    info = dict(d.CPU_INFO, num_cpu=2, gpu=None, cpu={"nested": [1]})
+    db = _one(tmp_path, {d.TIME: d.row(d.grid_params(["sdpa"], ["seed"]), [1e-3])}, info=info)
+    m = db.machines["cpu-ci"]
+    assert m.info["num_cpu"] == "2" and "gpu" not in m.info and "cpu" not in m.info
+    assert any("not text were ignored: cpu, gpu" in n for n in m.notes)
+
+
+@pytest.mark.parametrize("change,why", [
+    ({"bandwidth_gb_s": 1e30}, "bandwidth_gb_s"),
+    ({"bandwidth_gb_s": -1}, "bandwidth_gb_s"),
+    ({"matmul_tflops": {"float32": 1e12}}, "matmul_tflops['float32']"),
+    ({"matmul_tflops": {"float32": 0.0}}, "matmul_tflops['float32']"),
+    ({"matmul_tflops": []}, "matmul_tflops object"),
+])
+def test_absurd_ceilings_are_ignored_with_a_note(tmp_path, change, why):
+    db = _one(tmp_path, {d.TIME: d.row(d.grid_params(["sdpa"], ["seed"]), [1e-3])},
+              ceilings=dict(d.CPU_CEILINGS, **change))
+    m = db.machines["cpu-ci"]
+    assert m.ceilings is None
+    assert any(why in n and "ignored" in n for n in m.notes), m.notes

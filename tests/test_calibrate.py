@@ -3,7 +3,6 @@ command (with a stand-in asv that writes A/A result sets with known medians), an
 verdict re-judged per benchmark (`attnperf ci bench` with a thresholds file)."""
 
 import json
-import math
 import sys
 from pathlib import Path
 

@@ -30,7 +30,8 @@ def test_seed_validation_numbers(json_file, seed_report):
     assert (r["baseline_time_ms"], r["current_time_ms"], r["threshold"]) == (0.0524, 0.05174, -3.0)
     assert r["comparisons"][0]["statistic"] == "mean_time_ms"
     assert r["worst_id"] == f"sdpa/{SEED_ID}"
-    assert verdict(r["improvement_pct"], r["is_regression"]) == "SLIGHT IMPROVEMENT"
+    # +1.26 % is inside the +-3 % band: not an improvement (the seed said SLIGHT IMPROVEMENT).
+    assert verdict(r["improvement_pct"], r["is_regression"], -3.0) == "NO SIGNIFICANT CHANGE"
 
 
 def test_seed_metrics_key_against_an_attnperf_report(json_file, seed_report, result_entry,
@@ -102,6 +103,9 @@ def test_config_not_measured_in_the_baseline_is_not_timed(result_entry):
     r = compare_results([base], [cur])
     assert r["speedup"] is None and r["is_regression"] is False
     assert verdict(r["improvement_pct"], r["is_regression"]) == "NOT TIMED"
+    text = render(r, "text")
+    assert "  Time (ms):  n/a (baseline unavailable, current ok)\n  Speedup:    n/a\n" in text
+    assert "n/ax" not in text and "n/ax" not in render(r, "markdown")
 
 
 def test_config_no_longer_measured_is_a_regression(result_entry):
@@ -178,25 +182,78 @@ def test_failed_current_without_times_is_a_regression(result_entry):
 
 
 # ------------------------------------------------------------- rendering ----
-@pytest.mark.parametrize("pct,regression,word", [
-    (12.0, False, "IMPROVEMENT"), (10.0, False, "IMPROVEMENT"), (1.26, False, "SLIGHT IMPROVEMENT"),
-    (0.0, False, "NO SIGNIFICANT CHANGE"), (-2.0, False, "NO SIGNIFICANT CHANGE"),
-    (-5.0, True, "REGRESSION"), (None, False, "NOT TIMED"),
+@pytest.mark.parametrize("pct,regression,threshold,word", [
+    (12.0, False, -3.0, "IMPROVEMENT"), (3.01, False, -3.0, "IMPROVEMENT"),
+    # the band is symmetric: +-3 % around zero is no change at threshold -3
+    (3.0, False, -3.0, "NO SIGNIFICANT CHANGE"), (0.05, False, -3.0, "NO SIGNIFICANT CHANGE"),
+    (1.26, False, -3.0, "NO SIGNIFICANT CHANGE"), (0.0, False, -3.0, "NO SIGNIFICANT CHANGE"),
+    (-2.98, False, -3.0, "NO SIGNIFICANT CHANGE"), (-3.0, False, -3.0, "NO SIGNIFICANT CHANGE"),
+    (-5.0, True, -3.0, "REGRESSION"), (None, False, -3.0, "NOT TIMED"),
+    (0.05, False, 0.0, "IMPROVEMENT"), (-0.05, True, 0.0, "REGRESSION"),
+    (8.0, False, -10.0, "NO SIGNIFICANT CHANGE"), (10.5, False, -10.0, "IMPROVEMENT"),
 ])
-def test_verdict_words(pct, regression, word):
-    assert verdict(pct, regression) == word
+def test_verdict_words_follow_the_threshold_symmetrically(pct, regression, threshold, word):
+    assert verdict(pct, regression, threshold) == word
+
+
+@pytest.mark.parametrize("cur,word", [(0.9995, "NO SIGNIFICANT CHANGE"),   # +0.05 %
+                                      (1.0298, "NO SIGNIFICANT CHANGE"),   # -2.98 %
+                                      (1.0302, "REGRESSION"),              # -3.02 %
+                                      (0.9698, "IMPROVEMENT")])            # +3.02 %
+def test_rendered_verdict_matches_is_regression(result_entry, cur, word):
+    r = one(result_entry, 1.0, cur)
+    assert render(r, "text").splitlines()[3] == f"  {word}"
+    assert r["is_regression"] is (word == "REGRESSION")
 
 
 def test_render_text_and_markdown(result_entry):
     r = compare_results([result_entry("sdpa", SEED_ID, mean_ms=0.0524),
                          result_entry("sdpa", "gone", mean_ms=1.0)],
-                        [result_entry("sdpa", SEED_ID, mean_ms=0.05174)])
+                        [result_entry("sdpa", SEED_ID, mean_ms=0.05174)], allow_missing=True)
     text = render(r, "text")
     assert "Speedup:    1.0128x" in text
     assert "0.0524 -> 0.0517 (+1.26%, mean_time_ms)" in text
-    assert "SLIGHT IMPROVEMENT" in text
-    assert "unmatched (baseline only): sdpa/gone" in text
-    assert text.rstrip().endswith("Overall: OK (0 of 1 configs past -3.0 %)")
-    md = render(r, "markdown")
-    assert md.startswith("**attnperf compare** (threshold -3.0 %): no regression")
-    assert f"| `sdpa/{SEED_ID}` | 0.0524 | 0.0517 | 1.0128x | +1.26 % | SLIGHT IMPROVEMENT |" in md
+    assert "NO SIGNIFICANT CHANGE" in text
+    assert "missing from the current report (in the baseline only): sdpa/gone" in text
+    assert text.rstrip().endswith(
+        "Overall: OK (0 of 1 configs past -3.0 %; 1 config(s) of the baseline not compared "
+        "(--allow-missing))")
+    md = render(r, "markdown").splitlines()
+    assert md[0] == "**attnperf compare** (threshold -3.0 %): no regression"
+    row = next(line for line in md if f"`sdpa/{SEED_ID}`" in line)
+    assert [c.strip() for c in row.strip("|").split("|")] == [
+        f"`sdpa/{SEED_ID}`", "0.0524", "0.0517", "1.0128x", "+1.26 %", "NO SIGNIFICANT CHANGE"]
+
+
+# ------------------------------------------------------- lost coverage ------
+def test_configs_missing_from_the_current_report_fail_unless_allowed(result_entry):
+    # A filtered run (1 config) against a full baseline (3): 2 configs lost.
+    base = [result_entry("sdpa", c, mean_ms=1.0) for c in ("a", "b", "c")]
+    cur = [result_entry("sdpa", "a", mean_ms=1.0)]
+    r = compare_results(base, cur)
+    assert r["missing"] == ["sdpa/b", "sdpa/c"] and r["coverage_lost"] is True
+    assert r["is_regression"] is True and r["regressions"] == []
+    text = render(r, "text")
+    assert "missing from the current report (in the baseline only): sdpa/b, sdpa/c" in text
+    assert text.rstrip().endswith("2 config(s) of the baseline missing from the current report: "
+                                  "lost coverage, pass --allow-missing if they were left out on purpose)")
+    assert text.rstrip().splitlines()[-1].startswith("Overall: REGRESSION")
+    allowed = compare_results(base, cur, allow_missing=True)
+    assert allowed["is_regression"] is False and allowed["coverage_lost"] is False
+    assert allowed["missing"] == ["sdpa/b", "sdpa/c"]
+
+
+def test_new_configs_in_the_current_report_do_not_fail(result_entry):
+    r = compare_results([result_entry("sdpa", "a", mean_ms=1.0)],
+                        [result_entry("sdpa", "a", mean_ms=1.0), result_entry("sdpa", "z", mean_ms=1.0)])
+    assert r["is_regression"] is False and r["missing"] == []
+    assert "new in the current report (not in the baseline): sdpa/z" in render(r, "text")
+
+
+@pytest.mark.parametrize("bad", [float("inf"), float("nan"), 1e308 * 10, 10 ** 400])
+def test_non_finite_or_absurd_times_are_refused(result_entry, bad):
+    # An Infinity baseline printed "+nan%" and wrote NaN into the JSON output.
+    base = result_entry("sdpa", SEED_ID, mean_ms=1.0)
+    base["performance"]["mean_time_ms"] = bad
+    with pytest.raises(ReportError, match="measured on both sides"):
+        compare_results([base], [result_entry("sdpa", SEED_ID, mean_ms=1.0)])

@@ -115,7 +115,8 @@ def test_missing_or_stale_cache_is_measured_and_written(monkeypatch, tmp_path):
     def fake_measure(device, quick=False):
         calls.append(device)
         return {"schema_version": ceilings_file.SCHEMA_VERSION, "device": device,
-                "bandwidth_gb_s": 12.5, "matmul_tflops": {"float32": 0.1}}
+                "bandwidth_gb_s": 12.5,
+                "matmul_tflops": {"float16": 0.01, "bfloat16": 0.01, "float32": 0.1}}
     monkeypatch.setattr(ceilings_mod, "measure_ceilings", fake_measure)
     env = fingerprint("cpu")
     first = ceilings_mod.load_or_measure_ceilings("cpu", env)

@@ -145,7 +145,7 @@ def test_views_are_views(bench):
 
 def test_run_table_names_unsteady_configs_and_the_clocks():
     table = render_table([gpu_measurement("sdpa", unsteady=True), gpu_measurement("sdpa_cudnn")])
-    assert "! unsteady: 1 config(s) kept running under power or thermal slowdown" in table
+    assert "unsteady: 1 config(s) kept running under power or thermal slowdown" in table
     assert (f"  sdpa/{PRESETS['train'].id}: sw_power_cap in 2 of 3 samples; 1 steady of 15 "
             "samples needed after 2 retakes") in table
     assert "clocks: SM 1605-1980 MHz during the samples (NVML); 4 sample(s) retaken" in table

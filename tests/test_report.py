@@ -199,9 +199,7 @@ def test_boolean_schema_version_is_refused(json_file, v1_report):
     ('{"schema_version": 1, "results": [', "not valid JSON"),
     ("kernel,time\nsdpa,0.05\n", "not valid JSON"),
     ("[1, 2]", "JSON list"),
-    ('{"schema_version": 1}', "no 'results' list"),
-    ('{"schema_version": 1, "results": [{"kernel_name": "sdpa"}]}', r"results\[0\]"),
-    ('{"schema_version": 1, "results": [3]}', r"results\[0\]"),
+    ('{"schema_version": 1}', r"\(top level\): 'tool' is a required property"),
     ('{"kernel_name": "x"}', "neither an attnperf report"),
 ])
 def test_unreadable_reports(tmp_path, content, expected):
@@ -209,6 +207,82 @@ def test_unreadable_reports(tmp_path, content, expected):
     path.write_text(content)
     with pytest.raises(ReportError, match=expected):
         read_results(str(path))
+
+
+def _entry(result_entry):
+    return result_entry("sdpa", "b1_h2_sq16_d8_fp32", mean_ms=1.0)
+
+
+# Each: a change to an otherwise valid report -> the field the one-line error names.
+BROKEN_REPORTS = [
+    ("no id", lambda r: r["results"][0].pop("id"), r"results\[0\]: 'id' is a required property"),
+    ("entry not an object", lambda r: r["results"].__setitem__(0, 3),
+     r"results\[0\]: 3 is not of type 'object'"),
+    ("config a string", lambda r: r["results"][0].__setitem__("config", "b8_h4"),
+     r"results\[0\]\.config: 'b8_h4' is not of type 'object'"),
+    ("kernel_name a list", lambda r: r["results"][0].__setitem__("kernel_name", ["sdpa"]),
+     r"results\[0\]\.kernel_name: \['sdpa'\] is not of type 'string'"),
+    ("time a string", lambda r: r["results"][0]["performance"].__setitem__("median_time_ms", "0.1"),
+     r"results\[0\]\.performance\.median_time_ms: '0.1' is not of type 'number'"),
+    ("negative time", lambda r: r["results"][0]["performance"].__setitem__("mean_time_ms", -1),
+     r"results\[0\]\.performance\.mean_time_ms: -1 is less than or equal to"),
+    ("unknown status", lambda r: r["results"][0].__setitem__("status", "great"),
+     r"results\[0\]\.status: 'great' is not one of"),
+    ("Infinity baseline", lambda r: r["results"][0]["performance"].__setitem__("mean_time_ms", math.inf),
+     r"results\[0\]\.performance\.mean_time_ms is inf \(a report holds finite numbers only\)"),
+    ("NaN", lambda r: r["results"][0]["performance"].__setitem__("median_time_ms", math.nan),
+     r"results\[0\]\.performance\.median_time_ms is nan"),
+    ("huge integer", lambda r: r["settings"].__setitem__("budget", 10 ** 4000),
+     r"settings\.budget is a number too large to be a measurement"),
+    ("duplicate id", lambda r: r["results"].append(dict(r["results"][0])),
+     r"results\[1\]\.id 'sdpa/b1_h2_sq16_d8_fp32' appears twice"),
+]
+
+
+@pytest.mark.parametrize("change,expected", [b[1:] for b in BROKEN_REPORTS],
+                         ids=[b[0] for b in BROKEN_REPORTS])
+def test_broken_reports_name_the_first_bad_field(tmp_path, v1_report, result_entry, change, expected):
+    report = v1_report([_entry(result_entry)])
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(report))
+    read_results(str(path))  # valid before the change
+    change(report)
+    path.write_text(json.dumps(report))  # Python writes inf/nan as Infinity/NaN literals
+    with pytest.raises(ReportError, match=expected) as info:
+        read_results(str(path), "baseline")
+    assert "\n" not in str(info.value) and len(str(info.value)) < 400
+    assert str(info.value).startswith(f"baseline {str(path)!r}: ")
+
+
+@pytest.mark.parametrize("change,expected", [
+    (lambda r: r.__setitem__("config", "b8_h4_sq64_d64"), r"config: 'b8_h4_sq64_d64' is not of type 'object'"),
+    (lambda r: r.__setitem__("kernel_name", ["sdpa"]), r"kernel_name: \['sdpa'\] is not of type 'string'"),
+    (lambda r: r["performance"].__setitem__("mean_time_ms", math.inf), r"performance\.mean_time_ms is inf"),
+    (lambda r: r["performance"].__setitem__("mean_time_ms", "fast"), r"mean_time_ms"),
+    (lambda r: r["config"].__setitem__("batch_size", 2.5), r"config\.batch_size: 2.5 is not of type 'integer'"),
+    (lambda r: r.__setitem__("correctness", "yes"), r"correctness: 'yes' is not of type 'object', 'null'"),
+], ids=["config-string", "kernel-list", "inf-time", "string-time", "float-batch", "correctness-string"])
+def test_broken_seed_reports_name_the_bad_field(json_file, seed_report, change, expected):
+    report = seed_report()
+    change(report)
+    path = json_file("seed.json", report)
+    with pytest.raises(ReportError, match=expected):
+        read_results(str(path))
+
+
+def test_deeply_nested_and_huge_number_files_are_one_error(tmp_path):
+    deep = tmp_path / "deep.json"
+    deep.write_text('{"schema_version": 1, "settings": ' + "[" * 100000 + "]" * 100000 + "}")
+    with pytest.raises(ReportError, match="cannot be parsed as JSON: nested too deeply"):
+        read_results(str(deep))
+    big = tmp_path / "big.json"
+    big.write_text('{"performance": {"mean_time_ms": ' + "9" * 5000 + "}}")
+    with pytest.raises(ReportError, match=r"cannot be parsed as JSON \(Exceeds the limit \(4300 digits\)"):
+        read_results(str(big))
+    big_float = tmp_path / "big-float.json"
+    big_float.write_text('{"performance": {"mean_time_ms": ' + "9" * 5000 + ".5}}")
+    with pytest.raises(ReportError, match=r"performance\.mean_time_ms is inf"):
+        read_results(str(big_float))
 
 
 def test_missing_report_and_directory(tmp_path):

@@ -133,8 +133,20 @@ def test_analyze_memory_bound_low_efficiency_recommends_profiling():
 
 def test_analyze_efficiency_over_100_flags_the_ceiling():
     r = analyze(DECODE, 1.343488e-4 / 2, TOY, "cuda")
-    assert r.efficiency_pct == pytest.approx(200.0)
-    assert any("exceeds the ceiling" in rec for rec in r.recommendations)
+    assert r.efficiency_pct == pytest.approx(200.0)  # kept as measured, never silently
+    assert r.ceiling_beaten and "measured too low" in r.ceiling_note
+    assert any(rec.startswith("Ceiling beaten: this call ran at 200% of the ceiling")
+               for rec in r.recommendations)
+    again = analyze(DECODE, 1.343488e-4 / 2, TOY, "cuda", remeasured=True)
+    assert again.ceiling_beaten and "even after the ceilings were measured again" in again.ceiling_note
+
+
+@pytest.mark.parametrize("factor,beaten", [(1.0, False), (1.049, False), (1.051, True)])
+def test_ceiling_beaten_only_past_the_margin(factor, beaten):
+    # time = memory floor / factor -> efficiency = 100 * factor %
+    r = analyze(DECODE, 1.343488e-4 / factor, TOY, "cuda")
+    assert r.efficiency_pct == pytest.approx(100 * factor)
+    assert r.ceiling_beaten is beaten and bool(r.ceiling_note) is beaten
 
 
 @pytest.mark.parametrize("bad", [0.0, -1e-3])
@@ -206,10 +218,30 @@ def test_cache_resident_problems_are_marked_and_explained():
     # 1 x 8 heads x 1024 x 64 fp16: Q+O = 2*8*1024*64*2 B = 2,097,152 B; K+V the same -> 4 MiB.
     p = Problem(batch=1, heads=8, seq_q=1024, head_dim=64, dtype="float16")
     assert roofline.bytes_moved(p) == 4_194_304
-    roof = Ceiling(tflops=1.0, bandwidth_gb_s=1000.0, source="test")  # memory floor 4.19 us
+    # memory floor 4.19 us; compute floor 2.1 GFLOP / 1e4 TF/s = 0.21 us
+    roof = Ceiling(tflops=1e4, bandwidth_gb_s=1000.0, source="test")
     fast = analyze(p, 2e-6, roof, "cuda", cache_bytes=50 << 20)  # faster than DRAM allows
     assert fast.cache_resident and fast.x_over_floor < 1 and fast.efficiency_pct > 100
-    assert any("fit in L2" in r for r in fast.recommendations)
+    assert any("fit in the last-level cache" in r for r in fast.recommendations)
+    assert not fast.ceiling_beaten  # the cache explains beating the DRAM roof...
+    # ...but never beating the compute roof: 4*1*8*1024*1024*64 = 2.1 GFLOP over 1 TF/s
+    # is a 2.1 ms compute floor; a 1 ms call beats it whatever the cache holds.
+    slow_roof = Ceiling(tflops=1.0, bandwidth_gb_s=1e5, source="test")
+    assert analyze(p, 1e-3, slow_roof, "cuda", cache_bytes=50 << 20).ceiling_beaten
     cold = analyze(p, 2e-6, roof, "cuda", cache_bytes=1 << 20)  # 1 MiB cache: not resident
-    assert not cold.cache_resident
+    assert not cold.cache_resident and cold.ceiling_beaten
     assert any("measured too low" in r for r in cold.recommendations)
+
+
+@pytest.mark.parametrize("dtype,rates,expected", [
+    # CPU: fp16 matmul 0.001 TF/s, fp32 0.236 -> an fp16 kernel computing in fp32 is roofed at 0.236
+    ("float16", {"float16": 0.001, "bfloat16": 0.13, "float32": 0.236}, 0.236),
+    ("bfloat16", {"float16": 0.001, "bfloat16": 0.13, "float32": 0.236}, 0.236),
+    # GPU: tensor cores make half precision the faster roof; fp32 keeps its own
+    ("bfloat16", {"float16": 770.0, "bfloat16": 770.0, "float32": 51.0}, 770.0),
+    ("float32", {"float16": 770.0, "bfloat16": 770.0, "float32": 51.0}, 51.0),
+])
+def test_half_precision_roof_is_the_faster_of_its_own_and_float32(dtype, rates, expected):
+    # The custom fp16 CPU problem that ran at 1642-1983 % of a 0.0013 TF/s fp16 roof.
+    p = Problem(batch=1, heads=1, seq_q=8, head_dim=8, dtype=dtype)
+    assert ceiling_for(p, {"bandwidth_gb_s": 47.0, "matmul_tflops": rates}, None).tflops == expected

@@ -57,3 +57,28 @@ def test_measure_grid_and_setup_time_checks(monkeypatch, temp_kernel, wrong_kern
         suite.entry_for(cache, "sdpa_cudnn", pid)
     with pytest.raises(NotImplementedError, match="not selected"):
         suite.entry_for(cache, "naive", pid)
+
+
+@pytest.mark.parametrize("var,value,needles", [
+    ("ATTNPERF_ASV_KERNELS", "tiled,tiledd", ["unknown kernel(s) 'tiledd'", "allowed: sdpa, ", "tiled"]),
+    ("ATTNPERF_ASV_PROBLEMS", "cpu_sed", ["'cpu_sed' is not a problem of the asv grid",
+                                          "allowed: seed, ", "cpu_seed"]),
+    # a valid problem id outside the grid could never show in asv's table
+    ("ATTNPERF_ASV_PROBLEMS", "b1_h1_sq8_d8_fp32", ["'b1_h1_sq8_d8_fp32' is not a problem"]),
+])
+def test_selection_typos_are_named_with_the_allowed_values(monkeypatch, var, value, needles):
+    # Before: a typo in ATTNPERF_ASV_KERNELS measured nothing for it (n/a everywhere) or
+    # surfaced only as "setup_cache failed".
+    monkeypatch.setenv(var, value)
+    with pytest.raises(suite.SelectionError) as info:
+        suite.selection()
+    for needle in needles:
+        assert needle in str(info.value)
+
+
+def test_a_selection_with_nothing_for_this_device_fails(monkeypatch):
+    # ATTNPERF_ASV_PROBLEMS=seed (fp16) on a CPU: every benchmark n/a, asv exit 0, no message.
+    monkeypatch.setenv("ATTNPERF_ASV_PROBLEMS", "seed,train")
+    with pytest.raises(suite.SelectionError, match="no selected problem runs on cpu: .*float32.*"
+                                                   "CPU problems: cpu_seed, cpu_decode"):
+        suite.measure_grid(device_name="cpu")

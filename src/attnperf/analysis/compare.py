@@ -7,18 +7,29 @@ Per config matched by id (``kernel/config``):
 * ``is_regression`` = improvement_pct < threshold   (threshold is negative: -3.0
   means "more than 3 % slower is a regression")
 
+Verdict words follow the threshold symmetrically: REGRESSION below it,
+IMPROVEMENT above its mirror (-threshold: more than 3 % faster at -3.0), NO
+SIGNIFICANT CHANGE between.  (The seed also said SLIGHT IMPROVEMENT for any
+gain under 10 %: +0.05 % was an improvement while -2.98 % was no change.)
+
 Times are medians when both sides have one (attnperf reports), else means (the
 seed's files carry only ``mean_time_ms``).  A config that passed correctness in
 the baseline and fails now, or was measured and now is skipped/unavailable, is a
 regression too.  Reports timed on different kinds of device (GPU device time vs
 CPU wall time) are refused.
+
+Configs the baseline has and the current report lacks are lost coverage
+(``missing``): they fail the comparison unless ``allow_missing`` says they may
+be left out (a filtered run against a full baseline).
 """
 
 from __future__ import annotations
 
+import math
 from typing import List, Optional, Tuple
 
 from ..errors import ReportError
+from ..io.jsonfile import finite_number
 from ..model.records import BROKEN_STATUSES
 
 DEFAULT_THRESHOLD = -3.0
@@ -27,8 +38,8 @@ DEFAULT_THRESHOLD = -3.0
 def _time(perf: Optional[dict], key: str) -> Optional[float]:
     if not isinstance(perf, dict):
         return None
-    v = perf.get(key)
-    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 else None
+    v = finite_number(perf.get(key))
+    return v if v is not None and v > 0 else None
 
 
 def _pick_times(base: dict, cur: dict) -> Tuple[Optional[float], Optional[float], str]:
@@ -70,8 +81,15 @@ def compare_one(base: dict, cur: dict, threshold: float) -> dict:
 
 
 def compare_results(baseline: List[dict], current: List[dict],
-                    threshold: float = DEFAULT_THRESHOLD) -> dict:
-    """Compare normalised result lists (see report.read_results)."""
+                    threshold: float = DEFAULT_THRESHOLD, allow_missing: bool = False) -> dict:
+    """Compare normalised result lists (see report.read_results).
+
+    ``is_regression`` (the seed's key) is true for a slowdown past the
+    threshold, a correctness or coverage loss, and -- unless ``allow_missing``
+    -- for configs of the baseline absent from the current report.
+    """
+    if not (isinstance(threshold, (int, float)) and math.isfinite(threshold)):
+        raise ReportError(f"threshold must be a finite number, got {threshold!r}")
     base_by_id = {r["id"]: r for r in baseline}
     cur_by_id = {r["id"]: r for r in current}
     common = [i for i in cur_by_id if i in base_by_id]
@@ -83,34 +101,40 @@ def compare_results(baseline: List[dict], current: List[dict],
     rows = [compare_one(base_by_id[i], cur_by_id[i], threshold) for i in common]
     timed = [r for r in rows if r["improvement_pct"] is not None]
     worst = min(timed, key=lambda r: r["improvement_pct"]) if timed else rows[0]
+    missing = sorted(set(base_by_id) - set(cur_by_id))
+    coverage_lost = bool(missing) and not allow_missing
     out = {
         "schema_version": 1,
         # The seed's keys, for the worst (most slowed-down) matched config.
         "speedup": worst["speedup"],
         "improvement_pct": worst["improvement_pct"],
-        "is_regression": any(r["is_regression"] for r in rows),
+        "is_regression": any(r["is_regression"] for r in rows) or coverage_lost,
         "baseline_time_ms": worst["baseline_time_ms"],
         "current_time_ms": worst["current_time_ms"],
         "threshold": threshold,
         "worst_id": worst["id"],
         "regressions": [r["id"] for r in rows if r["is_regression"]],
         "comparisons": rows,
-        "unmatched": {"baseline_only": sorted(set(base_by_id) - set(cur_by_id)),
+        "unmatched": {"baseline_only": missing,
                       "current_only": sorted(set(cur_by_id) - set(base_by_id))},
+        # In the baseline, not in the current report: lost coverage.
+        "missing": missing,
+        "allow_missing": allow_missing,
+        "coverage_lost": coverage_lost,
     }
     return out
 
 
-def verdict(improvement_pct: Optional[float], is_regression: bool) -> str:
-    """The seed's one-line verdict words."""
-    if improvement_pct is None:
-        return "NOT TIMED"
+def verdict(improvement_pct: Optional[float], is_regression: bool,
+            threshold: float = DEFAULT_THRESHOLD) -> str:
+    """The seed's verdict words, symmetric about zero: REGRESSION past the threshold
+    (or flagged by status), IMPROVEMENT past its mirror, else NO SIGNIFICANT CHANGE."""
     if is_regression:
         return "REGRESSION"
-    if improvement_pct >= 10:
+    if improvement_pct is None:
+        return "NOT TIMED"
+    if improvement_pct > abs(threshold):
         return "IMPROVEMENT"
-    if improvement_pct > 0:
-        return "SLIGHT IMPROVEMENT"
     return "NO SIGNIFICANT CHANGE"
 
 
@@ -119,4 +143,4 @@ def verdict_of(r: dict) -> str:
         return f"CORRECTNESS REGRESSION ({r['current_status']})"
     if r.get("coverage_regression"):
         return f"NO LONGER MEASURED ({r['current_status']})"
-    return verdict(r["improvement_pct"], r["is_regression"])
+    return verdict(r["improvement_pct"], r["is_regression"], r.get("threshold", DEFAULT_THRESHOLD))

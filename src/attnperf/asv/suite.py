@@ -32,13 +32,14 @@ import os
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple, Union
 
-from ..errors import PluginError
+from ..errors import PluginError, UnknownNameError
 from ..io import project_config
 from ..kernels import registry
 from ..model import roofline
 from ..model.catalog import PRESETS, resolve
 from ..model.config import ProjectConfig
 from ..model.problem import Problem
+from ..measure.device import resolve_device
 from ..measure.session import Session
 from ..measure.timing import Budget
 
@@ -94,11 +95,36 @@ def grid(project_dir: Union[str, Path, None] = None) -> Tuple[List[str], List[st
     return kernels, problems
 
 
+class SelectionError(ValueError):
+    """ATTNPERF_ASV_KERNELS / ATTNPERF_ASV_PROBLEMS name something the grid does not hold.
+
+    Raised in asv's setup_cache; ``asv run -e`` (``--show-stderr``) prints it --
+    without it asv says only "setup_cache failed"."""
+
+
 def selection(project_dir: Union[str, Path, None] = None) -> Tuple[List[str], List[str]]:
-    """Kernels and problem ids to measure (env lists take preset names or ids)."""
-    kernels, problems = grid(project_dir)
-    kernels = _env_list("ATTNPERF_ASV_KERNELS") or kernels
-    problems = [resolve(p).id for p in (_env_list("ATTNPERF_ASV_PROBLEMS") or problems)]
+    """Kernels and problem ids to measure (env lists take preset names or ids).
+
+    Every name must be in the grid: anything else could never show up in asv's
+    table (its parameters are the static grid), so a typo would read as n/a.
+    """
+    grid_kernels, grid_problems = grid(project_dir)
+    kernels = _env_list("ATTNPERF_ASV_KERNELS") or grid_kernels
+    unknown = [k for k in kernels if k not in grid_kernels]
+    if unknown:
+        raise SelectionError(f"ATTNPERF_ASV_KERNELS: unknown kernel(s) {', '.join(map(repr, unknown))}; "
+                             f"allowed: {', '.join(grid_kernels)}")
+    problems = []
+    for name in _env_list("ATTNPERF_ASV_PROBLEMS") or grid_problems:
+        try:
+            pid = resolve(name).id
+        except UnknownNameError:
+            pid = None
+        if pid not in grid_problems:
+            names = [n for n, p in PRESETS.items() if p.id in grid_problems]
+            raise SelectionError(f"ATTNPERF_ASV_PROBLEMS: {name!r} is not a problem of the asv grid; "
+                                 f"allowed: {', '.join(names or grid_problems)} (or their ids)")
+        problems.append(pid)
     return kernels, problems
 
 
@@ -162,20 +188,26 @@ def measure_grid(kernels: Optional[List[str]] = None, problems: Optional[List[st
     sel_k, sel_p = selection(project_dir)
     kernels = kernels or sel_k
     problem_objs = [resolve(p) for p in (problems or sel_p)]
+    device = resolve_device(device_name or os.environ.get("ATTNPERF_ASV_DEVICE", "auto"))
+
+    def unfit(problem: Problem) -> Optional[str]:
+        ok, why = fits_device(problem, device)
+        return None if ok else why
+
+    if all(unfit(p) for p in problem_objs):
+        # Every benchmark would be n/a and asv would exit 0 without a word.
+        raise SelectionError(
+            f"no selected problem runs on {device}: {unfit(problem_objs[0])}"
+            + (f"; CPU problems: {', '.join(n for n in PRESETS if n.startswith('cpu_'))}"
+               if device == "cpu" else ""))
     # Each combination in a worker process with the per-config limit that
     # `attnperf run` uses (a hang or crash is one failed entry, not a lost
     # commit); asv's own setup_cache timeout stays the outer limit.
-    with Session(device_name or os.environ.get("ATTNPERF_ASV_DEVICE", "auto"),
-                 threads=CPU_THREADS, tolerances=config.tolerances if config else None,
+    with Session(device, threads=CPU_THREADS, tolerances=config.tolerances if config else None,
                  isolate=True, timeout_s=timeout_s) as session:
         out: Dict[str, dict] = {"__meta__": {"device": session.device,
                                              "environment": session.environment,
                                              "ceilings": session.ceilings}}
-
-        def unfit(problem: Problem) -> Optional[str]:
-            ok, why = fits_device(problem, session.device)
-            return None if ok else why
-
         known = set(registry.names())
         for k in [k for k in kernels if registry.canonical_name(k) not in known]:
             why = "; ".join([f"no kernel named {k!r} is registered"] + list(plugin_errors.values()))

@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-l2-flush", action="store_true", help="GPU: keep L2 warm between latency samples")
     r.add_argument("--seed", type=int, default=None, help="input seed")
     r.add_argument("--threads", type=_positive_int("threads"), default=None,
-                   help="CPU threads for PyTorch (default: PyTorch's; the asv CPU suite uses 1)")
+                   help="CPU threads for PyTorch (default: 1, as the asv CPU suite: steady on a small shared CPU)")
     r.add_argument("--timeout-s", type=_float("timeout-s"), default=None,
                    help="limit per config; past it the config is 'timed_out' and the sweep "
                         "goes on (default: 60, or 40x (budget + warm-up) when larger)")
@@ -99,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="regression when improvement_pct < THRESHOLD (default -3.0)")
     c.add_argument("--output", "-o", help="write the comparison JSON here")
     c.add_argument("--format", default="text", help="text|markdown|json (stdout)")
+    c.add_argument("--allow-missing", action="store_true",
+                   help="configs of the baseline absent from the current report do not fail "
+                        "(default: lost coverage is a failure, exit 1)")
 
     k = sub.add_parser("kernels", help="list kernels (built-in and plugins) and whether they can run here")
     k.add_argument("--device", default="auto")

@@ -6,7 +6,7 @@ import json
 import sys
 
 from ..analysis.compare import compare_results
-from ..io.jsonfile import check_writable, write_json
+from ..io.jsonfile import check_writable, finite, write_json
 from ..io.report import read_results
 from ..render.compare import render
 from .common import EXIT_FAIL, EXIT_OK, UsageError
@@ -20,9 +20,11 @@ def cmd_compare(args) -> int:
         check_writable(args.output, inputs)
     baseline = read_results(args.baseline, "baseline")
     current = read_results(args.current, "current report")
-    result = compare_results(baseline, current, args.threshold)
+    result = compare_results(baseline, current, args.threshold,
+                             allow_missing=getattr(args, "allow_missing", False))
     if args.format == "json":
-        print(json.dumps(result, indent=2))
+        # Always valid JSON: no NaN/Infinity literals (null instead).
+        print(json.dumps(finite(result), indent=2, allow_nan=False))
     else:
         sys.stdout.write(render(result, args.format))
     if args.output:

@@ -12,22 +12,23 @@ from typing import List
 from tqdm import tqdm
 
 from .. import __version__
-from ..asv.suite import fits_device
+from ..asv.suite import CPU_THREADS, fits_device
 from ..errors import OutputPathError
 from ..io.jsonfile import check_writable, write_json
 from ..io.project_config import load_nearest
 from ..io.report import build_report
 from ..kernels import registry
+from ..measure.device import resolve_device
 from ..measure.session import Session, default_timeout_s
 from ..measure.timing import Budget
 from ..model.catalog import PRESETS, sweep
 from ..model.problem import Problem
 from ..model.records import BROKEN_STATUSES, Measurement
-from ..render import fmt
+from ..render.table import render_table
 from .common import EXIT_FAIL, EXIT_OK, UsageError
 
 
-def _problems(args, config=None) -> list:
+def _problems(args, config=None, device: str = "cuda") -> list:
 
     custom = [args.batch, args.heads, args.kv_heads, args.seq, args.seq_kv, args.dim, args.dtype]
     if args.sweep and (any(x is not None for x in custom) or args.causal):
@@ -41,7 +42,8 @@ def _problems(args, config=None) -> list:
         return [Problem(batch=args.batch or seed.batch, heads=args.heads or seed.heads,
                         kv_heads=args.kv_heads, seq_q=args.seq or seed.seq_q, seq_kv=args.seq_kv,
                         head_dim=args.dim or seed.head_dim, causal=args.causal,
-                        dtype=args.dtype or seed.dtype)]
+                        # CPU half precision is slow and rarely used: float32 there.
+                        dtype=args.dtype or ("float32" if device == "cpu" else seed.dtype))]
     if config is not None and config.problems:
         return list(config.problems)
     return []  # filled with the device's default sweep
@@ -110,7 +112,8 @@ def _signals_deferred():
 def cmd_run(args) -> int:
     config = load_nearest()  # [tool.attnperf] of the repository here, if any
     plugins(args, config)
-    problems = _problems(args, config)
+    device = resolve_device(args.device)
+    problems = _problems(args, config, device)
     kernels = _kernels(args, config)
     if args.output:
         check_writable(args.output)
@@ -129,15 +132,23 @@ def cmd_run(args) -> int:
 def _run(args, problems: List[Problem], kernels: List[str], config=None) -> int:
     isolate = not args.in_process
     had_report = bool(args.output) and os.path.lexists(args.output)
-    with Session(args.device, threads=args.threads, isolate=isolate, timeout_s=args.timeout_s,
+    # The asv suite's thread count unless --threads says otherwise: on a small
+    # shared CPU, PyTorch's default (one thread per core) stuck readings at
+    # multiples of ~8 ms of barrier waits, IQR up to 2810 %.
+    with Session(args.device, threads=args.threads or CPU_THREADS, isolate=isolate,
+                 timeout_s=args.timeout_s,
                  tolerances=config.tolerances if config else None) as session:
         device, env = session.device, session.environment
         if not problems:
             problems = sweep("gpu-default" if device == "cuda" else "cpu-small")
         budget = Budget() if args.budget_ms is None else Budget(budget_s=args.budget_ms / 1e3)
         timeout_s = (args.timeout_s or default_timeout_s(budget)) if isolate else None
+        where = (f"{env['gpu_name']} (cuda)" if device == "cuda" else
+                 f"{env['cpu_model']} (cpu, {env['torch_threads']} thread"
+                 f"{'' if env['torch_threads'] == 1 else 's'}"
+                 f"{'' if args.threads else '; --threads N to change'})")
         print(f"attnperf {__version__}: {len(kernels)} kernels x {len(problems)} problems on "
-              f"{env['gpu_name'] or env['cpu_model']} ({device}), torch {env['torch']}; "
+              f"{where}, torch {env['torch']}; "
               + (f"each config in a worker process, limit {timeout_s:g} s" if isolate
                  else "in this process (no isolation, no time limit)"), file=sys.stderr)
         jobs = [(k, p) for p in problems for k in kernels]
@@ -183,7 +194,7 @@ def _run(args, problems: List[Problem], kernels: List[str], config=None) -> int:
         save(finished=stopped is None)
         final = report(finished=stopped is None)
     if measured:
-        print(render_table(measured))
+        print(render_table(measured, verbose=getattr(args, "verbose", False)))
     if stopped is not None:
         what = "interrupted" if stopped == EXIT_SIGINT else "terminated"
         print(f"{what}: {len(measured)} of {len(jobs)} configs measured"
@@ -211,64 +222,3 @@ def _run(args, problems: List[Problem], kernels: List[str], config=None) -> int:
 def _measured_any(measurements) -> bool:
     """Whether any config got as far as running its kernel (a result worth a report)."""
     return any(m.status in ("ok", "failed") or m.status in BROKEN_STATUSES for m in measurements)
-
-
-def _fmt(v, spec: str, none: str = "-") -> str:
-    return fmt.num(v, spec, none=none)
-
-
-def render_table(measurements) -> str:
-    head = ["kernel", "problem", "status", "time ms", "iqr%", "latency ms", "TF/s", "GB/s",
-            "regime", "eff%", "x_floor", "rel_err", "backend"]
-    rows = []
-    for m in measurements:
-        st = m.device_time.stats() if m.device_time else None
-        lat = m.latency.stats() if m.latency else None
-        rf = m.roofline
-        rows.append([
-            m.kernel, m.problem.id, m.status,
-            _fmt(st and st["median_ms"], ".4f"),
-            _fmt(st and 100 * st["iqr_over_median"], ".1f") + ("!" if st and st["unstable"] else ""),
-            _fmt(lat and lat["median_ms"], ".4f"),
-            _fmt(rf and rf.achieved_tflops, ".2f"), _fmt(rf and rf.achieved_gb_s, ".1f"),
-            rf.regime if rf else "-", _fmt(rf and rf.efficiency_pct, ".1f"),
-            _fmt(rf and rf.x_over_floor, ".2f"),
-            _fmt(m.correctness and m.correctness.rel_error, ".1e"),
-            m.dispatch or "-",
-        ])
-    widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
-    lines = ["  ".join(str(x).ljust(w) for x, w in zip(head, widths))]
-    lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(str(x).ljust(w) for x, w in zip(r, widths)) for r in rows]
-    notes = [f"  {m.kernel}/{m.problem.id}: {m.status}: {m.reason}" for m in measurements
-             if m.status != "ok"]
-    if notes:
-        lines += ["", "not measured:"] + notes
-    device = measurements[0].device if measurements else "cpu"
-    unstable = [m for m in measurements if m.device_time and m.device_time.stats()["unstable"]]
-    if unstable:
-        lines += ["", f"! unstable: IQR above 10 % of the median for {len(unstable)} config(s); "
-                      "the machine is busy or throttling (re-run, or fewer --threads on a shared CPU)"]
-    unsteady = [m for m in measurements if m.device_time and m.device_time.unsteady]
-    if unsteady:
-        lines += ["", f"! unsteady: {len(unsteady)} config(s) kept running under power or thermal "
-                      "slowdown after the retake budget (compare them with care):"]
-        lines += [f"  {m.kernel}/{m.problem.id}: {m.device_time.unsteady_reason}" for m in unsteady]
-    lines.append("")
-    lines.append("time = device time per call (CUDA graph replays, each sample after an idle gap "
-                 "and warm replays)" if device == "cuda" else "time = wall time per call on the CPU")
-    if device == "cuda":
-        lines.append(_clock_line(measurements))
-        lines.append("latency = one isolated call (sync, L2 flushed, CUDA events)")
-    return "\n".join(lines)
-
-
-def _clock_line(measurements) -> str:
-    """The SM clocks seen during the device-time samples (NVML), or why not."""
-    mhz = [c for m in measurements if m.device_time
-           for c in (m.device_time.sm_clocks_mhz() or []) if c is not None]
-    if not mhz:
-        return "clocks: unavailable (NVML not readable; pip install nvidia-ml-py)"
-    retaken = sum(m.device_time.retaken for m in measurements if m.device_time)
-    return (f"clocks: SM {min(mhz)}-{max(mhz)} MHz during the samples (NVML); "
-            f"{retaken} sample(s) retaken for power or thermal slowdown")

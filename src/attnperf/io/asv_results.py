@@ -44,8 +44,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..errors import ReportError
 from . import ceilings as ceilings_file
+from .jsonfile import finite_number, load_json
 from .thresholds import FILE_NAME as THRESHOLDS_FILE
-from .jsonfile import load_json
 
 KNOWN_RESULT_VERSIONS = (2,)
 KNOWN_MACHINE_VERSIONS = (1,)
@@ -57,6 +57,8 @@ ASV_RESULT_COLUMNS = ["result", "params", "version", "started_at", "duration",
                       "stats_number", "stats_repeat", "samples", "profile"]
 
 OK, FAILED, SKIPPED, MISSING = "ok", "failed", "skipped", "missing"
+# asv's commit dates are ms since the epoch; outside 1970..2200 a date is damage.
+MIN_DATE_MS, MAX_DATE_MS = 0, 7258118400000
 _RESULT_NAME = re.compile(r"^[0-9a-f]{8}-.+\.json$")
 
 
@@ -76,7 +78,7 @@ def _is_number(x) -> bool:
 def _finite_floats(values) -> Optional[List[float]]:
     if not isinstance(values, list):
         return None
-    out = [float(v) for v in values if _is_number(v) and math.isfinite(v)]
+    out = [f for f in map(finite_number, values) if f is not None]
     return out or None
 
 
@@ -194,6 +196,35 @@ def _version_ok(data: dict, path: Path, known: Sequence[int], what: str, notes: 
     return False
 
 
+def _text_fields(data: dict, path: Path, what: str, notes: List[str]) -> Dict[str, str]:
+    """A machine description as asv writes it: text values.  Numbers become text;
+    anything else (null, lists, objects) is dropped with one note."""
+    out: Dict[str, str] = {}
+    dropped = []
+    for k, v in data.items():
+        if isinstance(v, str):
+            out[str(k)] = v
+        elif finite_number(v) is not None:
+            out[str(k)] = str(v)
+        else:
+            dropped.append(str(k)[:40])
+    if dropped:
+        notes.append(f"{path}: {what} fields that are not text were ignored: {', '.join(dropped[:8])}")
+    return out
+
+
+def _date(value, path: Path, notes: List[str]) -> Optional[int]:
+    """asv's commit date (ms since the epoch), or None (with a note) when damaged."""
+    if value is None:
+        return None
+    ms = finite_number(value)
+    if ms is not None and MIN_DATE_MS <= ms <= MAX_DATE_MS:
+        return int(ms)
+    notes.append(f"{path}: date {str(value)[:40]!r} is not a commit date (ms since 1970); "
+                 "ordered last")
+    return None
+
+
 def _column_list(value, n: int) -> List:
     """A per-combination column: a list of length n (padded), whatever asv wrote."""
     if not isinstance(value, list):
@@ -232,13 +263,15 @@ def _parse_row(name: str, row, columns: List[str], path: Path, notes: List[str]
             points[key] = MISSING_POINT
         elif v is None:
             points[key] = Point(FAILED)
-        elif not _is_number(v):
-            notes.append(f"{path}: {name}{list(key)}: value {v!r} is not a number; shown as failed")
+        elif isinstance(v, float) and not math.isfinite(v):
+            points[key] = Point(SKIPPED)  # asv writes NaN for n/a
+        elif finite_number(v) is None:
+            notes.append(f"{path}: {name}{list(key)}: value {str(v)[:40]!r} is not a usable "
+                         "number; shown as failed")
             points[key] = Point(FAILED)
-        elif not math.isfinite(v):
-            points[key] = Point(SKIPPED)
         else:
-            st = {k: float(c[i]) for k, c in stat_cols.items() if _is_number(c[i])}
+            st = {k: f for k, f in ((k, finite_number(c[i])) for k, c in stat_cols.items())
+                  if f is not None}
             s = _finite_floats(samples[i])
             points[key] = Point(OK, float(v), tuple(s) if s else None, st or None)
     version = cols.get("version")
@@ -268,11 +301,12 @@ def read_run(path: Path, machine: str, notes: List[str]) -> Optional[Run]:
     if not isinstance(results, dict):
         run_notes.append(f"{path}: no 'results' object; the run has no benchmark results")
         results = {}
-    params = data.get("params") if isinstance(data.get("params"), dict) else {}
+    params = _text_fields(data["params"], path, "params", run_notes) \
+        if isinstance(data.get("params"), dict) else {}
     if params.get("machine") not in (None, machine):
         run_notes.append(f"{path}: records machine {params.get('machine')!r} but lies in "
                          f"results/{machine}/; shown under {machine!r}")
-    date = data.get("date")
+    date = _date(data.get("date"), path, run_notes)
     benchmarks = {}
     for name, row in results.items():
         b = _parse_row(str(name), row, columns, path, run_notes)
@@ -280,7 +314,7 @@ def read_run(path: Path, machine: str, notes: List[str]) -> Optional[Run]:
             benchmarks[str(name)] = b
     env_name = data.get("env_name") if isinstance(data.get("env_name"), str) else "unknown-env"
     return Run(machine=machine, commit=commit, env_name=env_name,
-               date=int(date) if _is_number(date) and math.isfinite(date) else None,
+               date=date,
                params=params, path=str(path), benchmarks=benchmarks, notes=run_notes)
 
 
@@ -292,7 +326,8 @@ def read_machine(mdir: Path) -> Machine:
         data = _load(mfile, notes, "machine description")
         if isinstance(data, dict) and _version_ok(data, mfile, KNOWN_MACHINE_VERSIONS,
                                                    "machine.json", notes):
-            info = {k: v for k, v in data.items() if k != "version"}
+            info = _text_fields({k: v for k, v in data.items() if k != "version"}, mfile,
+                                "machine description", notes)
         elif data is not None and not isinstance(data, dict):
             notes.append(f"{mfile}: not a JSON object; machine description ignored")
     else:

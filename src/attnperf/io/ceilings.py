@@ -14,12 +14,11 @@ Format history (``schema_version``):
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 from typing import List, Optional
 
-from .jsonfile import load_json, write_json
+from .jsonfile import finite_number, load_json, write_json
 from ..errors import ReportError
 
 SCHEMA_VERSION = 2
@@ -27,8 +26,15 @@ KNOWN_VERSIONS = (1, 2)
 FILE_NAME = "attnperf-ceilings.json"
 
 
-def _positive(x) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x > 0
+# Plausible roofs, far outside anything measured (a loaded 2-vCPU box: fp16 matmul
+# ~0.001 TF/s; an H100: 3000 GB/s, 780 TF/s).  Outside these a figure is damage.
+BANDWIDTH_GB_S_RANGE = (0.01, 1e5)
+TFLOPS_RANGE = (1e-6, 1e5)
+
+
+def _plausible(x, bounds) -> bool:
+    f = finite_number(x)
+    return f is not None and bounds[0] <= f <= bounds[1]
 
 
 def problem_with(data) -> Optional[str]:
@@ -39,15 +45,29 @@ def problem_with(data) -> Optional[str]:
     if isinstance(version, bool) or version not in KNOWN_VERSIONS:
         return (f"ceilings schema_version {version!r} is not one this attnperf reads "
                 f"({', '.join(map(str, KNOWN_VERSIONS))})")
-    if not _positive(data.get("bandwidth_gb_s")) or not isinstance(data.get("matmul_tflops"), dict):
-        return "ceilings lack a positive bandwidth_gb_s or a matmul_tflops object"
+    if not _plausible(data.get("bandwidth_gb_s"), BANDWIDTH_GB_S_RANGE):
+        return (f"ceilings bandwidth_gb_s {str(data.get('bandwidth_gb_s'))[:30]!r} is not a number "
+                f"in {BANDWIDTH_GB_S_RANGE[0]}..{BANDWIDTH_GB_S_RANGE[1]:g}")
+    rates = data.get("matmul_tflops")
+    if not isinstance(rates, dict) or not rates:
+        return "ceilings lack a matmul_tflops object"
+    for k, v in rates.items():
+        if not _plausible(v, TFLOPS_RANGE):
+            return (f"ceilings matmul_tflops[{str(k)[:20]!r}] = {str(v)[:30]!r} is not a number in "
+                    f"{TFLOPS_RANGE[0]:g}..{TFLOPS_RANGE[1]:g}")
     return None
 
 
+def missing_rates(data: dict, dtypes) -> list:
+    """Which of ``dtypes`` have no matmul rate in ``data`` (an accepted record)."""
+    return [dt for dt in dtypes if dt not in data["matmul_tflops"]]
+
+
 def normalise(data: dict) -> dict:
-    """Keep only positive finite matmul rates (a record :func:`problem_with` accepted)."""
+    """Plain floats (a record :func:`problem_with` accepted)."""
     out = dict(data)
-    out["matmul_tflops"] = {str(k): float(v) for k, v in data["matmul_tflops"].items() if _positive(v)}
+    out["bandwidth_gb_s"] = float(data["bandwidth_gb_s"])
+    out["matmul_tflops"] = {str(k): float(v) for k, v in data["matmul_tflops"].items()}
     return out
 
 

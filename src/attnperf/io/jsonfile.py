@@ -13,7 +13,7 @@ import os
 import stat
 import tempfile
 from pathlib import Path
-from typing import IO, Callable, Sequence
+from typing import IO, Callable, Optional, Sequence, Tuple
 
 from ..errors import OutputPathError, ReportError
 
@@ -129,9 +129,53 @@ def load_json(path: str, what: str = "report") -> dict:
     except json.JSONDecodeError as exc:
         raise ReportError(f"{what} {path!r} is not valid JSON ({exc.msg} at line {exc.lineno}); "
                           "truncated or not a JSON file of this kind") from None
-    except (ValueError, RecursionError) as exc:  # e.g. nesting too deep, an integer too long
-        raise ReportError(f"{what} {path!r} cannot be parsed as JSON "
-                          f"({type(exc).__name__}: {str(exc)[:80]})") from None
+    except RecursionError:
+        raise ReportError(f"{what} {path!r} cannot be parsed as JSON: nested too deeply "
+                          "to be a file of this kind") from None
+    except ValueError as exc:  # e.g. an integer of more digits than Python converts
+        raise ReportError(f"{what} {path!r} cannot be parsed as JSON ({str(exc)[:100]})") from None
     if not isinstance(data, dict):
         raise ReportError(f"{what} {path!r} holds a JSON {type(data).__name__}, expected an object")
     return data
+
+
+# Numbers beyond this cannot be a time, a rate or a count; a crafted integer of
+# thousands of digits would otherwise overflow the first float() that reads it.
+_MAX_MAGNITUDE = 1e300
+
+
+def finite_number(x) -> Optional[float]:
+    """``x`` as a float when it is a JSON number that can be a measurement: not a
+    bool, finite, and not absurdly large (a 400-digit integer overflows float())."""
+    if isinstance(x, bool) or not isinstance(x, (int, float)) or not abs(x) <= _MAX_MAGNITUDE:
+        return None
+    return float(x)
+
+
+def json_path(parts) -> str:
+    """``["results", 3, "performance"]`` -> ``results[3].performance`` (error messages)."""
+    out = ""
+    for p in parts:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out or "(top level)"
+
+
+def first_bad_number(data) -> Optional[Tuple[str, str]]:
+    """(path, why) of the first NaN, Infinity or absurdly large number in ``data``.
+
+    Iterative, so a deeply nested (but parseable) file cannot exhaust the stack.
+    """
+    stack = [((), data)]
+    while stack:
+        path, x = stack.pop()
+        if isinstance(x, bool):
+            continue
+        if isinstance(x, float) and not math.isfinite(x):
+            return json_path(path), f"is {x!r} (a report holds finite numbers only)"
+        if isinstance(x, (int, float)) and abs(x) > _MAX_MAGNITUDE:
+            return json_path(path), "is a number too large to be a measurement"
+        if isinstance(x, dict):
+            stack.extend(((*path, k), v) for k, v in reversed(list(x.items())))
+        elif isinstance(x, list):
+            stack.extend(((*path, i), v) for i, v in reversed(list(enumerate(x))))
+    return None

@@ -15,24 +15,33 @@ Format history (``schema_version``):
   of the configs it did not reach); ``correctness.modified_inputs``.
 
 Files without ``schema_version`` are read as the seed's single-config format
-(``performance`` or, older, ``metrics``).
+(``performance`` or, older, ``metrics``; the keys attnperf reads are described
+by ``attnperf/io/schemas/seed-report.schema.json``).
+
+Reading validates: a report must match its JSON Schema and hold finite numbers
+only; the first bad field is named in a one-line :class:`ReportError`.
 """
 
 from __future__ import annotations
 
+import functools
+import json
 import time
 from pathlib import Path
 from typing import List, Optional, Sequence
+
+import jsonschema
 
 from ..errors import InvalidShapeError, ReportError, SchemaVersionError
 from ..kernels.registry import canonical_name
 from ..model.problem import Problem
 from ..model.records import STATUSES, Measurement
-from .jsonfile import finite, load_json
+from .jsonfile import finite, first_bad_number, json_path, load_json
 
 SCHEMA_VERSION = 1
 KNOWN_SCHEMA_VERSIONS = (1,)
 SCHEMA_FILE = Path(__file__).with_name("schemas") / "report-v1.schema.json"
+SEED_SCHEMA_FILE = Path(__file__).with_name("schemas") / "seed-report.schema.json"
 
 
 def result_entry(m: Measurement) -> dict:
@@ -51,6 +60,7 @@ def result_entry(m: Measurement) -> dict:
         "performance": None,
         "roofline": m.roofline.to_dict() if m.roofline else None,
         "clock": {"before": m.clock_before, "after": m.clock_after} if m.clock_before else None,
+        "warnings": list(m.warnings),
     }
     if m.device_time is not None:
         st = m.device_time.stats()
@@ -112,36 +122,62 @@ def summarize(results: List[dict]) -> dict:
     return counts
 
 
+@functools.lru_cache(maxsize=None)
+def _validator(schema_file: Path):
+    schema = json.loads(schema_file.read_text())
+    cls = jsonschema.validators.validator_for(schema)
+    return cls(schema)
+
+
+def validate(data: dict, schema_file: Path, path: str, what: str) -> None:
+    """Raise a one-line :class:`ReportError` naming the first field of ``data``
+    that breaks ``schema_file`` or holds a non-finite or absurd number."""
+    bad = first_bad_number(data)
+    if bad is not None:
+        raise ReportError(f"{what} {path!r}: {bad[0]} {bad[1]}")
+    try:
+        error = jsonschema.exceptions.best_match(_validator(schema_file).iter_errors(data))
+    except RecursionError:
+        raise ReportError(f"{what} {path!r} is nested too deeply to be a report") from None
+    if error is not None:
+        message = error.message if len(error.message) <= 120 else error.message[:117] + "..."
+        raise ReportError(f"{what} {path!r}: {json_path(error.absolute_path)}: {message} "
+                          f"(schema: {schema_file.name})")
+
+
 def read_results(path: str, what: str = "report") -> List[dict]:
     """Normalised result entries of an attnperf report or a seed JSON file.
 
     Each entry has ``id`` (kernel/config id), ``kernel_name``, ``config_id``,
     ``status``, ``correctness`` and ``performance`` with ``mean_time_ms`` and,
-    where present, ``median_time_ms``.
+    where present, ``median_time_ms``.  A file that breaks its schema raises
+    :class:`ReportError` naming the first bad field.
     """
     data = load_json(path, what)
     if "schema_version" in data:
         version = data["schema_version"]
         if isinstance(version, bool) or version not in KNOWN_SCHEMA_VERSIONS:
+            version_text = repr(version) if len(repr(version)) <= 40 else repr(version)[:37] + "..."
             raise SchemaVersionError(
-                f"{what} {path!r} has schema_version {version!r}; this attnperf reads "
+                f"{what} {path!r} has schema_version {version_text}; this attnperf reads "
                 f"{', '.join(map(str, KNOWN_SCHEMA_VERSIONS))}")
-        results = data.get("results")
-        if not isinstance(results, list):
-            raise ReportError(f"{what} {path!r} has no 'results' list")
+        validate(data, SCHEMA_FILE, path, what)
+        results = data["results"]
+        seen = set()
         for i, r in enumerate(results):
-            if not isinstance(r, dict) or not isinstance(r.get("id"), str):
-                raise ReportError(f"{what} {path!r}: results[{i}] is not a result entry "
-                                  "(an object with a string 'id')")
+            if r["id"] in seen:
+                raise ReportError(f"{what} {path!r}: results[{i}].id {r['id']!r} appears twice")
+            seen.add(r["id"])
         return results
-    return [_seed_entry(data, path, what)]
-
-
-def _seed_entry(data: dict, path: str, what: str) -> dict:
-    perf = data.get("performance") or data.get("metrics")
-    if not isinstance(perf, dict) or "mean_time_ms" not in perf:
+    if "performance" not in data and "metrics" not in data:
         raise ReportError(f"{what} {path!r} is neither an attnperf report (no schema_version) nor a "
                           "seed report (no performance.mean_time_ms or metrics.mean_time_ms)")
+    validate(data, SEED_SCHEMA_FILE, path, what)
+    return [_seed_entry(data)]
+
+
+def _seed_entry(data: dict) -> dict:
+    perf = data.get("performance") or data.get("metrics")
     cfg = data.get("config") or {}
     try:
         config_id = Problem.from_config(cfg).id if cfg else "default"

@@ -257,3 +257,4 @@ class Measurement:
     clock_before: Optional[dict] = None
     clock_after: Optional[dict] = None
     timestamp: str = ""
+    warnings: List[str] = dataclasses.field(default_factory=list)  # the kernel's, deduplicated

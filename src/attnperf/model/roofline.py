@@ -25,6 +25,12 @@ from .problem import Problem, precision_key
 # wake-up cost ~10-20 us.
 LATENCY_FLOOR_S = {"cuda": 5e-6, "cpu": 20e-6}
 
+# A kernel may not run faster than the roofs allow.  More than this factor above
+# them (5 %: the spread of a ceiling measured on a quiet machine) means the roof
+# is wrong -- measured under load, or not this kernel's roof -- never that the
+# kernel is efficient beyond 100 %.
+BEATEN_MARGIN = 1.05
+
 REGIMES = ("latency-bound", "memory-bound", "compute-bound")
 BOTTLENECK = {  # the seed's `roofline.bottleneck` strings
     "latency-bound": "Latency (launch/host overhead)",
@@ -97,6 +103,11 @@ class Roofline:
     # Q, K, V and O together fit in the last-level cache: back-to-back device time
     # (CUDA graph, warm L2) can then run above the DRAM roof, x_over_floor < 1.
     cache_resident: bool = False
+    # The kernel ran faster than a roof allows (by more than BEATEN_MARGIN; the
+    # memory roof only where the cache does not explain it): efficiency_pct is
+    # kept as measured but is not meaningful; ceiling_note says why and what to do.
+    ceiling_beaten: bool = False
+    ceiling_note: str = ""
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -141,24 +152,39 @@ def recommendations(regime: str, efficiency_pct: float, p: Problem,
         recs.append(f"At {efficiency_pct:.0f}% of the binding ceiling there is large headroom: "
                     "profile (ncu) for re-reads, low occupancy or non-tensor-core math.")
     if efficiency_pct > 100 and cache_resident:
-        recs.append(f"Efficiency {efficiency_pct:.0f}%: the inputs fit in L2, so back-to-back "
-                    "device time runs from cache above the DRAM roof; the latency figure "
-                    "(L2 flushed) is the cold-cache number.")
-    elif efficiency_pct > 100:
-        recs.append(f"Efficiency {efficiency_pct:.0f}% exceeds the ceiling: the ceiling was measured "
-                    "too low (busy machine?); re-measure with `attnperf ceilings --refresh`.")
+        recs.append(f"Efficiency {efficiency_pct:.0f}%: the inputs fit in the last-level cache, so "
+                    "back-to-back calls run from cache above the DRAM roof; on a GPU the latency "
+                    "figure (L2 flushed) is the cold-cache number.")
     if p.dtype == "float32" and regime == "compute-bound":
         recs.append("float32 runs off the tensor cores; bf16/fp16 (or TF32) raise the roof.")
     return recs
 
 
+def beaten_note(efficiency_pct: float, source: str, remeasured: bool) -> str:
+    """Why an efficiency above the roof is not believed, and what to do."""
+    if remeasured:
+        return (f"ran at {efficiency_pct:.0f}% of the ceiling even after the ceilings were "
+                f"measured again ({source}): this kernel beats the copy/matmul roof here, so "
+                "efficiency is not meaningful for it")
+    if source.startswith("datasheet"):
+        return (f"ran at {efficiency_pct:.0f}% of the ceiling ({source}): the datasheet figure "
+                "does not fit this device; measure its ceilings with `attnperf ceilings`")
+    return (f"ran at {efficiency_pct:.0f}% of the ceiling: the ceiling was measured too low "
+            "(a busy machine?); measure it again with `attnperf ceilings --refresh`")
+
+
 def analyze(p: Problem, time_s: float, ceiling: Ceiling, device: str,
             cache_bytes: Optional[int] = None,
-            work: Tuple[Optional[int], Optional[int]] = (None, None)) -> Roofline:
+            work: Tuple[Optional[int], Optional[int]] = (None, None),
+            remeasured: bool = False) -> Roofline:
     """Place one measured time on the roofline of ``ceiling``.
 
-    ``cache_bytes``: the device's last-level cache (GPU L2) when the time was
-    taken with warm caches; problems that fit are marked ``cache_resident``.
+    ``cache_bytes``: the device's last-level cache (GPU L2, CPU L3) when the
+    time was taken with warm caches; problems that fit are marked
+    ``cache_resident``.  A time under a floor by more than ``BEATEN_MARGIN``
+    (the memory floor: unless cache-resident) marks the result
+    ``ceiling_beaten`` (with a note; ``remeasured``: the ceilings were already
+    measured again for it).
     ``work``: the kernel's own (FLOPs, bytes) model, None where this module's applies.
     """
     if time_s <= 0:
@@ -169,6 +195,13 @@ def analyze(p: Problem, time_s: float, ceiling: Ceiling, device: str,
     regime = classify(compute_floor, memory_floor, device)
     efficiency = 100.0 * floor / time_s
     resident = bool(cache_bytes) and b <= cache_bytes
+    # The cache can lift a call above the DRAM roof, never above the compute roof.
+    beaten = (compute_floor / time_s > BEATEN_MARGIN
+              or (memory_floor / time_s > BEATEN_MARGIN and not resident))
+    note = beaten_note(efficiency, ceiling.source, remeasured) if beaten else ""
+    recs = recommendations(regime, efficiency, p, resident)
+    if beaten:
+        recs.append(f"Ceiling beaten: this call {note}.")
     return Roofline(
         flops=f, bytes=b, arithmetic_intensity=f / b, ridge_point=ceiling.ridge_point,
         compute_floor_s=compute_floor, memory_floor_s=memory_floor, floor_s=floor, time_s=time_s,
@@ -176,17 +209,24 @@ def analyze(p: Problem, time_s: float, ceiling: Ceiling, device: str,
         x_over_floor=time_s / floor, efficiency_pct=efficiency, regime=regime,
         bottleneck=BOTTLENECK[regime], ceiling_tflops=ceiling.tflops,
         ceiling_gb_s=ceiling.bandwidth_gb_s, ceiling_source=ceiling.source,
-        recommendations=recommendations(regime, efficiency, p, resident),
-        cache_resident=resident)
+        recommendations=recs, cache_resident=resident, ceiling_beaten=beaten, ceiling_note=note)
 
 
 def ceiling_for(p: Problem, measured: Optional[dict], peak, tf32: bool = False) -> Optional[Ceiling]:
-    """The binding roofs for ``p``'s dtype: measured figures first, datasheet second."""
+    """The binding roofs for ``p``'s dtype: measured figures first, datasheet second.
+
+    A half-precision kernel may do its math in float32 (CPU kernels do: a CPU's
+    fp16 matmul ran at 1 GFLOP/s where fp32 ran at 236), so its compute roof is
+    the faster of the two measured rates; on a GPU that is the half-precision one.
+    """
     key = precision_key(p.dtype, tf32)
     tflops = bandwidth = None
     sources = []
     if measured:
-        tflops = (measured.get("matmul_tflops") or {}).get(key)
+        rates = measured.get("matmul_tflops") or {}
+        tflops = rates.get(key)
+        if tflops and key in ("float16", "bfloat16") and (rates.get("float32") or 0) > tflops:
+            tflops = rates["float32"]
         bandwidth = measured.get("bandwidth_gb_s")
         if tflops or bandwidth:
             sources.append("measured")

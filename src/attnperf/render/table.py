@@ -1,0 +1,141 @@
+"""``attnperf run``'s result table (tabulate), with its notes.
+
+One row per measured (kernel, problem) -- ok, failed or error; what could not
+run here (unavailable, skipped) is summarised below the table, one line per
+kernel and reason (every config with ``verbose``).  Columns that are empty for
+every row (latency on a CPU, backend for kernels that do not report one) are
+left out.  Flags in the ``note`` column: ``unstable`` (IQR above 10 % of the
+median), ``ceiling beaten`` (faster than the measured roofs allow; efficiency
+shown as ``>100``), ``in cache`` (above the DRAM roof because the data fit in
+the last-level cache).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from typing import List, Optional, Sequence
+
+from tabulate import tabulate
+
+from ..model.records import UNSTABLE_IQR_RATIO, Measurement
+
+MEASURED = ("ok", "failed", "error")
+
+
+def _num(v: Optional[float], spec: str) -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def _sig(v: Optional[float], digits: int = 4) -> str:
+    """``digits`` significant digits in fixed notation: 0.2145, 11.54, 180.5, 1805."""
+    if v is None:
+        return "-"
+    if v == 0 or not math.isfinite(v):
+        return format(v, "g")
+    decimals = max(0, digits - 1 - math.floor(math.log10(abs(v))))
+    return f"{v:.{decimals}f}"
+
+
+def _row(m: Measurement) -> List[str]:
+    st = m.device_time.stats() if m.device_time else None
+    lat = m.latency.stats() if m.latency else None
+    rf = m.roofline
+    notes = []
+    if st and st["unstable"]:
+        notes.append("unstable")
+    if rf is not None and rf.ceiling_beaten:
+        notes.append("ceiling beaten")
+    elif rf is not None and rf.efficiency_pct > 100 and rf.cache_resident:
+        notes.append("in cache")
+    eff = None if rf is None else (">100" if rf.ceiling_beaten else _num(rf.efficiency_pct, ".1f"))
+    return [
+        m.kernel, m.problem.id, m.status,
+        _sig(st and st["median_ms"]), _num(st and 100 * st["iqr_over_median"], ".1f"),
+        _sig(lat and lat["median_ms"]),
+        _sig(rf and rf.achieved_tflops, 3), _sig(rf and rf.achieved_gb_s, 3),
+        rf.regime if rf else "-", eff or "-", _num(rf and rf.x_over_floor, ".2f"),
+        _num(m.correctness and m.correctness.rel_error, ".1e"),
+        m.dispatch or "-", ", ".join(notes) or "-",
+    ]
+
+
+HEAD = ["kernel", "problem", "status", "time ms", "iqr%", "latency ms", "TF/s", "GB/s",
+        "regime", "eff%", "x_floor", "rel_err", "backend", "note"]
+
+
+def render_table(measurements: Sequence[Measurement], verbose: bool = False) -> str:
+    rows = [_row(m) for m in measurements if m.status in MEASURED]
+    keep = [i for i, name in enumerate(HEAD)
+            if name not in ("latency ms", "backend", "note") or any(r[i] != "-" for r in rows)]
+    lines = []
+    if rows:
+        lines.append(tabulate([[r[i] for i in keep] for r in rows], headers=[HEAD[i] for i in keep],
+                              tablefmt="simple", disable_numparse=True))
+    else:
+        lines.append("(no config was measured)")
+    lines += _not_measured(measurements, verbose)
+    lines += _footnotes(measurements)
+    return "\n".join(lines)
+
+
+def _not_measured(measurements: Sequence[Measurement], verbose: bool) -> List[str]:
+    failed = [m for m in measurements if m.status in ("failed", "error")]
+    absent = [m for m in measurements if m.status not in MEASURED]
+    out = []
+    if failed:
+        out += ["", "failed:"] + [f"  {m.kernel}/{m.problem.id}: {m.status}: {m.reason}" for m in failed]
+    if not absent:
+        return out
+    out += ["", "not measured here:"]
+    if verbose:
+        return out + [f"  {m.kernel}/{m.problem.id}: {m.status}: {m.reason}" for m in absent]
+    # One line per kernel and status; the first reason stands for the rest (--verbose: all).
+    groups: "OrderedDict[tuple, List[Measurement]]" = OrderedDict()
+    for m in absent:
+        groups.setdefault((m.kernel, m.status), []).append(m)
+    for (kernel, status), ms in groups.items():
+        what = ms[0].problem.id if len(ms) == 1 else f"{len(ms)} problems"
+        out.append(f"  {kernel} ({what}): {status}: {ms[0].reason}")
+    return out
+
+
+def _footnotes(measurements: Sequence[Measurement]) -> List[str]:
+    out = []
+    unstable = [m for m in measurements if m.device_time and m.device_time.stats()["unstable"]]
+    if unstable:
+        out.append(f"unstable: IQR above {100 * UNSTABLE_IQR_RATIO:.0f} % of the median for "
+                   f"{len(unstable)} config(s); the machine is busy or throttling "
+                   "(re-run, or fewer --threads on a shared CPU)")
+    beaten = [m for m in measurements if m.roofline is not None and m.roofline.ceiling_beaten]
+    if beaten:
+        out.append(f"ceiling beaten: {len(beaten)} config(s); efficiency shown as >100 is not "
+                   f"meaningful: {beaten[0].kernel}/{beaten[0].problem.id} {beaten[0].roofline.ceiling_note}")
+    warned = [m for m in measurements if m.warnings]
+    if warned:
+        count = sum(len(m.warnings) for m in warned)
+        out.append(f"warnings: {count} from {len(warned)} config(s), recorded in the report "
+                   "(--output; --verbose prints them)")
+    unsteady = [m for m in measurements if m.device_time and m.device_time.unsteady]
+    if unsteady:
+        out.append(f"unsteady: {len(unsteady)} config(s) kept running under power or thermal "
+                   "slowdown after the retake budget (compare them with care):")
+        out += [f"  {m.kernel}/{m.problem.id}: {m.device_time.unsteady_reason}" for m in unsteady]
+    device = measurements[0].device if measurements else "cpu"
+    out.append("time = device time per call (CUDA graph replays, each sample after an idle gap "
+               "and warm replays)" if device == "cuda" else "time = wall time per call on the CPU")
+    if device == "cuda":
+        out.append(_clock_line(measurements))
+        out.append("latency = one isolated call (sync, L2 flushed, CUDA events)")
+    return [""] + out
+
+
+def _clock_line(measurements: Sequence[Measurement]) -> str:
+    """The SM clocks seen during the device-time samples (NVML), or why not."""
+    mhz = [c for m in measurements if m.device_time
+           for c in (m.device_time.sm_clocks_mhz() or []) if c is not None]
+    if not mhz:
+        return "clocks: unavailable (NVML not readable; pip install nvidia-ml-py)"
+    retaken = sum(m.device_time.retaken for m in measurements if m.device_time)
+    return (f"clocks: SM {min(mhz)}-{max(mhz)} MHz during the samples (NVML); "
+            f"{retaken} sample(s) retaken for power or thermal slowdown")

@@ -33,7 +33,7 @@ HERE = Path(__file__).resolve().parent
 
 
 # ------------------------------------------------------ CUDA fault kernels --
-def fault_cuda_assert(q, k, v, problem):
+def fault_cuda_assert(q, k, v, *, causal, scale):
     """An out-of-bounds gather: a device-side assert, a sticky CUDA error."""
     idx = torch.full((1,), 1 << 20, device=q.device, dtype=torch.long)
     q.flatten()[idx].sum().item()

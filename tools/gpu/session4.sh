@@ -4,7 +4,7 @@ set -uo pipefail
 export PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT/plug"
 # pip/wheel/setuptools are only for asv's environments (PIP_FIND_LINKS), not for this Python.
-mkdir -p /tmp/whl-site && ls .whl/*.whl | grep -vE '/(pip|wheel|setuptools)-' | xargs python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site || exit 3
+mkdir -p /tmp/whl-site && ls .whl/*.whl | grep -vE '/(pip|wheel|setuptools|build|pyproject_hooks)-' | xargs python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site || exit 3
 export PYTHONPATH=/tmp/site:$PWD/src PATH=/tmp/site/bin:$PATH PIP_NO_INDEX=1 PIP_FIND_LINKS=$PWD/.whl
 OUT=$OUT/plug timeout 300 bash tools/gpu/plugin_check.sh > "$OUT/plugin_check.txt" 2>&1
 echo "exit $?"; grep -v "^    wrote" "$OUT/plugin_check.txt" | tail -n 30

@@ -334,10 +334,10 @@ SLOW_TILED = """
 _fast_tiled_attention = tiled_attention
 
 
-def tiled_attention(q, k, v, problem, block_kv=BLOCK_KV):
+def tiled_attention(q, k, v, *, causal, scale, block_kv=BLOCK_KV):
     # INJECTED SLOWDOWN (test): the whole computation, four times.
     for _ in range(4):
-        out = _fast_tiled_attention(q, k, v, problem, block_kv)
+        out = _fast_tiled_attention(q, k, v, causal=causal, scale=scale, block_kv=block_kv)
     return out
 
 """

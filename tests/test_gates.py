@@ -1,0 +1,387 @@
+"""What the verdicts depend on, pinned at their boundaries (issue 13, item 1).
+
+Every gate here is tested just inside and just outside its edge, so a changed
+constant, a flipped comparison or an inverted metric makes a test fail:
+
+* the per-dtype correctness tolerances (README: "within 1e-4 (fp32), 3e-3 (TF32),
+  5e-3 (fp16), 2e-2 (bf16)") and the max-element rule;
+* ``attnperf compare``'s threshold (README: ``is_regression = improvement_pct <
+  threshold``);
+* asv's significance level (p < 0.002) and the sample counts it needs;
+* the direction of every gated asv metric (a slower kernel raises each one);
+* FLOP and byte counts for causal (square and Sq != Sk), GQA and decode shapes;
+* the copy-bandwidth and matmul-rate formulas of the ceiling measurement,
+  driven by an injected timer.
+
+Expected numbers are worked out by hand in the comments, never by calling the
+code under test.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import re
+from pathlib import Path
+
+import pytest
+import torch
+from asv_runner.statistics import compute_stats
+
+from attnperf.analysis import ab, compare as cmp
+from attnperf.analysis.gate import is_view
+from attnperf.asv import suite
+from attnperf.io.asv_results import OK, Point
+from attnperf.measure import ceilings as ceilings_mod
+from attnperf.measure import correctness
+from attnperf.model import roofline
+from attnperf.model.problem import MAX_ABS_FACTOR, TOLERANCES, Problem
+from attnperf.model.records import Measurement, Samples
+
+REPO = Path(__file__).resolve().parents[1]
+BENCH = REPO / "benchmarks" / "bench_attention.py"
+
+
+# ----------------------------------------------------------- tolerances -----
+def _readme_tolerances() -> dict:
+    """The tolerances the README promises, read from its text."""
+    text = (REPO / "README.md").read_text()
+    m = re.search(r"within ([0-9.e-]+) \(fp32\), ([0-9.e-]+) \(TF32\), ([0-9.e-]+) \(fp16\), "
+                  r"([0-9.e-]+) \(bf16\)", text)
+    assert m, "README no longer states the per-dtype tolerances"
+    return dict(zip(("float32", "tf32", "float16", "bfloat16"), map(float, m.groups())))
+
+
+# Each tolerance key and the (dtype, tf32) that selects it.  float64 is not a
+# Problem dtype: its key is reached by patching precision_key (below).
+KEY_SELECTORS = {"float32": ("float32", False), "tf32": ("float32", True),
+                 "float16": ("float16", False), "bfloat16": ("bfloat16", False),
+                 "float64": None}
+EXPECTED_TOLERANCES = {**_readme_tolerances(), "float64": 1e-10}
+
+
+def test_every_tolerance_key_is_pinned():
+    assert set(TOLERANCES) == set(KEY_SELECTORS) == set(EXPECTED_TOLERANCES)
+
+
+def _reference(seed: int = 0, heads: int = 2, seq: int = 64):
+    p = Problem(batch=1, heads=heads, seq_q=seq, head_dim=16, dtype="float32")
+    g = torch.Generator().manual_seed(seed)
+    q, k, v = (torch.randn(1, heads, seq, 16, generator=g, dtype=torch.float64) for _ in range(3))
+    return correctness.reference(q, k, v, p)
+
+
+def _judge(monkeypatch, key, out, ref):
+    sel = KEY_SELECTORS[key]
+    if sel is None:
+        monkeypatch.setattr(correctness, "precision_key", lambda dtype, tf32=False: key)
+        sel = ("float32", False)
+    dtype, tf32 = sel
+    b, h, sq, d = ref.shape
+    p = Problem(batch=b, heads=h, seq_q=sq, head_dim=d, dtype=dtype)
+    return correctness.compare(out, ref, p, tf32=tf32)
+
+
+@pytest.mark.parametrize("key", sorted(KEY_SELECTORS))
+@pytest.mark.parametrize("side,factor", [("inside", 1 - 1e-3), ("outside", 1 + 1e-3)])
+def test_relative_error_tolerance_edge(monkeypatch, key, side, factor):
+    # out = ref * (1 + c): relative error exactly c (to ~1e-15), every element
+    # off by c * |ref| <= c * max|ref|, far inside the max-element rule.
+    tol = EXPECTED_TOLERANCES[key]
+    ref = _reference()
+    c = tol * factor
+    res = _judge(monkeypatch, key, ref * (1 + c), ref)
+    assert res.tolerance == tol and res.tolerance_key == key
+    assert res.rel_error == pytest.approx(c, rel=1e-6)
+    assert res.passed is (side == "inside")
+
+
+@pytest.mark.parametrize("key", sorted(KEY_SELECTORS))
+@pytest.mark.parametrize("side,factor", [("inside", 1 - 1e-3), ("outside", 1 + 1e-3)])
+def test_single_element_edge(monkeypatch, key, side, factor):
+    # One element off by MAX_ABS_FACTOR (10) * tol * max|ref|: its share of the
+    # norm is 10 * max|ref| / ||ref|| (< 0.5 here), so only the element rule decides.
+    assert MAX_ABS_FACTOR == 10.0
+    tol = EXPECTED_TOLERANCES[key]
+    ref = _reference(seed=1, heads=8, seq=128)
+    ref_max = float(ref.abs().max())
+    assert 10 * ref_max < 0.5 * float(torch.linalg.vector_norm(ref))
+    out = ref.clone()
+    out.view(-1)[7] += 10 * tol * ref_max * factor
+    res = _judge(monkeypatch, key, out, ref)
+    assert res.rel_error < tol
+    assert res.max_abs_error == pytest.approx(10 * tol * ref_max * factor, rel=1e-6)
+    assert res.passed is (side == "inside")
+
+
+def test_a_nonfinite_element_fails_whatever_the_error():
+    ref = _reference()
+    out = ref.clone()
+    out.view(-1)[0] = float("nan")
+    res = _judge(None, "bfloat16", out, ref)
+    assert res.passed is False and res.nonfinite == 1
+
+
+# -------------------------------------------------- compare's threshold -----
+def _compare(base_ms: float, cur_ms: float, threshold: float) -> dict:
+    base = [{"id": "k/p", "status": "ok", "performance": {"median_time_ms": base_ms}}]
+    cur = [{"id": "k/p", "status": "ok", "performance": {"median_time_ms": cur_ms}}]
+    return cmp.compare_results(base, cur, threshold)
+
+
+def test_identical_reports_at_threshold_zero_are_not_a_regression():
+    out = _compare(0.25, 0.25, 0.0)
+    assert out["improvement_pct"] == 0.0
+    assert out["is_regression"] is False and out["regressions"] == []
+
+
+@pytest.mark.parametrize("threshold", [-3.125, 3.125])
+def test_improvement_exactly_at_the_threshold_is_not_a_regression(threshold):
+    # Binary-exact times: 4 ms -> 4.125 ms is (4 - 4.125) / 4 * 100 = -3.125 %;
+    # 4 ms -> 3.875 ms is +3.125 %.
+    cur = 4.125 if threshold < 0 else 3.875
+    out = _compare(4.0, cur, threshold)
+    assert out["improvement_pct"] == threshold
+    assert out["is_regression"] is False
+
+
+@pytest.mark.parametrize("threshold", [-3.125, 3.125])
+def test_improvement_just_below_the_threshold_is_a_regression(threshold):
+    cur = (4.125 if threshold < 0 else 3.875) * (1 + 1e-9)
+    out = _compare(4.0, cur, threshold)
+    assert out["improvement_pct"] < threshold
+    assert out["is_regression"] is True and out["regressions"] == ["k/p"]
+
+
+# ------------------------------------------------- asv's significance -------
+def _point(values) -> Point:
+    median, stats = compute_stats(list(values), 1)  # what asv records for these samples
+    return Point(OK, value=median, samples=tuple(values), stats=stats)
+
+
+def _verdict(before, after, factor: float = 1.05) -> str:
+    change, _, _ = ab._classify(_point(before), _point(after), "v", "v", factor)
+    return change
+
+
+def _spread(n: int):
+    """n samples evenly from 1.00 to 1.08 (5: 1.00, 1.02, ... 1.08); the after side is the
+    same list times 1.1 (10 % slower, 1.10 to 1.188): every after sample is slower than
+    every before one, the strongest evidence n samples a side can give."""
+    before = [1.0 + 0.08 * i / (n - 1) for i in range(n)]
+    return before, [x * 1.1 for x in before]
+
+
+def test_significance_level_is_asvs():
+    assert ab.P_THRESHOLD == 0.002
+
+
+def test_five_against_five_ten_percent_apart_is_same():
+    # 5 vs 5: the smallest possible Mann-Whitney p is 1 / C(10, 5) = 1/252 = 0.004,
+    # never < 0.002, so asv falls back to its 99 % CIs, which overlap here.
+    # (At a 0.05 level the U test would run: p = 2/252 = 0.008 -> "worse".)
+    assert _verdict(*_spread(5)) == ab.SAME
+    sig = ab.significance(*map(_point, _spread(5)))
+    assert sig.different is False and sig.p_value is None and sig.text == "99% CIs overlap"
+
+
+def test_six_against_six_fully_separated_is_still_same():
+    # 6 vs 6: p_min = 1/924 = 0.00108 < 0.002, so the U test runs; fully
+    # separated two-sided p = 2/924 = 0.00216, not < 0.002.
+    sig = ab.significance(*map(_point, _spread(6)))
+    assert sig.p_value == pytest.approx(2 / 924, rel=1e-6)
+    assert sig.different is False
+    assert _verdict(*_spread(6)) == ab.SAME
+
+
+@pytest.mark.parametrize("n", [7, 8, suite.ASV_BUDGET.min_samples])
+def test_enough_samples_ten_percent_apart_is_worse(n):
+    # 7 vs 7: p = 2 / C(14, 7) = 2/3432 = 0.00058 < 0.002.  The asv suite's
+    # minimum sample count must reach this.
+    before, after = _spread(n)
+    sig = ab.significance(_point(before), _point(after))
+    assert sig.p_value == pytest.approx(2 / math.comb(2 * n, n), rel=1e-6)
+    assert sig.different is True and sig.text.startswith("p=")
+    assert _verdict(before, after) == ab.WORSE
+    assert _verdict(after, before) == ab.BETTER
+
+
+def test_significant_but_under_the_factor_is_same():
+    before, after = _spread(8)
+    assert _verdict(before, after, factor=1.1 * 1.001) == ab.SAME
+    assert _verdict(before, after, factor=1.1 * 0.999) == ab.WORSE
+
+
+# ------------------------------------------------ gated metric direction ----
+def _bench_module():
+    spec = importlib.util.spec_from_file_location("bench_attention_gates", BENCH)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _gated_metrics(bench):
+    """Every (class, method) asv gates: track_/time_ methods outside the views."""
+    out = []
+    for cname in dir(bench):
+        cls = getattr(bench, cname)
+        if not (isinstance(cls, type) and hasattr(cls, "params") and hasattr(cls, "setup")):
+            continue
+        for mname in dir(cls):
+            if mname.startswith(("track_", "time_")) and not is_view(f"bench_attention.{cname}.{mname}"):
+                out.append((cls, mname))
+    return out
+
+
+def _entry(problem: Problem, times_s) -> dict:
+    ceiling = roofline.Ceiling(tflops=0.25, bandwidth_gb_s=50.0, source="test")
+    m = Measurement("tiled", problem, "cpu",
+                    device_time=Samples(list(times_s), "cpu-perf_counter", 1, 2))
+    m.roofline = roofline.analyze(problem, m.device_time.median_s, ceiling, "cpu")
+    return suite.entry(m)
+
+
+def _median(value) -> float:
+    xs = sorted(value["samples"])
+    assert value["number"] == 1
+    return xs[len(xs) // 2]
+
+
+def test_gated_metrics_are_the_documented_two():
+    names = {f"{cls.__name__}.{m}" for cls, m in _gated_metrics(_bench_module())}
+    assert names == {"TimeAttention.track_device_time", "TimeAttention.track_x_over_floor"}
+
+
+def test_a_slower_kernel_raises_every_gated_value():
+    bench = _bench_module()
+    p = Problem(batch=1, heads=8, seq_q=256, head_dim=64, dtype="float32")
+    fast_times = [1e-3 * (1 + 0.01 * i) for i in range(9)]
+    cache = {"fast|" + p.id: _entry(p, fast_times),
+             "slow|" + p.id: _entry(p, [t * 1.1 for t in fast_times])}
+    floor = cache["fast|" + p.id]["floor_s"]
+    assert floor == cache["slow|" + p.id]["floor_s"] > 0  # the floor is the problem's, not the kernel's
+    gated = _gated_metrics(bench)
+    assert gated
+    for cls, name in gated:
+        values = {}
+        for kernel in ("fast", "slow"):
+            obj = cls()
+            obj.setup(cache, kernel, p.id)
+            values[kernel] = getattr(obj, name)(cache, kernel, p.id)
+        assert _median(values["slow"]) > _median(values["fast"]), name
+        assert _median(values["slow"]) == pytest.approx(1.1 * _median(values["fast"])), name
+
+
+def test_x_over_floor_is_time_over_floor():
+    bench = _bench_module()
+    p = Problem(batch=1, heads=8, seq_q=256, head_dim=64, dtype="float32")
+    times = [2e-3, 3e-3, 4e-3]
+    cache = {"tiled|" + p.id: _entry(p, times)}
+    floor = cache["tiled|" + p.id]["floor_s"]
+    obj = bench.TimeAttention()
+    obj.setup(cache, "tiled", p.id)
+    assert obj.track_x_over_floor(cache, "tiled", p.id) == {
+        "samples": pytest.approx([t / floor for t in times]), "number": 1}
+    assert obj.track_device_time(cache, "tiled", p.id) == {"samples": times, "number": 1}
+    # The report's x_over_floor (of the median) agrees: measured / floor, >= 1 here.
+    assert cache["tiled|" + p.id]["x_over_floor"] == pytest.approx(3e-3 / floor)
+    assert cache["tiled|" + p.id]["efficiency_pct"] == pytest.approx(100 * floor / 3e-3)
+
+
+# ------------------------------------------------------ FLOPs and bytes -----
+@pytest.mark.parametrize("problem,flops,bytes_", [
+    # causal, square: B1 H2 S4 D8 fp16.  pairs/head = 4*5/2 = 10 -> 4 * 8 * 2 * 10 = 640.
+    # bytes: Q+O = 2 * 1*2*4*8 = 128 elements, K+V = 128 elements; 256 * 2 B = 512.
+    (Problem(batch=1, heads=2, seq_q=4, head_dim=8, causal=True, dtype="fp16"), 640, 512),
+    # causal, Sq 3 < Sk 5 (top-left): rows see 1, 2, 3 keys = 6 pairs; 4 * 2 * 6 = 48.
+    # bytes fp32: Q+O = 2 * 3 * 2 = 12, K+V = 2 * 5 * 2 = 20 elements; 32 * 4 B = 128.
+    (Problem(batch=1, heads=1, seq_q=3, seq_kv=5, head_dim=2, causal=True, dtype="fp32"), 48, 128),
+    # causal, Sq 5 > Sk 3: 1 + 2 + 3 + 3 + 3 = 12 pairs; 4 * 2 * 12 = 96.
+    # bytes fp32: Q+O = 2 * 5 * 2 = 20, K+V = 2 * 3 * 2 = 12; 32 * 4 = 128.
+    (Problem(batch=1, heads=1, seq_q=5, seq_kv=3, head_dim=2, causal=True, dtype="fp32"), 96, 128),
+    # GQA: B2 H8 KV2 S16 D4 bf16.  4 * 4 * 2*8 * 16*16 = 65,536.
+    # bytes: Q+O = 2 * 2*8*16*4 = 2048, K+V = 2 * 2*2*16*4 = 512 (4x fewer heads); 2560 * 2 = 5120.
+    (Problem(batch=2, heads=8, kv_heads=2, seq_q=16, head_dim=4, dtype="bf16"), 65_536, 5_120),
+    # GQA causal: B1 H4 KV1 S3 D2 fp32: pairs 6/head; 4 * 2 * 4 * 6 = 192.
+    # bytes: Q+O = 2 * 4*3*2 = 48, K+V = 2 * 1*3*2 = 12; 60 * 4 = 240.
+    (Problem(batch=1, heads=4, kv_heads=1, seq_q=3, head_dim=2, causal=True, dtype="fp32"), 192, 240),
+    # decode: B8 H32 KV8 Sq1 Sk4096 D128 bf16: 4 * 128 * 8*32 * 4096 = 2^29 = 536,870,912.
+    # bytes: Q+O = 2 * 8*32*128 = 65,536; K+V = 2 * 8*8*4096*128 = 67,108,864; x2 B = 134,348,800.
+    (Problem(batch=8, heads=32, kv_heads=8, seq_q=1, seq_kv=4096, head_dim=128, dtype="bf16"),
+     536_870_912, 134_348_800),
+    # decode, causal (top-left: the one query sees key 0 only): 4 * 64 * 4 * 1 = 1024.
+    # bytes fp32: Q+O = 2 * 4*64 = 512; K+V = 2 * 2*1024*64 = 262,144; x4 = 1,050,624.
+    (Problem(batch=1, heads=4, kv_heads=2, seq_q=1, seq_kv=1024, head_dim=64, causal=True,
+             dtype="fp32"), 1024, 1_050_624),
+], ids=["causal-square", "causal-sq<sk", "causal-sq>sk", "gqa", "gqa-causal", "decode",
+        "decode-causal"])
+def test_flops_and_bytes_hand_computed(problem, flops, bytes_):
+    assert roofline.flops(problem) == flops
+    assert roofline.bytes_moved(problem) == bytes_
+    assert roofline.arithmetic_intensity(problem) == pytest.approx(flops / bytes_)
+
+
+def test_analyze_hand_computed():
+    # decode above on 1 TF/s and 100 GB/s: compute floor 2^29 / 1e12 = 536.870912 us,
+    # memory floor 134,348,800 / 1e11 = 1343.488 us -> memory-bound, floor 1343.488 us.
+    p = Problem(batch=8, heads=32, kv_heads=8, seq_q=1, seq_kv=4096, head_dim=128, dtype="bf16")
+    r = roofline.analyze(p, 2686.976e-6, roofline.Ceiling(1.0, 100.0, "test"), "cuda")
+    assert r.compute_floor_s == pytest.approx(536.870912e-6)
+    assert r.memory_floor_s == pytest.approx(1343.488e-6)
+    assert r.floor_s == pytest.approx(1343.488e-6)
+    assert r.regime == "memory-bound"
+    assert r.x_over_floor == pytest.approx(2.0)
+    assert r.efficiency_pct == pytest.approx(50.0)
+    assert r.achieved_gb_s == pytest.approx(50.0)            # 134,348,800 B / 2686.976 us
+    assert r.achieved_tflops == pytest.approx(0.19980487804878)  # 2^29 / 2686.976 us / 1e12
+    assert r.ridge_point == pytest.approx(10.0)              # 1e12 / 1e11
+
+
+# ------------------------------------------------------- ceiling formulas ---
+class FakeTimer:
+    """Stands in for the timing loop: runs the timed call once (so its shape and
+    dtype are known) and returns chosen per-call times, never a clock reading."""
+
+    COPY_S = (0.008, 0.004)  # copy_ then the elementwise copy: the faster one wins
+    MATMUL_S = {torch.float16: 0.5, torch.bfloat16: 0.25, torch.float32: 0.125}
+
+    def __init__(self):
+        self.copies = 0
+        self.matmuls = {}
+
+    def __call__(self, fn, budget):
+        out = fn()
+        if out.dim() == 1:
+            t = self.COPY_S[self.copies]
+            self.copies += 1
+        else:
+            assert out.shape[0] == out.shape[1]
+            self.matmuls[out.dtype] = out.shape[0]
+            t = self.MATMUL_S[out.dtype]
+        # The loop's contract: per-call seconds; ceilings use the fastest sample.
+        return Samples([3 * t, t, 2 * t], "fake", 1, 0)
+
+
+@pytest.mark.parametrize("tf32", [False, True])
+def test_ceiling_formulas_with_an_injected_timer(monkeypatch, tf32):
+    fake = FakeTimer()
+    monkeypatch.setattr(ceilings_mod, "time_cpu", fake)
+    monkeypatch.setattr(ceilings_mod, "tf32_enabled", lambda device: tf32)
+    data = ceilings_mod.measure_ceilings("cpu", quick=True)
+    # quick CPU copy: 256 MiB / 8 = 32 MiB, read once and written once, in 0.004 s:
+    # 2 * 33,554,432 / 0.004 / 1e9 = 16.777216 GB/s.
+    assert data["copy_bytes"] == 32 << 20
+    assert data["bandwidth_gb_s"] == pytest.approx(16.777216, rel=1e-12)
+    # quick CPU sizes: float32 2048/2, bfloat16 1024/2, float16 512/2; 2 n^3 / t.
+    assert fake.matmuls == {torch.float32: 1024, torch.bfloat16: 512, torch.float16: 256}
+    assert data["matmul_n"] == {"float32": 1024, "bfloat16": 512, "float16": 256}
+    expected = {"float32": 2 * 1024**3 / 0.125 / 1e12,   # 0.017179869184
+                "bfloat16": 2 * 512**3 / 0.25 / 1e12,    # 0.001073741824
+                "float16": 2 * 256**3 / 0.5 / 1e12}      # 0.000067108864
+    assert expected == pytest.approx({"float32": 0.017179869184, "bfloat16": 0.001073741824,
+                                      "float16": 0.000067108864})
+    if tf32:
+        expected["tf32"] = expected["float32"]  # TF32 matmuls run as the float32 figure
+    assert data["matmul_tflops"] == pytest.approx(expected, rel=1e-12)
+    assert data["device"] == "cpu" and data["measured_at"].endswith("Z")
+

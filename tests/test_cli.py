@@ -432,12 +432,20 @@ def test_table_flags_unstable_timings():
     assert "unstable: IQR above 10 % of the median for 1 config(s)" in table
 
 
-def test_threads_flag_sets_pytorch_threads(cli, tmp_path, tiny_run_args):
+def test_threads_flag_sets_pytorch_threads(cli, tmp_path, tiny_run_args, monkeypatch):
     import torch
+    from attnperf.measure import ceilings as ceilings_mod
+    from conftest import FAKE_CPU_CEILINGS, TEST_THREADS
+
+    # The ceilings cache is keyed by the thread count: no real measurement for 2 threads.
+    monkeypatch.setattr(ceilings_mod, "measure_ceilings", lambda device, quick=False:
+                        dict(FAKE_CPU_CEILINGS))
     before = torch.get_num_threads()
+    assert before == TEST_THREADS != 2  # conftest's value; --threads 2 must change it
     try:
-        assert cli("run", *tiny_run_args, "--kernel", "sdpa", "--threads", "1",
+        assert cli("run", *tiny_run_args, "--kernel", "sdpa", "--threads", "2",
                    "--output", tmp_path / "r.json").code == 0
-        assert load(tmp_path / "r.json")["environment"]["torch_threads"] == 1
+        assert torch.get_num_threads() == 2
+        assert load(tmp_path / "r.json")["environment"]["torch_threads"] == 2
     finally:
         torch.set_num_threads(before)

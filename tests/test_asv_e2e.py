@@ -73,7 +73,7 @@ def _touch_readme(n):
     return edit
 
 
-def _inject(marker_text, replacement=None, append_before="\ndef _check("):
+def _inject(marker_text, replacement=None, append_before="\nKERNELS = [KernelSpec("):
     def edit(clone):
         path = clone / "src" / "attnperf" / "kernels" / "tiled.py"
         src = path.read_text()

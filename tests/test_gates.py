@@ -214,7 +214,8 @@ def test_significant_but_under_the_factor_is_same():
 
 # ------------------------------------------------ gated metric direction ----
 def _bench_module():
-    spec = importlib.util.spec_from_file_location("bench_attention_gates", BENCH)
+    # Named as its path (benchmarks/bench_attention.py) so mutation testing maps it.
+    spec = importlib.util.spec_from_file_location("benchmarks.bench_attention", BENCH)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -324,17 +325,65 @@ def test_flops_and_bytes_hand_computed(problem, flops, bytes_):
 def test_analyze_hand_computed():
     # decode above on 1 TF/s and 100 GB/s: compute floor 2^29 / 1e12 = 536.870912 us,
     # memory floor 134,348,800 / 1e11 = 1343.488 us -> memory-bound, floor 1343.488 us.
+    # Tolerances of 1e-13: a unit constant off by one part in 1e12 must show.
+    exact = {"rel": 1e-13}
     p = Problem(batch=8, heads=32, kv_heads=8, seq_q=1, seq_kv=4096, head_dim=128, dtype="bf16")
-    r = roofline.analyze(p, 2686.976e-6, roofline.Ceiling(1.0, 100.0, "test"), "cuda")
-    assert r.compute_floor_s == pytest.approx(536.870912e-6)
-    assert r.memory_floor_s == pytest.approx(1343.488e-6)
-    assert r.floor_s == pytest.approx(1343.488e-6)
-    assert r.regime == "memory-bound"
-    assert r.x_over_floor == pytest.approx(2.0)
-    assert r.efficiency_pct == pytest.approx(50.0)
-    assert r.achieved_gb_s == pytest.approx(50.0)            # 134,348,800 B / 2686.976 us
-    assert r.achieved_tflops == pytest.approx(0.19980487804878)  # 2^29 / 2686.976 us / 1e12
-    assert r.ridge_point == pytest.approx(10.0)              # 1e12 / 1e11
+    ceiling = roofline.Ceiling(1.0, 100.0, "test ceiling")
+    assert roofline.floors(p, ceiling) == (pytest.approx(536.870912e-6, **exact),
+                                           pytest.approx(1343.488e-6, **exact))
+    r = roofline.analyze(p, 2686.976e-6, ceiling, "cuda")
+    assert (r.flops, r.bytes) == (536_870_912, 134_348_800)
+    assert r.compute_floor_s == pytest.approx(536.870912e-6, **exact)
+    assert r.memory_floor_s == pytest.approx(1343.488e-6, **exact)
+    assert r.floor_s == pytest.approx(1343.488e-6, **exact)
+    assert r.to_dict()["floor_ms"] == pytest.approx(1.343488, **exact)
+    assert r.time_s == 2686.976e-6
+    assert (r.regime, r.bottleneck) == ("memory-bound", "Memory Bandwidth")
+    assert r.x_over_floor == pytest.approx(2.0, **exact)
+    assert r.efficiency_pct == pytest.approx(50.0, **exact)
+    assert r.achieved_gb_s == pytest.approx(50.0, **exact)    # 134,348,800 B / 2686.976 us
+    # 2^29 / 2686.976e-6 / 1e12 = 0.19980487804878048...
+    assert r.achieved_tflops == pytest.approx(536_870_912 / 2686.976e-6 / 1e12, **exact)
+    assert r.achieved_tflops == pytest.approx(0.199804878048780, rel=1e-12)
+    assert r.arithmetic_intensity == pytest.approx(536_870_912 / 134_348_800, **exact)
+    assert r.ridge_point == pytest.approx(10.0, **exact)      # 1e12 / 1e11
+    assert (r.ceiling_tflops, r.ceiling_gb_s, r.ceiling_source) == (1.0, 100.0, "test ceiling")
+    assert r.cache_resident is False
+
+
+def test_pair_counts_are_integers():
+    # FLOPs are exact integers (history values): no float division in the count.
+    for sq, sk in [(4, 4), (5, 3), (3, 5), (1, 4096)]:
+        assert type(roofline.causal_pairs(sq, sk)) is int
+    p = Problem(batch=1, heads=2, seq_q=5, seq_kv=3, head_dim=8, causal=True, dtype="fp32")
+    assert type(roofline.flops(p)) is int and type(roofline.bytes_moved(p)) is int
+
+
+@pytest.mark.parametrize("compute,memory,device,regime", [
+    (5e-6, 1e-6, "cuda", "compute-bound"),    # floor exactly at the GPU latency floor: not under it
+    (1e-6, 5e-6, "cuda", "memory-bound"),
+    (4.999e-6, 1e-6, "cuda", "latency-bound"),
+    (10e-6, 1e-6, "cpu", "latency-bound"),    # the CPU's floor is 20 us
+    (20e-6, 1e-6, "cpu", "compute-bound"),
+    (10e-6, 1e-6, "tpu", "compute-bound"),    # an unknown device gets the GPU's 5 us
+    (4e-6, 1e-6, "tpu", "latency-bound"),
+    (7e-6, 7e-6, "cuda", "compute-bound"),    # a tie goes to compute
+])
+def test_classify_edges(compute, memory, device, regime):
+    assert roofline.classify(compute, memory, device) == regime
+
+
+def test_analyze_uses_the_device_latency_floor_and_the_cache_edge():
+    # b1 h1 s8 d8 fp32: 4*8*64 = 2048 FLOP, bytes 4 * (2*64 + 2*64) = 1024 B.
+    p = Problem(batch=1, heads=1, seq_q=8, head_dim=8, dtype="fp32")
+    # 1024 B at 0.1 GB/s: 10.24 us memory floor: under the CPU's 20 us, over the GPU's 5 us.
+    ceiling = roofline.Ceiling(1.0, 0.1, "test")
+    assert roofline.analyze(p, 1e-3, ceiling, "cpu").regime == "latency-bound"
+    assert roofline.analyze(p, 1e-3, ceiling, "cuda").regime == "memory-bound"
+    # Cache-resident when the bytes fit exactly; not with one byte less of cache.
+    assert roofline.analyze(p, 1e-3, ceiling, "cuda", cache_bytes=1024).cache_resident is True
+    assert roofline.analyze(p, 1e-3, ceiling, "cuda", cache_bytes=1023).cache_resident is False
+    assert roofline.analyze(p, 1e-3, ceiling, "cuda", cache_bytes=None).cache_resident is False
 
 
 # ------------------------------------------------------- ceiling formulas ---

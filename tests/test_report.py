@@ -7,6 +7,8 @@ import os
 
 import pytest
 
+from _unprivileged import call_unprivileged, protected_tree
+
 from attnperf.io import jsonfile
 from attnperf.model.records import Correctness
 from attnperf.measure.device import fingerprint
@@ -163,18 +165,32 @@ def test_output_path_errors_name_the_path(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["file.txt"]
 
 
-@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0,
-                    reason="root writes through chmod 0500; "
-                           "test_output_path_errors_name_the_path covers an unwritable path")
-def test_read_only_directory(tmp_path):
-    ro = tmp_path / "ro"
-    ro.mkdir()
-    ro.chmod(0o500)
+def _write_or_say_why(path: str) -> int:
     try:
-        with pytest.raises(OutputPathError, match="permission denied"):
-            check_writable(str(ro / "out.json"))
-    finally:
-        ro.chmod(0o700)
+        write_json(path, {"a": 1})
+    except OutputPathError as exc:
+        print(exc)
+        return 3
+    return 0
+
+
+@pytest.mark.parametrize("where", ["ro/out.json", "rw/locked.json"])
+def test_permission_denied_names_the_path(where):
+    """A directory the user may not write in, and an existing file they may not write:
+    permission denied, nothing written.  Under root (CI) it runs as ``nobody``."""
+    with protected_tree() as root:
+        target = root / where
+        before = sorted(p.name for p in target.parent.iterdir())
+        code, out, err = call_unprivileged(_write_or_say_why, str(target))
+        assert code == 3, (out, err)
+        assert out.strip() == f"cannot write {str(target)!r}: permission denied"
+        assert sorted(p.name for p in target.parent.iterdir()) == before
+        if target.exists():
+            assert target.read_text() == "{}\n"
+        # The same path is writable by the user who owns it (the check is not a blanket refusal).
+        if os.geteuid() == 0:
+            write_json(str(target), {"ok": True})
+            assert json.loads(target.read_text()) == {"ok": True}
 
 
 # ------------------------------------------------------------- reading ------

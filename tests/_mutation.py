@@ -5,7 +5,9 @@
 
 Runs mutmut (configured in pyproject.toml ``[tool.mutmut]``: which files, which
 tests) on the functions below, then prints the mutation score, the counts and
-every surviving mutant with its diff.  Survivors listed in
+every surviving mutant with its diff.  A mutant that only rewords a message
+(the change lies inside a string literal holding a space) is listed but not
+scored: wording is not a verdict or a number.  Survivors listed in
 ``tests/mutation_equivalents.md`` (by function and mutated line, so renumbering
 does not lose them) are equivalent mutants: no test can tell them apart from the
 original, and each entry says why.  Exit status 1 when the score is under
@@ -82,7 +84,7 @@ def load_equivalents() -> set:
     ``| `function` | `mutated line` | reason |``."""
     out = set()
     for line in EQUIVALENTS.read_text().splitlines():
-        m = re.match(r"^\|\s*`([^`]+)`\s*\|\s*`(.+)`\s*\|", line)
+        m = re.match(r"^\|\s*`([^`]+)`\s*\|\s*`(.+?)`\s*\|", line)
         if m:
             out.add((m.group(1), m.group(2).strip()))
     return out
@@ -99,12 +101,38 @@ def results(scope) -> dict:
 
 
 def diff_of(mutant: str) -> tuple:
-    """(the mutated line, the whole diff) as ``mutmut show`` prints them."""
-    text = subprocess.run([MUTMUT, "show", mutant], cwd=REPO, capture_output=True,
-                          text=True).stdout
+    """(the mutated line(s), the diff) of one mutant, from mutmut's own diff code (in
+    process: a `mutmut show` per survivor costs an interpreter start each)."""
+    from mutmut.__main__ import find_mutant, get_diff_for_mutant
+
+    text = get_diff_for_mutant(mutant, path=find_mutant(mutant).path)
     plus = [ln[1:].strip() for ln in text.splitlines()
             if ln.startswith("+") and not ln.startswith("+++")]
-    return (" / ".join(plus), text)
+    minus = [ln[1:].strip() for ln in text.splitlines()
+             if ln.startswith("-") and not ln.startswith("---")]
+    return " / ".join(plus), text, minus, plus
+
+
+def _unquote(line: str) -> str:
+    return re.sub(r'"[^"]*"' + "|'[^']*'", '""', line)
+
+
+def wording_only(minus, plus) -> bool:
+    """True when a mutant only rewords a human-readable message: the lines differ only
+    inside string literals, and every changed literal is prose (it holds a space).
+    Keys, statuses and other one-word strings stay scored."""
+    if len(minus) != len(plus) or not minus:
+        return False
+    for a, b in zip(minus, plus):
+        if _unquote(a) != _unquote(b):
+            return False
+        la = re.findall(r'"([^"]*)"' + "|'([^']*)'", a)
+        lb = re.findall(r'"([^"]*)"' + "|'([^']*)'", b)
+        for x, y in zip(la, lb):
+            x, y = "".join(x), "".join(y)
+            if x != y and " " not in x.strip():
+                return False
+    return True
 
 
 def main(argv=None) -> int:
@@ -132,23 +160,30 @@ def main(argv=None) -> int:
     equivalents = load_equivalents()
     killed = sum(c in KILLED or c in TIMEOUT for c in res.values())
     skipped = sum(c in SKIPPED for c in res.values())
-    survivors, equivalent = [], []
+    survivors, equivalent, wording = [], [], []
     for name in sorted(n for n, c in res.items() if not (c in KILLED or c in TIMEOUT or c in SKIPPED)):
-        line, diff = diff_of(name)
+        line, diff, minus, plus = diff_of(name)
         if (function_of(name), line) in equivalents:
             equivalent.append(name)
+        elif res[name] == 0 and wording_only(minus, plus):
+            wording.append(name)
         else:
             survivors.append((name, res[name], diff))
-    judged = len(res) - skipped - len(equivalent)
+    judged = len(res) - skipped - len(equivalent) - len(wording)
     score = 100.0 * killed / judged if judged else 0.0
+    with_wording = 100.0 * killed / (judged + len(wording)) if judged else 0.0
     no_tests = [n for n, c, _ in survivors if c in NO_TESTS]
-    print(f"mutation score {score:.1f} % ({killed} killed of {judged}; "
-          f"{len(equivalent)} equivalent, {skipped} skipped, {len(survivors)} surviving, "
-          f"{len(no_tests)} without tests; {len(res)} mutants)")
+    print(f"mutation score {score:.1f} % ({killed} killed of {judged}; {len(survivors)} surviving, "
+          f"{len(no_tests)} without tests; not scored: {len(equivalent)} equivalent "
+          f"(tests/mutation_equivalents.md), {len(wording)} message wording, {skipped} skipped; "
+          f"{len(res)} mutants)")
+    print(f"(counting message wording as surviving: {with_wording:.1f} %)")
     for name, code, diff in survivors:
         status = "no tests" if code in NO_TESTS else f"survived (exit {code})"
         print(f"\n--- {name}: {status}")
         print(diff.strip())
+    if wording:
+        print(f"\nmessage-wording mutants (not scored): {', '.join(wording)}")
     if score < MIN_SCORE or no_tests:
         print(f"\nerror: mutation score {score:.1f} % is under {MIN_SCORE} % "
               "or mutants have no test" if score < MIN_SCORE else

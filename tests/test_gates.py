@@ -326,7 +326,7 @@ def test_analyze_hand_computed():
     # decode above on 1 TF/s and 100 GB/s: compute floor 2^29 / 1e12 = 536.870912 us,
     # memory floor 134,348,800 / 1e11 = 1343.488 us -> memory-bound, floor 1343.488 us.
     # Tolerances of 1e-13: a unit constant off by one part in 1e12 must show.
-    exact = {"rel": 1e-13}
+    exact = {"rel": 1e-13, "abs": 0}
     p = Problem(batch=8, heads=32, kv_heads=8, seq_q=1, seq_kv=4096, head_dim=128, dtype="bf16")
     ceiling = roofline.Ceiling(1.0, 100.0, "test ceiling")
     assert roofline.floors(p, ceiling) == (pytest.approx(536.870912e-6, **exact),
@@ -434,3 +434,133 @@ def test_ceiling_formulas_with_an_injected_timer(monkeypatch, tf32):
     assert data["matmul_tflops"] == pytest.approx(expected, rel=1e-12)
     assert data["device"] == "cpu" and data["measured_at"].endswith("Z")
 
+
+
+def test_x_over_floor_without_a_ceiling_is_skipped_with_the_reason():
+    bench = _bench_module()
+    p = Problem(batch=1, heads=8, seq_q=256, head_dim=64, dtype="float32")
+    e = _entry(p, [1e-3, 2e-3])
+    for k in ("floor_s", "tflops", "gb_s", "efficiency_pct", "x_over_floor", "regime"):
+        del e[k]
+    cache = {"tiled|" + p.id: e}
+    obj = bench.TimeAttention()
+    obj.setup(cache, "tiled", p.id)
+    assert obj.track_device_time(cache, "tiled", p.id) == {"samples": [1e-3, 2e-3], "number": 1}
+    with pytest.raises(NotImplementedError, match="^no roofline ceiling for this device$"):
+        obj.track_x_over_floor(cache, "tiled", p.id)
+
+
+# ------------------------------------------------- asv's test, branch by branch --
+def _bare(value, samples=None, stats=None, status=OK) -> Point:
+    return Point(status, value=value, samples=tuple(samples) if samples else None, stats=stats)
+
+
+def _ci(lo, hi, repeat=5) -> dict:
+    return {"ci_99_a": lo, "ci_99_b": hi, "q_25": lo, "q_75": hi, "repeat": repeat, "number": 1}
+
+
+def test_no_statistics_means_the_factor_alone_decides():
+    for before, after in [(_bare(1.0), _bare(1.5)),                                # no stats
+                          (_bare(1.0, stats=_ci(0.9, 1.1, repeat=1)), _bare(1.5, stats=_ci(1.4, 1.6))),
+                          (_bare(1.0, stats=_ci(0.9, 1.1)), _bare(1.5, stats=_ci(1.4, 1.6, repeat=1)))]:
+        sig = ab.significance(before, after)
+        assert (sig.different, sig.p_value) == (None, None)
+        assert sig.text == "no statistics (factor only)"
+        assert ab._classify(before, after, "v", "v", 1.2) == (ab.WORSE, 1.5, sig)
+        assert ab._classify(after, before, "v", "v", 1.2)[0] == ab.BETTER
+        assert ab._classify(before, after, "v", "v", 1.6)[0] == ab.SAME
+
+
+def test_stats_without_a_repeat_count_still_use_the_cis():
+    # asv omits "repeat" in some files: that is not "a single sample".
+    st_a = {"ci_99_a": 0.9, "ci_99_b": 1.1}
+    st_b = {"ci_99_a": 1.4, "ci_99_b": 1.6}
+    sig = ab.significance(_bare(1.0, stats=st_a), _bare(1.5, stats=st_b))
+    assert sig.different is True and sig.text == "99% CIs disjoint"
+    sig = ab.significance(_bare(1.0, stats=_ci(0.9, 1.1, repeat=2)),
+                          _bare(1.5, stats=_ci(1.4, 1.6, repeat=2)))
+    assert sig.different is True and sig.text == "99% CIs disjoint"
+
+
+def test_samples_without_cis_use_mann_whitney_or_nothing():
+    before, after = _spread(8)
+    rep = {"repeat": 8, "number": 1}
+    sig = ab.significance(_bare(1.04, before, rep), _bare(1.144, after, rep))
+    assert sig.different is True and sig.p_value == pytest.approx(2 / math.comb(16, 8))
+    assert sig.text == f"p={sig.p_value:.1e} (Mann–Whitney U, n=8/8)"
+    # too few samples for the test and no CI to fall back on: factor only
+    b5, a5 = _spread(5)
+    sig = ab.significance(_bare(1.04, b5, rep), _bare(1.144, a5, rep))
+    assert (sig.different, sig.p_value) == (None, None)
+    assert sig.text == "too few samples (n=5/5); factor only"
+    # samples on one side only, no CI: no statistics
+    sig = ab.significance(_bare(1.04, before, rep), _bare(1.144, None, rep))
+    assert (sig.different, sig.text) == (None, "no statistics (factor only)")
+
+
+def test_ratio_exactly_at_the_factor_is_same():
+    # 1.0 -> 1.5 at factor 1.5: "worse" needs after > before * factor (asv's rule).
+    assert ab._classify(_bare(1.0), _bare(1.5), "v", "v", 1.5)[0] == ab.SAME
+    assert ab._classify(_bare(1.5), _bare(1.0), "v", "v", 1.5)[0] == ab.SAME
+    assert ab._classify(_bare(1.0), _bare(1.5), "v", "v", 1.499)[0] == ab.WORSE
+
+
+def test_statuses_and_versions():
+    from attnperf.io.asv_results import FAILED, MISSING, SKIPPED
+
+    none = ab.Significance(None, "")
+    assert ab._classify(_bare(None, status=SKIPPED), _bare(None, status=MISSING), "v1", "v2", 1.1) \
+        == (ab.NA, None, none)
+    assert ab._classify(_bare(1.0), _bare(1.0), "v1", "v2", 1.1) == (
+        ab.INCOMPARABLE, None, ab.Significance(None, "benchmark version changed"))
+    assert ab._classify(_bare(1.0), _bare(None, status=FAILED), "v", "v", 1.1) == (ab.BROKE, None, none)
+    assert ab._classify(_bare(None, status=FAILED), _bare(1.0), "v", "v", 1.1) == (ab.FIXED, None, none)
+    assert ab._classify(_bare(1.0), _bare(None, status=SKIPPED), "v", "v", 1.1) == (ab.NA, None, none)
+    assert ab._classify(_bare(0.0), _bare(1.0), "v", "v", 1.1) == (ab.NA, None, none)
+
+
+class _Cmp:
+    base = head = object()
+    factor = 1.05
+
+    def __init__(self, **counts):
+        self.counts = counts
+
+    def count(self, change):
+        return self.counts.get(change, 0)
+
+
+@pytest.mark.parametrize("asv_exit,counts,code,why", [
+    (1, {ab.WORSE: 2}, ab.EXIT_REGRESSION, "2 benchmark(s) slower than x1.05 with significance"),
+    (1, {ab.BROKE: 1}, ab.EXIT_REGRESSION, "0 benchmark(s) slower than x1.05 with significance"),
+    (1, {ab.BETTER: 3}, ab.EXIT_INFRA, "asv exited 1 but the results show no regression"),
+    (2, {}, ab.EXIT_BROKEN, "a benchmark failed (asv continuous exit 2)"),
+    (0, {ab.WORSE: 1}, ab.EXIT_OK, "no significant regression"),
+    (7, {}, ab.EXIT_INFRA, "asv continuous exited 7"),
+])
+def test_exit_policy(asv_exit, counts, code, why):
+    got, line = ab.decide(asv_exit, _Cmp(**counts))
+    assert got == code and line.startswith(why)
+    assert ab.decide(1, None)[0] == ab.EXIT_INFRA
+
+
+def test_stats_on_one_side_only_means_no_statistics():
+    sig = ab.significance(_bare(1.0, stats=_ci(0.9, 1.1)), _bare(1.5))
+    assert (sig.different, sig.text) == (None, "no statistics (factor only)")
+    sig = ab.significance(_bare(1.0), _bare(1.5, stats=_ci(1.4, 1.6)))
+    assert (sig.different, sig.text) == (None, "no statistics (factor only)")
+
+
+def test_samples_on_one_side_with_cis_use_the_cis():
+    before, _ = _spread(8)
+    sig = ab.significance(_bare(1.04, before, _ci(0.9, 1.1)), _bare(1.5, None, _ci(1.4, 1.6)))
+    assert (sig.different, sig.p_value, sig.text) == (True, None, "99% CIs disjoint")
+
+
+def test_smallest_p_exactly_at_the_level_does_not_run_the_test():
+    # 1 sample against 499: the smallest possible p is 1 / C(500, 1) = 1/500 = 0.002, not
+    # under the level: asv does not run Mann-Whitney, and without CIs nothing is left.
+    rep = {"repeat": 500, "number": 1}
+    sig = ab.significance(_bare(1.0, [1.0], rep), _bare(2.0, [2.0 + i * 1e-3 for i in range(499)], rep))
+    assert (sig.different, sig.p_value) == (None, None)
+    assert sig.text == "too few samples (n=1/499); factor only"

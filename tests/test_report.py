@@ -254,3 +254,84 @@ def test_own_report_reads_back(cpu_report, tmp_path):
     ids = [r["id"] for r in read_results(str(path))]
     assert ids == ["sdpa/b1_h2_sq16_d8_fp32", "naive/b1_h2_sq16_d8_fp32",
                    "sdpa_efficient/b1_h2_sq16_d8_fp32"]
+
+
+# ------------------------------------------------- the result entry, key by key ---
+# Schema v1 is a contract: these keys are what readers (compare, the seed's tools)
+# find.  Every value below is set by hand, never read back from the code under test.
+def _gpu_measurement() -> Measurement:
+    from attnperf.model import roofline
+    from attnperf.model.records import Samples
+
+    p = Problem(batch=1, heads=1, seq_q=8, head_dim=8, dtype="bf16")
+    corr = Correctness(passed=True, max_abs_error=1e-3, mean_abs_error=1e-4, rel_error=2e-3,
+                       correlation=0.9999, nonfinite=0, tolerance=2e-2, tolerance_key="bfloat16")
+    m = Measurement("sdpa", p, "cuda", correctness=corr, dispatch="cudnn",
+                    device_time=Samples([2e-6, 4e-6, 6e-6], "cuda-graph", 50, 20),
+                    latency=Samples([1e-5, 3e-5], "cuda-events-per-call", 1, 20, l2_flush=True),
+                    clock_before={"sm_mhz": 1980}, clock_after={"sm_mhz": 1755},
+                    timestamp="2026-11-24T00:00:00Z")
+    # b1 h1 s8 d8: 2048 FLOP, 512 B (bf16); at 4 us: 0.000512 TFLOP/s, 0.128 GB/s.
+    m.roofline = roofline.analyze(p, 4e-6, roofline.Ceiling(1.0, 100.0, "test"), "cuda")
+    return m
+
+
+def test_result_entry_of_a_gpu_measurement():
+    from attnperf.io.report import result_entry
+
+    e = result_entry(_gpu_measurement())
+    assert set(e) == {"id", "kernel_name", "config_id", "config", "device", "status", "reason",
+                      "timestamp", "dispatch", "correctness", "performance", "roofline", "clock"}
+    assert (e["id"], e["kernel_name"], e["config_id"]) == (
+        "sdpa/b1_h1_sq8_d8_bf16", "sdpa", "b1_h1_sq8_d8_bf16")
+    assert (e["device"], e["status"], e["reason"]) == ("cuda", "ok", "")
+    assert e["timestamp"] == "2026-11-24T00:00:00Z"
+    assert e["dispatch"] == {"backend": "cudnn"}
+    assert e["clock"] == {"before": {"sm_mhz": 1980}, "after": {"sm_mhz": 1755}}
+    assert e["correctness"]["rel_error"] == 2e-3 and e["correctness"]["passed"] is True
+    assert e["roofline"]["flops"] == 2048 and e["roofline"]["floor_ms"] > 0
+    perf = e["performance"]
+    assert set(perf) == {"mean_time_ms", "std_dev_ms", "throughput_gflops", "bandwidth_gb_s",
+                         "median_time_ms", "iqr_ms", "min_time_ms", "time_basis", "unstable",
+                         "device_time", "latency"}
+    # samples 2, 4, 6 us: mean = median = 0.004 ms, std 0.002 ms, IQR 3..5 us = 0.002 ms
+    assert perf["mean_time_ms"] == pytest.approx(0.004)
+    assert perf["median_time_ms"] == pytest.approx(0.004)
+    assert perf["std_dev_ms"] == pytest.approx(0.002)
+    assert perf["iqr_ms"] == pytest.approx(0.002)
+    assert perf["min_time_ms"] == pytest.approx(0.002)
+    assert perf["unstable"] is True  # IQR/median = 50 %
+    assert perf["throughput_gflops"] == pytest.approx(0.512, rel=1e-12)   # 2048 FLOP / 4 us
+    assert perf["bandwidth_gb_s"] == pytest.approx(0.128, rel=1e-12)      # 512 B / 4 us
+    assert perf["time_basis"] == "device_time"
+    assert perf["device_time"]["method"] == "cuda-graph"
+    assert perf["device_time"]["samples_ms"] == pytest.approx([0.002, 0.004, 0.006])
+    assert perf["latency"]["method"] == "cuda-events-per-call"
+    assert perf["latency"]["samples_ms"] == pytest.approx([0.01, 0.03])
+
+
+def test_result_entry_of_a_bare_cpu_measurement():
+    from attnperf.io.report import result_entry
+    from attnperf.model.records import Samples
+
+    p = Problem(batch=1, heads=1, seq_q=8, head_dim=8, dtype="fp32")
+    e = result_entry(Measurement("tiled", p, "cpu",
+                                 device_time=Samples([1e-3, 1e-3, 1e-3], "cpu-perf_counter", 3, 2)))
+    assert e["dispatch"] is None and e["clock"] is None and e["roofline"] is None
+    assert e["correctness"] is None
+    perf = e["performance"]
+    assert perf["time_basis"] == "cpu_wall_time"
+    assert perf["throughput_gflops"] is None and perf["bandwidth_gb_s"] is None
+    assert perf["latency"] is None and perf["unstable"] is False
+    assert result_entry(Measurement("tiled", p, "cpu", status="skipped"))["performance"] is None
+
+
+def test_summary_counts_every_status():
+    from attnperf.io.report import summarize
+
+    rows = [{"status": s} for s in ("ok", "ok", "failed", "error", "skipped", "unavailable",
+                                    "unavailable", "unheard-of")]
+    assert summarize(rows) == {"ok": 2, "failed": 1, "error": 1, "skipped": 1, "unavailable": 2,
+                               "unheard-of": 1, "total": 8}
+    assert summarize([]) == {"ok": 0, "failed": 0, "error": 0, "skipped": 0, "unavailable": 0,
+                             "total": 0}

@@ -126,6 +126,7 @@ def _readme_table_header() -> List[str]:
     return re.split(r"\s{2,}", block.group(1).strip())
 
 
+@pytest.mark.slow  # ~30 s of CPU on 2 cores: `make test-fast` leaves it out, CI runs it
 @pytest.mark.skipif(HAS_CUDA, reason="on a GPU machine the default is the GPU sweep (minutes)")
 def test_attnperf_run_with_no_flags():
     """The README's main command, unchanged: every kernel over the default CPU sweep."""
@@ -162,8 +163,7 @@ def test_compare_as_documented(tmp_path, seed_report):
     command = next(c for c in RUN_HERE if c.startswith("attnperf compare"))
     base = tmp_path / "base.json"
     base.write_text(json.dumps(seed_report(0.0524)))
-    for ms, code, word in ((0.0524 * 1.05, 1, "REGRESSION"), (0.0524 * 1.02, 0, "NO SIGNIFICANT"),
-                           (0.0524, 0, "NO SIGNIFICANT")):
+    for ms, code, word in ((0.0524 * 1.05, 1, "REGRESSION"), (0.0524 * 1.02, 0, "NO SIGNIFICANT")):
         cur = tmp_path / "cur.json"
         cur.write_text(json.dumps(seed_report(ms)))
         res = attnperf(command.replace("CURRENT", str(cur)).replace("BASE", str(base)), timeout=120)
@@ -184,9 +184,9 @@ def test_kernels_and_env():
 
 
 QUICK_CEILINGS = """\
-import functools
 import attnperf.measure.ceilings as c
-c.measure_ceilings = functools.partial(c.measure_ceilings, quick=True)
+_measure = c.measure_ceilings
+c.measure_ceilings = lambda device, quick=False: _measure(device, quick=True)
 """
 
 
@@ -204,9 +204,9 @@ def test_ceilings_cached_and_refreshed(tmp_path, isolated_cache):
         if "--json" in command:
             data = json.loads(res.stdout)
             assert data["cached"] is not refresh
-            if refresh:  # measured now: CPU figures, not the canned round numbers
+            if refresh:  # measured now (quick sizes): CPU figures, not the canned round numbers
                 assert data["bandwidth_gb_s"] > 0 and data["bandwidth_gb_s"] != 50.0
-                assert set(data["matmul_tflops"]) >= {"float16", "bfloat16", "float32"}
+                assert data["matmul_n"] == {"float16": 256, "bfloat16": 512, "float32": 1024}
             else:
                 assert data["bandwidth_gb_s"] == FAKE_CPU_CEILINGS["bandwidth_gb_s"]
         else:

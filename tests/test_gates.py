@@ -564,3 +564,57 @@ def test_smallest_p_exactly_at_the_level_does_not_run_the_test():
     sig = ab.significance(_bare(1.0, [1.0], rep), _bare(2.0, [2.0 + i * 1e-3 for i in range(499)], rep))
     assert (sig.different, sig.p_value) == (None, None)
     assert sig.text == "too few samples (n=1/499); factor only"
+
+
+@pytest.mark.parametrize("quick", [False, True])
+def test_gpu_ceiling_sizes_and_formulas_with_fakes(monkeypatch, quick):
+    """The CUDA path of measure_ceilings on a CPU: torch's allocation calls are faked
+    (tiny tensors, the requested sizes recorded), the timer is the CUDA one, faked."""
+    requested = []
+    real_randn, real_generator = torch.randn, torch.Generator
+
+    def fake_randn(*size, generator=None, device=None, **kw):
+        requested.append((tuple(size), device))
+        return real_randn(*((4,) if len(size) == 1 else (2, 2)))
+
+    monkeypatch.setattr(torch, "randn", fake_randn)
+    monkeypatch.setattr(torch, "Generator", lambda device=None: real_generator())
+    copies = []
+    times = {torch.float16: 0.5e-3, torch.bfloat16: 0.25e-3, torch.float32: 2e-3}
+
+    def fake_cuda_timer(fn, budget):
+        out = fn()
+        if out.dim() == 1:
+            copies.append(1)
+            t = 1e-3 / len(copies)  # copy_ 1 ms, the elementwise copy 0.5 ms: 0.5 ms wins
+        else:
+            t = times[out.dtype]
+        return Samples([t, 2 * t], "fake-cuda", 1, 0)
+
+    def no_cpu_timer(fn, budget):
+        raise AssertionError("a GPU ceiling was timed with the CPU timer")
+
+    monkeypatch.setattr(ceilings_mod, "time_cuda_device", fake_cuda_timer)
+    monkeypatch.setattr(ceilings_mod, "time_cpu", no_cpu_timer)
+    monkeypatch.setattr(ceilings_mod, "tf32_enabled", lambda device: device == "cuda")
+    data = ceilings_mod.measure_ceilings("cuda", quick=quick)
+    # Sizes: a 1 GiB copy (quick: 1/8) of float32 elements; 8192^2 half-precision and
+    # 4096^2 float32 operands (quick: halved), all requested on the GPU.
+    copy_bytes = (1 << 30) // (8 if quick else 1)
+    half, single = (4096, 2048) if quick else (8192, 4096)
+    assert requested == [((copy_bytes // 4,), "cuda"),
+                         ((half, half), "cuda"), ((half, half), "cuda"),
+                         ((half, half), "cuda"), ((half, half), "cuda"),
+                         ((single, single), "cuda"), ((single, single), "cuda")]
+    assert data["device"] == "cuda" and data["copy_bytes"] == copy_bytes
+    # 1 GiB read + written in 0.5 ms: 2 * 1,073,741,824 / 5e-4 / 1e9 = 4294.967296 GB/s
+    assert data["bandwidth_gb_s"] == pytest.approx(2 * copy_bytes / 0.5e-3 / 1e9, rel=1e-12)
+    if not quick:
+        assert data["bandwidth_gb_s"] == pytest.approx(4294.967296, rel=1e-12)
+        # 2 * 8192^3 / 0.25 ms = 4398.046511104 TF/s (bf16); fp32 2 * 4096^3 / 2 ms = 68.719476736
+        assert data["matmul_tflops"]["bfloat16"] == pytest.approx(4398.046511104, rel=1e-12)
+        assert data["matmul_tflops"]["float32"] == pytest.approx(68.719476736, rel=1e-12)
+    assert data["matmul_n"] == {"float16": half, "bfloat16": half, "float32": single}
+    assert data["matmul_tflops"] == pytest.approx({
+        "float16": 2 * half**3 / 0.5e-3 / 1e12, "bfloat16": 2 * half**3 / 0.25e-3 / 1e12,
+        "float32": 2 * single**3 / 2e-3 / 1e12, "tf32": 2 * single**3 / 2e-3 / 1e12}, rel=1e-12)

@@ -77,7 +77,7 @@ def _measured(**kw):
 
 def test_entry_keys_and_values():
     e = suite.entry(_measured())
-    assert e == {
+    expected = {
         "status": "ok", "reason": "", "device": "cuda", "dispatch": "flash",
         "correctness": {"passed": True, "max_abs_error": 1e-6, "mean_abs_error": 1e-7,
                         "rel_error": 2e-7, "correlation": 1.0, "nonfinite": 0,
@@ -89,15 +89,20 @@ def test_entry_keys_and_values():
         "efficiency_pct": pytest.approx(100 * 10.24 / 3, rel=1e-12),
         "x_over_floor": pytest.approx(3 / 10.24, rel=1e-12), "regime": "memory-bound",
         "arithmetic_intensity": 2.0, "ceiling_source": "measured"}
+    # Keys are a contract between commits: added, never renamed or dropped.
+    assert {k: e.get(k, "<missing>") for k in expected} == expected
 
 
 def test_entry_of_what_was_not_measured():
     from attnperf.model.records import Measurement
 
     m = Measurement("sdpa_cudnn", PRESETS["cpu_seed"], "cpu", status="unavailable", reason="no")
-    assert suite.entry(m) == {"status": "unavailable", "reason": "no", "device": "cpu",
+    e = suite.entry(m)
+    assert "floor_s" not in e and "x_over_floor" not in e
+    expected = {"status": "unavailable", "reason": "no", "device": "cpu",
                               "dispatch": None, "correctness": None, "device_time_s": None,
                               "device_time_method": None, "latency_s": None}
+    assert {k: e.get(k, "<missing>") for k in expected} == expected
 
 
 def test_entry_for_statuses():

@@ -190,6 +190,7 @@ c.measure_ceilings = lambda device, quick=False: _measure(device, quick=True)
 """
 
 
+@pytest.mark.skipif(HAS_CUDA, reason="auto picks the GPU, whose ceilings conftest does not can")
 def test_ceilings_cached_and_refreshed(tmp_path, isolated_cache):
     """Without --refresh: conftest's canned cache.  With --refresh: a real measurement, at
     measure_ceilings' own quick sizes (a sitecustomize in the subprocess; seconds, not ~15 s)."""

@@ -7,7 +7,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.attnperf-installed
 
-.PHONY: setup run test test-fast continuous publish clean
+.PHONY: setup run test test-fast mutation mutation-full continuous publish clean
 
 setup: $(STAMP)
 
@@ -26,6 +26,15 @@ test: setup
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow"
 
+# Mutation testing of the verdict and number code (tests/_mutation.py): prints the
+# score and every surviving mutant; fails under 90 %.  CI runs `mutation`;
+# `mutation-full` adds every other function of the same modules.
+mutation: setup
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) tests/_mutation.py
+
+mutation-full: setup
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) tests/_mutation.py --full
+
 # Compare this branch with main the way CI does (regressions only on gated benchmarks; each
 # commit measured twice, interleaved; per-benchmark thresholds when `attnperf calibrate` wrote
 # results/$(MACHINE)/attnperf-thresholds.json).  Output: .asv/continuous/summary.md.
@@ -36,4 +45,4 @@ continuous: setup
 	  --factor 1.5 --rounds 2 --out .asv/continuous
 
 clean:
-	rm -rf $(VENV) .asv build dist src/*.egg-info
+	rm -rf $(VENV) .asv build dist src/*.egg-info mutants mutants-run.log

@@ -56,6 +56,15 @@ FAKE_CPU_CEILINGS = {
 }
 
 
+def write_canned_ceilings(cache_home: Path, machine_key: str) -> Path:
+    """FAKE_CPU_CEILINGS as the ceilings cache entry of ``machine_key`` under ``cache_home``
+    (an ``XDG_CACHE_HOME``), so no process using it measures ceilings."""
+    path = cache_home / "attnperf" / "ceilings" / f"cpu-{machine_key}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(FAKE_CPU_CEILINGS))
+    return path
+
+
 @pytest.fixture(scope="session")
 def cpu_machine_key() -> str:
     return machine_key(fingerprint("cpu"))
@@ -68,9 +77,7 @@ def isolated_cache(tmp_path_factory, monkeypatch, cpu_machine_key) -> Path:
     cache = tmp_path_factory.mktemp("xdg-cache")
     monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
     monkeypatch.setenv("OMP_NUM_THREADS", str(TEST_THREADS))
-    path = cache / "attnperf" / "ceilings" / f"cpu-{cpu_machine_key}.json"
-    path.parent.mkdir(parents=True)
-    path.write_text(json.dumps(FAKE_CPU_CEILINGS))
+    write_canned_ceilings(cache, cpu_machine_key)
     return cache
 
 

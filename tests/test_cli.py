@@ -9,6 +9,8 @@ import sys
 import pytest
 import torch
 
+from _unprivileged import call_unprivileged, protected_tree
+
 from attnperf.measure import session as measure_module
 from attnperf.measure.device import fingerprint
 
@@ -96,19 +98,19 @@ def test_run_output_is_a_directory(cli, tmp_path, tiny_run_args):
     assert_one_error_line(res, str(tmp_path), "is a directory")
 
 
-@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0,
-                    reason="root can write into a chmod 0500 directory; "
-                           "test_run_output_under_a_file covers the unwritable path")
-def test_run_output_read_only_directory(cli, tmp_path, tiny_run_args):
-    ro = tmp_path / "ro"
-    ro.mkdir()
-    ro.chmod(0o500)
-    try:
-        res = cli("run", *tiny_run_args, "--output", ro / "report.json")
-        assert_one_error_line(res, "permission denied")
-        assert os.listdir(ro) == []
-    finally:
-        ro.chmod(0o700)
+@pytest.mark.parametrize("where", ["ro/report.json", "rw/locked.json"])
+def test_run_output_permission_denied(tiny_run_args, where):
+    """An unwritable --output: one error line before anything is measured, nothing written.
+    Under root (CI) the command runs as ``nobody`` (root writes through mode bits)."""
+    with protected_tree() as root:
+        target = root / where
+        before = sorted(p.name for p in target.parent.iterdir())
+        from attnperf.cli import main
+        code, out, err = call_unprivileged(main, ["run", *tiny_run_args, "--output", str(target)])
+        assert code == 2, err
+        assert err.strip().splitlines() == [f"error: cannot write {str(target)!r}: permission denied"]
+        assert out == ""
+        assert sorted(p.name for p in target.parent.iterdir()) == before
 
 
 def test_bad_input_in_a_real_process_prints_no_traceback():
@@ -444,12 +446,20 @@ def test_table_flags_unstable_timings():
     assert "unstable: IQR above 10 % of the median for 1 config(s)" in table
 
 
-def test_threads_flag_sets_pytorch_threads(cli, tmp_path, tiny_run_args):
+def test_threads_flag_sets_pytorch_threads(cli, tmp_path, tiny_run_args, monkeypatch):
     import torch
+    from attnperf.measure import ceilings as ceilings_mod
+    from conftest import FAKE_CPU_CEILINGS, TEST_THREADS
+
+    # The ceilings cache is keyed by the thread count: no real measurement for 2 threads.
+    monkeypatch.setattr(ceilings_mod, "measure_ceilings", lambda device, quick=False:
+                        dict(FAKE_CPU_CEILINGS))
     before = torch.get_num_threads()
+    assert before == TEST_THREADS != 2  # conftest's value; --threads 2 must change it
     try:
-        assert cli("run", *tiny_run_args, "--kernel", "sdpa", "--threads", "1",
+        assert cli("run", *tiny_run_args, "--kernel", "sdpa", "--threads", "2",
                    "--output", tmp_path / "r.json").code == 0
-        assert load(tmp_path / "r.json")["environment"]["torch_threads"] == 1
+        assert torch.get_num_threads() == 2
+        assert load(tmp_path / "r.json")["environment"]["torch_threads"] == 2
     finally:
         torch.set_num_threads(before)

@@ -257,3 +257,43 @@ def test_non_finite_or_absurd_times_are_refused(result_entry, bad):
     base["performance"]["mean_time_ms"] = bad
     with pytest.raises(ReportError, match="measured on both sides"):
         compare_results([base], [result_entry("sdpa", SEED_ID, mean_ms=1.0)])
+
+
+# ------------------------------------------------------- one row, key by key --
+def assert_row(row: dict, expected: dict) -> None:
+    """The comparison JSON's row keys: added over time, never renamed or dropped."""
+    assert {k: row.get(k, "<missing>") for k in expected} == expected
+
+
+def test_row_of_a_timed_config(result_entry):
+    base = dict(result_entry("sdpa", SEED_ID, median_ms=4.0), status="ok")
+    cur = result_entry("sdpa", SEED_ID, median_ms=5.0)
+    del cur["status"]  # a missing status means "ok" (the seed's files have none)
+    for side in (base, cur):
+        side["performance"]["time_basis"] = "device_time"  # the same basis: comparable
+    (row,) = compare_results([base], [cur], -3.0)["comparisons"]
+    assert_row(row, {"id": f"sdpa/{SEED_ID}", "kernel_name": "sdpa", "config_id": SEED_ID,
+                   "baseline_status": "ok", "current_status": "ok", "threshold": -3.0,
+                   "speedup": 0.8, "improvement_pct": -25.0, "baseline_time_ms": 4.0,
+                   "current_time_ms": 5.0, "statistic": "median_time_ms", "is_regression": True,
+                   "correctness_regression": False, "coverage_regression": False})
+
+
+def test_row_of_a_config_not_timed(result_entry):
+    base = result_entry("sdpa", SEED_ID, status="skipped")
+    cur = result_entry("sdpa", SEED_ID, mean_ms=1.0)
+    (row,) = compare_results([base], [cur])["comparisons"]
+    assert_row(row, {"id": f"sdpa/{SEED_ID}", "kernel_name": "sdpa", "config_id": SEED_ID,
+                   "baseline_status": "skipped", "current_status": "ok", "threshold": -3.0,
+                   "speedup": None, "improvement_pct": None, "baseline_time_ms": None,
+                   "current_time_ms": None, "statistic": None, "is_regression": False,
+                   "correctness_regression": False, "coverage_regression": False})
+
+
+def test_missing_baseline_status_means_ok(result_entry):
+    base = result_entry("sdpa", SEED_ID, mean_ms=1.0)
+    del base["status"]
+    cur = result_entry("sdpa", SEED_ID, status="failed")
+    (row,) = compare_results([base], [cur])["comparisons"]
+    assert (row["baseline_status"], row["correctness_regression"], row["is_regression"]) == (
+        "ok", True, True)

@@ -296,3 +296,54 @@ def test_attnperf_errors_raised_by_a_kernel_are_an_error_status():
     m = measure("fault_report_error", p, "cpu", budget=QUICK_BUDGET)
     assert m.status == "error"
     assert m.reason == "ReportError: raised by a kernel: attnperf's own exception type"
+
+
+# --------------------------------------------------- edges of the pass rule ---
+def test_error_exactly_at_the_tolerance_passes():
+    # 100 ones: ||ref|| = 10 exactly, max|ref| = 1.  One element off by 10 * 2^-10:
+    # rel = 10 * 2^-10 / 10 = 2^-10 = the tolerance, and the element's error is exactly
+    # MAX_ABS_FACTOR * tol * max|ref|.  Both rules say "<=": it passes; a hair more fails.
+    tol = 2.0 ** -10
+    ref = torch.ones(100, dtype=torch.float64)
+    out = ref.clone()
+    out[3] += 10 * tol
+    c = compare(out, ref, P32, tolerance=tol)
+    assert c.rel_error == tol and c.max_abs_error == 10 * tol
+    assert c.passed is True and c.tolerance == tol
+    out[3] += 2.0 ** -40
+    assert compare(out, ref, P32, tolerance=tol).passed is False
+
+
+def test_an_explicit_tolerance_wins_over_the_dtype_default():
+    ref = torch.ones(100, dtype=torch.float64)
+    out = ref * (1 + 2e-3)  # rel 2e-3: over fp32's 1e-4
+    assert compare(out, ref, P32).passed is False
+    c = compare(out, ref, P32, tolerance=3e-3)
+    assert c.passed is True and c.tolerance == 3e-3 and c.tolerance_key == "float32"
+
+
+def test_empty_and_zero_references():
+    empty = torch.empty(0, dtype=torch.float64)
+    c = compare(empty, empty, P32)
+    assert (c.passed, c.rel_error, c.max_abs_error, c.mean_abs_error, c.correlation) == (
+        True, 0.0, 0.0, 0.0, 1.0)
+    # An all-zero reference: the relative error falls back to the absolute norm.
+    zero = torch.zeros(4, dtype=torch.float64)
+    c = compare(torch.full((4,), 0.5, dtype=torch.float64), zero, P32)
+    assert c.rel_error == 1.0  # ||(0.5, 0.5, 0.5, 0.5)|| = 1
+    assert c.passed is False
+
+
+@pytest.mark.parametrize("out,ref,corr", [
+    ([2.0, 1.0], [1.0, 2.0], -1.0),                       # two elements, anti-correlated
+    ([0.01, 0.02, 0.03], [0.03, 0.02, 0.01], -1.0),       # tiny spread (std < 1) is still a spread
+    ([0.03, 0.02, 0.01], [3.0, 2.0, 1.0], 1.0),
+    ([1.0, 1.0, 1.0], [1.0, 2.0, 3.0], 0.0),              # a constant output: no correlation
+    ([1.0, 2.0, 3.0], [5.0, 5.0, 5.0], 0.0),              # a constant reference
+    ([5.0, 5.0, 5.0], [5.0, 5.0, 5.0], 1.0),              # equal constants
+    ([0.5], [0.5], 1.0),
+    ([0.5], [0.7], 0.0),
+])
+def test_correlation_cases(out, ref, corr):
+    c = compare(torch.tensor(out, dtype=torch.float64), torch.tensor(ref, dtype=torch.float64), P32)
+    assert c.correlation == pytest.approx(corr, abs=1e-12)

@@ -145,10 +145,21 @@ def test_measure_records_a_dispatch_time_refusal_as_unavailable(temp_kernel):
     assert "PyTorch refuses sdpa backend efficient" in m.reason
 
 
-def test_default_dispatch_reports_a_backend():
-    p = PROBLEMS[0]
+@pytest.mark.parametrize("p", [
+    PROBLEMS[0],
+    Problem(batch=1, heads=4, kv_heads=2, seq_q=64, head_dim=16, causal=True, dtype="fp32"),
+    Problem(batch=1, heads=2, seq_q=16, head_dim=8, dtype="bf16"),
+], ids=lambda p: p.id)
+def test_default_dispatch_reports_the_backend_it_ran(p):
     q, k, v = make_inputs(p, "cpu")
-    assert dispatched_backend(q, k, v, causal=False, scale=0.25) in set(BACKENDS) | {None}
+    tag = dispatched_backend(q, k, v, causal=p.causal, scale=p.head_dim ** -0.5)
+    assert tag in BACKENDS  # torch >= 2.3 can always say (None only on older PyTorch)
+    default = registry.get("sdpa").run(q, k, v, p)
+    forced = {t: registry.get(f"sdpa_{t}").run(q, k, v, p) for t in ("math", "flash")}
+    # The reported backend, forced, gives the default call's output bit for bit ...
+    assert torch.equal(forced[tag], default)
+    # ... and the check can tell the CPU backends apart on this problem.
+    assert not all(torch.equal(out, default) for out in forced.values())
 
 
 def test_memory_needed_literals():

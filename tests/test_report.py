@@ -7,6 +7,8 @@ import os
 
 import pytest
 
+from _unprivileged import call_unprivileged, protected_tree
+
 from attnperf.io import jsonfile
 from attnperf.model.records import Correctness
 from attnperf.measure.device import fingerprint
@@ -164,18 +166,32 @@ def test_output_path_errors_name_the_path(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["file.txt"]
 
 
-@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0,
-                    reason="root writes through chmod 0500; "
-                           "test_output_path_errors_name_the_path covers an unwritable path")
-def test_read_only_directory(tmp_path):
-    ro = tmp_path / "ro"
-    ro.mkdir()
-    ro.chmod(0o500)
+def _write_or_say_why(path: str) -> int:
     try:
-        with pytest.raises(OutputPathError, match="permission denied"):
-            check_writable(str(ro / "out.json"))
-    finally:
-        ro.chmod(0o700)
+        write_json(path, {"a": 1})
+    except OutputPathError as exc:
+        print(exc)
+        return 3
+    return 0
+
+
+@pytest.mark.parametrize("where", ["ro/out.json", "rw/locked.json"])
+def test_permission_denied_names_the_path(where):
+    """A directory the user may not write in, and an existing file they may not write:
+    permission denied, nothing written.  Under root (CI) it runs as ``nobody``."""
+    with protected_tree() as root:
+        target = root / where
+        before = sorted(p.name for p in target.parent.iterdir())
+        code, out, err = call_unprivileged(_write_or_say_why, str(target))
+        assert code == 3, (out, err)
+        assert out.strip() == f"cannot write {str(target)!r}: permission denied"
+        assert sorted(p.name for p in target.parent.iterdir()) == before
+        if target.exists():
+            assert target.read_text() == "{}\n"
+        # The same path is writable by the user who owns it (the check is not a blanket refusal).
+        if os.geteuid() == 0:
+            write_json(str(target), {"ok": True})
+            assert json.loads(target.read_text()) == {"ok": True}
 
 
 # ------------------------------------------------------------- reading ------
@@ -313,3 +329,85 @@ def test_own_report_reads_back(cpu_report, tmp_path):
     ids = [r["id"] for r in read_results(str(path))]
     assert ids == ["sdpa/b1_h2_sq16_d8_fp32", "naive/b1_h2_sq16_d8_fp32",
                    "sdpa_efficient/b1_h2_sq16_d8_fp32"]
+
+
+# ------------------------------------------------- the result entry, key by key ---
+# Schema v1 is a contract: these keys are what readers (compare, the seed's tools)
+# find.  Every value below is set by hand, never read back from the code under test.
+def _gpu_measurement() -> Measurement:
+    from attnperf.model import roofline
+    from attnperf.model.records import Samples
+
+    p = Problem(batch=1, heads=1, seq_q=8, head_dim=8, dtype="bf16")
+    corr = Correctness(passed=True, max_abs_error=1e-3, mean_abs_error=1e-4, rel_error=2e-3,
+                       correlation=0.9999, nonfinite=0, tolerance=2e-2, tolerance_key="bfloat16")
+    m = Measurement("sdpa", p, "cuda", correctness=corr, dispatch="cudnn",
+                    device_time=Samples([2e-6, 4e-6, 6e-6], "cuda-graph", 50, 20),
+                    latency=Samples([1e-5, 3e-5], "cuda-events-per-call", 1, 20, l2_flush=True),
+                    clock_before={"sm_mhz": 1980}, clock_after={"sm_mhz": 1755},
+                    timestamp="2026-11-24T00:00:00Z")
+    # b1 h1 s8 d8: 2048 FLOP, 512 B (bf16); at 4 us: 0.000512 TFLOP/s, 0.128 GB/s.
+    m.roofline = roofline.analyze(p, 4e-6, roofline.Ceiling(1.0, 100.0, "test"), "cuda")
+    return m
+
+
+def test_result_entry_of_a_gpu_measurement():
+    from attnperf.io.report import result_entry
+
+    e = result_entry(_gpu_measurement())
+    # Keys may be added (schema v1 readers ignore extras), never renamed or dropped.
+    assert set(e) >= {"id", "kernel_name", "config_id", "config", "device", "status", "reason",
+                      "timestamp", "dispatch", "correctness", "performance", "roofline", "clock"}
+    assert (e["id"], e["kernel_name"], e["config_id"]) == (
+        "sdpa/b1_h1_sq8_d8_bf16", "sdpa", "b1_h1_sq8_d8_bf16")
+    assert (e["device"], e["status"], e["reason"]) == ("cuda", "ok", "")
+    assert e["timestamp"] == "2026-11-24T00:00:00Z"
+    assert e["dispatch"] == {"backend": "cudnn"}
+    assert e["clock"] == {"before": {"sm_mhz": 1980}, "after": {"sm_mhz": 1755}}
+    assert e["correctness"]["rel_error"] == 2e-3 and e["correctness"]["passed"] is True
+    assert e["roofline"]["flops"] == 2048 and e["roofline"]["floor_ms"] > 0
+    perf = e["performance"]
+    assert set(perf) >= {"mean_time_ms", "std_dev_ms", "throughput_gflops", "bandwidth_gb_s",
+                         "median_time_ms", "iqr_ms", "min_time_ms", "time_basis", "unstable",
+                         "device_time", "latency"}
+    # samples 2, 4, 6 us: mean = median = 0.004 ms, std 0.002 ms, IQR 3..5 us = 0.002 ms
+    assert perf["mean_time_ms"] == pytest.approx(0.004)
+    assert perf["median_time_ms"] == pytest.approx(0.004)
+    assert perf["std_dev_ms"] == pytest.approx(0.002)
+    assert perf["iqr_ms"] == pytest.approx(0.002)
+    assert perf["min_time_ms"] == pytest.approx(0.002)
+    assert perf["unstable"] is True  # IQR/median = 50 %
+    assert perf["throughput_gflops"] == pytest.approx(0.512, rel=1e-12)   # 2048 FLOP / 4 us
+    assert perf["bandwidth_gb_s"] == pytest.approx(0.128, rel=1e-12)      # 512 B / 4 us
+    assert perf["time_basis"] == "device_time"
+    assert perf["device_time"]["method"] == "cuda-graph"
+    assert perf["device_time"]["samples_ms"] == pytest.approx([0.002, 0.004, 0.006])
+    assert perf["latency"]["method"] == "cuda-events-per-call"
+    assert perf["latency"]["samples_ms"] == pytest.approx([0.01, 0.03])
+
+
+def test_result_entry_of_a_bare_cpu_measurement():
+    from attnperf.io.report import result_entry
+    from attnperf.model.records import Samples
+
+    p = Problem(batch=1, heads=1, seq_q=8, head_dim=8, dtype="fp32")
+    e = result_entry(Measurement("tiled", p, "cpu",
+                                 device_time=Samples([1e-3, 1e-3, 1e-3], "cpu-perf_counter", 3, 2)))
+    assert e["dispatch"] is None and e["clock"] is None and e["roofline"] is None
+    assert e["correctness"] is None
+    perf = e["performance"]
+    assert perf["time_basis"] == "cpu_wall_time"
+    assert perf["throughput_gflops"] is None and perf["bandwidth_gb_s"] is None
+    assert perf["latency"] is None and perf["unstable"] is False
+    assert result_entry(Measurement("tiled", p, "cpu", status="skipped"))["performance"] is None
+
+
+def test_summary_counts_every_status():
+    from attnperf.io.report import summarize
+
+    rows = [{"status": s} for s in ("ok", "ok", "failed", "error", "skipped", "unavailable",
+                                    "unavailable", "unheard-of")]
+    assert summarize(rows) == {"ok": 2, "failed": 1, "error": 1, "crashed": 0, "timed_out": 0,
+                               "skipped": 1, "unavailable": 2, "unheard-of": 1, "total": 8}
+    assert summarize([]) == {"ok": 0, "failed": 0, "error": 0, "crashed": 0, "timed_out": 0,
+                             "skipped": 0, "unavailable": 0, "total": 0}

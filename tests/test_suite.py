@@ -82,3 +82,72 @@ def test_a_selection_with_nothing_for_this_device_fails(monkeypatch):
     with pytest.raises(suite.SelectionError, match="no selected problem runs on cpu: .*float32.*"
                                                    "CPU problems: cpu_seed, cpu_decode"):
         suite.measure_grid(device_name="cpu")
+
+
+# ------------------------------------------ the cache entry: a cross-commit contract ---
+def _measured(**kw):
+    from attnperf.model import roofline
+    from attnperf.model.records import Correctness, Measurement, Samples
+
+    p = Problem(batch=1, heads=1, seq_q=8, head_dim=8, dtype="fp32")
+    corr = Correctness(passed=True, max_abs_error=1e-6, mean_abs_error=1e-7, rel_error=2e-7,
+                       correlation=1.0, nonfinite=0, tolerance=1e-4, tolerance_key="float32")
+    m = Measurement("tiled", p, "cuda", correctness=corr, dispatch="flash",
+                    device_time=Samples([2e-6, 4e-6], "cuda-graph", 9, 3),
+                    latency=Samples([8e-6], "cuda-events-per-call", 1, 3), **kw)
+    # 2048 FLOP and 1024 B (fp32) at 3 us on 1 TF/s, 0.1 GB/s: memory floor 10.24 us
+    m.roofline = roofline.analyze(p, 3e-6, roofline.Ceiling(1.0, 0.1, "measured"), "cuda")
+    return m
+
+
+def test_entry_keys_and_values():
+    e = suite.entry(_measured())
+    expected = {
+        "status": "ok", "reason": "", "device": "cuda", "dispatch": "flash",
+        "correctness": {"passed": True, "max_abs_error": 1e-6, "mean_abs_error": 1e-7,
+                        "rel_error": 2e-7, "correlation": 1.0, "nonfinite": 0,
+                        "tolerance": 1e-4, "tolerance_key": "float32", "modified_inputs": []},
+        "device_time_s": [2e-6, 4e-6], "device_time_method": "cuda-graph", "latency_s": [8e-6],
+        "floor_s": pytest.approx(10.24e-6, rel=1e-12),
+        "tflops": pytest.approx(2048 / 3e-6 / 1e12, rel=1e-12),
+        "gb_s": pytest.approx(1024 / 3e-6 / 1e9, rel=1e-12),
+        "efficiency_pct": pytest.approx(100 * 10.24 / 3, rel=1e-12),
+        "x_over_floor": pytest.approx(3 / 10.24, rel=1e-12), "regime": "memory-bound",
+        "arithmetic_intensity": 2.0, "ceiling_source": "measured"}
+    # Keys are a contract between commits: added, never renamed or dropped.
+    assert {k: e.get(k, "<missing>") for k in expected} == expected
+
+
+def test_entry_of_what_was_not_measured():
+    from attnperf.model.records import Measurement
+
+    m = Measurement("sdpa_cudnn", PRESETS["cpu_seed"], "cpu", status="unavailable", reason="no")
+    e = suite.entry(m)
+    assert "floor_s" not in e and "x_over_floor" not in e
+    expected = {"status": "unavailable", "reason": "no", "device": "cpu",
+                              "dispatch": None, "correctness": None, "device_time_s": None,
+                              "device_time_method": None, "latency_s": None}
+    assert {k: e.get(k, "<missing>") for k in expected} == expected
+
+
+def test_entry_for_statuses():
+    ok = suite.entry(_measured())
+    failed = dict(ok, status="failed", correctness=dict(ok["correctness"], passed=False,
+                                                        rel_error=0.5, nonfinite=3))
+    cache = {"tiled|p": ok, "a|p": dict(ok, status="unavailable", reason="needs CUDA"),
+             "b|p": dict(ok, status="skipped", reason="too large"), "c|p": failed,
+             "d|p": dict(ok, status="error", reason="IndexError: boom"),
+             "e|p": dict(failed, correctness=None)}
+    assert suite.entry_for(cache, "tiled", "p") is ok
+    with pytest.raises(suite.Skip, match="^a/p: needs CUDA$"):
+        suite.entry_for(cache, "a", "p")
+    with pytest.raises(suite.Skip, match="^b/p: too large$"):
+        suite.entry_for(cache, "b", "p")
+    with pytest.raises(AssertionError) as info:
+        suite.entry_for(cache, "c", "p")
+    assert str(info.value) == ("c/p is WRONG: rel_error=0.5 (tolerance 0.0001), "
+                               "max_abs_error=1e-06, nonfinite=3")
+    with pytest.raises(AssertionError, match="rel_error=None .*nonfinite=None"):
+        suite.entry_for(cache, "e", "p")
+    with pytest.raises(RuntimeError, match="^d/p raised: IndexError: boom$"):
+        suite.entry_for(cache, "d", "p")

@@ -230,31 +230,3 @@ class ClockViews(_Grid):
         return float(mhz)
 
     track_sm_clock_mhz.unit = "MHz"
-
-
-class RooflineViews(_Grid):
-
-    def setup(self, cache, kernel, problem):
-        self.entry = _views_entry(cache, kernel, problem)
-        if "floor_s" not in self.entry:
-            raise NotImplementedError("no roofline ceiling for this device")
-
-    def track_tflops(self, cache, kernel, problem):
-        return self.entry["tflops"]
-
-    track_tflops.unit = "TFLOP/s"
-
-    def track_bandwidth_gb_s(self, cache, kernel, problem):
-        return self.entry["gb_s"]
-
-    track_bandwidth_gb_s.unit = "GB/s"
-
-    def track_efficiency_pct(self, cache, kernel, problem):
-        return self.entry["efficiency_pct"]
-
-    track_efficiency_pct.unit = "%"
-
-    def track_regime_code(self, cache, kernel, problem):
-        return float(_suite.REGIME_CODES[self.entry["regime"]])
-
-    track_regime_code.unit = "0=latency 1=memory 2=compute"

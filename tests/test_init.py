@@ -216,7 +216,7 @@ def test_every_self_project_difference_says_why():
             blocks += 1
             assert "attnperf differs" in m.group(1), (template.name, m.group(1)[:200])
         assert "self_project" not in re.sub(r"\[% if self_project %\]", "", text), template.name
-    assert blocks == 8  # asv.conf.json x2, bench_attention.py; install + GPU env: pr.yml, main.yml x2
+    assert blocks == 9  # asv.conf.json x2, bench_attention.py; install + GPU env + GPU tests: pr.yml, main.yml x2
 
 
 def test_attnperfs_config_matches_its_literal_suite():

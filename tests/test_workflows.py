@@ -170,3 +170,11 @@ def test_ci_bench_gate_matches_the_suite():
     for view in ("bench_attention.RooflineViews.track_tflops",
                  "bench_attention.LatencyViews.track_latency"):
         assert not re.search(mod.GATED, view)
+
+
+def test_pr_gpu_job_runs_the_gpu_tests_before_benchmarking():
+    gpu = load("pr.yml")["jobs"]["gpu"]
+    names = [s.get("name", "") for s in steps(gpu)]
+    tests = next(s for s in steps(gpu) if s.get("name", "").startswith("GPU tests"))
+    assert "pytest" in tests["run"] and "-m gpu" in tests["run"]
+    assert names.index(tests["name"]) < names.index("asv continuous, base vs head")

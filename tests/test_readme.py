@@ -156,14 +156,18 @@ def test_attnperf_run_with_no_flags():
     elapsed = time.monotonic() - start
     assert res.returncode == 0, res.stderr[-2000:]
     lines = res.stdout.splitlines()
-    assert re.split(r"\s{2,}", lines[0].strip()) == _readme_table_header()
+    header = re.split(r"\s{2,}", lines[0].strip())
+    documented = _readme_table_header()
+    # The README shows a GPU table; a CPU table drops the columns empty on every row
+    # (latency, backend, note) and keeps the others in the same order.
+    assert header[:5] == documented[:5] and header == [c for c in documented if c in header], header
     rows = [ln.split() for ln in lines[2:] if ln.strip() and not ln.startswith((" ", "-"))]
     problems = [p.id for p in sweep("cpu-small")]
-    kernels = registry.names()
     table = {(r[0], r[1]): r[2] for r in rows if len(r) > 2 and r[1] in problems}
-    assert set(table) == {(k, p) for k in kernels for p in problems}
-    assert set(table.values()) <= {"ok", "unavailable"}
+    # Kernels that cannot run on a CPU are one line each below the table, not rows.
+    assert set(table.values()) == {"ok"}
     assert all(table[(k, p)] == "ok" for k in ("sdpa", "naive", "tiled") for p in problems)
+    assert {k for k, _ in table} <= set(registry.names())
     summary = res.stderr.strip().splitlines()[-1]
     assert re.fullmatch(r"\d+ ok, 0 failed, 0 errors, 0 skipped, \d+ unavailable", summary), summary
     print(f"\nattnperf run (no flags): {elapsed:.1f} s")

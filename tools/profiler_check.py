@@ -13,9 +13,9 @@ import sys
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from attnperf.measure import Bench
-from attnperf.shapes import PRESETS
-from attnperf.timing import Budget
+from attnperf.measure.session import Bench
+from attnperf.model.catalog import PRESETS
+from attnperf.measure.timing import Budget
 
 KERNELS = ["sdpa", "sdpa_cudnn", "sdpa_flash", "sdpa_efficient", "sdpa_math", "naive", "tiled"]
 PROBLEMS = ["seed", "train"]

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Fetch the web assets that `asv publish`'s pages load from CDNs, from the npm registry.
 
     attnperf asv fetch-assets [DEST]      (default: .cache/asv-www)

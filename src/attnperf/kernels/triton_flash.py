@@ -208,6 +208,21 @@ if triton is not None:
     _KEY = ["Q_BUCKET", "K_BUCKET", "HEAD_DIM", "CAUSAL"]
 
     @triton.jit
+    def _query_block(H, GROUP, SEQ_Q, CAUSAL: tl.constexpr, BLOCK_M: tl.constexpr, HEAD_DIM: tl.constexpr):
+        """The query block of this program (forward and dQ share the grid): the
+        (batch*query-head) index, batch, query head, K/V head (GQA), first row, row
+        offsets, head-dim offsets and the in-range row mask."""
+        pid_m = tl.program_id(0)
+        if CAUSAL:  # heaviest (last) query blocks first
+            pid_m = tl.num_programs(0) - 1 - pid_m
+        pid_bh = tl.program_id(1)
+        b = (pid_bh // H).to(tl.int64)
+        h = (pid_bh % H).to(tl.int64)
+        start_m = pid_m * BLOCK_M
+        offs_m = start_m + tl.arange(0, BLOCK_M)
+        return pid_bh, b, h, h // GROUP, start_m, offs_m, tl.arange(0, HEAD_DIM), offs_m < SEQ_Q
+
+    @triton.jit
     def _kv_range(start_m, SEQ_K, CAUSAL: tl.constexpr, SHIFT: tl.constexpr, DROP_LAST: tl.constexpr,
                   BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
         """Key range a query block visits: [0, full_end) unmasked, [full_end, hi) masked."""
@@ -273,17 +288,8 @@ if triton is not None:
                   HEAD_DIM: tl.constexpr, CAUSAL: tl.constexpr, SHIFT: tl.constexpr,
                   DROP_LAST: tl.constexpr, USE_TMA: tl.constexpr,
                   BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
-        pid_m = tl.program_id(0)
-        if CAUSAL:  # heaviest (last) query blocks first
-            pid_m = tl.num_programs(0) - 1 - pid_m
-        pid_bh = tl.program_id(1)
-        b = (pid_bh // H).to(tl.int64)
-        h = (pid_bh % H).to(tl.int64)
-        hk = h // GROUP
-        start_m = pid_m * BLOCK_M
-        offs_m = start_m + tl.arange(0, BLOCK_M)
-        offs_d = tl.arange(0, HEAD_DIM)
-        row_ok = offs_m < SEQ_Q
+        pid_bh, b, h, hk, start_m, offs_m, offs_d, row_ok = _query_block(
+            H, GROUP, SEQ_Q, CAUSAL, BLOCK_M, HEAD_DIM)
 
         q_ptrs = Q + b * stride_qb + h * stride_qh + offs_m[:, None] * stride_qm + offs_d[None, :]
         q = tl.load(q_ptrs, mask=row_ok[:, None], other=0.0)
@@ -465,17 +471,8 @@ if triton is not None:
                      H, GROUP, SEQ_Q, SEQ_K, qk_scale, sm_scale, Q_BUCKET, K_BUCKET,
                      HEAD_DIM: tl.constexpr, CAUSAL: tl.constexpr, SHIFT: tl.constexpr,
                      DROP_LAST: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
-        pid_m = tl.program_id(0)
-        if CAUSAL:
-            pid_m = tl.num_programs(0) - 1 - pid_m
-        pid_bh = tl.program_id(1)
-        b = (pid_bh // H).to(tl.int64)
-        h = (pid_bh % H).to(tl.int64)
-        hk = h // GROUP
-        start_m = pid_m * BLOCK_M
-        offs_m = start_m + tl.arange(0, BLOCK_M)
-        offs_d = tl.arange(0, HEAD_DIM)
-        row_ok = offs_m < SEQ_Q
+        pid_bh, b, h, hk, start_m, offs_m, offs_d, row_ok = _query_block(
+            H, GROUP, SEQ_Q, CAUSAL, BLOCK_M, HEAD_DIM)
         q = tl.load(Q + b * stride_qb + h * stride_qh + offs_m[:, None] * stride_qm + offs_d[None, :],
                     mask=row_ok[:, None], other=0.0)
         do = tl.load(DO + b * stride_dob + h * stride_doh + offs_m[:, None] * stride_dom + offs_d[None, :],

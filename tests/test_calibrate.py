@@ -285,3 +285,46 @@ def test_calibrate_no_write_and_usage_errors(calib):
                           (["--machine", "gpu9"], "asv knows no machine 'gpu9'")):
         rc, out, err, _ = _calibrate(calib, *args)
         assert rc == 2 and err.startswith("error: ") and message in err and out == "", (args, err)
+
+
+def test_calibrate_pools_earlier_sets(calib):
+    """--pool adds earlier A/A sets: an earlier thresholds file's medians and asv results files.
+    Two measured sets of tiled (1.00, 1.10) plus an earlier file whose medians reach 1.30 ->
+    the spread is 1.30; --runs 0 recomputes from pooled sets alone; foreign files are refused."""
+    results = calib["root"] / "results" / "cpu-ci"
+    earlier = calib["tmp"] / "earlier.json"
+    rc, out, err, _ = _calibrate(calib, "--runs", "2", "-o", str(earlier))
+    assert rc == 0, err
+    t = tf.read(earlier)
+    stretched = [tf.Entry(e.benchmark, e.params, e.medians + (e.medians[0] * 1.3,), 1.0, 1.01, 1.01)
+                 for e in t.entries]
+    tf.write(earlier, _thresholds(stretched, rounds=2))
+    rc, out, err, calls = _calibrate(calib, "--runs", "2", "--pool", str(earlier))
+    assert rc == 0, err
+    measured = len(calls)
+    pooled = tf.read(results / tf.FILE_NAME)
+    assert pooled.runs == 2 + 4  # measured now + the earlier file's recorded sets
+    by = {e.params: e for e in pooled.entries}
+    assert len(by[("tiled", "seed")].medians) == 2 + 3
+    assert by[("tiled", "seed")].spread == pytest.approx(1.30, rel=2e-3)
+    # an asv results file as one more set, and nothing measured now
+    one_set = d.write_run(calib["tmp"] / "set", dict(d.CPU_INFO, machine="cpu-ci"), "b" * 40, 1000,
+                          {d.TIME: d.row(d.grid_params(KERNELS, PROBLEMS), d.grid_values(
+                              KERNELS, PROBLEMS, lambda k, p: d.samples(_median(k, p, 0) * 1.5)))})
+    rc, out, err, calls = _calibrate(calib, "--runs", "0", "--pool", str(earlier),
+                                     "--pool", str(one_set), "--no-write")
+    assert rc == 0 and len(calls) == measured, err  # no asv call this time
+    line = next(x for x in out.splitlines() if "track_device_time('sdpa', 'train')" in x)
+    assert float(line.split()[0]) == pytest.approx(1.5, rel=2e-3), line
+    foreign = d.write_run(calib["tmp"] / "foreign", dict(d.CPU_INFO, machine="other"), "c" * 40,
+                          1000, {d.TIME: d.row(d.grid_params(KERNELS, PROBLEMS), d.grid_values(
+                              KERNELS, PROBLEMS, lambda k, p: d.samples(1e-3)))})
+    for args, message in ((["--runs", "0"], "--runs must be at least 2"),
+                          (["--runs", "0", "--pool", str(foreign)], "not an asv results file of "
+                           "machine 'cpu-ci'"),
+                          (["--runs", "0", "--pool", str(earlier), "--rounds", "3"],
+                           "with 3 (--rounds)"),
+                          (["--runs", "0", "--pool", str(calib["tmp"] / "nope.json")],
+                           "does not exist")):
+        rc, out, err, _ = _calibrate(calib, *args)
+        assert rc == 2 and err.startswith("error: ") and message in err and out == "", (args, err)

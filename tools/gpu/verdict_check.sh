@@ -14,6 +14,8 @@
 #             (later aa/ab jobs of every pipeline use it once it exists)
 #   bis5      attnperf bisect over 6 commits with the 5 % step at the 4th (sdpa_cudnn, train)
 #   bisflat   attnperf bisect over 6 commits without a step (sdpa_cudnn, train)
+#   triton    tools/gpu/triton_check.py and `attnperf run` of triton_flash beside cuDNN at train
+# (bisect rounds: BISECT_ROUNDS, default 2)
 # Extra work: after each SDPA call, torch.cuda._sleep(cycles) with cycles calibrated in the
 # process (first eager call of each shape/backend: 20 back-to-back calls timed with events, and
 # the sleep kernel timed the same way), so the added device time is FRAC of that call's time
@@ -118,8 +120,12 @@ job() {  # $1 = pipeline dir, $2 = job name
     bis5|bisflat)
       local end=$B5_END; [ $name = bisflat ] && end=$FLAT_END
       ATTNPERF_ASV_KERNELS=sdpa_cudnn ATTNPERF_ASV_PROBLEMS=train \
-        attnperf bisect "$C0" "$end" --machine h100 -b track_device_time \
+        attnperf bisect "$C0" "$end" --machine h100 -b track_device_time --rounds "${BISECT_ROUNDS:-2}" \
         > "$d/$name.log" 2>&1; rc=$?;;
+    triton)  # the Triton kernel's GPU correctness check and its speed beside cuDNN at train
+      (cd "$SRC_REPO" && timeout 240 python3 tools/gpu/triton_check.py && timeout 120 python3 -m attnperf run \
+        --device cuda --kernel triton_flash,sdpa_cudnn --batch 4 --heads 16 --seq 2048 --dim 128 \
+        --dtype bf16 --no-latency) > "$d/$name.log" 2>&1; rc=$?;;
   esac
   echo "[$(basename "$d")] $name rc=$rc wall=$(( $(date +%s)-t0 ))s" | tee -a "$WORK/summary.txt"
 }

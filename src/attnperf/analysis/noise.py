@@ -59,10 +59,23 @@ def medians(runs: Sequence[Run]) -> Dict[Tuple[str, Tuple[str, ...]], List[float
     return out
 
 
-def entries(runs: Sequence[Run], rule: Rule = Rule()) -> List[Entry]:
-    """One entry per combination measured in at least two runs (sorted by name, params)."""
+Key = Tuple[str, Tuple[str, ...]]
+
+
+def entries(runs: Sequence[Run], rule: Rule = Rule(),
+            pooled: Sequence[Dict[Key, Sequence[float]]] = ()) -> List[Entry]:
+    """One entry per combination measured in at least two sets (sorted by name, params).
+
+    ``pooled``: medians of earlier A/A sets of the same code on the same machine
+    (e.g. the ``medians`` of an earlier thresholds file), added to those of ``runs``.
+    """
+    values_of = medians(runs)
+    for extra in pooled:
+        for key, values in extra.items():
+            if not is_view(key[0]):
+                values_of.setdefault(key, []).extend(v for v in values if v > 0)
     found = []
-    for (name, params), values in sorted(medians(runs).items()):
+    for (name, params), values in sorted(values_of.items()):
         if len(values) < 2:
             continue
         spread = max(values) / min(values)

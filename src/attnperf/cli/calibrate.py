@@ -23,7 +23,9 @@ from ..analysis import noise
 from ..analysis.gate import GATE_REGEX
 from ..asv.runner import AsvRunner, derived_config, temp_dir
 from ..io import thresholds as thresholds_file
-from ..io.jsonfile import check_writable
+from ..errors import ReportError
+from ..io.asv_results import read_run
+from ..io.jsonfile import check_writable, load_json
 from ..render.bisect import noise_table
 from .bisect import check_regex, open_project, pick_machine
 from .common import EXIT_OK, UsageError
@@ -49,7 +51,11 @@ def add_parser(sub) -> None:
                    help="asv machine name (default: the only one in ~/.asv-machine.json)")
     c.add_argument("--commit", default="HEAD", help="what to measure A/A (default HEAD)")
     c.add_argument("--runs", type=int, default=DEFAULT_RUNS,
-                   help=f"A/A result sets (default {DEFAULT_RUNS}; at least 2)")
+                   help=f"A/A result sets to measure now (default {DEFAULT_RUNS}; at least 2, "
+                   "or 0 with --pool)")
+    c.add_argument("--pool", action="append", default=[], metavar="FILE",
+                   help="add earlier A/A sets of the same code on this machine: an asv results "
+                   "file (one set) or an attnperf thresholds file (its medians); repeatable")
     c.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS,
                    help=f"asv rounds per set: use what the gate uses (default {DEFAULT_ROUNDS})")
     c.add_argument("--factor", type=float, default=1.05,
@@ -69,8 +75,9 @@ def add_parser(sub) -> None:
 
 
 def _check(args) -> None:
-    if args.runs < 2:
-        raise UsageError(f"--runs must be at least 2 (an A/A spread needs two sets), got {args.runs}")
+    if args.runs < 2 and not (args.pool and args.runs == 0):
+        raise UsageError(f"--runs must be at least 2 (an A/A spread needs two sets), or 0 with "
+                         f"--pool, got {args.runs}")
     if args.rounds < 1:
         raise UsageError(f"--rounds must be a positive integer, got {args.rounds}")
     for flag, value in (("--factor", args.factor), ("--floor", args.floor),
@@ -78,6 +85,42 @@ def _check(args) -> None:
         if not value >= 1.0:
             raise UsageError(f"{flag} must be a number >= 1.0, got {value}")
     check_regex(args.bench)
+
+
+def _pooled(paths, machine: str, rounds: int):
+    """Earlier A/A sets named by --pool: (asv runs, medians of thresholds files, their set count).
+
+    The user vouches that they measured the same code; attnperf checks what the files record:
+    the machine, and for a thresholds file the rounds per set.
+    """
+    runs, medians, sets = [], [], 0
+    for raw in paths:
+        path = Path(raw)
+        try:
+            data = load_json(str(path), "--pool file")
+        except ReportError as exc:
+            raise UsageError(str(exc)) from None
+        if isinstance(data, dict) and "schema_version" in data and "benchmarks" in data:
+            try:
+                earlier = thresholds_file.parse(data, str(path))
+            except ReportError as exc:
+                raise UsageError(str(exc)) from None
+            if earlier.machine != machine or earlier.rounds != rounds:
+                raise UsageError(f"--pool {raw}: thresholds of machine {earlier.machine!r} with "
+                                 f"{earlier.rounds} round(s) per set; allowed: machine {machine!r} "
+                                 f"with {rounds} (--rounds)")
+            medians.append({(e.benchmark, e.params): e.medians for e in earlier.entries})
+            sets += earlier.runs
+            continue
+        notes: list = []
+        run = read_run(path, machine, notes)
+        recorded = run.params.get("machine") if run is not None else None
+        if run is None or not run.benchmarks or recorded != machine:
+            why = "; ".join(notes) or (f"records machine {recorded!r}" if run and run.benchmarks
+                                       else "no benchmark results")
+            raise UsageError(f"--pool {raw}: not an asv results file of machine {machine!r} ({why})")
+        runs.append(run)
+    return runs, medians, sets
 
 
 def cmd_calibrate(args) -> int:
@@ -89,6 +132,7 @@ def cmd_calibrate(args) -> int:
     if not args.no_write:
         out.parent.mkdir(parents=True, exist_ok=True)
         check_writable(str(out))
+    pooled_runs, pooled_medians, pooled_sets = _pooled(args.pool, machine, args.rounds)
     work = temp_dir("attnperf-calibrate-")
     runs = []
     try:
@@ -106,17 +150,18 @@ def cmd_calibrate(args) -> int:
                 runs.append(run)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    if len(runs) < 2:
+    if len(runs) + len(pooled_runs) + pooled_sets < 2:
         print(f"error: asv produced {len(runs)} result set(s) of {args.runs}; need at least two "
               "(see its output above)", file=sys.stderr)
         return EXIT_ASV
+    runs.extend(pooled_runs)
     rule = noise.Rule(args.floor, args.headroom)
-    entries = noise.entries(runs, rule)
+    entries = noise.entries(runs, rule, pooled_medians)
     result = thresholds_file.Thresholds(
         machine=machine, created=datetime.datetime.now(datetime.timezone.utc).isoformat(
-            timespec="seconds"), commit=commit, runs=len(runs), rounds=args.rounds,
+            timespec="seconds"), commit=commit, runs=len(runs) + pooled_sets, rounds=args.rounds,
         factor=args.factor, floor=args.floor, headroom=args.headroom, entries=entries)
-    print(f"A/A on {machine!r}: {len(runs)} sets of {args.rounds} round(s) at {commit[:8]}; "
+    print(f"A/A on {machine!r}: {result.runs} sets of {args.rounds} round(s) at {commit[:8]}; "
           f"threshold = max({args.floor:g}, spread^{args.headroom:g}); detect = threshold x "
           f"spread; @x{args.factor:g} = the smallest slowdown a single factor {args.factor:g} "
           "flags despite the spread")

@@ -1,6 +1,9 @@
-"""The GitHub workflows: actionlint (expressions, runner labels, shellcheck of run: scripts)
-and the security rules of docs/ci.md checked on the parsed YAML."""
+"""The GitHub workflows: actionlint (expressions, runner labels, shellcheck of run: scripts),
+zizmor (security audits), and the security rules of docs/ci.md checked on the parsed YAML,
+with the `if:` and `concurrency:` expressions evaluated for the events that matter."""
 
+import base64
+import os
 import re
 import shutil
 import subprocess
@@ -15,6 +18,7 @@ WF = REPO / ".github" / "workflows"
 FILES = sorted(WF.glob("*.yml"))
 ACTIONLINT = shutil.which("actionlint", path=str(Path(sys.executable).parent)) or \
     shutil.which("actionlint")
+ZIZMOR = shutil.which("zizmor", path=str(Path(sys.executable).parent)) or shutil.which("zizmor")
 
 # Third-party actions, pinned by full commit SHA.  Each SHA was checked against several
 # independent public workflows that pin the same tag (see docs/ci.md).
@@ -85,35 +89,319 @@ def test_least_permissions(path):
     assert "secrets." not in code
 
 
+# --------------------------------------------- GitHub expressions, evaluated ---
+# A small evaluator for the expressions these workflows use (property paths, `.*.` list
+# projections, string literals, == != && || !, parentheses, contains(), format()), so the
+# tests check what a condition decides for an event rather than how it is spelled.
+_TOKEN = re.compile(r"\s*(?:(?P<str>'(?:[^']|'')*')|(?P<num>\d+)|(?P<op>==|!=|&&|\|\||[!(),])"
+                    r"|(?P<name>[A-Za-z_][\w-]*(?:\.(?:\*|[\w-]+))*))")
+
+
+def evaluate(expr: str, ctx: dict):
+    """Evaluate one GitHub Actions expression (without ${{ }}) against ``ctx``."""
+    py, pos, expr = [], 0, expr.strip()
+    while pos < len(expr):
+        m = _TOKEN.match(expr, pos)
+        assert m and m.end() > pos, f"cannot read {expr[pos:]!r}"
+        pos = m.end()
+        if m["str"]:
+            py.append(repr(m["str"][1:-1].replace("''", "'")))
+        elif m["num"]:
+            py.append(m["num"])
+        elif m["op"]:
+            py.append({"&&": " and ", "||": " or ", "!": " not "}.get(m["op"], m["op"]))
+        elif m["name"] in ("contains", "format", "true", "false", "null"):
+            py.append({"true": "True", "false": "False", "null": "None"}.get(m["name"], m["name"]))
+        else:
+            py.append(f"_get({m['name']!r})")
+
+    def _get(path):
+        value = ctx
+        parts = path.split(".")
+        for i, part in enumerate(parts):
+            if part == "*":
+                return [_lookup(item, parts[i + 1:]) for item in value]
+            value = value.get(part) if isinstance(value, dict) else None
+        return value
+
+    def _lookup(value, parts):
+        for part in parts:
+            value = value.get(part) if isinstance(value, dict) else None
+        return value
+
+    def contains(haystack, needle):
+        return needle in haystack if isinstance(haystack, (list, str)) else False
+
+    def format(fmt, *args):  # noqa: A001 - GitHub's name
+        return re.sub(r"\{(\d+)\}", lambda m: str(args[int(m.group(1))]), fmt)
+
+    return eval("".join(py), {"_get": _get, "contains": contains, "format": format})  # noqa: S307
+
+
+def interpolate(text: str, ctx: dict) -> str:
+    return re.sub(r"\$\{\{(.*?)\}\}", lambda m: str(evaluate(m.group(1), ctx)), text, flags=re.S)
+
+
+def condition(text: str) -> str:
+    text = text.strip()
+    return text[3:-2] if text.startswith("${{") else text
+
+
+BASE = "attnperf/attnperf"
+
+
+def pr_event(action: str, head_repo: str, labels=(), label=None, number=7, run_id=1001):
+    """The `github` context of a pull_request run (what pr.yml's expressions read)."""
+    event = {"action": action, "pull_request": {
+        "number": number, "head": {"repo": {"full_name": head_repo}, "sha": "h" * 40},
+        "base": {"sha": "b" * 40}, "labels": [{"name": n} for n in labels]}}
+    if label:
+        event["label"] = {"name": label}
+    return {"github": {"event": event, "repository": BASE, "run_id": run_id,
+                       "ref": f"refs/pull/{number}/merge"}}
+
+
+def test_the_evaluator_reads_these_expressions():
+    ctx = pr_event("labeled", "me/fork", labels=["benchmark", "x"], label="benchmark")
+    assert evaluate("contains(github.event.pull_request.labels.*.name, 'benchmark')", ctx) is True
+    assert evaluate("!(github.event.action == 'labeled') || github.run_id", ctx) == 1001
+    assert evaluate("github.event.pull_request.head.repo.full_name == github.repository", ctx) is False
+    assert evaluate("format('refs/heads/{0}', 'main')", ctx) == "refs/heads/main"
+
+
 def test_pr_workflow_triggers_concurrency_and_read_only_jobs():
     pr = load("pr.yml")
     assert pr["on"] == {"pull_request": {"types": ["opened", "synchronize", "reopened", "labeled"]}}
     assert pr["concurrency"]["cancel-in-progress"] is True
-    assert "github.event.pull_request.number" in pr["concurrency"]["group"]
     for name, job in pr["jobs"].items():
         assert set((job["permissions"] or {}).values()) <= {"read"}, name
-        for step in steps(job):
-            if step.get("uses", "").startswith("actions/checkout"):
-                assert step["with"]["persist-credentials"] is False
-    # untrusted PR fields are never interpolated into a shell script
-    for job in pr["jobs"].values():
-        for step in steps(job):
-            run = step.get("run", "")
-            assert "${{" not in run, f"{step.get('name')}: pass values through env:"
 
 
-def test_gpu_job_only_with_the_label_and_only_there_self_hosted():
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+def test_no_expression_is_expanded_into_a_shell_script(path):
+    """Untrusted fields (a branch name, a label, a title) reach scripts only through env:."""
+    for name, job in load(path.name)["jobs"].items():
+        for step in steps(job):
+            assert "${{" not in step.get("run", ""), f"{name}/{step.get('name')}: pass it through env:"
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+def test_no_checkout_keeps_credentials(path):
+    """actions/checkout would leave the token in .git/config for every later step (benchmarks
+    on the self-hosted runners included): every checkout says persist-credentials: false."""
+    checkouts = [(name, step) for name, job in load(path.name)["jobs"].items()
+                 for step in steps(job) if step.get("uses", "").startswith("actions/checkout@")]
+    for name, step in checkouts:
+        assert step.get("with", {}).get("persist-credentials") is False, f"{path.name}:{name}"
+
+
+def test_a_fork_push_never_shares_a_concurrency_group_with_a_gpu_run():
+    """The group is keyed by the head repository and the PR number: no run that reaches the
+    GPU shares a group with a run a fork's author can start (a push cancels the older run of
+    its group).  A newer push still cancels the older run of the same PR, and an unrelated
+    label never cancels a benchmark."""
+    pr = load("pr.yml")
+    group, gpu_if = pr["concurrency"]["group"], condition(pr["jobs"]["gpu"]["if"])
+    assert "github.event.pull_request.head.repo.full_name" in group
+    assert "github.event.pull_request.number" in group
+
+    def g(*args, **kw):
+        return interpolate(group, pr_event(*args, **kw))
+
+    events = [((action, head, ["benchmark"]), {"number": n})
+              for action in ("opened", "synchronize", "reopened")
+              for head in (BASE, "mallory/attnperf") for n in (7, 8)]
+    events += [(("labeled", head, ["benchmark"], "benchmark"), {"number": n})
+               for head in (BASE, "mallory/attnperf") for n in (7, 8)]
+    gpu_runs = {g(*a, **kw) for a, kw in events if evaluate(gpu_if, pr_event(*a, **kw))}
+    fork_started = {g(a, "mallory/attnperf", ["benchmark"], number=n)
+                    for a in ("opened", "synchronize", "reopened") for n in (7, 8)}
+    assert gpu_runs and fork_started and not gpu_runs & fork_started
+    # a newer push replaces the older run of the same PR ...
+    assert g("synchronize", BASE, number=7) == g("opened", BASE, number=7) == \
+        g("labeled", BASE, ["benchmark"], "benchmark", number=7)
+    assert g("synchronize", BASE, number=7) != g("synchronize", BASE, number=8)
+    # ... while an unrelated label gets a group of its own
+    assert g("labeled", BASE, ["benchmark"], "wip", run_id=5) != g("synchronize", BASE)
+    assert load("main.yml")["concurrency"]["group"] not in gpu_runs | fork_started
+
+
+def test_gpu_job_only_with_the_label_and_never_for_a_fork():
     pr = load("pr.yml")
     cpu, gpu = pr["jobs"]["cpu"], pr["jobs"]["gpu"]
     assert cpu["runs-on"] == "ubuntu-latest"
     assert "self-hosted" in gpu["runs-on"] and "attnperf-${{ matrix.gpu }}" in gpu["runs-on"]
     assert gpu["strategy"]["matrix"]["gpu"] and gpu["strategy"]["fail-fast"] is False
-    cond = " ".join(gpu["if"].split())
-    # the label event itself, or a same-repository PR that carries the label: never a fork push
-    assert "(github.event.action == 'labeled' && github.event.label.name == 'benchmark')" in cond
-    assert "contains(github.event.pull_request.labels.*.name, 'benchmark')" in cond
-    assert "github.event.pull_request.head.repo.full_name == github.repository" in cond
     assert "self-hosted" not in str(cpu["runs-on"]) + str(pr["jobs"]["compose"]["runs-on"])
+
+    def runs(*args, **kw):
+        return bool(evaluate(condition(gpu["if"]), pr_event(*args, **kw)))
+
+    # a branch of this repository: the label event, and later pushes while it has the label
+    assert runs("labeled", BASE, ["benchmark"], "benchmark")
+    assert runs("synchronize", BASE, ["benchmark"]) and runs("reopened", BASE, ["benchmark"])
+    assert not runs("synchronize", BASE, []) and not runs("opened", BASE, ["wip"])
+    assert not runs("labeled", BASE, ["benchmark", "wip"], "wip")  # another label: no rerun
+    # a fork: never, labelled or not (defence in depth; the boundary is fork-run approval)
+    for action in ("opened", "synchronize", "reopened"):
+        assert not runs(action, "mallory/attnperf", ["benchmark"])
+    assert not runs("labeled", "mallory/attnperf", ["benchmark"], "benchmark")
+    # the CPU job runs for forks too (GitHub-hosted, read-only token)
+    assert evaluate(condition(cpu["if"]), pr_event("synchronize", "mallory/attnperf"))
+
+
+def _self_hosted_label_sets(runs_on_values):
+    out = []
+    for value in runs_on_values:
+        labels = set(value if isinstance(value, list) else [value])
+        if "self-hosted" in labels:
+            out.append(labels)
+    return out
+
+
+def test_main_uses_runners_of_its_own():
+    """main.yml writes history: its GPU legs must never land on a runner that takes PR jobs,
+    nor a PR job on its runners.  A runner takes a job when it has every label the job asks
+    for, so neither label set may contain the other."""
+    import json
+    main, pr = load("main.yml"), load("pr.yml")
+    include = main["jobs"]["bench"]["strategy"]["matrix"]["include"]
+    main_sets = _self_hosted_label_sets(json.loads(e["runner"]) for e in include)
+    gpu = pr["jobs"]["gpu"]
+    pr_sets = _self_hosted_label_sets(
+        [label.replace("${{ matrix.gpu }}", kind) for label in gpu["runs-on"]]
+        for kind in gpu["strategy"]["matrix"]["gpu"])
+    assert main_sets and pr_sets
+    for m in main_sets:
+        assert any(label.endswith("-main") for label in m), m
+        for p in pr_sets:
+            assert not m <= p and not p <= m, (m, p)
+    # a self-hosted runner only ever in these two jobs
+    for path in FILES:
+        for name, job in load(path.name)["jobs"].items():
+            if "self-hosted" in str(job["runs-on"]):
+                assert (path.name, name) == ("pr.yml", "gpu"), (path.name, name)
+            elif "matrix.runner" in str(job["runs-on"]):
+                assert (path.name, name) == ("main.yml", "bench"), (path.name, name)
+
+
+def test_main_jobs_run_only_from_the_main_branch():
+    """A manual run from another branch would record that branch's commits as main's history
+    on main's runners: bench and publish (and so deploy) refuse other refs."""
+    m = load("main.yml")
+    for name in ("bench", "publish"):
+        cond = condition(m["jobs"][name]["if"]).replace("!cancelled()", "true")
+        for ref, expected in (("refs/heads/main", True), ("refs/heads/topic", False),
+                              ("refs/pull/7/merge", False)):
+            assert bool(evaluate(cond, {"github": {"ref": ref}})) is expected, (name, ref)
+    assert m["jobs"]["deploy"]["needs"] == "publish"
+
+
+def test_generated_main_workflow_keeps_to_the_repositorys_branch(tmp_path):
+    """What `attnperf init` writes for another repository names that repository's branch."""
+    [main] = [p for p in _rendered_workflows(tmp_path, name="toyattn", branch="trunk")
+              if p.name == "main.yml"]
+    data = yaml.safe_load(main.read_text())
+    for name in ("bench", "publish"):
+        cond = condition(data["jobs"][name]["if"]).replace("!cancelled()", "true")
+        assert evaluate(cond, {"github": {"ref": "refs/heads/trunk"}})
+        assert not evaluate(cond, {"github": {"ref": "refs/heads/main"}})
+    runners = [e["runner"] for e in data["jobs"]["bench"]["strategy"]["matrix"]["include"]]
+    assert any("attnperf-h100-main" in r for r in runners)
+
+
+def _token_steps(job):
+    return [s for s in steps(job) if "github.token" in str(s.get("env", {}))]
+
+
+def test_the_token_reaches_git_only_through_the_environment(tmp_path):
+    """With no persisted credentials, main.yml's two git steps get the token in env: and hand
+    it to git as an environment config (never argv, never a file); no later step sees it."""
+    m = load("main.yml")
+    for name in ("bench", "publish"):
+        job = m["jobs"][name]
+        [step] = _token_steps(job)
+        assert step["env"] == {"GIT_TOKEN": "${{ github.token }}"}
+        assert "GIT_CONFIG_COUNT" in step["run"] and "git config http" not in step["run"]
+        first_install = next(i for i, s in enumerate(steps(job)) if "Install" in s.get("name", ""))
+        assert steps(job).index(step) < first_install, f"{name}: the token step runs project code"
+    assert "github.token" not in (WF / "pr.yml").read_text()  # PR jobs never hand it out
+
+    # run the bench job's fetch step with a stand-in git that records what it was given
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    log = tmp_path / "git.log"
+    (fake / "git").write_text(
+        "#!/bin/sh\n"
+        f"printf 'argv=%s\\n' \"$*\" >> {log}\n"
+        f"env | grep '^GIT_CONFIG' | sort >> {log}\n"
+        "exit 1\n")  # no data branch yet
+    (fake / "git").chmod(0o755)
+    [step] = _token_steps(m["jobs"]["bench"])
+    token = "ghs_s3cr3t-value"
+    env = {**os.environ, "PATH": f"{fake}:{os.environ['PATH']}", "GIT_TOKEN": token,
+           "GITHUB_SERVER_URL": "https://github.com", "DATA_BRANCH": "asv-results"}
+    proc = subprocess.run(["bash", "-e", "-c", step["run"]], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    recorded = log.read_text()
+    argv = [line for line in recorded.splitlines() if line.startswith("argv=")]
+    assert argv == ["argv=fetch --depth=1 origin asv-results"]
+    basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()
+    assert "GIT_CONFIG_COUNT=1" in recorded
+    assert "GIT_CONFIG_KEY_0=http.https://github.com/.extraheader" in recorded
+    assert f"GIT_CONFIG_VALUE_0=AUTHORIZATION: basic {basic}" in recorded
+    assert token not in proc.stdout.replace(f"::add-mask::{basic}", "")
+    assert f"::add-mask::{basic}" in proc.stdout
+
+
+# ------------------------------------------------------------------ zizmor ---
+def _zizmor(*paths):
+    return subprocess.run([ZIZMOR, "--offline", "--persona=auditor", "--no-progress",
+                           "--format=plain", *map(str, paths)],
+                          capture_output=True, text=True, timeout=120)
+
+
+def _rendered_workflows(tmp_path, **project):
+    from attnperf.asv import scaffold
+    proj = scaffold.Project(root=tmp_path, **project)
+    out = []
+    for rel, text in scaffold.render(proj).items():
+        if rel.startswith(".github/workflows/"):
+            dest = tmp_path / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_text(text)
+            out.append(dest)
+    return out
+
+
+@pytest.mark.skipif(ZIZMOR is None, reason="zizmor not installed: bash tools/install_ci_tools.sh")
+def test_zizmor_finds_nothing_unanswered(tmp_path):
+    """zizmor's auditor persona (every audit, offline) over the committed workflows and over
+    what `attnperf init` writes for another repository: no finding, and each ignore comment
+    gives its reason (docs/ci.md)."""
+    proc = _zizmor(*FILES)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    generic = _rendered_workflows(tmp_path, name="toyattn", branch="trunk",
+                                  url="https://github.com/o/toyattn")
+    proc = _zizmor(*generic)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for path in FILES:
+        for line in path.read_text().splitlines():
+            m = re.search(r"zizmor: ignore\[[\w-]+\](.*)", line)
+            if m:
+                assert len(m.group(1).strip()) > 20, f"{path.name}: say why: {line.strip()}"
+
+
+@pytest.mark.skipif(ZIZMOR is None, reason="zizmor not installed: bash tools/install_ci_tools.sh")
+def test_zizmor_catches_a_persisted_credential(tmp_path):
+    bad = tmp_path / ".github" / "workflows" / "main.yml"
+    bad.parent.mkdir(parents=True)
+    text = (WF / "main.yml").read_text()
+    assert "persist-credentials: false" in text
+    bad.write_text(text.replace("          persist-credentials: false\n", "", 1))
+    proc = _zizmor(bad)
+    assert proc.returncode != 0 and "artipacked" in proc.stdout, proc.stdout
 
 
 def test_pr_jobs_run_ci_bench_and_upload_artifacts():

@@ -52,7 +52,7 @@ def cpu_report(cli, tiny_run_args, tmp_path, monkeypatch, isolated_cache):
 def test_real_run_validates_against_the_shipped_schema(cpu_report):
     _, data = cpu_report
     validate(data)
-    assert data["schema_version"] == 1 and data["tool"] == "attnperf"
+    assert data["schema_version"] == 2 and data["tool"] == "attnperf"
 
 
 def test_real_run_carries_the_seed_keys(cpu_report):

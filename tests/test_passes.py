@@ -45,6 +45,7 @@ def test_backward_flops_are_exactly_2_5x_and_fwd_bwd_3_5x_the_forward(problem):
     assert fwd == 4 * problem.head_dim * roofline.attention_pairs(problem)
     assert 2 * roofline.flops(problem.with_pass("bwd")) == 5 * fwd
     assert 2 * roofline.flops(problem.with_pass("fwd+bwd")) == 7 * fwd
+    assert all(isinstance(roofline.flops(problem.with_pass(m)), int) for m in ("bwd", "fwd+bwd"))
 
 
 def test_backward_bytes_hand_counted():
@@ -192,6 +193,33 @@ def test_measure_records_the_gradients_and_times_the_pass():
     assert fwd.status == "ok" and fwd.gradients is None
 
 
+def test_the_report_carries_the_gradients_and_validates_against_schema_2(tmp_path):
+    import json
+
+    import jsonschema
+
+    from attnperf.io.jsonfile import write_json
+    from attnperf.io.report import SCHEMA_FILE, build_report, read_results
+    from attnperf.measure.device import fingerprint
+
+    ms = [measure("naive", CAUSAL.with_pass(mode), "cpu", budget=QUICK, latency=False)
+          for mode in ("fwd", "bwd")]
+    ms.append(measure("test_wrong_dk_only", GQA.with_pass("fwd+bwd"), "cpu", budget=QUICK,
+                      latency=False, spec=_spec(wrong_dk_only)))
+    report = build_report(ms, fingerprint("cpu"), None, {"passes": ["fwd", "bwd", "fwd+bwd"]})
+    jsonschema.validate(report, json.loads(SCHEMA_FILE.read_text()))
+    fwd, bwd, wrong = report["results"]
+    assert fwd["gradients"] is None and fwd["config"]["mode"] == "fwd"
+    assert bwd["config"]["mode"] == "bwd" and bwd["config_id"].endswith("_causal_bwd")
+    assert set(bwd["gradients"]) == {"dq", "dk", "dv"}
+    assert all(g["passed"] and g["tolerance"] == GRAD_TOLERANCES["float32"]
+               for g in bwd["gradients"].values())
+    assert wrong["status"] == "failed" and wrong["gradients"]["dk"]["passed"] is False
+    path = tmp_path / "r.json"
+    write_json(str(path), report)
+    assert [r["id"] for r in read_results(str(path))] == [r["id"] for r in report["results"]]
+
+
 def test_wrong_backward_is_a_failed_measurement_that_is_not_timed():
     m = measure("test_wrong_dk_only", GQA.with_pass("bwd"), "cpu", budget=QUICK, latency=False,
                 spec=_spec(wrong_dk_only))
@@ -227,3 +255,16 @@ def test_a_kernel_writing_to_dout_fails():
     out, grads, why = _gate(sneaky, GQA.with_pass("bwd"))
     assert why == "kernel modified its inputs (dout)"
     assert all(c.modified_inputs == ["dout"] and not c.passed for c in grads.values())
+
+
+def test_an_ab_row_of_a_training_pass_names_the_pass_problem():
+    from attnperf.analysis.ab import Row
+
+    def row(*params):
+        return Row("bench_attention.TrainingPass.track_device_time", params, None, None, None, "",
+                   None, None)
+
+    assert row("sdpa", "cpu_gqa", "fwd+bwd").problem == "b1_h8_kv2_sq256_d64_fp32_fwdbwd"
+    assert row("sdpa", "b1_h8_sq512_d64_fp32_causal", "bwd").problem == "b1_h8_sq512_d64_fp32_causal_bwd"
+    assert row("sdpa", "mystery", "bwd").problem == "mystery bwd"
+    assert row("sdpa", "cpu_gqa").problem == "cpu_gqa"

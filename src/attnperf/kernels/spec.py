@@ -30,7 +30,8 @@ Optional parts of a spec:
   (recorded as the result's backend).
 * ``flops(problem)`` / ``bytes(problem)`` -- the kernel's own work model
   (a sliding-window or sparse kernel does less than dense attention); the
-  roofline uses them instead of :mod:`attnperf.model.roofline`'s.
+  roofline uses them instead of :mod:`attnperf.model.roofline`'s.  They get
+  the problem with its pass (``problem.mode``): count the backward's work too.
 * ``workspace_bytes(problem)`` -- scratch memory beyond Q, K, V and O, so
   attnperf can skip a problem that would not fit before allocating it.
 * ``passes`` -- the passes it can be timed in (``Problem.mode``: ``fwd``,

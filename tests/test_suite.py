@@ -186,3 +186,15 @@ def test_measure_grid_measures_training_passes_and_gates_gradients(monkeypatch):
     monkeypatch.setenv("ATTNPERF_ASV_PASSES", "bwd,sideways")
     with pytest.raises(suite.SelectionError, match="'sideways'; allowed: fwd, bwd, fwd\\+bwd"):
         suite.measure_grid(kernels=["tiled"], problems=[pid], device_name="cpu")
+
+
+def test_a_repository_opts_in_to_the_training_grid(tmp_path):
+    (tmp_path / "pyproject.toml").write_text('[tool.attnperf]\nproblems = ["cpu_gqa"]\n')
+    assert suite.pass_grid(tmp_path) == ([suite.NO_PASSES], [suite.NO_PASSES])
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.attnperf]\nproblems = ["cpu_gqa"]\npasses = ["fwd", "bwd"]\n')
+    assert suite.pass_grid(tmp_path) == ([PRESETS["cpu_gqa"].id], ["bwd"])
+    (tmp_path / "pyproject.toml").write_text('[tool.attnperf]\npasses = ["sideways"]\n')
+    from attnperf.errors import ConfigError
+    with pytest.raises(ConfigError, match="passes\\[0\\] = 'sideways' is not allowed"):
+        suite.pass_grid(tmp_path)

@@ -109,13 +109,22 @@ def grid(project_dir: Union[str, Path, None] = None) -> Tuple[List[str], List[st
     return kernels, problems
 
 
+NO_PASSES = "(none)"  # the training grid's placeholder param where a repository has none
+
+
 def pass_grid(project_dir: Union[str, Path, None] = None) -> Tuple[List[str], List[str]]:
-    """The training grid's params (problem ids, passes): the repository's problems, else
-    :data:`GRID_PASS_PROBLEMS`.  Raises ConfigError for an invalid ``[tool.attnperf]``."""
+    """The training grid's params (problem ids, passes).  attnperf's default:
+    :data:`GRID_PASS_PROBLEMS` x :data:`GRID_PASSES`.  A repository with
+    ``[tool.attnperf]`` opts in with ``passes = [...]`` (its problems, or the default
+    ones, under its backward passes); without them both lists are :data:`NO_PASSES`
+    (asv shows n/a).  Raises ConfigError for an invalid ``[tool.attnperf]``."""
     config = project(project_dir)
-    problems = ([p.id for p in config.problems] if config and config.problems
-                else list(GRID_PASS_PROBLEMS))
-    return problems, list(GRID_PASSES)
+    if config is None:
+        return list(GRID_PASS_PROBLEMS), list(GRID_PASSES)
+    modes = [m for m in config.passes if m in GRID_PASSES]
+    if not modes:
+        return [NO_PASSES], [NO_PASSES]
+    return ([p.id for p in config.problems] if config.problems else list(GRID_PASS_PROBLEMS)), modes
 
 
 def pass_key(problem: str, mode: str) -> str:
@@ -227,8 +236,9 @@ def measure_grid(kernels: Optional[List[str]] = None, problems: Optional[List[st
     sel_k, sel_p = selection(project_dir)
     kernels = kernels or sel_k
     problem_objs = [resolve(p) for p in (problems or sel_p)]
-    modes = [m for m in selected_passes() if m in GRID_PASSES]
-    pass_problems = [p for p in pass_grid(project_dir)[0] if p in {q.id for q in problem_objs}]
+    grid_problems, grid_modes = pass_grid(project_dir)
+    modes = [m for m in selected_passes() if m in grid_modes]
+    pass_problems = [p for p in grid_problems if p in {q.id for q in problem_objs}]
     trained = [resolve(p).with_pass(m) for p in pass_problems for m in modes]
     device = resolve_device(device_name or os.environ.get("ATTNPERF_ASV_DEVICE", "auto"))
 

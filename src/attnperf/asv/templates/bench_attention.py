@@ -256,6 +256,8 @@ def _pass_entry(cache, kernel, problem, mode, views=False):
     pass_key = getattr(_suite, "pass_key", None)
     if pass_key is None:
         raise NotImplementedError("this commit's attnperf measures the forward pass only")
+    if mode == getattr(_suite, "NO_PASSES", None):
+        raise NotImplementedError("no training passes configured ([tool.attnperf] passes)")
     return _suite.entry_for(cache, kernel, pass_key(problem, mode))
 
 

@@ -78,10 +78,10 @@ SCHEMA = {
         "tolerances": {"type": "object", "additionalProperties": False,
                        "properties": {k: {"type": "number", "exclusiveMinimum": 0, "maximum": 1}
                                       for k in TOLERANCES}},
-        "passes": {"type": "array", "items": {"enum": list(PASSES)}, "uniqueItems": True},
         "regression-factor": {"anyOf": [_FACTOR, {
             "type": "object", "additionalProperties": False,
             "properties": {"cpu": _FACTOR, "cuda": _FACTOR}}]},
+        "passes": {"type": "array", "items": {"enum": list(PASSES)}, "uniqueItems": True},
     },
 }
 

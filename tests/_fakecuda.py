@@ -45,6 +45,7 @@ class FakeWorld:
         self.log: List[Tuple] = []
         self.capturing: Optional["FakeGraph"] = None
         self.capture_error = capture_error
+        self.capture_streams: List[Optional["FakeStream"]] = []  # the stream= of each capture
         self.l2_bytes, self.uuid = l2_bytes, uuid
         self.idle_drop_s, self.ramp_s, self.ramp_factor = idle_drop_s, ramp_s, ramp_factor
         self.cap_after_s, self.cool_s, self.cap_factor = cap_after_s, cool_s, cap_factor
@@ -166,7 +167,10 @@ def fake_torch(world: FakeWorld) -> types.ModuleType:
     cuda.Event = lambda enable_timing=False: FakeEvent(world, enable_timing)
     cuda.synchronize = world.synchronize
     cuda.Stream = lambda: FakeStream(world)
-    cuda.current_stream = lambda: FakeStream(world)
+    default = FakeStream(world)
+    world.current_stream = default
+    cuda.default_stream = lambda: default
+    cuda.current_stream = lambda: world.current_stream
     cuda.CUDAGraph = lambda: FakeGraph(world)
     cuda.current_device = lambda: 0
     cuda.get_device_properties = lambda i: types.SimpleNamespace(
@@ -174,10 +178,15 @@ def fake_torch(world: FakeWorld) -> types.ModuleType:
 
     @contextmanager
     def stream(s):
-        yield s
+        before, world.current_stream = world.current_stream, s
+        try:
+            yield s
+        finally:
+            world.current_stream = before
 
     @contextmanager
-    def graph(g):
+    def graph(g, stream=None):
+        world.capture_streams.append(stream)  # None: torch's own side stream
         if world.capture_error:
             raise RuntimeError(world.capture_error + "\nsecond line of the CUDA error")
         world.capturing = g

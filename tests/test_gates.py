@@ -247,9 +247,10 @@ def _median(value) -> float:
     return xs[len(xs) // 2]
 
 
-def test_gated_metrics_are_the_documented_two():
+def test_gated_metrics_are_the_documented_two_per_grid():
     names = {f"{cls.__name__}.{m}" for cls, m in _gated_metrics(_bench_module())}
-    assert names == {"TimeAttention.track_device_time", "TimeAttention.track_x_over_floor"}
+    assert names == {"TimeAttention.track_device_time", "TimeAttention.track_x_over_floor",
+                     "TrainingPass.track_device_time", "TrainingPass.track_x_over_floor"}
 
 
 def test_a_slower_kernel_raises_every_gated_value():
@@ -258,16 +259,19 @@ def test_a_slower_kernel_raises_every_gated_value():
     fast_times = [1e-3 * (1 + 0.01 * i) for i in range(9)]
     cache = {"fast|" + p.id: _entry(p, fast_times),
              "slow|" + p.id: _entry(p, [t * 1.1 for t in fast_times])}
+    for kernel, scale in (("fast", 1.0), ("slow", 1.1)):  # the training grid's entries (bwd)
+        cache[f"{kernel}|{p.id}_bwd"] = _entry(p.with_pass("bwd"), [t * 2 * scale for t in fast_times])
     floor = cache["fast|" + p.id]["floor_s"]
     assert floor == cache["slow|" + p.id]["floor_s"] > 0  # the floor is the problem's, not the kernel's
     gated = _gated_metrics(bench)
     assert gated
     for cls, name in gated:
         values = {}
+        args = (p.id, "bwd") if len(cls.params) == 3 else (p.id,)
         for kernel in ("fast", "slow"):
             obj = cls()
-            obj.setup(cache, kernel, p.id)
-            values[kernel] = getattr(obj, name)(cache, kernel, p.id)
+            obj.setup(cache, kernel, *args)
+            values[kernel] = getattr(obj, name)(cache, kernel, *args)
         assert _median(values["slow"]) > _median(values["fast"]), name
         assert _median(values["slow"]) == pytest.approx(1.1 * _median(values["fast"])), name
 

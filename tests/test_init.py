@@ -228,6 +228,7 @@ def test_attnperfs_config_matches_its_literal_suite():
     spec.loader.exec_module(mod)
     assert list(config.kernels) == mod.KERNELS == kernels == suite.GRID_KERNELS
     assert config.problems is None and mod.PROBLEMS == problems == suite.GRID_PROBLEMS
+    assert (mod.PASS_PROBLEMS, mod.PASSES) == suite.pass_grid(REPO) == suite.pass_grid(None)
     assert (config.factor("cpu"), config.factor("cuda")) == (1.5, 1.05)
 
 

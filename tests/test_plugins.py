@@ -248,7 +248,7 @@ def test_config_parses_presets_ids_tables_and_products():
 
 @pytest.mark.parametrize("table,message", [
     ({"kernal": ["x"]}, "p.toml: unknown key tool.attnperf.kernal; allowed: kernels, baselines, "
-                        "kernel-modules, problems, sweeps, tolerances, regression-factor"),
+                        "kernel-modules, problems, sweeps, tolerances, regression-factor, passes"),
     ({"kernels": "sdpa"}, "p.toml: tool.attnperf.kernels = 'sdpa' is invalid ("),
     ({"problems": [{"batch": 1, "heads": 2, "seq_q": 4, "head_dim": 8, "dtype": "int8"}]},
      "p.toml: tool.attnperf.problems[0].dtype = 'int8' is not allowed; allowed: bf16, bfloat16,"),

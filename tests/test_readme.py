@@ -70,6 +70,7 @@ def expand_optional(command: str) -> List[str]:
 RUN_HERE = {
     "attnperf run": "test_attnperf_run_with_no_flags",
     "attnperf run --device cuda": "test_run_device_cuda",
+    "attnperf run --kernel sdpa,tiled --pass fwd,bwd --pass fwd+bwd": "test_run_training_passes",
     "attnperf compare CURRENT --baseline BASE --threshold -3.0": "test_compare_as_documented",
     "attnperf kernels [--sweeps]": "test_kernels_and_env",
     "attnperf env": "test_kernels_and_env",
@@ -171,6 +172,20 @@ def test_attnperf_run_with_no_flags():
     summary = res.stderr.strip().splitlines()[-1]
     assert re.fullmatch(r"\d+ ok, 0 failed, 0 errors, 0 skipped, \d+ unavailable", summary), summary
     print(f"\nattnperf run (no flags): {elapsed:.1f} s")
+
+
+@pytest.mark.skipif(HAS_CUDA, reason="with a GPU this is the GPU sweep: test_cli's gpu tests")
+def test_run_training_passes():
+    """The --pass example: every problem of the CPU sweep in each pass, gradients checked."""
+    from attnperf.model.catalog import sweep
+
+    res = attnperf(next(c for c in RUN_HERE if "--pass" in c), timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    rows = {(r[0], r[1]): r[2] for r in (ln.split() for ln in res.stdout.splitlines()[2:]) if len(r) > 2}
+    expected = {(k, p.with_pass(m).id) for k in ("sdpa", "tiled") for p in sweep("cpu-small")
+                for m in ("fwd", "bwd", "fwd+bwd")}
+    assert {key: rows.get(key) for key in expected} == dict.fromkeys(expected, "ok")
+    assert res.stderr.strip().splitlines()[-1].startswith("24 ok, 0 failed")
 
 
 @pytest.mark.skipif(HAS_CUDA, reason="with a GPU this is the GPU sweep: test_cli's gpu tests")

@@ -52,7 +52,7 @@ def cpu_report(cli, tiny_run_args, tmp_path, monkeypatch, isolated_cache):
 def test_real_run_validates_against_the_shipped_schema(cpu_report):
     _, data = cpu_report
     validate(data)
-    assert data["schema_version"] == 1 and data["tool"] == "attnperf"
+    assert data["schema_version"] == 2 and data["tool"] == "attnperf"
 
 
 def test_real_run_carries_the_seed_keys(cpu_report):
@@ -196,11 +196,12 @@ def test_permission_denied_names_the_path(where):
 
 # ------------------------------------------------------------- reading ------
 def test_unknown_schema_version_is_refused_naming_it(json_file, v1_report):
-    path = json_file("future.json", v1_report([], schema_version=2))
+    path = json_file("future.json", v1_report([], schema_version=3))
     with pytest.raises(SchemaVersionError) as info:
         read_results(str(path), "baseline")
     msg = str(info.value)
-    assert "schema_version 2" in msg and "baseline" in msg and str(path) in msg
+    assert "schema_version 3" in msg and "baseline" in msg and str(path) in msg
+    assert "this attnperf reads 1, 2" in msg
 
 
 def test_boolean_schema_version_is_refused(json_file, v1_report):

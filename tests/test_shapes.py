@@ -59,9 +59,10 @@ def test_dtype_aliases(alias, canonical):
     assert make(dtype=alias).dtype == canonical
 
 
-@pytest.mark.parametrize("mode", ["bwd", "fwdbwd", ""])
+@pytest.mark.parametrize("mode", ["backward", "fwdbwd", "", "FWD"])
 def test_unknown_mode(mode):
-    with pytest.raises(InvalidShapeError, match=r"unknown mode .*allowed: fwd"):
+    # Passes are fwd, bwd, fwd+bwd; "fwdbwd" is only fwd+bwd's tag in ids.
+    with pytest.raises(InvalidShapeError, match=r"unknown pass .*allowed: fwd, bwd, fwd\+bwd"):
         make(mode=mode)
 
 

@@ -530,3 +530,43 @@ def test_published_regressions_are_what_the_pr_verdict_would_flag(tmp_path):
     assert len(regressions) < 11  # was 42; 11 gated before the per-machine factor
     feed = (out / "regressions.xml").read_text()
     assert "Views" not in feed and feed.count("<entry>") == len(regressions)
+
+
+def test_training_passes_table_shows_fwd_bwd_and_fwd_bwd_per_kernel(tmp_path):
+    """TrainingPass results (three params) beside the forward's: TF/s from each pass's FLOPs
+    (2.5x / 3.5x the forward's) and efficiency from x_over_floor."""
+    import json as _json
+    from attnperf.analysis import cells as am
+    from attnperf.io.asv_results import read_results
+    results = tmp_path / "results"
+    pid = "b4_h16_sq2048_d128_bf16"
+    d.write_machine(results, d.H100_INFO, d.H100_CEILINGS)
+    fwd_params = d.grid_params(["sdpa"], [pid])
+    pass_params = fwd_params + [[repr("bwd"), repr("fwd+bwd")]]
+    train_time = "bench_attention.TrainingPass.track_device_time"
+    train_x = "bench_attention.TrainingPass.track_x_over_floor"
+    d.write_run(results, d.H100_INFO, "a" * 40, 1000, {
+        d.TIME: d.row(fwd_params, [d.samples(200e-6, spread=0)]),
+        d.XFLOOR: d.row(fwd_params, [d.samples(2.0, spread=0)]),
+        train_time: d.row(pass_params, [d.samples(500e-6, spread=0), None]),
+        train_x: d.row(pass_params, [d.samples(4.0, spread=0), None])})
+    bench = _json.loads(d.write_benchmarks(results, ["sdpa"], [pid]).read_text())
+    for name in (train_time, train_x):
+        bench[name] = dict(bench[d.TIME], name=name, param_names=["kernel", "problem", "pass"],
+                           params=pass_params)
+    d.write_json(results / "benchmarks.json", bench)
+    db = read_results(str(results))
+    m = db.machines["h100"]
+    [row] = am.pass_rows(m.latest(), m)
+    fwd_flops = 4 * 4 * 16 * 2048 * 2048 * 128
+    assert row.passes["fwd"].tflops == pytest.approx(fwd_flops / 200e-6 / 1e12)
+    assert row.passes["bwd"].tflops == pytest.approx(2.5 * fwd_flops / 500e-6 / 1e12)
+    assert row.passes["bwd"].efficiency_pct == pytest.approx(25.0)
+    assert row.passes["fwd"].efficiency_pct == pytest.approx(50.0)
+    assert row.passes["fwd+bwd"].status == "failed"
+    out = tmp_path / "html"
+    site.build(str(d.asv_conf(tmp_path)), results=str(results), out=str(out), publish=False)
+    html = (out / "attnperf" / "h100.html").read_text()
+    table = html[html.index("Training passes, per kernel"):html.index("<h2>History")]
+    assert "bwd TFLOP/s" in table and "fwd+bwd efficiency" in table
+    assert f"{2.5 * fwd_flops / 500e-6 / 1e12:.3g}" in table and "25" in table and "FAILED" in table

@@ -151,3 +151,50 @@ def test_entry_for_statuses():
         suite.entry_for(cache, "e", "p")
     with pytest.raises(RuntimeError, match="^d/p raised: IndexError: boom$"):
         suite.entry_for(cache, "d", "p")
+
+
+def test_training_pass_params_are_the_suite_grid_and_the_forward_params_unchanged():
+    bench = _bench_module()
+    assert bench.PASS_PROBLEMS == suite.GRID_PASS_PROBLEMS and bench.PASSES == suite.GRID_PASSES
+    assert set(bench.PASS_PROBLEMS) <= set(bench.PROBLEMS)
+    assert bench.TimeAttention.params == (bench.KERNELS, bench.PROBLEMS)  # history keys
+    assert bench.TrainingPass.params == (bench.KERNELS, bench.PASS_PROBLEMS, bench.PASSES)
+    assert suite.pass_key("cpu_gqa", "fwd+bwd") == "b1_h8_kv2_sq256_d64_fp32_fwdbwd"
+
+
+def test_measure_grid_measures_training_passes_and_gates_gradients(monkeypatch):
+    from attnperf.kernels.registry import REGISTRY
+    from attnperf.kernels.spec import KernelSpec
+    from test_passes import wrong_dk_only
+    REGISTRY.names()  # the built-ins first; the copy below is restored after the test
+    monkeypatch.setattr(REGISTRY, "_kernels", dict(REGISTRY._kernels))
+    REGISTRY.register(KernelSpec(name="test_wrong_dk", fn=wrong_dk_only, family="test"))
+    pid = PRESETS["cpu_gqa"].id
+    monkeypatch.setenv("ATTNPERF_ASV_PASSES", "bwd")
+    cache = suite.measure_grid(kernels=["tiled", "test_wrong_dk"], problems=[pid], device_name="cpu",
+                               budget=suite.Budget(min_samples=7, budget_s=0.05))
+    bench = _bench_module()
+    t = bench.TrainingPass()
+    t.setup(cache, "tiled", pid, "bwd")
+    assert len(t.track_device_time(cache, "tiled", pid, "bwd")["samples"]) >= 7
+    assert cache[suite.key("tiled", pid + "_bwd")]["gradients"]["dk"]["passed"] is True
+    suite.entry_for(cache, "test_wrong_dk", pid)  # its forward is right
+    with pytest.raises(AssertionError, match="is WRONG: wrong gradient dk"):
+        t.setup(cache, "test_wrong_dk", pid, "bwd")
+    with pytest.raises(NotImplementedError, match="not selected"):  # ATTNPERF_ASV_PASSES=bwd
+        t.setup(cache, "tiled", pid, "fwd+bwd")
+    monkeypatch.setenv("ATTNPERF_ASV_PASSES", "bwd,sideways")
+    with pytest.raises(suite.SelectionError, match="'sideways'; allowed: fwd, bwd, fwd\\+bwd"):
+        suite.measure_grid(kernels=["tiled"], problems=[pid], device_name="cpu")
+
+
+def test_a_repository_opts_in_to_the_training_grid(tmp_path):
+    (tmp_path / "pyproject.toml").write_text('[tool.attnperf]\nproblems = ["cpu_gqa"]\n')
+    assert suite.pass_grid(tmp_path) == ([suite.NO_PASSES], [suite.NO_PASSES])
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.attnperf]\nproblems = ["cpu_gqa"]\npasses = ["fwd", "bwd"]\n')
+    assert suite.pass_grid(tmp_path) == ([PRESETS["cpu_gqa"].id], ["bwd"])
+    (tmp_path / "pyproject.toml").write_text('[tool.attnperf]\npasses = ["sideways"]\n')
+    from attnperf.errors import ConfigError
+    with pytest.raises(ConfigError, match="passes\\[0\\] = 'sideways' is not allowed"):
+        suite.pass_grid(tmp_path)

@@ -566,3 +566,31 @@ def test_drifting_capped_samples_end_unsteady():
     times = [D, D, D] + [D * (1.05 + 0.05 * k) for k in range(10)]
     drawn = _scripted(times, set(range(4, 20)), budget)
     assert drawn.retaken == 3 and drawn.unsteady_reason.startswith("sw_power_cap in 3 of 6 samples")
+
+
+def test_the_forward_is_captured_on_torch_s_side_stream_a_backward_on_its_own(monkeypatch):
+    """A backward runs on its forward's stream: Bench makes that stream current, and the
+    graph is captured there; on the default stream (the forward pass) torch picks its own."""
+    world = FakeWorld()
+    torch = install(monkeypatch, world)
+
+    def device():
+        return time_cuda_device(world.kernel(D), _budget(2), graph_target_s=TICK, power=SIMPLE,
+                                clocks=None, sleep=world.sleep, clock=world.perf_counter)
+
+    device()
+    assert world.capture_streams == [None]
+    side = torch.cuda.Stream()
+    with torch.cuda.stream(side):
+        s = device()
+    assert world.capture_streams == [None, side]
+    assert s.method == "cuda-graph"
+
+
+def test_capture_off_times_eager_calls_between_events_and_says_so(monkeypatch):
+    world = FakeWorld()
+    s = _device(world, monkeypatch, _budget(3), capture=False)
+    assert s.method == "cuda-events-burst"
+    assert s.note == "graph capture off (eager calls between events)"
+    assert s.samples_s == [D] * 3
+    assert world.capture_streams == [] and not any(e[0] == "replay" for e in world.log)

@@ -269,3 +269,37 @@ def test_rejects_bad_inputs():
     with pytest.raises(ValueError, match="dtype"):
         x = torch.randn(1, 2, 8, 64)
         tf.flash_attention(x, x, x)
+
+
+# ---------------------------------------- attnperf's gradient gate (Bench) --
+class _Interpreted:
+    """The kernel API around the interpreted kernel (module-level: no closure)."""
+
+    def __init__(self, **debug):
+        self.debug = debug
+
+    def __call__(self, q, k, v, *, causal, scale):
+        return tf.flash_attention(q, k, v, causal=causal, scale=scale, **self.debug)
+
+
+@pytest.mark.parametrize("mode", ["bwd", "fwd+bwd"])
+@pytest.mark.parametrize("debug", [{}] + [p.values[0] for p in NEGATIVE[::2]],
+                         ids=["healthy", "scale+1%", "drop-last-kv-block", "causal-off-by-one"])
+def test_attnperf_gradient_gate_on_the_interpreted_kernel(debug, mode):
+    """The same gate `attnperf run --pass` applies: float64 autograd reference, GRAD_TOLERANCES."""
+    from attnperf.kernels.spec import KernelSpec
+    from attnperf.measure.session import Bench
+    from attnperf.model.problem import Problem
+
+    spec = KernelSpec(name="triton_flash_interpreted", fn=_Interpreted(**debug), family="test")
+    problem = Problem(1, 2, 80, 64, kv_heads=1, causal=True, dtype="float16", mode=mode)
+    bench = Bench(spec, problem, "cpu")
+    try:
+        out = bench.check()
+        failed = sorted(n for n, c in bench.gradients.items() if not c.passed)
+        if not debug:
+            assert out.passed and failed == [], {n: c.rel_error for n, c in bench.gradients.items()}
+        else:
+            assert not out.passed and {"dq", "dk"} <= set(failed), failed
+    finally:
+        bench.release()

@@ -17,7 +17,9 @@ from typing import Dict, List, Mapping, Optional, Tuple
 
 from asv import _stats as _asv_stats
 
+from ..errors import InvalidShapeError, UnknownNameError
 from ..io.asv_results import FAILED, MISSING, OK, SKIPPED, Point, ResultsDB, Run
+from ..model.catalog import resolve
 from .gate import is_view
 
 P_THRESHOLD = 0.002  # asv's
@@ -56,6 +58,13 @@ class Row:
 
     @property
     def problem(self) -> str:
+        """The problem id; a training pass's (``TrainingPass``: kernel, problem, pass) ends in
+        its pass tag (``_bwd``, ``_fwdbwd``)."""
+        if len(self.params) > 2:
+            try:
+                return resolve(self.params[1]).with_pass(self.params[2]).id
+            except (UnknownNameError, InvalidShapeError):
+                return f"{self.params[1]} {self.params[2]}"
         return self.params[1] if len(self.params) > 1 else ""
 
 

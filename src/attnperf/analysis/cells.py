@@ -15,6 +15,10 @@ with one rule each:
 * correctness = the status of ``track_device_time``: the suite checks each
   kernel against a float64 reference before timing and raises on a wrong
   result, so a value means "correct", a failure means "wrong or raised".
+* training passes (:func:`pass_rows`): per kernel x problem, the forward's
+  figures (the cell above) beside ``TrainingPass``'s ``bwd`` and ``fwd+bwd``
+  -- TFLOP/s from the pass's FLOPs (2.5x / 3.5x the forward's) over the median
+  time, efficiency as above; a failure there means wrong gradients or raised.
 """
 
 from __future__ import annotations
@@ -28,7 +32,8 @@ from ..model import roofline
 from ..model.catalog import resolve
 from ..model.peaks import match_peak
 from ..model.problem import Problem
-from .gate import LATENCY, TIME, VIEW_EFFICIENCY, VIEW_GB_S, VIEW_REGIME, VIEW_TFLOPS, X_OVER_FLOOR
+from .gate import (LATENCY, PASS_TIME, PASS_VIEW_EFFICIENCY, PASS_VIEW_TFLOPS, PASS_X_OVER_FLOOR,
+                   TIME, VIEW_EFFICIENCY, VIEW_GB_S, VIEW_REGIME, VIEW_TFLOPS, X_OVER_FLOOR)
 
 NO_GPU = (None, "", "none", "None")
 
@@ -150,3 +155,58 @@ def cell(run: Run, machine: Machine, kernel: str, problem: str) -> Cell:
 def cells(run: Run, machine: Machine) -> List[Cell]:
     kernels, problems = grid(run)
     return [cell(run, machine, k, p) for p in problems for k in kernels]
+
+
+@dataclasses.dataclass
+class PassFigures:
+    """One pass of one kernel x problem: status, median time, TFLOP/s, efficiency."""
+
+    status: str
+    time_s: Optional[float] = None
+    tflops: Optional[float] = None
+    efficiency_pct: Optional[float] = None
+
+
+@dataclasses.dataclass
+class PassRow:
+    kernel: str
+    problem: str
+    problem_obj: Optional[Problem]
+    passes: Dict[str, PassFigures]  # "fwd", "bwd", "fwd+bwd"
+
+
+def _pass_figures(run: Run, kernel: str, problem: str, mode: str,
+                  prob: Optional[Problem]) -> PassFigures:
+    t = run.point(PASS_TIME, kernel, problem, mode)
+    f = PassFigures(t.status, time_s=_value(t),
+                    tflops=_value(run.point(PASS_VIEW_TFLOPS, kernel, problem, mode)),
+                    efficiency_pct=_value(run.point(PASS_VIEW_EFFICIENCY, kernel, problem, mode)))
+    x = _value(run.point(PASS_X_OVER_FLOOR, kernel, problem, mode))
+    if f.efficiency_pct is None and x:
+        f.efficiency_pct = 100.0 / x
+    if f.tflops is None and prob is not None and f.time_s:
+        f.tflops = roofline.flops(prob.with_pass(mode)) / f.time_s / 1e12
+    return f
+
+
+def pass_rows(run: Run, machine: Machine) -> List[PassRow]:
+    """Kernel x problem rows of the training-pass benchmarks, with the forward beside them
+    (rows where no pass was measured are left out)."""
+    b = run.benchmarks.get(PASS_TIME)
+    if b is None:
+        return []
+    combos: List[Tuple[str, str]] = []
+    modes: List[str] = []
+    for key in b.points:
+        if len(key) == 3:
+            combos += [] if key[:2] in combos else [key[:2]]
+            modes += [] if key[2] in modes else [key[2]]
+    rows = []
+    for kernel, problem in combos:
+        fwd = cell(run, machine, kernel, problem)
+        passes = {"fwd": PassFigures(fwd.status, fwd.time_s, fwd.tflops, fwd.efficiency_pct)}
+        for mode in modes:
+            passes[mode] = _pass_figures(run, kernel, problem, mode, fwd.problem_obj)
+        if any(p.status in (OK, FAILED) for m, p in passes.items() if m != "fwd"):
+            rows.append(PassRow(kernel, problem, fwd.problem_obj, passes))
+    return rows

@@ -18,6 +18,11 @@ VIEW_TFLOPS = PREFIX + "RooflineViews.track_tflops"
 VIEW_GB_S = PREFIX + "RooflineViews.track_bandwidth_gb_s"
 VIEW_EFFICIENCY = PREFIX + "RooflineViews.track_efficiency_pct"
 VIEW_REGIME = PREFIX + "RooflineViews.track_regime_code"
+# Training passes (kernel x problem x pass; gated like TimeAttention, views for the site).
+PASS_TIME = PREFIX + "TrainingPass.track_device_time"
+PASS_X_OVER_FLOOR = PREFIX + "TrainingPass.track_x_over_floor"
+PASS_VIEW_TFLOPS = PREFIX + "TrainingPassViews.track_tflops"
+PASS_VIEW_EFFICIENCY = PREFIX + "TrainingPassViews.track_efficiency_pct"
 
 
 def is_view(benchmark: str) -> bool:

@@ -15,6 +15,14 @@ tests; never recorded): ``ATTNPERF_ASV_KERNELS`` / ``ATTNPERF_ASV_PROBLEMS`` --
 comma lists limiting the grid; ``ATTNPERF_ASV_DEVICE`` -- ``cpu`` or ``cuda``
 (default: cuda if present).
 
+Training passes are a second grid, kernel x problem x pass (:func:`pass_grid`:
+:data:`GRID_PASS_PROBLEMS` x :data:`GRID_PASSES`, or the repository's problems):
+each measured as the problem ``p.with_pass(mode)`` (cache key
+:func:`pass_key`), gradients checked before timing.  ``ATTNPERF_ASV_PASSES``
+(a comma list of ``fwd``, ``bwd``, ``fwd+bwd``) limits which passes run; the
+forward grid always runs, ``ATTNPERF_ASV_PASSES=fwd`` runs it alone, and a
+selected ``ATTNPERF_ASV_PROBLEMS`` limits the training grid as well.
+
 The cache entry (:func:`entry`) is a contract between two commits: HEAD's
 ``benchmarks/`` reads the entries that each benchmarked commit's attnperf
 wrote, so its key names never change (add keys, never rename).  GPU entries
@@ -38,7 +46,7 @@ from ..kernels import registry
 from ..model import roofline
 from ..model.catalog import PRESETS, resolve
 from ..model.config import ProjectConfig
-from ..model.problem import Problem
+from ..model.problem import PASSES, Problem
 from ..measure.device import resolve_device
 from ..measure.session import Session
 from ..measure.timing import Budget
@@ -50,6 +58,12 @@ GRID_KERNELS = ["sdpa", "sdpa_cudnn", "sdpa_flash", "sdpa_efficient", "sdpa_math
 GRID_PROBLEMS = [PRESETS[name].id for name in (
     "seed", "decode", "gqa", "causal", "mid", "train",
     "cpu_seed", "cpu_decode", "cpu_causal", "cpu_gqa")]
+
+# The training-pass grid (TrainingPass: kernel x problem x pass).  GPU: a causal, a
+# GQA causal and the large training problem; CPU: two small ones (causal, GQA), so
+# CI's asv runs stay cheap (a 2-core CPU times ~10 more combinations).
+GRID_PASSES = ["bwd", "fwd+bwd"]
+GRID_PASS_PROBLEMS = [PRESETS[name].id for name in ("causal", "gqa", "train", "cpu_causal", "cpu_gqa")]
 
 # What a 2-core CPU runs in the suite: float32 (CPU half-precision kernels are
 # slow and rarely used: fp16 matmul ran at ~1 GFLOP/s here), a few hundred
@@ -93,6 +107,39 @@ def grid(project_dir: Union[str, Path, None] = None) -> Tuple[List[str], List[st
     problems = ([p.id for p in config.problems] if config and config.problems
                 else list(GRID_PROBLEMS))
     return kernels, problems
+
+
+NO_PASSES = "(none)"  # the training grid's placeholder param where a repository has none
+
+
+def pass_grid(project_dir: Union[str, Path, None] = None) -> Tuple[List[str], List[str]]:
+    """The training grid's params (problem ids, passes).  attnperf's default:
+    :data:`GRID_PASS_PROBLEMS` x :data:`GRID_PASSES`.  A repository with
+    ``[tool.attnperf]`` opts in with ``passes = [...]`` (its problems, or the default
+    ones, under its backward passes); without them both lists are :data:`NO_PASSES`
+    (asv shows n/a).  Raises ConfigError for an invalid ``[tool.attnperf]``."""
+    config = project(project_dir)
+    if config is None:
+        return list(GRID_PASS_PROBLEMS), list(GRID_PASSES)
+    modes = [m for m in config.passes if m in GRID_PASSES]
+    if not modes:
+        return [NO_PASSES], [NO_PASSES]
+    return ([p.id for p in config.problems] if config.problems else list(GRID_PASS_PROBLEMS)), modes
+
+
+def pass_key(problem: str, mode: str) -> str:
+    """The cache's problem id of a forward problem id (or preset) under the pass ``mode``."""
+    return resolve(problem).with_pass(mode).id
+
+
+def selected_passes() -> List[str]:
+    """ATTNPERF_ASV_PASSES (default: every pass); SelectionError for an unknown one."""
+    names = _env_list("ATTNPERF_ASV_PASSES") or list(PASSES)
+    unknown = [n for n in names if n not in PASSES]
+    if unknown:
+        raise SelectionError(f"ATTNPERF_ASV_PASSES: unknown pass(es) {', '.join(map(repr, unknown))}; "
+                             f"allowed: {', '.join(PASSES)}")
+    return names
 
 
 class SelectionError(ValueError):
@@ -157,6 +204,7 @@ def fits_device(problem: Problem, device_name: str) -> Tuple[bool, str]:
 def entry(m) -> dict:
     e = {"status": m.status, "reason": m.reason, "device": m.device, "dispatch": m.dispatch,
          "correctness": m.correctness.to_dict() if m.correctness else None,
+         "gradients": {n: c.to_dict() for n, c in m.gradients.items()} if m.gradients else None,
          "device_time_s": list(m.device_time.samples_s) if m.device_time else None,
          "device_time_method": m.device_time.method if m.device_time else None,
          "latency_s": list(m.latency.samples_s) if m.latency else None}
@@ -188,6 +236,10 @@ def measure_grid(kernels: Optional[List[str]] = None, problems: Optional[List[st
     sel_k, sel_p = selection(project_dir)
     kernels = kernels or sel_k
     problem_objs = [resolve(p) for p in (problems or sel_p)]
+    grid_problems, grid_modes = pass_grid(project_dir)
+    modes = [m for m in selected_passes() if m in grid_modes]
+    pass_problems = [p for p in grid_problems if p in {q.id for q in problem_objs}]
+    trained = [resolve(p).with_pass(m) for p in pass_problems for m in modes]
     device = resolve_device(device_name or os.environ.get("ATTNPERF_ASV_DEVICE", "auto"))
 
     def unfit(problem: Problem) -> Optional[str]:
@@ -211,9 +263,10 @@ def measure_grid(kernels: Optional[List[str]] = None, problems: Optional[List[st
         known = set(registry.names())
         for k in [k for k in kernels if registry.canonical_name(k) not in known]:
             why = "; ".join([f"no kernel named {k!r} is registered"] + list(plugin_errors.values()))
-            for p in problem_objs:
+            for p in problem_objs + trained:
                 out[key(k, p.id)] = {"status": "error", "reason": why, "device": session.device}
-        jobs = [(k, p) for p in problem_objs for k in kernels if registry.canonical_name(k) in known]
+        jobs = [(k, p) for p in problem_objs + trained for k in kernels
+                if registry.canonical_name(k) in known]
         for m in session.iter_grid(jobs, budget=budget, latency=(session.device == "cuda"),
                                    skip=unfit):
             out[key(m.kernel, m.problem.id)] = entry(m)
@@ -234,6 +287,8 @@ def entry_for(cache: Dict[str, dict], kernel: str, problem: str) -> dict:
         raise Skip(f"{kernel}/{problem}: {e['reason']}")
     if status == "failed":
         c = e["correctness"] or {}
+        if c.get("passed"):  # the output is right: a gradient is wrong (training passes)
+            raise AssertionError(f"{kernel}/{problem} is WRONG: {e['reason']}")
         raise AssertionError(
             f"{kernel}/{problem} is WRONG: rel_error={c.get('rel_error')} "
             f"(tolerance {c.get('tolerance')}), max_abs_error={c.get('max_abs_error')}, "

@@ -75,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--dtype", help="float16|bfloat16|float32 (aliases fp16, bf16, fp32)")
     r.add_argument("--causal", action="store_true")
     r.add_argument("--sweep", help="named sweep (see `attnperf kernels --sweeps`)")
+    r.add_argument("--pass", dest="passes", action="append", metavar="PASS",
+                   help="fwd|bwd|fwd+bwd (repeat or comma-separate; default fwd): backward "
+                        "passes time torch.autograd.grad and check dQ, dK, dV")
     r.add_argument("--device", default="auto", help="auto|cpu|cuda (default auto: cuda when present)")
     r.add_argument("--output", "-o", help="write the JSON report here (atomically)")
     r.add_argument("--budget-ms", type=_float("budget-ms"), default=None,

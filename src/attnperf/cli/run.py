@@ -7,7 +7,7 @@ import os
 import signal
 import sys
 import threading
-from typing import List
+from typing import List, Sequence
 
 from tqdm import tqdm
 
@@ -22,7 +22,7 @@ from ..measure.device import resolve_device
 from ..measure.session import Session, default_timeout_s
 from ..measure.timing import Budget
 from ..model.catalog import PRESETS, sweep
-from ..model.problem import Problem
+from ..model.problem import PASSES, Problem
 from ..model.records import BROKEN_STATUSES, Measurement
 from ..render.table import render_table
 from .common import EXIT_FAIL, EXIT_OK, UsageError
@@ -47,6 +47,17 @@ def _problems(args, config=None, device: str = "cuda") -> list:
     if config is not None and config.problems:
         return list(config.problems)
     return []  # filled with the device's default sweep
+
+
+def passes(args) -> List[str]:
+    """The --pass values (repeated or comma lists), in the order given; default fwd."""
+    names = [n.strip() for arg in getattr(args, "passes", None) or () for n in arg.split(",")]
+    if getattr(args, "passes", None) and not any(names):
+        raise UsageError(f"--pass {','.join(args.passes)!r} names no pass; allowed: {', '.join(PASSES)}")
+    for n in names:
+        if n not in PASSES:
+            raise UsageError(f"--pass: unknown pass {n!r}; allowed: {', '.join(PASSES)}")
+    return list(dict.fromkeys(n for n in names if n)) or ["fwd"]
 
 
 def plugins(args, config=None) -> None:
@@ -115,6 +126,7 @@ def cmd_run(args) -> int:
     device = resolve_device(args.device)
     problems = _problems(args, config, device)
     kernels = _kernels(args, config)
+    modes = passes(args)
     if args.output:
         check_writable(args.output)
     if args.budget_ms is not None and args.budget_ms <= 0:
@@ -123,13 +135,14 @@ def cmd_run(args) -> int:
         raise UsageError(f"--timeout-s must be positive, got {args.timeout_s}")
     try:
         with _sigterm_raises():
-            return _run(args, problems, kernels, config)
+            return _run(args, problems, kernels, config, modes)
     except Terminated:
         print("error: terminated", file=sys.stderr)
         return EXIT_SIGTERM
 
 
-def _run(args, problems: List[Problem], kernels: List[str], config=None) -> int:
+def _run(args, problems: List[Problem], kernels: List[str], config=None,
+         modes: Sequence[str] = ("fwd",)) -> int:
     isolate = not args.in_process
     had_report = bool(args.output) and os.path.lexists(args.output)
     # The asv suite's thread count unless --threads says otherwise: on a small
@@ -141,6 +154,7 @@ def _run(args, problems: List[Problem], kernels: List[str], config=None) -> int:
         device, env = session.device, session.environment
         if not problems:
             problems = sweep("gpu-default" if device == "cuda" else "cpu-small")
+        problems = [p.with_pass(mode) for p in problems for mode in modes]
         budget = Budget() if args.budget_ms is None else Budget(budget_s=args.budget_ms / 1e3)
         timeout_s = (args.timeout_s or default_timeout_s(budget)) if isolate else None
         where = (f"{env['gpu_name']} (cuda)" if device == "cuda" else
@@ -155,7 +169,7 @@ def _run(args, problems: List[Problem], kernels: List[str], config=None) -> int:
         settings = {"device": device, "kernels": kernels, "problems": [p.id for p in problems],
                     "budget_s": budget.budget_s, "latency": not args.no_latency,
                     "l2_flush": not args.no_l2_flush, "sweep": args.sweep,
-                    "isolated": isolate, "timeout_s": timeout_s}
+                    "isolated": isolate, "timeout_s": timeout_s, "passes": list(modes)}
         measured: List[Measurement] = []
 
         def report(finished: bool) -> dict:
@@ -173,7 +187,7 @@ def _run(args, problems: List[Problem], kernels: List[str], config=None) -> int:
 
         kw = {} if args.seed is None else {"seed": args.seed}
         if config is not None and config.problems and not args.sweep and \
-                problems == list(config.problems):  # the config's grid: the suite's device rule
+                {p.with_pass("fwd") for p in problems} == set(config.problems):  # the suite's device rule
             kw["skip"] = lambda p: fits_device(p, device)[1] or None
         stopped = None
         try:

@@ -14,6 +14,13 @@ Format history (``schema_version``):
   a signal, or still running when the file was written) and ``not_run`` (ids
   of the configs it did not reach); ``correctness.modified_inputs``.
 
+* 2 -- training passes.  ``config.mode`` may be ``bwd`` or ``fwd+bwd`` (ids
+  end in ``_bwd`` / ``_fwdbwd``); each result has ``gradients`` (``dq``,
+  ``dk``, ``dv``: the correctness figures of each gradient against float64
+  autograd; null for ``fwd``); ``correctness.modified_inputs`` may name
+  ``dout``; ``settings.passes``.  JSON Schema: ``report-v2.schema.json``.
+  Version-1 files are still read (validated against the v1 schema).
+
 Files without ``schema_version`` are read as the seed's single-config format
 (``performance`` or, older, ``metrics``; the keys attnperf reads are described
 by ``attnperf/io/schemas/seed-report.schema.json``).
@@ -38,9 +45,11 @@ from ..model.problem import Problem
 from ..model.records import STATUSES, Measurement
 from .jsonfile import finite, first_bad_number, json_path, load_json
 
-SCHEMA_VERSION = 1
-KNOWN_SCHEMA_VERSIONS = (1,)
-SCHEMA_FILE = Path(__file__).with_name("schemas") / "report-v1.schema.json"
+SCHEMA_VERSION = 2
+KNOWN_SCHEMA_VERSIONS = (1, 2)
+SCHEMA_FILES = {v: Path(__file__).with_name("schemas") / f"report-v{v}.schema.json"
+                for v in KNOWN_SCHEMA_VERSIONS}
+SCHEMA_FILE = SCHEMA_FILES[SCHEMA_VERSION]
 SEED_SCHEMA_FILE = Path(__file__).with_name("schemas") / "seed-report.schema.json"
 
 
@@ -61,6 +70,8 @@ def result_entry(m: Measurement) -> dict:
         "roofline": m.roofline.to_dict() if m.roofline else None,
         "clock": {"before": m.clock_before, "after": m.clock_after} if m.clock_before else None,
         "warnings": list(m.warnings),
+        "gradients": ({name: c.to_dict() for name, c in m.gradients.items()}
+                      if m.gradients else None),
     }
     if m.device_time is not None:
         st = m.device_time.stats()
@@ -161,7 +172,7 @@ def read_results(path: str, what: str = "report") -> List[dict]:
             raise SchemaVersionError(
                 f"{what} {path!r} has schema_version {version_text}; this attnperf reads "
                 f"{', '.join(map(str, KNOWN_SCHEMA_VERSIONS))}")
-        validate(data, SCHEMA_FILE, path, what)
+        validate(data, SCHEMA_FILES[version], path, what)
         results = data["results"]
         seen = set()
         for i, r in enumerate(results):

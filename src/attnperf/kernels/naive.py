@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from ..model.problem import PASSES
 from .spec import KernelSpec, causal_mask, kv_group
 
 
@@ -22,5 +23,5 @@ def naive_attention(q, k, v, *, causal: bool, scale: float):
 
 KERNELS = [KernelSpec(
     name="naive", fn=naive_attention, family="reference",
-    description="explicit matmul-softmax-matmul in PyTorch (scores materialised)",
+    description="explicit matmul-softmax-matmul in PyTorch (scores materialised)", passes=PASSES,
     workspace_bytes=lambda p: p.batch * p.heads * p.seq_q * p.seq_kv * (2 * p.element_size + 8))]

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import KernelUnavailableError
-from ..model.problem import Problem
+from ..model.problem import PASSES, Problem
 from .spec import KernelSpec, kv_group
 
 try:  # torch >= 2.3
@@ -153,10 +153,10 @@ def _default(q, k, v, *, causal: bool, scale: float):
 KERNELS = [KernelSpec(
     name="sdpa", fn=_default, family="sdpa", supports=_check_default,
     description="torch scaled_dot_product_attention, default dispatch",
-    provenance=dispatched_backend)] + [KernelSpec(
+    provenance=dispatched_backend, passes=PASSES)] + [KernelSpec(
         name=f"sdpa_{tag}", fn=_forced(tag), family="sdpa", supports=_check_forced(tag),
         devices=("cuda",) if tag in _CUDA_ONLY else ("cpu", "cuda"),
         description=f"torch scaled_dot_product_attention forced to the {tag} backend",
-        workspace_bytes=_math_workspace if tag == "math" else None)
+        workspace_bytes=_math_workspace if tag == "math" else None, passes=PASSES)
     for tag in BACKENDS]
 

@@ -30,9 +30,17 @@ Optional parts of a spec:
   (recorded as the result's backend).
 * ``flops(problem)`` / ``bytes(problem)`` -- the kernel's own work model
   (a sliding-window or sparse kernel does less than dense attention); the
-  roofline uses them instead of :mod:`attnperf.model.roofline`'s.
+  roofline uses them instead of :mod:`attnperf.model.roofline`'s.  They get
+  the problem with its pass (``problem.mode``): count the backward's work too.
 * ``workspace_bytes(problem)`` -- scratch memory beyond Q, K, V and O, so
   attnperf can skip a problem that would not fit before allocating it.
+* ``passes`` -- the passes it can be timed in (``Problem.mode``: ``fwd``,
+  ``bwd``, ``fwd+bwd``).  The backward passes take gradients of the output
+  with ``torch.autograd.grad``: the kernel must be differentiable (plain
+  PyTorch ops, or a ``torch.autograd.Function``).  Default ``None``: every
+  pass, the backward ones when the output carries an autograd graph at the
+  first call (else the config is recorded as unavailable, with that reason);
+  ``passes=["fwd"]`` says up front that a kernel has no backward.
 
 Kernels are found by the registry (:mod:`attnperf.kernels.registry`) through
 the entry-point group ``attnperf.kernels`` and ``module:attribute``
@@ -47,7 +55,7 @@ import inspect
 import math
 from typing import Callable, Optional, Sequence, Tuple, Union
 
-from ..model.problem import DTYPES, Problem, canonical_dtype
+from ..model.problem import DTYPES, PASSES, Problem, canonical_dtype
 
 # Bumped when the kernel contract above changes incompatibly; a plugin may
 # check ``attnperf.KERNEL_API_VERSION`` to support several attnperf versions.
@@ -104,6 +112,7 @@ class KernelSpec:
     flops: Optional[Callable[[Problem], int]] = None
     bytes: Optional[Callable[[Problem], int]] = None
     workspace_bytes: Optional[Callable[[Problem], int]] = None
+    passes: Optional[Sequence[str]] = None  # None: all, backward when differentiable
     # Where the spec came from (an entry point or a module:attribute reference).
     origin: str = ""
 
@@ -116,6 +125,8 @@ class KernelSpec:
         object.__setattr__(self, "devices", _names("devices", self.devices, DEVICES))
         object.__setattr__(self, "dtypes", _names("dtypes", self.dtypes, tuple(DTYPES),
                                                   canonical_dtype))
+        if self.passes is not None:
+            object.__setattr__(self, "passes", _names("passes", self.passes, PASSES))
         for field in ("supports", "flops", "bytes", "workspace_bytes"):
             value = getattr(self, field)
             if value is not None and not callable(value):
@@ -146,6 +157,9 @@ class KernelSpec:
         if problem.dtype not in self.dtypes:
             return False, (f"{self.name} supports {', '.join(self.dtypes)} only "
                            f"(problem is {problem.dtype})")
+        if self.passes is not None and problem.mode not in self.passes:
+            return False, (f"{self.name} supports the pass(es) {', '.join(self.passes)} only "
+                           f"(problem is {problem.mode})")
         if self.supports is not None:
             why = (self.supports(problem, device) if _arity(self.supports) >= 2
                    else self.supports(problem))
@@ -179,7 +193,8 @@ def kernel(name: Optional[str] = None, *, family: str = "plugin", description: s
            supports: Optional[Callable] = None, provenance: Union[None, str, Callable] = None,
            flops: Optional[Callable[[Problem], int]] = None,
            bytes: Optional[Callable[[Problem], int]] = None,  # noqa: A002 - the documented name
-           workspace_bytes: Optional[Callable[[Problem], int]] = None) -> Callable[[Callable], KernelSpec]:
+           workspace_bytes: Optional[Callable[[Problem], int]] = None,
+           passes: Optional[Sequence[str]] = None) -> Callable[[Callable], KernelSpec]:
     """Decorator: turn ``fn(q, k, v, *, causal, scale)`` into a :class:`KernelSpec`.
 
     The name defaults to the function's name; the description to the first line
@@ -189,7 +204,7 @@ def kernel(name: Optional[str] = None, *, family: str = "plugin", description: s
         return KernelSpec(name=name or fn.__name__, fn=fn, family=family,
                           description=description, devices=devices, dtypes=dtypes,
                           supports=supports, provenance=provenance, flops=flops, bytes=bytes,
-                          workspace_bytes=workspace_bytes)
+                          workspace_bytes=workspace_bytes, passes=passes)
     return wrap
 
 

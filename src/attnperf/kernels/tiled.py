@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import torch
 
+from ..model.problem import PASSES
 from .spec import KernelSpec
 
 BLOCK_KV = 256
@@ -47,6 +48,6 @@ def tiled_attention(q, k, v, *, causal: bool, scale: float, block_kv: int = BLOC
 
 
 KERNELS = [KernelSpec(
-    name="tiled", fn=tiled_attention, family="in-repo",
+    name="tiled", fn=tiled_attention, family="in-repo", passes=PASSES,
     description=f"in-repo block-wise online-softmax attention (PyTorch, KV block {BLOCK_KV})",
     workspace_bytes=lambda p: p.batch * p.heads * p.seq_q * (min(BLOCK_KV, p.seq_kv) * 12 + p.head_dim * 8))]

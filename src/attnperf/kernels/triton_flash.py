@@ -633,7 +633,7 @@ def _kernels():
 
     return [KernelSpec(
         name="triton_flash", fn=flash_attention, family="in-repo", supports=_supports,
-        dtypes=("float16", "bfloat16"),
+        dtypes=("float16", "bfloat16"), passes=("fwd", "bwd", "fwd+bwd"),
         description="in-repo Triton FlashAttention (online softmax, autotuned; forward + backward)")]
 
 

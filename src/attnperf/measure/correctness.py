@@ -11,53 +11,94 @@ The reference is computed from the inputs *before* the kernel sees them, and
 the inputs are compared with saved copies after the call: a kernel that
 zeroes ``q`` in place must not be judged against attention of the zeros it
 wrote (it once passed that way, rel_error 1.5e-07).
+
+Training passes (``bwd``, ``fwd+bwd``) are judged on dQ, dK and dV too
+(:func:`reference_grads`, :func:`verify_grads`): autograd through the same
+float64 reference attention, from float64 copies of the inputs and the seeded
+dO made before the kernel runs, each gradient judged like an output with the
+same figures and rule against :data:`~attnperf.model.problem.GRAD_TOLERANCES`
+(looser than the forward's; the numbers and their measurement are there).
 """
 
 from __future__ import annotations
 
 import math
-from typing import List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import torch
 
 from ..kernels.spec import causal_mask
-from ..model.problem import MAX_ABS_FACTOR, TOLERANCES, Problem, precision_key
+from ..model.problem import GRAD_TOLERANCES, MAX_ABS_FACTOR, TOLERANCES, Problem, precision_key
 from ..model.records import Correctness
 
 _REF_CHUNK_BYTES = 1 << 30
 
 
-def reference(q, k, v, problem: Problem) -> torch.Tensor:
-    """Exact attention in float64 (on the inputs' device), chunked over B*H."""
-    b, h, sq, d = q.shape
-    g, sk = problem.gqa_group, problem.seq_kv
-    out = torch.empty((b, h, sq, d), dtype=torch.float64, device=q.device)
-    per_head = sq * sk * 8 * 3
+def _chunks(q, problem: Problem, bytes_per_score: int):
+    """(batch, first head, last head + 1, K/V head index) slices of at most ~1 GiB of scores."""
+    b, h, sq, _ = q.shape
+    per_head = sq * problem.seq_kv * bytes_per_score
     heads_per_chunk = max(1, _REF_CHUNK_BYTES // max(per_head, 1))
-    mask = None
-    if problem.causal:
-        mask = causal_mask(sq, sk, q.device)
-    scale = 1.0 / math.sqrt(d)
     for bi in range(b):
         for h0 in range(0, h, heads_per_chunk):
             h1 = min(h, h0 + heads_per_chunk)
-            kv_idx = torch.arange(h0, h1, device=q.device) // g
-            qs = q[bi, h0:h1].double()
-            ks = k[bi].index_select(0, kv_idx).double()
-            vs = v[bi].index_select(0, kv_idx).double()
-            s = torch.matmul(qs, ks.transpose(-2, -1)) * scale
-            if mask is not None:
-                s.masked_fill_(~mask, float("-inf"))
-            out[bi, h0:h1] = torch.matmul(torch.softmax(s, dim=-1), vs)
+            yield bi, h0, h1, torch.arange(h0, h1, device=q.device) // problem.gqa_group
+
+
+def _attention64(qs, ks, vs, mask, scale: float) -> torch.Tensor:
+    s = torch.matmul(qs, ks.transpose(-2, -1)) * scale
+    if mask is not None:
+        s = s.masked_fill(~mask, float("-inf"))
+    return torch.matmul(torch.softmax(s, dim=-1), vs)
+
+
+def _mask(q, problem: Problem):
+    return causal_mask(q.shape[2], problem.seq_kv, q.device) if problem.causal else None
+
+
+def reference(q, k, v, problem: Problem) -> torch.Tensor:
+    """Exact attention in float64 (on the inputs' device), chunked over B*H."""
+    out = torch.empty(q.shape, dtype=torch.float64, device=q.device)
+    mask, scale = _mask(q, problem), 1.0 / math.sqrt(q.shape[-1])
+    with torch.no_grad():
+        for bi, h0, h1, kv_idx in _chunks(q, problem, 8 * 3):
+            out[bi, h0:h1] = _attention64(q[bi, h0:h1].double(), k[bi].index_select(0, kv_idx).double(),
+                                          v[bi].index_select(0, kv_idx).double(), mask, scale)
     return out
 
 
+def reference_grads(q, k, v, dout, problem: Problem):
+    """The float64 output and (dQ, dK, dV) of ``out`` for the cotangent ``dout``:
+    autograd through :func:`reference`'s attention, chunked over B*H (a K/V head's
+    gradient sums over its GQA group's query heads).  Reads ``q``, ``k``, ``v``
+    and ``dout`` only (their float64 copies carry the autograd graph)."""
+    out = torch.empty(q.shape, dtype=torch.float64, device=q.device)
+    dq = torch.empty(q.shape, dtype=torch.float64, device=q.device)
+    dk = torch.zeros(k.shape, dtype=torch.float64, device=q.device)
+    dv = torch.zeros(v.shape, dtype=torch.float64, device=q.device)
+    mask, scale = _mask(q, problem), 1.0 / math.sqrt(q.shape[-1])
+    with torch.enable_grad():
+        for bi, h0, h1, kv_idx in _chunks(q, problem, 8 * 6):  # scores, probs and their grads
+            qs = q[bi, h0:h1].detach().double().requires_grad_(True)
+            ks = k[bi].detach().double().requires_grad_(True)
+            vs = v[bi].detach().double().requires_grad_(True)
+            o = _attention64(qs, ks.index_select(0, kv_idx), vs.index_select(0, kv_idx), mask, scale)
+            gq, gk, gv = torch.autograd.grad(o, (qs, ks, vs), dout[bi, h0:h1].detach().double())
+            out[bi, h0:h1] = o.detach()
+            dq[bi, h0:h1] = gq
+            dk[bi] += gk
+            dv[bi] += gv
+    return out, (dq, dk, dv)
+
+
 def compare(out: torch.Tensor, ref: torch.Tensor, problem: Problem,
-            tf32: bool = False, tolerance: Optional[float] = None) -> Correctness:
-    """Error figures of ``out`` against the float64 ``ref``."""
+            tf32: bool = False, tolerance: Optional[float] = None,
+            tolerances: Dict[str, float] = TOLERANCES) -> Correctness:
+    """Error figures of ``out`` against the float64 ``ref`` (``tolerances``: the
+    default bound per precision key, :data:`TOLERANCES` for outputs)."""
     key = precision_key(problem.dtype, tf32)
-    tol = TOLERANCES[key] if tolerance is None else tolerance
-    o = out.double()
+    tol = tolerances[key] if tolerance is None else tolerance
+    o = out.detach().double()
     finite = torch.isfinite(o)
     nonfinite = int((~finite).sum().item())
     diff = torch.where(finite, o - ref, torch.zeros_like(ref))
@@ -81,7 +122,8 @@ def compare(out: torch.Tensor, ref: torch.Tensor, problem: Problem,
                        tolerance=tol, tolerance_key=key)
 
 
-INPUT_NAMES = ("q", "k", "v")
+INPUT_NAMES = ("q", "k", "v", "dout")
+GRAD_NAMES = ("dq", "dk", "dv")
 
 
 def modified_inputs(inputs: Sequence[torch.Tensor], saved: Sequence[torch.Tensor]) -> List[str]:
@@ -98,18 +140,37 @@ def verify(out, ref: torch.Tensor, problem: Problem, tf32: bool = False,
     Raises TypeError/ValueError for an output that is not a tensor of the query's
     shape (the kernel is broken, not wrong: the session records an error).
     """
-    if not isinstance(out, torch.Tensor):
-        raise TypeError(f"kernel returned a {type(out).__name__}, expected a tensor shaped like q "
-                        f"{tuple(ref.shape)}")
-    if tuple(out.shape) != tuple(ref.shape):
-        raise ValueError(f"kernel returned shape {tuple(out.shape)}, expected {tuple(ref.shape)} "
-                         "(the shape of q)")
+    _check_shape(out, ref, "kernel returned")
     tol = (tolerances or {}).get(precision_key(problem.dtype, tf32))
     c = compare(out, ref, problem, tf32=tf32, tolerance=tol)
     if modified:
         c.modified_inputs = list(modified)
         c.passed = False
     return c
+
+
+def _check_shape(out, ref: torch.Tensor, what: str, like: str = "the shape of q") -> None:
+    if not isinstance(out, torch.Tensor):
+        raise TypeError(f"{what} a {type(out).__name__}, expected a tensor shaped {tuple(ref.shape)}")
+    if tuple(out.shape) != tuple(ref.shape):
+        raise ValueError(f"{what} shape {tuple(out.shape)}, expected {tuple(ref.shape)} ({like})")
+
+
+def verify_grads(grads: Sequence, refs: Sequence[torch.Tensor], problem: Problem,
+                 tf32: bool = False, modified: Sequence[str] = ()) -> Dict[str, Correctness]:
+    """Judge (dQ, dK, dV) against the float64 ``refs`` of :func:`reference_grads`:
+    one :class:`Correctness` per name of :data:`GRAD_NAMES`, against
+    :data:`GRAD_TOLERANCES`; modified inputs fail each.  A missing (None) or
+    misshapen gradient raises TypeError/ValueError (the kernel is broken)."""
+    out = {}
+    for name, g, ref in zip(GRAD_NAMES, grads, refs):
+        _check_shape(g, ref, f"the backward returned {name} as" if g is None else f"{name} has",
+                     like=f"the shape of {name[1]}")
+        c = compare(g, ref, problem, tf32=tf32, tolerances=GRAD_TOLERANCES)
+        if modified:
+            c.modified_inputs, c.passed = list(modified), False
+        out[name] = c
+    return out
 
 
 def check(fn, q, k, v, problem: Problem, tf32: bool = False,

@@ -17,22 +17,32 @@ def torch_dtype(name: str) -> torch.dtype:
     return getattr(torch, name)
 
 
-def seed_for(problem: Problem, seed: int = DEFAULT_SEED) -> int:
-    """A per-problem seed, stable across processes (unlike ``hash()``)."""
-    digest = hashlib.sha256(f"{seed}:{problem.id}".encode()).digest()
+def seed_for(problem: Problem, seed: int = DEFAULT_SEED, what: str = "") -> int:
+    """A per-problem seed, stable across processes (unlike ``hash()``).  Every pass
+    of a shape draws the forward problem's Q, K, V (the forward id keys the seed)."""
+    digest = hashlib.sha256(f"{seed}:{problem.with_pass('fwd').id}{what}".encode()).digest()
     return int.from_bytes(digest[:6], "little")
 
 
 def make_inputs(problem: Problem, device: str, seed: int = DEFAULT_SEED
                 ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Fresh standard-normal Q, K, V in SDPA layout on ``device``."""
+    draw = _drawer(problem, device, seed_for(problem, seed))
+    return (draw(problem.heads, problem.seq_q), draw(problem.kv_heads, problem.seq_kv),
+            draw(problem.kv_heads, problem.seq_kv))
+
+
+def make_grad_output(problem: Problem, device: str, seed: int = DEFAULT_SEED) -> torch.Tensor:
+    """The seeded standard-normal dO (shaped like the output) the backward passes use."""
+    return _drawer(problem, device, seed_for(problem, seed, ":dout"))(problem.heads, problem.seq_q)
+
+
+def _drawer(problem: Problem, device: str, seed: int):
     gen = torch.Generator(device=device)
-    gen.manual_seed(seed_for(problem, seed))
+    gen.manual_seed(seed)
     dt = torch_dtype(problem.dtype)
 
     def draw(heads: int, seq: int) -> torch.Tensor:
         return torch.randn(problem.batch, heads, seq, problem.head_dim, generator=gen,
                            device=device, dtype=torch.float32).to(dt)
-
-    return (draw(problem.heads, problem.seq_q), draw(problem.kv_heads, problem.seq_kv),
-            draw(problem.kv_heads, problem.seq_kv))
+    return draw

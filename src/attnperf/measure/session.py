@@ -11,6 +11,7 @@ limit (``isolate=True``; see :mod:`attnperf.measure.worker`).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import pickle
@@ -27,9 +28,9 @@ from ..model.peaks import Peak, match_peak
 from ..model.problem import Problem
 from ..model.records import Correctness, Measurement, Samples
 from .ceilings import load_or_measure_ceilings
-from .correctness import modified_inputs, reference, verify
+from .correctness import modified_inputs, reference, reference_grads, verify, verify_grads
 from .device import fingerprint, resolve_device, tf32_enabled
-from .inputs import DEFAULT_SEED, make_inputs
+from .inputs import DEFAULT_SEED, make_grad_output, make_inputs
 from .nvml import gpu_clock_state
 from .timing import Budget, time_cpu, time_cuda_device, time_cuda_latency
 from .worker import Crashed, Done, Worker
@@ -55,15 +56,19 @@ def available_memory(device: str) -> Optional[int]:
 
 
 def input_bytes(p: Problem) -> int:
-    """Q, K and V: the saved copies that detect a kernel writing to its inputs."""
-    return p.batch * (p.heads * p.seq_q + 2 * p.kv_heads * p.seq_kv) * p.head_dim * p.element_size
+    """Q, K and V (and dO): the saved copies that detect a kernel writing to its inputs."""
+    q_like = p.batch * p.heads * p.seq_q * p.head_dim * (2 if p.backward else 1)
+    return (q_like + 2 * p.batch * p.kv_heads * p.seq_kv * p.head_dim) * p.element_size
 
 
 def memory_needed(spec: KernelSpec, p: Problem) -> int:
-    """Inputs (and their saved copies), output, kernel scratch, and the float64
-    reference (chunked to <= 1 GiB)."""
-    ref = 8 * p.batch * p.heads * p.seq_q * p.head_dim + min(1 << 30, 24 * p.seq_q * p.seq_kv * p.heads)
-    return roofline.bytes_moved(p) + input_bytes(p) + spec.scratch_bytes(p) + ref
+    """Inputs (and their saved copies), output (and gradients), kernel scratch, and
+    the float64 reference (chunked to <= 1 GiB; with gradients in training passes)."""
+    scores = min(1 << 30, (48 if p.backward else 24) * p.seq_q * p.seq_kv * p.heads)
+    elements = p.batch * p.heads * p.seq_q * p.head_dim
+    if p.backward:  # float64 O and dQ, dK, dV
+        elements = 2 * elements + 2 * p.batch * p.kv_heads * p.seq_kv * p.head_dim
+    return roofline.bytes_moved(p) + input_bytes(p) + spec.scratch_bytes(p) + 8 * elements + scores
 
 
 class Bench:
@@ -75,6 +80,13 @@ class Bench:
     sees the inputs and keeps copies of them; :meth:`recheck` judges the
     output of the last timed call against that reference, and the inputs
     against the copies.
+
+    Training passes (``problem.mode`` ``bwd`` / ``fwd+bwd``): Q, K, V require
+    grad and a seeded dO is drawn; the reference adds float64 dQ, dK, dV
+    (autograd), and :attr:`gradients` holds their verdicts after each check.
+    The timed call is ``torch.autograd.grad`` of a forward output made once
+    (``bwd``: on a side stream on a GPU, see :mod:`attnperf.measure.timing`)
+    or of a fresh forward (``fwd+bwd``).
     """
 
     def __init__(self, kernel: Union[str, KernelSpec], problem: Problem, device: str,
@@ -91,47 +103,110 @@ class Bench:
                 f"{problem.id} needs ~{need / 2**30:.2f} GiB on {device}, "
                 f"{free / 2**30:.2f} GiB free")
         self.q, self.k, self.v = make_inputs(problem, device, seed)
+        self.dout = None
+        if problem.backward:
+            self.dout = make_grad_output(problem, device, seed)
+            for x in (self.q, self.k, self.v):
+                x.requires_grad_(True)
         self.ref = self.saved = self.last = None
+        self.ref_grads = self.grads = self.gradients = None
+        self._stream = None
+
+    @property
+    def inputs(self) -> tuple:
+        return (self.q, self.k, self.v) + ((self.dout,) if self.dout is not None else ())
+
+    def forward(self):
+        """One forward call; in training passes its output must carry an autograd graph."""
+        out = self.spec.run(self.q, self.k, self.v, self.problem)
+        if self.problem.backward and getattr(out, "grad_fn", None) is None and hasattr(out, "shape"):
+            raise KernelUnavailableError(
+                f"{self.spec.name} has no backward: its output carries no autograd graph "
+                f"(pass {self.problem.mode}; a kernel without one declares passes=['fwd'])")
+        return out
 
     def call(self):
-        # Keeps the output: inside a CUDA graph this is the last captured call's
-        # output buffer, which every replay rewrites, so recheck() sees a timed call.
-        self.last = self.spec.run(self.q, self.k, self.v, self.problem)
-        return self.last
+        # Keeps the output (and gradients): inside a CUDA graph these are the last
+        # captured call's buffers, which every replay rewrites, so recheck() sees a timed call.
+        mode = self.problem.mode
+        if mode != "bwd":
+            self.last = self.forward()
+        if mode == "fwd":
+            return self.last
+        import torch
+        self.grads = torch.autograd.grad(self.last, (self.q, self.k, self.v), self.dout,
+                                         retain_graph=mode == "bwd")
+        return self.grads
 
     def check(self) -> Correctness:
         """The first call, judged (see the class doc)."""
-        self.ref = reference(self.q, self.k, self.v, self.problem)
-        self.saved = [x.clone() for x in (self.q, self.k, self.v)]
-        return self.recheck(self.call())
+        if self.problem.backward:
+            self.ref, self.ref_grads = reference_grads(self.q, self.k, self.v, self.dout, self.problem)
+        else:
+            self.ref = reference(self.q, self.k, self.v, self.problem)
+        self.saved = [x.detach().clone() for x in self.inputs]
+        if self.problem.mode == "bwd":
+            self.last = self.forward()
+        self.call()
+        return self.recheck()
 
     def recheck(self, out=None) -> Correctness:
-        """The output of the last call (default) and the inputs, judged again."""
+        """The output (and gradients) of the last call (default) and the inputs, judged again."""
         out = self.last if out is None else out
-        changed = modified_inputs((self.q, self.k, self.v), self.saved)
-        return verify(out, self.ref, self.problem, tf32=self.tf32, modified=changed,
-                      tolerances=self.tolerances)
+        changed = modified_inputs(self.inputs, self.saved)
+        c = verify(out, self.ref, self.problem, tf32=self.tf32, modified=changed,
+                   tolerances=self.tolerances)
+        if self.problem.backward:
+            self.gradients = verify_grads(self.grads, self.ref_grads, self.problem,
+                                          tf32=self.tf32, modified=changed)
+        return c
+
+    def wrong(self, c: Correctness, when: str = "") -> Optional[str]:
+        """Why the last check failed (output, then dQ, dK, dV), or None when it passed."""
+        if not c.passed:
+            return _wrong(c, when)
+        for name, g in (self.gradients or {}).items():
+            if not g.passed:
+                return _wrong(g, when, f" {name}")
+        return None
+
+    def _timing_stream(self):
+        """``bwd`` on a GPU: a side stream, current while timing, where a fresh
+        forward runs first (its backward must be captured where it ran)."""
+        if self.device != "cuda" or self.problem.mode != "bwd":
+            return contextlib.nullcontext()
+        import torch
+        if self._stream is None:
+            self._stream = torch.cuda.Stream()
+        self._stream.wait_stream(torch.cuda.current_stream())
+        return torch.cuda.stream(self._stream)
 
     @property
     def tf32(self) -> bool:
         return self.problem.dtype == "float32" and tf32_enabled(self.device)
 
-    def time_samples(self, budget: Budget = Budget()) -> Samples:
-        """The primary time: device time on a GPU, wall time on a CPU."""
-        if self.device == "cuda":
-            return time_cuda_device(self.call, budget)
-        return time_cpu(self.call, budget)
+    def time_samples(self, budget: Budget = Budget(), capture: bool = True) -> Samples:
+        """The primary time: device time on a GPU (``capture=False``: eager calls
+        between events instead of graph replays), wall time on a CPU."""
+        with self._timing_stream():
+            if self.problem.mode == "bwd":
+                self.last = self.forward()
+            if self.device == "cuda":
+                return time_cuda_device(self.call, budget, capture=capture)
+            return time_cpu(self.call, budget)
 
     def latency_samples(self, budget: Budget = Budget(), l2_flush: bool = True) -> Samples:
-        if self.device == "cuda":
-            return time_cuda_latency(self.call, budget, l2_flush=l2_flush)
-        return time_cpu(self.call, budget)
+        with self._timing_stream():
+            if self.device == "cuda":
+                return time_cuda_latency(self.call, budget, l2_flush=l2_flush)
+            return time_cpu(self.call, budget)
 
     def dispatch(self) -> Optional[str]:
         return self.spec.backend(self.q, self.k, self.v, self.problem)
 
     def release(self) -> None:
         self.q = self.k = self.v = self.ref = self.saved = self.last = None
+        self.dout = self.ref_grads = self.grads = self._stream = None
         if self.device == "cuda":
             import torch
             try:
@@ -194,10 +269,10 @@ def _oom_types():
                              getattr(torch, "OutOfMemoryError", None)) if t)
 
 
-def _wrong(c: Correctness, when: str) -> str:
+def _wrong(c: Correctness, when: str, what: str = "") -> str:
     if c.modified_inputs:
         return f"kernel modified its inputs ({', '.join(c.modified_inputs)}){when}"
-    return f"wrong result{when}: {c.summary()}"
+    return f"wrong {'gradient' + what if what else 'result'}{when}: {c.summary()}"
 
 
 def measure(kernel: str, problem: Problem, device: str, ceiling_data: Optional[dict] = None,
@@ -236,21 +311,24 @@ def _measure_into(m: Measurement, spec: KernelSpec, problem: Problem, device: st
     try:
         bench = Bench(spec, problem, device, seed, tolerances=tolerances)
         m.correctness = bench.check()
-        if not m.correctness.passed:
-            m.status, m.reason = "failed", _wrong(m.correctness, "")
+        m.gradients = bench.gradients
+        why = bench.wrong(m.correctness)
+        if why:
+            m.status, m.reason = "failed", why
             return
         m.dispatch = bench.dispatch()
         if device == "cuda":
             m.clock_before = gpu_clock_state()
         m.device_time = bench.time_samples(budget)
         timed = bench.recheck()  # the output of the last timed call
-        if timed.passed and device == "cuda" and latency:
+        if not bench.wrong(timed) and device == "cuda" and latency:
             m.latency = bench.latency_samples(budget, l2_flush=l2_flush)
             m.clock_after = gpu_clock_state()
             timed = bench.recheck()
-        if not timed.passed:
-            m.correctness, m.device_time, m.latency = timed, None, None
-            m.status, m.reason = "failed", _wrong(timed, " in a timed call")
+        why = bench.wrong(timed, " in a timed call")
+        if why:
+            m.correctness, m.gradients, m.device_time, m.latency = timed, bench.gradients, None, None
+            m.status, m.reason = "failed", why
             return
         m.roofline = roofline_of(m, ceiling_data, peak, work=bench.spec.work(problem))
     except KernelUnavailableError as exc:

@@ -43,6 +43,30 @@ GPU, labelled numbers, never a host timer without synchronisation:
   then CUDA events around one call: host dispatch + launch + a cold-cache
   kernel, what one isolated call costs.
 
+Training passes (``bwd``, ``fwd+bwd``) are timed by the same functions; only
+the callable differs (built by :class:`attnperf.measure.session.Bench`):
+
+* ``bwd`` -- Q, K, V require grad; the forward runs **once, eagerly, outside
+  the graph**, on a side stream ``S`` that the caller makes current for the
+  whole timing; the timed call is ``torch.autograd.grad(out, (q, k, v), dO,
+  retain_graph=True)``.  Autograd runs each backward op on the stream of its
+  forward op, so the graph must be captured on ``S``: :func:`_capture_graph`
+  captures on the current stream whenever that is not the default stream
+  (the forward pass keeps the default stream and is captured as before).
+  A replay re-runs the captured backward kernels on the saved tensors of
+  that one forward; ``retain_graph`` keeps them for every warm-up, captured
+  and eager call.
+* ``fwd+bwd`` -- the forward and the gradient call together, captured as one
+  callable (no retained graph).
+
+Everything else -- warm-up, calls per graph, idle gap, warm replays, events,
+retakes, the sustained view, the isolated latency -- is the forward's.  A
+backend whose backward cannot be captured falls back, as any kernel does, to
+eager calls between events (``method`` ``cuda-events-burst``, the capture
+error in ``note``); ``capture=False`` asks for that protocol on purpose (the
+GPU check compares the two).  CPU: ``time.perf_counter`` around the same
+callables.
+
 Raw samples are always kept; statistics are median, IQR, mean, std, min.
 """
 
@@ -201,6 +225,10 @@ def _cuda_warmup(torch, fn, budget: Budget, clock: Callable[[], float] = time.pe
 
 
 def _capture_graph(torch, fn, calls: int):
+    # On the current stream unless it is the default one (which cannot capture):
+    # a backward runs where its forward ran, and Bench made that stream current.
+    current = torch.cuda.current_stream()
+    stream = None if current == torch.cuda.default_stream() else current
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(side):
@@ -209,24 +237,26 @@ def _capture_graph(torch, fn, calls: int):
     torch.cuda.current_stream().wait_stream(side)
     torch.cuda.synchronize()
     graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
+    with torch.cuda.graph(graph, stream=stream):
         for _ in range(calls):
             fn()
     torch.cuda.synchronize()
     return graph
 
 
-def _replayable(torch, fn, calls: int) -> Tuple[Callable[[], None], str, str]:
+def _replayable(torch, fn, calls: int, capture: bool = True) -> Tuple[Callable[[], None], str, str]:
     """(launch ``calls`` calls, method, note): a graph replay, or a burst of
-    calls when the kernel cannot be captured."""
+    calls when the kernel cannot be captured (or ``capture`` is off)."""
+    def burst():
+        for _ in range(calls):
+            fn()
+
+    if not capture:
+        return burst, "cuda-events-burst", "graph capture off (eager calls between events)"
     try:
         return _capture_graph(torch, fn, calls).replay, "cuda-graph", ""
     except RuntimeError as exc:  # some kernels cannot be captured
         torch.cuda.synchronize()
-
-        def burst():
-            for _ in range(calls):
-                fn()
         return burst, "cuda-events-burst", f"graph capture failed: {str(exc).splitlines()[0]}"
 
 
@@ -349,19 +379,21 @@ def time_cuda_device(fn: Callable[[], object], budget: Budget = Budget(),
                      graph_target_s: float = 2e-3, max_calls: int = 100,
                      power: PowerControl = POWER, clocks=_NVML,
                      sleep: Callable[[float], None] = time.sleep,
-                     clock: Callable[[], float] = time.perf_counter) -> Samples:
+                     clock: Callable[[], float] = time.perf_counter,
+                     capture: bool = True) -> Samples:
     """Device time per call: CUDA-graph replays timed with events, under the
     power protocol ``power`` (module doc).
 
     ``clocks`` reads the GPU's clock state after each sample (default: NVML;
     None: unavailable); ``sleep`` and ``clock`` are the host's (injected by tests).
+    ``capture=False``: eager calls between the events instead of graph replays.
     """
     import torch
 
     read_clock = _resolve_clocks(torch, clocks)
     warm, per_call = _cuda_warmup(torch, fn, budget, clock)
     calls = int(min(max_calls, max(1, math.ceil(graph_target_s / per_call))))
-    launch, method, note = _replayable(torch, fn, calls)
+    launch, method, note = _replayable(torch, fn, calls, capture)
     launch()  # one untimed replay: graph upload
     torch.cuda.synchronize()
     if power.protocol == BACK_TO_BACK:

@@ -17,6 +17,7 @@ table, attnperf's defaults apply::
     ]
     sweeps = {long = [{batch = 1, heads = 8, seq_q = 8192, head_dim = 128, dtype = "bf16"}]}
     tolerances = {bfloat16 = 3e-2}        # relative error allowed, per precision
+    passes = ["fwd", "bwd", "fwd+bwd"]    # the asv suite's passes (default: fwd only)
     regression-factor = {cpu = 1.5, cuda = 1.05}   # or one number for both
 
 The schema is checked with jsonschema; every error is one line naming the key
@@ -31,7 +32,7 @@ from typing import Dict, List, Optional, Tuple
 
 from ..errors import ConfigError, InvalidShapeError, UnknownNameError
 from .catalog import resolve
-from .problem import DTYPE_ALIASES, TOLERANCES, Problem
+from .problem import DTYPE_ALIASES, PASSES, TOLERANCES, Problem
 
 TABLE = "tool.attnperf"
 DEFAULT_FACTORS = {"cpu": 1.5, "cuda": 1.05}  # the README's: CPU between-process spread, GPU 5 %
@@ -80,6 +81,7 @@ SCHEMA = {
         "regression-factor": {"anyOf": [_FACTOR, {
             "type": "object", "additionalProperties": False,
             "properties": {"cpu": _FACTOR, "cuda": _FACTOR}}]},
+        "passes": {"type": "array", "items": {"enum": list(PASSES)}, "uniqueItems": True},
     },
 }
 
@@ -93,6 +95,7 @@ ALLOWED = {
     "sweeps": "a table of sweep name = list of problems (like `problems`)",
     "tolerances": f"a table of {', '.join(TOLERANCES)} = a number in (0, 1]",
     "regression-factor": "a number >= 1, or a table {cpu = N, cuda = N} of numbers >= 1",
+    "passes": f"a list of passes: {', '.join(PASSES)}",
 }
 
 
@@ -108,6 +111,7 @@ class ProjectConfig:
     sweeps: Dict[str, Tuple[Problem, ...]] = dataclasses.field(default_factory=dict)
     tolerances: Dict[str, float] = dataclasses.field(default_factory=dict)
     factors: Dict[str, float] = dataclasses.field(default_factory=lambda: dict(DEFAULT_FACTORS))
+    passes: Tuple[str, ...] = ("fwd",)  # the asv suite's training grid is opt-in
 
     @property
     def tracked(self) -> List[str]:
@@ -205,4 +209,5 @@ def parse(table: dict, source: str = "") -> ProjectConfig:
                 for name, entries in table.get("sweeps", {}).items()},
         tolerances={k: float(v) for k, v in table.get("tolerances", {}).items()},
         factors={k: float(v) for k, v in factors.items()},
+        passes=tuple(table.get("passes", ("fwd",))),
     )

@@ -24,7 +24,13 @@ DTYPE_ALIASES = {
     "bf16": "bfloat16", "bfloat16": "bfloat16",
     "fp32": "float32", "float": "float32", "float32": "float32",
 }
-MODES = ("fwd",)  # "bwd" is reserved: the id format already carries the mode.
+# The pass a problem times (``Problem.mode``): the forward call, the backward
+# (dQ, dK, dV from a saved forward; ``torch.autograd.grad``), or both.  The
+# forward keeps its id; the others add a tag (ids are history keys, and the
+# tags stay plain words: asv's ``-b`` regexes, URLs and file names).
+PASSES = ("fwd", "bwd", "fwd+bwd")
+MODES = PASSES
+PASS_TAGS = {"fwd": "", "bwd": "bwd", "fwd+bwd": "fwdbwd"}
 
 # Relative Frobenius-norm error a GPU expert accepts for attention outputs of
 # standard-normal inputs, per precision key (see :func:`precision_key`).
@@ -37,6 +43,21 @@ TOLERANCES = {
     "tf32": 3e-3,
     "float16": 5e-3,
     "bfloat16": 2e-2,
+}
+# dQ, dK and dV against autograd through the float64 reference.  Measured with
+# torch 2.13 on CPU (SDPA math and flash, naive, tiled; 8,4,64,64 / 1,8,512,64
+# causal / 1,8,kv2,256,64 / 2,4,128,128 causal; seeded normal inputs and dO):
+# the worst gradient error was fp32 5.1e-7, fp16 8.7e-4, bf16 7.0e-3 -- 1.2-1.7x
+# the forward's error of the same kernel (the backward rounds P, dP and dS to
+# storage once more).  The bounds keep the forward's margin over the worst
+# measured value (bf16 ~4x, fp16 ~6x), so a scale off by 1 % (which puts >= 1 %
+# into dQ and dK) fails fp32 and fp16 and a dropped K/V block fails every dtype.
+GRAD_TOLERANCES = {
+    "float64": 1e-10,
+    "float32": 2e-4,
+    "tf32": 5e-3,
+    "float16": 5e-3,
+    "bfloat16": 3e-2,
 }
 # No single element may be off by more than this times the tolerance (relative
 # to max|ref|): catches a wrong tile that a norm would average away.
@@ -104,9 +125,9 @@ class Problem:
         if not isinstance(self.causal, bool):
             raise InvalidShapeError(f"causal must be true or false, got {self.causal!r}")
         object.__setattr__(self, "dtype", canonical_dtype(self.dtype))
-        if self.mode not in MODES:
+        if self.mode not in PASSES:
             raise InvalidShapeError(
-                f"unknown mode {self.mode!r}; allowed: {', '.join(MODES)}")
+                f"unknown pass {self.mode!r}; allowed: {', '.join(PASSES)}")
 
     # ---- derived -----------------------------------------------------------
     @property
@@ -116,6 +137,15 @@ class Problem:
     @property
     def gqa_group(self) -> int:
         return self.heads // self.kv_heads
+
+    @property
+    def backward(self) -> bool:
+        """Whether this problem's pass computes gradients (``bwd``, ``fwd+bwd``)."""
+        return self.mode != "fwd"
+
+    def with_pass(self, mode: str) -> "Problem":
+        """The same shape under another pass (``fwd``: the forward problem, its id unchanged)."""
+        return dataclasses.replace(self, mode=mode)
 
     @property
     def id(self) -> str:
@@ -131,8 +161,8 @@ class Problem:
         parts.append(DTYPES[self.dtype][1])
         if self.causal:
             parts.append("causal")
-        if self.mode != "fwd":
-            parts.append(self.mode)
+        if PASS_TAGS[self.mode]:
+            parts.append(PASS_TAGS[self.mode])
         return "_".join(parts)
 
     def to_config(self) -> dict:
@@ -169,13 +199,14 @@ class Problem:
                   "sk": "seq_kv", "d": "head_dim"}
         kw: dict = {}
         tags = {tag: name for name, (_, tag) in DTYPES.items()}
+        pass_tags = {tag: mode for mode, tag in PASS_TAGS.items() if tag}
         for part in problem_id.split("_"):
             if part in tags:
                 kw["dtype"] = tags[part]
             elif part == "causal":
                 kw["causal"] = True
-            elif part in MODES or part == "bwd":
-                kw["mode"] = part
+            elif part in pass_tags:
+                kw["mode"] = pass_tags[part]
             else:
                 prefix = part.rstrip("0123456789")
                 digits = part[len(prefix):]

@@ -219,7 +219,7 @@ class Correctness:
     nonfinite: int
     tolerance: float
     tolerance_key: str
-    # Inputs ("q", "k", "v") the kernel wrote to; any makes ``passed`` false.
+    # Inputs ("q", "k", "v"; "dout" in training passes) the kernel wrote to; any makes ``passed`` false.
     modified_inputs: List[str] = dataclasses.field(default_factory=list)
 
     def to_dict(self) -> dict:
@@ -258,3 +258,5 @@ class Measurement:
     clock_after: Optional[dict] = None
     timestamp: str = ""
     warnings: List[str] = dataclasses.field(default_factory=list)  # the kernel's, deduplicated
+    # Training passes: dQ, dK, dV judged against float64 autograd ("dq", "dk", "dv").
+    gradients: Optional[Dict[str, Correctness]] = None

@@ -8,6 +8,17 @@ not ``S^2 / 2``.  Softmax FLOPs are not counted (FlashAttention's convention).
 
 Bytes are the fewest any kernel must move: Q, K, V read once, O written once
 (K and V at their own head count, so GQA reads less).
+
+Training passes (``Problem.mode``) scale the forward count exactly, causal and
+GQA included (FlashAttention's convention): the backward recomputes
+``S = QK^T`` and computes ``dV = P^T dO``, ``dP = dO V^T``, ``dQ = dS K`` and
+``dK = dS^T Q`` -- five matmuls to the forward's two, **2.5x** the forward
+FLOPs; ``fwd+bwd`` is **3.5x**.  Backward bytes, the fewest a FlashAttention-
+style backward moves: Q, K, V, O and dO read once, the per-row log-sum-exp
+read (fp32, one value per query row and head), dQ, dK and dV written once
+(dK, dV at the K/V head count).  ``fwd+bwd`` is the forward's bytes plus the
+log-sum-exp it writes for the backward, plus the backward's bytes (O and the
+LSE go through memory between the two, as they do in every fused kernel pair).
 """
 
 from __future__ import annotations
@@ -50,16 +61,30 @@ def attention_pairs(p: Problem) -> int:
     return p.batch * p.heads * per_head
 
 
-def flops(p: Problem) -> int:
-    """Forward FLOPs: 4 * D per visible (query, key) pair."""
+# FLOPs of each pass in halves of the forward's (integers: the forward count is even).
+PASS_FLOP_HALVES = {"fwd": 2, "bwd": 5, "fwd+bwd": 7}
+LSE_BYTES = 4  # one fp32 log-sum-exp per query row and head
+
+
+def forward_flops(p: Problem) -> int:
+    """Forward FLOPs: 4 * D per visible (query, key) pair (whatever ``p.mode``)."""
     return 4 * p.head_dim * attention_pairs(p)
 
 
+def flops(p: Problem) -> int:
+    """FLOPs of ``p``'s pass: the forward's x1, x2.5 (bwd), x3.5 (fwd+bwd)."""
+    return forward_flops(p) * PASS_FLOP_HALVES[p.mode] // 2
+
+
 def bytes_moved(p: Problem) -> int:
-    """Q + K + V read once, O written once."""
-    q_o = 2 * p.batch * p.heads * p.seq_q * p.head_dim
-    k_v = 2 * p.batch * p.kv_heads * p.seq_kv * p.head_dim
-    return p.element_size * (q_o + k_v)
+    """Fwd: Q + K + V read once, O written once.  Bwd: Q, K, V, O, dO and the LSE
+    read, dQ, dK, dV written.  Fwd+bwd: both, plus the LSE the forward writes."""
+    q_like = p.batch * p.heads * p.seq_q * p.head_dim    # Q, O, dO, dQ each
+    kv_like = p.batch * p.kv_heads * p.seq_kv * p.head_dim  # K, V, dK, dV each
+    lse = LSE_BYTES * p.batch * p.heads * p.seq_q
+    fwd = p.element_size * (2 * q_like + 2 * kv_like)
+    bwd = p.element_size * (4 * q_like + 4 * kv_like) + lse
+    return {"fwd": fwd, "bwd": bwd, "fwd+bwd": fwd + lse + bwd}[p.mode]
 
 
 def arithmetic_intensity(p: Problem) -> float:

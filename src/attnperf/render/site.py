@@ -7,7 +7,9 @@ Layout of the output directory (``html_dir`` of asv.conf.json by default)::
     vendor/                   local copies of asv's CDN scripts (--asv-assets)
     attnperf/index.html       machines, latest commit, links
     attnperf/<machine>.html   roofline chart (inline SVG) + latest-commit table
-                              per kernel x problem, each row linking to its asv graph
+                              per kernel x problem, each row linking to its asv graph;
+                              training passes: fwd / bwd / fwd+bwd per kernel x problem
+                              (TFLOP/s and roofline efficiency of each pass)
     attnperf/style.css
 
 attnperf's pages are static HTML rendered from Jinja2 templates
@@ -174,7 +176,13 @@ def machine_page(db: ResultsDB, m: Machine, has_asv: bool,
             "cells": [{"kernel": c.kernel, "problem": c.problem, "status": c.status,
                        "time_s": c.time_s, "tflops": c.tflops, "efficiency_pct": c.efficiency_pct,
                        "x_over_floor": c.x_over_floor, "regime": c.regime} for c in shown]}
+    passes = am.pass_rows(run, m) if run else []
+    modes = list(dict.fromkeys(mode for r in passes for mode in r.passes))
+    data["passes"] = [{"kernel": r.kernel, "problem": r.problem,
+                       "passes": {k: dataclasses.asdict(v) for k, v in r.passes.items()}}
+                      for r in passes]
     html = render("machine.html", title=f"attnperf · {m.name}", data=data, machine=m.name,
+                  passes=passes, modes=modes,
                   has_asv=has_asv, gpu=gpu, ceilings_text=_ceilings_text(m, roofs), run=run,
                   runs=m.runs, date=_date, svg=svg, rows=rows, na=len(na),
                   skipped=sum(c.status == SKIPPED for c in na), history=history,

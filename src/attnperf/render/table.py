@@ -4,10 +4,12 @@ One row per measured (kernel, problem) -- ok, failed or error; what could not
 run here (unavailable, skipped) is summarised below the table, one line per
 kernel and reason (every config with ``verbose``).  Columns that are empty for
 every row (latency on a CPU, backend for kernels that do not report one) are
-left out.  Flags in the ``note`` column: ``unstable`` (IQR above 10 % of the
-median), ``ceiling beaten`` (faster than the measured roofs allow; efficiency
-shown as ``>100``), ``in cache`` (above the DRAM roof because the data fit in
-the last-level cache).
+left out.  ``problem`` is the problem id (training passes end in ``_bwd`` /
+``_fwdbwd``; their TF/s count 2.5x / 3.5x the forward FLOPs, and ``rel_err``
+is the worst of the output's and dQ, dK, dV's).  Flags in the ``note``
+column: ``unstable`` (IQR above 10 % of the median), ``ceiling beaten``
+(faster than the measured roofs allow; efficiency shown as ``>100``), ``in
+cache`` (above the DRAM roof because the data fit in the last-level cache).
 """
 
 from __future__ import annotations
@@ -55,9 +57,17 @@ def _row(m: Measurement) -> List[str]:
         _sig(lat and lat["median_ms"]),
         _sig(rf and rf.achieved_tflops, 3), _sig(rf and rf.achieved_gb_s, 3),
         rf.regime if rf else "-", eff or "-", _num(rf and rf.x_over_floor, ".2f"),
-        _num(m.correctness and m.correctness.rel_error, ".1e"),
+        _num(_worst_rel(m), ".1e"),
         m.dispatch or "-", ", ".join(notes) or "-",
     ]
+
+
+def _worst_rel(m: Measurement) -> Optional[float]:
+    """The output's relative error, or in training passes the worst of it and dQ, dK, dV's."""
+    figures = [c.rel_error for c in [m.correctness] + list((m.gradients or {}).values()) if c]
+    if any(math.isnan(x) for x in figures):
+        return math.nan
+    return max(figures) if figures else None
 
 
 HEAD = ["kernel", "problem", "status", "time ms", "iqr%", "latency ms", "TF/s", "GB/s",

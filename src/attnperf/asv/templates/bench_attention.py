@@ -23,6 +23,12 @@ ATTNPERF_ASV_VIEWS=1, and excluded by the documented `-b '^(?!.*Views)'`.
   ClockViews.* -- GPU with NVML: track_unsteady (0 = steady; else the NVML
       slowdown bits, e.g. 4 = sw_power_cap, seen in the gated samples after the
       retake budget ran out), track_slowdown_samples, track_sm_clock_mhz.
+Training passes (kernel x problem x pass, pass in bwd | fwd+bwd; the forward is
+TimeAttention's): gradients dQ, dK, dV checked against float64 autograd first.
+  TrainingPass.track_device_time / track_x_over_floor -- gated, as TimeAttention's
+      (bwd: torch.autograd.grad of one saved forward, captured in the CUDA graph;
+      fwd+bwd: forward and grad together); FLOPs 2.5x / 3.5x the forward's.
+  TrainingPassViews.track_tflops / track_efficiency_pct -- views, for the site.
 
 History-safe: this file runs against old commits during `asv find`.  It never
 raises at import; a commit without the API it needs shows n/a.
@@ -63,6 +69,12 @@ PROBLEMS = ["b8_h4_sq64_d64_fp16", "b8_h32_kv8_sq1_sk4096_d128_bf16",
             "b1_h8_sq512_d64_fp32_causal", "b1_h8_kv2_sq256_d64_fp32"]
 _GRID = {}
 _GRID_ERROR = ""
+# The training-pass grid (attnperf presets causal, gqa, train, cpu_causal, cpu_gqa);
+# tests/test_suite.py keeps these equal to attnperf.asv.suite's.
+PASS_PROBLEMS = ["b1_h8_sq512_d64_bf16_causal", "b2_h32_kv8_sq1024_d128_bf16_causal",
+                 "b4_h16_sq2048_d128_bf16", "b1_h8_sq512_d64_fp32_causal",
+                 "b1_h8_kv2_sq256_d64_fp32"]
+PASSES = ["bwd", "fwd+bwd"]
 [% else %]
 # The grid is this repository's [tool.attnperf] (the pyproject.toml beside benchmarks/),
 # read by the attnperf that runs asv (the same at every commit, so `asv find` over old
@@ -75,6 +87,10 @@ try:
 except Exception as exc:  # noqa: BLE001 - a bad config fails every benchmark, with its message
     KERNELS, PROBLEMS = ["(no grid)"], ["(no grid)"]
     _GRID_ERROR = _IMPORT_ERROR or f"{type(exc).__name__}: {exc}"
+try:  # attnperf before training passes has no pass_grid: the classes show n/a
+    PASS_PROBLEMS, PASSES = _suite.pass_grid(_PROJECT)
+except Exception:  # noqa: BLE001 - the same reasons as above, or an older attnperf
+    PASS_PROBLEMS, PASSES = ["(no grid)"], ["(no grid)"]
 [% endif %]
 
 
@@ -230,3 +246,62 @@ class ClockViews(_Grid):
         return float(mhz)
 
     track_sm_clock_mhz.unit = "MHz"
+
+
+def _pass_entry(cache, kernel, problem, mode, views=False):
+    if views and os.environ.get("ATTNPERF_ASV_VIEWS") != "1":
+        raise NotImplementedError("views are recorded for the site only (set ATTNPERF_ASV_VIEWS=1)")
+    if "__unusable__" in cache:
+        raise NotImplementedError(cache["__unusable__"])
+    pass_key = getattr(_suite, "pass_key", None)
+    if pass_key is None:
+        raise NotImplementedError("this commit's attnperf measures the forward pass only")
+    if mode == getattr(_suite, "NO_PASSES", None):
+        raise NotImplementedError("no training passes configured ([tool.attnperf] passes)")
+    return _suite.entry_for(cache, kernel, pass_key(problem, mode))
+
+
+class _PassGrid:
+    """Training passes: the same per-commit measurement, a third parameter."""
+
+    params = (KERNELS, PASS_PROBLEMS, PASSES)
+    param_names = ["kernel", "problem", "pass"]
+    timeout = 1800
+    version = "attnperf-asv-2"
+    setup_cache = staticmethod(measure)
+
+
+class TrainingPass(_PassGrid):
+    unit = "seconds"
+
+    def setup(self, cache, kernel, problem, mode):
+        self.entry = _pass_entry(cache, kernel, problem, mode)
+
+    def track_device_time(self, cache, kernel, problem, mode):
+        return _suite.samples(self.entry["device_time_s"])
+
+    def track_x_over_floor(self, cache, kernel, problem, mode):
+        floor = self.entry.get("floor_s")
+        if not floor:
+            raise _skip("no roofline ceiling for this device")
+        return _suite.samples([t / floor for t in self.entry["device_time_s"]])
+
+    track_x_over_floor.unit = "x floor"
+
+
+class TrainingPassViews(_PassGrid):
+
+    def setup(self, cache, kernel, problem, mode):
+        self.entry = _pass_entry(cache, kernel, problem, mode, views=True)
+        if "floor_s" not in self.entry:
+            raise NotImplementedError("no roofline ceiling for this device")
+
+    def track_tflops(self, cache, kernel, problem, mode):
+        return self.entry["tflops"]
+
+    track_tflops.unit = "TFLOP/s"
+
+    def track_efficiency_pct(self, cache, kernel, problem, mode):
+        return self.entry["efficiency_pct"]
+
+    track_efficiency_pct.unit = "%"

@@ -29,16 +29,17 @@ import torch
 from asv_runner.statistics import compute_stats
 
 from attnperf.analysis import ab, compare as cmp
-from attnperf.analysis.gate import is_view
+from attnperf.analysis.gate import is_view, metric_factor
 from attnperf.asv import suite
 from attnperf.io.asv_results import OK, Point
 from attnperf.measure import correctness
 from attnperf.model import roofline
 from attnperf.model.problem import MAX_ABS_FACTOR, TOLERANCES, Problem
-from attnperf.model.records import Measurement, Samples
+from attnperf.model.records import Correctness, Measurement, PeakMemory, Samples
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "benchmarks" / "bench_attention.py"
+TIME_BENCH = "bench_attention.TimeAttention.track_device_time"
 
 
 # ----------------------------------------------------------- tolerances -----
@@ -233,11 +234,15 @@ def _gated_metrics(bench):
     return out
 
 
-def _entry(problem: Problem, times_s) -> dict:
+def _entry(problem: Problem, times_s, error: float = 1e-7, peak: int = 1 << 20) -> dict:
     ceiling = roofline.Ceiling(tflops=0.25, bandwidth_gb_s=50.0, source="test")
     m = Measurement("tiled", problem, "cpu",
                     device_time=Samples(list(times_s), "cpu-perf_counter", 1, 2))
     m.roofline = roofline.analyze(problem, m.device_time.median_s, ceiling, "cpu")
+    m.correctness = Correctness(True, max_abs_error=10 * error, mean_abs_error=error,
+                                rel_error=error, correlation=1.0, nonfinite=0, tolerance=1e-4,
+                                tolerance_key="float32")
+    m.peak_memory = PeakMemory(peak, "test")
     return suite.entry(m)
 
 
@@ -247,9 +252,69 @@ def _median(value) -> float:
     return xs[len(xs) // 2]
 
 
-def test_gated_metrics_are_the_documented_two():
+def test_gated_metrics_are_the_documented_five():
     names = {f"{cls.__name__}.{m}" for cls, m in _gated_metrics(_bench_module())}
-    assert names == {"TimeAttention.track_device_time", "TimeAttention.track_x_over_floor"}
+    assert names == {"TimeAttention.track_device_time", "TimeAttention.track_x_over_floor",
+                     "Accuracy.track_max_abs_error", "Accuracy.track_mean_abs_error",
+                     "PeakMemory.track_peak_memory_bytes"}
+    # Times at the suite's factor; the deterministic metrics at their own.
+    assert {n: metric_factor("bench_attention." + n) for n in names} == {
+        "TimeAttention.track_device_time": None, "TimeAttention.track_x_over_floor": None,
+        "Accuracy.track_max_abs_error": 1.25, "Accuracy.track_mean_abs_error": 1.25,
+        "PeakMemory.track_peak_memory_bytes": 1.10}
+
+
+def _metric_values(cache, p, name_filter):
+    bench = _bench_module()
+    out = {}
+    for cls, name in _gated_metrics(bench):
+        if not name_filter(f"{cls.__name__}.{name}"):
+            continue
+        for kernel in ("before", "after"):
+            obj = cls()
+            obj.setup(cache, kernel, p.id)
+            out.setdefault(f"{cls.__name__}.{name}", {})[kernel] = getattr(obj, name)(cache, kernel, p.id)
+    return out
+
+
+@pytest.mark.parametrize("metric,change", [
+    ("Accuracy.", dict(error=3e-7)), ("PeakMemory.", dict(peak=3 << 20))])
+def test_a_worse_kernel_raises_its_deterministic_metrics(metric, change):
+    p = Problem(batch=1, heads=8, seq_q=256, head_dim=64, dtype="float32")
+    times = [1e-3] * 9
+    cache = {"before|" + p.id: _entry(p, times), "after|" + p.id: _entry(p, times, **change)}
+    values = _metric_values(cache, p, lambda n: n.startswith(metric))
+    assert len(values) == (2 if metric == "Accuracy." else 1)
+    for name, v in values.items():
+        assert isinstance(v["before"], float) and v["after"] == pytest.approx(3 * v["before"]), name
+    # and a slower kernel does not move them
+    cache["after|" + p.id] = _entry(p, [2 * t for t in times])
+    assert all(v["after"] == v["before"] for v in _metric_values(
+        cache, p, lambda n: n.startswith(metric)).values())
+
+
+def test_deterministic_metrics_are_na_where_an_entry_lacks_them():
+    """An older commit's entry (no peak_memory_bytes; a CPU's None with its reason): n/a
+    (NotImplementedError from setup, asv_runner's SkipNotImplemented from the method)."""
+    from asv_runner.benchmarks.mark import SkipNotImplemented
+    bench = _bench_module()
+    p = Problem(batch=1, heads=8, seq_q=256, head_dim=64, dtype="float32")
+    old = _entry(p, [1e-3] * 9)
+    del old["peak_memory_bytes"], old["peak_memory_note"]
+    cpu = dict(old, peak_memory_bytes=None, peak_memory_note="unavailable on a CPU: why")
+    no_errors = dict(old, correctness={"passed": True})
+    cache = {"old|" + p.id: old, "cpu|" + p.id: cpu, "noerr|" + p.id: no_errors}
+    for kernel, why in (("old", "records no peak memory"), ("cpu", "unavailable on a CPU: why")):
+        with pytest.raises(NotImplementedError, match=why):
+            bench.PeakMemory().setup(cache, kernel, p.id)
+    acc = bench.Accuracy()
+    acc.setup(cache, "noerr", p.id)
+    with pytest.raises(SkipNotImplemented, match="no max_abs_error"):
+        acc.track_max_abs_error(cache, "noerr", p.id)
+    # A wrong kernel still fails (the setup-time gate), it is not n/a.
+    cache["bad|" + p.id] = dict(old, status="failed")
+    with pytest.raises(AssertionError, match="WRONG"):
+        bench.Accuracy().setup(cache, "bad", p.id)
 
 
 def test_a_slower_kernel_raises_every_gated_value():
@@ -260,7 +325,8 @@ def test_a_slower_kernel_raises_every_gated_value():
              "slow|" + p.id: _entry(p, [t * 1.1 for t in fast_times])}
     floor = cache["fast|" + p.id]["floor_s"]
     assert floor == cache["slow|" + p.id]["floor_s"] > 0  # the floor is the problem's, not the kernel's
-    gated = _gated_metrics(bench)
+    gated = [(cls, name) for cls, name in _gated_metrics(bench)
+             if metric_factor(f"bench_attention.{cls.__name__}.{name}") is None]  # the times
     assert gated
     for cls, name in gated:
         values = {}
@@ -497,10 +563,13 @@ def test_statuses_and_versions():
 class _Cmp:
     base = head = object()
     factor = 1.05
-    per_benchmark = False
+    per_benchmark = own_factors = False
 
     def __init__(self, **counts):
         self.counts = counts
+        self.rows = [ab.Row(TIME_BENCH, ("k", "p"), Point(OK, 1.0), Point(OK, 1.0), 1.0, change,
+                            ab.Significance(None, ""), "seconds", 1.05)
+                     for change, n in counts.items() for _ in range(n)]
 
     def count(self, change):
         return self.counts.get(change, 0)

@@ -12,7 +12,12 @@ Format history (``schema_version``):
   ``reason``) and ``timed_out`` (the per-config limit in ``reason``), with
   their ``summary`` counts; ``interrupted`` (the run did not finish: stopped by
   a signal, or still running when the file was written) and ``not_run`` (ids
-  of the configs it did not reach); ``correctness.modified_inputs``.
+  of the configs it did not reach); ``correctness.modified_inputs``;
+  ``results[].peak_memory`` (``peak_bytes``: device memory one warm call
+  allocated at its peak beyond what was allocated before it, null where
+  unavailable, e.g. on a CPU; ``method``, ``note``, ``baseline_bytes``).  A
+  compatible addition like the others (schema_version stays 1): a reader of 1
+  ignores it, so an older attnperf still compares newer reports.
 
 Files without ``schema_version`` are read as the seed's single-config format
 (``performance`` or, older, ``metrics``; the keys attnperf reads are described
@@ -59,6 +64,7 @@ def result_entry(m: Measurement) -> dict:
         "correctness": m.correctness.to_dict() if m.correctness else None,
         "performance": None,
         "roofline": m.roofline.to_dict() if m.roofline else None,
+        "peak_memory": m.peak_memory.to_dict() if m.peak_memory else None,
         "clock": {"before": m.clock_before, "after": m.clock_after} if m.clock_before else None,
         "warnings": list(m.warnings),
     }

@@ -26,12 +26,14 @@ from pathlib import Path
 
 import pytest
 import torch
+
+import _asvdata as d
 from asv_runner.statistics import compute_stats
 
 from attnperf.analysis import ab, compare as cmp
 from attnperf.analysis.gate import is_view, metric_factor
 from attnperf.asv import suite
-from attnperf.io.asv_results import OK, Point
+from attnperf.io.asv_results import OK, Point, read_results, read_run
 from attnperf.measure import correctness
 from attnperf.model import roofline
 from attnperf.model.problem import MAX_ABS_FACTOR, TOLERANCES, Problem
@@ -611,3 +613,66 @@ def test_smallest_p_exactly_at_the_level_does_not_run_the_test():
     assert sig.text == "too few samples (n=1/499); factor only"
 
 
+
+
+# ------------------------------------- deterministic metrics in the verdict ---
+def _metric_pair(tmp_path, after):
+    """base/head runs of tiled x seed: times equal, the metrics' values ``after`` at head."""
+    results = tmp_path / "results"
+    names = (d.TIME, d.MAX_ERR, d.MEAN_ERR, d.PEAK)
+    d.write_benchmarks(results, ["tiled"], ["seed"], names)
+    params = d.grid_params(["tiled"], ["seed"])
+    before = {d.MAX_ERR: 1e-6, d.MEAN_ERR: 1e-7, d.PEAK: float(1 << 20)}
+    runs = []
+    for commit, values in (("b" * 40, before), ("c" * 40, dict(before, **after))):
+        rows = {d.TIME: d.row(params, [d.samples(1e-3, seed=1)])}
+        rows.update({name: d.row(params, [value]) for name, value in values.items()})
+        runs.append(read_run(d.write_run(results, d.CPU_INFO, commit, 1000, rows), "cpu-ci", []))
+    return read_results(str(results)), runs
+
+
+def test_metrics_are_judged_at_their_own_factor_not_the_timing_one(tmp_path):
+    db, (base, head) = _metric_pair(tmp_path, {d.MAX_ERR: 1.2e-6, d.MEAN_ERR: 1.3e-7,
+                                               d.PEAK: float(1.2 * (1 << 20))})
+    for factor in (1.05, 2.5):  # the suite's factor does not matter to them
+        rows = {r.benchmark: r for r in ab.compare(db, "cpu-ci", base, head, factor).rows}
+        assert (rows[d.MAX_ERR].change, rows[d.MAX_ERR].factor) == (ab.SAME, 1.25)
+        assert (rows[d.MEAN_ERR].change, rows[d.MEAN_ERR].factor) == (ab.WORSE, 1.25)
+        assert (rows[d.PEAK].change, rows[d.PEAK].factor) == (ab.WORSE, 1.10)
+        assert rows[d.TIME].factor == factor and rows[d.MEAN_ERR].significance.different is None
+    # a larger calibrated threshold wins; a smaller one does not lower the metric's factor
+    cal = {(d.MEAN_ERR, ("tiled", "seed")): 1.5, (d.PEAK, ("tiled", "seed")): 1.01}
+    rows = {r.benchmark: r for r in ab.compare(db, "cpu-ci", base, head, 1.05, cal).rows}
+    assert (rows[d.MEAN_ERR].change, rows[d.MEAN_ERR].factor) == (ab.SAME, 1.5)
+    assert (rows[d.PEAK].change, rows[d.PEAK].factor) == (ab.WORSE, 1.10)
+    # what asv itself judged: every row at its --factor
+    asv_rows = {r.benchmark: r for r in ab.compare(db, "cpu-ci", base, head, 1.05,
+                                                   metric_rules=False).rows}
+    assert asv_rows[d.MAX_ERR].change == ab.WORSE and asv_rows[d.MAX_ERR].factor == 1.05
+
+
+def test_decide_names_lost_accuracy_and_memory(tmp_path):
+    db, (base, head) = _metric_pair(tmp_path, {d.MEAN_ERR: 1e-3, d.PEAK: float(2 << 20)})
+    cmp = ab.compare(db, "cpu-ci", base, head, 2.5)
+    # asv at x2.5 flags the error (x10^4) and not the doubled memory: the rows decide.
+    for asv_exit in (0, 1):
+        code, why = ab.decide(asv_exit, cmp, ab.compare(db, "cpu-ci", base, head, 2.5,
+                                                        metric_rules=False))
+        assert code == ab.EXIT_REGRESSION, why
+        assert why == "1 less accurate (past x1.25); 1 more memory (past x1.1)"
+
+
+def test_decide_an_asv_flag_the_metric_factor_overrules_is_ok(tmp_path):
+    db, (base, head) = _metric_pair(tmp_path, {d.MAX_ERR: 1.1e-6})  # asv at x1.05 flags it
+    asv_view = ab.compare(db, "cpu-ci", base, head, 1.05, metric_rules=False)
+    assert asv_view.count(ab.WORSE) == 1
+    code, why = ab.decide(1, ab.compare(db, "cpu-ci", base, head, 1.05), asv_view)
+    assert code == ab.EXIT_OK and "each metric's factor" in why and "flagged 1" in why
+
+
+def test_regressions_page_judges_metrics_at_their_factor():
+    from attnperf.asv.publisher import keep
+    jump = [[1, 2, 1.0, 1.2]]  # (rev before, rev after, value before, value after)
+    for name, kept in ((d.MAX_ERR, False), (d.PEAK, True), (d.TIME, True)):
+        reg = [name, "graphs/machine-cpu-ci/x.json", None, 0, 1.2, 1.0, jump]
+        assert (keep(reg, {"cpu-ci": 1.05}, 1.05) is not None) == kept, name

@@ -28,7 +28,11 @@ VIEWS = {"bench_attention.RooflineViews.track_tflops": "TFLOP/s",
          "bench_attention.RooflineViews.track_bandwidth_gb_s": "GB/s",
          "bench_attention.RooflineViews.track_efficiency_pct": "%",
          "bench_attention.RooflineViews.track_regime_code": "0=latency 1=memory 2=compute"}
-UNITS = {TIME: "seconds", LATENCY: "seconds", XFLOOR: "x floor", **VIEWS}
+MAX_ERR = "bench_attention.Accuracy.track_max_abs_error"
+MEAN_ERR = "bench_attention.Accuracy.track_mean_abs_error"
+PEAK = "bench_attention.PeakMemory.track_peak_memory_bytes"
+UNITS = {TIME: "seconds", LATENCY: "seconds", XFLOOR: "x floor", **VIEWS,
+         MAX_ERR: "abs error", MEAN_ERR: "abs error", PEAK: "bytes"}
 
 CPU_INFO = {"machine": "cpu-ci", "arch": "x86_64", "cpu": "AMD EPYC", "num_cpu": "2",
             "os": "Linux 6.1", "ram": "25274793984", "gpu": "none", "gpu_count": "0",

@@ -7,7 +7,9 @@ one that breaks tiled's correctness.  Then:
 * `asv continuous base slow` exits 1 and names tiled's benchmark, not sdpa's;
 * (two commits with identical kernel code: test_ci_bench's end-to-end A/A run);
 * `asv find good^..last` over >= 8 commits names the injected commit;
-* `asv continuous base wrong` exits 2 and shows the assertion's error figures.
+* `asv continuous base wrong` exits 2 and shows the assertion's error figures;
+* `attnperf ci bench` (asv continuous inside) flags a softmax computed in bfloat16
+  through the accuracy metrics (the A/A half: test_ci_bench's end-to-end run).
 
 The grid is restricted (ATTNPERF_ASV_KERNELS/PROBLEMS) to stay cheap; the
 asv environment is created once for the module (about a minute, cold).
@@ -198,3 +200,56 @@ def test_wrong_result_fails_with_error_figures(history):
     assert rc == 2, out
     assert "tiled/b8_h4_sq64_d64_fp32 is WRONG" in out, out
     assert "rel_error=" in out and "tolerance" in out, out
+
+
+# The CPU suite runs float32 problems, whose tolerance (1e-4) a bfloat16 softmax breaks
+# (rel_error ~2e-3: the correctness gate fails it, test_wrong_result_... shows that path).
+# To show that the accuracy metrics catch a precision loss the gate lets through, the
+# clone's float32 tolerance is loosened first, in the base of both pairs.
+LOOSE_FLOAT32 = ('"float32": 1e-4,', '"float32": 1e-2,')
+SOFTMAX_BF16 = ("p = torch.exp(s - m_new)\n",
+                "p = torch.exp((s - m_new).bfloat16()).float()  # INJECTED (test): softmax in bf16\n")
+
+
+def _loosen(clone):
+    path = clone / "src" / "attnperf" / "model" / "problem.py"
+    src = path.read_text()
+    assert LOOSE_FLOAT32[0] in src
+    path.write_text(src.replace(*LOOSE_FLOAT32, 1))
+
+
+def _ci_bench(history, base, head, out):
+    """`attnperf ci bench` on tiled x cpu_seed: (exit code, verdict.json, summary, asv log)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "attnperf", "ci", "bench", "--base", base, "--head", head,
+         "--machine", "attnperf-test", "--no-describe", "--device", "cpu", "--factor", FACTOR,
+         "--out", str(out)], cwd=history["clone"], capture_output=True, text=True, timeout=900,
+        env=dict(history["env"], ATTNPERF_ASV_KERNELS="tiled"))
+    assert (out / "verdict.json").is_file(), proc.stdout[-3000:] + proc.stderr[-3000:]
+    return (proc.returncode, json.loads((out / "verdict.json").read_text()),
+            (out / "summary.md").read_text(), (out / "asv-continuous.log").read_text())
+
+
+def test_accuracy_metrics_flag_a_bfloat16_softmax(history):
+    """The A/A half (identical kernel code flags no accuracy metric) is test_ci_bench's
+    end-to-end run: its README-only pair shows both error figures at 1.00x."""
+    clone, c = history["clone"], history["commits"]
+    branch = _git(clone, "rev-parse", "--abbrev-ref", "HEAD")
+    _git(clone, "checkout", "-q", c["benign6"])
+    try:
+        loose = _commit(clone, "test: float32 tolerance 1e-2", _loosen)
+        bf16 = _commit(clone, "tiled: softmax in bfloat16", _inject(*SOFTMAX_BF16))
+        rc, verdict, summary, log = _ci_bench(history, loose, bf16, clone.parent / "bf16")
+        # asv continuous flags both error figures of tiled; the job's verdict follows.
+        assert rc == 1 and verdict["verdict"] == "regression" and verdict["asv_exit"] == 1, summary
+        assert "2 less accurate (past x1.25)" in verdict["reason"], verdict
+        flagged = [line for line in _changed(log, "+") if "Accuracy" in line]
+        assert len(flagged) == 2 and all("'tiled'" in line for line in flagged), log
+        rows = [line for line in summary.splitlines() if line.startswith("| 🔴 worse | track_m")]
+        assert {r.split(" | ")[1] for r in rows} == {"track_max_abs_error",
+                                                     "track_mean_abs_error"}, summary
+        # float32 errors ~1e-7 -> ~1e-3: orders of magnitude, not noise
+        ratios = [float(re.search(r"\| ([\d.]+)× \(×1\.25\)", r).group(1)) for r in rows]
+        assert all(r > 100 for r in ratios), rows
+    finally:
+        _git(clone, "checkout", "-q", branch)

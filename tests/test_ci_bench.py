@@ -205,6 +205,10 @@ def _end_to_end(root: Path, env_dir: Path, machine_key: str) -> None:
     assert {r.split(" | ")[2] for r in rows} == {"tiled"}, summary
     assert all(r.rstrip(" |").endswith("| ok") for r in rows), rows
     assert all("Mann–Whitney U" in r for r in rows), rows
+    # A/A flags no accuracy metric either: the error figures repeat exactly on a CPU.
+    acc = [line for line in summary.splitlines() if "_abs_error |" in line]
+    assert len(acc) == 2 and all(line.startswith("| same |") and "| 1.00× (×1.25) |" in line
+                                 for line in acc), summary
     assert "| gpu | none |" in summary and "Measured ceilings: copy" in summary
     assert (root / "step-summary.md").read_text().startswith(summary)
     files = verdict["files"]

@@ -26,19 +26,22 @@ from pathlib import Path
 
 import pytest
 import torch
+
+import _asvdata as d
 from asv_runner.statistics import compute_stats
 
 from attnperf.analysis import ab, compare as cmp
-from attnperf.analysis.gate import is_view
+from attnperf.analysis.gate import is_view, metric_factor
 from attnperf.asv import suite
-from attnperf.io.asv_results import OK, Point
+from attnperf.io.asv_results import OK, Point, read_results, read_run
 from attnperf.measure import correctness
 from attnperf.model import roofline
 from attnperf.model.problem import MAX_ABS_FACTOR, TOLERANCES, Problem
-from attnperf.model.records import Measurement, Samples
+from attnperf.model.records import Correctness, Measurement, PeakMemory, Samples
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "benchmarks" / "bench_attention.py"
+TIME_BENCH = "bench_attention.TimeAttention.track_device_time"
 
 
 # ----------------------------------------------------------- tolerances -----
@@ -233,11 +236,15 @@ def _gated_metrics(bench):
     return out
 
 
-def _entry(problem: Problem, times_s) -> dict:
+def _entry(problem: Problem, times_s, error: float = 1e-7, peak: int = 1 << 20) -> dict:
     ceiling = roofline.Ceiling(tflops=0.25, bandwidth_gb_s=50.0, source="test")
     m = Measurement("tiled", problem, "cpu",
                     device_time=Samples(list(times_s), "cpu-perf_counter", 1, 2))
     m.roofline = roofline.analyze(problem, m.device_time.median_s, ceiling, "cpu")
+    m.correctness = Correctness(True, max_abs_error=10 * error, mean_abs_error=error,
+                                rel_error=error, correlation=1.0, nonfinite=0, tolerance=1e-4,
+                                tolerance_key="float32")
+    m.peak_memory = PeakMemory(peak, "test")
     return suite.entry(m)
 
 
@@ -247,10 +254,71 @@ def _median(value) -> float:
     return xs[len(xs) // 2]
 
 
-def test_gated_metrics_are_the_documented_two_per_grid():
+def test_gated_metrics_are_the_documented_seven():
     names = {f"{cls.__name__}.{m}" for cls, m in _gated_metrics(_bench_module())}
     assert names == {"TimeAttention.track_device_time", "TimeAttention.track_x_over_floor",
-                     "TrainingPass.track_device_time", "TrainingPass.track_x_over_floor"}
+                     "TrainingPass.track_device_time", "TrainingPass.track_x_over_floor",
+                     "Accuracy.track_max_abs_error", "Accuracy.track_mean_abs_error",
+                     "PeakMemory.track_peak_memory_bytes"}
+    # Times at the suite's factor; the deterministic metrics at their own.
+    assert {n: metric_factor("bench_attention." + n) for n in names} == {
+        "TimeAttention.track_device_time": None, "TimeAttention.track_x_over_floor": None,
+        "TrainingPass.track_device_time": None, "TrainingPass.track_x_over_floor": None,
+        "Accuracy.track_max_abs_error": 1.25, "Accuracy.track_mean_abs_error": 1.25,
+        "PeakMemory.track_peak_memory_bytes": 1.10}
+
+
+def _metric_values(cache, p, name_filter):
+    bench = _bench_module()
+    out = {}
+    for cls, name in _gated_metrics(bench):
+        if not name_filter(f"{cls.__name__}.{name}"):
+            continue
+        for kernel in ("before", "after"):
+            obj = cls()
+            obj.setup(cache, kernel, p.id)
+            out.setdefault(f"{cls.__name__}.{name}", {})[kernel] = getattr(obj, name)(cache, kernel, p.id)
+    return out
+
+
+@pytest.mark.parametrize("metric,change", [
+    ("Accuracy.", dict(error=3e-7)), ("PeakMemory.", dict(peak=3 << 20))])
+def test_a_worse_kernel_raises_its_deterministic_metrics(metric, change):
+    p = Problem(batch=1, heads=8, seq_q=256, head_dim=64, dtype="float32")
+    times = [1e-3] * 9
+    cache = {"before|" + p.id: _entry(p, times), "after|" + p.id: _entry(p, times, **change)}
+    values = _metric_values(cache, p, lambda n: n.startswith(metric))
+    assert len(values) == (2 if metric == "Accuracy." else 1)
+    for name, v in values.items():
+        assert isinstance(v["before"], float) and v["after"] == pytest.approx(3 * v["before"]), name
+    # and a slower kernel does not move them
+    cache["after|" + p.id] = _entry(p, [2 * t for t in times])
+    assert all(v["after"] == v["before"] for v in _metric_values(
+        cache, p, lambda n: n.startswith(metric)).values())
+
+
+def test_deterministic_metrics_are_na_where_an_entry_lacks_them():
+    """An older commit's entry (no peak_memory_bytes; a CPU's None with its reason): n/a
+    (NotImplementedError from setup, asv_runner's SkipNotImplemented from the method)."""
+    from asv_runner.benchmarks.mark import SkipNotImplemented
+    bench = _bench_module()
+    p = Problem(batch=1, heads=8, seq_q=256, head_dim=64, dtype="float32")
+    old = _entry(p, [1e-3] * 9)
+    del old["peak_memory_bytes"], old["peak_memory_note"]
+    cpu = dict(old, peak_memory_bytes=None, peak_memory_note="unavailable on a CPU: why")
+    no_errors = dict(old, correctness={"passed": True})
+    cache = {"old|" + p.id: old, "cpu|" + p.id: cpu, "noerr|" + p.id: no_errors}
+    for kernel, why in (("old", "records no peak memory"), ("cpu", "unavailable on a CPU: why")):
+        with pytest.raises(NotImplementedError, match=why):
+            bench.PeakMemory().setup(cache, kernel, p.id)
+    acc = bench.Accuracy()
+    acc.setup(cache, "noerr", p.id)
+    with pytest.raises(SkipNotImplemented, match="no max_abs_error"):
+        acc.track_max_abs_error(cache, "noerr", p.id)
+    # A wrong kernel still fails (the setup-time gate), it is not n/a.
+    cache["bad|" + p.id] = dict(old, status="failed")
+    with pytest.raises(AssertionError, match="WRONG"):
+        bench.Accuracy().setup(cache, "bad", p.id)
 
 
 def test_a_slower_kernel_raises_every_gated_value():
@@ -263,7 +331,8 @@ def test_a_slower_kernel_raises_every_gated_value():
         cache[f"{kernel}|{p.id}_bwd"] = _entry(p.with_pass("bwd"), [t * 2 * scale for t in fast_times])
     floor = cache["fast|" + p.id]["floor_s"]
     assert floor == cache["slow|" + p.id]["floor_s"] > 0  # the floor is the problem's, not the kernel's
-    gated = _gated_metrics(bench)
+    gated = [(cls, name) for cls, name in _gated_metrics(bench)
+             if metric_factor(f"bench_attention.{cls.__name__}.{name}") is None]  # the times
     assert gated
     for cls, name in gated:
         values = {}
@@ -501,10 +570,13 @@ def test_statuses_and_versions():
 class _Cmp:
     base = head = object()
     factor = 1.05
-    per_benchmark = False
+    per_benchmark = own_factors = False
 
     def __init__(self, **counts):
         self.counts = counts
+        self.rows = [ab.Row(TIME_BENCH, ("k", "p"), Point(OK, 1.0), Point(OK, 1.0), 1.0, change,
+                            ab.Significance(None, ""), "seconds", 1.05)
+                     for change, n in counts.items() for _ in range(n)]
 
     def count(self, change):
         return self.counts.get(change, 0)
@@ -546,3 +618,66 @@ def test_smallest_p_exactly_at_the_level_does_not_run_the_test():
     assert sig.text == "too few samples (n=1/499); factor only"
 
 
+
+
+# ------------------------------------- deterministic metrics in the verdict ---
+def _metric_pair(tmp_path, after):
+    """base/head runs of tiled x seed: times equal, the metrics' values ``after`` at head."""
+    results = tmp_path / "results"
+    names = (d.TIME, d.MAX_ERR, d.MEAN_ERR, d.PEAK)
+    d.write_benchmarks(results, ["tiled"], ["seed"], names)
+    params = d.grid_params(["tiled"], ["seed"])
+    before = {d.MAX_ERR: 1e-6, d.MEAN_ERR: 1e-7, d.PEAK: float(1 << 20)}
+    runs = []
+    for commit, values in (("b" * 40, before), ("c" * 40, dict(before, **after))):
+        rows = {d.TIME: d.row(params, [d.samples(1e-3, seed=1)])}
+        rows.update({name: d.row(params, [value]) for name, value in values.items()})
+        runs.append(read_run(d.write_run(results, d.CPU_INFO, commit, 1000, rows), "cpu-ci", []))
+    return read_results(str(results)), runs
+
+
+def test_metrics_are_judged_at_their_own_factor_not_the_timing_one(tmp_path):
+    db, (base, head) = _metric_pair(tmp_path, {d.MAX_ERR: 1.2e-6, d.MEAN_ERR: 1.3e-7,
+                                               d.PEAK: float(1.2 * (1 << 20))})
+    for factor in (1.05, 2.5):  # the suite's factor does not matter to them
+        rows = {r.benchmark: r for r in ab.compare(db, "cpu-ci", base, head, factor).rows}
+        assert (rows[d.MAX_ERR].change, rows[d.MAX_ERR].factor) == (ab.SAME, 1.25)
+        assert (rows[d.MEAN_ERR].change, rows[d.MEAN_ERR].factor) == (ab.WORSE, 1.25)
+        assert (rows[d.PEAK].change, rows[d.PEAK].factor) == (ab.WORSE, 1.10)
+        assert rows[d.TIME].factor == factor and rows[d.MEAN_ERR].significance.different is None
+    # a larger calibrated threshold wins; a smaller one does not lower the metric's factor
+    cal = {(d.MEAN_ERR, ("tiled", "seed")): 1.5, (d.PEAK, ("tiled", "seed")): 1.01}
+    rows = {r.benchmark: r for r in ab.compare(db, "cpu-ci", base, head, 1.05, cal).rows}
+    assert (rows[d.MEAN_ERR].change, rows[d.MEAN_ERR].factor) == (ab.SAME, 1.5)
+    assert (rows[d.PEAK].change, rows[d.PEAK].factor) == (ab.WORSE, 1.10)
+    # what asv itself judged: every row at its --factor
+    asv_rows = {r.benchmark: r for r in ab.compare(db, "cpu-ci", base, head, 1.05,
+                                                   metric_rules=False).rows}
+    assert asv_rows[d.MAX_ERR].change == ab.WORSE and asv_rows[d.MAX_ERR].factor == 1.05
+
+
+def test_decide_names_lost_accuracy_and_memory(tmp_path):
+    db, (base, head) = _metric_pair(tmp_path, {d.MEAN_ERR: 1e-3, d.PEAK: float(2 << 20)})
+    cmp = ab.compare(db, "cpu-ci", base, head, 2.5)
+    # asv at x2.5 flags the error (x10^4) and not the doubled memory: the rows decide.
+    for asv_exit in (0, 1):
+        code, why = ab.decide(asv_exit, cmp, ab.compare(db, "cpu-ci", base, head, 2.5,
+                                                        metric_rules=False))
+        assert code == ab.EXIT_REGRESSION, why
+        assert why == "1 less accurate (past x1.25); 1 more memory (past x1.1)"
+
+
+def test_decide_an_asv_flag_the_metric_factor_overrules_is_ok(tmp_path):
+    db, (base, head) = _metric_pair(tmp_path, {d.MAX_ERR: 1.1e-6})  # asv at x1.05 flags it
+    asv_view = ab.compare(db, "cpu-ci", base, head, 1.05, metric_rules=False)
+    assert asv_view.count(ab.WORSE) == 1
+    code, why = ab.decide(1, ab.compare(db, "cpu-ci", base, head, 1.05), asv_view)
+    assert code == ab.EXIT_OK and "each metric's factor" in why and "flagged 1" in why
+
+
+def test_regressions_page_judges_metrics_at_their_factor():
+    from attnperf.asv.publisher import keep
+    jump = [[1, 2, 1.0, 1.2]]  # (rev before, rev after, value before, value after)
+    for name, kept in ((d.MAX_ERR, False), (d.PEAK, True), (d.TIME, True)):
+        reg = [name, "graphs/machine-cpu-ci/x.json", None, 0, 1.2, 1.0, jump]
+        assert (keep(reg, {"cpu-ci": 1.05}, 1.05) is not None) == kept, name

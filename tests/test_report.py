@@ -403,6 +403,35 @@ def test_result_entry_of_a_bare_cpu_measurement():
     assert result_entry(Measurement("tiled", p, "cpu", status="skipped"))["performance"] is None
 
 
+def test_peak_memory_in_the_result_entry_validates_and_older_entries_lack_it(tmp_path):
+    from attnperf.io.report import result_entry
+    from attnperf.model.records import PeakMemory
+
+    m = _gpu_measurement()
+    m.peak_memory = PeakMemory(3 << 20, "torch.cuda.max_memory_allocated", "one warm call",
+                               baseline_bytes=1 << 20)
+    assert result_entry(m)["peak_memory"] == {
+        "peak_bytes": 3 << 20, "method": "torch.cuda.max_memory_allocated",
+        "note": "one warm call", "baseline_bytes": 1 << 20}
+    cpu = _gpu_measurement()
+    cpu.kernel = "tiled"
+    cpu.peak_memory = PeakMemory(None, "unavailable", "unavailable on a CPU: why")
+    data = build_report([m, cpu], fingerprint("cpu"), None, {})
+    validate(data)
+    assert [r["peak_memory"]["peak_bytes"] for r in data["results"]] == [3 << 20, None]
+    # a report written before the field (no peak_memory key) still reads
+    for r in data["results"]:
+        del r["peak_memory"]
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(data))
+    assert len(read_results(str(path))) == 2
+    # a negative peak breaks the schema
+    data["results"][0]["peak_memory"] = {"peak_bytes": -1, "method": "x"}
+    path.write_text(json.dumps(data))
+    with pytest.raises(ReportError, match="peak_bytes"):
+        read_results(str(path))
+
+
 def test_summary_counts_every_status():
     from attnperf.io.report import summarize
 

@@ -146,6 +146,33 @@ def test_bad_and_partial_input_still_builds(tmp_path):
     assert "not valid JSON" in (out / "attnperf" / "broken.html").read_text()
 
 
+def test_machine_page_shows_accuracy_and_peak_memory_with_their_graphs(tmp_path):
+    results = tmp_path / "results"
+    names = (d.TIME, d.MAX_ERR, d.MEAN_ERR, d.PEAK)
+    d.write_benchmarks(results, ["sdpa", "tiled"], ["train"], names)
+    d.write_machine(results, d.H100_INFO, d.H100_CEILINGS)
+    params = d.grid_params(["sdpa", "tiled"], ["train"])
+    d.write_run(results, d.H100_INFO, "c" * 40, 1000, {
+        d.TIME: d.row(params, [d.samples(2e-4), d.samples(9e-4)]),
+        d.MAX_ERR: d.row(params, [3.9e-3, 1.56e-2]), d.MEAN_ERR: d.row(params, [1.2e-4, 4.4e-4]),
+        d.PEAK: d.row(params, [float(33 << 20), math.nan])})  # tiled's memory n/a
+    db = ar.read_results(str(results))
+    html, _ = site_pages.machine_page(db, db.machines["h100"], has_asv=True)
+    assert "<th>max abs error</th><th>mean abs error</th>" in html and "<th>peak MiB</th>" in html
+    for value in ("0.0039", "0.00012", "33", "0.016", "0.00044"):  # 2 significant digits
+        assert f"<td>{value}</td>" in html, value
+    import html as html_mod
+    links = re.findall(r'class="asv-link" href="[^"]*#([^?"]+)\?[^"]*p-kernel=\'(\w+)\'',
+                       html_mod.unescape(html))
+    assert ("bench_attention.PeakMemory.track_peak_memory_bytes", "sdpa") in links
+    assert ("bench_attention.PeakMemory.track_peak_memory_bytes", "tiled") not in links
+    assert {k for n, k in links if n == "bench_attention.Accuracy.track_mean_abs_error"} == {
+        "sdpa", "tiled"}
+    data = json.loads(re.search(r'<script type="application/json"[^>]*>(.*?)</script>', html,
+                                re.S).group(1))
+    assert [c["peak_memory_bytes"] for c in data["cells"]] == [33 << 20, None]
+
+
 def test_empty_results_directory(tmp_path, cli):
     conf = d.asv_conf(tmp_path)
     (tmp_path / "results").mkdir()

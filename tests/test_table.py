@@ -10,7 +10,7 @@ import pytest
 
 from attnperf.model import roofline
 from attnperf.model.catalog import PRESETS
-from attnperf.model.records import Correctness, Measurement, Samples
+from attnperf.model.records import Correctness, Measurement, PeakMemory, Samples
 from attnperf.render.table import render_table
 
 P = PRESETS["cpu_seed"]
@@ -45,6 +45,23 @@ def test_cpu_table_has_no_empty_gpu_columns():
     header = render_table([_ok("naive")]).splitlines()[0].split()
     assert "latency" not in header and "backend" not in header and "note" not in header
     assert header[:5] == ["kernel", "problem", "status", "time", "ms"]
+
+
+def test_peak_memory_column_where_measured_and_errors_with_verbose():
+    cpu = _ok("naive")
+    cpu.peak_memory = PeakMemory(None, "unavailable", "unavailable on a CPU")
+    gpu = _ok("sdpa")
+    gpu.peak_memory = PeakMemory(3 << 20, "torch.cuda.max_memory_allocated")
+    assert "peak" not in render_table([cpu]).splitlines()[0]
+    table = render_table([cpu, gpu])
+    header = table.splitlines()[0]
+    assert "peak MiB" in header and "max_abs" not in header
+    rows = _rows(table)
+    assert rows["sdpa"].split()[-1] == "3.0" and rows["naive"].split()[-1] == "-"
+    verbose = render_table([cpu, gpu], verbose=True)
+    header = verbose.splitlines()[0]
+    assert header.index("rel_err") < header.index("max_abs") < header.index("mean_abs") < header.index("peak MiB")
+    assert "1.0e-07" in _rows(verbose)["sdpa"] and "1.0e-08" in _rows(verbose)["sdpa"]
 
 
 def test_unavailable_configs_are_one_line_per_kernel_not_table_rows():

@@ -7,7 +7,8 @@ Mann-Whitney U at p < 0.002 on the raw samples when there are enough of them,
 else "99 % confidence intervals do not overlap".  asv is a core dependency and
 pinned (0.6.6), so its private statistics module is stable here; reproducing
 the test with scipy would not reproduce asv's verdicts (exact/approximate U and
-tie handling differ).  Views never take part (:mod:`attnperf.analysis.gate`).
+tie handling differ).  Views never take part, and the deterministic metrics
+(accuracy, peak memory) are judged at their own factors (:mod:`attnperf.analysis.gate`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from asv import _stats as _asv_stats
 from ..errors import InvalidShapeError, UnknownNameError
 from ..io.asv_results import FAILED, MISSING, OK, SKIPPED, Point, ResultsDB, Run
 from ..model.catalog import resolve
-from .gate import is_view
+from .gate import WORSE_WORDS, is_view, metric_class, metric_factor
 
 P_THRESHOLD = 0.002  # asv's
 
@@ -80,6 +81,11 @@ class Comparison:
     def count(self, change: str) -> int:
         return sum(r.change == change for r in self.rows)
 
+    @property
+    def own_factors(self) -> bool:
+        """Some row was judged at a factor other than ``factor`` (calibrated, or a metric's)."""
+        return self.per_benchmark or any(r.factor != self.factor for r in self.rows)
+
 
 # -------------------------------------------------------- statistics ------
 def significance(before: Point, after: Point) -> Significance:
@@ -137,11 +143,15 @@ Thresholds = Mapping[Tuple[str, Tuple[str, ...]], float]
 
 
 def compare(db: ResultsDB, machine: str, base: Optional[Run], head: Optional[Run],
-            factor: float, thresholds: Optional[Thresholds] = None) -> Comparison:
+            factor: float, thresholds: Optional[Thresholds] = None,
+            metric_rules: bool = True) -> Comparison:
     """Every gated benchmark x combination of the two runs, classified like asv compare.
 
     ``thresholds`` (``attnperf calibrate``'s file, :mod:`attnperf.io.thresholds`)
     give a combination its own factor; the others are judged at ``factor``.
+    With ``metric_rules`` accuracy and peak memory are judged at their fixed factor
+    (:data:`attnperf.analysis.gate.METRIC_FACTORS`; a larger calibrated one wins);
+    without, every row at ``factor`` as asv itself judged them.
     """
     own: Dict[Tuple[str, Tuple[str, ...]], float] = dict(thresholds or {})
     rows: List[Row] = []
@@ -154,7 +164,12 @@ def compare(db: ResultsDB, machine: str, base: Optional[Run], head: Optional[Run
         for key in keys:
             before = bb.get(*key) if bb else Point(MISSING)
             after = hb.get(*key) if hb else Point(MISSING)
-            row_factor = own.get((name, tuple(key)), factor)
+            row_factor = own.get((name, tuple(key)))
+            rule = metric_factor(name) if metric_rules else None
+            if rule is not None:
+                row_factor = max(rule, row_factor or rule)
+            elif row_factor is None:
+                row_factor = factor
             change, ratio, sig = _classify(before, after, bb.version if bb else None,
                                            hb.version if hb else None, row_factor)
             rows.append(Row(name, key, before, after, ratio, change, sig, db.unit(name), row_factor))
@@ -184,14 +199,29 @@ def decide(asv_exit: Optional[int], comparison: Optional[Comparison],
     past = ("their calibrated thresholds" if comparison.per_benchmark
             else f"x{comparison.factor:g}")
     regressed = comparison.count(WORSE) or comparison.count(BROKE)
-    if asv_exit == 1 or (asv_exit == 0 and comparison.per_benchmark and regressed):
+    if asv_exit == 1 or (asv_exit == 0 and comparison.own_factors and regressed):
         if regressed:
-            return EXIT_REGRESSION, (f"{comparison.count(WORSE)} benchmark(s) slower than "
-                                     f"{past} with significance")
+            return EXIT_REGRESSION, worse_text(comparison, past)
         if asv_view is not None and (asv_view.count(WORSE) or asv_view.count(BROKE)):
-            return EXIT_OK, (f"no significant regression past the calibrated thresholds (asv "
+            own = "the calibrated thresholds" if comparison.per_benchmark else "each metric's factor"
+            return EXIT_OK, (f"no significant regression past {own} (asv "
                              f"flagged {asv_view.count(WORSE)} at its factor x{asv_view.factor:g})")
         return EXIT_INFRA, "asv exited 1 but the results show no regression: an asv error, see the log"
     if asv_exit == 0:
         return EXIT_OK, "no significant regression"
     return EXIT_INFRA, f"asv continuous exited {asv_exit}; see the asv log"
+
+
+def worse_text(comparison: Comparison, past: str, significant: str = "with significance",
+               times: str = "x") -> str:
+    """'2 benchmark(s) slower than x1.05 with significance; 1 less accurate (past x1.25)'
+    (``significant`` and ``times`` are the words the PR comment uses instead)."""
+    worse = [r for r in comparison.rows if r.change == WORSE]
+    slower = sum(metric_class(r.benchmark) is None for r in worse)
+    parts = ([f"{slower} benchmark(s) slower than {past} {significant}"]
+             if slower or not worse else [])
+    for kind, word in WORSE_WORDS.items():
+        rows = [r for r in worse if metric_class(r.benchmark) == kind]
+        if rows:
+            parts.append(f"{len(rows)} {word} (past {times}{min(r.factor for r in rows):g})")
+    return "; ".join(parts)

@@ -12,6 +12,8 @@ with one rule each:
   classification); otherwise :func:`attnperf.roofline.classify` against the
   machine's ceilings (``attnperf-ceilings.json``, else the datasheet peak of
   its GPU).  Without either, the regime is unknown and says so.
+* accuracy (max / mean abs error against float64) and peak memory = the
+  ``Accuracy`` and ``PeakMemory`` benchmarks' values, None where not recorded.
 * correctness = the status of ``track_device_time``: the suite checks each
   kernel against a float64 reference before timing and raises on a wrong
   result, so a value means "correct", a failure means "wrong or raised".
@@ -32,8 +34,9 @@ from ..model import roofline
 from ..model.catalog import resolve
 from ..model.peaks import match_peak
 from ..model.problem import Problem
-from .gate import (LATENCY, PASS_TIME, PASS_VIEW_EFFICIENCY, PASS_VIEW_TFLOPS, PASS_X_OVER_FLOOR,
-                   TIME, VIEW_EFFICIENCY, VIEW_GB_S, VIEW_REGIME, VIEW_TFLOPS, X_OVER_FLOOR)
+from .gate import (LATENCY, MAX_ABS_ERROR, MEAN_ABS_ERROR, PASS_TIME, PASS_VIEW_EFFICIENCY,
+                   PASS_VIEW_TFLOPS, PASS_X_OVER_FLOOR, PEAK_MEMORY, TIME, VIEW_EFFICIENCY,
+                   VIEW_GB_S, VIEW_REGIME, VIEW_TFLOPS, X_OVER_FLOOR)
 
 NO_GPU = (None, "", "none", "None")
 
@@ -83,6 +86,13 @@ class Cell:
     intensity: Optional[float] = None
     regime: Optional[str] = None
     regime_source: str = ""
+    max_abs_error: Optional[float] = None
+    mean_abs_error: Optional[float] = None
+    peak_memory_bytes: Optional[float] = None
+
+    @property
+    def peak_memory_mib(self) -> Optional[float]:
+        return None if self.peak_memory_bytes is None else self.peak_memory_bytes / 2**20
 
     @property
     def correctness(self) -> str:
@@ -127,7 +137,10 @@ def cell(run: Run, machine: Machine, kernel: str, problem: str) -> Cell:
     t = run.point(TIME, kernel, problem)
     c = Cell(kernel=kernel, problem=problem, problem_obj=prob, status=t.status,
              time_s=_value(t), latency_s=_value(run.point(LATENCY, kernel, problem)),
-             x_over_floor=_value(run.point(X_OVER_FLOOR, kernel, problem)))
+             x_over_floor=_value(run.point(X_OVER_FLOOR, kernel, problem)),
+             max_abs_error=_value(run.point(MAX_ABS_ERROR, kernel, problem)),
+             mean_abs_error=_value(run.point(MEAN_ABS_ERROR, kernel, problem)),
+             peak_memory_bytes=_value(run.point(PEAK_MEMORY, kernel, problem)))
     if prob is not None:
         c.intensity = roofline.arithmetic_intensity(prob)
     c.efficiency_pct = _value(run.point(VIEW_EFFICIENCY, kernel, problem))

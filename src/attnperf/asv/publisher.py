@@ -8,7 +8,8 @@ other asv command imports attnperf), together with
 (``order`` after asv's ``Regressions``) keeps in ``regressions.json`` and the
 ``regressions.xml`` feed only the steps that the PR verdict would flag on that
 machine: worse by more than its factor (``ratio > factor``, the rule of
-``asv continuous --factor``).
+``asv continuous --factor``); accuracy and peak memory by more than their own
+(:data:`attnperf.analysis.gate.METRIC_FACTORS`).
 
 Views (TFLOP/s, GB/s, efficiency, regime, latency) never reach it: the
 repository's asv.conf.json turns asv's detection off for them
@@ -26,6 +27,8 @@ from asv import util
 from asv.plugins.regressions import Regressions
 from asv.publishing import OutputPublisher
 
+from ..analysis.gate import metric_factor
+
 CONF_KEY = "attnperf_regression_factors"
 
 
@@ -40,7 +43,8 @@ def _machine_factor(graph_path: str, factors: Dict[str, float]) -> Optional[floa
 def keep(regression: list, factors: Dict[str, float], default: float) -> Optional[list]:
     """The regression with only the jumps past its machine's factor, or None."""
     name, graph_path, params, idx, last_v, best_v, jumps = regression
-    factor = _machine_factor(graph_path, factors) or default
+    # Accuracy and peak memory: their own fixed factor, as in the PR verdict.
+    factor = metric_factor(name) or _machine_factor(graph_path, factors) or default
     kept = [j for j in jumps if j[2] and j[3] is not None and j[3] / j[2] > factor]
     if not kept:
         return None

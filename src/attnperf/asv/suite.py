@@ -31,7 +31,12 @@ also carry the power protocol (``protocol``, ``gap_s``, ``warm_replays``,
 ``sm_clock_mhz`` per sample, ``sm_clock_median_mhz``, ``clock_events``,
 ``slowdown_samples``, ``slowdown_reasons``, ``slowdown_bits``: "unavailable"
 without NVML), ``retaken``, ``unsteady``/``unsteady_reason``, and
-``sustained_time_s`` (back-to-back replays, a view).
+``sustained_time_s`` (back-to-back replays, a view).  Accuracy: the error
+figures of the checked output against float64 are ``correctness``'s
+``max_abs_error`` / ``mean_abs_error`` (in every entry since the first suite).
+Peak memory: ``peak_memory_bytes`` (what one warm call allocated at its peak
+beyond what was allocated before it; None where unavailable, e.g. a CPU, with
+``peak_memory_note`` saying why).
 """
 
 from __future__ import annotations
@@ -208,6 +213,8 @@ def entry(m) -> dict:
          "device_time_s": list(m.device_time.samples_s) if m.device_time else None,
          "device_time_method": m.device_time.method if m.device_time else None,
          "latency_s": list(m.latency.samples_s) if m.latency else None}
+    if m.peak_memory is not None:
+        e.update(peak_memory_bytes=m.peak_memory.peak_bytes, peak_memory_note=m.peak_memory.note)
     dt = m.device_time
     if dt is not None and dt.clock_source:
         # GPU: how the power state was controlled, the clocks, and whether the

@@ -182,7 +182,9 @@ def run(args: argparse.Namespace) -> int:
     base_run = machine.runs_for(base)[-1] if machine and machine.runs_for(base) else None
     head_run = machine.runs_for(head)[-1] if machine and machine.runs_for(head) else None
     cmp = ab.compare(db, args.machine, base_run, head_run, args.factor, lookup)
-    asv_view = ab.compare(db, args.machine, base_run, head_run, asv_factor) if lookup else None
+    # What asv itself judged (every row at its factor): tells a flag that the thresholds
+    # or the metrics' own factors overrule from an asv error.
+    asv_view = ab.compare(db, args.machine, base_run, head_run, asv_factor, metric_rules=False)
     if args.render_only and asv_exit is None:
         code, reason = _code_from_rows(cmp)
     else:
@@ -237,7 +239,7 @@ def _code_from_rows(cmp: ab.Comparison):
     if cmp.count(ab.BROKE):
         return ab.EXIT_BROKEN, "a benchmark fails at head that passed at base"
     if cmp.count(ab.WORSE):
-        return ab.EXIT_REGRESSION, f"{cmp.count(ab.WORSE)} benchmark(s) slower"
+        return ab.EXIT_REGRESSION, ab.worse_text(cmp, f"x{cmp.factor:g}")
     return ab.EXIT_OK, "no significant regression"
 
 

@@ -18,7 +18,10 @@ Format history (``schema_version``):
   end in ``_bwd`` / ``_fwdbwd``); each result has ``gradients`` (``dq``,
   ``dk``, ``dv``: the correctness figures of each gradient against float64
   autograd; null for ``fwd``); ``correctness.modified_inputs`` may name
-  ``dout``; ``settings.passes``.  JSON Schema: ``report-v2.schema.json``.
+  ``dout``; ``settings.passes``; ``results[].peak_memory`` (``peak_bytes``:
+  device memory one warm call allocated at its peak beyond what was allocated
+  before it, null where unavailable, e.g. on a CPU; ``method``, ``note``,
+  ``baseline_bytes``).  JSON Schema: ``report-v2.schema.json``.
   Version-1 files are still read (validated against the v1 schema).
 
 Files without ``schema_version`` are read as the seed's single-config format
@@ -68,6 +71,7 @@ def result_entry(m: Measurement) -> dict:
         "correctness": m.correctness.to_dict() if m.correctness else None,
         "performance": None,
         "roofline": m.roofline.to_dict() if m.roofline else None,
+        "peak_memory": m.peak_memory.to_dict() if m.peak_memory else None,
         "clock": {"before": m.clock_before, "after": m.clock_after} if m.clock_before else None,
         "warnings": list(m.warnings),
         "gradients": ({name: c.to_dict() for name, c in m.gradients.items()}

@@ -31,6 +31,7 @@ from .ceilings import load_or_measure_ceilings
 from .correctness import modified_inputs, reference, reference_grads, verify, verify_grads
 from .device import fingerprint, resolve_device, tf32_enabled
 from .inputs import DEFAULT_SEED, make_grad_output, make_inputs
+from .memory import peak_memory
 from .nvml import gpu_clock_state
 from .timing import Budget, time_cpu, time_cuda_device, time_cuda_latency
 from .worker import Crashed, Done, Worker
@@ -201,6 +202,10 @@ class Bench:
                 return time_cuda_latency(self.call, budget, l2_flush=l2_flush)
             return time_cpu(self.call, budget)
 
+    def peak_memory(self):
+        """What one more call allocates at its peak (:mod:`attnperf.measure.memory`)."""
+        return peak_memory(self.call, self.device)
+
     def dispatch(self) -> Optional[str]:
         return self.spec.backend(self.q, self.k, self.v, self.problem)
 
@@ -317,6 +322,7 @@ def _measure_into(m: Measurement, spec: KernelSpec, problem: Problem, device: st
             m.status, m.reason = "failed", why
             return
         m.dispatch = bench.dispatch()
+        m.peak_memory = bench.peak_memory()
         if device == "cuda":
             m.clock_before = gpu_clock_state()
         m.device_time = bench.time_samples(budget)
@@ -341,7 +347,7 @@ def _measure_into(m: Measurement, spec: KernelSpec, problem: Problem, device: st
         # attnperf's own exceptions too: raised inside a kernel they are the
         # kernel's failure, not a reason to abort the sweep.
         m.status, m.reason = "error", f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-        m.device_time = m.latency = m.roofline = None
+        m.device_time = m.latency = m.roofline = m.peak_memory = None
         log.debug("kernel %s on %s raised", kernel, problem.id, exc_info=True)
     finally:
         if bench is not None:

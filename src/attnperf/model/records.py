@@ -234,6 +234,34 @@ class Correctness:
         return text
 
 
+@dataclasses.dataclass(frozen=True)
+class PeakMemory:
+    """Device memory one call of the kernel allocated at its peak, beyond what was
+    allocated before the call (inputs, the float64 reference, the previous output).
+
+    ``peak_bytes`` None: unavailable on this device, ``note`` says why.  The
+    figure counts the output and every temporary the call creates through
+    PyTorch's allocator; memory a kernel takes outside it (a raw ``cudaMalloc``)
+    is not seen.  ``baseline_bytes`` is what was allocated before the call.
+    """
+
+    peak_bytes: Optional[int]
+    method: str
+    note: str = ""
+    baseline_bytes: Optional[int] = None
+
+    @property
+    def available(self) -> bool:
+        return self.peak_bytes is not None
+
+    @property
+    def mib(self) -> Optional[float]:
+        return None if self.peak_bytes is None else self.peak_bytes / 2**20
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
 # Every status a measurement can end in.  ``crashed`` (the worker process died:
 # signal or exit code in the reason) and ``timed_out`` (no result within the
 # per-config limit) come from the isolated runner (measure/worker.py).
@@ -253,6 +281,7 @@ class Measurement:
     device_time: Optional[Samples] = None  # GPU: graph replays; CPU: wall time
     latency: Optional[Samples] = None      # GPU only: isolated call, events
     roofline: Optional[Roofline] = None
+    peak_memory: Optional[PeakMemory] = None  # one warm call (measure/memory.py)
     dispatch: Optional[str] = None
     clock_before: Optional[dict] = None
     clock_after: Optional[dict] = None

@@ -15,7 +15,7 @@ from typing import Dict, List, Optional
 from ..analysis import cells as am
 from ..analysis.ab import (BETTER, BROKE, CHANGED, EXIT_BROKEN, EXIT_INFRA, EXIT_OK,
                            EXIT_REGRESSION, ICON, SAME, WORSE, Comparison, Row, compare,
-                           decide)
+                           decide, worse_text)
 from ..analysis.gate import short_name
 from ..io.asv_results import FAILED, MISSING, SKIPPED, Machine, Point, ResultsDB, Run
 from ..errors import UnknownNameError
@@ -60,7 +60,7 @@ def _problem_label(problem: str) -> str:
 
 
 def _table(rows: List[Row], cells_before: Dict, cells_after: Dict,
-           per_benchmark: bool = False) -> List[str]:
+           per_benchmark: bool = False, factor: Optional[float] = None) -> List[str]:
     out = ["| | benchmark | kernel | problem | before | after | ratio | significance | regime "
            "| efficiency | correctness |",
            "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -78,7 +78,7 @@ def _table(rows: List[Row], cells_before: Dict, cells_after: Dict,
         if corr_a == "FAILED":
             corr = f"**{corr}**"
         ratio = "—" if r.ratio is None else f"{r.ratio:.2f}×"
-        if r.ratio is not None and per_benchmark:
+        if r.ratio is not None and (per_benchmark or r.factor != factor):
             ratio += f" (×{r.factor:.3g})"
         if r.change == SAME and r.ratio is not None and r.significance.different is False \
                 and (r.ratio > r.factor or r.ratio * r.factor < 1):
@@ -141,7 +141,7 @@ def _headline(cmp: Comparison, asv_exit: Optional[int],
                 + (f"; also {worse} slower" if worse else ""))
     if code == EXIT_REGRESSION:
         past = "their calibrated thresholds" if cmp.per_benchmark else f"×{cmp.factor:g}"
-        return f"🔴 {name}: regression — {worse} benchmark(s) slower than {past} (significant)"
+        return f"🔴 {name}: regression — " + worse_text(cmp, past, "(significant)", "×")
     if code == EXIT_INFRA:
         return f"⚠️ {name}: {md.text(why)}"
     judged = "per-benchmark thresholds" if cmp.per_benchmark else f"factor ×{cmp.factor:g}"
@@ -176,7 +176,7 @@ def render_section(db: ResultsDB, machine: str, base_commit: str, head_commit: s
             else:
                 head = runs[-1] if runs else None
     cmp = compare(db, machine, base, head, factor, thresholds.lookup() if thresholds else None)
-    asv_view = compare(db, machine, base, head, asv_factor or factor) if thresholds else None
+    asv_view = compare(db, machine, base, head, asv_factor or factor, metric_rules=False)
     cb = {(c.kernel, c.problem): c for c in am.cells(base, m)} if base and m else {}
     ca = {(c.kernel, c.problem): c for c in am.cells(head, m)} if head and m else {}
     calibrated = "" if thresholds is None else (
@@ -187,7 +187,8 @@ def render_section(db: ResultsDB, machine: str, base_commit: str, head_commit: s
     lines = [f"### {_headline(cmp, asv_exit, asv_view)}", "",
              f"Base {md.code(base_commit[:8])} → head {md.code(head_commit[:8])} · {calibrated}factor ×{factor:g} · "
              f"asv continuous exit {asv_exit if asv_exit is not None else 'not run'} · "
-             "lower is better (times; x_over_floor = time / roofline floor)", ""]
+             "lower is better (times; x_over_floor = time / roofline floor; abs errors "
+             "against float64; peak memory)", ""]
     changed = [r for r in cmp.rows if r.change in CHANGED]
     changed.sort(key=lambda r: (CHANGED.index(r.change), -(r.ratio or 0)))
     # Combinations with no value and no failure on either side (kernel unavailable,
@@ -196,13 +197,13 @@ def render_section(db: ResultsDB, machine: str, base_commit: str, head_commit: s
              and {r.before.status, r.after.status} <= {SKIPPED, MISSING}]
     rest = [r for r in cmp.rows if r.change not in CHANGED and r not in empty]
     if changed:
-        lines += _table(changed, cb, ca, cmp.per_benchmark)
+        lines += _table(changed, cb, ca, cmp.per_benchmark, factor)
     elif cmp.rows:
         lines.append("No benchmark changed significantly.")
     else:
         lines.append("**No benchmark results to compare.**")
     if rest:
-        body = "\n".join(_table(rest, cb, ca, cmp.per_benchmark))
+        body = "\n".join(_table(rest, cb, ca, cmp.per_benchmark, factor))
         lines += ["", f"<details><summary>Unchanged or n/a: {len(rest)}</summary>", "", body, "",
                   "</details>"]
     if empty:

@@ -165,6 +165,10 @@ def machine_page(db: ResultsDB, m: Machine, has_asv: bool,
         params = [("kernel", raw_param(b, 0, c.kernel)), ("problem", raw_param(b, 1, c.problem))]
         links = [("time", asv_graph_url(am.TIME, m.name, params)),
                  ("x floor", asv_graph_url(am.X_OVER_FLOOR, m.name, params))] if has_asv else []
+        links += [(label, asv_graph_url(name, m.name, params)) for label, name, value in (
+            ("max error", am.MAX_ABS_ERROR, c.max_abs_error),
+            ("mean error", am.MEAN_ABS_ERROR, c.mean_abs_error),
+            ("memory", am.PEAK_MEMORY, c.peak_memory_bytes)) if has_asv and value is not None]
         rows.append({"cell": c, "colour": col.get(c.kernel, "#000"), "links": links})
     history = [{"short": r.short, "date": _date(r.date), "env": r.env_name,
                 "ok": sum(p.status == OK for _, p in _time_points(r)),
@@ -175,7 +179,9 @@ def machine_page(db: ResultsDB, m: Machine, has_asv: bool,
             "roofs": [dict(dataclasses.asdict(r), ridge=r.ridge) for r in roofs],
             "cells": [{"kernel": c.kernel, "problem": c.problem, "status": c.status,
                        "time_s": c.time_s, "tflops": c.tflops, "efficiency_pct": c.efficiency_pct,
-                       "x_over_floor": c.x_over_floor, "regime": c.regime} for c in shown]}
+                       "x_over_floor": c.x_over_floor, "regime": c.regime,
+                       "max_abs_error": c.max_abs_error, "mean_abs_error": c.mean_abs_error,
+                       "peak_memory_bytes": c.peak_memory_bytes} for c in shown]}
     passes = am.pass_rows(run, m) if run else []
     modes = list(dict.fromkeys(mode for r in passes for mode in r.passes))
     data["passes"] = [{"kernel": r.kernel, "problem": r.problem,

@@ -6,10 +6,13 @@ kernel and reason (every config with ``verbose``).  Columns that are empty for
 every row (latency on a CPU, backend for kernels that do not report one) are
 left out.  ``problem`` is the problem id (training passes end in ``_bwd`` /
 ``_fwdbwd``; their TF/s count 2.5x / 3.5x the forward FLOPs, and ``rel_err``
-is the worst of the output's and dQ, dK, dV's).  Flags in the ``note``
-column: ``unstable`` (IQR above 10 % of the median), ``ceiling beaten``
-(faster than the measured roofs allow; efficiency shown as ``>100``), ``in
-cache`` (above the DRAM roof because the data fit in the last-level cache).
+is the worst of the output's and dQ, dK, dV's).  ``peak MiB``: device memory one
+warm call allocated at its peak beyond its inputs (a GPU; the column is left out
+on a CPU, where it is unavailable).  ``verbose`` adds the output's absolute
+errors against float64 (``max_abs``, ``mean_abs``) beside ``rel_err``.  Flags in
+the ``note`` column: ``unstable`` (IQR above 10 % of the median), ``ceiling
+beaten`` (faster than the measured roofs allow; efficiency shown as ``>100``),
+``in cache`` (above the DRAM roof because the data fit in the last-level cache).
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ def _sig(v: Optional[float], digits: int = 4) -> str:
     return f"{v:.{decimals}f}"
 
 
-def _row(m: Measurement) -> List[str]:
+def _row(m: Measurement, verbose: bool = False) -> List[str]:
     st = m.device_time.stats() if m.device_time else None
     lat = m.latency.stats() if m.latency else None
     rf = m.roofline
@@ -58,6 +61,9 @@ def _row(m: Measurement) -> List[str]:
         _sig(rf and rf.achieved_tflops, 3), _sig(rf and rf.achieved_gb_s, 3),
         rf.regime if rf else "-", eff or "-", _num(rf and rf.x_over_floor, ".2f"),
         _num(_worst_rel(m), ".1e"),
+    ] + ([_num(m.correctness and m.correctness.max_abs_error, ".1e"),
+          _num(m.correctness and m.correctness.mean_abs_error, ".1e")] if verbose else []) + [
+        _num(m.peak_memory and m.peak_memory.mib, ".1f"),
         m.dispatch or "-", ", ".join(notes) or "-",
     ]
 
@@ -71,16 +77,20 @@ def _worst_rel(m: Measurement) -> Optional[float]:
 
 
 HEAD = ["kernel", "problem", "status", "time ms", "iqr%", "latency ms", "TF/s", "GB/s",
-        "regime", "eff%", "x_floor", "rel_err", "backend", "note"]
+        "regime", "eff%", "x_floor", "rel_err", "peak MiB", "backend", "note"]
+VERBOSE_ERRORS = ["max_abs", "mean_abs"]  # after rel_err with verbose
+OPTIONAL = ("latency ms", "peak MiB", "backend", "note")  # left out when empty in every row
 
 
 def render_table(measurements: Sequence[Measurement], verbose: bool = False) -> str:
-    rows = [_row(m) for m in measurements if m.status in MEASURED]
-    keep = [i for i, name in enumerate(HEAD)
-            if name not in ("latency ms", "backend", "note") or any(r[i] != "-" for r in rows)]
+    rows = [_row(m, verbose) for m in measurements if m.status in MEASURED]
+    at = HEAD.index("rel_err") + 1
+    head = HEAD[:at] + (VERBOSE_ERRORS if verbose else []) + HEAD[at:]
+    keep = [i for i, name in enumerate(head)
+            if name not in OPTIONAL or any(r[i] != "-" for r in rows)]
     lines = []
     if rows:
-        lines.append(tabulate([[r[i] for i in keep] for r in rows], headers=[HEAD[i] for i in keep],
+        lines.append(tabulate([[r[i] for i in keep] for r in rows], headers=[head[i] for i in keep],
                               tablefmt="simple", disable_numparse=True))
     else:
         lines.append("(no config was measured)")

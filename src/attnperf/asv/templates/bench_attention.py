@@ -10,6 +10,11 @@ Gated (lower is better; `asv continuous` judges these):
       sample after an idle gap and warm replays (power state controlled, clocks
       recorded; attnperf.measure.timing); CPU: wall time
   TimeAttention.track_x_over_floor -- measured time / roofline floor time
+  Accuracy.track_max_abs_error, Accuracy.track_mean_abs_error -- the checked
+      output's error against the float64 reference (seeded inputs); judged at
+      their own factor (attnperf.analysis.gate.METRIC_FACTORS), not the timing one
+  PeakMemory.track_peak_memory_bytes -- GPU: what one warm call allocates at
+      its peak beyond what was allocated before it (inputs excluded); n/a on a CPU
 Views (recorded for the site, kept out of verdicts): n/a unless
 ATTNPERF_ASV_VIEWS=1, and excluded by the documented `-b '^(?!.*Views)'`.
   LatencyViews.track_latency -- GPU: one isolated call (L2 flushed), CUDA events.
@@ -160,6 +165,50 @@ class TimeAttention(_Grid):
         return _suite.samples([t / floor for t in self.entry["device_time_s"]])
 
     track_x_over_floor.unit = "x floor"
+
+
+# Deterministic metrics of one measured entry.  Functions of the entry, so that a
+# class with more parameters (e.g. a pass) can return them for its own entry.
+def error_figure(entry, figure):
+    """``figure`` (max_abs_error, mean_abs_error) of the checked output vs float64."""
+    value = (entry.get("correctness") or {}).get(figure)
+    if value is None:
+        raise _skip(f"no {figure} recorded for this entry")
+    return float(value)
+
+
+def peak_memory_bytes(entry):
+    """Peak bytes one call allocated (n/a where this commit or device records none)."""
+    value = entry.get("peak_memory_bytes")
+    if value is None:
+        raise _skip(entry.get("peak_memory_note") or "this commit's attnperf records no peak memory")
+    return float(value)
+
+
+class Accuracy(_Grid):
+    unit = "abs error"
+
+    def setup(self, cache, kernel, problem):
+        self.entry = _entry(cache, kernel, problem)
+
+    def track_max_abs_error(self, cache, kernel, problem):
+        return error_figure(self.entry, "max_abs_error")
+
+    def track_mean_abs_error(self, cache, kernel, problem):
+        return error_figure(self.entry, "mean_abs_error")
+
+
+class PeakMemory(_Grid):
+    unit = "bytes"
+
+    def setup(self, cache, kernel, problem):
+        self.entry = _entry(cache, kernel, problem)
+        if self.entry.get("peak_memory_bytes") is None:
+            raise NotImplementedError(self.entry.get("peak_memory_note")
+                                      or "this commit's attnperf records no peak memory")
+
+    def track_peak_memory_bytes(self, cache, kernel, problem):
+        return peak_memory_bytes(self.entry)
 
 
 def _views_entry(cache, kernel, problem):

@@ -31,7 +31,7 @@ from .correctness import modified_inputs, reference, verify
 from .device import fingerprint, resolve_device, tf32_enabled
 from .inputs import DEFAULT_SEED, make_inputs
 from .nvml import gpu_clock_state
-from .timing import Budget, time_cpu, time_cuda_device, time_cuda_latency
+from .timing import Budget, time_cpu, time_cpu_thread, time_cuda_device, time_cuda_latency
 from .worker import Crashed, Done, Worker
 
 log = logging.getLogger(__name__)
@@ -117,9 +117,13 @@ class Bench:
         return self.problem.dtype == "float32" and tf32_enabled(self.device)
 
     def time_samples(self, budget: Budget = Budget()) -> Samples:
-        """The primary time: device time on a GPU, wall time on a CPU."""
+        """The primary time: device time on a GPU; on a CPU thread CPU time (with the
+        speed-normalised figure) at 1 PyTorch thread, else wall time."""
         if self.device == "cuda":
             return time_cuda_device(self.call, budget)
+        import torch
+        if torch.get_num_threads() == 1:
+            return time_cpu_thread(self.call, budget)
         return time_cpu(self.call, budget)
 
     def latency_samples(self, budget: Budget = Budget(), l2_flush: bool = True) -> Samples:

@@ -118,6 +118,24 @@ def test_entry_keys_and_values():
     assert {k: e.get(k, "<missing>") for k in expected} == expected
 
 
+def test_cpu_entry_says_its_clock_and_keeps_the_ungated_figures():
+    from attnperf.model.records import Measurement, Samples
+
+    dt = Samples([1e-3, 2e-3], "cpu-thread_time", 4, 2, cpu_clock="thread",
+                 wall_s=[1.5e-3, 2e-3], reference_s=[8e-4, 8e-4, 1.6e-3],
+                 normalised_s=[1e-3, 4 / 3 * 1e-3])
+    e = suite.entry(Measurement("tiled", PRESETS["cpu_seed"], "cpu", device_time=dt))
+    # The gated samples (device_time_s, a history key) are the thread's CPU time.
+    assert e["device_time_s"] == [1e-3, 2e-3] and e["device_time_method"] == "cpu-thread_time"
+    assert (e["cpu_clock"], e["wall_time_s"], e["cpu_reference_s"], e["calls_per_sample"]) == (
+        "thread", [1.5e-3, 2e-3], [8e-4, 8e-4, 1.6e-3], 4)
+    assert e["normalised_time_s"] == [1e-3, 4 / 3 * 1e-3]
+    # A wall-time CPU entry (several threads, older commits) has no cpu_clock.
+    wall = Samples([1e-3], "cpu-perf_counter", 1, 2)
+    assert "cpu_clock" not in suite.entry(Measurement("tiled", PRESETS["cpu_seed"], "cpu",
+                                                      device_time=wall))
+
+
 def test_entry_of_what_was_not_measured():
     from attnperf.model.records import Measurement
 

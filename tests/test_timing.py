@@ -10,7 +10,8 @@ import pytest
 from _fakecuda import CAPPED_MHZ, MAX_MHZ, SW_POWER_CAP, FakeWorld, install
 from attnperf.measure import timing
 from attnperf.measure.timing import (BACK_TO_BACK_POWER, QUICK, Budget, PowerControl, Samples,
-                                     time_cpu, time_cuda_device, time_cuda_latency)
+                                     time_cpu, time_cpu_thread, time_cuda_device,
+                                     time_cuda_latency)
 from attnperf.model.records import ClockReading
 
 # Binary fractions of a second, so the fake clock's arithmetic is exact.
@@ -157,6 +158,76 @@ def test_time_cpu_with_the_real_clock_returns_positive_samples():
     assert 3 <= len(s.samples_s) <= 5
     assert all(x > 0 for x in s.samples_s)
     assert len(calls) == s.warmup_calls + s.calls_per_sample * len(s.samples_s)
+
+
+# ------------------------------------------------------- time_cpu_thread ---
+class DescheduledThread:
+    """Thread CPU time advances by each call's work; wall time also by the time the
+    thread waits while another job runs on its core (every other call waits 3 TICK)."""
+
+    def __init__(self, work=TICK):
+        self.cpu = self.wall = 0.0
+        self.calls = 0
+        self.work = work
+
+    def fn(self) -> None:
+        self.cpu += self.work
+        self.wall += self.work + (3 * TICK if self.calls % 2 else 0.0)
+        self.calls += 1
+
+
+def test_time_cpu_thread_gates_cpu_time_and_keeps_wall_time_as_a_view():
+    t = DescheduledThread()
+    refs = iter([TICK, TICK, 2 * TICK, 2 * TICK, TICK, TICK, TICK])  # bursts around samples
+    budget = Budget(min_samples=3, max_samples=3, budget_s=10.0, warmup_s=0.0,
+                    target_sample_s=2 * TICK)
+    s = time_cpu_thread(t.fn, budget, reference=lambda: next(refs), clock=lambda: t.wall,
+                        cpu_clock=lambda: t.cpu, fix_malloc=False)
+    assert (s.warmup_calls, s.calls_per_sample) == (2, 2)
+    assert s.samples_s == [TICK, TICK, TICK]  # descheduled time excluded
+    assert s.wall_s == [2.5 * TICK] * 3  # one of the two calls per sample waited 3 TICK
+    assert s.cpu_clock == timing.CPU_CLOCK == "thread" and s.method == "cpu-thread_time"
+    assert s.reference_s == [TICK, TICK, 2 * TICK, 2 * TICK]
+    # Each sample over the mean of the bursts on either side, at the reference speed.
+    r = timing.CPU_REFERENCE_S
+    assert s.normalised_s == [TICK * r / TICK, TICK * r / (1.5 * TICK), TICK * r / (2 * TICK)]
+
+
+def test_time_cpu_thread_budget_counts_the_reference_bursts():
+    t = DescheduledThread()
+    budget = Budget(min_samples=1, max_samples=100, budget_s=8 * TICK, warmup_s=0.0,
+                    target_sample_s=TICK, stable_ratio=0.0)
+    s = time_cpu_thread(t.fn, budget, reference=lambda: TICK, clock=lambda: t.wall,
+                        cpu_clock=lambda: t.cpu, fix_malloc=False)
+    assert len(s.samples_s) == 4  # 1 TICK of work + 1 TICK of reference per sample
+
+
+def test_session_times_one_thread_with_thread_cpu_time_and_several_with_wall_time():
+    torch = pytest.importorskip("torch")
+    from attnperf.measure.session import Bench
+    from attnperf.model.catalog import PRESETS
+
+    before = torch.get_num_threads()
+    bench = Bench("sdpa", PRESETS["cpu_seed"], "cpu")
+    quick = Budget(min_samples=3, max_samples=3, warmup_s=0.0)
+    try:
+        torch.set_num_threads(1)
+        one = bench.time_samples(quick)
+        torch.set_num_threads(2)
+        two = bench.time_samples(quick)
+    finally:
+        torch.set_num_threads(before)
+    assert (one.cpu_clock, one.method) == ("thread", "cpu-thread_time")
+    assert len(one.wall_s) == 3 and len(one.reference_s) == 4 and len(one.normalised_s) == 3
+    assert all(x > 0 for x in one.samples_s + one.normalised_s)
+    assert (two.cpu_clock, two.method) == ("", "cpu-perf_counter")
+
+
+def test_fix_malloc_thresholds_on_glibc():
+    import platform
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("mallopt is glibc's")
+    assert timing.fix_malloc_thresholds() is True
 
 
 def test_quick_budget_is_smaller_than_default():

@@ -31,12 +31,17 @@ also carry the power protocol (``protocol``, ``gap_s``, ``warm_replays``,
 ``sm_clock_mhz`` per sample, ``sm_clock_median_mhz``, ``clock_events``,
 ``slowdown_samples``, ``slowdown_reasons``, ``slowdown_bits``: "unavailable"
 without NVML), ``retaken``, ``unsteady``/``unsteady_reason``, and
-``sustained_time_s`` (back-to-back replays, a view).  Accuracy: the error
-figures of the checked output against float64 are ``correctness``'s
-``max_abs_error`` / ``mean_abs_error`` (in every entry since the first suite).
-Peak memory: ``peak_memory_bytes`` (what one warm call allocated at its peak
-beyond what was allocated before it; None where unavailable, e.g. a CPU, with
-``peak_memory_note`` saying why).
+``sustained_time_s`` (back-to-back replays, a view).  CPU entries say what
+``device_time_s`` is: ``cpu_clock`` "thread" (the measuring thread's CPU time
+per call, :func:`attnperf.measure.timing.time_cpu_thread`), with
+``wall_time_s`` and ``normalised_time_s`` (thread time at the reference speed;
+recorded, not gated), ``cpu_reference_s`` and ``calls_per_sample``; an entry
+without ``cpu_clock`` holds wall time (commits before it, or several threads).
+Accuracy: the error figures of the checked output against float64 are
+``correctness``'s ``max_abs_error`` / ``mean_abs_error`` (in every entry since
+the first suite).  Peak memory: ``peak_memory_bytes`` (what one warm call
+allocated at its peak beyond what was allocated before it; None where
+unavailable, e.g. a CPU, with ``peak_memory_note`` saying why).
 """
 
 from __future__ import annotations
@@ -221,6 +226,12 @@ def entry(m) -> dict:
         # samples are steady (keys of Samples.power_state, then the sustained view).
         e.update(dt.power_state(), calls_per_sample=dt.calls_per_sample,
                  sustained_time_s=list(dt.sustained.samples_s) if dt.sustained else None)
+    if dt is not None and dt.cpu_clock:
+        # CPU, 1 thread: device_time_s (gated) is the thread's CPU time per call;
+        # wall time and the speed-normalised figure are kept, ungated.
+        e.update(cpu_clock=dt.cpu_clock, wall_time_s=list(dt.wall_s),
+                 normalised_time_s=list(dt.normalised_s), cpu_reference_s=list(dt.reference_s),
+                 calls_per_sample=dt.calls_per_sample)
     if m.roofline is not None:
         r = m.roofline
         e.update(floor_s=r.floor_s, tflops=r.achieved_tflops, gb_s=r.achieved_gb_s,

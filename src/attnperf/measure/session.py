@@ -33,7 +33,7 @@ from .device import fingerprint, resolve_device, tf32_enabled
 from .inputs import DEFAULT_SEED, make_grad_output, make_inputs
 from .memory import peak_memory
 from .nvml import gpu_clock_state
-from .timing import Budget, time_cpu, time_cuda_device, time_cuda_latency
+from .timing import Budget, time_cpu, time_cpu_thread, time_cuda_device, time_cuda_latency
 from .worker import Crashed, Done, Worker
 
 log = logging.getLogger(__name__)
@@ -188,12 +188,16 @@ class Bench:
 
     def time_samples(self, budget: Budget = Budget(), capture: bool = True) -> Samples:
         """The primary time: device time on a GPU (``capture=False``: eager calls
-        between events instead of graph replays), wall time on a CPU."""
+        between events instead of graph replays); on a CPU the measuring thread's
+        CPU time (with the speed-normalised figure) at 1 PyTorch thread, else wall time."""
         with self._timing_stream():
             if self.problem.mode == "bwd":
                 self.last = self.forward()
             if self.device == "cuda":
                 return time_cuda_device(self.call, budget, capture=capture)
+            import torch
+            if torch.get_num_threads() == 1:
+                return time_cpu_thread(self.call, budget)
             return time_cpu(self.call, budget)
 
     def latency_samples(self, budget: Budget = Budget(), l2_flush: bool = True) -> Samples:

@@ -96,6 +96,13 @@ class Samples:
     retaken: int = 0                 # samples set aside because they ran under slowdown
     unsteady_reason: str = ""
     sustained: Optional["Samples"] = None  # back-to-back replays: a view, never gated
+    # CPU, single-threaded (measure.timing.time_cpu_thread): samples_s is thread CPU time;
+    # wall time per call (a view), the reference bursts' CPU seconds around the samples
+    # (one more than samples) and the samples at the reference speed (recorded, not gated).
+    cpu_clock: str = ""              # "thread"; "" = wall time (time_cpu) or a GPU
+    wall_s: List[float] = dataclasses.field(default_factory=list)
+    reference_s: List[float] = dataclasses.field(default_factory=list)
+    normalised_s: List[float] = dataclasses.field(default_factory=list)
 
     @property
     def unsteady(self) -> bool:

@@ -63,8 +63,10 @@ def _git(cwd, *args):
 
 
 def _commit(clone, message, edit):
+    """Commit ``edit``'s source change; what asv wrote into the clone's results/ (rewritten
+    by every run) is never committed, so switching between the test's commits never collides."""
     edit(clone)
-    _git(clone, "add", "-A")
+    _git(clone, "add", "-A", "--", ".", ":(exclude)results")
     _git(clone, "-c", "user.name=attnperf-test", "-c", "user.email=test@attnperf.invalid",
          "commit", "-q", "-m", message)
     return _git(clone, "rev-parse", "HEAD")

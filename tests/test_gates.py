@@ -596,6 +596,23 @@ def test_exit_policy(asv_exit, counts, code, why):
     assert ab.decide(1, None)[0] == ab.EXIT_INFRA
 
 
+class _CalCmp(_Cmp):
+    per_benchmark = own_factors = True
+
+
+def test_exit_policy_names_the_calibrated_thresholds():
+    """With per-benchmark thresholds the verdict says so, in a regression and when the
+    thresholds overrule what asv flagged at its own (smallest) factor."""
+    code, why = ab.decide(1, _CalCmp(**{ab.WORSE: 1}))
+    assert (code, why) == (ab.EXIT_REGRESSION,
+                           "1 benchmark(s) slower than their calibrated thresholds with significance")
+    code, why = ab.decide(1, _CalCmp(**{ab.SAME: 2}), _Cmp(**{ab.WORSE: 3}))
+    assert (code, why) == (ab.EXIT_OK, "no significant regression past the calibrated thresholds "
+                                       "(asv flagged 3 at its factor x1.05)")
+    # nothing asv flagged explains its exit 1: an asv error, thresholds or not
+    assert ab.decide(1, _CalCmp(**{ab.SAME: 2}), _Cmp(**{ab.SAME: 2}))[0] == ab.EXIT_INFRA
+
+
 def test_stats_on_one_side_only_means_no_statistics():
     sig = ab.significance(_bare(1.0, stats=_ci(0.9, 1.1)), _bare(1.5))
     assert (sig.different, sig.text) == (None, "no statistics (factor only)")

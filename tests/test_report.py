@@ -79,8 +79,9 @@ def test_real_run_results_summary_and_roofline(cpu_report):
     sdpa = by_kernel["sdpa"]
     assert sdpa["id"] == "sdpa/b1_h2_sq16_d8_fp32"
     perf = sdpa["performance"]
-    assert perf["time_basis"] == "cpu_wall_time"
+    assert perf["time_basis"] == "cpu_thread_time"  # one thread: the thread's CPU time
     dt = perf["device_time"]
+    assert dt["cpu_clock"] == "thread" and len(dt["wall_samples_ms"]) == dt["n"]  # wall kept
     assert len(dt["samples_ms"]) == dt["n"] >= 10  # raw samples kept (Budget() min_samples)
     assert perf["median_time_ms"] == dt["median_ms"] and perf["mean_time_ms"] == dt["mean_ms"]
     rf = sdpa["roofline"]

@@ -245,3 +245,33 @@ def test_half_precision_roof_is_the_faster_of_its_own_and_float32(dtype, rates, 
     # The custom fp16 CPU problem that ran at 1642-1983 % of a 0.0013 TF/s fp16 roof.
     p = Problem(batch=1, heads=1, seq_q=8, head_dim=8, dtype=dtype)
     assert ceiling_for(p, {"bandwidth_gb_s": 47.0, "matmul_tflops": rates}, None).tflops == expected
+
+
+def test_analyze_and_floors_use_the_kernels_own_work_model():
+    """A kernel's own (FLOPs, bytes) replace the model's where given, in analyze and floors."""
+    p = PRESETS["train"]
+    c = Ceiling(tflops=100.0, bandwidth_gb_s=1000.0, source="test")
+    own_flops = 3 * roofline.flops(p)
+    r = analyze(p, 1.0, c, "cuda", work=(own_flops, None))
+    assert (r.flops, r.bytes) == (own_flops, roofline.bytes_moved(p))
+    assert r.compute_floor_s == pytest.approx(own_flops / 100e12)
+    assert r.memory_floor_s == pytest.approx(roofline.bytes_moved(p) / 1000e9)
+    assert roofline.floors(p, c, (2 * 10**12, 5 * 10**9)) == pytest.approx((0.02, 0.005))
+
+
+@pytest.mark.parametrize("work", [(1_050_000_000_000, 1), (1, 1_050_000_000_000)])
+def test_ceiling_beaten_only_past_the_margin(work):
+    """A time exactly BEATEN_MARGIN under a floor is not 'beaten'; a hair faster is.
+    FLOPs / (1 TF/s) and bytes / (1000 GB/s) are both 1.05 s exactly here."""
+    p = PRESETS["train"]
+    c = Ceiling(tflops=1.0, bandwidth_gb_s=1000.0, source="test")
+    assert roofline.BEATEN_MARGIN == 1.05
+    assert not analyze(p, 1.0, c, "cuda", work=work).ceiling_beaten
+    assert analyze(p, 0.999, c, "cuda", work=work).ceiling_beaten
+
+
+def test_half_precision_roof_without_a_measured_float32_rate():
+    """Only the bf16 rate measured (and slow): it is the roof; no float32 rate to prefer."""
+    c = ceiling_for(PRESETS["train"], {"matmul_tflops": {"bfloat16": 0.5}, "bandwidth_gb_s": 100.0},
+                    None)
+    assert (c.tflops, c.bandwidth_gb_s, c.source) == (0.5, 100.0, "measured")

@@ -202,7 +202,8 @@ def decide(asv_exit: Optional[int], comparison: Optional[Comparison],
     if asv_exit == 1 or (asv_exit == 0 and comparison.own_factors and regressed):
         if regressed:
             return EXIT_REGRESSION, worse_text(comparison, past)
-        if asv_view is not None and (asv_view.count(WORSE) or asv_view.count(BROKE)):
+        # (a broken benchmark is broken at every factor: it returned above)
+        if asv_view is not None and asv_view.count(WORSE):
             own = "the calibrated thresholds" if comparison.per_benchmark else "each metric's factor"
             return EXIT_OK, (f"no significant regression past {own} (asv "
                              f"flagged {asv_view.count(WORSE)} at its factor x{asv_view.factor:g})")

@@ -62,7 +62,8 @@ def compare_one(base: dict, cur: dict, threshold: float) -> dict:
     basis = [(x.get("performance") or {}).get("time_basis") for x in (base, cur)]
     if None not in basis and basis[0] != basis[1]:
         raise ReportError(f"{cur['id']}: baseline time is {basis[0]}, current is {basis[1]}; "
-                          "compare reports from the same kind of device")
+                          "compare reports timed the same way (same kind of device; on a CPU, "
+                          "re-run the baseline with this attnperf)")
     if b is None:
         row.update({"speedup": None, "improvement_pct": None, "baseline_time_ms": None,
                     "current_time_ms": None, "statistic": None, "is_regression": False,

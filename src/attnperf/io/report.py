@@ -18,7 +18,11 @@ Format history (``schema_version``):
   end in ``_bwd`` / ``_fwdbwd``); each result has ``gradients`` (``dq``,
   ``dk``, ``dv``: the correctness figures of each gradient against float64
   autograd; null for ``fwd``); ``correctness.modified_inputs`` may name
-  ``dout``; ``settings.passes``; ``results[].peak_memory`` (``peak_bytes``:
+  ``dout``; ``settings.passes``; ``performance.time_basis`` may be
+  ``cpu_thread_time`` (a CPU at one thread: the measuring thread's CPU time;
+  ``device_time`` then adds ``cpu_clock``, ``wall_samples_ms``,
+  ``normalised_samples_ms`` and ``cpu_reference_ms``);
+  ``results[].peak_memory`` (``peak_bytes``:
   device memory one warm call allocated at its peak beyond what was allocated
   before it, null where unavailable, e.g. on a CPU; ``method``, ``note``,
   ``baseline_bytes``).  JSON Schema: ``report-v2.schema.json``.
@@ -80,7 +84,8 @@ def result_entry(m: Measurement) -> dict:
     if m.device_time is not None:
         st = m.device_time.stats()
         perf = {
-            # Seed keys.  The time basis is device time on a GPU, wall time on a CPU.
+            # Seed keys.  The time basis is device time on a GPU; on a CPU the measuring
+            # thread's CPU time at 1 PyTorch thread, else wall time.
             "mean_time_ms": st["mean_ms"],
             "std_dev_ms": st["std_ms"],
             "throughput_gflops": m.roofline.achieved_tflops * 1e3 if m.roofline else None,
@@ -88,13 +93,21 @@ def result_entry(m: Measurement) -> dict:
             "median_time_ms": st["median_ms"],
             "iqr_ms": st["iqr_ms"],
             "min_time_ms": st["min_ms"],
-            "time_basis": "device_time" if m.device == "cuda" else "cpu_wall_time",
+            "time_basis": time_basis(m),
             "unstable": st["unstable"],
             "device_time": m.device_time.to_dict(),
             "latency": m.latency.to_dict() if m.latency else None,
         }
         entry["performance"] = perf
     return entry
+
+
+def time_basis(m: Measurement) -> str:
+    """``device_time`` (GPU), ``cpu_thread_time`` (CPU, one thread) or ``cpu_wall_time``."""
+    if m.device == "cuda":
+        return "device_time"
+    return "cpu_thread_time" if m.device_time and m.device_time.cpu_clock == "thread" \
+        else "cpu_wall_time"
 
 
 def build_report(measurements: List[Measurement], environment: dict,

@@ -201,6 +201,11 @@ class Samples:
             d["rejected_clock_events"] = rejected if rejected is not None else UNAVAILABLE
         d.update(self.stats())
         d["samples_ms"] = [s * 1e3 for s in self.samples_s]
+        if self.cpu_clock:  # a CPU sample timed with the thread's clock: the other figures too
+            d["cpu_clock"] = self.cpu_clock
+            d["wall_samples_ms"] = [s * 1e3 for s in self.wall_s]
+            d["normalised_samples_ms"] = [s * 1e3 for s in self.normalised_s]
+            d["cpu_reference_ms"] = [s * 1e3 for s in self.reference_s]
         if self.sustained is not None:
             d["sustained"] = self.sustained.to_dict()
         return d

@@ -143,11 +143,19 @@ def _footnotes(measurements: Sequence[Measurement]) -> List[str]:
         out += [f"  {m.kernel}/{m.problem.id}: {m.device_time.unsteady_reason}" for m in unsteady]
     device = measurements[0].device if measurements else "cpu"
     out.append("time = device time per call (CUDA graph replays, each sample after an idle gap "
-               "and warm replays)" if device == "cuda" else "time = wall time per call on the CPU")
+               "and warm replays)" if device == "cuda" else _cpu_time_line(measurements))
     if device == "cuda":
         out.append(_clock_line(measurements))
         out.append("latency = one isolated call (sync, L2 flushed, CUDA events)")
     return [""] + out
+
+
+def _cpu_time_line(measurements: Sequence[Measurement]) -> str:
+    """What a CPU time is: the measuring thread's CPU time (1 PyTorch thread), else wall time."""
+    if any(m.device_time and m.device_time.cpu_clock == "thread" for m in measurements):
+        return ("time = CPU time of the measuring thread per call (1 PyTorch thread; time spent "
+                "waiting for a core is not counted; wall time is in the report)")
+    return "time = wall time per call on the CPU"
 
 
 def _clock_line(measurements: Sequence[Measurement]) -> str:

@@ -47,6 +47,16 @@ def test_cpu_table_has_no_empty_gpu_columns():
     assert header[:5] == ["kernel", "problem", "status", "time", "ms"]
 
 
+def test_cpu_footer_names_the_clock():
+    """One thread: the thread's CPU time; several threads (no cpu_clock): wall time."""
+    wall = _ok("naive")
+    assert "time = wall time per call on the CPU" in render_table([wall])
+    thread = _ok("naive")
+    thread.device_time.cpu_clock = "thread"
+    text = render_table([thread])
+    assert "time = CPU time of the measuring thread per call" in text and "wall time per" not in text
+
+
 def test_peak_memory_column_where_measured_and_errors_with_verbose():
     cpu = _ok("naive")
     cpu.peak_memory = PeakMemory(None, "unavailable", "unavailable on a CPU")

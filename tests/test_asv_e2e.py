@@ -43,18 +43,24 @@ FACTOR = "2.5"
 ENV_DIR = Path(os.environ.get("ATTNPERF_TEST_ASV_ENV", REPO / ".asv" / "test-env"))
 TIME_BENCH = "TimeAttention.track_device_time"
 
-SLOWDOWN = '''
+
+def slowdown(times: int) -> str:
+    """Source appended to kernels/tiled.py: ``tiled_attention`` does its whole work ``times`` times."""
+    return f"""
 
 _fast_tiled_attention = tiled_attention
 
 
 def tiled_attention(q, k, v, *, causal, scale, block_kv=BLOCK_KV):
-    # INJECTED SLOWDOWN (test): the whole computation, eight times.
-    for _ in range(8):
+    # INJECTED SLOWDOWN (test): the whole computation, {times} times.
+    for _ in range({times}):
         out = _fast_tiled_attention(q, k, v, causal=causal, scale=scale, block_kv=block_kv)
     return out
 
-'''
+"""
+
+
+SLOWDOWN = slowdown(8)
 
 
 def _git(cwd, *args):

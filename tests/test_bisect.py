@@ -327,20 +327,9 @@ def test_cli_asv_without_results_exit_3(cli_project):
 # ------------------------------------------------------- real asv (CPU) ---
 # A temporary clone of this repository; asv runs the suite for real (tiled only, one CPU
 # problem, forkserver).  History: base, b1, b2, b3, slow (tiled 4x the work), b4 .. b9.
-from test_asv_e2e import ASV, ENV_DIR, _commit, _git, _inject, _touch_readme  # noqa: E402
+from test_asv_e2e import ASV, ENV_DIR, _commit, _git, _inject, _touch_readme, slowdown  # noqa: E402
 
-SLOW_TILED = """
-
-_fast_tiled_attention = tiled_attention
-
-
-def tiled_attention(q, k, v, *, causal, scale, block_kv=BLOCK_KV):
-    # INJECTED SLOWDOWN (test): the whole computation, four times.
-    for _ in range(4):
-        out = _fast_tiled_attention(q, k, v, causal=causal, scale=scale, block_kv=block_kv)
-    return out
-
-"""
+SLOW_TILED = slowdown(4)
 
 
 @pytest.fixture(scope="module")

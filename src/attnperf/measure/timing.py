@@ -99,7 +99,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 from ..model.records import UNAVAILABLE, ClockReading, Samples, iqr_ratio, slowdown_summary
 from . import nvml
@@ -141,24 +141,41 @@ def _keep_sampling(samples: List[float], spent_s: float, budget: Budget) -> bool
 
 
 # ---------------------------------------------------------------- CPU -------
+def _cpu_samples(fn: Callable[[], object], budget: Budget,
+                 clocks: Sequence[Callable[[], float]],
+                 between: Optional[Callable[[], float]] = None):
+    """THE CPU sampling loop: warm up, choose the calls per sample, sample until the
+    budget says stop.  ``clocks[0]`` paces warm-up and budget; every clock is read
+    around each sample (nested: first clock innermost).  ``between()`` runs once
+    before the first sample and after every sample, returning seconds the budget
+    also counts (all but the first run).
+    Returns (per-call times per clock, calls per sample, warm-up calls)."""
+    pace = clocks[0]
+    warm, t0 = 0, pace()
+    while warm < 2 or pace() - t0 < budget.warmup_s:
+        fn()
+        warm += 1
+    per_call = max((pace() - t0) / warm, 1e-9)
+    number = max(1, int(budget.target_sample_s / per_call))
+    times: List[List[float]] = [[] for _ in clocks]
+    spent = 0.0
+    if between:
+        between()
+    while _keep_sampling(times[0], spent, budget):
+        start = [c() for c in reversed(clocks)][::-1]
+        for _ in range(number):
+            fn()
+        end = [c() for c in clocks]
+        for series, a, b in zip(times, start, end):
+            series.append((b - a) / number)
+        spent += end[0] - start[0] + (between() if between else 0.0)
+    return times, number, warm
+
+
 def time_cpu(fn: Callable[[], object], budget: Budget = Budget(),
              clock: Callable[[], float] = time.perf_counter) -> Samples:
     """Wall-clock samples of ``fn()`` on the host (CPU kernels)."""
-    warm, t0 = 0, clock()
-    while warm < 2 or clock() - t0 < budget.warmup_s:
-        fn()
-        warm += 1
-    per_call = max((clock() - t0) / warm, 1e-9)
-    number = max(1, int(budget.target_sample_s / per_call))
-    samples: List[float] = []
-    spent = 0.0
-    while _keep_sampling(samples, spent, budget):
-        start = clock()
-        for _ in range(number):
-            fn()
-        elapsed = clock() - start
-        spent += elapsed
-        samples.append(elapsed / number)
+    (samples,), number, warm = _cpu_samples(fn, budget, (clock,))
     return Samples(samples, "cpu-perf_counter", number, warm)
 
 
@@ -224,25 +241,9 @@ def time_cpu_thread(fn: Callable[[], object], budget: Budget = Budget(),
     """
     note = "" if not fix_malloc or fix_malloc_thresholds() else "malloc thresholds not fixed"
     ref = reference or cpu_reference_burst(cpu_clock)
-    warm, t0 = 0, cpu_clock()
-    while warm < 2 or cpu_clock() - t0 < budget.warmup_s:
-        fn()
-        warm += 1
-    per_call = max((cpu_clock() - t0) / warm, 1e-9)
-    number = max(1, int(budget.target_sample_s / per_call))
-    refs = [ref()]
-    thread: List[float] = []
-    wall: List[float] = []
-    spent = 0.0
-    while _keep_sampling(thread, spent, budget):
-        w0, c0 = clock(), cpu_clock()
-        for _ in range(number):
-            fn()
-        c1, w1 = cpu_clock(), clock()
-        refs.append(ref())
-        thread.append((c1 - c0) / number)
-        wall.append((w1 - w0) / number)
-        spent += (c1 - c0) + refs[-1]
+    refs: List[float] = []
+    (thread, wall), number, warm = _cpu_samples(
+        fn, budget, (cpu_clock, clock), between=lambda: refs.append(ref()) or refs[-1])
     normalised = [t * CPU_REFERENCE_S / max((a + b) / 2, 1e-12)
                   for t, a, b in zip(thread, refs, refs[1:])]
     return Samples(thread, "cpu-thread_time", number, warm, cpu_clock=CPU_CLOCK, wall_s=wall,

@@ -29,7 +29,6 @@ DTYPE_ALIASES = {
 # forward keeps its id; the others add a tag (ids are history keys, and the
 # tags stay plain words: asv's ``-b`` regexes, URLs and file names).
 PASSES = ("fwd", "bwd", "fwd+bwd")
-MODES = PASSES
 PASS_TAGS = {"fwd": "", "bwd": "bwd", "fwd+bwd": "fwdbwd"}
 
 # Relative Frobenius-norm error a GPU expert accepts for attention outputs of

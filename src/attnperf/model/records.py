@@ -290,7 +290,7 @@ class Measurement:
     status: str = "ok"
     reason: str = ""
     correctness: Optional[Correctness] = None
-    device_time: Optional[Samples] = None  # GPU: graph replays; CPU: wall time
+    device_time: Optional[Samples] = None  # GPU: graph replays; CPU: thread CPU time (1 thread) or wall time
     latency: Optional[Samples] = None      # GPU only: isolated call, events
     roofline: Optional[Roofline] = None
     peak_memory: Optional[PeakMemory] = None  # one warm call (measure/memory.py)

@@ -20,7 +20,7 @@ from asv import _stats as _asv_stats
 
 from ..errors import InvalidShapeError, UnknownNameError
 from ..io.asv_results import FAILED, MISSING, OK, SKIPPED, Point, ResultsDB, Run
-from ..model.catalog import resolve
+from ..model.catalog import pass_id
 from .gate import WORSE_WORDS, is_view, metric_class, metric_factor
 
 P_THRESHOLD = 0.002  # asv's
@@ -63,7 +63,7 @@ class Row:
         its pass tag (``_bwd``, ``_fwdbwd``)."""
         if len(self.params) > 2:
             try:
-                return resolve(self.params[1]).with_pass(self.params[2]).id
+                return pass_id(self.params[1], self.params[2])
             except (UnknownNameError, InvalidShapeError):
                 return f"{self.params[1]} {self.params[2]}"
         return self.params[1] if len(self.params) > 1 else ""

@@ -54,7 +54,7 @@ from ..errors import PluginError, UnknownNameError
 from ..io import project_config
 from ..kernels import registry
 from ..model import roofline
-from ..model.catalog import PRESETS, resolve
+from ..model.catalog import PRESETS, pass_id, resolve
 from ..model.config import ProjectConfig
 from ..model.problem import PASSES, Problem
 from ..measure.device import resolve_device
@@ -138,8 +138,9 @@ def pass_grid(project_dir: Union[str, Path, None] = None) -> Tuple[List[str], Li
 
 
 def pass_key(problem: str, mode: str) -> str:
-    """The cache's problem id of a forward problem id (or preset) under the pass ``mode``."""
-    return resolve(problem).with_pass(mode).id
+    """The cache's problem id of a forward problem id (or preset) under the pass ``mode``
+    (benchmarks/ calls it by this name)."""
+    return pass_id(problem, mode)
 
 
 def selected_passes() -> List[str]:

@@ -65,3 +65,9 @@ def sweep(name: str) -> List[Problem]:
         raise UnknownNameError(
             f"unknown sweep {name!r}; allowed: {', '.join(sorted(SWEEPS))}")
     return [PRESETS[p] for p in SWEEPS[name]]
+
+
+def pass_id(problem: str, mode: str) -> str:
+    """The id of a forward problem (id or preset name) under the pass ``mode``
+    (``fwd``: unchanged; ``bwd`` / ``fwd+bwd``: the pass tag appended)."""
+    return resolve(problem).with_pass(mode).id

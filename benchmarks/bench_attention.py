@@ -63,7 +63,7 @@ NEEDS_API = 1
 # attnperf differs here from what `attnperf init` writes: asv runs this file against old
 # attnperf commits, whose attnperf cannot read [tool.attnperf], so the grid is literal.
 # Static literal params (history keys: never rename, only add).
-KERNELS = ["sdpa", "sdpa_cudnn", "sdpa_flash", "sdpa_efficient", "sdpa_math", "naive", "tiled"]
+KERNELS = ["sdpa", "sdpa_cudnn", "sdpa_flash", "sdpa_efficient", "sdpa_math", "naive", "tiled", "triton_flash"]
 # Problems by stable id (attnperf presets seed, decode, gqa, causal, mid, train,
 # cpu_seed, cpu_decode, cpu_causal, cpu_gqa); tests/test_suite.py keeps these
 # lists equal to attnperf.asv.suite's grid.

@@ -38,13 +38,17 @@ class FakeWorld:
                  ramp_factor: float = 2.0, cap_after_s: Optional[float] = None,
                  cool_s: float = 0.0, cap_factor: float = 1.25,
                  capture_error: Optional[str] = None, l2_bytes: int = 50 << 20,
-                 uuid: Optional[str] = "8f1d-test") -> None:
+                 uuid: Optional[str] = "8f1d-test", launch_s: float = 0.0,
+                 capture_failures: Optional[int] = None) -> None:
         self.now = 0.0          # host time
         self.free_at = 0.0      # when the stream has done everything enqueued
         self.last_end = 0.0     # when the last kernel ended (idle spells are measured from it)
         self.log: List[Tuple] = []
         self.capturing: Optional["FakeGraph"] = None
         self.capture_error = capture_error
+        # how many captures fail with capture_error (None: all of them)
+        self.capture_failures = capture_failures
+        self.launch_s = launch_s  # host time to enqueue one eager kernel
         self.capture_streams: List[Optional["FakeStream"]] = []  # the stream= of each capture
         self.l2_bytes, self.uuid = l2_bytes, uuid
         self.idle_drop_s, self.ramp_s, self.ramp_factor = idle_drop_s, ramp_s, ramp_factor
@@ -96,7 +100,16 @@ class FakeWorld:
         self.log.append((label, start, duration))
 
     def kernel(self, seconds: float, label: str = "kernel") -> Callable[[], None]:
-        return lambda: self.run(seconds, label)
+        def call() -> None:
+            if self.capturing is None:
+                self.now += self.launch_s  # the host enqueues it (a graph replay does not)
+            self.run(seconds, label)
+        return call
+
+    def spin(self, cycles: int) -> None:
+        """``torch.cuda._sleep``: the fake SM counts 1e9 cycles a second."""
+        self.log.append(("spin", cycles))
+        self.run(cycles / 1e9, "spin")
 
     def read_clock(self) -> ClockReading:
         """What NVML would say right after the last kernel."""
@@ -187,7 +200,9 @@ def fake_torch(world: FakeWorld) -> types.ModuleType:
     @contextmanager
     def graph(g, stream=None):
         world.capture_streams.append(stream)  # None: torch's own side stream
-        if world.capture_error:
+        if world.capture_error and world.capture_failures != 0:
+            if world.capture_failures is not None:
+                world.capture_failures -= 1
             raise RuntimeError(world.capture_error + "\nsecond line of the CUDA error")
         world.capturing = g
         try:
@@ -196,6 +211,7 @@ def fake_torch(world: FakeWorld) -> types.ModuleType:
             world.capturing = None
 
     cuda.stream, cuda.graph = stream, graph
+    cuda._sleep = world.spin
     torch.cuda = cuda
     torch.int32 = "int32"
     torch.empty = lambda n, dtype=None, device=None: FakeBuffer(world, n)

@@ -184,3 +184,21 @@ def test_inputs_are_seeded_nonzero_and_per_problem():
     assert torch.equal(q, q2) and torch.equal(k, k2) and torch.equal(v, v2)
     assert not torch.equal(make_inputs(p, "cpu", seed=1)[0], q)
     assert not torch.equal(k, v)
+
+
+def test_gpu_memory_cached_by_pytorch_counts_as_available(monkeypatch):
+    # After a float64 reference the caching allocator can hold most of the GPU:
+    # the driver reports 0.38 GiB free while 134 GiB sit cached and unused
+    # (H200, 2,32,8192,128).  Those blocks are PyTorch's to hand out again.
+    import sys
+    import types
+
+    from attnperf.measure.session import available_memory
+    gib = 1 << 30
+    cuda = types.SimpleNamespace(mem_get_info=lambda: (gib // 2, 140 * gib),
+                                 memory_reserved=lambda: 134 * gib + 5 * gib,
+                                 memory_allocated=lambda: 5 * gib)
+    monkeypatch.setitem(sys.modules, "torch", types.SimpleNamespace(cuda=cuda))
+    assert available_memory("cuda") == gib // 2 + 134 * gib
+    cuda.memory_reserved = lambda: 5 * gib  # nothing cached: the driver's figure
+    assert available_memory("cuda") == gib // 2

@@ -521,7 +521,39 @@ def test_capture_failure_falls_back_to_bursts_of_calls(monkeypatch):
     assert s.note == "graph capture failed: operation not permitted when stream is capturing"
     assert s.samples_s == [D] * 3 and s.calls_per_sample == 32
     assert not any(e[0] == "replay" for e in world.log)
-    assert world.kernels == 8 + 2 + 16 * (1 + 3 + 3 * 3)
+    assert len(world.capture_streams) == 2  # tried twice
+    # warm-up 8, two capture tries x 2 set-up calls, one burst to time the host's
+    # enqueueing, then 16-call bursts: upload, 3 probe, 3 samples x 3; 2 spins to
+    # measure the spin rate, one before the probe and one before each sample.
+    assert world.kernel_log("kernel") and world.kernels == 8 + 4 + 16 + 16 * (1 + 3 + 3 * 3) + 2 + 1 + 3
+
+
+def test_a_capture_that_fails_once_is_tried_again(monkeypatch):
+    world = FakeWorld(capture_error="CUDNN_STATUS_NOT_INITIALIZED", capture_failures=1)
+    s = _device(world, monkeypatch, _budget(3))
+    assert s.method == "cuda-graph" and len(world.capture_streams) == 2
+    assert s.note == "captured at the second try (first: CUDNN_STATUS_NOT_INITIALIZED)"
+    assert s.samples_s == [D] * 3 and not any(e[0] == "spin" for e in world.log)
+
+
+@pytest.mark.parametrize("capture", [False, True])
+def test_eager_bursts_time_the_device_not_the_host_that_enqueues_them(monkeypatch, capture):
+    # Enqueuing a call costs the host 3x the call's device time (a small backward
+    # through autograd): events around a plain burst would read 3 D per call.
+    # A spin kernel queued before the start event holds the stream until the
+    # whole burst is enqueued, so the events see the calls back to back.
+    world = FakeWorld(launch_s=3 * D, capture_error="not capturable" if capture else None)
+    s = _device(world, monkeypatch, _budget(3), capture=capture)
+    assert s.method == "cuda-events-burst"
+    assert s.samples_s == [pytest.approx(D)] * 3
+    kinds = [e[0] for e in world.log]
+    starts = [i for i, e in enumerate(world.log) if e[0] == "record"][-6::2]  # the samples' start events
+    assert all(kinds[i - 1] == "spin" for i in starts)
+    # without the spin the same bursts are host-bound
+    monkeypatch.setattr(timing._Launch, "ahead", lambda self, n: None)
+    world = FakeWorld(launch_s=3 * D, capture_error="not capturable" if capture else None)
+    s = _device(world, monkeypatch, _budget(3), capture=capture)
+    assert min(s.samples_s) > 2.5 * D
 
 
 def test_cuda_warmup_runs_for_warmup_s_and_estimates_one_call():
@@ -662,6 +694,6 @@ def test_capture_off_times_eager_calls_between_events_and_says_so(monkeypatch):
     world = FakeWorld()
     s = _device(world, monkeypatch, _budget(3), capture=False)
     assert s.method == "cuda-events-burst"
-    assert s.note == "graph capture off (eager calls between events)"
+    assert s.note == "graph capture off (eager calls queued behind a spin kernel)"
     assert s.samples_s == [D] * 3
     assert world.capture_streams == [] and not any(e[0] == "replay" for e in world.log)

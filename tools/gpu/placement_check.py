@@ -20,7 +20,7 @@ import sys
 
 PROCS = 6
 NCOPY = 7
-CASES = [("sdpa_efficient", "causal"), ("sdpa", "causal"), ("sdpa_cudnn", "train")]
+CASES = [("sdpa_efficient", "cpu_causal"), ("sdpa", "cpu_causal")]  # the fp32 causal problem on the GPU
 
 
 def child(kernel, problem_name):

@@ -168,10 +168,10 @@ def main():
             with sdpa_kernel(SDPBackend.CUDNN_ATTENTION):
                 return F.scaled_dot_product_attention(q, k, v, is_causal=causal)
 
-        variants = [("base", False, False, False), ("pipe", True, False, False), ("kt", False, False, True),
-                    ("pipe_kt", True, False, True), ("ws", False, True, False)]
-        configs = [(128, 128, 8, 2), (128, 128, 8, 3), (128, 64, 4, 3), (128, 64, 4, 4), (128, 64, 8, 3),
-                   (128, 64, 8, 4), (128, 128, 4, 2), (128, 32, 4, 4)]
+        variants = [("base", False, False, False), ("ws", False, True, False)]
+        configs = [(128, 64, 8, 3), (128, 128, 8, 3), (256, 64, 8, 2), (256, 64, 8, 3), (256, 32, 8, 3),
+                   (256, 128, 8, 2), (256, 64, 16, 2), (256, 64, 16, 3), (128, 64, 4, 2), (64, 64, 4, 2),
+                   (64, 128, 4, 2), (128, 128, 8, 4), (128, 32, 8, 4)]
         for (name, pipe, ws, kt), (bm, bn, w, st) in itertools.product(variants, configs):
             row = {"shape": [b, h, s, d, causal], "variant": name, "config": [bm, bn, w, st]}
             t0 = time.time()

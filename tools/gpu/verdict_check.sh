@@ -14,6 +14,7 @@
 #             (later aa/ab jobs of every pipeline use it once it exists)
 #   bis5      attnperf bisect over 6 commits with the 5 % step at the 4th (sdpa_cudnn, train)
 #   bisflat   attnperf bisect over 6 commits without a step (sdpa_cudnn, train)
+#   abtri     ci bench C0 -> C0 with every Triton config forced to 64x16 tiles (triton_flash only)  expect exit 1
 #   triton    tools/gpu/triton_check.py and `attnperf run` of triton_flash beside cuDNN at train
 # (bisect rounds: BISECT_ROUNDS, default 2)
 # Extra work: after each SDPA call, torch.cuda._sleep(cycles) with cycles calibrated in the
@@ -91,6 +92,17 @@ C0=$(git rev-parse HEAD)
 echo "# A/A: identical code" >> docs/architecture.md && git commit -qam "C1: comment only" && C1=$(git rev-parse HEAD)
 git checkout -q -b ab5 "$C0" && inject 0.05 && git commit -qam "AB5: +5 % device work per SDPA call" && AB5=$(git rev-parse HEAD)
 git checkout -q -b ab2 "$C0" && inject 0.02 && git commit -qam "AB2: +2 % device work per SDPA call" && AB2=$(git rev-parse HEAD)
+git checkout -q -b abtri "$C0"
+python3 - <<'PYEOF'
+import re
+p = "src/attnperf/kernels/triton_flash.py"
+s = open(p).read()
+# de-tune: every Triton kernel may only use small tiles (16-row blocks, 4 warps, 2 stages)
+s, n = re.subn(r"(_(?:FWD|DKDV|DQ)_CONFIGS = _cfgs\(\[)[^\]]*\]", r"\1(64, 16, 4, 2)]", s)
+assert n == 3, n
+open(p, "w").write(s)
+PYEOF
+git commit -qam "ABTRI: Triton kernels de-tuned to 64x16 tiles" && ABTRI=$(git rev-parse HEAD)
 git checkout -q -b bis5 "$C0"
 for i in 1 2 3 4 5; do
   if [ $i = 3 ]; then inject 0.05; git commit -qam "B$i: +5 % device work per SDPA call"; B5_STEP=$(git rev-parse HEAD)
@@ -101,7 +113,7 @@ git checkout -q -b bisflat "$C0"
 for i in 1 2 3 4 5; do echo "# flat $i" >> docs/architecture.md; git commit -qam "F$i: docs"; done
 FLAT_END=$(git rev-parse HEAD)
 git checkout -q main
-echo "C0=$C0 C1=$C1 AB5=$AB5 AB2=$AB2 B5_STEP=$B5_STEP B5_END=$B5_END FLAT_END=$FLAT_END" | tee "$OUT/commits.txt"
+echo "ABTRI=$ABTRI C0=$C0 C1=$C1 AB5=$AB5 AB2=$AB2 B5_STEP=$B5_STEP B5_END=$B5_END FLAT_END=$FLAT_END" | tee "$OUT/commits.txt"
 
 job() {  # $1 = pipeline dir, $2 = job name
   local d=$1 name=$2 t0 rc
@@ -109,6 +121,9 @@ job() {  # $1 = pipeline dir, $2 = job name
   # the calibrated thresholds, once a pipeline has them: where ci bench and bisect look
   [ -f "$WORK/thresholds.json" ] && cp "$WORK/thresholds.json" results/h100/attnperf-thresholds.json
   case $name in
+    abtri)  # the Triton kernel only (restricted grid), de-tuned head
+      ATTNPERF_ASV_KERNELS=triton_flash attnperf ci bench --base "$C0" --head "$ABTRI" --machine h100 \
+        --device cuda --rounds 2 --no-describe --out "$d/out-$name" > "$d/$name.log" 2>&1; rc=$?;;
     aa|ab5|ab2)
       local head=$C1; [ $name = ab5 ] && head=$AB5; [ $name = ab2 ] && head=$AB2
       attnperf ci bench --base "$C0" --head "$head" --machine h100 --device cuda --rounds 2 \

@@ -61,7 +61,8 @@ from ..measure.device import resolve_device
 from ..measure.session import Session
 from ..measure.timing import Budget
 
-GRID_KERNELS = ["sdpa", "sdpa_cudnn", "sdpa_flash", "sdpa_efficient", "sdpa_math", "naive", "tiled"]
+GRID_KERNELS = ["sdpa", "sdpa_cudnn", "sdpa_flash", "sdpa_efficient", "sdpa_math", "naive", "tiled",
+                "triton_flash"]
 # Problems by their stable id (the asv history key; a preset's shape may be
 # edited, an id never changes meaning).  Presets: seed, decode, gqa, causal,
 # mid, train, cpu_seed, cpu_decode, cpu_causal, cpu_gqa.

@@ -356,25 +356,80 @@ def _capture_graph(torch, fn, calls: int):
     return graph
 
 
-def _replayable(torch, fn, calls: int, capture: bool = True) -> Tuple[Callable[[], None], str, str]:
-    """(launch ``calls`` calls, method, note): a graph replay, or a burst of
-    calls when the kernel cannot be captured (or ``capture`` is off)."""
+class _Launch:
+    """``calls`` calls of the kernel, ready to time: a CUDA-graph replay, or (when the
+    kernel cannot be captured, or capture is off) an eager burst of the calls.
+
+    ``ahead(n)`` is called right before the start event of ``n`` launches.  For a
+    burst it queues a spin kernel (``torch.cuda._sleep``) long enough for the
+    host to enqueue the ``n`` bursts behind it, so the events time the device
+    running the calls back to back -- not the host launching them (a small
+    backward through autograd enqueues slower than the GPU runs it: such
+    bursts read 2-10x the device time).  For a graph it does nothing."""
+
+    def __init__(self, run, method: str, note: str, host_s: float = 0.0, spin=None) -> None:
+        self.run, self.method, self.note = run, method, note
+        self._host_s, self._spin = host_s, spin
+
+    def __call__(self) -> None:
+        self.run()
+
+    def ahead(self, n: int) -> None:
+        if self._spin is not None:
+            self._spin(2.0 * self._host_s * n + SPIN_MARGIN_S)
+
+
+# Extra spin before a queued eager burst (covers the event record and the first launch).
+SPIN_MARGIN_S = 50e-6
+
+
+def _spinner(torch):
+    """spin(seconds): queue a kernel that keeps the stream busy that long
+    (``torch.cuda._sleep`` counts SM cycles; the rate is measured here once)."""
+    probe = 1_000_000
+    e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    torch.cuda._sleep(probe)  # untimed: brings the clock up before the rate is taken
+    e0.record()
+    torch.cuda._sleep(probe)
+    e1.record()
+    e1.synchronize()
+    per_second = probe / max(e0.elapsed_time(e1) / 1e3, 1e-9)
+    return lambda seconds: torch.cuda._sleep(max(1, int(seconds * per_second)))
+
+
+def _replayable(torch, fn, calls: int, capture: bool = True,
+                clock: Callable[[], float] = time.perf_counter) -> _Launch:
+    """``calls`` calls as one launch: a graph replay, else a queued eager burst."""
     def burst():
         for _ in range(calls):
             fn()
 
-    if not capture:
-        return burst, "cuda-events-burst", "graph capture off (eager calls between events)"
-    try:
-        return _capture_graph(torch, fn, calls).replay, "cuda-graph", ""
-    except RuntimeError as exc:  # some kernels cannot be captured
+    def eager(note: str) -> _Launch:
         torch.cuda.synchronize()
-        return burst, "cuda-events-burst", f"graph capture failed: {str(exc).splitlines()[0]}"
+        t0 = clock()
+        burst()  # untimed: what enqueuing one burst costs the host
+        host_s = clock() - t0
+        torch.cuda.synchronize()
+        return _Launch(burst, "cuda-events-burst", note, host_s, _spinner(torch))
+
+    if not capture:
+        return eager("graph capture off (eager calls queued behind a spin kernel)")
+    first = None
+    for _ in range(2):  # a first capture can fail where lazy set-up (a library's plan or
+        try:            # workspace) happens inside it; the second finds it done
+            graph = _capture_graph(torch, fn, calls)
+            return _Launch(graph.replay, "cuda-graph",
+                           "" if first is None else f"captured at the second try (first: {first})")
+        except RuntimeError as exc:  # some kernels cannot be captured
+            torch.cuda.synchronize()
+            first = first or str(exc).splitlines()[0]
+    return eager(f"graph capture failed: {first}")
 
 
 def _replay_seconds(torch, launch, replays: int = 3) -> float:
     """Device time of one replay, from ``replays`` back-to-back replays."""
     e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    launch.ahead(replays)
     e0.record()
     for _ in range(replays):
         launch()
@@ -464,6 +519,7 @@ def _back_to_back(torch, launch, calls: int, budget: Budget,
         batch = max(1, min(budget.max_samples - len(samples),
                            budget.min_samples if not samples else 8))
         events = [torch.cuda.Event(enable_timing=True) for _ in range(batch + 1)]
+        launch.ahead(batch)
         events[0].record()
         for i in range(batch):
             launch()
@@ -505,7 +561,8 @@ def time_cuda_device(fn: Callable[[], object], budget: Budget = Budget(),
     read_clock = _resolve_clocks(torch, clocks)
     warm, per_call = _cuda_warmup(torch, fn, budget, clock)
     calls = int(min(max_calls, max(1, math.ceil(graph_target_s / per_call))))
-    launch, method, note = _replayable(torch, fn, calls, capture)
+    launch = _replayable(torch, fn, calls, capture, clock)
+    method, note = launch.method, launch.note
     launch()  # one untimed replay: graph upload
     torch.cuda.synchronize()
     if power.protocol == BACK_TO_BACK:
@@ -521,6 +578,7 @@ def time_cuda_device(fn: Callable[[], object], budget: Budget = Budget(),
         sleep(gap)  # the GPU idles: its clocks recover from the power cap
         for _ in range(warm_replays):  # untimed: bring the clock back up ...
             launch()
+        launch.ahead(replays)
         start.record()  # ... and the timed replays queue right behind them
         for _ in range(replays):
             launch()

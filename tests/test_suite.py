@@ -28,6 +28,19 @@ def test_benchmark_params_are_the_suite_grid_as_stable_ids():
     assert PRESETS["seed"].id in bench.PROBLEMS and PRESETS["train"].id in bench.PROBLEMS
 
 
+def test_triton_flash_is_in_the_grid_but_measured_on_request(monkeypatch):
+    monkeypatch.delenv("ATTNPERF_ASV_KERNELS", raising=False)
+    kernels, _ = suite.selection()
+    assert "triton_flash" in suite.GRID_KERNELS and "triton_flash" not in kernels
+    assert kernels == [k for k in suite.GRID_KERNELS if k != "triton_flash"]
+    with pytest.raises(suite.Skip, match="measured on request: ATTNPERF_ASV_KERNELS=triton_flash"):
+        suite.entry_for({}, "triton_flash", suite.GRID_PROBLEMS[0])
+    monkeypatch.setenv("ATTNPERF_ASV_KERNELS", "triton_flash,sdpa")
+    assert suite.selection()[0] == ["triton_flash", "sdpa"]
+    with pytest.raises(suite.Skip, match="not selected"):
+        suite.entry_for({}, "triton_flash", suite.GRID_PROBLEMS[0])
+
+
 def test_selection_accepts_preset_names_and_ids(monkeypatch):
     monkeypatch.setenv("ATTNPERF_ASV_KERNELS", "tiled")
     monkeypatch.setenv("ATTNPERF_ASV_PROBLEMS", "cpu_seed,b1_h8_sq512_d64_fp32_causal")

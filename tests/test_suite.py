@@ -229,3 +229,45 @@ def test_a_repository_opts_in_to_the_training_grid(tmp_path):
     from attnperf.errors import ConfigError
     with pytest.raises(ConfigError, match="passes\\[0\\] = 'sideways' is not allowed"):
         suite.pass_grid(tmp_path)
+
+
+def test_gpu_training_passes_skip_the_latency_view(monkeypatch):
+    # LatencyViews covers forward problems only: timing latency for the 42 GPU
+    # training-pass combinations cost the H100 A/A its 6-minute budget.
+    from attnperf.model.records import Measurement
+
+    asked = []
+
+    class FakeSession:
+        device, environment, ceilings = "cuda", {}, {}
+
+        def __init__(self, *a, **kw):
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            pass
+
+        def iter_grid(self, jobs, budget=None, latency=True, skip=None):
+            for k, p in jobs:
+                asked.append((k, p.mode, latency))
+                yield Measurement(k, p, "cuda", status="unavailable", reason="fake")
+
+    monkeypatch.setattr(suite, "Session", FakeSession)
+    monkeypatch.setattr(suite, "resolve_device", lambda name: "cuda")
+    monkeypatch.delenv("ATTNPERF_ASV_KERNELS", raising=False)
+    monkeypatch.delenv("ATTNPERF_ASV_PASSES", raising=False)
+    out = suite.measure_grid(["sdpa"], device_name="cuda")
+    fwd = {lat for k, mode, lat in asked if mode == "fwd"}
+    trained = {lat for k, mode, lat in asked if mode != "fwd"}
+    assert fwd == {True} and trained == {False}
+    # on the GPU the passes run at causal, gqa and train, not at the CPU's two problems
+    assert sum(mode != "fwd" for _, mode, _ in asked) == 2 * 3
+    assert len(out) - 1 == len(asked)
+    cpu_bwd = suite.pass_key("cpu_causal", "bwd")
+    with pytest.raises(suite.Skip, match="the CPU's training problem"):
+        suite.entry_for(out, "sdpa", cpu_bwd)
+    with pytest.raises(suite.Skip, match="not selected"):  # on a CPU it would have been measured
+        suite.entry_for({"__meta__": {"device": "cpu"}}, "sdpa", cpu_bwd)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import _asvdata as d
-from attnperf.analysis import ab, noise
+from attnperf.analysis import ab, gate, noise
 from attnperf.cli import main
 from attnperf.errors import ReportError
 from attnperf.io import thresholds as tf
@@ -40,7 +40,10 @@ def _runs(tmp_path, n):
     for i in range(n):
         rows = {d.TIME: d.row(params, d.grid_values(
             KERNELS, PROBLEMS, lambda k, p: d.samples(_median(k, p, i), spread=0.001, seed=i))),
-            d.LATENCY: d.row(params, d.grid_values(KERNELS, PROBLEMS, lambda k, p: 5.0 * (i + 1)))}
+            d.LATENCY: d.row(params, d.grid_values(KERNELS, PROBLEMS, lambda k, p: 5.0 * (i + 1))),
+            # deterministic metrics, judged at fixed factors: their A/A spread is no threshold
+            gate.MAX_ABS_ERROR: d.row(params, d.grid_values(KERNELS, PROBLEMS, lambda k, p: 1e-3 * (i + 1))),
+            gate.PEAK_MEMORY: d.row(params, d.grid_values(KERNELS, PROBLEMS, lambda k, p: 1e6 * (i + 1)))}
         path = d.write_run(results / f"set{i}", d.CPU_INFO, "a" * 40, 1000, rows)
         runs.append(read_run(path, "cpu-ci", []))
     return runs
@@ -49,7 +52,8 @@ def _runs(tmp_path, n):
 def test_entries_per_benchmark_from_a_a_runs(tmp_path):
     entries = noise.entries(_runs(tmp_path, 4))
     by = {(e.benchmark, e.params): e for e in entries}
-    assert set(by) == {(d.TIME, (k, p)) for k in KERNELS for p in PROBLEMS}  # views left out
+    # views and the deterministic metrics left out
+    assert set(by) == {(d.TIME, (k, p)) for k in KERNELS for p in PROBLEMS}
     tiled, sdpa = by[(d.TIME, ("tiled", "train"))], by[(d.TIME, ("sdpa", "train"))]
     assert tiled.spread == pytest.approx(1.10, rel=2e-3) and len(tiled.medians) == 4
     assert tiled.threshold == pytest.approx(1.21, rel=5e-3)

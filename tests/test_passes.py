@@ -168,7 +168,10 @@ def test_built_in_kernels_pass_the_gradient_gate(kernel, dtype):
         bench.release()
 
 
-def test_gradient_reference_is_autograd_of_float64_attention_and_sums_gqa_groups():
+@pytest.mark.parametrize("chunk_bytes", [1 << 30, 1])  # all heads at once; one head per chunk
+def test_gradient_reference_is_autograd_of_float64_attention_and_sums_gqa_groups(monkeypatch, chunk_bytes):
+    from attnperf.measure import correctness
+    monkeypatch.setattr(correctness, "_REF_CHUNK_BYTES", chunk_bytes)
     p = GQA.with_pass("bwd")
     gen = torch.Generator().manual_seed(3)
     q, k, v, do = (torch.randn(s, generator=gen, dtype=torch.float64)

@@ -26,7 +26,7 @@ from typing import Dict, List, Sequence, Tuple
 
 from ..io.asv_results import Run
 from ..io.thresholds import Entry
-from .gate import is_view
+from .gate import is_view, metric_class
 
 DEFAULT_FLOOR = 1.01
 DEFAULT_HEADROOM = 2.0
@@ -46,12 +46,18 @@ def detectable_at(factor: float, spread: float) -> float:
     return factor * spread
 
 
+def _timed(name: str) -> bool:
+    """A gated time: not a view, and not a deterministic metric (Accuracy,
+    PeakMemory) -- those are judged at fixed factors, their A/A spread is 1.00."""
+    return not is_view(name) and metric_class(name) is None
+
+
 def medians(runs: Sequence[Run]) -> Dict[Tuple[str, Tuple[str, ...]], List[float]]:
-    """Every gated (benchmark, params) measured in the runs -> its medians, run order."""
+    """Every gated time (benchmark, params) measured in the runs -> its medians, run order."""
     out: Dict[Tuple[str, Tuple[str, ...]], List[float]] = {}
     for run in runs:
         for name, bench in run.benchmarks.items():
-            if is_view(name):
+            if not _timed(name):
                 continue
             for params, point in bench.points.items():
                 if point.ok and point.value is not None and point.value > 0:
@@ -72,7 +78,7 @@ def entries(runs: Sequence[Run], rule: Rule = Rule(),
     values_of = medians(runs)
     for extra in pooled:
         for key, values in extra.items():
-            if not is_view(key[0]):
+            if _timed(key[0]):
                 values_of.setdefault(key, []).extend(v for v in values if v > 0)
     found = []
     for (name, params), values in sorted(values_of.items()):

@@ -79,15 +79,18 @@ def reference_grads(q, k, v, dout, problem: Problem):
     mask, scale = _mask(q, problem), 1.0 / math.sqrt(q.shape[-1])
     with torch.enable_grad():
         for bi, h0, h1, kv_idx in _chunks(q, problem, 8 * 6):  # scores, probs and their grads
+            # only the K/V heads this chunk's query heads read (a contiguous range)
+            kv0, kv1 = h0 // problem.gqa_group, (h1 - 1) // problem.gqa_group + 1
             qs = q[bi, h0:h1].detach().double().requires_grad_(True)
-            ks = k[bi].detach().double().requires_grad_(True)
-            vs = v[bi].detach().double().requires_grad_(True)
-            o = _attention64(qs, ks.index_select(0, kv_idx), vs.index_select(0, kv_idx), mask, scale)
+            ks = k[bi, kv0:kv1].detach().double().requires_grad_(True)
+            vs = v[bi, kv0:kv1].detach().double().requires_grad_(True)
+            o = _attention64(qs, ks.index_select(0, kv_idx - kv0), vs.index_select(0, kv_idx - kv0),
+                             mask, scale)
             gq, gk, gv = torch.autograd.grad(o, (qs, ks, vs), dout[bi, h0:h1].detach().double())
             out[bi, h0:h1] = o.detach()
             dq[bi, h0:h1] = gq
-            dk[bi] += gk
-            dv[bi] += gv
+            dk[bi, kv0:kv1] += gk
+            dv[bi, kv0:kv1] += gv
     return out, (dq, dk, dv)
 
 

@@ -77,14 +77,16 @@ class Comparison:
     factor: float
     rows: List[Row]
     per_benchmark: bool = False  # judged with calibrated thresholds (Row.factor)
+    paired: bool = False  # time rows judged by a paired re-measurement (confirm_paired)
 
     def count(self, change: str) -> int:
         return sum(r.change == change for r in self.rows)
 
     @property
     def own_factors(self) -> bool:
-        """Some row was judged at a factor other than ``factor`` (calibrated, or a metric's)."""
-        return self.per_benchmark or any(r.factor != self.factor for r in self.rows)
+        """Some row was judged at a factor other than ``factor`` (calibrated, or a metric's),
+        or by the paired re-measurement."""
+        return self.per_benchmark or self.paired or any(r.factor != self.factor for r in self.rows)
 
 
 # -------------------------------------------------------- statistics ------
@@ -176,6 +178,30 @@ def compare(db: ResultsDB, machine: str, base: Optional[Run], head: Optional[Run
     return Comparison(machine, base, head, factor, rows, bool(own))
 
 
+def confirm_paired(comparison: Comparison, paired: Mapping[Tuple[str, str], object],
+                   factor: float) -> Comparison:
+    """The time rows judged again by the paired re-measurement
+    (:mod:`attnperf.measure.paired`): ``paired`` maps (kernel, problem id) to a
+    result with ``ratio``, ``slower(factor)``, ``faster(factor)``, ``p_slower``
+    and ``pairs``.  A time row with a result takes its ratio and its verdict from
+    it (``Row.factor`` = ``factor``); the deterministic metrics, broken rows and
+    rows without a result keep theirs."""
+    rows = []
+    for r in comparison.rows:
+        result = paired.get((r.kernel, r.problem))
+        if result is None or metric_class(r.benchmark) is not None or r.change in (BROKE, FIXED, NA,
+                                                                                  INCOMPARABLE):
+            rows.append(r)
+            continue
+        change = WORSE if result.slower(factor) else BETTER if result.faster(factor) else SAME
+        sig = Significance(result.slower(factor) or result.faster(factor),
+                           f"paired p={result.p_slower:.1e} (sign test, {result.pairs} pairs)",
+                           result.p_slower)
+        rows.append(dataclasses.replace(r, ratio=result.ratio, change=change, significance=sig,
+                                        factor=factor))
+    return dataclasses.replace(comparison, rows=rows, paired=True)
+
+
 VERDICTS = {EXIT_OK: "ok", EXIT_REGRESSION: "regression", EXIT_BROKEN: "broken",
             EXIT_INFRA: "error"}
 
@@ -198,19 +224,27 @@ def decide(asv_exit: Optional[int], comparison: Optional[Comparison],
         return EXIT_BROKEN, "a benchmark failed (asv continuous exit 2): a wrong result or an error"
     past = ("their calibrated thresholds" if comparison.per_benchmark
             else f"x{comparison.factor:g}")
+    if comparison.paired:
+        past = f"x{_paired_factor(comparison):g} in the paired re-measurement"
     regressed = comparison.count(WORSE) or comparison.count(BROKE)
     if asv_exit == 1 or (asv_exit == 0 and comparison.own_factors and regressed):
         if regressed:
             return EXIT_REGRESSION, worse_text(comparison, past)
         # (a broken benchmark is broken at every factor: it returned above)
         if asv_view is not None and asv_view.count(WORSE):
-            own = "the calibrated thresholds" if comparison.per_benchmark else "each metric's factor"
+            own = ("the paired re-measurement" if comparison.paired else
+                   "the calibrated thresholds" if comparison.per_benchmark else "each metric's factor")
             return EXIT_OK, (f"no significant regression past {own} (asv "
                              f"flagged {asv_view.count(WORSE)} at its factor x{asv_view.factor:g})")
         return EXIT_INFRA, "asv exited 1 but the results show no regression: an asv error, see the log"
     if asv_exit == 0:
         return EXIT_OK, "no significant regression"
     return EXIT_INFRA, f"asv continuous exited {asv_exit}; see the asv log"
+
+
+def _paired_factor(comparison: Comparison) -> float:
+    return next((r.factor for r in comparison.rows if r.significance.text.startswith("paired")),
+                comparison.factor)
 
 
 def worse_text(comparison: Comparison, past: str, significant: str = "with significance",

@@ -21,6 +21,13 @@ What the GitHub workflow runs, and what a developer (or a test) runs locally:
    every row is judged again at its own threshold (rows without one at F),
    and the verdict and exit code follow that re-judged table; the file's
    ``rounds`` is the default for ``--rounds``;
+3c. on a CPU (``--device cpu`` with ``--confirm auto``, or ``--confirm paired``): every time row measured at both
+   commits is measured again *paired* -- both commits checked out (git
+   worktrees, removed after), one live worker process each, pinned to one
+   core, samples alternated (:mod:`attnperf.measure.paired`) -- and judged by
+   that: slower past ``--paired-factor`` (1.10) with a sign test p < 0.01.
+   asv's separate processes cannot tell identical code from a 30 % slowdown
+   on a loaded 2-vCPU machine; the pairs can.  ``OUT/paired.json`` keeps them;
 4. read both commits' result files and render ``OUT/summary.md``
    (:mod:`attnperf.prcomment`), appended to ``$GITHUB_STEP_SUMMARY`` when set;
 5. copy the result files into ``OUT/results/`` (the artifact) and write
@@ -44,16 +51,20 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
-from typing import List, Optional
+from typing import Dict, List, Optional, Tuple
 
 from ..analysis import ab
 from ..analysis.gate import GATE_REGEX as GATED
+from ..analysis.gate import metric_class
 from ..asv import runner
 from ..errors import ConfigError, ReportError
 from ..io import project_config
 from ..io import thresholds as thresholds_file
 from ..io.asv_results import read_asv_conf, read_results
+from ..measure.paired import PAIRED_FACTOR, PairedRunner
+from ..render import markdown as md
 from ..render import prcomment
 
 
@@ -185,6 +196,15 @@ def run(args: argparse.Namespace) -> int:
     # What asv itself judged (every row at its factor): tells a flag that the thresholds
     # or the metrics' own factors overrule from an asv error.
     asv_view = ab.compare(db, args.machine, base_run, head_run, asv_factor, metric_rules=False)
+    paired = None
+    if _confirming(args) and not args.render_only and base_run is not None and head_run is not None:
+        paired, failed = paired_confirmation(conf_dir, base, head, cmp)
+        (out / "paired.json").write_text(json.dumps(
+            {"factor": args.paired_factor,
+             "results": [{"kernel": k, "problem": p, **r.to_dict()} for (k, p), r in paired.items()],
+             "not_measured": [{"kernel": k, "problem": p, "reason": why} for (k, p), why in failed.items()]},
+            indent=2) + "\n")
+        cmp = ab.confirm_paired(cmp, paired, args.paired_factor)
     if args.render_only and asv_exit is None:
         code, reason = _code_from_rows(cmp)
     else:
@@ -194,12 +214,15 @@ def run(args: argparse.Namespace) -> int:
     summary = prcomment.render_section(db, args.machine, base, head, args.factor,
                                        asv_exit=asv_exit, footer=footer, thresholds=calibrated,
                                        asv_factor=asv_factor)
+    if paired is not None:
+        summary += _paired_section(paired, args.paired_factor)
     (out / "summary.md").write_text(summary)
     copied = copy_results(results_dir, args.machine, [base, head], out / "results")
     verdict = {"exit_code": code, "verdict": ab.VERDICTS[code], "reason": reason,
                "asv_exit": asv_exit, "machine": args.machine, "base": base, "head": head,
                "factor": args.factor, "asv_factor": asv_factor, "rounds": rounds,
                "thresholds": str(_thresholds_path(args, results_dir)) if calibrated else None,
+               "paired_factor": args.paired_factor if paired is not None else None,
                "files": copied,
                "counts": {c: cmp.count(c) for c in (ab.WORSE, ab.BETTER,
                                                    ab.BROKE, ab.FIXED)}}
@@ -208,6 +231,61 @@ def run(args: argparse.Namespace) -> int:
     print(f"[attnperf ci bench] {ab.VERDICTS[code]}: {reason} (summary: {out / 'summary.md'})",
           file=sys.stderr)
     return code
+
+
+def _confirming(args: argparse.Namespace) -> bool:
+    """--confirm paired, or auto with --device cpu (the CPU jobs: CI's and `make continuous`)."""
+    return args.confirm == "paired" or (args.confirm == "auto" and args.device == "cpu")
+
+
+Key = Tuple[str, str]
+
+
+def paired_confirmation(repo: Path, base: str, head: str, cmp: ab.Comparison
+                        ) -> Tuple[Dict[Key, object], Dict[Key, str]]:
+    """(kernel, problem id) -> paired figures for every time row measured at both
+    commits, and -> why not for those the workers could not measure."""
+    keys = sorted({(r.kernel, r.problem) for r in cmp.rows if metric_class(r.benchmark) is None
+                   and r.before.ok and r.after.ok})
+    done: Dict[Key, object] = {}
+    failed: Dict[Key, str] = {}
+    if not keys:
+        return done, failed
+    tmp = Path(tempfile.mkdtemp(prefix="attnperf-paired-"))
+    trees: List[Path] = []
+    try:
+        for name, sha in (("base", base), ("head", head)):
+            _git(repo, "worktree", "add", "--detach", str(tmp / name), sha)
+            trees.append(tmp / name)
+        src = [str(t / "src") if (t / "src" / "attnperf").is_dir() else None for t in trees]
+        with PairedRunner(src[0], src[1], str(trees[0]), str(trees[1])) as runner:
+            for key in keys:
+                result = runner.measure(*key)
+                if isinstance(result, str):
+                    failed[key] = result
+                else:
+                    done[key] = result
+                print(f"[attnperf ci bench] paired {key[0]} {key[1]}: "
+                      + (result if isinstance(result, str) else
+                         f"x{result.ratio:.3f} (p={result.p_slower:.1e}, {result.pairs} pairs)"),
+                      file=sys.stderr)
+    finally:
+        for t in trees:
+            subprocess.run(["git", "-C", str(repo), "worktree", "remove", "--force", str(t)],
+                           capture_output=True, check=False)
+        shutil.rmtree(tmp, ignore_errors=True)
+    return done, failed
+
+
+def _paired_section(paired: Dict[Key, object], factor: float) -> str:
+    lines = ["", f"#### CPU times re-measured paired (both commits alternated on one core; "
+                 f"slower past x{factor:g} with sign-test p < 0.01 is a regression)", "",
+             "| kernel | problem | base ms | head ms | head/base | p (slower) |",
+             "|---|---|---|---|---|---|"]
+    for (k, p), r in sorted(paired.items()):
+        lines.append(f"| {md.text(k)} | {md.text(p)} | {r.base_s * 1e3:.3f} | {r.head_s * 1e3:.3f} | "
+                     f"{r.ratio:.3f} | {r.p_slower:.1e} |")
+    return "\n".join(lines) + "\n"
 
 
 def _thresholds_path(args: argparse.Namespace, results_dir: Path) -> Path:
@@ -280,6 +358,11 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                          "when it exists; `attnperf calibrate` writes it)")
     ap.add_argument("--no-thresholds", action="store_true",
                     help="judge every benchmark at --factor, even if a thresholds file exists")
+    ap.add_argument("--confirm", choices=("auto", "paired", "none"), default="auto",
+                    help="judge CPU time rows again by a paired re-measurement of both commits "
+                         "(auto: with --device cpu; see module doc)")
+    ap.add_argument("--paired-factor", type=float, default=PAIRED_FACTOR,
+                    help=f"paired re-measurement: slower than this is a regression (default {PAIRED_FACTOR})")
     ap.add_argument("--render-only", action="store_true",
                     help="do not run asv; render from the results on disk")
     ap.add_argument("--asv-exit", type=int, default=None,
@@ -287,6 +370,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     args = ap.parse_args(argv)
     if args.factor is not None and args.factor < 1.0:
         ap.error(f"--factor must be >= 1.0, got {args.factor}")
+    if args.paired_factor < 1.0:
+        ap.error(f"--paired-factor must be >= 1.0, got {args.paired_factor}")
     if args.rounds is not None and args.rounds < 1:
         ap.error(f"--rounds must be a positive integer, got {args.rounds}")
     return args

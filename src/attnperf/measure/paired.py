@@ -1,0 +1,194 @@
+"""Paired CPU timing of two commits: the CPU verdict's confirmation.
+
+On a small shared CPU the speed of a vCPU changes over seconds (a fixed
+2x256^3 matmul took 0.8 ms unloaded and 1.6 ms under load on the 2-vCPU CI
+machine kind), so two *separate* processes of identical code -- what asv
+compares, one commit per process -- differ by 1.3-1.65x in their medians even
+when pinned to one core and the box is quiet (6 processes per combination,
+2026-11-26).  No per-thread clock removes that: the thread runs slower, it is
+not preempted.  What does remove it is measuring the two commits *at the same
+time*: two live worker processes (:mod:`attnperf.measure.paired_worker`), one
+per commit, pinned to the same core, asked for samples in turn -- base, head,
+head, base, ... -- so a slow second falls on both sides alike.  The figure is
+the median of the per-pair ratios head/base.
+
+Measured on this machine kind (2 vCPUs, 30 pairs of ~5 ms samples, thread CPU
+time; tiled, sdpa, sdpa_math, naive over cpu_seed, cpu_causal, cpu_decode,
+cpu_gqa, 5 pairs of fresh workers each):
+
+====================================  ==================  ===================
+                                      A/A (identical)     tiled 30 % slower
+====================================  ==================  ===================
+two workers, not pinned, quiet        0.80-1.18           --
+pinned to one core, quiet             0.93-1.05           --
+pinned, one core busy (load 2.6)      0.93-1.02           1.17-1.33
+====================================  ==================  ===================
+
+So a confirmation at :data:`PAIRED_FACTOR` 1.10 with a one-sided sign test
+(p < :data:`P_PAIRED`) separates identical code from a 30 % slowdown under
+load, where asv's separate processes cannot (A/A up to 1.45x, +30 % read
+1.13-1.43x).  Used by ``attnperf ci bench`` on a CPU (``--confirm paired``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import select
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+from typing import List, Optional, Union
+
+PAIRED_FACTOR = 1.10
+P_PAIRED = 0.01
+PAIRS = 30
+SAMPLE_S = 5e-3
+WORKER = Path(__file__).with_name("paired_worker.py")
+
+
+@dataclasses.dataclass(frozen=True)
+class Paired:
+    """Head against base for one (kernel, problem), from alternated samples."""
+
+    ratio: float        # median of the per-pair ratios head/base
+    p_slower: float     # one-sided sign test: head slower than base
+    p_faster: float     # ... faster
+    pairs: int
+    base_s: float       # median thread CPU time per call
+    head_s: float
+    calls: int          # calls per sample
+
+    def slower(self, factor: float = PAIRED_FACTOR, p: float = P_PAIRED) -> bool:
+        return self.ratio > factor and self.p_slower < p
+
+    def faster(self, factor: float = PAIRED_FACTOR, p: float = P_PAIRED) -> bool:
+        return self.ratio * factor < 1 and self.p_faster < p
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def sign_test(wins: int, n: int) -> float:
+    """P(X >= wins) for X ~ Binomial(n, 1/2): the one-sided sign test's p-value."""
+    if n <= 0:
+        return 1.0
+    return sum(math.comb(n, k) for k in range(max(wins, 0), n + 1)) / 2 ** n
+
+
+def judge(base: List[float], head: List[float], calls: int) -> Paired:
+    """The paired figures of alternated samples (``base[i]`` and ``head[i]`` taken together)."""
+    ratios = [h / b for b, h in zip(base, head) if b > 0]
+    n = len(ratios)
+    slower = sum(r > 1 for r in ratios)
+    faster = sum(r < 1 for r in ratios)
+    ties = n - slower - faster  # a tie counts for neither side: half to each is the usual
+    return Paired(ratio=statistics.median(ratios) if ratios else float("nan"),
+                  p_slower=sign_test(slower + ties // 2, n), p_faster=sign_test(faster + ties // 2, n),
+                  pairs=n, base_s=statistics.median(base), head_s=statistics.median(head), calls=calls)
+
+
+class WorkerError(RuntimeError):
+    """A worker answered with an error, died, or did not answer in time."""
+
+
+class _Worker:
+    def __init__(self, src: Optional[str], cwd: Optional[str], cpu: Optional[int],
+                 python: str, timeout_s: float) -> None:
+        env = dict(os.environ)
+        env.pop("PYTHONPATH", None)  # the commit's import root comes from the argument
+        if cpu is not None:
+            env["ATTNPERF_PAIRED_CPU"] = str(cpu)
+        self.timeout_s = timeout_s
+        self.proc = subprocess.Popen([python, str(WORKER), src or ""], cwd=cwd, env=env,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL, text=True)
+
+    def ask(self, msg: dict, timeout_s: Optional[float] = None) -> dict:
+        try:
+            self.proc.stdin.write(json.dumps(msg) + "\n")
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            raise WorkerError(f"worker exited ({self.proc.poll()})") from None
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout_s or self.timeout_s)
+        line = self.proc.stdout.readline() if ready else ""
+        if not line:
+            self.close()
+            raise WorkerError("no answer in time" if not ready else f"worker exited ({self.proc.poll()})")
+        reply = json.loads(line)
+        if "error" in reply:
+            raise WorkerError(reply["error"])
+        return reply
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+
+
+def pinned_cpu() -> Optional[int]:
+    """The core both workers share: the highest this process may use (None where
+    affinity is not available)."""
+    try:
+        return max(os.sched_getaffinity(0))
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+class PairedRunner:
+    """Two live workers, base and head, for any number of (kernel, problem) pairs.
+
+    ``base_src`` / ``head_src``: each commit's import root (``<checkout>/src`` for
+    attnperf itself; None: the installed attnperf, run from ``*_cwd``)."""
+
+    def __init__(self, base_src: Optional[str], head_src: Optional[str],
+                 base_cwd: Optional[str] = None, head_cwd: Optional[str] = None,
+                 cpu: Optional[int] = None, python: str = sys.executable,
+                 timeout_s: float = 300.0) -> None:
+        cpu = pinned_cpu() if cpu is None else cpu
+        self.cpu = cpu
+        self._args = [(base_src, base_cwd), (head_src, head_cwd)]
+        self._python, self._timeout = python, timeout_s
+        self._workers: List[Optional[_Worker]] = [None, None]
+
+    def _worker(self, i: int) -> _Worker:
+        w = self._workers[i]
+        if w is None or w.proc.poll() is not None:
+            src, cwd = self._args[i]
+            w = self._workers[i] = _Worker(src, cwd, self.cpu, self._python, self._timeout)
+        return w
+
+    def measure(self, kernel: str, problem: str, pairs: int = PAIRS,
+                sample_s: float = SAMPLE_S) -> Union[Paired, str]:
+        """The paired figures, or why they could not be taken (one line)."""
+        try:
+            base, head = self._worker(0), self._worker(1)
+            one = max(w.ask({"op": "setup", "kernel": kernel, "problem": problem})["per_call_s"]
+                      for w in (base, head))
+            calls = max(1, int(sample_s / max(one, 1e-7)))
+            tb: List[float] = []
+            th: List[float] = []
+            for i in range(pairs):  # base head | head base | ...: neither side always first
+                for w in ((base, head) if i % 2 == 0 else (head, base)):
+                    (tb if w is base else th).append(w.ask({"op": "sample", "calls": calls})["s"])
+            return judge(tb, th, calls)
+        except WorkerError as exc:
+            for i, w in enumerate(self._workers):  # a failed worker is replaced for the next pair
+                if w is not None and w.proc.poll() is not None:
+                    self._workers[i] = None
+            return str(exc)
+
+    def close(self) -> None:
+        for w in self._workers:
+            if w is not None:
+                w.close()
+        self._workers = [None, None]
+
+    def __enter__(self) -> "PairedRunner":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,73 @@
+"""One side of a paired CPU comparison (:mod:`attnperf.measure.paired`): run as a script.
+
+    python paired_worker.py SRC_DIR    # SRC_DIR: the commit's import root, or "" (installed)
+
+It imports attnperf from ``SRC_DIR`` -- the commit being measured, which may be
+older than this file, so only long-standing API is used (``Bench``,
+``catalog.resolve``) -- and answers JSON lines on stdin, one per line on stdout:
+
+    {"op": "setup", "kernel": K, "problem": ID} -> {"per_call_s": S} or {"error": WHY}
+    {"op": "sample", "calls": N}                 -> {"s": thread CPU seconds per call}
+
+Samples are the measuring thread's CPU time (``time.thread_time``) of N calls,
+at one PyTorch thread, like the CPU suite's gated figure.  The process pins
+itself to ``ATTNPERF_PAIRED_CPU`` when set (both sides of a pair share one
+core: which vCPU a process lands on moved identical code 0.82-1.21x between
+two live processes on a 2-vCPU VM; pinned, 0.94-1.02x).
+"""
+
+import json
+import os
+import sys
+import time
+
+
+def _main() -> None:
+    src = sys.argv[1] if len(sys.argv) > 1 else ""
+    sys.path[0] = src or os.getcwd()  # never this file's own directory
+    cpu = os.environ.get("ATTNPERF_PAIRED_CPU")
+    if cpu:
+        os.sched_setaffinity(0, {int(cpu)})
+    import torch
+
+    torch.set_num_threads(1)
+    from attnperf.measure.session import Bench
+    from attnperf.model.catalog import resolve
+    try:
+        from attnperf.measure.timing import fix_malloc_thresholds
+        fix_malloc_thresholds()
+    except ImportError:  # an attnperf from before the fix
+        pass
+    out = sys.stdout
+    sys.stdout = sys.stderr  # a kernel's prints must not corrupt the protocol
+    bench = None
+    for line in sys.stdin:
+        msg = json.loads(line)
+        try:
+            if msg["op"] == "setup":
+                if bench is not None:
+                    bench.release()
+                bench = Bench(msg["kernel"], resolve(msg["problem"]), "cpu")
+                correct = bench.check()
+                why = bench.wrong(correct) if hasattr(bench, "wrong") else None
+                if why:
+                    raise RuntimeError(why)
+                for _ in range(3):
+                    bench.call()
+                t0 = time.thread_time()
+                bench.call()
+                reply = {"per_call_s": time.thread_time() - t0}
+            else:
+                n = int(msg["calls"])
+                t0 = time.thread_time()
+                for _ in range(n):
+                    bench.call()
+                reply = {"s": (time.thread_time() - t0) / n}
+        except Exception as exc:  # noqa: BLE001 - the coordinator records it and goes on
+            reply = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"}
+        out.write(json.dumps(reply) + "\n")
+        out.flush()
+
+
+if __name__ == "__main__":
+    _main()

@@ -1,0 +1,107 @@
+"""The CPU verdict's paired re-measurement (attnperf.measure.paired, ci bench --confirm):
+its statistics, its re-judging of rows, and two live workers telling a slower commit
+from an identical one."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from attnperf.analysis import ab
+from attnperf.io.asv_results import OK, Point
+from attnperf.measure import paired as pm
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+def test_sign_test_is_the_binomial_tail():
+    assert pm.sign_test(30, 30) == pytest.approx(2 ** -30)
+    assert pm.sign_test(0, 30) == 1.0
+    assert pm.sign_test(22, 30) == pytest.approx(0.00806, abs=1e-5)  # 22 of 30 slower: p < 0.01
+    assert pm.sign_test(21, 30) > 0.01
+    assert pm.sign_test(3, 0) == 1.0
+
+
+def test_judge_takes_the_median_pair_ratio_and_both_tails():
+    base = [1.0, 2.0, 1.0, 2.0] * 5
+    r = pm.judge(base, [1.3 * b for b in base], calls=4)
+    assert r.ratio == pytest.approx(1.3) and r.pairs == 20 and r.calls == 4
+    assert r.p_slower == pytest.approx(2 ** -20) and r.p_faster == 1.0
+    assert r.slower() and not r.faster() and not r.slower(factor=1.4)
+    same = pm.judge(base, list(base), calls=1)  # all ties: neither side significant
+    assert same.ratio == 1.0 and not same.slower(1.0) and not same.faster(1.0)
+    fast = pm.judge(base, [b / 1.5 for b in base], calls=1)
+    assert fast.faster() and not fast.slower()
+
+
+def _row(benchmark, params, change, ratio=1.4):
+    sig = ab.Significance(True, "p=1e-6", 1e-6)
+    return ab.Row(benchmark, params, Point(OK, 1.0), Point(OK, ratio), ratio, change, sig, "seconds", 1.5)
+
+
+TIME = "bench_attention.TimeAttention.track_device_time"
+ERR = "bench_attention.Accuracy.track_max_abs_error"
+
+
+def test_confirm_paired_rejudges_time_rows_only():
+    cmp = ab.Comparison("m", object(), object(), 1.5, [
+        _row(TIME, ("tiled", "p1"), ab.WORSE), _row(TIME, ("sdpa", "p1"), ab.SAME, 1.2),
+        _row(ERR, ("tiled", "p1"), ab.WORSE), _row(TIME, ("naive", "p1"), ab.BROKE)])
+    base = [1.0] * 30
+    results = {("tiled", "p1"): pm.judge(base, [1.01] * 30, 1),   # asv's flag was noise
+               ("sdpa", "p1"): pm.judge(base, [1.3] * 30, 1),     # asv missed it
+               ("naive", "p1"): pm.judge(base, [1.0] * 30, 1)}
+    out = ab.confirm_paired(cmp, results, 1.10)
+    by = {(r.benchmark, r.kernel): r for r in out.rows}
+    assert by[(TIME, "tiled")].change == ab.SAME and by[(TIME, "tiled")].ratio == pytest.approx(1.01)
+    assert by[(TIME, "sdpa")].change == ab.WORSE and by[(TIME, "sdpa")].factor == 1.10
+    assert "paired" in by[(TIME, "sdpa")].significance.text
+    assert by[(ERR, "tiled")].change == ab.WORSE  # a metric keeps its own verdict
+    assert by[(TIME, "naive")].change == ab.BROKE
+    assert out.paired and out.own_factors
+    # asv exited 0 at x1.5 (it missed sdpa): the paired verdict still says regression
+    code, reason = ab.decide(0, out)
+    assert code == ab.EXIT_REGRESSION and "x1.1 in the paired re-measurement" in reason
+    # asv exited 1 for tiled's noise; paired says it is the same: ok, and why
+    quiet = ab.confirm_paired(ab.Comparison("m", object(), object(), 1.5, [
+        _row(TIME, ("tiled", "p1"), ab.WORSE)]), {("tiled", "p1"): pm.judge(base, [1.01] * 30, 1)}, 1.10)
+    asv_view = ab.Comparison("m", object(), object(), 1.5, [_row(TIME, ("tiled", "p1"), ab.WORSE)])
+    code, reason = ab.decide(1, quiet, asv_view)
+    assert code == ab.EXIT_OK and "past the paired re-measurement" in reason
+
+
+@pytest.fixture(scope="module")
+def slowed_src(tmp_path_factory):
+    """A copy of attnperf's source whose tiled kernel does its whole work 3 times."""
+    dest = tmp_path_factory.mktemp("slowed") / "src"
+    shutil.copytree(SRC, dest, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    tiled = dest / "attnperf" / "kernels" / "tiled.py"
+    text = tiled.read_text()
+    marker = "KERNELS = [KernelSpec("
+    assert marker in text
+    tiled.write_text(text.replace(marker, '''_fast = tiled_attention
+
+
+def tiled_attention(q, k, v, *, causal, scale, block_kv=BLOCK_KV):  # noqa: F811
+    for _ in range(3):
+        out = _fast(q, k, v, causal=causal, scale=scale, block_kv=block_kv)
+    return out
+
+
+''' + marker, 1))
+    return str(dest)
+
+
+def test_two_live_workers_tell_a_slower_commit_from_an_identical_one(slowed_src):
+    with pm.PairedRunner(str(SRC), str(SRC)) as same:
+        aa = same.measure("tiled", "cpu_seed", pairs=16)
+    with pm.PairedRunner(str(SRC), slowed_src) as runner:
+        ab_ = runner.measure("tiled", "cpu_seed", pairs=16)
+        other = runner.measure("sdpa", "cpu_seed", pairs=16)   # untouched kernel
+        missing = runner.measure("sdpa_cudnn", "cpu_seed")    # CUDA only: a reason, no crash
+        bad = runner.measure("tiled", "no_such_problem")
+    assert not aa.slower() and 0.8 < aa.ratio < 1.2
+    assert ab_.slower() and ab_.ratio > 2.0 and ab_.p_slower < 1e-3
+    assert not other.slower()
+    assert isinstance(missing, str) and "CUDA" in missing
+    assert isinstance(bad, str) and "no_such_problem" in bad

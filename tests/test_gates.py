@@ -570,7 +570,7 @@ def test_statuses_and_versions():
 class _Cmp:
     base = head = object()
     factor = 1.05
-    per_benchmark = own_factors = False
+    per_benchmark = own_factors = paired = False
 
     def __init__(self, **counts):
         self.counts = counts

@@ -7,10 +7,7 @@
 set -uo pipefail
 export PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
-ls .whl/*.whl | grep -vE '/(pip|wheel|setuptools|build|pyproject_hooks)-' | xargs python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site || exit 3
-export PYTHONPATH=/tmp/site:$PWD/src PATH=/tmp/site/bin:$PATH PIP_NO_INDEX=1 PIP_FIND_LINKS=$PWD/.whl
-{ nvidia-smi --query-gpu=index,name,clocks.sm,clocks.max.sm,power.limit,temperature.gpu,driver_version --format=csv
-  python3 -c "import torch, triton; print(torch.__version__, torch.version.cuda, triton.__version__)"; nproc; } > "$OUT/gpu.txt" 2>&1
+source tools/gpu/device_env.sh "$OUT/gpu.txt"
 T=${T:-570}
 ( export CUDA_VISIBLE_DEVICES=0 TRITON_CACHE_DIR=/tmp/tc0
   timeout $((T-15)) python3 tools/gpu/triton_variants.py "$OUT/variants.json" > "$OUT/variants.txt" 2>&1; echo "rc=$?" >> "$OUT/variants.txt" ) &

@@ -6,10 +6,7 @@
 set -uo pipefail
 export PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"; R=/tmp/r; mkdir -p $R/v1
-ls .whl/*.whl | grep -vE '/(pip|wheel|setuptools|build|pyproject_hooks)-' | xargs python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site || exit 3
-export PYTHONPATH=/tmp/site:$PWD/src PATH=/tmp/site/bin:$PATH PIP_NO_INDEX=1 PIP_FIND_LINKS=$PWD/.whl
-{ nvidia-smi --query-gpu=index,name,clocks.sm,clocks.max.sm,power.limit,temperature.gpu,driver_version --format=csv
-  python3 -c "import torch, triton; print(torch.__version__, torch.version.cuda, triton.__version__)"; nproc; } > $R/gpu.txt 2>&1
+source tools/gpu/device_env.sh $R/gpu.txt
 T=${T:-585}; T0=$(date +%s)
 left() { echo $(( T - ($(date +%s) - T0) )); }
 OUT=$R/v1 WORK=/tmp/vc1 timeout 420 bash tools/gpu/verdict_check.sh 0:aa > $R/v1/run.txt 2>&1

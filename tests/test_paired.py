@@ -105,3 +105,14 @@ def test_two_live_workers_tell_a_slower_commit_from_an_identical_one(slowed_src)
     assert not other.slower()
     assert isinstance(missing, str) and "CUDA" in missing
     assert isinstance(bad, str) and "no_such_problem" in bad
+
+
+def test_without_a_checkout_the_rows_keep_asvs_verdict(tmp_path):
+    from attnperf.ci import bench
+
+    cmp = ab.Comparison("m", object(), object(), 1.5, [_row(TIME, ("tiled", "cpu_seed"), ab.WORSE),
+                                                     _row(ERR, ("tiled", "cpu_seed"), ab.SAME)])
+    done, failed = bench.paired_confirmation(tmp_path, "a" * 40, "b" * 40, cmp)  # not a git repo
+    assert done == {} and list(failed) == [("tiled", "cpu_seed")]  # the time row only
+    assert failed[("tiled", "cpu_seed")].startswith("no checkout: git worktree add")
+    assert ab.confirm_paired(cmp, done, 1.1).rows[0].change == ab.WORSE

@@ -58,7 +58,11 @@ def test_confirm_paired_rejudges_time_rows_only():
     assert "paired" in by[(TIME, "sdpa")].significance.text
     assert by[(ERR, "tiled")].change == ab.WORSE  # a metric keeps its own verdict
     assert by[(TIME, "naive")].change == ab.BROKE
-    assert out.paired and out.own_factors
+    assert out.paired and out.own_factors and out.paired_factor == 1.10
+    faster = ab.confirm_paired(ab.Comparison("m", object(), object(), 1.5, [
+        _row(TIME, ("tiled", "p1"), ab.SAME)]), {("tiled", "p1"): pm.judge(base, [0.7] * 30, 1)}, 1.10)
+    assert faster.rows[0].change == ab.BETTER
+    assert faster.rows[0].significance.p_value == pytest.approx(2 ** -30)  # the faster tail
     # asv exited 0 at x1.5 (it missed sdpa): the paired verdict still says regression
     code, reason = ab.decide(0, out)
     assert code == ab.EXIT_REGRESSION and "x1.1 in the paired re-measurement" in reason

@@ -77,7 +77,12 @@ class Comparison:
     factor: float
     rows: List[Row]
     per_benchmark: bool = False  # judged with calibrated thresholds (Row.factor)
-    paired: bool = False  # time rows judged by a paired re-measurement (confirm_paired)
+    paired_factor: Optional[float] = None  # time rows judged by a paired re-measurement at it
+
+    @property
+    def paired(self) -> bool:
+        """The time rows were judged by a paired re-measurement (:func:`confirm_paired`)."""
+        return self.paired_factor is not None
 
     def count(self, change: str) -> int:
         return sum(r.change == change for r in self.rows)
@@ -194,12 +199,11 @@ def confirm_paired(comparison: Comparison, paired: Mapping[Tuple[str, str], obje
             rows.append(r)
             continue
         change = WORSE if result.slower(factor) else BETTER if result.faster(factor) else SAME
-        sig = Significance(result.slower(factor) or result.faster(factor),
-                           f"paired p={result.p_slower:.1e} (sign test, {result.pairs} pairs)",
-                           result.p_slower)
+        p = result.p_faster if change == BETTER else result.p_slower
+        sig = Significance(change != SAME, f"paired p={p:.1e} (sign test, {result.pairs} pairs)", p)
         rows.append(dataclasses.replace(r, ratio=result.ratio, change=change, significance=sig,
                                         factor=factor))
-    return dataclasses.replace(comparison, rows=rows, paired=True)
+    return dataclasses.replace(comparison, rows=rows, paired_factor=factor)
 
 
 VERDICTS = {EXIT_OK: "ok", EXIT_REGRESSION: "regression", EXIT_BROKEN: "broken",
@@ -225,7 +229,7 @@ def decide(asv_exit: Optional[int], comparison: Optional[Comparison],
     past = ("their calibrated thresholds" if comparison.per_benchmark
             else f"x{comparison.factor:g}")
     if comparison.paired:
-        past = f"x{_paired_factor(comparison):g} in the paired re-measurement"
+        past = f"x{comparison.paired_factor:g} in the paired re-measurement"
     regressed = comparison.count(WORSE) or comparison.count(BROKE)
     if asv_exit == 1 or (asv_exit == 0 and comparison.own_factors and regressed):
         if regressed:
@@ -240,11 +244,6 @@ def decide(asv_exit: Optional[int], comparison: Optional[Comparison],
     if asv_exit == 0:
         return EXIT_OK, "no significant regression"
     return EXIT_INFRA, f"asv continuous exited {asv_exit}; see the asv log"
-
-
-def _paired_factor(comparison: Comparison) -> float:
-    return next((r.factor for r in comparison.rows if r.significance.text.startswith("paired")),
-                comparison.factor)
 
 
 def worse_text(comparison: Comparison, past: str, significant: str = "with significance",

@@ -284,7 +284,8 @@ def paired_confirmation(repo: Path, base: str, head: str, cmp: ab.Comparison
 def _paired_section(paired: Dict[Key, object], factor: float) -> str:
     lines = ["", f"#### CPU times re-measured paired (both commits alternated on one core; "
                  f"slower past x{factor:g} with sign-test p < 0.01 is a regression)", "",
-             "| kernel | problem | base ms | head ms | head/base | p (slower) |",
+             "Times: the measuring thread's CPU time per call, median of the samples.", "",
+             "| kernel | problem | base ms | head ms | head/base (median pair) | p (slower) |",
              "|---|---|---|---|---|---|"]
     for (k, p), r in sorted(paired.items()):
         lines.append(f"| {md.text(k)} | {md.text(p)} | {r.base_s * 1e3:.3f} | {r.head_s * 1e3:.3f} | "

@@ -271,3 +271,64 @@ def test_gpu_training_passes_skip_the_latency_view(monkeypatch):
         suite.entry_for(out, "sdpa", cpu_bwd)
     with pytest.raises(suite.Skip, match="not selected"):  # on a CPU it would have been measured
         suite.entry_for({"__meta__": {"device": "cpu"}}, "sdpa", cpu_bwd)
+
+
+def _fake_gpu_session(monkeypatch, asked):
+    from attnperf.model.records import Measurement
+
+    class FakeSession:
+        device, environment, ceilings = "cuda", {}, {}
+
+        def __init__(self, *a, **kw):
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            pass
+
+        def iter_grid(self, jobs, budget=None, latency=True, skip=None):
+            for k, p in jobs:
+                asked.append((k, p.id, p.mode, budget))
+                yield Measurement(k, p, "cuda", status="unavailable", reason="fake")
+
+    monkeypatch.setattr(suite, "Session", FakeSession)
+    monkeypatch.setattr(suite, "resolve_device", lambda name: name if name in ("cpu", "cuda") else "cuda")
+    for name in ("ATTNPERF_ASV_KERNELS", "ATTNPERF_ASV_PROBLEMS", "ATTNPERF_ASV_PASSES"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_a_gpu_leaves_the_cpu_presets_out_unless_asked(monkeypatch):
+    # The whole-suite H100 `asv continuous` must fit 6 minutes: the cpu_* presets (the
+    # 2-core CPU's float32 problems) run on a GPU only on request.
+    asked = []
+    _fake_gpu_session(monkeypatch, asked)
+    out = suite.measure_grid(["sdpa"], device_name="cuda")
+    fwd = [pid for _, pid, mode, _ in asked if mode == "fwd"]
+    gpu_ids = [pid for pid in suite.GRID_PROBLEMS if pid not in suite.CPU_PROBLEM_IDS]
+    assert fwd == gpu_ids and len(gpu_ids) == 6
+    assert {b for *_, b in asked} == {suite.ASV_BUDGET_GPU}
+    assert suite.ASV_BUDGET_GPU.max_samples < suite.ASV_BUDGET.max_samples
+    cpu_causal = PRESETS["cpu_causal"].id
+    with pytest.raises(suite.Skip, match="on request: ATTNPERF_ASV_PROBLEMS=cpu_causal"):
+        suite.entry_for(out, "sdpa", cpu_causal)
+
+    asked.clear()  # asked for by name: measured
+    monkeypatch.setenv("ATTNPERF_ASV_PROBLEMS", "cpu_causal,train")
+    suite.measure_grid(["sdpa"], device_name="cuda")
+    assert [pid for _, pid, mode, _ in asked if mode == "fwd"] == [cpu_causal, PRESETS["train"].id]
+
+    asked.clear()  # a CPU keeps its own problems and the CPU budget
+    monkeypatch.delenv("ATTNPERF_ASV_PROBLEMS")
+    suite.measure_grid(["sdpa"], device_name="cpu")
+    fwd = [pid for _, pid, mode, _ in asked if mode == "fwd"]
+    assert fwd == suite.GRID_PROBLEMS and {b for *_, b in asked} == {suite.ASV_BUDGET}
+
+
+def test_a_repository_grid_keeps_its_cpu_presets_on_a_gpu(monkeypatch, tmp_path):
+    asked = []
+    _fake_gpu_session(monkeypatch, asked)
+    (tmp_path / "pyproject.toml").write_text('[tool.attnperf]\nproblems = ["cpu_gqa", "train"]\n')
+    suite.measure_grid(["sdpa"], device_name="cuda", project_dir=tmp_path)
+    assert [pid for _, pid, mode, _ in asked if mode == "fwd"] == [PRESETS["cpu_gqa"].id, PRESETS["train"].id]

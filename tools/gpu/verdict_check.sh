@@ -16,7 +16,8 @@
 #   bisflat   attnperf bisect over 6 commits without a step (sdpa_cudnn, train)
 #   abtri     ci bench C0 -> C0 with every Triton config forced to 64x16 tiles (triton_flash only)  expect exit 1
 #   triton    tools/gpu/triton_check.py and `attnperf run` of triton_flash beside cuDNN at train
-# (bisect rounds: BISECT_ROUNDS, default 2)
+# (bisect rounds: BISECT_ROUNDS, default 2; VC_DEADLINE=epoch seconds skips a job that the
+# last job's wall says would not end before it)
 # Extra work: after each SDPA call, torch.cuda._sleep(cycles) with cycles calibrated in the
 # process (first eager call of each shape/backend: 20 back-to-back calls timed with events, and
 # the sleep kernel timed the same way), so the added device time is FRAC of that call's time
@@ -115,9 +116,15 @@ FLAT_END=$(git rev-parse HEAD)
 git checkout -q main
 echo "ABTRI=$ABTRI C0=$C0 C1=$C1 AB5=$AB5 AB2=$AB2 B5_STEP=$B5_STEP B5_END=$B5_END FLAT_END=$FLAT_END" | tee "$OUT/commits.txt"
 
+LAST_WALL=0
 job() {  # $1 = pipeline dir, $2 = job name
   local d=$1 name=$2 t0 rc
   t0=$(date +%s)
+  # VC_DEADLINE (epoch s): skip a job that would not finish in time (estimate: the last job's wall)
+  if [ -n "${VC_DEADLINE:-}" ] && [ $(( t0 + LAST_WALL + 15 )) -gt "$VC_DEADLINE" ]; then
+    echo "[$(basename "$d")] $name skipped: the deadline leaves $(( VC_DEADLINE - t0 ))s, the last job took ${LAST_WALL}s" | tee -a "$WORK/summary.txt"
+    return
+  fi
   # the calibrated thresholds, once a pipeline has them: where ci bench and bisect look
   [ -f "$WORK/thresholds.json" ] && cp "$WORK/thresholds.json" results/h100/attnperf-thresholds.json
   case $name in
@@ -142,7 +149,8 @@ job() {  # $1 = pipeline dir, $2 = job name
         --device cuda --kernel triton_flash,sdpa_cudnn --batch 4 --heads 16 --seq 2048 --dim 128 \
         --dtype bf16 --no-latency) > "$d/$name.log" 2>&1; rc=$?;;
   esac
-  echo "[$(basename "$d")] $name rc=$rc wall=$(( $(date +%s)-t0 ))s" | tee -a "$WORK/summary.txt"
+  LAST_WALL=$(( $(date +%s)-t0 ))
+  echo "[$(basename "$d")] $name rc=$rc wall=${LAST_WALL}s" | tee -a "$WORK/summary.txt"
 }
 
 pipeline() {  # $1 = GPU index, $2 = comma list of jobs
@@ -161,4 +169,4 @@ cd "$WORK" && cat summary.txt
 for f in gpu*/*.log; do
   echo "=== $f"; grep -E "^\|? *[+-] |^\||BENCHMARKS|regression|REGRESSION|error|Error|threshold|exit" "$f" | tail -n 60
 done > "$OUT/verdicts.txt" 2>&1
-tar czf "$OUT/verdict_logs.tgz" summary.txt gpu*/*.log gpu*/out-*/ gpu*/thresholds.json 2>/dev/null
+tar czf "$OUT/verdict_logs.tgz" --exclude='*.html' summary.txt gpu*/*.log gpu*/out-*/ gpu*/thresholds.json 2>/dev/null

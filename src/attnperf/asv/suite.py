@@ -46,6 +46,7 @@ unavailable, e.g. a CPU, with ``peak_memory_note`` saying why).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple, Union
@@ -97,6 +98,12 @@ CPU_THREADS = 1
 # Samples per timing: >= 7 a side is what asv's Mann-Whitney test needs to reach
 # p < 0.002; 15 leaves margin.  Budget caps the time per combination.
 ASV_BUDGET = Budget(min_samples=15, max_samples=40, budget_s=0.4, warmup_s=0.05, stable_ratio=0.0)
+# On a GPU every sample is an idle gap + warm + timed replays (~9 ms even for a
+# 5 us kernel), so the sample cap, not the kernel, sets the cost: 40 samples of
+# 112 combinations x 4 rounds (two commits, interleaved) made the whole-suite
+# `asv continuous` on the H100 379 s (6 min allowed).  20 a round (40 a commit
+# over the two rounds CI runs) keeps the medians within the calibrated spreads.
+ASV_BUDGET_GPU = dataclasses.replace(ASV_BUDGET, max_samples=20, budget_s=0.2)
 REGIME_CODES = {name: i for i, name in enumerate(roofline.REGIMES)}
 
 
@@ -250,13 +257,16 @@ def entry(m) -> dict:
 
 
 def measure_grid(kernels: Optional[List[str]] = None, problems: Optional[List[str]] = None,
-                 device_name: Optional[str] = None, budget: Budget = ASV_BUDGET,
+                 device_name: Optional[str] = None, budget: Optional[Budget] = None,
                  project_dir: Union[str, Path, None] = None,
                  timeout_s: Optional[float] = None) -> Dict[str, dict]:
     """Measure every (kernel, problem) once; failures become entries, never exceptions.
 
     ``project_dir``: the tracked repository (its ``[tool.attnperf]``); ``timeout_s``
-    limits each combination (default: the run's default for ``budget``).
+    limits each combination (default: the run's default for ``budget``); ``budget``
+    defaults to :data:`ASV_BUDGET_GPU` on a GPU, :data:`ASV_BUDGET` on a CPU.  On a
+    GPU attnperf's default grid leaves out the CPU machine kind's presets (``cpu_*``)
+    unless they are selected (``problems`` or ``ATTNPERF_ASV_PROBLEMS``).
     """
     config = project(project_dir)
     plugin_errors = load_plugins(config)
@@ -266,6 +276,13 @@ def measure_grid(kernels: Optional[List[str]] = None, problems: Optional[List[st
     grid_problems, grid_modes = pass_grid(project_dir)
     modes = [m for m in selected_passes() if m in grid_modes]
     device = resolve_device(device_name or os.environ.get("ATTNPERF_ASV_DEVICE", "auto"))
+    if budget is None:
+        budget = ASV_BUDGET_GPU if device == "cuda" else ASV_BUDGET
+    chosen = problems or _env_list("ATTNPERF_ASV_PROBLEMS")
+    if device == "cuda" and not chosen and not (config and config.problems):
+        # The cpu_* presets are the 2-core CPU's problems (float32, sized for it); the
+        # GPU has its own (seed ... train).  Measured on request only, like ON_REQUEST.
+        problem_objs = [p for p in problem_objs if p.id not in CPU_PROBLEM_IDS]
     pass_problems = [p for p in grid_problems if p in {q.id for q in problem_objs}]
     if device == "cuda":  # the CPU's training problems are the CPU's (see GRID_PASS_PROBLEMS)
         pass_problems = [p for p in pass_problems if p not in CPU_PROBLEM_IDS]
@@ -315,6 +332,10 @@ def entry_for(cache: Dict[str, dict], kernel: str, problem: str) -> dict:
         if device == "cuda" and any(problem in (pass_id(c, "bwd"), pass_id(c, "fwd+bwd"))
                                     for c in CPU_PROBLEM_IDS):
             raise Skip(f"{problem}: the CPU's training problem; the GPU times passes at causal, gqa, train")
+        if device == "cuda" and problem in CPU_PROBLEM_IDS:
+            name = next(n for n, p in PRESETS.items() if p.id == problem)
+            raise Skip(f"{problem}: the CPU machine kind's problem; a GPU measures it on request: "
+                       f"ATTNPERF_ASV_PROBLEMS={name}")
         if kernel in ON_REQUEST and kernel not in (_env_list("ATTNPERF_ASV_KERNELS") or []):
             raise Skip(f"{kernel} is measured on request: ATTNPERF_ASV_KERNELS={kernel}")
         raise Skip(f"{kernel}/{problem} not selected (ATTNPERF_ASV_KERNELS/PROBLEMS)")

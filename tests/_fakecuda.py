@@ -12,6 +12,8 @@ Optional physics for the power-state tests (off by default):
 * ``idle_drop_s`` / ``ramp_s`` / ``ramp_factor``: after the device idled at
   least ``idle_drop_s``, its first ``ramp_s`` of work runs ``ramp_factor``
   times slower (the clock ramping up from idle);
+* ``slow_until_s`` / ``slow_factor``: kernels that start before ``slow_until_s``
+  run ``slow_factor`` times slower (a process's start-up transient);
 * ``cap_after_s`` / ``cool_s`` / ``cap_factor``: after ``cap_after_s`` of work
   without an idle spell of at least ``cool_s``, kernels run ``cap_factor``
   times slower (the power cap), and :meth:`FakeWorld.read_clock` reports
@@ -39,7 +41,8 @@ class FakeWorld:
                  cool_s: float = 0.0, cap_factor: float = 1.25,
                  capture_error: Optional[str] = None, l2_bytes: int = 50 << 20,
                  uuid: Optional[str] = "8f1d-test", launch_s: float = 0.0,
-                 capture_failures: Optional[int] = None) -> None:
+                 capture_failures: Optional[int] = None, slow_until_s: float = 0.0,
+                 slow_factor: float = 1.0) -> None:
         self.now = 0.0          # host time
         self.free_at = 0.0      # when the stream has done everything enqueued
         self.last_end = 0.0     # when the last kernel ended (idle spells are measured from it)
@@ -58,6 +61,8 @@ class FakeWorld:
         self._busy = 0.0        # work since the last cooling idle spell (power cap)
         self.capped = False     # whether the last kernel ran under the cap
         self.kernels = 0
+        # a start-up transient: kernels that start before slow_until_s run slow_factor slower
+        self.slow_until_s, self.slow_factor = slow_until_s, slow_factor
 
     # ------------------------------------------------------------ host side
     def perf_counter(self) -> float:
@@ -92,6 +97,8 @@ class FakeWorld:
         self.capped = self.cap_after_s is not None and self._busy >= self.cap_after_s
         if self.capped:
             factor = max(factor, self.cap_factor)
+        if start < self.slow_until_s:
+            factor = max(factor, self.slow_factor)
         duration = seconds * factor
         self._since_idle += duration
         self._busy += duration

@@ -267,7 +267,7 @@ SIMPLE = PowerControl(gap_ratio=1.0, gap_min_s=0.0, gap_max_s=1.0, warm_s=TICK,
 
 
 def _budget(n, **kw):
-    kw = {"budget_s": 10.0, "warmup_s": 0.0, "stable_ratio": 0.0, **kw}
+    kw = {"budget_s": 10.0, "warmup_s": 0.0, "stable_ratio": 0.0, "settle_s": 0.0, **kw}
     return Budget(min_samples=n, max_samples=n, **kw)
 
 
@@ -294,6 +294,36 @@ def test_device_time_divides_by_every_call_timed(monkeypatch):
     # upload 1 replay; probe 3 replays; 4 samples x 3 replays -- of 16 calls each.
     assert s.warmup_calls == 8
     assert world.kernels == 8 + 2 + 16 * (1 + 3 + 4 * 3)
+
+
+def test_settling_cycles_keep_a_start_up_transient_out_of_the_samples(monkeypatch):
+    # H100: the first 0-7 samples of a process read cuDNN 2.5 % slow (NVML: max clock, no
+    # reason); with 10 samples that set one of five process medians.  Untimed protocol
+    # cycles first (Budget.settle_s) leave it out.
+    probe = FakeWorld()
+    s = _device(probe, monkeypatch, _budget(8))
+    t0 = probe.log[_samples_start(probe) + 3][1]  # the first sample's first kernel starts
+    calls = s.calls_per_sample // s.replays_per_sample
+    cycle = s.gap_s + (s.warm_replays + s.replays_per_sample) * calls * D
+    slow_until = t0 + 5 * cycle  # the first five samples' worth of time runs slow
+
+    plain_world = FakeWorld(slow_until_s=slow_until, slow_factor=1.25)
+    plain = _device(plain_world, monkeypatch, _budget(8))
+    assert plain.settle_cycles == 0
+    assert sum(x > D for x in plain.samples_s) == 5 and plain.median_s > D
+
+    world = FakeWorld(slow_until_s=slow_until, slow_factor=1.25)
+    settled = _device(world, monkeypatch, _budget(8, settle_s=6 * cycle))
+    assert settled.settle_cycles == 6
+    assert settled.samples_s == [D] * 8
+    assert settled.power_state()["settle_cycles"] == 6
+    # the settling cycles are the sample protocol, untimed: 6 more cycles of kernels
+    per_cycle = (settled.warm_replays + settled.replays_per_sample) * (
+        settled.calls_per_sample // settled.replays_per_sample)
+    assert world.kernels == plain_world.kernels + 6 * per_cycle
+    assert timing.settle_cycles(0.0, cycle) == 0
+    assert timing.settle_cycles(1e9, cycle) == timing.MAX_SETTLE_CYCLES
+    assert timing.settle_cycles(cycle / 10, cycle) == 1
 
 
 def test_gap_comes_before_the_warm_replay_and_the_timed_replays_queue_right_behind_it(monkeypatch):

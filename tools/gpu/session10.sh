@@ -6,12 +6,16 @@
 #   JOBS (default aa,ab5): verdict_check.sh jobs for GPU 0.  EXTRA=0 skips the last part.
 set -uo pipefail
 export PYTHONUNBUFFERED=1
-OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"; R=/tmp/r; mkdir -p $R/v1
+OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"; R=/tmp/r
+# a warm machine keeps /tmp: what the last call's pipeline left (killed before it packed it)
+[ -d /tmp/vc1 ] && tar czf "$OUT/prev_vc1.tgz" -C /tmp/vc1 --exclude='*.html' --exclude=master --exclude=repo --exclude=home . 2>/dev/null
+rm -rf $R /tmp/vc1; mkdir -p $R/v1
 source tools/gpu/device_env.sh $R/gpu.txt
 T=${T:-585}; T0=$(date +%s)
 left() { echo $(( T - ($(date +%s) - T0) )); }
 VC_DEADLINE=$(( T0 + T - ${RESERVE:-20} )) OUT=$R/v1 WORK=/tmp/vc1 \
-  timeout $(( T - 15 )) bash tools/gpu/verdict_check.sh "0:${JOBS:-aa,ab5}" > $R/v1/run.txt 2>&1
+  timeout $(( T - 4 )) bash tools/gpu/verdict_check.sh "0:${JOBS:-aa,ab5}" > $R/v1/run.txt 2>&1
+tar czf "$OUT/vc.tgz" -C /tmp/vc1 --exclude='*.html' summary.txt gpu0/machine.log $(cd /tmp/vc1 && ls -d gpu0/*.log gpu0/out-* 2>/dev/null) 2>/dev/null
 if [ "${EXTRA:-1}" = 1 ] && [ "$(left)" -gt 60 ]; then
   timeout $(( $(left) - 40 )) python3 tools/profiler_check.py $R/profiler.json > $R/profiler.txt 2>&1
   for i in 1 2 3 4 5; do

@@ -121,7 +121,7 @@ job() {  # $1 = pipeline dir, $2 = job name
   local d=$1 name=$2 t0 rc
   t0=$(date +%s)
   # VC_DEADLINE (epoch s): skip a job that would not finish in time (estimate: the last job's wall)
-  if [ -n "${VC_DEADLINE:-}" ] && [ $(( t0 + LAST_WALL + 15 )) -gt "$VC_DEADLINE" ]; then
+  if [ -n "${VC_DEADLINE:-}" ] && [ $(( t0 + LAST_WALL + ${VC_MARGIN:-15} )) -gt "$VC_DEADLINE" ]; then
     echo "[$(basename "$d")] $name skipped: the deadline leaves $(( VC_DEADLINE - t0 ))s, the last job took ${LAST_WALL}s" | tee -a "$WORK/summary.txt"
     return
   fi

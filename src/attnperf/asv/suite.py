@@ -97,7 +97,10 @@ CPU_THREADS = 1
 
 # Samples per timing: >= 7 a side is what asv's Mann-Whitney test needs to reach
 # p < 0.002; 15 leaves margin.  Budget caps the time per combination.
-ASV_BUDGET = Budget(min_samples=15, max_samples=40, budget_s=0.4, warmup_s=0.05, stable_ratio=0.0)
+# settle_s=0: the suite's verdicts were verified (H100 A/A, A/B) without the settling
+# cycles that `attnperf run` spends; its 20-40 samples a commit outvote a start-up transient.
+ASV_BUDGET = Budget(min_samples=15, max_samples=40, budget_s=0.4, warmup_s=0.05, stable_ratio=0.0,
+                    settle_s=0.0)
 # On a GPU every sample is an idle gap + warm + timed replays (~9 ms even for a
 # 5 us kernel), so the sample cap, not the kernel, sets the cost: 40 samples of
 # 112 combinations x 4 rounds (two commits, interleaved) made the whole-suite

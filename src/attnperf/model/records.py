@@ -89,6 +89,7 @@ class Samples:
     gap_s: Optional[float] = None    # host idle before each sample (gap-warm)
     warm_replays: int = 0            # untimed replays queued right before each timed sample
     replays_per_sample: int = 1      # timed replays per sample (calls_per_sample counts calls)
+    settle_cycles: int = 0           # untimed protocol cycles before the first sample (gap-warm)
     clock_source: str = ""           # "nvml" | "unavailable"; "" = not a GPU sample
     clocks: Optional[List[Optional[ClockReading]]] = None
     rejected_s: List[float] = dataclasses.field(default_factory=list)
@@ -149,6 +150,7 @@ class Samples:
             "gap_s": self.gap_s,
             "warm_replays": self.warm_replays,
             "replays_per_sample": self.replays_per_sample,
+            "settle_cycles": self.settle_cycles,
             "clock_source": self.clock_source,
             "sm_clock_mhz": nvml(self.sm_clocks_mhz()),
             "sm_clock_median_mhz": float(np.median(clocks)) if clocks else None,

@@ -1,0 +1,81 @@
+"""Experiment (H100): is the ~2.5 % slow state of flash / memory-efficient SDPA at the train
+shape fixed per CUDA-graph capture (where the graph's output and workspace land)?
+
+tools/gpu/state_probe.py: the state flips between measurements *within* a process (each
+measurement captures a new graph) while a reference matmul and cuDNN stay put.  Here, per
+process, REPS measurements of each kernel, plain (the suite's timing) and `hold` (every call
+captured into the graph keeps its output alive, so the graph's calls write to `calls`
+different buffers and a sample averages over their placements).  If placement is the cause,
+`hold` medians cluster much tighter than plain ones.  JSON to argv[1].
+"""
+import json
+import statistics
+import subprocess
+import sys
+
+PROCS = 2
+REPS = 8
+KERNELS = ["sdpa_flash", "sdpa_efficient"]
+
+
+def child():
+    import torch
+
+    from attnperf.asv.suite import ASV_BUDGET_GPU
+    from attnperf.measure.session import Bench, warm_up_gpu
+    from attnperf.measure.timing import time_cuda_device
+    from attnperf.model.catalog import PRESETS
+
+    warm_up_gpu()
+    out = {}
+    for k in KERNELS:
+        b = Bench(k, PRESETS["train"], "cuda")
+        b.check()
+        held = []
+
+        def hold(b=b, held=held):
+            o = b.call()
+            if torch.cuda.is_current_stream_capturing():
+                held.append(o)
+            return o
+
+        plain, kept, calls = [], [], None
+        for _ in range(REPS):
+            s = time_cuda_device(b.call, ASV_BUDGET_GPU)
+            plain.append(statistics.median(s.samples_s) * 1e6)
+            held.clear()
+            s = time_cuda_device(hold, ASV_BUDGET_GPU)
+            kept.append(statistics.median(s.samples_s) * 1e6)
+            calls = s.calls_per_sample
+        out[k] = {"plain": plain, "hold": kept, "calls_per_sample": calls}
+        b.release()
+    return out
+
+
+def main():
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        print(json.dumps(child()))
+        return
+    procs = []
+    for _ in range(PROCS):
+        p = subprocess.run([sys.executable, __file__, "--child"], capture_output=True, text=True, timeout=200)
+        try:
+            procs.append(json.loads(p.stdout.strip().splitlines()[-1]))
+        except (IndexError, ValueError):
+            procs.append({"error": p.stderr[-800:]})
+    for i, r in enumerate(procs):
+        for k, v in r.items():
+            if k == "error":
+                print(i, v)
+                continue
+            for mode in ("plain", "hold"):
+                xs = v[mode]
+                print(f"proc {i} {k:15s} {mode:5s} calls/sample {v['calls_per_sample']:3d}  max/min {max(xs) / min(xs):.4f}  "
+                      + " ".join(f"{x:7.1f}" for x in xs))
+    if len(sys.argv) > 1:
+        with open(sys.argv[1], "w") as fh:
+            json.dump(procs, fh, indent=1)
+
+
+if __name__ == "__main__":
+    main()

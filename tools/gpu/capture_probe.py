@@ -39,15 +39,17 @@ def child():
                 held.append(o)
             return o
 
-        plain, kept, calls = [], [], None
+        plain, kept, calls, plans = [], [], None, []
         for _ in range(REPS):
             s = time_cuda_device(b.call, ASV_BUDGET_GPU)
             plain.append(statistics.median(s.samples_s) * 1e6)
+            plans.append((s.calls_per_sample // s.replays_per_sample, s.warm_replays, s.replays_per_sample,
+                          round(s.gap_s * 1e3, 2)))
             held.clear()
             s = time_cuda_device(hold, ASV_BUDGET_GPU)
             kept.append(statistics.median(s.samples_s) * 1e6)
             calls = s.calls_per_sample
-        out[k] = {"plain": plain, "hold": kept, "calls_per_sample": calls}
+        out[k] = {"plain": plain, "hold": kept, "calls_per_sample": calls, "plans": plans}
         b.release()
     return out
 
@@ -72,6 +74,7 @@ def main():
                 xs = v[mode]
                 print(f"proc {i} {k:15s} {mode:5s} calls/sample {v['calls_per_sample']:3d}  max/min {max(xs) / min(xs):.4f}  "
                       + " ".join(f"{x:7.1f}" for x in xs))
+            print("   plans (calls/graph, warm, timed replays, gap ms):", v["plans"])
     if len(sys.argv) > 1:
         with open(sys.argv[1], "w") as fh:
             json.dump(procs, fh, indent=1)

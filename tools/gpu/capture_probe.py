@@ -6,7 +6,11 @@ measurement captures a new graph) while a reference matmul and cuDNN stay put.  
 process, REPS measurements of each kernel, plain (the suite's timing) and `hold` (every call
 captured into the graph keeps its output alive, so the graph's calls write to `calls`
 different buffers and a sample averages over their placements).  If placement is the cause,
-`hold` medians cluster much tighter than plain ones.  JSON to argv[1].
+`hold` medians cluster much tighter than plain ones (measured 2026-11-26: they do not).
+Next hypotheses: `shared_pool` (every capture into one memory pool, so intermediates and
+workspace land at the same addresses each time: if the state then stays put, placement of
+the graph's allocations is the cause) and `eager` (no graph: does an eager burst show it?).
+JSON to argv[1].
 """
 import json
 import statistics
@@ -40,7 +44,24 @@ def child():
             return o
 
         plain, kept, calls, plans = [], [], None, []
+        shared, eager, same_graph = [], [], []
+        pool = torch.cuda.graph_pool_handle()
+        real_graph = torch.cuda.graph
+
+        def pooled_graph(g, pool_=None, stream=None, **kw):  # every capture into one pool
+            return real_graph(g, pool=pool, stream=stream, **kw)
+
         for _ in range(REPS):
+            # (H1) the graph's private pool: the same pool (same addresses) for every capture
+            torch.cuda.graph = pooled_graph
+            try:
+                s = time_cuda_device(b.call, ASV_BUDGET_GPU)
+            finally:
+                torch.cuda.graph = real_graph
+            shared.append(statistics.median(s.samples_s) * 1e6)
+            # (H4) no graph at all: eager bursts behind a spin kernel
+            s = time_cuda_device(b.call, ASV_BUDGET_GPU, capture=False)
+            eager.append(statistics.median(s.samples_s) * 1e6)
             s = time_cuda_device(b.call, ASV_BUDGET_GPU)
             plain.append(statistics.median(s.samples_s) * 1e6)
             plans.append((s.calls_per_sample // s.replays_per_sample, s.warm_replays, s.replays_per_sample,
@@ -49,7 +70,8 @@ def child():
             s = time_cuda_device(hold, ASV_BUDGET_GPU)
             kept.append(statistics.median(s.samples_s) * 1e6)
             calls = s.calls_per_sample
-        out[k] = {"plain": plain, "hold": kept, "calls_per_sample": calls, "plans": plans}
+        out[k] = {"plain": plain, "hold": kept, "shared_pool": shared, "eager": eager,
+                  "calls_per_sample": calls, "plans": plans}
         b.release()
     return out
 
@@ -70,7 +92,7 @@ def main():
             if k == "error":
                 print(i, v)
                 continue
-            for mode in ("plain", "hold"):
+            for mode in ("plain", "hold", "shared_pool", "eager"):
                 xs = v[mode]
                 print(f"proc {i} {k:15s} {mode:5s} calls/sample {v['calls_per_sample']:3d}  max/min {max(xs) / min(xs):.4f}  "
                       + " ".join(f"{x:7.1f}" for x in xs))

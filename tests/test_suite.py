@@ -234,37 +234,14 @@ def test_a_repository_opts_in_to_the_training_grid(tmp_path):
 def test_gpu_training_passes_skip_the_latency_view(monkeypatch):
     # LatencyViews covers forward problems only: timing latency for the 42 GPU
     # training-pass combinations cost the H100 A/A its 6-minute budget.
-    from attnperf.model.records import Measurement
-
     asked = []
-
-    class FakeSession:
-        device, environment, ceilings = "cuda", {}, {}
-
-        def __init__(self, *a, **kw):
-            pass
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            pass
-
-        def iter_grid(self, jobs, budget=None, latency=True, skip=None):
-            for k, p in jobs:
-                asked.append((k, p.mode, latency))
-                yield Measurement(k, p, "cuda", status="unavailable", reason="fake")
-
-    monkeypatch.setattr(suite, "Session", FakeSession)
-    monkeypatch.setattr(suite, "resolve_device", lambda name: "cuda")
-    monkeypatch.delenv("ATTNPERF_ASV_KERNELS", raising=False)
-    monkeypatch.delenv("ATTNPERF_ASV_PASSES", raising=False)
+    _fake_gpu_session(monkeypatch, asked)
     out = suite.measure_grid(["sdpa"], device_name="cuda")
-    fwd = {lat for k, mode, lat in asked if mode == "fwd"}
-    trained = {lat for k, mode, lat in asked if mode != "fwd"}
+    fwd = {lat for *_, mode, _, lat in asked if mode == "fwd"}
+    trained = {lat for *_, mode, _, lat in asked if mode != "fwd"}
     assert fwd == {True} and trained == {False}
     # on the GPU the passes run at causal, gqa and train, not at the CPU's two problems
-    assert sum(mode != "fwd" for _, mode, _ in asked) == 2 * 3
+    assert sum(mode != "fwd" for _, _, mode, _, _ in asked) == 2 * 3
     assert len(out) - 1 == len(asked)
     cpu_bwd = suite.pass_key("cpu_causal", "bwd")
     with pytest.raises(suite.Skip, match="the CPU's training problem"):
@@ -290,7 +267,7 @@ def _fake_gpu_session(monkeypatch, asked):
 
         def iter_grid(self, jobs, budget=None, latency=True, skip=None):
             for k, p in jobs:
-                asked.append((k, p.id, p.mode, budget))
+                asked.append((k, p.id, p.mode, budget, latency))
                 yield Measurement(k, p, "cuda", status="unavailable", reason="fake")
 
     monkeypatch.setattr(suite, "Session", FakeSession)
@@ -305,10 +282,10 @@ def test_a_gpu_leaves_the_cpu_presets_out_unless_asked(monkeypatch):
     asked = []
     _fake_gpu_session(monkeypatch, asked)
     out = suite.measure_grid(["sdpa"], device_name="cuda")
-    fwd = [pid for _, pid, mode, _ in asked if mode == "fwd"]
+    fwd = [pid for _, pid, mode, *_ in asked if mode == "fwd"]
     gpu_ids = [pid for pid in suite.GRID_PROBLEMS if pid not in suite.CPU_PROBLEM_IDS]
     assert fwd == gpu_ids and len(gpu_ids) == 6
-    assert {b for *_, b in asked} == {suite.ASV_BUDGET_GPU}
+    assert {b for *_, b, _ in asked} == {suite.ASV_BUDGET_GPU}
     assert suite.ASV_BUDGET_GPU.max_samples < suite.ASV_BUDGET.max_samples
     cpu_causal = PRESETS["cpu_causal"].id
     with pytest.raises(suite.Skip, match="on request: ATTNPERF_ASV_PROBLEMS=cpu_causal"):
@@ -317,13 +294,13 @@ def test_a_gpu_leaves_the_cpu_presets_out_unless_asked(monkeypatch):
     asked.clear()  # asked for by name: measured
     monkeypatch.setenv("ATTNPERF_ASV_PROBLEMS", "cpu_causal,train")
     suite.measure_grid(["sdpa"], device_name="cuda")
-    assert [pid for _, pid, mode, _ in asked if mode == "fwd"] == [cpu_causal, PRESETS["train"].id]
+    assert [pid for _, pid, mode, *_ in asked if mode == "fwd"] == [cpu_causal, PRESETS["train"].id]
 
     asked.clear()  # a CPU keeps its own problems and the CPU budget
     monkeypatch.delenv("ATTNPERF_ASV_PROBLEMS")
     suite.measure_grid(["sdpa"], device_name="cpu")
-    fwd = [pid for _, pid, mode, _ in asked if mode == "fwd"]
-    assert fwd == suite.GRID_PROBLEMS and {b for *_, b in asked} == {suite.ASV_BUDGET}
+    fwd = [pid for _, pid, mode, *_ in asked if mode == "fwd"]
+    assert fwd == suite.GRID_PROBLEMS and {b for *_, b, _ in asked} == {suite.ASV_BUDGET}
 
 
 def test_a_repository_grid_keeps_its_cpu_presets_on_a_gpu(monkeypatch, tmp_path):
@@ -331,4 +308,4 @@ def test_a_repository_grid_keeps_its_cpu_presets_on_a_gpu(monkeypatch, tmp_path)
     _fake_gpu_session(monkeypatch, asked)
     (tmp_path / "pyproject.toml").write_text('[tool.attnperf]\nproblems = ["cpu_gqa", "train"]\n')
     suite.measure_grid(["sdpa"], device_name="cuda", project_dir=tmp_path)
-    assert [pid for _, pid, mode, _ in asked if mode == "fwd"] == [PRESETS["cpu_gqa"].id, PRESETS["train"].id]
+    assert [pid for _, pid, mode, *_ in asked if mode == "fwd"] == [PRESETS["cpu_gqa"].id, PRESETS["train"].id]

@@ -14,8 +14,9 @@ JSON to argv[1].
 """
 import json
 import statistics
-import subprocess
 import sys
+
+from probe_procs import fresh_processes
 
 PROCS = 2
 REPS = 8
@@ -80,13 +81,7 @@ def main():
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         print(json.dumps(child()))
         return
-    procs = []
-    for _ in range(PROCS):
-        p = subprocess.run([sys.executable, __file__, "--child"], capture_output=True, text=True, timeout=200)
-        try:
-            procs.append(json.loads(p.stdout.strip().splitlines()[-1]))
-        except (IndexError, ValueError):
-            procs.append({"error": p.stderr[-800:]})
+    procs = fresh_processes(__file__, PROCS, 200)
     for i, r in enumerate(procs):
         for k, v in r.items():
             if k == "error":

@@ -15,8 +15,9 @@ argv[1].  Run: PYTHONPATH=src python3 tools/gpu/state_probe.py out.json
 """
 import json
 import statistics
-import subprocess
 import sys
+
+from probe_procs import fresh_processes
 
 PROCS = 8
 ROUNDS = 3
@@ -59,13 +60,7 @@ def main():
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         print(json.dumps(child()))
         return
-    procs = []
-    for i in range(PROCS):
-        p = subprocess.run([sys.executable, __file__, "--child"], capture_output=True, text=True, timeout=120)
-        try:
-            procs.append(json.loads(p.stdout.strip().splitlines()[-1]))
-        except (IndexError, ValueError):
-            procs.append({"error": p.stderr[-500:]})
+    procs = fresh_processes(__file__, PROCS, 120)
     names = ["ref_matmul"] + KERNELS
     print("proc round " + " ".join(f"{n[:10]:>10s}" for n in names) + "   sm  mem   W   C")
     for i, rows in enumerate(procs):

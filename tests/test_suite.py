@@ -290,6 +290,10 @@ def test_a_gpu_leaves_the_cpu_presets_out_unless_asked(monkeypatch):
     cpu_causal = PRESETS["cpu_causal"].id
     with pytest.raises(suite.Skip, match="on request: ATTNPERF_ASV_PROBLEMS=cpu_causal"):
         suite.entry_for(out, "sdpa", cpu_causal)
+    with pytest.raises(suite.Skip, match="not selected"):  # a GPU problem missing on a GPU
+        suite.entry_for(out, "naive", PRESETS["decode"].id)
+    with pytest.raises(suite.Skip, match="not selected"):  # a CPU's own problem missing on a CPU
+        suite.entry_for({"__meta__": {"device": "cpu"}}, "sdpa", cpu_causal)
 
     asked.clear()  # asked for by name: measured
     monkeypatch.setenv("ATTNPERF_ASV_PROBLEMS", "cpu_causal,train")

@@ -300,8 +300,14 @@ def test_a_gpu_leaves_the_cpu_presets_out_unless_asked(monkeypatch):
     suite.measure_grid(["sdpa"], device_name="cuda")
     assert [pid for _, pid, mode, *_ in asked if mode == "fwd"] == [cpu_causal, PRESETS["train"].id]
 
-    asked.clear()  # a CPU keeps its own problems and the CPU budget
+    asked.clear()  # named by the caller: measured too
     monkeypatch.delenv("ATTNPERF_ASV_PROBLEMS")
+    suite.measure_grid(["sdpa"], problems=["cpu_causal"], device_name="cuda")
+    assert [pid for _, pid, mode, *_ in asked if mode == "fwd"] == [cpu_causal]
+    # the suite's verdicts were verified without the settling cycles `attnperf run` spends
+    assert suite.ASV_BUDGET.settle_s == 0 == suite.ASV_BUDGET_GPU.settle_s
+
+    asked.clear()  # a CPU keeps its own problems and the CPU budget
     suite.measure_grid(["sdpa"], device_name="cpu")
     fwd = [pid for _, pid, mode, *_ in asked if mode == "fwd"]
     assert fwd == suite.GRID_PROBLEMS and {b for *_, b, _ in asked} == {suite.ASV_BUDGET}

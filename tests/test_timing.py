@@ -322,8 +322,18 @@ def test_settling_cycles_keep_a_start_up_transient_out_of_the_samples(monkeypatc
         settled.calls_per_sample // settled.replays_per_sample)
     assert world.kernels == plain_world.kernels + 6 * per_cycle
     assert timing.settle_cycles(0.0, cycle) == 0
+    assert timing.settle_cycles(0.1, 0.0) == timing.MAX_SETTLE_CYCLES  # a zero-length cycle
     assert timing.settle_cycles(1e9, cycle) == timing.MAX_SETTLE_CYCLES
     assert timing.settle_cycles(cycle / 10, cycle) == 1
+
+
+def test_the_default_budget_settles_before_its_samples(monkeypatch):
+    # `attnperf run` (Budget()) spends ~0.1 s of untimed sample cycles; the suite does not.
+    world = FakeWorld()
+    s = _device(world, monkeypatch, Budget(min_samples=3, max_samples=3, warmup_s=0.0))
+    cycle = s.gap_s + (s.warm_replays + s.replays_per_sample) * (s.calls_per_sample // s.replays_per_sample) * D
+    assert Budget().settle_s > 0
+    assert s.settle_cycles == timing.settle_cycles(Budget().settle_s, cycle) > 1
 
 
 def test_gap_comes_before_the_warm_replay_and_the_timed_replays_queue_right_behind_it(monkeypatch):

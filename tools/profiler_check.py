@@ -75,6 +75,9 @@ def kernel_time_gap_warm(bench, gap_s, per_call_s, samples=7):
         torch.cuda.synchronize()
     kernels = _cuda_kernels(prof)
     per_call = len(kernels) // (samples * 2 * n)
+    if per_call == 0:
+        raise RuntimeError(f"the profiler recorded {len(kernels)} kernels over {samples * 2 * n} calls "
+                           "(events dropped?)")
     if per_call * samples * 2 * n != len(kernels):
         raise RuntimeError(f"{len(kernels)} kernels over {samples * 2 * n} calls: not a whole number per call")
     sample_ms = []
@@ -99,7 +102,8 @@ for pname in PROBLEMS:
                 devs.append(samples.median_s * 1e3)
                 if samples.sustained is not None:
                     sust.append(samples.sustained.median_s * 1e3)
-                prof_ms, top = kernel_time_gap_warm(b, samples.gap_s or 5e-3, samples.median_s)
+                gap = 5e-3 if samples.gap_s is None else samples.gap_s  # None: not gap-warm
+                prof_ms, top = kernel_time_gap_warm(b, gap, samples.median_s)
                 profs.append(prof_ms)
                 b2bs.append(kernel_time_back_to_back(b)[0])
             dev, prof_ms = statistics.median(devs), statistics.median(profs)

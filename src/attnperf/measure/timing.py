@@ -114,11 +114,12 @@ class Budget:
     work on a CPU; on a GPU the wall time of each sample, idle gap included),
     or ``max_samples`` are in.  GPU samples taken under power or thermal
     slowdown are retaken, at most ``ceil(retake_fraction * max_samples)``
-    extra samples.  ``settle_s`` (GPU, gap-warm): untimed cycles of the sample
-    protocol (gap, warm, replays) run first for about this long -- on the H100
-    the first 0-7 samples of a process after its warm-up (~70 ms) read cuDNN
-    SDPA at 4,16,2048,128 ~2.5 % slower, NVML showing 1980 MHz and no slowdown
-    reason, and with 10 samples that transient set one of five process medians.
+    extra samples.  ``settle_s`` (GPU, gap-warm): before each timing's samples,
+    untimed cycles of the sample protocol (gap, warm, replays) run for about this
+    long (at least one cycle) -- on the H100 the first 0-7 samples of a fresh
+    `attnperf run` (~70 ms) read cuDNN SDPA at 4,16,2048,128 ~2.5 % slower, NVML
+    showing 1980 MHz and no slowdown reason, and with 10 samples that transient
+    set one of five process medians.  The asv suite's budgets use 0.
     """
 
     min_samples: int = 10

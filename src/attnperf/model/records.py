@@ -70,7 +70,7 @@ class Samples:
     """Per-call times in seconds, one value per sample.
 
     GPU samples also say how the power state was controlled (``protocol``,
-    ``gap_s``, ``warm_replays``, ``replays_per_sample``), what the clock was
+    ``gap_s``, ``warm_replays``, ``replays_per_sample``, ``settle_cycles``), what the clock was
     during each sample (``clocks``: one :class:`ClockReading` per sample, or
     None per sample NVML could not read; ``clock_source`` "nvml" or
     "unavailable"), which samples were set aside because they ran under a

@@ -15,6 +15,7 @@ The grid is restricted (ATTNPERF_ASV_KERNELS/PROBLEMS) to stay cheap; the
 asv environment is created once for the module (about a minute, cold).
 """
 
+import contextlib
 import fcntl
 import json
 import os
@@ -99,32 +100,45 @@ def _inject(marker_text, replacement=None, append_before="\nKERNELS = ["):
     return edit
 
 
-@pytest.fixture(scope="module")
-def history(cpu_machine_key):
+@contextlib.contextmanager
+def shared_env_workdir(prefix):
+    """A fresh work directory (removed after) while this process holds the shared asv
+    environment's lock; skips the test when asv is not installed.
+
+    Not tmp_path: a concurrent pytest session rotates /tmp/pytest-of-*, which would
+    delete a clone under asv's feet.  The lock: two asv processes must never build
+    in one environment."""
     if ASV is None:
         pytest.skip("asv is not installed (pip install -e '.[asv]')")
-    # Not tmp_path: a concurrent pytest session rotates /tmp/pytest-of-*, which
-    # would delete the clone under asv's feet.  The shared asv environment is
-    # locked for the module: two asv processes must never build in one env.
     ENV_DIR.mkdir(parents=True, exist_ok=True)
-    root = Path(tempfile.mkdtemp(prefix="attnperf-asv-e2e-"))
+    root = Path(tempfile.mkdtemp(prefix=prefix))
     with open(ENV_DIR / ".attnperf-test.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            yield _build_history(root, cpu_machine_key)
+            yield root
         finally:
             shutil.rmtree(root, ignore_errors=True)
 
 
-def _build_history(root, machine_key):
+def clone_with_shared_env(root):
+    """``root/repo``: a clone of this repository whose asv config uses the shared
+    environment directory (results and html stay in the clone), that edit committed.
+    Returns (clone, its first commit)."""
     clone = root / "repo"
     _git(REPO, "clone", "-q", str(REPO), str(clone))
-    # Results and html stay in the clone; environments are shared across runs.
-    conf_path = clone / "asv.conf.json"
-    conf_text = conf_path.read_text()
-    conf_text = conf_text.replace('"env_dir": ".asv/env"', f'"env_dir": "{ENV_DIR}"')
-    conf_path.write_text(conf_text)
-    base = _commit(clone, "test: local asv env dir", lambda c: None)
+    conf = clone / "asv.conf.json"
+    conf.write_text(conf.read_text().replace('"env_dir": ".asv/env"', f'"env_dir": "{ENV_DIR}"'))
+    return clone, _commit(clone, "test: local asv env dir", lambda _: None)
+
+
+@pytest.fixture(scope="module")
+def history(cpu_machine_key):
+    with shared_env_workdir("attnperf-asv-e2e-") as root:
+        yield _build_history(root, cpu_machine_key)
+
+
+def _build_history(root, machine_key):
+    clone, base = clone_with_shared_env(root)
     commits = {"base": base}
     for i in range(1, 4):
         commits[f"benign{i}"] = _commit(clone, f"benign {i}", _touch_readme(i))

@@ -2,7 +2,6 @@
 stand-in asv (which commits it measures, what it reuses, exit codes), and the real asv on a
 temporary clone (slow)."""
 
-import fcntl
 import json
 import math
 import os
@@ -10,7 +9,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -21,7 +19,6 @@ from attnperf.cli import main
 from attnperf.analysis import bisect as b
 from attnperf.io.asv_results import read_results, read_run
 
-REPO = Path(__file__).resolve().parents[1]
 KERNELS, PROBLEMS = ["sdpa", "tiled"], ["seed", "train"]
 
 
@@ -327,31 +324,21 @@ def test_cli_asv_without_results_exit_3(cli_project):
 # ------------------------------------------------------- real asv (CPU) ---
 # A temporary clone of this repository; asv runs the suite for real (tiled only, one CPU
 # problem, forkserver).  History: base, b1, b2, b3, slow (tiled 4x the work), b4 .. b9.
-from test_asv_e2e import ASV, ENV_DIR, _commit, _git, _inject, _touch_readme, slowdown  # noqa: E402
+from test_asv_e2e import (_commit, _inject, _touch_readme, clone_with_shared_env,  # noqa: E402
+                          shared_env_workdir, slowdown)
 
 SLOW_TILED = slowdown(4)
 
 
 @pytest.fixture(scope="module")
 def clone():
-    if ASV is None:
-        pytest.skip("asv is not installed (pip install -e '.[asv]')")
-    ENV_DIR.mkdir(parents=True, exist_ok=True)
-    root = Path(tempfile.mkdtemp(prefix="attnperf-bisect-e2e-"))
-    with open(ENV_DIR / ".attnperf-test.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield _history(root)
-        finally:
-            shutil.rmtree(root, ignore_errors=True)
+    with shared_env_workdir("attnperf-bisect-e2e-") as root:
+        yield _history(root)
 
 
 def _history(root):
-    repo = root / "repo"
-    _git(REPO, "clone", "-q", str(REPO), str(repo))
-    conf = repo / "asv.conf.json"
-    conf.write_text(conf.read_text().replace('"env_dir": ".asv/env"', f'"env_dir": "{ENV_DIR}"'))
-    c = {"base": _commit(repo, "test: local asv env dir", lambda _: None)}
+    repo, base = clone_with_shared_env(root)
+    c = {"base": base}
     for i in range(1, 4):
         c[f"b{i}"] = _commit(repo, f"benign {i}", _touch_readme(i))
     c["slow"] = _commit(repo, "slow down tiled 4x", _inject(SLOW_TILED, append_before="\nKERNELS = ["))

@@ -15,13 +15,10 @@ can never flag 30 %, and at any factor that flags 30 % it flags identical code.
 The grid is the CPU suite restricted to three kernels x two problems.
 """
 
-import fcntl
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -31,7 +28,7 @@ from attnperf.analysis import ab
 from attnperf.analysis.gate import TIME
 from attnperf.io.asv_results import read_results
 from conftest import write_canned_ceilings
-from test_asv_e2e import ASV, ENV_DIR, REPO, _commit, _git, _inject, _touch_readme
+from test_asv_e2e import _commit, _inject, _touch_readme, clone_with_shared_env, shared_env_workdir
 
 pytestmark = pytest.mark.slow
 
@@ -66,20 +63,11 @@ def _spin():
 
 @pytest.fixture(scope="module")
 def loaded_clone(cpu_machine_key):
-    if ASV is None:
-        pytest.skip("asv is not installed (pip install -e '.[asv]')")
-    ENV_DIR.mkdir(parents=True, exist_ok=True)
-    root = Path(tempfile.mkdtemp(prefix="attnperf-cpu-load-"))
-    with open(ENV_DIR / ".attnperf-test.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with shared_env_workdir("attnperf-cpu-load-") as root:
         spinner = None
         try:
-            clone = root / "repo"
-            _git(REPO, "clone", "-q", str(REPO), str(clone))
-            conf = clone / "asv.conf.json"
-            conf.write_text(conf.read_text().replace('"env_dir": ".asv/env"',
-                                                     f'"env_dir": "{ENV_DIR}"'))
-            c = {"a0": _commit(clone, "test: local asv env dir", lambda _: None)}
+            clone, a0 = clone_with_shared_env(root)
+            c = {"a0": a0}
             for i in range(1, 4):
                 c[f"a{i}"] = _commit(clone, f"benign {i}", _touch_readme(i))
             c["slow"] = _commit(clone, "tiled does 30 % more work", _inject(SLOW_30))
@@ -100,7 +88,6 @@ def loaded_clone(cpu_machine_key):
             if spinner is not None:
                 spinner.kill()
                 spinner.wait()
-            shutil.rmtree(root, ignore_errors=True)
 
 
 def _ci_bench(lc, base, head, name):

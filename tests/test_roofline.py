@@ -260,7 +260,7 @@ def test_analyze_and_floors_use_the_kernels_own_work_model():
 
 
 @pytest.mark.parametrize("work", [(1_050_000_000_000, 1), (1, 1_050_000_000_000)])
-def test_ceiling_beaten_only_past_the_margin(work):
+def test_ceiling_beaten_at_the_margin_exactly_with_a_work_model(work):
     """A time exactly BEATEN_MARGIN under a floor is not 'beaten'; a hair faster is.
     FLOPs / (1 TF/s) and bytes / (1000 GB/s) are both 1.05 s exactly here."""
     p = PRESETS["train"]

@@ -94,7 +94,7 @@ def test_init_writes_everything_and_a_starter_config(cli, plugin_repo):
         assert f"wrote  {rel}" in res.out
     config = project_config.load(plugin_repo / "pyproject.toml")
     assert config.kernels == ("toy_attn",) and config.baselines == ("sdpa",)  # from its entry point
-    assert "asv continuous --factor 1.5 -b '^(?!.*Views)' HEAD~1 HEAD" in res.out
+    assert "asv continuous --factor 1.5 --interleave-rounds -a rounds=3 -b '^(?!.*Views)' HEAD~1 HEAD" in res.out
     conf = json.loads("\n".join(line for line in (plugin_repo / "asv.conf.json").read_text()
                                 .splitlines() if not line.strip().startswith("//")))
     assert conf["project"] == "toyattn" and conf["branches"] == ["main"]

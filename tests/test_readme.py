@@ -109,7 +109,7 @@ ELSEWHERE = {
     'git add -A && git commit -m "Track attention kernels with attnperf"':
         "test_init.py::test_readme_flow_in_a_plugin_repository",
     "asv machine --yes": "test_init.py::test_readme_flow_in_a_plugin_repository",
-    "asv continuous --factor 1.5 -b '^(?!.*Views)' HEAD~1 HEAD":
+    "asv continuous --factor 1.5 --interleave-rounds -a rounds=3 -b '^(?!.*Views)' HEAD~1 HEAD":
         "test_init.py::test_readme_flow_in_a_plugin_repository (A/A exit 0, 2x exit 1; slow)",
     "attnperf site build": "test_init.py::test_readme_flow_in_a_plugin_repository and test_site.py",
 }

@@ -12,7 +12,7 @@ from .common import EXIT_OK, UsageError
 NEXT = """next:
   git add -A && git commit -m "Track attention kernels with attnperf"
   asv machine --yes
-  asv continuous --factor {factor} -b '^(?!.*Views)' HEAD~1 HEAD
+  asv continuous --factor {factor} --interleave-rounds -a rounds=3 -b '^(?!.*Views)' HEAD~1 HEAD
   attnperf site build --serve"""
 
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import types
 from contextlib import contextmanager
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 from attnperf.model.records import ClockReading
 
@@ -42,7 +42,7 @@ class FakeWorld:
                  capture_error: Optional[str] = None, l2_bytes: int = 50 << 20,
                  uuid: Optional[str] = "8f1d-test", launch_s: float = 0.0,
                  capture_failures: Optional[int] = None, slow_until_s: float = 0.0,
-                 slow_factor: float = 1.0) -> None:
+                 slow_factor: float = 1.0, capture_factors: Sequence[float] = (1.0,)) -> None:
         self.now = 0.0          # host time
         self.free_at = 0.0      # when the stream has done everything enqueued
         self.last_end = 0.0     # when the last kernel ended (idle spells are measured from it)
@@ -63,6 +63,8 @@ class FakeWorld:
         self.kernels = 0
         # a start-up transient: kernels that start before slow_until_s run slow_factor slower
         self.slow_until_s, self.slow_factor = slow_until_s, slow_factor
+        # a per-capture state: the n-th graph captured runs capture_factors[n % len] slower
+        self.capture_factors, self.captures = tuple(capture_factors), 0
 
     # ------------------------------------------------------------ host side
     def perf_counter(self) -> float:
@@ -155,12 +157,13 @@ class FakeGraph:
     def __init__(self, world: FakeWorld) -> None:
         self.world, self.nodes = world, []
         self.replays = 0
+        self.factor = 1.0  # set when it is captured (FakeWorld.capture_factors)
 
     def replay(self) -> None:
         self.replays += 1
         self.world.log.append(("replay", self))
         for seconds, label in self.nodes:
-            self.world.run(seconds, label)
+            self.world.run(seconds * self.factor, label)
 
 
 class FakeStream:
@@ -212,6 +215,8 @@ def fake_torch(world: FakeWorld) -> types.ModuleType:
                 world.capture_failures -= 1
             raise RuntimeError(world.capture_error + "\nsecond line of the CUDA error")
         world.capturing = g
+        g.factor = world.capture_factors[world.captures % len(world.capture_factors)]
+        world.captures += 1
         try:
             yield g
         finally:

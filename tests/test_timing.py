@@ -327,6 +327,40 @@ def test_settling_cycles_keep_a_start_up_transient_out_of_the_samples(monkeypatc
     assert timing.settle_cycles(cycle / 10, cycle) == 1
 
 
+def test_samples_take_turns_over_several_captures(monkeypatch):
+    # H100: flash/efficient SDPA's training pass read 391 or 394-401 us from one graph
+    # capture to the next in one process.  With one capture every sample of a timing
+    # is in that capture's state; with four, the samples take turns over four graphs.
+    states = (1.04, 1.0, 1.0, 1.0)
+    one_world = FakeWorld(capture_factors=states)
+    one = _device(one_world, monkeypatch, _budget(8))
+    assert one.captures == 1 and one.samples_s == pytest.approx([1.04 * D] * 8)
+
+    world = FakeWorld(capture_factors=states)
+    many = _device(world, monkeypatch, _budget(8, captures=4))
+    assert many.captures == 4 and many.power_state()["captures"] == 4
+    assert world.captures == 4
+    assert many.samples_s == pytest.approx([1.04 * D, D, D, D] * 2)  # in turn, in order
+    assert many.median_s == pytest.approx(D)
+    graphs = {id(e[1]): e[1] for e in world.log if e[0] == "replay"}
+    # each graph: its upload replay, then two samples of (1 warm + 2 timed) replays;
+    # the first graph also served the 3-replay probe
+    assert sorted(g.replays for g in graphs.values()) == [7, 7, 7, 10]
+
+
+def test_more_captures_only_where_the_first_one_is_a_graph(monkeypatch):
+    # capture fails: eager bursts, which have no capture to vary
+    world = FakeWorld(capture_error="operation not permitted when stream is capturing")
+    s = _device(world, monkeypatch, _budget(4, captures=4))
+    assert s.method == "cuda-events-burst" and s.captures == 1
+    # back to back (no gap-warm protocol): one graph, as before
+    world = FakeWorld()
+    s = _device(world, monkeypatch, _budget(4, captures=4), power=BACK_TO_BACK_POWER)
+    assert s.captures == 1 and world.captures == 1
+    with pytest.raises(ValueError, match="captures must be >= 1, got 0"):
+        Budget(captures=0)
+
+
 def test_the_default_budget_settles_before_its_samples(monkeypatch):
     # `attnperf run` (Budget()) spends ~0.1 s of untimed sample cycles; the suite does not.
     world = FakeWorld()

@@ -9,9 +9,12 @@ different buffers and a sample averages over their placements).  If placement is
 `hold` medians cluster much tighter than plain ones (measured 2026-11-26: they do not).
 Next hypotheses: `shared_pool` (every capture into one memory pool, so intermediates and
 workspace land at the same addresses each time: if the state then stays put, placement of
-the graph's allocations is the cause) and `eager` (no graph: does an eager burst show it?).
+the graph's allocations is the cause), `eager` (no graph: does an eager burst show it?) and
+`rotate4` (the fix ready in attnperf, Budget.captures=4: the samples take turns over four
+captures; if the state is per capture, its medians cluster tighter than plain ones).
 JSON to argv[1].
 """
+import dataclasses
 import json
 import statistics
 import sys
@@ -45,7 +48,8 @@ def child():
             return o
 
         plain, kept, calls, plans = [], [], None, []
-        shared, eager, same_graph = [], [], []
+        shared, eager, rotate = [], [], []
+        rotating = dataclasses.replace(ASV_BUDGET_GPU, captures=4)
         pool = torch.cuda.graph_pool_handle()
         real_graph = torch.cuda.graph
 
@@ -63,6 +67,9 @@ def child():
             # (H4) no graph at all: eager bursts behind a spin kernel
             s = time_cuda_device(b.call, ASV_BUDGET_GPU, capture=False)
             eager.append(statistics.median(s.samples_s) * 1e6)
+            # (fix) the samples take turns over four captures
+            s = time_cuda_device(b.call, rotating)
+            rotate.append(statistics.median(s.samples_s) * 1e6)
             s = time_cuda_device(b.call, ASV_BUDGET_GPU)
             plain.append(statistics.median(s.samples_s) * 1e6)
             plans.append((s.calls_per_sample // s.replays_per_sample, s.warm_replays, s.replays_per_sample,
@@ -72,6 +79,7 @@ def child():
             kept.append(statistics.median(s.samples_s) * 1e6)
             calls = s.calls_per_sample
         out[k] = {"plain": plain, "hold": kept, "shared_pool": shared, "eager": eager,
+                  "rotate4": rotate,
                   "calls_per_sample": calls, "plans": plans}
         b.release()
     return out
@@ -87,7 +95,7 @@ def main():
             if k == "error":
                 print(i, v)
                 continue
-            for mode in ("plain", "hold", "shared_pool", "eager"):
+            for mode in ("plain", "hold", "shared_pool", "eager", "rotate4"):
                 xs = v[mode]
                 print(f"proc {i} {k:15s} {mode:5s} calls/sample {v['calls_per_sample']:3d}  max/min {max(xs) / min(xs):.4f}  "
                       + " ".join(f"{x:7.1f}" for x in xs))

@@ -27,7 +27,7 @@ The cache entry (:func:`entry`) is a contract between two commits: HEAD's
 ``benchmarks/`` reads the entries that each benchmarked commit's attnperf
 wrote, so its key names never change (add keys, never rename).  GPU entries
 also carry the power protocol (``protocol``, ``gap_s``, ``warm_replays``,
-``replays_per_sample``, ``settle_cycles``, ``calls_per_sample``), the clocks (``clock_source``,
+``replays_per_sample``, ``settle_cycles``, ``captures``, ``calls_per_sample``), the clocks (``clock_source``,
 ``sm_clock_mhz`` per sample, ``sm_clock_median_mhz``, ``clock_events``,
 ``slowdown_samples``, ``slowdown_reasons``, ``slowdown_bits``: "unavailable"
 without NVML), ``retaken``, ``unsteady``/``unsteady_reason``, and

@@ -70,7 +70,7 @@ class Samples:
     """Per-call times in seconds, one value per sample.
 
     GPU samples also say how the power state was controlled (``protocol``,
-    ``gap_s``, ``warm_replays``, ``replays_per_sample``, ``settle_cycles``), what the clock was
+    ``gap_s``, ``warm_replays``, ``replays_per_sample``, ``settle_cycles``, ``captures``), what the clock was
     during each sample (``clocks``: one :class:`ClockReading` per sample, or
     None per sample NVML could not read; ``clock_source`` "nvml" or
     "unavailable"), which samples were set aside because they ran under a
@@ -90,6 +90,7 @@ class Samples:
     warm_replays: int = 0            # untimed replays queued right before each timed sample
     replays_per_sample: int = 1      # timed replays per sample (calls_per_sample counts calls)
     settle_cycles: int = 0           # untimed protocol cycles before the first sample (gap-warm)
+    captures: int = 1                # CUDA graphs the samples took turns over (gap-warm)
     clock_source: str = ""           # "nvml" | "unavailable"; "" = not a GPU sample
     clocks: Optional[List[Optional[ClockReading]]] = None
     rejected_s: List[float] = dataclasses.field(default_factory=list)
@@ -151,6 +152,7 @@ class Samples:
             "warm_replays": self.warm_replays,
             "replays_per_sample": self.replays_per_sample,
             "settle_cycles": self.settle_cycles,
+            "captures": self.captures,
             "clock_source": self.clock_source,
             "sm_clock_mhz": nvml(self.sm_clocks_mhz()),
             "sm_clock_median_mhz": float(np.median(clocks)) if clocks else None,

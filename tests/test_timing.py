@@ -357,6 +357,16 @@ def test_more_captures_only_where_the_first_one_is_a_graph(monkeypatch):
     world = FakeWorld()
     s = _device(world, monkeypatch, _budget(4, captures=4), power=BACK_TO_BACK_POWER)
     assert s.captures == 1 and world.captures == 1
+    # a later capture fails: the samples take turns over the graphs captured so far
+    world = FakeWorld()
+
+    def third_capture_fails():
+        if world.capturing is not None and world.captures == 3:
+            raise RuntimeError("capture failed")
+        world.kernel(D)()
+
+    s = _device(world, monkeypatch, _budget(4, captures=4), fn=third_capture_fails)
+    assert s.method == "cuda-graph" and s.captures == 2 and s.samples_s == pytest.approx([D] * 4)
     with pytest.raises(ValueError, match="captures must be >= 1, got 0"):
         Budget(captures=0)
 

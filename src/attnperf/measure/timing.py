@@ -596,13 +596,11 @@ def time_cuda_device(fn: Callable[[], object], budget: Budget = Budget(),
     method, note = launch.method, launch.note
     launch()  # one untimed replay: graph upload
     torch.cuda.synchronize()
-    launches = [launch]
-    if power.protocol == GAP_WARM:
-        launches += _more_captures(torch, fn, calls, budget.captures - 1, launch)
     if power.protocol == BACK_TO_BACK:
         drawn = _back_to_back(torch, launch, calls, budget, read_clock)
         return _gpu_samples(drawn, method, calls, warm, read_clock, note=note,
                             protocol=BACK_TO_BACK)
+    launches = [launch] + _more_captures(torch, fn, calls, budget.captures - 1, launch)
 
     replay_s = _replay_seconds(torch, launch)
     warm_replays, replays, gap = power.plan(replay_s)
@@ -640,17 +638,19 @@ def time_cuda_device(fn: Callable[[], object], budget: Budget = Budget(),
 def _more_captures(torch, fn, calls: int, count: int, first: _Launch) -> List[_Launch]:
     """``count`` more graphs of the same calls (Budget.captures), each uploaded by
     one untimed replay; none when the first timing is not a graph replay (an eager
-    burst has no capture to vary) or a later capture falls back to eager calls."""
+    burst has no capture to vary), fewer when a later capture fails."""
     more: List[_Launch] = []
     if first.method != "cuda-graph":
         return more
     for _ in range(count):
-        launch = _replayable(torch, fn, calls)
-        if launch.method != "cuda-graph":
+        try:
+            graph = _capture_graph(torch, fn, calls)
+        except RuntimeError:  # the samples take turns over the graphs captured so far
+            torch.cuda.synchronize()
             break
-        launch()
+        graph.replay()
         torch.cuda.synchronize()
-        more.append(launch)
+        more.append(_Launch(graph.replay, "cuda-graph", ""))
     return more
 
 

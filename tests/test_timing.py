@@ -3,6 +3,7 @@ sampling loop driven by a fake clock, and the GPU paths (graph capture, per-call
 division, L2 flush, warm-up, the power protocol, clocks, retakes) driven by a
 fake CUDA world (tests/_fakecuda.py) -- no sleeping, no real-time thresholds."""
 
+import dataclasses
 import math
 
 import pytest
@@ -342,6 +343,11 @@ def test_samples_take_turns_over_several_captures(monkeypatch):
     assert world.captures == 4
     assert many.samples_s == pytest.approx([1.04 * D, D, D, D] * 2)  # in turn, in order
     assert many.median_s == pytest.approx(D)
+    # every sample capped (the H100 at its power cap): the slow capture is not retaken for it
+    capped_world = FakeWorld(capture_factors=states)
+    capped = _device(capped_world, monkeypatch, _budget(8, captures=4),
+                     clocks=lambda: ClockReading(CAPPED_MHZ, SW_POWER_CAP))
+    assert capped.retaken == 0 and capped.samples_s == pytest.approx([1.04 * D, D, D, D] * 2)
     graphs = {id(e[1]): e[1] for e in world.log if e[0] == "replay"}
     # each graph: its upload replay, then two samples of (1 warm + 2 timed) replays;
     # the first graph also served the 3-replay probe
@@ -353,6 +359,7 @@ def test_more_captures_only_where_the_first_one_is_a_graph(monkeypatch):
     world = FakeWorld(capture_error="operation not permitted when stream is capturing")
     s = _device(world, monkeypatch, _budget(4, captures=4))
     assert s.method == "cuda-events-burst" and s.captures == 1
+    assert s.note.endswith("; 1 of 4 captures (eager calls: no graph to capture again)")
     # back to back (no gap-warm protocol): one graph, as before
     world = FakeWorld()
     s = _device(world, monkeypatch, _budget(4, captures=4), power=BACK_TO_BACK_POWER)
@@ -367,6 +374,7 @@ def test_more_captures_only_where_the_first_one_is_a_graph(monkeypatch):
 
     s = _device(world, monkeypatch, _budget(4, captures=4), fn=third_capture_fails)
     assert s.method == "cuda-graph" and s.captures == 2 and s.samples_s == pytest.approx([D] * 4)
+    assert s.note == "2 of 4 captures (the next capture failed: capture failed)"
     with pytest.raises(ValueError, match="captures must be >= 1, got 0"):
         Budget(captures=0)
 
@@ -706,25 +714,25 @@ def test_power_control_rejects_bad_settings(kw, match):
         PowerControl(**kw)
 
 
-def _scripted(times, flagged, budget):
-    """_sample_steady over scripted sample times; samples in ``flagged`` (1-based) read sw_power_cap."""
-    it, n = iter(times), [0]
+def _scripted(times, flagged, budget, *more):
+    """_sample_steady over scripted sample times; samples in ``flagged`` (1-based, in the
+    order drawn) read sw_power_cap.  ``more``: the scripts of further captures, taking turns."""
+    n, now = [0], [0.0]
 
-    def take():
-        return next(it)
+    def script(times):
+        it = iter(times)
+        return lambda: next(it)
 
     def read():
         n[0] += 1
         return ClockReading(CAPPED_MHZ if n[0] in flagged else MAX_MHZ,
                             SW_POWER_CAP if n[0] in flagged else 0)
 
-    now = [0.0]
-
     def clock():
         now[0] += 1e-3
         return now[0]
 
-    return timing._sample_steady(take, read, budget, clock=clock)
+    return timing._sample_steady([script(s) for s in (times, *more)], read, budget, clock=clock)
 
 
 def test_a_capped_sample_on_time_is_kept():
@@ -745,6 +753,30 @@ def test_a_capped_sample_that_is_slow_is_retaken_and_an_uncapped_slow_one_kept()
     # just inside the margin (1.5 % slow) is kept even when capped
     drawn = _scripted([D, D, D, 1.015 * D, D, D], {4}, budget)
     assert drawn.retaken == 0 and drawn.samples_s == [D, D, D, 1.015 * D, D]
+
+
+def test_with_several_captures_a_sample_is_slow_only_against_its_own_capture():
+    budget = Budget(min_samples=8, max_samples=8, budget_s=1.0, warmup_s=0.0, stable_ratio=0.0)
+    # capture B runs 2.5 % slower (a per-capture state), every sample capped: B is not retaken
+    a, b = [D] * 4, [1.025 * D] * 4
+    drawn = _scripted(a, set(range(1, 9)), budget, b)
+    assert drawn.retaken == 0 and drawn.samples_s == [D, 1.025 * D] * 4
+    # A's 4th sample is 3 % slow against A's own and capped: retaken, from A again
+    a = [D, D, D, 1.03 * D, D, D]
+    drawn = _scripted(a, {7}, budget, [1.025 * D] * 4)
+    assert drawn.rejected_s == [1.03 * D] and drawn.retaken == 1
+    assert drawn.samples_s == [D, 1.025 * D] * 4
+
+
+def test_sampling_ends_on_a_whole_number_of_turns():
+    # the budget runs out after 4 samples (1 ms each); with 3 captures it goes on to 6
+    budget = Budget(min_samples=4, max_samples=20, budget_s=0.0035, warmup_s=0.0, stable_ratio=0.0)
+    drawn = _scripted([D] * 9, set(), budget, [2 * D] * 9, [3 * D] * 9)
+    assert drawn.samples_s == [D, 2 * D, 3 * D] * 2
+    assert len(_scripted([D] * 9, set(), budget).samples_s) == 4  # one capture: as before
+    # but never past max_samples
+    capped = dataclasses.replace(budget, max_samples=5)
+    assert len(_scripted([D] * 9, set(), capped, [D] * 9, [D] * 9).samples_s) == 5
 
 
 def test_drifting_capped_samples_end_unsteady():

@@ -97,7 +97,6 @@ Raw samples are always kept; statistics are median, IQR, mean, std, min.
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import math
 import time
 from typing import Callable, List, Optional, Sequence, Tuple
@@ -127,8 +126,11 @@ class Budget:
     bf16 read 391 or 394-401 us (flash), 798 or 806-818 us (efficient) from one
     capture to the next within a process, cuDNN and a plain matmul steady beside
     them: with one capture a whole timing lands in one of those states.  Several
-    captures spread its samples over as many; the median still comes from the
-    pooled samples.  Default 1 (the protocol every recorded figure used).
+    captures spread its samples over as many (whole turns, within ``max_samples``);
+    the median comes from the pooled samples, a sample is judged slow for a retake
+    against its own capture's samples and retaken from it, and a capture that fails
+    leaves fewer (said in the note).  Graph memory is that of K captures while the
+    timing runs.  Default 1 (the protocol every recorded figure used).
     """
 
     min_samples: int = 10
@@ -484,31 +486,36 @@ def _slow(seconds: float, taken: List[Tuple[float, Optional[ClockReading]]],
     return len(xs) >= 3 and seconds > (1.0 + margin) * xs[len(xs) // 2]
 
 
-def _sample_steady(take: Callable[[], float], read_clock: Optional[ClockFn], budget: Budget,
-                   clock: Callable[[], float] = time.perf_counter) -> _Drawn:
-    """Draw samples with ``take()`` until the budget says stop, retaking those
+def _sample_steady(takes: Sequence[Callable[[], float]], read_clock: Optional[ClockFn],
+                   budget: Budget, clock: Callable[[], float] = time.perf_counter) -> _Drawn:
+    """Draw samples until the budget says stop, the callables in ``takes`` taking
+    turns (one per graph capture, ``Budget.captures``; usually one), retaking those
     seen under power or thermal slowdown that are also slow (``Budget.slow_margin``).
 
-    Such a sample is set aside and another is drawn, up to
+    Such a sample is set aside and another is drawn from the same callable, up to
     ``ceil(retake_fraction * max_samples)`` times; the next flagged sample ends
     the sampling.  Fewer than ``min_samples`` steady samples then means
     unsteady: every sample drawn is kept, in order, with the reasons.
     ``spent`` is the wall time of the kept samples, idle gaps included, so the
-    budget bounds what the suite really costs.
+    budget bounds what the suite really costs.  A sample is judged slow against
+    its own callable's samples (a capture in a slower state is not retaken for
+    it), and sampling goes on to a whole number of turns (within ``max_samples``).
     """
     kept: List[float] = []
     kept_clocks: List[Optional[ClockReading]] = []
     taken: List[Tuple[float, Optional[ClockReading]]] = []
+    own: List[List[Tuple[float, Optional[ClockReading]]]] = [[] for _ in takes]
     rejected: List[Tuple[float, Optional[ClockReading]]] = []
     max_retakes = math.ceil(budget.retake_fraction * budget.max_samples)
-    spent = 0.0
-    while _keep_sampling(kept, spent, budget):
+    spent, turn = 0.0, 0
+    while _keep_sampling(kept, spent, budget) or 0 < turn and len(kept) < budget.max_samples:
         t0 = clock()
-        seconds = take()
+        seconds = takes[turn]()
         cost = clock() - t0
         reading = read_clock() if read_clock is not None else None
         taken.append((seconds, reading))
-        if reading is not None and reading.slowdown_bits and _slow(seconds, taken, budget.slow_margin):
+        own[turn].append((seconds, reading))
+        if reading is not None and reading.slowdown_bits and _slow(seconds, own[turn], budget.slow_margin):
             rejected.append((seconds, reading))
             if len(rejected) > max_retakes:
                 break
@@ -516,6 +523,7 @@ def _sample_steady(take: Callable[[], float], read_clock: Optional[ClockFn], bud
         spent += cost
         kept.append(seconds)
         kept_clocks.append(reading)
+        turn = (turn + 1) % len(takes)
     if len(kept) >= budget.min_samples or not rejected:
         return _Drawn(kept, kept_clocks, [x for x, _ in rejected], [c for _, c in rejected],
                       retaken=len(rejected))
@@ -600,33 +608,37 @@ def time_cuda_device(fn: Callable[[], object], budget: Budget = Budget(),
         drawn = _back_to_back(torch, launch, calls, budget, read_clock)
         return _gpu_samples(drawn, method, calls, warm, read_clock, note=note,
                             protocol=BACK_TO_BACK)
-    launches = [launch] + _more_captures(torch, fn, calls, budget.captures - 1, launch)
+    more, short = _more_captures(torch, fn, calls, budget.captures - 1, launch)
+    launches = [launch] + more
+    if short:
+        note = "; ".join(filter(None, [note, f"{len(launches)} of {budget.captures} captures ({short})"]))
 
     replay_s = _replay_seconds(torch, launch)
     warm_replays, replays, gap = power.plan(replay_s)
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    turns = itertools.cycle(launches)
 
-    def take() -> float:
-        current = next(turns)  # the captures take turns (Budget.captures)
-        torch.cuda.synchronize()
-        sleep(gap)  # the GPU idles: its clocks recover from the power cap
-        for _ in range(warm_replays):  # untimed: bring the clock back up ...
-            current()
-        current.ahead(replays)
-        start.record()  # ... and the timed replays queue right behind them
-        for _ in range(replays):
-            current()
-        end.record()
-        end.synchronize()
-        return start.elapsed_time(end) / 1e3 / (replays * calls)
+    def sample(current: _Launch) -> Callable[[], float]:
+        def take() -> float:
+            torch.cuda.synchronize()
+            sleep(gap)  # the GPU idles: its clocks recover from the power cap
+            for _ in range(warm_replays):  # untimed: bring the clock back up ...
+                current()
+            current.ahead(replays)
+            start.record()  # ... and the timed replays queue right behind them
+            for _ in range(replays):
+                current()
+            end.record()
+            end.synchronize()
+            return start.elapsed_time(end) / 1e3 / (replays * calls)
+        return take
 
+    takes = [sample(each) for each in launches]  # the captures take turns (Budget.captures)
     settle = settle_cycles(budget.settle_s, gap + (warm_replays + replays) * replay_s)
-    for _ in range(settle):  # untimed: the process's start-up transient passes (Budget doc)
-        take()
-    drawn = _sample_steady(take, read_clock, budget, clock)
+    for i in range(settle):  # untimed: the process's start-up transient passes (Budget doc)
+        takes[i % len(takes)]()
+    drawn = _sample_steady(takes, read_clock, budget, clock)
     sustained = None
-    if power.sustained:
+    if power.sustained:  # a view: back-to-back replays of the first capture
         sustained_budget = dataclasses.replace(budget, max_samples=budget.min_samples)
         sustained = _gpu_samples(_back_to_back(torch, launch, calls, sustained_budget, read_clock),
                                  method, calls, 0, read_clock, protocol=BACK_TO_BACK)
@@ -635,23 +647,27 @@ def time_cuda_device(fn: Callable[[], object], budget: Budget = Budget(),
                         replays_per_sample=replays, captures=len(launches), sustained=sustained)
 
 
-def _more_captures(torch, fn, calls: int, count: int, first: _Launch) -> List[_Launch]:
+def _more_captures(torch, fn, calls: int, count: int,
+                   first: _Launch) -> Tuple[List[_Launch], str]:
     """``count`` more graphs of the same calls (Budget.captures), each uploaded by
-    one untimed replay; none when the first timing is not a graph replay (an eager
-    burst has no capture to vary), fewer when a later capture fails."""
+    one untimed replay, and why there are fewer ("" when none is missing): none
+    when the first timing is not a graph replay (an eager burst has no capture to
+    vary), those made so far when a later capture fails (out of memory, say)."""
     more: List[_Launch] = []
+    if count <= 0:
+        return more, ""
     if first.method != "cuda-graph":
-        return more
+        return more, "eager calls: no graph to capture again"
     for _ in range(count):
         try:
             graph = _capture_graph(torch, fn, calls)
-        except RuntimeError:  # the samples take turns over the graphs captured so far
+        except RuntimeError as exc:  # the samples take turns over the graphs captured so far
             torch.cuda.synchronize()
-            break
+            return more, f"the next capture failed: {str(exc).splitlines()[0]}"
         graph.replay()
         torch.cuda.synchronize()
         more.append(_Launch(graph.replay, "cuda-graph", ""))
-    return more
+    return more, ""
 
 
 class L2Flusher:
@@ -689,6 +705,6 @@ def time_cuda_latency(fn: Callable[[], object], budget: Budget = Budget(),
         end.synchronize()
         return start.elapsed_time(end) / 1e3
 
-    drawn = _sample_steady(take, read_clock, budget, clock)
+    drawn = _sample_steady([take], read_clock, budget, clock)
     return _gpu_samples(drawn, "cuda-events-per-call", 1, warm, read_clock, l2_flush=l2_flush,
                         protocol=ISOLATED)

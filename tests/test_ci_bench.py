@@ -154,7 +154,8 @@ ASV = shutil.which("asv", path=str(Path(sys.executable).parent)) or shutil.which
 @pytest.mark.slow
 @pytest.mark.skipif(ASV is None, reason="asv is not installed (pip install -e '.[asv]')")
 def test_end_to_end_real_asv_on_a_clone(cpu_machine_key):
-    """asv continuous base..head on a clone, the way the CPU job runs it.  The two commits
+    """asv continuous base..head on a clone, the way the CPU job runs it (two interleaved
+    rounds, the workflow's CPU_ROUNDS).  The two commits
     differ only in README: this is the suite's A/A run (identical kernel code flags
     nothing at test_asv_e2e's factor 2.5).  tiled only: the CPU kernel the suite tracks."""
     env_dir = Path(os.environ.get("ATTNPERF_TEST_ASV_ENV", REPO / ".asv" / "test-env"))
@@ -191,7 +192,8 @@ def _end_to_end(root: Path, env_dir: Path, machine_key: str) -> None:
     out = root / "out"
     proc = subprocess.run(
         [sys.executable, *SCRIPT, "--config", str(conf), "--base", "HEAD~1", "--head", "HEAD",
-         "--machine", "ci-e2e", "--device", "cpu", "--factor", "2.5", "--out", str(out)],
+         "--machine", "ci-e2e", "--device", "cpu", "--factor", "2.5", "--rounds", "2",
+         "--out", str(out)],
         capture_output=True, text=True, env=env, timeout=900)
     log = (out / "asv-continuous.log").read_text() if (out / "asv-continuous.log").exists() else ""
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -53,8 +53,8 @@ def child():
         pool = torch.cuda.graph_pool_handle()
         real_graph = torch.cuda.graph
 
-        def pooled_graph(g, pool_=None, stream=None, **kw):  # every capture into one pool
-            return real_graph(g, pool=pool, stream=stream, **kw)
+        def pooled_graph(g, stream=None):  # every capture into one pool
+            return real_graph(g, pool=pool, stream=stream)
 
         for _ in range(REPS):
             # (H1) the graph's private pool: the same pool (same addresses) for every capture

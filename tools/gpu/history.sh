@@ -14,7 +14,6 @@ source tools/gpu/device_env.sh "$OUT/gpu.txt"
 rm -rf /tmp/repo ~/.asv-machine.json
 git clone -q .whl/repo.bundle /tmp/repo && cd /tmp/repo && git checkout -q main || exit 1
 export PYTHONPATH=/tmp/site  # each commit's own attnperf is what asv installs and runs
-cp "$OLDPWD"/results/h100/*.json results/h100/ 2>/dev/null  # the committed history and ceilings stay
 PYTHONPATH=/tmp/site:$PWD/src python3 -m attnperf asv machine h100 --results-dir results > /dev/null
 t0=$(date +%s)
 timeout $(( ${T:-560} - 30 )) python3 -m asv run --machine h100 --skip-existing-commits "HEAD~$N..HEAD" > "$OUT/history.txt" 2>&1

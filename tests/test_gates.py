@@ -693,7 +693,7 @@ def test_decide_an_asv_flag_the_metric_factor_overrules_is_ok(tmp_path):
 
 
 def test_regressions_page_judges_metrics_at_their_factor():
-    from attnperf.asv.publisher import keep
+    from attnperf.site.publisher import keep
     jump = [[1, 2, 1.0, 1.2]]  # (rev before, rev after, value before, value after)
     for name, kept in ((d.MAX_ERR, False), (d.PEAK, True), (d.TIME, True)):
         reg = [name, "graphs/machine-cpu-ci/x.json", None, 0, 1.2, 1.0, jump]

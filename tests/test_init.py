@@ -1,4 +1,4 @@
-"""`attnperf init` (attnperf.asv.scaffold, cli/init.py): generated files, idempotence, --force,
+"""`attnperf init` (attnperf.scaffold, cli/init.py): generated files, idempotence, --force,
 refusal outside git, dogfooding (attnperf's own files are init's output), and the README's
 "Track your own kernels" flow end to end in a throwaway plugin repository (slow: real asv)."""
 
@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from attnperf.asv import scaffold, suite
+from attnperf import scaffold
+from attnperf.asv import suite
 from attnperf.io import project_config
 
 REPO = Path(__file__).resolve().parents[1]

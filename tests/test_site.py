@@ -23,10 +23,10 @@ import pytest
 
 import _asvdata as d
 from attnperf.io import asv_results as ar
-from attnperf.asv import publish as site
-from attnperf.asv import publish as publish_mod
+from attnperf.site import publish as site
+from attnperf.site import publish as publish_mod
 from attnperf.render import site as site_pages
-from attnperf.asv.assets import ASSETS, load_manifest, sri, vendor
+from attnperf.site.assets import ASSETS, load_manifest, sri, vendor
 from attnperf.render.svg import ChartPoint, Roof, roofline_svg
 
 REPO = Path(__file__).resolve().parents[1]

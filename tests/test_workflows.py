@@ -363,7 +363,7 @@ def _zizmor(*paths):
 
 
 def _rendered_workflows(tmp_path, **project):
-    from attnperf.asv import scaffold
+    from attnperf import scaffold
     proj = scaffold.Project(root=tmp_path, **project)
     out = []
     for rel, text in scaffold.render(proj).items():

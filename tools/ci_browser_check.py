@@ -15,7 +15,7 @@ driver binary, no pip package, no network.  Checks:
   reached by following the first "time" link of a machine page -- no console
   errors, and flot's plot holds data points; a screenshot;
 * the same graph from ``file://`` when the site was built for offline use
-  (``attnperf-offline.js``: asv's data as scripts, see attnperf.asv.offline).
+  (``attnperf-offline.js``: asv's data as scripts, see attnperf.site.offline).
 
 Prints one JSON report (also written to --json) and exits 0 when every page
 passed, 1 when one failed, 3 when Chromium is missing.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ..asv import scaffold
+from .. import scaffold
 from ..io import project_config
 from .common import EXIT_OK, UsageError
 

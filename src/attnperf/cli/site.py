@@ -8,7 +8,7 @@ import signal
 import sys
 from pathlib import Path
 
-from ..asv import publish
+from ..site import publish
 from ..io.asv_results import read_results
 from ..io.jsonfile import check_writable, write_text
 from ..render.prcomment import render_section
@@ -109,7 +109,7 @@ def cmd_asv(args) -> int:
         from ..asv.machine import main as machine_main
         return machine_main(args.rest)
     if args.asv_command == "fetch-assets":
-        from ..asv.fetch_assets import main as fetch_main
+        from ..site.fetch_assets import main as fetch_main
         return fetch_main(args.rest)
     if args.asv_command in ("env-build", "env-install"):  # asv.conf.json of `attnperf init`
         from ..asv.envinstall import outer_main

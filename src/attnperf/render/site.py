@@ -17,7 +17,7 @@ attnperf's pages are static HTML rendered from Jinja2 templates
 with the data inlined (also as a JSON ``<script type="application/json"
 id="attnperf-data">`` block, ``<`` written as ``\u003c``): no fetch(), no CDN,
 so they work from ``file://`` as well as from GitHub Pages.  asv's own pages
-load JSON with XMLHttpRequest; :mod:`attnperf.asv.offline` makes them work
+load JSON with XMLHttpRequest; :mod:`attnperf.site.offline` makes them work
 from ``file://`` too.
 
 Links to asv graphs use asv's URL scheme (asv/www/asv.js ``format_hash_string``,

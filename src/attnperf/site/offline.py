@@ -9,7 +9,7 @@ script calling ``attnperfOfflineData(path, data)``) and puts
 ``asv.js``: on ``file://`` it answers asv's requests from those scripts, over
 http it steps aside.  Scripts load from ``file://`` where requests do not, so
 the history graphs work with no server and no network -- provided jQuery and
-flot are local too (:mod:`attnperf.asv.assets`).
+flot are local too (:mod:`attnperf.site.assets`).
 """
 
 from __future__ import annotations

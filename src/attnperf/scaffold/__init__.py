@@ -1,6 +1,6 @@
 """What ``attnperf init`` writes into a repository, and the rule for rewriting it.
 
-Files (templates in ``attnperf/asv/templates``, Jinja2 with ``[[ ]]`` / ``[% %]``
+Files (templates in ``attnperf/scaffold/templates``, Jinja2 with ``[[ ]]`` / ``[% %]``
 delimiters so GitHub's ``${{ }}`` passes through untouched):
 
 * ``asv.conf.json`` -- environments that reuse the PyTorch of the Python that

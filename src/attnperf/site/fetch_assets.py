@@ -3,7 +3,7 @@
     attnperf asv fetch-assets [DEST]      (default: .cache/asv-www)
 
 Uses `npm pack NAME@VERSION` (npm's own client), checks each tarball against
-the integrity pinned in attnperf.asv.assets.ASSETS, extracts the files the pages
+the integrity pinned in attnperf.site.assets.ASSETS, extracts the files the pages
 need and writes DEST/manifest.json (CDN url -> local file).  Then
 `attnperf site build --asv-assets DEST` makes the site work offline.
 Idempotent: returns at once when DEST already holds every asset.

@@ -1,9 +1,9 @@
 """Build the published site: `asv publish`'s pages plus attnperf's own pages, safely.
 
 The pages themselves are rendered by :mod:`attnperf.render.site`; this module
-runs ``asv publish`` (with :mod:`attnperf.asv.publisher` as its plugin),
-vendors asv's page scripts (:mod:`attnperf.asv.assets`), makes asv's pages
-work from ``file://`` (:mod:`attnperf.asv.offline`) and links attnperf's pages
+runs ``asv publish`` (with :mod:`attnperf.site.publisher` as its plugin),
+vendors asv's page scripts (:mod:`attnperf.site.assets`), makes asv's pages
+work from ``file://`` (:mod:`attnperf.site.offline`) and links attnperf's pages
 from asv's navigation bar.
 
 Nothing is lost (``asv publish`` deletes its output folder first):
@@ -185,7 +185,7 @@ def _publish_config(conf: dict, conf_dir: Path, results: Path, html: Path, work:
             c[key] = str((conf_dir / c[key]).resolve())
     c["results_dir"], c["html_dir"] = str(results), str(html)
     # A leading dot: asv imports it as a module (else only from asv.plugins).
-    c["plugins"] = list(c.get("plugins") or []) + [".attnperf.asv.publisher"]
+    c["plugins"] = list(c.get("plugins") or []) + [".attnperf.site.publisher"]
     c[CONF_KEY] = factors
     c["attnperf_default_factor"] = min(factors.values(), default=1.05)
     path = work / "asv.conf.json"

@@ -135,9 +135,24 @@ def test_unknown_base_is_exit_3_with_a_summary(project):
                           env={k: v for k, v in os.environ.items() if not k.startswith("GITHUB")})
     assert proc.returncode == 3 and "error: git rev-parse" in proc.stderr
     assert "no benchmark results" in (tmp / "o" / "summary.md").read_text()
-    bad = subprocess.run([sys.executable, *SCRIPT, "--base", "x", "--machine", "m",
-                          "--factor", "0.5"], capture_output=True, text=True, timeout=60)
-    assert bad.returncode == 3 and "--factor must be >= 1.0" in bad.stderr
+
+
+
+def test_usage_errors_exit_2_as_every_command(tmp_path):
+    """A bad command line is a usage error (2, one `error:` line), as for every other
+    command; it writes nothing (no summary, no verdict)."""
+    for extra, message in ((["--factor", "0.5"], "--factor must be >= 1.0, got 0.5"),
+                           (["--paired-factor", "0.9"], "--paired-factor must be >= 1.0"),
+                           (["--rounds", "0"], "--rounds must be a positive integer, got 0"),
+                           (["--confirm", "maybe"], "invalid choice: 'maybe'"),
+                           (["--frobnicate"], "--frobnicate")):
+        bad = subprocess.run([sys.executable, *SCRIPT, "--base", "x", "--machine", "m",
+                              "--out", str(tmp_path / "o"), *extra],
+                             capture_output=True, text=True, timeout=60)
+        assert bad.returncode == 2, (extra, bad.stderr)
+        assert bad.stderr.strip().splitlines() == [bad.stderr.strip()] and \
+            bad.stderr.startswith("error: ") and message in bad.stderr, bad.stderr
+        assert not (tmp_path / "o").exists()
 
 
 def test_render_only_from_results_on_disk(project):

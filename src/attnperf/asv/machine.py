@@ -1,6 +1,5 @@
-"""Describe this machine to asv, with the GPU facts asv does not collect.
-
-    attnperf asv machine NAME [--results-dir results] [--device auto]
+"""Describe this machine to asv, with the GPU facts asv does not collect
+(``attnperf asv machine NAME``).
 
 Writes NAME into ~/.asv-machine.json (asv's own fields: os, arch, cpu,
 num_cpu, ram; plus gpu, gpu_count, driver, cuda, cudnn, torch from
@@ -11,12 +10,11 @@ into RESULTS_DIR/NAME/attnperf-ceilings.json for the site's roofline chart.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
 from pathlib import Path
-from typing import List, Optional
+from typing import Dict, Union
 
 from ..io import ceilings as ceilings_file
 from ..measure.session import Session
@@ -30,17 +28,15 @@ def _ram_bytes() -> str:
         return ""
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    ap = argparse.ArgumentParser(prog="attnperf asv machine", description=__doc__.splitlines()[0])
-    ap.add_argument("name")
-    ap.add_argument("--results-dir", default="results")
-    ap.add_argument("--device", default="auto")
-    args = ap.parse_args(argv)
+def describe(name: str, results_dir: Union[str, Path] = "results", device: str = "auto"
+             ) -> Dict[str, str]:
+    """Write ``name``'s description into ~/.asv-machine.json and its measured ceilings into
+    ``results_dir/name/attnperf-ceilings.json``; returns the description."""
     # On a CPU: the ceilings the suite's single-threaded runs are held to.
-    session = Session(args.device, threads=CPU_THREADS)
+    session = Session(device, threads=CPU_THREADS)
     env = session.environment
     info = {
-        "machine": args.name, "os": f"{platform.system()} {platform.release()}",
+        "machine": name, "os": f"{platform.system()} {platform.release()}",
         "arch": platform.machine(), "cpu": env["cpu_model"], "num_cpu": str(env["cpu_count"]),
         "ram": _ram_bytes(),
         "gpu": env["gpu_name"] or "none", "gpu_count": str(env["gpu_count"]),
@@ -49,11 +45,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     }
     path = Path.home() / ".asv-machine.json"
     data = json.loads(path.read_text()) if path.exists() else {"version": 1}
-    data[args.name] = info
+    data[name] = info
     path.write_text(json.dumps(data, indent=4))
-    out = Path(args.results_dir) / args.name
+    out = Path(results_dir) / name
     out.mkdir(parents=True, exist_ok=True)
     ceilings_file.write(out / ceilings_file.FILE_NAME, session.ceilings)
-    print(json.dumps(info, indent=2))
-    return 0
-
+    return info

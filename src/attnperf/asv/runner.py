@@ -33,15 +33,11 @@ import json
 from pathlib import Path
 from typing import IO, List, Optional
 
-from ..errors import AttnperfError
+from ..errors import ProjectError
 from ..io.asv_results import Run, read_asv_conf, read_run
 from ..analysis.gate import is_view
 
 log = logging.getLogger(__name__)
-
-
-class ProjectError(AttnperfError):
-    """Bad input: no such config, not a git repository, a ref git cannot resolve."""
 
 
 class Project:

@@ -51,7 +51,8 @@ import os
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple, Union
 
-from ..errors import PluginError, UnknownNameError
+from ..errors import BenchmarkSkipped as Skip  # asv shows the combination as n/a
+from ..errors import PluginError, SelectionError, UnknownNameError
 from ..io import project_config
 from ..kernels import registry
 from ..model import roofline
@@ -130,7 +131,10 @@ def project(project_dir: Union[str, Path, None]) -> Optional[ProjectConfig]:
 def grid(project_dir: Union[str, Path, None] = None) -> Tuple[List[str], List[str]]:
     """The suite's params (kernels, problem ids): the repository's config, else the default.
     Raises ConfigError for an invalid ``[tool.attnperf]``."""
-    config = project(project_dir)
+    return _grid(project(project_dir))
+
+
+def _grid(config: Optional[ProjectConfig]) -> Tuple[List[str], List[str]]:
     kernels = (config.tracked if config and config.tracked else None) or list(GRID_KERNELS)
     problems = ([p.id for p in config.problems] if config and config.problems
                 else list(GRID_PROBLEMS))
@@ -146,7 +150,10 @@ def pass_grid(project_dir: Union[str, Path, None] = None) -> Tuple[List[str], Li
     ``[tool.attnperf]`` opts in with ``passes = [...]`` (its problems, or the default
     ones, under its backward passes); without them both lists are :data:`NO_PASSES`
     (asv shows n/a).  Raises ConfigError for an invalid ``[tool.attnperf]``."""
-    config = project(project_dir)
+    return _pass_grid(project(project_dir))
+
+
+def _pass_grid(config: Optional[ProjectConfig]) -> Tuple[List[str], List[str]]:
     if config is None:
         return list(GRID_PASS_PROBLEMS), list(GRID_PASSES)
     modes = [m for m in config.passes if m in GRID_PASSES]
@@ -171,20 +178,17 @@ def selected_passes() -> List[str]:
     return names
 
 
-class SelectionError(ValueError):
-    """ATTNPERF_ASV_KERNELS / ATTNPERF_ASV_PROBLEMS name something the grid does not hold.
-
-    Raised in asv's setup_cache; ``asv run -e`` (``--show-stderr``) prints it --
-    without it asv says only "setup_cache failed"."""
-
-
 def selection(project_dir: Union[str, Path, None] = None) -> Tuple[List[str], List[str]]:
     """Kernels and problem ids to measure (env lists take preset names or ids).
 
     Every name must be in the grid: anything else could never show up in asv's
     table (its parameters are the static grid), so a typo would read as n/a.
     """
-    grid_kernels, grid_problems = grid(project_dir)
+    return _selection(project(project_dir))
+
+
+def _selection(config: Optional[ProjectConfig]) -> Tuple[List[str], List[str]]:
+    grid_kernels, grid_problems = _grid(config)
     kernels = _env_list("ATTNPERF_ASV_KERNELS") or [k for k in grid_kernels if k not in ON_REQUEST]
     unknown = [k for k in kernels if k not in grid_kernels]
     if unknown:
@@ -271,12 +275,12 @@ def measure_grid(kernels: Optional[List[str]] = None, problems: Optional[List[st
     GPU attnperf's default grid leaves out the CPU machine kind's presets (``cpu_*``)
     unless they are selected (``problems`` or ``ATTNPERF_ASV_PROBLEMS``).
     """
-    config = project(project_dir)
+    config = project(project_dir)  # read once: grid, selection and passes all follow it
     plugin_errors = load_plugins(config)
-    sel_k, sel_p = selection(project_dir)
+    sel_k, sel_p = _selection(config)
     kernels = kernels or sel_k
     problem_objs = [resolve(p) for p in (problems or sel_p)]
-    grid_problems, grid_modes = pass_grid(project_dir)
+    grid_problems, grid_modes = _pass_grid(config)
     modes = [m for m in selected_passes() if m in grid_modes]
     device = resolve_device(device_name or os.environ.get("ATTNPERF_ASV_DEVICE", "auto"))
     if budget is None:
@@ -321,10 +325,6 @@ def measure_grid(kernels: Optional[List[str]] = None, problems: Optional[List[st
             for m in session.iter_grid(jobs, budget=budget, latency=latency, skip=unfit):
                 out[key(m.kernel, m.problem.id)] = entry(m)
     return out
-
-
-class Skip(NotImplementedError):
-    """asv shows the combination as n/a with this reason."""
 
 
 def entry_for(cache: Dict[str, dict], kernel: str, problem: str) -> dict:

@@ -1,9 +1,7 @@
-#!/usr/bin/env python3
 """The pull-request benchmark job: `asv continuous` base vs head, a verdict, markdown.
 
-    attnperf ci bench --base BASE --head HEAD --machine NAME [--factor 1.05] [--out DIR]
-
-What the GitHub workflow runs, and what a developer (or a test) runs locally:
+``attnperf ci bench --base BASE --head HEAD --machine NAME`` (:class:`BenchOptions`)
+is what the GitHub workflow runs, and what a developer (or a test) runs locally:
 
 1. resolve BASE and HEAD to commits (``git rev-parse``, read-only);
 2. describe the machine to asv: ``attnperf asv machine NAME`` writes asv's
@@ -29,25 +27,25 @@ What the GitHub workflow runs, and what a developer (or a test) runs locally:
    asv's separate processes cannot tell identical code from a 30 % slowdown
    on a loaded 2-vCPU machine; the pairs can.  ``OUT/paired.json`` keeps them;
 4. read both commits' result files and render ``OUT/summary.md``
-   (:mod:`attnperf.prcomment`), appended to ``$GITHUB_STEP_SUMMARY`` when set;
+   (:mod:`attnperf.render.prcomment`), reported to GitHub Actions when it runs
+   there (:mod:`attnperf.ci.github`);
 5. copy the result files into ``OUT/results/`` (the artifact) and write
    ``OUT/verdict.json``.
 
-Exit codes (also ``verdict=`` in ``$GITHUB_OUTPUT`` and an annotation title):
-  0  ok          no significant regression
-  1  regression  asv continuous exit 1 and the results show a slower benchmark
-  2  broken      a benchmark failed (asv exit 2): a wrong result or an error
-  3  error       asv did not produce results for both commits, or this script's input was bad
+The verdict (:data:`attnperf.analysis.ab.VERDICTS`) is the command's exit code:
+0 ok, no significant regression; 1 regression, asv continuous exit 1 and the results
+show a slower benchmark; 2 broken, a benchmark failed (asv exit 2: a wrong result or
+an error); 3 error, asv did not produce results for both commits, or the job could not
+start (:class:`BenchJobError`; ``OUT/summary.md`` still says why).
 
-``--render-only`` skips steps 2-3 and renders from results already on disk
-(``--asv-exit`` then supplies asv's exit code, if known).
+``render_only`` skips steps 2-3 and renders from results already on disk
+(``asv_exit`` then supplies asv's exit code, if known).
 """
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -59,27 +57,83 @@ from ..analysis import ab
 from ..analysis.gate import GATE_REGEX as GATED
 from ..analysis.gate import metric_class
 from ..asv import runner
-from ..errors import ConfigError, ReportError
+from ..errors import BenchJobError, ConfigError, ProjectError, ReportError, UsageError
 from ..io import project_config
 from ..io import thresholds as thresholds_file
 from ..io.asv_results import read_asv_conf, read_results
 from ..measure.paired import PAIRED_FACTOR, PairedRunner
-from ..render import markdown as md
 from ..render import prcomment
-
+from ..render.cibench import paired_section
+from . import github
 
 DEFAULT_FACTOR = 1.05
+CONFIRM = ("auto", "paired", "none")
+Key = Tuple[str, str]
 
 
-class InputError(Exception):
-    """A bad argument or an environment this script cannot work in (exit 3)."""
+@dataclasses.dataclass(frozen=True)
+class BenchOptions:
+    """What the job is asked for; checked on construction (:class:`UsageError`).
+
+    ``factor`` None: ``[tool.attnperf]`` regression-factor for ``device``, else
+    :data:`DEFAULT_FACTOR`; ``rounds`` None: the thresholds file's, else 1;
+    ``thresholds`` None: ``results/MACHINE/attnperf-thresholds.json`` when it exists."""
+
+    base: str
+    machine: str
+    head: str = "HEAD"
+    factor: Optional[float] = None
+    config: str = "asv.conf.json"
+    results_dir: Optional[str] = None
+    out: str = "ci-artifacts/bench"
+    device: str = "auto"
+    describe: bool = True
+    asv: Optional[str] = None
+    asv_args: Tuple[str, ...] = ()
+    timeout_s: Optional[float] = None
+    rounds: Optional[int] = None
+    thresholds: Optional[str] = None
+    use_thresholds: bool = True
+    confirm: str = "auto"
+    paired_factor: float = PAIRED_FACTOR
+    render_only: bool = False
+    asv_exit: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        if self.factor is not None and not self.factor >= 1.0:
+            raise UsageError(f"--factor must be >= 1.0, got {self.factor}")
+        if not self.paired_factor >= 1.0:
+            raise UsageError(f"--paired-factor must be >= 1.0, got {self.paired_factor}")
+        if self.rounds is not None and self.rounds < 1:
+            raise UsageError(f"--rounds must be a positive integer, got {self.rounds}")
+        if self.confirm not in CONFIRM:
+            raise UsageError(f"--confirm must be one of {', '.join(CONFIRM)}, got {self.confirm!r}")
+
+    @property
+    def confirming(self) -> bool:
+        """--confirm paired, or auto with --device cpu (the CPU jobs: CI's and `make continuous`)."""
+        return self.confirm == "paired" or (self.confirm == "auto" and self.device == "cpu")
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """The job's verdict: ``code`` (:data:`attnperf.analysis.ab.VERDICTS`), why, and where
+    the summary went."""
+
+    code: int
+    reason: str
+    summary_path: Path
+
+    @property
+    def verdict(self) -> str:
+        return ab.VERDICTS[self.code]
 
 
 def _git(repo: Path, *args: str) -> str:
     proc = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True,
                           check=False)
     if proc.returncode != 0:
-        raise InputError(f"git {' '.join(args)} failed: {proc.stderr.strip()}")
+        raise BenchJobError(f"git {' '.join(args)} failed: {proc.stderr.strip()}")
     return proc.stdout.strip()
 
 
@@ -90,8 +144,8 @@ def resolve(repo: Path, ref: str) -> str:
 def find_asv(explicit: Optional[str]) -> str:
     try:
         return runner.find_asv(explicit)
-    except runner.ProjectError as exc:
-        raise InputError(str(exc)) from None
+    except ProjectError as exc:
+        raise BenchJobError(str(exc)) from None
 
 
 def _env() -> dict:
@@ -110,8 +164,8 @@ def describe_machine(conf_dir: Path, results_dir: Path, machine: str, device: st
            "--results-dir", str(results_dir), "--device", device]
     rc = _tee(cmd, conf_dir, log_path, env, timeout=600)
     if rc != 0:
-        raise InputError(f"describing the machine failed ({' '.join(cmd)} exited {rc}); "
-                         f"see {log_path}")
+        raise BenchJobError(f"describing the machine failed ({' '.join(cmd)} exited {rc}); "
+                            f"see {log_path}")
 
 
 def copy_results(results_dir: Path, machine: str, commits: List[str], dest: Path) -> List[str]:
@@ -132,113 +186,134 @@ def copy_results(results_dir: Path, machine: str, commits: List[str], dest: Path
     return copied
 
 
-def publish_to_github(code: int, reason: str, machine: str, summary: str) -> None:
-    """Job summary, step outputs and an annotation; no-ops outside GitHub Actions."""
-    step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
-    if step_summary:
-        with open(step_summary, "a") as fh:
-            fh.write(summary + "\n")
-    output = os.environ.get("GITHUB_OUTPUT")
-    if output:
-        with open(output, "a") as fh:
-            fh.write(f"verdict={ab.VERDICTS[code]}\nexit_code={code}\n")
-    if os.environ.get("GITHUB_ACTIONS") == "true":
-        title = {0: "No regression", 1: "Regression", 2: "Broken benchmark",
-                 3: "Benchmark job error"}[code]
-        level = "notice" if code == 0 else "error"
-        print(f"::{level} title={title} ({machine})::{reason}")
+@dataclasses.dataclass(frozen=True)
+class _Job:
+    """What the options resolve to before anything is measured."""
+
+    conf_path: Path
+    results_dir: Path
+    out: Path
+    base: str
+    head: str
+    factor: float  # the verdict's factor (rows without a calibrated threshold)
+    asv_factor: float  # what asv continuous runs at: the smallest of factor and the thresholds
+    rounds: Optional[int]
+    calibrated: Optional[thresholds_file.Thresholds]
+
+    @property
+    def conf_dir(self) -> Path:
+        return self.conf_path.parent
+
+    @property
+    def log_path(self) -> Path:
+        return self.out / "asv-continuous.log"
 
 
-def run(args: argparse.Namespace) -> int:
-    conf_path = Path(args.config).resolve()
-    if not conf_path.is_file():
-        raise InputError(f"asv config {args.config!r} does not exist")
-    conf_dir = conf_path.parent
-    try:
-        conf = read_asv_conf(str(conf_path))
-    except (OSError, ValueError) as exc:
-        raise InputError(f"cannot read {conf_path}: {exc}") from None
-    results_dir = (conf_dir / (args.results_dir or conf.get("results_dir", "results"))).resolve()
-    if args.factor is None:  # [tool.attnperf] regression-factor of the repository, per device
-        try:
-            config = project_config.load(conf_dir / project_config.PYPROJECT) \
-                if (conf_dir / project_config.PYPROJECT).is_file() else None
-        except ConfigError as exc:
-            raise InputError(str(exc)) from None
-        args.factor = config.factor(args.device) if config else DEFAULT_FACTOR
-    out = Path(args.out).resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    log_path = out / "asv-continuous.log"
-    log_path.write_text("")
-    base, head = resolve(conf_dir, args.base), resolve(conf_dir, args.head)
-    if not base or not head:
-        raise InputError(f"cannot resolve --base {args.base!r} / --head {args.head!r} in {conf_dir}")
-    env = _env()
-    calibrated = _thresholds(args, results_dir)
-    lookup = calibrated.lookup() if calibrated else None
-    asv_factor = min(args.factor, calibrated.smallest() or args.factor) if calibrated else args.factor
-    rounds = args.rounds or (calibrated.rounds if calibrated else None)
-    asv_exit: Optional[int] = args.asv_exit
-    if not args.render_only:
-        if not args.no_describe:
-            describe_machine(conf_dir, results_dir, args.machine, args.device, log_path, env)
-        cmd = [find_asv(args.asv), "continuous", "--config", str(conf_path), "--factor",
-               f"{asv_factor:g}", "-b", GATED, "--machine", args.machine]
-        if rounds and rounds > 1:
-            cmd += ["--interleave-rounds", "-a", f"rounds={rounds}"]
-        cmd += [*args.asv_arg, base, head]
-        asv_exit = _tee(cmd, conf_dir, log_path, env, timeout=args.timeout)
-    db = read_results(str(results_dir))
-    machine = db.machines.get(args.machine)
-    base_run = machine.runs_for(base)[-1] if machine and machine.runs_for(base) else None
-    head_run = machine.runs_for(head)[-1] if machine and machine.runs_for(head) else None
-    cmp = ab.compare(db, args.machine, base_run, head_run, args.factor, lookup)
+def run(o: BenchOptions) -> Outcome:
+    """Run the job; :class:`BenchJobError` when it cannot start (see :func:`record_error`)."""
+    job = _prepare(o)
+    asv_exit = o.asv_exit if o.render_only else _continuous(o, job)
+    db = read_results(str(job.results_dir))
+    machine = db.machines.get(o.machine)
+    base_run = machine.runs_for(job.base)[-1] if machine and machine.runs_for(job.base) else None
+    head_run = machine.runs_for(job.head)[-1] if machine and machine.runs_for(job.head) else None
+    lookup = job.calibrated.lookup() if job.calibrated else None
+    cmp = ab.compare(db, o.machine, base_run, head_run, job.factor, lookup)
     # What asv itself judged (every row at its factor): tells a flag that the thresholds
     # or the metrics' own factors overrule from an asv error.
-    asv_view = ab.compare(db, args.machine, base_run, head_run, asv_factor, metric_rules=False)
+    asv_view = ab.compare(db, o.machine, base_run, head_run, job.asv_factor, metric_rules=False)
     paired = None
-    if _confirming(args) and not args.render_only and base_run is not None and head_run is not None:
-        paired, failed = paired_confirmation(conf_dir, base, head, cmp)
-        (out / "paired.json").write_text(json.dumps(
-            {"factor": args.paired_factor,
+    if o.confirming and not o.render_only and base_run is not None and head_run is not None:
+        paired, failed = paired_confirmation(job.conf_dir, job.base, job.head, cmp)
+        (job.out / "paired.json").write_text(json.dumps(
+            {"factor": o.paired_factor,
              "results": [{"kernel": k, "problem": p, **r.to_dict()} for (k, p), r in paired.items()],
              "not_measured": [{"kernel": k, "problem": p, "reason": why} for (k, p), why in failed.items()]},
             indent=2) + "\n")
-        cmp = ab.confirm_paired(cmp, paired, args.paired_factor)
-    if args.render_only and asv_exit is None:
+        cmp = ab.confirm_paired(cmp, paired, o.paired_factor)
+    if o.render_only and asv_exit is None:
         code, reason = _code_from_rows(cmp)
     else:
         code, reason = ab.decide(asv_exit, cmp, asv_view)
-    footer = "" if args.render_only else (
-        f"<sub>asv's own output: `{log_path.name}` in this job's artifact.</sub>")
-    summary = prcomment.render_section(db, args.machine, base, head, args.factor,
-                                       asv_exit=asv_exit, footer=footer, thresholds=calibrated,
-                                       asv_factor=asv_factor)
+    footer = "" if o.render_only else (
+        f"<sub>asv's own output: `{job.log_path.name}` in this job's artifact.</sub>")
+    summary = prcomment.render_section(db, o.machine, job.base, job.head, job.factor,
+                                       asv_exit=asv_exit, footer=footer,
+                                       thresholds=job.calibrated, asv_factor=job.asv_factor)
     if paired is not None:
-        summary += _paired_section(paired, args.paired_factor)
-    (out / "summary.md").write_text(summary)
-    copied = copy_results(results_dir, args.machine, [base, head], out / "results")
+        summary += paired_section(paired, o.paired_factor)
+    (job.out / "summary.md").write_text(summary)
+    copied = copy_results(job.results_dir, o.machine, [job.base, job.head], job.out / "results")
     verdict = {"exit_code": code, "verdict": ab.VERDICTS[code], "reason": reason,
-               "asv_exit": asv_exit, "machine": args.machine, "base": base, "head": head,
-               "factor": args.factor, "asv_factor": asv_factor, "rounds": rounds,
-               "thresholds": str(_thresholds_path(args, results_dir)) if calibrated else None,
-               "paired_factor": args.paired_factor if paired is not None else None,
+               "asv_exit": asv_exit, "machine": o.machine, "base": job.base, "head": job.head,
+               "factor": job.factor, "asv_factor": job.asv_factor, "rounds": job.rounds,
+               "thresholds": str(_thresholds_path(o, job.results_dir)) if job.calibrated else None,
+               "paired_factor": o.paired_factor if paired is not None else None,
                "files": copied,
-               "counts": {c: cmp.count(c) for c in (ab.WORSE, ab.BETTER,
-                                                   ab.BROKE, ab.FIXED)}}
-    (out / "verdict.json").write_text(json.dumps(verdict, indent=2) + "\n")
-    publish_to_github(code, reason, args.machine, summary)
-    print(f"[attnperf ci bench] {ab.VERDICTS[code]}: {reason} (summary: {out / 'summary.md'})",
-          file=sys.stderr)
-    return code
+               "counts": {c: cmp.count(c) for c in (ab.WORSE, ab.BETTER, ab.BROKE, ab.FIXED)}}
+    (job.out / "verdict.json").write_text(json.dumps(verdict, indent=2) + "\n")
+    github.publish(code, reason, o.machine, summary)
+    return Outcome(code, reason, job.out / "summary.md")
 
 
-def _confirming(args: argparse.Namespace) -> bool:
-    """--confirm paired, or auto with --device cpu (the CPU jobs: CI's and `make continuous`)."""
-    return args.confirm == "paired" or (args.confirm == "auto" and args.device == "cpu")
+def _prepare(o: BenchOptions) -> _Job:
+    """Read the config, resolve the refs and the factors; the output folder and an empty
+    log are ready after it (every problem a :class:`BenchJobError`)."""
+    conf_path = Path(o.config).resolve()
+    if not conf_path.is_file():
+        raise BenchJobError(f"asv config {o.config!r} does not exist")
+    try:
+        conf = read_asv_conf(str(conf_path))
+    except (OSError, ValueError) as exc:
+        raise BenchJobError(f"cannot read {conf_path}: {exc}") from None
+    conf_dir = conf_path.parent
+    results_dir = (conf_dir / (o.results_dir or conf.get("results_dir", "results"))).resolve()
+    factor = o.factor if o.factor is not None else _default_factor(conf_dir, o.device)
+    out = Path(o.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "asv-continuous.log").write_text("")
+    base, head = resolve(conf_dir, o.base), resolve(conf_dir, o.head)
+    if not base or not head:
+        raise BenchJobError(f"cannot resolve --base {o.base!r} / --head {o.head!r} in {conf_dir}")
+    calibrated = _thresholds(o, results_dir)
+    asv_factor = min(factor, calibrated.smallest() or factor) if calibrated else factor
+    rounds = o.rounds or (calibrated.rounds if calibrated else None)
+    return _Job(conf_path, results_dir, out, base, head, factor, asv_factor, rounds, calibrated)
 
 
-Key = Tuple[str, str]
+def _continuous(o: BenchOptions, job: _Job) -> int:
+    """Describe the machine (unless told not to), then asv continuous; returns asv's exit."""
+    env = _env()
+    if o.describe:
+        describe_machine(job.conf_dir, job.results_dir, o.machine, o.device, job.log_path, env)
+    cmd = [find_asv(o.asv), "continuous", "--config", str(job.conf_path), "--factor",
+           f"{job.asv_factor:g}", "-b", GATED, "--machine", o.machine]
+    if job.rounds and job.rounds > 1:
+        cmd += ["--interleave-rounds", "-a", f"rounds={job.rounds}"]
+    cmd += [*o.asv_args, job.base, job.head]
+    return _tee(cmd, job.conf_dir, job.log_path, env, timeout=o.timeout_s)
+
+
+def record_error(o: BenchOptions, message: str) -> None:
+    """The job could not start: ``OUT/summary.md`` and GitHub say why (best effort)."""
+    out = Path(o.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        text = prcomment.render_unavailable(o.machine, message)
+        (out / "summary.md").write_text(text)
+        github.publish(ab.EXIT_INFRA, message, o.machine, text)
+    except OSError:
+        pass
+
+
+def _default_factor(conf_dir: Path, device: str) -> float:
+    """[tool.attnperf] regression-factor of the repository for ``device``, else the default."""
+    pyproject = conf_dir / project_config.PYPROJECT
+    try:
+        config = project_config.load(pyproject) if pyproject.is_file() else None
+    except ConfigError as exc:
+        raise BenchJobError(str(exc)) from None
+    return config.factor(device) if config else DEFAULT_FACTOR
 
 
 def paired_confirmation(repo: Path, base: str, head: str, cmp: ab.Comparison
@@ -258,7 +333,7 @@ def paired_confirmation(repo: Path, base: str, head: str, cmp: ab.Comparison
             for name, sha in (("base", base), ("head", head)):
                 _git(repo, "worktree", "add", "--detach", str(tmp / name), sha)
                 trees.append(tmp / name)
-        except InputError as exc:  # the rows keep asv's verdict; paired.json says why
+        except BenchJobError as exc:  # the rows keep asv's verdict; paired.json says why
             print(f"[attnperf ci bench] no paired re-measurement: {exc}", file=sys.stderr)
             return done, {key: f"no checkout: {exc}" for key in keys}
         src = [str(t / "src") if (t / "src" / "attnperf").is_dir() else None for t in trees]
@@ -281,38 +356,26 @@ def paired_confirmation(repo: Path, base: str, head: str, cmp: ab.Comparison
     return done, failed
 
 
-def _paired_section(paired: Dict[Key, object], factor: float) -> str:
-    lines = ["", f"#### CPU times re-measured paired (both commits alternated on one core; "
-                 f"slower past x{factor:g} with sign-test p < 0.01 is a regression)", "",
-             "Times: the measuring thread's CPU time per call, median of the samples.", "",
-             "| kernel | problem | base ms | head ms | head/base (median pair) | p (slower) |",
-             "|---|---|---|---|---|---|"]
-    for (k, p), r in sorted(paired.items()):
-        lines.append(f"| {md.text(k)} | {md.text(p)} | {r.base_s * 1e3:.3f} | {r.head_s * 1e3:.3f} | "
-                     f"{r.ratio:.3f} | {r.p_slower:.1e} |")
-    return "\n".join(lines) + "\n"
+def _thresholds_path(o: BenchOptions, results_dir: Path) -> Path:
+    return Path(o.thresholds) if o.thresholds else thresholds_file.path_for(
+        str(results_dir), o.machine)
 
 
-def _thresholds_path(args: argparse.Namespace, results_dir: Path) -> Path:
-    return Path(args.thresholds) if args.thresholds else thresholds_file.path_for(
-        str(results_dir), args.machine)
-
-
-def _thresholds(args: argparse.Namespace, results_dir: Path):
+def _thresholds(o: BenchOptions, results_dir: Path):
     """The machine's calibrated thresholds (None without a file, or with --no-thresholds)."""
-    if args.no_thresholds:
+    if not o.use_thresholds:
         return None
-    path = _thresholds_path(args, results_dir)
-    if args.thresholds and not path.is_file():
-        raise InputError(f"--thresholds {args.thresholds!r} does not exist")
+    path = _thresholds_path(o, results_dir)
+    if o.thresholds and not path.is_file():
+        raise BenchJobError(f"--thresholds {o.thresholds!r} does not exist")
     try:
         found = thresholds_file.read(path)
     except ReportError as exc:
-        raise InputError(f"{exc} (recalibrate: attnperf calibrate --machine {args.machine}; "
-                         "or pass --no-thresholds)") from None
-    if found is not None and found.machine != args.machine:
-        raise InputError(f"{path} was calibrated for machine {found.machine!r}, "
-                         f"not {args.machine!r}")
+        raise BenchJobError(f"{exc} (recalibrate: attnperf calibrate --machine {o.machine}; "
+                            "or pass --no-thresholds)") from None
+    if found is not None and found.machine != o.machine:
+        raise BenchJobError(f"{path} was calibrated for machine {found.machine!r}, "
+                            f"not {o.machine!r}")
     return found
 
 
@@ -324,77 +387,3 @@ def _code_from_rows(cmp: ab.Comparison):
     if cmp.count(ab.WORSE):
         return ab.EXIT_REGRESSION, ab.worse_text(cmp, f"x{cmp.factor:g}")
     return ab.EXIT_OK, "no significant regression"
-
-
-class _Parser(argparse.ArgumentParser):
-    """Usage errors exit 3 (exit 2 means "broken benchmark" here)."""
-
-    def error(self, message: str):  # noqa: D401 - argparse API
-        self.print_usage(sys.stderr)
-        print(f"error: {message}", file=sys.stderr)
-        sys.exit(ab.EXIT_INFRA)
-
-
-def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    ap = _Parser(description=__doc__.splitlines()[0],
-                                 epilog="exit codes: 0 ok, 1 regression, 2 broken benchmark, "
-                                        "3 error", formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--base", required=True, help="base commit or ref (the PR's base)")
-    ap.add_argument("--head", default="HEAD", help="head commit or ref (default HEAD)")
-    ap.add_argument("--machine", required=True, help="asv machine name (one history per name)")
-    ap.add_argument("--factor", type=float, default=None,
-                    help="asv's factor: slower by more than this and significant = regression "
-                         "(default: [tool.attnperf] regression-factor for --device, else 1.05)")
-    ap.add_argument("--config", default="asv.conf.json", help="asv.conf.json (default: ./asv.conf.json)")
-    ap.add_argument("--results-dir", default=None, help="default: the config's results_dir")
-    ap.add_argument("--out", default="ci-artifacts/bench", help="where summary.md etc. go")
-    ap.add_argument("--device", default="auto", help="auto|cpu|cuda, for `attnperf asv machine`")
-    ap.add_argument("--no-describe", action="store_true",
-                    help="keep the existing asv machine description (skip `attnperf asv machine`)")
-    ap.add_argument("--asv", default=None, help="asv executable (default: next to this python)")
-    ap.add_argument("--asv-arg", action="append", default=[],
-                    help="extra argument for asv continuous (repeatable)")
-    ap.add_argument("--timeout", type=float, default=None, help="seconds for asv continuous")
-    ap.add_argument("--rounds", type=int, default=None,
-                    help="measure each commit R times, interleaved base/head (asv "
-                         "--interleave-rounds -a rounds=R; default: the thresholds file's, else 1)")
-    ap.add_argument("--thresholds", default=None,
-                    help="per-benchmark thresholds (default results/MACHINE/attnperf-thresholds.json "
-                         "when it exists; `attnperf calibrate` writes it)")
-    ap.add_argument("--no-thresholds", action="store_true",
-                    help="judge every benchmark at --factor, even if a thresholds file exists")
-    ap.add_argument("--confirm", choices=("auto", "paired", "none"), default="auto",
-                    help="judge CPU time rows again by a paired re-measurement of both commits "
-                         "(auto: with --device cpu; see module doc)")
-    ap.add_argument("--paired-factor", type=float, default=PAIRED_FACTOR,
-                    help=f"paired re-measurement: slower than this is a regression (default {PAIRED_FACTOR})")
-    ap.add_argument("--render-only", action="store_true",
-                    help="do not run asv; render from the results on disk")
-    ap.add_argument("--asv-exit", type=int, default=None,
-                    help="with --render-only: the exit code asv continuous returned")
-    args = ap.parse_args(argv)
-    if args.factor is not None and args.factor < 1.0:
-        ap.error(f"--factor must be >= 1.0, got {args.factor}")
-    if args.paired_factor < 1.0:
-        ap.error(f"--paired-factor must be >= 1.0, got {args.paired_factor}")
-    if args.rounds is not None and args.rounds < 1:
-        ap.error(f"--rounds must be a positive integer, got {args.rounds}")
-    return args
-
-
-def main(argv: Optional[List[str]] = None) -> int:
-    args = parse_args(argv)
-    try:
-        return run(args)
-    except InputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        out = Path(args.out)
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-            text = prcomment.render_unavailable(args.machine, str(exc))
-            (out / "summary.md").write_text(text)
-            publish_to_github(ab.EXIT_INFRA, str(exc), args.machine, text)
-        except OSError:
-            pass
-        return ab.EXIT_INFRA
-

@@ -1,62 +1,94 @@
 """``attnperf bisect GOOD BAD``: the bisect users expect from ``asv find``, with a verdict.
 
-Exit codes: 0 no significant regression between GOOD and BAD; 1 a regression,
-named (or, when NOT CONFIRMED is printed, present but not a single step);
-2 usage or input error (bad ref, not a git repository, bad regex, unknown
-machine) or every selected value n/a; 3 asv produced no results (see the log).
+The verdict is :class:`~attnperf.cli.command.ExitCode`: OK, no significant regression
+between GOOD and BAD; FAILURE, a regression, named (or, when NOT CONFIRMED is printed,
+present but not a single step); USAGE, bad input or every selected value n/a;
+NO_VERDICT, asv produced no results (see the log).
 """
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import re
 import sys
 from pathlib import Path
+from typing import Optional
 
 from ..analysis import bisect as bisect_logic
 from ..analysis.gate import GATE_REGEX
 from ..asv.runner import AsvRunner, Project, machine_names
-from ..errors import AttnperfError
+from ..errors import AttnperfError, UsageError
 from ..io import thresholds as thresholds_file
 from ..io.asv_results import read_results
 from ..render import bisect as render
-from .common import EXIT_FAIL, EXIT_OK, EXIT_USAGE, UsageError
+from .command import Command, ExitCode
 
-EXIT_ASV = 3
 DEFAULT_FACTOR = 1.1  # asv's own default
-
-EPILOG = """exit codes:
-  0  no significant regression between GOOD and BAD
-  1  a regression: the commit that introduced it is named
-  2  usage or input error (bad ref, not a git repository, bad regex, unknown machine),
-     or every selected benchmark is n/a at GOOD and BAD on this machine
-  3  asv produced no results for GOOD or BAD (see the asv log)
-"""
+LAUNCH_METHODS = ("forkserver", "spawn")
 
 
-def add_parser(sub) -> None:
-    import argparse
+@dataclasses.dataclass(frozen=True)
+class BisectOptions:
+    """What ``attnperf bisect`` was asked for; checked on construction (UsageError)."""
 
-    b = sub.add_parser("bisect", help="find the commit that made a benchmark slower, with a verdict "
-                       "(asv run + asv's own test)", epilog=EPILOG,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    b.add_argument("good", help="a commit known to be fast (GOOD)")
-    b.add_argument("bad", help="a later commit known (or suspected) to be slow (BAD)")
-    b.add_argument("-b", "--bench", default=None, metavar="REGEX",
-                   help="benchmarks to judge, as asv's -b (matched against "
-                        "name('kernel', 'problem')); default: the gated ones")
-    b.add_argument("--factor", type=float, default=None,
-                   help="slower by more than this and significant = regression (default: the "
-                        "machine's calibrated thresholds if present, else 1.1)")
-    b.add_argument("--machine", default=None,
-                   help="asv machine name (default: the only one in ~/.asv-machine.json)")
-    b.add_argument("--config", default="asv.conf.json", help="asv config (default asv.conf.json)")
-    b.add_argument("--rounds", type=int, default=None,
-                   help="asv rounds per commit (independent measurements pooled; default: "
-                        "the calibrated thresholds' rounds, else 1)")
-    b.add_argument("--launch-method", default="forkserver", choices=["forkserver", "spawn"],
-                   help="asv's launch method (default forkserver: one `import torch` per commit)")
-    b.add_argument("--log", default=None, help="append asv's output here (default: stderr only)")
-    b.add_argument("--asv", default=None, help="asv executable (default: next to this python)")
+    good: str
+    bad: str
+    bench: Optional[str] = None
+    factor: Optional[float] = None
+    machine: Optional[str] = None
+    config: str = "asv.conf.json"
+    rounds: Optional[int] = None
+    launch_method: str = "forkserver"
+    log: Optional[str] = None
+    asv: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        if self.factor is not None and not self.factor >= 1.0:
+            raise UsageError(f"--factor must be a number >= 1.0, got {self.factor}")
+        if self.rounds is not None and self.rounds < 1:
+            raise UsageError(f"--rounds must be a positive integer, got {self.rounds}")
+        if self.bench is not None:
+            check_regex(self.bench)
+
+
+class Bisect(Command):
+    name = "bisect"
+    help = "find the commit that made a benchmark slower, with a verdict (asv run + asv's own test)"
+    exit_codes = (ExitCode.OK, ExitCode.FAILURE, ExitCode.USAGE, ExitCode.NO_VERDICT)
+
+    @classmethod
+    def setup_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        b = parser
+        b.add_argument("good", help="a commit known to be fast (GOOD)")
+        b.add_argument("bad", help="a later commit known (or suspected) to be slow (BAD)")
+        b.add_argument("-b", "--bench", default=None, metavar="REGEX",
+                       help="benchmarks to judge, as asv's -b (matched against "
+                            "name('kernel', 'problem')); default: the gated ones")
+        b.add_argument("--factor", type=float, default=None,
+                       help="slower by more than this and significant = regression (default: the "
+                            "machine's calibrated thresholds if present, else 1.1)")
+        b.add_argument("--machine", default=None,
+                       help="asv machine name (default: the only one in ~/.asv-machine.json)")
+        b.add_argument("--config", default="asv.conf.json", help="asv config (default asv.conf.json)")
+        b.add_argument("--rounds", type=int, default=None,
+                       help="asv rounds per commit (independent measurements pooled; default: "
+                            "the calibrated thresholds' rounds, else 1)")
+        b.add_argument("--launch-method", default="forkserver", choices=LAUNCH_METHODS,
+                       help="asv's launch method (default forkserver: one `import torch` per commit)")
+        b.add_argument("--log", default=None, help="append asv's output here (default: stderr only)")
+        b.add_argument("--asv", default=None, help="asv executable (default: next to this python)")
+
+    @classmethod
+    def run_from_args(cls, args: argparse.Namespace) -> int:
+        return cls.run(BisectOptions(
+            good=args.good, bad=args.bad, bench=args.bench, factor=args.factor,
+            machine=args.machine, config=args.config, rounds=args.rounds,
+            launch_method=args.launch_method, log=args.log, asv=args.asv))
+
+    @classmethod
+    def run(cls, options: BisectOptions) -> int:
+        return run_bisect(options)
 
 
 def pick_machine(explicit):
@@ -70,15 +102,6 @@ def pick_machine(explicit):
         return known[0]
     raise UsageError("pass --machine NAME (~/.asv-machine.json has: "
                      f"{', '.join(known) or 'no machine; run `attnperf asv machine NAME`'})")
-
-
-def _check(args) -> None:
-    if args.factor is not None and not args.factor >= 1.0:
-        raise UsageError(f"--factor must be a number >= 1.0, got {args.factor}")
-    if args.rounds is not None and args.rounds < 1:
-        raise UsageError(f"--rounds must be a positive integer, got {args.rounds}")
-    if args.bench is not None:
-        check_regex(args.bench)
 
 
 def check_regex(pattern: str) -> None:
@@ -97,28 +120,28 @@ def open_project(config: str, *refs: str):
         raise UsageError(str(exc)) from None
 
 
-def cmd_bisect(args) -> int:
-    _check(args)
-    project, (good, bad) = open_project(args.config, args.good, args.bad)
+def run_bisect(o: BisectOptions) -> int:
+    """Measure GOOD, BAD and what lies between as needed; print the verdict (ExitCode)."""
+    project, (good, bad) = open_project(o.config, o.good, o.bad)
     try:
         commits = project.first_parent_range(good, bad)
     except AttnperfError as exc:
         raise UsageError(str(exc)) from None
-    machine = pick_machine(args.machine)
+    machine = pick_machine(o.machine)
     calibrated = thresholds_file.read(thresholds_file.path_for(str(project.results_dir), machine))
-    thresholds = calibrated.lookup() if calibrated and args.factor is None else None
-    factor = args.factor or DEFAULT_FACTOR
-    regex = args.bench or GATE_REGEX
-    rounds = args.rounds or (calibrated.rounds if calibrated else None)
-    runner = AsvRunner(project, machine, regex, launch_method=args.launch_method,
-                       rounds=rounds, asv=args.asv, stream=sys.stderr,
-                       log_path=Path(args.log) if args.log else None)
+    thresholds = calibrated.lookup() if calibrated and o.factor is None else None
+    factor = o.factor or DEFAULT_FACTOR
+    regex = o.bench or GATE_REGEX
+    rounds = o.rounds or (calibrated.rounds if calibrated else None)
+    runner = AsvRunner(project, machine, regex, launch_method=o.launch_method,
+                       rounds=rounds, asv=o.asv, stream=sys.stderr,
+                       log_path=Path(o.log) if o.log else None)
     print(f"[attnperf bisect] {good[:8]}..{bad[:8]}: {len(commits)} commit(s) on machine "
           f"{machine!r}; factor "
           + ("from the calibrated thresholds (else " if thresholds else "")
           + f"x{factor:g}" + (")" if thresholds else ""), file=sys.stderr)
     outcome = bisect_logic.bisect(lambda: read_results(str(project.results_dir)), machine, good,
-                                  bad, commits, runner.ensure, factor, args.bench, thresholds)
+                                  bad, commits, runner.ensure, factor, o.bench, thresholds)
     reused = len(set(outcome.measured)) - len(set(runner.ran))
     print(f"[attnperf bisect] measured {len(set(runner.ran))} commit(s), reused {reused} "
           "from results/", file=sys.stderr)
@@ -128,10 +151,10 @@ def cmd_bisect(args) -> int:
         print(f"error: asv produced no results matching -b {regex!r} for "
               f"{' and '.join(missing)} (asv exit codes {runner.exit_codes}); see its output above",
               file=sys.stderr)
-        return EXIT_ASV
+        return ExitCode.NO_VERDICT
     text = render.outcome(outcome, project.subject)
     if outcome.kind == bisect_logic.ALL_NA:
         print(f"error: {text.strip()}", file=sys.stderr)
-        return EXIT_USAGE
+        return ExitCode.USAGE
     sys.stdout.write(text)
-    return EXIT_FAIL if outcome.kind == bisect_logic.REGRESSION else EXIT_OK
+    return ExitCode.FAILURE if outcome.kind == bisect_logic.REGRESSION else ExitCode.OK

@@ -7,87 +7,115 @@ threshold derived from it (:mod:`attnperf.analysis.noise`) and the smallest
 slowdown detectable at the suite factor and at the threshold.  Writes
 ``results/<machine>/attnperf-thresholds.json`` (:mod:`attnperf.io.thresholds`),
 which ``attnperf ci bench``, the PR comment and ``attnperf bisect`` then use.
-
-Exit codes: 0 written; 2 usage or input error; 3 asv produced fewer than two
-result sets (see its output).
 """
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import datetime
 import shutil
 import sys
 from pathlib import Path
+from typing import Optional, Sequence, Tuple
 
 from ..analysis import noise
 from ..analysis.gate import GATE_REGEX
 from ..asv.runner import AsvRunner, derived_config, temp_dir
+from ..errors import ReportError, UsageError
 from ..io import thresholds as thresholds_file
-from ..errors import ReportError
 from ..io.asv_results import read_run
 from ..io.jsonfile import check_writable, load_json
 from ..render.bisect import noise_table
-from .bisect import check_regex, open_project, pick_machine
-from .common import EXIT_OK, UsageError
+from .bisect import LAUNCH_METHODS, check_regex, open_project, pick_machine
+from .command import Command, ExitCode
 
-EXIT_ASV = 3
 DEFAULT_RUNS = 5
 DEFAULT_ROUNDS = 2
 
-EPILOG = """exit codes:
-  0  thresholds measured and written
-  2  usage or input error (bad ref, unknown machine, bad value, unwritable output)
-  3  asv produced fewer than two result sets (see its output)
-"""
+
+@dataclasses.dataclass(frozen=True)
+class CalibrateOptions:
+    """What ``attnperf calibrate`` was asked for; checked on construction (UsageError)."""
+
+    machine: Optional[str] = None
+    commit: str = "HEAD"
+    runs: int = DEFAULT_RUNS
+    pool: Tuple[str, ...] = ()
+    rounds: int = DEFAULT_ROUNDS
+    factor: float = 1.05
+    floor: float = noise.DEFAULT_FLOOR
+    headroom: float = noise.DEFAULT_HEADROOM
+    bench: str = GATE_REGEX
+    config: str = "asv.conf.json"
+    output: Optional[str] = None
+    write: bool = True
+    launch_method: str = "forkserver"
+    asv: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        if self.runs < 2 and not (self.pool and self.runs == 0):
+            raise UsageError(f"--runs must be at least 2 (an A/A spread needs two sets), or 0 "
+                             f"with --pool, got {self.runs}")
+        if self.rounds < 1:
+            raise UsageError(f"--rounds must be a positive integer, got {self.rounds}")
+        for flag, value in (("--factor", self.factor), ("--floor", self.floor),
+                            ("--headroom", self.headroom)):
+            if not value >= 1.0:
+                raise UsageError(f"{flag} must be a number >= 1.0, got {value}")
+        check_regex(self.bench)
 
 
-def add_parser(sub) -> None:
-    import argparse
+class Calibrate(Command):
+    name = "calibrate"
+    help = ("run the suite A/A on this machine; per-benchmark spread, detectable slowdown and "
+            "thresholds for the CI verdict")
+    exit_codes = (ExitCode.OK, ExitCode.USAGE, ExitCode.NO_VERDICT)
 
-    c = sub.add_parser("calibrate", help="run the suite A/A on this machine; per-benchmark spread, "
-                       "detectable slowdown and thresholds for the CI verdict", epilog=EPILOG,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    c.add_argument("--machine", default=None,
-                   help="asv machine name (default: the only one in ~/.asv-machine.json)")
-    c.add_argument("--commit", default="HEAD", help="what to measure A/A (default HEAD)")
-    c.add_argument("--runs", type=int, default=DEFAULT_RUNS,
-                   help=f"A/A result sets to measure now (default {DEFAULT_RUNS}; at least 2, "
-                   "or 0 with --pool)")
-    c.add_argument("--pool", action="append", default=[], metavar="FILE",
-                   help="add earlier A/A sets of the same code on this machine: an asv results "
-                   "file (one set) or an attnperf thresholds file (its medians); repeatable")
-    c.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS,
-                   help=f"asv rounds per set: use what the gate uses (default {DEFAULT_ROUNDS})")
-    c.add_argument("--factor", type=float, default=1.05,
-                   help="the suite factor to report the detectable slowdown at (default 1.05)")
-    c.add_argument("--floor", type=float, default=noise.DEFAULT_FLOOR,
-                   help=f"no threshold below this (default {noise.DEFAULT_FLOOR})")
-    c.add_argument("--headroom", type=float, default=noise.DEFAULT_HEADROOM,
-                   help=f"threshold = spread ** HEADROOM (default {noise.DEFAULT_HEADROOM:g})")
-    c.add_argument("-b", "--bench", default=GATE_REGEX, metavar="REGEX",
-                   help="benchmarks to calibrate, as asv's -b (default: the gated ones)")
-    c.add_argument("--config", default="asv.conf.json", help="asv config (default asv.conf.json)")
-    c.add_argument("--output", "-o", default=None,
-                   help="thresholds file (default results/<machine>/attnperf-thresholds.json)")
-    c.add_argument("--no-write", action="store_true", help="report only")
-    c.add_argument("--launch-method", default="forkserver", choices=["forkserver", "spawn"])
-    c.add_argument("--asv", default=None, help="asv executable (default: next to this python)")
+    @classmethod
+    def setup_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        c = parser
+        c.add_argument("--machine", default=None,
+                       help="asv machine name (default: the only one in ~/.asv-machine.json)")
+        c.add_argument("--commit", default="HEAD", help="what to measure A/A (default HEAD)")
+        c.add_argument("--runs", type=int, default=DEFAULT_RUNS,
+                       help=f"A/A result sets to measure now (default {DEFAULT_RUNS}; at least 2, "
+                       "or 0 with --pool)")
+        c.add_argument("--pool", action="append", default=[], metavar="FILE",
+                       help="add earlier A/A sets of the same code on this machine: an asv results "
+                       "file (one set) or an attnperf thresholds file (its medians); repeatable")
+        c.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS,
+                       help=f"asv rounds per set: use what the gate uses (default {DEFAULT_ROUNDS})")
+        c.add_argument("--factor", type=float, default=1.05,
+                       help="the suite factor to report the detectable slowdown at (default 1.05)")
+        c.add_argument("--floor", type=float, default=noise.DEFAULT_FLOOR,
+                       help=f"no threshold below this (default {noise.DEFAULT_FLOOR})")
+        c.add_argument("--headroom", type=float, default=noise.DEFAULT_HEADROOM,
+                       help=f"threshold = spread ** HEADROOM (default {noise.DEFAULT_HEADROOM:g})")
+        c.add_argument("-b", "--bench", default=GATE_REGEX, metavar="REGEX",
+                       help="benchmarks to calibrate, as asv's -b (default: the gated ones)")
+        c.add_argument("--config", default="asv.conf.json", help="asv config (default asv.conf.json)")
+        c.add_argument("--output", "-o", default=None,
+                       help="thresholds file (default results/<machine>/attnperf-thresholds.json)")
+        c.add_argument("--no-write", action="store_true", help="report only")
+        c.add_argument("--launch-method", default="forkserver", choices=LAUNCH_METHODS,
+                       help="asv's launch method (default forkserver: one `import torch` per set)")
+        c.add_argument("--asv", default=None, help="asv executable (default: next to this python)")
+
+    @classmethod
+    def run_from_args(cls, args: argparse.Namespace) -> int:
+        return cls.run(CalibrateOptions(
+            machine=args.machine, commit=args.commit, runs=args.runs, pool=tuple(args.pool),
+            rounds=args.rounds, factor=args.factor, floor=args.floor, headroom=args.headroom,
+            bench=args.bench, config=args.config, output=args.output, write=not args.no_write,
+            launch_method=args.launch_method, asv=args.asv))
+
+    @classmethod
+    def run(cls, options: CalibrateOptions) -> int:
+        return run_calibration(options)
 
 
-def _check(args) -> None:
-    if args.runs < 2 and not (args.pool and args.runs == 0):
-        raise UsageError(f"--runs must be at least 2 (an A/A spread needs two sets), or 0 with "
-                         f"--pool, got {args.runs}")
-    if args.rounds < 1:
-        raise UsageError(f"--rounds must be a positive integer, got {args.rounds}")
-    for flag, value in (("--factor", args.factor), ("--floor", args.floor),
-                        ("--headroom", args.headroom)):
-        if not value >= 1.0:
-            raise UsageError(f"{flag} must be a number >= 1.0, got {value}")
-    check_regex(args.bench)
-
-
-def _pooled(paths, machine: str, rounds: int):
+def _pooled(paths: Sequence[str], machine: str, rounds: int):
     """Earlier A/A sets named by --pool: (asv runs, medians of thresholds files, their set count).
 
     The user vouches that they measured the same code; attnperf checks what the files record:
@@ -123,27 +151,27 @@ def _pooled(paths, machine: str, rounds: int):
     return runs, medians, sets
 
 
-def cmd_calibrate(args) -> int:
-    _check(args)
-    project, (commit,) = open_project(args.config, args.commit)
-    machine = pick_machine(args.machine)
-    out = Path(args.output) if args.output else thresholds_file.path_for(
+def run_calibration(o: CalibrateOptions) -> int:
+    """Measure the A/A sets, print the table, write the thresholds (ExitCode)."""
+    project, (commit,) = open_project(o.config, o.commit)
+    machine = pick_machine(o.machine)
+    out = Path(o.output) if o.output else thresholds_file.path_for(
         str(project.results_dir), machine)
-    if not args.no_write:
+    if o.write:
         out.parent.mkdir(parents=True, exist_ok=True)
         check_writable(str(out))
-    pooled_runs, pooled_medians, pooled_sets = _pooled(args.pool, machine, args.rounds)
+    pooled_runs, pooled_medians, pooled_sets = _pooled(o.pool, machine, o.rounds)
     work = temp_dir("attnperf-calibrate-")
     runs = []
     try:
-        for i in range(args.runs):
+        for i in range(o.runs):
             results = work / f"results-{i}"
             conf = derived_config(project, results, work / f"conf-{i}")
-            runner = AsvRunner(project, machine, args.bench, launch_method=args.launch_method,
-                               rounds=args.rounds, asv=args.asv, config=conf,
+            runner = AsvRunner(project, machine, o.bench, launch_method=o.launch_method,
+                               rounds=o.rounds, asv=o.asv, config=conf,
                                results_dir=results, stream=sys.stderr)
-            print(f"[attnperf calibrate] A/A set {i + 1}/{args.runs}: {commit[:8]}, "
-                  f"{args.rounds} round(s)", file=sys.stderr)
+            print(f"[attnperf calibrate] A/A set {i + 1}/{o.runs}: {commit[:8]}, "
+                  f"{o.rounds} round(s)", file=sys.stderr)
             runner.run(commit)
             run = runner.results(commit)
             if runner.covers(run):
@@ -151,25 +179,25 @@ def cmd_calibrate(args) -> int:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if len(runs) + len(pooled_runs) + pooled_sets < 2:
-        print(f"error: asv produced {len(runs)} result set(s) of {args.runs}; need at least two "
+        print(f"error: asv produced {len(runs)} result set(s) of {o.runs}; need at least two "
               "(see its output above)", file=sys.stderr)
-        return EXIT_ASV
+        return ExitCode.NO_VERDICT
     runs.extend(pooled_runs)
-    rule = noise.Rule(args.floor, args.headroom)
+    rule = noise.Rule(o.floor, o.headroom)
     entries = noise.entries(runs, rule, pooled_medians)
     result = thresholds_file.Thresholds(
         machine=machine, created=datetime.datetime.now(datetime.timezone.utc).isoformat(
-            timespec="seconds"), commit=commit, runs=len(runs) + pooled_sets, rounds=args.rounds,
-        factor=args.factor, floor=args.floor, headroom=args.headroom, entries=entries)
-    print(f"A/A on {machine!r}: {result.runs} sets of {args.rounds} round(s) at {commit[:8]}; "
-          f"threshold = max({args.floor:g}, spread^{args.headroom:g}); detect = threshold x "
-          f"spread; @x{args.factor:g} = the smallest slowdown a single factor {args.factor:g} "
+            timespec="seconds"), commit=commit, runs=len(runs) + pooled_sets, rounds=o.rounds,
+        factor=o.factor, floor=o.floor, headroom=o.headroom, entries=entries)
+    print(f"A/A on {machine!r}: {result.runs} sets of {o.rounds} round(s) at {commit[:8]}; "
+          f"threshold = max({o.floor:g}, spread^{o.headroom:g}); detect = threshold x "
+          f"spread; @x{o.factor:g} = the smallest slowdown a single factor {o.factor:g} "
           "flags despite the spread")
-    sys.stdout.write(noise_table(entries, args.factor))
+    sys.stdout.write(noise_table(entries, o.factor))
     if not entries:
         print("no gated benchmark was measured in two sets: nothing written", file=sys.stderr)
-        return EXIT_ASV
-    if not args.no_write:
+        return ExitCode.NO_VERDICT
+    if o.write:
         thresholds_file.write(out, result)
         print(f"wrote {out}")
-    return EXIT_OK
+    return ExitCode.OK

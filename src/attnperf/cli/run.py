@@ -1,19 +1,21 @@
-"""``attnperf run``: check and time kernels over problems (the seed's integrated_test.py)."""
+"""``attnperf run``: check and time kernels over problems, print a table, write a report."""
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import dataclasses
 import os
 import signal
 import sys
 import threading
-from typing import List, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 from tqdm import tqdm
 
 from .. import __version__
 from ..asv.suite import CPU_THREADS, fits_device
-from ..errors import OutputPathError
+from ..errors import OutputPathError, Terminated, UsageError
 from ..io.jsonfile import check_writable, write_json
 from ..io.project_config import load_nearest
 from ..io.report import build_report
@@ -25,73 +27,156 @@ from ..model.catalog import PRESETS, sweep
 from ..model.problem import PASSES, Problem
 from ..model.records import BROKEN_STATUSES, Measurement
 from ..render.table import render_table
-from .common import EXIT_FAIL, EXIT_OK, UsageError
+from .command import Command, ExitCode, finite_float, positive_int
+
+EXIT_SIGINT, EXIT_SIGTERM = ExitCode.INTERRUPTED, ExitCode.TERMINATED  # 128 + the signal
 
 
-def _problems(args, config=None, device: str = "cuda") -> list:
+@dataclasses.dataclass(frozen=True)
+class RunOptions:
+    """What ``attnperf run`` was asked for, as typed values (None: the default applies).
 
-    custom = [args.batch, args.heads, args.kv_heads, args.seq, args.seq_kv, args.dim, args.dtype]
-    if args.sweep and (any(x is not None for x in custom) or args.causal):
+    ``kernels``, ``kernel_modules`` and ``passes`` hold the flags' values as given
+    (repeated, comma lists); :meth:`Run.run` resolves and checks them."""
+
+    kernels: Tuple[str, ...] = ()
+    kernel_modules: Tuple[str, ...] = ()
+    batch: Optional[int] = None
+    heads: Optional[int] = None
+    kv_heads: Optional[int] = None
+    seq: Optional[int] = None
+    seq_kv: Optional[int] = None
+    dim: Optional[int] = None
+    dtype: Optional[str] = None
+    causal: bool = False
+    sweep: Optional[str] = None
+    passes: Tuple[str, ...] = ()
+    device: str = "auto"
+    output: Optional[str] = None
+    budget_ms: Optional[float] = None
+    latency: bool = True
+    l2_flush: bool = True
+    seed: Optional[int] = None
+    threads: Optional[int] = None
+    timeout_s: Optional[float] = None
+    in_process: bool = False
+    verbose: bool = False
+
+
+class Run(Command):
+    name = "run"
+    help = "check and time kernels over problems: a table, and a JSON report with --output"
+    exit_codes = (ExitCode.OK, ExitCode.FAILURE, ExitCode.USAGE, ExitCode.INTERRUPTED,
+                  ExitCode.TERMINATED)
+
+    @classmethod
+    def setup_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        r = parser
+        r.add_argument("--kernel", action="append", metavar="NAME",
+                       help="kernel to run (repeat or comma-separate; default: [tool.attnperf]'s, else all)")
+        r.add_argument("--kernel-module", action="append", metavar="MODULE:ATTR",
+                       help="also load the kernel(s) that MODULE:ATTR names (repeatable)")
+        r.add_argument("--batch", type=positive_int("batch"), help="batch size (default 8)")
+        r.add_argument("--heads", type=positive_int("heads"), help="query heads (default 4)")
+        r.add_argument("--kv-heads", type=positive_int("kv-heads"),
+                       help="K/V heads (GQA when fewer than --heads)")
+        r.add_argument("--seq", type=positive_int("seq"), help="query length (default 64)")
+        r.add_argument("--seq-kv", type=positive_int("seq-kv"), help="key/value length (default: --seq)")
+        r.add_argument("--dim", type=positive_int("dim"), help="head dimension (default 64)")
+        r.add_argument("--dtype", help="float16|bfloat16|float32 (aliases fp16, bf16, fp32; "
+                       "default fp16 on a GPU, fp32 on a CPU)")
+        r.add_argument("--causal", action="store_true", help="causal masking")
+        r.add_argument("--sweep", help="named sweep (see `attnperf kernels --sweeps`)")
+        r.add_argument("--pass", dest="passes", action="append", metavar="PASS",
+                       help="fwd|bwd|fwd+bwd (repeat or comma-separate; default fwd): backward "
+                            "passes time torch.autograd.grad and check dQ, dK, dV")
+        r.add_argument("--device", default="auto", help="auto|cpu|cuda (default auto: cuda when present)")
+        r.add_argument("--output", "-o", help="write the JSON report here (atomically)")
+        r.add_argument("--budget-ms", type=finite_float("budget-ms"), default=None,
+                       help="time spent sampling each timing (default 500)")
+        r.add_argument("--no-latency", action="store_true", help="GPU: skip the per-call latency timing")
+        r.add_argument("--no-l2-flush", action="store_true", help="GPU: keep L2 warm between latency samples")
+        r.add_argument("--seed", type=int, default=None, help="input seed")
+        r.add_argument("--threads", type=positive_int("threads"), default=None,
+                       help="CPU threads for PyTorch (default: 1, as the asv CPU suite: steady on a small shared CPU)")
+        r.add_argument("--timeout-s", type=finite_float("timeout-s"), default=None,
+                       help="limit per config; past it the config is 'timed_out' and the sweep "
+                            "goes on (default: 60, or 40x (budget + warm-up) when larger)")
+        r.add_argument("--in-process", action="store_true",
+                       help="measure in this process, for debuggers (default: each config in a "
+                            "worker process, so a crash or hang is recorded and the sweep goes on)")
+
+    @classmethod
+    def run_from_args(cls, args: argparse.Namespace) -> int:
+        return cls.run(RunOptions(
+            kernels=tuple(args.kernel or ()), kernel_modules=tuple(args.kernel_module or ()),
+            batch=args.batch, heads=args.heads, kv_heads=args.kv_heads, seq=args.seq,
+            seq_kv=args.seq_kv, dim=args.dim, dtype=args.dtype, causal=args.causal,
+            sweep=args.sweep, passes=tuple(args.passes or ()), device=args.device,
+            output=args.output, budget_ms=args.budget_ms, latency=not args.no_latency,
+            l2_flush=not args.no_l2_flush, seed=args.seed, threads=args.threads,
+            timeout_s=args.timeout_s, in_process=args.in_process, verbose=args.verbose))
+
+    @classmethod
+    def run(cls, options: RunOptions) -> int:
+        return run_kernels(options)
+
+
+def _problems(o: RunOptions, config=None, device: str = "cuda") -> list:
+    custom = [o.batch, o.heads, o.kv_heads, o.seq, o.seq_kv, o.dim, o.dtype]
+    if o.sweep and (any(x is not None for x in custom) or o.causal):
         raise UsageError("--sweep cannot be combined with --batch/--heads/--seq/--dim/--dtype/--causal")
-    if args.sweep and config is not None and args.sweep in config.sweeps:
-        return list(config.sweeps[args.sweep])
-    if args.sweep:
-        return sweep(args.sweep)
-    if any(x is not None for x in custom) or args.causal:
+    if o.sweep and config is not None and o.sweep in config.sweeps:
+        return list(config.sweeps[o.sweep])
+    if o.sweep:
+        return sweep(o.sweep)
+    if any(x is not None for x in custom) or o.causal:
         seed = PRESETS["seed"]
-        return [Problem(batch=args.batch or seed.batch, heads=args.heads or seed.heads,
-                        kv_heads=args.kv_heads, seq_q=args.seq or seed.seq_q, seq_kv=args.seq_kv,
-                        head_dim=args.dim or seed.head_dim, causal=args.causal,
+        return [Problem(batch=o.batch or seed.batch, heads=o.heads or seed.heads,
+                        kv_heads=o.kv_heads, seq_q=o.seq or seed.seq_q, seq_kv=o.seq_kv,
+                        head_dim=o.dim or seed.head_dim, causal=o.causal,
                         # CPU half precision is slow and rarely used: float32 there.
-                        dtype=args.dtype or ("float32" if device == "cpu" else seed.dtype))]
+                        dtype=o.dtype or ("float32" if device == "cpu" else seed.dtype))]
     if config is not None and config.problems:
         return list(config.problems)
     return []  # filled with the device's default sweep
 
 
-def passes(args) -> List[str]:
+def passes(given: Sequence[str]) -> List[str]:
     """The --pass values (repeated or comma lists), in the order given; default fwd."""
-    names = [n.strip() for arg in getattr(args, "passes", None) or () for n in arg.split(",")]
-    if getattr(args, "passes", None) and not any(names):
-        raise UsageError(f"--pass {','.join(args.passes)!r} names no pass; allowed: {', '.join(PASSES)}")
+    names = [n.strip() for arg in given for n in arg.split(",")]
+    if given and not any(names):
+        raise UsageError(f"--pass {','.join(given)!r} names no pass; allowed: {', '.join(PASSES)}")
     for n in names:
         if n not in PASSES:
             raise UsageError(f"--pass: unknown pass {n!r}; allowed: {', '.join(PASSES)}")
     return list(dict.fromkeys(n for n in names if n)) or ["fwd"]
 
 
-def plugins(args, config=None) -> None:
+def plugins(kernel_modules: Sequence[str], config=None) -> None:
     """Load --kernel-module and [tool.attnperf] kernel-modules references (PluginError: exit 2)."""
     for ref in (config.kernel_modules if config else ()):
         registry.add_reference(ref)
-    for ref in getattr(args, "kernel_module", None) or ():
+    for ref in kernel_modules:
         registry.add_reference(ref)
 
 
-def _kernels(args, config=None) -> List[str]:
-    if not args.kernel and config is not None and config.tracked:
+def _kernels(given: Sequence[str], config=None) -> List[str]:
+    if not given and config is not None and config.tracked:
         for n in config.tracked:
             if registry.canonical_name(n) not in registry.names():
                 raise UsageError(f"{config.source}: [tool.attnperf] names unknown kernel {n!r}; "
                                  f"allowed: {', '.join(registry.names())}")
         return [registry.canonical_name(n) for n in config.tracked]
-    if not args.kernel:
+    if not given:
         return registry.names()
-    names = [n.strip() for arg in args.kernel for n in arg.split(",") if n.strip()]
+    names = [n.strip() for arg in given for n in arg.split(",") if n.strip()]
     if not names:
-        raise UsageError(f"--kernel {','.join(args.kernel)!r} names no kernel; "
+        raise UsageError(f"--kernel {','.join(given)!r} names no kernel; "
                          f"allowed: {', '.join(registry.names())}")
     for n in names:
         registry.get(n)  # raises UnknownNameError listing the valid names
     return [registry.canonical_name(n) for n in names]
-
-
-class Terminated(BaseException):
-    """SIGTERM, raised in the main thread as KeyboardInterrupt is for SIGINT
-    (a BaseException: kernel code's ``except Exception`` must not swallow it)."""
-
-
-EXIT_SIGINT, EXIT_SIGTERM = 130, 143  # 128 + the signal's number, as shells report it
 
 
 def _terminate(signum, frame):
@@ -120,55 +205,56 @@ def _signals_deferred():
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
-def cmd_run(args) -> int:
+def run_kernels(o: RunOptions) -> int:
+    """Check, time and report what ``o`` asks for; returns the :class:`ExitCode`."""
     config = load_nearest()  # [tool.attnperf] of the repository here, if any
-    plugins(args, config)
-    device = resolve_device(args.device)
-    problems = _problems(args, config, device)
-    kernels = _kernels(args, config)
-    modes = passes(args)
-    if args.output:
-        check_writable(args.output)
-    if args.budget_ms is not None and args.budget_ms <= 0:
-        raise UsageError(f"--budget-ms must be positive, got {args.budget_ms}")
-    if args.timeout_s is not None and args.timeout_s <= 0:
-        raise UsageError(f"--timeout-s must be positive, got {args.timeout_s}")
+    plugins(o.kernel_modules, config)
+    device = resolve_device(o.device)
+    problems = _problems(o, config, device)
+    kernels = _kernels(o.kernels, config)
+    modes = passes(o.passes)
+    if o.output:
+        check_writable(o.output)
+    if o.budget_ms is not None and o.budget_ms <= 0:
+        raise UsageError(f"--budget-ms must be positive, got {o.budget_ms}")
+    if o.timeout_s is not None and o.timeout_s <= 0:
+        raise UsageError(f"--timeout-s must be positive, got {o.timeout_s}")
     try:
         with _sigterm_raises():
-            return _run(args, problems, kernels, config, modes)
+            return _run(o, problems, kernels, config, modes)
     except Terminated:
         print("error: terminated", file=sys.stderr)
         return EXIT_SIGTERM
 
 
-def _run(args, problems: List[Problem], kernels: List[str], config=None,
+def _run(o: RunOptions, problems: List[Problem], kernels: List[str], config=None,
          modes: Sequence[str] = ("fwd",)) -> int:
-    isolate = not args.in_process
-    had_report = bool(args.output) and os.path.lexists(args.output)
+    isolate = not o.in_process
+    had_report = bool(o.output) and os.path.lexists(o.output)
     # The asv suite's thread count unless --threads says otherwise: on a small
     # shared CPU, PyTorch's default (one thread per core) stuck readings at
     # multiples of ~8 ms of barrier waits, IQR up to 2810 %.
-    with Session(args.device, threads=args.threads or CPU_THREADS, isolate=isolate,
-                 timeout_s=args.timeout_s,
+    with Session(o.device, threads=o.threads or CPU_THREADS, isolate=isolate,
+                 timeout_s=o.timeout_s,
                  tolerances=config.tolerances if config else None) as session:
         device, env = session.device, session.environment
         if not problems:
             problems = sweep("gpu-default" if device == "cuda" else "cpu-small")
         problems = [p.with_pass(mode) for p in problems for mode in modes]
-        budget = Budget() if args.budget_ms is None else Budget(budget_s=args.budget_ms / 1e3)
-        timeout_s = (args.timeout_s or default_timeout_s(budget)) if isolate else None
+        budget = Budget() if o.budget_ms is None else Budget(budget_s=o.budget_ms / 1e3)
+        timeout_s = (o.timeout_s or default_timeout_s(budget)) if isolate else None
         where = (f"{env['gpu_name']} (cuda)" if device == "cuda" else
                  f"{env['cpu_model']} (cpu, {env['torch_threads']} thread"
                  f"{'' if env['torch_threads'] == 1 else 's'}"
-                 f"{'' if args.threads else '; --threads N to change'})")
+                 f"{'' if o.threads else '; --threads N to change'})")
         print(f"attnperf {__version__}: {len(kernels)} kernels x {len(problems)} problems on "
               f"{where}, torch {env['torch']}; "
               + (f"each config in a worker process, limit {timeout_s:g} s" if isolate
                  else "in this process (no isolation, no time limit)"), file=sys.stderr)
         jobs = [(k, p) for p in problems for k in kernels]
         settings = {"device": device, "kernels": kernels, "problems": [p.id for p in problems],
-                    "budget_s": budget.budget_s, "latency": not args.no_latency,
-                    "l2_flush": not args.no_l2_flush, "sweep": args.sweep,
+                    "budget_s": budget.budget_s, "latency": o.latency,
+                    "l2_flush": o.l2_flush, "sweep": o.sweep,
                     "isolated": isolate, "timeout_s": timeout_s, "passes": list(modes)}
         measured: List[Measurement] = []
 
@@ -181,12 +267,12 @@ def _run(args, problems: List[Problem], kernels: List[str], config=None,
             # After every config, so a killed run keeps what it measured (marked
             # interrupted until the last write); never an empty report, and an
             # existing report is not replaced until something was measured.
-            if args.output and measured and (_measured_any(measured) or not had_report):
+            if o.output and measured and (_measured_any(measured) or not had_report):
                 with _signals_deferred():
-                    write_json(args.output, report(finished))
+                    write_json(o.output, report(finished))
 
-        kw = {} if args.seed is None else {"seed": args.seed}
-        if config is not None and config.problems and not args.sweep and \
+        kw = {} if o.seed is None else {"seed": o.seed}
+        if config is not None and config.problems and not o.sweep and \
                 {p.with_pass("fwd") for p in problems} == set(config.problems):  # the suite's device rule
             kw["skip"] = lambda p: fits_device(p, device)[1] or None
         stopped = None
@@ -196,8 +282,8 @@ def _run(args, problems: List[Problem], kernels: List[str], config=None,
                 def progress(kernel, problem):
                     bar.set_postfix_str(f"{kernel} {problem.id}")
                     bar.update(1)
-                for m in session.iter_grid(jobs, budget=budget, latency=not args.no_latency,
-                                           l2_flush=not args.no_l2_flush, progress=progress, **kw):
+                for m in session.iter_grid(jobs, budget=budget, latency=o.latency,
+                                           l2_flush=o.l2_flush, progress=progress, **kw):
                     measured.append(m)
                     save(finished=False)
         except KeyboardInterrupt:
@@ -208,18 +294,18 @@ def _run(args, problems: List[Problem], kernels: List[str], config=None,
         save(finished=stopped is None)
         final = report(finished=stopped is None)
     if measured:
-        print(render_table(measured, verbose=getattr(args, "verbose", False)))
+        print(render_table(measured, verbose=o.verbose))
     if stopped is not None:
         what = "interrupted" if stopped == EXIT_SIGINT else "terminated"
         print(f"{what}: {len(measured)} of {len(jobs)} configs measured"
-              + (f"; partial report in {args.output} (\"interrupted\": true)"
-                 if args.output and measured else "; nothing written"), file=sys.stderr)
+              + (f"; partial report in {o.output} (\"interrupted\": true)"
+                 if o.output and measured else "; nothing written"), file=sys.stderr)
         return stopped
     if had_report and not _measured_any(measured):
         raise OutputPathError(f"nothing was measured (every config skipped or unavailable); "
-                              f"not replacing the existing report {args.output!r}")
-    if args.output and measured:
-        print(f"wrote {args.output}", file=sys.stderr)
+                              f"not replacing the existing report {o.output!r}")
+    if o.output and measured:
+        print(f"wrote {o.output}", file=sys.stderr)
     s = final["summary"]
     line = (f"{s['ok']} ok, {s['failed']} failed, {s['error']} errors, {s['skipped']} skipped, "
             f"{s['unavailable']} unavailable")
@@ -229,8 +315,8 @@ def _run(args, problems: List[Problem], kernels: List[str], config=None,
     if s["ok"] == 0 and not broken:
         print("nothing could be measured (every config skipped or unavailable; reasons above)",
               file=sys.stderr)
-        return EXIT_FAIL
-    return EXIT_FAIL if broken else EXIT_OK
+        return ExitCode.FAILURE
+    return ExitCode.FAILURE if broken else ExitCode.OK
 
 
 def _measured_any(measurements) -> bool:

@@ -1,125 +1,152 @@
-"""``attnperf site``, ``attnperf pr-comment``, ``attnperf asv ...`` and ``attnperf ci ...``:
-the published site and the CI jobs."""
+"""``attnperf site build`` and ``attnperf pr-comment``: the published site and the PR
+comment's markdown."""
 
 from __future__ import annotations
 
+import argparse
+import functools
+import http.server
 import re
 import signal
 import sys
 from pathlib import Path
+from typing import Optional, Sequence
 
-from ..site import publish
+from ..errors import Signalled, UsageError
 from ..io.asv_results import read_results
 from ..io.jsonfile import check_writable, write_text
 from ..render.prcomment import render_section
 from ..render.site import SUBDIR
-from .common import EXIT_FAIL, EXIT_OK, UsageError
-
-
-class _Signalled(BaseException):
-    """SIGINT/SIGTERM during a build (BaseException: no ``except Exception`` swallows it)."""
-
-    def __init__(self, signum: int):
-        super().__init__(signum)
-        self.signum = signum
+from ..site import publish
+from .command import Command, ExitCode, finite_float, positive_int
 
 
 def _raise_signalled(signum, frame):
-    raise _Signalled(signum)
+    raise Signalled(signum)
 
 
-def cmd_site(args) -> int:
-    if args.site_command != "build":
-        raise UsageError("usage: attnperf site build [--config F] [--results D] [--out D] "
-                         "[--no-asv] [--asv-assets D] [--include-machine M] [--all-machines] "
-                         "[--serve] [--port N]")
-    if not Path(args.config).is_file():
-        raise UsageError(f"asv config {args.config!r} does not exist (--config)")
-    if args.results and not Path(args.results).is_dir():
-        raise UsageError(f"results directory {args.results!r} does not exist (--results)")
-    if args.asv_assets and not Path(args.asv_assets).is_dir():
-        raise UsageError(f"--asv-assets {args.asv_assets!r} is not a directory "
-                         "(`attnperf asv fetch-assets DIR` fetches them)")
-    handled = (signal.SIGINT, signal.SIGTERM)
-    previous = {s: signal.signal(s, _raise_signalled) for s in handled}
-    try:
-        report = publish.build(args.config, results=args.results, out=args.out,
-                               publish=not args.no_asv, asv_assets=args.asv_assets, asv=args.asv,
-                               include=args.include_machine or (),
-                               all_machines=args.all_machines)
-    except _Signalled as sig:
-        name = signal.Signals(sig.signum).name
-        print(f"error: interrupted by {name}: asv publish stopped, temporary files removed, "
-              f"{args.out or 'the output folder'} left as it was", file=sys.stderr)
-        return 128 + sig.signum
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-    for note in report.notes:
-        print(f"note: {note}", file=sys.stderr)
-    for page in report.pages:
-        print(f"{page.machine}: {page.points} points, {page.roofs} roofs, {page.rows} rows "
-              f"-> {report.out_dir}/{SUBDIR}/{page.file}", file=sys.stderr)
-    offline = (f"; asv's graphs work from file:// ({report.offline_files} data files)"
-               if report.offline_files else "")
-    print(f"site: {report.out_dir}/index.html (attnperf pages: {report.out_dir}/{SUBDIR}/"
-          f"{offline})")
-    failed = not args.no_asv and report.asv_exit != 0
-    if failed:
-        print(f"error: asv publish exited {report.asv_exit}; attnperf's pages were built anyway",
-              file=sys.stderr)
-    if args.serve:
-        import functools
-        import http.server
+class SiteBuild(Command):
+    name = "site build"
+    help = "asv publish, then attnperf's pages linked from it"
+    exit_codes = (ExitCode.OK, ExitCode.FAILURE, ExitCode.USAGE, ExitCode.INTERRUPTED,
+                  ExitCode.TERMINATED)
 
-        handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=report.out_dir)
-        with http.server.ThreadingHTTPServer(("127.0.0.1", args.port), handler) as server:
-            print(f"serving http://127.0.0.1:{args.port}/ (Ctrl-C stops)", file=sys.stderr)
-            try:
-                server.serve_forever()
-            except KeyboardInterrupt:
-                pass
-    return EXIT_FAIL if failed else EXIT_OK
+    @classmethod
+    def setup_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        sb = parser
+        sb.add_argument("--config", default="asv.conf.json", help="asv config (default asv.conf.json)")
+        sb.add_argument("--results", default=None, help="asv results dir (default: the config's)")
+        sb.add_argument("--out", default=None, help="output dir (default: the config's html_dir)")
+        sb.add_argument("--no-asv", action="store_true",
+                        help="skip asv publish (attnperf's pages only)")
+        sb.add_argument("--asv-assets", default=None,
+                        help="local copies of asv's CDN scripts (`attnperf asv fetch-assets DIR`)")
+        sb.add_argument("--include-machine", action="append", metavar="NAME",
+                        help="also publish this machine of the results dir (repeatable; default: "
+                        "only asv.conf.json's attnperf_machines, the machines CI records)")
+        sb.add_argument("--asv", default=None, help="asv executable (default: next to this python)")
+        sb.add_argument("--all-machines", action="store_true",
+                        help="publish every machine of the results dir (local runs too)")
+        sb.add_argument("--serve", action="store_true",
+                        help="then serve the site on http://127.0.0.1:PORT until Ctrl-C "
+                        "(as GitHub Pages would; not needed to view it from file://)")
+        sb.add_argument("--port", type=positive_int("port"), default=8000,
+                        help="the port --serve listens on (default 8000)")
 
+    @classmethod
+    def run_from_args(cls, args: argparse.Namespace) -> int:
+        return cls.run(config=args.config, results=args.results, out=args.out,
+                       publish_asv=not args.no_asv, asv_assets=args.asv_assets,
+                       include_machines=tuple(args.include_machine or ()), asv=args.asv,
+                       all_machines=args.all_machines, serve=args.serve, port=args.port)
 
-def cmd_pr_comment(args) -> int:
-    if args.output:
-        check_writable(args.output, (args.results,))
-    if args.factor < 1.0:
-        raise UsageError(f"--factor must be >= 1.0, got {args.factor}")
-    for flag, value in (("--base", args.base), ("--head", args.head)):
-        if not re.fullmatch(r"[0-9a-f]{7,40}", value):
-            raise UsageError(f"{flag} must be a commit hash (7-40 hex digits; "
-                             f"`git rev-parse REF` gives one), got {value!r}")
-    db = read_results(args.results)
-    text = render_section(db, args.machine, args.base, args.head, args.factor,
-                          asv_exit=args.asv_exit)
-    if args.output:
-        write_text(args.output, text, (args.results,))
-    else:
-        sys.stdout.write(text)
-    return EXIT_OK
-
-
-
-
-def cmd_asv(args) -> int:
-    """asv helpers the workflows and asv.conf.json call (attnperf asv machine|fetch-assets)."""
-    if args.asv_command == "machine":
-        from ..asv.machine import main as machine_main
-        return machine_main(args.rest)
-    if args.asv_command == "fetch-assets":
-        from ..site.fetch_assets import main as fetch_main
-        return fetch_main(args.rest)
-    if args.asv_command in ("env-build", "env-install"):  # asv.conf.json of `attnperf init`
-        from ..asv.envinstall import outer_main
-        return outer_main(args.asv_command, args.rest)
-    raise UsageError("usage: attnperf asv {machine,fetch-assets,env-build,env-install} ...")
+    @classmethod
+    def run(cls, config: str = "asv.conf.json", results: Optional[str] = None,
+            out: Optional[str] = None, publish_asv: bool = True, asv_assets: Optional[str] = None,
+            include_machines: Sequence[str] = (), asv: Optional[str] = None,
+            all_machines: bool = False, serve: bool = False, port: int = 8000) -> int:
+        if not Path(config).is_file():
+            raise UsageError(f"asv config {config!r} does not exist (--config)")
+        if results and not Path(results).is_dir():
+            raise UsageError(f"results directory {results!r} does not exist (--results)")
+        if asv_assets and not Path(asv_assets).is_dir():
+            raise UsageError(f"--asv-assets {asv_assets!r} is not a directory "
+                             "(`attnperf asv fetch-assets DIR` fetches them)")
+        handled = (signal.SIGINT, signal.SIGTERM)
+        previous = {s: signal.signal(s, _raise_signalled) for s in handled}
+        try:
+            report = publish.build(config, results=results, out=out, publish=publish_asv,
+                                   asv_assets=asv_assets, asv=asv, include=include_machines,
+                                   all_machines=all_machines)
+        except Signalled as sig:
+            name = signal.Signals(sig.signum).name
+            print(f"error: interrupted by {name}: asv publish stopped, temporary files removed, "
+                  f"{out or 'the output folder'} left as it was", file=sys.stderr)
+            return 128 + sig.signum
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+        for note in report.notes:
+            print(f"note: {note}", file=sys.stderr)
+        for page in report.pages:
+            print(f"{page.machine}: {page.points} points, {page.roofs} roofs, {page.rows} rows "
+                  f"-> {report.out_dir}/{SUBDIR}/{page.file}", file=sys.stderr)
+        offline = (f"; asv's graphs work from file:// ({report.offline_files} data files)"
+                   if report.offline_files else "")
+        print(f"site: {report.out_dir}/index.html (attnperf pages: {report.out_dir}/{SUBDIR}/"
+              f"{offline})")
+        failed = publish_asv and report.asv_exit != 0
+        if failed:
+            print(f"error: asv publish exited {report.asv_exit}; attnperf's pages were built anyway",
+                  file=sys.stderr)
+        if serve:
+            _serve(report.out_dir, port)
+        return ExitCode.FAILURE if failed else ExitCode.OK
 
 
-def cmd_ci(args) -> int:
-    """The CI jobs as commands (attnperf ci bench ...)."""
-    if args.ci_command == "bench":
-        from ..ci.bench import main as bench_main
-        return bench_main(args.rest)
-    raise UsageError("usage: attnperf ci bench ...")
+def _serve(directory: str, port: int) -> None:
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=directory)
+    with http.server.ThreadingHTTPServer(("127.0.0.1", port), handler) as server:
+        print(f"serving http://127.0.0.1:{port}/ (Ctrl-C stops)", file=sys.stderr)
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
+
+
+class PrComment(Command):
+    name = "pr-comment"
+    help = "markdown comparing two commits' asv results (PR comment)"
+    exit_codes = (ExitCode.OK, ExitCode.USAGE)
+
+    @classmethod
+    def setup_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        pc = parser
+        pc.add_argument("--results", default="results", help="asv results dir (default results)")
+        pc.add_argument("--machine", required=True, help="asv machine name")
+        pc.add_argument("--base", required=True, help="base commit hash (or its first 8+ characters)")
+        pc.add_argument("--head", required=True, help="head commit hash (or its first 8+ characters)")
+        pc.add_argument("--factor", type=finite_float("factor"), default=1.05,
+                        help="slower by more than this and significant = regression (default 1.05)")
+        pc.add_argument("--asv-exit", type=int, default=None, help="exit code of asv continuous, if run")
+        pc.add_argument("--output", "-o", help="write the markdown here instead of stdout")
+
+    @classmethod
+    def run(cls, machine: str, base: str, head: str, results: str = "results",
+            factor: float = 1.05, asv_exit: Optional[int] = None,
+            output: Optional[str] = None) -> int:
+        if output:
+            check_writable(output, (results,))
+        if factor < 1.0:
+            raise UsageError(f"--factor must be >= 1.0, got {factor}")
+        for flag, value in (("--base", base), ("--head", head)):
+            if not re.fullmatch(r"[0-9a-f]{7,40}", value):
+                raise UsageError(f"{flag} must be a commit hash (7-40 hex digits; "
+                                 f"`git rev-parse REF` gives one), got {value!r}")
+        db = read_results(results)
+        text = render_section(db, machine, base, head, factor, asv_exit=asv_exit)
+        if output:
+            write_text(output, text, (results,))
+        else:
+            sys.stdout.write(text)
+        return ExitCode.OK

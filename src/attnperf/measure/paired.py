@@ -43,6 +43,8 @@ import sys
 from pathlib import Path
 from typing import List, Optional, Union
 
+from ..errors import PairedWorkerError as WorkerError
+
 PAIRED_FACTOR = 1.10
 P_PAIRED = 0.01
 PAIRS = 30
@@ -89,10 +91,6 @@ def judge(base: List[float], head: List[float], calls: int) -> Paired:
     return Paired(ratio=statistics.median(ratios) if ratios else float("nan"),
                   p_slower=sign_test(slower + ties // 2, n), p_faster=sign_test(faster + ties // 2, n),
                   pairs=n, base_s=statistics.median(base), head_s=statistics.median(head), calls=calls)
-
-
-class WorkerError(RuntimeError):
-    """A worker answered with an error, died, or did not answer in time."""
 
 
 class _Worker:

@@ -42,6 +42,8 @@ import sys
 from multiprocessing.connection import wait
 from typing import Any, Callable, Optional, Sequence
 
+from ..errors import WorkerStartError as StartError
+
 log = logging.getLogger(__name__)
 
 # Starting a child includes, the first time, the server's own start and its
@@ -63,10 +65,6 @@ class Crashed:
 @dataclasses.dataclass
 class TimedOut:
     reason: str
-
-
-class StartError(RuntimeError):
-    """The child died or stalled before it was ready."""
 
 
 def describe_exit(code: Optional[int]) -> str:

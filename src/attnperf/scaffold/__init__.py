@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from .. import __version__
-from ..errors import AttnperfError
+from ..errors import AttnperfError, InitError
 from ..io import project_config
 
 TEMPLATES = Path(__file__).with_name("templates")
@@ -54,10 +54,6 @@ BOOTSTRAP = ("import shutil,subprocess,sys;a=shutil.which('attnperf');"
              "'asv: no attnperf on PATH; run asv from the environment where attnperf is installed')")
 
 DEFAULT_PROBLEMS = ["cpu_seed", "cpu_causal", "cpu_gqa", "seed", "causal", "gqa", "train"]
-
-
-class InitError(AttnperfError):
-    """A repository ``attnperf init`` cannot work on (not git, unreadable pyproject...)."""
 
 
 @dataclasses.dataclass

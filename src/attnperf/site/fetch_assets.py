@@ -1,13 +1,12 @@
-"""Fetch the web assets that `asv publish`'s pages load from CDNs, from the npm registry.
-
-    attnperf asv fetch-assets [DEST]      (default: .cache/asv-www)
+"""Fetch the web assets that `asv publish`'s pages load from CDNs, from the npm registry
+(``attnperf asv fetch-assets [DEST]``).
 
 Uses `npm pack NAME@VERSION` (npm's own client), checks each tarball against
 the integrity pinned in attnperf.site.assets.ASSETS, extracts the files the pages
 need and writes DEST/manifest.json (CDN url -> local file).  Then
 `attnperf site build --asv-assets DEST` makes the site work offline.
-Idempotent: returns at once when DEST already holds every asset.
-Exit: 0 ok, 1 a package could not be fetched or failed its integrity check.
+Idempotent: returns at once when DEST already holds every asset.  A package that
+cannot be fetched or fails its integrity check raises :class:`AssetFetchError`.
 """
 
 import base64
@@ -15,11 +14,11 @@ import hashlib
 import json
 import shutil
 import subprocess
-import sys
 import tarfile
 import tempfile
 from pathlib import Path
 
+from ..errors import AssetFetchError
 from .assets import ASSETS, MANIFEST, load_manifest
 
 
@@ -28,13 +27,12 @@ def _integrity(path: Path) -> str:
 
 
 def fetch(dest: Path) -> int:
+    """Fetch every asset into ``dest``; returns how many files were written (0: all there)."""
     if len(load_manifest(dest)) == len(ASSETS):
-        print(f"asv web assets already in {dest}")
         return 0
     npm = shutil.which("npm")
     if npm is None:
-        print("error: npm is not installed (apt-get install npm, or Node.js's npm)", file=sys.stderr)
-        return 1
+        raise AssetFetchError("npm is not installed (apt-get install npm, or Node.js's npm)")
     dest.mkdir(parents=True, exist_ok=True)
     files = {}
     with tempfile.TemporaryDirectory(prefix="asv-www-") as tmp:
@@ -42,35 +40,21 @@ def fetch(dest: Path) -> int:
             proc = subprocess.run([npm, "pack", package, "--json", "--pack-destination", tmp],
                                   capture_output=True, text=True, check=False, timeout=300)
             if proc.returncode != 0:
-                print(f"error: npm pack {package} failed: {proc.stderr.strip()[-500:]}",
-                      file=sys.stderr)
-                return 1
+                raise AssetFetchError(f"npm pack {package} failed: {proc.stderr.strip()[-500:]}")
             try:
                 tgz = Path(tmp) / json.loads(proc.stdout)[0]["filename"]
             except (ValueError, KeyError, IndexError) as exc:
-                print(f"error: npm pack {package}: unexpected output ({exc})", file=sys.stderr)
-                return 1
+                raise AssetFetchError(f"npm pack {package}: unexpected output ({exc})") from None
             got = _integrity(tgz)
             if got != integrity:
-                print(f"error: {package}: tarball integrity {got} != pinned {integrity}",
-                      file=sys.stderr)
-                return 1
+                raise AssetFetchError(f"{package}: tarball integrity {got} != pinned {integrity}")
             with tarfile.open(tgz) as tar:
                 for asset in (a for a in ASSETS if a.package == package):
                     member = tar.extractfile(f"package/{asset.member}")
                     if member is None:
-                        print(f"error: {package} has no {asset.member}", file=sys.stderr)
-                        return 1
+                        raise AssetFetchError(f"{package} has no {asset.member}")
                     (dest / asset.local).write_bytes(member.read())
                     files[asset.url] = asset.local
     (dest / MANIFEST).write_text(json.dumps(
         {"files": files, "packages": sorted({a.package for a in ASSETS})}, indent=2) + "\n")
-    print(f"fetched {len(files)} asv web assets into {dest}")
-    return 0
-
-
-def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    dest = Path(argv[0] if argv else ".cache/asv-www")
-    return fetch(dest)
-
+    return len(files)

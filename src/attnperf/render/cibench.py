@@ -1,0 +1,23 @@
+"""Markdown of ``attnperf ci bench`` beyond the PR comment's section
+(:mod:`attnperf.render.prcomment`): the CPU jobs' paired re-measurement table."""
+
+from __future__ import annotations
+
+from typing import Mapping, Tuple
+
+from . import markdown as md
+
+
+def paired_section(paired: Mapping[Tuple[str, str], object], factor: float) -> str:
+    """The paired figures per (kernel, problem id): base and head medians, the median
+    pair's ratio and the sign test's p (objects with ``base_s``, ``head_s``, ``ratio``,
+    ``p_slower``, as :class:`attnperf.measure.paired.Paired` has)."""
+    lines = ["", f"#### CPU times re-measured paired (both commits alternated on one core; "
+                 f"slower past x{factor:g} with sign-test p < 0.01 is a regression)", "",
+             "Times: the measuring thread's CPU time per call, median of the samples.", "",
+             "| kernel | problem | base ms | head ms | head/base (median pair) | p (slower) |",
+             "|---|---|---|---|---|---|"]
+    for (k, p), r in sorted(paired.items()):
+        lines.append(f"| {md.text(k)} | {md.text(p)} | {r.base_s * 1e3:.3f} | {r.head_s * 1e3:.3f} | "
+                     f"{r.ratio:.3f} | {r.p_slower:.1e} |")
+    return "\n".join(lines) + "\n"

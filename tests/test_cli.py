@@ -463,3 +463,123 @@ def test_threads_flag_sets_pytorch_threads(cli, tmp_path, tiny_run_args, monkeyp
         assert load(tmp_path / "r.json")["environment"]["torch_threads"] == 2
     finally:
         torch.set_num_threads(before)
+
+
+# ------------------------------------------------- one command shape --------
+def _subparsers(parser):
+    import argparse
+    return [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+
+
+def _leaf_parsers(parser, prefix=()):
+    """(command name, parser) of every command the parser runs."""
+    subs = _subparsers(parser)
+    if not subs:
+        yield " ".join(prefix), parser
+        return
+    for name, sub in subs[0].choices.items():
+        yield from _leaf_parsers(sub, prefix + (name,))
+
+
+def test_every_command_is_a_command_in_the_one_parser():
+    from attnperf.cli import COMMANDS, build_parser
+    from attnperf.cli.command import COMMAND_KEY, Command
+
+    leaves = dict(_leaf_parsers(build_parser()))
+    assert sorted(leaves) == sorted(c.name for c in COMMANDS) == sorted([
+        "run", "compare", "kernels", "ceilings", "env", "init", "site build", "pr-comment",
+        "asv machine", "asv fetch-assets", "asv env-build", "asv env-install", "ci bench",
+        "bisect", "calibrate"])
+    for name, parser in leaves.items():
+        command = parser.get_default(COMMAND_KEY)
+        assert issubclass(command, Command) and command.name == name
+        assert "run" in vars(command) or "run_from_args" in vars(command), name
+
+
+def test_every_argument_has_help_and_no_builder_talk():
+    """The docs' CLI reference is generated from build_parser(): every argument says what it is."""
+    from attnperf.cli import build_parser
+
+    top = build_parser()
+    texts = [top.format_help()]
+    for name, parser in _leaf_parsers(top):
+        texts.append(parser.format_help())
+        for action in parser._actions:
+            assert action.help, f"attnperf {name}: {action.option_strings or action.dest} has no help"
+    for text in texts:
+        assert "the seed's" not in text and "integrated_test" not in text, text
+
+
+def test_exit_code_table_is_the_ci_verdicts_and_in_every_help():
+    from attnperf.analysis import ab
+    from attnperf.cli import ExitCode, build_parser
+
+    assert [ExitCode(c) for c in (ab.EXIT_OK, ab.EXIT_REGRESSION, ab.EXIT_BROKEN, ab.EXIT_INFRA)] \
+        == [ExitCode.OK, ExitCode.FAILURE, ExitCode.BROKEN, ExitCode.NO_VERDICT]
+    assert ExitCode.BROKEN is ExitCode.USAGE  # ci bench's broken benchmark shares 2
+    assert [int(c) for c in ExitCode] == [0, 1, 2, 3, 130, 143]
+    top = build_parser().format_help()
+    for code in ExitCode:
+        assert f"  {int(code):<5}{code.summary.split()[0]}" in top
+    bench = dict(_leaf_parsers(build_parser()))["ci bench"].format_help()
+    assert "verdict \"broken\"" in bench and "130" not in bench
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["site"], "usage: attnperf site build"),
+    (["asv"], "usage: attnperf asv {machine,fetch-assets,env-build,env-install} ..."),
+    (["ci"], "usage: attnperf ci bench"),
+    (["asv", "nope"], "invalid choice: 'nope'"),
+    (["asv", "env-install", "wheel.whl"], "--env"),
+    (["asv", "env-build", "--env", "e", "only-one"], "wheel_dir"),
+    (["ci", "bench", "--machine", "m"], "--base"),
+])
+def test_group_and_sub_command_usage_errors_exit_2(cli, argv, message):
+    assert_one_error_line(cli(*argv), message)
+
+
+def test_asv_machine_describes_this_machine(cli, tmp_path, monkeypatch):
+    from attnperf.measure import ceilings as ceilings_mod
+    from conftest import FAKE_CPU_CEILINGS
+
+    monkeypatch.setattr(ceilings_mod, "measure_ceilings",
+                        lambda device, quick=False: dict(FAKE_CPU_CEILINGS))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    res = cli("asv", "machine", "box-1", "--device", "cpu", "--results-dir", tmp_path / "results")
+    assert res.code == 0, res.err
+    info = json.loads(res.out)
+    assert info["machine"] == "box-1" and info["gpu"] == "none"
+    assert load(tmp_path / ".asv-machine.json")["box-1"] == info
+    assert load(tmp_path / "results" / "box-1" / "attnperf-ceilings.json")
+
+
+def test_asv_fetch_assets_without_npm_is_one_error_exit_1(cli, tmp_path, monkeypatch):
+    from attnperf.site import fetch_assets
+
+    monkeypatch.setattr(fetch_assets.shutil, "which", lambda name: None)
+    res = cli("asv", "fetch-assets", tmp_path / "www")
+    assert res.code == 1 and res.err_lines == [
+        "error: npm is not installed (apt-get install npm, or Node.js's npm)"]
+    assert res.out == ""
+
+
+def test_asv_fetch_assets_is_idempotent(cli, tmp_path):
+    from attnperf.site.assets import ASSETS, MANIFEST
+
+    (tmp_path / MANIFEST).write_text(json.dumps({"files": {a.url: a.local for a in ASSETS}}))
+    for a in ASSETS:
+        (tmp_path / a.local).write_text("x")
+    res = cli("asv", "fetch-assets", tmp_path)
+    assert res.code == 0 and res.out.strip() == f"asv web assets already in {tmp_path}", res.err
+
+
+def test_asv_env_install_reports_a_failed_pip_step(cli, monkeypatch):
+    from attnperf.asv import envinstall
+
+    def fail(env_dir, wheel):
+        assert (env_dir, wheel) == ("ENV", "x.whl")
+        raise subprocess.CalledProcessError(3, ["python", "-m", "pip", "install", "x.whl"])
+
+    monkeypatch.setattr(envinstall, "env_install", fail)
+    res = cli("asv", "env-install", "--env", "ENV", "x.whl")
+    assert res.code == 1 and res.err_lines == ["error: python -m pip install ... exited 3"]

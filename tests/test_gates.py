@@ -698,3 +698,33 @@ def test_regressions_page_judges_metrics_at_their_factor():
     for name, kept in ((d.MAX_ERR, False), (d.PEAK, True), (d.TIME, True)):
         reg = [name, "graphs/machine-cpu-ci/x.json", None, 0, 1.2, 1.0, jump]
         assert (keep(reg, {"cpu-ci": 1.05}, 1.05) is not None) == kept, name
+
+
+def test_measure_grid_reads_the_project_config_once(tmp_path, monkeypatch):
+    """[tool.attnperf] is parsed once per measure_grid call; grid, selection and training
+    passes all follow that one reading."""
+    from attnperf.io import project_config
+
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.attnperf]\nkernels = ["tiled"]\nbaselines = []\nproblems = ["cpu_causal"]\n'
+        'passes = ["fwd", "bwd"]\n')
+    reads = []
+    real_load = project_config.load
+    monkeypatch.setattr(project_config, "load", lambda path: reads.append(path) or real_load(path))
+
+    class Stop(Exception):
+        pass
+
+    seen = {}
+
+    def stop(device, **kw):  # the measuring session: not needed to count the reads
+        seen["device"] = device
+        raise Stop
+
+    monkeypatch.setattr(suite, "Session", stop)
+    for var in ("ATTNPERF_ASV_KERNELS", "ATTNPERF_ASV_PROBLEMS", "ATTNPERF_ASV_PASSES"):
+        monkeypatch.delenv(var, raising=False)
+    with pytest.raises(Stop):
+        suite.measure_grid(device_name="cpu", project_dir=tmp_path)
+    assert reads == [tmp_path / "pyproject.toml"] and seen == {"device": "cpu"}
+    assert suite.grid(tmp_path) == (["tiled"], [suite.PRESETS["cpu_causal"].id])

@@ -23,6 +23,10 @@ from ..errors import UsageError
 
 Details = Tuple[Tuple[Tuple[str, ...], str], ...]  # ((command names, what it means there), ...)
 
+_SIGNALLED: Details = (
+    (("run",), "the partial report is kept, marked interrupted"),
+    (("site build",), "the output folder is left as it was"))
+
 
 class ExitCode(enum.IntEnum):
     """What ``attnperf``'s exit status means: one table for every command.
@@ -63,10 +67,8 @@ class ExitCode(enum.IntEnum):
                         "thresholds file); summary.md says why (verdict \"error\")"),
         (("bisect",), "asv produced no results for GOOD or BAD (see its output)"),
         (("calibrate",), "asv produced fewer than two result sets (see its output)"))
-    INTERRUPTED = 130, "stopped by SIGINT (Ctrl-C)", (
-        (("run",), "the partial report is kept, marked interrupted"),
-        (("site build",), "the output folder is left as it was"))
-    TERMINATED = 143, "stopped by SIGTERM", INTERRUPTED[2]
+    INTERRUPTED = 130, "stopped by SIGINT (Ctrl-C)", _SIGNALLED  # 128 + the signal's number
+    TERMINATED = 143, "stopped by SIGTERM", _SIGNALLED
     # ci bench's name for 2 (a benchmark failed at head): the same number as USAGE.
     BROKEN = 2, "broken benchmark"
 

@@ -82,17 +82,16 @@ def _ms(seconds: Sequence[float]) -> List[float]:
 def seconds_of_ms(ms: float) -> float:
     """The seconds a report's millisecond figure was written from (``s * 1e3``).
 
-    ``ms / 1e3`` is not always that number: two doubles can round to the same
-    milliseconds, and the division may land on the other one.  A neighbour
-    that maps back to ``ms`` exactly is taken instead, so a record read from a
-    report writes the same report again.
+    Two doubles can round to the same milliseconds, so the seconds are not
+    always recoverable; of ``ms / 1e3`` and its two neighbours, those that map
+    back to ``ms`` exactly are candidates, and the one with the shortest decimal
+    form is taken (``2.1`` ms reads as ``0.0021`` s, not ``0.0021000000000000003``).
+    Either way a record read from a report writes the same report again.
     """
     s = ms / 1e3
-    if s * 1e3 != ms:
-        for near in (math.nextafter(s, -math.inf), math.nextafter(s, math.inf)):
-            if near * 1e3 == ms:
-                return near
-    return s
+    exact = [c for c in (s, math.nextafter(s, -math.inf), math.nextafter(s, math.inf))
+             if c * 1e3 == ms]
+    return min(exact, key=lambda c: len(repr(c))) if exact else s
 
 
 def _seconds(ms: Sequence[float]) -> List[float]:

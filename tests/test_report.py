@@ -1,5 +1,6 @@
 """attnperf.report: the schema-v1 JSON of a real CPU run, atomic writes, NaN
-handling, and reading reports (ours and the seed's) with clear errors."""
+handling, reading reports (ours and seed reports) with clear errors, and reading
+reports back into records that write the same file."""
 
 import dataclasses
 import json
@@ -335,7 +336,7 @@ def test_own_report_reads_back(cpu_report, tmp_path):
 
 
 # ------------------------------------------------- the result entry, key by key ---
-# Schema v1 is a contract: these keys are what readers (compare, the seed's tools)
+# Schema v1 is a contract: these keys are what readers (compare, seed-report tools)
 # find.  Every value below is set by hand, never read back from the code under test.
 def _gpu_measurement() -> Measurement:
     from attnperf.model import roofline

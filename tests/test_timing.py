@@ -298,9 +298,9 @@ def test_device_time_divides_by_every_call_timed(monkeypatch):
 
 
 def test_settling_cycles_keep_a_start_up_transient_out_of_the_samples(monkeypatch):
-    # H100: the first 0-7 samples of a process read cuDNN 2.5 % slow (NVML: max clock, no
-    # reason); with 10 samples that set one of five process medians.  Untimed protocol
-    # cycles first (Budget.settle_s) leave it out.
+    # A process's first samples can read a few percent slow with the clock at its
+    # maximum and no slowdown reason; with few samples that can set the median.
+    # Untimed protocol cycles first (Budget.settle_s) leave it out.
     probe = FakeWorld()
     s = _device(probe, monkeypatch, _budget(8))
     t0 = probe.log[_samples_start(probe) + 3][1]  # the first sample's first kernel starts
@@ -329,9 +329,9 @@ def test_settling_cycles_keep_a_start_up_transient_out_of_the_samples(monkeypatc
 
 
 def test_samples_take_turns_over_several_captures(monkeypatch):
-    # H100: flash/efficient SDPA's training pass read 391 or 394-401 us from one graph
-    # capture to the next in one process.  With one capture every sample of a timing
-    # is in that capture's state; with four, the samples take turns over four graphs.
+    # A kernel can run at a slightly different speed from one graph capture to the
+    # next in one process.  With one capture every sample of a timing is in that
+    # capture's state; with four, the samples take turns over four graphs.
     states = (1.04, 1.0, 1.0, 1.0)
     one_world = FakeWorld(capture_factors=states)
     one = _device(one_world, monkeypatch, _budget(8))
@@ -343,7 +343,7 @@ def test_samples_take_turns_over_several_captures(monkeypatch):
     assert world.captures == 4
     assert many.samples_s == pytest.approx([1.04 * D, D, D, D] * 2)  # in turn, in order
     assert many.median_s == pytest.approx(D)
-    # every sample capped (the H100 at its power cap): the slow capture is not retaken for it
+    # every sample capped (a GPU at its power cap): the slow capture is not retaken for it
     capped_world = FakeWorld(capture_factors=states)
     capped = _device(capped_world, monkeypatch, _budget(8, captures=4),
                      clocks=lambda: ClockReading(CAPPED_MHZ, SW_POWER_CAP))
@@ -736,7 +736,7 @@ def _scripted(times, flagged, budget, *more):
 
 
 def test_a_capped_sample_on_time_is_kept():
-    # The H100 at 4,16,2048,128 bf16: sw_power_cap after nearly every sample, times steady.
+    # A GPU at its power cap: sw_power_cap after nearly every sample, times steady.
     drawn = _scripted([D] * 10, set(range(1, 11)), Budget(min_samples=5, max_samples=5, budget_s=1.0,
                                                           warmup_s=0.0, stable_ratio=0.0))
     assert drawn.samples_s == [D] * 5 and drawn.retaken == 0 and not drawn.unsteady_reason

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from typing import List, Optional
 
-from ..model.records import iqr_ratio
+from ..model.samples import iqr_ratio
 
 
 @dataclasses.dataclass(frozen=True)

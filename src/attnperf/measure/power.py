@@ -36,7 +36,8 @@ import math
 import time
 from typing import Callable, List, Optional, Sequence, Tuple
 
-from ..model.records import NVML, UNAVAILABLE, ClockReading, PowerState, slowdown_summary
+from ..model.clocks import NVML, UNAVAILABLE, ClockReading, slowdown_summary
+from ..model.samples import PowerState
 from . import nvml
 from .budget import Budget, keep_sampling
 from .cudalaunch import Launch

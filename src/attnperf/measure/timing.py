@@ -38,7 +38,7 @@ import math
 import time
 from typing import Callable, List, Optional
 
-from ..model.records import Samples, ThreadTime
+from ..model.samples import Samples, ThreadTime
 from .budget import QUICK, Budget, keep_sampling  # noqa: F401 - public names of the timers
 from .cpuclock import (CPU_CLOCK, CPU_REFERENCE_S, REFERENCE_N,  # noqa: F401
                        cpu_reference_burst, fix_malloc_thresholds, normalise, sample_clocks)

@@ -18,11 +18,11 @@ from typing import Dict, List, Optional
 
 from .problem import Problem
 from .roofline import Roofline
-# The samples' records, importable from here as they always were.
-from .samples import (CLOCK_EVENT_REASONS, NVML, SLOWDOWN_MASK, SLOWDOWN_REASONS,  # noqa: F401
-                      UNAVAILABLE, UNSTABLE_IQR_RATIO, ClockReading, PowerState, Samples,
-                      ThreadTime, iqr_ratio, reason_bits, reason_names, seconds_of_ms,
-                      slowdown_summary)
+# The samples' and clocks' records, importable from here as they always were.
+from .clocks import (CLOCK_EVENT_REASONS, NVML, SLOWDOWN_MASK, SLOWDOWN_REASONS,  # noqa: F401
+                     UNAVAILABLE, ClockReading, reason_bits, reason_names, slowdown_summary)
+from .samples import (UNSTABLE_IQR_RATIO, PowerState, Samples, ThreadTime,  # noqa: F401
+                      iqr_ratio, seconds_of_ms)
 
 
 def _known(cls, d: dict) -> dict:

@@ -3,21 +3,21 @@
 Pure data (numpy for the statistics, no torch, no I/O).  :class:`Samples`
 holds the core values; protocol metadata comes in groups that are None where
 they do not apply: :class:`PowerState` (a GPU timing's power protocol, clocks
-and retakes) and :class:`ThreadTime` (a CPU timing at one thread: its views).
-NVML's clock-event reasons are decoded here too, so that readers of results
-(render, analysis) need no NVML.  Each record has ``to_dict`` (the report's
-form, schema v2) and ``from_dict``, which reads it back so that writing it
-again gives the same JSON.
+and retakes) and :class:`ThreadTime` (a CPU timing at one thread: its views);
+a clock reading is :class:`~attnperf.model.clocks.ClockReading`.  Each record
+has ``to_dict`` (the report's form, schema v2) and ``from_dict``, which reads
+it back so that writing it again gives the same JSON.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections import Counter
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
+
+from .clocks import NVML, UNAVAILABLE, ClockReading, reason_bits, reason_names
 
 
 def iqr_ratio(samples: Sequence[float]) -> float:
@@ -27,53 +27,6 @@ def iqr_ratio(samples: Sequence[float]) -> float:
 
 
 UNSTABLE_IQR_RATIO = 0.10  # warn when IQR / median exceeds this
-
-# NVML's clock-event ("throttle") reason bits (nvmlClocksEventReason*), by the
-# names attnperf records.  Pure data here so that readers of results (render,
-# analysis) can decode a recorded bit mask without importing NVML.
-CLOCK_EVENT_REASONS: Dict[int, str] = {
-    0x1: "gpu_idle", 0x2: "applications_clocks_setting", 0x4: "sw_power_cap",
-    0x8: "hw_slowdown", 0x10: "sync_boost", 0x20: "sw_thermal", 0x40: "hw_thermal",
-    0x80: "hw_power_brake", 0x100: "display_clock_setting",
-}
-# The reasons that slow a sample down (power or thermal slowdown): a GPU sample
-# seen under one of these (and slow) is retaken (measure/power.py).
-SLOWDOWN_REASONS: Dict[int, str] = {bit: CLOCK_EVENT_REASONS[bit]
-                                    for bit in (0x4, 0x8, 0x20, 0x40, 0x80)}
-SLOWDOWN_MASK = sum(SLOWDOWN_REASONS)
-NVML = "nvml"                # clock_source of samples whose clocks NVML read
-UNAVAILABLE = "unavailable"  # what a clock field says when NVML could not be read
-
-
-def reason_names(bits: int) -> List[str]:
-    """Names of the bits set in an NVML clock-event mask, lowest bit first
-    (bits this table does not know are kept, as one hex value)."""
-    names = [name for bit, name in sorted(CLOCK_EVENT_REASONS.items()) if bits & bit]
-    unknown = bits & ~sum(CLOCK_EVENT_REASONS)
-    return names + ([hex(unknown)] if unknown else [])
-
-
-def reason_bits(names: Sequence[str]) -> int:
-    """Inverse of :func:`reason_names`: the mask of known names and hex values."""
-    bits = {name: bit for bit, name in CLOCK_EVENT_REASONS.items()}
-    return sum(bits[n] if n in bits else int(n, 16) for n in names)
-
-
-@dataclasses.dataclass(frozen=True)
-class ClockReading:
-    """The GPU's SM clock and clock-event reasons, read right after one sample."""
-
-    sm_clock_mhz: Optional[int]
-    event_bits: int = 0
-
-    @property
-    def slowdown_bits(self) -> int:
-        return self.event_bits & SLOWDOWN_MASK
-
-    @property
-    def events(self) -> List[str]:
-        return reason_names(self.event_bits)
-
 
 def _ms(seconds: Sequence[float]) -> List[float]:
     return [s * 1e3 for s in seconds]
@@ -432,13 +385,3 @@ class Samples:
                    l2_flush=d.get("l2_flush", False), note=d.get("note", ""),
                    power=PowerState.from_dict(d, len(samples)) if "clock_source" in d else None,
                    thread=ThreadTime.from_dict(d) if "cpu_clock" in d else None)
-
-
-def slowdown_summary(clocks: Sequence[Optional[ClockReading]]) -> str:
-    """'hw_thermal in 1 of 5 samples, sw_power_cap in 3 of 5 samples' (empty when none)."""
-    counts: Counter = Counter()
-    for c in clocks:
-        for name in reason_names(c.slowdown_bits) if c is not None else []:
-            counts[name] += 1
-    n = len(clocks)
-    return ", ".join(f"{name} in {k} of {n} samples" for name, k in sorted(counts.items()))

@@ -11,7 +11,7 @@ import torch
 
 from _unprivileged import call_unprivileged, protected_tree
 
-from attnperf.measure import session as measure_module
+from attnperf.measure import memory as measure_module
 from attnperf.measure.device import fingerprint
 
 HAS_CUDA = torch.cuda.is_available()

@@ -23,6 +23,7 @@ import faultkernels
 from attnperf.errors import PluginError, UnknownNameError
 from attnperf.io.report import SCHEMA_FILE
 from attnperf.kernels.registry import ENV_MODULES, REGISTRY, Registry
+from attnperf.measure.options import MeasureOptions, options_of
 from attnperf.measure.session import Session, default_timeout_s
 from attnperf.measure.timing import Budget
 from attnperf.measure.worker import Crashed, Done, TimedOut, Worker, describe_exit
@@ -140,6 +141,25 @@ def test_a_closure_kernel_cannot_reach_the_worker_and_says_why(temp_kernel, tiny
 def test_unknown_kernel_is_the_callers_error(tiny_problem):
     with Session("cpu", isolate=True) as s, pytest.raises(UnknownNameError):
         s.measure("no_such_kernel", tiny_problem)
+
+
+THREE = Budget(min_samples=3, max_samples=3, budget_s=0.01, warmup_s=0.0)
+
+
+def test_measure_options_travel_as_one_object_and_keywords_override_them():
+    base = MeasureOptions(budget=THREE, latency=False, seed=7)
+    assert options_of(base) is base and options_of(None) == MeasureOptions()
+    assert options_of(base, seed=None, timeout_s=5.0) == MeasureOptions(THREE, False, True, 7, 5.0)
+    with pytest.raises(TypeError):
+        options_of(base, budget_s=0.1)
+
+
+def test_options_reach_the_worker_and_their_limit_comes_first(fault_kernels, tiny_problem):
+    with Session("cpu", isolate=True, timeout_s=600) as s:
+        m = s.measure("sdpa", tiny_problem, MeasureOptions(budget=THREE, latency=False))
+        hung = s.measure("fault_hang", tiny_problem, MeasureOptions(budget=THREE, timeout_s=LIMIT_S))
+    assert m.status == "ok" and len(m.device_time.samples_s) == 3
+    assert hung.status == "timed_out" and f"the {LIMIT_S} s limit" in hung.reason
 
 
 # ------------------------------------------------- `attnperf run` sweeps ----

@@ -11,7 +11,7 @@ from attnperf.asv import suite
 from attnperf.cli.run import render_table
 from attnperf.io.report import build_report
 from attnperf.model.catalog import PRESETS
-from attnperf.model.records import ClockReading, Measurement, Samples
+from attnperf.model.records import ClockReading, Measurement, PowerState, Samples, ThreadTime
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_attention.py"
 CAP = ClockReading(1605, 0x4)
@@ -21,17 +21,38 @@ def gpu_samples(unsteady=False, nvml=True):
     clocks = [ClockReading(1980, 0), ClockReading(1965, 0x1), None]
     if unsteady:
         clocks = [CAP, CAP, ClockReading(1980, 0)]
-    return Samples([2e-4, 2.1e-4, 2.2e-4], "cuda-graph", 9, 12, protocol="gap-warm",
-                   gap_s=5.25e-3, warm_replays=1, replays_per_sample=1,
-                   clock_source="nvml" if nvml else "unavailable",
-                   clocks=clocks if nvml else [None] * 3,
-                   rejected_s=[] if unsteady else [2.6e-4],
-                   rejected_clocks=[] if unsteady else [ClockReading(1500, 0x4 | 0x40)],
-                   retaken=3 if unsteady else 1,
-                   unsteady_reason=("sw_power_cap in 2 of 3 samples; 1 steady of 15 samples "
-                                    "needed after 2 retakes") if unsteady else "",
-                   sustained=Samples([2.4e-4] * 3, "cuda-graph", 9, 0, protocol="back-to-back",
-                                     clock_source="nvml", clocks=[CAP] * 3))
+    sustained = Samples([2.4e-4] * 3, "cuda-graph", 9, 0,
+                        power=PowerState("back-to-back", "nvml", [CAP] * 3))
+    state = PowerState("gap-warm", "nvml" if nvml else "unavailable",
+                       clocks if nvml else [None] * 3, gap_s=5.25e-3, warm_replays=1,
+                       replays_per_sample=1,
+                       rejected_s=[] if unsteady else [2.6e-4],
+                       rejected_clocks=[] if unsteady else [ClockReading(1500, 0x4 | 0x40)],
+                       retaken=3 if unsteady else 1,
+                       unsteady_reason=("sw_power_cap in 2 of 3 samples; 1 steady of 15 samples "
+                                        "needed after 2 retakes") if unsteady else None,
+                       sustained=sustained)
+    return Samples([2e-4, 2.1e-4, 2.2e-4], "cuda-graph", 9, 12, power=state)
+
+
+def test_the_flat_keywords_of_the_earlier_record_fold_into_the_groups():
+    for unsteady in (False, True):
+        grouped = gpu_samples(unsteady=unsteady)
+        p = grouped.power
+        flat = Samples([2e-4, 2.1e-4, 2.2e-4], "cuda-graph", 9, 12, protocol="gap-warm",
+                       gap_s=p.gap_s, warm_replays=1, replays_per_sample=1, clock_source="nvml",
+                       clocks=p.clocks, rejected_s=p.rejected_s, rejected_clocks=p.rejected_clocks,
+                       retaken=p.retaken, unsteady_reason=p.unsteady_reason or "",
+                       sustained=p.sustained)
+        assert flat == grouped and flat.to_dict() == grouped.to_dict()
+        assert (flat.gap_s, flat.clock_source, flat.unsteady) == (5.25e-3, "nvml", unsteady)
+    cpu = Samples([1e-3], "cpu-thread_time", 1, 2, cpu_clock="thread", wall_s=[2e-3],
+                  reference_s=[1e-3, 1e-3], normalised_s=[1e-3])
+    assert cpu.thread == ThreadTime([2e-3], [1e-3, 1e-3], [1e-3]) and cpu.power is None
+    # "" meant "none" in the flat record: no group
+    assert Samples([1e-3], "m", 1, 0, cpu_clock="", clock_source="").thread is None
+    with pytest.raises(TypeError, match="unexpected keyword argument.*: gap_ms"):
+        Samples([1e-3], "m", 1, 0, gap_ms=5.0)
 
 
 def gpu_measurement(kernel="sdpa", **kw):
@@ -129,7 +150,7 @@ def test_views_are_na_without_nvml_or_on_old_entries(bench):
         bench.ClockViews().setup(old, "sdpa", pid)
     views = bench.ClockViews()
     no_clock = _cache(Measurement("sdpa", PRESETS["train"], "cuda", device_time=Samples(
-        [1e-4], "cuda-graph", 1, 1, clock_source="nvml", clocks=[None])))
+        [1e-4], "cuda-graph", 1, 1, power=PowerState("gap-warm", "nvml", [None]))))
     views.setup(no_clock, "sdpa", pid)
     with pytest.raises(NotImplementedError, match="no SM clock"):
         views.track_sm_clock_mhz(no_clock, "sdpa", pid)

@@ -1,6 +1,8 @@
 """attnperf.report: the schema-v1 JSON of a real CPU run, atomic writes, NaN
-handling, and reading reports (ours and the seed's) with clear errors."""
+handling, reading reports (ours and seed reports) with clear errors, and reading
+reports back into records that write the same file."""
 
+import dataclasses
 import json
 import math
 import os
@@ -334,7 +336,7 @@ def test_own_report_reads_back(cpu_report, tmp_path):
 
 
 # ------------------------------------------------- the result entry, key by key ---
-# Schema v1 is a contract: these keys are what readers (compare, the seed's tools)
+# Schema v1 is a contract: these keys are what readers (compare, seed-report tools)
 # find.  Every value below is set by hand, never read back from the code under test.
 def _gpu_measurement() -> Measurement:
     from attnperf.model import roofline
@@ -442,3 +444,141 @@ def test_summary_counts_every_status():
                                "skipped": 1, "unavailable": 2, "unheard-of": 1, "total": 8}
     assert summarize([]) == {"ok": 0, "failed": 0, "error": 0, "crashed": 0, "timed_out": 0,
                              "skipped": 0, "unavailable": 0, "total": 0}
+
+
+# ------------------------------------------ records: write -> read -> write ---
+def _rich_gpu_measurement() -> Measurement:
+    """Every group a GPU record can carry: power protocol, clocks (one unreadable, an
+    unknown NVML bit), a retake, a sustained view, latency, peak memory, gradients,
+    a NaN error figure, warnings and a dispatch."""
+    from attnperf.model.records import ClockReading, PeakMemory, PowerState, Samples
+
+    m = _gpu_measurement()
+    m.problem = m.problem.with_pass("bwd")
+    clocks = [ClockReading(1980, 0), ClockReading(1965, 0x1 | 0x4), None, ClockReading(None, 0x800)]
+    sustained = Samples([2.4e-6, 2.5e-6], "cuda-graph", 50, 0,
+                        power=PowerState("back-to-back", "nvml", [clocks[1]] * 2))
+    m.device_time = Samples([2.1e-6, 4.3e-6, 6.7e-6, 3.3e-6], "cuda-graph", 100, 20,
+                            note="captured at the second try (first: x)",
+                            power=PowerState("gap-warm", "nvml", clocks, gap_s=5.25e-3,
+                                             warm_replays=1, replays_per_sample=2,
+                                             settle_cycles=6, captures=4, rejected_s=[9.1e-6],
+                                             rejected_clocks=[ClockReading(None, 0x4 | 0x40)],
+                                             retaken=1, sustained=sustained))
+    m.latency = Samples([1.1e-5, 3.7e-5], "cuda-events-per-call", 1, 20, l2_flush=True,
+                        power=PowerState("isolated", "unavailable", [None, None],
+                                         unsteady_reason="sw_power_cap in 2 of 2 samples"))
+    m.peak_memory = PeakMemory(3 << 20, "torch.cuda.max_memory_allocated", "one warm call", 1 << 20)
+    m.gradients = {"dq": m.correctness, "dk": dataclasses.replace(m.correctness, passed=False,
+                                                                  rel_error=float("nan")),
+                   "dv": m.correctness}
+    m.warnings = ["UserWarning: something"]
+    return m
+
+
+def _cpu_thread_measurement() -> Measurement:
+    from attnperf.model.records import Samples, ThreadTime
+
+    p = Problem(batch=1, heads=1, seq_q=8, head_dim=8, dtype="fp32")
+    dt = Samples([1.2e-3, 1.7e-3, 1.3e-3], "cpu-thread_time", 4, 2, note="malloc thresholds not fixed",
+                 thread=ThreadTime([1.5e-3, 2.1e-3, 1.4e-3], [8e-4, 8.3e-4, 1.6e-3, 9e-4],
+                                   [1.1e-3, 1.2e-3, 0.9e-3]))
+    return Measurement("tiled", p, "cpu", device_time=dt, timestamp="2026-11-24T00:00:00Z")
+
+
+def _write_read_write(tmp_path, data: dict):
+    from attnperf.io.report import read_report, report_dict
+
+    first = tmp_path / "first.json"
+    write_json(str(first), data)
+    report = read_report(str(first))
+    again = tmp_path / "again.json"
+    write_json(str(again), report_dict(report))
+    return first.read_text(), again.read_text(), report
+
+
+def test_records_read_back_write_the_same_report(tmp_path):
+    from attnperf.model.records import Report
+
+    measured = [_rich_gpu_measurement(), _cpu_thread_measurement(),
+                _failed_nan_measurement(), Measurement("sdpa_cudnn", _gpu_measurement().problem,
+                                                       "cpu", status="unavailable", reason="no")]
+    data = build_report(measured, fingerprint("cpu"), {"bandwidth_gb_s": 50.0, "cache_path": "/x"},
+                        {"budget_s": 0.5}, interrupted=True, not_run=["naive/b1"])
+    validate(data)
+    first, again, report = _write_read_write(tmp_path, data)
+    assert again == first
+    assert isinstance(report, Report) and report.interrupted and report.not_run == ["naive/b1"]
+    assert report.ceilings == {"bandwidth_gb_s": 50.0}  # the cache path is never written
+    gpu, cpu = report.measurements[:2]
+    want = _rich_gpu_measurement()
+    # the records themselves come back (floats exactly; a rejected sample's SM clock is not written)
+    assert gpu.device_time.samples_s == want.device_time.samples_s
+    assert gpu.device_time.power.clocks == want.device_time.power.clocks
+    assert gpu.device_time.power.rejected_clocks[0].event_bits == 0x44
+    assert gpu.device_time.sustained == want.device_time.sustained
+    assert gpu.latency == want.latency and gpu.latency.unsteady
+    assert (gpu.problem, gpu.peak_memory, gpu.roofline) == (want.problem, want.peak_memory, want.roofline)
+    assert gpu.gradients["dk"].passed is False and math.isnan(gpu.gradients["dk"].rel_error)
+    assert (gpu.dispatch, gpu.clock_before, gpu.warnings) == ("cudnn", {"sm_mhz": 1980}, want.warnings)
+    assert cpu == _cpu_thread_measurement()
+
+
+def test_a_real_run_reads_back_into_records_and_writes_the_same_file(cpu_report, tmp_path):
+    import attnperf
+
+    text, _ = cpu_report
+    path = tmp_path / "run.json"
+    path.write_text(text)
+    from attnperf.io.report import read_report, report_dict
+
+    again = tmp_path / "again.json"
+    write_json(str(again), report_dict(read_report(str(path))))
+    assert again.read_text() == text
+    records = attnperf.load_report(str(path), records=True)
+    assert [(m.kernel, m.status) for m in records] == [
+        ("sdpa", "ok"), ("naive", "ok"), ("sdpa_efficient", "unavailable")]
+    assert records[0].device_time.cpu_clock == "thread" and records[0].device_time.power is None
+
+
+def test_every_written_sample_reads_back_to_the_same_milliseconds():
+    """A report writes seconds x 1e3.  Two doubles can round to the same milliseconds
+    (then either one is read back: the same file again); the shorter one is taken."""
+    import random
+
+    from attnperf.model.records import Samples, seconds_of_ms
+
+    rng = random.Random(5)
+    xs = [rng.uniform(1, 2) * 2.0 ** rng.randint(-30, 2) for _ in range(20000)]
+    assert all(seconds_of_ms(x * 1e3) * 1e3 == x * 1e3 for x in xs)
+    assert sum(seconds_of_ms(x * 1e3) != x for x in xs) > 100  # ~2 %: not recoverable
+    assert 2.1 / 1e3 != 0.0021 and seconds_of_ms(2.1) == 0.0021  # round figures stay round
+    s = Samples(xs[:101], "cpu-perf_counter", 1, 2)
+    assert Samples.from_dict(s.to_dict()).to_dict() == s.to_dict()
+
+
+def test_a_v1_report_reads_into_records(tmp_path, v1_report, result_entry):
+    from attnperf.io.report import read_report, report_dict
+
+    path = tmp_path / "v1.json"
+    path.write_text(json.dumps(v1_report([result_entry("sdpa", "b1_h2_sq16_d8_fp32", mean_ms=1.0)])))
+    report = read_report(str(path))
+    (m,) = report.measurements
+    assert (m.kernel, m.problem.id, m.status, m.device_time) == ("sdpa", "b1_h2_sq16_d8_fp32", "ok", None)
+    assert report_dict(report)["schema_version"] == 2  # written again, it is the current format
+
+
+def test_records_of_a_seed_file_or_an_unreadable_entry_are_one_error(tmp_path, json_file,
+                                                                    seed_report, v1_report,
+                                                                    result_entry):
+    from attnperf.io.report import read_report
+
+    seed = json_file("seed.json", seed_report())
+    with pytest.raises(ReportError, match="not an attnperf report .*no records"):
+        read_report(str(seed), "baseline")
+    assert len(read_results(str(seed))) == 1  # its results are still read as dicts
+    report = v1_report([result_entry("sdpa", "b1_h2_sq16_d8_fp32", mean_ms=1.0)])
+    report["results"][0]["config"]["num_kv_heads"] = 3  # 2 query heads: not a GQA group
+    path = json_file("bad.json", report)
+    with pytest.raises(ReportError, match=r"results\[0\] cannot be read as a measurement"):
+        read_results(str(path), records=True)

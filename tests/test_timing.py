@@ -9,7 +9,7 @@ import math
 import pytest
 
 from _fakecuda import CAPPED_MHZ, MAX_MHZ, SW_POWER_CAP, FakeWorld, install
-from attnperf.measure import timing
+from attnperf.measure import cudalaunch, nvml, power, timing
 from attnperf.measure.timing import (BACK_TO_BACK_POWER, QUICK, Budget, PowerControl, Samples,
                                      time_cpu, time_cpu_thread, time_cuda_device,
                                      time_cuda_latency)
@@ -221,7 +221,7 @@ def test_session_times_one_thread_with_thread_cpu_time_and_several_with_wall_tim
     assert (one.cpu_clock, one.method) == ("thread", "cpu-thread_time")
     assert len(one.wall_s) == 3 and len(one.reference_s) == 4 and len(one.normalised_s) == 3
     assert all(x > 0 for x in one.samples_s + one.normalised_s)
-    assert (two.cpu_clock, two.method) == ("", "cpu-perf_counter")
+    assert (two.cpu_clock, two.method) == (None, "cpu-perf_counter") and two.thread is None
 
 
 def test_fix_malloc_thresholds_on_glibc():
@@ -298,9 +298,9 @@ def test_device_time_divides_by_every_call_timed(monkeypatch):
 
 
 def test_settling_cycles_keep_a_start_up_transient_out_of_the_samples(monkeypatch):
-    # H100: the first 0-7 samples of a process read cuDNN 2.5 % slow (NVML: max clock, no
-    # reason); with 10 samples that set one of five process medians.  Untimed protocol
-    # cycles first (Budget.settle_s) leave it out.
+    # A process's first samples can read a few percent slow with the clock at its
+    # maximum and no slowdown reason; with few samples that can set the median.
+    # Untimed protocol cycles first (Budget.settle_s) leave it out.
     probe = FakeWorld()
     s = _device(probe, monkeypatch, _budget(8))
     t0 = probe.log[_samples_start(probe) + 3][1]  # the first sample's first kernel starts
@@ -329,9 +329,9 @@ def test_settling_cycles_keep_a_start_up_transient_out_of_the_samples(monkeypatc
 
 
 def test_samples_take_turns_over_several_captures(monkeypatch):
-    # H100: flash/efficient SDPA's training pass read 391 or 394-401 us from one graph
-    # capture to the next in one process.  With one capture every sample of a timing
-    # is in that capture's state; with four, the samples take turns over four graphs.
+    # A kernel can run at a slightly different speed from one graph capture to the
+    # next in one process.  With one capture every sample of a timing is in that
+    # capture's state; with four, the samples take turns over four graphs.
     states = (1.04, 1.0, 1.0, 1.0)
     one_world = FakeWorld(capture_factors=states)
     one = _device(one_world, monkeypatch, _budget(8))
@@ -343,7 +343,7 @@ def test_samples_take_turns_over_several_captures(monkeypatch):
     assert world.captures == 4
     assert many.samples_s == pytest.approx([1.04 * D, D, D, D] * 2)  # in turn, in order
     assert many.median_s == pytest.approx(D)
-    # every sample capped (the H100 at its power cap): the slow capture is not retaken for it
+    # every sample capped (a GPU at its power cap): the slow capture is not retaken for it
     capped_world = FakeWorld(capture_factors=states)
     capped = _device(capped_world, monkeypatch, _budget(8, captures=4),
                      clocks=lambda: ClockReading(CAPPED_MHZ, SW_POWER_CAP))
@@ -526,10 +526,10 @@ def test_samples_under_slowdown_are_retaken_within_the_budget(monkeypatch):
                 clocks=Script({2, 5}))
     assert [e[0] for e in world.log].count("sleep") == 6
     assert s.samples_s == [D] * 4 and not s.unsteady
-    assert s.retaken == 2 and s.rejected_s == [D, D]
-    assert s.clocks == [ClockReading(MAX_MHZ, 0), ClockReading(MAX_MHZ, 0),
+    assert s.retaken == 2 and s.power.rejected_s == [D, D]
+    assert s.power.clocks == [ClockReading(MAX_MHZ, 0), ClockReading(MAX_MHZ, 0),
                         ClockReading(MAX_MHZ, 0), ClockReading(MAX_MHZ, 0)]
-    assert s.rejected_clocks == [ClockReading(CAPPED_MHZ, 5)] * 2
+    assert s.power.rejected_clocks == [ClockReading(CAPPED_MHZ, 5)] * 2
     d = s.to_dict()
     assert d["retaken"] == 2 and d["rejected_samples_ms"] == [D * 1e3] * 2
     assert d["rejected_clock_events"] == [["gpu_idle", "sw_power_cap"]] * 2
@@ -557,7 +557,7 @@ def test_unsteady_when_the_retake_budget_runs_out(monkeypatch):
     s = _device(world, monkeypatch, _budget(4, retake_fraction=0.5, slow_margin=None),
                 clocks=Script(range(1, 100)))
     assert [e[0] for e in world.log].count("sleep") == 3
-    assert s.unsteady and s.retaken == 3 and s.samples_s == [D] * 3 and s.rejected_s == []
+    assert s.unsteady and s.retaken == 3 and s.samples_s == [D] * 3 and s.power.rejected_s == []
     assert s.unsteady_reason == ("sw_power_cap in 3 of 3 samples; 0 steady of 4 samples "
                                  "needed after 2 retakes")
     ps = s.power_state()
@@ -593,7 +593,7 @@ def test_without_nvml_the_clock_fields_say_unavailable(monkeypatch):
 
 def test_default_clocks_come_from_nvml_for_torch_s_current_gpu(monkeypatch):
     asked = []
-    monkeypatch.setattr(timing.nvml, "clock_reader",
+    monkeypatch.setattr(nvml, "clock_reader",
                         lambda uuid, index: asked.append((uuid, index)))  # returns None
     world = FakeWorld(uuid="GPU-1234")
     install(monkeypatch, world)
@@ -642,7 +642,7 @@ def test_eager_bursts_time_the_device_not_the_host_that_enqueues_them(monkeypatc
     starts = [i for i, e in enumerate(world.log) if e[0] == "record"][-6::2]  # the samples' start events
     assert all(kinds[i - 1] == "spin" for i in starts)
     # without the spin the same bursts are host-bound
-    monkeypatch.setattr(timing._Launch, "ahead", lambda self, n: None)
+    monkeypatch.setattr(cudalaunch.Launch, "ahead", lambda self, n: None)
     world = FakeWorld(launch_s=3 * D, capture_error="not capturable" if capture else None)
     s = _device(world, monkeypatch, _budget(3), capture=capture)
     assert min(s.samples_s) > 2.5 * D
@@ -653,8 +653,8 @@ def test_cuda_warmup_runs_for_warmup_s_and_estimates_one_call():
     torch = __import__("_fakecuda").fake_torch(world)
     # The host clock moves only when it waits: every 8 calls it synchronises.
     # 8 calls -> 0.5 TICK, 16 -> 1 TICK = warmup_s: stop; then a 5-call burst.
-    calls, per_call = timing._cuda_warmup(torch, world.kernel(D), Budget(warmup_s=TICK),
-                                          world.perf_counter)
+    calls, per_call = cudalaunch.cuda_warmup(torch, world.kernel(D), Budget(warmup_s=TICK),
+                                              world.perf_counter)
     assert (calls, per_call) == (16 + 5, D)
 
 
@@ -715,7 +715,7 @@ def test_power_control_rejects_bad_settings(kw, match):
 
 
 def _scripted(times, flagged, budget, *more):
-    """_sample_steady over scripted sample times; samples in ``flagged`` (1-based, in the
+    """power.sample_steady over scripted sample times; samples in ``flagged`` (1-based, in the
     order drawn) read sw_power_cap.  ``more``: the scripts of further captures, taking turns."""
     n, now = [0], [0.0]
 
@@ -732,11 +732,11 @@ def _scripted(times, flagged, budget, *more):
         now[0] += 1e-3
         return now[0]
 
-    return timing._sample_steady([script(s) for s in (times, *more)], read, budget, clock=clock)
+    return power.sample_steady([script(s) for s in (times, *more)], read, budget, clock=clock)
 
 
 def test_a_capped_sample_on_time_is_kept():
-    # The H100 at 4,16,2048,128 bf16: sw_power_cap after nearly every sample, times steady.
+    # A GPU at its power cap: sw_power_cap after nearly every sample, times steady.
     drawn = _scripted([D] * 10, set(range(1, 11)), Budget(min_samples=5, max_samples=5, budget_s=1.0,
                                                           warmup_s=0.0, stable_ratio=0.0))
     assert drawn.samples_s == [D] * 5 and drawn.retaken == 0 and not drawn.unsteady_reason

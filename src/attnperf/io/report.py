@@ -1,11 +1,19 @@
-"""The versioned JSON report: build, write atomically, read (also the seed's files).
+"""The versioned JSON report: build, write atomically, read (also seed reports).
+
+Writing goes from records (:func:`result_entry` of a
+:class:`~attnperf.model.records.Measurement`, :func:`build_report` /
+:func:`report_dict` of a run) and reading comes back to them
+(:func:`measurement_from_entry`, :func:`read_report`): a report read into
+records writes the same JSON again.  :func:`read_results` gives the
+normalised result entries as dicts, which is also how seed reports are read.
 
 Format history (``schema_version``):
 
 * 1 -- first attnperf format.  ``results`` holds one entry per (kernel, config);
-  the top level also carries the seed's keys (``correctness``, ``performance``,
-  ``roofline``, ``config``, ``kernel_name``, ``timestamp``), mirroring the first
-  successfully measured result, so tools written for the seed keep working.
+  the top level also carries the single-config keys of seed reports
+  (``correctness``, ``performance``, ``roofline``, ``config``, ``kernel_name``,
+  ``timestamp``), mirroring the first successfully measured result, so tools
+  written for seed reports keep working.
   JSON Schema: ``attnperf/io/schemas/report-v1.schema.json``.
   Later additions, compatible (a reader of 1 may ignore them; older files lack
   them): statuses ``crashed`` (the worker process died; signal or exit code in
@@ -28,9 +36,11 @@ Format history (``schema_version``):
   ``baseline_bytes``).  JSON Schema: ``report-v2.schema.json``.
   Version-1 files are still read (validated against the v1 schema).
 
-Files without ``schema_version`` are read as the seed's single-config format
-(``performance`` or, older, ``metrics``; the keys attnperf reads are described
-by ``attnperf/io/schemas/seed-report.schema.json``).
+Files without ``schema_version`` are read as seed reports: the single-config
+format of the benchmark script attnperf grew from (``performance`` or, older,
+``metrics``; the keys attnperf reads are described by
+``attnperf/io/schemas/seed-report.schema.json``).  They hold no samples, so
+they read as result entries only, never as records.
 
 Reading validates: a report must match its JSON Schema and hold finite numbers
 only; the first bad field is named in a one-line :class:`ReportError`.
@@ -42,14 +52,15 @@ import functools
 import json
 import time
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Union
 
 import jsonschema
 
 from ..errors import InvalidShapeError, ReportError, SchemaVersionError
 from ..kernels.registry import canonical_name
 from ..model.problem import Problem
-from ..model.records import STATUSES, Measurement
+from ..model.records import (STATUSES, Correctness, Measurement, PeakMemory, Report, Samples,
+                             roofline_from_dict)
 from .jsonfile import finite, first_bad_number, json_path, load_json
 
 SCHEMA_VERSION = 2
@@ -84,7 +95,7 @@ def result_entry(m: Measurement) -> dict:
     if m.device_time is not None:
         st = m.device_time.stats()
         perf = {
-            # Seed keys.  The time basis is device time on a GPU; on a CPU the measuring
+            # Seed-report keys.  The time basis is device time on a GPU; on a CPU the measuring
             # thread's CPU time at 1 PyTorch thread, else wall time.
             "mean_time_ms": st["mean_ms"],
             "std_dev_ms": st["std_ms"],
@@ -110,16 +121,39 @@ def time_basis(m: Measurement) -> str:
         else "cpu_wall_time"
 
 
+def measurement_from_entry(e: dict) -> Measurement:
+    """Inverse of :func:`result_entry`: the record of one result entry (schema v1
+    or v2; what an older entry lacks reads as absent).  The ``performance``
+    figures are derived from the samples and the roofline, so they are not read."""
+    perf = e.get("performance") or {}
+    clock = e.get("clock") or {}
+    gradients = e.get("gradients")
+    return Measurement(
+        e["kernel_name"], Problem.from_config(e["config"]), e["device"], status=e["status"],
+        reason=e.get("reason", ""),
+        correctness=Correctness.from_dict(e["correctness"]) if e.get("correctness") else None,
+        device_time=Samples.from_dict(perf["device_time"]) if perf.get("device_time") else None,
+        latency=Samples.from_dict(perf["latency"]) if perf.get("latency") else None,
+        roofline=roofline_from_dict(e["roofline"]) if e.get("roofline") else None,
+        peak_memory=PeakMemory.from_dict(e["peak_memory"]) if e.get("peak_memory") else None,
+        dispatch=(e.get("dispatch") or {}).get("backend"),
+        clock_before=clock.get("before"), clock_after=clock.get("after"),
+        timestamp=e.get("timestamp", ""), warnings=list(e.get("warnings", [])),
+        gradients=({name: Correctness.from_dict(c) for name, c in gradients.items()}
+                   if gradients else None))
+
+
 def build_report(measurements: List[Measurement], environment: dict,
                  ceilings: Optional[dict], settings: dict, interrupted: bool = False,
-                 not_run: Sequence[str] = ()) -> dict:
+                 not_run: Sequence[str] = (), timestamp: Optional[str] = None) -> dict:
     """The report of a run; ``interrupted`` with the ids of the configs ``not_run``
-    for one that did not finish (a partial report is still a valid report)."""
+    for one that did not finish (a partial report is still a valid report).
+    ``timestamp``: when it was written (default: now)."""
     results = [result_entry(m) for m in measurements]
     report = {
         "schema_version": SCHEMA_VERSION,
         "tool": "attnperf",
-        "timestamp": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
+        "timestamp": timestamp or time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
         "environment": environment,
         # The cache path holds $HOME or $XDG_CACHE_HOME: no environment in reports.
         "ceilings": ({k: v for k, v in ceilings.items() if k != "cache_path"}
@@ -140,6 +174,30 @@ def build_report(measurements: List[Measurement], environment: dict,
             "roofline": primary["roofline"],
         })
     return finite(report)
+
+
+def report_dict(report: Report) -> dict:
+    """The JSON report of a :class:`~attnperf.model.records.Report` record."""
+    return build_report(report.measurements, report.environment, report.ceilings,
+                        report.settings, interrupted=report.interrupted,
+                        not_run=report.not_run, timestamp=report.timestamp)
+
+
+def report_from_dict(data: dict, path: str = "", what: str = "report") -> Report:
+    """Inverse of :func:`report_dict` for a validated report (schema v1 or v2): the
+    summary and the single-config top-level keys are derived, so they are not read."""
+    measurements = []
+    for i, e in enumerate(data["results"]):
+        try:
+            measurements.append(measurement_from_entry(e))
+        except (InvalidShapeError, KeyError, TypeError, ValueError) as exc:
+            # The schemas leave some fields of older files optional; a record needs them.
+            why = f"no {exc.args[0]!r}" if isinstance(exc, KeyError) else str(exc)
+            raise ReportError(f"{what} {path!r}: results[{i}] cannot be read as a measurement: "
+                              f"{why}") from None
+    return Report(measurements, data["environment"], data.get("ceilings"),
+                  data.get("settings", {}), interrupted=bool(data.get("interrupted", False)),
+                  not_run=list(data.get("not_run", [])), timestamp=data.get("timestamp"))
 
 
 def summarize(results: List[dict]) -> dict:
@@ -173,35 +231,55 @@ def validate(data: dict, schema_file: Path, path: str, what: str) -> None:
                           f"(schema: {schema_file.name})")
 
 
-def read_results(path: str, what: str = "report") -> List[dict]:
+def _checked(data: dict, path: str, what: str) -> dict:
+    """``data``, an attnperf report (``schema_version``), checked: a version this
+    attnperf reads, its schema, no result id twice."""
+    version = data["schema_version"]
+    if isinstance(version, bool) or version not in KNOWN_SCHEMA_VERSIONS:
+        version_text = repr(version) if len(repr(version)) <= 40 else repr(version)[:37] + "..."
+        raise SchemaVersionError(
+            f"{what} {path!r} has schema_version {version_text}; this attnperf reads "
+            f"{', '.join(map(str, KNOWN_SCHEMA_VERSIONS))}")
+    validate(data, SCHEMA_FILES[version], path, what)
+    seen = set()
+    for i, r in enumerate(data["results"]):
+        if r["id"] in seen:
+            raise ReportError(f"{what} {path!r}: results[{i}].id {r['id']!r} appears twice")
+        seen.add(r["id"])
+    return data
+
+
+def read_results(path: str, what: str = "report",
+                 records: bool = False) -> Union[List[dict], List[Measurement]]:
     """Normalised result entries of an attnperf report or a seed JSON file.
 
     Each entry has ``id`` (kernel/config id), ``kernel_name``, ``config_id``,
     ``status``, ``correctness`` and ``performance`` with ``mean_time_ms`` and,
     where present, ``median_time_ms``.  A file that breaks its schema raises
-    :class:`ReportError` naming the first bad field.
+    :class:`ReportError` naming the first bad field.  ``records=True``: the
+    results of an attnperf report as :class:`~attnperf.model.records.Measurement`
+    records instead (:func:`read_report`; a seed file has none).
     """
+    if records:
+        return read_report(path, what).measurements
     data = load_json(path, what)
     if "schema_version" in data:
-        version = data["schema_version"]
-        if isinstance(version, bool) or version not in KNOWN_SCHEMA_VERSIONS:
-            version_text = repr(version) if len(repr(version)) <= 40 else repr(version)[:37] + "..."
-            raise SchemaVersionError(
-                f"{what} {path!r} has schema_version {version_text}; this attnperf reads "
-                f"{', '.join(map(str, KNOWN_SCHEMA_VERSIONS))}")
-        validate(data, SCHEMA_FILES[version], path, what)
-        results = data["results"]
-        seen = set()
-        for i, r in enumerate(results):
-            if r["id"] in seen:
-                raise ReportError(f"{what} {path!r}: results[{i}].id {r['id']!r} appears twice")
-            seen.add(r["id"])
-        return results
+        return _checked(data, path, what)["results"]
     if "performance" not in data and "metrics" not in data:
         raise ReportError(f"{what} {path!r} is neither an attnperf report (no schema_version) nor a "
                           "seed report (no performance.mean_time_ms or metrics.mean_time_ms)")
     validate(data, SEED_SCHEMA_FILE, path, what)
     return [_seed_entry(data)]
+
+
+def read_report(path: str, what: str = "report") -> Report:
+    """An attnperf report (schema v1 or v2) as a :class:`~attnperf.model.records.Report`
+    record; :func:`report_dict` writes it again as it was read (a v1 file as v2)."""
+    data = load_json(path, what)
+    if "schema_version" not in data:
+        raise ReportError(f"{what} {path!r} is not an attnperf report (no schema_version): "
+                          "a seed report has results but no records")
+    return report_from_dict(_checked(data, path, what), path, what)
 
 
 def _seed_entry(data: dict) -> dict:

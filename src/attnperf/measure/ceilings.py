@@ -21,9 +21,9 @@ log = logging.getLogger(__name__)
 
 DTYPES = ("float16", "bfloat16", "float32")
 # Each figure is the best of this many rounds, taken one after the other across
-# all figures: a burst of load from another process (a 2-vCPU box shared by
-# several people) slows one round, not the roof.  A ceiling measured under load
-# once read 0.0013 TF/s and let kernels "run" at 1983 % of it.
+# all figures: a burst of load from another process slows one round, not the
+# roof.  A single round measured under load can read a roof far too low and
+# make kernels appear to run at many times 100 % of it.
 ROUNDS = 3
 
 
@@ -40,8 +40,8 @@ def measure_ceilings(device: str, quick: bool = False, rounds: int = ROUNDS,
 
     if rounds < 1:
         raise ValueError(f"rounds must be at least 1, got {rounds}")
-    # A warm-up per timing: an idle GPU sits at low clocks (450 MHz seen on the
-    # H100).  A ceiling is the best the machine does: the fastest sample counts.
+    # A warm-up per timing: an idle GPU sits at low clocks.  A ceiling is the
+    # best the machine does: the fastest sample counts.
     budget = Budget(min_samples=3, max_samples=20, budget_s=0.15 if quick else 0.4,
                     warmup_s=0.05 if quick else 0.2)
     cuda = device == "cuda"
@@ -56,11 +56,10 @@ def measure_ceilings(device: str, quick: bool = False, rounds: int = ROUNDS,
     dst.copy_(src)  # touch the destination (never time untouched pages)
     operands, sizes = {}, {}
     for name in DTYPES:
-        # Sizes that fill the device but keep each call short: 8192^3 bf16 is
-        # ~1.4 ms on an H100.  On a CPU 1024^3 fp32 is ~10 ms at full rate; half
-        # precision is so slow there (a loaded 2-vCPU box: 0.5 s for 512^3 fp16,
-        # 6.5 s for 1024^3 bf16) that 256^3 is plenty -- and its roof is rarely
-        # the binding one (roofline.ceiling_for: a kernel may compute in fp32).
+        # Sizes that fill the device but keep each call to milliseconds.  CPU
+        # half precision is so much slower than fp32 (seconds for 1024^3) that
+        # 256^3 is plenty -- and its roof is rarely the binding one
+        # (roofline.ceiling_for: a kernel may compute in fp32).
         if cuda:
             n = 4096 if name == "float32" else 8192
         else:

@@ -10,14 +10,14 @@ element is off by more than ``max_abs_factor`` times that tolerance (relative to
 The reference is computed from the inputs *before* the kernel sees them, and
 the inputs are compared with saved copies after the call: a kernel that
 zeroes ``q`` in place must not be judged against attention of the zeros it
-wrote (it once passed that way, rel_error 1.5e-07).
+wrote (judged that way, such a kernel would pass).
 
 Training passes (``bwd``, ``fwd+bwd``) are judged on dQ, dK and dV too
 (:func:`reference_grads`, :func:`verify_grads`): autograd through the same
 float64 reference attention, from float64 copies of the inputs and the seeded
 dO made before the kernel runs, each gradient judged like an output with the
 same figures and rule against :data:`~attnperf.model.problem.GRAD_TOLERANCES`
-(looser than the forward's; the numbers and their measurement are there).
+(looser than the forward's; the comment there says why).
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ import logging
 import subprocess
 from typing import Callable, Optional
 
-from ..model.records import SLOWDOWN_MASK, ClockReading, reason_names
+from ..model.clocks import SLOWDOWN_MASK, ClockReading, reason_names
 
 log = logging.getLogger(__name__)
 

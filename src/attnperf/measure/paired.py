@@ -1,33 +1,21 @@
 """Paired CPU timing of two commits: the CPU verdict's confirmation.
 
-On a small shared CPU the speed of a vCPU changes over seconds (a fixed
-2x256^3 matmul took 0.8 ms unloaded and 1.6 ms under load on the 2-vCPU CI
-machine kind), so two *separate* processes of identical code -- what asv
-compares, one commit per process -- differ by 1.3-1.65x in their medians even
-when pinned to one core and the box is quiet (6 processes per combination,
-2026-11-26).  No per-thread clock removes that: the thread runs slower, it is
-not preempted.  What does remove it is measuring the two commits *at the same
-time*: two live worker processes (:mod:`attnperf.measure.paired_worker`), one
-per commit, pinned to the same core, asked for samples in turn -- base, head,
-head, base, ... -- so a slow second falls on both sides alike.  The figure is
-the median of the per-pair ratios head/base.
+On a small shared CPU the speed of a vCPU changes over seconds, so two
+*separate* processes of identical code -- what asv compares, one commit per
+process -- can differ by tens of percent in their medians even when pinned to
+one core on a quiet machine.  No per-thread clock removes that: the thread
+runs slower, it is not preempted.  What does remove it is measuring the two
+commits *at the same time*: two live worker processes
+(:mod:`attnperf.measure.paired_worker`), one per commit, pinned to the same
+core, asked for samples in turn -- base, head, head, base, ... -- so a slow
+second falls on both sides alike.  The figure is the median of the per-pair
+ratios head/base.
 
-Measured on this machine kind (2 vCPUs, 30 pairs of ~5 ms samples, thread CPU
-time; tiled, sdpa, sdpa_math, naive over cpu_seed, cpu_causal, cpu_decode,
-cpu_gqa, 5 pairs of fresh workers each):
-
-====================================  ==================  ===================
-                                      A/A (identical)     tiled 30 % slower
-====================================  ==================  ===================
-two workers, not pinned, quiet        0.80-1.18           --
-pinned to one core, quiet             0.93-1.05           --
-pinned, one core busy (load 2.6)      0.93-1.02           1.17-1.33
-====================================  ==================  ===================
-
-So a confirmation at :data:`PAIRED_FACTOR` 1.10 with a one-sided sign test
-(p < :data:`P_PAIRED`) separates identical code from a 30 % slowdown under
-load, where asv's separate processes cannot (A/A up to 1.45x, +30 % read
-1.13-1.43x).  Used by ``attnperf ci bench`` on a CPU (``--confirm paired``).
+A confirmation at :data:`PAIRED_FACTOR` with a one-sided sign test (p <
+:data:`P_PAIRED`) separates identical code from a 30 % slowdown under load,
+where asv's separate processes cannot (the documentation's evidence page has
+the readings).  Used by ``attnperf ci bench`` on a CPU (``--confirm
+paired``).
 """
 
 from __future__ import annotations

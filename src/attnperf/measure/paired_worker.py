@@ -12,8 +12,7 @@ older than this file, so only long-standing API is used (``Bench``,
 Samples are the measuring thread's CPU time (``time.thread_time``) of N calls,
 at one PyTorch thread, like the CPU suite's gated figure.  The process pins
 itself to ``ATTNPERF_PAIRED_CPU`` when set (both sides of a pair share one
-core: which vCPU a process lands on moved identical code 0.82-1.21x between
-two live processes on a 2-vCPU VM; pinned, 0.94-1.02x).
+core: which vCPU a process lands on changes the speed of identical code).
 """
 
 import json

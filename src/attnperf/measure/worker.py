@@ -9,14 +9,14 @@ handler's value), :class:`Crashed` (the child died: signal or exit code) or
 job gets a fresh child.  This module knows processes only; what a job means
 lives with the caller (``measure/session.py``).
 
-Why this shape (measured on this project's machines):
+Why this shape:
 
-* A fresh interpreter per job would pay ``import torch`` every time: ~1.1 s on
-  the 2-core CPU host, 4.65 s on the H100 host.
+* A fresh interpreter per job would pay ``import torch`` every time: seconds
+  per config.
 * ``fork`` of the measuring process is unsafe: after CUDA is initialised (the
   session's fingerprint and ceilings do that), and after GNU OpenMP has run a
-  parallel region -- a matmul on 2 threads before the fork hung every forked
-  child here.
+  parallel region (a matmul on several threads before the fork can hang every
+  forked child).
 * So children come from multiprocessing's ``forkserver``: one clean server
   process imports torch and attnperf once (``preload``), never touches CUDA or
   OpenMP, and forks each child in milliseconds.  A child survives between
@@ -47,8 +47,8 @@ from ..errors import WorkerStartError as StartError
 log = logging.getLogger(__name__)
 
 # Starting a child includes, the first time, the server's own start and its
-# preload (``import torch``: 4.65 s on the GPU host, up to ~8 s here under load)
-# and, on a GPU, CUDA init and a warm-up.  Not the kernel's time.
+# preload (``import torch``: seconds, more on a loaded machine) and, on a GPU,
+# CUDA init and a warm-up.  Not the kernel's time.
 STARTUP_TIMEOUT_S = 300.0
 
 

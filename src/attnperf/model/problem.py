@@ -43,14 +43,13 @@ TOLERANCES = {
     "float16": 5e-3,
     "bfloat16": 2e-2,
 }
-# dQ, dK and dV against autograd through the float64 reference.  Measured with
-# torch 2.13 on CPU (SDPA math and flash, naive, tiled; 8,4,64,64 / 1,8,512,64
-# causal / 1,8,kv2,256,64 / 2,4,128,128 causal; seeded normal inputs and dO):
-# the worst gradient error was fp32 5.1e-7, fp16 8.7e-4, bf16 7.0e-3 -- 1.2-1.7x
-# the forward's error of the same kernel (the backward rounds P, dP and dS to
-# storage once more).  The bounds keep the forward's margin over the worst
-# measured value (bf16 ~4x, fp16 ~6x), so a scale off by 1 % (which puts >= 1 %
-# into dQ and dK) fails fp32 and fp16 and a dropped K/V block fails every dtype.
+# dQ, dK and dV against autograd through the float64 reference.  A backward
+# rounds P, dP and dS to storage once more than the forward, so its error is
+# somewhat larger than the forward's of the same kernel.  The bounds keep the
+# forward's margin over the worst gradient error of the built-in kernels on
+# seeded normal inputs and dO (bf16 ~4x, fp16 ~6x), so a scale off by 1 %
+# (which puts >= 1 % into dQ and dK) fails fp32 and fp16 and a dropped K/V
+# block fails every dtype.
 GRAD_TOLERANCES = {
     "float64": 1e-10,
     "float32": 2e-4,
@@ -165,7 +164,7 @@ class Problem:
         return "_".join(parts)
 
     def to_config(self) -> dict:
-        """The report's ``config`` block: the seed's keys plus the new ones."""
+        """The report's ``config`` block: the seed-report keys plus the new ones."""
         return {
             "id": self.id,
             "batch_size": self.batch,
@@ -181,7 +180,7 @@ class Problem:
 
     @classmethod
     def from_config(cls, cfg: dict) -> "Problem":
-        """Inverse of :meth:`to_config`; also reads the seed's config block."""
+        """Inverse of :meth:`to_config`; also reads a seed report's config block."""
         try:
             return cls(
                 batch=cfg["batch_size"], heads=cfg["num_heads"], seq_q=cfg["seq_len"],

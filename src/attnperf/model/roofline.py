@@ -29,11 +29,10 @@ from typing import List, Optional, Tuple
 from .problem import Problem, precision_key
 
 # Below this floor time a call is dominated by fixed launch / host overhead
-# rather than by its bytes or FLOPs: a CUDA kernel launch costs ~3-5 us and a
-# PyTorch op ~5-10 us of dispatch; even back to back (CUDA graph) an H100 kernel
-# takes ~4-5 us to fill and drain (measured: the seed shape, 0.35 us of ideal
-# work, runs 5-6 us of device time).  On a CPU, per-op dispatch and thread
-# wake-up cost ~10-20 us.
+# rather than by its bytes or FLOPs: a CUDA kernel launch costs a few us and a
+# PyTorch op several us of dispatch; even back to back (CUDA graph) a kernel
+# on a large GPU takes a few us to fill and drain, however little work it has.
+# On a CPU, per-op dispatch and thread wake-up cost ~10-20 us.
 LATENCY_FLOOR_S = {"cuda": 5e-6, "cpu": 20e-6}
 
 # A kernel may not run faster than the roofs allow.  More than this factor above
@@ -43,7 +42,7 @@ LATENCY_FLOOR_S = {"cuda": 5e-6, "cpu": 20e-6}
 BEATEN_MARGIN = 1.05
 
 REGIMES = ("latency-bound", "memory-bound", "compute-bound")
-BOTTLENECK = {  # the seed's `roofline.bottleneck` strings
+BOTTLENECK = {  # seed reports' `roofline.bottleneck` strings
     "latency-bound": "Latency (launch/host overhead)",
     "memory-bound": "Memory Bandwidth",
     "compute-bound": "Compute",

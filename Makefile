@@ -7,7 +7,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.attnperf-installed
 
-.PHONY: setup run test test-fast mutation mutation-full continuous publish clean
+.PHONY: setup run test test-fast mutation mutation-full continuous publish docs clean
 
 setup: $(STAMP)
 
@@ -43,6 +43,19 @@ continuous: setup
 	PATH="$(abspath $(VENV))/bin:$$PATH" ATTNPERF_TORCH_PYTHON="$(abspath $(PY))" \
 	  $(VENV)/bin/attnperf ci bench --base main --head HEAD --machine $(MACHINE) --device cpu \
 	  --factor 1.5 --rounds 2 --out .asv/continuous
+
+# The documentation site (mkdocs.yml): the docs extra into .venv, then a strict build (any
+# warning, a broken link or anchor included, fails; NO_MKDOCS_2_WARNING silences the theme's
+# end-of-life banner, which is no warning of the build).  Output: $(DOCS_OUT)/index.html.
+DOCS_OUT   ?= build/docs-site
+DOCS_STAMP := $(VENV)/.attnperf-docs-installed
+
+$(DOCS_STAMP): $(STAMP) pyproject.toml
+	$(PY) -m pip install -q -c constraints/cpu.txt -e '.[docs]'
+	touch $@
+
+docs: $(DOCS_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict -d $(DOCS_OUT)
 
 clean:
 	rm -rf $(VENV) .asv build dist src/*.egg-info mutants mutants-run.log

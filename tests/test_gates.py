@@ -3,9 +3,9 @@
 Every gate here is tested just inside and just outside its edge, so a changed
 constant, a flipped comparison or an inverted metric makes a test fail:
 
-* the per-dtype correctness tolerances (README: "within 1e-4 (fp32), 3e-3 (TF32),
+* the per-dtype correctness tolerances (docs/methodology.md: "within 1e-4 (fp32), 3e-3 (TF32),
   5e-3 (fp16), 2e-2 (bf16)") and the max-element rule;
-* ``attnperf compare``'s threshold (README: ``is_regression = improvement_pct <
+* ``attnperf compare``'s threshold (docs/measuring.md: ``is_regression = improvement_pct <
   threshold``);
 * asv's significance level (p < 0.002) and the sample counts it needs;
 * the direction of every gated asv metric (a slower kernel raises each one);
@@ -46,11 +46,11 @@ TIME_BENCH = "bench_attention.TimeAttention.track_device_time"
 
 # ----------------------------------------------------------- tolerances -----
 def _readme_tolerances() -> dict:
-    """The tolerances the README promises, read from its text."""
-    text = (REPO / "README.md").read_text()
+    """The tolerances the docs promise, read from their text (docs/methodology.md)."""
+    text = (REPO / "docs" / "methodology.md").read_text()
     m = re.search(r"within\s+([0-9.e-]+)\s+\(fp32\),\s+([0-9.e-]+)\s+\(TF32\),\s+([0-9.e-]+)\s+"
                   r"\(fp16\),\s+([0-9.e-]+)\s+\(bf16\)", text)
-    assert m, "README no longer states the per-dtype tolerances"
+    assert m, "docs/methodology.md no longer states the per-dtype tolerances"
     return dict(zip(("float32", "tf32", "float16", "bfloat16"), map(float, m.groups())))
 
 

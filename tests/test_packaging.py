@@ -8,6 +8,7 @@ The wheel's own end-to-end tier (a fresh venv holding only the wheel) is test_wh
 from __future__ import annotations
 
 import email.parser
+import os
 import re
 import shlex
 import shutil
@@ -311,3 +312,41 @@ def test_the_override_is_documented_where_the_variable_is_set(tmp_path):
     text = _generated(tmp_path)[".github/workflows/pr.yml"]
     head = text[:text.index("  ATTNPERF_REQUIREMENT:")]
     assert "repository" in head[-600:] and "variable ATTNPERF_REQUIREMENT" in head[-600:]
+
+
+def test_release_smoke_script_runs(tmp_path):
+    """The smoke step of release.yml, run here against this environment's attnperf (standing
+    in for the venv that holds the built wheel): --version, the small run, init."""
+    wf = _load(WORKFLOWS / "release.yml")
+    [step] = [s for s in wf["jobs"]["smoke"]["steps"] if "attnperf init" in s.get("run", "")]
+    bin_dir = Path(sys.executable).parent
+    if not (bin_dir / "attnperf").exists():
+        pytest.skip("no attnperf command beside this Python (pip install -e .)")
+    (tmp_path / "venv").symlink_to(bin_dir.parent, target_is_directory=True)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(TAG=f"v{VERSION}", RUNNER_TEMP=str(tmp_path))
+    proc = subprocess.run(["bash", "-e", "-c", step["run"]], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert (tmp_path / "project" / "asv.conf.json").is_file()
+    # ... and it fails when the tag and the version differ
+    env["TAG"] = "v99.0.0"
+    proc = subprocess.run(["bash", "-e", "-c", step["run"]], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode != 0
+
+
+def test_release_refuses_a_tag_that_is_not_the_version(dist, tmp_path):
+    wf = _load(WORKFLOWS / "release.yml")
+    [step] = [s for s in wf["jobs"]["build"]["steps"] if s.get("name", "").startswith("The tag")]
+    (tmp_path / "dist").mkdir()
+    for path in dist.values():
+        shutil.copy2(path, tmp_path / "dist")
+
+    def run(tag):
+        return subprocess.run(["bash", "-e", "-c", step["run"]], env=dict(os.environ, TAG=tag),
+                              cwd=tmp_path, capture_output=True, text=True, timeout=60)
+
+    assert run(f"v{VERSION}").returncode == 0
+    wrong = run("v0.0.1")
+    assert wrong.returncode == 1 and "::error title=Tag and version differ::tag v0.0.1" in wrong.stdout

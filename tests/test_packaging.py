@@ -123,9 +123,10 @@ def test_wheel_holds_the_package_and_all_its_data(dist):
 
 def test_sdist_builds_the_wheel_and_leaves_the_repo_bound_tests_out(dist):
     with tarfile.open(dist["sdist"]) as t:
+        tops = {n.split("/", 1)[0] for n in t.getnames()}
         names = {n.split("/", 1)[1] for n in t.getnames() if "/" in n}
-    top = f"attnperf-{VERSION}"
-    assert {"pyproject.toml", "README.md", "LICENSE", "PKG-INFO"} <= names, top
+    assert tops == {f"attnperf-{VERSION}"}
+    assert {"pyproject.toml", "README.md", "LICENSE", "PKG-INFO"} <= names
     missing = [f for f in _package_files() if f"src/{f}" not in names]
     assert not missing, f"not in the sdist: {missing}"
     assert not [n for n in names if n.startswith("tests/")]

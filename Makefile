@@ -1,23 +1,32 @@
 # Two commands on a fresh machine:  `make run`  (set-up + the main job)  and  `make test`.
 # Set-up is a local virtualenv (.venv) with a CPU build of PyTorch pinned by
 # constraints/cpu.txt; on a GPU machine install into your CUDA PyTorch instead
-# (README: "On a GPU machine").
+# (README: "On a GPU machine").  `make run` installs attnperf and what `attnperf run`
+# needs, nothing more; `make setup` (and every target that runs tests) adds the test
+# tools and Triton to the same venv.
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.attnperf-installed
+RUN_STAMP := $(VENV)/.attnperf-run-installed
 
 .PHONY: setup run test test-fast mutation mutation-full continuous publish docs clean
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml constraints/cpu.txt
+$(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
+
+$(STAMP): pyproject.toml constraints/cpu.txt | $(PY)
 	$(PY) -m pip install -q -c constraints/cpu.txt -e '.[test,triton]'
+	touch $@ $(RUN_STAMP)
+
+$(RUN_STAMP): pyproject.toml constraints/cpu.txt | $(PY)
+	$(PY) -m pip install -q -c constraints/cpu.txt -e .
 	touch $@
 
-run: setup
+run: $(RUN_STAMP)
 	$(VENV)/bin/attnperf run
 
 test: setup

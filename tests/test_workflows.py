@@ -30,6 +30,7 @@ PINS = {
     "actions/github-script": ("60a0d83039c74a4aee543508d2ffcb1c3799cdea", "v7.0.1"),
     "actions/upload-pages-artifact": ("56afc609e74202658d3ffba0e8f6dda462b719fa", "v3.0.1"),
     "actions/deploy-pages": ("d6db90164ac5ed86f2b6aed7e0febac5b3c0c03e", "v4.0.5"),
+    "pypa/gh-action-pypi-publish": ("dc37677b2e1c63e2034f94d8a5b11f265b73ba33", "v1.14.2"),
 }
 
 
@@ -65,7 +66,7 @@ def test_actionlint_catches_a_broken_expression(tmp_path):
 
 
 def test_expected_workflows():
-    assert [f.name for f in FILES] == ["main.yml", "pr-comment.yml", "pr.yml"]
+    assert [f.name for f in FILES] == ["main.yml", "pr-comment.yml", "pr.yml", "release.yml"]
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)

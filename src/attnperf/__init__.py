@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 # Bumped whenever the public measurement API used by benchmarks/ changes, so
 # the asv suite from HEAD can feature-detect older commits during `asv find`.

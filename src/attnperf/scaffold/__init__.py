@@ -53,6 +53,10 @@ BOOTSTRAP = ("import shutil,subprocess,sys;a=shutil.which('attnperf');"
              "sys.exit(subprocess.call([a]+sys.argv[1:]) if a else "
              "'asv: no attnperf on PATH; run asv from the environment where attnperf is installed')")
 
+# Generated workflows install attnperf from this repository at the tag of the release that
+# wrote them (never by a bare name that another index could answer).
+REPOSITORY = "https://github.com/attnperf/attnperf"
+
 DEFAULT_PROBLEMS = ["cpu_seed", "cpu_causal", "cpu_gqa", "seed", "causal", "gqa", "train"]
 
 
@@ -158,7 +162,7 @@ def render(project: Project) -> Dict[str, str]:
     env = _env()
     values = {"project": project.name, "project_url": project.url, "branch": project.branch,
               "self_project": project.self_project, "bootstrap": BOOTSTRAP,
-              "attnperf_requirement": f"attnperf=={__version__}"}
+              "attnperf_requirement": f"attnperf @ git+{REPOSITORY}@v{__version__}"}
     out = {}
     for path, template in FILES.items():
         body = env.get_template(template).render(**values) if template else ""

@@ -55,7 +55,7 @@ README_LIMIT = 10 * 1024  # bytes: a front page, not a manual
 
 # ------------------------------------------------------------ extraction ----
 FENCE = re.compile(r"^([ \t]*)```([\w+-]*)[^\n]*\n(.*?)^\1```[ \t]*$", re.M | re.S)
-FENCE_LANGUAGES = {"bash", "text", "python", "toml"}
+FENCE_LANGUAGES = {"bash", "text", "python", "toml", "yaml"}
 
 
 def fenced_blocks(text: str) -> Iterator[Tuple[str, str]]:
@@ -642,3 +642,20 @@ def test_screenshots_script(tmp_path):
         data = (tmp_path / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20000, name
         assert (DOCS / "img" / name).is_file()
+
+
+def test_the_documented_install_setting_is_what_init_writes():
+    """docs/ci.md shows the generated workflows' ATTNPERF_REQUIREMENT line as init renders it."""
+    from attnperf import __version__
+    from attnperf.scaffold import TEMPLATES
+
+    blocks = [code for lang, code in fenced_blocks((REPO / "docs" / "ci.md").read_text())
+              if lang == "yaml"]
+    shown = [line.strip() for code in blocks for line in code.splitlines()
+             if line.strip().startswith("ATTNPERF_REQUIREMENT:")]
+    assert len(shown) == 1, shown
+    template = (TEMPLATES / "workflows" / "pr.yml").read_text()
+    line = next(x.strip() for x in template.splitlines() if x.strip().startswith("ATTNPERF_REQUIREMENT:"))
+    rendered = line.replace("[[ attnperf_requirement ]]",
+                            f"attnperf @ git+https://github.com/attnperf/attnperf@v{__version__}")
+    assert shown[0] == rendered

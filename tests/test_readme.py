@@ -1,4 +1,4 @@
-"""The README's commands are tests (issue 13, item 3).
+"""The README's commands are tests.
 
 The commands are read from README.md itself: every ```bash block and the
 `attnperf` command table.  Each one must be either run here, as the README
@@ -94,7 +94,7 @@ ELSEWHERE = {
     "attnperf asv machine my-box": "test_ci_bench.py (ci bench describes the machine with it; slow)",
     "ATTNPERF_ASV_KERNELS=triton_flash attnperf ci bench --base main --head HEAD --machine my-gpu --rounds 2":
         "GPU only (Triton needs CUDA): the selection is test_suite.py's "
-        "test_triton_flash_is_in_the_grid_but_measured_on_request; the run, tools/gpu/verdict_check.sh abtri",
+        "test_triton_flash_is_in_the_grid_but_measured_on_request; the run, tools/gpu/acceptance.py's triton check",
     "attnperf asv fetch-assets": ".ci/run (tools/install_browser.sh) and test_site.py's browser checks",
     "attnperf bisect GOOD BAD [-b REGEX] [--factor F]": "test_bisect.py",
     "ATTNPERF_ASV_KERNELS=tiled ATTNPERF_ASV_PROBLEMS=cpu_causal attnperf bisect GOOD BAD "

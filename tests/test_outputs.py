@@ -1,4 +1,4 @@
-"""Outputs never replace what they should not (issue 12 #3): io.jsonfile.check_writable /
+"""Outputs never replace what they should not: io.jsonfile.check_writable /
 write_json / write_text, and the CLI commands that write files (run, compare, pr-comment).
 
 Each refusal is one ``error:`` line, exit 2, and the file (or link, device, FIFO) as it was.

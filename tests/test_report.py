@@ -1,5 +1,5 @@
 """attnperf.report: the schema-v1 JSON of a real CPU run, atomic writes, NaN
-handling, and reading reports (ours and the seed's) with clear errors."""
+handling, and reading reports (ours and legacy single-config ones) with clear errors."""
 
 import json
 import math
@@ -115,7 +115,7 @@ def test_nan_metrics_become_null_and_still_validate():
     corr = data["results"][0]["correctness"]
     assert corr["rel_error"] is None and corr["nonfinite"] == 3
     assert data["summary"]["failed"] == 1
-    # No ok result: the seed keys mirror the first result anyway.
+    # No ok result: the legacy top-level keys mirror the first result anyway.
     assert data["kernel_name"] == "naive" and data["performance"] is None
     validate(data)
 
@@ -334,7 +334,7 @@ def test_own_report_reads_back(cpu_report, tmp_path):
 
 
 # ------------------------------------------------- the result entry, key by key ---
-# Schema v1 is a contract: these keys are what readers (compare, the seed's tools)
+# Schema v1 is a contract: these keys are what readers (compare, tools of the legacy format)
 # find.  Every value below is set by hand, never read back from the code under test.
 def _gpu_measurement() -> Measurement:
     from attnperf.model import roofline

@@ -140,9 +140,8 @@ class Runner:
         return [sys.executable, "-c", BOOT, str(ROOT / "src"), *args]
 
     def git(self, *args: str) -> str:
-        return subprocess.run(["git", "-C", str(self.work / "repo"), "-c", "user.name=attnperf acceptance", "-c",
-                               "user.email=acceptance@attnperf.invalid", *args], check=True, capture_output=True,
-                              text=True).stdout.strip()
+        who = ["-c", "user.name=attnperf acceptance", "-c", "user.email=acceptance@attnperf.invalid"]
+        return subprocess.check_output(["git", "-C", str(self.work / "repo"), *who, *args], text=True).strip()
 
     def repo(self) -> Path:
         """The clone: C0 = the working tree (on main's history when there is one), C1, AB, TRI."""
@@ -160,6 +159,7 @@ class Runner:
         self.git("commit", "-q", "--allow-empty", "-m", "C0: the working tree")
         self.git("reset", "-q", "--hard")
         c0 = self.commits["C0"] = self.git("rev-parse", "HEAD")
+        self.git("branch", "-f", "main", self.commits.get("main", c0))  # asv's branch (asv.conf.json)
         for name, path, text in (("C1", "README.md", "\n<!-- A/A: no code change -->\n"),
                                  ("AB", "src/attnperf/kernels/sdpa.py", INJECT.format(pct=self.a.inject_pct)),
                                  ("TRI", "src/attnperf/kernels/triton_flash/config.py", DETUNE)):
@@ -280,7 +280,7 @@ def check_history(r: Runner):
                              "--skip-existing-commits", f"{main}~{n}..{main}"], cwd=c, env=r.asv_env)
     have = {p.name[:8] for p in (c / "results" / r.a.machine).glob("*-*.json")}
     done = [h[:8] for h in r.git("rev-list", f"{main}~{n}..{main}").split() if h[:8] in have]
-    return rc == 0 and len(done) == n, {"exit": rc, "commits": n, "recorded": done}
+    return rc == 0 and n >= 1 and len(done) == n, {"exit": rc, "commits": n, "recorded": done}
 
 
 def check_site(r: Runner):

@@ -227,7 +227,7 @@ def check_isolation(r: Runner):
 
 def check_passes(r: Runner):
     kernels = "sdpa_cudnn,sdpa_flash,triton_flash" if r.dev == "cuda" else "sdpa,tiled"
-    rc, results = _run(r, "passes", kernels + ",fault_grad_off", "--pass", "fwd,bwd,fwd+bwd")
+    rc, results = _run(r, "passes", kernels + ",fault_grad_off", "--pass", "fwd,bwd,fwd+bwd", "--timeout-s", "300")
     status = {x["id"]: x["status"] for x in results}
     grads = {x["id"]: max(g["rel_error"] for g in x["gradients"].values()) for x in results if x.get("gradients")}
     bad = {i: s for i, s in status.items() if i.startswith("fault_grad_off/")}

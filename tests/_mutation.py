@@ -1,4 +1,4 @@
-"""Mutation testing of the code that decides verdicts and numbers (issue 13).
+"""Mutation testing of the code that decides verdicts and numbers.
 
     python tests/_mutation.py          # the CI scope (`make mutation`, run by .ci/run)
     python tests/_mutation.py --full   # every function of the scoped modules (nightly)

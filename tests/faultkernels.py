@@ -1,4 +1,4 @@
-"""Kernels that misbehave, for the isolation and correctness tests.
+"""Kernels that misbehave, for the isolation and correctness tests and tools/gpu/acceptance.py.
 
 Loaded by reference, the way a worker process finds kernels: in-process with
 ``REGISTRY.add_reference("faultkernels:KERNELS")``, and by a real ``attnperf run``
@@ -18,6 +18,8 @@ import os
 import sys
 import threading
 import time
+
+import torch
 
 from attnperf.errors import ReportError
 from attnperf.kernels.naive import naive_attention
@@ -85,6 +87,16 @@ def fault_slow(q, k, v, *, causal, scale):
     return naive_attention(q, k, v, causal=causal, scale=scale)
 
 
+def fault_bad_index(q, k, v, *, causal, scale):
+    """Reads far out of bounds: an IndexError on a CPU, a device-side assert (a sticky CUDA error) on a GPU."""
+    return q + q.flatten()[torch.full((1,), 1 << 40, device=q.device, dtype=torch.long)].sum()
+
+
+def fault_grad_off(q, k, v, *, causal, scale):
+    """Right values, gradients 10 % too large: only the gradient check can catch it."""
+    out = naive_attention(q, k, v, causal=causal, scale=scale)
+    return out + 0.1 * (out - out.detach())
+
 # --------------------------------------------- a job handler for Worker tests
 def worker_setup(tag):
     return {"tag": tag, "jobs": 0}
@@ -110,5 +122,6 @@ def worker_handle(state, job):
 KERNELS = [KernelSpec(name=fn.__name__, fn=fn, family="test-fault",
                       description=(fn.__doc__ or fn.__name__).strip().splitlines()[0])
            for fn in (fault_hang, fault_segfault, fault_exit3, fault_os_exit0, fault_report_error,
-                      fault_zero_q, fault_nan_after_first, fault_mutate_later, fault_slow)]
+                      fault_zero_q, fault_nan_after_first, fault_mutate_later, fault_slow, fault_bad_index,
+                      fault_grad_off)]
 NAMES = [s.name for s in KERNELS]

@@ -1,4 +1,4 @@
-"""Trustworthy ceilings (issue 12, item 11): best of several rounds, a damaged cache
+"""Trustworthy ceilings: best of several rounds, a damaged cache
 is measured again with a warning, a kernel that beats the roofs makes the session
 measure them again once, and a row that still beats them is flagged."""
 
@@ -53,7 +53,7 @@ def test_each_figure_is_the_best_of_several_rounds():
 
 
 def test_one_round_under_load_is_what_a_single_round_would_have_kept():
-    # The seed's single round: whatever load it met is the roof (here 10x too low).
+    # A single round: whatever load it met is the roof (here 10x too low).
     timer = RoundTimer([1e-2] * 5)
     one = ceilings_mod.measure_ceilings("cpu", quick=True, rounds=1, timer=timer)
     assert timer.calls == 5 and one["rounds"] == 1

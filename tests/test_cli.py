@@ -245,7 +245,7 @@ def test_memory_estimate_skips_before_allocating(cli, tmp_path, tiny_run_args, t
 # --------------------------------------------------------------- compare ----
 @pytest.fixture
 def seed_pair(json_file, seed_report):
-    """The seed's baseline (0.0524 ms) and a current file of ``ms``."""
+    """A legacy baseline report (0.0524 ms) and a current file of ``ms``."""
     def make(ms, key="performance"):
         return (json_file("baseline.json", seed_report(0.0524)),
                 json_file("current.json", seed_report(ms, key=key)))

@@ -1,4 +1,4 @@
-"""attnperf.compare: the seed's compare_baseline.py contract, with hand numbers."""
+"""attnperf.compare: the contract of the legacy compare_baseline.py, with hand numbers."""
 
 import pytest
 
@@ -16,9 +16,9 @@ def one(make, base_ms, cur_ms, threshold=DEFAULT_THRESHOLD):
                            [make("sdpa", SEED_ID, mean_ms=cur_ms)], threshold)
 
 
-# -------------------------------------------------------- the seed check ----
+# ------------------------------------------------ a legacy report's numbers ----
 def test_seed_validation_numbers(json_file, seed_report):
-    # The seed's GPU validation: 0.0524 ms -> 0.05174 ms
+    # A recorded legacy GPU validation: 0.0524 ms -> 0.05174 ms
     #   speedup     = 0.0524 / 0.05174                 = 1.01276 -> 1.0128
     #   improvement = (0.0524 - 0.05174) / 0.0524 * 100 = 1.2595 -> +1.26 %
     base = read_results(str(json_file("base.json", seed_report(0.0524))))
@@ -30,14 +30,14 @@ def test_seed_validation_numbers(json_file, seed_report):
     assert (r["baseline_time_ms"], r["current_time_ms"], r["threshold"]) == (0.0524, 0.05174, -3.0)
     assert r["comparisons"][0]["statistic"] == "mean_time_ms"
     assert r["worst_id"] == f"sdpa/{SEED_ID}"
-    # +1.26 % is inside the +-3 % band: not an improvement (the seed said SLIGHT IMPROVEMENT).
+    # +1.26 % is inside the +-3 % band: not an improvement (the legacy tool said SLIGHT IMPROVEMENT).
     assert verdict(r["improvement_pct"], r["is_regression"], -3.0) == "NO SIGNIFICANT CHANGE"
 
 
 def test_seed_metrics_key_against_an_attnperf_report(json_file, seed_report, result_entry,
                                                      v1_report):
-    # The older seed files hold `metrics`; the current report is ours with a median
-    # and a mean.  The seed has no median, so means are compared:
+    # Older legacy files hold `metrics`; the current report is ours with a median
+    # and a mean.  The legacy format has no median, so means are compared:
     #   (0.0524 - 0.06) / 0.0524 * 100 = -14.50 %  -> regression at -3 %
     base = read_results(str(json_file("base.json", seed_report(0.0524, key="metrics"))))
     cur = read_results(str(json_file("cur.json", v1_report(
@@ -268,7 +268,7 @@ def assert_row(row: dict, expected: dict) -> None:
 def test_row_of_a_timed_config(result_entry):
     base = dict(result_entry("sdpa", SEED_ID, median_ms=4.0), status="ok")
     cur = result_entry("sdpa", SEED_ID, median_ms=5.0)
-    del cur["status"]  # a missing status means "ok" (the seed's files have none)
+    del cur["status"]  # a missing status means "ok" (legacy files have none)
     for side in (base, cur):
         side["performance"]["time_basis"] = "device_time"  # the same basis: comparable
     (row,) = compare_results([base], [cur], -3.0)["comparisons"]

@@ -1,4 +1,4 @@
-"""Issue 8, "CPU A/A under load": the CPU verdict on a loaded 2-core machine (slow, real asv).
+"""CPU A/A under load: the CPU verdict on a loaded 2-core machine (slow, real asv).
 
 While an unrelated process keeps one core busy (a Python loop, started here),
 `attnperf ci bench --device cpu` (asv continuous with interleaved rounds, then every

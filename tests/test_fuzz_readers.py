@@ -1,4 +1,4 @@
-"""Fuzz the three readers of files attnperf does not control (issue 12, item 7).
+"""Fuzz the three readers of files attnperf does not control.
 
 Each test starts from a valid file, applies generated damage (a value swapped
 for random JSON, NaN/Infinity, a huge or 5000-digit number, a deeply nested

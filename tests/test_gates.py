@@ -1,4 +1,4 @@
-"""What the verdicts depend on, pinned at their boundaries (issue 13, item 1).
+"""What the verdicts depend on, pinned at their boundaries.
 
 Every gate here is tested just inside and just outside its edge, so a changed
 constant, a flipped comparison or an inverted metric makes a test fail:

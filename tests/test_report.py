@@ -1,5 +1,5 @@
 """attnperf.report: the schema-v1 JSON of a real CPU run, atomic writes, NaN
-handling, reading reports (ours and seed reports) with clear errors, and reading
+handling, reading reports (ours and legacy single-config ones) with clear errors, and reading
 reports back into records that write the same file."""
 
 import dataclasses
@@ -117,7 +117,7 @@ def test_nan_metrics_become_null_and_still_validate():
     corr = data["results"][0]["correctness"]
     assert corr["rel_error"] is None and corr["nonfinite"] == 3
     assert data["summary"]["failed"] == 1
-    # No ok result: the seed keys mirror the first result anyway.
+    # No ok result: the legacy top-level keys mirror the first result anyway.
     assert data["kernel_name"] == "naive" and data["performance"] is None
     validate(data)
 
@@ -336,7 +336,7 @@ def test_own_report_reads_back(cpu_report, tmp_path):
 
 
 # ------------------------------------------------- the result entry, key by key ---
-# Schema v1 is a contract: these keys are what readers (compare, seed-report tools)
+# Schema v1 is a contract: these keys are what readers (compare, tools of the legacy format)
 # find.  Every value below is set by hand, never read back from the code under test.
 def _gpu_measurement() -> Measurement:
     from attnperf.model import roofline

@@ -16,7 +16,7 @@ SEED = PRESETS["seed"]      # 8,4,64,64 fp16
 TRAIN = PRESETS["train"]    # 4,16,2048,128 bf16
 DECODE = PRESETS["decode"]  # b8, 32 q heads / 8 kv heads, sq 1, sk 4096, d128, bf16
 H100 = match_peak("NVIDIA H100 80GB HBM3")
-# What the H100 host measured (FACTS.md): copy 3.0 TB/s, bf16 matmul ~777 TF/s.
+# What an H100 host measured: copy 3.0 TB/s, bf16 matmul ~777 TF/s.
 H100_MEASURED = {"bandwidth_gb_s": 3000.0, "matmul_tflops": {"float16": 760.0, "bfloat16": 777.0}}
 
 
@@ -82,7 +82,7 @@ def test_gqa_reads_less_than_mha():
 
 # ------------------------------------------------------------ intensity -----
 def test_arithmetic_intensity():
-    # 33,554,432 / 1,048,576 = 32 (the seed JSON says 32.0 too)
+    # 33,554,432 / 1,048,576 = 32 (a legacy report says 32.0 too)
     assert roofline.arithmetic_intensity(SEED) == 32.0
     assert roofline.arithmetic_intensity(TRAIN) == 1024.0    # 137,438,953,472 / 134,217,728
     # 536,870,912 / 134,348,800 = 3.99609756...

@@ -138,7 +138,7 @@ def test_config_round_trip_and_seed_config_block():
     cfg = p.to_config()
     assert cfg["id"] == p.id
     assert Problem.from_config(cfg) == p
-    # The seed's config block has only these five keys.
+    # A legacy config block has only these five keys.
     seed_cfg = {"batch_size": 8, "num_heads": 4, "seq_len": 64, "head_dim": 64, "dtype": "float16"}
     assert Problem.from_config(seed_cfg).id == "b8_h4_sq64_d64_fp16"
 

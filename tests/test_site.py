@@ -326,7 +326,7 @@ def test_browser_check_reports_console_errors(hist, tmp_path):
     assert not result["ok"]
 
 
-# ------------------------------------------- hostile names (issue 12 #7, #8) ------
+# ---------------------------------------------------------- hostile names ------
 HOSTILE = ["<img src=x onerror=alert(1)>", "@org_team", "[x](javascript:alert(1))", "a`b``c",
            "<!--", "</script><script>alert(1)</script>"]
 
@@ -404,7 +404,7 @@ def test_markdown_helpers():
     assert md.code("a|b\nc") == "`a\\|b c`"
 
 
-# ------------------------------------------ the output folder (issue 12 #1) ------
+# ------------------------------------------------------ the output folder ------
 def _listing(folder: Path) -> dict:
     return {str(p.relative_to(folder)): (p.read_bytes() if p.is_file() else None)
             for p in sorted(folder.rglob("*"))}
@@ -484,7 +484,7 @@ def test_interrupted_build_keeps_the_previous_site(hist, tmp_path, cli, sig):
     assert list(private_tmp.iterdir()) == []  # no /tmp/attnperf-publish-* or other temporary
 
 
-# ------------------------------------- committed history only (issue 12 #4) ------
+# ------------------------------------------------- committed history only ------
 def test_only_listed_machines_are_published(tmp_path, cli):
     results = tmp_path / "results"
     params = d.grid_params(["sdpa"], ["cpu_seed"])
@@ -540,7 +540,7 @@ def test_local_machines_are_git_ignored_under_results():
     assert not ignored("results/benchmarks.json")
 
 
-# ------------------------------------ the regressions page (issue 12 #16) ------
+# --------------------------------------------------- the regressions page ------
 def test_published_regressions_are_what_the_pr_verdict_would_flag(tmp_path):
     """asv publish over the committed results/ (5 commits of main, no kernel changed):
     before, 42 regressions of which 31 from views; now no view, and every step listed is

@@ -1,6 +1,6 @@
 """attnperf.render.table (the run table) and what `attnperf run` prints around it:
 rounded numbers, one line per kernel for what cannot run here, flags for unstable
-rows and beaten ceilings, the thread count and CPU dtype (issue 12, items 10, 11, 15)."""
+rows and beaten ceilings, the thread count and CPU dtype."""
 
 from __future__ import annotations
 

@@ -200,9 +200,9 @@ def test_explicit_scale():
 
 
 def test_bf16_interpreter():
-    """bf16 is checked on the GPU (tools/gpu); Triton 3.6's interpreter multiplies bf16 bit
-    patterns in tl.dot (triton-lang/triton#11584).  When a Triton release fixes that, the
-    probe passes and the same bf16 check as fp16 runs here."""
+    """bf16 is checked on a GPU (tools/gpu/acceptance.py's passes check); Triton 3.6's
+    interpreter multiplies bf16 bit patterns in tl.dot (triton-lang/triton#11584).  When a
+    Triton release fixes that, the probe passes and the same bf16 check as fp16 runs here."""
     problem = _probe(torch.bfloat16)
     if problem is not None:
         assert "bfloat16" in problem and triton.__version__.startswith("3.6"), problem

@@ -1,4 +1,4 @@
-"""Baseline comparison: data in, data out (the seed's compare_baseline.py contract).
+"""Baseline comparison: data in, data out (the contract of the legacy compare_baseline.py).
 
 Per config matched by id (``kernel/config``):
 
@@ -9,11 +9,11 @@ Per config matched by id (``kernel/config``):
 
 Verdict words follow the threshold symmetrically: REGRESSION below it,
 IMPROVEMENT above its mirror (-threshold: more than 3 % faster at -3.0), NO
-SIGNIFICANT CHANGE between.  (The seed also said SLIGHT IMPROVEMENT for any
+SIGNIFICANT CHANGE between.  (The legacy tool also said SLIGHT IMPROVEMENT for any
 gain under 10 %: +0.05 % was an improvement while -2.98 % was no change.)
 
 Times are medians when both sides have one (attnperf reports), else means (the
-seed's files carry only ``mean_time_ms``).  A config that passed correctness in
+legacy single-config reports carry only ``mean_time_ms``).  A config that passed correctness in
 the baseline and fails now, or was measured and now is skipped/unavailable, is a
 regression too.  Reports timed on different kinds of device (GPU device time vs
 CPU wall time) are refused.
@@ -85,7 +85,7 @@ def compare_results(baseline: List[dict], current: List[dict],
                     threshold: float = DEFAULT_THRESHOLD, allow_missing: bool = False) -> dict:
     """Compare normalised result lists (see report.read_results).
 
-    ``is_regression`` (the seed's key) is true for a slowdown past the
+    ``is_regression`` (the legacy key) is true for a slowdown past the
     threshold, a correctness or coverage loss, and -- unless ``allow_missing``
     -- for configs of the baseline absent from the current report.
     """
@@ -106,7 +106,7 @@ def compare_results(baseline: List[dict], current: List[dict],
     coverage_lost = bool(missing) and not allow_missing
     out = {
         "schema_version": 1,
-        # The seed's keys, for the worst (most slowed-down) matched config.
+        # The legacy keys, for the worst (most slowed-down) matched config.
         "speedup": worst["speedup"],
         "improvement_pct": worst["improvement_pct"],
         "is_regression": any(r["is_regression"] for r in rows) or coverage_lost,
@@ -128,7 +128,7 @@ def compare_results(baseline: List[dict], current: List[dict],
 
 def verdict(improvement_pct: Optional[float], is_regression: bool,
             threshold: float = DEFAULT_THRESHOLD) -> str:
-    """The seed's verdict words, symmetric about zero: REGRESSION past the threshold
+    """The legacy verdict words, symmetric about zero: REGRESSION past the threshold
     (or flagged by status), IMPROVEMENT past its mirror, else NO SIGNIFICANT CHANGE."""
     if is_regression:
         return "REGRESSION"

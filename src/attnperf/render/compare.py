@@ -1,6 +1,6 @@
 """``attnperf compare``'s text and markdown output (the verdicts come from analysis.compare).
 
-Text keeps the seed's per-config block (``Time (ms)``, ``Speedup``, verdict);
+Text keeps the legacy per-config block (``Time (ms)``, ``Speedup``, verdict);
 markdown is one table (tabulate's ``pipe`` format).  Untimed values print as
 ``n/a``; configs of the baseline missing from the current report are listed.
 """

@@ -1,19 +1,19 @@
-"""The versioned JSON report: build, write atomically, read (also seed reports).
+"""The versioned JSON report: build, write atomically, read (also legacy single-config reports).
 
 Writing goes from records (:func:`result_entry` of a
 :class:`~attnperf.model.records.Measurement`, :func:`build_report` /
 :func:`report_dict` of a run) and reading comes back to them
 (:func:`measurement_from_entry`, :func:`read_report`): a report read into
 records writes the same JSON again.  :func:`read_results` gives the
-normalised result entries as dicts, which is also how seed reports are read.
+normalised result entries as dicts, which is also how legacy single-config reports are read.
 
 Format history (``schema_version``):
 
 * 1 -- first attnperf format.  ``results`` holds one entry per (kernel, config);
-  the top level also carries the single-config keys of seed reports
+  the top level also carries the single-config keys of legacy single-config reports
   (``correctness``, ``performance``, ``roofline``, ``config``, ``kernel_name``,
   ``timestamp``), mirroring the first successfully measured result, so tools
-  written for seed reports keep working.
+  written for legacy single-config reports keep working.
   JSON Schema: ``attnperf/io/schemas/report-v1.schema.json``.
   Later additions, compatible (a reader of 1 may ignore them; older files lack
   them): statuses ``crashed`` (the worker process died; signal or exit code in
@@ -36,7 +36,7 @@ Format history (``schema_version``):
   ``baseline_bytes``).  JSON Schema: ``report-v2.schema.json``.
   Version-1 files are still read (validated against the v1 schema).
 
-Files without ``schema_version`` are read as seed reports: the single-config
+Files without ``schema_version`` are read as legacy single-config reports: the single-config
 format of the benchmark script attnperf grew from (``performance`` or, older,
 ``metrics``; the keys attnperf reads are described by
 ``attnperf/io/schemas/seed-report.schema.json``).  They hold no samples, so
@@ -251,14 +251,14 @@ def _checked(data: dict, path: str, what: str) -> dict:
 
 def read_results(path: str, what: str = "report",
                  records: bool = False) -> Union[List[dict], List[Measurement]]:
-    """Normalised result entries of an attnperf report or a seed JSON file.
+    """Normalised result entries of an attnperf report or a legacy single-config JSON file.
 
     Each entry has ``id`` (kernel/config id), ``kernel_name``, ``config_id``,
     ``status``, ``correctness`` and ``performance`` with ``mean_time_ms`` and,
     where present, ``median_time_ms``.  A file that breaks its schema raises
     :class:`ReportError` naming the first bad field.  ``records=True``: the
     results of an attnperf report as :class:`~attnperf.model.records.Measurement`
-    records instead (:func:`read_report`; a seed file has none).
+    records instead (:func:`read_report`; a legacy file has none).
     """
     if records:
         return read_report(path, what).measurements
@@ -267,7 +267,7 @@ def read_results(path: str, what: str = "report",
         return _checked(data, path, what)["results"]
     if "performance" not in data and "metrics" not in data:
         raise ReportError(f"{what} {path!r} is neither an attnperf report (no schema_version) nor a "
-                          "seed report (no performance.mean_time_ms or metrics.mean_time_ms)")
+                          "legacy single-config report (no performance.mean_time_ms or metrics.mean_time_ms)")
     validate(data, SEED_SCHEMA_FILE, path, what)
     return [_seed_entry(data)]
 
@@ -278,7 +278,7 @@ def read_report(path: str, what: str = "report") -> Report:
     data = load_json(path, what)
     if "schema_version" not in data:
         raise ReportError(f"{what} {path!r} is not an attnperf report (no schema_version): "
-                          "a seed report has results but no records")
+                          "a legacy single-config report has results but no records")
     return report_from_dict(_checked(data, path, what), path, what)
 
 

@@ -50,7 +50,7 @@ BUILTINS = (
 ENV_MODULES = "ATTNPERF_KERNEL_MODULES"
 
 # Old names that must keep resolving (history keys are never renamed).
-ALIASES = {"pytorch_sdpa": "sdpa"}  # seed reports' kernel_name
+ALIASES = {"pytorch_sdpa": "sdpa"}  # legacy single-config reports' kernel_name
 
 
 def canonical_name(name: str) -> str:

@@ -14,7 +14,7 @@ from .problem import Problem
 
 # ---- named problems and sweeps --------------------------------------------
 PRESETS: Dict[str, Problem] = {
-    # The single configuration of seed reports (their benchmark script's defaults).
+    # The single configuration of legacy single-config reports (their benchmark script's defaults).
     "seed": Problem(batch=8, heads=4, seq_q=64, head_dim=64, dtype="float16"),
     # One new token against a 4k KV cache, grouped-query (Llama-style 32q/8kv).
     "decode": Problem(batch=8, heads=32, kv_heads=8, seq_q=1, seq_kv=4096,
@@ -42,7 +42,7 @@ SWEEPS: Dict[str, List[str]] = {
     "cpu-small": ["cpu_seed", "cpu_decode", "cpu_causal", "cpu_gqa"],
     # Default of `attnperf run` on a GPU.
     "gpu-default": ["seed", "decode", "gqa", "causal", "mid", "train"],
-    # A short sweep: the seed shape and a large training shape.
+    # A short sweep: the `seed` preset's shape and a large training shape.
     "seed-train": ["seed", "train"],
     "gpu-full": ["seed", "decode", "gqa", "causal", "mid", "train", "train_long_causal"],
 }

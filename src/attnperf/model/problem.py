@@ -180,7 +180,7 @@ class Problem:
 
     @classmethod
     def from_config(cls, cfg: dict) -> "Problem":
-        """Inverse of :meth:`to_config`; also reads a seed report's config block."""
+        """Inverse of :meth:`to_config`; also reads a legacy single-config report's config block."""
         try:
             return cls(
                 batch=cfg["batch_size"], heads=cfg["num_heads"], seq_q=cfg["seq_len"],

@@ -42,7 +42,7 @@ LATENCY_FLOOR_S = {"cuda": 5e-6, "cpu": 20e-6}
 BEATEN_MARGIN = 1.05
 
 REGIMES = ("latency-bound", "memory-bound", "compute-bound")
-BOTTLENECK = {  # seed reports' `roofline.bottleneck` strings
+BOTTLENECK = {  # legacy single-config reports' `roofline.bottleneck` strings
     "latency-bound": "Latency (launch/host overhead)",
     "memory-bound": "Memory Bandwidth",
     "compute-bound": "Compute",

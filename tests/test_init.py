@@ -96,6 +96,8 @@ def test_init_writes_everything_and_a_starter_config(cli, plugin_repo):
     config = project_config.load(plugin_repo / "pyproject.toml")
     assert config.kernels == ("toy_attn",) and config.baselines == ("sdpa",)  # from its entry point
     assert "asv continuous --factor 1.5 --interleave-rounds -a rounds=3 -b '^(?!.*Views)' HEAD~1 HEAD" in res.out
+    assert "\n  attnperf asv machine\n" in res.out  # describes the machine and measures its ceilings
+    assert "    wrote  .gitignore" in res.out
     conf = json.loads("\n".join(line for line in (plugin_repo / "asv.conf.json").read_text()
                                 .splitlines() if not line.strip().startswith("//")))
     assert conf["project"] == "toyattn" and conf["branches"] == ["main"]
@@ -115,7 +117,7 @@ def test_init_is_idempotent_and_keeps_edited_files(cli, plugin_repo):
     assert cli("init", plugin_repo).code == 0
     pyproject = (plugin_repo / "pyproject.toml").read_text()
     again = cli("init", plugin_repo)
-    assert again.code == 0 and again.out.count("unchanged") == len(GENERATED)
+    assert again.code == 0 and again.out.count("unchanged") == len(GENERATED) + 1  # + .gitignore
     assert (plugin_repo / "pyproject.toml").read_text() == pyproject  # config added once
     bench = plugin_repo / "benchmarks" / "bench_attention.py"
     edited = bench.read_text() + "\n# my own tweak\n"
@@ -170,16 +172,27 @@ def test_init_refuses_an_invalid_config_before_writing(cli, plugin_repo):
     assert not (plugin_repo / "asv.conf.json").exists()
 
 
-def test_generated_suite_reads_the_repositorys_config(plugin_repo, cli, monkeypatch):
-    assert cli("init", plugin_repo).code == 0
+def _generated_suite(repo, name="bench_generated"):
     import importlib.util
-    spec = importlib.util.spec_from_file_location(
-        "bench_generated", plugin_repo / "benchmarks" / "bench_attention.py")
+    spec = importlib.util.spec_from_file_location(name, repo / "benchmarks" / "bench_attention.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
+    return mod
+
+
+def test_generated_suite_reads_the_repositorys_config(plugin_repo, cli, monkeypatch):
+    assert cli("init", plugin_repo).code == 0
+    monkeypatch.delenv("ATTNPERF_ASV_PROBLEMS", raising=False)
+    monkeypatch.setenv("ATTNPERF_ASV_DEVICE", "cuda")
+    mod = _generated_suite(plugin_repo)
     ids = [suite.resolve(p).id for p in scaffold.DEFAULT_PROBLEMS]
     assert (mod.KERNELS, mod.PROBLEMS) == (["toy_attn", "sdpa"], ids)
     assert mod._GRID == {"project_dir": str(plugin_repo)} and mod._GRID_ERROR == ""
+    # A CPU's tables show only the problems it runs (before: a row of n/a per GPU preset).
+    monkeypatch.setenv("ATTNPERF_ASV_DEVICE", "cpu")
+    mod = _generated_suite(plugin_repo, "bench_generated_cpu")
+    assert mod.PROBLEMS == [suite.resolve(p).id for p in scaffold.DEFAULT_PROBLEMS
+                            if p.startswith("cpu_")]
 
 
 def test_generated_suite_fails_loudly_on_a_bad_config(plugin_repo, cli):
@@ -193,6 +206,54 @@ def test_generated_suite_fails_loudly_on_a_bad_config(plugin_repo, cli):
     spec.loader.exec_module(mod)  # importing never raises (asv discovery)
     with pytest.raises(RuntimeError, match="unknown key tool.attnperf.colour"):
         mod.measure()
+
+
+# ------------------------------------------------------------ .gitignore ---
+def _ignored(repo, path):
+    return subprocess.run(["git", "-C", str(repo), "check-ignore", "-q", "--no-index", path],
+                          check=False).returncode == 0
+
+
+def test_init_ignores_what_attnperf_and_asv_generate_and_keeps_the_history(cli, plugin_repo):
+    (plugin_repo / ".gitignore").write_text("# mine\n.asv/\n*.log")  # no final newline
+    res = cli("init", plugin_repo)
+    assert "  updated  .gitignore" in res.out
+    text = (plugin_repo / ".gitignore").read_text()
+    assert text.startswith("# mine\n.asv/\n*.log\n\n" + scaffold.GITIGNORE_BEGIN + "\n")
+    assert text.endswith(scaffold.GITIGNORE_END + "\n")
+    patterns = [ln.lstrip("/") for ln in text.splitlines() if ln and not ln.startswith("#")]
+    assert len(patterns) == len(set(patterns))  # .asv/ is the repository's already: not again
+    for path in (".asv/env/x", "html/index.html", "_site/index.html", ".cache/asv-www/asv.js",
+                 "ci-artifacts/bench/summary.md", "benchmarks/__pycache__/b.pyc",
+                 "results/my-laptop/machine.json", "results/my-laptop/attnperf-ceilings.json",
+                 "results/benchmarks.json"):
+        assert _ignored(plugin_repo, path), path
+    for machine in scaffold.CI_MACHINES:  # the history main.yml records stays committable
+        for name in ("machine.json", "abcdef12-virtualenv-py3.11.json", "attnperf-ceilings.json",
+                     "attnperf-thresholds.json"):
+            assert not _ignored(plugin_repo, f"results/{machine}/{name}"), (machine, name)
+    for path in ("toyattn/__init__.py", "benchmarks/bench_attention.py", "asv.conf.json",
+                 ".github/workflows/main.yml", "pyproject.toml"):
+        assert not _ignored(plugin_repo, path), path
+    again = cli("init", plugin_repo)
+    assert "unchanged  .gitignore" in again.out
+    assert (plugin_repo / ".gitignore").read_text() == text
+    # the block is refreshed in place; the repository's own lines stay as they are
+    edited = text.replace("/_site/\n", "").replace("# mine\n", "# mine\n_site/\n") + "my.db\n"
+    (plugin_repo / ".gitignore").write_text(edited)
+    assert "unchanged  .gitignore" in cli("init", plugin_repo).out
+    (plugin_repo / ".gitignore").write_text(edited.replace("_site/\n", ""))
+    assert "  updated  .gitignore" in cli("init", plugin_repo).out
+    final = (plugin_repo / ".gitignore").read_text()
+    assert final.count(scaffold.GITIGNORE_BEGIN) == 1 and final.endswith("my.db\n")
+    assert _ignored(plugin_repo, "_site/index.html")
+
+
+def test_the_committable_results_are_main_workflows_machines(cli, plugin_repo):
+    assert cli("init", plugin_repo).code == 0
+    main = yaml.safe_load((plugin_repo / ".github" / "workflows" / "main.yml").read_text())
+    recorded = [e["machine"] for e in main["jobs"]["bench"]["strategy"]["matrix"]["include"]]
+    assert tuple(recorded) == scaffold.CI_MACHINES
 
 
 # ---------------------------------------------------------- dogfooding ------

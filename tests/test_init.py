@@ -4,6 +4,7 @@ refusal outside git, dogfooding (attnperf's own files are init's output), and th
 
 import json
 import os
+import platform
 import re
 import shutil
 import subprocess
@@ -195,6 +196,31 @@ def test_generated_suite_reads_the_repositorys_config(plugin_repo, cli, monkeypa
                             if p.startswith("cpu_")]
 
 
+def test_generated_suite_says_what_it_measures(plugin_repo, cli):
+    # Before: "CPU: wall time", where the suite times the measuring thread's CPU time.
+    assert cli("init", plugin_repo).code == 0
+    mod = _generated_suite(plugin_repo, "bench_doc")
+    doc = " ".join(mod.__doc__.split())
+    assert "wall time" not in doc.split("(wall time at commits before it)")[0]
+    assert ("CPU: the measuring thread's CPU time per call (time.thread_time) with PyTorch at "
+            "one thread") in doc
+    # the same quantity as before: the history continues under the same versions
+    assert {c.version for c in (mod.TimeAttention, mod.Accuracy, mod.TrainingPass)} == {
+        "attnperf-asv-2"}
+
+
+def test_generated_suite_works_with_an_attnperf_without_the_newer_helpers(plugin_repo, cli,
+                                                                           monkeypatch):
+    """The file a newer init wrote, run by an older attnperf: the whole grid, raw figures."""
+    assert cli("init", plugin_repo).code == 0
+    monkeypatch.setenv("ATTNPERF_ASV_DEVICE", "cpu")
+    for name in ("device_grid", "device_pass_grid", "figure", "failure_summary"):
+        monkeypatch.delattr(suite, name)
+    mod = _generated_suite(plugin_repo, "bench_old_attnperf")
+    assert mod.PROBLEMS == [suite.resolve(p).id for p in scaffold.DEFAULT_PROBLEMS]
+    assert mod._figure(5.223710399461449) == 5.223710399461449
+
+
 def test_generated_suite_fails_loudly_on_a_bad_config(plugin_repo, cli):
     assert cli("init", plugin_repo).code == 0
     with open(plugin_repo / "pyproject.toml", "a") as fh:
@@ -321,6 +347,12 @@ def env_lock():
         yield
 
 
+def init_next_steps(out: str) -> list:
+    """The commands `attnperf init` prints after "next:" (the README's flow goes on with them)."""
+    lines = out.split("\nnext:\n", 1)[1].splitlines()
+    return [line.strip() for line in lines if line.startswith("  ")]
+
+
 @pytest.mark.slow
 def test_readme_flow_in_a_plugin_repository(tmp_path, env_lock):
     if ASV is None:
@@ -333,7 +365,7 @@ def test_readme_flow_in_a_plugin_repository(tmp_path, env_lock):
                 "ATTNPERF_ASV_DEVICE": "cpu", "GIT_AUTHOR_NAME": "t", "GIT_COMMITTER_NAME": "t",
                 "GIT_AUTHOR_EMAIL": "t@attnperf.invalid", "GIT_COMMITTER_EMAIL": "t@attnperf.invalid"})
     env.pop("PYTHONPATH", None)
-    # One CPU problem keeps it short; the rest of the starter config is as init wrote it.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # as a user's shell: imports leave __pycache__/
     cmds = readme_commands()
     assert cmds[0].startswith("pip install attnperf")  # here: this venv's attnperf, no network
 
@@ -344,43 +376,76 @@ def test_readme_flow_in_a_plugin_repository(tmp_path, env_lock):
 
     rc, out = sh(cmds[1])  # attnperf init
     assert rc == 0 and "wrote  asv.conf.json" in out, out
+    # The flow goes on as init says (the README's block: its first two lines, then these).
+    commit, machine, continuous = init_next_steps(out)[:3]
+    assert (commit.startswith("git add -A && git commit"), machine, continuous.split()[:2]) == (
+        True, "attnperf asv machine", ["asv", "continuous"])
+    # One CPU problem keeps it short, and a GPU preset that a CPU run must not show; the rest
+    # of the starter config is as init wrote it.
     text = (repo / "pyproject.toml").read_text()
-    text = re.sub(r"^problems = .*$", 'problems = ["cpu_gqa"]', text, flags=re.M)
+    text = re.sub(r"^problems = .*$", 'problems = ["cpu_gqa", "seed"]', text, flags=re.M)
     (repo / "pyproject.toml").write_text(text)
     # asv's environment is shared across runs of this test (creating it costs a minute);
     # each commit is still built and installed into it by asv.conf.json's commands.
     (repo / ".asv").mkdir()
     SHARED_ENV.mkdir(parents=True, exist_ok=True)
     (repo / ".asv" / "env").symlink_to(SHARED_ENV, target_is_directory=True)
-    for cmd in cmds[2:4]:  # commit, asv machine
+    for cmd in (commit, machine):  # machine: asv's description and this machine's ceilings
         rc, out = sh(cmd)
         assert rc == 0, (cmd, out)
     # A/A: HEAD~1 (before init) and HEAD have the same kernel code.
-    rc, out = sh(cmds[4])
+    rc, out = sh(continuous)
     assert rc == 0, out
     assert not [line for line in out.splitlines() if re.match(r"^\|?\s*\+\s", line)], out
+    assert "b8_h4_sq64_d64_fp16" not in out, out  # a CPU's tables: no row of the GPU preset
     # A commit that makes the user's kernel ~2x slower: flagged, and nothing else.
     kernel = repo / "toyattn" / "__init__.py"
     kernel.write_text(kernel.read_text().replace("REPEAT = 1", "REPEAT = 2"))
-    rc, out = sh("git commit -qam 'toy: compute twice' && " + cmds[4])
+    rc, out = sh("git commit -qam 'toy: compute twice' && " + continuous)
     assert rc == 1, out
     flagged = [line for line in out.splitlines() if re.match(r"^\|?\s*\+\s", line)]
     assert flagged and all("'toy_attn'" in line for line in flagged), out
     assert any("track_device_time" in line for line in flagged), out
-    # The site: the user's kernel, its history and roofline figures.
+    # The site: the user's kernel, its history, roofline figures against measured ceilings.
     rc, out = sh("attnperf site build --out _site")
     assert rc == 0, out
     pages = list((repo / "_site" / "attnperf").glob("*.html"))
     machine_pages = [p for p in pages if p.name != "index.html"]
     assert machine_pages, out
     page = machine_pages[0].read_text()
-    row = next(r for r in page.split("<tr") if "</span>toy_attn</td>" in r)
+    assert "measured ceilings: copy " in page and "no measured ceilings" not in page, page
+    rows = [r for r in page.split("<tr class=\"status-")[1:]]
+    assert len(rows) == 2, page  # toy_attn and sdpa at cpu_gqa; no GPU preset
+    for row in rows:
+        regime = re.findall(r"<td>(latency-bound|memory-bound|compute-bound|unknown)"
+                            r"(?:<sup>\*</sup>)?</td>", row)
+        assert regime and regime[0] != "unknown", row
+    row = next(r for r in rows if "</span>toy_attn</td>" in r)
     assert re.search(r"<td>[\d.]+%</td><td>[\d.]+×</td>", row), row  # efficiency, x over floor
     assert page.count("<tr><td><code>") == 3, page  # history: before init, init, the slowdown
     results = list((repo / ".asv" / "results").glob("*/*.json")) or \
         list((repo / "results").glob("*/*.json"))
     assert len([r for r in results if r.name != "machine.json"
                 and "ceilings" not in r.name]) >= 3  # three commits of history
+    # A kernel 1 % off: one line per wrong config and a summary, no traceback.
+    kernel.write_text(kernel.read_text().replace("    return out\n", "    return out * 1.01\n"))
+    rc, out = sh("git commit -qam 'toy: 1 % off' && asv run -b TimeAttention HEAD^!")
+    assert rc == 2, out
+    lines = out.strip().splitlines()
+    wrong = [line for line in lines if "is WRONG" in line]
+    assert [line.split(" is WRONG")[0].split()[-1] for line in wrong] == [
+        "toy_attn/b1_h8_kv2_sq256_d64_fp32"], out
+    assert "rel_error=0.01 (tolerance 0.0001), max_abs_error=" in wrong[0], out
+    assert [line.strip() for line in lines if line.strip().startswith("attnperf: ")] == [
+        "attnperf: 1 of 2 kernel x problem configs failed at this commit (1 wrong result), "
+        "one line each above; every other config was measured"], out
+    assert "Traceback" not in out and len(lines) <= 40, out
+    # Nothing attnperf or asv generated is left for git to pick up (results of a machine
+    # that main.yml records would be history, to commit).
+    status = _git(repo, "status", "--porcelain", "--untracked-files=all")
+    node = platform.node()
+    assert [s for s in status.splitlines() if not (node in scaffold.CI_MACHINES
+                                                  and f"results/{node}/" in s)] == [], status
 
 
 def test_generated_workflows_pass_actionlint(cli, plugin_repo):

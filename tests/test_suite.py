@@ -357,19 +357,39 @@ def test_device_problems_are_the_repositorys_that_the_device_runs():
 def test_unitless_figures_reach_asv_rounded_and_timings_as_measured():
     # Before: asv printed x_over_floor as 5.223710399461449±0.94.
     bench = _bench_module()
-    entry = {"status": "ok", "device_time_s": [1.2345678e-3, 1.3e-3], "floor_s": 2.3456789e-4,
+    entry = {"status": "ok", "device_time_s": [1.2345678e-3, 1.3e-3, 1.25e-3], "floor_s": 2.3456789e-4,
              "correctness": {"max_abs_error": 6.724951880365815e-07, "mean_abs_error": 3.894e-08},
              "tflops": 0.12345678, "gb_s": 12.345678, "efficiency_pct": 19.123456, "regime": "memory-bound"}
     cache = {"k|p": entry, "__meta__": {"device": "cpu"}}
     t = bench.TimeAttention()
     t.setup(cache, "k", "p")
     assert t.track_device_time(cache, "k", "p")["samples"] == entry["device_time_s"]
-    assert t.track_x_over_floor(cache, "k", "p")["samples"] == [5.263, 5.542]
+    assert t.track_x_over_floor(cache, "k", "p")["samples"] == [5.263, 5.542, 5.329]
     a = bench.Accuracy()
     a.setup(cache, "k", "p")
     assert (a.track_max_abs_error(cache, "k", "p"), a.track_mean_abs_error(cache, "k", "p")) == (
         6.725e-07, 3.894e-08)
     assert suite.figure(5.223710399461449) == 5.224 and suite.figure(1980.25) == 1980.0
+
+
+def test_asv_prints_x_over_floor_with_its_rounded_digits():
+    """asv prints the median of the samples it pools over a commit's rounds: of an even
+    count, the mean of two rounded values, 2.8055000000000003.  An odd count a round gives an
+    odd pool over the README's three rounds, whose median is one of the rounded samples."""
+    from asv.util import human_value
+    from asv_runner.statistics import compute_stats
+    import random
+    rng = random.Random(1)
+    floor = 3.3e-4
+    printed = []
+    for _ in range(50):
+        rounds = [suite.over_floor_samples(
+            {"device_time_s": [floor * rng.uniform(2.7, 2.9) for _ in range(rng.randint(15, 40))],
+             "floor_s": floor})["samples"] for _ in range(3)]
+        assert all(len(r) % 2 == 1 for r in rounds)
+        median, stats = compute_stats([x for r in rounds for x in r], 1)
+        printed.append(human_value(median, "x floor").split("±")[0])
+    assert max(len(text) for text in printed) <= 5, printed  # e.g. 2.805
 
 
 def _failing_cache():

@@ -406,6 +406,23 @@ def figure(value: float) -> float:
     return float(f"{float(value):.{FIGURE_DIGITS}g}")
 
 
+def over_floor_samples(entry: dict) -> dict:
+    """asv samples of x_over_floor: each device-time sample over the roofline floor time,
+    rounded (:func:`figure`), an odd count of them.
+
+    asv prints the median of the samples it pools over a commit's rounds; the median of an
+    even count is the mean of the two middle ones, which a float prints as
+    2.8055000000000003 however they were rounded.  With an odd count each round (the latest
+    sample left out of this view when the count is even; ``device_time_s`` keeps them all),
+    an odd number of rounds -- the README's three -- pools an odd count, whose median is one
+    of the rounded samples.  The entry must have a ``floor_s``.
+    """
+    times = list(entry["device_time_s"])
+    if len(times) % 2 == 0 and len(times) > 1:
+        times = times[:-1]
+    return samples([figure(t / entry["floor_s"]) for t in times])
+
+
 def failure_summary(cache: Dict[str, dict], configs: List[Tuple[str, str]],
                     config: Tuple[str, str]) -> str:
     """The line that closes a grid's failure report in asv's output.

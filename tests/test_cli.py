@@ -367,16 +367,81 @@ def test_compare_output_in_missing_directory(cli, seed_pair, tmp_path):
 
 
 # ---------------------------------------------------- kernels, env, misc ----
-def test_kernels_lists_availability_on_cpu(cli):
+def test_kernels_lists_availability_on_cpu(cli, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no [tool.attnperf] here: the default CPU problems
     res = cli("kernels", "--device", "cpu", "--sweeps")
     assert res.code == 0, res.err
     lines = res.out.splitlines()
-    assert lines[0] == f"kernels on cpu (checked for {SEED_ID}):"
+    assert lines[0] == "kernels on cpu (checked for cpu_seed, cpu_decode, cpu_causal, cpu_gqa):"
     kernel_lines = lines[1:lines.index("problems:")]
     avail = {ln.split()[0]: ln.split()[1] for ln in kernel_lines}
     assert avail["sdpa"] == avail["naive"] == avail["tiled"] == "available:"
     assert avail["sdpa_efficient"] == avail["sdpa_cudnn"] == "unavailable:"
     assert "cpu-small" in res.out and SEED_ID in res.out
+
+
+@pytest.fixture
+def fp32_kernel(monkeypatch):
+    """A user's plain-PyTorch float32 kernel, registered for one test."""
+    from attnperf.kernels.registry import REGISTRY
+    from attnperf.kernels.spec import KernelSpec
+
+    REGISTRY.names()
+    monkeypatch.setattr(REGISTRY, "_kernels", dict(REGISTRY._kernels))
+    REGISTRY.register(KernelSpec(name="user_fp32", fn=_fp32_attention, dtypes=["float32"],
+                                 description="a user's float32 kernel"))
+    return "user_fp32"
+
+
+def _fp32_attention(q, k, v, *, causal, scale):
+    return torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=causal, scale=scale,
+                                                            enable_gqa=k.shape[1] != q.shape[1])
+
+
+def _kernel_line(out, name):
+    return next(ln.split(None, 1)[1] for ln in out.splitlines() if ln.split()[:1] == [name])
+
+
+def test_kernels_judges_a_cpu_kernel_on_the_cpus_problems(cli, fp32_kernel, tmp_path, monkeypatch):
+    # Before: "unavailable: ... (problem is float16)", judged on the GPU's seed problem,
+    # while `attnperf run` on the CPU runs the kernel fine.
+    monkeypatch.chdir(tmp_path)
+    res = cli("kernels", "--device", "cpu")
+    assert res.code == 0 and _kernel_line(res.out, fp32_kernel) == "available: a user's float32 kernel"
+    run = cli("run", "--device", "cpu", "--kernel", fp32_kernel, "--sweep", "cpu-small",
+              "--budget-ms", "5", "--in-process")
+    assert run.code == 0, run.err  # what `kernels` says, `run` does
+    # Asked about a problem of another dtype: unavailable, with the reason.
+    res = cli("kernels", "--device", "cpu", "--dtype", "fp16")
+    assert res.out.splitlines()[0] == ("kernels on cpu (checked for seed, "
+                                       "b4_h8_kv2_sq1_sk1024_d64_fp16, b1_h8_sq512_d64_fp16_causal, "
+                                       "b1_h8_kv2_sq256_d64_fp16):")
+    assert _kernel_line(res.out, fp32_kernel) == (
+        "unavailable: user_fp32 supports float32 only (problem is float16)")
+    res = cli("kernels", "--device", "cpu", "--problem", "seed,cpu_gqa")
+    assert res.out.splitlines()[0] == "kernels on cpu (checked for seed, cpu_gqa):"
+    assert _kernel_line(res.out, fp32_kernel) == (
+        "available for 1 of 2: a user's float32 kernel (not the others: user_fp32 supports "
+        "float32 only (problem is float16))")
+
+
+def test_kernels_checks_the_repositorys_problems_that_the_device_runs(cli, fp32_kernel, tmp_path,
+                                                                       monkeypatch):
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.attnperf]\nkernels = ["user_fp32"]\nproblems = ["seed", "cpu_gqa", "train"]\n')
+    monkeypatch.chdir(tmp_path)
+    res = cli("kernels", "--device", "cpu")
+    assert res.out.splitlines()[0] == "kernels on cpu (checked for cpu_gqa):"
+    assert _kernel_line(res.out, fp32_kernel).startswith("available:")
+
+
+@pytest.mark.parametrize("argv, needles", [
+    (["--problem", "nope"], ["unknown problem 'nope'", "cpu_gqa"]),
+    (["--problem", ","], ["--problem ',' names no problem"]),
+    (["--dtype", "int8"], ["unknown dtype 'int8'; allowed:", "fp32"]),
+])
+def test_kernels_bad_problem_or_dtype(cli, argv, needles):
+    assert_one_error_line(cli("kernels", "--device", "cpu", *argv), *needles)
 
 
 def test_env_prints_allowlisted_json(cli, monkeypatch):

@@ -315,10 +315,15 @@ def test_deterministic_metrics_are_na_where_an_entry_lacks_them():
     acc.setup(cache, "noerr", p.id)
     with pytest.raises(SkipNotImplemented, match="no max_abs_error"):
         acc.track_max_abs_error(cache, "noerr", p.id)
-    # A wrong kernel still fails (the setup-time gate), it is not n/a.
+    # A wrong kernel fails, once: TimeAttention.track_device_time (the setup-time check's
+    # one line); its other benchmarks read n/a rather than repeat it.
     cache["bad|" + p.id] = dict(old, status="failed")
-    with pytest.raises(AssertionError, match="WRONG"):
+    with pytest.raises(NotImplementedError, match="WRONG.*reported by track_device_time"):
         bench.Accuracy().setup(cache, "bad", p.id)
+    timed = bench.TimeAttention()
+    timed.setup(cache, "bad", p.id)
+    with pytest.raises(AssertionError, match="WRONG"):
+        timed.track_device_time(cache, "bad", p.id)
 
 
 def test_a_slower_kernel_raises_every_gated_value():
@@ -342,7 +347,8 @@ def test_a_slower_kernel_raises_every_gated_value():
             obj.setup(cache, kernel, *args)
             values[kernel] = getattr(obj, name)(cache, kernel, *args)
         assert _median(values["slow"]) > _median(values["fast"]), name
-        assert _median(values["slow"]) == pytest.approx(1.1 * _median(values["fast"])), name
+        # (x_over_floor reaches asv rounded to 4 significant digits: within 1e-3)
+        assert _median(values["slow"]) == pytest.approx(1.1 * _median(values["fast"]), rel=1e-3), name
 
 
 def test_x_over_floor_is_time_over_floor():
@@ -353,8 +359,8 @@ def test_x_over_floor_is_time_over_floor():
     floor = cache["tiled|" + p.id]["floor_s"]
     obj = bench.TimeAttention()
     obj.setup(cache, "tiled", p.id)
-    assert obj.track_x_over_floor(cache, "tiled", p.id) == {
-        "samples": pytest.approx([t / floor for t in times]), "number": 1}
+    assert obj.track_x_over_floor(cache, "tiled", p.id) == {  # rounded for asv's tables
+        "samples": [float(f"{t / floor:.4g}") for t in times], "number": 1}
     assert obj.track_device_time(cache, "tiled", p.id) == {"samples": times, "number": 1}
     # The report's x_over_floor (of the median) agrees: measured / floor, >= 1 here.
     assert cache["tiled|" + p.id]["x_over_floor"] == pytest.approx(3e-3 / floor)

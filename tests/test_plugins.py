@@ -316,3 +316,22 @@ def test_suite_records_an_unloadable_kernel_module_as_errors(tmp_path, monkeypat
     with pytest.raises(RuntimeError, match="no kernel named 'mine' is registered; kernel plugin "
                                            "not_here.k:KERNELS failed to import"):
         suite.entry_for(cache, "mine", pid)
+
+
+def test_run_on_a_cpu_leaves_out_the_configs_gpu_problems(cli, tmp_path, monkeypatch):
+    # Before: a CPU run of the starter config printed a "skipped" row per GPU preset.
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.attnperf]\nkernels = ["sdpa"]\nproblems = ["seed", '
+        '{batch = 1, heads = 2, seq_q = 16, head_dim = 8, dtype = "float32"}, "train"]\n')
+    monkeypatch.chdir(tmp_path)
+    res = cli("run", "--device", "cpu", "--budget-ms", "5", "--in-process", "-o", "r.json")
+    assert res.code == 0, res.err
+    results = json.loads((tmp_path / "r.json").read_text())["results"]
+    assert [r["id"] for r in results] == ["sdpa/b1_h2_sq16_d8_fp32"]
+    assert "b8_h4_sq64_d64_fp16" not in res.out and "skipped" not in res.out
+    assert ("attnperf: [tool.attnperf] problems that need a GPU, left out on cpu: "
+            "b8_h4_sq64_d64_fp16, b4_h16_sq2048_d128_bf16") in res.err
+    # asked for: measured, even a half-precision problem
+    res = cli("run", "--device", "cpu", "--budget-ms", "5", "--in-process", "--batch", "1",
+              "--heads", "2", "--seq", "16", "--dim", "8", "--dtype", "fp16")
+    assert res.code == 0 and "b1_h2_sq16_d8_fp16" in res.out and "left out" not in res.err

@@ -597,3 +597,23 @@ def test_training_passes_table_shows_fwd_bwd_and_fwd_bwd_per_kernel(tmp_path):
     table = html[html.index("Training passes, per kernel"):html.index("<h2>History")]
     assert "bwd TFLOP/s" in table and "fwd+bwd efficiency" in table
     assert f"{2.5 * fwd_flops / 500e-6 / 1e12:.3g}" in table and "25" in table and "FAILED" in table
+
+
+def test_asv_publish_gets_every_problem_the_machines_results_hold(tmp_path):
+    """A grid that follows the device lists only the CPU's problems in benchmarks.json after a
+    CPU run: the copy that asv publish reads lists the GPU's too, so no history drops out of
+    asv's graphs."""
+    results = tmp_path / "results"
+    cpu, gpu = ["b8_h4_sq64_d64_fp32"], ["b8_h4_sq64_d64_fp16", "b4_h16_sq2048_d128_bf16"]
+    for info, problems in ((d.CPU_INFO, cpu), (d.H100_INFO, gpu)):
+        d.write_machine(results, info)
+        params = d.grid_params(["sdpa"], problems)
+        d.write_run(results, info, "c" * 40, 1000,
+                    {d.TIME: d.row(params, [d.samples(1e-3) for _ in problems])})
+    d.write_benchmarks(results, ["sdpa"], cpu, names=[d.TIME, d.XFLOOR])  # the CPU ran last
+    before = (results / "benchmarks.json").read_text()
+    publish_mod._copy_results(results, ["cpu-ci", "h100"], tmp_path / "sel")
+    data = json.loads((tmp_path / "sel" / "benchmarks.json").read_text())
+    assert data[d.TIME]["params"] == [["'sdpa'"], [repr(p) for p in cpu + gpu]]
+    assert data[d.XFLOOR]["params"] == d.grid_params(["sdpa"], cpu)  # no results: as it was
+    assert (results / "benchmarks.json").read_text() == before  # the repository's file untouched

@@ -210,8 +210,9 @@ def test_measure_grid_measures_training_passes_and_gates_gradients(monkeypatch):
     assert len(t.track_device_time(cache, "tiled", pid, "bwd")["samples"]) >= 7
     assert cache[suite.key("tiled", pid + "_bwd")]["gradients"]["dk"]["passed"] is True
     suite.entry_for(cache, "test_wrong_dk", pid)  # its forward is right
+    t.setup(cache, "test_wrong_dk", pid, "bwd")  # reported by track_device_time, once
     with pytest.raises(AssertionError, match="is WRONG: wrong gradient dk"):
-        t.setup(cache, "test_wrong_dk", pid, "bwd")
+        t.track_device_time(cache, "test_wrong_dk", pid, "bwd")
     with pytest.raises(NotImplementedError, match="not selected"):  # ATTNPERF_ASV_PASSES=bwd
         t.setup(cache, "tiled", pid, "fwd+bwd")
     monkeypatch.setenv("ATTNPERF_ASV_PASSES", "bwd,sideways")
@@ -319,3 +320,138 @@ def test_a_repository_grid_keeps_its_cpu_presets_on_a_gpu(monkeypatch, tmp_path)
     (tmp_path / "pyproject.toml").write_text('[tool.attnperf]\nproblems = ["cpu_gqa", "train"]\n')
     suite.measure_grid(["sdpa"], device_name="cuda", project_dir=tmp_path)
     assert [pid for _, pid, mode, *_ in asked if mode == "fwd"] == [PRESETS["cpu_gqa"].id, PRESETS["train"].id]
+
+
+# --------------------------------------------- what asv shows on this device ---
+def test_a_cpu_grid_shows_only_the_problems_a_cpu_runs(tmp_path, monkeypatch):
+    # Before: the README's CPU flow printed a row of n/a in every table for each of the
+    # starter config's four GPU presets.  The ids stay the grid's own (history keys).
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.attnperf]\nkernels = ["tiled"]\nproblems = ["cpu_seed", "seed", "cpu_gqa", "train"]\n'
+        'passes = ["bwd"]\n')
+    monkeypatch.delenv("ATTNPERF_ASV_PROBLEMS", raising=False)
+    cpu_ids = [PRESETS["cpu_seed"].id, PRESETS["cpu_gqa"].id]
+    monkeypatch.setenv("ATTNPERF_ASV_DEVICE", "cpu")
+    assert suite.device_grid(tmp_path) == (["tiled"], cpu_ids)
+    assert suite.device_pass_grid(tmp_path) == (cpu_ids, ["bwd"])
+    monkeypatch.setenv("ATTNPERF_ASV_PROBLEMS", "train")  # asked for: shown (n/a, with its reason)
+    assert suite.device_grid(tmp_path)[1] == [*cpu_ids, PRESETS["train"].id]
+    monkeypatch.delenv("ATTNPERF_ASV_PROBLEMS")
+    monkeypatch.setenv("ATTNPERF_ASV_DEVICE", "cuda")  # a GPU shows the whole grid
+    assert suite.device_grid(tmp_path) == suite.grid(tmp_path)
+    (tmp_path / "pyproject.toml").write_text('[tool.attnperf]\nproblems = ["seed"]\n')
+    monkeypatch.setenv("ATTNPERF_ASV_DEVICE", "cpu")  # nothing for a CPU: the grid stays whole
+    assert suite.device_grid(tmp_path)[1] == [PRESETS["seed"].id]
+
+
+def test_device_problems_are_the_repositorys_that_the_device_runs():
+    from attnperf.model.config import parse
+    config = parse({"problems": ["seed", "cpu_gqa"]})
+    assert suite.device_problems(config, "cpu") == [PRESETS["cpu_gqa"]]
+    assert suite.device_problems(config, "cuda") == [PRESETS["seed"], PRESETS["cpu_gqa"]]
+    assert [p.id for p in suite.device_problems(None, "cpu")] == [
+        PRESETS[n].id for n in ("cpu_seed", "cpu_decode", "cpu_causal", "cpu_gqa")]
+    assert suite.device_problems(parse({"problems": ["seed"]}), "cpu") == [PRESETS["seed"]]
+
+
+def test_unitless_figures_reach_asv_rounded_and_timings_as_measured():
+    # Before: asv printed x_over_floor as 5.223710399461449±0.94.
+    bench = _bench_module()
+    entry = {"status": "ok", "device_time_s": [1.2345678e-3, 1.3e-3, 1.25e-3], "floor_s": 2.3456789e-4,
+             "correctness": {"max_abs_error": 6.724951880365815e-07, "mean_abs_error": 3.894e-08},
+             "tflops": 0.12345678, "gb_s": 12.345678, "efficiency_pct": 19.123456, "regime": "memory-bound"}
+    cache = {"k|p": entry, "__meta__": {"device": "cpu"}}
+    t = bench.TimeAttention()
+    t.setup(cache, "k", "p")
+    assert t.track_device_time(cache, "k", "p")["samples"] == entry["device_time_s"]
+    assert t.track_x_over_floor(cache, "k", "p")["samples"] == [5.263, 5.542, 5.329]
+    a = bench.Accuracy()
+    a.setup(cache, "k", "p")
+    assert (a.track_max_abs_error(cache, "k", "p"), a.track_mean_abs_error(cache, "k", "p")) == (
+        6.725e-07, 3.894e-08)
+    assert suite.figure(5.223710399461449) == 5.224 and suite.figure(1980.25) == 1980.0
+
+
+def test_asv_prints_x_over_floor_with_its_rounded_digits():
+    """asv prints the median of the samples it pools over a commit's rounds: of an even
+    count, the mean of two rounded values, 2.8055000000000003.  An odd count a round gives an
+    odd pool over the README's three rounds, whose median is one of the rounded samples."""
+    from asv.util import human_value
+    from asv_runner.statistics import compute_stats
+    import random
+    rng = random.Random(1)
+    floor = 3.3e-4
+    printed = []
+    for _ in range(50):
+        rounds = [suite.over_floor_samples(
+            {"device_time_s": [floor * rng.uniform(2.7, 2.9) for _ in range(rng.randint(15, 40))],
+             "floor_s": floor})["samples"] for _ in range(3)]
+        assert all(len(r) % 2 == 1 for r in rounds)
+        median, stats = compute_stats([x for r in rounds for x in r], 1)
+        printed.append(human_value(median, "x floor").split("±")[0])
+    assert max(len(text) for text in printed) <= 5, printed  # e.g. 2.805
+
+
+def _failing_cache():
+    ok = {"status": "ok", "device_time_s": [1e-3], "floor_s": 5e-4,
+          "correctness": {"passed": True, "max_abs_error": 1e-7, "mean_abs_error": 1e-8}}
+    wrong = {"status": "failed", "reason": "wrong", "correctness": {
+        "passed": False, "rel_error": 0.009999988133245909, "tolerance": 1e-4,
+        "max_abs_error": 0.014953824278275407, "mean_abs_error": 1e-3, "nonfinite": 0}}
+    return {"__meta__": {"device": "cpu"}, "sdpa|p1": ok, "sdpa|p2": ok,
+            "mine|p1": wrong, "mine|p2": dict(wrong), "other|p1": ok,
+            "other|p2": {"status": "error", "reason": "IndexError: boom"}}
+
+
+def test_a_failing_config_is_one_line_in_one_benchmark_and_a_summary_closes_the_grid(monkeypatch):
+    # Before: each wrong config failed all five gated benchmarks with a traceback each.
+    bench = _bench_module()
+    monkeypatch.setattr(bench, "KERNELS", ["sdpa", "mine", "other"])
+    monkeypatch.setattr(bench, "PROBLEMS", ["p1", "p2"])
+    cache = _failing_cache()
+    t = bench.TimeAttention()
+    messages = {}
+    for kernel in bench.KERNELS:
+        for problem in bench.PROBLEMS:
+            t.setup(cache, kernel, problem)  # never raises for a failed config
+            if cache[f"{kernel}|{problem}"]["status"] == "ok":
+                continue
+            with pytest.raises((AssertionError, RuntimeError)) as info:
+                t.track_device_time(cache, kernel, problem)
+            messages[(kernel, problem)] = str(info.value)
+            with pytest.raises(NotImplementedError):  # said once, by track_device_time
+                t.track_x_over_floor(cache, kernel, problem)
+            for cls, method in ((bench.Accuracy, "track_max_abs_error"),
+                                (bench.PeakMemory, "track_peak_memory_bytes")):
+                with pytest.raises(NotImplementedError):
+                    cls().setup(cache, kernel, problem)
+    assert messages[("mine", "p1")] == ("mine/p1 is WRONG: rel_error=0.01 (tolerance 0.0001), "
+                                        "max_abs_error=0.01495, nonfinite=0")
+    assert messages[("mine", "p2")] == messages[("mine", "p1")].replace("p1", "p2")
+    assert messages[("other", "p2")] == (
+        "other/p2 raised: IndexError: boom\n"
+        "attnperf: 3 of 6 kernel x problem configs failed at this commit (2 wrong results, "
+        "1 error), one line each above; every other config was measured")
+
+
+def test_asvs_benchmark_process_prints_a_failure_as_its_lines(tmp_path):
+    """In asv's benchmark process the failure prints without a traceback."""
+    script = tmp_path / "benchmark.py"  # asv runs its benchmarks as asv/benchmark.py
+    script.write_text(
+        "import importlib.util, sys, traceback\n"
+        f"spec = importlib.util.spec_from_file_location('bench_attention', {str(BENCH)!r})\n"
+        "bench = importlib.util.module_from_spec(spec); spec.loader.exec_module(bench)\n"
+        "bench.KERNELS, bench.PROBLEMS = ['sdpa', 'mine'], ['p1', 'p2']\n"
+        f"cache = {_failing_cache()!r}\n"
+        "del cache['other|p1'], cache['other|p2']\n"
+        "t = bench.TimeAttention(); t.setup(cache, 'mine', 'p2')\n"
+        "try:\n    t.track_device_time(cache, 'mine', 'p2')\n"
+        "except BaseException:\n    traceback.print_exc()\n")
+    import subprocess
+    import sys
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert proc.stderr.splitlines() == [
+        "AssertionError: mine/p2 is WRONG: rel_error=0.01 (tolerance 0.0001), "
+        "max_abs_error=0.01495, nonfinite=0",
+        "attnperf: 2 of 4 kernel x problem configs failed at this commit (2 wrong results), "
+        "one line each above; every other config was measured"], proc.stderr

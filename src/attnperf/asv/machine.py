@@ -5,7 +5,9 @@ Writes NAME into ~/.asv-machine.json (asv's own fields: os, arch, cpu,
 num_cpu, ram; plus gpu, gpu_count, driver, cuda, cudnn, torch from
 attnperf's allowlisted fingerprint) and measures this machine's ceilings
 into RESULTS_DIR/NAME/attnperf-ceilings.json for the site's roofline chart.
-`asv machine --yes --machine NAME` would save the name alone (asv bug), hence this.
+`asv machine --yes --machine NAME` would save the name alone (asv bug), hence this;
+and `asv machine --yes` measures no ceilings, so the site would have no roofs and no
+regimes.
 """
 
 from __future__ import annotations
@@ -19,6 +21,11 @@ from typing import Dict, Union
 from ..io import ceilings as ceilings_file
 from ..measure.session import Session
 from .suite import CPU_THREADS
+
+
+def default_name() -> str:
+    """The machine name asv uses when it is given none: this host's network name."""
+    return platform.node()
 
 
 def _ram_bytes() -> str:

@@ -62,6 +62,7 @@ from ..model.problem import PASSES, Problem
 from ..measure.device import resolve_device
 from ..measure.session import Session
 from ..measure.timing import Budget
+from .devices import CPU_MAX_BYTES, CPU_MAX_FLOPS, asv_device, device_problems, fits_device  # noqa: F401 - suite's names
 
 GRID_KERNELS = ["sdpa", "sdpa_cudnn", "sdpa_flash", "sdpa_efficient", "sdpa_math", "naive", "tiled",
                 "triton_flash"]
@@ -85,12 +86,6 @@ GRID_PASS_PROBLEMS = [PRESETS[name].id for name in ("causal", "gqa", "train", "c
 
 CPU_PROBLEM_IDS = frozenset(p.id for name, p in PRESETS.items() if name.startswith("cpu_"))
 
-# What a 2-core CPU runs in the suite: float32 (CPU half-precision kernels are
-# slow and rarely used: fp16 matmul ran at ~1 GFLOP/s here), a few hundred
-# MFLOP per call at most.
-CPU_MAX_FLOPS = 2e9
-CPU_MAX_BYTES = 512 << 20
-
 # The CPU suite runs PyTorch single-threaded: on a small shared CPU, OpenMP
 # barriers across busy cores turn a 1 ms kernel into 10 ms at random, which
 # drowns real changes in noise.  The thread count is in the fingerprint.
@@ -109,6 +104,16 @@ ASV_BUDGET = Budget(min_samples=15, max_samples=40, budget_s=0.4, warmup_s=0.05,
 # over the two rounds CI runs) keeps the medians within the calibrated spreads.
 ASV_BUDGET_GPU = dataclasses.replace(ASV_BUDGET, max_samples=20, budget_s=0.2)
 REGIME_CODES = {name: i for i, name in enumerate(roofline.REGIMES)}
+# asv prints a unit-less figure as the float itself (5.223710399461449±0.94).  The suite
+# rounds the ratios, error figures and rates it hands asv to FIGURE_DIGITS significant
+# digits (:func:`figure`) -- finer than any verdict needs (the smallest factor is 1.05);
+# timings go to asv as measured (asv prints them with their unit).
+FIGURE_DIGITS = 4
+# Entry statuses of a config that was run and did not end well (a wrong result, the kernel
+# raised, its worker died, it ran out of time).
+FAILING = ("failed", "error", "crashed", "timed_out")
+_FAILING_WORDS = {"failed": "wrong result", "error": "error", "crashed": "crash",
+                  "timed_out": "time-out"}
 
 
 def key(kernel: str, problem: str) -> str:
@@ -139,6 +144,47 @@ def _grid(config: Optional[ProjectConfig]) -> Tuple[List[str], List[str]]:
     problems = ([p.id for p in config.problems] if config and config.problems
                 else list(GRID_PROBLEMS))
     return kernels, problems
+
+
+def device_grid(project_dir: Union[str, Path, None] = None) -> Tuple[List[str], List[str]]:
+    """:func:`grid` as asv shows it on this machine's device (:func:`asv_device`): on a
+    CPU, only the problems a CPU runs (:func:`fits_device`) and those ``ATTNPERF_ASV_PROBLEMS``
+    asks for, so the CPU's tables carry no rows that could only read n/a; on a GPU the
+    whole grid.  The ids are the grid's own (history keys), in the grid's order; a grid with
+    no problem for this device stays whole (``measure_grid`` then says why).  Raises
+    ConfigError for an invalid ``[tool.attnperf]``."""
+    config = project(project_dir)
+    kernels, problems = _grid(config)
+    return kernels, _for_device(problems, asv_device())
+
+
+def device_pass_grid(project_dir: Union[str, Path, None] = None) -> Tuple[List[str], List[str]]:
+    """:func:`pass_grid` as asv shows it on this machine's device (see :func:`device_grid`)."""
+    problems, modes = _pass_grid(project(project_dir))
+    if problems == [NO_PASSES]:
+        return problems, modes
+    return _for_device(problems, asv_device()), modes
+
+
+def _for_device(problem_ids: List[str], device: str) -> List[str]:
+    if device != "cpu":
+        return list(problem_ids)
+    asked = set()
+    for name in _env_list("ATTNPERF_ASV_PROBLEMS") or []:
+        try:
+            asked.add(resolve(name).id)
+        except UnknownNameError:
+            pass  # measure_grid names the typo
+    kept = [pid for pid in problem_ids if pid in asked or _fits_id(pid, device)]
+    return kept or list(problem_ids)
+
+
+def _fits_id(problem_id: str, device: str) -> bool:
+    try:
+        problem = resolve(problem_id)
+    except UnknownNameError:
+        return True  # not ours to judge: asv shows what the suite makes of it
+    return fits_device(problem, device)[0]
 
 
 NO_PASSES = "(none)"  # the training grid's placeholder param where a repository has none
@@ -218,20 +264,6 @@ def load_plugins(config: Optional[ProjectConfig]) -> Dict[str, str]:
         except PluginError as exc:
             failed[ref] = str(exc)
     return failed
-
-
-def fits_device(problem: Problem, device_name: str) -> Tuple[bool, str]:
-    if device_name != "cpu":
-        return True, ""
-    if problem.dtype != "float32":
-        return False, (f"{problem.id}: the CPU suite runs float32 problems only "
-                       "(cpu_* presets); half precision runs on GPUs")
-    f, b = roofline.flops(problem), roofline.bytes_moved(problem)
-    if f > CPU_MAX_FLOPS or b > CPU_MAX_BYTES:
-        return False, (f"{problem.id} is too large for the CPU suite "
-                       f"({f / 1e9:.1f} GFLOP > {CPU_MAX_FLOPS / 1e9:.0f} or "
-                       f"{b / 2**20:.0f} MiB > {CPU_MAX_BYTES >> 20}); it runs on GPUs")
-    return True, ""
 
 
 def entry(m) -> dict:
@@ -350,8 +382,8 @@ def entry_for(cache: Dict[str, dict], kernel: str, problem: str) -> dict:
         if c.get("passed"):  # the output is right: a gradient is wrong (training passes)
             raise AssertionError(f"{kernel}/{problem} is WRONG: {e['reason']}")
         raise AssertionError(
-            f"{kernel}/{problem} is WRONG: rel_error={c.get('rel_error')} "
-            f"(tolerance {c.get('tolerance')}), max_abs_error={c.get('max_abs_error')}, "
+            f"{kernel}/{problem} is WRONG: rel_error={_g(c.get('rel_error'))} "
+            f"(tolerance {_g(c.get('tolerance'))}), max_abs_error={_g(c.get('max_abs_error'))}, "
             f"nonfinite={c.get('nonfinite')}")
     if status != "ok":  # error, crashed, timed_out
         what = "raised" if status == "error" else status.replace("_", " ")
@@ -359,6 +391,57 @@ def entry_for(cache: Dict[str, dict], kernel: str, problem: str) -> dict:
     return e
 
 
+def _g(value) -> str:
+    return f"{value:.{FIGURE_DIGITS}g}" if isinstance(value, (int, float)) else str(value)
+
+
 def samples(values: List[float]) -> dict:
     """asv's sample format for a track_ benchmark (parsed by asv as timing samples)."""
     return {"samples": list(values), "number": 1}
+
+
+def figure(value: float) -> float:
+    """``value`` rounded to :data:`FIGURE_DIGITS` significant digits: what a benchmark hands
+    asv for a unit-less figure (asv prints the float it gets, every digit of it)."""
+    return float(f"{float(value):.{FIGURE_DIGITS}g}")
+
+
+def over_floor_samples(entry: dict) -> dict:
+    """asv samples of x_over_floor: each device-time sample over the roofline floor time,
+    rounded (:func:`figure`), an odd count of them.
+
+    asv prints the median of the samples it pools over a commit's rounds; the median of an
+    even count is the mean of the two middle ones, which a float prints as
+    2.8055000000000003 however they were rounded.  With an odd count each round (the latest
+    sample left out of this view when the count is even; ``device_time_s`` keeps them all),
+    an odd number of rounds -- the README's three -- pools an odd count, whose median is one
+    of the rounded samples.  The entry must have a ``floor_s``.
+    """
+    times = list(entry["device_time_s"])
+    if len(times) % 2 == 0 and len(times) > 1:
+        times = times[:-1]
+    return samples([figure(t / entry["floor_s"]) for t in times])
+
+
+def failure_summary(cache: Dict[str, dict], configs: List[Tuple[str, str]],
+                    config: Tuple[str, str]) -> str:
+    """The line that closes a grid's failure report in asv's output.
+
+    ``configs``: the grid's (kernel, cache problem id) in asv's parameter order; ``config``:
+    the one being reported.  Returns "" unless ``config`` is the last of ``configs`` that
+    failed (:data:`FAILING`); for that one, how many of the grid's configs that ran failed,
+    and how.
+    """
+    def status(c):
+        return (cache.get(key(*c)) or {}).get("status")
+
+    failing = [tuple(c) for c in configs if status(c) in FAILING]
+    if not failing or failing[-1] != tuple(config):
+        return ""
+    ran = sum(status(c) in FAILING + ("ok",) for c in configs)
+    counts: Dict[str, int] = {}
+    for c in failing:
+        counts[status(c)] = counts.get(status(c), 0) + 1
+    how = ", ".join(f"{n} {_FAILING_WORDS[s]}{'' if n == 1 else 's'}" for s, n in counts.items())
+    return (f"attnperf: {len(failing)} of {ran} kernel x problem configs failed at this commit "
+            f"({how}), one line each above; every other config was measured")

@@ -8,8 +8,9 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Optional
 from ..asv import envinstall
-from ..asv.machine import describe
+from ..asv.machine import default_name, describe
 from ..errors import AssetFetchError
 from ..site import fetch_assets
 from ..site.publish import DEFAULT_ASSETS
@@ -21,20 +22,25 @@ class Machine(Command):
     help = "describe this machine to asv (with its GPU facts) and measure its ceilings"
     description = ("Write NAME into ~/.asv-machine.json (asv's fields plus gpu, gpu_count, "
                    "driver, cuda, cudnn, torch) and measure this machine's ceilings into "
-                   "RESULTS_DIR/NAME/attnperf-ceilings.json for the site's roofline chart.")
+                   "RESULTS_DIR/NAME/attnperf-ceilings.json for the site's roofline chart "
+                   "(its measured roofs, and a regime for every row).  Without NAME: this "
+                   "host's name, which asv then uses without --machine.")
     exit_codes = (ExitCode.OK, ExitCode.USAGE)
 
     @classmethod
     def setup_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("name", metavar="NAME", help="the asv machine name (one history per name)")
+        parser.add_argument("name", metavar="NAME", nargs="?", default=None,
+                            help="the asv machine name (one history per name; default: this "
+                                 "host's name, the one asv uses when --machine is not given)")
         parser.add_argument("--results-dir", default="results",
                             help="asv results dir the ceilings go to (default results)")
         parser.add_argument("--device", default="auto",
                             help="auto|cpu|cuda: the device to describe (default auto)")
 
     @classmethod
-    def run(cls, name: str, results_dir: str = "results", device: str = "auto") -> int:
-        print(json.dumps(describe(name, results_dir, device), indent=2))
+    def run(cls, name: Optional[str] = None, results_dir: str = "results",
+            device: str = "auto") -> int:
+        print(json.dumps(describe(name or default_name(), results_dir, device), indent=2))
         return ExitCode.OK
 
 

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+from typing import Optional, Sequence
 
+from ..asv.suite import device_problems
+from ..errors import UsageError
+from ..io.project_config import load_nearest
 from ..kernels import registry
 from ..measure.device import fingerprint, resolve_device
 from ..measure.session import Session
-from ..model.catalog import PRESETS, SWEEPS
+from ..model.catalog import PRESETS, SWEEPS, resolve
+from ..model.problem import canonical_dtype
 from .command import Command, ExitCode
 
 DEVICE_HELP = "auto|cpu|cuda (default auto: cuda when present)"
@@ -17,23 +23,54 @@ DEVICE_HELP = "auto|cpu|cuda (default auto: cuda when present)"
 class Kernels(Command):
     name = "kernels"
     help = "list kernels (built-in and plugins) and whether they can run here"
+    description = ("List every kernel found and whether it runs on this device, checked for the "
+                   "problems `attnperf run` uses there ([tool.attnperf]'s problems that the "
+                   "device runs, else the default CPU or GPU problems), or for --problem/--dtype.")
     exit_codes = (ExitCode.OK, ExitCode.USAGE)
 
     @classmethod
     def setup_arguments(cls, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--device", default="auto", help=DEVICE_HELP)
+        parser.add_argument("--problem", action="append", metavar="NAME",
+                            help="check for this problem: a preset name (--sweeps lists them) or "
+                                 "a problem id (repeat or comma-separate; default: the problems "
+                                 "`attnperf run` uses on the device)")
+        parser.add_argument("--dtype", help="check the problems at this dtype: float16|bfloat16|"
+                                            "float32 (aliases fp16, bf16, fp32)")
         parser.add_argument("--sweeps", action="store_true", help="also list named problems and sweeps")
 
     @classmethod
-    def run(cls, device: str = "auto", sweeps: bool = False) -> int:
+    def run_from_args(cls, args: argparse.Namespace) -> int:
+        names = tuple(n.strip() for arg in args.problem or () for n in arg.split(",") if n.strip())
+        if args.problem and not names:
+            raise UsageError(f"--problem {','.join(args.problem)!r} names no problem; "
+                             "allowed: a preset name (`attnperf kernels --sweeps`) or a problem id")
+        return cls.run(device=args.device, problems=names, dtype=args.dtype, sweeps=args.sweeps)
+
+    @classmethod
+    def run(cls, device: str = "auto", problems: Sequence[str] = (), dtype: Optional[str] = None,
+            sweeps: bool = False) -> int:
         device = resolve_device(device)
-        probe = PRESETS["seed"]
-        print(f"kernels on {device} (checked for {probe.id}):")
+        checked = ([resolve(name) for name in problems] if problems
+                   else device_problems(load_nearest(), device))
+        if dtype is not None:
+            dt = canonical_dtype(dtype)  # InvalidShapeError names the allowed ones: exit 2
+            checked = list({p.id: p for p in (dataclasses.replace(p, dtype=dt)
+                                              for p in checked)}.values())
+        names = {p.id: n for n, p in PRESETS.items()}
+        print(f"kernels on {device} (checked for "
+              f"{', '.join(names.get(p.id, p.id) for p in checked)}):")
         for name in registry.names():
             spec = registry.get(name)
-            ok, why = (False, spec.description) if registry.is_broken(spec) else spec.check(probe, device)
-            print(f"  {name:16s} {'available' if ok else 'unavailable'}: "
-                  f"{spec.description if ok else why}")
+            runs, why = registry.availability(spec, checked, device)
+            if len(runs) == len(checked):
+                status = f"available: {spec.description}"
+            elif runs:
+                status = (f"available for {len(runs)} of {len(checked)}: {spec.description} "
+                          f"(not the others: {why})")
+            else:
+                status = f"unavailable: {why}"
+            print(f"  {name:16s} {status}")
         if sweeps:
             print("problems:")
             for name, p in PRESETS.items():

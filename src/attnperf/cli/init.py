@@ -13,7 +13,7 @@ from .command import Command, ExitCode
 
 NEXT = """next:
   git add -A && git commit -m "Track attention kernels with attnperf"
-  asv machine --yes
+  attnperf asv machine
   asv continuous --factor {factor} --interleave-rounds -a rounds=3 -b '^(?!.*Views)' HEAD~1 HEAD
   attnperf site build --serve"""
 

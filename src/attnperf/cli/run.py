@@ -14,7 +14,7 @@ from typing import List, Optional, Sequence, Tuple
 from tqdm import tqdm
 
 from .. import __version__
-from ..asv.suite import CPU_THREADS, fits_device
+from ..asv.suite import CPU_THREADS, device_problems, fits_device
 from ..errors import OutputPathError, Terminated, UsageError
 from ..io.jsonfile import check_writable, write_json
 from ..io.project_config import load_nearest
@@ -122,15 +122,20 @@ class Run(Command):
         return run_kernels(options)
 
 
+def _custom(o: RunOptions) -> bool:
+    """Whether the flags describe one custom problem (--batch ... --causal)."""
+    return o.causal or any(x is not None for x in (o.batch, o.heads, o.kv_heads, o.seq,
+                                                    o.seq_kv, o.dim, o.dtype))
+
+
 def _problems(o: RunOptions, config=None, device: str = "cuda") -> list:
-    custom = [o.batch, o.heads, o.kv_heads, o.seq, o.seq_kv, o.dim, o.dtype]
-    if o.sweep and (any(x is not None for x in custom) or o.causal):
+    if o.sweep and _custom(o):
         raise UsageError("--sweep cannot be combined with --batch/--heads/--seq/--dim/--dtype/--causal")
     if o.sweep and config is not None and o.sweep in config.sweeps:
         return list(config.sweeps[o.sweep])
     if o.sweep:
         return sweep(o.sweep)
-    if any(x is not None for x in custom) or o.causal:
+    if _custom(o):
         seed = PRESETS["seed"]
         return [Problem(batch=o.batch or seed.batch, heads=o.heads or seed.heads,
                         kv_heads=o.kv_heads, seq_q=o.seq or seed.seq_q, seq_kv=o.seq_kv,
@@ -138,7 +143,8 @@ def _problems(o: RunOptions, config=None, device: str = "cuda") -> list:
                         # CPU half precision is slow and rarely used: float32 there.
                         dtype=o.dtype or ("float32" if device == "cpu" else seed.dtype))]
     if config is not None and config.problems:
-        return list(config.problems)
+        # Those the device runs: a CPU run shows no row of a GPU problem unless asked for.
+        return device_problems(config, device)
     return []  # filled with the device's default sweep
 
 
@@ -211,6 +217,12 @@ def run_kernels(o: RunOptions) -> int:
     plugins(o.kernel_modules, config)
     device = resolve_device(o.device)
     problems = _problems(o, config, device)
+    if config is not None and config.problems and problems != list(config.problems) \
+            and not o.sweep and not _custom(o):
+        left_out = [p.id for p in config.problems if p not in problems]
+        print(f"attnperf: [tool.attnperf] problems that need a GPU, left out on {device}: "
+              f"{', '.join(left_out)} (--sweep or the size flags ask for others)",
+              file=sys.stderr)
     kernels = _kernels(o.kernels, config)
     modes = passes(o.passes)
     if o.output:

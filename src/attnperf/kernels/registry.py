@@ -28,9 +28,10 @@ from __future__ import annotations
 import importlib
 import logging
 import os
-from typing import Dict, Iterable, List, Optional, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from ..errors import PluginError, UnknownNameError
+from ..model.problem import Problem
 from .spec import KernelSpec
 
 log = logging.getLogger(__name__)
@@ -102,6 +103,23 @@ def broken_spec(name: str, reason: str, origin: str) -> KernelSpec:
 
 def is_broken(spec: KernelSpec) -> bool:
     return spec.family == "broken plugin"
+
+
+def availability(spec: KernelSpec, problems: Sequence[Problem], device: str
+                 ) -> Tuple[List[Problem], str]:
+    """The problems of ``problems`` that ``spec`` runs on ``device``, and why not the
+    others: the first refusal's reason ("" when it runs them all; a broken plugin's
+    reason when it cannot load)."""
+    if is_broken(spec):
+        return [], spec.description
+    runs, why = [], ""
+    for problem in problems:
+        ok, reason = spec.check(problem, device)
+        if ok:
+            runs.append(problem)
+        elif not why:
+            why = reason
+    return runs, why
 
 
 def entry_points(group: str = GROUP) -> List[Tuple[str, str, str]]:

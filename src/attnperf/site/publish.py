@@ -109,6 +109,37 @@ def _copy_results(results: Path, machines: List[str], dest: Path) -> None:
         shutil.copy2(results / "benchmarks.json", dest / "benchmarks.json")
     for name in machines:
         shutil.copytree(results / name, dest / name, symlinks=True)
+    _widen_params(dest)
+
+
+def _widen_params(results: Path) -> None:
+    """Give each benchmark of the copy's benchmarks.json every parameter value its results
+    hold.  asv publish graphs only the values benchmarks.json lists, and the last asv run
+    wrote that file: a grid that follows the device (a CPU lists only the problems it runs,
+    attnperf.asv.suite.device_grid) would otherwise drop a GPU's problems from the graphs."""
+    path = results / "benchmarks.json"
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return  # none, or unreadable: asv publish says so
+    if not isinstance(data, dict):
+        return
+    changed = False
+    for machine in read_results(str(results)).machines.values():
+        for run in machine.runs:
+            for name, result in run.benchmarks.items():
+                bench = data.get(name)
+                params = bench.get("params") if isinstance(bench, dict) else None
+                if not isinstance(params, list) or len(params) != len(result.params) or \
+                        not all(isinstance(p, list) for p in params):
+                    continue
+                for listed, held in zip(params, result.params):
+                    for value in held:
+                        if value not in listed:
+                            listed.append(value)
+                            changed = True
+    if changed:
+        path.write_text(json.dumps(data, indent=4))
 
 
 # ------------------------------------------------------- out folder -----

@@ -8,8 +8,11 @@ process costs milliseconds, not a fresh `import torch` + CUDA init.
 Gated (lower is better; `asv continuous` judges these):
   TimeAttention.track_device_time  -- GPU: CUDA-graph device time per call, each
       sample after an idle gap and warm replays (power state controlled, clocks
-      recorded; attnperf.measure.timing); CPU: wall time
-  TimeAttention.track_x_over_floor -- measured time / roofline floor time
+      recorded; attnperf.measure.timing); CPU: the measuring thread's CPU time per
+      call (time.thread_time) with PyTorch at one thread -- what the kernel
+      computed, not time spent waiting for a shared core (wall time at commits
+      before it)
+  TimeAttention.track_x_over_floor -- that time / the roofline floor time
   Accuracy.track_max_abs_error, Accuracy.track_mean_abs_error -- the checked
       output's error against the float64 reference (seeded inputs); judged at
       their own factor (attnperf.analysis.gate.METRIC_FACTORS), not the timing one
@@ -35,11 +38,18 @@ TimeAttention's): gradients dQ, dK, dV checked against float64 autograd first.
       fwd+bwd: forward and grad together); FLOPs 2.5x / 3.5x the forward's.
   TrainingPassViews.track_tflops / track_efficiency_pct -- views, for the site.
 
+A config that failed its check (a wrong result; or the kernel raised, crashed or
+timed out) fails TimeAttention.track_device_time (TrainingPass's for a pass) with one
+line -- kernel, problem, what failed, the error figures -- and a one-line summary
+after the grid's last failing config; its other benchmarks read n/a.  Unit-less
+figures reach asv rounded to 4 significant digits; timings as measured.
+
 History-safe: this file runs against old commits during `asv find`.  It never
 raises at import; a commit without the API it needs shows n/a.
 """
 
 import os
+import sys
 
 try:
     # Imported here on purpose: with launch_method forkserver this import runs
@@ -86,14 +96,16 @@ PASSES = ["bwd", "fwd+bwd"]
 # commits measures the same grid).  Kernel and problem names are history keys: add, never rename.
 _PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _GRID = {"project_dir": _PROJECT}
+# On a CPU the grid holds only the problems a CPU runs (device_grid; an older attnperf:
+# the whole grid), so its tables carry no rows that could only read n/a.
 try:
-    KERNELS, PROBLEMS = _suite.grid(_PROJECT)
+    KERNELS, PROBLEMS = getattr(_suite, "device_grid", _suite.grid)(_PROJECT)
     _GRID_ERROR = ""
 except Exception as exc:  # noqa: BLE001 - a bad config fails every benchmark, with its message
     KERNELS, PROBLEMS = ["(no grid)"], ["(no grid)"]
     _GRID_ERROR = _IMPORT_ERROR or f"{type(exc).__name__}: {exc}"
 try:  # attnperf before training passes has no pass_grid: the classes show n/a
-    PASS_PROBLEMS, PASSES = _suite.pass_grid(_PROJECT)
+    PASS_PROBLEMS, PASSES = getattr(_suite, "device_pass_grid", _suite.pass_grid)(_PROJECT)
 except Exception:  # noqa: BLE001 - the same reasons as above, or an older attnperf
     PASS_PROBLEMS, PASSES = ["(no grid)"], ["(no grid)"]
 [% endif %]
@@ -118,6 +130,51 @@ def _entry(cache, kernel, problem):
     if f"{kernel}|{problem}" not in cache:
         problem = _older_key(cache, kernel, problem)
     return _suite.entry_for(cache, kernel, problem)
+
+
+def _checked(fetch, *args):
+    """(entry, None); or (None, the exception) for a config that failed its check or did not
+    run to the end: the class's track_device_time reports it (:func:`_failure`), once."""
+    try:
+        return fetch(*args), None
+    except NotImplementedError:  # n/a (a RuntimeError too)
+        raise
+    except (AssertionError, RuntimeError) as exc:
+        return None, exc
+
+
+def _measured(fetch, *args):
+    """The entry of a config that ran to a correct result; n/a for the others (their
+    failure is reported once, by track_device_time)."""
+    entry, failure = _checked(fetch, *args)
+    if failure is not None:
+        raise NotImplementedError(f"{failure} (reported by track_device_time)")
+    return entry
+
+
+# asv runs each benchmark in a process of its own (asv/benchmark.py), which prints an
+# exception's traceback and exits: there a config's failure prints as its one line.
+_ASV_PROCESS = os.path.basename(getattr(sys.modules.get("__main__"), "__file__", None) or "") \
+    == "benchmark.py"
+
+
+def _failure(exc, cache, configs, config):
+    """``exc`` as it should read in asv's output: its one line, then (after the grid's last
+    failing config) the summary of the grid's failures."""
+    summary = getattr(_suite, "failure_summary", None)
+    line = summary(cache, configs, config) if summary else ""
+    if line:
+        exc.args = (f"{exc}\n{line}",)
+    if _ASV_PROCESS:
+        sys.tracebacklimit = 0  # this process ends with this benchmark
+    return exc.with_traceback(None)
+
+
+def _figure(value):
+    """A unit-less figure as asv gets it: rounded (attnperf.asv.suite.figure), so asv
+    prints 5.224, not 5.223710399461449; an older attnperf: as it is."""
+    figure = getattr(_suite, "figure", None)
+    return figure(value) if figure else float(value)
 
 
 def _older_key(cache, kernel, problem_id):
@@ -153,18 +210,30 @@ class TimeAttention(_Grid):
     unit = "seconds"
 
     def setup(self, cache, kernel, problem):
-        self.entry = _entry(cache, kernel, problem)
+        self.entry, self.failure = _checked(_entry, cache, kernel, problem)
 
     def track_device_time(self, cache, kernel, problem):
+        if self.failure is not None:
+            configs = [(k, p) for k in KERNELS for p in PROBLEMS]
+            raise _failure(self.failure, cache, configs, (kernel, problem))
         return _suite.samples(self.entry["device_time_s"])
 
     def track_x_over_floor(self, cache, kernel, problem):
-        floor = self.entry.get("floor_s")
-        if not floor:
-            raise _skip("no roofline ceiling for this device")
-        return _suite.samples([t / floor for t in self.entry["device_time_s"]])
+        return _over_floor(self.entry, self.failure)
 
     track_x_over_floor.unit = "x floor"
+
+
+def _over_floor(entry, failure):
+    """Samples of device time / roofline floor time (n/a without a floor, or for a config
+    that failed: track_device_time reports it)."""
+    if failure is not None:
+        raise _skip("failed: reported by track_device_time")
+    floor = entry.get("floor_s")
+    if not floor:
+        raise _skip("no roofline ceiling for this device")
+    ratios = getattr(_suite, "over_floor_samples", None)  # rounded, for asv's tables
+    return ratios(entry) if ratios else _suite.samples([t / floor for t in entry["device_time_s"]])
 
 
 # Deterministic metrics of one measured entry.  Functions of the entry, so that a
@@ -174,7 +243,7 @@ def error_figure(entry, figure):
     value = (entry.get("correctness") or {}).get(figure)
     if value is None:
         raise _skip(f"no {figure} recorded for this entry")
-    return float(value)
+    return _figure(value)
 
 
 def peak_memory_bytes(entry):
@@ -189,7 +258,7 @@ class Accuracy(_Grid):
     unit = "abs error"
 
     def setup(self, cache, kernel, problem):
-        self.entry = _entry(cache, kernel, problem)
+        self.entry = _measured(_entry, cache, kernel, problem)
 
     def track_max_abs_error(self, cache, kernel, problem):
         return error_figure(self.entry, "max_abs_error")
@@ -202,7 +271,7 @@ class PeakMemory(_Grid):
     unit = "bytes"
 
     def setup(self, cache, kernel, problem):
-        self.entry = _entry(cache, kernel, problem)
+        self.entry = _measured(_entry, cache, kernel, problem)
         if self.entry.get("peak_memory_bytes") is None:
             raise NotImplementedError(self.entry.get("peak_memory_note")
                                       or "this commit's attnperf records no peak memory")
@@ -214,7 +283,7 @@ class PeakMemory(_Grid):
 def _views_entry(cache, kernel, problem):
     if os.environ.get("ATTNPERF_ASV_VIEWS") != "1":
         raise NotImplementedError("views are recorded for the site only (set ATTNPERF_ASV_VIEWS=1)")
-    return _entry(cache, kernel, problem)
+    return _measured(_entry, cache, kernel, problem)
 
 
 class LatencyViews(_Grid):
@@ -237,17 +306,17 @@ class RooflineViews(_Grid):
             raise NotImplementedError("no roofline ceiling for this device")
 
     def track_tflops(self, cache, kernel, problem):
-        return self.entry["tflops"]
+        return _figure(self.entry["tflops"])
 
     track_tflops.unit = "TFLOP/s"
 
     def track_bandwidth_gb_s(self, cache, kernel, problem):
-        return self.entry["gb_s"]
+        return _figure(self.entry["gb_s"])
 
     track_bandwidth_gb_s.unit = "GB/s"
 
     def track_efficiency_pct(self, cache, kernel, problem):
-        return self.entry["efficiency_pct"]
+        return _figure(self.entry["efficiency_pct"])
 
     track_efficiency_pct.unit = "%"
 
@@ -292,7 +361,7 @@ class ClockViews(_Grid):
         mhz = self.entry.get("sm_clock_median_mhz")
         if mhz is None:
             raise _skip("NVML read no SM clock")
-        return float(mhz)
+        return _figure(mhz)
 
     track_sm_clock_mhz.unit = "MHz"
 
@@ -324,16 +393,17 @@ class TrainingPass(_PassGrid):
     unit = "seconds"
 
     def setup(self, cache, kernel, problem, mode):
-        self.entry = _pass_entry(cache, kernel, problem, mode)
+        self.entry, self.failure = _checked(_pass_entry, cache, kernel, problem, mode)
 
     def track_device_time(self, cache, kernel, problem, mode):
+        if self.failure is not None:
+            key = _suite.pass_key
+            configs = [(k, key(p, m)) for k in KERNELS for p in PASS_PROBLEMS for m in PASSES]
+            raise _failure(self.failure, cache, configs, (kernel, key(problem, mode)))
         return _suite.samples(self.entry["device_time_s"])
 
     def track_x_over_floor(self, cache, kernel, problem, mode):
-        floor = self.entry.get("floor_s")
-        if not floor:
-            raise _skip("no roofline ceiling for this device")
-        return _suite.samples([t / floor for t in self.entry["device_time_s"]])
+        return _over_floor(self.entry, self.failure)
 
     track_x_over_floor.unit = "x floor"
 
@@ -341,16 +411,16 @@ class TrainingPass(_PassGrid):
 class TrainingPassViews(_PassGrid):
 
     def setup(self, cache, kernel, problem, mode):
-        self.entry = _pass_entry(cache, kernel, problem, mode, views=True)
+        self.entry = _measured(_pass_entry, cache, kernel, problem, mode, True)
         if "floor_s" not in self.entry:
             raise NotImplementedError("no roofline ceiling for this device")
 
     def track_tflops(self, cache, kernel, problem, mode):
-        return self.entry["tflops"]
+        return _figure(self.entry["tflops"])
 
     track_tflops.unit = "TFLOP/s"
 
     def track_efficiency_pct(self, cache, kernel, problem, mode):
-        return self.entry["efficiency_pct"]
+        return _figure(self.entry["efficiency_pct"])
 
     track_efficiency_pct.unit = "%"

@@ -128,7 +128,7 @@ ELSEWHERE = {
     "python -m pip install -e .": PLUGIN_FLOW,
     "attnperf init": PLUGIN_FLOW,
     'git add -A && git commit -m "Track attention kernels with attnperf"': PLUGIN_FLOW,
-    "asv machine --yes": PLUGIN_FLOW,
+    "attnperf asv machine": PLUGIN_FLOW,
     "asv continuous --factor 1.5 --interleave-rounds -a rounds=3 -b '^(?!.*Views)' HEAD~1 HEAD": PLUGIN_FLOW,
     "attnperf site build": "tests/test_site.py::test_site_of_this_repository_results_in_chromium",
     "attnperf asv fetch-assets": "tests/test_site.py::test_site_of_this_repository_results_in_chromium",

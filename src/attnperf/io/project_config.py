@@ -1,7 +1,8 @@
 """Reading a repository's ``[tool.attnperf]`` from its pyproject.toml.
 
 The data model and validation live in :mod:`attnperf.model.config`; this
-module finds and reads the file (``tomllib`` from Python 3.11, ``tomli`` before).
+module finds and reads the file (``tomllib`` from Python 3.11, ``tomli`` before)
+through the file door (:mod:`attnperf.io.files`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Optional, Union
 
 from ..errors import ConfigError
 from ..model.config import ProjectConfig, parse
+from .files import check_depth, read_text
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -31,15 +33,26 @@ def find(start: Union[str, Path, None] = None) -> Optional[Path]:
     return None
 
 
+# A pyproject.toml larger than this is no project's configuration.
+MAX_TOML_BYTES = 4 << 20
+
+
 def read_toml(path: Union[str, Path]) -> dict:
+    """The TOML document in ``path``, read through the file door (a regular file of at most
+    4 MiB, nested at most :data:`~attnperf.io.files.MAX_DEPTH` levels); every failure is
+    one :class:`ConfigError`."""
     path = Path(path)
+    text = read_text(path, "project file", MAX_TOML_BYTES, ConfigError)
     try:
-        with open(path, "rb") as fh:
-            return tomllib.load(fh)
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: invalid TOML: nested too deeply to be a project file") from None
+    except MemoryError:
+        raise ConfigError(f"{path}: cannot be parsed: out of memory") from None
+    check_depth(data, path, "project file", ConfigError)
+    return data
 
 
 def load(path: Union[str, Path]) -> Optional[ProjectConfig]:

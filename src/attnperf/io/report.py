@@ -48,6 +48,7 @@ import jsonschema
 
 from ..errors import InvalidShapeError, ReportError, SchemaVersionError
 from ..kernels.registry import canonical_name
+from ..model.names import home_to_tilde_in
 from ..model.problem import Problem
 from ..model.records import STATUSES, Measurement
 from .jsonfile import finite, first_bad_number, json_path, load_json
@@ -139,7 +140,8 @@ def build_report(measurements: List[Measurement], environment: dict,
             "performance": primary["performance"],
             "roofline": primary["roofline"],
         })
-    return finite(report)
+    # Exception texts (reasons, warnings) name files under the home directory: as ~/...
+    return finite(home_to_tilde_in(report))
 
 
 def summarize(results: List[dict]) -> dict:

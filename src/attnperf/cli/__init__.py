@@ -14,6 +14,7 @@ from typing import List, Optional, Tuple, Type
 
 from .. import __version__
 from ..errors import AttnperfError, UsageError
+from ..render.escape import terminal
 from . import command
 from .asv import EnvBuild, EnvInstall, FetchAssets, Machine
 from .bisect import Bisect
@@ -68,7 +69,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                             format="%(levelname)s %(name)s: %(message)s")
         return int(chosen.run_from_args(args))
     except AttnperfError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        # one line, whatever the message quotes from a file or the command line
+        print(f"error: {terminal(str(exc))}", file=sys.stderr)
         return int(ExitCode.USAGE)
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)

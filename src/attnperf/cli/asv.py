@@ -13,7 +13,7 @@ from ..asv.machine import describe
 from ..errors import AssetFetchError
 from ..site import fetch_assets
 from ..site.publish import DEFAULT_ASSETS
-from .command import Command, ExitCode
+from .command import Command, ExitCode, machine_name
 
 
 class Machine(Command):
@@ -26,7 +26,9 @@ class Machine(Command):
 
     @classmethod
     def setup_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("name", metavar="NAME", help="the asv machine name (one history per name)")
+        parser.add_argument("name", metavar="NAME", type=machine_name(""),
+                            help="the asv machine name (one history per name; letters, digits "
+                                 "and . _ + -)")
         parser.add_argument("--results-dir", default="results",
                             help="asv results dir the ceilings go to (default results)")
         parser.add_argument("--device", default="auto",

@@ -19,6 +19,7 @@ import textwrap
 from typing import Callable, ClassVar, Dict, Iterable, List, Optional, Sequence, Tuple, Type
 
 from ..errors import UsageError
+from ..model import names
 
 
 Details = Tuple[Tuple[Tuple[str, ...], str], ...]  # ((command names, what it means there), ...)
@@ -204,8 +205,6 @@ def text(flag: str) -> Callable[[str], str]:
 
 def machine_name(flag: str = "machine") -> Callable[[str], str]:
     """An asv machine name (:func:`attnperf.model.names.machine`): one safe path component."""
-    from ..model import names
-
     def parse(value: str) -> str:
         try:
             return names.machine(value, f"--{flag}" if flag else "NAME")

@@ -139,8 +139,9 @@ def read(path: Path) -> Optional[Thresholds]:
     return parse(load_json(str(path), "thresholds"), str(path))
 
 
-def write(path: Path, thresholds: Thresholds) -> None:
-    write_json(str(path), thresholds.to_dict())
+def write(path: Path, thresholds: Thresholds, inputs: Sequence = ()) -> None:
+    """Write ``thresholds`` (never over one of ``inputs``: the files the command read)."""
+    write_json(str(path), thresholds.to_dict(), inputs)
 
 
 def entries_from(rows: Sequence[dict]) -> List[Entry]:

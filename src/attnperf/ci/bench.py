@@ -222,9 +222,10 @@ def out_dir(o: BenchOptions, conf_dir: Optional[Path] = None,
         if folder is not None and (resolved == folder or folder.is_relative_to(resolved)
                                    or (what == "the results folder"
                                        and resolved.is_relative_to(folder))):
-            raise UsageError(f"{where}: it is, contains{' or is inside' if what == 'the results folder' else ''} "
-                             f"{what} {str(folder)!r}; give a folder of its own "
-                             "(e.g. ci-artifacts/bench)")
+            relation = ("it is, contains or is inside" if what == "the results folder"
+                        else "it is or contains")
+            raise UsageError(f"{where}: {relation} {what} {str(folder)!r}; give a folder of its "
+                             "own (e.g. ci-artifacts/bench)")
     try:
         owned = OwnedDir(out, OUT_MARKER, where).open()
         owned.check([*OUT_FILES, "results"] if not owned.owned else OUT_FILES)

@@ -12,20 +12,24 @@ import logging
 import sys
 from typing import List, Optional, Tuple, Type
 
-from .. import __version__
-from ..errors import AttnperfError, UsageError
-from ..render.escape import terminal
-from . import command
-from .asv import EnvBuild, EnvInstall, FetchAssets, Machine
-from .bisect import Bisect
-from .calibrate import Calibrate
-from .ci import Bench
-from .command import Command, ExitCode
-from .compare import Compare
-from .info import Ceilings, Env, Kernels
-from .init import Init
-from .run import Run
-from .site import PrComment, SiteBuild
+try:  # the commands load PyTorch (seconds): Ctrl-C meanwhile is one line, no traceback
+    from .. import __version__
+    from ..errors import AttnperfError, UsageError
+    from ..render.escape import terminal
+    from . import command
+    from .asv import EnvBuild, EnvInstall, FetchAssets, Machine
+    from .bisect import Bisect
+    from .calibrate import Calibrate
+    from .ci import Bench
+    from .command import Command, ExitCode
+    from .compare import Compare
+    from .info import Ceilings, Env, Kernels
+    from .init import Init
+    from .run import Run
+    from .site import PrComment, SiteBuild
+except KeyboardInterrupt:
+    sys.stderr.write("error: interrupted\n")
+    raise SystemExit(130) from None  # ExitCode.INTERRUPTED
 
 __all__ = ["COMMANDS", "Command", "ExitCode", "build_parser", "main"]
 
@@ -56,8 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = build_parser()
     try:
+        parser = build_parser()
         args = parser.parse_args(argv)
         if args.command is None:
             parser.print_help()
@@ -75,6 +79,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return int(ExitCode.INTERRUPTED)
+    except MemoryError:  # a memory limit below what the inputs need: one line, not a traceback
+        print("error: out of memory (inputs too large for this process's memory limit)",
+              file=sys.stderr)
+        return int(ExitCode.USAGE)
 
 
 if __name__ == "__main__":  # pragma: no cover

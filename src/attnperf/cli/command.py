@@ -207,7 +207,7 @@ def machine_name(flag: str = "machine") -> Callable[[str], str]:
     """An asv machine name (:func:`attnperf.model.names.machine`): one safe path component."""
     def parse(value: str) -> str:
         try:
-            return names.machine(value, f"--{flag}" if flag else "NAME")
+            return names.machine(value, f"--{flag}" if flag else "")
         except UsageError as exc:
             raise argparse.ArgumentTypeError(str(exc)) from None
     return parse

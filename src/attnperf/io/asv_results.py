@@ -179,10 +179,15 @@ class ResultsDB:
 
 
 # ------------------------------------------------------------- reading ------
+# asv's own files are small (a result file of a large grid with raw samples: ~1 MiB);
+# larger is damage, refused with a note before it is parsed.
+MAX_ASV_FILE_BYTES = 16 << 20
+
+
 def _load(path: Path, notes: List[str], what: str):
     """JSON object of ``path`` or None (with a note)."""
     try:
-        return load_json(str(path), what)
+        return load_json(str(path), what, MAX_ASV_FILE_BYTES)
     except ReportError as exc:
         notes.append(str(exc))
         return None

@@ -97,6 +97,8 @@ def read_bytes(path, what: str = "file", limit: int = MAX_READ_BYTES,
         return b"".join(chunks)
     except OSError as exc:
         raise error(f"{what} {text!r} cannot be read: {exc.strerror or exc}") from None
+    except MemoryError:
+        raise error(f"{what} {text!r} cannot be read: out of memory") from None
     finally:
         os.close(fd)
 

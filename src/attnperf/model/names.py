@@ -48,7 +48,8 @@ def machine(value: object, flag: str = "--machine") -> str:
     text = value if isinstance(value, str) else ""
     if (not isinstance(value, str) or len(text) > MACHINE_MAX or not _MACHINE.fullmatch(text)):
         shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:77] + "..."
-        raise UsageError(f"{flag} {shown} is not a machine name; allowed: {MACHINE_ALLOWED}")
+        raise UsageError(f"{flag + ' ' if flag else ''}{shown} is not a machine name; allowed: "
+                         f"{MACHINE_ALLOWED}")
     return text
 
 

@@ -363,7 +363,7 @@ def _default_factor(conf_dir: Path, device: str) -> float:
     """[tool.attnperf] regression-factor of the repository for ``device``, else the default."""
     pyproject = conf_dir / project_config.PYPROJECT
     try:
-        config = project_config.load(pyproject) if pyproject.is_file() else None
+        config = project_config.load(pyproject) if os.path.lexists(pyproject) else None
     except ConfigError as exc:
         raise BenchJobError(str(exc)) from None
     return config.factor(device) if config else DEFAULT_FACTOR

@@ -10,6 +10,7 @@ import math
 import re
 import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -78,7 +79,9 @@ class SiteBuild(Command):
         if asv_assets and not Path(asv_assets).is_dir():
             raise UsageError(f"--asv-assets {asv_assets!r} is not a directory "
                              "(`attnperf asv fetch-assets DIR` fetches them)")
-        handled = (signal.SIGINT, signal.SIGTERM)
+        # (signal handlers exist in the main thread only: called from another, none are set)
+        handled = (signal.SIGINT, signal.SIGTERM) if \
+            threading.current_thread() is threading.main_thread() else ()
         previous = {s: signal.signal(s, _raise_signalled) for s in handled}
         try:
             report = publish.build(config, results=results, out=out, publish=publish_asv,

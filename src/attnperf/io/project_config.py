@@ -7,6 +7,7 @@ through the file door (:mod:`attnperf.io.files`).
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Optional, Union
@@ -24,11 +25,12 @@ PYPROJECT = "pyproject.toml"
 
 
 def find(start: Union[str, Path, None] = None) -> Optional[Path]:
-    """The nearest pyproject.toml at or above ``start`` (default: the current directory)."""
+    """The nearest pyproject.toml at or above ``start`` (default: the current directory);
+    one that is not a regular file (a FIFO, a folder) is returned too, and refused on read."""
     here = Path(start or Path.cwd()).resolve()
     for d in (here, *here.parents):
         candidate = d / PYPROJECT
-        if candidate.is_file():
+        if os.path.lexists(candidate):
             return candidate
     return None
 

@@ -36,10 +36,25 @@ def json_string(value: str) -> str:
     return json.dumps(str(value), ensure_ascii=True)
 
 
+def _double_quoted(value: str) -> str:
+    """JSON's escapes for quotes, backslashes and control characters; every other
+    non-ASCII character as ``\\uXXXX`` or, beyond the BMP, ``\\UXXXXXXXX`` (YAML and TOML
+    read those; neither reads a JSON surrogate pair)."""
+    body = json.dumps(str(value), ensure_ascii=False)
+    return "".join(ch if ord(ch) < 0x80 else
+                   (f"\\u{ord(ch):04x}" if ord(ch) < 0x10000 else f"\\U{ord(ch):08x}")
+                   for ch in body)
+
+
 def yaml_string(value: str) -> str:
-    """A YAML double-quoted scalar holding ``value``: JSON's escapes are YAML's, and with
-    every non-ASCII character escaped no YAML 1.1 line break (NEL, LS, PS) is left raw."""
-    return json.dumps(str(value), ensure_ascii=True)
+    """A YAML double-quoted scalar holding ``value``: with every non-ASCII character
+    escaped, no YAML 1.1 line break (NEL, LS, PS) is left raw."""
+    return _double_quoted(value)
+
+
+def toml_string(value: str) -> str:
+    """A TOML basic string holding ``value``."""
+    return _double_quoted(value)
 
 
 def python_string(value: str) -> str:

@@ -202,9 +202,8 @@ def render(project: Project) -> Dict[str, str]:
 
 
 def starter_config(project: Project) -> str:
-    # TOML basic strings take JSON's escapes.
-    kernels = "[" + ", ".join(escape.json_string(k) for k in project.kernels) + "]"
-    problems = "[" + ", ".join(escape.json_string(p) for p in DEFAULT_PROBLEMS) + "]"
+    kernels = "[" + ", ".join(escape.toml_string(k) for k in project.kernels) + "]"
+    problems = "[" + ", ".join(escape.toml_string(p) for p in DEFAULT_PROBLEMS) + "]"
     return _env().get_template("pyproject-section.toml").render(kernels=kernels, problems=problems)
 
 

@@ -279,9 +279,12 @@ def _run(o: RunOptions, problems: List[Problem], kernels: List[str], config=None
     # The asv suite's thread count unless --threads says otherwise: on a small
     # shared CPU, PyTorch's default (one thread per core) stuck readings at
     # multiples of ~8 ms of barrier waits, IQR up to 2810 %.
-    with Session(o.device, threads=o.threads or CPU_THREADS, isolate=isolate,
-                 timeout_s=o.timeout_s,
-                 tolerances=config.tolerances if config else None) as session:
+    late: List[int] = []  # signals that arrived once every config was measured
+    # entered once the last config is measured; left after the session has closed too
+    finishing = contextlib.ExitStack()
+    with finishing, Session(o.device, threads=o.threads or CPU_THREADS, isolate=isolate,
+                            timeout_s=o.timeout_s,
+                            tolerances=config.tolerances if config else None) as session:
         device, env = session.device, session.environment
         if not problems:
             problems = sweep("gpu-default" if device == "cuda" else "cpu-small")
@@ -335,15 +338,15 @@ def _run(o: RunOptions, problems: List[Problem], kernels: List[str], config=None
             stopped = EXIT_SIGINT
         except Terminated:
             stopped = EXIT_SIGTERM
-        late: List[int] = []  # signals that arrived once every config was measured
         if stopped is not None and len(measured) == len(jobs):
             late.append(signal.SIGINT if stopped == EXIT_SIGINT else signal.SIGTERM)
             stopped = None  # the run is complete: its report is not an interrupted one
-        with _signals_recorded(late) if stopped is None else contextlib.nullcontext():
-            session.close()  # a worker still inside a kernel is killed now
-            save(finished=stopped is None)
-            final = report(finished=stopped is None)
-            code = _conclude(o, measured, jobs, final, stopped, had_report)
+        if stopped is None:
+            finishing.enter_context(_signals_recorded(late))
+        session.close()  # a worker still inside a kernel is killed now
+        save(finished=stopped is None)
+        final = report(finished=stopped is None)
+        code = _conclude(o, measured, jobs, final, stopped, had_report)
     if late:
         names = " and ".join(sorted({signal.Signals(n).name for n in late}))
         print(f"note: {names} arrived after the last config; the run had finished and "

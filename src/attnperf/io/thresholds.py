@@ -22,12 +22,11 @@ Format history (``schema_version``):
 from __future__ import annotations
 
 import dataclasses
-import math
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..errors import ReportError
-from .jsonfile import load_json, write_json
+from .jsonfile import finite_number, load_json, write_json
 
 SCHEMA_VERSION = 1
 KNOWN_VERSIONS = (1,)
@@ -80,7 +79,7 @@ def path_for(results_dir: str, machine: str) -> Path:
 
 
 def _number(x) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+    return finite_number(x) is not None  # (a 400-digit integer is no number here either)
 
 
 def _positive_int(x) -> bool:

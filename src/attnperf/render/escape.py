@@ -32,8 +32,12 @@ def terminal_lines(value: object) -> str:
 
 
 def json_string(value: str) -> str:
-    """A JSON string literal (quotes included) holding ``value``."""
-    return json.dumps(str(value), ensure_ascii=True)
+    """A JSON string literal (quotes included) holding ``value``: non-printable characters
+    of the BMP escaped (line separators included), every other character as itself --
+    asv reads its config with json5, which does not join an escaped surrogate pair."""
+    body = json.dumps(str(value), ensure_ascii=False)
+    return "".join(f"\\u{ord(ch):04x}" if ord(ch) < 0x10000 and not ch.isprintable() else ch
+                   for ch in body)
 
 
 def _double_quoted(value: str) -> str:
@@ -41,7 +45,7 @@ def _double_quoted(value: str) -> str:
     non-ASCII character as ``\\uXXXX`` or, beyond the BMP, ``\\UXXXXXXXX`` (YAML and TOML
     read those; neither reads a JSON surrogate pair)."""
     body = json.dumps(str(value), ensure_ascii=False)
-    return "".join(ch if ord(ch) < 0x80 else
+    return "".join(ch if ord(ch) < 0x7f else  # DEL is no printable character of YAML or TOML
                    (f"\\u{ord(ch):04x}" if ord(ch) < 0x10000 else f"\\U{ord(ch):08x}")
                    for ch in body)
 

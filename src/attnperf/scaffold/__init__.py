@@ -31,6 +31,7 @@ unless ``force``.  attnperf's own repository is rendered with
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import os
 import re
@@ -167,7 +168,9 @@ FILTERS = {
 }
 
 
+@functools.lru_cache(maxsize=1)
 def _env():
+    """The template environment (one per process: its templates compile once)."""
     import jinja2
 
     env = jinja2.Environment(

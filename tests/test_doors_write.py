@@ -269,3 +269,37 @@ def test_site_build_over_a_site_without_a_file_list_keeps_what_it_does_not_write
     r = cli("site", "build", "--config", str(hist["conf"]), "--no-asv", "--out", str(out))
     assert r.code == 0, r.err
     assert (out / "mine.txt").read_text() == "mine" and (out / "index.html").read_text() != "old index"
+
+
+@pytest.mark.parametrize("argv", [
+    ["site", "build", "--no-asv", "--out", "{long}"],
+    ["asv", "fetch-assets", "{long}"],
+    ["init", "{long}"],
+    ["ci", "bench", "--base", "HEAD", "--machine", "m", "--render-only", "--out", "{long}"],
+    ["compare", "a.json", "--baseline", "b.json", "-o", "{long}"],
+])
+def test_names_longer_than_the_file_system_allows_are_one_line(cli, tmp_path, monkeypatch, argv):
+    root = tmp_path / "repo"
+    d.git_repo(root, 1)
+    d.asv_conf(root)
+    monkeypatch.chdir(root)
+    for name in ("a.json", "b.json"):
+        (root / name).write_text("{}")
+    before = listing(tmp_path)
+    res = cli(*[a.format(long="x" * 300) for a in argv])
+    assert res.code == 2 and len(res.err_lines) == 1 and res.err.startswith("error: "), res.err
+    assert "Traceback" not in res.err and ("too long" in res.err or "allows 255" in res.err)
+    assert listing(tmp_path) == before
+
+
+def test_a_job_that_cannot_start_writes_no_summary_into_a_users_folder(cli, tmp_path, monkeypatch):
+    """`ci bench --out .` with an unreadable config: exit 3, and nothing written into `.`."""
+    (tmp_path / "notes.md").write_text("mine")
+    monkeypatch.chdir(tmp_path)
+    for var in ("GITHUB_ACTIONS", "GITHUB_STEP_SUMMARY", "GITHUB_OUTPUT"):
+        monkeypatch.delenv(var, raising=False)
+    res = cli("ci", "bench", "--base", "x", "--machine", "m", "--config", "nope.json", "--out", ".")
+    assert res.code == 3 and "does not exist" in res.err
+    assert os.listdir(tmp_path) == ["notes.md"]
+    res = cli("ci", "bench", "--base", "x", "--machine", "m", "--config", "nope.json", "--out", "new")
+    assert res.code == 3 and (tmp_path / "new" / "summary.md").is_file()

@@ -349,8 +349,12 @@ def record_error(o: BenchOptions, message: str) -> None:
     """The job could not start: ``OUT/summary.md`` and GitHub say why (best effort; never
     over a file attnperf did not write)."""
     text = prcomment.render_unavailable(o.machine, message)
+    out = Path(o.out)
     try:
-        OwnedDir(Path(o.out), OUT_MARKER).open().write_text("summary.md", text)
+        # only into a new or empty folder, or one a job wrote before (never `--out .`)
+        if not out.is_dir() or OwnedDir.listed(out, OUT_MARKER) is not None \
+                or not any(out.iterdir()):
+            OwnedDir(out, OUT_MARKER).open().write_text("summary.md", text)
     except (OSError, OutputPathError):
         pass
     try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from typing import List, Optional, Tuple, Type
 
@@ -79,10 +80,18 @@ def main(argv: Optional[List[str]] = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return int(ExitCode.INTERRUPTED)
+    except OSError as exc:  # the file system refused (a name too long, an immutable folder...)
+        where = "" if exc.filename is None else f": {_short(os.fsdecode(exc.filename))!r}"
+        print(f"error: {terminal(exc.strerror or str(exc))}{terminal(where)}", file=sys.stderr)
+        return int(ExitCode.USAGE)
     except MemoryError:  # a memory limit below what the inputs need: one line, not a traceback
         print("error: out of memory (inputs too large for this process's memory limit)",
               file=sys.stderr)
         return int(ExitCode.USAGE)
+
+
+def _short(text: str, most: int = 120) -> str:
+    return text if len(text) <= most else text[:most - 3] + "..."
 
 
 if __name__ == "__main__":  # pragma: no cover

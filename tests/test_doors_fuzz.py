@@ -10,7 +10,6 @@ whole file takes seconds; the CLI runs for a sample only.
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 import os

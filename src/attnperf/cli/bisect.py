@@ -84,7 +84,8 @@ class Bisect(Command):
                             "the calibrated thresholds' rounds, else 1)")
         b.add_argument("--launch-method", default="forkserver", choices=LAUNCH_METHODS,
                        help="asv's launch method (default forkserver: one `import torch` per commit)")
-        b.add_argument("--log", default=None, type=text("log"), help="append asv's output here (default: stderr only)")
+        b.add_argument("--log", default=None, type=text("log"),
+                       help="append asv's output here (default: stderr only)")
         b.add_argument("--asv", default=None, help="asv executable (default: next to this python)")
 
     @classmethod

@@ -22,15 +22,20 @@ class Bench(Command):
     @classmethod
     def setup_arguments(cls, parser: argparse.ArgumentParser) -> None:
         ap = parser
-        ap.add_argument("--base", required=True, type=text("base"), help="base commit or ref (the PR's base)")
-        ap.add_argument("--head", default="HEAD", type=text("head"), help="head commit or ref (default HEAD)")
-        ap.add_argument("--machine", required=True, type=machine_name(), help="asv machine name (one history per name)")
+        ap.add_argument("--base", required=True, type=text("base"),
+                        help="base commit or ref (the PR's base)")
+        ap.add_argument("--head", default="HEAD", type=text("head"),
+                        help="head commit or ref (default HEAD)")
+        ap.add_argument("--machine", required=True, type=machine_name(),
+                        help="asv machine name (one history per name)")
         ap.add_argument("--factor", type=factor_float("factor"), default=None,
                         help="asv's factor: slower by more than this and significant = regression "
                              "(default: [tool.attnperf] regression-factor for --device, else "
                              f"{bench.DEFAULT_FACTOR})")
-        ap.add_argument("--config", default="asv.conf.json", type=text("config"), help="asv.conf.json (default: ./asv.conf.json)")
-        ap.add_argument("--results-dir", default=None, type=text("results-dir"), help="asv results dir (default: the config's results_dir)")
+        ap.add_argument("--config", default="asv.conf.json", type=text("config"),
+                        help="asv.conf.json (default: ./asv.conf.json)")
+        ap.add_argument("--results-dir", default=None, type=text("results-dir"),
+                        help="asv results dir (default: the config's results_dir)")
         ap.add_argument("--out", default="ci-artifacts/bench", type=text("out"),
                         help="where summary.md, verdict.json, the asv log and the result files go "
                              "(default ci-artifacts/bench); a new folder, or one an earlier "

@@ -88,16 +88,20 @@ class Run(Command):
         r.add_argument("--kv-heads", type=positive_int("kv-heads"),
                        help="K/V heads (GQA when fewer than --heads)")
         r.add_argument("--seq", type=positive_int("seq"), help="query length (default 64)")
-        r.add_argument("--seq-kv", type=positive_int("seq-kv"), help="key/value length (default: --seq)")
+        r.add_argument("--seq-kv", type=positive_int("seq-kv"),
+                       help="key/value length (default: --seq)")
         r.add_argument("--dim", type=positive_int("dim"), help="head dimension (default 64)")
-        r.add_argument("--dtype", type=text("dtype"), help="float16|bfloat16|float32 (aliases fp16, bf16, fp32; "
+        r.add_argument("--dtype", type=text("dtype"),
+                       help="float16|bfloat16|float32 (aliases fp16, bf16, fp32; "
                        "default fp16 on a GPU, fp32 on a CPU)")
         r.add_argument("--causal", action="store_true", help="causal masking")
-        r.add_argument("--sweep", type=text("sweep"), help="named sweep (see `attnperf kernels --sweeps`)")
+        r.add_argument("--sweep", type=text("sweep"),
+                       help="named sweep (see `attnperf kernels --sweeps`)")
         r.add_argument("--pass", dest="passes", action="append", metavar="PASS", type=text("pass"),
                        help="fwd|bwd|fwd+bwd (repeat or comma-separate; default fwd): backward "
                             "passes time torch.autograd.grad and check dQ, dK, dV")
-        r.add_argument("--device", default="auto", type=text("device"), help="auto|cpu|cuda (default auto: cuda when present)")
+        r.add_argument("--device", default="auto", type=text("device"),
+                       help="auto|cpu|cuda (default auto: cuda when present)")
         r.add_argument("--output", "-o", type=text("output"),
                        help="write the JSON report here (atomically; one run writes a file at a time)")
         r.add_argument("--budget-ms", type=positive_float("budget-ms", MAX_BUDGET_MS, " ms"),

@@ -38,8 +38,10 @@ class SiteBuild(Command):
     @classmethod
     def setup_arguments(cls, parser: argparse.ArgumentParser) -> None:
         sb = parser
-        sb.add_argument("--config", default="asv.conf.json", type=text("config"), help="asv config (default asv.conf.json)")
-        sb.add_argument("--results", default=None, type=text("results"), help="asv results dir (default: the config's)")
+        sb.add_argument("--config", default="asv.conf.json", type=text("config"),
+                        help="asv config (default asv.conf.json)")
+        sb.add_argument("--results", default=None, type=text("results"),
+                        help="asv results dir (default: the config's)")
         sb.add_argument("--out", default=None, type=text("out"),
                         help="output dir (default: the config's html_dir); files attnperf did not "
                              "write there stay")
@@ -131,13 +133,15 @@ class PrComment(Command):
     @classmethod
     def setup_arguments(cls, parser: argparse.ArgumentParser) -> None:
         pc = parser
-        pc.add_argument("--results", default="results", type=text("results"), help="asv results dir (default results)")
+        pc.add_argument("--results", default="results", type=text("results"),
+                        help="asv results dir (default results)")
         pc.add_argument("--machine", required=True, type=machine_name(), help="asv machine name")
         pc.add_argument("--base", required=True, help="base commit hash (or its first 8+ characters)")
         pc.add_argument("--head", required=True, help="head commit hash (or its first 8+ characters)")
         pc.add_argument("--factor", type=finite_float("factor"), default=1.05,
                         help="slower by more than this and significant = regression (default 1.05)")
-        pc.add_argument("--asv-exit", type=int_in("asv-exit", -255, 255), default=None, help="exit code of asv continuous, if run")
+        pc.add_argument("--asv-exit", type=int_in("asv-exit", -255, 255), default=None,
+                        help="exit code of asv continuous, if run")
         pc.add_argument("--output", "-o", type=text("output"),
                         help="write the markdown here instead of stdout (never into --results)")
 

@@ -13,7 +13,7 @@ import html
 from typing import Dict, List, Optional
 
 from ..analysis import cells as am
-from ..analysis.ab import (BETTER, BROKE, CHANGED, EXIT_BROKEN, EXIT_INFRA, EXIT_OK,
+from ..analysis.ab import (BETTER, BROKE, CHANGED, EXIT_BROKEN, EXIT_INFRA,
                            EXIT_REGRESSION, ICON, SAME, WORSE, Comparison, Row, compare,
                            decide, worse_text)
 from ..analysis.gate import short_name

@@ -593,7 +593,11 @@ class _Cmp:
     (1, {ab.BROKE: 1}, ab.EXIT_REGRESSION, "0 benchmark(s) slower than x1.05 with significance"),
     (1, {ab.BETTER: 3}, ab.EXIT_INFRA, "asv exited 1 but the results show no regression"),
     (2, {}, ab.EXIT_BROKEN, "a benchmark failed (asv continuous exit 2)"),
-    (0, {ab.WORSE: 1}, ab.EXIT_OK, "no significant regression"),
+    # asv's exit 0 cannot outvote a slower row: the verdict follows the rows
+    (0, {ab.WORSE: 1}, ab.EXIT_REGRESSION, "1 benchmark(s) slower than x1.05"),
+    (0, {ab.SAME: 2}, ab.EXIT_OK, "no significant regression"),
+    (None, {ab.WORSE: 1}, ab.EXIT_REGRESSION, "1 benchmark(s) slower than x1.05"),
+    (None, {ab.BROKE: 1}, ab.EXIT_BROKEN, "a benchmark fails at head"),
     (7, {}, ab.EXIT_INFRA, "asv continuous exited 7"),
 ])
 def test_exit_policy(asv_exit, counts, code, why):

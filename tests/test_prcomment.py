@@ -122,7 +122,8 @@ def test_verdicts_and_exit_codes(tmp_path):
     db = _history(tmp_path)
     m = db.machines["h100"]
     cmp = ab.compare(db, "h100", m.runs_for(BASE)[0], m.runs_for(HEAD)[0], 1.05)
-    assert ab.decide(0, cmp) == (ab.EXIT_OK, "no significant regression")
+    # asv's exit 0 cannot outvote the slower and broken rows the results show
+    assert ab.decide(0, cmp)[0] == ab.EXIT_REGRESSION
     assert ab.decide(1, cmp)[0] == ab.EXIT_REGRESSION
     assert ab.decide(2, cmp)[0] == ab.EXIT_BROKEN
     assert ab.decide(137, cmp)[0] == ab.EXIT_INFRA
@@ -132,7 +133,9 @@ def test_verdicts_and_exit_codes(tmp_path):
     text = pc.render_section(db, "h100", BASE, HEAD, 1.05, asv_exit=2)
     assert text.startswith("### 💥 `h100`: broken benchmark — 1 benchmark(s) failed; also 1 slower")
     text = pc.render_section(db, "h100", BASE, HEAD, 1.05, asv_exit=0)
-    assert text.startswith("### ✅ `h100`: no significant regression")
+    assert text.startswith("### 🔴 `h100`: regression — 1 benchmark(s) slower")
+    same = pc.render_section(db, "h100", BASE, BASE, 1.05, asv_exit=0)
+    assert same.startswith("### ✅ `h100`: no significant regression")
 
 
 def test_missing_commit_machine_and_bad_files(tmp_path):

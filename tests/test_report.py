@@ -139,10 +139,12 @@ def test_failed_write_keeps_the_old_file_and_leaves_no_temp(tmp_path, monkeypatc
     path = tmp_path / "out.json"
     write_json(str(path), {"v": 1})
 
-    def disk_full(obj, fh, **kw):
-        fh.write('{"v": 2, "partial')
+    from attnperf.io import files
+
+    def disk_full(fd, data):
+        os.write(fd, b'{"v": 2, "partial')
         raise OSError(28, "No space left on device")
-    monkeypatch.setattr(jsonfile.json, "dump", disk_full)
+    monkeypatch.setattr(files, "_write_all", disk_full)
     with pytest.raises(OutputPathError, match="No space left"):
         write_json(str(path), {"v": 2})
     assert strict_loads(path.read_text()) == {"v": 1}

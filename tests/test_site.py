@@ -425,13 +425,15 @@ def test_site_build_refuses_folders_it_must_not_replace(hist, cli, tmp_path):
             "--results", str(results), "--out", str(root / "results" / ".."))
     assert r.code == 2
     assert _listing(root) == before  # nothing written, nothing deleted
-    # a folder built before is replaced; the marker says so
+    # a folder built before is rebuilt; the marker lists what attnperf wrote, and a file
+    # the user added stays
     out = tmp_path / "site"
     assert cli("site", "build", "--config", str(hist["conf"]), "--no-asv", "--out", str(out)).code == 0
     assert (out / publish_mod.SITE_MARKER).is_file()
     (out / "stale.html").write_text("old")
-    assert cli("site", "build", "--config", str(hist["conf"]), "--no-asv", "--out", str(out)).code == 0
-    assert not (out / "stale.html").exists() and (out / "attnperf" / "index.html").is_file()
+    r = cli("site", "build", "--config", str(hist["conf"]), "--no-asv", "--out", str(out))
+    assert r.code == 0 and "kept 1 file(s) attnperf did not write" in r.err
+    assert (out / "stale.html").read_text() == "old" and (out / "attnperf" / "index.html").is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["proj", "site"]  # no temporary left
 
 

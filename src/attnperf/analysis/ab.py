@@ -212,14 +212,16 @@ VERDICTS = {EXIT_OK: "ok", EXIT_REGRESSION: "regression", EXIT_BROKEN: "broken",
 
 def decide(asv_exit: Optional[int], comparison: Optional[Comparison],
            asv_view: Optional[Comparison] = None) -> Tuple[int, str]:
-    """The PR job's exit code and one line saying why.
+    """THE verdict of a pair of runs: the PR job's exit code and one line saying why.
 
-    asv exits 1 both for a regression and for its own errors (UserError), so
-    exit 1 counts as a regression only when the result files show one.  With
-    per-benchmark thresholds asv runs at the smallest of them and every row is
-    judged again at its own (``comparison``); ``asv_view`` is the same pair
-    judged at asv's factor, which tells an asv flag the thresholds overrule
-    from an asv error.
+    The job's exit code and the headline of its summary both come from here, so they
+    cannot disagree.  Rows slower past their factor (or broken at head) are a
+    regression whatever asv's exit code says (0 or 1; ``None``, asv not run: the
+    rows alone, a broken row "broken").  asv's exit code adds what the rows cannot
+    show: 2, a benchmark failed (broken); 1 with no row regressed, an asv error --
+    unless asv flagged rows that the calibrated thresholds, the metrics' own
+    factors or the paired re-measurement overrule (``asv_view``: the same pair
+    judged at asv's factor); anything else, no verdict.
     """
     if comparison is None or comparison.base is None or comparison.head is None:
         return EXIT_INFRA, ("asv wrote no results for both commits "
@@ -231,9 +233,18 @@ def decide(asv_exit: Optional[int], comparison: Optional[Comparison],
     if comparison.paired:
         past = f"x{comparison.paired_factor:g} in the paired re-measurement"
     regressed = comparison.count(WORSE) or comparison.count(BROKE)
-    if asv_exit == 1 or (asv_exit == 0 and comparison.own_factors and regressed):
+    if asv_exit is None:  # the rows alone
+        if comparison.count(BROKE):
+            return EXIT_BROKEN, "a benchmark fails at head that passed at base"
         if regressed:
             return EXIT_REGRESSION, worse_text(comparison, past)
+        return EXIT_OK, "no significant regression"
+    if asv_exit in (0, 1):
+        # asv's exit 0 cannot outvote rows that show a regression.
+        if regressed:
+            return EXIT_REGRESSION, worse_text(comparison, past)
+        if asv_exit == 0:
+            return EXIT_OK, "no significant regression"
         # (a broken benchmark is broken at every factor: it returned above)
         if asv_view is not None and asv_view.count(WORSE):
             own = ("the paired re-measurement" if comparison.paired else
@@ -241,8 +252,6 @@ def decide(asv_exit: Optional[int], comparison: Optional[Comparison],
             return EXIT_OK, (f"no significant regression past {own} (asv "
                              f"flagged {asv_view.count(WORSE)} at its factor x{asv_view.factor:g})")
         return EXIT_INFRA, "asv exited 1 but the results show no regression: an asv error, see the log"
-    if asv_exit == 0:
-        return EXIT_OK, "no significant regression"
     return EXIT_INFRA, f"asv continuous exited {asv_exit}; see the asv log"
 
 

@@ -18,7 +18,11 @@ import platform
 from pathlib import Path
 from typing import Dict, Union
 
+from ..errors import OutputPathError
 from ..io import ceilings as ceilings_file
+from ..io.files import check_writable, write_text
+from ..io.jsonfile import load_json
+from ..model import names
 from ..measure.session import Session
 from .suite import CPU_THREADS
 
@@ -38,7 +42,26 @@ def _ram_bytes() -> str:
 def describe(name: str, results_dir: Union[str, Path] = "results", device: str = "auto"
              ) -> Dict[str, str]:
     """Write ``name``'s description into ~/.asv-machine.json and its measured ceilings into
-    ``results_dir/name/attnperf-ceilings.json``; returns the description."""
+    ``results_dir/name/attnperf-ceilings.json``; returns the description.
+
+    ``name`` must be a machine name (:func:`attnperf.model.names.machine`: one path
+    component, so the ceilings stay inside ``results_dir``); both files are checked
+    before anything is measured and written through the file door."""
+    name = names.machine(name, "NAME")
+    path = Path.home() / ".asv-machine.json"
+    data = load_json(str(path), "asv machine file") if os.path.lexists(path) else {"version": 1}
+    check_writable(path)
+    out = Path(results_dir) / name
+    ceilings_path = out / ceilings_file.FILE_NAME
+    if os.path.islink(out) or os.path.islink(results_dir):
+        raise OutputPathError(f"cannot write {str(ceilings_path)!r}: "
+                              f"{str(out if os.path.islink(out) else results_dir)!r} is a "
+                              "symbolic link; attnperf writes results through none")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputPathError(f"cannot create {str(out)!r}: {exc.strerror or exc}") from None
+    check_writable(ceilings_path)
     # On a CPU: the ceilings the suite's single-threaded runs are held to.
     session = Session(device, threads=CPU_THREADS)
     env = session.environment
@@ -50,11 +73,7 @@ def describe(name: str, results_dir: Union[str, Path] = "results", device: str =
         "driver": env["driver"] or "none", "cuda": env["cuda"] or "none",
         "cudnn": str(env["cudnn"] or "none"), "torch": env["torch"],
     }
-    path = Path.home() / ".asv-machine.json"
-    data = json.loads(path.read_text()) if path.exists() else {"version": 1}
     data[name] = info
-    path.write_text(json.dumps(data, indent=4))
-    out = Path(results_dir) / name
-    out.mkdir(parents=True, exist_ok=True)
-    ceilings_file.write(out / ceilings_file.FILE_NAME, session.ceilings)
+    write_text(path, json.dumps(data, indent=4))
+    ceilings_file.write(ceilings_path, session.ceilings)
     return info

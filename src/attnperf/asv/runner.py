@@ -26,15 +26,19 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 import json
 from pathlib import Path
 from typing import IO, List, Optional
 
-from ..errors import ProjectError
+from ..errors import ProjectError, ReportError
 from ..io.asv_results import Run, read_asv_conf, read_run
+from ..io.jsonfile import load_json
 from ..analysis.gate import is_view
 
 log = logging.getLogger(__name__)
@@ -49,7 +53,7 @@ class Project:
             raise ProjectError(f"asv config {config!r} does not exist")
         try:
             self.conf = read_asv_conf(str(path))
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, ReportError) as exc:
             raise ProjectError(f"cannot read {config!r}: {exc}") from None
         self.conf_path, self.conf_dir = path, path.parent
         self.repo = (self.conf_dir / str(self.conf.get("repo", "."))).resolve()
@@ -113,41 +117,70 @@ def asv_env() -> dict:
 
 def tee(cmd: List[str], cwd: Path, env: dict, stream: Optional[IO[str]], log_path: Optional[Path],
         timeout: Optional[float] = None) -> int:
-    """Run ``cmd``; its output goes to ``stream`` and is appended to ``log_path``."""
+    """Run ``cmd``; its output goes to ``stream`` and is appended to ``log_path``.
+
+    The command runs in its own session: on the timeout, or when this process is
+    interrupted, the whole group is killed (asv's benchmark processes included), so
+    nothing it started outlives the call."""
     log.info("running %s", " ".join(cmd))
     logf = open(log_path, "a") if log_path else None
+    proc = None
     try:
         if logf:
             logf.write(f"$ {' '.join(cmd)}\n")
             logf.flush()
         proc = subprocess.Popen(cmd, cwd=str(cwd), env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
-                                bufsize=1)
+                                bufsize=1, start_new_session=True)
         assert proc.stdout is not None
+        deadline = None if timeout is None else time.monotonic() + timeout
+        timer = None
+        if timeout is not None:
+            timer = threading.Timer(max(timeout, 0.0), _kill_group, (proc,))
+            timer.daemon = True
+            timer.start()
         try:
             for line in proc.stdout:
                 if stream is not None:
                     stream.write(line)
                 if logf:
                     logf.write(line)
-            return proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            code = proc.wait()
+        finally:
+            if timer is not None:
+                timer.cancel()
+        if deadline is not None and time.monotonic() >= deadline and code < 0:
             if logf:
                 logf.write(f"\n[attnperf] killed after {timeout} s\n")
             return 124
+        return code
+    except BaseException:  # KeyboardInterrupt, SIGTERM turned into an exception: no orphans
+        if proc is not None:
+            _kill_group(proc)
+            proc.wait()
+        raise
     finally:
+        if proc is not None and proc.returncode is None:
+            _kill_group(proc)
+            proc.wait()
         if logf:
             logf.close()
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL ``proc``'s process group (its session: it and every process it started)."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except OSError:
+        pass
 
 
 def machine_names(path: Optional[Path] = None) -> List[str]:
     """Machines described in ~/.asv-machine.json (what ``asv run --machine`` accepts)."""
     path = path or Path.home() / ".asv-machine.json"
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
+        data = load_json(str(path), "asv machine file")
+    except ReportError:
         return []
     return [k for k in data if k != "version"] if isinstance(data, dict) else []
 

@@ -46,6 +46,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import os
 import shutil
 import subprocess
 import sys
@@ -57,17 +59,26 @@ from ..analysis import ab
 from ..analysis.gate import GATE_REGEX as GATED
 from ..analysis.gate import metric_class
 from ..asv import runner
-from ..errors import BenchJobError, ConfigError, ProjectError, ReportError, UsageError
+from ..errors import (BenchJobError, ConfigError, OutputPathError, ProjectError, ReportError,
+                      UsageError)
 from ..io import project_config
+from ..io.folders import OwnedDir
 from ..io import thresholds as thresholds_file
 from ..io.asv_results import read_asv_conf, read_results
 from ..measure.paired import PAIRED_FACTOR, PairedRunner
+from ..model import names
 from ..render import prcomment
 from ..render.cibench import paired_section
 from . import github
 
 DEFAULT_FACTOR = 1.05
 CONFIRM = ("auto", "paired", "none")
+MAX_FACTOR = 1000.0  # a slowdown factor beyond this judges nothing
+MAX_ROUNDS = 100
+MAX_TIMEOUT_S = 7 * 86_400.0  # a week for asv continuous
+# OUT's marker: the files an earlier `ci bench` wrote there (the only ones it rewrites).
+OUT_MARKER = ".attnperf-ci-bench"
+OUT_FILES = ("summary.md", "verdict.json", "asv-continuous.log", "paired.json")
 Key = Tuple[str, str]
 
 
@@ -100,14 +111,24 @@ class BenchOptions:
     asv_exit: Optional[int] = None
 
     def __post_init__(self) -> None:
-        if self.factor is not None and not self.factor >= 1.0:
-            raise UsageError(f"--factor must be >= 1.0, got {self.factor}")
-        if not self.paired_factor >= 1.0:
-            raise UsageError(f"--paired-factor must be >= 1.0, got {self.paired_factor}")
-        if self.rounds is not None and self.rounds < 1:
-            raise UsageError(f"--rounds must be a positive integer, got {self.rounds}")
+        names.machine(self.machine)
+        for flag, value in (("--factor", self.factor), ("--paired-factor", self.paired_factor)):
+            if value is not None and not (math.isfinite(value) and value >= 1.0):
+                raise UsageError(f"{flag} must be >= 1.0, got {value}")
+            if value is not None and value > MAX_FACTOR:
+                raise UsageError(f"{flag} must be at most {MAX_FACTOR:g}, got {value}")
+        if self.rounds is not None and not 1 <= self.rounds <= MAX_ROUNDS:
+            raise UsageError(f"--rounds must be a positive integer"
+                             f"{f' of at most {MAX_ROUNDS}' if self.rounds > 0 else ''}, "
+                             f"got {self.rounds}")
+        if self.timeout_s is not None and not (math.isfinite(self.timeout_s)
+                                               and 0 < self.timeout_s <= MAX_TIMEOUT_S):
+            raise UsageError(f"--timeout must be a positive number of at most "
+                             f"{MAX_TIMEOUT_S:g} s, got {self.timeout_s}")
         if self.confirm not in CONFIRM:
             raise UsageError(f"--confirm must be one of {', '.join(CONFIRM)}, got {self.confirm!r}")
+        if not self.out:
+            raise UsageError("--out must not be empty")
 
     @property
     def confirming(self) -> bool:
@@ -168,22 +189,52 @@ def describe_machine(conf_dir: Path, results_dir: Path, machine: str, device: st
                             f"see {log_path}")
 
 
-def copy_results(results_dir: Path, machine: str, commits: List[str], dest: Path) -> List[str]:
+def copy_results(results_dir: Path, machine: str, commits: List[str], dest: OwnedDir,
+                 under: str = "results") -> List[str]:
+    """Copy the machine's files and both commits' result files into ``dest/under`` (regular
+    files only, through the file door); returns what was copied, relative to ``under``."""
     copied = []
     mdir = results_dir / machine
-    names = ["machine.json", "attnperf-ceilings.json"]
-    names += [p.name for c in commits for p in sorted(mdir.glob(f"{c[:8]}-*.json"))]
-    for name in names:
+    names_ = ["machine.json", "attnperf-ceilings.json"]
+    names_ += [p.name for c in commits for p in sorted(mdir.glob(f"{c[:8]}-*.json"))]
+    for name in dict.fromkeys(names_):
         src = mdir / name
-        if src.is_file():
-            (dest / machine).mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / machine / name)
+        if src.is_file() and not src.is_symlink():
+            dest.copy_in(src, f"{under}/{machine}/{name}", "result file")
             copied.append(f"{machine}/{name}")
-    if (results_dir / "benchmarks.json").is_file():
-        dest.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(results_dir / "benchmarks.json", dest / "benchmarks.json")
+    src = results_dir / "benchmarks.json"
+    if src.is_file() and not src.is_symlink():
+        dest.copy_in(src, f"{under}/benchmarks.json", "benchmark list")
         copied.append("benchmarks.json")
     return copied
+
+
+def out_dir(o: BenchOptions, conf_dir: Optional[Path] = None,
+            results_dir: Optional[Path] = None) -> OwnedDir:
+    """OUT, checked: never the repository or the results folder (or a folder holding them,
+    ``--out .``), never a link; inside it only what an earlier ``ci bench`` wrote is rewritten
+    (:class:`~attnperf.io.folders.OwnedDir`).  :class:`UsageError` otherwise, before any work."""
+    out = Path(o.out)
+    where = f"--out {o.out!r}"
+    resolved = out.resolve()
+    for folder, what in ((conf_dir, "the asv config's folder (the repository)"),
+                         (results_dir, "the results folder")):
+        if folder is not None and (resolved == folder or folder.is_relative_to(resolved)
+                                   or (what == "the results folder"
+                                       and resolved.is_relative_to(folder))):
+            relation = ("it is, contains or is inside" if what == "the results folder"
+                        else "it is or contains")
+            raise UsageError(f"{where}: {relation} {what} {str(folder)!r}; give a folder of its "
+                             "own (e.g. ci-artifacts/bench)")
+    try:
+        owned = OwnedDir(out, OUT_MARKER, where).open()
+        owned.check([*OUT_FILES, "results"] if not owned.owned else OUT_FILES)
+        if not owned.owned and os.path.lexists(out / "results"):
+            raise UsageError(f"{where}: 'results' exists and attnperf did not write it")
+        owned.save()
+    except OutputPathError as exc:
+        raise UsageError(str(exc)) from None
+    return owned
 
 
 @dataclasses.dataclass(frozen=True)
@@ -192,7 +243,7 @@ class _Job:
 
     conf_path: Path
     results_dir: Path
-    out: Path
+    out: OwnedDir
     base: str
     head: str
     factor: float  # the verdict's factor (rows without a calibrated threshold)
@@ -206,11 +257,12 @@ class _Job:
 
     @property
     def log_path(self) -> Path:
-        return self.out / "asv-continuous.log"
+        return self.out.root.resolve() / "asv-continuous.log"
 
 
 def run(o: BenchOptions) -> Outcome:
-    """Run the job; :class:`BenchJobError` when it cannot start (see :func:`record_error`)."""
+    """Run the job; :class:`BenchJobError` when it cannot start (see :func:`record_error`),
+    :class:`UsageError` for an output folder it must not write."""
     job = _prepare(o)
     asv_exit = o.asv_exit if o.render_only else _continuous(o, job)
     db = read_results(str(job.results_dir))
@@ -225,25 +277,24 @@ def run(o: BenchOptions) -> Outcome:
     paired = None
     if o.confirming and not o.render_only and base_run is not None and head_run is not None:
         paired, failed = paired_confirmation(job.conf_dir, job.base, job.head, cmp)
-        (job.out / "paired.json").write_text(json.dumps(
+        job.out.write_text("paired.json", json.dumps(
             {"factor": o.paired_factor,
              "results": [{"kernel": k, "problem": p, **r.to_dict()} for (k, p), r in paired.items()],
              "not_measured": [{"kernel": k, "problem": p, "reason": why} for (k, p), why in failed.items()]},
             indent=2) + "\n")
         cmp = ab.confirm_paired(cmp, paired, o.paired_factor)
-    if o.render_only and asv_exit is None:
-        code, reason = _code_from_rows(cmp)
-    else:
-        code, reason = ab.decide(asv_exit, cmp, asv_view)
+    # One verdict, from the rows: the exit code and the summary's headline both.
+    code, reason = ab.decide(asv_exit, cmp, asv_view)
     footer = "" if o.render_only else (
         f"<sub>asv's own output: `{job.log_path.name}` in this job's artifact.</sub>")
     summary = prcomment.render_section(db, o.machine, job.base, job.head, job.factor,
                                        asv_exit=asv_exit, footer=footer,
-                                       thresholds=job.calibrated, asv_factor=job.asv_factor)
+                                       thresholds=job.calibrated, asv_factor=job.asv_factor,
+                                       comparison=cmp, asv_view=asv_view)
     if paired is not None:
         summary += paired_section(paired, o.paired_factor)
-    (job.out / "summary.md").write_text(summary)
-    copied = copy_results(job.results_dir, o.machine, [job.base, job.head], job.out / "results")
+    summary_path = job.out.write_text("summary.md", summary)
+    copied = copy_results(job.results_dir, o.machine, [job.base, job.head], job.out)
     verdict = {"exit_code": code, "verdict": ab.VERDICTS[code], "reason": reason,
                "asv_exit": asv_exit, "machine": o.machine, "base": job.base, "head": job.head,
                "factor": job.factor, "asv_factor": job.asv_factor, "rounds": job.rounds,
@@ -251,27 +302,27 @@ def run(o: BenchOptions) -> Outcome:
                "paired_factor": o.paired_factor if paired is not None else None,
                "files": copied,
                "counts": {c: cmp.count(c) for c in (ab.WORSE, ab.BETTER, ab.BROKE, ab.FIXED)}}
-    (job.out / "verdict.json").write_text(json.dumps(verdict, indent=2) + "\n")
+    job.out.write_text("verdict.json", json.dumps(verdict, indent=2) + "\n")
     github.publish(code, reason, o.machine, summary)
-    return Outcome(code, reason, job.out / "summary.md")
+    return Outcome(code, reason, summary_path)
 
 
 def _prepare(o: BenchOptions) -> _Job:
     """Read the config, resolve the refs and the factors; the output folder and an empty
-    log are ready after it (every problem a :class:`BenchJobError`)."""
+    log are ready after it (every problem a :class:`BenchJobError`; an output folder it
+    must not write a :class:`UsageError`, raised before anything is written)."""
     conf_path = Path(o.config).resolve()
     if not conf_path.is_file():
         raise BenchJobError(f"asv config {o.config!r} does not exist")
     try:
         conf = read_asv_conf(str(conf_path))
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, ReportError) as exc:
         raise BenchJobError(f"cannot read {conf_path}: {exc}") from None
     conf_dir = conf_path.parent
     results_dir = (conf_dir / (o.results_dir or conf.get("results_dir", "results"))).resolve()
+    out = out_dir(o, conf_dir, results_dir)
     factor = o.factor if o.factor is not None else _default_factor(conf_dir, o.device)
-    out = Path(o.out).resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "asv-continuous.log").write_text("")
+    out.write_text("asv-continuous.log", "")
     base, head = resolve(conf_dir, o.base), resolve(conf_dir, o.head)
     if not base or not head:
         raise BenchJobError(f"cannot resolve --base {o.base!r} / --head {o.head!r} in {conf_dir}")
@@ -295,12 +346,18 @@ def _continuous(o: BenchOptions, job: _Job) -> int:
 
 
 def record_error(o: BenchOptions, message: str) -> None:
-    """The job could not start: ``OUT/summary.md`` and GitHub say why (best effort)."""
+    """The job could not start: ``OUT/summary.md`` and GitHub say why (best effort; never
+    over a file attnperf did not write)."""
+    text = prcomment.render_unavailable(o.machine, message)
     out = Path(o.out)
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        text = prcomment.render_unavailable(o.machine, message)
-        (out / "summary.md").write_text(text)
+        # only into a new or empty folder, or one a job wrote before (never `--out .`)
+        if not out.is_dir() or OwnedDir.listed(out, OUT_MARKER) is not None \
+                or not any(out.iterdir()):
+            OwnedDir(out, OUT_MARKER).open().write_text("summary.md", text)
+    except (OSError, OutputPathError):
+        pass
+    try:
         github.publish(ab.EXIT_INFRA, message, o.machine, text)
     except OSError:
         pass
@@ -310,7 +367,7 @@ def _default_factor(conf_dir: Path, device: str) -> float:
     """[tool.attnperf] regression-factor of the repository for ``device``, else the default."""
     pyproject = conf_dir / project_config.PYPROJECT
     try:
-        config = project_config.load(pyproject) if pyproject.is_file() else None
+        config = project_config.load(pyproject) if os.path.lexists(pyproject) else None
     except ConfigError as exc:
         raise BenchJobError(str(exc)) from None
     return config.factor(device) if config else DEFAULT_FACTOR
@@ -377,13 +434,3 @@ def _thresholds(o: BenchOptions, results_dir: Path):
         raise BenchJobError(f"{path} was calibrated for machine {found.machine!r}, "
                             f"not {o.machine!r}")
     return found
-
-
-def _code_from_rows(cmp: ab.Comparison):
-    if cmp.base is None or cmp.head is None:
-        return ab.decide(None, cmp)
-    if cmp.count(ab.BROKE):
-        return ab.EXIT_BROKEN, "a benchmark fails at head that passed at base"
-    if cmp.count(ab.WORSE):
-        return ab.EXIT_REGRESSION, ab.worse_text(cmp, f"x{cmp.factor:g}")
-    return ab.EXIT_OK, "no significant regression"

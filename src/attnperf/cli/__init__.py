@@ -9,22 +9,28 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from typing import List, Optional, Tuple, Type
 
-from .. import __version__
-from ..errors import AttnperfError, UsageError
-from . import command
-from .asv import EnvBuild, EnvInstall, FetchAssets, Machine
-from .bisect import Bisect
-from .calibrate import Calibrate
-from .ci import Bench
-from .command import Command, ExitCode
-from .compare import Compare
-from .info import Ceilings, Env, Kernels
-from .init import Init
-from .run import Run
-from .site import PrComment, SiteBuild
+try:  # the commands load PyTorch (seconds): Ctrl-C meanwhile is one line, no traceback
+    from .. import __version__
+    from ..errors import AttnperfError, UsageError
+    from ..render.escape import terminal
+    from . import command
+    from .asv import EnvBuild, EnvInstall, FetchAssets, Machine
+    from .bisect import Bisect
+    from .calibrate import Calibrate
+    from .ci import Bench
+    from .command import Command, ExitCode
+    from .compare import Compare
+    from .info import Ceilings, Env, Kernels
+    from .init import Init
+    from .run import Run
+    from .site import PrComment, SiteBuild
+except KeyboardInterrupt:
+    sys.stderr.write("error: interrupted\n")
+    raise SystemExit(130) from None  # ExitCode.INTERRUPTED
 
 __all__ = ["COMMANDS", "Command", "ExitCode", "build_parser", "main"]
 
@@ -55,8 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = build_parser()
     try:
+        parser = build_parser()
         args = parser.parse_args(argv)
         if args.command is None:
             parser.print_help()
@@ -68,11 +74,24 @@ def main(argv: Optional[List[str]] = None) -> int:
                             format="%(levelname)s %(name)s: %(message)s")
         return int(chosen.run_from_args(args))
     except AttnperfError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        # one line, whatever the message quotes from a file or the command line
+        print(f"error: {terminal(str(exc))}", file=sys.stderr)
         return int(ExitCode.USAGE)
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return int(ExitCode.INTERRUPTED)
+    except OSError as exc:  # the file system refused (a name too long, an immutable folder...)
+        where = "" if exc.filename is None else f": {_short(os.fsdecode(exc.filename))!r}"
+        print(f"error: {terminal(exc.strerror or str(exc))}{terminal(where)}", file=sys.stderr)
+        return int(ExitCode.USAGE)
+    except MemoryError:  # a memory limit below what the inputs need: one line, not a traceback
+        print("error: out of memory (inputs too large for this process's memory limit)",
+              file=sys.stderr)
+        return int(ExitCode.USAGE)
+
+
+def _short(text: str, most: int = 120) -> str:
+    return text if len(text) <= most else text[:most - 3] + "..."
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -14,7 +14,7 @@ from ..asv.machine import default_name, describe
 from ..errors import AssetFetchError
 from ..site import fetch_assets
 from ..site.publish import DEFAULT_ASSETS
-from .command import Command, ExitCode
+from .command import Command, ExitCode, machine_name
 
 
 class Machine(Command):
@@ -29,9 +29,10 @@ class Machine(Command):
 
     @classmethod
     def setup_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("name", metavar="NAME", nargs="?", default=None,
-                            help="the asv machine name (one history per name; default: this "
-                                 "host's name, the one asv uses when --machine is not given)")
+        parser.add_argument("name", metavar="NAME", nargs="?", default=None, type=machine_name(""),
+                            help="the asv machine name (one history per name; letters, digits "
+                                 "and . _ + -; default: this host's name, the one asv uses when "
+                                 "--machine is not given)")
         parser.add_argument("--results-dir", default="results",
                             help="asv results dir the ceilings go to (default results)")
         parser.add_argument("--device", default="auto",

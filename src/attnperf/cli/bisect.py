@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import re
 import sys
 from pathlib import Path
@@ -21,8 +22,10 @@ from ..asv.runner import AsvRunner, Project, machine_names
 from ..errors import AttnperfError, UsageError
 from ..io import thresholds as thresholds_file
 from ..io.asv_results import read_results
+from ..io.files import check_appendable
+from ..model import names
 from ..render import bisect as render
-from .command import Command, ExitCode
+from .command import Command, ExitCode, factor_float, int_in, machine_name, text
 
 DEFAULT_FACTOR = 1.1  # asv's own default
 LAUNCH_METHODS = ("forkserver", "spawn")
@@ -44,10 +47,15 @@ class BisectOptions:
     asv: Optional[str] = None
 
     def __post_init__(self) -> None:
-        if self.factor is not None and not self.factor >= 1.0:
+        if self.factor is not None and not (math.isfinite(self.factor) and self.factor >= 1.0):
             raise UsageError(f"--factor must be a number >= 1.0, got {self.factor}")
-        if self.rounds is not None and self.rounds < 1:
-            raise UsageError(f"--rounds must be a positive integer, got {self.rounds}")
+        if self.factor is not None and self.factor > 1000.0:
+            raise UsageError(f"--factor must be a number of at most 1000, got {self.factor}")
+        if self.rounds is not None and not 1 <= self.rounds <= 100:
+            raise UsageError(f"--rounds must be a positive integer"
+                             f"{' of at most 100' if self.rounds > 0 else ''}, got {self.rounds}")
+        if self.machine is not None:
+            names.machine(self.machine)
         if self.bench is not None:
             check_regex(self.bench)
 
@@ -65,18 +73,19 @@ class Bisect(Command):
         b.add_argument("-b", "--bench", default=None, metavar="REGEX",
                        help="benchmarks to judge, as asv's -b (matched against "
                             "name('kernel', 'problem')); default: the gated ones")
-        b.add_argument("--factor", type=float, default=None,
+        b.add_argument("--factor", type=factor_float("factor"), default=None,
                        help="slower by more than this and significant = regression (default: the "
                             "machine's calibrated thresholds if present, else 1.1)")
-        b.add_argument("--machine", default=None,
+        b.add_argument("--machine", default=None, type=machine_name(),
                        help="asv machine name (default: the only one in ~/.asv-machine.json)")
         b.add_argument("--config", default="asv.conf.json", help="asv config (default asv.conf.json)")
-        b.add_argument("--rounds", type=int, default=None,
+        b.add_argument("--rounds", type=int_in("rounds", -2 ** 31, 2 ** 31), default=None,
                        help="asv rounds per commit (independent measurements pooled; default: "
                             "the calibrated thresholds' rounds, else 1)")
         b.add_argument("--launch-method", default="forkserver", choices=LAUNCH_METHODS,
                        help="asv's launch method (default forkserver: one `import torch` per commit)")
-        b.add_argument("--log", default=None, help="append asv's output here (default: stderr only)")
+        b.add_argument("--log", default=None, type=text("log"),
+                       help="append asv's output here (default: stderr only)")
         b.add_argument("--asv", default=None, help="asv executable (default: next to this python)")
 
     @classmethod
@@ -99,7 +108,7 @@ def pick_machine(explicit):
                              f"{', '.join(known) or 'none'}); run `attnperf asv machine {explicit}`")
         return explicit
     if len(known) == 1:
-        return known[0]
+        return names.machine(known[0], "the machine of ~/.asv-machine.json")
     raise UsageError("pass --machine NAME (~/.asv-machine.json has: "
                      f"{', '.join(known) or 'no machine; run `attnperf asv machine NAME`'})")
 
@@ -128,6 +137,8 @@ def run_bisect(o: BisectOptions) -> int:
     except AttnperfError as exc:
         raise UsageError(str(exc)) from None
     machine = pick_machine(o.machine)
+    if o.log is not None:
+        check_appendable(o.log)
     calibrated = thresholds_file.read(thresholds_file.path_for(str(project.results_dir), machine))
     thresholds = calibrated.lookup() if calibrated and o.factor is None else None
     factor = o.factor or DEFAULT_FACTOR

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
+import math
 import shutil
 import sys
 from pathlib import Path
@@ -22,16 +23,18 @@ from typing import Optional, Sequence, Tuple
 from ..analysis import noise
 from ..analysis.gate import GATE_REGEX
 from ..asv.runner import AsvRunner, derived_config, temp_dir
-from ..errors import ReportError, UsageError
+from ..errors import OutputPathError, ReportError, UsageError
 from ..io import thresholds as thresholds_file
 from ..io.asv_results import read_run
 from ..io.jsonfile import check_writable, load_json
+from ..model import names
 from ..render.bisect import noise_table
 from .bisect import LAUNCH_METHODS, check_regex, open_project, pick_machine
-from .command import Command, ExitCode
+from .command import Command, ExitCode, factor_float, int_in, machine_name, text
 
 DEFAULT_RUNS = 5
 DEFAULT_ROUNDS = 2
+MAX_RUNS = MAX_ROUNDS = 100
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,6 +57,11 @@ class CalibrateOptions:
     asv: Optional[str] = None
 
     def __post_init__(self) -> None:
+        if self.machine is not None:
+            names.machine(self.machine)
+        if self.runs > MAX_RUNS or self.rounds > MAX_ROUNDS:
+            raise UsageError(f"--runs must be at most {MAX_RUNS} and --rounds at most "
+                             f"{MAX_ROUNDS}, got {self.runs} and {self.rounds}")
         if self.runs < 2 and not (self.pool and self.runs == 0):
             raise UsageError(f"--runs must be at least 2 (an A/A spread needs two sets), or 0 "
                              f"with --pool, got {self.runs}")
@@ -61,8 +69,10 @@ class CalibrateOptions:
             raise UsageError(f"--rounds must be a positive integer, got {self.rounds}")
         for flag, value in (("--factor", self.factor), ("--floor", self.floor),
                             ("--headroom", self.headroom)):
-            if not value >= 1.0:
+            if not (math.isfinite(value) and value >= 1.0):
                 raise UsageError(f"{flag} must be a number >= 1.0, got {value}")
+            if value > 1000.0:
+                raise UsageError(f"{flag} must be a number of at most 1000, got {value}")
         check_regex(self.bench)
 
 
@@ -75,28 +85,29 @@ class Calibrate(Command):
     @classmethod
     def setup_arguments(cls, parser: argparse.ArgumentParser) -> None:
         c = parser
-        c.add_argument("--machine", default=None,
+        c.add_argument("--machine", default=None, type=machine_name(),
                        help="asv machine name (default: the only one in ~/.asv-machine.json)")
         c.add_argument("--commit", default="HEAD", help="what to measure A/A (default HEAD)")
-        c.add_argument("--runs", type=int, default=DEFAULT_RUNS,
+        c.add_argument("--runs", type=int_in("runs", -2 ** 31, 2 ** 31), default=DEFAULT_RUNS,
                        help=f"A/A result sets to measure now (default {DEFAULT_RUNS}; at least 2, "
                        "or 0 with --pool)")
-        c.add_argument("--pool", action="append", default=[], metavar="FILE",
+        c.add_argument("--pool", action="append", default=[], metavar="FILE", type=text("pool"),
                        help="add earlier A/A sets of the same code on this machine: an asv results "
                        "file (one set) or an attnperf thresholds file (its medians); repeatable")
-        c.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS,
+        c.add_argument("--rounds", type=int_in("rounds", -2 ** 31, 2 ** 31), default=DEFAULT_ROUNDS,
                        help=f"asv rounds per set: use what the gate uses (default {DEFAULT_ROUNDS})")
-        c.add_argument("--factor", type=float, default=1.05,
+        c.add_argument("--factor", type=factor_float("factor"), default=1.05,
                        help="the suite factor to report the detectable slowdown at (default 1.05)")
-        c.add_argument("--floor", type=float, default=noise.DEFAULT_FLOOR,
+        c.add_argument("--floor", type=factor_float("floor"), default=noise.DEFAULT_FLOOR,
                        help=f"no threshold below this (default {noise.DEFAULT_FLOOR})")
-        c.add_argument("--headroom", type=float, default=noise.DEFAULT_HEADROOM,
+        c.add_argument("--headroom", type=factor_float("headroom"), default=noise.DEFAULT_HEADROOM,
                        help=f"threshold = spread ** HEADROOM (default {noise.DEFAULT_HEADROOM:g})")
         c.add_argument("-b", "--bench", default=GATE_REGEX, metavar="REGEX",
                        help="benchmarks to calibrate, as asv's -b (default: the gated ones)")
         c.add_argument("--config", default="asv.conf.json", help="asv config (default asv.conf.json)")
-        c.add_argument("--output", "-o", default=None,
-                       help="thresholds file (default results/<machine>/attnperf-thresholds.json)")
+        c.add_argument("--output", "-o", default=None, type=text("output"),
+                       help="thresholds file (default results/<machine>/attnperf-thresholds.json; "
+                            "never a --pool file or the config)")
         c.add_argument("--no-write", action="store_true", help="report only")
         c.add_argument("--launch-method", default="forkserver", choices=LAUNCH_METHODS,
                        help="asv's launch method (default forkserver: one `import torch` per set)")
@@ -157,9 +168,15 @@ def run_calibration(o: CalibrateOptions) -> int:
     machine = pick_machine(o.machine)
     out = Path(o.output) if o.output else thresholds_file.path_for(
         str(project.results_dir), machine)
+    inputs = (*o.pool, o.config)
     if o.write:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        check_writable(str(out))
+        if out.parent.is_dir():  # refused before any folder is made
+            check_writable(str(out), inputs)
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputPathError(f"cannot write {str(out)!r}: {exc.strerror or exc}") from None
+        check_writable(str(out), inputs)
     pooled_runs, pooled_medians, pooled_sets = _pooled(o.pool, machine, o.rounds)
     work = temp_dir("attnperf-calibrate-")
     runs = []
@@ -198,6 +215,6 @@ def run_calibration(o: CalibrateOptions) -> int:
         print("no gated benchmark was measured in two sets: nothing written", file=sys.stderr)
         return ExitCode.NO_VERDICT
     if o.write:
-        thresholds_file.write(out, result)
+        thresholds_file.write(out, result, inputs)
         print(f"wrote {out}")
     return ExitCode.OK

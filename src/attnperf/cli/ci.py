@@ -8,7 +8,8 @@ import sys
 from ..ci import bench
 from ..errors import BenchJobError
 from ..measure.paired import PAIRED_FACTOR
-from .command import Command, ExitCode
+from .command import (Command, ExitCode, factor_float, int_in, machine_name, positive_float,
+                      text)
 
 
 class Bench(Command):
@@ -21,26 +22,34 @@ class Bench(Command):
     @classmethod
     def setup_arguments(cls, parser: argparse.ArgumentParser) -> None:
         ap = parser
-        ap.add_argument("--base", required=True, help="base commit or ref (the PR's base)")
-        ap.add_argument("--head", default="HEAD", help="head commit or ref (default HEAD)")
-        ap.add_argument("--machine", required=True, help="asv machine name (one history per name)")
-        ap.add_argument("--factor", type=float, default=None,
+        ap.add_argument("--base", required=True, type=text("base"),
+                        help="base commit or ref (the PR's base)")
+        ap.add_argument("--head", default="HEAD", type=text("head"),
+                        help="head commit or ref (default HEAD)")
+        ap.add_argument("--machine", required=True, type=machine_name(),
+                        help="asv machine name (one history per name)")
+        ap.add_argument("--factor", type=factor_float("factor"), default=None,
                         help="asv's factor: slower by more than this and significant = regression "
                              "(default: [tool.attnperf] regression-factor for --device, else "
                              f"{bench.DEFAULT_FACTOR})")
-        ap.add_argument("--config", default="asv.conf.json", help="asv.conf.json (default: ./asv.conf.json)")
-        ap.add_argument("--results-dir", default=None, help="asv results dir (default: the config's results_dir)")
-        ap.add_argument("--out", default="ci-artifacts/bench",
+        ap.add_argument("--config", default="asv.conf.json", type=text("config"),
+                        help="asv.conf.json (default: ./asv.conf.json)")
+        ap.add_argument("--results-dir", default=None, type=text("results-dir"),
+                        help="asv results dir (default: the config's results_dir)")
+        ap.add_argument("--out", default="ci-artifacts/bench", type=text("out"),
                         help="where summary.md, verdict.json, the asv log and the result files go "
-                             "(default ci-artifacts/bench)")
+                             "(default ci-artifacts/bench); a new folder, or one an earlier "
+                             "`ci bench` wrote: files it did not write are never replaced")
         ap.add_argument("--device", default="auto", help="auto|cpu|cuda, for `attnperf asv machine`")
         ap.add_argument("--no-describe", action="store_true",
                         help="keep the existing asv machine description (skip `attnperf asv machine`)")
         ap.add_argument("--asv", default=None, help="asv executable (default: next to this python)")
         ap.add_argument("--asv-arg", action="append", default=[],
                         help="extra argument for asv continuous (repeatable)")
-        ap.add_argument("--timeout", type=float, default=None, help="seconds for asv continuous")
-        ap.add_argument("--rounds", type=int, default=None,
+        ap.add_argument("--timeout", type=positive_float("timeout", bench.MAX_TIMEOUT_S, " s"),
+                        default=None, help="seconds for asv continuous (at most "
+                        f"{bench.MAX_TIMEOUT_S:g})")
+        ap.add_argument("--rounds", type=int_in("rounds", -2 ** 31, 2 ** 31), default=None,
                         help="measure each commit R times, interleaved base/head (asv "
                              "--interleave-rounds -a rounds=R; default: the thresholds file's, else 1)")
         ap.add_argument("--thresholds", default=None,
@@ -51,11 +60,11 @@ class Bench(Command):
         ap.add_argument("--confirm", choices=bench.CONFIRM, default="auto",
                         help="judge CPU time rows again by a paired re-measurement of both commits "
                              "(auto: with --device cpu)")
-        ap.add_argument("--paired-factor", type=float, default=PAIRED_FACTOR,
+        ap.add_argument("--paired-factor", type=factor_float("paired-factor"), default=PAIRED_FACTOR,
                         help=f"paired re-measurement: slower than this is a regression (default {PAIRED_FACTOR})")
         ap.add_argument("--render-only", action="store_true",
                         help="do not run asv; render from the results on disk")
-        ap.add_argument("--asv-exit", type=int, default=None,
+        ap.add_argument("--asv-exit", type=int_in("asv-exit", -255, 255), default=None,
                         help="with --render-only: the exit code asv continuous returned")
 
     @classmethod

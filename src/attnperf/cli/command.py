@@ -19,6 +19,7 @@ import textwrap
 from typing import Callable, ClassVar, Dict, Iterable, List, Optional, Sequence, Tuple, Type
 
 from ..errors import UsageError
+from ..model import names
 
 
 Details = Tuple[Tuple[Tuple[str, ...], str], ...]  # ((command names, what it means there), ...)
@@ -129,7 +130,9 @@ class Command:
 
 
 # ---- argument types: a bad value is argparse's "argument --x: ..." usage error ----
-def positive_int(flag: str) -> Callable[[str], int]:
+# Every number enters through one of these: finite, and in the range the flag documents.
+def positive_int(flag: str, most: Optional[int] = None) -> Callable[[str], int]:
+    """A positive integer (at most ``most``)."""
     def parse(text: str) -> int:
         try:
             value = int(text)
@@ -138,6 +141,23 @@ def positive_int(flag: str) -> Callable[[str], int]:
                 f"--{flag} must be a positive integer, got {text!r}") from None
         if value <= 0:
             raise argparse.ArgumentTypeError(f"--{flag} must be a positive integer, got {value}")
+        if most is not None and value > most:
+            raise argparse.ArgumentTypeError(
+                f"--{flag} must be a positive integer of at most {most}, got {value}")
+        return value
+    return parse
+
+
+def int_in(flag: str, least: int, most: int) -> Callable[[str], int]:
+    """An integer in [``least``, ``most``]."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"--{flag} must be an integer, got {text!r}") from None
+        if not least <= value <= most:
+            raise argparse.ArgumentTypeError(
+                f"--{flag} must be an integer in {least}..{most}, got {value}")
         return value
     return parse
 
@@ -151,6 +171,45 @@ def finite_float(flag: str) -> Callable[[str], float]:
         if not math.isfinite(value):
             raise argparse.ArgumentTypeError(f"--{flag} must be a finite number, got {text!r}")
         return value
+    return parse
+
+
+def positive_float(flag: str, most: float, unit: str = "") -> Callable[[str], float]:
+    """A finite number in (0, ``most``]: a duration, whose upper bound keeps every timer
+    and poll attnperf starts from overflowing."""
+    finite = finite_float(flag)
+
+    def parse(text: str) -> float:
+        value = finite(text)
+        if not 0 < value <= most:
+            raise argparse.ArgumentTypeError(
+                f"--{flag} must be a positive number of at most {most:g}{unit}, got {value:g}")
+        return value
+    return parse
+
+
+def factor_float(flag: str) -> Callable[[str], float]:
+    """A slowdown factor: a finite number (``>= 1`` is checked where the options are built,
+    with the message the library gives)."""
+    return finite_float(flag)
+
+
+def text(flag: str) -> Callable[[str], str]:
+    """A non-empty value: ``--dtype ''`` or ``-o ''`` is an error, never "unset"."""
+    def parse(value: str) -> str:
+        if not value.strip():
+            raise argparse.ArgumentTypeError(f"--{flag} must not be empty")
+        return value
+    return parse
+
+
+def machine_name(flag: str = "machine") -> Callable[[str], str]:
+    """An asv machine name (:func:`attnperf.model.names.machine`): one safe path component."""
+    def parse(value: str) -> str:
+        try:
+            return names.machine(value, f"--{flag}" if flag else "")
+        except UsageError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
     return parse
 
 
@@ -179,6 +238,11 @@ def add_commands(parser: argparse.ArgumentParser, commands: Sequence[Type[Comman
                              epilog=ExitCode.epilog(command.exit_codes, command.name),
                              formatter_class=argparse.RawDescriptionHelpFormatter)
         command.setup_arguments(p)
+        if not any("--verbose" in a.option_strings for a in p._actions):
+            # also after the command (`attnperf run --verbose`); SUPPRESS keeps a
+            # `attnperf -v run` from being reset by this parser's default
+            p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                           help="log details to stderr (as `attnperf -v`)")
         p.set_defaults(**{COMMAND_KEY: command})
 
 

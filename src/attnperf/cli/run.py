@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import math
 import os
 import signal
 import sys
@@ -16,6 +17,7 @@ from tqdm import tqdm
 from .. import __version__
 from ..asv.suite import CPU_THREADS, device_problems, fits_device
 from ..errors import OutputPathError, Terminated, UsageError
+from ..io.files import output_lock
 from ..io.jsonfile import check_writable, write_json
 from ..io.project_config import load_nearest
 from ..io.report import build_report
@@ -27,9 +29,13 @@ from ..model.catalog import PRESETS, sweep
 from ..model.problem import PASSES, Problem
 from ..model.records import BROKEN_STATUSES, Measurement
 from ..render.table import render_table
-from .command import Command, ExitCode, finite_float, positive_int
+from .command import Command, ExitCode, int_in, positive_float, positive_int, text
 
 EXIT_SIGINT, EXIT_SIGTERM = ExitCode.INTERRUPTED, ExitCode.TERMINATED  # 128 + the signal
+# The largest sampling budget and per-config limit: ten minutes of sampling per timing,
+# a day per config (the worker's timers and polls take no more).
+MAX_BUDGET_MS = 600_000.0
+MAX_TIMEOUT_S = 86_400.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,36 +78,47 @@ class Run(Command):
     @classmethod
     def setup_arguments(cls, parser: argparse.ArgumentParser) -> None:
         r = parser
-        r.add_argument("--kernel", action="append", metavar="NAME",
+        r.add_argument("--kernel", action="append", metavar="NAME", type=text("kernel"),
                        help="kernel to run (repeat or comma-separate; default: [tool.attnperf]'s, else all)")
         r.add_argument("--kernel-module", action="append", metavar="MODULE:ATTR",
+                       type=text("kernel-module"),
                        help="also load the kernel(s) that MODULE:ATTR names (repeatable)")
         r.add_argument("--batch", type=positive_int("batch"), help="batch size (default 8)")
         r.add_argument("--heads", type=positive_int("heads"), help="query heads (default 4)")
         r.add_argument("--kv-heads", type=positive_int("kv-heads"),
                        help="K/V heads (GQA when fewer than --heads)")
         r.add_argument("--seq", type=positive_int("seq"), help="query length (default 64)")
-        r.add_argument("--seq-kv", type=positive_int("seq-kv"), help="key/value length (default: --seq)")
+        r.add_argument("--seq-kv", type=positive_int("seq-kv"),
+                       help="key/value length (default: --seq)")
         r.add_argument("--dim", type=positive_int("dim"), help="head dimension (default 64)")
-        r.add_argument("--dtype", help="float16|bfloat16|float32 (aliases fp16, bf16, fp32; "
+        r.add_argument("--dtype", type=text("dtype"),
+                       help="float16|bfloat16|float32 (aliases fp16, bf16, fp32; "
                        "default fp16 on a GPU, fp32 on a CPU)")
         r.add_argument("--causal", action="store_true", help="causal masking")
-        r.add_argument("--sweep", help="named sweep (see `attnperf kernels --sweeps`)")
-        r.add_argument("--pass", dest="passes", action="append", metavar="PASS",
+        r.add_argument("--sweep", type=text("sweep"),
+                       help="named sweep (see `attnperf kernels --sweeps`)")
+        r.add_argument("--pass", dest="passes", action="append", metavar="PASS", type=text("pass"),
                        help="fwd|bwd|fwd+bwd (repeat or comma-separate; default fwd): backward "
                             "passes time torch.autograd.grad and check dQ, dK, dV")
-        r.add_argument("--device", default="auto", help="auto|cpu|cuda (default auto: cuda when present)")
-        r.add_argument("--output", "-o", help="write the JSON report here (atomically)")
-        r.add_argument("--budget-ms", type=finite_float("budget-ms"), default=None,
-                       help="time spent sampling each timing (default 500)")
+        r.add_argument("--device", default="auto", type=text("device"),
+                       help="auto|cpu|cuda (default auto: cuda when present)")
+        r.add_argument("--output", "-o", type=text("output"),
+                       help="write the JSON report here (atomically; one run writes a file at a time)")
+        r.add_argument("--budget-ms", type=positive_float("budget-ms", MAX_BUDGET_MS, " ms"),
+                       default=None, help="time spent sampling each timing (default 500; at most "
+                       f"{MAX_BUDGET_MS:g})")
         r.add_argument("--no-latency", action="store_true", help="GPU: skip the per-call latency timing")
         r.add_argument("--no-l2-flush", action="store_true", help="GPU: keep L2 warm between latency samples")
-        r.add_argument("--seed", type=int, default=None, help="input seed")
+        r.add_argument("--seed", type=int_in("seed", 0, 2 ** 63 - 1), default=None,
+                       help="input seed (0 to 2**63-1)")
         r.add_argument("--threads", type=positive_int("threads"), default=None,
-                       help="CPU threads for PyTorch (default: 1, as the asv CPU suite: steady on a small shared CPU)")
-        r.add_argument("--timeout-s", type=finite_float("timeout-s"), default=None,
+                       help="CPU threads for PyTorch (default: 1, as the asv CPU suite: steady on a "
+                            "small shared CPU; more than this machine's cores: its cores)")
+        r.add_argument("--timeout-s", type=positive_float("timeout-s", MAX_TIMEOUT_S, " s"),
+                       default=None,
                        help="limit per config; past it the config is 'timed_out' and the sweep "
-                            "goes on (default: 60, or 40x (budget + warm-up) when larger)")
+                            "goes on (default: 60, or 40x (budget + warm-up) when larger; at "
+                            f"most {MAX_TIMEOUT_S:g})")
         r.add_argument("--in-process", action="store_true",
                        help="measure in this process, for debuggers (default: each config in a "
                             "worker process, so a crash or hang is recorded and the sweep goes on)")
@@ -182,7 +199,8 @@ def _kernels(given: Sequence[str], config=None) -> List[str]:
                          f"allowed: {', '.join(registry.names())}")
     for n in names:
         registry.get(n)  # raises UnknownNameError listing the valid names
-    return [registry.canonical_name(n) for n in names]
+    # each kernel once (`--kernel sdpa,sdpa`, or a name and its alias): one id per config
+    return list(dict.fromkeys(registry.canonical_name(n) for n in names))
 
 
 def _terminate(signum, frame):
@@ -199,6 +217,22 @@ def _sigterm_raises():
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def _signals_recorded(received: List[int]):
+    """SIGINT/SIGTERM only noted in ``received`` during the block: a finished run writes
+    its complete report and prints its table whatever arrives meanwhile."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    handled = (signal.SIGINT, signal.SIGTERM)
+    previous = {s: signal.signal(s, lambda signum, frame: received.append(signum)) for s in handled}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 @contextlib.contextmanager
@@ -225,18 +259,33 @@ def run_kernels(o: RunOptions) -> int:
               file=sys.stderr)
     kernels = _kernels(o.kernels, config)
     modes = passes(o.passes)
-    if o.output:
+    if o.output is not None:
         check_writable(o.output)
-    if o.budget_ms is not None and o.budget_ms <= 0:
-        raise UsageError(f"--budget-ms must be positive, got {o.budget_ms}")
-    if o.timeout_s is not None and o.timeout_s <= 0:
-        raise UsageError(f"--timeout-s must be positive, got {o.timeout_s}")
-    try:
-        with _sigterm_raises():
-            return _run(o, problems, kernels, config, modes)
-    except Terminated:
-        print("error: terminated", file=sys.stderr)
-        return EXIT_SIGTERM
+    for flag, value, most in (("--budget-ms", o.budget_ms, MAX_BUDGET_MS),
+                              ("--timeout-s", o.timeout_s, MAX_TIMEOUT_S)):
+        if value is not None and not (math.isfinite(value) and 0 < value <= most):
+            raise UsageError(f"{flag} must be a positive number of at most {most:g}, got {value}")
+    o = dataclasses.replace(o, threads=_threads(o.threads))
+    # One writer per report: a second `run -o same.json` fails here, before measuring.
+    lock = output_lock(o.output) if o.output is not None else contextlib.nullcontext()
+    with lock:
+        try:
+            with _sigterm_raises():
+                return _run(o, problems, kernels, config, modes)
+        except Terminated:
+            print("error: terminated", file=sys.stderr)
+            return EXIT_SIGTERM
+
+
+def _threads(threads: Optional[int]) -> Optional[int]:
+    """--threads, at most this machine's cores (more only queue; tens of thousands make the
+    OpenMP runtime fail or crash), saying so when it lowers it."""
+    cores = os.cpu_count() or 1
+    if threads is not None and threads > cores:
+        print(f"note: --threads {threads} is more than this machine's {cores} cores; "
+              f"using {cores}", file=sys.stderr)
+        return cores
+    return threads
 
 
 def _run(o: RunOptions, problems: List[Problem], kernels: List[str], config=None,
@@ -246,13 +295,16 @@ def _run(o: RunOptions, problems: List[Problem], kernels: List[str], config=None
     # The asv suite's thread count unless --threads says otherwise: on a small
     # shared CPU, PyTorch's default (one thread per core) stuck readings at
     # multiples of ~8 ms of barrier waits, IQR up to 2810 %.
-    with Session(o.device, threads=o.threads or CPU_THREADS, isolate=isolate,
-                 timeout_s=o.timeout_s,
-                 tolerances=config.tolerances if config else None) as session:
+    late: List[int] = []  # signals that arrived once every config was measured
+    # entered once the last config is measured; left after the session has closed too
+    finishing = contextlib.ExitStack()
+    with finishing, Session(o.device, threads=o.threads or CPU_THREADS, isolate=isolate,
+                            timeout_s=o.timeout_s,
+                            tolerances=config.tolerances if config else None) as session:
         device, env = session.device, session.environment
         if not problems:
             problems = sweep("gpu-default" if device == "cuda" else "cpu-small")
-        problems = [p.with_pass(mode) for p in problems for mode in modes]
+        problems = list(dict.fromkeys(p.with_pass(mode) for p in problems for mode in modes))
         budget = Budget() if o.budget_ms is None else Budget(budget_s=o.budget_ms / 1e3)
         timeout_s = (o.timeout_s or default_timeout_s(budget)) if isolate else None
         where = (f"{env['gpu_name']} (cuda)" if device == "cuda" else
@@ -302,9 +354,25 @@ def _run(o: RunOptions, problems: List[Problem], kernels: List[str], config=None
             stopped = EXIT_SIGINT
         except Terminated:
             stopped = EXIT_SIGTERM
+        if stopped is not None and len(measured) == len(jobs):
+            late.append(signal.SIGINT if stopped == EXIT_SIGINT else signal.SIGTERM)
+            stopped = None  # the run is complete: its report is not an interrupted one
+        if stopped is None:
+            finishing.enter_context(_signals_recorded(late))
         session.close()  # a worker still inside a kernel is killed now
         save(finished=stopped is None)
         final = report(finished=stopped is None)
+        code = _conclude(o, measured, jobs, final, stopped, had_report)
+    if late:
+        names = " and ".join(sorted({signal.Signals(n).name for n in late}))
+        print(f"note: {names} arrived after the last config; the run had finished and "
+              "everything above was written", file=sys.stderr)
+    return code
+
+
+def _conclude(o: RunOptions, measured: List[Measurement], jobs: list, final: dict,
+              stopped: Optional[int], had_report: bool) -> int:
+    """The table, what was written, the summary line; the exit code."""
     if measured:
         print(render_table(measured, verbose=o.verbose))
     if stopped is not None:

@@ -6,19 +6,23 @@ from __future__ import annotations
 import argparse
 import functools
 import http.server
+import math
 import re
 import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Optional, Sequence
 
 from ..errors import Signalled, UsageError
 from ..io.asv_results import read_results
 from ..io.jsonfile import check_writable, write_text
+from ..model import names
 from ..render.prcomment import render_section
 from ..render.site import SUBDIR
 from ..site import publish
-from .command import Command, ExitCode, finite_float, positive_int
+from .command import (Command, ExitCode, finite_float, int_in, machine_name, positive_int,
+                      text)
 
 
 def _raise_signalled(signum, frame):
@@ -34,14 +38,19 @@ class SiteBuild(Command):
     @classmethod
     def setup_arguments(cls, parser: argparse.ArgumentParser) -> None:
         sb = parser
-        sb.add_argument("--config", default="asv.conf.json", help="asv config (default asv.conf.json)")
-        sb.add_argument("--results", default=None, help="asv results dir (default: the config's)")
-        sb.add_argument("--out", default=None, help="output dir (default: the config's html_dir)")
+        sb.add_argument("--config", default="asv.conf.json", type=text("config"),
+                        help="asv config (default asv.conf.json)")
+        sb.add_argument("--results", default=None, type=text("results"),
+                        help="asv results dir (default: the config's)")
+        sb.add_argument("--out", default=None, type=text("out"),
+                        help="output dir (default: the config's html_dir); files attnperf did not "
+                             "write there stay")
         sb.add_argument("--no-asv", action="store_true",
                         help="skip asv publish (attnperf's pages only)")
         sb.add_argument("--asv-assets", default=None,
                         help="local copies of asv's CDN scripts (`attnperf asv fetch-assets DIR`)")
         sb.add_argument("--include-machine", action="append", metavar="NAME",
+                        type=machine_name("include-machine"),
                         help="also publish this machine of the results dir (repeatable; default: "
                         "only asv.conf.json's attnperf_machines, the machines CI records)")
         sb.add_argument("--asv", default=None, help="asv executable (default: next to this python)")
@@ -50,7 +59,7 @@ class SiteBuild(Command):
         sb.add_argument("--serve", action="store_true",
                         help="then serve the site on http://127.0.0.1:PORT until Ctrl-C "
                         "(as GitHub Pages would; not needed to view it from file://)")
-        sb.add_argument("--port", type=positive_int("port"), default=8000,
+        sb.add_argument("--port", type=positive_int("port", 65535), default=8000,
                         help="the port --serve listens on (default 8000)")
 
     @classmethod
@@ -72,7 +81,9 @@ class SiteBuild(Command):
         if asv_assets and not Path(asv_assets).is_dir():
             raise UsageError(f"--asv-assets {asv_assets!r} is not a directory "
                              "(`attnperf asv fetch-assets DIR` fetches them)")
-        handled = (signal.SIGINT, signal.SIGTERM)
+        # (signal handlers exist in the main thread only: called from another, none are set)
+        handled = (signal.SIGINT, signal.SIGTERM) if \
+            threading.current_thread() is threading.main_thread() else ()
         previous = {s: signal.signal(s, _raise_signalled) for s in handled}
         try:
             report = publish.build(config, results=results, out=out, publish=publish_asv,
@@ -122,22 +133,26 @@ class PrComment(Command):
     @classmethod
     def setup_arguments(cls, parser: argparse.ArgumentParser) -> None:
         pc = parser
-        pc.add_argument("--results", default="results", help="asv results dir (default results)")
-        pc.add_argument("--machine", required=True, help="asv machine name")
+        pc.add_argument("--results", default="results", type=text("results"),
+                        help="asv results dir (default results)")
+        pc.add_argument("--machine", required=True, type=machine_name(), help="asv machine name")
         pc.add_argument("--base", required=True, help="base commit hash (or its first 8+ characters)")
         pc.add_argument("--head", required=True, help="head commit hash (or its first 8+ characters)")
         pc.add_argument("--factor", type=finite_float("factor"), default=1.05,
                         help="slower by more than this and significant = regression (default 1.05)")
-        pc.add_argument("--asv-exit", type=int, default=None, help="exit code of asv continuous, if run")
-        pc.add_argument("--output", "-o", help="write the markdown here instead of stdout")
+        pc.add_argument("--asv-exit", type=int_in("asv-exit", -255, 255), default=None,
+                        help="exit code of asv continuous, if run")
+        pc.add_argument("--output", "-o", type=text("output"),
+                        help="write the markdown here instead of stdout (never into --results)")
 
     @classmethod
     def run(cls, machine: str, base: str, head: str, results: str = "results",
             factor: float = 1.05, asv_exit: Optional[int] = None,
             output: Optional[str] = None) -> int:
-        if output:
+        names.machine(machine)
+        if output is not None:
             check_writable(output, (results,))
-        if factor < 1.0:
+        if not (math.isfinite(factor) and factor >= 1.0):
             raise UsageError(f"--factor must be >= 1.0, got {factor}")
         for flag, value in (("--base", base), ("--head", head)):
             if not re.fullmatch(r"[0-9a-f]{7,40}", value):
@@ -145,7 +160,7 @@ class PrComment(Command):
                                  f"`git rev-parse REF` gives one), got {value!r}")
         db = read_results(results)
         text = render_section(db, machine, base, head, factor, asv_exit=asv_exit)
-        if output:
+        if output is not None:
             write_text(output, text, (results,))
         else:
             sys.stdout.write(text)

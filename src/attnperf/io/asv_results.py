@@ -44,6 +44,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..errors import ReportError
 from . import ceilings as ceilings_file
+from .files import MAX_DEPTH, depth_of, read_text
 from .jsonfile import finite_number, load_json
 from .thresholds import FILE_NAME as THRESHOLDS_FILE
 
@@ -178,10 +179,15 @@ class ResultsDB:
 
 
 # ------------------------------------------------------------- reading ------
+# asv's own files are small (a result file of a large grid with raw samples: ~1 MiB);
+# larger is damage, refused with a note before it is parsed.
+MAX_ASV_FILE_BYTES = 16 << 20
+
+
 def _load(path: Path, notes: List[str], what: str):
     """JSON object of ``path`` or None (with a note)."""
     try:
-        return load_json(str(path), what)
+        return load_json(str(path), what, MAX_ASV_FILE_BYTES)
     except ReportError as exc:
         notes.append(str(exc))
         return None
@@ -378,17 +384,31 @@ def read_results(root: str) -> ResultsDB:
     return ResultsDB(root=str(root), machines=machines, benchmarks=benchmarks, notes=notes)
 
 
+MAX_CONF_BYTES = 4 << 20  # an asv.conf.json larger than this is not one
+
+
 def read_asv_conf(path: str) -> dict:
-    """asv.conf.json (JSON with // comments, as asv reads it: json5 when available)."""
-    text = Path(path).read_text()
+    """asv.conf.json (JSON with // comments, as asv reads it: json5 when available), read
+    through the file door.  Raises :class:`ReportError` (unreadable, not a regular file,
+    too large, too deep) or ``ValueError`` (not JSON, not an object)."""
+    text = read_text(path, "asv config", MAX_CONF_BYTES)
     try:
         import json5
     except ImportError:
         json5 = None
-    if json5 is not None:
-        return json5.loads(text)
-    return json.loads("\n".join(line for line in text.splitlines()
-                                if not line.lstrip().startswith("//")))
+    try:
+        if json5 is not None:
+            data = json5.loads(text)
+        else:
+            data = json.loads("\n".join(line for line in text.splitlines()
+                                        if not line.lstrip().startswith("//")))
+    except RecursionError:
+        raise ValueError("nested too deeply to be an asv config") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"holds a JSON {type(data).__name__}, expected an object")
+    if depth_of(data) > MAX_DEPTH:
+        raise ValueError(f"nested more than {MAX_DEPTH} levels deep")
+    return data
 
 
 def raw_param(benchmark: Optional[BenchmarkResult], index: int, value: str) -> str:

@@ -2,7 +2,8 @@
 
 Every file format attnperf writes (report, comparison, ceilings) goes through
 :func:`write_json`; every JSON file a user hands over goes through
-:func:`load_json`.
+:func:`load_json`.  Both stand on the file door (:mod:`attnperf.io.files`):
+regular files only, a size cap, atomic replace, one writer at a time.
 """
 
 from __future__ import annotations
@@ -10,12 +11,13 @@ from __future__ import annotations
 import json
 import math
 import os
-import stat
-import tempfile
-from pathlib import Path
-from typing import IO, Callable, Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
-from ..errors import OutputPathError, ReportError
+from ..errors import ReportError
+from .files import MAX_DEPTH, MAX_READ_BYTES, check_writable, depth_of, read_text, write_text
+
+__all__ = ["check_writable", "finite", "finite_number", "first_bad_number", "json_path",
+           "load_json", "parse_json", "write_json", "write_text"]
 
 
 def finite(x):
@@ -29,113 +31,58 @@ def finite(x):
     return x
 
 
-def check_writable(path: str, inputs: Sequence[str] = ()) -> Path:
-    """Fail early (before measuring) if ``path`` is not a file attnperf may (re)place.
-
-    Refused, each with one line: a path ending in ``/`` or naming a directory
-    (``-o dir/`` must not write a file called ``dir``); a symbolic link or
-    anything that is not a regular file (``/dev/null``, a FIFO: replacing it
-    with a regular file would destroy it); one of ``inputs`` (``compare X -o X``
-    must not overwrite what it reads); a missing or read-only directory.
-    """
-    text = os.fspath(path)
-    out = Path(text)
-    if os.path.isdir(text):
-        raise OutputPathError(f"cannot write {text!r}: it is a directory; "
-                              "give a file name (e.g. DIR/report.json)")
-    if not text or text.endswith(("/", os.sep)):
-        raise OutputPathError(f"cannot write {text!r}: it names a directory (trailing "
-                              "slash); give a file name (e.g. DIR/report.json)")
-    if os.path.islink(text):
-        raise OutputPathError(f"cannot write {text!r}: it is a symbolic link "
-                              f"(to {os.readlink(text)!r}); give the target or another file")
-    if os.path.lexists(text) and not stat.S_ISREG(os.lstat(text).st_mode):
-        raise OutputPathError(f"cannot write {text!r}: it exists and is not a regular file "
-                              "(a device, FIFO or socket is never replaced)")
-    for other in inputs:
-        if other and _same_file(text, os.fspath(other)):
-            raise OutputPathError(f"cannot write {text!r}: it is an input of this command "
-                                  f"({os.fspath(other)!r}); write the output elsewhere")
-    parent = out.parent if str(out.parent) else Path(".")
-    if parent.exists() and not parent.is_dir():
-        raise OutputPathError(f"cannot write {text!r}: {str(parent)!r} is not a directory")
-    if not parent.is_dir():
-        raise OutputPathError(f"cannot write {text!r}: directory {str(parent)!r} does not exist")
-    if not os.access(parent, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
-        raise OutputPathError(f"cannot write {text!r}: permission denied")
-    return out
+def write_json(path, data: dict, inputs: Sequence = ()) -> None:
+    """Atomic write of ``data`` as JSON (NaN/Inf as null), through the file door
+    (:func:`attnperf.io.files.write_text`: no link, device or input replaced, one
+    writer at a time)."""
+    write_text(path, json.dumps(finite(data), indent=2, allow_nan=False) + "\n", inputs)
 
 
-def _same_file(a: str, b: str) -> bool:
-    try:
-        return os.path.samefile(a, b)
-    except OSError:  # one of them does not exist (yet)
-        return os.path.realpath(a) == os.path.realpath(b)
+# A JSON integer longer than this is no measurement (and int() of a 100,000-digit
+# number takes seconds): refused while parsing.
+_MAX_INT_DIGITS = 4300  # Python's own default limit, whatever PYTHONINTMAXSTRDIGITS says
 
 
-def write_json(path: str, data: dict, inputs: Sequence[str] = ()) -> None:
-    """Atomic write of ``data`` as JSON (NaN/Inf as null): see :func:`write_text`."""
-    def dump(fh) -> None:
-        json.dump(finite(data), fh, indent=2, allow_nan=False)
-        fh.write("\n")
-    _write_atomic(path, dump, inputs)
+def _parse_int(text: str) -> int:
+    if len(text) > _MAX_INT_DIGITS:
+        raise ValueError(f"Exceeds the limit ({_MAX_INT_DIGITS} digits) for an integer: it has "
+                         f"{len(text)} digits")
+    return int(text)
 
 
-def write_text(path: str, text: str, inputs: Sequence[str] = ()) -> None:
-    """Atomic write: a temp file in the same directory, then rename (checked first by
-    :func:`check_writable`, so a link, a device or an input is never replaced)."""
-    _write_atomic(path, lambda fh: fh.write(text), inputs)
-
-
-def _write_atomic(path: str, write: Callable[[IO[str]], object], inputs: Sequence[str]) -> None:
-    out = check_writable(path, inputs)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=str(out.parent or "."))
-    try:
-        # mkstemp creates 0600; a report is an ordinary file (0666 less the umask).
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        with os.fdopen(fd, "w") as fh:
-            write(fh)
-        os.replace(tmp, out)
-    except OSError as exc:
-        raise OutputPathError(f"cannot write {path!r}: {exc.strerror or exc}") from None
-    finally:
-        # Never leave the temp file behind, whatever failed (disk full, a value
-        # json cannot encode, Ctrl-C); after the rename it no longer exists.
-        if os.path.lexists(tmp):
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-
-
-def load_json(path: str, what: str = "report") -> dict:
-    """The JSON object in ``path`` (NaN/Infinity literals accepted: asv writes NaN);
-    every failure is a :class:`ReportError` naming the file and what is wrong."""
-    p = Path(path)
-    if not p.exists():
-        raise ReportError(f"{what} {path!r} does not exist")
-    if p.is_dir():
-        raise ReportError(f"{what} {path!r} is a directory, expected a JSON file")
-    try:
-        text = p.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ReportError(f"{what} {path!r} cannot be read: {exc}") from None
+def parse_json(text: str, path, what: str = "report", error=ReportError):
+    """``text`` parsed as JSON (NaN/Infinity literals accepted: asv writes NaN), bounded:
+    at most :data:`~attnperf.io.files.MAX_DEPTH` levels, integers of at most 4300
+    digits; every failure is one ``error`` naming the file and what is wrong."""
     if not text.strip():
-        raise ReportError(f"{what} {path!r} is empty; expected a JSON object")
+        raise error(f"{what} {os.fspath(path)!r} is empty; expected a JSON object")
     try:
-        data = json.loads(text)
+        data = json.loads(text, parse_int=_parse_int)
     except json.JSONDecodeError as exc:
-        raise ReportError(f"{what} {path!r} is not valid JSON ({exc.msg} at line {exc.lineno}); "
-                          "truncated or not a JSON file of this kind") from None
+        raise error(f"{what} {os.fspath(path)!r} is not valid JSON ({exc.msg} at line "
+                    f"{exc.lineno}); truncated or not a JSON file of this kind") from None
     except RecursionError:
-        raise ReportError(f"{what} {path!r} cannot be parsed as JSON: nested too deeply "
-                          "to be a file of this kind") from None
-    except ValueError as exc:  # e.g. an integer of more digits than Python converts
-        raise ReportError(f"{what} {path!r} cannot be parsed as JSON ({str(exc)[:100]})") from None
+        raise error(f"{what} {os.fspath(path)!r} cannot be parsed as JSON: nested too deeply "
+                    "to be a file of this kind") from None
+    except MemoryError:
+        raise error(f"{what} {os.fspath(path)!r} cannot be parsed as JSON: out of memory") from None
+    except ValueError as exc:  # e.g. an integer of more digits than a measurement has
+        raise error(f"{what} {os.fspath(path)!r} cannot be parsed as JSON "
+                    f"({str(exc)[:100]})") from None
+    if depth_of(data) > MAX_DEPTH:
+        raise error(f"{what} {os.fspath(path)!r} cannot be parsed as JSON: nested too deeply "
+                    f"(more than {MAX_DEPTH} levels) to be a file of this kind")
+    return data
+
+
+def load_json(path, what: str = "report", limit: int = MAX_READ_BYTES) -> dict:
+    """The JSON object in ``path``, read through the file door (a regular file of at most
+    ``limit`` bytes; see :func:`parse_json`); every failure is a :class:`ReportError`
+    naming the file and what is wrong."""
+    data = parse_json(read_text(path, what, limit), path, what)
     if not isinstance(data, dict):
-        raise ReportError(f"{what} {path!r} holds a JSON {type(data).__name__}, expected an object")
+        raise ReportError(f"{what} {os.fspath(path)!r} holds a JSON {type(data).__name__}, "
+                          "expected an object")
     return data
 
 

@@ -1,17 +1,20 @@
 """Reading a repository's ``[tool.attnperf]`` from its pyproject.toml.
 
 The data model and validation live in :mod:`attnperf.model.config`; this
-module finds and reads the file (``tomllib`` from Python 3.11, ``tomli`` before).
+module finds and reads the file (``tomllib`` from Python 3.11, ``tomli`` before)
+through the file door (:mod:`attnperf.io.files`).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Optional, Union
 
 from ..errors import ConfigError
 from ..model.config import ProjectConfig, parse
+from .files import check_depth, read_text
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -22,24 +25,36 @@ PYPROJECT = "pyproject.toml"
 
 
 def find(start: Union[str, Path, None] = None) -> Optional[Path]:
-    """The nearest pyproject.toml at or above ``start`` (default: the current directory)."""
+    """The nearest pyproject.toml at or above ``start`` (default: the current directory);
+    one that is not a regular file (a FIFO, a folder) is returned too, and refused on read."""
     here = Path(start or Path.cwd()).resolve()
     for d in (here, *here.parents):
         candidate = d / PYPROJECT
-        if candidate.is_file():
+        if os.path.lexists(candidate):
             return candidate
     return None
 
 
+# A pyproject.toml larger than this is no project's configuration.
+MAX_TOML_BYTES = 4 << 20
+
+
 def read_toml(path: Union[str, Path]) -> dict:
+    """The TOML document in ``path``, read through the file door (a regular file of at most
+    4 MiB, nested at most :data:`~attnperf.io.files.MAX_DEPTH` levels); every failure is
+    one :class:`ConfigError`."""
     path = Path(path)
+    text = read_text(path, "project file", MAX_TOML_BYTES, ConfigError)
     try:
-        with open(path, "rb") as fh:
-            return tomllib.load(fh)
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: invalid TOML: nested too deeply to be a project file") from None
+    except MemoryError:
+        raise ConfigError(f"{path}: cannot be parsed: out of memory") from None
+    check_depth(data, path, "project file", ConfigError)
+    return data
 
 
 def load(path: Union[str, Path]) -> Optional[ProjectConfig]:

@@ -58,6 +58,7 @@ import jsonschema
 
 from ..errors import InvalidShapeError, ReportError, SchemaVersionError
 from ..kernels.registry import canonical_name
+from ..model.names import home_to_tilde_in
 from ..model.problem import Problem
 from ..model.records import (STATUSES, Correctness, Measurement, PeakMemory, Report, Samples,
                              roofline_from_dict)
@@ -173,7 +174,8 @@ def build_report(measurements: List[Measurement], environment: dict,
             "performance": primary["performance"],
             "roofline": primary["roofline"],
         })
-    return finite(report)
+    # Exception texts (reasons, warnings) name files under the home directory: as ~/...
+    return finite(home_to_tilde_in(report))
 
 
 def report_dict(report: Report) -> dict:

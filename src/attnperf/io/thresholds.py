@@ -22,12 +22,11 @@ Format history (``schema_version``):
 from __future__ import annotations
 
 import dataclasses
-import math
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..errors import ReportError
-from .jsonfile import load_json, write_json
+from .jsonfile import finite_number, load_json, write_json
 
 SCHEMA_VERSION = 1
 KNOWN_VERSIONS = (1,)
@@ -80,7 +79,7 @@ def path_for(results_dir: str, machine: str) -> Path:
 
 
 def _number(x) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+    return finite_number(x) is not None  # (a 400-digit integer is no number here either)
 
 
 def _positive_int(x) -> bool:
@@ -139,8 +138,9 @@ def read(path: Path) -> Optional[Thresholds]:
     return parse(load_json(str(path), "thresholds"), str(path))
 
 
-def write(path: Path, thresholds: Thresholds) -> None:
-    write_json(str(path), thresholds.to_dict())
+def write(path: Path, thresholds: Thresholds, inputs: Sequence = ()) -> None:
+    """Write ``thresholds`` (never over one of ``inputs``: the files the command read)."""
+    write_json(str(path), thresholds.to_dict(), inputs)
 
 
 def entries_from(rows: Sequence[dict]) -> List[Entry]:

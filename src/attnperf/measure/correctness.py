@@ -141,9 +141,11 @@ def verify(out, ref: torch.Tensor, problem: Problem, tf32: bool = False,
     ``tolerances`` overrides :data:`TOLERANCES` per precision key (project config).
 
     Raises TypeError/ValueError for an output that is not a tensor of the query's
-    shape (the kernel is broken, not wrong: the session records an error).
+    shape, of the problem's dtype and on the inputs' device (the kernel is broken, not
+    wrong: the session records an error).  A float64 result for a float32 problem
+    is not a float32 kernel's result, however close its numbers.
     """
-    _check_shape(out, ref, "kernel returned")
+    _check_shape(out, ref, "kernel returned", dtype=problem.dtype)
     tol = (tolerances or {}).get(precision_key(problem.dtype, tf32))
     c = compare(out, ref, problem, tf32=tf32, tolerance=tol)
     if modified:
@@ -152,11 +154,20 @@ def verify(out, ref: torch.Tensor, problem: Problem, tf32: bool = False,
     return c
 
 
-def _check_shape(out, ref: torch.Tensor, what: str, like: str = "the shape of q") -> None:
+def _check_shape(out, ref: torch.Tensor, what: str, like: str = "the shape of q",
+                 dtype: Optional[str] = None) -> None:
+    """``out`` must be a tensor shaped like ``ref``, on ``ref``'s device (the inputs'), of
+    ``dtype`` (the problem's) when given: output dtype, shape and device are part of
+    correctness."""
     if not isinstance(out, torch.Tensor):
         raise TypeError(f"{what} a {type(out).__name__}, expected a tensor shaped {tuple(ref.shape)}")
     if tuple(out.shape) != tuple(ref.shape):
         raise ValueError(f"{what} shape {tuple(out.shape)}, expected {tuple(ref.shape)} ({like})")
+    if dtype is not None and out.dtype != getattr(torch, dtype):
+        raise TypeError(f"{what} dtype {str(out.dtype).replace('torch.', '')}, expected {dtype} "
+                        "(the problem's dtype)")
+    if out.device != ref.device:
+        raise ValueError(f"{what} a tensor on {out.device}, expected {ref.device} (the inputs' device)")
 
 
 def verify_grads(grads: Sequence, refs: Sequence[torch.Tensor], problem: Problem,
@@ -168,7 +179,7 @@ def verify_grads(grads: Sequence, refs: Sequence[torch.Tensor], problem: Problem
     out = {}
     for name, g, ref in zip(GRAD_NAMES, grads, refs):
         _check_shape(g, ref, f"the backward returned {name} as" if g is None else f"{name} has",
-                     like=f"the shape of {name[1]}")
+                     like=f"the shape of {name[1]}", dtype=problem.dtype)
         c = compare(g, ref, problem, tf32=tf32, tolerances=GRAD_TOLERANCES)
         if modified:
             c.modified_inputs, c.passed = list(modified), False

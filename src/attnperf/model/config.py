@@ -21,13 +21,16 @@ table, attnperf's defaults apply::
     regression-factor = {cpu = 1.5, cuda = 1.05}   # or one number for both
 
 The schema is checked with jsonschema; every error is one line naming the key
-and what is allowed (:class:`~attnperf.errors.ConfigError`).
+and what is allowed (:class:`~attnperf.errors.ConfigError`).  Numbers are finite
+(``nan``/``inf`` are refused, whatever the key), factors at most 1000, and a grid
+(``problems``, or one sweep) expands to at most :data:`MAX_GRID` problems.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 from typing import Dict, List, Optional, Tuple
 
 from ..errors import ConfigError, InvalidShapeError, UnknownNameError
@@ -61,7 +64,10 @@ _TABLE_ENTRY = {
 }
 _ENTRY = {"anyOf": [{"type": "string", "minLength": 1}, _TABLE_ENTRY]}
 _ENTRIES = {"type": "array", "items": _ENTRY, "minItems": 1}
-_FACTOR = {"type": "number", "minimum": 1}
+_FACTOR = {"type": "number", "minimum": 1, "maximum": 1000}
+# The most problems one grid (`problems`, or one sweep) may expand to: each is measured for
+# every kernel and pass on every commit, so a grid this large already takes hours.
+MAX_GRID = 4096
 
 SCHEMA = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -94,7 +100,8 @@ ALLOWED = {
                  f"{', '.join(PROBLEM_KEYS)} (batch, heads, seq_q, head_dim required)"),
     "sweeps": "a table of sweep name = list of problems (like `problems`)",
     "tolerances": f"a table of {', '.join(TOLERANCES)} = a number in (0, 1]",
-    "regression-factor": "a number >= 1, or a table {cpu = N, cuda = N} of numbers >= 1",
+    "regression-factor": ("a number in [1, 1000], or a table {cpu = N, cuda = N} of numbers "
+                          "in [1, 1000]"),
     "passes": f"a list of passes: {', '.join(PASSES)}",
 }
 
@@ -178,11 +185,45 @@ def _expand(entry, where: str, source: str) -> List[Problem]:
     return out
 
 
+def _grid_size(entries) -> int:
+    """How many problems ``entries`` expand to (before any is built)."""
+    total = 0
+    for entry in entries:
+        n = 1
+        if isinstance(entry, dict):
+            for k in PROBLEM_KEYS:
+                if isinstance(entry.get(k), list):
+                    n *= len(entry[k])
+        total += n
+    return total
+
+
 def _problems(entries, where: str, source: str) -> Tuple[Problem, ...]:
+    size = _grid_size(entries)
+    if size > MAX_GRID:
+        prefix = f"{source}: " if source else ""
+        raise ConfigError(f"{prefix}{where} expands to {size} problems; allowed: at most "
+                          f"{MAX_GRID} per grid (each is measured for every kernel and pass on "
+                          "every commit)")
     out: List[Problem] = []
     for i, entry in enumerate(entries):
         out += _expand(entry, f"{where}[{i}]", source)
     return tuple(dict.fromkeys(out))  # each problem once, in order
+
+
+def _non_finite(table: dict):
+    """(path, value) of the first NaN or infinity in ``table`` (TOML has ``nan`` and ``inf``;
+    no comparison of the schema refuses them), else None."""
+    stack = [((), table)]
+    while stack:
+        path, x = stack.pop()
+        if isinstance(x, float) and not math.isfinite(x):
+            return list(path), x
+        if isinstance(x, dict):
+            stack.extend(((*path, k), v) for k, v in reversed(list(x.items())))
+        elif isinstance(x, list):
+            stack.extend(((*path, i), v) for i, v in reversed(list(enumerate(x))))
+    return None
 
 
 def parse(table: dict, source: str = "") -> ProjectConfig:
@@ -191,6 +232,11 @@ def parse(table: dict, source: str = "") -> ProjectConfig:
 
     if not isinstance(table, dict):
         raise ConfigError(f"{source + ': ' if source else ''}[{TABLE}] must be a table")
+    bad = _non_finite(table)
+    if bad is not None:
+        raise ConfigError(f"{source + ': ' if source else ''}{_where(bad[0])} = {bad[1]!r} is not "
+                          "a finite number; allowed: " + (ALLOWED.get(str(bad[0][0]), "a number")
+                                                          if bad[0] else "a number"))
     validator = jsonschema.Draft202012Validator(SCHEMA)
     errors = sorted(validator.iter_errors(table), key=lambda e: list(map(str, e.absolute_path)))
     if errors:

@@ -1,7 +1,9 @@
 """``attnperf compare``'s text and markdown output (the verdicts come from analysis.compare).
 
 Text keeps the legacy per-config block (``Time (ms)``, ``Speedup``, verdict);
-markdown is one table (tabulate's ``pipe`` format).  Untimed values print as
+markdown is one table (tabulate's ``pipe`` format).  Names from the reports are
+untrusted: escaped for the terminal (:func:`attnperf.render.escape.terminal`) or
+markdown (:mod:`attnperf.render.markdown`).  Untimed values print as
 ``n/a``; configs of the baseline missing from the current report are listed.
 """
 
@@ -14,6 +16,7 @@ from tabulate import tabulate
 from ..analysis.compare import verdict_of
 from . import fmt as numfmt
 from . import markdown as md
+from .escape import terminal
 
 
 def render(result: dict, fmt: str = "text") -> str:
@@ -32,7 +35,8 @@ def render(result: dict, fmt: str = "text") -> str:
         return "\n".join(lines) + "\n"
     lines = []
     for r in rows:
-        lines.append(f"Kernel: {r['kernel_name']}  Config: {r['config_id']}")
+        # names come from the reports: escaped for the terminal (no ANSI sequence acts)
+        lines.append(f"Kernel: {terminal(r['kernel_name'])}  Config: {terminal(r['config_id'])}")
         if r["speedup"] is None:
             lines += [f"  Time (ms):  n/a (baseline {r['baseline_status']}, "
                       f"current {r['current_status']})",
@@ -42,7 +46,7 @@ def render(result: dict, fmt: str = "text") -> str:
                       f"({r['improvement_pct']:+.2f}%, {r['statistic']})",
                       f"  Speedup:    {r['speedup']:.4f}x"]
         lines.append(f"  {verdict_of(r)}")
-    lines += _unmatched_lines(result, "  ")
+    lines += _unmatched_lines(result, "  ", terminal)
     lines.append(_overall(result))
     return "\n".join(lines) + "\n"
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import re
 
+from .escape import terminal
+
 _ZWSP = "\u200b"  # breaks @mention and #ref matching without showing
 # Markup characters escaped with a backslash; "_" only where it could open or
 # close emphasis (GFM never reads an underscore inside a word as emphasis, so
@@ -20,7 +22,9 @@ _MD_SPECIAL = re.compile(r"([\\`*\[\]|~]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9]))")
 
 
 def _one_line(s: str) -> str:
-    return re.sub(r"[\r\n\t\v\f\u2028\u2029]+", " ", s)
+    # line breaks become spaces; any other control character (ESC of an ANSI sequence,
+    # a bidi override) is written as its escape, visible and inert
+    return terminal(re.sub(r"[\r\n\t\v\f\u2028\u2029]+", " ", s))
 
 
 def text(value: object) -> str:

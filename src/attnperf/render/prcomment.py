@@ -13,7 +13,7 @@ import html
 from typing import Dict, List, Optional
 
 from ..analysis import cells as am
-from ..analysis.ab import (BETTER, BROKE, CHANGED, EXIT_BROKEN, EXIT_INFRA, EXIT_OK,
+from ..analysis.ab import (BETTER, BROKE, CHANGED, EXIT_BROKEN, EXIT_INFRA,
                            EXIT_REGRESSION, ICON, SAME, WORSE, Comparison, Row, compare,
                            decide, worse_text)
 from ..analysis.gate import short_name
@@ -124,24 +124,26 @@ def environment_lines(m: Optional[Machine], run: Optional[Run]) -> List[str]:
 
 def _headline(cmp: Comparison, asv_exit: Optional[int],
               asv_view: Optional[Comparison] = None) -> str:
+    """The verdict line: :func:`attnperf.analysis.ab.decide`'s verdict (the job's exit
+    code comes from the same call), in words."""
     worse, broke, better = cmp.count(WORSE), cmp.count(BROKE), cmp.count(BETTER)
     name = md.code(cmp.machine)
     if cmp.base is None or cmp.head is None:
         missing = " and ".join(x for x, r in (("base", cmp.base), ("head", cmp.head)) if r is None)
         return f"⚠️ {name}: no results for the {missing} commit — nothing to compare" + (
             f" (asv continuous exit {asv_exit})" if asv_exit is not None else "")
-    if asv_exit is None:  # rendered from results alone
-        code = EXIT_BROKEN if broke else EXIT_REGRESSION if worse else EXIT_OK
-        why = ""
-    else:
-        code, why = decide(asv_exit, cmp, asv_view)
+    code, why = decide(asv_exit, cmp, asv_view)
     if code == EXIT_BROKEN:
         return (f"💥 {name}: broken benchmark — "
                 + (f"{broke} benchmark(s) failed" if broke else "a benchmark failed")
                 + (f"; also {worse} slower" if worse else ""))
     if code == EXIT_REGRESSION:
-        past = "their calibrated thresholds" if cmp.per_benchmark else f"×{cmp.factor:g}"
-        return f"🔴 {name}: regression — " + worse_text(cmp, past, "(significant)", "×")
+        past = ("their calibrated thresholds" if cmp.per_benchmark else f"×{cmp.factor:g}")
+        if cmp.paired:
+            past = f"×{cmp.paired_factor:g} in the paired re-measurement"
+        text = worse_text(cmp, past, "(significant)", "×") if worse else ""
+        return (f"🔴 {name}: regression — " + "; ".join(
+            t for t in (text, f"{broke} benchmark(s) failed at head" if broke else "") if t))
     if code == EXIT_INFRA:
         return f"⚠️ {name}: {md.text(why)}"
     judged = "per-benchmark thresholds" if cmp.per_benchmark else f"factor ×{cmp.factor:g}"
@@ -152,11 +154,16 @@ def _headline(cmp: Comparison, asv_exit: Optional[int],
 def render_section(db: ResultsDB, machine: str, base_commit: str, head_commit: str,
                    factor: float, asv_exit: Optional[int] = None,
                    extra_notes: Optional[List[str]] = None, footer: str = "",
-                   thresholds=None, asv_factor: Optional[float] = None) -> str:
+                   thresholds=None, asv_factor: Optional[float] = None,
+                   comparison: Optional[Comparison] = None,
+                   asv_view: Optional[Comparison] = None) -> str:
     """The markdown for one machine: verdict, changed benchmarks, environment, notes.
 
     ``thresholds`` (:class:`attnperf.io.thresholds.Thresholds`): each benchmark is
-    judged at its calibrated factor; asv itself ran at ``asv_factor``."""
+    judged at its calibrated factor; asv itself ran at ``asv_factor``.  ``comparison``
+    and ``asv_view``: the rows the caller judged (``attnperf ci bench``: re-judged by
+    the paired re-measurement), so the headline is the verdict its exit code is; by
+    default they are computed here from ``db``."""
     m = db.machines.get(machine)
     notes = list(extra_notes or [])
     base = head = None
@@ -175,8 +182,10 @@ def render_section(db: ResultsDB, machine: str, base_commit: str, head_commit: s
                 base = runs[-1] if runs else None
             else:
                 head = runs[-1] if runs else None
-    cmp = compare(db, machine, base, head, factor, thresholds.lookup() if thresholds else None)
-    asv_view = compare(db, machine, base, head, asv_factor or factor, metric_rules=False)
+    cmp = comparison if comparison is not None else compare(
+        db, machine, base, head, factor, thresholds.lookup() if thresholds else None)
+    if asv_view is None:
+        asv_view = compare(db, machine, base, head, asv_factor or factor, metric_rules=False)
     cb = {(c.kernel, c.problem): c for c in am.cells(base, m)} if base and m else {}
     ca = {(c.kernel, c.problem): c for c in am.cells(head, m)} if head and m else {}
     calibrated = "" if thresholds is None else (

@@ -24,6 +24,7 @@ from typing import List, Optional, Sequence
 from tabulate import tabulate
 
 from ..model.records import UNSTABLE_IQR_RATIO, Measurement
+from .escape import terminal
 
 MEASURED = ("ok", "failed", "error")
 
@@ -104,19 +105,19 @@ def _not_measured(measurements: Sequence[Measurement], verbose: bool) -> List[st
     absent = [m for m in measurements if m.status not in MEASURED]
     out = []
     if failed:
-        out += ["", "failed:"] + [f"  {m.kernel}/{m.problem.id}: {m.status}: {m.reason}" for m in failed]
+        out += ["", "failed:"] + [f"  {m.kernel}/{m.problem.id}: {m.status}: {terminal(m.reason)}" for m in failed]
     if not absent:
         return out
     out += ["", "not measured here:"]
     if verbose:
-        return out + [f"  {m.kernel}/{m.problem.id}: {m.status}: {m.reason}" for m in absent]
+        return out + [f"  {m.kernel}/{m.problem.id}: {m.status}: {terminal(m.reason)}" for m in absent]
     # One line per kernel and status; the first reason stands for the rest (--verbose: all).
     groups: "OrderedDict[tuple, List[Measurement]]" = OrderedDict()
     for m in absent:
         groups.setdefault((m.kernel, m.status), []).append(m)
     for (kernel, status), ms in groups.items():
         what = ms[0].problem.id if len(ms) == 1 else f"{len(ms)} problems"
-        out.append(f"  {kernel} ({what}): {status}: {ms[0].reason}")
+        out.append(f"  {kernel} ({what}): {status}: {terminal(ms[0].reason)}")
     return out
 
 

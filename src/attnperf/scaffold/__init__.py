@@ -15,6 +15,15 @@ delimiters so GitHub's ``${{ }}`` passes through untouched):
   generate and nobody commits (asv's environments, site builds, a local machine's
   results), so that after the README's flow ``git status`` shows nothing left over.
 
+Names from the repository (the project name, the branch, the URL, plugin kernel
+names) are checked where they enter (:mod:`attnperf.model.names`) and written
+into each file with that file's escaping (a template filter per target:
+``json``, ``yaml``, ``expression``, ``docstring``, ``comment``;
+:mod:`attnperf.render.escape`), so no name becomes code, YAML or JSON.
+Files are written through the file door (:mod:`attnperf.io.files`): atomically,
+and never through a symbolic link (a linked ``asv.conf.json`` or ``.github``
+is refused, with or without ``force``).
+
 Each generated file carries a first-line comment with the digest of what
 attnperf wrote.  A file whose body still has that digest was not edited and is
 brought up to date; an edited file (or one attnperf did not write) is kept
@@ -25,7 +34,9 @@ unless ``force``.  attnperf's own repository is rendered with
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
+import os
 import re
 import subprocess
 import sys
@@ -33,8 +44,11 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from .. import __version__
-from ..errors import AttnperfError, InitError
+from ..errors import AttnperfError, InitError, OutputPathError
 from ..io import project_config
+from ..io.files import check_writable, read_text, write_text
+from ..model import names
+from ..render import escape
 
 TEMPLATES = Path(__file__).with_name("templates")
 FILES = {  # output path -> template
@@ -133,29 +147,53 @@ def plugin_kernels(root: Path, pyproject: dict) -> Tuple[str, ...]:
 
 
 def inspect_project(path: Path, branch: Optional[str] = None) -> Project:
+    """The repository at ``path`` and the names init writes into its files, each checked
+    (:class:`~attnperf.errors.UsageError` for a name no file could hold safely)."""
     root = git_root(path.resolve())
     pyproject_path = root / project_config.PYPROJECT
-    data = project_config.read_toml(pyproject_path) if pyproject_path.is_file() else {}
+    data = project_config.read_toml(pyproject_path) if os.path.lexists(pyproject_path) else {}
     meta = data.get("project", {}) if isinstance(data.get("project"), dict) else {}
-    name = str(meta.get("name") or root.name)
+    name = names.text_line(str(meta.get("name") or root.name),
+                           "the project name ([project] name, else the folder's name)")
     urls = meta.get("urls", {}) if isinstance(meta.get("urls"), dict) else {}
     url = next((str(urls[k]).rstrip("/") for k in ("Repository", "Source", "Homepage")
                 if k in urls), "") or _github_url(_git(root, "remote", "get-url", "origin"))
+    url = names.url(url, "the project URL ([project.urls] Repository, Source or Homepage)")
+    chosen = names.branch(branch, "--branch") if branch is not None else names.branch(
+        default_branch(root), "the main branch (origin's HEAD, else main/master; --branch "
+                              "names another)")
     self_project = name == "attnperf"
-    return Project(root=root, name=name, branch=branch or default_branch(root), url=url,
-                   self_project=self_project,
-                   kernels=() if self_project else plugin_kernels(root, data),
+    kernels = () if self_project else plugin_kernels(root, data)
+    for k in kernels:
+        names.text_line(k, "the kernel name")
+    return Project(root=root, name=name, branch=chosen, url=url,
+                   self_project=self_project, kernels=kernels,
                    has_config=isinstance(data.get("tool"), dict) and "attnperf" in data["tool"])
 
 
+# The template filters: each writes a name into one kind of place (the quotes are the
+# template's, these return what goes between them).
+FILTERS = {
+    "json": lambda v: escape.json_string(v)[1:-1],          # "..." in asv.conf.json
+    "yaml": lambda v: escape.yaml_string(v)[1:-1],          # "..." in a workflow
+    "expression": lambda v: escape.github_expression_string(v)[1:-1],  # '...' in ${{ }}
+    "docstring": escape.docstring_text,                     # inside """...""" in Python
+    "comment": escape.comment_text,                         # after # or //
+}
+
+
+@functools.lru_cache(maxsize=1)
 def _env():
+    """The template environment (one per process: its templates compile once)."""
     import jinja2
 
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(TEMPLATES)), undefined=jinja2.StrictUndefined,
         variable_start_string="[[", variable_end_string="]]", block_start_string="[%",
         block_end_string="%]", comment_start_string="[#", comment_end_string="#]",
         trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True, autoescape=False)
+    env.filters.update(FILTERS)
+    return env
 
 
 def digest(body: str) -> str:
@@ -181,16 +219,16 @@ def render(project: Project) -> Dict[str, str]:
 
 
 def starter_config(project: Project) -> str:
-    kernels = "[" + ", ".join(f'"{k}"' for k in project.kernels) + "]"
-    problems = "[" + ", ".join(f'"{p}"' for p in DEFAULT_PROBLEMS) + "]"
+    kernels = "[" + ", ".join(escape.toml_string(k) for k in project.kernels) + "]"
+    problems = "[" + ", ".join(escape.toml_string(p) for p in DEFAULT_PROBLEMS) + "]"
     return _env().get_template("pyproject-section.toml").render(kernels=kernels, problems=problems)
 
 
 def state(path: Path, new_text: str) -> str:
     """new | unchanged | stale (ours, unedited, out of date) | edited (keep without --force)."""
-    if not path.exists():
+    if not os.path.lexists(path):
         return "new"
-    old = path.read_text()
+    old = read_text(path, "existing file", error=OutputPathError)
     if old == new_text:
         return "unchanged"
     first, _, body = old.partition("\n")
@@ -213,8 +251,8 @@ def gitignore_block(project: Project, existing: str = "") -> str:
 def update_gitignore(project: Project) -> str:
     """Write or refresh the marked block of ``.gitignore``; returns wrote | updated |
     unchanged.  Lines outside the block are the repository's own and stay as they are."""
-    path = project.root / GITIGNORE
-    text = path.read_text() if path.exists() else ""
+    path = check_target(project.root, GITIGNORE)  # never through a link
+    text = read_text(path, ".gitignore", error=OutputPathError) if os.path.lexists(path) else ""
     start = text.find(GITIGNORE_BEGIN)
     end = text.find(GITIGNORE_END, start) if start >= 0 else -1
     if start >= 0 and end >= 0:
@@ -227,8 +265,36 @@ def update_gitignore(project: Project) -> str:
         new = text + sep + gitignore_block(project, text)
     if new == text:
         return "unchanged"
-    path.write_text(new)
+    write_text(path, new)
     return "updated" if text else "wrote"
+
+
+def check_target(root: Path, rel: str) -> Path:
+    """``root/rel`` if init may write it: inside the repository, through no symbolic link
+    (a linked ``asv.conf.json``, even a dangling one, or a linked ``.github`` would send
+    the write outside the repository), not a device, FIFO or folder."""
+    here = root
+    for part in Path(rel).parts:
+        here = here / part
+        if os.path.islink(here):
+            raise OutputPathError(f"attnperf init does not write through symbolic links: "
+                                  f"{str(here)!r} -> {os.readlink(here)!r}; replace the link "
+                                  "with a file (or remove it) and run init again")
+        if here != root / rel and os.path.lexists(here) and not here.is_dir():
+            raise OutputPathError(f"cannot write {str(root / rel)!r}: {str(here)!r} is not a folder")
+    target = root / rel
+    if os.path.lexists(target):
+        check_writable(target)
+    return target
+
+
+def _mkdirs(root: Path, rel: str) -> None:
+    try:
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputPathError(f"cannot create {str((root / rel).parent)!r}: "
+                              f"{exc.strerror or exc}") from None
+    check_target(root, rel)  # no link swapped in meanwhile
 
 
 @dataclasses.dataclass
@@ -238,8 +304,12 @@ class Outcome:
 
 
 def write(project: Project, force: bool = False) -> List[Outcome]:
-    """Write what :func:`render` makes; never touch an edited file unless ``force``."""
+    """Write what :func:`render` makes; never touch an edited file unless ``force``; never
+    write through a symbolic link (checked for every file before anything is written)."""
     files = render(project)
+    rels = list(files) + ([] if project.has_config else [project_config.PYPROJECT])
+    for rel in rels:
+        check_target(project.root, rel)
     plan = [(rel, text, state(project.root / rel, text)) for rel, text in files.items()]
     outcomes = []
     for rel, text, st in plan:
@@ -247,16 +317,18 @@ def write(project: Project, force: bool = False) -> List[Outcome]:
         if st == "unchanged" or (st == "edited" and not force):
             outcomes.append(Outcome(rel, "unchanged" if st == "unchanged" else "kept"))
             continue
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
+        _mkdirs(project.root, rel)
+        write_text(path, text)
         outcomes.append(Outcome(rel, {"new": "wrote", "stale": "updated",
                                       "edited": "overwrote"}[st]))
     if not project.has_config:
         pyproject = project.root / project_config.PYPROJECT
-        existing = pyproject.read_text() if pyproject.exists() else ""
+        existing = (read_text(pyproject, "pyproject.toml", error=OutputPathError)
+                    if os.path.lexists(pyproject) else "")
         sep = "" if not existing or existing.endswith("\n\n") else (
             "\n" if existing.endswith("\n") else "\n\n")
-        pyproject.write_text(existing + sep + starter_config(project))
+        check_target(project.root, project_config.PYPROJECT)
+        write_text(pyproject, existing + sep + starter_config(project))
         outcomes.append(Outcome(project_config.PYPROJECT, "added [tool.attnperf]"))
     if not project.self_project:
         # attnperf's own repository keeps its hand-written .gitignore and results/.gitignore

@@ -12,6 +12,8 @@ Nothing is lost (``asv publish`` deletes its output folder first):
   :data:`SITE_MARKER`, or asv's ``info.json`` + ``index.html``); never the
   repository, the asv config's folder or anything holding it, and never the
   results folder, a folder inside it or one that contains it;
+* in a site built before, only what the earlier build wrote (the marker lists it)
+  is replaced; every other file -- one the user added -- moves into the new site;
 * the site is built in a temporary folder next to the output folder and renamed
   into place at the end; an interrupt (SIGINT, SIGTERM) kills ``asv publish``,
   removes the temporary folder and leaves the previous site as it was.
@@ -33,10 +35,12 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
-from ..errors import OutputPathError
+from ..errors import OutputPathError, ReportError
 from ..io.asv_results import read_asv_conf, read_results
+from ..io.files import read_bytes, read_text
+from ..io.folders import OwnedDir, regular_files
 from ..render.site import NAV_MARKER, SUBDIR, MachinePage, redirect_page, write_pages
 from . import offline
 from .assets import ASSETS, load_manifest, vendor
@@ -103,13 +107,29 @@ def _select(results: Path, allowed: Iterable[str], include: Iterable[str],
     return chosen, [n for n in names if n not in chosen]
 
 
-def _copy_results(results: Path, machines: List[str], dest: Path) -> None:
+def _copy_results(results: Path, machines: List[str], dest: Path) -> List[str]:
+    """The chosen machines' results, for asv publish: regular files only (a FIFO, device
+    or link in results/ is skipped with a note, never opened), each through the file door."""
     dest.mkdir(parents=True)
-    if (results / "benchmarks.json").is_file():
-        shutil.copy2(results / "benchmarks.json", dest / "benchmarks.json")
+    notes: List[str] = []
+    sources = [results / "benchmarks.json"] if (results / "benchmarks.json").is_file() else []
     for name in machines:
-        shutil.copytree(results / name, dest / name, symlinks=True)
+        if (results / name).is_symlink():
+            notes.append(f"{results / name}: a symbolic link; not published")
+            continue
+        sources += list(regular_files(results / name))
+        skipped = [p for p in (results / name).rglob("*")
+                   if not p.is_dir() and (p.is_symlink() or not p.is_file())]
+        notes += [f"{p}: not a regular file; not published" for p in skipped[:5]]
+    for src in sources:
+        target = dest / src.relative_to(results)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            target.write_bytes(read_bytes(src, "result file"))
+        except ReportError as exc:
+            notes.append(f"{exc}; not published")
     _widen_params(dest)
+    return notes
 
 
 def _widen_params(results: Path) -> None:
@@ -163,8 +183,8 @@ def is_site(path: Path) -> bool:
     if (path / SITE_MARKER).is_file():
         return True
     try:
-        info = json.loads((path / "info.json").read_text())
-    except (OSError, ValueError):
+        info = json.loads(read_text(path / "info.json", "asv site info", limit=1 << 20))
+    except (ReportError, ValueError, RecursionError):
         return False
     return isinstance(info, dict) and "asv-version" in info and (path / "index.html").is_file()
 
@@ -283,7 +303,7 @@ def build(config: str = "asv.conf.json", results: Optional[str] = None,
     notes: List[str] = []
     try:
         conf = read_asv_conf(str(conf_path))
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, ReportError) as exc:
         conf = {}
         notes.append(f"cannot read the asv config {config} ({exc}); asv's pages are not built")
         publish = False
@@ -292,6 +312,9 @@ def build(config: str = "asv.conf.json", results: Optional[str] = None,
         (conf_dir / conf.get("results_dir", "results")).resolve()
     out_dir = Path(out).resolve() if out else (conf_dir / conf.get("html_dir", "html")).resolve()
     check_out_dir(out_dir, conf_dir, results_dir, _repo_root(conf, conf_dir))
+    # What an earlier build wrote there (None: a site without the list; then every file
+    # this build does not write is kept).  Everything else in the folder is the user's.
+    earlier = OwnedDir.listed(out_dir, SITE_MARKER) if out_dir.is_dir() else None
     factors = published_machines(conf)
     if MACHINES_KEY not in conf:
         all_machines = True  # a config without the list (not this repository's): no filter
@@ -306,7 +329,7 @@ def build(config: str = "asv.conf.json", results: Optional[str] = None,
     try:
         site = work / "site"
         sel = work / "results"
-        _copy_results(results_dir, chosen, sel)
+        notes += _copy_results(results_dir, chosen, sel)
         asv_exit, asv_out = None, ""
         if publish:
             cfg = _publish_config(conf, conf_dir, sel, site, work,
@@ -338,17 +361,53 @@ def build(config: str = "asv.conf.json", results: Optional[str] = None,
         pages = write_pages(db, site, has_asv, notes)
         if not index.is_file():  # no asv site: the attnperf index is the landing page
             index.write_text(redirect_page(f"{SUBDIR}/index.html"))
-        (site / SITE_MARKER).write_text("built by `attnperf site build`; this folder may be "
-                                        "replaced by the next build\n")
-        _swap_in(site, out_dir, work)
+        written = sorted(str(p.relative_to(site)) for p in regular_files(site))
+        (site / SITE_MARKER).write_text(json.dumps(
+            {"attnperf": "built by `attnperf site build`; the next build rewrites these files "
+                         "and keeps every other", "files": written}, indent=1) + "\n")
+        kept = _user_entries(out_dir, earlier, site)
+        if kept:
+            cli_notes.append(f"kept {len(kept)} file(s) attnperf did not write in {out_dir}: "
+                             + ", ".join(kept[:5]) + (" ..." if len(kept) > 5 else ""))
+        _swap_in(site, out_dir, work, kept)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return BuildReport(str(out_dir), asv_exit, asv_out, pages, vendored, left, cli_notes + notes,
                        chosen, excluded, n_offline)
 
 
-def _swap_in(site: Path, out_dir: Path, work: Path) -> None:
-    """Rename the new site into place; signals wait until both renames are done."""
+def _user_entries(out_dir: Path, earlier: Optional[set], site: Path) -> List[str]:
+    """Entries of ``out_dir`` the build must keep: files (and links, and empty folders) the
+    marker does not list -- or, without a list, that the new site does not hold.  A kept
+    file the new site also writes is refused (:class:`OutputPathError`), before any change."""
+    if not out_dir.is_dir():
+        return []
+    kept = []
+    for folder, dirs, files in os.walk(out_dir, followlinks=False):
+        base = Path(folder)
+        entries = list(files) + [d for d in dirs if (base / d).is_symlink()
+                                 or not any((base / d).iterdir())]
+        dirs[:] = [d for d in dirs if not (base / d).is_symlink()]
+        for name in entries:
+            rel = str((base / name).relative_to(out_dir))
+            if rel == SITE_MARKER:
+                continue
+            ours = rel in earlier if earlier is not None else os.path.lexists(site / rel)
+            if ours:
+                continue
+            if os.path.lexists(site / rel) or any(
+                    os.path.lexists(site / parent) and not (site / parent).is_dir()
+                    for parent in Path(rel).parents if str(parent) != "."):
+                raise OutputPathError(f"--out {str(out_dir)!r}: {rel!r} is a file attnperf did "
+                                      "not write, and the new site has one of that name; move it "
+                                      "and build again (the previous site is left as it was)")
+            kept.append(rel)
+    return sorted(kept)
+
+
+def _swap_in(site: Path, out_dir: Path, work: Path, kept: Sequence[str] = ()) -> None:
+    """Rename the new site into place and move the user's ``kept`` entries into it;
+    signals wait until all of it is done."""
     blocked = {signal.SIGINT, signal.SIGTERM}
     old = signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
     try:
@@ -361,5 +420,18 @@ def _swap_in(site: Path, out_dir: Path, work: Path) -> None:
             if previous.exists():
                 os.rename(previous, out_dir)
             raise
+        stranded = []
+        for rel in kept:
+            try:
+                (out_dir / rel).parent.mkdir(parents=True, exist_ok=True)
+                os.rename(previous / rel, out_dir / rel)
+            except OSError:
+                stranded.append(rel)
+        if stranded:  # never deleted with the old site: kept beside it, and said so
+            keep = out_dir.parent / f".{out_dir.name}.kept-{os.getpid()}"
+            os.rename(previous, keep)
+            raise OutputPathError(f"--out {str(out_dir)!r}: could not move {len(stranded)} file(s) "
+                                  f"attnperf did not write into the new site; they are in "
+                                  f"{str(keep)!r}")
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)

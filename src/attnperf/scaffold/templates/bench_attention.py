@@ -1,4 +1,4 @@
-"""asv suite of [[ project ]]: attention kernels x problems, timed by attnperf (thin classes).
+"""asv suite of [[ project|docstring ]]: attention kernels x problems, timed by attnperf (thin classes).
 
 All measuring happens once per commit in ``measure`` (asv ``setup_cache``,
 shared by both classes: asv keys the cache by the function's module and line).

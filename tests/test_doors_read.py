@@ -1,0 +1,173 @@
+"""The reading door (attnperf.io.files): every file attnperf reads is a regular file of a
+bounded size and nesting.  A FIFO or a device is refused without blocking, a file too large
+or too deep is one line -- in every reader: reports (compare), asv results, machine.json,
+benchmarks.json, ceilings, thresholds, [tool.attnperf], asv.conf.json, calibrate --pool,
+and the results folder of site build and pr-comment."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+import _asvdata as d
+from _doors import one_error, returns_without_blocking
+from attnperf.errors import ConfigError, ReportError
+from attnperf.io import asv_results as ar
+from attnperf.io import ceilings as ceilings_file
+from attnperf.io import files, project_config
+from attnperf.io import thresholds as thresholds_file
+from attnperf.io.jsonfile import load_json
+from attnperf.io.report import read_results
+
+
+def _fifo(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.mkfifo(path)
+    return path
+
+
+# ------------------------------------------------------------- the door -----
+@pytest.mark.parametrize("kind", ["fifo", "device", "directory"])
+def test_read_bytes_refuses_what_is_not_a_regular_file(tmp_path, kind):
+    path = {"fifo": lambda: _fifo(tmp_path / "f.json"), "device": lambda: Path("/dev/zero"),
+            "directory": lambda: tmp_path}[kind]()
+    said = {"fifo": "a FIFO", "device": "a device", "directory": "a directory"}[kind]
+    with pytest.raises(ReportError, match=f"is {said}, expected a regular file"):
+        returns_without_blocking(lambda: files.read_bytes(path, "report"), [path])
+
+
+def test_size_cap_is_checked_before_reading(tmp_path):
+    big = tmp_path / "big.json"
+    with open(big, "wb") as fh:  # sparse: no disk, no memory, any size
+        fh.truncate(files.MAX_READ_BYTES + 1)
+    with pytest.raises(ReportError, match="larger than 64 MiB, the most attnperf reads"):
+        files.read_bytes(big, "report")
+    small = tmp_path / "small.json"
+    small.write_text('{"a": 1}')
+    with pytest.raises(ReportError, match="larger than"):
+        files.read_bytes(small, "asv results", limit=4)
+
+
+def test_nesting_is_bounded_in_json_and_toml(tmp_path):
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * (files.MAX_DEPTH + 5) + "]" * (files.MAX_DEPTH + 5))
+    with pytest.raises(ReportError, match="nested too deeply"):
+        load_json(str(deep))
+    very = tmp_path / "very.json"
+    very.write_text('{"a": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    with pytest.raises(ReportError, match="nested too deeply"):
+        load_json(str(very))
+    toml = tmp_path / "pyproject.toml"
+    toml.write_text("[tool.attnperf]\nkernels = " + "[" * 10_000 + "]" * 10_000 + "\n")
+    with pytest.raises(ConfigError, match="nested too deeply"):
+        project_config.read_toml(toml)
+    toml.write_text("[tool.attnperf]\nkernels = " + "[" * 80 + "]" * 80 + "\n")
+    with pytest.raises(ConfigError, match="more than 64 levels"):
+        project_config.read_toml(toml)
+
+
+def test_not_utf8_and_huge_integers_are_one_error(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_bytes(b'{"a": "\xff\xfe"}')
+    with pytest.raises(ReportError, match="not UTF-8"):
+        load_json(str(bad))
+    bad.write_text('{"a": ' + "9" * 100_000 + "}")
+    with pytest.raises(ReportError, match="Exceeds the limit"):
+        load_json(str(bad))
+
+
+# ------------------------------------------------------- every reader -----
+def test_every_reader_returns_on_a_fifo(tmp_path):
+    """Each reader of attnperf's own formats, handed a FIFO: an error or a note, at once."""
+    fifo = _fifo(tmp_path / "x.json")
+    for reader, error in ((lambda: read_results(str(fifo)), ReportError),
+                          (lambda: thresholds_file.read(fifo), ReportError),
+                          (lambda: project_config.load(fifo), ConfigError),
+                          (lambda: ar.read_asv_conf(str(fifo)), ReportError)):
+        with pytest.raises(error, match="is a FIFO"):
+            returns_without_blocking(reader, [fifo])
+    notes: list = []
+    assert returns_without_blocking(lambda: ceilings_file.read(fifo, notes), [fifo]) is None
+    assert "is a FIFO" in notes[0]
+
+
+def test_fifos_and_devices_in_a_results_folder_become_notes(tmp_path):
+    results = tmp_path / "results"
+    d.write_machine(results, d.CPU_INFO)
+    mdir = results / "cpu-ci"
+    (mdir / "machine.json").unlink()
+    fifos = [_fifo(mdir / "machine.json"), _fifo(mdir / "abcdef12-env.json"),
+             _fifo(mdir / ceilings_file.FILE_NAME), _fifo(results / "benchmarks.json")]
+    os.symlink("/dev/zero", mdir / "12345678-env.json")
+    db = returns_without_blocking(lambda: ar.read_results(str(results)), fifos)
+    notes = db.all_notes()
+    assert sum("is a FIFO" in n for n in notes) == 4, notes
+    assert any("is a device" in n for n in notes), notes
+    assert db.machines["cpu-ci"].runs == []
+
+
+def test_cli_compare_on_a_fifo_and_dev_zero(cli, tmp_path):
+    fifo = _fifo(tmp_path / "r.json")
+    res = returns_without_blocking(lambda: cli("compare", str(fifo), "--baseline", str(fifo)), [fifo])
+    one_error(res, "is a FIFO, expected a regular file")
+    one_error(cli("compare", "/dev/zero", "--baseline", "/dev/zero"), "is a device")
+
+
+def test_cli_pr_comment_and_render_only_with_a_fifo_in_results(cli, tmp_path):
+    results = tmp_path / "results"
+    d.write_machine(results, d.CPU_INFO)
+    fifo = _fifo(results / "cpu-ci" / "abcdef12-env.json")
+    res = returns_without_blocking(lambda: cli(
+        "pr-comment", "--results", str(results), "--machine", "cpu-ci", "--base", "abcdef12",
+        "--head", "abcdef12"), [fifo])
+    assert res.code == 0 and "is a FIFO" in res.out and "Traceback" not in res.err
+
+
+def test_cli_site_build_with_a_fifo_in_results(cli, tmp_path):
+    hist = d.history(tmp_path / "proj", 2, machines=("cpu",))
+    fifo = _fifo(hist["results"] / "cpu-ci" / "abcdef12-virtualenv-py3.11.json")
+    out = tmp_path / "site"
+    res = returns_without_blocking(lambda: cli(
+        "site", "build", "--config", str(hist["conf"]), "--no-asv", "--out", str(out)), [fifo])
+    assert res.code == 0, res.err
+    assert "not a regular file; not published" in res.err and "Traceback" not in res.err
+    assert (out / "attnperf" / "index.html").is_file()
+
+
+def test_cli_run_with_a_fifo_or_deep_pyproject(cli, tmp_path, monkeypatch, tiny_run_args):
+    monkeypatch.chdir(tmp_path)
+    fifo = _fifo(tmp_path / "pyproject.toml")
+    one_error(returns_without_blocking(lambda: cli("run", *tiny_run_args), [fifo]), "is a FIFO")
+    fifo.unlink()
+    (tmp_path / "pyproject.toml").write_text(
+        "[tool.attnperf]\nkernels = " + "[" * 10_000 + "]" * 10_000 + "\n")
+    one_error(cli("run", *tiny_run_args), "nested too deeply")
+    assert sorted(os.listdir(tmp_path)) == ["pyproject.toml"]
+
+
+def test_cli_site_build_and_ci_bench_with_a_fifo_config(cli, tmp_path):
+    fifo = _fifo(tmp_path / "asv.conf.json")
+    res = returns_without_blocking(lambda: cli("site", "build", "--config", str(fifo)), [fifo])
+    one_error(res, "does not exist")  # not a file: refused before it is opened
+    res = returns_without_blocking(lambda: cli(
+        "ci", "bench", "--config", str(fifo), "--base", "HEAD", "--machine", "m", "--out",
+        str(tmp_path / "o"), "--render-only"), [fifo])
+    assert res.code == 3 and "does not exist" in res.err and "Traceback" not in res.err
+
+
+def test_calibrate_pool_fifo_is_one_error(cli, tmp_path, monkeypatch):
+    root = tmp_path / "repo"
+    d.git_repo(root, 1)
+    d.asv_conf(root)
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".asv-machine.json").write_text(json.dumps({"version": 1, "cpu-ci": d.CPU_INFO}))
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(root)
+    fifo = _fifo(tmp_path / "pool.json")
+    res = returns_without_blocking(lambda: cli("calibrate", "--runs", "0", "--pool", str(fifo),
+                                               "--no-write"), [fifo])
+    one_error(res, "--pool file", "is a FIFO")

@@ -86,21 +86,28 @@ def _positive_int(x) -> bool:
     return isinstance(x, int) and not isinstance(x, bool) and x > 0
 
 
+def _shown(value: object, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters: an error line stays one readable line
+    whatever a crafted file holds."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def _entry(i: int, raw, path: str) -> Entry:
     where = f"{path}: benchmarks[{i}]"
     if not isinstance(raw, dict):
         raise ReportError(f"{where} is a {type(raw).__name__}, expected an object")
     name, params = raw.get("benchmark"), raw.get("params")
     if not isinstance(name, str) or not name:
-        raise ReportError(f"{where}: 'benchmark' must be a non-empty string, got {name!r}")
+        raise ReportError(f"{where}: 'benchmark' must be a non-empty string, got {_shown(name)}")
     if not (isinstance(params, list) and all(isinstance(p, str) for p in params)):
-        raise ReportError(f"{where}: 'params' must be a list of strings, got {params!r}")
+        raise ReportError(f"{where}: 'params' must be a list of strings, got {_shown(params)}")
     medians = raw.get("medians", [])
     if not (isinstance(medians, list) and all(_number(m) for m in medians)):
         raise ReportError(f"{where}: 'medians' must be a list of numbers")
     for key in ("spread", "threshold", "detectable"):
         if not _number(raw.get(key)) or raw[key] < 1.0:
-            raise ReportError(f"{where}: {key!r} must be a number >= 1.0, got {raw.get(key)!r}")
+            raise ReportError(f"{where}: {key!r} must be a number >= 1.0, got {_shown(raw.get(key))}")
     return Entry(name, tuple(params), tuple(float(m) for m in medians), float(raw["spread"]),
                  float(raw["threshold"]), float(raw["detectable"]))
 
@@ -108,17 +115,18 @@ def _entry(i: int, raw, path: str) -> Entry:
 def parse(data: dict, path: str) -> Thresholds:
     version = data.get("schema_version")
     if isinstance(version, bool) or version not in KNOWN_VERSIONS:
-        raise ReportError(f"{path}: thresholds schema_version {version!r} is not one this attnperf "
+        raise ReportError(f"{path}: thresholds schema_version {_shown(version)} is not one this attnperf "
                           f"reads ({', '.join(map(str, KNOWN_VERSIONS))})")
     for key in ("runs", "rounds"):
         if not _positive_int(data.get(key)):
-            raise ReportError(f"{path}: {key!r} must be a positive integer, got {data.get(key)!r}")
+            raise ReportError(f"{path}: {key!r} must be a positive integer, "
+                              f"got {_shown(data.get(key))}")
     for key in ("factor", "floor", "headroom"):
         if not _number(data.get(key)) or data[key] < 1.0:
-            raise ReportError(f"{path}: {key!r} must be a number >= 1.0, got {data.get(key)!r}")
+            raise ReportError(f"{path}: {key!r} must be a number >= 1.0, got {_shown(data.get(key))}")
     for key in ("machine", "created", "commit"):
         if not isinstance(data.get(key), str):
-            raise ReportError(f"{path}: {key!r} must be a string, got {data.get(key)!r}")
+            raise ReportError(f"{path}: {key!r} must be a string, got {_shown(data.get(key))}")
     entries = data.get("benchmarks")
     if not isinstance(entries, list):
         raise ReportError(f"{path}: 'benchmarks' must be a list")

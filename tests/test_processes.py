@@ -29,7 +29,7 @@ from attnperf.kernels.spec import KernelSpec
 from attnperf.measure.options import MeasureOptions
 from attnperf.measure.session import Session
 from attnperf.measure.timing import Budget
-from attnperf.measure.worker import REAPER
+from attnperf.measure.reaper import REAPER
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
                                 reason="the subreaper and /proc are Linux's")

@@ -20,7 +20,7 @@ paired``).
 Each worker leads a session of its own (Ctrl-C in a terminal reaches the
 coordinator, which decides); when one ends or the runner closes, its whole
 process group is killed, and what a kernel started outside it is swept as
-:mod:`attnperf.measure.worker` sweeps it (:data:`~attnperf.measure.worker.REAPER`).
+:mod:`attnperf.measure.reaper` sweeps it for the isolated workers.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import List, Optional, Union
 
 from ..errors import PairedWorkerError as WorkerError
-from .worker import REAPER, kill_group
+from .reaper import REAPER, kill_group
 
 PAIRED_FACTOR = 1.10
 P_PAIRED = 0.01

@@ -9,12 +9,18 @@ public kernel API ``fn(q, k, v, *, causal, scale) -> out``.
 ``ATTNPERF_TEST_PIDFILE``, when set, receives the pid of the process that
 calls ``fault_hang`` (the test then knows the sweep is inside it, and which
 process must be gone afterwards).
+
+The ``fault_leave_*`` kernels start processes a careless kernel leaves running
+(:func:`leave_processes`), each carrying a marker (the ``marker`` argument, else
+``ATTNPERF_TEST_MARKER``) in its command line or name, so a test can look for
+them among every process on the machine afterwards.
 """
 
 from __future__ import annotations
 
 import ctypes
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -97,13 +103,101 @@ def fault_grad_off(q, k, v, *, causal, scale):
     out = naive_attention(q, k, v, causal=causal, scale=scale)
     return out + 0.1 * (out - out.detach())
 
+# ------------------------------------------------ processes left behind ----
+MARKER_ENV = "ATTNPERF_TEST_MARKER"
+LEFT_S = 120  # how long what the fault_leave_* kernels start lives on its own
+
+_left = False  # once per process (a forked copy inherits it: no copies of copies)
+
+
+def _marker(marker):
+    return marker or os.environ.get(MARKER_ENV) or "attnperf-fault"
+
+
+def _name_process(marker: str) -> None:
+    """Name this process ``marker`` (its comm, 15 bytes): a fork copy runs no new command."""
+    ctypes.CDLL(None).prctl(15, ctypes.c_char_p(marker.encode()[:15]), ctypes.c_ulong(0),
+                            ctypes.c_ulong(0), ctypes.c_ulong(0))  # PR_SET_NAME
+
+
+def leave_processes(marker: str, copy_returns: bool) -> None:
+    """Once per process, leave running: a sleeper in a session of its own
+    (``Popen(start_new_session=True)``), a double-forked daemon (new session, the
+    middle process exits) and an ``os.fork()`` copy that sleeps; with
+    ``copy_returns`` also an ``os.fork()`` copy that returns to the caller as if it
+    were the kernel.  Each carries ``marker`` in its command line or its name."""
+    global _left
+    if _left:
+        return
+    _left = True
+    sleeper = [sys.executable, "-c", f"import time; time.sleep({LEFT_S})", marker]
+    subprocess.Popen(sleeper, start_new_session=True, stdin=subprocess.DEVNULL,
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    middle = os.fork()
+    if middle == 0:
+        try:
+            os.setsid()
+            if os.fork() == 0:
+                os.execv(sys.executable, sleeper)
+        finally:
+            os._exit(0)
+    os.waitpid(middle, 0)
+    if os.fork() == 0:
+        _name_process(marker)
+        time.sleep(LEFT_S)
+        os._exit(0)
+    if copy_returns and os.fork() == 0:
+        _name_process(marker)  # and on, as the kernel
+
+
+def marked(marker: str) -> dict:
+    """Live processes (zombies aside) that carry ``marker`` in their command line,
+    name or environment: pid -> command line."""
+    found, token = {}, marker.encode()
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == os.getpid():
+            continue
+        texts = []
+        for part in ("stat", "cmdline", "environ"):
+            try:
+                with open(f"/proc/{name}/{part}", "rb") as fh:
+                    texts.append(fh.read())
+            except OSError:  # gone, or not ours to read
+                texts.append(b"")
+        stat = texts[0]
+        if not stat or stat[stat.rfind(b")") + 2:][:1] == b"Z":
+            continue
+        if any(token in t for t in texts):
+            found[int(name)] = texts[1].replace(b"\0", b" ").decode(errors="replace").strip()
+    return found
+
+
+def fault_leave_ok(q, k, v, *, causal, scale, marker=None):
+    """Leaves processes running (and a fork copy returning to the caller); right answer."""
+    leave_processes(_marker(marker), copy_returns=True)
+    return naive_attention(q, k, v, causal=causal, scale=scale)
+
+
+def fault_leave_hang(q, k, v, *, causal, scale, marker=None):
+    """Leaves processes running, then hangs (as fault_hang)."""
+    leave_processes(_marker(marker), copy_returns=False)
+    return fault_hang(q, k, v, causal=causal, scale=scale)
+
+
+def fault_leave_segfault(q, k, v, *, causal, scale, marker=None):
+    """Leaves processes running, then reads address 0."""
+    leave_processes(_marker(marker), copy_returns=False)
+    return fault_segfault(q, k, v, causal=causal, scale=scale)
+
+
 # --------------------------------------------- a job handler for Worker tests
 def worker_setup(tag):
     return {"tag": tag, "jobs": 0}
 
 
 def worker_handle(state, job):
-    """Jobs for tests/test_isolation.py's Worker tests: echo, retire, exit, signal, hang."""
+    """Jobs for the Worker tests: echo, retire, exit, signal, hang, fork (a copy of the
+    child returns here too: (this pid, what fork returned))."""
     state["jobs"] += 1
     what, arg = job
     if what == "echo":
@@ -116,6 +210,8 @@ def worker_handle(state, job):
         os.kill(os.getpid(), arg)
     if what == "hang":
         threading.Event().wait()
+    if what == "fork":
+        return (os.getpid(), os.fork()), False
     raise ValueError(f"unknown job {what!r}")
 
 
@@ -123,5 +219,5 @@ KERNELS = [KernelSpec(name=fn.__name__, fn=fn, family="test-fault",
                       description=(fn.__doc__ or fn.__name__).strip().splitlines()[0])
            for fn in (fault_hang, fault_segfault, fault_exit3, fault_os_exit0, fault_report_error,
                       fault_zero_q, fault_nan_after_first, fault_mutate_later, fault_slow, fault_bad_index,
-                      fault_grad_off)]
+                      fault_grad_off, fault_leave_ok, fault_leave_hang, fault_leave_segfault)]
 NAMES = [s.name for s in KERNELS]

@@ -1,17 +1,28 @@
 """The CPU verdict's paired re-measurement (attnperf.measure.paired, ci bench --confirm):
-its statistics, its re-judging of rows, and two live workers telling a slower commit
-from an identical one."""
+its statistics, its re-judging of rows, two live workers telling a slower commit
+from an identical one, and what the workers leave (nothing) and print (no traceback)."""
 
+import json
+import os
+import secrets
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
+import faultkernels
 from attnperf.analysis import ab
 from attnperf.io.asv_results import OK, Point
+from attnperf.kernels.registry import ENV_MODULES
 from attnperf.measure import paired as pm
 
 SRC = Path(__file__).resolve().parents[1] / "src"
+TESTS = Path(__file__).resolve().parent
+linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc is Linux's")
 
 
 def test_sign_test_is_the_binomial_tail():
@@ -120,3 +131,57 @@ def test_without_a_checkout_the_rows_keep_asvs_verdict(tmp_path):
     assert done == {} and list(failed) == [("tiled", "cpu_seed")]  # the time row only
     assert failed[("tiled", "cpu_seed")].startswith("no checkout: git worktree add")
     assert ab.confirm_paired(cmp, done, 1.1).rows[0].change == ab.WORSE
+
+
+# ------------------------------------------------- the workers' processes ---
+@linux_only
+def test_closing_the_runner_leaves_no_process_a_kernel_started(monkeypatch):
+    marker = "apq" + secrets.token_hex(6)
+    monkeypatch.setenv(ENV_MODULES, "faultkernels:KERNELS")  # found in the workers' cwd
+    monkeypatch.setenv(faultkernels.MARKER_ENV, marker)
+    try:
+        with pm.PairedRunner(None, None, str(TESTS), str(TESTS)) as runner:
+            got = runner.measure("fault_leave_ok", "cpu_seed", pairs=4)
+            left = faultkernels.marked(marker)
+            assert any(marker in cmd for cmd in left.values()), left  # the sleepers run
+        assert isinstance(got, pm.Paired), got  # the fork copy never answered
+        deadline = time.monotonic() + 5
+        while faultkernels.marked(marker) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert faultkernels.marked(marker) == {}
+    finally:
+        for pid in faultkernels.marked(marker):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _sigint_ignored(pid: int) -> bool:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigIgn:"):
+            return bool(int(line.split()[1], 16) & (1 << (signal.SIGINT - 1)))
+    return False
+
+
+@linux_only
+def test_a_paired_worker_ignores_sigint_and_leaves_quietly_on_a_broken_pipe():
+    proc = subprocess.Popen([sys.executable, str(pm.WORKER), str(SRC)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not _sigint_ignored(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGINT)  # while it imports torch, or after
+        proc.stdin.write(json.dumps({"op": "sample", "calls": 1}) + "\n")
+        proc.stdin.flush()
+        reply = json.loads(proc.stdout.readline())
+        assert "error" in reply  # alive and answering: nothing set up yet
+        proc.stdout.close()  # the coordinator is gone
+        proc.stdin.write(json.dumps({"op": "sample", "calls": 1}) + "\n")
+        proc.stdin.close()
+        stderr = proc.stderr.read()
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    for word in ("Traceback", "KeyboardInterrupt", "BrokenPipe"):
+        assert word not in stderr, stderr

@@ -16,6 +16,11 @@ A confirmation at :data:`PAIRED_FACTOR` with a one-sided sign test (p <
 where asv's separate processes cannot (the documentation's evidence page has
 the readings).  Used by ``attnperf ci bench`` on a CPU (``--confirm
 paired``).
+
+Each worker leads a session of its own (Ctrl-C in a terminal reaches the
+coordinator, which decides); when one ends or the runner closes, its whole
+process group is killed, and what a kernel started outside it is swept as
+:mod:`attnperf.measure.reaper` sweeps it for the isolated workers.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from pathlib import Path
 from typing import List, Optional, Union
 
 from ..errors import PairedWorkerError as WorkerError
+from .reaper import REAPER, kill_group
 
 PAIRED_FACTOR = 1.10
 P_PAIRED = 0.01
@@ -91,7 +97,10 @@ class _Worker:
         self.timeout_s = timeout_s
         self.proc = subprocess.Popen([python, str(WORKER), src or ""], cwd=cwd, env=env,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.DEVNULL, text=True)
+                                     stderr=subprocess.DEVNULL, text=True,
+                                     start_new_session=hasattr(os, "setsid"))
+        REAPER.keep(self.proc.pid)
+        self.closed = False
 
     def ask(self, msg: dict, timeout_s: Optional[float] = None) -> dict:
         try:
@@ -110,9 +119,21 @@ class _Worker:
         return reply
 
     def close(self) -> None:
-        if self.proc.poll() is None:
+        """Kill the worker's process group (it, and what it started that stayed
+        there), and reap it."""
+        if self.closed:
+            return
+        self.closed = True
+        kill_group(self.proc.pid)  # also what it started, where it ended on its own
+        if self.proc.poll() is None:  # no group of its own
             self.proc.kill()
         self.proc.wait()
+        REAPER.forget(self.proc.pid)
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            try:
+                pipe.close()
+            except OSError:
+                pass
 
 
 def pinned_cpu() -> Optional[int]:
@@ -139,13 +160,25 @@ class PairedRunner:
         self._args = [(base_src, base_cwd), (head_src, head_cwd)]
         self._python, self._timeout = python, timeout_s
         self._workers: List[Optional[_Worker]] = [None, None]
+        self._reaping = False  # holds REAPER while workers live
 
     def _worker(self, i: int) -> _Worker:
         w = self._workers[i]
         if w is None or w.proc.poll() is not None:
+            if w is not None:
+                self._end(w)
+            if not self._reaping:
+                REAPER.acquire()
+                self._reaping = True
             src, cwd = self._args[i]
             w = self._workers[i] = _Worker(src, cwd, self.cpu, self._python, self._timeout)
         return w
+
+    @staticmethod
+    def _end(w: _Worker) -> None:
+        """Close a worker and sweep what it left."""
+        w.close()
+        REAPER.sweep()
 
     def measure(self, kernel: str, problem: str, pairs: int = PAIRS,
                 sample_s: float = SAMPLE_S) -> Union[Paired, str]:
@@ -164,14 +197,21 @@ class PairedRunner:
         except WorkerError as exc:
             for i, w in enumerate(self._workers):  # a failed worker is replaced for the next pair
                 if w is not None and w.proc.poll() is not None:
+                    self._end(w)
                     self._workers[i] = None
             return str(exc)
 
     def close(self) -> None:
-        for w in self._workers:
-            if w is not None:
-                w.close()
-        self._workers = [None, None]
+        """Kill both workers' process groups and sweep what they left."""
+        try:
+            for w in self._workers:
+                if w is not None:
+                    w.close()
+        finally:
+            self._workers = [None, None]
+            if self._reaping:
+                self._reaping = False
+                REAPER.release()
 
     def __enter__(self) -> "PairedRunner":
         return self

@@ -13,10 +13,16 @@ Samples are the measuring thread's CPU time (``time.thread_time``) of N calls,
 at one PyTorch thread, like the CPU suite's gated figure.  The process pins
 itself to ``ATTNPERF_PAIRED_CPU`` when set (both sides of a pair share one
 core: which vCPU a process lands on changes the speed of identical code).
+
+It ignores SIGINT (the coordinator decides), dies of SIGTERM at its default,
+and exits quietly, without a traceback, when the coordinator is gone (a broken
+pipe on stdout, end of stdin).  A kernel's ``os.fork()`` copy that returns into
+the loop exits at once.
 """
 
 import json
 import os
+import signal
 import sys
 import time
 
@@ -40,6 +46,7 @@ def _main() -> None:
     out = sys.stdout
     sys.stdout = sys.stderr  # a kernel's prints must not corrupt the protocol
     bench = None
+    me = os.getpid()
     for line in sys.stdin:
         msg = json.loads(line)
         try:
@@ -64,9 +71,19 @@ def _main() -> None:
                 reply = {"s": (time.thread_time() - t0) / n}
         except Exception as exc:  # noqa: BLE001 - the coordinator records it and goes on
             reply = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"}
-        out.write(json.dumps(reply) + "\n")
-        out.flush()
+        if os.getpid() != me:  # a kernel's fork() copy came back here: it never answers
+            os._exit(0)
+        try:
+            out.write(json.dumps(reply) + "\n")
+            out.flush()
+        except (BrokenPipeError, OSError, ValueError):  # the coordinator is gone
+            break
 
 
 if __name__ == "__main__":
-    _main()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # first: import torch takes seconds
+    try:
+        _main()
+    except (BrokenPipeError, EOFError, KeyboardInterrupt):
+        pass
+    os._exit(0)  # no flush at exit: a broken stdout must not print a second error

@@ -1,13 +1,14 @@
 """A supervised worker process: run jobs in a child that may die, with a time limit.
 
 The kernel under test is arbitrary code.  It can hang, segfault, call
-``sys.exit``/``os._exit``, take minutes per call, or leave a CUDA error that
-poisons its context for every later kernel.  :class:`Worker` runs each job in a
-child process and tells the caller what became of it: :class:`Done` (the
-handler's value), :class:`Crashed` (the child died: signal or exit code) or
-:class:`TimedOut` (no answer within the limit: the child is killed).  The next
-job gets a fresh child.  This module knows processes only; what a job means
-lives with the caller (``measure/session.py``).
+``sys.exit``/``os._exit``, take minutes per call, leave a CUDA error that
+poisons its context for every later kernel, or start processes of its own.
+:class:`Worker` runs each job in a child process and tells the caller what
+became of it: :class:`Done` (the handler's value), :class:`Crashed` (the child
+died: signal or exit code) or :class:`TimedOut` (no answer within the limit:
+the child is killed).  The next job gets a fresh child.  This module knows
+processes only; what a job means lives with the caller
+(``measure/session.py``).
 
 Why this shape:
 
@@ -23,15 +24,33 @@ Why this shape:
   jobs and is replaced only when it dies, times out, or asks to retire (the
   session retires it after any error on a GPU).
 
-A child ignores SIGINT (Ctrl-C in a terminal reaches the whole process group;
-the supervisor decides), dies with its server (``PR_SET_PDEATHSIG`` on Linux;
-the server exits when the supervisor does), and writes its stdout to stderr,
-so kernel prints never mix into a table on stdout.  Children see the
-environment the server started with (the first child's start in this process).
+No process a kernel starts outlives the child that ran it:
+
+* The child leads a session (and process group) of its own; whenever a child
+  ends -- answered, retired, crashed, timed out or closed -- the whole group is
+  killed (SIGKILL), which takes every process the kernel started that stayed
+  in it, ``os.fork()`` copies included.
+* While children live, this process is a *child subreaper* (Linux): what
+  leaves the group (``start_new_session=True``, a double-forked daemon) is
+  re-parented here, not to init, when its parent dies, and after a child ends
+  :data:`~attnperf.measure.reaper.REAPER` kills and reaps it
+  (:mod:`attnperf.measure.reaper`).
+* A kernel's ``os.fork()`` copy that returns into the child's job loop exits
+  at once, without flushing anything: it never answers, never takes a job.
+
+A child leaves SIGINT and SIGTERM at their defaults (it dies quietly: no
+traceback; Ctrl-C in a terminal does not reach it, it has a session of its
+own, so the supervisor decides), dies with its server (``PR_SET_PDEATHSIG``
+on Linux; the server exits when the supervisor does), exits quietly when the
+supervisor is gone, and writes its stdout to stderr, so kernel prints never
+mix into a table on stdout.  Children see the environment the server started
+with (the first child's start in this process).  Elsewhere than Linux the
+group kill still applies where process groups exist; the subreaper does not.
 """
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import logging
 import multiprocessing
@@ -39,10 +58,12 @@ import os
 import pickle
 import signal
 import sys
+import weakref
 from multiprocessing.connection import wait
 from typing import Any, Callable, Optional, Sequence
 
 from ..errors import WorkerStartError as StartError
+from .reaper import PR_SET_PDEATHSIG, REAPER, kill_group, prctl, signals_held
 
 log = logging.getLogger(__name__)
 
@@ -80,41 +101,91 @@ def describe_exit(code: Optional[int]) -> str:
     return f"exited with code {code}"
 
 
+# ---------------------------------------------------------------- the child
 def _die_with_parent() -> None:
     """Linux: SIGKILL this process when its parent (the server) exits."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        import ctypes
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):  # pragma: no cover - no prctl: best effort
+    if prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL)) is None:
         return
     if os.getppid() == 1:  # the parent was already gone
         os._exit(1)
 
 
+def _flush() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError, AttributeError):  # a closed or broken stream: nothing to keep
+            pass
+
+
 def _child(conn, setup: Callable[[Any], Any], setup_arg: Any,
            handle: Callable[[Any, Any], tuple]) -> None:
     """The child's main loop: ``state = setup(arg)``; then for each job
-    ``(value, retire) = handle(state, job)`` until told to stop or retiring."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _die_with_parent()
-    sys.stdout.flush()
-    os.dup2(2, 1)
-    state = setup(setup_arg)
-    conn.send(("ready", os.getpid()))
-    while True:
+    ``(value, retire) = handle(state, job)`` until told to stop or retiring.
+
+    Ends with ``os._exit``: no atexit handlers, no joining a kernel's threads,
+    no second flush of what a forked copy inherited."""
+    me = os.getpid()
+    for signum in (signal.SIGINT, signal.SIGTERM):  # die of them, quietly
+        signal.signal(signum, signal.SIG_DFL)
+    if hasattr(os, "setsid"):
         try:
-            job = conn.recv()
-        except EOFError:  # the supervisor is gone
-            return
-        if job is None:
-            return
-        value, retire = handle(state, job)
-        conn.send(("done", value, retire))
-        if retire:
-            return
+            os.setsid()  # a session and process group of its own (module doc)
+        except OSError:  # pragma: no cover - already a group leader
+            pass
+    _die_with_parent()
+    _flush()
+    os.dup2(2, 1)
+    code = 0
+    try:
+        state = setup(setup_arg)
+        _send(conn, ("ready", me))
+        while True:
+            try:
+                job = conn.recv()
+            except (EOFError, OSError):  # the supervisor is gone
+                break
+            if job is None:
+                break
+            value, retire = handle(state, job)
+            if os.getpid() != me:  # a kernel's fork() copy came back here
+                os._exit(0)
+            _flush()
+            _send(conn, ("done", value, retire))
+            if retire:
+                break
+    except SystemExit as exc:  # the kernel's sys.exit(): its code, as Python would
+        if os.getpid() != me:
+            os._exit(0)
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        if not isinstance(exc.code, (int, type(None))):
+            print(exc.code, file=sys.stderr)
+    except KeyboardInterrupt:  # a kernel's own SIGINT handler, or its raise
+        os._exit(0 if os.getpid() != me else 128 + signal.SIGINT)
+    except BaseException:
+        if os.getpid() != me:
+            os._exit(0)
+        raise  # multiprocessing prints it; the supervisor records the exit code
+    _flush()
+    os._exit(code)
+
+
+def _send(conn, msg: tuple) -> None:
+    try:
+        conn.send(msg)
+    except (OSError, EOFError):  # the supervisor is gone: nobody to tell
+        os._exit(0)
+
+
+# ----------------------------------------------------------- the supervisor
+_LIVE: "weakref.WeakSet[Worker]" = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all() -> None:
+    """A caller that never closed its worker: its processes still end with this one."""
+    for worker in list(_LIVE):
+        worker.close(force=True)
 
 
 class Worker:
@@ -123,6 +194,8 @@ class Worker:
     ``setup(setup_arg)`` runs once in each child, ``handle(state, job)`` per
     job; both must be importable module-level functions and ``job`` and the
     value picklable.  ``preload`` names modules the forkserver imports once.
+    Every end of a child (:meth:`close`, a crash, a timeout, a retirement)
+    kills its process group and sweeps what it left (module doc).
     """
 
     def __init__(self, setup: Callable[[Any], Any], setup_arg: Any,
@@ -131,13 +204,15 @@ class Worker:
         self._setup, self._setup_arg, self._handle = setup, setup_arg, handle
         self._startup_timeout_s = startup_timeout_s
         # spawn where there is no forkserver (Windows): slower starts, same semantics.
-        method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-        self._ctx = multiprocessing.get_context(method)
-        if preload and method == "forkserver":
+        self._method = ("forkserver" if "forkserver" in multiprocessing.get_all_start_methods()
+                        else "spawn")
+        self._ctx = multiprocessing.get_context(self._method)
+        if preload and self._method == "forkserver":
             # Effective only before the server starts (once per process).
             self._ctx.set_forkserver_preload(list(preload))
         self._proc = None
         self._conn = None
+        self._reaping = False  # holds REAPER while a child lives
         self.started = 0  # children started so far
 
     @property
@@ -145,11 +220,21 @@ class Worker:
         return self._proc.pid if self._proc is not None else None
 
     def _start(self) -> None:
+        if self._method == "forkserver":
+            # The server (and the resource tracker) first: children this process
+            # already has are never the sweep's.
+            from multiprocessing import forkserver
+            forkserver.ensure_running()
+        if not self._reaping:
+            REAPER.acquire()
+            self._reaping = True
+        _LIVE.add(self)
         parent, child = self._ctx.Pipe(duplex=True)
         proc = self._ctx.Process(target=_child, name="attnperf-worker", daemon=True,
                                  args=(child, self._setup, self._setup_arg, self._handle))
         proc.start()
         child.close()
+        REAPER.keep(proc.pid)
         self._proc, self._conn = proc, parent
         self.started += 1
         ready = wait([parent, proc.sentinel], self._startup_timeout_s)
@@ -205,20 +290,31 @@ class Worker:
         return Done(value)
 
     def close(self, force: bool = False) -> None:
-        """Stop the child: politely (finish, exit) unless ``force`` (SIGKILL now)."""
+        """Stop the child: politely (finish, exit) unless ``force`` (SIGKILL now);
+        then kill its process group and sweep what it left (module doc)."""
         proc, conn = self._proc, self._conn
         self._proc = self._conn = None
-        if proc is None:
-            return
+        if proc is not None:
+            with signals_held():
+                self._stop(proc, conn, force)
+        if self._reaping:
+            self._reaping = False
+            REAPER.release()
+        _LIVE.discard(self)
+
+    @staticmethod
+    def _stop(proc, conn, force: bool) -> None:
         if not force and proc.is_alive():
             try:
                 conn.send(None)
             except (BrokenPipeError, OSError):
                 pass
             proc.join(2)
-        if proc.is_alive():
+        kill_group(proc.pid)  # its session: whatever it started that stayed there
+        if proc.is_alive():  # no group of its own (it died before forming one, or no setsid)
             proc.kill()
-            proc.join(5)
+        proc.join(5)
+        REAPER.forget(proc.pid)
         conn.close()
         try:
             proc.close()

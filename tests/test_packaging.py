@@ -116,6 +116,7 @@ def test_wheel_holds_the_package_and_all_its_data(dist):
     assert len(data) >= 17 and any(f.endswith(".yml") for f in data)
     missing = [f for f in _package_files() if f not in names]
     assert not missing, f"not in the wheel: {missing}"
+    assert "attnperf/py.typed" in names  # PEP 561: type checkers read attnperf's annotations
     extra = [n for n in names if not n.startswith(("attnperf/", f"attnperf-{VERSION}.dist-info/"))]
     assert not extra, f"the wheel also installs {extra}"
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
@@ -136,7 +137,7 @@ def test_wheel_metadata_matches_pyproject(dist):
     meta = _metadata(dist["wheel"])
     project = PYPROJECT["project"]
     assert (meta["Name"], meta["Version"]) == ("attnperf", VERSION)
-    assert meta["License-Expression"] == "MIT" and meta["Requires-Python"] == ">=3.9"
+    assert meta["License-Expression"] == "MIT" and meta["Requires-Python"] == ">=3.10"
     assert meta["Description-Content-Type"] == "text/markdown"
     base = [str(Requirement(r)) for r in meta.get_all("Requires-Dist") if "extra ==" not in r]
     assert sorted(base) == sorted(str(Requirement(r)) for r in project["dependencies"])

@@ -18,7 +18,7 @@ from .files import check_depth, read_text
 
 if sys.version_info >= (3, 11):
     import tomllib
-else:  # pragma: no cover - exercised on 3.9/3.10
+else:  # pragma: no cover - exercised on 3.10
     import tomli as tomllib
 
 PYPROJECT = "pyproject.toml"

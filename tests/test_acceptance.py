@@ -128,7 +128,7 @@ def test_the_tri_commit_forces_small_tiles():
         assert configs is namespace[name] and len(configs) == 1  # changed in place: the autotuners hold it
         assert (configs[0].kwargs, configs[0].num_warps, configs[0].num_stages) == (
             {"BLOCK_M": 64, "BLOCK_N": 16}, 4, 2)
-    assert lists["_FWD_CONFIGS"][0].pre_hook is getattr(config, "_FWD_CONFIGS")[0].pre_hook
+    assert lists["_FWD_CONFIGS"][0].pre_hook is config._FWD_CONFIGS[0].pre_hook
 
 
 @pytest.mark.slow

@@ -15,8 +15,8 @@ import pytest
 
 import _asvdata as d
 from attnperf.analysis import ab
-from attnperf.cli import main
 from attnperf.analysis import bisect as b
+from attnperf.cli import main
 from attnperf.io.asv_results import read_results, read_run
 
 KERNELS, PROBLEMS = ["sdpa", "tiled"], ["seed", "train"]
@@ -324,8 +324,14 @@ def test_cli_asv_without_results_exit_3(cli_project):
 # ------------------------------------------------------- real asv (CPU) ---
 # A temporary clone of this repository; asv runs the suite for real (tiled only, one CPU
 # problem, forkserver).  History: base, b1, b2, b3, slow (tiled 4x the work), b4 .. b9.
-from test_asv_e2e import (_commit, _inject, _touch_readme, clone_with_shared_env,  # noqa: E402
-                          shared_env_workdir, slowdown)
+from test_asv_e2e import (  # noqa: E402
+    _commit,
+    _inject,
+    _touch_readme,
+    clone_with_shared_env,
+    shared_env_workdir,
+    slowdown,
+)
 
 SLOW_TILED = slowdown(4)
 

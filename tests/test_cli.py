@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from _unprivileged import call_unprivileged, protected_tree
-
 from attnperf.measure import memory as measure_module
 from attnperf.measure.device import fingerprint
 
@@ -498,9 +497,8 @@ def test_gpu_shape_too_large_is_skipped_by_the_estimate(cli, tmp_path):
 
 def test_table_flags_unstable_timings():
     from attnperf.cli.run import render_table
-    from attnperf.model.records import Measurement
     from attnperf.model.catalog import PRESETS
-    from attnperf.model.records import Samples
+    from attnperf.model.records import Measurement, Samples
     steady = Measurement("sdpa", PRESETS["cpu_seed"], "cpu",
                          device_time=Samples([1.0e-3] * 9 + [1.01e-3], "cpu-perf_counter", 1, 2))
     noisy = Measurement("tiled", PRESETS["cpu_seed"], "cpu",
@@ -513,6 +511,7 @@ def test_table_flags_unstable_timings():
 
 def test_threads_flag_sets_pytorch_threads(cli, tmp_path, tiny_run_args, monkeypatch):
     import torch
+
     from attnperf.measure import ceilings as ceilings_mod
     from conftest import FAKE_CPU_CEILINGS, TEST_THREADS
 

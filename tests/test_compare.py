@@ -3,9 +3,9 @@
 import pytest
 
 from attnperf.analysis.compare import DEFAULT_THRESHOLD, compare_results, verdict
-from attnperf.render.compare import render
 from attnperf.errors import ReportError
 from attnperf.io.report import read_results
+from attnperf.render.compare import render
 
 SEED_ID = "b8_h4_sq64_d64_fp16"
 

@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from attnperf.errors import DeviceUnavailableError
 from attnperf.io import ceilings as ceilings_file
 from attnperf.measure import ceilings as ceilings_mod
 from attnperf.measure.device import fingerprint, machine_key, resolve_device
 from attnperf.model.peaks import PEAKS, match_peak
-from attnperf.errors import DeviceUnavailableError
 
 
 # Names as torch.cuda.get_device_properties().name reports them on real parts.

@@ -34,8 +34,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Dict, Iterator, List, Tuple
 
 import pytest
 import torch
@@ -58,13 +58,13 @@ FENCE = re.compile(r"^([ \t]*)```([\w+-]*)[^\n]*\n(.*?)^\1```[ \t]*$", re.M | re
 FENCE_LANGUAGES = {"bash", "text", "python", "toml", "yaml"}
 
 
-def fenced_blocks(text: str) -> Iterator[Tuple[str, str]]:
+def fenced_blocks(text: str) -> Iterator[tuple[str, str]]:
     """(language, body) of every fenced block, indentation of a list item removed."""
     for m in FENCE.finditer(text):
         yield m.group(2), re.sub(r"^" + re.escape(m.group(1)), "", m.group(3), flags=re.M)
 
 
-def fenced_commands(text: str) -> List[str]:
+def fenced_commands(text: str) -> list[str]:
     """Commands of every ```bash block: comments dropped, `\\` continuations joined."""
     out = []
     for language, block in fenced_blocks(text):
@@ -78,16 +78,16 @@ def fenced_commands(text: str) -> List[str]:
     return out
 
 
-def documented_commands() -> Dict[str, List[str]]:
+def documented_commands() -> dict[str, list[str]]:
     """command -> the documents that show it."""
-    where: Dict[str, List[str]] = {}
+    where: dict[str, list[str]] = {}
     for name, text in DOCUMENTS.items():
         for cmd in fenced_commands(text):
             where.setdefault(cmd, []).append(name)
     return where
 
 
-def expand_optional(command: str) -> List[str]:
+def expand_optional(command: str) -> list[str]:
     """``attnperf ceilings [--refresh] [--json]`` -> the four commands it stands for."""
     parts = re.split(r"\s*(\[[^\]]+\])\s*", command)
     base = [p for p in parts if p and not p.startswith("[")]
@@ -382,7 +382,7 @@ def attnperf(command: str, *, timeout: float = 600, env=None, cwd=REPO) -> subpr
                           cwd=cwd, env=env)
 
 
-def _documented_table_header() -> List[str]:
+def _documented_table_header() -> list[str]:
     block = re.search(r"`attnperf run` checks every kernel.*?```text\n(.*?)\n",
                       PAGES["docs/getting-started.md"], flags=re.S)
     return re.split(r"\s{2,}", block.group(1).strip())
@@ -545,7 +545,7 @@ def test_site_build_serve(tmp_path):
         proc.wait(timeout=30)
 
 
-def _make_dry_run(target: str, *args: str) -> List[str]:
+def _make_dry_run(target: str, *args: str) -> list[str]:
     res = subprocess.run(["make", "-n", "-s", target, *args], cwd=REPO, capture_output=True,
                          text=True, timeout=60)
     assert res.returncode == 0, res.stderr

@@ -6,10 +6,10 @@ from __future__ import annotations
 import ast
 import json
 import os
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 import yaml
 
 import _asvdata as d

@@ -52,6 +52,7 @@ def test_threads_are_capped_at_the_cores_with_a_message(capsys):
 
 def test_run_with_100000_threads_runs_at_the_cores(cli, tmp_path, tiny_run_args, monkeypatch):
     import torch
+
     from attnperf.measure import ceilings as ceilings_mod
     from conftest import FAKE_CPU_CEILINGS
 

@@ -26,11 +26,11 @@ from pathlib import Path
 
 import pytest
 import torch
-
-import _asvdata as d
 from asv_runner.statistics import compute_stats
 
-from attnperf.analysis import ab, compare as cmp
+import _asvdata as d
+from attnperf.analysis import ab
+from attnperf.analysis import compare as cmp
 from attnperf.analysis.gate import is_view, metric_factor
 from attnperf.asv import suite
 from attnperf.io.asv_results import OK, Point, read_results, read_run

@@ -17,7 +17,6 @@ import sys
 import tarfile
 import zipfile
 from pathlib import Path
-from typing import Dict, List
 
 import pytest
 import yaml
@@ -61,7 +60,7 @@ def git(cwd: Path, *args: str) -> str:
                           capture_output=True, text=True).stdout.strip()
 
 
-def build_dist(source: Path, out: Path) -> Dict[str, Path]:
+def build_dist(source: Path, out: Path) -> dict[str, Path]:
     """`python -m build` of ``source`` (the sdist, then the wheel built from that sdist, as the
     release workflow does): {"sdist": path, "wheel": path}."""
     proc = subprocess.run([sys.executable, "-m", "build", "--outdir", str(out), str(source)],
@@ -73,7 +72,7 @@ def build_dist(source: Path, out: Path) -> Dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def dist(tmp_path_factory) -> Dict[str, Path]:
+def dist(tmp_path_factory) -> dict[str, Path]:
     pytest.importorskip("build", reason="the test extra has build: pip install -e '.[test]'")
     src = snapshot(tmp_path_factory.mktemp("attnperf-src"))
     return build_dist(src, tmp_path_factory.mktemp("dist"))
@@ -102,7 +101,7 @@ def test_version_flag_and_reports_carry_it():
 
 
 # ------------------------------------------------------------ sdist, wheel ---
-def _package_files(exts=None) -> List[str]:
+def _package_files(exts=None) -> list[str]:
     root = REPO / "src" / "attnperf"
     return sorted(str(p.relative_to(root.parent)) for p in root.rglob("*")
                   if p.is_file() and "__pycache__" not in p.parts
@@ -210,7 +209,7 @@ def _pip_installs(script: str):
             yield shlex.split(m.group(1))
 
 
-def _with_env(arg: str, env: Dict[str, str]) -> str:
+def _with_env(arg: str, env: dict[str, str]) -> str:
     """``arg`` with its $VARIABLES replaced by their env: values, a ${{ }} value read as it is
     when no repository variable overrides it."""
     return re.sub(r"\$\{?(\w+)\}?",
@@ -221,7 +220,7 @@ def _with_env(arg: str, env: Dict[str, str]) -> str:
 LOCAL = re.compile(r"^(\.|\.\[[\w,]+\]|dist/\*\.whl)$")  # a checkout or the wheel this run built
 
 
-def install_problems(text: str) -> List[str]:
+def install_problems(text: str) -> list[str]:
     """Every way a workflow installs attnperf that is not pinned to attnperf's own repository
     at this release.  A local path is what the run owns: in attnperf's workflows `.` is
     attnperf's checkout and dist/*.whl the wheel the run built; in a generated one `.` is the
@@ -254,7 +253,7 @@ def install_problems(text: str) -> List[str]:
     return problems
 
 
-def _generated(tmp_path) -> Dict[str, str]:
+def _generated(tmp_path) -> dict[str, str]:
     project = scaffold.Project(root=tmp_path, name="toyattn", branch="main",
                                url="https://github.com/o/toyattn")
     return {rel: text for rel, text in scaffold.render(project).items()

@@ -9,8 +9,9 @@ import dataclasses
 import pytest
 import torch
 
-from attnperf.kernels.naive import naive_attention
+from attnperf.errors import InvalidShapeError
 from attnperf.kernels import registry
+from attnperf.kernels.naive import naive_attention
 from attnperf.kernels.spec import KernelSpec
 from attnperf.measure.correctness import reference_grads
 from attnperf.measure.session import Bench, measure
@@ -18,7 +19,6 @@ from attnperf.measure.timing import QUICK
 from attnperf.model import roofline
 from attnperf.model.catalog import PRESETS
 from attnperf.model.problem import GRAD_TOLERANCES, Problem
-from attnperf.errors import InvalidShapeError
 
 GQA = Problem(batch=1, heads=4, kv_heads=2, seq_q=96, head_dim=32, dtype="float32")
 CAUSAL = Problem(batch=2, heads=2, seq_q=96, head_dim=32, causal=True, dtype="float32")

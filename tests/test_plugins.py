@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import attnperf
+from attnperf.asv import suite
 from attnperf.errors import ConfigError, PluginError
 from attnperf.kernels import registry
 from attnperf.kernels.spec import KernelSpec
@@ -20,7 +21,6 @@ from attnperf.measure.timing import Budget
 from attnperf.model import roofline
 from attnperf.model.config import parse
 from attnperf.model.problem import Problem
-from attnperf.asv import suite
 
 PLUGIN = '''
 import torch
@@ -143,8 +143,9 @@ def test_spec_validation(kw, match):
 
 
 def test_builtins_are_declared_as_entry_points_and_listed_in_the_registry():
-    from attnperf.io.project_config import read_toml
     from pathlib import Path
+
+    from attnperf.io.project_config import read_toml
     eps = read_toml(Path(__file__).resolve().parents[1] / "pyproject.toml")["project"][
         "entry-points"][registry.GROUP]
     assert sorted(eps.values()) == sorted(registry.BUILTINS)

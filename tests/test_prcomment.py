@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 import _asvdata as d
-from attnperf.io import asv_results as ar
 from attnperf.analysis import ab
+from attnperf.io import asv_results as ar
 from attnperf.render import prcomment as pc
 
 BASE = "1" * 40

@@ -10,15 +10,12 @@ import os
 import pytest
 
 from _unprivileged import call_unprivileged, protected_tree
-
-from attnperf.io import jsonfile
-from attnperf.model.records import Correctness
-from attnperf.measure.device import fingerprint
 from attnperf.errors import OutputPathError, ReportError, SchemaVersionError
-from attnperf.model.records import Measurement
 from attnperf.io.jsonfile import check_writable, write_json
 from attnperf.io.report import SCHEMA_FILE, build_report, read_results
+from attnperf.measure.device import fingerprint
 from attnperf.model.problem import Problem
+from attnperf.model.records import Correctness, Measurement
 
 SENTINEL = "sentinel-value-9c4e2a"
 SEED_TOP_LEVEL = ["correctness", "performance", "roofline", "config", "kernel_name", "timestamp"]

@@ -7,10 +7,10 @@ calling the function under test.
 import pytest
 
 from attnperf.model import roofline
-from attnperf.model.peaks import match_peak
-from attnperf.model.roofline import Ceiling, analyze, causal_pairs, ceiling_for, classify
 from attnperf.model.catalog import PRESETS
+from attnperf.model.peaks import match_peak
 from attnperf.model.problem import Problem
+from attnperf.model.roofline import Ceiling, analyze, causal_pairs, ceiling_for, classify
 
 SEED = PRESETS["seed"]      # 8,4,64,64 fp16
 TRAIN = PRESETS["train"]    # 4,16,2048,128 bf16

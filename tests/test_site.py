@@ -23,11 +23,11 @@ import pytest
 
 import _asvdata as d
 from attnperf.io import asv_results as ar
-from attnperf.site import publish as site
-from attnperf.site import publish as publish_mod
 from attnperf.render import site as site_pages
-from attnperf.site.assets import ASSETS, load_manifest, sri, vendor
 from attnperf.render.svg import ChartPoint, Roof, roofline_svg
+from attnperf.site import publish as publish_mod
+from attnperf.site import publish as site
+from attnperf.site.assets import ASSETS, load_manifest, sri, vendor
 
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "ci-artifacts"
@@ -565,6 +565,7 @@ def test_training_passes_table_shows_fwd_bwd_and_fwd_bwd_per_kernel(tmp_path):
     """TrainingPass results (three params) beside the forward's: TF/s from each pass's FLOPs
     (2.5x / 3.5x the forward's) and efficiency from x_over_floor."""
     import json as _json
+
     from attnperf.analysis import cells as am
     from attnperf.io.asv_results import read_results
     results = tmp_path / "results"

@@ -376,9 +376,10 @@ def test_asv_prints_x_over_floor_with_its_rounded_digits():
     """asv prints the median of the samples it pools over a commit's rounds: of an even
     count, the mean of two rounded values, 2.8055000000000003.  An odd count a round gives an
     odd pool over the README's three rounds, whose median is one of the rounded samples."""
+    import random
+
     from asv.util import human_value
     from asv_runner.statistics import compute_stats
-    import random
     rng = random.Random(1)
     floor = 3.3e-4
     printed = []

@@ -118,6 +118,7 @@ def test_failed_rows_stay_in_the_table_with_their_reason():
 # ------------------------------------------------------------- the CLI ------
 def test_run_defaults_to_one_thread_on_the_cpu_and_says_so(cli, tmp_path, tiny_run_args, monkeypatch):
     import torch
+
     from attnperf.measure import session as session_mod
     from conftest import FAKE_CPU_CEILINGS
     # 2 threads is another machine key: no canned ceilings for it; never measure them here.

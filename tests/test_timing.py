@@ -10,9 +10,17 @@ import pytest
 
 from _fakecuda import CAPPED_MHZ, MAX_MHZ, SW_POWER_CAP, FakeWorld, install
 from attnperf.measure import cudalaunch, nvml, power, timing
-from attnperf.measure.timing import (BACK_TO_BACK_POWER, QUICK, Budget, PowerControl, Samples,
-                                     time_cpu, time_cpu_thread, time_cuda_device,
-                                     time_cuda_latency)
+from attnperf.measure.timing import (
+    BACK_TO_BACK_POWER,
+    QUICK,
+    Budget,
+    PowerControl,
+    Samples,
+    time_cpu,
+    time_cpu_thread,
+    time_cuda_device,
+    time_cuda_latency,
+)
 from attnperf.model.records import ClockReading
 
 # Binary fractions of a second, so the fake clock's arithmetic is exact.

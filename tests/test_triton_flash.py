@@ -63,7 +63,7 @@ def _probe_kernel(A, B, C, N, M: tl.constexpr):
     tl.store(C + r[:, None] * M + r[None, :], acc)
 
 
-def _probe(dtype) -> "str | None":
+def _probe(dtype) -> str | None:
     """None when the interpreter runs a tensor-bounded loop of `dtype` dots right."""
     gen = torch.Generator().manual_seed(0)
     a = torch.randint(-2, 3, (16, 16), generator=gen).to(dtype)

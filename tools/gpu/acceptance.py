@@ -123,7 +123,7 @@ class Runner:
                             ATTNPERF_ASV_KERNELS=env.get("ATTNPERF_ASV_KERNELS", GRID[self.dev][0]),
                             ATTNPERF_ASV_PROBLEMS=env.get("ATTNPERF_ASV_PROBLEMS", GRID[self.dev][1]))
 
-    def sh(self, log: str, cmd: list, cwd=None, env=None) -> "tuple[int, str]":
+    def sh(self, log: str, cmd: list, cwd=None, env=None) -> tuple[int, str]:
         """Exit code and output of ``cmd``; its process group is stopped at the end of the budget."""
         with open(self.logs / f"{log}.log", "w") as fh:
             proc = subprocess.Popen(cmd, cwd=cwd, env=env or self.run_env, stdout=fh, stderr=subprocess.STDOUT,
@@ -207,7 +207,7 @@ BENCHES = {"ab": ("AB", 1, lambda x: x["kernel"].startswith("sdpa"), {}),  # hea
            "triton": ("TRI", 1, lambda x: True, {"ATTNPERF_ASV_KERNELS": "triton_flash"})}
 
 
-def _run(r: Runner, log: str, kernels: str, *extra: str) -> "tuple[int, list]":
+def _run(r: Runner, log: str, kernels: str, *extra: str) -> tuple[int, list]:
     report = r.work / f"{log}.json"
     rc, out = r.sh(log, r.attnperf("run", "--device", r.dev, "--kernel", kernels, *SHAPE[r.dev], "--no-latency",
                                    "-o", str(report), *extra))

@@ -35,7 +35,7 @@ except KeyboardInterrupt:
 __all__ = ["COMMANDS", "Command", "ExitCode", "build_parser", "main"]
 
 # Every command, in the order `attnperf --help` lists them.
-COMMANDS: Tuple[Type[Command], ...] = (
+COMMANDS: tuple[type[Command], ...] = (
     Run, Compare, Kernels, Ceilings, Env, Init, SiteBuild, PrComment,
     Machine, FetchAssets, EnvBuild, EnvInstall, Bench, Bisect, Calibrate)
 
@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     try:
         parser = build_parser()
         args = parser.parse_args(argv)

@@ -17,8 +17,8 @@ import datetime
 import math
 import shutil
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence, Tuple
 
 from ..analysis import noise
 from ..analysis.gate import GATE_REGEX
@@ -41,20 +41,20 @@ MAX_RUNS = MAX_ROUNDS = 100
 class CalibrateOptions:
     """What ``attnperf calibrate`` was asked for; checked on construction (UsageError)."""
 
-    machine: Optional[str] = None
+    machine: str | None = None
     commit: str = "HEAD"
     runs: int = DEFAULT_RUNS
-    pool: Tuple[str, ...] = ()
+    pool: tuple[str, ...] = ()
     rounds: int = DEFAULT_ROUNDS
     factor: float = 1.05
     floor: float = noise.DEFAULT_FLOOR
     headroom: float = noise.DEFAULT_HEADROOM
     bench: str = GATE_REGEX
     config: str = "asv.conf.json"
-    output: Optional[str] = None
+    output: str | None = None
     write: bool = True
     launch_method: str = "forkserver"
-    asv: Optional[str] = None
+    asv: str | None = None
 
     def __post_init__(self) -> None:
         if self.machine is not None:

@@ -8,8 +8,7 @@ import sys
 from ..ci import bench
 from ..errors import BenchJobError
 from ..measure.paired import PAIRED_FACTOR
-from .command import (Command, ExitCode, factor_float, int_in, machine_name, positive_float,
-                      text)
+from .command import Command, ExitCode, factor_float, int_in, machine_name, positive_float, text
 
 
 class Bench(Command):

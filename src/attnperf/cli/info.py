@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 from ..asv.suite import device_problems
 from ..errors import UsageError
@@ -48,7 +48,7 @@ class Kernels(Command):
         return cls.run(device=args.device, problems=names, dtype=args.dtype, sweeps=args.sweeps)
 
     @classmethod
-    def run(cls, device: str = "auto", problems: Sequence[str] = (), dtype: Optional[str] = None,
+    def run(cls, device: str = "auto", problems: Sequence[str] = (), dtype: str | None = None,
             sweeps: bool = False) -> int:
         device = resolve_device(device)
         checked = ([resolve(name) for name in problems] if problems

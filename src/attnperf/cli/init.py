@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Optional
 
 from .. import scaffold
 from ..io import project_config
@@ -34,8 +33,8 @@ class Init(Command):
                             help="the main branch (default: origin's, else main/master)")
 
     @classmethod
-    def run(cls, directory: Optional[str] = None, force: bool = False,
-            branch: Optional[str] = None) -> int:
+    def run(cls, directory: str | None = None, force: bool = False,
+            branch: str | None = None) -> int:
         project = scaffold.inspect_project(Path(directory or "."), branch=branch)  # InitError: exit 2
         pyproject = project.root / project_config.PYPROJECT
         if project.has_config:

@@ -10,7 +10,7 @@ import os
 import signal
 import sys
 import threading
-from typing import List, Optional, Sequence, Tuple
+from collections.abc import Sequence
 
 from tqdm import tqdm
 
@@ -45,26 +45,26 @@ class RunOptions:
     ``kernels``, ``kernel_modules`` and ``passes`` hold the flags' values as given
     (repeated, comma lists); :meth:`Run.run` resolves and checks them."""
 
-    kernels: Tuple[str, ...] = ()
-    kernel_modules: Tuple[str, ...] = ()
-    batch: Optional[int] = None
-    heads: Optional[int] = None
-    kv_heads: Optional[int] = None
-    seq: Optional[int] = None
-    seq_kv: Optional[int] = None
-    dim: Optional[int] = None
-    dtype: Optional[str] = None
+    kernels: tuple[str, ...] = ()
+    kernel_modules: tuple[str, ...] = ()
+    batch: int | None = None
+    heads: int | None = None
+    kv_heads: int | None = None
+    seq: int | None = None
+    seq_kv: int | None = None
+    dim: int | None = None
+    dtype: str | None = None
     causal: bool = False
-    sweep: Optional[str] = None
-    passes: Tuple[str, ...] = ()
+    sweep: str | None = None
+    passes: tuple[str, ...] = ()
     device: str = "auto"
-    output: Optional[str] = None
-    budget_ms: Optional[float] = None
+    output: str | None = None
+    budget_ms: float | None = None
     latency: bool = True
     l2_flush: bool = True
-    seed: Optional[int] = None
-    threads: Optional[int] = None
-    timeout_s: Optional[float] = None
+    seed: int | None = None
+    threads: int | None = None
+    timeout_s: float | None = None
     in_process: bool = False
     verbose: bool = False
 
@@ -165,7 +165,7 @@ def _problems(o: RunOptions, config=None, device: str = "cuda") -> list:
     return []  # filled with the device's default sweep
 
 
-def passes(given: Sequence[str]) -> List[str]:
+def passes(given: Sequence[str]) -> list[str]:
     """The --pass values (repeated or comma lists), in the order given; default fwd."""
     names = [n.strip() for arg in given for n in arg.split(",")]
     if given and not any(names):
@@ -184,7 +184,7 @@ def plugins(kernel_modules: Sequence[str], config=None) -> None:
         registry.add_reference(ref)
 
 
-def _kernels(given: Sequence[str], config=None) -> List[str]:
+def _kernels(given: Sequence[str], config=None) -> list[str]:
     if not given and config is not None and config.tracked:
         for n in config.tracked:
             if registry.canonical_name(n) not in registry.names():
@@ -220,7 +220,7 @@ def _sigterm_raises():
 
 
 @contextlib.contextmanager
-def _signals_recorded(received: List[int]):
+def _signals_recorded(received: list[int]):
     """SIGINT/SIGTERM only noted in ``received`` during the block: a finished run writes
     its complete report and prints its table whatever arrives meanwhile."""
     if threading.current_thread() is not threading.main_thread():
@@ -277,7 +277,7 @@ def run_kernels(o: RunOptions) -> int:
             return EXIT_SIGTERM
 
 
-def _threads(threads: Optional[int]) -> Optional[int]:
+def _threads(threads: int | None) -> int | None:
     """--threads, at most this machine's cores (more only queue; tens of thousands make the
     OpenMP runtime fail or crash), saying so when it lowers it."""
     cores = os.cpu_count() or 1
@@ -288,14 +288,14 @@ def _threads(threads: Optional[int]) -> Optional[int]:
     return threads
 
 
-def _run(o: RunOptions, problems: List[Problem], kernels: List[str], config=None,
+def _run(o: RunOptions, problems: list[Problem], kernels: list[str], config=None,
          modes: Sequence[str] = ("fwd",)) -> int:
     isolate = not o.in_process
     had_report = bool(o.output) and os.path.lexists(o.output)
     # The asv suite's thread count unless --threads says otherwise: on a small
     # shared CPU, PyTorch's default (one thread per core) stuck readings at
     # multiples of ~8 ms of barrier waits, IQR up to 2810 %.
-    late: List[int] = []  # signals that arrived once every config was measured
+    late: list[int] = []  # signals that arrived once every config was measured
     # entered once the last config is measured; left after the session has closed too
     finishing = contextlib.ExitStack()
     with finishing, Session(o.device, threads=o.threads or CPU_THREADS, isolate=isolate,
@@ -320,7 +320,7 @@ def _run(o: RunOptions, problems: List[Problem], kernels: List[str], config=None
                     "budget_s": budget.budget_s, "latency": o.latency,
                     "l2_flush": o.l2_flush, "sweep": o.sweep,
                     "isolated": isolate, "timeout_s": timeout_s, "passes": list(modes)}
-        measured: List[Measurement] = []
+        measured: list[Measurement] = []
 
         def report(finished: bool) -> dict:
             not_run = [f"{k}/{p.id}" for k, p in jobs[len(measured):]]
@@ -370,8 +370,8 @@ def _run(o: RunOptions, problems: List[Problem], kernels: List[str], config=None
     return code
 
 
-def _conclude(o: RunOptions, measured: List[Measurement], jobs: list, final: dict,
-              stopped: Optional[int], had_report: bool) -> int:
+def _conclude(o: RunOptions, measured: list[Measurement], jobs: list, final: dict,
+              stopped: int | None, had_report: bool) -> int:
     """The table, what was written, the summary line; the exit code."""
     if measured:
         print(render_table(measured, verbose=o.verbose))

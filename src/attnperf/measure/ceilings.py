@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from typing import Callable, Optional
+from collections.abc import Callable
 
 from ..errors import OutputPathError
 from ..io import ceilings as ceilings_file
@@ -28,7 +28,7 @@ ROUNDS = 3
 
 
 def measure_ceilings(device: str, quick: bool = False, rounds: int = ROUNDS,
-                     timer: Optional[Callable] = None) -> dict:
+                     timer: Callable | None = None) -> dict:
     """Measure the memory-copy bandwidth and matmul rate per dtype on ``device``.
 
     Copy: a large device-to-device (or RAM) copy of initialised data, counting

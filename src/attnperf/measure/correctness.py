@@ -23,7 +23,7 @@ same figures and rule against :data:`~attnperf.model.problem.GRAD_TOLERANCES`
 from __future__ import annotations
 
 import math
-from typing import Dict, List, Optional, Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -95,8 +95,8 @@ def reference_grads(q, k, v, dout, problem: Problem):
 
 
 def compare(out: torch.Tensor, ref: torch.Tensor, problem: Problem,
-            tf32: bool = False, tolerance: Optional[float] = None,
-            tolerances: Dict[str, float] = TOLERANCES) -> Correctness:
+            tf32: bool = False, tolerance: float | None = None,
+            tolerances: dict[str, float] = TOLERANCES) -> Correctness:
     """Error figures of ``out`` against the float64 ``ref`` (``tolerances``: the
     default bound per precision key, :data:`TOLERANCES` for outputs)."""
     key = precision_key(problem.dtype, tf32)
@@ -129,14 +129,14 @@ INPUT_NAMES = ("q", "k", "v", "dout")
 GRAD_NAMES = ("dq", "dk", "dv")
 
 
-def modified_inputs(inputs: Sequence[torch.Tensor], saved: Sequence[torch.Tensor]) -> List[str]:
+def modified_inputs(inputs: Sequence[torch.Tensor], saved: Sequence[torch.Tensor]) -> list[str]:
     """Names of the inputs that differ (bit for bit) from their saved copies."""
     return [name for name, now, before in zip(INPUT_NAMES, inputs, saved)
             if not torch.equal(now, before)]
 
 
 def verify(out, ref: torch.Tensor, problem: Problem, tf32: bool = False,
-           modified: Sequence[str] = (), tolerances: Optional[dict] = None) -> Correctness:
+           modified: Sequence[str] = (), tolerances: dict | None = None) -> Correctness:
     """Judge one output against the float64 ``ref``; modified inputs fail it.
     ``tolerances`` overrides :data:`TOLERANCES` per precision key (project config).
 
@@ -155,7 +155,7 @@ def verify(out, ref: torch.Tensor, problem: Problem, tf32: bool = False,
 
 
 def _check_shape(out, ref: torch.Tensor, what: str, like: str = "the shape of q",
-                 dtype: Optional[str] = None) -> None:
+                 dtype: str | None = None) -> None:
     """``out`` must be a tensor shaped like ``ref``, on ``ref``'s device (the inputs'), of
     ``dtype`` (the problem's) when given: output dtype, shape and device are part of
     correctness."""
@@ -171,7 +171,7 @@ def _check_shape(out, ref: torch.Tensor, what: str, like: str = "the shape of q"
 
 
 def verify_grads(grads: Sequence, refs: Sequence[torch.Tensor], problem: Problem,
-                 tf32: bool = False, modified: Sequence[str] = ()) -> Dict[str, Correctness]:
+                 tf32: bool = False, modified: Sequence[str] = ()) -> dict[str, Correctness]:
     """Judge (dQ, dK, dV) against the float64 ``refs`` of :func:`reference_grads`:
     one :class:`Correctness` per name of :data:`GRAD_NAMES`, against
     :data:`GRAD_TOLERANCES`; modified inputs fail each.  A missing (None) or
@@ -188,7 +188,7 @@ def verify_grads(grads: Sequence, refs: Sequence[torch.Tensor], problem: Problem
 
 
 def check(fn, q, k, v, problem: Problem, tf32: bool = False,
-          tolerances: Optional[dict] = None) -> Correctness:
+          tolerances: dict | None = None) -> Correctness:
     """Run ``fn(q, k, v, problem)`` once and judge its output against the float64
     reference of the inputs as they were before the call; inputs it changed fail it."""
     ref = reference(q, k, v, problem)

@@ -12,7 +12,6 @@ import platform
 import re
 import subprocess
 from pathlib import Path
-from typing import Optional
 
 from .. import __version__
 from ..errors import DeviceUnavailableError
@@ -52,7 +51,7 @@ def _cpu_model() -> str:
 _COMMIT = re.compile(r"[0-9a-f]{40}")
 
 
-def _git_commit() -> Optional[str]:
+def _git_commit() -> str | None:
     """The attnperf commit this code was built from.
 
     Inside an asv benchmark environment that is the commit under test, which

@@ -39,8 +39,9 @@ import os
 import pickle
 import signal
 import sys
+from collections.abc import Callable, Sequence
 from multiprocessing.connection import wait
-from typing import Any, Callable, Optional, Sequence
+from typing import Any
 
 from ..errors import WorkerStartError as StartError
 
@@ -67,7 +68,7 @@ class TimedOut:
     reason: str
 
 
-def describe_exit(code: Optional[int]) -> str:
+def describe_exit(code: int | None) -> str:
     """Words for a child's exit code (negative: the signal that killed it)."""
     if code is None:
         return "is still running"
@@ -141,7 +142,7 @@ class Worker:
         self.started = 0  # children started so far
 
     @property
-    def pid(self) -> Optional[int]:
+    def pid(self) -> int | None:
         return self._proc.pid if self._proc is not None else None
 
     def _start(self) -> None:
@@ -225,7 +226,7 @@ class Worker:
         except ValueError:  # pragma: no cover - still running after SIGKILL + 5 s
             log.warning("worker %s did not exit after SIGKILL", proc.pid)
 
-    def __enter__(self) -> "Worker":
+    def __enter__(self) -> Worker:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from typing import Dict, Optional
+
 
 @dataclasses.dataclass(frozen=True)
 class Peak:
     """Datasheet peaks: dense tensor-core TFLOP/s per dtype, memory TB/s."""
 
     name: str
-    tflops: Dict[str, float]
+    tflops: dict[str, float]
     bandwidth_tb_s: float
     source: str
 
@@ -65,7 +65,7 @@ _MATCH_RULES = [
 ]
 
 
-def match_peak(device_name: str) -> Optional[Peak]:
+def match_peak(device_name: str) -> Peak | None:
     """Find the datasheet entry for a device name as CUDA reports it."""
     norm = re.sub(r"[-_]", " ", device_name.upper())
     by_name = {p.name: p for p in PEAKS}

@@ -9,8 +9,6 @@ markdown (:mod:`attnperf.render.markdown`).  Untimed values print as
 
 from __future__ import annotations
 
-from typing import List
-
 from tabulate import tabulate
 
 from ..analysis.compare import verdict_of
@@ -63,7 +61,7 @@ def _overall(result: dict) -> str:
     return text + ")"
 
 
-def _unmatched_lines(result: dict, prefix: str, quote=str) -> List[str]:
+def _unmatched_lines(result: dict, prefix: str, quote=str) -> list[str]:
     out = []
     labels = {"baseline_only": "missing from the current report (in the baseline only)",
               "current_only": "new in the current report (not in the baseline)"}

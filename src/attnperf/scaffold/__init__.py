@@ -91,11 +91,11 @@ class Project:
     branch: str
     url: str = ""
     self_project: bool = False  # the repository is attnperf itself
-    kernels: Tuple[str, ...] = ()
+    kernels: tuple[str, ...] = ()
     has_config: bool = False
 
 
-def _git(root: Path, *args: str) -> Optional[str]:
+def _git(root: Path, *args: str) -> str | None:
     proc = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True,
                           check=False)
     return proc.stdout.strip() if proc.returncode == 0 else None
@@ -121,18 +121,18 @@ def default_branch(root: Path) -> str:
     return _git(root, "symbolic-ref", "--short", "HEAD") or "main"
 
 
-def _github_url(remote: Optional[str]) -> str:
+def _github_url(remote: str | None) -> str:
     m = re.match(r"^(?:https://github\.com/|git@github\.com:)([\w.-]+/[\w.-]+?)(?:\.git)?/?$",
                  remote or "")
     return f"https://github.com/{m.group(1)}" if m else ""
 
 
-def plugin_kernels(root: Path, pyproject: dict) -> Tuple[str, ...]:
+def plugin_kernels(root: Path, pyproject: dict) -> tuple[str, ...]:
     """Names of the kernels this repository registers (its attnperf.kernels entry points)."""
     from ..kernels import registry
 
     eps = (pyproject.get("project", {}).get("entry-points", {}).get(registry.GROUP, {}))
-    names: List[str] = []
+    names: list[str] = []
     added = [str(root / "src"), str(root)]
     sys.path[:0] = added
     try:
@@ -146,7 +146,7 @@ def plugin_kernels(root: Path, pyproject: dict) -> Tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
-def inspect_project(path: Path, branch: Optional[str] = None) -> Project:
+def inspect_project(path: Path, branch: str | None = None) -> Project:
     """The repository at ``path`` and the names init writes into its files, each checked
     (:class:`~attnperf.errors.UsageError` for a name no file could hold safely)."""
     root = git_root(path.resolve())
@@ -205,7 +205,7 @@ def _with_header(path: str, body: str) -> str:
     return HEADER.format(c=c, digest=digest(body)) + "\n" + body
 
 
-def render(project: Project) -> Dict[str, str]:
+def render(project: Project) -> dict[str, str]:
     """Every generated file: relative path -> text (header included)."""
     env = _env()
     values = {"project": project.name, "project_url": project.url, "branch": project.branch,
@@ -303,7 +303,7 @@ class Outcome:
     action: str  # wrote | updated | unchanged | kept | overwrote | added [tool.attnperf]
 
 
-def write(project: Project, force: bool = False) -> List[Outcome]:
+def write(project: Project, force: bool = False) -> list[Outcome]:
     """Write what :func:`render` makes; never touch an edited file unless ``force``; never
     write through a symbolic link (checked for every file before anything is written)."""
     files = render(project)

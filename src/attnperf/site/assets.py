@@ -27,7 +27,6 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Dict, List, Tuple
 
 MANIFEST = "manifest.json"
 VENDOR_DIR = "vendor"
@@ -51,7 +50,7 @@ _ST = ("stupid-table-plugin@1.1.3", "sha512-2Vk7XouQPxUQPRe9w0Fu7ZZ8kHLK7rDoLMsC
 _CDNJS = "https://cdnjs.cloudflare.com/ajax/libs/"
 _JSD = "https://cdn.jsdelivr.net/npm/"
 
-ASSETS: Tuple[Asset, ...] = (
+ASSETS: tuple[Asset, ...] = (
     Asset("https://code.jquery.com/jquery-3.3.1.min.js", *_JQ, "dist/jquery.min.js",
           "jquery-3.3.1.min.js"),
     Asset(_CDNJS + "flot/0.8.3/jquery.flot.min.js", *_FLOT, "jquery.flot.js", "jquery.flot.js"),
@@ -80,7 +79,7 @@ def sri(data: bytes, algorithm: str = "sha256") -> str:
     return base64.b64encode(hashlib.new(algorithm, data).digest()).decode()
 
 
-def load_manifest(assets_dir: Path) -> Dict[str, str]:
+def load_manifest(assets_dir: Path) -> dict[str, str]:
     """url -> local file name, for the assets present in ``assets_dir``."""
     path = Path(assets_dir) / MANIFEST
     try:
@@ -94,16 +93,16 @@ def load_manifest(assets_dir: Path) -> Dict[str, str]:
             if isinstance(name, str) and (Path(assets_dir) / name).is_file()}
 
 
-def vendor(html_dir: Path, assets_dir: Path) -> Tuple[List[str], List[str]]:
+def vendor(html_dir: Path, assets_dir: Path) -> tuple[list[str], list[str]]:
     """Point asv's index.html at local copies; returns (vendored urls, urls left remote)."""
     index = Path(html_dir) / "index.html"
     manifest = load_manifest(assets_dir)
     text = index.read_text()
-    done: List[str] = []
-    left: List[str] = []
+    done: list[str] = []
+    left: list[str] = []
     dest = Path(html_dir) / VENDOR_DIR
 
-    def replace(m: "re.Match[str]") -> str:
+    def replace(m: re.Match[str]) -> str:
         tag, url = m.group(0), m.group(2)
         name = manifest.get(url)
         if name is None:

@@ -31,7 +31,7 @@ try:
     import triton
     import triton.language as tl
     from triton.tools.tensor_descriptor import TensorDescriptor
-    TRITON_IMPORT_ERROR: "str | None" = None
+    TRITON_IMPORT_ERROR: str | None = None
 except Exception as exc:  # ImportError, or a broken install
     triton = None
     tl = None
@@ -53,7 +53,7 @@ def _interpret() -> bool:
 
 
 def unsupported_reason(dtype: torch.dtype, head_dim: int, device_type: str,
-                       compute_capability: "tuple | None" = None) -> "str | None":
+                       compute_capability: tuple | None = None) -> str | None:
     """None when ``flash_attention`` can run on these inputs, else a one-line reason."""
     if TRITON_IMPORT_ERROR is not None:
         return f"Triton is not installed or failed to import ({TRITON_IMPORT_ERROR})"

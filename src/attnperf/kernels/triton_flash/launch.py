@@ -7,8 +7,16 @@ import math
 import torch
 
 from . import backward, forward
-from .config import (_INTERPRETED, LOG2E, TRITON_IMPORT_ERROR, TensorDescriptor, _bucket, _capability,
-                     _cdiv, unsupported_reason)
+from .config import (
+    _INTERPRETED,
+    LOG2E,
+    TRITON_IMPORT_ERROR,
+    TensorDescriptor,
+    _bucket,
+    _capability,
+    _cdiv,
+    unsupported_reason,
+)
 
 
 def _check_inputs(q, k, v, allow_fp32: bool):
@@ -113,7 +121,7 @@ class _FlashAttention(torch.autograd.Function):
 
 
 def flash_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = False,
-                    scale: "float | None" = None, *, _debug_scale_mult: float = 1.0,
+                    scale: float | None = None, *, _debug_scale_mult: float = 1.0,
                     _debug_drop_last_block: bool = False, _debug_causal_shift: int = 0,
                     _allow_fp32: bool = False, _use_tma: bool = False) -> torch.Tensor:
     """Scaled dot-product attention ``softmax(scale * Q K^T [+ causal mask]) V`` in Triton.

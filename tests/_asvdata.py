@@ -185,7 +185,7 @@ def history(root: Path, n_commits: int = 4, machines=("cpu", "h100")) -> dict:
         info = H100_INFO if gpu else CPU_INFO
         write_machine(results, info, H100_CEILINGS if gpu else CPU_CEILINGS)
         for ci, commit in enumerate(commits):
-            def time_of(k, p, ci=ci):
+            def time_of(k, p, ci=ci, gpu=gpu):
                 on = (p in ("seed", "train")) == gpu
                 if not on or (k == "sdpa_flash" and not gpu):
                     return math.nan
@@ -193,7 +193,7 @@ def history(root: Path, n_commits: int = 4, machines=("cpu", "h100")) -> dict:
                 t *= {"sdpa": 1.0, "sdpa_flash": 1.4, "tiled": 3.0}[k] * (1 + 0.02 * ci)
                 return samples(t, seed=ci * 31 + len(k) + len(p))
 
-            def xfloor(k, p):
+            def xfloor(k, p, time_of=time_of):
                 v = time_of(k, p)
                 return [x / (v[0] / 2.5) for x in v] if isinstance(v, list) else v
 
@@ -201,7 +201,8 @@ def history(root: Path, n_commits: int = 4, machines=("cpu", "h100")) -> dict:
                     XFLOOR: row(grid_params(kernels, problems), grid_values(kernels, problems, xfloor)),
                     LATENCY: row(grid_params(kernels, problems),
                                  grid_values(kernels, problems,
-                                             lambda k, p: [x * 3 for x in time_of(k, p)]
+                                             lambda k, p, time_of=time_of, gpu=gpu:
+                                             [x * 3 for x in time_of(k, p)]
                                              if gpu and isinstance(time_of(k, p), list) else math.nan))}
             write_run(results, info, commit, base_ms + 86400000 * ci + mi, rows)
     return {"root": root, "commits": commits, "results": results, "conf": root / "asv.conf.json",

@@ -92,7 +92,7 @@ def _results(tmp_path, scales):
     d.write_benchmarks(results, KERNELS, PROBLEMS)
     d.write_machine(results, d.H100_INFO)
     params = d.grid_params(KERNELS, PROBLEMS)
-    for i, (commit, scale) in enumerate(zip(commits, scales)):
+    for i, (commit, scale) in enumerate(zip(commits, scales, strict=False)):
         def t(k, p, scale=scale):
             if scale is None:
                 return math.nan

@@ -39,11 +39,11 @@ def _runs(tmp_path, n):
     runs = []
     for i in range(n):
         rows = {d.TIME: d.row(params, d.grid_values(
-            KERNELS, PROBLEMS, lambda k, p: d.samples(_median(k, p, i), spread=0.001, seed=i))),
-            d.LATENCY: d.row(params, d.grid_values(KERNELS, PROBLEMS, lambda k, p: 5.0 * (i + 1))),
+            KERNELS, PROBLEMS, lambda k, p, i=i: d.samples(_median(k, p, i), spread=0.001, seed=i))),
+            d.LATENCY: d.row(params, d.grid_values(KERNELS, PROBLEMS, lambda k, p, i=i: 5.0 * (i + 1))),
             # deterministic metrics, judged at fixed factors: their A/A spread is no threshold
-            gate.MAX_ABS_ERROR: d.row(params, d.grid_values(KERNELS, PROBLEMS, lambda k, p: 1e-3 * (i + 1))),
-            gate.PEAK_MEMORY: d.row(params, d.grid_values(KERNELS, PROBLEMS, lambda k, p: 1e6 * (i + 1)))}
+            gate.MAX_ABS_ERROR: d.row(params, d.grid_values(KERNELS, PROBLEMS, lambda k, p, i=i: 1e-3 * (i + 1))),
+            gate.PEAK_MEMORY: d.row(params, d.grid_values(KERNELS, PROBLEMS, lambda k, p, i=i: 1e6 * (i + 1)))}
         path = d.write_run(results / f"set{i}", d.CPU_INFO, "a" * 40, 1000, rows)
         runs.append(read_run(path, "cpu-ci", []))
     return runs
@@ -115,7 +115,7 @@ def _pair(tmp_path, scale_tiled):
     params = d.grid_params(KERNELS, PROBLEMS)
     runs = []
     for commit, scale in (("b" * 40, 1.0), ("c" * 40, scale_tiled)):
-        rows = {d.TIME: d.row(params, d.grid_values(KERNELS, PROBLEMS, lambda k, p: d.samples(
+        rows = {d.TIME: d.row(params, d.grid_values(KERNELS, PROBLEMS, lambda k, p, scale=scale: d.samples(
             _median(k, p, 0) * (scale if k == "tiled" else 1.0), seed=len(k) + len(p))))}
         runs.append(read_run(d.write_run(results, d.CPU_INFO, commit, 1000, rows), "cpu-ci", []))
     return read_results(str(results)), runs
@@ -151,7 +151,10 @@ def test_decide_follows_the_re_judged_rows(tmp_path):
 
 
 # ------------------------------------------ ci bench with a thresholds file ---
-from test_ci_bench import _run, project  # noqa: E402,F401 - the fake-asv PR job fixture
+import test_ci_bench  # noqa: E402
+
+project = test_ci_bench.project  # the fake-asv PR job fixture
+_run = test_ci_bench._run
 
 
 def _write_thresholds(project, entries, machine="h100", rounds=3):

@@ -46,7 +46,7 @@ def test_each_figure_is_the_best_of_several_rounds():
     copy_bytes = got["copy_bytes"]  # quick: 256 MiB / 8
     assert copy_bytes == 32 << 20
     assert got["bandwidth_gb_s"] == pytest.approx(2 * copy_bytes / 0.9e-3 / 1e9)
-    for name, t in zip(DTYPES, quiet[2:]):
+    for name, t in zip(DTYPES, quiet[2:], strict=False):
         n = got["matmul_n"][name]
         assert got["matmul_tflops"][name] == pytest.approx(2 * n ** 3 / t / 1e12)
     assert ceilings_file.problem_with(got) is None

@@ -94,7 +94,7 @@ def expand_optional(command: str) -> list[str]:
     options = [p[1:-1] for p in parts if p.startswith("[")]
     out = []
     for picks in itertools.product([False, True], repeat=len(options)):
-        out.append(" ".join(base + [o for o, on in zip(options, picks) if on]))
+        out.append(" ".join(base + [o for o, on in zip(options, picks, strict=True) if on]))
     return out
 
 

@@ -101,7 +101,7 @@ def _same_shape(plain, odd, sub) -> None:
             _same_shape(v, odd[sub(k) if isinstance(k, str) else k], sub)
     elif isinstance(plain, list):
         assert isinstance(odd, list) and len(odd) == len(plain)
-        for x, y in zip(plain, odd):
+        for x, y in zip(plain, odd, strict=True):
             _same_shape(x, y, sub)
     elif isinstance(plain, str):
         assert odd == sub(plain), (plain, odd)

@@ -51,7 +51,7 @@ def _readme_tolerances() -> dict:
     m = re.search(r"within\s+([0-9.e-]+)\s+\(fp32\),\s+([0-9.e-]+)\s+\(TF32\),\s+([0-9.e-]+)\s+"
                   r"\(fp16\),\s+([0-9.e-]+)\s+\(bf16\)", text)
     assert m, "docs/methodology.md no longer states the per-dtype tolerances"
-    return dict(zip(("float32", "tf32", "float16", "bfloat16"), map(float, m.groups())))
+    return dict(zip(("float32", "tf32", "float16", "bfloat16"), map(float, m.groups()), strict=False))
 
 
 # Each tolerance key and the (dtype, tf32) that selects it.  float64 is not a

@@ -40,7 +40,7 @@ def _history(tmp_path, info=d.H100_INFO, ceilings=d.H100_CEILINGS, xfloor_versio
     d.write_machine(tmp_path, info, ceilings)
     for commit, head, ms in ((BASE, False, 1000), (HEAD, True, 2000)):
         t = _times(head)
-        xf = d.grid_values(KERNELS, PROBLEMS, lambda k, p: [x * 1e4 for x in t(k, p)]
+        xf = d.grid_values(KERNELS, PROBLEMS, lambda k, p, t=t: [x * 1e4 for x in t(k, p)]
                            if isinstance(t(k, p), list) else t(k, p))
         d.write_run(tmp_path, info, commit, ms, {
             d.TIME: d.row(P, d.grid_values(KERNELS, PROBLEMS, t)),

@@ -151,7 +151,7 @@ def noisy(q, k, v, problem):
     import warnings
 
     import torch
-    warnings.warn("this kernel is deprecated", UserWarning)
+    warnings.warn("this kernel is deprecated", UserWarning, stacklevel=1)
     return torch.nn.functional.scaled_dot_product_attention(q, k, v)
 
 

@@ -409,7 +409,7 @@ def test_gap_comes_before_the_warm_replay_and_the_timed_replays_queue_right_behi
     kernels = [e for e in log if e[0] == "kernel"][:48]
     before_gap = max(e[1] + e[2] for e in world.log[:first] if e[0] == "kernel")
     assert kernels[0][1] - before_gap == s.gap_s  # the device idled exactly the gap
-    for a, b in zip(kernels, kernels[1:]):
+    for a, b in zip(kernels, kernels[1:], strict=False):
         assert b[1] == a[1] + a[2]                 # warm -> timed with no hole in between
     assert log[19][0] == "record"                 # the start event, reached right after
     assert log[19][2] == kernels[15][1] + kernels[15][2]  # the warm replay's last kernel

@@ -246,7 +246,7 @@ def check_accmem(r: Runner):
     limit = {("correctness", "max_abs_error"): acc, ("correctness", "mean_abs_error"): acc,
              ("peak_memory", "peak_bytes"): mem}
     worst = dict.fromkeys(limit, 1.0)
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=False):
         for part, key in limit:
             u, v = ((z.get(part) or {}).get(key) for z in (x, y))
             worst[part, key] = max(worst[part, key], v / u, u / v) if u and v else worst[part, key]

@@ -142,7 +142,7 @@ def lend(env_dir: str) -> str:
         raise SystemExit(f"asv_env: {env_dir} has no {exe}; is it an asv environment?")
     out = subprocess.run([exe, "-c", _PROBE], capture_output=True, text=True, check=True).stdout
     version, purelib = out.split("\n")[:2]
-    mine = "%d.%d" % sys.version_info[:2]
+    mine = "{}.{}".format(*sys.version_info[:2])
     if version != mine:
         raise SystemExit(f"asv_env: the environment runs Python {version}, attnperf runs under "
                          f"Python {mine} ({sys.executable}); their packages cannot be shared. "

@@ -11,7 +11,6 @@ import argparse
 import logging
 import os
 import sys
-from typing import List, Optional, Tuple, Type
 
 try:  # the commands load PyTorch (seconds): Ctrl-C meanwhile is one line, no traceback
     from .. import __version__

@@ -86,14 +86,14 @@ class ExitCode(enum.IntEnum):
                                  break_on_hyphens=False)
 
         for code in chosen:
-            mine = [text for names, text in code.details if command in names]
+            mine = [text for commands, text in code.details if command in commands]
             if command is not None:
                 sep = "; " if ":" in code.summary else ": "
                 lines += wrap(sep.join([code.summary, *mine]), f"  {int(code):<5}", " " * 7)
                 continue
             lines += wrap(code.summary, f"  {int(code):<5}", " " * 7)
-            for names, text in code.details:
-                lines += wrap(f"{', '.join(names)}: {text}", " " * 9, " " * 11)
+            for commands, text in code.details:
+                lines += wrap(f"{', '.join(commands)}: {text}", " " * 9, " " * 11)
         return "\n".join(lines) + "\n"
 
 

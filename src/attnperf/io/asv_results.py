@@ -243,7 +243,7 @@ def _parse_row(name: str, row, columns: list[str], path: Path, notes: list[str]
     if not isinstance(row, list):
         notes.append(f"{path}: {name}: row is a {type(row).__name__}, expected a list; ignored")
         return None
-    cols = dict(zip(columns, row + [None] * (len(columns) - len(row))))
+    cols = dict(zip(columns, row + [None] * (len(columns) - len(row)), strict=False))
     params = cols.get("params") or []
     if not (isinstance(params, list) and all(isinstance(p, list) for p in params)):
         notes.append(f"{path}: {name}: malformed params {params!r}; ignored")

@@ -6,6 +6,7 @@ the figures depend on) and cached through :mod:`attnperf.io.ceilings`.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
@@ -78,10 +79,10 @@ def measure_ceilings(device: str, quick: bool = False, rounds: int = ROUNDS,
     for _ in range(rounds):
         # Two copies: copy_ (cudaMemcpy / memcpy) and an elementwise kernel
         # (what attention kernels themselves do); the faster one is the roof.
-        copy_s = min(copy_s, fastest(lambda: dst.copy_(src)),
-                     fastest(lambda: torch.mul(src, 1.0, out=dst)))
+        copy_s = min(copy_s, fastest(functools.partial(dst.copy_, src)),
+                     fastest(functools.partial(torch.mul, src, 1.0, out=dst)))
         for name, (a, b) in operands.items():
-            matmul_s[name] = min(matmul_s[name], fastest(lambda: torch.matmul(a, b)))
+            matmul_s[name] = min(matmul_s[name], fastest(functools.partial(torch.matmul, a, b)))
     del src, dst, operands
     result = {"schema_version": ceilings_file.SCHEMA_VERSION, "device": device,
               "bandwidth_gb_s": 2 * copy_bytes / copy_s / 1e9, "copy_bytes": copy_bytes,

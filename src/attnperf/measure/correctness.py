@@ -131,7 +131,7 @@ GRAD_NAMES = ("dq", "dk", "dv")
 
 def modified_inputs(inputs: Sequence[torch.Tensor], saved: Sequence[torch.Tensor]) -> list[str]:
     """Names of the inputs that differ (bit for bit) from their saved copies."""
-    return [name for name, now, before in zip(INPUT_NAMES, inputs, saved)
+    return [name for name, now, before in zip(INPUT_NAMES, inputs, saved, strict=False)
             if not torch.equal(now, before)]
 
 
@@ -177,7 +177,7 @@ def verify_grads(grads: Sequence, refs: Sequence[torch.Tensor], problem: Problem
     :data:`GRAD_TOLERANCES`; modified inputs fail each.  A missing (None) or
     misshapen gradient raises TypeError/ValueError (the kernel is broken)."""
     out = {}
-    for name, g, ref in zip(GRAD_NAMES, grads, refs):
+    for name, g, ref in zip(GRAD_NAMES, grads, refs, strict=False):
         _check_shape(g, ref, f"the backward returned {name} as" if g is None else f"{name} has",
                      like=f"the shape of {name[1]}", dtype=problem.dtype)
         c = compare(g, ref, problem, tf32=tf32, tolerances=GRAD_TOLERANCES)

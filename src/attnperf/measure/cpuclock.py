@@ -68,7 +68,7 @@ def sample_clocks(fn: Callable[[], object], budget: Budget,
         for _ in range(number):
             fn()
         end = [c() for c in clocks]
-        for series, a, b in zip(times, start, end):
+        for series, a, b in zip(times, start, end, strict=False):
             series.append((b - a) / number)
         spent += end[0] - start[0] + (between() if between else 0.0)
     return times, number, warm
@@ -121,4 +121,4 @@ def normalise(thread_s: Sequence[float], reference_s: Sequence[float]) -> list[f
     over the mean of the two reference bursts on either side of it
     (``reference_s`` holds one more burst than there are samples)."""
     return [t * CPU_REFERENCE_S / max((a + b) / 2, 1e-12)
-            for t, a, b in zip(thread_s, reference_s, reference_s[1:])]
+            for t, a, b in zip(thread_s, reference_s, reference_s[1:], strict=False)]

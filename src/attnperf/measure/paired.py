@@ -70,7 +70,7 @@ def sign_test(wins: int, n: int) -> float:
 
 def judge(base: list[float], head: list[float], calls: int) -> Paired:
     """The paired figures of alternated samples (``base[i]`` and ``head[i]`` taken together)."""
-    ratios = [h / b for b, h in zip(base, head) if b > 0]
+    ratios = [h / b for b, h in zip(base, head, strict=False) if b > 0]
     n = len(ratios)
     slower = sum(r > 1 for r in ratios)
     faster = sum(r < 1 for r in ratios)

@@ -225,7 +225,7 @@ def back_to_back(torch, launch: Launch, calls: int, budget: Budget,
             events[i + 1].record()
         events[-1].synchronize()
         reading = read_clock() if read_clock is not None else None
-        for a, b in zip(events, events[1:]):
+        for a, b in zip(events, events[1:], strict=False):
             seconds = a.elapsed_time(b) / 1e3
             spent += seconds
             samples.append(seconds / calls)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Iterator
-from typing import Optional
 
 from ..model.peaks import Peak, match_peak
 from ..model.problem import Problem
@@ -32,8 +31,8 @@ from .placement import kernel_work, roofline_of
 
 log = logging.getLogger(__name__)
 
-Skip = Optional[Callable[[Problem], str | None]]
-Progress = Optional[Callable[[str, Problem], None]]
+Skip = Callable[[Problem], str | None] | None
+Progress = Callable[[str, Problem], None] | None
 
 
 class Session:

@@ -176,7 +176,7 @@ def _expand(entry, where: str, source: str) -> list[Problem]:
     values = [entry[k] if isinstance(entry[k], list) else [entry[k]] for k in keys]
     out = []
     for combo in itertools.product(*values):
-        kw = dict(zip(keys, combo))
+        kw = dict(zip(keys, combo, strict=True))
         try:
             out.append(Problem(**kw))
         except InvalidShapeError as exc:

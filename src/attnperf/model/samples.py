@@ -166,7 +166,7 @@ class PowerState:
         kept samples.  A rejected sample's SM clock is not written: it reads as None."""
         rejected = _seconds(d.get("rejected_samples_ms", []))
         if d["clock_source"] == NVML:
-            clocks = [_reading(mhz, ev) for mhz, ev in zip(d["sm_clock_mhz"], d["clock_events"])]
+            clocks = [_reading(mhz, ev) for mhz, ev in zip(d["sm_clock_mhz"], d["clock_events"], strict=False)]
             rejected_clocks = [_reading(None, ev) for ev in d.get("rejected_clock_events", [])]
         else:
             clocks, rejected_clocks = [None] * samples, [None] * len(rejected)

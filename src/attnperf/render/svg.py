@@ -99,7 +99,7 @@ def roofline_svg(points: list[ChartPoint], roofs: list[Roof], groups: list[str] 
             "label": f"{r.label} {r.tflops:.3g} TFLOP/s", "label_x": shift(sx(xmax), -4),
             "label_y": shift(ry, -5 - 12 * i), "ridge_x": shift(rx, 6), "ridge_y": shift(ry, 14),
             "ridge": f"{r.ridge:.3g}", "legend_y": y + 16 * (i + 1)})
-    legend_roofs = [dict(row, label=r.label) for row, r in zip(roof_rows, roofs)]
+    legend_roofs = [dict(row, label=r.label) for row, r in zip(roof_rows, roofs, strict=False)]
     return Markup(render(
         "roofline.svg", width=width, height=height, caption=caption, left=left, top=top,
         pw=pw, ph=ph,

@@ -41,7 +41,6 @@ import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
 
 from .. import __version__
 from ..errors import AttnperfError, InitError, OutputPathError

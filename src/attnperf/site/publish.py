@@ -153,7 +153,7 @@ def _widen_params(results: Path) -> None:
                 if not isinstance(params, list) or len(params) != len(result.params) or \
                         not all(isinstance(p, list) for p in params):
                     continue
-                for listed, held in zip(params, result.params):
+                for listed, held in zip(params, result.params, strict=False):
                     for value in held:
                         if value not in listed:
                             listed.append(value)

@@ -197,13 +197,22 @@ def history(root: Path, n_commits: int = 4, machines=("cpu", "h100")) -> dict:
                 v = time_of(k, p)
                 return [x / (v[0] / 2.5) for x in v] if isinstance(v, list) else v
 
-            rows = {TIME: row(grid_params(kernels, problems), grid_values(kernels, problems, time_of)),
-                    XFLOOR: row(grid_params(kernels, problems), grid_values(kernels, problems, xfloor)),
-                    LATENCY: row(grid_params(kernels, problems),
-                                 grid_values(kernels, problems,
-                                             lambda k, p, time_of=time_of, gpu=gpu:
-                                             [x * 3 for x in time_of(k, p)]
-                                             if gpu and isinstance(time_of(k, p), list) else math.nan))}
+            rows = {
+                TIME: row(grid_params(kernels, problems), grid_values(kernels, problems, time_of)),
+                XFLOOR: row(grid_params(kernels, problems), grid_values(kernels, problems, xfloor)),
+                LATENCY: row(
+                    grid_params(kernels, problems),
+                    grid_values(
+                        kernels,
+                        problems,
+                        lambda k, p, time_of=time_of, gpu=gpu: (
+                            [x * 3 for x in time_of(k, p)]
+                            if gpu and isinstance(time_of(k, p), list)
+                            else math.nan
+                        ),
+                    ),
+                ),
+            }
             write_run(results, info, commit, base_ms + 86400000 * ci + mi, rows)
     return {"root": root, "commits": commits, "results": results, "conf": root / "asv.conf.json",
             "kernels": kernels, "problems": problems}

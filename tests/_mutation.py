@@ -161,7 +161,9 @@ def main(argv=None) -> int:
     killed = sum(c in KILLED or c in TIMEOUT for c in res.values())
     skipped = sum(c in SKIPPED for c in res.values())
     survivors, equivalent, wording = [], [], []
-    for name in sorted(n for n, c in res.items() if not (c in KILLED or c in TIMEOUT or c in SKIPPED)):
+    for name in sorted(
+        n for n, c in res.items() if not (c in KILLED or c in TIMEOUT or c in SKIPPED)
+    ):
         line, diff, minus, plus = diff_of(name)
         if (function_of(name), line) in equivalents:
             equivalent.append(name)

@@ -235,12 +235,28 @@ def _schema_valid_entry(entry: dict) -> dict:
 
 def v1_report_dict(results: list[dict], schema_version=1) -> dict:
     """A schema-v1 report (valid against report-v1.schema.json) around ``results``."""
-    return {"schema_version": schema_version, "tool": "attnperf", "timestamp": "2026-01-01 00:00:00",
-            "environment": {"attnperf_version": "0", "python": "3", "torch": "2", "device": "cpu",
-                            "cpu_model": "test"},
-            "settings": {}, "summary": {"ok": 0, "failed": 0, "error": 0, "skipped": 0,
-                                        "unavailable": 0, "total": len(results)},
-            "results": [_schema_valid_entry(r) for r in results]}
+    return {
+        "schema_version": schema_version,
+        "tool": "attnperf",
+        "timestamp": "2026-01-01 00:00:00",
+        "environment": {
+            "attnperf_version": "0",
+            "python": "3",
+            "torch": "2",
+            "device": "cpu",
+            "cpu_model": "test",
+        },
+        "settings": {},
+        "summary": {
+            "ok": 0,
+            "failed": 0,
+            "error": 0,
+            "skipped": 0,
+            "unavailable": 0,
+            "total": len(results),
+        },
+        "results": [_schema_valid_entry(r) for r in results],
+    }
 
 
 @pytest.fixture

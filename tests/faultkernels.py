@@ -31,7 +31,9 @@ SLOW_CALL_S = 1.0
 
 
 def fault_hang(q, k, v, *, causal, scale):
-    print("fault_hang: hanging now", flush=True)  # a kernel's print: stderr, never the table's stdout
+    print(
+        "fault_hang: hanging now", flush=True
+    )  # a kernel's print: stderr, never the table's stdout
     path = os.environ.get("ATTNPERF_TEST_PIDFILE")
     if path:
         with open(path + ".tmp", "w") as fh:
@@ -119,9 +121,25 @@ def worker_handle(state, job):
     raise ValueError(f"unknown job {what!r}")
 
 
-KERNELS = [KernelSpec(name=fn.__name__, fn=fn, family="test-fault",
-                      description=(fn.__doc__ or fn.__name__).strip().splitlines()[0])
-           for fn in (fault_hang, fault_segfault, fault_exit3, fault_os_exit0, fault_report_error,
-                      fault_zero_q, fault_nan_after_first, fault_mutate_later, fault_slow, fault_bad_index,
-                      fault_grad_off)]
+KERNELS = [
+    KernelSpec(
+        name=fn.__name__,
+        fn=fn,
+        family="test-fault",
+        description=(fn.__doc__ or fn.__name__).strip().splitlines()[0],
+    )
+    for fn in (
+        fault_hang,
+        fault_segfault,
+        fault_exit3,
+        fault_os_exit0,
+        fault_report_error,
+        fault_zero_q,
+        fault_nan_after_first,
+        fault_mutate_later,
+        fault_slow,
+        fault_bad_index,
+        fault_grad_off,
+    )
+]
 NAMES = [s.name for s in KERNELS]

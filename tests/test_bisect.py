@@ -122,7 +122,9 @@ def test_bisect_names_the_step_and_confirms_it(tmp_path):
     out, log = _bisect(results, commits)
     assert out.kind == b.REGRESSION and out.culprit == commits[4] and out.parent == commits[3]
     assert out.target == b.Target(d.TIME, ("tiled", "seed")) or out.target.params[0] == "tiled"
-    assert out.confirmed and out.step.change == ab.WORSE and out.step.ratio == pytest.approx(3, 0.05)
+    assert (
+        out.confirmed and out.step.change == ab.WORSE and out.step.ratio == pytest.approx(3, 0.05)
+    )
     assert {(r.kernel, r.problem) for r in out.step_rows} == {("tiled", "seed"), ("tiled", "train")}
     assert len(log) == len(set(log)) <= 2 + 3  # GOOD, BAD, log2(6) midpoints; none twice
 
@@ -347,7 +349,9 @@ def _history(root):
     c = {"base": base}
     for i in range(1, 4):
         c[f"b{i}"] = _commit(repo, f"benign {i}", _touch_readme(i))
-    c["slow"] = _commit(repo, "slow down tiled 4x", _inject(SLOW_TILED, append_before="\nKERNELS = ["))
+    c["slow"] = _commit(
+        repo, "slow down tiled 4x", _inject(SLOW_TILED, append_before="\nKERNELS = [")
+    )
     for i in range(4, 10):
         c[f"b{i}"] = _commit(repo, f"benign {i}", _touch_readme(i))
     home = root / "home"

@@ -235,8 +235,10 @@ def test_configs_missing_from_the_current_report_fail_unless_allowed(result_entr
     assert r["is_regression"] is True and r["regressions"] == []
     text = render(r, "text")
     assert "missing from the current report (in the baseline only): sdpa/b, sdpa/c" in text
-    assert text.rstrip().endswith("2 config(s) of the baseline missing from the current report: "
-                                  "lost coverage, pass --allow-missing if they were left out on purpose)")
+    assert text.rstrip().endswith(
+        "2 config(s) of the baseline missing from the current report: "
+        "lost coverage, pass --allow-missing if they were left out on purpose)"
+    )
     assert text.rstrip().splitlines()[-1].startswith("Overall: REGRESSION")
     allowed = compare_results(base, cur, allow_missing=True)
     assert allowed["is_regression"] is False and allowed["coverage_lost"] is False
@@ -244,8 +246,10 @@ def test_configs_missing_from_the_current_report_fail_unless_allowed(result_entr
 
 
 def test_new_configs_in_the_current_report_do_not_fail(result_entry):
-    r = compare_results([result_entry("sdpa", "a", mean_ms=1.0)],
-                        [result_entry("sdpa", "a", mean_ms=1.0), result_entry("sdpa", "z", mean_ms=1.0)])
+    r = compare_results(
+        [result_entry("sdpa", "a", mean_ms=1.0)],
+        [result_entry("sdpa", "a", mean_ms=1.0), result_entry("sdpa", "z", mean_ms=1.0)],
+    )
     assert r["is_regression"] is False and r["missing"] == []
     assert "new in the current report (not in the baseline): sdpa/z" in render(r, "text")
 

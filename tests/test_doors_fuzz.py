@@ -157,7 +157,11 @@ def _toml(value) -> str:
         return escape.toml_string(value)
     if isinstance(value, list):
         return "[" + ", ".join(_toml(v) for v in value) + "]"
-    return "{" + ", ".join(f"{escape.toml_string(str(k))} = {_toml(v)}" for k, v in value.items()) + "}"
+    return (
+        "{"
+        + ", ".join(f"{escape.toml_string(str(k))} = {_toml(v)}" for k, v in value.items())
+        + "}"
+    )
 
 
 toml_leaves = st.one_of(

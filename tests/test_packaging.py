@@ -111,7 +111,9 @@ def _package_files(exts=None) -> list[str]:
 def test_wheel_holds_the_package_and_all_its_data(dist):
     with zipfile.ZipFile(dist["wheel"]) as z:
         names = set(z.namelist())
-    data = [f for f in _package_files() if any(f.startswith(f"attnperf/{d}/") for d in PACKAGE_DATA)]
+    data = [
+        f for f in _package_files() if any(f.startswith(f"attnperf/{d}/") for d in PACKAGE_DATA)
+    ]
     assert len(data) >= 17 and any(f.endswith(".yml") for f in data)
     missing = [f for f in _package_files() if f not in names]
     assert not missing, f"not in the wheel: {missing}"
@@ -248,7 +250,8 @@ def install_problems(text: str) -> list[str]:
                         problems.append(f"{name}: cannot read {arg!r}")
                         continue
                     if req.name.lower() == "attnperf" and (
-                            str(req) != PINNED or req.url != f"git+{scaffold.REPOSITORY}@v{VERSION}"):
+                        str(req) != PINNED or req.url != f"git+{scaffold.REPOSITORY}@v{VERSION}"
+                    ):
                         problems.append(f"{name}: installs {arg!r}")
     return problems
 
@@ -286,7 +289,11 @@ def test_generated_workflows_install_attnperf_pinned_to_this_release(tmp_path):
             assert evaluate(expr[3:-2], {"vars": {"ATTNPERF_REQUIREMENT": other}}) == other
             for r in runs:
                 for args in _pip_installs(r):
-                    assert args == ["--upgrade", "pip"] or args == ["$ATTNPERF_REQUIREMENT", "-e", "."], args
+                    assert args == ["--upgrade", "pip"] or args == [
+                        "$ATTNPERF_REQUIREMENT",
+                        "-e",
+                        ".",
+                    ], args
     assert sorted(installing) == [".github/workflows/main.yml", ".github/workflows/pr.yml"]
 
 
@@ -350,4 +357,6 @@ def test_release_refuses_a_tag_that_is_not_the_version(dist, tmp_path):
 
     assert run(f"v{VERSION}").returncode == 0
     wrong = run("v0.0.1")
-    assert wrong.returncode == 1 and "::error title=Tag and version differ::tag v0.0.1" in wrong.stdout
+    assert (
+        wrong.returncode == 1 and "::error title=Tag and version differ::tag v0.0.1" in wrong.stdout
+    )

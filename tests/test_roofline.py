@@ -138,7 +138,9 @@ def test_analyze_efficiency_over_100_flags_the_ceiling():
     assert any(rec.startswith("Ceiling beaten: this call ran at 200% of the ceiling")
                for rec in r.recommendations)
     again = analyze(DECODE, 1.343488e-4 / 2, TOY, "cuda", remeasured=True)
-    assert again.ceiling_beaten and "even after the ceilings were measured again" in again.ceiling_note
+    assert (
+        again.ceiling_beaten and "even after the ceilings were measured again" in again.ceiling_note
+    )
 
 
 @pytest.mark.parametrize("factor,beaten", [(1.0, False), (1.049, False), (1.051, True)])

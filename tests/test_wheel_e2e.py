@@ -187,7 +187,9 @@ def test_pip_install_pinned_to_a_release_tag_from_git(wheel_restored, source, tm
     tagged = git(clone, "rev-parse", "HEAD")
     # main moves on past the tag: the pin must still install the tagged commit
     init = clone / "src" / "attnperf" / "__init__.py"
-    init.write_text(init.read_text().replace(f'__version__ = "{VERSION}"', '__version__ = "99.0.0"'))
+    init.write_text(
+        init.read_text().replace(f'__version__ = "{VERSION}"', '__version__ = "99.0.0"')
+    )
     git(clone, "commit", "-qam", "after the release")
     venv.pip("uninstall", "-q", "-y", "attnperf")
     line = TAG_LINE.replace(f"git+{URL}", f"git+{clone.as_uri()}")

@@ -140,7 +140,9 @@ class Browser:
         with self._cond:
             while self._next not in self._replies:
                 if -1 in self._replies:
-                    raise CDPError(f"{method}: browser exited; stderr: {''.join(self._stderr)[-800:]}")
+                    raise CDPError(
+                        f"{method}: browser exited; stderr: {''.join(self._stderr)[-800:]}"
+                    )
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise CDPError(f"{method}: no answer in {timeout} s")
@@ -267,8 +269,12 @@ def check(site: Path, out: Path, chromium: str) -> dict:
         index = site / "attnperf" / "index.html"
         mark = len(browser.events)
         browser.navigate(index.resolve().as_uri())
-        machines = browser.evaluate(
-            "Array.from(document.querySelectorAll('a.machine')).map(a => a.getAttribute('href'))") or []
+        machines = (
+            browser.evaluate(
+                "Array.from(document.querySelectorAll('a.machine')).map(a => a.getAttribute('href'))"
+            )
+            or []
+        )
         shot = out / "attnperf-index.png"
         browser.screenshot(shot, full_page=True)
         record("attnperf index (file://)", index.as_uri(), browser.errors_since(mark),

@@ -50,9 +50,14 @@ def _pick_times(base: dict, cur: dict) -> tuple[float | None, float | None, str]
 
 
 def compare_one(base: dict, cur: dict, threshold: float) -> dict:
-    row = {"id": cur["id"], "kernel_name": cur.get("kernel_name"), "config_id": cur.get("config_id"),
-           "baseline_status": base.get("status", "ok"), "current_status": cur.get("status", "ok"),
-           "threshold": threshold}
+    row = {
+        "id": cur["id"],
+        "kernel_name": cur.get("kernel_name"),
+        "config_id": cur.get("config_id"),
+        "baseline_status": base.get("status", "ok"),
+        "current_status": cur.get("status", "ok"),
+        "threshold": threshold,
+    }
     b, c, key = _pick_times(base, cur)
     both_ok = row["baseline_status"] == "ok" and row["current_status"] == "ok"
     if b is None and both_ok:

@@ -101,7 +101,9 @@ def ensure_torch(constraints: str = "") -> None:
         return
     print("asv_env: no PyTorch to reuse; installing one into this environment")
     pins = ["-c", constraints] if constraints else []
-    subprocess.run([sys.executable, "-m", "pip", "install", *pins, "torch", "numpy", "tqdm"], check=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", *pins, "torch", "numpy", "tqdm"], check=True
+    )
 
 
 def install(wheel: str, constraints: str = "") -> None:
@@ -177,7 +179,9 @@ def outer_main(command: str, args) -> int:
         else:
             env_install(args[1], args[2])
     except subprocess.CalledProcessError as exc:
-        print(f"error: {' '.join(map(str, exc.cmd[:4]))} ... exited {exc.returncode}", file=sys.stderr)
+        print(
+            f"error: {' '.join(map(str, exc.cmd[:4]))} ... exited {exc.returncode}", file=sys.stderr
+        )
         return 1
     return 0
 

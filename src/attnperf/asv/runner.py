@@ -90,7 +90,9 @@ class Project:
         is_ancestor = subprocess.run(["git", "-C", str(self.repo), "merge-base", "--is-ancestor",
                                       good, bad], capture_output=True, check=False)
         if is_ancestor.returncode != 0:
-            raise ProjectError(f"{good[:8]} is not an ancestor of {bad[:8]}: GOOD must come before BAD")
+            raise ProjectError(
+                f"{good[:8]} is not an ancestor of {bad[:8]}: GOOD must come before BAD"
+            )
         out = self.git("rev-list", "--first-parent", "--reverse", f"{good}..{bad}")
         commits = out.split()
         if not commits or commits[-1] != bad:

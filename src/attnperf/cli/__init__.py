@@ -50,9 +50,12 @@ GROUPS = {
 
 def build_parser() -> argparse.ArgumentParser:
     """The full ``attnperf`` parser (the docs' CLI reference is generated from it)."""
-    parser = command.Parser(prog="attnperf", epilog=ExitCode.epilog(),
-                            description="Correctness, GPU-true timing and roofline of attention kernels.",
-                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = command.Parser(
+        prog="attnperf",
+        epilog=ExitCode.epilog(),
+        description="Correctness, GPU-true timing and roofline of attention kernels.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"attnperf {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log details to stderr")
     command.add_commands(parser, COMMANDS, GROUPS)

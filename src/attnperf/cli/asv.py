@@ -72,7 +72,9 @@ def _pip_step(step, *args: str) -> int:
     try:
         step(*args)
     except subprocess.CalledProcessError as exc:
-        print(f"error: {' '.join(map(str, exc.cmd[:4]))} ... exited {exc.returncode}", file=sys.stderr)
+        print(
+            f"error: {' '.join(map(str, exc.cmd[:4]))} ... exited {exc.returncode}", file=sys.stderr
+        )
         return ExitCode.FAILURE
     return ExitCode.OK
 

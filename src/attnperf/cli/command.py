@@ -40,7 +40,9 @@ class ExitCode(enum.IntEnum):
         member = int.__new__(cls, value)
         member._value_ = value
         member.summary, member.details = summary, details
-        member.__doc__ = summary + "".join(f"; {', '.join(names)}: {text}" for names, text in details)
+        member.__doc__ = summary + "".join(
+            f"; {', '.join(names)}: {text}" for names, text in details
+        )
         return member
 
     OK = 0, "success", (

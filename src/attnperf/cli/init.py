@@ -35,13 +35,21 @@ class Init(Command):
     @classmethod
     def run(cls, directory: str | None = None, force: bool = False,
             branch: str | None = None) -> int:
-        project = scaffold.inspect_project(Path(directory or "."), branch=branch)  # InitError: exit 2
+        project = scaffold.inspect_project(
+            Path(directory or "."), branch=branch
+        )  # InitError: exit 2
         pyproject = project.root / project_config.PYPROJECT
         if project.has_config:
-            project_config.load(pyproject)  # an invalid [tool.attnperf]: exit 2 before writing anything
+            project_config.load(
+                pyproject
+            )  # an invalid [tool.attnperf]: exit 2 before writing anything
         outcomes = scaffold.write(project, force=force)
         for o in outcomes:
-            note = " (edited since attnperf init wrote it; --force rewrites it)" if o.action == "kept" else ""
+            note = (
+                " (edited since attnperf init wrote it; --force rewrites it)"
+                if o.action == "kept"
+                else ""
+            )
             print(f"{o.action:>9}  {o.path}{note}" if o.action != "added [tool.attnperf]"
                   else f"    added  [tool.attnperf] to {o.path}")
         config = project_config.load(pyproject)

@@ -78,8 +78,13 @@ class Run(Command):
     @classmethod
     def setup_arguments(cls, parser: argparse.ArgumentParser) -> None:
         r = parser
-        r.add_argument("--kernel", action="append", metavar="NAME", type=text("kernel"),
-                       help="kernel to run (repeat or comma-separate; default: [tool.attnperf]'s, else all)")
+        r.add_argument(
+            "--kernel",
+            action="append",
+            metavar="NAME",
+            type=text("kernel"),
+            help="kernel to run (repeat or comma-separate; default: [tool.attnperf]'s, else all)",
+        )
         r.add_argument("--kernel-module", action="append", metavar="MODULE:ATTR",
                        type=text("kernel-module"),
                        help="also load the kernel(s) that MODULE:ATTR names (repeatable)")
@@ -102,18 +107,30 @@ class Run(Command):
                             "passes time torch.autograd.grad and check dQ, dK, dV")
         r.add_argument("--device", default="auto", type=text("device"),
                        help="auto|cpu|cuda (default auto: cuda when present)")
-        r.add_argument("--output", "-o", type=text("output"),
-                       help="write the JSON report here (atomically; one run writes a file at a time)")
+        r.add_argument(
+            "--output",
+            "-o",
+            type=text("output"),
+            help="write the JSON report here (atomically; one run writes a file at a time)",
+        )
         r.add_argument("--budget-ms", type=positive_float("budget-ms", MAX_BUDGET_MS, " ms"),
                        default=None, help="time spent sampling each timing (default 500; at most "
                        f"{MAX_BUDGET_MS:g})")
-        r.add_argument("--no-latency", action="store_true", help="GPU: skip the per-call latency timing")
-        r.add_argument("--no-l2-flush", action="store_true", help="GPU: keep L2 warm between latency samples")
+        r.add_argument(
+            "--no-latency", action="store_true", help="GPU: skip the per-call latency timing"
+        )
+        r.add_argument(
+            "--no-l2-flush", action="store_true", help="GPU: keep L2 warm between latency samples"
+        )
         r.add_argument("--seed", type=int_in("seed", 0, 2 ** 63 - 1), default=None,
                        help="input seed (0 to 2**63-1)")
-        r.add_argument("--threads", type=positive_int("threads"), default=None,
-                       help="CPU threads for PyTorch (default: 1, as the asv CPU suite: steady on a "
-                            "small shared CPU; more than this machine's cores: its cores)")
+        r.add_argument(
+            "--threads",
+            type=positive_int("threads"),
+            default=None,
+            help="CPU threads for PyTorch (default: 1, as the asv CPU suite: steady on a "
+            "small shared CPU; more than this machine's cores: its cores)",
+        )
         r.add_argument("--timeout-s", type=positive_float("timeout-s", MAX_TIMEOUT_S, " s"),
                        default=None,
                        help="limit per config; past it the config is 'timed_out' and the sweep "
@@ -147,7 +164,9 @@ def _custom(o: RunOptions) -> bool:
 
 def _problems(o: RunOptions, config=None, device: str = "cuda") -> list:
     if o.sweep and _custom(o):
-        raise UsageError("--sweep cannot be combined with --batch/--heads/--seq/--dim/--dtype/--causal")
+        raise UsageError(
+            "--sweep cannot be combined with --batch/--heads/--seq/--dim/--dtype/--causal"
+        )
     if o.sweep and config is not None and o.sweep in config.sweeps:
         return list(config.sweeps[o.sweep])
     if o.sweep:
@@ -336,8 +355,12 @@ def _run(o: RunOptions, problems: list[Problem], kernels: list[str], config=None
                     write_json(o.output, report(finished))
 
         kw = {} if o.seed is None else {"seed": o.seed}
-        if config is not None and config.problems and not o.sweep and \
-                {p.with_pass("fwd") for p in problems} == set(config.problems):  # the suite's device rule
+        if (
+            config is not None
+            and config.problems
+            and not o.sweep
+            and {p.with_pass("fwd") for p in problems} == set(config.problems)
+        ):  # the suite's device rule
             kw["skip"] = lambda p: fits_device(p, device)[1] or None
         stopped = None
         try:

@@ -107,8 +107,10 @@ class SiteBuild(Command):
               f"{offline})")
         failed = publish_asv and report.asv_exit != 0
         if failed:
-            print(f"error: asv publish exited {report.asv_exit}; attnperf's pages were built anyway",
-                  file=sys.stderr)
+            print(
+                f"error: asv publish exited {report.asv_exit}; attnperf's pages were built anyway",
+                file=sys.stderr,
+            )
         if serve:
             _serve(report.out_dir, port)
         return ExitCode.FAILURE if failed else ExitCode.OK
@@ -135,8 +137,12 @@ class PrComment(Command):
         pc.add_argument("--results", default="results", type=text("results"),
                         help="asv results dir (default results)")
         pc.add_argument("--machine", required=True, type=machine_name(), help="asv machine name")
-        pc.add_argument("--base", required=True, help="base commit hash (or its first 8+ characters)")
-        pc.add_argument("--head", required=True, help="head commit hash (or its first 8+ characters)")
+        pc.add_argument(
+            "--base", required=True, help="base commit hash (or its first 8+ characters)"
+        )
+        pc.add_argument(
+            "--head", required=True, help="head commit hash (or its first 8+ characters)"
+        )
         pc.add_argument("--factor", type=finite_float("factor"), default=1.05,
                         help="slower by more than this and significant = regression (default 1.05)")
         pc.add_argument("--asv-exit", type=int_in("asv-exit", -255, 255), default=None,

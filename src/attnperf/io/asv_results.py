@@ -159,7 +159,11 @@ class ResultsDB:
 
     def param_names(self, benchmark: str, count: int) -> list[str]:
         names = (self.benchmarks.get(benchmark) or {}).get("param_names")
-        if isinstance(names, list) and len(names) == count and all(isinstance(n, str) for n in names):
+        if (
+            isinstance(names, list)
+            and len(names) == count
+            and all(isinstance(n, str) for n in names)
+        ):
             return names
         if count == 2 and benchmark.startswith("bench_attention."):
             return ["kernel", "problem"]  # attnperf's suite, when benchmarks.json is missing
@@ -215,7 +219,9 @@ def _text_fields(data: dict, path: Path, what: str, notes: list[str]) -> dict[st
         else:
             dropped.append(str(k)[:40])
     if dropped:
-        notes.append(f"{path}: {what} fields that are not text were ignored: {', '.join(dropped[:8])}")
+        notes.append(
+            f"{path}: {what} fields that are not text were ignored: {', '.join(dropped[:8])}"
+        )
     return out
 
 
@@ -344,7 +350,9 @@ def read_machine(mdir: Path) -> Machine:
         if path.name in ("machine.json", ceilings_file.FILE_NAME, THRESHOLDS_FILE):
             continue
         if not _RESULT_NAME.match(path.name):
-            notes.append(f"{path}: not named like an asv result file (<commit8>-<env>.json); ignored")
+            notes.append(
+                f"{path}: not named like an asv result file (<commit8>-<env>.json); ignored"
+            )
             continue
         run = read_run(path, mdir.name, notes)
         if run is not None:

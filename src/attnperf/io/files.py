@@ -231,7 +231,9 @@ def check_appendable(path) -> Path:
 
 def _hidden_name(out: Path, suffix: str) -> str:
     """A short hidden sibling name for ``out`` (any length of ``out.name`` fits)."""
-    return f".{hashlib.sha256(out.name.encode('utf-8', 'surrogateescape')).hexdigest()[:16]}{suffix}"
+    return (
+        f".{hashlib.sha256(out.name.encode('utf-8', 'surrogateescape')).hexdigest()[:16]}{suffix}"
+    )
 
 
 # Locks this process holds: resolved path -> count (a command that holds the lock for a
@@ -319,18 +321,24 @@ def _write_atomic(path, write: Callable[[int], None], inputs: Sequence) -> None:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW,
                          0o666)  # an ordinary file: 0666 less the umask
         except OSError as exc:
-            raise OutputPathError(f"cannot write {os.fspath(path)!r}: {exc.strerror or exc}") from None
+            raise OutputPathError(
+                f"cannot write {os.fspath(path)!r}: {exc.strerror or exc}"
+            ) from None
         try:
             try:
                 write(fd)
             finally:
                 os.close(fd)
-            if os.path.islink(out) or (os.path.lexists(out) and not stat.S_ISREG(os.lstat(out).st_mode)):
+            if os.path.islink(out) or (
+                os.path.lexists(out) and not stat.S_ISREG(os.lstat(out).st_mode)
+            ):
                 raise OutputPathError(f"cannot write {os.fspath(path)!r}: it became a link or "
                                       "a special file while being written; not replaced")
             os.replace(tmp, out)
         except OSError as exc:
-            raise OutputPathError(f"cannot write {os.fspath(path)!r}: {exc.strerror or exc}") from None
+            raise OutputPathError(
+                f"cannot write {os.fspath(path)!r}: {exc.strerror or exc}"
+            ) from None
         finally:
             # Never leave the temp file behind, whatever failed (disk full, a value
             # json cannot encode, Ctrl-C); after the rename it no longer exists.

@@ -113,7 +113,9 @@ class OwnedDir:
                 try:
                     here.mkdir()
                 except OSError as exc:
-                    raise self._refuse(f"cannot create {str(here)!r}: {exc.strerror or exc}") from None
+                    raise self._refuse(
+                        f"cannot create {str(here)!r}: {exc.strerror or exc}"
+                    ) from None
 
     def write_bytes(self, rel: str, data: bytes) -> Path:
         target = self.path(rel)

@@ -275,8 +275,10 @@ def read_results(path: str, what: str = "report",
     if "schema_version" in data:
         return _checked(data, path, what)["results"]
     if "performance" not in data and "metrics" not in data:
-        raise ReportError(f"{what} {path!r} is neither an attnperf report (no schema_version) nor a "
-                          "legacy single-config report (no performance.mean_time_ms or metrics.mean_time_ms)")
+        raise ReportError(
+            f"{what} {path!r} is neither an attnperf report (no schema_version) nor a "
+            "legacy single-config report (no performance.mean_time_ms or metrics.mean_time_ms)"
+        )
     validate(data, SEED_SCHEMA_FILE, path, what)
     return [_seed_entry(data)]
 

@@ -81,7 +81,11 @@ class Bench:
     def forward(self):
         """One forward call; in training passes its output must carry an autograd graph."""
         out = self.spec.run(self.q, self.k, self.v, self.problem)
-        if self.problem.backward and getattr(out, "grad_fn", None) is None and hasattr(out, "shape"):
+        if (
+            self.problem.backward
+            and getattr(out, "grad_fn", None) is None
+            and hasattr(out, "shape")
+        ):
             raise KernelUnavailableError(
                 f"{self.spec.name} has no backward: its output carries no autograd graph "
                 f"(pass {self.problem.mode}; a kernel without one declares passes=['fwd'])")
@@ -103,7 +107,9 @@ class Bench:
     def check(self) -> Correctness:
         """The first call, judged (see the class doc)."""
         if self.problem.backward:
-            self.ref, self.ref_grads = reference_grads(self.q, self.k, self.v, self.dout, self.problem)
+            self.ref, self.ref_grads = reference_grads(
+                self.q, self.k, self.v, self.dout, self.problem
+            )
         else:
             self.ref = reference(self.q, self.k, self.v, self.problem)
         if self.device == "cuda":  # the float64 reference's scratch goes back to the driver:
@@ -256,7 +262,12 @@ def _measure_into(m: Measurement, spec: KernelSpec, opts: MeasureOptions,
             timed = bench.recheck()
         why = bench.wrong(timed, " in a timed call")
         if why:
-            m.correctness, m.gradients, m.device_time, m.latency = timed, bench.gradients, None, None
+            m.correctness, m.gradients, m.device_time, m.latency = (
+                timed,
+                bench.gradients,
+                None,
+                None,
+            )
             m.status, m.reason = "failed", why
             return
         m.roofline = roofline_of(m, ceiling_data, peak, work=bench.spec.work(problem))
@@ -269,7 +280,10 @@ def _measure_into(m: Measurement, spec: KernelSpec, opts: MeasureOptions,
     except Exception as exc:  # noqa: BLE001 - kernel code is arbitrary; one crash must not lose the run
         # attnperf's own exceptions too: raised inside a kernel they are the
         # kernel's failure, not a reason to abort the sweep.
-        m.status, m.reason = "error", f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        m.status, m.reason = (
+            "error",
+            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+        )
         m.device_time = m.latency = m.roofline = m.peak_memory = None
         log.debug("kernel %s on %s raised", kernel, problem.id, exc_info=True)
     finally:

@@ -84,10 +84,16 @@ def measure_ceilings(device: str, quick: bool = False, rounds: int = ROUNDS,
         for name, (a, b) in operands.items():
             matmul_s[name] = min(matmul_s[name], fastest(functools.partial(torch.matmul, a, b)))
     del src, dst, operands
-    result = {"schema_version": ceilings_file.SCHEMA_VERSION, "device": device,
-              "bandwidth_gb_s": 2 * copy_bytes / copy_s / 1e9, "copy_bytes": copy_bytes,
-              "matmul_tflops": {name: 2 * sizes[name] ** 3 / matmul_s[name] / 1e12 for name in DTYPES},
-              "matmul_n": sizes, "rounds": rounds, "measured_at": None}
+    result = {
+        "schema_version": ceilings_file.SCHEMA_VERSION,
+        "device": device,
+        "bandwidth_gb_s": 2 * copy_bytes / copy_s / 1e9,
+        "copy_bytes": copy_bytes,
+        "matmul_tflops": {name: 2 * sizes[name] ** 3 / matmul_s[name] / 1e12 for name in DTYPES},
+        "matmul_n": sizes,
+        "rounds": rounds,
+        "measured_at": None,
+    }
     if tf32_enabled(device):
         result["matmul_tflops"]["tf32"] = result["matmul_tflops"]["float32"]
     result["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

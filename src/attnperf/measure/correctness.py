@@ -62,8 +62,13 @@ def reference(q, k, v, problem: Problem) -> torch.Tensor:
     mask, scale = _mask(q, problem), 1.0 / math.sqrt(q.shape[-1])
     with torch.no_grad():
         for bi, h0, h1, kv_idx in _chunks(q, problem, 8 * 3):
-            out[bi, h0:h1] = _attention64(q[bi, h0:h1].double(), k[bi].index_select(0, kv_idx).double(),
-                                          v[bi].index_select(0, kv_idx).double(), mask, scale)
+            out[bi, h0:h1] = _attention64(
+                q[bi, h0:h1].double(),
+                k[bi].index_select(0, kv_idx).double(),
+                v[bi].index_select(0, kv_idx).double(),
+                mask,
+                scale,
+            )
     return out
 
 
@@ -160,14 +165,18 @@ def _check_shape(out, ref: torch.Tensor, what: str, like: str = "the shape of q"
     ``dtype`` (the problem's) when given: output dtype, shape and device are part of
     correctness."""
     if not isinstance(out, torch.Tensor):
-        raise TypeError(f"{what} a {type(out).__name__}, expected a tensor shaped {tuple(ref.shape)}")
+        raise TypeError(
+            f"{what} a {type(out).__name__}, expected a tensor shaped {tuple(ref.shape)}"
+        )
     if tuple(out.shape) != tuple(ref.shape):
         raise ValueError(f"{what} shape {tuple(out.shape)}, expected {tuple(ref.shape)} ({like})")
     if dtype is not None and out.dtype != getattr(torch, dtype):
         raise TypeError(f"{what} dtype {str(out.dtype).replace('torch.', '')}, expected {dtype} "
                         "(the problem's dtype)")
     if out.device != ref.device:
-        raise ValueError(f"{what} a tensor on {out.device}, expected {ref.device} (the inputs' device)")
+        raise ValueError(
+            f"{what} a tensor on {out.device}, expected {ref.device} (the inputs' device)"
+        )
 
 
 def verify_grads(grads: Sequence, refs: Sequence[torch.Tensor], problem: Problem,

@@ -69,7 +69,9 @@ class PowerControl:
 
     def __post_init__(self) -> None:
         if self.protocol not in PROTOCOLS:
-            raise ValueError(f"unknown power protocol {self.protocol!r}; allowed: {', '.join(PROTOCOLS)}")
+            raise ValueError(
+                f"unknown power protocol {self.protocol!r}; allowed: {', '.join(PROTOCOLS)}"
+            )
         for name in ("gap_ratio", "gap_min_s", "gap_max_s", "warm_s", "sample_s"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
@@ -167,7 +169,11 @@ def sample_steady(takes: Sequence[Callable[[], float]], read_clock: ClockFn | No
         reading = read_clock() if read_clock is not None else None
         taken.append((seconds, reading))
         own[turn].append((seconds, reading))
-        if reading is not None and reading.slowdown_bits and is_slow(seconds, own[turn], budget.slow_margin):
+        if (
+            reading is not None
+            and reading.slowdown_bits
+            and is_slow(seconds, own[turn], budget.slow_margin)
+        ):
             rejected.append((seconds, reading))
             if len(rejected) > max_retakes:
                 break

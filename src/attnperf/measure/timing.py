@@ -128,7 +128,9 @@ def time_cuda_device(fn: Callable[[], object], budget: Budget = Budget(),
     more, short = more_captures(torch, fn, calls, budget.captures - 1, launch)
     launches = [launch] + more
     if short:
-        note = "; ".join(filter(None, [note, f"{len(launches)} of {budget.captures} captures ({short})"]))
+        note = "; ".join(
+            filter(None, [note, f"{len(launches)} of {budget.captures} captures ({short})"])
+        )
 
     replay_s = replay_seconds(torch, launch)
     warm_replays, replays, gap = power.plan(replay_s)

@@ -133,7 +133,9 @@ class Measurement:
     status: str = "ok"
     reason: str = ""
     correctness: Correctness | None = None
-    device_time: Samples | None = None  # GPU: graph replays; CPU: thread CPU time (1 thread) or wall time
+    device_time: Samples | None = (
+        None  # GPU: graph replays; CPU: thread CPU time (1 thread) or wall time
+    )
     latency: Samples | None = None      # GPU only: isolated call, events
     roofline: Roofline | None = None
     peak_memory: PeakMemory | None = None  # one warm call (measure/memory.py)

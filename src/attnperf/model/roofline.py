@@ -138,7 +138,9 @@ class Roofline:
         return d
 
 
-def floors(p: Problem, ceiling: Ceiling, work: tuple[int | None, int | None] = (None, None)) -> tuple:
+def floors(
+    p: Problem, ceiling: Ceiling, work: tuple[int | None, int | None] = (None, None)
+) -> tuple:
     """(compute floor, memory floor) in seconds: FLOPs over the compute roof, bytes over the
     memory roof.  ``work``: a kernel's own (FLOPs, bytes), None where this model applies."""
     f, b = work_of(p, work)

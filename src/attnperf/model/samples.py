@@ -166,7 +166,10 @@ class PowerState:
         kept samples.  A rejected sample's SM clock is not written: it reads as None."""
         rejected = _seconds(d.get("rejected_samples_ms", []))
         if d["clock_source"] == NVML:
-            clocks = [_reading(mhz, ev) for mhz, ev in zip(d["sm_clock_mhz"], d["clock_events"], strict=False)]
+            clocks = [
+                _reading(mhz, ev)
+                for mhz, ev in zip(d["sm_clock_mhz"], d["clock_events"], strict=False)
+            ]
             rejected_clocks = [_reading(None, ev) for ev in d.get("rejected_clock_events", [])]
         else:
             clocks, rejected_clocks = [None] * samples, [None] * len(rejected)
@@ -214,7 +217,9 @@ def _grouped(flat: dict) -> tuple[PowerState | None, ThreadTime | None]:
     ``clock_source=``, ``cpu_clock=``, ``wall_s=`` ...), where "" meant "none"."""
     unknown = set(flat) - _POWER_KEYS - set(_THREAD_KEYS)
     if unknown:
-        raise TypeError(f"Samples() got unexpected keyword argument(s): {', '.join(sorted(unknown))}")
+        raise TypeError(
+            f"Samples() got unexpected keyword argument(s): {', '.join(sorted(unknown))}"
+        )
     power = thread = None
     gpu = {k: v for k, v in flat.items() if k in _POWER_KEYS}
     if gpu and (gpu.get("clock_source") or gpu.get("protocol")):

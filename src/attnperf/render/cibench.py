@@ -18,6 +18,8 @@ def paired_section(paired: Mapping[tuple[str, str], object], factor: float) -> s
              "| kernel | problem | base ms | head ms | head/base (median pair) | p (slower) |",
              "|---|---|---|---|---|---|"]
     for (k, p), r in sorted(paired.items()):
-        lines.append(f"| {md.text(k)} | {md.text(p)} | {r.base_s * 1e3:.3f} | {r.head_s * 1e3:.3f} | "
-                     f"{r.ratio:.3f} | {r.p_slower:.1e} |")
+        lines.append(
+            f"| {md.text(k)} | {md.text(p)} | {r.base_s * 1e3:.3f} | {r.head_s * 1e3:.3f} | "
+            f"{r.ratio:.3f} | {r.p_slower:.1e} |"
+        )
     return "\n".join(lines) + "\n"

@@ -51,8 +51,10 @@ def render(result: dict, fmt: str = "text") -> str:
 
 def _overall(result: dict) -> str:
     rows, missing = result["comparisons"], result.get("missing") or []
-    text = (f"Overall: {'REGRESSION' if result['is_regression'] else 'OK'} "
-            f"({len(result['regressions'])} of {len(rows)} configs past {result['threshold']:+.1f} %")
+    text = (
+        f"Overall: {'REGRESSION' if result['is_regression'] else 'OK'} "
+        f"({len(result['regressions'])} of {len(rows)} configs past {result['threshold']:+.1f} %"
+    )
     if result.get("coverage_lost"):
         text += (f"; {len(missing)} config(s) of the baseline missing from the current report: "
                  "lost coverage, pass --allow-missing if they were left out on purpose")

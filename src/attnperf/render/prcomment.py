@@ -205,11 +205,15 @@ def render_section(db: ResultsDB, machine: str, base_commit: str, head_commit: s
         f"×{max(t.threshold for t in thresholds.entries) if thresholds.entries else factor:g} "
         f"(`attnperf calibrate`: {thresholds.runs} A/A sets × {thresholds.rounds} rounds at "
         f"`{thresholds.commit[:8]}`, {thresholds.created}), others ")
-    lines = [f"### {_headline(cmp, asv_exit, asv_view)}", "",
-             f"Base {md.code(base_commit[:8])} → head {md.code(head_commit[:8])} · {calibrated}factor ×{factor:g} · "
-             f"asv continuous exit {asv_exit if asv_exit is not None else 'not run'} · "
-             "lower is better (times; x_over_floor = time / roofline floor; abs errors "
-             "against float64; peak memory)", ""]
+    lines = [
+        f"### {_headline(cmp, asv_exit, asv_view)}",
+        "",
+        f"Base {md.code(base_commit[:8])} → head {md.code(head_commit[:8])} · {calibrated}factor ×{factor:g} · "
+        f"asv continuous exit {asv_exit if asv_exit is not None else 'not run'} · "
+        "lower is better (times; x_over_floor = time / roofline floor; abs errors "
+        "against float64; peak memory)",
+        "",
+    ]
     changed = [r for r in cmp.rows if r.change in CHANGED]
     changed.sort(key=lambda r: (CHANGED.index(r.change), -(r.ratio or 0)))
     # Combinations with no value and no failure on either side (kernel unavailable,
@@ -232,8 +236,11 @@ def render_section(db: ResultsDB, machine: str, base_commit: str, head_commit: s
                   "(kernel unavailable here, or problem outside this machine's grid)."]
     fails = [r for r in cmp.rows if r.after.status == FAILED]
     if fails:
-        lines += ["", "Failed at head (a wrong result or an error; the asv log artifact has the "
-                  "message): " + ", ".join(sorted({md.code(f"{r.kernel}/{r.problem}") for r in fails}))]
+        lines += [
+            "",
+            "Failed at head (a wrong result or an error; the asv log artifact has the "
+            "message): " + ", ".join(sorted({md.code(f"{r.kernel}/{r.problem}") for r in fails})),
+        ]
     lines += ["", f"<details><summary>Environment of <code>{html.escape(machine)}</code></summary>",
               ""]
     lines += environment_lines(m, head or base)
@@ -241,7 +248,9 @@ def render_section(db: ResultsDB, machine: str, base_commit: str, head_commit: s
     db_notes = db.notes + (m.notes if m else []) + [n for r in (base, head) if r for n in r.notes]
     all_notes = notes + db_notes
     if all_notes:
-        lines += ["", "**What is missing or odd:**", ""] + [f"- {md.text(n)}" for n in all_notes[:30]]
+        lines += ["", "**What is missing or odd:**", ""] + [
+            f"- {md.text(n)}" for n in all_notes[:30]
+        ]
         if len(all_notes) > 30:
             lines.append(f"- … and {len(all_notes) - 30} more")
     if footer:
@@ -250,7 +259,9 @@ def render_section(db: ResultsDB, machine: str, base_commit: str, head_commit: s
     if len(text) > MAX_CHARS and rest:
         cut = text.index("<details><summary>Unchanged")
         end = text.index("</details>", cut) + len("</details>")
-        text = text[:cut] + f"_{len(rest)} unchanged rows left out (comment size limit)._" + text[end:]
+        text = (
+            text[:cut] + f"_{len(rest)} unchanged rows left out (comment size limit)._" + text[end:]
+        )
     return text[:MAX_CHARS]
 
 

@@ -219,7 +219,9 @@ def redirect_page(target: str) -> str:
 def _device_text(m: Machine) -> str:
     run = m.latest()
     gpu = am.gpu_name(m.info) or (am.gpu_name(run.params) if run else None)
-    return gpu or f"CPU: {m.info.get('cpu') or (run.params.get('cpu') if run else None) or 'unknown'}"
+    return (
+        gpu or f"CPU: {m.info.get('cpu') or (run.params.get('cpu') if run else None) or 'unknown'}"
+    )
 
 
 def write_pages(db: ResultsDB, out_dir: Path, has_asv: bool,

@@ -105,12 +105,16 @@ def _not_measured(measurements: Sequence[Measurement], verbose: bool) -> list[st
     absent = [m for m in measurements if m.status not in MEASURED]
     out = []
     if failed:
-        out += ["", "failed:"] + [f"  {m.kernel}/{m.problem.id}: {m.status}: {terminal(m.reason)}" for m in failed]
+        out += ["", "failed:"] + [
+            f"  {m.kernel}/{m.problem.id}: {m.status}: {terminal(m.reason)}" for m in failed
+        ]
     if not absent:
         return out
     out += ["", "not measured here:"]
     if verbose:
-        return out + [f"  {m.kernel}/{m.problem.id}: {m.status}: {terminal(m.reason)}" for m in absent]
+        return out + [
+            f"  {m.kernel}/{m.problem.id}: {m.status}: {terminal(m.reason)}" for m in absent
+        ]
     # One line per kernel and status; the first reason stands for the rest (--verbose: all).
     groups: OrderedDict[tuple, list[Measurement]] = OrderedDict()
     for m in absent:
@@ -130,8 +134,10 @@ def _footnotes(measurements: Sequence[Measurement]) -> list[str]:
                    "(re-run, or fewer --threads on a shared CPU)")
     beaten = [m for m in measurements if m.roofline is not None and m.roofline.ceiling_beaten]
     if beaten:
-        out.append(f"ceiling beaten: {len(beaten)} config(s); efficiency shown as >100 is not "
-                   f"meaningful: {beaten[0].kernel}/{beaten[0].problem.id} {beaten[0].roofline.ceiling_note}")
+        out.append(
+            f"ceiling beaten: {len(beaten)} config(s); efficiency shown as >100 is not "
+            f"meaningful: {beaten[0].kernel}/{beaten[0].problem.id} {beaten[0].roofline.ceiling_note}"
+        )
     warned = [m for m in measurements if m.warnings]
     if warned:
         count = sum(len(m.warnings) for m in warned)

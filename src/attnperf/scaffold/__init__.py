@@ -65,9 +65,11 @@ _HEADER_RE = re.compile(r"^(?://|#) " + re.escape(MARK) + r".* digest ([0-9a-f]{
 
 # asv runs a command's executable from the environment's bin/ only, where attnperf is not
 # installed: this finds the `attnperf` on PATH (next to asv) and hands it the step.
-BOOTSTRAP = ("import shutil,subprocess,sys;a=shutil.which('attnperf');"
-             "sys.exit(subprocess.call([a]+sys.argv[1:]) if a else "
-             "'asv: no attnperf on PATH; run asv from the environment where attnperf is installed')")
+BOOTSTRAP = (
+    "import shutil,subprocess,sys;a=shutil.which('attnperf');"
+    "sys.exit(subprocess.call([a]+sys.argv[1:]) if a else "
+    "'asv: no attnperf on PATH; run asv from the environment where attnperf is installed')"
+)
 
 # Generated workflows install attnperf from this repository at the tag of the release that
 # wrote them (never by a bare name that another index could answer).
@@ -280,7 +282,9 @@ def check_target(root: Path, rel: str) -> Path:
                                   f"{str(here)!r} -> {os.readlink(here)!r}; replace the link "
                                   "with a file (or remove it) and run init again")
         if here != root / rel and os.path.lexists(here) and not here.is_dir():
-            raise OutputPathError(f"cannot write {str(root / rel)!r}: {str(here)!r} is not a folder")
+            raise OutputPathError(
+                f"cannot write {str(root / rel)!r}: {str(here)!r} is not a folder"
+            )
     target = root / rel
     if os.path.lexists(target):
         check_writable(target)

@@ -27,7 +27,9 @@ def _check_inputs(q, k, v, allow_fp32: bool):
     b, hq, _, d = q.shape
     bk, hkv, sk, dk = k.shape
     if v.shape != k.shape or bk != b or dk != d:
-        raise ValueError(f"shape mismatch: q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}")
+        raise ValueError(
+            f"shape mismatch: q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}"
+        )
     if hq % hkv:
         raise ValueError(f"query heads {hq} not a multiple of kv heads {hkv}")
     if sk < 1 or q.shape[2] < 1:
@@ -35,8 +37,12 @@ def _check_inputs(q, k, v, allow_fp32: bool):
     if not (q.dtype == k.dtype == v.dtype):
         raise ValueError("q, k, v must share a dtype")
     cc = _capability(q.device) if q.device.type == "cuda" else None
-    reason = unsupported_reason(torch.bfloat16 if (allow_fp32 and q.dtype == torch.float32) else q.dtype,
-                                d, q.device.type, cc)
+    reason = unsupported_reason(
+        torch.bfloat16 if (allow_fp32 and q.dtype == torch.float32) else q.dtype,
+        d,
+        q.device.type,
+        cc,
+    )
     if reason is not None:
         raise ValueError(reason)
 
@@ -72,9 +78,31 @@ def _fwd(q, k, v, causal, scale, shift, drop_last, use_tma=False):
     o = torch.empty_like(q)
     lse = torch.empty((b * hq, sq), device=q.device, dtype=torch.float32)
     grid = lambda meta: (_cdiv(sq, meta["BLOCK_M"]), b * hq)  # noqa: E731
-    forward._attn_fwd[grid](q, k, v, o, lse, k_desc, v_desc, *_strides(q), *_strides(k), *_strides(v), *_strides(o),
-                    hq, hq // hkv, sq, sk, scale * LOG2E, _bucket(sq), _bucket(sk),
-                    HEAD_DIM=d, CAUSAL=causal, SHIFT=shift, DROP_LAST=drop_last, USE_TMA=use_tma)
+    forward._attn_fwd[grid](
+        q,
+        k,
+        v,
+        o,
+        lse,
+        k_desc,
+        v_desc,
+        *_strides(q),
+        *_strides(k),
+        *_strides(v),
+        *_strides(o),
+        hq,
+        hq // hkv,
+        sq,
+        sk,
+        scale * LOG2E,
+        _bucket(sq),
+        _bucket(sk),
+        HEAD_DIM=d,
+        CAUSAL=causal,
+        SHIFT=shift,
+        DROP_LAST=drop_last,
+        USE_TMA=use_tma,
+    )
     return o, lse
 
 

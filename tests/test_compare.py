@@ -30,7 +30,8 @@ def test_seed_validation_numbers(json_file, seed_report):
     assert (r["baseline_time_ms"], r["current_time_ms"], r["threshold"]) == (0.0524, 0.05174, -3.0)
     assert r["comparisons"][0]["statistic"] == "mean_time_ms"
     assert r["worst_id"] == f"sdpa/{SEED_ID}"
-    # +1.26 % is inside the +-3 % band: not an improvement (the legacy tool said SLIGHT IMPROVEMENT).
+    # +1.26 % is inside the +-3 % band: not an improvement (the legacy tool said SLIGHT
+    # IMPROVEMENT).
     assert verdict(r["improvement_pct"], r["is_regression"], -3.0) == "NO SIGNIFICANT CHANGE"
 
 

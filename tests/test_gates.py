@@ -401,7 +401,8 @@ def test_x_over_floor_is_time_over_floor():
             128,
         ),
         # GQA: B2 H8 KV2 S16 D4 bf16.  4 * 4 * 2*8 * 16*16 = 65,536.
-        # bytes: Q+O = 2 * 2*8*16*4 = 2048, K+V = 2 * 2*2*16*4 = 512 (4x fewer heads); 2560 * 2 = 5120.
+        # bytes: Q+O = 2 * 2*8*16*4 = 2048, K+V = 2 * 2*2*16*4 = 512 (4x fewer heads); 2560 * 2 =
+        # 5120.
         (Problem(batch=2, heads=8, kv_heads=2, seq_q=16, head_dim=4, dtype="bf16"), 65_536, 5_120),
         # GQA causal: B1 H4 KV1 S3 D2 fp32: pairs 6/head; 4 * 2 * 4 * 6 = 192.
         # bytes: Q+O = 2 * 4*3*2 = 48, K+V = 2 * 1*3*2 = 12; 60 * 4 = 240.
@@ -411,7 +412,8 @@ def test_x_over_floor_is_time_over_floor():
             240,
         ),
         # decode: B8 H32 KV8 Sq1 Sk4096 D128 bf16: 4 * 128 * 8*32 * 4096 = 2^29 = 536,870,912.
-        # bytes: Q+O = 2 * 8*32*128 = 65,536; K+V = 2 * 8*8*4096*128 = 67,108,864; x2 B = 134,348,800.
+        # bytes: Q+O = 2 * 8*32*128 = 65,536; K+V = 2 * 8*8*4096*128 = 67,108,864; x2 B =
+        # 134,348,800.
         (
             Problem(
                 batch=8, heads=32, kv_heads=8, seq_q=1, seq_kv=4096, head_dim=128, dtype="bf16"

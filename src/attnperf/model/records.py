@@ -55,7 +55,8 @@ class Correctness:
     nonfinite: int
     tolerance: float
     tolerance_key: str
-    # Inputs ("q", "k", "v"; "dout" in training passes) the kernel wrote to; any makes ``passed`` false.
+    # Inputs ("q", "k", "v"; "dout" in training passes) the kernel wrote to; any makes ``passed``
+    # false.
     modified_inputs: list[str] = dataclasses.field(default_factory=list)
 
     def to_dict(self) -> dict:

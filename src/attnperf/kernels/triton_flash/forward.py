@@ -79,7 +79,8 @@ if triton is not None:
         if CAUSAL:
             # Last row start_m + BLOCK_M - 1 sees keys <= that row (+SHIFT, tests only).
             hi = tl.minimum(SEQ_K, start_m + BLOCK_M + SHIFT)
-            # Block [n0, n0+BLOCK_N) is fully visible to the first row iff n0+BLOCK_N-1 <= start_m+SHIFT.
+            # Block [n0, n0+BLOCK_N) is fully visible to the first row iff n0+BLOCK_N-1 <=
+            # start_m+SHIFT.
             full_end = tl.minimum(
                 (SEQ_K // BLOCK_N) * BLOCK_N, ((start_m + SHIFT + 1) // BLOCK_N) * BLOCK_N
             )

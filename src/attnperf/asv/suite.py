@@ -81,9 +81,8 @@ GRID_PROBLEMS = [PRESETS[name].id for name in (
 # GQA causal and the large training problem; CPU: two small ones (causal, GQA), so
 # CI's asv runs stay cheap (a 2-core CPU times ~10 more combinations).
 GRID_PASSES = ["bwd", "fwd+bwd"]
-GRID_PASS_PROBLEMS = [
-    PRESETS[name].id for name in ("causal", "gqa", "train", "cpu_causal", "cpu_gqa")
-]
+GRID_PASS_PROBLEMS = [PRESETS[name].id
+                      for name in ("causal", "gqa", "train", "cpu_causal", "cpu_gqa")]
 
 CPU_PROBLEM_IDS = frozenset(p.id for name, p in PRESETS.items() if name.startswith("cpu_"))
 
@@ -220,10 +219,8 @@ def selected_passes() -> list[str]:
     names = _env_list("ATTNPERF_ASV_PASSES") or list(PASSES)
     unknown = [n for n in names if n not in PASSES]
     if unknown:
-        raise SelectionError(
-            f"ATTNPERF_ASV_PASSES: unknown pass(es) {', '.join(map(repr, unknown))}; "
-            f"allowed: {', '.join(PASSES)}"
-        )
+        raise SelectionError(f"ATTNPERF_ASV_PASSES: unknown pass(es) "
+                             f"{', '.join(map(repr, unknown))}; allowed: {', '.join(PASSES)}")
     return names
 
 
@@ -241,10 +238,8 @@ def _selection(config: ProjectConfig | None) -> tuple[list[str], list[str]]:
     kernels = _env_list("ATTNPERF_ASV_KERNELS") or [k for k in grid_kernels if k not in ON_REQUEST]
     unknown = [k for k in kernels if k not in grid_kernels]
     if unknown:
-        raise SelectionError(
-            f"ATTNPERF_ASV_KERNELS: unknown kernel(s) {', '.join(map(repr, unknown))}; "
-            f"allowed: {', '.join(grid_kernels)}"
-        )
+        raise SelectionError(f"ATTNPERF_ASV_KERNELS: unknown kernel(s) "
+                             f"{', '.join(map(repr, unknown))}; allowed: {', '.join(grid_kernels)}")
     problems = []
     for name in _env_list("ATTNPERF_ASV_PROBLEMS") or grid_problems:
         try:
@@ -253,10 +248,9 @@ def _selection(config: ProjectConfig | None) -> tuple[list[str], list[str]]:
             pid = None
         if pid not in grid_problems:
             names = [n for n, p in PRESETS.items() if p.id in grid_problems]
-            raise SelectionError(
-                f"ATTNPERF_ASV_PROBLEMS: {name!r} is not a problem of the asv grid; "
-                f"allowed: {', '.join(names or grid_problems)} (or their ids)"
-            )
+            allowed = ", ".join(names or grid_problems)
+            raise SelectionError(f"ATTNPERF_ASV_PROBLEMS: {name!r} is not a problem of the asv "
+                                 f"grid; allowed: {allowed} (or their ids)")
         problems.append(pid)
     return kernels, problems
 
@@ -373,9 +367,8 @@ def entry_for(cache: dict[str, dict], kernel: str, problem: str) -> dict:
         device = (cache.get("__meta__") or {}).get("device")
         if device == "cuda" and any(problem in (pass_id(c, "bwd"), pass_id(c, "fwd+bwd"))
                                     for c in CPU_PROBLEM_IDS):
-            raise Skip(
-                f"{problem}: the CPU's training problem; the GPU times passes at causal, gqa, train"
-            )
+            raise Skip(f"{problem}: the CPU's training problem; "
+                       "the GPU times passes at causal, gqa, train")
         if device == "cuda" and problem in CPU_PROBLEM_IDS:
             name = next(n for n, p in PRESETS.items() if p.id == problem)
             raise Skip(f"{problem}: the CPU machine kind's problem; a GPU measures it on request: "

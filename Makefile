@@ -10,7 +10,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.attnperf-installed
 RUN_STAMP := $(VENV)/.attnperf-run-installed
 
-.PHONY: setup run test test-fast mutation mutation-full continuous publish docs clean
+.PHONY: setup run lint test test-fast mutation mutation-full continuous publish docs clean
 
 setup: $(STAMP)
 
@@ -28,6 +28,12 @@ $(RUN_STAMP): pyproject.toml constraints/cpu.txt | $(PY)
 
 run: $(RUN_STAMP)
 	$(VENV)/bin/attnperf run
+
+# ruff (pyflakes, bugbear, pyupgrade, import order, line length) and mypy (strict on
+# model/, analysis/, io/): [tool.ruff] and [tool.mypy] in pyproject.toml.
+lint: setup
+	$(VENV)/bin/ruff check
+	$(VENV)/bin/mypy
 
 test: setup
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m pytest -q

@@ -14,8 +14,8 @@ import math
 import os
 import random
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
 
 COLUMNS = ["result", "params", "version", "started_at", "duration", "stats_ci_99_a",
            "stats_ci_99_b", "stats_q_25", "stats_q_75", "stats_number", "stats_repeat",
@@ -49,7 +49,7 @@ H100_CEILINGS = {"schema_version": 1, "device": "cuda", "bandwidth_gb_s": 3000.0
                  "matmul_n": {"bfloat16": 8192}, "measured_at": "2026-11-24T00:00:00Z"}
 
 
-def samples(median: float, n: int = 15, spread: float = 0.01, seed: int = 0) -> List[float]:
+def samples(median: float, n: int = 15, spread: float = 0.01, seed: int = 0) -> list[float]:
     rng = random.Random(seed)
     return [median * (1 + spread * (rng.random() - 0.5)) for _ in range(n)]
 
@@ -68,7 +68,7 @@ def _stats(xs: Sequence[float]) -> dict:
             "number": 1, "repeat": n}
 
 
-def row(params: List[List[str]], values: Sequence, with_samples: bool = True,
+def row(params: list[list[str]], values: Sequence, with_samples: bool = True,
         version: str = VERSION) -> list:
     """One asv row; each value is a float (ok), None (failed), NaN (skipped) or a list of samples."""
     result, samp, stats = [], [], []
@@ -93,7 +93,7 @@ def row(params: List[List[str]], values: Sequence, with_samples: bool = True,
     return r
 
 
-def grid_params(kernels: Sequence[str], problems: Sequence[str]) -> List[List[str]]:
+def grid_params(kernels: Sequence[str], problems: Sequence[str]) -> list[list[str]]:
     return [[repr(k) for k in kernels], [repr(p) for p in problems]]
 
 
@@ -102,7 +102,7 @@ def grid_values(kernels, problems, fn) -> list:
     return [fn(k, p) for k, p in itertools.product(kernels, problems)]
 
 
-def result_doc(commit: str, info: dict, date_ms: int, rows: Dict[str, list],
+def result_doc(commit: str, info: dict, date_ms: int, rows: dict[str, list],
                env: str = "virtualenv-py3.11") -> dict:
     params = dict(info)
     params["python"] = "3.11"
@@ -118,7 +118,7 @@ def write_json(path: Path, data) -> Path:
     return path
 
 
-def write_machine(results: Path, info: dict, ceilings: Optional[dict] = None) -> Path:
+def write_machine(results: Path, info: dict, ceilings: dict | None = None) -> Path:
     mdir = results / info["machine"]
     write_json(mdir / "machine.json", dict(info, version=1))
     if ceilings is not None:
@@ -126,7 +126,7 @@ def write_machine(results: Path, info: dict, ceilings: Optional[dict] = None) ->
     return mdir
 
 
-def write_run(results: Path, info: dict, commit: str, date_ms: int, rows: Dict[str, list],
+def write_run(results: Path, info: dict, commit: str, date_ms: int, rows: dict[str, list],
               env: str = "virtualenv-py3.11") -> Path:
     return write_json(results / info["machine"] / f"{commit[:8]}-{env}.json",
                       result_doc(commit, info, date_ms, rows, env))
@@ -142,7 +142,7 @@ def write_benchmarks(results: Path, kernels: Sequence[str], problems: Sequence[s
     return write_json(results / "benchmarks.json", data)
 
 
-def git_repo(path: Path, n_commits: int) -> List[str]:
+def git_repo(path: Path, n_commits: int) -> list[str]:
     """A throwaway git repository on branch main with n empty commits (oldest first)."""
     path.mkdir(parents=True, exist_ok=True)
 
@@ -185,7 +185,7 @@ def history(root: Path, n_commits: int = 4, machines=("cpu", "h100")) -> dict:
         info = H100_INFO if gpu else CPU_INFO
         write_machine(results, info, H100_CEILINGS if gpu else CPU_CEILINGS)
         for ci, commit in enumerate(commits):
-            def time_of(k, p, ci=ci):
+            def time_of(k, p, ci=ci, gpu=gpu):
                 on = (p in ("seed", "train")) == gpu
                 if not on or (k == "sdpa_flash" and not gpu):
                     return math.nan
@@ -193,16 +193,26 @@ def history(root: Path, n_commits: int = 4, machines=("cpu", "h100")) -> dict:
                 t *= {"sdpa": 1.0, "sdpa_flash": 1.4, "tiled": 3.0}[k] * (1 + 0.02 * ci)
                 return samples(t, seed=ci * 31 + len(k) + len(p))
 
-            def xfloor(k, p):
+            def xfloor(k, p, time_of=time_of):
                 v = time_of(k, p)
                 return [x / (v[0] / 2.5) for x in v] if isinstance(v, list) else v
 
-            rows = {TIME: row(grid_params(kernels, problems), grid_values(kernels, problems, time_of)),
-                    XFLOOR: row(grid_params(kernels, problems), grid_values(kernels, problems, xfloor)),
-                    LATENCY: row(grid_params(kernels, problems),
-                                 grid_values(kernels, problems,
-                                             lambda k, p: [x * 3 for x in time_of(k, p)]
-                                             if gpu and isinstance(time_of(k, p), list) else math.nan))}
+            rows = {
+                TIME: row(grid_params(kernels, problems), grid_values(kernels, problems, time_of)),
+                XFLOOR: row(grid_params(kernels, problems), grid_values(kernels, problems, xfloor)),
+                LATENCY: row(
+                    grid_params(kernels, problems),
+                    grid_values(
+                        kernels,
+                        problems,
+                        lambda k, p, time_of=time_of, gpu=gpu: (
+                            [x * 3 for x in time_of(k, p)]
+                            if gpu and isinstance(time_of(k, p), list)
+                            else math.nan
+                        ),
+                    ),
+                ),
+            }
             write_run(results, info, commit, base_ms + 86400000 * ci + mi, rows)
     return {"root": root, "commits": commits, "results": results, "conf": root / "asv.conf.json",
             "kernels": kernels, "problems": problems}

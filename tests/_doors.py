@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Dict, Optional
 
 
 def one_error(res, *needles: str) -> None:
@@ -22,7 +22,7 @@ def one_error(res, *needles: str) -> None:
 def returns_without_blocking(fn: Callable[[], object], fifos=(), seconds: float = 30.0):
     """Run ``fn`` in a thread; fail (and unblock it by opening ``fifos`` for writing) if it
     has not returned within ``seconds``.  Returns fn's result or re-raises its exception."""
-    box: Dict[str, object] = {}
+    box: dict[str, object] = {}
 
     def target():
         try:
@@ -46,9 +46,9 @@ def returns_without_blocking(fn: Callable[[], object], fifos=(), seconds: float 
     return box.get("value")
 
 
-def listing(folder: Path) -> Dict[str, Optional[bytes]]:
+def listing(folder: Path) -> dict[str, bytes | None]:
     """Every entry under ``folder``: file contents, link targets, None for folders."""
-    out: Dict[str, Optional[bytes]] = {}
+    out: dict[str, bytes | None] = {}
     for p in sorted(folder.rglob("*")):
         rel = str(p.relative_to(folder))
         if p.is_symlink():

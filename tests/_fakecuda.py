@@ -25,8 +25,8 @@ Installed with :func:`install` as ``sys.modules["torch"]`` for one test.
 from __future__ import annotations
 
 import types
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
-from typing import Callable, List, Optional, Sequence, Tuple
 
 from attnperf.model.records import ClockReading
 
@@ -36,23 +36,23 @@ SW_POWER_CAP = 0x4
 
 
 class FakeWorld:
-    def __init__(self, *, idle_drop_s: Optional[float] = None, ramp_s: float = 0.0,
-                 ramp_factor: float = 2.0, cap_after_s: Optional[float] = None,
+    def __init__(self, *, idle_drop_s: float | None = None, ramp_s: float = 0.0,
+                 ramp_factor: float = 2.0, cap_after_s: float | None = None,
                  cool_s: float = 0.0, cap_factor: float = 1.25,
-                 capture_error: Optional[str] = None, l2_bytes: int = 50 << 20,
-                 uuid: Optional[str] = "8f1d-test", launch_s: float = 0.0,
-                 capture_failures: Optional[int] = None, slow_until_s: float = 0.0,
+                 capture_error: str | None = None, l2_bytes: int = 50 << 20,
+                 uuid: str | None = "8f1d-test", launch_s: float = 0.0,
+                 capture_failures: int | None = None, slow_until_s: float = 0.0,
                  slow_factor: float = 1.0, capture_factors: Sequence[float] = (1.0,)) -> None:
         self.now = 0.0          # host time
         self.free_at = 0.0      # when the stream has done everything enqueued
         self.last_end = 0.0     # when the last kernel ended (idle spells are measured from it)
-        self.log: List[Tuple] = []
-        self.capturing: Optional["FakeGraph"] = None
+        self.log: list[tuple] = []
+        self.capturing: FakeGraph | None = None
         self.capture_error = capture_error
         # how many captures fail with capture_error (None: all of them)
         self.capture_failures = capture_failures
         self.launch_s = launch_s  # host time to enqueue one eager kernel
-        self.capture_streams: List[Optional["FakeStream"]] = []  # the stream= of each capture
+        self.capture_streams: list[FakeStream | None] = []  # the stream= of each capture
         self.l2_bytes, self.uuid = l2_bytes, uuid
         self.idle_drop_s, self.ramp_s, self.ramp_factor = idle_drop_s, ramp_s, ramp_factor
         self.cap_after_s, self.cool_s, self.cap_factor = cap_after_s, cool_s, cap_factor
@@ -129,7 +129,7 @@ class FakeWorld:
             return ClockReading(LOW_MHZ, 0)
         return ClockReading(MAX_MHZ, 0)
 
-    def kernel_log(self, label: str = "kernel") -> List[Tuple[float, float]]:
+    def kernel_log(self, label: str = "kernel") -> list[tuple[float, float]]:
         return [(e[1], e[2]) for e in self.log if e[0] == label]
 
 
@@ -149,7 +149,7 @@ class FakeEvent:
         self.world.log.append(("event_sync", self))
         self.world.now = max(self.world.now, self.t)
 
-    def elapsed_time(self, other: "FakeEvent") -> float:
+    def elapsed_time(self, other: FakeEvent) -> float:
         return (other.t - self.t) * 1e3  # milliseconds, like torch
 
 
@@ -170,7 +170,7 @@ class FakeStream:
     def __init__(self, world: FakeWorld) -> None:
         self.world = world
 
-    def wait_stream(self, other: "FakeStream") -> None:
+    def wait_stream(self, other: FakeStream) -> None:
         pass  # one stream in this world: everything is already ordered
 
 

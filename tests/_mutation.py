@@ -123,12 +123,12 @@ def wording_only(minus, plus) -> bool:
     Keys, statuses and other one-word strings stay scored."""
     if len(minus) != len(plus) or not minus:
         return False
-    for a, b in zip(minus, plus):
+    for a, b in zip(minus, plus, strict=False):
         if _unquote(a) != _unquote(b):
             return False
         la = re.findall(r'"([^"]*)"' + "|'([^']*)'", a)
         lb = re.findall(r'"([^"]*)"' + "|'([^']*)'", b)
-        for x, y in zip(la, lb):
+        for x, y in zip(la, lb, strict=False):
             x, y = "".join(x), "".join(y)
             if x != y and " " not in x.strip():
                 return False
@@ -161,7 +161,9 @@ def main(argv=None) -> int:
     killed = sum(c in KILLED or c in TIMEOUT for c in res.values())
     skipped = sum(c in SKIPPED for c in res.values())
     survivors, equivalent, wording = [], [], []
-    for name in sorted(n for n, c in res.items() if not (c in KILLED or c in TIMEOUT or c in SKIPPED)):
+    for name in sorted(
+        n for n, c in res.items() if not (c in KILLED or c in TIMEOUT or c in SKIPPED)
+    ):
         line, diff, minus, plus = diff_of(name)
         if (function_of(name), line) in equivalents:
             equivalent.append(name)

@@ -17,9 +17,9 @@ import shutil
 import sys
 import tempfile
 import traceback
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator, Tuple
 
 
 @contextmanager
@@ -50,7 +50,7 @@ def _drop_privileges() -> None:
         assert os.geteuid() == nobody.pw_uid and os.getegid() == nobody.pw_gid
 
 
-def call_unprivileged(fn: Callable[..., int], *args) -> Tuple[int, str, str]:
+def call_unprivileged(fn: Callable[..., int], *args) -> tuple[int, str, str]:
     """``fn(*args)`` in a forked child without root; returns (its int result, stdout, stderr)."""
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         sys.stdout.flush()

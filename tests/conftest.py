@@ -10,17 +10,17 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, List, Optional
 
 import pytest
 import torch
 
-from attnperf.kernels import registry
 from attnperf.io.ceilings import SCHEMA_VERSION as CEILINGS_SCHEMA_VERSION
-from attnperf.measure.device import fingerprint, machine_key
+from attnperf.kernels import registry
 from attnperf.kernels.registry import REGISTRY
 from attnperf.kernels.spec import KernelSpec
+from attnperf.measure.device import fingerprint, machine_key
 from attnperf.model.problem import Problem
 
 HAS_CUDA = torch.cuda.is_available()
@@ -89,7 +89,7 @@ class CliResult:
     err: str
 
     @property
-    def err_lines(self) -> List[str]:
+    def err_lines(self) -> list[str]:
         return [line for line in self.err.splitlines() if line.strip()]
 
 
@@ -113,7 +113,7 @@ TINY_PROBLEM_ARGS = ["--batch", "1", "--heads", "2", "--seq", "16", "--dim", "8"
 
 
 @pytest.fixture
-def tiny_run_args() -> List[str]:
+def tiny_run_args() -> list[str]:
     return list(TINY_PROBLEM_ARGS)
 
 
@@ -131,7 +131,7 @@ def temp_kernel():
     Runs isolated (the default of ``attnperf run``) need a picklable spec:
     module-level functions, not closures or lambdas."""
     registry.names()  # load the built-in kernels first (their names must not clash)
-    added: List[str] = []
+    added: list[str] = []
 
     def register(name: str, fn, check=None, workspace_bytes=None) -> KernelSpec:
         """``fn(q, k, v, problem)`` and ``check(problem, device) -> (ok, why)``, adapted
@@ -206,8 +206,8 @@ def seed_report_dict(mean_time_ms: float = 0.0524, key: str = "performance",
     }
 
 
-def result_dict(kernel: str, config_id: str, mean_ms: Optional[float] = None,
-                median_ms: Optional[float] = None, status: str = "ok") -> dict:
+def result_dict(kernel: str, config_id: str, mean_ms: float | None = None,
+                median_ms: float | None = None, status: str = "ok") -> dict:
     """One schema-v1 ``results`` entry with just the fields compare reads."""
     perf = None
     if mean_ms is not None or median_ms is not None:
@@ -233,14 +233,30 @@ def _schema_valid_entry(entry: dict) -> dict:
     return e
 
 
-def v1_report_dict(results: List[dict], schema_version=1) -> dict:
+def v1_report_dict(results: list[dict], schema_version=1) -> dict:
     """A schema-v1 report (valid against report-v1.schema.json) around ``results``."""
-    return {"schema_version": schema_version, "tool": "attnperf", "timestamp": "2026-01-01 00:00:00",
-            "environment": {"attnperf_version": "0", "python": "3", "torch": "2", "device": "cpu",
-                            "cpu_model": "test"},
-            "settings": {}, "summary": {"ok": 0, "failed": 0, "error": 0, "skipped": 0,
-                                        "unavailable": 0, "total": len(results)},
-            "results": [_schema_valid_entry(r) for r in results]}
+    return {
+        "schema_version": schema_version,
+        "tool": "attnperf",
+        "timestamp": "2026-01-01 00:00:00",
+        "environment": {
+            "attnperf_version": "0",
+            "python": "3",
+            "torch": "2",
+            "device": "cpu",
+            "cpu_model": "test",
+        },
+        "settings": {},
+        "summary": {
+            "ok": 0,
+            "failed": 0,
+            "error": 0,
+            "skipped": 0,
+            "unavailable": 0,
+            "total": len(results),
+        },
+        "results": [_schema_valid_entry(r) for r in results],
+    }
 
 
 @pytest.fixture

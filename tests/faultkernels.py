@@ -37,7 +37,9 @@ SLOW_CALL_S = 1.0
 
 
 def fault_hang(q, k, v, *, causal, scale):
-    print("fault_hang: hanging now", flush=True)  # a kernel's print: stderr, never the table's stdout
+    print(
+        "fault_hang: hanging now", flush=True
+    )  # a kernel's print: stderr, never the table's stdout
     path = os.environ.get("ATTNPERF_TEST_PIDFILE")
     if path:
         with open(path + ".tmp", "w") as fh:

@@ -18,13 +18,20 @@ import grimp
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-LINT = shutil.which("lint-imports", path=str(Path(sys.executable).parent)) or shutil.which("lint-imports")
+LINT = shutil.which("lint-imports", path=str(Path(sys.executable).parent)) or shutil.which(
+    "lint-imports"
+)
 
 
 def _lint(root: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([LINT, "--config", str(root / "pyproject.toml"), "--no-cache"],
-                          cwd=str(root), env={"PYTHONPATH": str(root / "src"), "PATH": "/usr/bin:/bin"},
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [LINT, "--config", str(root / "pyproject.toml"), "--no-cache"],
+        cwd=str(root),
+        env={"PYTHONPATH": str(root / "src"), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_contracts_are_kept():
@@ -34,13 +41,18 @@ def test_contracts_are_kept():
 
 
 def test_a_forbidden_import_breaks_the_contract(tmp_path):
-    shutil.copytree(REPO / "src", tmp_path / "src", ignore=shutil.ignore_patterns("*.egg-info", "__pycache__"))
+    shutil.copytree(
+        REPO / "src", tmp_path / "src", ignore=shutil.ignore_patterns("*.egg-info", "__pycache__")
+    )
     shutil.copy(REPO / "pyproject.toml", tmp_path / "pyproject.toml")
     low = tmp_path / "src" / "attnperf" / "model" / "problem.py"
     low.write_text(low.read_text() + "\nfrom ..render import prcomment  # noqa: E402,F401\n")
     proc = _lint(tmp_path)
     assert proc.returncode == 1, proc.stdout
-    assert "BROKEN" in proc.stdout and "attnperf.model.problem -> attnperf.render.prcomment" in proc.stdout
+    assert (
+        "BROKEN" in proc.stdout
+        and "attnperf.model.problem -> attnperf.render.prcomment" in proc.stdout
+    )
 
 
 def test_no_import_circle():
@@ -88,8 +100,11 @@ def _modules():
 
 
 def test_modules_are_sized_to_read_in_one_sitting():
-    too_long = {rel: n for rel, path in _modules()
-                if (n := len(path.read_text().splitlines())) > MAX_LINES and rel not in PENDING_SPLIT}
+    too_long = {
+        rel: n
+        for rel, path in _modules()
+        if (n := len(path.read_text().splitlines())) > MAX_LINES and rel not in PENDING_SPLIT
+    }
     assert not too_long, f"over {MAX_LINES} lines: {too_long}"
 
 
@@ -107,7 +122,9 @@ def test_every_exception_class_lives_in_errors():
             continue
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ClassDef):
-                names = {b.id if isinstance(b, ast.Name) else getattr(b, "attr", "") for b in node.bases}
+                names = {
+                    b.id if isinstance(b, ast.Name) else getattr(b, "attr", "") for b in node.bases
+                }
                 if names & bases:
                     outside.append(f"{rel}: {node.name}")
     assert outside == []
@@ -130,4 +147,6 @@ def test_only_commands_read_a_parsed_namespace():
                     for n in ast.walk(node))
                 if any("Namespace" in a for a in annotations) or reads_attributes:
                     readers.append(f"{rel}:{node.name}")
-    assert readers and all(r.startswith("cli/") and r.endswith(":run_from_args") for r in readers), readers
+    assert readers and all(
+        r.startswith("cli/") and r.endswith(":run_from_args") for r in readers
+    ), readers

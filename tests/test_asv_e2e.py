@@ -229,8 +229,10 @@ def test_wrong_result_fails_with_error_figures(history):
 # To show that the accuracy metrics catch a precision loss the gate lets through, the
 # clone's float32 tolerance is loosened first, in the base of both pairs.
 LOOSE_FLOAT32 = ('"float32": 1e-4,', '"float32": 1e-2,')
-SOFTMAX_BF16 = ("p = torch.exp(s - m_new)\n",
-                "p = torch.exp((s - m_new).bfloat16()).float()  # INJECTED (test): softmax in bf16\n")
+SOFTMAX_BF16 = (
+    "p = torch.exp(s - m_new)\n",
+    "p = torch.exp((s - m_new).bfloat16()).float()  # INJECTED (test): softmax in bf16\n",
+)
 
 
 def _loosen(clone):

@@ -34,7 +34,12 @@ def test_statuses_samples_and_stats(tmp_path):
     assert run.point(d.TIME, "sdpa", "train").status == ar.SKIPPED  # NaN
     assert run.point(d.TIME, "tiled", "seed").status == ar.FAILED  # null
     plain = run.point(d.TIME, "tiled", "train")
-    assert plain.status == ar.OK and plain.value == 2e-3 and plain.samples is None and plain.stats is None
+    assert (
+        plain.status == ar.OK
+        and plain.value == 2e-3
+        and plain.samples is None
+        and plain.stats is None
+    )
     assert run.point(d.TIME, "naive", "seed").status == ar.MISSING
     assert run.point("no.such.benchmark", "sdpa", "seed").status == ar.MISSING
     # raw repr values are kept for asv URLs
@@ -106,7 +111,9 @@ def test_machine_json_ceilings_and_benchmarks_json(tmp_path):
     db = _one(tmp_path, {d.TIME: d.row(params, [1e-3])}, info=d.H100_INFO, ceilings=d.H100_CEILINGS)
     m = db.machines["h100"]
     assert m.info["gpu"] == "NVIDIA H100 80GB HBM3" and "version" not in m.info
-    assert m.ceilings["bandwidth_gb_s"] == 3000.0 and m.ceilings["matmul_tflops"]["bfloat16"] == 770.0
+    assert (
+        m.ceilings["bandwidth_gb_s"] == 3000.0 and m.ceilings["matmul_tflops"]["bfloat16"] == 770.0
+    )
     assert db.unit(d.TIME) == "seconds" and db.param_names(d.TIME, 2) == ["kernel", "problem"]
     assert db.notes == []
 
@@ -165,13 +172,24 @@ def test_reads_this_repository_results_and_config():
 
 
 # ----------------------------------------------- crafted or damaged files ----
-@pytest.mark.parametrize("date,kept", [("1795000000000", True), ("1e30", False), ("1" + "0" * 400, False),
-                                       ("-5", False), ("Infinity", False), ('"2026-01-01"', False)])
+@pytest.mark.parametrize(
+    "date,kept",
+    [
+        ("1795000000000", True),
+        ("1e30", False),
+        ("1" + "0" * 400, False),
+        ("-5", False),
+        ("Infinity", False),
+        ('"2026-01-01"', False),
+    ],
+)
 def test_absurd_commit_dates_are_dropped_with_a_note(tmp_path, date, kept):
     # A date beyond time_t made the site's date formatting raise OverflowError;
     # a 400-digit one overflowed float() in the reader itself.
     d.write_machine(tmp_path, d.CPU_INFO)
-    doc = d.result_doc(C1, d.CPU_INFO, 123, {d.TIME: d.row(d.grid_params(["sdpa"], ["seed"]), [1e-3])})
+    doc = d.result_doc(
+        C1, d.CPU_INFO, 123, {d.TIME: d.row(d.grid_params(["sdpa"], ["seed"]), [1e-3])}
+    )
     (tmp_path / "cpu-ci" / "aaaaaaaa-virtualenv-py3.11.json").write_text(
         json.dumps(doc).replace('"date": 123', f'"date": {date}'))
     run = ar.read_results(str(tmp_path)).machines["cpu-ci"].latest()

@@ -15,8 +15,8 @@ import pytest
 
 import _asvdata as d
 from attnperf.analysis import ab
-from attnperf.cli import main
 from attnperf.analysis import bisect as b
+from attnperf.cli import main
 from attnperf.io.asv_results import read_results, read_run
 
 KERNELS, PROBLEMS = ["sdpa", "tiled"], ["seed", "train"]
@@ -92,7 +92,7 @@ def _results(tmp_path, scales):
     d.write_benchmarks(results, KERNELS, PROBLEMS)
     d.write_machine(results, d.H100_INFO)
     params = d.grid_params(KERNELS, PROBLEMS)
-    for i, (commit, scale) in enumerate(zip(commits, scales)):
+    for i, (commit, scale) in enumerate(zip(commits, scales, strict=False)):
         def t(k, p, scale=scale):
             if scale is None:
                 return math.nan
@@ -122,7 +122,9 @@ def test_bisect_names_the_step_and_confirms_it(tmp_path):
     out, log = _bisect(results, commits)
     assert out.kind == b.REGRESSION and out.culprit == commits[4] and out.parent == commits[3]
     assert out.target == b.Target(d.TIME, ("tiled", "seed")) or out.target.params[0] == "tiled"
-    assert out.confirmed and out.step.change == ab.WORSE and out.step.ratio == pytest.approx(3, 0.05)
+    assert (
+        out.confirmed and out.step.change == ab.WORSE and out.step.ratio == pytest.approx(3, 0.05)
+    )
     assert {(r.kernel, r.problem) for r in out.step_rows} == {("tiled", "seed"), ("tiled", "train")}
     assert len(log) == len(set(log)) <= 2 + 3  # GOOD, BAD, log2(6) midpoints; none twice
 
@@ -324,8 +326,14 @@ def test_cli_asv_without_results_exit_3(cli_project):
 # ------------------------------------------------------- real asv (CPU) ---
 # A temporary clone of this repository; asv runs the suite for real (tiled only, one CPU
 # problem, forkserver).  History: base, b1, b2, b3, slow (tiled 4x the work), b4 .. b9.
-from test_asv_e2e import (_commit, _inject, _touch_readme, clone_with_shared_env,  # noqa: E402
-                          shared_env_workdir, slowdown)
+from test_asv_e2e import (  # noqa: E402
+    _commit,
+    _inject,
+    _touch_readme,
+    clone_with_shared_env,
+    shared_env_workdir,
+    slowdown,
+)
 
 SLOW_TILED = slowdown(4)
 
@@ -341,7 +349,9 @@ def _history(root):
     c = {"base": base}
     for i in range(1, 4):
         c[f"b{i}"] = _commit(repo, f"benign {i}", _touch_readme(i))
-    c["slow"] = _commit(repo, "slow down tiled 4x", _inject(SLOW_TILED, append_before="\nKERNELS = ["))
+    c["slow"] = _commit(
+        repo, "slow down tiled 4x", _inject(SLOW_TILED, append_before="\nKERNELS = [")
+    )
     for i in range(4, 10):
         c[f"b{i}"] = _commit(repo, f"benign {i}", _touch_readme(i))
     home = root / "home"

@@ -38,12 +38,26 @@ def _runs(tmp_path, n):
     params = d.grid_params(KERNELS, PROBLEMS)
     runs = []
     for i in range(n):
-        rows = {d.TIME: d.row(params, d.grid_values(
-            KERNELS, PROBLEMS, lambda k, p: d.samples(_median(k, p, i), spread=0.001, seed=i))),
-            d.LATENCY: d.row(params, d.grid_values(KERNELS, PROBLEMS, lambda k, p: 5.0 * (i + 1))),
+        rows = {
+            d.TIME: d.row(
+                params,
+                d.grid_values(
+                    KERNELS,
+                    PROBLEMS,
+                    lambda k, p, i=i: d.samples(_median(k, p, i), spread=0.001, seed=i),
+                ),
+            ),
+            d.LATENCY: d.row(
+                params, d.grid_values(KERNELS, PROBLEMS, lambda k, p, i=i: 5.0 * (i + 1))
+            ),
             # deterministic metrics, judged at fixed factors: their A/A spread is no threshold
-            gate.MAX_ABS_ERROR: d.row(params, d.grid_values(KERNELS, PROBLEMS, lambda k, p: 1e-3 * (i + 1))),
-            gate.PEAK_MEMORY: d.row(params, d.grid_values(KERNELS, PROBLEMS, lambda k, p: 1e6 * (i + 1)))}
+            gate.MAX_ABS_ERROR: d.row(
+                params, d.grid_values(KERNELS, PROBLEMS, lambda k, p, i=i: 1e-3 * (i + 1))
+            ),
+            gate.PEAK_MEMORY: d.row(
+                params, d.grid_values(KERNELS, PROBLEMS, lambda k, p, i=i: 1e6 * (i + 1))
+            ),
+        }
         path = d.write_run(results / f"set{i}", d.CPU_INFO, "a" * 40, 1000, rows)
         runs.append(read_run(path, "cpu-ci", []))
     return runs
@@ -115,8 +129,18 @@ def _pair(tmp_path, scale_tiled):
     params = d.grid_params(KERNELS, PROBLEMS)
     runs = []
     for commit, scale in (("b" * 40, 1.0), ("c" * 40, scale_tiled)):
-        rows = {d.TIME: d.row(params, d.grid_values(KERNELS, PROBLEMS, lambda k, p: d.samples(
-            _median(k, p, 0) * (scale if k == "tiled" else 1.0), seed=len(k) + len(p))))}
+        rows = {
+            d.TIME: d.row(
+                params,
+                d.grid_values(
+                    KERNELS,
+                    PROBLEMS,
+                    lambda k, p, scale=scale: d.samples(
+                        _median(k, p, 0) * (scale if k == "tiled" else 1.0), seed=len(k) + len(p)
+                    ),
+                ),
+            )
+        }
         runs.append(read_run(d.write_run(results, d.CPU_INFO, commit, 1000, rows), "cpu-ci", []))
     return read_results(str(results)), runs
 
@@ -151,7 +175,10 @@ def test_decide_follows_the_re_judged_rows(tmp_path):
 
 
 # ------------------------------------------ ci bench with a thresholds file ---
-from test_ci_bench import _run, project  # noqa: E402,F401 - the fake-asv PR job fixture
+import test_ci_bench  # noqa: E402
+
+project = test_ci_bench.project  # the fake-asv PR job fixture
+_run = test_ci_bench._run
 
 
 def _write_thresholds(project, entries, machine="h100", rounds=3):
@@ -208,7 +235,7 @@ def test_ci_bench_refuses_a_broken_or_foreign_thresholds_file(project):
 
 
 # --------------------------------------------- the command, stand-in asv ---
-FAKE_ASV = '''#!{python}
+FAKE_ASV = """#!{python}
 import json, os, sys
 sys.path.insert(0, {tests!r})
 import _asvdata as d
@@ -227,7 +254,7 @@ def t(k, p):
 info = dict(d.CPU_INFO, machine=machine)
 d.write_run(__import__("pathlib").Path(conf["results_dir"]), info, argv[-1][:-2], 1000,
             {{d.TIME: d.row(d.grid_params(kernels, problems), d.grid_values(kernels, problems, t))}})
-'''
+"""
 
 
 @pytest.fixture

@@ -33,7 +33,9 @@ class RoundTimer:
     def __call__(self, fn, budget):
         s = self.seconds[self.calls]
         self.calls += 1
-        return Samples(samples_s=[s, s * 1.5, s * 2], method="fake", calls_per_sample=1, warmup_calls=0)
+        return Samples(
+            samples_s=[s, s * 1.5, s * 2], method="fake", calls_per_sample=1, warmup_calls=0
+        )
 
 
 def test_each_figure_is_the_best_of_several_rounds():
@@ -46,7 +48,7 @@ def test_each_figure_is_the_best_of_several_rounds():
     copy_bytes = got["copy_bytes"]  # quick: 256 MiB / 8
     assert copy_bytes == 32 << 20
     assert got["bandwidth_gb_s"] == pytest.approx(2 * copy_bytes / 0.9e-3 / 1e9)
-    for name, t in zip(DTYPES, quiet[2:]):
+    for name, t in zip(DTYPES, quiet[2:], strict=False):
         n = got["matmul_n"][name]
         assert got["matmul_tflops"][name] == pytest.approx(2 * n ** 3 / t / 1e12)
     assert ceilings_file.problem_with(got) is None
@@ -66,17 +68,33 @@ GOOD = {"schema_version": ceilings_file.SCHEMA_VERSION, "device": "cpu", "bandwi
         "matmul_tflops": {"float16": 0.002, "bfloat16": 0.1, "float32": 0.2}}
 
 
-@pytest.mark.parametrize("content,why", [
-    ("[]", "holds a JSON list"),
-    ("{not json", "not valid JSON"),
-    (json.dumps(dict(GOOD, schema_version=99)), "schema_version 99"),
-    (json.dumps(dict(GOOD, schema_version=1)), "format version 1"),
-    (json.dumps(dict(GOOD, matmul_tflops={"float32": 0.2})), "no matmul rate for float16, bfloat16"),
-    (json.dumps(dict(GOOD, bandwidth_gb_s=1e30)), "bandwidth_gb_s"),
-    (json.dumps(dict(GOOD, matmul_tflops=dict(GOOD["matmul_tflops"], float16=-1))), "float16"),
-], ids=["list", "not-json", "future-version", "old-version", "missing-dtype", "absurd-bandwidth",
-        "negative-rate"])
-def test_damaged_cache_is_measured_again_with_a_warning(monkeypatch, tmp_path, caplog, content, why):
+@pytest.mark.parametrize(
+    "content,why",
+    [
+        ("[]", "holds a JSON list"),
+        ("{not json", "not valid JSON"),
+        (json.dumps(dict(GOOD, schema_version=99)), "schema_version 99"),
+        (json.dumps(dict(GOOD, schema_version=1)), "format version 1"),
+        (
+            json.dumps(dict(GOOD, matmul_tflops={"float32": 0.2})),
+            "no matmul rate for float16, bfloat16",
+        ),
+        (json.dumps(dict(GOOD, bandwidth_gb_s=1e30)), "bandwidth_gb_s"),
+        (json.dumps(dict(GOOD, matmul_tflops=dict(GOOD["matmul_tflops"], float16=-1))), "float16"),
+    ],
+    ids=[
+        "list",
+        "not-json",
+        "future-version",
+        "old-version",
+        "missing-dtype",
+        "absurd-bandwidth",
+        "negative-rate",
+    ],
+)
+def test_damaged_cache_is_measured_again_with_a_warning(
+    monkeypatch, tmp_path, caplog, content, why
+):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     env = fingerprint("cpu")
     path = ceilings_file.cache_path("cpu", machine_key(env))
@@ -89,7 +107,11 @@ def test_damaged_cache_is_measured_again_with_a_warning(monkeypatch, tmp_path, c
         data = ceilings_mod.load_or_measure_ceilings("cpu", env)
     assert calls == ["cpu"] and data["cached"] is False
     warning = " ".join(r.getMessage() for r in caplog.records)
-    assert "cached ceilings unusable" in warning and why in warning and "measuring them again" in warning
+    assert (
+        "cached ceilings unusable" in warning
+        and why in warning
+        and "measuring them again" in warning
+    )
     # Never a dropped roofline: every dtype has its roof again, and the cache is repaired.
     for dt in DTYPES:
         assert roofline.ceiling_for(Problem(batch=1, heads=1, seq_q=8, head_dim=8, dtype=dt),

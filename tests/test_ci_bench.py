@@ -159,7 +159,9 @@ def test_render_only_from_results_on_disk(project):
     shutil.copytree(project["prepared"], project["root"] / "results")
     proc, out, verdict = _run(project, 0, extra=["--render-only"], with_results=False)
     assert not (project["tmp"] / "argv.json").exists()  # asv not run
-    assert proc.returncode == 1 and verdict["verdict"] == "regression" and verdict["asv_exit"] is None
+    assert (
+        proc.returncode == 1 and verdict["verdict"] == "regression" and verdict["asv_exit"] is None
+    )
 
 
 # ----------------------------------------------------------- real asv -----
@@ -217,8 +219,11 @@ def _end_to_end(root: Path, env_dir: Path, machine_key: str) -> None:
     assert "BENCHMARKS NOT SIGNIFICANTLY CHANGED." in log
     summary = (out / "summary.md").read_text()
     assert summary.startswith("### ✅ `ci-e2e`: no significant regression (factor ×2.5)")
-    rows = [line for line in summary.splitlines()
-            if line.startswith("| same | track_device_time |") and "b8_h4_sq64_d64_fp32" in line]  # cpu_seed, by id
+    rows = [
+        line
+        for line in summary.splitlines()
+        if line.startswith("| same | track_device_time |") and "b8_h4_sq64_d64_fp32" in line
+    ]  # cpu_seed, by id
     assert {r.split(" | ")[2] for r in rows} == {"tiled"}, summary
     assert all(r.rstrip(" |").endswith("| ok") for r in rows), rows
     assert all("Mann–Whitney U" in r for r in rows), rows

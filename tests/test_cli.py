@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from _unprivileged import call_unprivileged, protected_tree
-
 from attnperf.measure import memory as measure_module
 from attnperf.measure.device import fingerprint
 
@@ -108,7 +107,9 @@ def test_run_output_permission_denied(tiny_run_args, where):
         from attnperf.cli import main
         code, out, err = call_unprivileged(main, ["run", *tiny_run_args, "--output", str(target)])
         assert code == 2, err
-        assert err.strip().splitlines() == [f"error: cannot write {str(target)!r}: permission denied"]
+        assert err.strip().splitlines() == [
+            f"error: cannot write {str(target)!r}: permission denied"
+        ]
         assert out == ""
         assert sorted(p.name for p in target.parent.iterdir()) == before
 
@@ -206,7 +207,10 @@ def test_any_kernel_exception_is_recorded_and_the_sweep_goes_on(cli, tmp_path, t
 def test_report_is_readable_by_others(cli, tmp_path, tiny_run_args):
     old = os.umask(0o022)
     try:
-        assert cli("run", *tiny_run_args, "--kernel", "sdpa", "--output", tmp_path / "r.json").code == 0
+        assert (
+            cli("run", *tiny_run_args, "--kernel", "sdpa", "--output", tmp_path / "r.json").code
+            == 0
+        )
     finally:
         os.umask(old)
     assert (tmp_path / "r.json").stat().st_mode & 0o777 == 0o644
@@ -407,15 +411,19 @@ def test_kernels_judges_a_cpu_kernel_on_the_cpus_problems(cli, fp32_kernel, tmp_
     # while `attnperf run` on the CPU runs the kernel fine.
     monkeypatch.chdir(tmp_path)
     res = cli("kernels", "--device", "cpu")
-    assert res.code == 0 and _kernel_line(res.out, fp32_kernel) == "available: a user's float32 kernel"
+    assert (
+        res.code == 0 and _kernel_line(res.out, fp32_kernel) == "available: a user's float32 kernel"
+    )
     run = cli("run", "--device", "cpu", "--kernel", fp32_kernel, "--sweep", "cpu-small",
               "--budget-ms", "5", "--in-process")
     assert run.code == 0, run.err  # what `kernels` says, `run` does
     # Asked about a problem of another dtype: unavailable, with the reason.
     res = cli("kernels", "--device", "cpu", "--dtype", "fp16")
-    assert res.out.splitlines()[0] == ("kernels on cpu (checked for seed, "
-                                       "b4_h8_kv2_sq1_sk1024_d64_fp16, b1_h8_sq512_d64_fp16_causal, "
-                                       "b1_h8_kv2_sq256_d64_fp16):")
+    assert res.out.splitlines()[0] == (
+        "kernels on cpu (checked for seed, "
+        "b4_h8_kv2_sq1_sk1024_d64_fp16, b1_h8_sq512_d64_fp16_causal, "
+        "b1_h8_kv2_sq256_d64_fp16):"
+    )
     assert _kernel_line(res.out, fp32_kernel) == (
         "unavailable: user_fp32 supports float32 only (problem is float16)")
     res = cli("kernels", "--device", "cpu", "--problem", "seed,cpu_gqa")
@@ -498,13 +506,16 @@ def test_gpu_shape_too_large_is_skipped_by_the_estimate(cli, tmp_path):
 
 def test_table_flags_unstable_timings():
     from attnperf.cli.run import render_table
-    from attnperf.model.records import Measurement
     from attnperf.model.catalog import PRESETS
-    from attnperf.model.records import Samples
+    from attnperf.model.records import Measurement, Samples
     steady = Measurement("sdpa", PRESETS["cpu_seed"], "cpu",
                          device_time=Samples([1.0e-3] * 9 + [1.01e-3], "cpu-perf_counter", 1, 2))
-    noisy = Measurement("tiled", PRESETS["cpu_seed"], "cpu",
-                        device_time=Samples([1e-3, 2e-3, 1e-3, 3e-3, 1e-3, 2e-3], "cpu-perf_counter", 1, 2))
+    noisy = Measurement(
+        "tiled",
+        PRESETS["cpu_seed"],
+        "cpu",
+        device_time=Samples([1e-3, 2e-3, 1e-3, 3e-3, 1e-3, 2e-3], "cpu-perf_counter", 1, 2),
+    )
     table = render_table([steady, noisy])
     rows = {ln.split()[0]: ln for ln in table.splitlines() if ln.startswith(("sdpa ", "tiled "))}
     assert "unstable" not in rows["sdpa"] and rows["tiled"].rstrip().endswith("unstable")
@@ -513,6 +524,7 @@ def test_table_flags_unstable_timings():
 
 def test_threads_flag_sets_pytorch_threads(cli, tmp_path, tiny_run_args, monkeypatch):
     import torch
+
     from attnperf.measure import ceilings as ceilings_mod
     from conftest import FAKE_CPU_CEILINGS, TEST_THREADS
 
@@ -570,7 +582,9 @@ def test_every_argument_has_help_and_no_builder_talk():
     for name, parser in _leaf_parsers(top):
         texts.append(parser.format_help())
         for action in parser._actions:
-            assert action.help, f"attnperf {name}: {action.option_strings or action.dest} has no help"
+            assert action.help, (
+                f"attnperf {name}: {action.option_strings or action.dest} has no help"
+            )
     for text in texts:
         assert "integrated_test" not in text and "compare_baseline" not in text, text
 

@@ -3,9 +3,9 @@
 import pytest
 
 from attnperf.analysis.compare import DEFAULT_THRESHOLD, compare_results, verdict
-from attnperf.render.compare import render
 from attnperf.errors import ReportError
 from attnperf.io.report import read_results
+from attnperf.render.compare import render
 
 SEED_ID = "b8_h4_sq64_d64_fp16"
 
@@ -30,7 +30,8 @@ def test_seed_validation_numbers(json_file, seed_report):
     assert (r["baseline_time_ms"], r["current_time_ms"], r["threshold"]) == (0.0524, 0.05174, -3.0)
     assert r["comparisons"][0]["statistic"] == "mean_time_ms"
     assert r["worst_id"] == f"sdpa/{SEED_ID}"
-    # +1.26 % is inside the +-3 % band: not an improvement (the legacy tool said SLIGHT IMPROVEMENT).
+    # +1.26 % is inside the +-3 % band: not an improvement (the legacy tool said SLIGHT
+    # IMPROVEMENT).
     assert verdict(r["improvement_pct"], r["is_regression"], -3.0) == "NO SIGNIFICANT CHANGE"
 
 
@@ -235,8 +236,10 @@ def test_configs_missing_from_the_current_report_fail_unless_allowed(result_entr
     assert r["is_regression"] is True and r["regressions"] == []
     text = render(r, "text")
     assert "missing from the current report (in the baseline only): sdpa/b, sdpa/c" in text
-    assert text.rstrip().endswith("2 config(s) of the baseline missing from the current report: "
-                                  "lost coverage, pass --allow-missing if they were left out on purpose)")
+    assert text.rstrip().endswith(
+        "2 config(s) of the baseline missing from the current report: "
+        "lost coverage, pass --allow-missing if they were left out on purpose)"
+    )
     assert text.rstrip().splitlines()[-1].startswith("Overall: REGRESSION")
     allowed = compare_results(base, cur, allow_missing=True)
     assert allowed["is_regression"] is False and allowed["coverage_lost"] is False
@@ -244,8 +247,10 @@ def test_configs_missing_from_the_current_report_fail_unless_allowed(result_entr
 
 
 def test_new_configs_in_the_current_report_do_not_fail(result_entry):
-    r = compare_results([result_entry("sdpa", "a", mean_ms=1.0)],
-                        [result_entry("sdpa", "a", mean_ms=1.0), result_entry("sdpa", "z", mean_ms=1.0)])
+    r = compare_results(
+        [result_entry("sdpa", "a", mean_ms=1.0)],
+        [result_entry("sdpa", "a", mean_ms=1.0), result_entry("sdpa", "z", mean_ms=1.0)],
+    )
     assert r["is_regression"] is False and r["missing"] == []
     assert "new in the current report (not in the baseline): sdpa/z" in render(r, "text")
 

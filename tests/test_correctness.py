@@ -8,14 +8,13 @@ import pytest
 import torch
 
 from attnperf.kernels import registry
-from attnperf.measure.correctness import check, compare, reference
-from attnperf.model.problem import MAX_ABS_FACTOR, TOLERANCES, precision_key
-from attnperf.measure.inputs import make_inputs
 from attnperf.kernels.naive import naive_attention as _naive
 from attnperf.kernels.tiled import tiled_attention as _tiled
+from attnperf.measure.correctness import check, compare, reference
+from attnperf.measure.inputs import make_inputs
 from attnperf.measure.session import measure
-from attnperf.model.problem import Problem
 from attnperf.measure.timing import Budget
+from attnperf.model.problem import MAX_ABS_FACTOR, TOLERANCES, Problem, precision_key
 
 GQA_CAUSAL = Problem(batch=2, heads=4, kv_heads=2, seq_q=24, seq_kv=40, head_dim=16,
                      causal=True, dtype="float32")

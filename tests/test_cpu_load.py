@@ -110,9 +110,11 @@ def _ci_bench(lc, base, head, name):
                 if r.benchmark == TIME and r.ratio is not None}
     paired = json.loads((out / "paired.json").read_text())
     rows = {(r["kernel"], r["problem"]): r for r in paired["results"]}
-    print(f"\n{name}: {base}..{head} exit {proc.returncode}, asv factor {verdict['factor']}, "
-          f"paired factor {paired['factor']}, load average {load0:.2f} -> {os.getloadavg()[0]:.2f}, "
-          f"{time.monotonic() - t0:.0f} s")
+    print(
+        f"\n{name}: {base}..{head} exit {proc.returncode}, asv factor {verdict['factor']}, "
+        f"paired factor {paired['factor']}, load average {load0:.2f} -> {os.getloadavg()[0]:.2f}, "
+        f"{time.monotonic() - t0:.0f} s"
+    )
     for key, r in sorted(rows.items()):
         change, ratio = asv_rows.get(key, ("-", float("nan")))
         print(f"  {key[0]:10s} {key[1]:32s} paired {r['ratio']:6.3f} p={r['p_slower']:.1e}   "

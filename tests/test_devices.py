@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from attnperf.errors import DeviceUnavailableError
 from attnperf.io import ceilings as ceilings_file
 from attnperf.measure import ceilings as ceilings_mod
 from attnperf.measure.device import fingerprint, machine_key, resolve_device
 from attnperf.model.peaks import PEAKS, match_peak
-from attnperf.errors import DeviceUnavailableError
 
 
 # Names as torch.cuda.get_device_properties().name reports them on real parts.
@@ -145,13 +145,19 @@ def test_recorded_commit_is_the_commit_under_test(tmp_path):
 
     repo = Path(__file__).resolve().parents[1]
     clone = tmp_path / "clone"
-    shutil.copytree(repo / "src", clone / "src", ignore=shutil.ignore_patterns("*.egg-info", "__pycache__"))
+    shutil.copytree(
+        repo / "src", clone / "src", ignore=shutil.ignore_patterns("*.egg-info", "__pycache__")
+    )
     for name in ("pyproject.toml", "README.md", "LICENSE", ".gitignore"):
         shutil.copy(repo / name, clone / name)
 
     def git(*args):
-        return subprocess.run(["git", "-C", str(clone), "-c", "user.name=t", "-c", "user.email=t@t.invalid",
-                               *args], check=True, capture_output=True, text=True).stdout.strip()
+        return subprocess.run(
+            ["git", "-C", str(clone), "-c", "user.name=t", "-c", "user.email=t@t.invalid", *args],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
 
     git("init", "-q")
     git("add", "-A")
@@ -164,14 +170,33 @@ def test_recorded_commit_is_the_commit_under_test(tmp_path):
     wheels, site = tmp_path / "wheels", clone / ".asv" / "env" / "x" / "site-packages"
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
                     "--no-index", "-w", str(wheels), str(clone)], check=True, capture_output=True)
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--target",
-                    str(site), *map(str, wheels.glob("*.whl"))], check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-index",
+            "--target",
+            str(site),
+            *map(str, wheels.glob("*.whl")),
+        ],
+        check=True,
+        capture_output=True,
+    )
     probe = "from attnperf.measure.device import _git_commit; print(_git_commit())"
 
     def recorded(path, **env):
-        return subprocess.run([sys.executable, "-c", probe], cwd=str(clone), capture_output=True, text=True,
-                              env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(path), **env},
-                              check=True).stdout.strip()
+        return subprocess.run(
+            [sys.executable, "-c", probe],
+            cwd=str(clone),
+            capture_output=True,
+            text=True,
+            env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(path), **env},
+            check=True,
+        ).stdout.strip()
 
     assert recorded(site, ASV_COMMIT=first) == first   # asv names the commit it benchmarks
     assert recorded(site) == "None"                     # never the surrounding work tree's HEAD

@@ -34,8 +34,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Dict, Iterator, List, Tuple
 
 import pytest
 import torch
@@ -58,13 +58,13 @@ FENCE = re.compile(r"^([ \t]*)```([\w+-]*)[^\n]*\n(.*?)^\1```[ \t]*$", re.M | re
 FENCE_LANGUAGES = {"bash", "text", "python", "toml", "yaml"}
 
 
-def fenced_blocks(text: str) -> Iterator[Tuple[str, str]]:
+def fenced_blocks(text: str) -> Iterator[tuple[str, str]]:
     """(language, body) of every fenced block, indentation of a list item removed."""
     for m in FENCE.finditer(text):
         yield m.group(2), re.sub(r"^" + re.escape(m.group(1)), "", m.group(3), flags=re.M)
 
 
-def fenced_commands(text: str) -> List[str]:
+def fenced_commands(text: str) -> list[str]:
     """Commands of every ```bash block: comments dropped, `\\` continuations joined."""
     out = []
     for language, block in fenced_blocks(text):
@@ -78,23 +78,23 @@ def fenced_commands(text: str) -> List[str]:
     return out
 
 
-def documented_commands() -> Dict[str, List[str]]:
+def documented_commands() -> dict[str, list[str]]:
     """command -> the documents that show it."""
-    where: Dict[str, List[str]] = {}
+    where: dict[str, list[str]] = {}
     for name, text in DOCUMENTS.items():
         for cmd in fenced_commands(text):
             where.setdefault(cmd, []).append(name)
     return where
 
 
-def expand_optional(command: str) -> List[str]:
+def expand_optional(command: str) -> list[str]:
     """``attnperf ceilings [--refresh] [--json]`` -> the four commands it stands for."""
     parts = re.split(r"\s*(\[[^\]]+\])\s*", command)
     base = [p for p in parts if p and not p.startswith("[")]
     options = [p[1:-1] for p in parts if p.startswith("[")]
     out = []
     for picks in itertools.product([False, True], repeat=len(options)):
-        out.append(" ".join(base + [o for o, on in zip(options, picks) if on]))
+        out.append(" ".join(base + [o for o, on in zip(options, picks, strict=True) if on]))
     return out
 
 
@@ -134,26 +134,28 @@ ELSEWHERE = {
     "attnperf asv fetch-assets": "tests/test_site.py::test_site_of_this_repository_results_in_chromium",
     "attnperf ci bench --base origin/main --head HEAD --machine my-box --device cpu --factor 1.50": CI_BENCH_E2E,
     "attnperf asv machine my-box": CI_BENCH_E2E,
-    "asv continuous --machine my-box --factor 1.5 --interleave-rounds -a rounds=2 -b '^(?!.*Views)' main HEAD":
-        CI_BENCH_E2E,
+    "asv continuous --machine my-box --factor 1.5 --interleave-rounds -a rounds=2 -b '^(?!.*Views)' main HEAD": CI_BENCH_E2E,
     "ATTNPERF_ASV_KERNELS=tiled ATTNPERF_ASV_PROBLEMS=cpu_seed asv run -e --machine my-box "
     "-b track_device_time HEAD^!": "tests/test_asv_e2e.py::test_continuous_flags_injected_slowdown",
-    "attnperf bisect GOOD BAD --factor 1.05 -b \"'tiled', 'b4_h16_sq2048_d128_bf16'\"":
-        "tests/test_bisect.py::test_select_matches_like_asv_b",
+    "attnperf bisect GOOD BAD --factor 1.05 -b \"'tiled', 'b4_h16_sq2048_d128_bf16'\"": "tests/test_bisect.py::test_select_matches_like_asv_b",
     "ATTNPERF_ASV_KERNELS=tiled ATTNPERF_ASV_PROBLEMS=cpu_causal attnperf bisect GOOD BAD "
     "--machine my-box -b track_device_time": "tests/test_bisect.py::test_real_asv_bisect_names_the_injected_commit",
     "lint-imports": "tests/test_architecture.py::test_contracts_are_kept",
 }
 # Commands that need CUDA: (what runs them on a GPU machine, what covers them here).
 GPU_ONLY = {
-    "ATTNPERF_ASV_KERNELS=triton_flash attnperf ci bench --base main --head HEAD --machine my-gpu --rounds 2":
-        ("tools/gpu/acceptance.py (its triton check)",
-         "tests/test_suite.py::test_triton_flash_is_in_the_grid_but_measured_on_request"),
-    "attnperf bisect v0.3 HEAD -b track_device_time --machine h100":
-        ("tools/gpu/acceptance.py (ci bench and bisect share the verdict code)",
-         "tests/test_bisect.py::test_bisect_uses_calibrated_thresholds"),
-    "python tools/gpu/acceptance.py --device cuda --budget-s 540 --out acceptance-out":
-        ("tools/gpu/acceptance.py", None),
+    "ATTNPERF_ASV_KERNELS=triton_flash attnperf ci bench --base main --head HEAD --machine my-gpu --rounds 2": (
+        "tools/gpu/acceptance.py (its triton check)",
+        "tests/test_suite.py::test_triton_flash_is_in_the_grid_but_measured_on_request",
+    ),
+    "attnperf bisect v0.3 HEAD -b track_device_time --machine h100": (
+        "tools/gpu/acceptance.py (ci bench and bisect share the verdict code)",
+        "tests/test_bisect.py::test_bisect_uses_calibrated_thresholds",
+    ),
+    "python tools/gpu/acceptance.py --device cuda --budget-s 540 --out acceptance-out": (
+        "tools/gpu/acceptance.py",
+        None,
+    ),
 }
 INSTALL = {
     "git clone https://github.com/attnperf/attnperf && cd attnperf && python -m pip install .": "clone",
@@ -204,7 +206,9 @@ def test_every_documented_command_is_accounted_for():
 def _test_exists(ref: str) -> bool:
     path, _, name = ref.partition("::")
     file = REPO / path
-    return file.is_file() and re.search(rf"^(?:async )?def {re.escape(name)}\(", file.read_text(), re.M)
+    return file.is_file() and re.search(
+        rf"^(?:async )?def {re.escape(name)}\(", file.read_text(), re.M
+    )
 
 
 def test_every_named_test_exists():
@@ -267,7 +271,10 @@ def test_the_tracking_flow_is_the_same_on_both_pages():
     def flow(text, heading):
         section = text[text.index(heading):]
         return fenced_commands(re.search(r"```bash\n.*?```", section, re.S).group(0))
-    assert flow(README, "## Track your own kernels") == flow(PAGES["docs/tracking.md"], "## The flow")
+
+    assert flow(README, "## Track your own kernels") == flow(
+        PAGES["docs/tracking.md"], "## The flow"
+    )
 
 
 FORBIDDEN = [r"\.\./shared", r"FACTS\.md", r"\bthe seed\b", r"\bseed's\b", r"\bissue[ #]*\d+",
@@ -288,7 +295,9 @@ REPO_PATH = re.compile(r"`((?:src|tests|tools|benchmarks|docs|constraints)/[\w./
 
 
 def test_repository_paths_named_in_the_docs_exist():
-    named = {m.group(1).rstrip(".") for text in DOCUMENTS.values() for m in REPO_PATH.finditer(text)}
+    named = {
+        m.group(1).rstrip(".") for text in DOCUMENTS.values() for m in REPO_PATH.finditer(text)
+    }
     assert "src/attnperf/measure/timing.py" in named  # the pattern works
     gpu_scripts = {runner.split()[0] for runner, _ in GPU_ONLY.values()}
     missing = sorted(p for p in named - gpu_scripts if not (REPO / p).exists())
@@ -308,7 +317,9 @@ def test_architecture_names_real_modules():
 
 # ------------------------------------------------------- the CLI reference ----
 def _hook():
-    spec = importlib.util.spec_from_file_location("cli_reference", DOCS / "hooks" / "cli_reference.py")
+    spec = importlib.util.spec_from_file_location(
+        "cli_reference", DOCS / "hooks" / "cli_reference.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -337,7 +348,11 @@ def test_cli_reference_covers_every_command_and_argument():
                 names = [action.metavar or action.dest]
             assert all(n in section for n in names), (sub.prog, names)
     assert all(f"`attnperf {name}`" in page for name in ("ci bench", "asv machine", "site build"))
-    assert "### Exit codes" in page and "130  stopped by SIGINT" in page and "143  stopped by SIGTERM" in page
+    assert (
+        "### Exit codes" in page
+        and "130  stopped by SIGINT" in page
+        and "143  stopped by SIGTERM" in page
+    )
 
 
 def test_cli_reference_hook_fills_only_its_page():
@@ -358,14 +373,22 @@ def test_cli_reference_escapes_help_text():
 MKDOCS = shutil.which("mkdocs", path=str(BIN))
 
 
-@pytest.mark.skipif(MKDOCS is None, reason="the docs extra is not installed (make docs installs it)")
+@pytest.mark.skipif(
+    MKDOCS is None, reason="the docs extra is not installed (make docs installs it)"
+)
 def test_docs_build_strict(tmp_path):
     """`make docs`: its recipe, and the strict build itself (a broken link or anchor fails)."""
     recipe = _make_dry_run("docs")[-1]
     assert re.search(r"mkdocs build --strict -d \S+$", recipe), recipe
     out = tmp_path / "site"
-    res = subprocess.run([MKDOCS, "build", "--strict", "-d", str(out)], cwd=REPO, capture_output=True,
-                         text=True, timeout=300, env=dict(os.environ, NO_MKDOCS_2_WARNING="1"))
+    res = subprocess.run(
+        [MKDOCS, "build", "--strict", "-d", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, NO_MKDOCS_2_WARNING="1"),
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     assert "WARNING" not in res.stderr, res.stderr[-3000:]
     cli_page = (out / "cli" / "index.html").read_text()
@@ -374,7 +397,9 @@ def test_docs_build_strict(tmp_path):
 
 
 # --------------------------------------------------------------- running ----
-def attnperf(command: str, *, timeout: float = 600, env=None, cwd=REPO) -> subprocess.CompletedProcess:
+def attnperf(
+    command: str, *, timeout: float = 600, env=None, cwd=REPO
+) -> subprocess.CompletedProcess:
     """Run a documented `attnperf ...` command line through the installed console script."""
     argv = command.split()
     assert argv[0] == "attnperf" and ATTNPERF, command
@@ -382,7 +407,7 @@ def attnperf(command: str, *, timeout: float = 600, env=None, cwd=REPO) -> subpr
                           cwd=cwd, env=env)
 
 
-def _documented_table_header() -> List[str]:
+def _documented_table_header() -> list[str]:
     block = re.search(r"`attnperf run` checks every kernel.*?```text\n(.*?)\n",
                       PAGES["docs/getting-started.md"], flags=re.S)
     return re.split(r"\s{2,}", block.group(1).strip())
@@ -424,7 +449,9 @@ def test_run_training_passes():
 
     res = attnperf(next(c for c in RUN_HERE if "--pass" in c), timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]
-    rows = {(r[0], r[1]): r[2] for r in (ln.split() for ln in res.stdout.splitlines()[2:]) if len(r) > 2}
+    rows = {
+        (r[0], r[1]): r[2] for r in (ln.split() for ln in res.stdout.splitlines()[2:]) if len(r) > 2
+    }
     expected = {(k, p.with_pass(m).id) for k in ("sdpa", "tiled") for p in sweep("cpu-small")
                 for m in ("fwd", "bwd", "fwd+bwd")}
     assert {key: rows.get(key) for key in expected} == dict.fromkeys(expected, "ok")
@@ -545,7 +572,7 @@ def test_site_build_serve(tmp_path):
         proc.wait(timeout=30)
 
 
-def _make_dry_run(target: str, *args: str) -> List[str]:
+def _make_dry_run(target: str, *args: str) -> list[str]:
     res = subprocess.run(["make", "-n", "-s", target, *args], cwd=REPO, capture_output=True,
                          text=True, timeout=60)
     assert res.returncode == 0, res.stderr
@@ -573,7 +600,10 @@ def test_make_targets_run_the_documented_commands():
         assert (Path(sys.prefix) / "bin" / "activate").is_file()
     # pip install -e '.[test,nvml]': both extras exist.
     import tomllib
-    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
     assert {"test", "nvml", "docs"} <= set(extras)
 
 
@@ -626,7 +656,9 @@ def test_asv_selection_variables_of_the_docs(monkeypatch):
 
 def test_screenshots_script(tmp_path):
     """The front page's pictures are made as documented (into a temporary folder here)."""
-    pytest.importorskip("markdown", reason="the docs extra is not installed (make docs installs it)")
+    pytest.importorskip(
+        "markdown", reason="the docs extra is not installed (make docs installs it)"
+    )
     sys.path.insert(0, str(REPO / "tools"))
     try:
         from ci_browser_check import find_chromium
@@ -655,7 +687,9 @@ def test_the_documented_install_setting_is_what_init_writes():
              if line.strip().startswith("ATTNPERF_REQUIREMENT:")]
     assert len(shown) == 1, shown
     template = (TEMPLATES / "workflows" / "pr.yml").read_text()
-    line = next(x.strip() for x in template.splitlines() if x.strip().startswith("ATTNPERF_REQUIREMENT:"))
+    line = next(
+        x.strip() for x in template.splitlines() if x.strip().startswith("ATTNPERF_REQUIREMENT:")
+    )
     rendered = line.replace("[[ attnperf_requirement ]]",
                             f"attnperf @ git+https://github.com/attnperf/attnperf@v{__version__}")
     assert shown[0] == rendered

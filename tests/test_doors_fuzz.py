@@ -23,8 +23,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import _asvdata as d
-from test_doors_names import check_rendered
-from test_fuzz_readers import ASV_TEMPLATES, REPORT_TEMPLATES, _check_ceilings_file, damaged
 from attnperf.asv import machine as machine_mod
 from attnperf.errors import ConfigError, ReportError, UsageError
 from attnperf.io import asv_results as ar
@@ -34,6 +32,8 @@ from attnperf.io.report import read_results
 from attnperf.model import names
 from attnperf.model.config import ALLOWED, PROBLEM_KEYS, SCHEMA
 from attnperf.render import escape
+from test_doors_names import check_rendered
+from test_fuzz_readers import ASV_TEMPLATES, REPORT_TEMPLATES, _check_ceilings_file, damaged
 
 FILES = 1000  # per reader
 NAMES = 200  # per kind of name
@@ -157,7 +157,11 @@ def _toml(value) -> str:
         return escape.toml_string(value)
     if isinstance(value, list):
         return "[" + ", ".join(_toml(v) for v in value) + "]"
-    return "{" + ", ".join(f"{escape.toml_string(str(k))} = {_toml(v)}" for k, v in value.items()) + "}"
+    return (
+        "{"
+        + ", ".join(f"{escape.toml_string(str(k))} = {_toml(v)}" for k, v in value.items())
+        + "}"
+    )
 
 
 toml_leaves = st.one_of(

@@ -6,10 +6,10 @@ from __future__ import annotations
 import ast
 import json
 import os
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 import yaml
 
 import _asvdata as d
@@ -28,7 +28,9 @@ BAD_MACHINES = ["../../../x", "..", ".", "", "a/b", "/abs", ".hidden", "-flag", 
 
 # ---------------------------------------------------------------- machine -----
 @pytest.mark.parametrize("name", BAD_MACHINES)
-def test_asv_machine_refuses_names_that_are_not_one_path_component(cli, tmp_path, monkeypatch, name):
+def test_asv_machine_refuses_names_that_are_not_one_path_component(
+    cli, tmp_path, monkeypatch, name
+):
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.chdir(tmp_path)
     res = cli("asv", "machine", "--results-dir", str(tmp_path / "results"), "--", name)
@@ -101,7 +103,7 @@ def _same_shape(plain, odd, sub) -> None:
             _same_shape(v, odd[sub(k) if isinstance(k, str) else k], sub)
     elif isinstance(plain, list):
         assert isinstance(odd, list) and len(odd) == len(plain)
-        for x, y in zip(plain, odd):
+        for x, y in zip(plain, odd, strict=True):
             _same_shape(x, y, sub)
     elif isinstance(plain, str):
         assert odd == sub(plain), (plain, odd)
@@ -170,7 +172,9 @@ def test_init_refuses_branches_it_cannot_write_safely(cli, tmp_path, branch):
 def test_init_refuses_urls_it_would_write_unsafely(cli, tmp_path, url):
     root = tmp_path / "repo"
     d.git_repo(root, 1)
-    (root / "pyproject.toml").write_text(f'[project]\nname = "p"\nurls = {{Repository = {json.dumps(url)}}}\n')
+    (root / "pyproject.toml").write_text(
+        f'[project]\nname = "p"\nurls = {{Repository = {json.dumps(url)}}}\n'
+    )
     before = listing(root)
     one_error(cli("init", str(root)), "project URL", "allowed:")
     assert listing(root) == before
@@ -206,7 +210,17 @@ def test_generated_files_of_a_hostile_project_import_nothing_injected(cli, tmp_p
 
 # --------------------------------------------------------------- escapers -----
 def test_escapers_round_trip():
-    for value in ['a"b', "a\\b", "x\ny\u2028z", "\x1b[2J", "é", "'", '"""', "\U0001f600", "\x7f\x85"]:
+    for value in [
+        'a"b',
+        "a\\b",
+        "x\ny\u2028z",
+        "\x1b[2J",
+        "é",
+        "'",
+        '"""',
+        "\U0001f600",
+        "\x7f\x85",
+    ]:
         assert json.loads(escape.json_string(value)) == value
         assert yaml.safe_load("v: " + escape.yaml_string(value))["v"] == value
         assert ast.literal_eval(escape.python_string(value)) == value
@@ -235,7 +249,10 @@ def test_exception_texts_in_reports_name_the_home_as_tilde(monkeypatch):
     home = "/home/ann"
     monkeypatch.setenv("HOME", home)
     text = f"OSError: [Errno 2] No such file: '{home}/work/k.py' (also {home}x/y)"
-    assert names.home_to_tilde(text) == "OSError: [Errno 2] No such file: '~/work/k.py' (also /home/annx/y)"
+    assert (
+        names.home_to_tilde(text)
+        == "OSError: [Errno 2] No such file: '~/work/k.py' (also /home/annx/y)"
+    )
     report = build_report([], {"python": f"{home}/.venv/bin/python"}, None,
                           {"note": f"{home}/a"})
     assert home not in json.dumps(report) and "~/a" in json.dumps(report)

@@ -52,6 +52,7 @@ def test_threads_are_capped_at_the_cores_with_a_message(capsys):
 
 def test_run_with_100000_threads_runs_at_the_cores(cli, tmp_path, tiny_run_args, monkeypatch):
     import torch
+
     from attnperf.measure import ceilings as ceilings_mod
     from conftest import FAKE_CPU_CEILINGS
 
@@ -70,18 +71,34 @@ def test_run_with_100000_threads_runs_at_the_cores(cli, tmp_path, tiny_run_args,
 
 
 CONFIGS = [
-    ("tolerances = {float32 = nan}", "tool.attnperf.tolerances.float32 = nan is not a finite number"),
+    (
+        "tolerances = {float32 = nan}",
+        "tool.attnperf.tolerances.float32 = nan is not a finite number",
+    ),
     ("tolerances = {float16 = inf}", "is not a finite number"),
     ("regression-factor = nan", "regression-factor = nan is not a finite number"),
     ("regression-factor = {cpu = inf}", "is not a finite number"),
     ("regression-factor = 1e9", "regression-factor = 1000000000.0 is invalid"),
-    ("problems = [{batch = [" + ", ".join(map(str, range(1, 101))) + "], heads = ["
-     + ", ".join(map(str, range(1, 101))) + "], seq_q = [" + ", ".join(map(str, range(1, 101)))
-     + "], head_dim = [" + ", ".join(map(str, range(1, 101))) + "]}]",
-     f"expands to 100000000 problems; allowed: at most {MAX_GRID}"),
-    ("sweeps = {big = [{batch = [" + ", ".join(map(str, range(1, 70))) + "], heads = ["
-     + ", ".join(map(str, range(1, 70))) + "], seq_q = 16, head_dim = 8}]}",
-     "sweeps.big expands to 4761 problems"),
+    (
+        "problems = [{batch = ["
+        + ", ".join(map(str, range(1, 101)))
+        + "], heads = ["
+        + ", ".join(map(str, range(1, 101)))
+        + "], seq_q = ["
+        + ", ".join(map(str, range(1, 101)))
+        + "], head_dim = ["
+        + ", ".join(map(str, range(1, 101)))
+        + "]}]",
+        f"expands to 100000000 problems; allowed: at most {MAX_GRID}",
+    ),
+    (
+        "sweeps = {big = [{batch = ["
+        + ", ".join(map(str, range(1, 70)))
+        + "], heads = ["
+        + ", ".join(map(str, range(1, 70)))
+        + "], seq_q = 16, head_dim = 8}]}",
+        "sweeps.big expands to 4761 problems",
+    ),
 ]
 
 
@@ -112,18 +129,51 @@ def test_ci_bench_refuses_numbers_out_of_range(cli, tmp_path, flag, value, needl
     assert os.listdir(tmp_path) == []
 
 
-@pytest.mark.parametrize("argv,needle", [
-    (["pr-comment", "--machine", "m", "--base", "abcdef12", "--head", "abcdef12", "--factor", "nan"],
-     "--factor must be a finite number"),
-    (["pr-comment", "--machine", "m", "--base", "abcdef12", "--head", "abcdef12", "--factor", "inf"],
-     "--factor must be a finite number"),
-    (["calibrate", "--factor", "nan"], "--factor must be a finite number"),
-    (["calibrate", "--headroom", "inf"], "--headroom must be a finite number"),
-    (["calibrate", "--runs", "1000"], "--runs must be at most 100"),
-    (["bisect", "a", "b", "--factor", "nan"], "--factor must be a finite number"),
-    (["compare", "x", "--baseline", "y", "--threshold", "nan"], "--threshold must be a finite number"),
-    (["site", "build", "--port", "70000"], "--port must be a positive integer of at most 65535"),
-])
+@pytest.mark.parametrize(
+    "argv,needle",
+    [
+        (
+            [
+                "pr-comment",
+                "--machine",
+                "m",
+                "--base",
+                "abcdef12",
+                "--head",
+                "abcdef12",
+                "--factor",
+                "nan",
+            ],
+            "--factor must be a finite number",
+        ),
+        (
+            [
+                "pr-comment",
+                "--machine",
+                "m",
+                "--base",
+                "abcdef12",
+                "--head",
+                "abcdef12",
+                "--factor",
+                "inf",
+            ],
+            "--factor must be a finite number",
+        ),
+        (["calibrate", "--factor", "nan"], "--factor must be a finite number"),
+        (["calibrate", "--headroom", "inf"], "--headroom must be a finite number"),
+        (["calibrate", "--runs", "1000"], "--runs must be at most 100"),
+        (["bisect", "a", "b", "--factor", "nan"], "--factor must be a finite number"),
+        (
+            ["compare", "x", "--baseline", "y", "--threshold", "nan"],
+            "--threshold must be a finite number",
+        ),
+        (
+            ["site", "build", "--port", "70000"],
+            "--port must be a positive integer of at most 65535",
+        ),
+    ],
+)
 def test_other_commands_refuse_non_finite_numbers(cli, tmp_path, monkeypatch, argv, needle):
     monkeypatch.chdir(tmp_path)
     one_error(cli(*argv), needle)

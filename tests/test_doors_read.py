@@ -111,7 +111,9 @@ def test_fifos_and_devices_in_a_results_folder_become_notes(tmp_path):
 
 def test_cli_compare_on_a_fifo_and_dev_zero(cli, tmp_path):
     fifo = _fifo(tmp_path / "r.json")
-    res = returns_without_blocking(lambda: cli("compare", str(fifo), "--baseline", str(fifo)), [fifo])
+    res = returns_without_blocking(
+        lambda: cli("compare", str(fifo), "--baseline", str(fifo)), [fifo]
+    )
     one_error(res, "is a FIFO, expected a regular file")
     one_error(cli("compare", "/dev/zero", "--baseline", "/dev/zero"), "is a device")
 

@@ -267,7 +267,9 @@ def test_site_build_over_a_site_without_a_file_list_keeps_what_it_does_not_write
     (out / "mine.txt").write_text("mine")
     r = cli("site", "build", "--config", str(hist["conf"]), "--no-asv", "--out", str(out))
     assert r.code == 0, r.err
-    assert (out / "mine.txt").read_text() == "mine" and (out / "index.html").read_text() != "old index"
+    assert (out / "mine.txt").read_text() == "mine" and (
+        out / "index.html"
+    ).read_text() != "old index"
 
 
 @pytest.mark.parametrize("argv", [
@@ -300,5 +302,7 @@ def test_a_job_that_cannot_start_writes_no_summary_into_a_users_folder(cli, tmp_
     res = cli("ci", "bench", "--base", "x", "--machine", "m", "--config", "nope.json", "--out", ".")
     assert res.code == 3 and "does not exist" in res.err
     assert os.listdir(tmp_path) == ["notes.md"]
-    res = cli("ci", "bench", "--base", "x", "--machine", "m", "--config", "nope.json", "--out", "new")
+    res = cli(
+        "ci", "bench", "--base", "x", "--machine", "m", "--config", "nope.json", "--out", "new"
+    )
     assert res.code == 3 and (tmp_path / "new" / "summary.md").is_file()

@@ -99,8 +99,11 @@ def damaged(draw, template):
         delete = bool(path) and draw(st.booleans()) and draw(st.booleans())
         # deepcopy: SPECIALS holds lists a later change could otherwise edit in place
         doc = _set(doc, path, None if delete else copy.deepcopy(draw(json_values)), delete=delete)
-    text = _serialise(doc, draw(st.sampled_from([3, 500, 5000, 100000])),
-                      draw(st.sampled_from(["9" * 5000, "9" * 5000 + ".5", "1e999", "-" + "1" * 4000])))
+    text = _serialise(
+        doc,
+        draw(st.sampled_from([3, 500, 5000, 100000])),
+        draw(st.sampled_from(["9" * 5000, "9" * 5000 + ".5", "1e999", "-" + "1" * 4000])),
+    )
     if draw(st.integers(0, 9)) == 0:
         text = text[:draw(st.integers(0, len(text)))]
     return text
@@ -225,7 +228,9 @@ def _check_results_db(db: ar.ResultsDB) -> None:
                     assert all(isinstance(k, str) for k in key)
                     assert point.value is None or math.isfinite(point.value)
                     assert point.samples is None or all(math.isfinite(s) for s in point.samples)
-                    assert point.stats is None or all(math.isfinite(s) for s in point.stats.values())
+                    assert point.stats is None or all(
+                        math.isfinite(s) for s in point.stats.values()
+                    )
 
 
 def _write_asv_tree(root: Path, texts: dict) -> None:
@@ -290,8 +295,9 @@ def test_sweep_every_field_with_every_special_value(tmp_path, baseline_file):
         notes = []
         got = ar.read_run(run, "cpu-ci", notes)
         if got is not None:
-            _check_results_db(ar.ResultsDB("r", {"cpu-ci": ar.Machine("cpu-ci", {}, None, [got], [])},
-                                           {}, notes))
+            _check_results_db(
+                ar.ResultsDB("r", {"cpu-ci": ar.Machine("cpu-ci", {}, None, [got], [])}, {}, notes)
+            )
         count += 1
     ceilings = tmp_path / ceilings_file.FILE_NAME
     for text in swept(d.CPU_CEILINGS):

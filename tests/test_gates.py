@@ -26,11 +26,11 @@ from pathlib import Path
 
 import pytest
 import torch
-
-import _asvdata as d
 from asv_runner.statistics import compute_stats
 
-from attnperf.analysis import ab, compare as cmp
+import _asvdata as d
+from attnperf.analysis import ab
+from attnperf.analysis import compare as cmp
 from attnperf.analysis.gate import is_view, metric_factor
 from attnperf.asv import suite
 from attnperf.io.asv_results import OK, Point, read_results, read_run
@@ -51,7 +51,9 @@ def _readme_tolerances() -> dict:
     m = re.search(r"within\s+([0-9.e-]+)\s+\(fp32\),\s+([0-9.e-]+)\s+\(TF32\),\s+([0-9.e-]+)\s+"
                   r"\(fp16\),\s+([0-9.e-]+)\s+\(bf16\)", text)
     assert m, "docs/methodology.md no longer states the per-dtype tolerances"
-    return dict(zip(("float32", "tf32", "float16", "bfloat16"), map(float, m.groups())))
+    return dict(
+        zip(("float32", "tf32", "float16", "bfloat16"), map(float, m.groups()), strict=False)
+    )
 
 
 # Each tolerance key and the (dtype, tf32) that selects it.  float64 is not a
@@ -231,7 +233,9 @@ def _gated_metrics(bench):
         if not (isinstance(cls, type) and hasattr(cls, "params") and hasattr(cls, "setup")):
             continue
         for mname in dir(cls):
-            if mname.startswith(("track_", "time_")) and not is_view(f"bench_attention.{cname}.{mname}"):
+            if mname.startswith(("track_", "time_")) and not is_view(
+                f"bench_attention.{cname}.{mname}"
+            ):
                 out.append((cls, mname))
     return out
 
@@ -277,7 +281,9 @@ def _metric_values(cache, p, name_filter):
         for kernel in ("before", "after"):
             obj = cls()
             obj.setup(cache, kernel, p.id)
-            out.setdefault(f"{cls.__name__}.{name}", {})[kernel] = getattr(obj, name)(cache, kernel, p.id)
+            out.setdefault(f"{cls.__name__}.{name}", {})[kernel] = getattr(obj, name)(
+                cache, kernel, p.id
+            )
     return out
 
 
@@ -333,9 +339,13 @@ def test_a_slower_kernel_raises_every_gated_value():
     cache = {"fast|" + p.id: _entry(p, fast_times),
              "slow|" + p.id: _entry(p, [t * 1.1 for t in fast_times])}
     for kernel, scale in (("fast", 1.0), ("slow", 1.1)):  # the training grid's entries (bwd)
-        cache[f"{kernel}|{p.id}_bwd"] = _entry(p.with_pass("bwd"), [t * 2 * scale for t in fast_times])
+        cache[f"{kernel}|{p.id}_bwd"] = _entry(
+            p.with_pass("bwd"), [t * 2 * scale for t in fast_times]
+        )
     floor = cache["fast|" + p.id]["floor_s"]
-    assert floor == cache["slow|" + p.id]["floor_s"] > 0  # the floor is the problem's, not the kernel's
+    assert (
+        floor == cache["slow|" + p.id]["floor_s"] > 0
+    )  # the floor is the problem's, not the kernel's
     gated = [(cls, name) for cls, name in _gated_metrics(bench)
              if metric_factor(f"bench_attention.{cls.__name__}.{name}") is None]  # the times
     assert gated
@@ -348,7 +358,9 @@ def test_a_slower_kernel_raises_every_gated_value():
             values[kernel] = getattr(obj, name)(cache, kernel, *args)
         assert _median(values["slow"]) > _median(values["fast"]), name
         # (x_over_floor reaches asv rounded to 4 significant digits: within 1e-3)
-        assert _median(values["slow"]) == pytest.approx(1.1 * _median(values["fast"]), rel=1e-3), name
+        assert _median(values["slow"]) == pytest.approx(1.1 * _median(values["fast"]), rel=1e-3), (
+            name
+        )
 
 
 def test_x_over_floor_is_time_over_floor():
@@ -368,32 +380,74 @@ def test_x_over_floor_is_time_over_floor():
 
 
 # ------------------------------------------------------ FLOPs and bytes -----
-@pytest.mark.parametrize("problem,flops,bytes_", [
-    # causal, square: B1 H2 S4 D8 fp16.  pairs/head = 4*5/2 = 10 -> 4 * 8 * 2 * 10 = 640.
-    # bytes: Q+O = 2 * 1*2*4*8 = 128 elements, K+V = 128 elements; 256 * 2 B = 512.
-    (Problem(batch=1, heads=2, seq_q=4, head_dim=8, causal=True, dtype="fp16"), 640, 512),
-    # causal, Sq 3 < Sk 5 (top-left): rows see 1, 2, 3 keys = 6 pairs; 4 * 2 * 6 = 48.
-    # bytes fp32: Q+O = 2 * 3 * 2 = 12, K+V = 2 * 5 * 2 = 20 elements; 32 * 4 B = 128.
-    (Problem(batch=1, heads=1, seq_q=3, seq_kv=5, head_dim=2, causal=True, dtype="fp32"), 48, 128),
-    # causal, Sq 5 > Sk 3: 1 + 2 + 3 + 3 + 3 = 12 pairs; 4 * 2 * 12 = 96.
-    # bytes fp32: Q+O = 2 * 5 * 2 = 20, K+V = 2 * 3 * 2 = 12; 32 * 4 = 128.
-    (Problem(batch=1, heads=1, seq_q=5, seq_kv=3, head_dim=2, causal=True, dtype="fp32"), 96, 128),
-    # GQA: B2 H8 KV2 S16 D4 bf16.  4 * 4 * 2*8 * 16*16 = 65,536.
-    # bytes: Q+O = 2 * 2*8*16*4 = 2048, K+V = 2 * 2*2*16*4 = 512 (4x fewer heads); 2560 * 2 = 5120.
-    (Problem(batch=2, heads=8, kv_heads=2, seq_q=16, head_dim=4, dtype="bf16"), 65_536, 5_120),
-    # GQA causal: B1 H4 KV1 S3 D2 fp32: pairs 6/head; 4 * 2 * 4 * 6 = 192.
-    # bytes: Q+O = 2 * 4*3*2 = 48, K+V = 2 * 1*3*2 = 12; 60 * 4 = 240.
-    (Problem(batch=1, heads=4, kv_heads=1, seq_q=3, head_dim=2, causal=True, dtype="fp32"), 192, 240),
-    # decode: B8 H32 KV8 Sq1 Sk4096 D128 bf16: 4 * 128 * 8*32 * 4096 = 2^29 = 536,870,912.
-    # bytes: Q+O = 2 * 8*32*128 = 65,536; K+V = 2 * 8*8*4096*128 = 67,108,864; x2 B = 134,348,800.
-    (Problem(batch=8, heads=32, kv_heads=8, seq_q=1, seq_kv=4096, head_dim=128, dtype="bf16"),
-     536_870_912, 134_348_800),
-    # decode, causal (top-left: the one query sees key 0 only): 4 * 64 * 4 * 1 = 1024.
-    # bytes fp32: Q+O = 2 * 4*64 = 512; K+V = 2 * 2*1024*64 = 262,144; x4 = 1,050,624.
-    (Problem(batch=1, heads=4, kv_heads=2, seq_q=1, seq_kv=1024, head_dim=64, causal=True,
-             dtype="fp32"), 1024, 1_050_624),
-], ids=["causal-square", "causal-sq<sk", "causal-sq>sk", "gqa", "gqa-causal", "decode",
-        "decode-causal"])
+@pytest.mark.parametrize(
+    "problem,flops,bytes_",
+    [
+        # causal, square: B1 H2 S4 D8 fp16.  pairs/head = 4*5/2 = 10 -> 4 * 8 * 2 * 10 = 640.
+        # bytes: Q+O = 2 * 1*2*4*8 = 128 elements, K+V = 128 elements; 256 * 2 B = 512.
+        (Problem(batch=1, heads=2, seq_q=4, head_dim=8, causal=True, dtype="fp16"), 640, 512),
+        # causal, Sq 3 < Sk 5 (top-left): rows see 1, 2, 3 keys = 6 pairs; 4 * 2 * 6 = 48.
+        # bytes fp32: Q+O = 2 * 3 * 2 = 12, K+V = 2 * 5 * 2 = 20 elements; 32 * 4 B = 128.
+        (
+            Problem(batch=1, heads=1, seq_q=3, seq_kv=5, head_dim=2, causal=True, dtype="fp32"),
+            48,
+            128,
+        ),
+        # causal, Sq 5 > Sk 3: 1 + 2 + 3 + 3 + 3 = 12 pairs; 4 * 2 * 12 = 96.
+        # bytes fp32: Q+O = 2 * 5 * 2 = 20, K+V = 2 * 3 * 2 = 12; 32 * 4 = 128.
+        (
+            Problem(batch=1, heads=1, seq_q=5, seq_kv=3, head_dim=2, causal=True, dtype="fp32"),
+            96,
+            128,
+        ),
+        # GQA: B2 H8 KV2 S16 D4 bf16.  4 * 4 * 2*8 * 16*16 = 65,536.
+        # bytes: Q+O = 2 * 2*8*16*4 = 2048, K+V = 2 * 2*2*16*4 = 512 (4x fewer heads); 2560 * 2 =
+        # 5120.
+        (Problem(batch=2, heads=8, kv_heads=2, seq_q=16, head_dim=4, dtype="bf16"), 65_536, 5_120),
+        # GQA causal: B1 H4 KV1 S3 D2 fp32: pairs 6/head; 4 * 2 * 4 * 6 = 192.
+        # bytes: Q+O = 2 * 4*3*2 = 48, K+V = 2 * 1*3*2 = 12; 60 * 4 = 240.
+        (
+            Problem(batch=1, heads=4, kv_heads=1, seq_q=3, head_dim=2, causal=True, dtype="fp32"),
+            192,
+            240,
+        ),
+        # decode: B8 H32 KV8 Sq1 Sk4096 D128 bf16: 4 * 128 * 8*32 * 4096 = 2^29 = 536,870,912.
+        # bytes: Q+O = 2 * 8*32*128 = 65,536; K+V = 2 * 8*8*4096*128 = 67,108,864; x2 B =
+        # 134,348,800.
+        (
+            Problem(
+                batch=8, heads=32, kv_heads=8, seq_q=1, seq_kv=4096, head_dim=128, dtype="bf16"
+            ),
+            536_870_912,
+            134_348_800,
+        ),
+        # decode, causal (top-left: the one query sees key 0 only): 4 * 64 * 4 * 1 = 1024.
+        # bytes fp32: Q+O = 2 * 4*64 = 512; K+V = 2 * 2*1024*64 = 262,144; x4 = 1,050,624.
+        (
+            Problem(
+                batch=1,
+                heads=4,
+                kv_heads=2,
+                seq_q=1,
+                seq_kv=1024,
+                head_dim=64,
+                causal=True,
+                dtype="fp32",
+            ),
+            1024,
+            1_050_624,
+        ),
+    ],
+    ids=[
+        "causal-square",
+        "causal-sq<sk",
+        "causal-sq>sk",
+        "gqa",
+        "gqa-causal",
+        "decode",
+        "decode-causal",
+    ],
+)
 def test_flops_and_bytes_hand_computed(problem, flops, bytes_):
     assert roofline.flops(problem) == flops
     assert roofline.bytes_moved(problem) == bytes_
@@ -514,9 +568,11 @@ def _ci(lo, hi, repeat=5) -> dict:
 
 
 def test_no_statistics_means_the_factor_alone_decides():
-    for before, after in [(_bare(1.0), _bare(1.5)),                                # no stats
-                          (_bare(1.0, stats=_ci(0.9, 1.1, repeat=1)), _bare(1.5, stats=_ci(1.4, 1.6))),
-                          (_bare(1.0, stats=_ci(0.9, 1.1)), _bare(1.5, stats=_ci(1.4, 1.6, repeat=1)))]:
+    for before, after in [
+        (_bare(1.0), _bare(1.5)),  # no stats
+        (_bare(1.0, stats=_ci(0.9, 1.1, repeat=1)), _bare(1.5, stats=_ci(1.4, 1.6))),
+        (_bare(1.0, stats=_ci(0.9, 1.1)), _bare(1.5, stats=_ci(1.4, 1.6, repeat=1))),
+    ]:
         sig = ab.significance(before, after)
         assert (sig.different, sig.p_value) == (None, None)
         assert sig.text == "no statistics (factor only)"
@@ -567,9 +623,21 @@ def test_statuses_and_versions():
         == (ab.NA, None, none)
     assert ab._classify(_bare(1.0), _bare(1.0), "v1", "v2", 1.1) == (
         ab.INCOMPARABLE, None, ab.Significance(None, "benchmark version changed"))
-    assert ab._classify(_bare(1.0), _bare(None, status=FAILED), "v", "v", 1.1) == (ab.BROKE, None, none)
-    assert ab._classify(_bare(None, status=FAILED), _bare(1.0), "v", "v", 1.1) == (ab.FIXED, None, none)
-    assert ab._classify(_bare(1.0), _bare(None, status=SKIPPED), "v", "v", 1.1) == (ab.NA, None, none)
+    assert ab._classify(_bare(1.0), _bare(None, status=FAILED), "v", "v", 1.1) == (
+        ab.BROKE,
+        None,
+        none,
+    )
+    assert ab._classify(_bare(None, status=FAILED), _bare(1.0), "v", "v", 1.1) == (
+        ab.FIXED,
+        None,
+        none,
+    )
+    assert ab._classify(_bare(1.0), _bare(None, status=SKIPPED), "v", "v", 1.1) == (
+        ab.NA,
+        None,
+        none,
+    )
     assert ab._classify(_bare(0.0), _bare(1.0), "v", "v", 1.1) == (ab.NA, None, none)
 
 
@@ -614,8 +682,10 @@ def test_exit_policy_names_the_calibrated_thresholds():
     """With per-benchmark thresholds the verdict says so, in a regression and when the
     thresholds overrule what asv flagged at its own (smallest) factor."""
     code, why = ab.decide(1, _CalCmp(**{ab.WORSE: 1}))
-    assert (code, why) == (ab.EXIT_REGRESSION,
-                           "1 benchmark(s) slower than their calibrated thresholds with significance")
+    assert (code, why) == (
+        ab.EXIT_REGRESSION,
+        "1 benchmark(s) slower than their calibrated thresholds with significance",
+    )
     code, why = ab.decide(1, _CalCmp(**{ab.SAME: 2}), _Cmp(**{ab.WORSE: 3}))
     assert (code, why) == (ab.EXIT_OK, "no significant regression past the calibrated thresholds "
                                        "(asv flagged 3 at its factor x1.05)")
@@ -640,7 +710,9 @@ def test_smallest_p_exactly_at_the_level_does_not_run_the_test():
     # 1 sample against 499: the smallest possible p is 1 / C(500, 1) = 1/500 = 0.002, not
     # under the level: asv does not run Mann-Whitney, and without CIs nothing is left.
     rep = {"repeat": 500, "number": 1}
-    sig = ab.significance(_bare(1.0, [1.0], rep), _bare(2.0, [2.0 + i * 1e-3 for i in range(499)], rep))
+    sig = ab.significance(
+        _bare(1.0, [1.0], rep), _bare(2.0, [2.0 + i * 1e-3 for i in range(499)], rep)
+    )
     assert (sig.different, sig.p_value) == (None, None)
     assert sig.text == "too few samples (n=1/499); factor only"
 

@@ -96,8 +96,13 @@ def test_init_writes_everything_and_a_starter_config(cli, plugin_repo):
         assert f"wrote  {rel}" in res.out
     config = project_config.load(plugin_repo / "pyproject.toml")
     assert config.kernels == ("toy_attn",) and config.baselines == ("sdpa",)  # from its entry point
-    assert "asv continuous --factor 1.5 --interleave-rounds -a rounds=3 -b '^(?!.*Views)' HEAD~1 HEAD" in res.out
-    assert "\n  attnperf asv machine\n" in res.out  # describes the machine and measures its ceilings
+    assert (
+        "asv continuous --factor 1.5 --interleave-rounds -a rounds=3 -b '^(?!.*Views)' HEAD~1 HEAD"
+        in res.out
+    )
+    assert (
+        "\n  attnperf asv machine\n" in res.out
+    )  # describes the machine and measures its ceilings
     assert "    wrote  .gitignore" in res.out
     conf = json.loads("\n".join(line for line in (plugin_repo / "asv.conf.json").read_text()
                                 .splitlines() if not line.strip().startswith("//")))
@@ -313,7 +318,10 @@ def test_attnperfs_config_matches_its_literal_suite():
     config = project_config.load(REPO / "pyproject.toml")
     kernels, problems = suite.grid(REPO)
     import importlib.util
-    spec = importlib.util.spec_from_file_location("bench_self", REPO / "benchmarks" / "bench_attention.py")
+
+    spec = importlib.util.spec_from_file_location(
+        "bench_self", REPO / "benchmarks" / "bench_attention.py"
+    )
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     assert list(config.kernels) == mod.KERNELS == kernels == suite.GRID_KERNELS
@@ -363,9 +371,17 @@ def test_readme_flow_in_a_plugin_repository(tmp_path, env_lock):
     home = tmp_path / "home"
     home.mkdir()
     env = dict(os.environ)
-    env.update({"HOME": str(home), "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}",
-                "ATTNPERF_ASV_DEVICE": "cpu", "GIT_AUTHOR_NAME": "t", "GIT_COMMITTER_NAME": "t",
-                "GIT_AUTHOR_EMAIL": "t@attnperf.invalid", "GIT_COMMITTER_EMAIL": "t@attnperf.invalid"})
+    env.update(
+        {
+            "HOME": str(home),
+            "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}",
+            "ATTNPERF_ASV_DEVICE": "cpu",
+            "GIT_AUTHOR_NAME": "t",
+            "GIT_COMMITTER_NAME": "t",
+            "GIT_AUTHOR_EMAIL": "t@attnperf.invalid",
+            "GIT_COMMITTER_EMAIL": "t@attnperf.invalid",
+        }
+    )
     env.pop("PYTHONPATH", None)
     env.pop("PYTHONDONTWRITEBYTECODE", None)  # as a user's shell: imports leave __pycache__/
     cmds = readme_commands()

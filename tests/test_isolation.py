@@ -167,7 +167,9 @@ def test_measure_options_travel_as_one_object_and_keywords_override_them():
 def test_options_reach_the_worker_and_their_limit_comes_first(fault_kernels, tiny_problem):
     with Session("cpu", isolate=True, timeout_s=600) as s:
         m = s.measure("sdpa", tiny_problem, MeasureOptions(budget=THREE, latency=False))
-        hung = s.measure("fault_hang", tiny_problem, MeasureOptions(budget=THREE, timeout_s=LIMIT_S))
+        hung = s.measure(
+            "fault_hang", tiny_problem, MeasureOptions(budget=THREE, timeout_s=LIMIT_S)
+        )
     assert m.status == "ok" and len(m.device_time.samples_s) == 3
     assert hung.status == "timed_out" and f"the {LIMIT_S} s limit" in hung.reason
 
@@ -268,8 +270,12 @@ def _wait_for(predicate, seconds: float, what: str):
 
 def _start_run(pidfile: Path, *argv, **popen) -> subprocess.Popen:
     """A real `attnperf run` that loads the fault kernels by reference."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
-               ATTNPERF_TEST_PIDFILE=str(pidfile), **{ENV_MODULES: "faultkernels:KERNELS"})
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
+        ATTNPERF_TEST_PIDFILE=str(pidfile),
+        **{ENV_MODULES: "faultkernels:KERNELS"},
+    )
     return subprocess.Popen([sys.executable, "-m", "attnperf", "run", *map(str, argv)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                             **popen)

@@ -3,18 +3,17 @@
 import pytest
 import torch
 
-from attnperf.kernels import registry
-from attnperf.measure.correctness import check
 from attnperf.errors import KernelUnavailableError, UnknownNameError
-from attnperf.measure.inputs import make_inputs
-from attnperf.kernels.spec import causal_mask
-from attnperf.kernels.sdpa import BACKENDS, dispatched_backend
-from attnperf.kernels.tiled import BLOCK_KV, tiled_attention
-from attnperf.measure.session import measure, memory_needed
+from attnperf.kernels import registry
 from attnperf.kernels.registry import REGISTRY
-from attnperf.kernels.spec import KernelSpec
-from attnperf.model.problem import Problem
+from attnperf.kernels.sdpa import BACKENDS, dispatched_backend
+from attnperf.kernels.spec import KernelSpec, causal_mask
+from attnperf.kernels.tiled import BLOCK_KV, tiled_attention
+from attnperf.measure.correctness import check
+from attnperf.measure.inputs import make_inputs
+from attnperf.measure.session import measure, memory_needed
 from attnperf.measure.timing import Budget
+from attnperf.model.problem import Problem
 
 CPU_KERNELS = ["naive", "sdpa", "sdpa_flash", "sdpa_math", "tiled"]
 CUDA_ONLY = ["sdpa_cudnn", "sdpa_efficient"]

@@ -32,7 +32,11 @@ class _Allocator:
             synchronize=lambda: a.log.append("sync"),
             memory_allocated=lambda: a.allocated,
             max_memory_allocated=lambda: a.peak,
-            reset_peak_memory_stats=lambda: (a.log.append("reset"), setattr(a, "peak", a.allocated)))
+            reset_peak_memory_stats=lambda: (
+                a.log.append("reset"),
+                setattr(a, "peak", a.allocated),
+            ),
+        )
 
 
 def test_cuda_peak_is_the_calls_own_allocation_above_what_was_there(monkeypatch):

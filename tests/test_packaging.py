@@ -17,7 +17,6 @@ import sys
 import tarfile
 import zipfile
 from pathlib import Path
-from typing import Dict, List
 
 import pytest
 import yaml
@@ -61,7 +60,7 @@ def git(cwd: Path, *args: str) -> str:
                           capture_output=True, text=True).stdout.strip()
 
 
-def build_dist(source: Path, out: Path) -> Dict[str, Path]:
+def build_dist(source: Path, out: Path) -> dict[str, Path]:
     """`python -m build` of ``source`` (the sdist, then the wheel built from that sdist, as the
     release workflow does): {"sdist": path, "wheel": path}."""
     proc = subprocess.run([sys.executable, "-m", "build", "--outdir", str(out), str(source)],
@@ -73,7 +72,7 @@ def build_dist(source: Path, out: Path) -> Dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def dist(tmp_path_factory) -> Dict[str, Path]:
+def dist(tmp_path_factory) -> dict[str, Path]:
     pytest.importorskip("build", reason="the test extra has build: pip install -e '.[test]'")
     src = snapshot(tmp_path_factory.mktemp("attnperf-src"))
     return build_dist(src, tmp_path_factory.mktemp("dist"))
@@ -102,7 +101,7 @@ def test_version_flag_and_reports_carry_it():
 
 
 # ------------------------------------------------------------ sdist, wheel ---
-def _package_files(exts=None) -> List[str]:
+def _package_files(exts=None) -> list[str]:
     root = REPO / "src" / "attnperf"
     return sorted(str(p.relative_to(root.parent)) for p in root.rglob("*")
                   if p.is_file() and "__pycache__" not in p.parts
@@ -112,10 +111,13 @@ def _package_files(exts=None) -> List[str]:
 def test_wheel_holds_the_package_and_all_its_data(dist):
     with zipfile.ZipFile(dist["wheel"]) as z:
         names = set(z.namelist())
-    data = [f for f in _package_files() if any(f.startswith(f"attnperf/{d}/") for d in PACKAGE_DATA)]
+    data = [
+        f for f in _package_files() if any(f.startswith(f"attnperf/{d}/") for d in PACKAGE_DATA)
+    ]
     assert len(data) >= 17 and any(f.endswith(".yml") for f in data)
     missing = [f for f in _package_files() if f not in names]
     assert not missing, f"not in the wheel: {missing}"
+    assert "attnperf/py.typed" in names  # PEP 561: type checkers read attnperf's annotations
     extra = [n for n in names if not n.startswith(("attnperf/", f"attnperf-{VERSION}.dist-info/"))]
     assert not extra, f"the wheel also installs {extra}"
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
@@ -136,7 +138,7 @@ def test_wheel_metadata_matches_pyproject(dist):
     meta = _metadata(dist["wheel"])
     project = PYPROJECT["project"]
     assert (meta["Name"], meta["Version"]) == ("attnperf", VERSION)
-    assert meta["License-Expression"] == "MIT" and meta["Requires-Python"] == ">=3.9"
+    assert meta["License-Expression"] == "MIT" and meta["Requires-Python"] == ">=3.10"
     assert meta["Description-Content-Type"] == "text/markdown"
     base = [str(Requirement(r)) for r in meta.get_all("Requires-Dist") if "extra ==" not in r]
     assert sorted(base) == sorted(str(Requirement(r)) for r in project["dependencies"])
@@ -209,7 +211,7 @@ def _pip_installs(script: str):
             yield shlex.split(m.group(1))
 
 
-def _with_env(arg: str, env: Dict[str, str]) -> str:
+def _with_env(arg: str, env: dict[str, str]) -> str:
     """``arg`` with its $VARIABLES replaced by their env: values, a ${{ }} value read as it is
     when no repository variable overrides it."""
     return re.sub(r"\$\{?(\w+)\}?",
@@ -220,7 +222,7 @@ def _with_env(arg: str, env: Dict[str, str]) -> str:
 LOCAL = re.compile(r"^(\.|\.\[[\w,]+\]|dist/\*\.whl)$")  # a checkout or the wheel this run built
 
 
-def install_problems(text: str) -> List[str]:
+def install_problems(text: str) -> list[str]:
     """Every way a workflow installs attnperf that is not pinned to attnperf's own repository
     at this release.  A local path is what the run owns: in attnperf's workflows `.` is
     attnperf's checkout and dist/*.whl the wheel the run built; in a generated one `.` is the
@@ -248,12 +250,13 @@ def install_problems(text: str) -> List[str]:
                         problems.append(f"{name}: cannot read {arg!r}")
                         continue
                     if req.name.lower() == "attnperf" and (
-                            str(req) != PINNED or req.url != f"git+{scaffold.REPOSITORY}@v{VERSION}"):
+                        str(req) != PINNED or req.url != f"git+{scaffold.REPOSITORY}@v{VERSION}"
+                    ):
                         problems.append(f"{name}: installs {arg!r}")
     return problems
 
 
-def _generated(tmp_path) -> Dict[str, str]:
+def _generated(tmp_path) -> dict[str, str]:
     project = scaffold.Project(root=tmp_path, name="toyattn", branch="main",
                                url="https://github.com/o/toyattn")
     return {rel: text for rel, text in scaffold.render(project).items()
@@ -286,7 +289,11 @@ def test_generated_workflows_install_attnperf_pinned_to_this_release(tmp_path):
             assert evaluate(expr[3:-2], {"vars": {"ATTNPERF_REQUIREMENT": other}}) == other
             for r in runs:
                 for args in _pip_installs(r):
-                    assert args == ["--upgrade", "pip"] or args == ["$ATTNPERF_REQUIREMENT", "-e", "."], args
+                    assert args == ["--upgrade", "pip"] or args == [
+                        "$ATTNPERF_REQUIREMENT",
+                        "-e",
+                        ".",
+                    ], args
     assert sorted(installing) == [".github/workflows/main.yml", ".github/workflows/pr.yml"]
 
 
@@ -350,4 +357,6 @@ def test_release_refuses_a_tag_that_is_not_the_version(dist, tmp_path):
 
     assert run(f"v{VERSION}").returncode == 0
     wrong = run("v0.0.1")
-    assert wrong.returncode == 1 and "::error title=Tag and version differ::tag v0.0.1" in wrong.stdout
+    assert (
+        wrong.returncode == 1 and "::error title=Tag and version differ::tag v0.0.1" in wrong.stdout
+    )

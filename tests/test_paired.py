@@ -47,7 +47,9 @@ def test_judge_takes_the_median_pair_ratio_and_both_tails():
 
 def _row(benchmark, params, change, ratio=1.4):
     sig = ab.Significance(True, "p=1e-6", 1e-6)
-    return ab.Row(benchmark, params, Point(OK, 1.0), Point(OK, ratio), ratio, change, sig, "seconds", 1.5)
+    return ab.Row(
+        benchmark, params, Point(OK, 1.0), Point(OK, ratio), ratio, change, sig, "seconds", 1.5
+    )
 
 
 TIME = "bench_attention.TimeAttention.track_device_time"
@@ -64,22 +66,30 @@ def test_confirm_paired_rejudges_time_rows_only():
                ("naive", "p1"): pm.judge(base, [1.0] * 30, 1)}
     out = ab.confirm_paired(cmp, results, 1.10)
     by = {(r.benchmark, r.kernel): r for r in out.rows}
-    assert by[(TIME, "tiled")].change == ab.SAME and by[(TIME, "tiled")].ratio == pytest.approx(1.01)
+    assert by[(TIME, "tiled")].change == ab.SAME and by[(TIME, "tiled")].ratio == pytest.approx(
+        1.01
+    )
     assert by[(TIME, "sdpa")].change == ab.WORSE and by[(TIME, "sdpa")].factor == 1.10
     assert "paired" in by[(TIME, "sdpa")].significance.text
     assert by[(ERR, "tiled")].change == ab.WORSE  # a metric keeps its own verdict
     assert by[(TIME, "naive")].change == ab.BROKE
     assert out.paired and out.own_factors and out.paired_factor == 1.10
-    faster = ab.confirm_paired(ab.Comparison("m", object(), object(), 1.5, [
-        _row(TIME, ("tiled", "p1"), ab.SAME)]), {("tiled", "p1"): pm.judge(base, [0.7] * 30, 1)}, 1.10)
+    faster = ab.confirm_paired(
+        ab.Comparison("m", object(), object(), 1.5, [_row(TIME, ("tiled", "p1"), ab.SAME)]),
+        {("tiled", "p1"): pm.judge(base, [0.7] * 30, 1)},
+        1.10,
+    )
     assert faster.rows[0].change == ab.BETTER
     assert faster.rows[0].significance.p_value == pytest.approx(2 ** -30)  # the faster tail
     # asv exited 0 at x1.5 (it missed sdpa): the paired verdict still says regression
     code, reason = ab.decide(0, out)
     assert code == ab.EXIT_REGRESSION and "x1.1 in the paired re-measurement" in reason
     # asv exited 1 for tiled's noise; paired says it is the same: ok, and why
-    quiet = ab.confirm_paired(ab.Comparison("m", object(), object(), 1.5, [
-        _row(TIME, ("tiled", "p1"), ab.WORSE)]), {("tiled", "p1"): pm.judge(base, [1.01] * 30, 1)}, 1.10)
+    quiet = ab.confirm_paired(
+        ab.Comparison("m", object(), object(), 1.5, [_row(TIME, ("tiled", "p1"), ab.WORSE)]),
+        {("tiled", "p1"): pm.judge(base, [1.01] * 30, 1)},
+        1.10,
+    )
     asv_view = ab.Comparison("m", object(), object(), 1.5, [_row(TIME, ("tiled", "p1"), ab.WORSE)])
     code, reason = ab.decide(1, quiet, asv_view)
     assert code == ab.EXIT_OK and "past the paired re-measurement" in reason

@@ -9,8 +9,9 @@ import dataclasses
 import pytest
 import torch
 
-from attnperf.kernels.naive import naive_attention
+from attnperf.errors import InvalidShapeError
 from attnperf.kernels import registry
+from attnperf.kernels.naive import naive_attention
 from attnperf.kernels.spec import KernelSpec
 from attnperf.measure.correctness import reference_grads
 from attnperf.measure.session import Bench, measure
@@ -18,7 +19,6 @@ from attnperf.measure.timing import QUICK
 from attnperf.model import roofline
 from attnperf.model.catalog import PRESETS
 from attnperf.model.problem import GRAD_TOLERANCES, Problem
-from attnperf.errors import InvalidShapeError
 
 GQA = Problem(batch=1, heads=4, kv_heads=2, seq_q=96, head_dim=32, dtype="float32")
 CAUSAL = Problem(batch=2, heads=2, seq_q=96, head_dim=32, causal=True, dtype="float32")
@@ -34,7 +34,9 @@ def test_forward_ids_keep_their_format_and_passes_add_a_tag():
     for mode in ("fwd", "bwd", "fwd+bwd"):
         p = PRESETS["gqa"].with_pass(mode)
         assert Problem.from_id(p.id) == p and Problem.from_config(p.to_config()) == p
-    with pytest.raises(InvalidShapeError, match="unknown pass 'train'; allowed: fwd, bwd, fwd\\+bwd"):
+    with pytest.raises(
+        InvalidShapeError, match="unknown pass 'train'; allowed: fwd, bwd, fwd\\+bwd"
+    ):
         Problem(1, 1, 8, 8, mode="train")
 
 
@@ -169,7 +171,9 @@ def test_built_in_kernels_pass_the_gradient_gate(kernel, dtype):
 
 
 @pytest.mark.parametrize("chunk_bytes", [1 << 30, 1])  # all heads at once; one head per chunk
-def test_gradient_reference_is_autograd_of_float64_attention_and_sums_gqa_groups(monkeypatch, chunk_bytes):
+def test_gradient_reference_is_autograd_of_float64_attention_and_sums_gqa_groups(
+    monkeypatch, chunk_bytes
+):
     from attnperf.measure import correctness
     monkeypatch.setattr(correctness, "_REF_CHUNK_BYTES", chunk_bytes)
     p = GQA.with_pass("bwd")
@@ -268,6 +272,9 @@ def test_an_ab_row_of_a_training_pass_names_the_pass_problem():
                    None, None)
 
     assert row("sdpa", "cpu_gqa", "fwd+bwd").problem == "b1_h8_kv2_sq256_d64_fp32_fwdbwd"
-    assert row("sdpa", "b1_h8_sq512_d64_fp32_causal", "bwd").problem == "b1_h8_sq512_d64_fp32_causal_bwd"
+    assert (
+        row("sdpa", "b1_h8_sq512_d64_fp32_causal", "bwd").problem
+        == "b1_h8_sq512_d64_fp32_causal_bwd"
+    )
     assert row("sdpa", "mystery", "bwd").problem == "mystery bwd"
     assert row("sdpa", "cpu_gqa").problem == "cpu_gqa"

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import attnperf
+from attnperf.asv import suite
 from attnperf.errors import ConfigError, PluginError
 from attnperf.kernels import registry
 from attnperf.kernels.spec import KernelSpec
@@ -20,7 +21,6 @@ from attnperf.measure.timing import Budget
 from attnperf.model import roofline
 from attnperf.model.config import parse
 from attnperf.model.problem import Problem
-from attnperf.asv import suite
 
 PLUGIN = '''
 import torch
@@ -143,8 +143,9 @@ def test_spec_validation(kw, match):
 
 
 def test_builtins_are_declared_as_entry_points_and_listed_in_the_registry():
-    from attnperf.io.project_config import read_toml
     from pathlib import Path
+
+    from attnperf.io.project_config import read_toml
     eps = read_toml(Path(__file__).resolve().parents[1] / "pyproject.toml")["project"][
         "entry-points"][registry.GROUP]
     assert sorted(eps.values()) == sorted(registry.BUILTINS)
@@ -154,7 +155,10 @@ def test_builtins_are_declared_as_entry_points_and_listed_in_the_registry():
 def test_entry_points_are_discovered_and_a_broken_one_is_a_placeholder(fresh_registry, caplog):
     names = fresh_registry.names()
     assert {"good", "raises_big", "wrong_shape", "nan_out", "broken", "sdpa", "tiled"} <= set(names)
-    assert fresh_registry.get("good").origin == "entry point 'goodplug = goodplug:KERNELS' (goodplug 1.0)"
+    assert (
+        fresh_registry.get("good").origin
+        == "entry point 'goodplug = goodplug:KERNELS' (goodplug 1.0)"
+    )
     assert fresh_registry.broken() == {"broken": BROKEN_WHY}
     assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [BROKEN_WHY]
 
@@ -230,12 +234,29 @@ def test_kernel_module_flag_and_its_errors(cli, tmp_path, tiny_run_args, fresh_r
 
 # ------------------------------------------------------------- config -------
 def test_config_parses_presets_ids_tables_and_products():
-    c = parse({"kernels": ["k"], "baselines": ["sdpa", "k"],
-               "problems": ["cpu_seed", "b1_h8_sq512_d64_fp32_causal",
-                            {"batch": 1, "heads": 8, "kv_heads": [2, 8], "seq_q": 64, "head_dim": 32,
-                             "dtype": ["fp16", "bf16"], "causal": True}],
-               "sweeps": {"tiny": [{"batch": 1, "heads": 1, "seq_q": 4, "head_dim": 4}]},
-               "tolerances": {"bfloat16": 0.03}, "regression-factor": 1.2}, source="p.toml")
+    c = parse(
+        {
+            "kernels": ["k"],
+            "baselines": ["sdpa", "k"],
+            "problems": [
+                "cpu_seed",
+                "b1_h8_sq512_d64_fp32_causal",
+                {
+                    "batch": 1,
+                    "heads": 8,
+                    "kv_heads": [2, 8],
+                    "seq_q": 64,
+                    "head_dim": 32,
+                    "dtype": ["fp16", "bf16"],
+                    "causal": True,
+                },
+            ],
+            "sweeps": {"tiny": [{"batch": 1, "heads": 1, "seq_q": 4, "head_dim": 4}]},
+            "tolerances": {"bfloat16": 0.03},
+            "regression-factor": 1.2,
+        },
+        source="p.toml",
+    )
     assert c.tracked == ["k", "sdpa"]
     assert [p.id for p in c.problems] == [
         "b8_h4_sq64_d64_fp32", "b1_h8_sq512_d64_fp32_causal",
@@ -278,7 +299,9 @@ def test_bad_config_is_exit_2_from_run(cli, tmp_path, monkeypatch, tiny_run_args
     monkeypatch.chdir(tmp_path)
     res = cli("run", *tiny_run_args)
     assert res.code == 2 and len(res.err_lines) == 1 and res.out == ""
-    assert res.err_lines[0].startswith(f"error: {tmp_path / 'pyproject.toml'}: tool.attnperf.problems")
+    assert res.err_lines[0].startswith(
+        f"error: {tmp_path / 'pyproject.toml'}: tool.attnperf.problems"
+    )
     (tmp_path / "pyproject.toml").write_text("[tool.attnperf\n")
     res = cli("run", *tiny_run_args)
     assert res.code == 2 and "invalid TOML" in res.err and len(res.err_lines) == 1

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 import _asvdata as d
-from attnperf.io import asv_results as ar
 from attnperf.analysis import ab
+from attnperf.io import asv_results as ar
 from attnperf.render import prcomment as pc
 
 BASE = "1" * 40
@@ -40,7 +40,7 @@ def _history(tmp_path, info=d.H100_INFO, ceilings=d.H100_CEILINGS, xfloor_versio
     d.write_machine(tmp_path, info, ceilings)
     for commit, head, ms in ((BASE, False, 1000), (HEAD, True, 2000)):
         t = _times(head)
-        xf = d.grid_values(KERNELS, PROBLEMS, lambda k, p: [x * 1e4 for x in t(k, p)]
+        xf = d.grid_values(KERNELS, PROBLEMS, lambda k, p, t=t: [x * 1e4 for x in t(k, p)]
                            if isinstance(t(k, p), list) else t(k, p))
         d.write_run(tmp_path, info, commit, ms, {
             d.TIME: d.row(P, d.grid_values(KERNELS, PROBLEMS, t)),
@@ -95,7 +95,9 @@ def test_regression_comment(tmp_path):
     assert text.startswith("### 🔴 `h100`: regression — 1 benchmark(s) slower than ×1.05")
     lines = text.splitlines()
     assert "Base `11111111` → head `22222222` · factor ×1.05 · asv continuous exit 1" in text
-    tiled = next(line for line in lines if line.startswith("| 🔴 worse | track_device_time | tiled "))
+    tiled = next(
+        line for line in lines if line.startswith("| 🔴 worse | track_device_time | tiled ")
+    )
     cells = [c.strip() for c in tiled.strip("|").split(" | ")]
     assert cells[3] == "train <sub>b4_h16_sq2048_d128_bf16</sub>"
     assert cells[4].startswith("1.2 ms ±") and cells[5].startswith("2.4 ms ±")
@@ -157,7 +159,9 @@ def test_machine_without_gpu_fields_or_ceilings(tmp_path):
     text = pc.render_section(db, "cpu-ci", BASE, HEAD, 1.05, asv_exit=1)
     assert "_No GPU fields recorded for this machine" in text
     assert "No measured ceilings recorded" in text
-    tiled = next(line for line in text.splitlines() if "🔴 worse | track_device_time | tiled" in line)
+    tiled = next(
+        line for line in text.splitlines() if "🔴 worse | track_device_time | tiled" in line
+    )
     assert "| unknown |" in tiled  # no ceilings, no recorded views: regime unknown, said so
 
 
@@ -170,7 +174,9 @@ def test_recorded_views_win_for_regime(tmp_path):
     doc["results"]["bench_attention.RooflineViews.track_regime_code"] = regime
     path.write_text(json.dumps(doc))
     text = pc.render_section(ar.read_results(str(tmp_path)), "h100", BASE, HEAD, 1.05, asv_exit=1)
-    tiled = next(line for line in text.splitlines() if "🔴 worse | track_device_time | tiled" in line)
+    tiled = next(
+        line for line in text.splitlines() if "🔴 worse | track_device_time | tiled" in line
+    )
     assert "| memory-bound |" in tiled
 
 
@@ -201,8 +207,13 @@ def test_comment_from_the_committed_history_names_every_problem():
     for machine, m in db.machines.items():
         assert len(m.runs) >= 2, machine
         text = pc.render_section(db, machine, m.runs[0].commit, m.runs[-1].commit, 1.05)
-        rows = [line for line in text.splitlines() if line.startswith("| ") and "benchmark |" not in line
-                and not line.startswith("| field")]
+        rows = [
+            line
+            for line in text.splitlines()
+            if line.startswith("| ")
+            and "benchmark |" not in line
+            and not line.startswith("| field")
+        ]
         assert rows, text
         assert "unknown preset" not in text and "not a problem id" not in text
         for line in rows:

@@ -42,10 +42,13 @@ def _profiled_ms(bench: Bench, gap_s: float, per_call_s: float) -> float:
                      for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA)
     per_call = len(kernels) // (2 * n * SAMPLES)
     assert per_call and per_call * 2 * n * SAMPLES == len(kernels), (
-        f"{len(kernels)} kernels over {2 * n * SAMPLES} calls: events dropped, or not a whole number per call")
+        f"{len(kernels)} kernels over {2 * n * SAMPLES} calls: events dropped, or not a whole number per call"
+    )
     span = n * per_call
-    return statistics.median(sum(d for _, d in kernels[(2 * i + 1) * span:(2 * i + 2) * span]) / n / 1e3
-                             for i in range(SAMPLES))
+    return statistics.median(
+        sum(d for _, d in kernels[(2 * i + 1) * span : (2 * i + 2) * span]) / n / 1e3
+        for i in range(SAMPLES)
+    )
 
 
 @pytest.mark.gpu
@@ -65,6 +68,15 @@ def test_device_time_agrees_with_the_profiler(kernel):
     finally:
         bench.release()
     ratio = statistics.median(ours) / statistics.median(theirs)
-    print("profiler agreement: " + json.dumps({"kernel": kernel, "attnperf_ms": statistics.median(ours),
-                                               "profiler_ms": statistics.median(theirs), "ratio": ratio}))
+    print(
+        "profiler agreement: "
+        + json.dumps(
+            {
+                "kernel": kernel,
+                "attnperf_ms": statistics.median(ours),
+                "profiler_ms": statistics.median(theirs),
+                "ratio": ratio,
+            }
+        )
+    )
     assert abs(ratio - 1) <= TOLERANCE, f"{kernel}: attnperf {ours} ms, profiler {theirs} ms"

@@ -10,15 +10,12 @@ import os
 import pytest
 
 from _unprivileged import call_unprivileged, protected_tree
-
-from attnperf.io import jsonfile
-from attnperf.model.records import Correctness
-from attnperf.measure.device import fingerprint
 from attnperf.errors import OutputPathError, ReportError, SchemaVersionError
-from attnperf.model.records import Measurement
 from attnperf.io.jsonfile import check_writable, write_json
 from attnperf.io.report import SCHEMA_FILE, build_report, read_results
+from attnperf.measure.device import fingerprint
 from attnperf.model.problem import Problem
+from attnperf.model.records import Correctness, Measurement
 
 SENTINEL = "sentinel-value-9c4e2a"
 SEED_TOP_LEVEL = ["correctness", "performance", "roofline", "config", "kernel_name", "timestamp"]
@@ -238,32 +235,64 @@ def _entry(result_entry):
 # Each: a change to an otherwise valid report -> the field the one-line error names.
 BROKEN_REPORTS = [
     ("no id", lambda r: r["results"][0].pop("id"), r"results\[0\]: 'id' is a required property"),
-    ("entry not an object", lambda r: r["results"].__setitem__(0, 3),
-     r"results\[0\]: 3 is not of type 'object'"),
-    ("config a string", lambda r: r["results"][0].__setitem__("config", "b8_h4"),
-     r"results\[0\]\.config: 'b8_h4' is not of type 'object'"),
-    ("kernel_name a list", lambda r: r["results"][0].__setitem__("kernel_name", ["sdpa"]),
-     r"results\[0\]\.kernel_name: \['sdpa'\] is not of type 'string'"),
-    ("time a string", lambda r: r["results"][0]["performance"].__setitem__("median_time_ms", "0.1"),
-     r"results\[0\]\.performance\.median_time_ms: '0.1' is not of type 'number'"),
-    ("negative time", lambda r: r["results"][0]["performance"].__setitem__("mean_time_ms", -1),
-     r"results\[0\]\.performance\.mean_time_ms: -1 is less than or equal to"),
-    ("unknown status", lambda r: r["results"][0].__setitem__("status", "great"),
-     r"results\[0\]\.status: 'great' is not one of"),
-    ("Infinity baseline", lambda r: r["results"][0]["performance"].__setitem__("mean_time_ms", math.inf),
-     r"results\[0\]\.performance\.mean_time_ms is inf \(a report holds finite numbers only\)"),
-    ("NaN", lambda r: r["results"][0]["performance"].__setitem__("median_time_ms", math.nan),
-     r"results\[0\]\.performance\.median_time_ms is nan"),
-    ("huge integer", lambda r: r["settings"].__setitem__("budget", 10 ** 4000),
-     r"settings\.budget is a number too large to be a measurement"),
-    ("duplicate id", lambda r: r["results"].append(dict(r["results"][0])),
-     r"results\[1\]\.id 'sdpa/b1_h2_sq16_d8_fp32' appears twice"),
+    (
+        "entry not an object",
+        lambda r: r["results"].__setitem__(0, 3),
+        r"results\[0\]: 3 is not of type 'object'",
+    ),
+    (
+        "config a string",
+        lambda r: r["results"][0].__setitem__("config", "b8_h4"),
+        r"results\[0\]\.config: 'b8_h4' is not of type 'object'",
+    ),
+    (
+        "kernel_name a list",
+        lambda r: r["results"][0].__setitem__("kernel_name", ["sdpa"]),
+        r"results\[0\]\.kernel_name: \['sdpa'\] is not of type 'string'",
+    ),
+    (
+        "time a string",
+        lambda r: r["results"][0]["performance"].__setitem__("median_time_ms", "0.1"),
+        r"results\[0\]\.performance\.median_time_ms: '0.1' is not of type 'number'",
+    ),
+    (
+        "negative time",
+        lambda r: r["results"][0]["performance"].__setitem__("mean_time_ms", -1),
+        r"results\[0\]\.performance\.mean_time_ms: -1 is less than or equal to",
+    ),
+    (
+        "unknown status",
+        lambda r: r["results"][0].__setitem__("status", "great"),
+        r"results\[0\]\.status: 'great' is not one of",
+    ),
+    (
+        "Infinity baseline",
+        lambda r: r["results"][0]["performance"].__setitem__("mean_time_ms", math.inf),
+        r"results\[0\]\.performance\.mean_time_ms is inf \(a report holds finite numbers only\)",
+    ),
+    (
+        "NaN",
+        lambda r: r["results"][0]["performance"].__setitem__("median_time_ms", math.nan),
+        r"results\[0\]\.performance\.median_time_ms is nan",
+    ),
+    (
+        "huge integer",
+        lambda r: r["settings"].__setitem__("budget", 10**4000),
+        r"settings\.budget is a number too large to be a measurement",
+    ),
+    (
+        "duplicate id",
+        lambda r: r["results"].append(dict(r["results"][0])),
+        r"results\[1\]\.id 'sdpa/b1_h2_sq16_d8_fp32' appears twice",
+    ),
 ]
 
 
 @pytest.mark.parametrize("change,expected", [b[1:] for b in BROKEN_REPORTS],
                          ids=[b[0] for b in BROKEN_REPORTS])
-def test_broken_reports_name_the_first_bad_field(tmp_path, v1_report, result_entry, change, expected):
+def test_broken_reports_name_the_first_bad_field(
+    tmp_path, v1_report, result_entry, change, expected
+):
     report = v1_report([_entry(result_entry)])
     path = tmp_path / "r.json"
     path.write_text(json.dumps(report))
@@ -276,14 +305,40 @@ def test_broken_reports_name_the_first_bad_field(tmp_path, v1_report, result_ent
     assert str(info.value).startswith(f"baseline {str(path)!r}: ")
 
 
-@pytest.mark.parametrize("change,expected", [
-    (lambda r: r.__setitem__("config", "b8_h4_sq64_d64"), r"config: 'b8_h4_sq64_d64' is not of type 'object'"),
-    (lambda r: r.__setitem__("kernel_name", ["sdpa"]), r"kernel_name: \['sdpa'\] is not of type 'string'"),
-    (lambda r: r["performance"].__setitem__("mean_time_ms", math.inf), r"performance\.mean_time_ms is inf"),
-    (lambda r: r["performance"].__setitem__("mean_time_ms", "fast"), r"mean_time_ms"),
-    (lambda r: r["config"].__setitem__("batch_size", 2.5), r"config\.batch_size: 2.5 is not of type 'integer'"),
-    (lambda r: r.__setitem__("correctness", "yes"), r"correctness: 'yes' is not of type 'object', 'null'"),
-], ids=["config-string", "kernel-list", "inf-time", "string-time", "float-batch", "correctness-string"])
+@pytest.mark.parametrize(
+    "change,expected",
+    [
+        (
+            lambda r: r.__setitem__("config", "b8_h4_sq64_d64"),
+            r"config: 'b8_h4_sq64_d64' is not of type 'object'",
+        ),
+        (
+            lambda r: r.__setitem__("kernel_name", ["sdpa"]),
+            r"kernel_name: \['sdpa'\] is not of type 'string'",
+        ),
+        (
+            lambda r: r["performance"].__setitem__("mean_time_ms", math.inf),
+            r"performance\.mean_time_ms is inf",
+        ),
+        (lambda r: r["performance"].__setitem__("mean_time_ms", "fast"), r"mean_time_ms"),
+        (
+            lambda r: r["config"].__setitem__("batch_size", 2.5),
+            r"config\.batch_size: 2.5 is not of type 'integer'",
+        ),
+        (
+            lambda r: r.__setitem__("correctness", "yes"),
+            r"correctness: 'yes' is not of type 'object', 'null'",
+        ),
+    ],
+    ids=[
+        "config-string",
+        "kernel-list",
+        "inf-time",
+        "string-time",
+        "float-batch",
+        "correctness-string",
+    ],
+)
 def test_broken_seed_reports_name_the_bad_field(json_file, seed_report, change, expected):
     report = seed_report()
     change(report)
@@ -299,7 +354,9 @@ def test_deeply_nested_and_huge_number_files_are_one_error(tmp_path):
         read_results(str(deep))
     big = tmp_path / "big.json"
     big.write_text('{"performance": {"mean_time_ms": ' + "9" * 5000 + "}}")
-    with pytest.raises(ReportError, match=r"cannot be parsed as JSON \(Exceeds the limit \(4300 digits\)"):
+    with pytest.raises(
+        ReportError, match=r"cannot be parsed as JSON \(Exceeds the limit \(4300 digits\)"
+    ):
         read_results(str(big))
     big_float = tmp_path / "big-float.json"
     big_float.write_text('{"performance": {"mean_time_ms": ' + "9" * 5000 + ".5}}")
@@ -482,9 +539,16 @@ def _cpu_thread_measurement() -> Measurement:
     from attnperf.model.records import Samples, ThreadTime
 
     p = Problem(batch=1, heads=1, seq_q=8, head_dim=8, dtype="fp32")
-    dt = Samples([1.2e-3, 1.7e-3, 1.3e-3], "cpu-thread_time", 4, 2, note="malloc thresholds not fixed",
-                 thread=ThreadTime([1.5e-3, 2.1e-3, 1.4e-3], [8e-4, 8.3e-4, 1.6e-3, 9e-4],
-                                   [1.1e-3, 1.2e-3, 0.9e-3]))
+    dt = Samples(
+        [1.2e-3, 1.7e-3, 1.3e-3],
+        "cpu-thread_time",
+        4,
+        2,
+        note="malloc thresholds not fixed",
+        thread=ThreadTime(
+            [1.5e-3, 2.1e-3, 1.4e-3], [8e-4, 8.3e-4, 1.6e-3, 9e-4], [1.1e-3, 1.2e-3, 0.9e-3]
+        ),
+    )
     return Measurement("tiled", p, "cpu", device_time=dt, timestamp="2026-11-24T00:00:00Z")
 
 
@@ -520,9 +584,17 @@ def test_records_read_back_write_the_same_report(tmp_path):
     assert gpu.device_time.power.rejected_clocks[0].event_bits == 0x44
     assert gpu.device_time.sustained == want.device_time.sustained
     assert gpu.latency == want.latency and gpu.latency.unsteady
-    assert (gpu.problem, gpu.peak_memory, gpu.roofline) == (want.problem, want.peak_memory, want.roofline)
+    assert (gpu.problem, gpu.peak_memory, gpu.roofline) == (
+        want.problem,
+        want.peak_memory,
+        want.roofline,
+    )
     assert gpu.gradients["dk"].passed is False and math.isnan(gpu.gradients["dk"].rel_error)
-    assert (gpu.dispatch, gpu.clock_before, gpu.warnings) == ("cudnn", {"sm_mhz": 1980}, want.warnings)
+    assert (gpu.dispatch, gpu.clock_before, gpu.warnings) == (
+        "cudnn",
+        {"sm_mhz": 1980},
+        want.warnings,
+    )
     assert cpu == _cpu_thread_measurement()
 
 
@@ -563,10 +635,17 @@ def test_a_v1_report_reads_into_records(tmp_path, v1_report, result_entry):
     from attnperf.io.report import read_report, report_dict
 
     path = tmp_path / "v1.json"
-    path.write_text(json.dumps(v1_report([result_entry("sdpa", "b1_h2_sq16_d8_fp32", mean_ms=1.0)])))
+    path.write_text(
+        json.dumps(v1_report([result_entry("sdpa", "b1_h2_sq16_d8_fp32", mean_ms=1.0)]))
+    )
     report = read_report(str(path))
     (m,) = report.measurements
-    assert (m.kernel, m.problem.id, m.status, m.device_time) == ("sdpa", "b1_h2_sq16_d8_fp32", "ok", None)
+    assert (m.kernel, m.problem.id, m.status, m.device_time) == (
+        "sdpa",
+        "b1_h2_sq16_d8_fp32",
+        "ok",
+        None,
+    )
     assert report_dict(report)["schema_version"] == 2  # written again, it is the current format
 
 

@@ -7,10 +7,10 @@ calling the function under test.
 import pytest
 
 from attnperf.model import roofline
-from attnperf.model.peaks import match_peak
-from attnperf.model.roofline import Ceiling, analyze, causal_pairs, ceiling_for, classify
 from attnperf.model.catalog import PRESETS
+from attnperf.model.peaks import match_peak
 from attnperf.model.problem import Problem
+from attnperf.model.roofline import Ceiling, analyze, causal_pairs, ceiling_for, classify
 
 SEED = PRESETS["seed"]      # 8,4,64,64 fp16
 TRAIN = PRESETS["train"]    # 4,16,2048,128 bf16
@@ -138,7 +138,9 @@ def test_analyze_efficiency_over_100_flags_the_ceiling():
     assert any(rec.startswith("Ceiling beaten: this call ran at 200% of the ceiling")
                for rec in r.recommendations)
     again = analyze(DECODE, 1.343488e-4 / 2, TOY, "cuda", remeasured=True)
-    assert again.ceiling_beaten and "even after the ceilings were measured again" in again.ceiling_note
+    assert (
+        again.ceiling_beaten and "even after the ceilings were measured again" in again.ceiling_note
+    )
 
 
 @pytest.mark.parametrize("factor,beaten", [(1.0, False), (1.049, False), (1.051, True)])

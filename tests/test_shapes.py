@@ -1,5 +1,7 @@
 """attnperf.shapes: validation, stable ids (history keys), presets and sweeps."""
 
+import dataclasses
+
 import pytest
 
 from attnperf.errors import InvalidShapeError, UnknownNameError
@@ -88,7 +90,7 @@ def test_element_size(dtype, size):
 
 
 def test_problem_is_frozen():
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         make().batch = 3  # type: ignore[misc]
 
 

@@ -23,18 +23,20 @@ import pytest
 
 import _asvdata as d
 from attnperf.io import asv_results as ar
-from attnperf.site import publish as site
-from attnperf.site import publish as publish_mod
 from attnperf.render import site as site_pages
-from attnperf.site.assets import ASSETS, load_manifest, sri, vendor
 from attnperf.render.svg import ChartPoint, Roof, roofline_svg
+from attnperf.site import publish as publish_mod
+from attnperf.site import publish as site
+from attnperf.site.assets import ASSETS, load_manifest, sri, vendor
 
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "ci-artifacts"
 ASSETS_DIR = REPO / ".cache" / "asv-www"
 ASV_WWW = Path(importlib.util.find_spec("asv").origin).parent / "www"
 
-_spec = importlib.util.spec_from_file_location("ci_browser_check", REPO / "tools" / "ci_browser_check.py")
+_spec = importlib.util.spec_from_file_location(
+    "ci_browser_check", REPO / "tools" / "ci_browser_check.py"
+)
 browser_check = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(browser_check)
 CHROMIUM = browser_check.find_chromium()
@@ -114,7 +116,10 @@ def test_asv_publish_output_gets_the_nav_link_once(hist):
     assert report.asv_exit == 0 and report.has_asv, report.asv_output
     text = (out / "index.html").read_text()
     assert text.count(site_pages.NAV_MARKER) == 1 and 'href="attnperf/index.html"' in text
-    assert site.link_from_asv(out) and (out / "index.html").read_text().count(site_pages.NAV_MARKER) == 1
+    assert (
+        site.link_from_asv(out)
+        and (out / "index.html").read_text().count(site_pages.NAV_MARKER) == 1
+    )
     assert (out / "graphs").is_dir()
 
 
@@ -135,7 +140,9 @@ def test_bad_and_partial_input_still_builds(tmp_path):
     pages = {p.machine: p for p in report.pages}
     assert set(pages) == {"bare", "empty", "broken"}
     bare_html = (out / "attnperf" / "bare.html").read_text()
-    assert pages["bare"].points == 1 and _points(bare_html) == 1  # sdpa/cpu_seed; mystery has no shape
+    assert (
+        pages["bare"].points == 1 and _points(bare_html) == 1
+    )  # sdpa/cpu_seed; mystery has no shape
     assert "no ceilings recorded" in bare_html and "CPU only (no GPU fields recorded)" in bare_html
     assert "FAILED" in bare_html  # tiled/cpu_seed failed
     assert "format version 7" in bare_html
@@ -196,8 +203,11 @@ def test_cli_site_build(hist, cli):
 
 def test_svg_chart_geometry():
     roof = Roof("bfloat16", 770.0, 3000.0, "measured")
-    svg = roofline_svg([ChartPoint(32.0, 5.0, "sdpa", "a"), ChartPoint(1000.0, 300.0, "tiled", "b")],
-                       [roof], caption="x")
+    svg = roofline_svg(
+        [ChartPoint(32.0, 5.0, "sdpa", "a"), ChartPoint(1000.0, 300.0, "tiled", "b")],
+        [roof],
+        caption="x",
+    )
     assert svg.count('<circle class="point"') == 2 and svg.count('class="legend"') == 2
     # the memory roof's slope is the bandwidth: y = 3000 GB/s * x / 1000 up to the ridge
     path = re.search(r'<path class="roof" d="M([\d.]+),([\d.]+) L([\d.]+),([\d.]+) L', svg)
@@ -428,7 +438,9 @@ def test_site_build_refuses_folders_it_must_not_replace(hist, cli, tmp_path):
     # a folder built before is rebuilt; the marker lists what attnperf wrote, and a file
     # the user added stays
     out = tmp_path / "site"
-    assert cli("site", "build", "--config", str(hist["conf"]), "--no-asv", "--out", str(out)).code == 0
+    assert (
+        cli("site", "build", "--config", str(hist["conf"]), "--no-asv", "--out", str(out)).code == 0
+    )
     assert (out / publish_mod.SITE_MARKER).is_file()
     (out / "stale.html").write_text("old")
     r = cli("site", "build", "--config", str(hist["conf"]), "--no-asv", "--out", str(out))
@@ -455,7 +467,9 @@ time.sleep(120)
 def test_interrupted_build_keeps_the_previous_site(hist, tmp_path, cli, sig):
     out = tmp_path / "pub" / "site"
     out.parent.mkdir()
-    assert cli("site", "build", "--config", str(hist["conf"]), "--no-asv", "--out", str(out)).code == 0
+    assert (
+        cli("site", "build", "--config", str(hist["conf"]), "--no-asv", "--out", str(out)).code == 0
+    )
     before = _listing(out)
     fake = tmp_path / "asv"
     fake.write_text(SLOW_ASV.format(python=sys.executable))
@@ -463,10 +477,25 @@ def test_interrupted_build_keeps_the_previous_site(hist, tmp_path, cli, sig):
     pid_file = tmp_path / "asv.pid"
     private_tmp = tmp_path / "tmpdir"  # this build's temporaries only (other processes share /tmp)
     private_tmp.mkdir()
-    proc = subprocess.Popen([sys.executable, "-m", "attnperf", "site", "build", "--config",
-                             str(hist["conf"]), "--out", str(out), "--asv", str(fake)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "SLOW_ASV_PID": str(pid_file), "TMPDIR": str(private_tmp)})
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "attnperf",
+            "site",
+            "build",
+            "--config",
+            str(hist["conf"]),
+            "--out",
+            str(out),
+            "--asv",
+            str(fake),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "SLOW_ASV_PID": str(pid_file), "TMPDIR": str(private_tmp)},
+    )
     deadline = time.monotonic() + 60
     while not pid_file.exists():  # asv publish is running (and has emptied its html_dir)
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
@@ -565,6 +594,7 @@ def test_training_passes_table_shows_fwd_bwd_and_fwd_bwd_per_kernel(tmp_path):
     """TrainingPass results (three params) beside the forward's: TF/s from each pass's FLOPs
     (2.5x / 3.5x the forward's) and efficiency from x_over_floor."""
     import json as _json
+
     from attnperf.analysis import cells as am
     from attnperf.io.asv_results import read_results
     results = tmp_path / "results"

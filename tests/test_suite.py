@@ -72,13 +72,23 @@ def test_measure_grid_and_setup_time_checks(monkeypatch, temp_kernel, wrong_kern
         suite.entry_for(cache, "naive", pid)
 
 
-@pytest.mark.parametrize("var,value,needles", [
-    ("ATTNPERF_ASV_KERNELS", "tiled,tiledd", ["unknown kernel(s) 'tiledd'", "allowed: sdpa, ", "tiled"]),
-    ("ATTNPERF_ASV_PROBLEMS", "cpu_sed", ["'cpu_sed' is not a problem of the asv grid",
-                                          "allowed: seed, ", "cpu_seed"]),
-    # a valid problem id outside the grid could never show in asv's table
-    ("ATTNPERF_ASV_PROBLEMS", "b1_h1_sq8_d8_fp32", ["'b1_h1_sq8_d8_fp32' is not a problem"]),
-])
+@pytest.mark.parametrize(
+    "var,value,needles",
+    [
+        (
+            "ATTNPERF_ASV_KERNELS",
+            "tiled,tiledd",
+            ["unknown kernel(s) 'tiledd'", "allowed: sdpa, ", "tiled"],
+        ),
+        (
+            "ATTNPERF_ASV_PROBLEMS",
+            "cpu_sed",
+            ["'cpu_sed' is not a problem of the asv grid", "allowed: seed, ", "cpu_seed"],
+        ),
+        # a valid problem id outside the grid could never show in asv's table
+        ("ATTNPERF_ASV_PROBLEMS", "b1_h1_sq8_d8_fp32", ["'b1_h1_sq8_d8_fp32' is not a problem"]),
+    ],
+)
 def test_selection_typos_are_named_with_the_allowed_values(monkeypatch, var, value, needles):
     # Before: a typo in ATTNPERF_ASV_KERNELS measured nothing for it (n/a everywhere) or
     # surfaced only as "setup_cache failed".
@@ -202,8 +212,12 @@ def test_measure_grid_measures_training_passes_and_gates_gradients(monkeypatch):
     REGISTRY.register(KernelSpec(name="test_wrong_dk", fn=wrong_dk_only, family="test"))
     pid = PRESETS["cpu_gqa"].id
     monkeypatch.setenv("ATTNPERF_ASV_PASSES", "bwd")
-    cache = suite.measure_grid(kernels=["tiled", "test_wrong_dk"], problems=[pid], device_name="cpu",
-                               budget=suite.Budget(min_samples=7, budget_s=0.05))
+    cache = suite.measure_grid(
+        kernels=["tiled", "test_wrong_dk"],
+        problems=[pid],
+        device_name="cpu",
+        budget=suite.Budget(min_samples=7, budget_s=0.05),
+    )
     bench = _bench_module()
     t = bench.TrainingPass()
     t.setup(cache, "tiled", pid, "bwd")
@@ -272,7 +286,9 @@ def _fake_gpu_session(monkeypatch, asked):
                 yield Measurement(k, p, "cuda", status="unavailable", reason="fake")
 
     monkeypatch.setattr(suite, "Session", FakeSession)
-    monkeypatch.setattr(suite, "resolve_device", lambda name: name if name in ("cpu", "cuda") else "cuda")
+    monkeypatch.setattr(
+        suite, "resolve_device", lambda name: name if name in ("cpu", "cuda") else "cuda"
+    )
     for name in ("ATTNPERF_ASV_KERNELS", "ATTNPERF_ASV_PROBLEMS", "ATTNPERF_ASV_PASSES"):
         monkeypatch.delenv(name, raising=False)
 
@@ -319,7 +335,10 @@ def test_a_repository_grid_keeps_its_cpu_presets_on_a_gpu(monkeypatch, tmp_path)
     _fake_gpu_session(monkeypatch, asked)
     (tmp_path / "pyproject.toml").write_text('[tool.attnperf]\nproblems = ["cpu_gqa", "train"]\n')
     suite.measure_grid(["sdpa"], device_name="cuda", project_dir=tmp_path)
-    assert [pid for _, pid, mode, *_ in asked if mode == "fwd"] == [PRESETS["cpu_gqa"].id, PRESETS["train"].id]
+    assert [pid for _, pid, mode, *_ in asked if mode == "fwd"] == [
+        PRESETS["cpu_gqa"].id,
+        PRESETS["train"].id,
+    ]
 
 
 # --------------------------------------------- what asv shows on this device ---
@@ -328,7 +347,8 @@ def test_a_cpu_grid_shows_only_the_problems_a_cpu_runs(tmp_path, monkeypatch):
     # starter config's four GPU presets.  The ids stay the grid's own (history keys).
     (tmp_path / "pyproject.toml").write_text(
         '[tool.attnperf]\nkernels = ["tiled"]\nproblems = ["cpu_seed", "seed", "cpu_gqa", "train"]\n'
-        'passes = ["bwd"]\n')
+        'passes = ["bwd"]\n'
+    )
     monkeypatch.delenv("ATTNPERF_ASV_PROBLEMS", raising=False)
     cpu_ids = [PRESETS["cpu_seed"].id, PRESETS["cpu_gqa"].id]
     monkeypatch.setenv("ATTNPERF_ASV_DEVICE", "cpu")
@@ -357,9 +377,16 @@ def test_device_problems_are_the_repositorys_that_the_device_runs():
 def test_unitless_figures_reach_asv_rounded_and_timings_as_measured():
     # Before: asv printed x_over_floor as 5.223710399461449±0.94.
     bench = _bench_module()
-    entry = {"status": "ok", "device_time_s": [1.2345678e-3, 1.3e-3, 1.25e-3], "floor_s": 2.3456789e-4,
-             "correctness": {"max_abs_error": 6.724951880365815e-07, "mean_abs_error": 3.894e-08},
-             "tflops": 0.12345678, "gb_s": 12.345678, "efficiency_pct": 19.123456, "regime": "memory-bound"}
+    entry = {
+        "status": "ok",
+        "device_time_s": [1.2345678e-3, 1.3e-3, 1.25e-3],
+        "floor_s": 2.3456789e-4,
+        "correctness": {"max_abs_error": 6.724951880365815e-07, "mean_abs_error": 3.894e-08},
+        "tflops": 0.12345678,
+        "gb_s": 12.345678,
+        "efficiency_pct": 19.123456,
+        "regime": "memory-bound",
+    }
     cache = {"k|p": entry, "__meta__": {"device": "cpu"}}
     t = bench.TimeAttention()
     t.setup(cache, "k", "p")
@@ -376,9 +403,10 @@ def test_asv_prints_x_over_floor_with_its_rounded_digits():
     """asv prints the median of the samples it pools over a commit's rounds: of an even
     count, the mean of two rounded values, 2.8055000000000003.  An odd count a round gives an
     odd pool over the README's three rounds, whose median is one of the rounded samples."""
+    import random
+
     from asv.util import human_value
     from asv_runner.statistics import compute_stats
-    import random
     rng = random.Random(1)
     floor = 3.3e-4
     printed = []
@@ -421,8 +449,8 @@ def test_a_failing_config_is_one_line_in_one_benchmark_and_a_summary_closes_the_
             messages[(kernel, problem)] = str(info.value)
             with pytest.raises(NotImplementedError):  # said once, by track_device_time
                 t.track_x_over_floor(cache, kernel, problem)
-            for cls, method in ((bench.Accuracy, "track_max_abs_error"),
-                                (bench.PeakMemory, "track_peak_memory_bytes")):
+            # Accuracy.track_max_abs_error, PeakMemory.track_peak_memory_bytes: n/a from setup
+            for cls in (bench.Accuracy, bench.PeakMemory):
                 with pytest.raises(NotImplementedError):
                     cls().setup(cache, kernel, problem)
     assert messages[("mine", "p1")] == ("mine/p1 is WRONG: rel_error=0.01 (tolerance 0.0001), "
@@ -449,7 +477,10 @@ def test_asvs_benchmark_process_prints_a_failure_as_its_lines(tmp_path):
         "except BaseException:\n    traceback.print_exc()\n")
     import subprocess
     import sys
-    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+
+    proc = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120
+    )
     assert proc.stderr.splitlines() == [
         "AssertionError: mine/p2 is WRONG: rel_error=0.01 (tolerance 0.0001), "
         "max_abs_error=0.01495, nonfinite=0",

@@ -54,7 +54,9 @@ def test_cpu_footer_names_the_clock():
     thread = _ok("naive")
     thread.device_time.cpu_clock = "thread"
     text = render_table([thread])
-    assert "time = CPU time of the measuring thread per call" in text and "wall time per" not in text
+    assert (
+        "time = CPU time of the measuring thread per call" in text and "wall time per" not in text
+    )
 
 
 def test_peak_memory_column_where_measured_and_errors_with_verbose():
@@ -70,7 +72,12 @@ def test_peak_memory_column_where_measured_and_errors_with_verbose():
     assert rows["sdpa"].split()[-1] == "3.0" and rows["naive"].split()[-1] == "-"
     verbose = render_table([cpu, gpu], verbose=True)
     header = verbose.splitlines()[0]
-    assert header.index("rel_err") < header.index("max_abs") < header.index("mean_abs") < header.index("peak MiB")
+    assert (
+        header.index("rel_err")
+        < header.index("max_abs")
+        < header.index("mean_abs")
+        < header.index("peak MiB")
+    )
     assert "1.0e-07" in _rows(verbose)["sdpa"] and "1.0e-08" in _rows(verbose)["sdpa"]
 
 
@@ -80,12 +87,16 @@ def test_unavailable_configs_are_one_line_per_kernel_not_table_rows():
             for p in (P, P2) for k in ("sdpa_efficient", "sdpa_cudnn")]
     table = render_table([_ok("sdpa"), *gone])
     assert set(_rows(table)) == {"sdpa"}  # no row of dashes for what cannot run here
-    assert ("  sdpa_efficient (2 problems): unavailable: sdpa backend efficient exists only on CUDA "
-            "(device is cpu)") in table.splitlines()
+    assert (
+        "  sdpa_efficient (2 problems): unavailable: sdpa backend efficient exists only on CUDA "
+        "(device is cpu)"
+    ) in table.splitlines()
     assert sum("sdpa_cudnn" in ln for ln in table.splitlines()) == 1
     verbose = render_table([_ok("sdpa"), *gone], verbose=True)
-    assert f"  sdpa_cudnn/{P2.id}: unavailable: sdpa backend cudnn exists only on CUDA (device is cpu)" \
+    assert (
+        f"  sdpa_cudnn/{P2.id}: unavailable: sdpa backend cudnn exists only on CUDA (device is cpu)"
         in verbose.splitlines()
+    )
 
 
 def test_unstable_and_beaten_rows_are_flagged():
@@ -97,8 +108,10 @@ def test_unstable_and_beaten_rows_are_flagged():
     assert got["naive"].rstrip().endswith("unstable")
     assert got["tiled"].rstrip().endswith("ceiling beaten") and ">100" in got["tiled"]
     assert "unstable: IQR above 10 % of the median for 1 config(s)" in table
-    assert f"ceiling beaten: 1 config(s); efficiency shown as >100 is not meaningful: tiled/{P.id} ran at" \
+    assert (
+        f"ceiling beaten: 1 config(s); efficiency shown as >100 is not meaningful: tiled/{P.id} ran at"
         in table
+    )
 
 
 def test_kernel_warnings_are_counted_not_printed():
@@ -116,12 +129,17 @@ def test_failed_rows_stay_in_the_table_with_their_reason():
 
 
 # ------------------------------------------------------------- the CLI ------
-def test_run_defaults_to_one_thread_on_the_cpu_and_says_so(cli, tmp_path, tiny_run_args, monkeypatch):
+def test_run_defaults_to_one_thread_on_the_cpu_and_says_so(
+    cli, tmp_path, tiny_run_args, monkeypatch
+):
     import torch
+
     from attnperf.measure import session as session_mod
     from conftest import FAKE_CPU_CEILINGS
     # 2 threads is another machine key: no canned ceilings for it; never measure them here.
-    monkeypatch.setattr(session_mod, "load_or_measure_ceilings", lambda *a, **k: dict(FAKE_CPU_CEILINGS))
+    monkeypatch.setattr(
+        session_mod, "load_or_measure_ceilings", lambda *a, **k: dict(FAKE_CPU_CEILINGS)
+    )
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(2)
@@ -150,11 +168,13 @@ def noisy(q, k, v, problem):
     import warnings
 
     import torch
-    warnings.warn("this kernel is deprecated", UserWarning)
+    warnings.warn("this kernel is deprecated", UserWarning, stacklevel=1)
     return torch.nn.functional.scaled_dot_product_attention(q, k, v)
 
 
-def test_kernel_warnings_go_to_the_report_not_the_terminal(cli, tmp_path, tiny_run_args, temp_kernel):
+def test_kernel_warnings_go_to_the_report_not_the_terminal(
+    cli, tmp_path, tiny_run_args, temp_kernel
+):
     temp_kernel("test_noisy", noisy)
     out = tmp_path / "r.json"
     res = cli("run", *tiny_run_args, "--kernel", "test_noisy", "--output", out)

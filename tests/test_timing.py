@@ -10,9 +10,17 @@ import pytest
 
 from _fakecuda import CAPPED_MHZ, MAX_MHZ, SW_POWER_CAP, FakeWorld, install
 from attnperf.measure import cudalaunch, nvml, power, timing
-from attnperf.measure.timing import (BACK_TO_BACK_POWER, QUICK, Budget, PowerControl, Samples,
-                                     time_cpu, time_cpu_thread, time_cuda_device,
-                                     time_cuda_latency)
+from attnperf.measure.timing import (
+    BACK_TO_BACK_POWER,
+    QUICK,
+    Budget,
+    PowerControl,
+    Samples,
+    time_cpu,
+    time_cpu_thread,
+    time_cuda_device,
+    time_cuda_latency,
+)
 from attnperf.model.records import ClockReading
 
 # Binary fractions of a second, so the fake clock's arithmetic is exact.
@@ -383,7 +391,10 @@ def test_the_default_budget_settles_before_its_samples(monkeypatch):
     # `attnperf run` (Budget()) spends ~0.1 s of untimed sample cycles; the suite does not.
     world = FakeWorld()
     s = _device(world, monkeypatch, Budget(min_samples=3, max_samples=3, warmup_s=0.0))
-    cycle = s.gap_s + (s.warm_replays + s.replays_per_sample) * (s.calls_per_sample // s.replays_per_sample) * D
+    cycle = (
+        s.gap_s
+        + (s.warm_replays + s.replays_per_sample) * (s.calls_per_sample // s.replays_per_sample) * D
+    )
     assert Budget().settle_s > 0
     assert s.settle_cycles == timing.settle_cycles(Budget().settle_s, cycle) > 1
 
@@ -401,7 +412,7 @@ def test_gap_comes_before_the_warm_replay_and_the_timed_replays_queue_right_behi
     kernels = [e for e in log if e[0] == "kernel"][:48]
     before_gap = max(e[1] + e[2] for e in world.log[:first] if e[0] == "kernel")
     assert kernels[0][1] - before_gap == s.gap_s  # the device idled exactly the gap
-    for a, b in zip(kernels, kernels[1:]):
+    for a, b in zip(kernels, kernels[1:], strict=False):
         assert b[1] == a[1] + a[2]                 # warm -> timed with no hole in between
     assert log[19][0] == "record"                 # the start event, reached right after
     assert log[19][2] == kernels[15][1] + kernels[15][2]  # the warm replay's last kernel
@@ -541,7 +552,9 @@ def test_samples_under_slowdown_are_retaken_within_the_budget(monkeypatch):
     (0x1 | 0x2 | 0x10 | 0x100, 0),  # idle, application clocks, sync boost, display: not slowdowns
 ])
 def test_which_clock_events_make_a_sample_be_retaken(monkeypatch, bits, retaken):
-    s = _device(FakeWorld(), monkeypatch, _budget(3, slow_margin=None), clocks=Script({2}, bits=bits))
+    s = _device(
+        FakeWorld(), monkeypatch, _budget(3, slow_margin=None), clocks=Script({2}, bits=bits)
+    )
     assert s.retaken == retaken and len(s.samples_s) == 3
 
 
@@ -617,7 +630,10 @@ def test_capture_failure_falls_back_to_bursts_of_calls(monkeypatch):
     # warm-up 8, two capture tries x 2 set-up calls, one burst to time the host's
     # enqueueing, then 16-call bursts: upload, 3 probe, 3 samples x 3; 2 spins to
     # measure the spin rate, one before the probe and one before each sample.
-    assert world.kernel_log("kernel") and world.kernels == 8 + 4 + 16 + 16 * (1 + 3 + 3 * 3) + 2 + 1 + 3
+    assert (
+        world.kernel_log("kernel")
+        and world.kernels == 8 + 4 + 16 + 16 * (1 + 3 + 3 * 3) + 2 + 1 + 3
+    )
 
 
 def test_a_capture_that_fails_once_is_tried_again(monkeypatch):
@@ -639,7 +655,9 @@ def test_eager_bursts_time_the_device_not_the_host_that_enqueues_them(monkeypatc
     assert s.method == "cuda-events-burst"
     assert s.samples_s == [pytest.approx(D)] * 3
     kinds = [e[0] for e in world.log]
-    starts = [i for i, e in enumerate(world.log) if e[0] == "record"][-6::2]  # the samples' start events
+    starts = [i for i, e in enumerate(world.log) if e[0] == "record"][
+        -6::2
+    ]  # the samples' start events
     assert all(kinds[i - 1] == "spin" for i in starts)
     # without the spin the same bursts are host-bound
     monkeypatch.setattr(cudalaunch.Launch, "ahead", lambda self, n: None)
@@ -737,8 +755,11 @@ def _scripted(times, flagged, budget, *more):
 
 def test_a_capped_sample_on_time_is_kept():
     # A GPU at its power cap: sw_power_cap after nearly every sample, times steady.
-    drawn = _scripted([D] * 10, set(range(1, 11)), Budget(min_samples=5, max_samples=5, budget_s=1.0,
-                                                          warmup_s=0.0, stable_ratio=0.0))
+    drawn = _scripted(
+        [D] * 10,
+        set(range(1, 11)),
+        Budget(min_samples=5, max_samples=5, budget_s=1.0, warmup_s=0.0, stable_ratio=0.0),
+    )
     assert drawn.samples_s == [D] * 5 and drawn.retaken == 0 and not drawn.unsteady_reason
     assert [c.event_bits for c in drawn.clocks] == [SW_POWER_CAP] * 5
 

@@ -40,7 +40,9 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 triton = pytest.importorskip(
-    "triton", reason="Triton is not installed; the Triton kernel tests run through its CPU interpreter")
+    "triton",
+    reason="Triton is not installed; the Triton kernel tests run through its CPU interpreter",
+)
 import triton.language as tl  # noqa: E402
 
 from attnperf.kernels import triton_flash as tf  # noqa: E402
@@ -63,7 +65,7 @@ def _probe_kernel(A, B, C, N, M: tl.constexpr):
     tl.store(C + r[:, None] * M + r[None, :], acc)
 
 
-def _probe(dtype) -> "str | None":
+def _probe(dtype) -> str | None:
     """None when the interpreter runs a tensor-bounded loop of `dtype` dots right."""
     gen = torch.Generator().manual_seed(0)
     a = torch.randint(-2, 3, (16, 16), generator=gen).to(dtype)
@@ -83,13 +85,17 @@ def _probe(dtype) -> "str | None":
 _BASE_PROBLEM = _probe(torch.float16)
 if _BASE_PROBLEM is not None:
     import numpy
-    pytest.skip(f"Triton {triton.__version__} interpreter unusable with numpy {numpy.__version__} "
-                f"(numpy>=2.4 breaks its range() over tensor bounds; use numpy<2.4): {_BASE_PROBLEM}",
-                allow_module_level=True)
+    pytest.skip(
+        f"Triton {triton.__version__} interpreter unusable with numpy {numpy.__version__} "
+        f"(numpy>=2.4 breaks its range() over tensor bounds; use numpy<2.4): {_BASE_PROBLEM}",
+        allow_module_level=True,
+    )
 
 
 # NumPy 2.3 warns on every interpreted loop bound (the construct 2.4 rejects).
-pytestmark = pytest.mark.filterwarnings("ignore:Conversion of an array with ndim > 0:DeprecationWarning")
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:Conversion of an array with ndim > 0:DeprecationWarning"
+)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -215,11 +221,21 @@ def test_bf16_interpreter():
 # Each injected fault must make the same check fail: (fault, causal, what must fail).
 NEGATIVE = [
     pytest.param(dict(_debug_scale_mult=1.01), False, ["out", "dq", "dk", "dv"], id="scale+1%"),
-    pytest.param(dict(_debug_scale_mult=1.01), True, ["out", "dq", "dk", "dv"], id="scale+1%-causal"),
-    pytest.param(dict(_debug_drop_last_block=True), False, ["out", "dq", "dk", "dv"], id="drop-last-kv-block"),
-    pytest.param(dict(_debug_drop_last_block=True), True, ["out", "dq", "dk", "dv"],
-                 id="drop-last-kv-block-causal"),
-    pytest.param(dict(_debug_causal_shift=1), True, ["out", "dq", "dk", "dv"], id="causal-off-by-one"),
+    pytest.param(
+        dict(_debug_scale_mult=1.01), True, ["out", "dq", "dk", "dv"], id="scale+1%-causal"
+    ),
+    pytest.param(
+        dict(_debug_drop_last_block=True), False, ["out", "dq", "dk", "dv"], id="drop-last-kv-block"
+    ),
+    pytest.param(
+        dict(_debug_drop_last_block=True),
+        True,
+        ["out", "dq", "dk", "dv"],
+        id="drop-last-kv-block-causal",
+    ),
+    pytest.param(
+        dict(_debug_causal_shift=1), True, ["out", "dq", "dk", "dv"], id="causal-off-by-one"
+    ),
 ]
 
 

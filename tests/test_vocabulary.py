@@ -21,14 +21,28 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 # Where product text lives: the package (with the templates `attnperf init` renders), the tests,
 # the docs, developer tools, CI and the files at the root that init generates or a user reads.
-AREAS = sorted(str(p.relative_to(REPO)) for p in (REPO / "src" / "attnperf").iterdir()
-               if p.name != "__pycache__") + [
-    "tests", "docs", "tools", "benchmarks", ".github", ".ci", "README.md", "pyproject.toml", "Makefile",
-    "asv.conf.json"]
+AREAS = sorted(
+    str(p.relative_to(REPO))
+    for p in (REPO / "src" / "attnperf").iterdir()
+    if p.name != "__pycache__"
+) + [
+    "tests",
+    "docs",
+    "tools",
+    "benchmarks",
+    ".github",
+    ".ci",
+    "README.md",
+    "pyproject.toml",
+    "Makefile",
+    "asv.conf.json",
+]
 SELF = Path(__file__).resolve()
 BINARY = {".png", ".jpg", ".gif", ".ico", ".woff", ".woff2", ".pyc", ".gz", ".tgz", ".whl"}
 
-_RNG_VERB = "".join(f"(?<!{verb} )" for verb in ("keys", "set", "sets", "fix", "fixes", "pass", "passes"))
+_RNG_VERB = "".join(
+    f"(?<!{verb} )" for verb in ("keys", "set", "sets", "fix", "fixes", "pass", "passes")
+)
 BANNED = {
     "a path outside the repository": r"\.\./shared\b",
     "the builders' notes": r"\bFACTS\.md\b",
@@ -68,23 +82,51 @@ def test_no_builders_vocabulary(area):
     assert found == [], "\n".join(found)
 
 
-@pytest.mark.parametrize("text", [
-    "measured before (../shared/FACTS.md, 'Power state')", "see FACTS.md", "the seed's integrated_test.py",
-    "(The seed also said SLIGHT IMPROVEMENT)", "the seed shape and a large training shape",
-    "not a seed report", "the seed JSON says 32.0", "read seed files too", "issue 12, item 7",
-    "(issue 12 #9)", "issues 8 and 11", "Issue 9: an A/A", "bash tools/gpu/session10.sh",
-    "Device call of session 5", "the session-10 A/A sets",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "measured before (../shared/FACTS.md, 'Power state')",
+        "see FACTS.md",
+        "the seed's integrated_test.py",
+        "(The seed also said SLIGHT IMPROVEMENT)",
+        "the seed shape and a large training shape",
+        "not a seed report",
+        "the seed JSON says 32.0",
+        "read seed files too",
+        "issue 12, item 7",
+        "(issue 12 #9)",
+        "issues 8 and 11",
+        "Issue 9: an A/A",
+        "bash tools/gpu/session10.sh",
+        "Device call of session 5",
+        "the session-10 A/A sets",
+    ],
+)
 def test_builders_words_are_caught(text):
     assert hits(text), text
 
 
-@pytest.mark.parametrize("text", [
-    "--sweep seed-train", "PRESETS['seed']", "problems: seed, decode, gqa", "cpu_seed and cpu_causal",
-    "Generator().manual_seed(0)", "seed=0", "def _run(b, seed=0):", "the random seed",
-    "the forward id keys the seed", "fresh seeded random inputs", "the `seed` preset's shape",
-    "io/schemas/seed-report.schema.json", "asv#966", "triton-lang/triton#11584",
-    "measure.session.Session", "one measuring session per run", "the issue tracker",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "--sweep seed-train",
+        "PRESETS['seed']",
+        "problems: seed, decode, gqa",
+        "cpu_seed and cpu_causal",
+        "Generator().manual_seed(0)",
+        "seed=0",
+        "def _run(b, seed=0):",
+        "the random seed",
+        "the forward id keys the seed",
+        "fresh seeded random inputs",
+        "the `seed` preset's shape",
+        "io/schemas/seed-report.schema.json",
+        "asv#966",
+        "triton-lang/triton#11584",
+        "measure.session.Session",
+        "one measuring session per run",
+        "the issue tracker",
+    ],
+)
 def test_real_concepts_are_left_alone(text):
     assert hits(text) == [], text

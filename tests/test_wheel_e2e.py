@@ -17,7 +17,6 @@ import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import Dict, List
 
 import pytest
 
@@ -40,7 +39,7 @@ class Venv:
         self.bin = root / "bin"
         self.python = str(self.bin / "python")
 
-    def env(self, **extra: str) -> Dict[str, str]:
+    def env(self, **extra: str) -> dict[str, str]:
         env = dict(os.environ, VIRTUAL_ENV=str(self.root),
                    PATH=f"{self.bin}{os.pathsep}{os.environ.get('PATH', '')}", **extra)
         env.pop("PYTHONPATH", None)
@@ -127,7 +126,7 @@ def test_run_a_small_cpu_problem(venv, tmp_path):
     assert any(r["status"] == "ok" and r["kernel_name"] == "sdpa" for r in report["results"])
 
 
-def _flagged(out: str) -> List[str]:
+def _flagged(out: str) -> list[str]:
     return [line for line in out.splitlines() if re.match(r"^\|?\s*\+\s", line)]
 
 
@@ -188,7 +187,9 @@ def test_pip_install_pinned_to_a_release_tag_from_git(wheel_restored, source, tm
     tagged = git(clone, "rev-parse", "HEAD")
     # main moves on past the tag: the pin must still install the tagged commit
     init = clone / "src" / "attnperf" / "__init__.py"
-    init.write_text(init.read_text().replace(f'__version__ = "{VERSION}"', '__version__ = "99.0.0"'))
+    init.write_text(
+        init.read_text().replace(f'__version__ = "{VERSION}"', '__version__ = "99.0.0"')
+    )
     git(clone, "commit", "-qam", "after the release")
     venv.pip("uninstall", "-q", "-y", "attnperf")
     line = TAG_LINE.replace(f"git+{URL}", f"git+{clone.as_uri()}")

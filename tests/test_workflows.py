@@ -44,7 +44,9 @@ def steps(job: dict):
     return job.get("steps", [])
 
 
-@pytest.mark.skipif(ACTIONLINT is None, reason="actionlint not installed: bash tools/install_ci_tools.sh")
+@pytest.mark.skipif(
+    ACTIONLINT is None, reason="actionlint not installed: bash tools/install_ci_tools.sh"
+)
 def test_actionlint():
     proc = subprocess.run([ACTIONLINT, "-no-color", *map(str, FILES)], capture_output=True,
                           text=True, cwd=REPO, timeout=120)
@@ -166,7 +168,9 @@ def test_the_evaluator_reads_these_expressions():
     ctx = pr_event("labeled", "me/fork", labels=["benchmark", "x"], label="benchmark")
     assert evaluate("contains(github.event.pull_request.labels.*.name, 'benchmark')", ctx) is True
     assert evaluate("!(github.event.action == 'labeled') || github.run_id", ctx) == 1001
-    assert evaluate("github.event.pull_request.head.repo.full_name == github.repository", ctx) is False
+    assert (
+        evaluate("github.event.pull_request.head.repo.full_name == github.repository", ctx) is False
+    )
     assert evaluate("format('refs/heads/{0}', 'main')", ctx) == "refs/heads/main"
 
 
@@ -183,7 +187,9 @@ def test_no_expression_is_expanded_into_a_shell_script(path):
     """Untrusted fields (a branch name, a label, a title) reach scripts only through env:."""
     for name, job in load(path.name)["jobs"].items():
         for step in steps(job):
-            assert "${{" not in step.get("run", ""), f"{name}/{step.get('name')}: pass it through env:"
+            assert "${{" not in step.get("run", ""), (
+                f"{name}/{step.get('name')}: pass it through env:"
+            )
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)

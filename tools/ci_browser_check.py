@@ -38,7 +38,6 @@ import threading
 import time
 import urllib.parse
 from pathlib import Path
-from typing import Dict, List, Optional
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-quic",
@@ -47,7 +46,7 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-ne
 CANDIDATES = ("/usr/lib/chromium/chromium", "chromium", "chromium-browser", "google-chrome")
 
 
-def find_chromium() -> Optional[str]:
+def find_chromium() -> str | None:
     explicit = os.environ.get("ATTNPERF_CHROMIUM")
     if explicit:
         return explicit if os.access(explicit, os.X_OK) else None
@@ -84,12 +83,12 @@ class Browser:
         os.close(to_child_r)
         os.close(from_child_w)
         self._next = 0
-        self._replies: Dict[int, dict] = {}
-        self.events: List[dict] = []
+        self._replies: dict[int, dict] = {}
+        self.events: list[dict] = []
         self._cond = threading.Condition()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
-        self._stderr: List[str] = []
+        self._stderr: list[str] = []
         threading.Thread(target=self._drain, daemon=True).start()
         targets = self.call("Target.getTargets", timeout=30)["targetInfos"]
         page = next((t for t in targets if t["type"] == "page"), None)
@@ -130,7 +129,7 @@ class Browser:
                         self.events.append(msg)
                     self._cond.notify_all()
 
-    def call(self, method: str, params: Optional[dict] = None, session: bool = False,
+    def call(self, method: str, params: dict | None = None, session: bool = False,
              timeout: float = 60) -> dict:
         self._next += 1
         msg = {"id": self._next, "method": method, "params": params or {}}
@@ -141,7 +140,9 @@ class Browser:
         with self._cond:
             while self._next not in self._replies:
                 if -1 in self._replies:
-                    raise CDPError(f"{method}: browser exited; stderr: {''.join(self._stderr)[-800:]}")
+                    raise CDPError(
+                        f"{method}: browser exited; stderr: {''.join(self._stderr)[-800:]}"
+                    )
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise CDPError(f"{method}: no answer in {timeout} s")
@@ -183,7 +184,7 @@ class Browser:
                 return value
             time.sleep(interval)
 
-    def errors_since(self, mark: int) -> List[str]:
+    def errors_since(self, mark: int) -> list[str]:
         out = []
         for e in self.events[mark:]:
             m, p = e.get("method"), e.get("params", {})
@@ -268,8 +269,12 @@ def check(site: Path, out: Path, chromium: str) -> dict:
         index = site / "attnperf" / "index.html"
         mark = len(browser.events)
         browser.navigate(index.resolve().as_uri())
-        machines = browser.evaluate(
-            "Array.from(document.querySelectorAll('a.machine')).map(a => a.getAttribute('href'))") or []
+        machines = (
+            browser.evaluate(
+                "Array.from(document.querySelectorAll('a.machine')).map(a => a.getAttribute('href'))"
+            )
+            or []
+        )
         shot = out / "attnperf-index.png"
         browser.screenshot(shot, full_page=True)
         record("attnperf index (file://)", index.as_uri(), browser.errors_since(mark),
@@ -333,7 +338,7 @@ def check(site: Path, out: Path, chromium: str) -> dict:
     return report
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("site", help="the built site (attnperf site build --out DIR)")
     ap.add_argument("--out", default="ci-artifacts/browser", help="screenshots go here")

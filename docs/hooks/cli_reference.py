@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import argparse
 import re
-from typing import Iterator, List, Optional, Tuple
+from collections.abc import Iterator
 
 MARKER = "<!-- attnperf-cli-reference -->"
 USAGE_WIDTH = 96
 
 
 def walk(parser: argparse.ArgumentParser, depth: int = 0,
-         summary: Optional[str] = None) -> Iterator[Tuple[argparse.ArgumentParser, int, Optional[str]]]:
+         summary: str | None = None) -> Iterator[tuple[argparse.ArgumentParser, int, str | None]]:
     """The parser, then each sub-parser (depth first), with the help line its parent gives it."""
     yield parser, depth, summary
     for action in parser._actions:
@@ -62,7 +62,7 @@ def _argument(parser: argparse.ArgumentParser, action: argparse.Action) -> str:
 
 def _description(parser: argparse.ArgumentParser, action: argparse.Action) -> str:
     formatter = parser.formatter_class(prog=parser.prog, width=USAGE_WIDTH)
-    parts: List[str] = []
+    parts: list[str] = []
     if action.help:
         parts.append(inline(formatter._expand_help(action)))
     elif action.nargs == argparse.REMAINDER:
@@ -81,7 +81,7 @@ def _description(parser: argparse.ArgumentParser, action: argparse.Action) -> st
 def render(parser: argparse.ArgumentParser) -> str:
     """Markdown for every command of ``parser``: a heading, its help, usage and arguments."""
     top_epilog = parser.epilog
-    lines: List[str] = []
+    lines: list[str] = []
     for sub, depth, summary in walk(parser):
         if depth > 0:
             lines += [f"{'#' * min(depth + 1, 4)} `{sub.prog}`", ""]

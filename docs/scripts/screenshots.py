@@ -66,14 +66,20 @@ def pr_comment_html(machine: str, work: Path) -> Path:
                     "-o", str(md_file)], cwd=REPO, check=True)
     body = markdown.markdown(md_file.read_text(), extensions=["tables"])
     page = work / "comment.html"
-    page.write_text(PAGE.format(title=html.escape(f"{machine}: {base[:8]} → {head[:8]}"), body=body))
+    page.write_text(
+        PAGE.format(title=html.escape(f"{machine}: {base[:8]} → {head[:8]}"), body=body)
+    )
     return page
 
 
 def site_page(machine: str, work: Path) -> Path:
     site = work / "site"
-    subprocess.run([*ATTNPERF, "site", "build", "--no-asv", "--out", str(site)], cwd=REPO, check=True,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [*ATTNPERF, "site", "build", "--no-asv", "--out", str(site)],
+        cwd=REPO,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     return site / "attnperf" / f"{machine}.html"
 
 

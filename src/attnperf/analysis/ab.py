@@ -14,7 +14,7 @@ tie handling differ).  Views never take part, and the deterministic metrics
 from __future__ import annotations
 
 import dataclasses
-from typing import Dict, List, Mapping, Optional, Tuple
+from collections.abc import Mapping
 
 from asv import _stats as _asv_stats
 
@@ -36,21 +36,21 @@ EXIT_OK, EXIT_REGRESSION, EXIT_BROKEN, EXIT_INFRA = 0, 1, 2, 3
 
 @dataclasses.dataclass
 class Significance:
-    different: Optional[bool]  # None: no statistics, the factor alone decides
+    different: bool | None  # None: no statistics, the factor alone decides
     text: str
-    p_value: Optional[float] = None
+    p_value: float | None = None
 
 
 @dataclasses.dataclass
 class Row:
     benchmark: str
-    params: Tuple[str, ...]
+    params: tuple[str, ...]
     before: Point
     after: Point
-    ratio: Optional[float]
+    ratio: float | None
     change: str
     significance: Significance
-    unit: Optional[str]
+    unit: str | None
     factor: float = 1.0
 
     @property
@@ -72,12 +72,12 @@ class Row:
 @dataclasses.dataclass
 class Comparison:
     machine: str
-    base: Optional[Run]
-    head: Optional[Run]
+    base: Run | None
+    head: Run | None
     factor: float
-    rows: List[Row]
+    rows: list[Row]
     per_benchmark: bool = False  # judged with calibrated thresholds (Row.factor)
-    paired_factor: Optional[float] = None  # time rows judged by a paired re-measurement at it
+    paired_factor: float | None = None  # time rows judged by a paired re-measurement at it
 
     @property
     def paired(self) -> bool:
@@ -120,8 +120,8 @@ def significance(before: Point, after: Point) -> Significance:
 
 
 # --------------------------------------------------------- comparing ------
-def _classify(before: Point, after: Point, vb: Optional[str], va: Optional[str], factor: float
-              ) -> Tuple[str, Optional[float], Significance]:
+def _classify(before: Point, after: Point, vb: str | None, va: str | None, factor: float
+              ) -> tuple[str, float | None, Significance]:
     none = Significance(None, "")
     if {before.status, after.status} <= {SKIPPED, MISSING}:
         return NA, None, none
@@ -146,11 +146,11 @@ def _classify(before: Point, after: Point, vb: Optional[str], va: Optional[str],
     return SAME, ratio, sig
 
 
-Thresholds = Mapping[Tuple[str, Tuple[str, ...]], float]
+Thresholds = Mapping[tuple[str, tuple[str, ...]], float]
 
 
-def compare(db: ResultsDB, machine: str, base: Optional[Run], head: Optional[Run],
-            factor: float, thresholds: Optional[Thresholds] = None,
+def compare(db: ResultsDB, machine: str, base: Run | None, head: Run | None,
+            factor: float, thresholds: Thresholds | None = None,
             metric_rules: bool = True) -> Comparison:
     """Every gated benchmark x combination of the two runs, classified like asv compare.
 
@@ -160,8 +160,8 @@ def compare(db: ResultsDB, machine: str, base: Optional[Run], head: Optional[Run
     (:data:`attnperf.analysis.gate.METRIC_FACTORS`; a larger calibrated one wins);
     without, every row at ``factor`` as asv itself judged them.
     """
-    own: Dict[Tuple[str, Tuple[str, ...]], float] = dict(thresholds or {})
-    rows: List[Row] = []
+    own: dict[tuple[str, tuple[str, ...]], float] = dict(thresholds or {})
+    rows: list[Row] = []
     names = sorted({n for r in (base, head) if r for n in r.benchmarks if not is_view(n)})
     for name in names:
         bb = base.benchmarks.get(name) if base else None
@@ -183,7 +183,7 @@ def compare(db: ResultsDB, machine: str, base: Optional[Run], head: Optional[Run
     return Comparison(machine, base, head, factor, rows, bool(own))
 
 
-def confirm_paired(comparison: Comparison, paired: Mapping[Tuple[str, str], object],
+def confirm_paired(comparison: Comparison, paired: Mapping[tuple[str, str], object],
                    factor: float) -> Comparison:
     """The time rows judged again by the paired re-measurement
     (:mod:`attnperf.measure.paired`): ``paired`` maps (kernel, problem id) to a
@@ -210,8 +210,8 @@ VERDICTS = {EXIT_OK: "ok", EXIT_REGRESSION: "regression", EXIT_BROKEN: "broken",
             EXIT_INFRA: "error"}
 
 
-def decide(asv_exit: Optional[int], comparison: Optional[Comparison],
-           asv_view: Optional[Comparison] = None) -> Tuple[int, str]:
+def decide(asv_exit: int | None, comparison: Comparison | None,
+           asv_view: Comparison | None = None) -> tuple[int, str]:
     """THE verdict of a pair of runs: the PR job's exit code and one line saying why.
 
     The job's exit code and the headline of its summary both come from here, so they

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from collections.abc import Callable, Sequence
 
 from ..io.asv_results import ResultsDB, Run
 from . import ab
@@ -39,7 +39,7 @@ from . import ab
 # Outcomes.
 NO_REGRESSION, REGRESSION, ALL_NA, NO_RESULTS = "no-regression", "regression", "all-n/a", "no-results"
 
-Fetch = Callable[[str], Optional[Run]]
+Fetch = Callable[[str], Run | None]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,7 +47,7 @@ class Target:
     """One benchmark x parameter combination."""
 
     benchmark: str
-    params: Tuple[str, ...]
+    params: tuple[str, ...]
 
     def label(self) -> str:
         return f"{self.benchmark}({', '.join(self.params)})" if self.params else self.benchmark
@@ -59,7 +59,7 @@ def asv_name(benchmark: str, params: Sequence[str]) -> str:
     return f"{benchmark}({', '.join(repr(p) for p in params)})" if params else benchmark
 
 
-def select(rows: Sequence[ab.Row], pattern: Optional[str]) -> List[ab.Row]:
+def select(rows: Sequence[ab.Row], pattern: str | None) -> list[ab.Row]:
     """Rows asv's ``-b pattern`` selects (``re.search`` on :func:`asv_name`)."""
     if not pattern:
         return list(rows)
@@ -67,19 +67,19 @@ def select(rows: Sequence[ab.Row], pattern: Optional[str]) -> List[ab.Row]:
     return [r for r in rows if rx.search(asv_name(r.benchmark, r.params))]
 
 
-def compare(db: ResultsDB, machine: str, before: Optional[Run], after: Optional[Run],
-            factor: float, pattern: Optional[str],
-            thresholds: Optional[ab.Thresholds] = None) -> List[ab.Row]:
+def compare(db: ResultsDB, machine: str, before: Run | None, after: Run | None,
+            factor: float, pattern: str | None,
+            thresholds: ab.Thresholds | None = None) -> list[ab.Row]:
     """asv's A/B test (ab.compare) over the gated benchmarks matching ``pattern``."""
     return select(ab.compare(db, machine, before, after, factor, thresholds).rows, pattern)
 
 
-def comparable(rows: Sequence[ab.Row]) -> List[ab.Row]:
+def comparable(rows: Sequence[ab.Row]) -> list[ab.Row]:
     """Rows with a ratio (both sides measured)."""
     return [r for r in rows if r.ratio is not None]
 
 
-def worst(rows: Sequence[ab.Row]) -> List[ab.Row]:
+def worst(rows: Sequence[ab.Row]) -> list[ab.Row]:
     """The ``worse`` rows, slowest first."""
     return sorted((r for r in rows if r.change == ab.WORSE), key=lambda r: -(r.ratio or 0.0))
 
@@ -100,16 +100,16 @@ class Bisection:
         self.commits = list(commits)
         self.midpoint = (good_value * bad_value) ** 0.5  # geometric: ratios, not differences
         self.lo, self.hi = -1, len(self.commits) - 1
-        self.values: Dict[str, Optional[float]] = {good: good_value, self.commits[-1]: bad_value}
-        self.skipped: List[str] = []
+        self.values: dict[str, float | None] = {good: good_value, self.commits[-1]: bad_value}
+        self.skipped: list[str] = []
 
     def is_bad(self, value: float) -> bool:
         return value > self.midpoint
 
-    def _candidates(self) -> List[int]:
+    def _candidates(self) -> list[int]:
         return [i for i in range(self.lo + 1, self.hi) if self.commits[i] not in self.skipped]
 
-    def next(self) -> Optional[str]:
+    def next(self) -> str | None:
         """The commit to measure next, or None when the search is over."""
         candidates = self._candidates()
         if not candidates:
@@ -117,7 +117,7 @@ class Bisection:
         middle = (self.lo + self.hi) / 2
         return self.commits[min(candidates, key=lambda i: (abs(i - middle), i))]
 
-    def record(self, commit: str, value: Optional[float]) -> None:
+    def record(self, commit: str, value: float | None) -> None:
         """The measured value of ``commit`` (None: n/a or failed -> skipped)."""
         i = self.commits.index(commit)
         if not self.lo < i < self.hi:
@@ -140,7 +140,7 @@ class Bisection:
         return self.commits[self.lo] if self.lo >= 0 else self.good
 
     @property
-    def suspects(self) -> List[str]:
+    def suspects(self) -> list[str]:
         """The commits one of which is to blame: the culprit, plus skipped ones before it."""
         return self.commits[self.lo + 1:self.hi + 1]
 
@@ -151,22 +151,22 @@ class Outcome:
     good: str
     bad: str
     factor: float
-    rows: List[ab.Row]  # GOOD vs BAD, selected benchmarks
-    target: Optional[Target] = None
-    culprit: Optional[str] = None
-    parent: Optional[str] = None
-    suspects: List[str] = dataclasses.field(default_factory=list)
-    step: Optional[ab.Row] = None  # the target row, culprit vs its parent
-    step_rows: List[ab.Row] = dataclasses.field(default_factory=list)  # worse rows at the step
-    measured: List[str] = dataclasses.field(default_factory=list)  # commits fetched, in order
-    values: Dict[str, Optional[float]] = dataclasses.field(default_factory=dict)
+    rows: list[ab.Row]  # GOOD vs BAD, selected benchmarks
+    target: Target | None = None
+    culprit: str | None = None
+    parent: str | None = None
+    suspects: list[str] = dataclasses.field(default_factory=list)
+    step: ab.Row | None = None  # the target row, culprit vs its parent
+    step_rows: list[ab.Row] = dataclasses.field(default_factory=list)  # worse rows at the step
+    measured: list[str] = dataclasses.field(default_factory=list)  # commits fetched, in order
+    values: dict[str, float | None] = dataclasses.field(default_factory=dict)
 
     @property
     def confirmed(self) -> bool:
         return self.step is not None and self.step.change == ab.WORSE
 
 
-def _value(run: Optional[Run], target: Target) -> Optional[float]:
+def _value(run: Run | None, target: Target) -> float | None:
     if run is None:
         return None
     p = run.point(target.benchmark, *target.params)
@@ -175,7 +175,7 @@ def _value(run: Optional[Run], target: Target) -> Optional[float]:
 
 def bisect(db_of: Callable[[], ResultsDB], machine: str, good: str, bad: str,
            commits: Sequence[str], fetch: Fetch, factor: float,
-           pattern: Optional[str] = None, thresholds: Optional[ab.Thresholds] = None) -> Outcome:
+           pattern: str | None = None, thresholds: ab.Thresholds | None = None) -> Outcome:
     """The verdict for GOOD..BAD (see the module docstring).
 
     ``fetch(commit)`` returns that commit's asv results on ``machine`` (measuring
@@ -197,7 +197,7 @@ def bisect(db_of: Callable[[], ResultsDB], machine: str, good: str, bad: str,
     top = slower[0]
     target = Target(top.benchmark, top.params)
     search = Bisection(good, commits, top.before.value, top.after.value)
-    runs: Dict[str, Optional[Run]] = {good: good_run, bad: bad_run}
+    runs: dict[str, Run | None] = {good: good_run, bad: bad_run}
     while True:
         commit = search.next()
         if commit is None:

@@ -26,7 +26,6 @@ with one rule each:
 from __future__ import annotations
 
 import dataclasses
-from typing import Dict, List, Optional, Tuple
 
 from ..errors import UnknownNameError
 from ..io.asv_results import FAILED, MISSING, OK, SKIPPED, Machine, Point, Run
@@ -34,14 +33,27 @@ from ..model import roofline
 from ..model.catalog import resolve
 from ..model.peaks import match_peak
 from ..model.problem import Problem
-from .gate import (LATENCY, MAX_ABS_ERROR, MEAN_ABS_ERROR, PASS_TIME, PASS_VIEW_EFFICIENCY,
-                   PASS_VIEW_TFLOPS, PASS_X_OVER_FLOOR, PEAK_MEMORY, TIME, VIEW_EFFICIENCY,
-                   VIEW_GB_S, VIEW_REGIME, VIEW_TFLOPS, X_OVER_FLOOR)
+from .gate import (
+    LATENCY,
+    MAX_ABS_ERROR,
+    MEAN_ABS_ERROR,
+    PASS_TIME,
+    PASS_VIEW_EFFICIENCY,
+    PASS_VIEW_TFLOPS,
+    PASS_X_OVER_FLOOR,
+    PEAK_MEMORY,
+    TIME,
+    VIEW_EFFICIENCY,
+    VIEW_GB_S,
+    VIEW_REGIME,
+    VIEW_TFLOPS,
+    X_OVER_FLOOR,
+)
 
 NO_GPU = (None, "", "none", "None")
 
 
-def gpu_name(info: dict) -> Optional[str]:
+def gpu_name(info: dict) -> str | None:
     for key in ("gpu", "gpu_name"):
         value = info.get(key)
         if value not in NO_GPU and isinstance(value, str):
@@ -53,14 +65,14 @@ def device_of(info: dict) -> str:
     return "cuda" if gpu_name(info) else "cpu"
 
 
-def ceiling(machine: Machine, problem: Problem) -> Optional[roofline.Ceiling]:
+def ceiling(machine: Machine, problem: Problem) -> roofline.Ceiling | None:
     """Measured ceilings of the machine first, the datasheet of its GPU second."""
     gpu = gpu_name(machine.info)
     peak = match_peak(gpu) if gpu else None
     return roofline.ceiling_for(problem, machine.ceilings, peak)
 
 
-def ceilings_by_dtype(machine: Machine, dtypes: List[str]) -> Dict[str, roofline.Ceiling]:
+def ceilings_by_dtype(machine: Machine, dtypes: list[str]) -> dict[str, roofline.Ceiling]:
     out = {}
     for dtype in dtypes:
         c = ceiling(machine, Problem(batch=1, heads=1, seq_q=1, head_dim=1, dtype=dtype))
@@ -75,23 +87,23 @@ class Cell:
 
     kernel: str
     problem: str
-    problem_obj: Optional[Problem]
+    problem_obj: Problem | None
     status: str  # of track_device_time: ok / failed / skipped / missing
-    time_s: Optional[float] = None
-    latency_s: Optional[float] = None
-    x_over_floor: Optional[float] = None
-    efficiency_pct: Optional[float] = None
-    tflops: Optional[float] = None
-    gb_s: Optional[float] = None
-    intensity: Optional[float] = None
-    regime: Optional[str] = None
+    time_s: float | None = None
+    latency_s: float | None = None
+    x_over_floor: float | None = None
+    efficiency_pct: float | None = None
+    tflops: float | None = None
+    gb_s: float | None = None
+    intensity: float | None = None
+    regime: str | None = None
     regime_source: str = ""
-    max_abs_error: Optional[float] = None
-    mean_abs_error: Optional[float] = None
-    peak_memory_bytes: Optional[float] = None
+    max_abs_error: float | None = None
+    mean_abs_error: float | None = None
+    peak_memory_bytes: float | None = None
 
     @property
-    def peak_memory_mib(self) -> Optional[float]:
+    def peak_memory_mib(self) -> float | None:
         return None if self.peak_memory_bytes is None else self.peak_memory_bytes / 2**20
 
     @property
@@ -99,22 +111,22 @@ class Cell:
         return {OK: "ok", FAILED: "FAILED", SKIPPED: "n/a", MISSING: "not run"}[self.status]
 
     @property
-    def problem_id(self) -> Optional[str]:
+    def problem_id(self) -> str | None:
         return self.problem_obj.id if self.problem_obj else None
 
     @property
-    def dtype(self) -> Optional[str]:
+    def dtype(self) -> str | None:
         return self.problem_obj.dtype if self.problem_obj else None
 
 
-def _value(p: Point) -> Optional[float]:
+def _value(p: Point) -> float | None:
     return p.value if p.ok else None
 
 
-def grid(run: Run) -> Tuple[List[str], List[str]]:
+def grid(run: Run) -> tuple[list[str], list[str]]:
     """Kernels and problems present in the run (asv parameter order)."""
-    kernels: List[str] = []
-    problems: List[str] = []
+    kernels: list[str] = []
+    problems: list[str] = []
     for name in (TIME, X_OVER_FLOOR, LATENCY, VIEW_TFLOPS):
         b = run.benchmarks.get(name)
         if b is None:
@@ -165,7 +177,7 @@ def cell(run: Run, machine: Machine, kernel: str, problem: str) -> Cell:
     return c
 
 
-def cells(run: Run, machine: Machine) -> List[Cell]:
+def cells(run: Run, machine: Machine) -> list[Cell]:
     kernels, problems = grid(run)
     return [cell(run, machine, k, p) for p in problems for k in kernels]
 
@@ -175,21 +187,21 @@ class PassFigures:
     """One pass of one kernel x problem: status, median time, TFLOP/s, efficiency."""
 
     status: str
-    time_s: Optional[float] = None
-    tflops: Optional[float] = None
-    efficiency_pct: Optional[float] = None
+    time_s: float | None = None
+    tflops: float | None = None
+    efficiency_pct: float | None = None
 
 
 @dataclasses.dataclass
 class PassRow:
     kernel: str
     problem: str
-    problem_obj: Optional[Problem]
-    passes: Dict[str, PassFigures]  # "fwd", "bwd", "fwd+bwd"
+    problem_obj: Problem | None
+    passes: dict[str, PassFigures]  # "fwd", "bwd", "fwd+bwd"
 
 
 def _pass_figures(run: Run, kernel: str, problem: str, mode: str,
-                  prob: Optional[Problem]) -> PassFigures:
+                  prob: Problem | None) -> PassFigures:
     t = run.point(PASS_TIME, kernel, problem, mode)
     f = PassFigures(t.status, time_s=_value(t),
                     tflops=_value(run.point(PASS_VIEW_TFLOPS, kernel, problem, mode)),
@@ -202,14 +214,14 @@ def _pass_figures(run: Run, kernel: str, problem: str, mode: str,
     return f
 
 
-def pass_rows(run: Run, machine: Machine) -> List[PassRow]:
+def pass_rows(run: Run, machine: Machine) -> list[PassRow]:
     """Kernel x problem rows of the training-pass benchmarks, with the forward beside them
     (rows where no pass was measured are left out)."""
     b = run.benchmarks.get(PASS_TIME)
     if b is None:
         return []
-    combos: List[Tuple[str, str]] = []
-    modes: List[str] = []
+    combos: list[tuple[str, str]] = []
+    modes: list[str] = []
     for key in b.points:
         if len(key) == 3:
             combos += [] if key[:2] in combos else [key[:2]]

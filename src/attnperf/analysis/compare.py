@@ -26,7 +26,6 @@ be left out (a filtered run against a full baseline).
 from __future__ import annotations
 
 import math
-from typing import List, Optional, Tuple
 
 from ..errors import ReportError
 from ..io.jsonfile import finite_number
@@ -35,14 +34,14 @@ from ..model.records import BROKEN_STATUSES
 DEFAULT_THRESHOLD = -3.0
 
 
-def _time(perf: Optional[dict], key: str) -> Optional[float]:
+def _time(perf: dict | None, key: str) -> float | None:
     if not isinstance(perf, dict):
         return None
     v = finite_number(perf.get(key))
     return v if v is not None and v > 0 else None
 
 
-def _pick_times(base: dict, cur: dict) -> Tuple[Optional[float], Optional[float], str]:
+def _pick_times(base: dict, cur: dict) -> tuple[float | None, float | None, str]:
     for key in ("median_time_ms", "mean_time_ms"):
         b, c = _time(base.get("performance"), key), _time(cur.get("performance"), key)
         if b is not None and c is not None:
@@ -51,9 +50,14 @@ def _pick_times(base: dict, cur: dict) -> Tuple[Optional[float], Optional[float]
 
 
 def compare_one(base: dict, cur: dict, threshold: float) -> dict:
-    row = {"id": cur["id"], "kernel_name": cur.get("kernel_name"), "config_id": cur.get("config_id"),
-           "baseline_status": base.get("status", "ok"), "current_status": cur.get("status", "ok"),
-           "threshold": threshold}
+    row = {
+        "id": cur["id"],
+        "kernel_name": cur.get("kernel_name"),
+        "config_id": cur.get("config_id"),
+        "baseline_status": base.get("status", "ok"),
+        "current_status": cur.get("status", "ok"),
+        "threshold": threshold,
+    }
     b, c, key = _pick_times(base, cur)
     both_ok = row["baseline_status"] == "ok" and row["current_status"] == "ok"
     if b is None and both_ok:
@@ -81,7 +85,7 @@ def compare_one(base: dict, cur: dict, threshold: float) -> dict:
     return row
 
 
-def compare_results(baseline: List[dict], current: List[dict],
+def compare_results(baseline: list[dict], current: list[dict],
                     threshold: float = DEFAULT_THRESHOLD, allow_missing: bool = False) -> dict:
     """Compare normalised result lists (see report.read_results).
 
@@ -126,7 +130,7 @@ def compare_results(baseline: List[dict], current: List[dict],
     return out
 
 
-def verdict(improvement_pct: Optional[float], is_regression: bool,
+def verdict(improvement_pct: float | None, is_regression: bool,
             threshold: float = DEFAULT_THRESHOLD) -> str:
     """The legacy verdict words, symmetric about zero: REGRESSION past the threshold
     (or flagged by status), IMPROVEMENT past its mirror, else NO SIGNIFICANT CHANGE."""

@@ -23,8 +23,6 @@ their own (:data:`METRIC_FACTORS`; a calibrated threshold wins when larger):
 
 from __future__ import annotations
 
-from typing import Optional
-
 GATE_REGEX = "^(?!.*Views)"
 
 PREFIX = "bench_attention."
@@ -49,14 +47,14 @@ METRIC_FACTORS = {"Accuracy": 1.25, "PeakMemory": 1.10}
 WORSE_WORDS = {"Accuracy": "less accurate", "PeakMemory": "more memory"}
 
 
-def metric_class(benchmark: str) -> Optional[str]:
+def metric_class(benchmark: str) -> str | None:
     """"Accuracy" / "PeakMemory" for a deterministic metric (any class whose name
     starts so, e.g. one with a pass parameter), else None (a time)."""
     cls = short_name(benchmark).split(".")[0]
     return next((k for k in METRIC_FACTORS if cls.startswith(k)), None)
 
 
-def metric_factor(benchmark: str) -> Optional[float]:
+def metric_factor(benchmark: str) -> float | None:
     """The fixed factor a deterministic metric is judged at; None for times."""
     kind = metric_class(benchmark)
     return METRIC_FACTORS[kind] if kind and not is_view(benchmark) else None

@@ -22,7 +22,7 @@ the same rounds).  For every gated benchmark x parameter combination:
 from __future__ import annotations
 
 import dataclasses
-from typing import Dict, List, Sequence, Tuple
+from collections.abc import Sequence
 
 from ..io.asv_results import Run
 from ..io.thresholds import Entry
@@ -52,9 +52,9 @@ def _timed(name: str) -> bool:
     return not is_view(name) and metric_class(name) is None
 
 
-def medians(runs: Sequence[Run]) -> Dict[Tuple[str, Tuple[str, ...]], List[float]]:
+def medians(runs: Sequence[Run]) -> dict[tuple[str, tuple[str, ...]], list[float]]:
     """Every gated time (benchmark, params) measured in the runs -> its medians, run order."""
-    out: Dict[Tuple[str, Tuple[str, ...]], List[float]] = {}
+    out: dict[tuple[str, tuple[str, ...]], list[float]] = {}
     for run in runs:
         for name, bench in run.benchmarks.items():
             if not _timed(name):
@@ -65,11 +65,11 @@ def medians(runs: Sequence[Run]) -> Dict[Tuple[str, Tuple[str, ...]], List[float
     return out
 
 
-Key = Tuple[str, Tuple[str, ...]]
+Key = tuple[str, tuple[str, ...]]
 
 
 def entries(runs: Sequence[Run], rule: Rule = Rule(),
-            pooled: Sequence[Dict[Key, Sequence[float]]] = ()) -> List[Entry]:
+            pooled: Sequence[dict[Key, Sequence[float]]] = ()) -> list[Entry]:
     """One entry per combination measured in at least two sets (sorted by name, params).
 
     ``pooled``: medians of earlier A/A sets of the same code on the same machine

@@ -9,7 +9,6 @@ asv tables on a CPU (``attnperf.asv.suite.device_grid``).
 from __future__ import annotations
 
 import os
-from typing import List, Optional, Tuple
 
 from ..model import roofline
 from ..model.catalog import sweep
@@ -23,7 +22,7 @@ CPU_MAX_FLOPS = 2e9
 CPU_MAX_BYTES = 512 << 20
 
 
-def fits_device(problem: Problem, device_name: str) -> Tuple[bool, str]:
+def fits_device(problem: Problem, device_name: str) -> tuple[bool, str]:
     """``(True, "")``, or ``(False, why)`` for a problem the device does not run in the suite."""
     if device_name != "cpu":
         return True, ""
@@ -50,7 +49,7 @@ def asv_device() -> str:
     return "cuda" if torch.cuda.device_count() > 0 else "cpu"
 
 
-def device_problems(config: Optional[ProjectConfig], device: str) -> List[Problem]:
+def device_problems(config: ProjectConfig | None, device: str) -> list[Problem]:
     """The problems a run on ``device`` uses by default: the repository's ``[tool.attnperf]``
     problems that ``device`` runs (:func:`fits_device`), else attnperf's default sweep for
     it (``gpu-default`` on a GPU, ``cpu-small`` on a CPU).  A repository whose problems all

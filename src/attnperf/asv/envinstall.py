@@ -101,7 +101,9 @@ def ensure_torch(constraints: str = "") -> None:
         return
     print("asv_env: no PyTorch to reuse; installing one into this environment")
     pins = ["-c", constraints] if constraints else []
-    subprocess.run([sys.executable, "-m", "pip", "install", *pins, "torch", "numpy", "tqdm"], check=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", *pins, "torch", "numpy", "tqdm"], check=True
+    )
 
 
 def install(wheel: str, constraints: str = "") -> None:
@@ -142,7 +144,7 @@ def lend(env_dir: str) -> str:
         raise SystemExit(f"asv_env: {env_dir} has no {exe}; is it an asv environment?")
     out = subprocess.run([exe, "-c", _PROBE], capture_output=True, text=True, check=True).stdout
     version, purelib = out.split("\n")[:2]
-    mine = "%d.%d" % sys.version_info[:2]
+    mine = "{}.{}".format(*sys.version_info[:2])
     if version != mine:
         raise SystemExit(f"asv_env: the environment runs Python {version}, attnperf runs under "
                          f"Python {mine} ({sys.executable}); their packages cannot be shared. "
@@ -177,7 +179,9 @@ def outer_main(command: str, args) -> int:
         else:
             env_install(args[1], args[2])
     except subprocess.CalledProcessError as exc:
-        print(f"error: {' '.join(map(str, exc.cmd[:4]))} ... exited {exc.returncode}", file=sys.stderr)
+        print(
+            f"error: {' '.join(map(str, exc.cmd[:4]))} ... exited {exc.returncode}", file=sys.stderr
+        )
         return 1
     return 0
 

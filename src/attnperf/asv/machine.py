@@ -16,14 +16,13 @@ import json
 import os
 import platform
 from pathlib import Path
-from typing import Dict, Union
 
 from ..errors import OutputPathError
 from ..io import ceilings as ceilings_file
 from ..io.files import check_writable, write_text
 from ..io.jsonfile import load_json
-from ..model import names
 from ..measure.session import Session
+from ..model import names
 from .suite import CPU_THREADS
 
 
@@ -39,8 +38,8 @@ def _ram_bytes() -> str:
         return ""
 
 
-def describe(name: str, results_dir: Union[str, Path] = "results", device: str = "auto"
-             ) -> Dict[str, str]:
+def describe(name: str, results_dir: str | Path = "results", device: str = "auto"
+             ) -> dict[str, str]:
     """Write ``name``'s description into ~/.asv-machine.json and its measured ceilings into
     ``results_dir/name/attnperf-ceilings.json``; returns the description.
 

@@ -23,6 +23,7 @@ passes; nothing is printed here.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -32,14 +33,13 @@ import sys
 import tempfile
 import threading
 import time
-import json
 from pathlib import Path
-from typing import IO, List, Optional
+from typing import IO
 
+from ..analysis.gate import is_view
 from ..errors import ProjectError, ReportError
 from ..io.asv_results import Run, read_asv_conf, read_run
 from ..io.jsonfile import load_json
-from ..analysis.gate import is_view
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 class Project:
     """An asv project: its config file, the repository, the results directory."""
 
-    def __init__(self, config: str = "asv.conf.json", results_dir: Optional[str] = None):
+    def __init__(self, config: str = "asv.conf.json", results_dir: str | None = None):
         path = Path(config).resolve()
         if not path.is_file():
             raise ProjectError(f"asv config {config!r} does not exist")
@@ -83,14 +83,16 @@ class Project:
     def subject(self, commit: str) -> str:
         return self.git("log", "-1", "--format=%s", commit, check=False)
 
-    def first_parent_range(self, good: str, bad: str) -> List[str]:
+    def first_parent_range(self, good: str, bad: str) -> list[str]:
         """``git rev-list --first-parent GOOD..BAD``, oldest first (as asv find walks it)."""
         if good == bad:
             raise ProjectError("GOOD and BAD are the same commit; nothing to bisect")
         is_ancestor = subprocess.run(["git", "-C", str(self.repo), "merge-base", "--is-ancestor",
                                       good, bad], capture_output=True, check=False)
         if is_ancestor.returncode != 0:
-            raise ProjectError(f"{good[:8]} is not an ancestor of {bad[:8]}: GOOD must come before BAD")
+            raise ProjectError(
+                f"{good[:8]} is not an ancestor of {bad[:8]}: GOOD must come before BAD"
+            )
         out = self.git("rev-list", "--first-parent", "--reverse", f"{good}..{bad}")
         commits = out.split()
         if not commits or commits[-1] != bad:
@@ -98,7 +100,7 @@ class Project:
         return commits
 
 
-def find_asv(explicit: Optional[str] = None) -> str:
+def find_asv(explicit: str | None = None) -> str:
     if explicit:
         return explicit
     found = shutil.which("asv", path=str(Path(sys.executable).parent)) or shutil.which("asv")
@@ -115,8 +117,8 @@ def asv_env() -> dict:
     return env
 
 
-def tee(cmd: List[str], cwd: Path, env: dict, stream: Optional[IO[str]], log_path: Optional[Path],
-        timeout: Optional[float] = None) -> int:
+def tee(cmd: list[str], cwd: Path, env: dict, stream: IO[str] | None, log_path: Path | None,
+        timeout: float | None = None) -> int:
     """Run ``cmd``; its output goes to ``stream`` and is appended to ``log_path``.
 
     The command runs in its own session: on the timeout, or when this process is
@@ -175,7 +177,7 @@ def _kill_group(proc: subprocess.Popen) -> None:
         pass
 
 
-def machine_names(path: Optional[Path] = None) -> List[str]:
+def machine_names(path: Path | None = None) -> list[str]:
     """Machines described in ~/.asv-machine.json (what ``asv run --machine`` accepts)."""
     path = path or Path.home() / ".asv-machine.json"
     try:
@@ -189,23 +191,23 @@ class AsvRunner:
     """``asv run`` one commit at a time on one machine, reusing results already there."""
 
     def __init__(self, project: Project, machine: str, bench_regex: str, *,
-                 launch_method: str = "forkserver", rounds: Optional[int] = None,
-                 asv: Optional[str] = None, config: Optional[Path] = None,
-                 results_dir: Optional[Path] = None, stream: Optional[IO[str]] = None,
-                 log_path: Optional[Path] = None, timeout: Optional[float] = None):
+                 launch_method: str = "forkserver", rounds: int | None = None,
+                 asv: str | None = None, config: Path | None = None,
+                 results_dir: Path | None = None, stream: IO[str] | None = None,
+                 log_path: Path | None = None, timeout: float | None = None):
         self.project, self.machine, self.bench_regex = project, machine, bench_regex
         self.launch_method, self.rounds = launch_method, rounds
         self.asv = find_asv(asv)
         self.config = config or project.conf_path
         self.results_dir = results_dir or project.results_dir
         self.stream, self.log_path, self.timeout = stream, log_path, timeout
-        self.ran: List[str] = []  # commits asv was run for (not reused)
-        self.exit_codes: List[int] = []
+        self.ran: list[str] = []  # commits asv was run for (not reused)
+        self.exit_codes: list[int] = []
 
-    def results(self, commit: str) -> Optional[Run]:
+    def results(self, commit: str) -> Run | None:
         """This commit's newest result file on the machine, or None."""
         mdir = self.results_dir / self.machine
-        notes: List[str] = []
+        notes: list[str] = []
         runs = [r for p in sorted(mdir.glob(f"{commit[:8]}-*.json"))
                 for r in [read_run(p, self.machine, notes)] if r is not None and r.commit == commit]
         for note in notes:
@@ -213,7 +215,7 @@ class AsvRunner:
         runs.sort(key=lambda r: Path(r.path).stat().st_mtime)
         return runs[-1] if runs else None
 
-    def covers(self, run: Optional[Run]) -> bool:
+    def covers(self, run: Run | None) -> bool:
         """Does ``run`` hold results for the benchmarks this runner selects?"""
         import re
         rx = re.compile(self.bench_regex)
@@ -233,7 +235,7 @@ class AsvRunner:
         self.exit_codes.append(rc)
         return rc
 
-    def ensure(self, commit: str) -> Optional[Run]:
+    def ensure(self, commit: str) -> Run | None:
         """Results of ``commit`` for the selected benchmarks: reused when present, else measured."""
         run = self.results(commit)
         if self.covers(run):

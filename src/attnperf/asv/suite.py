@@ -49,19 +49,18 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple, Union
 
 from ..errors import BenchmarkSkipped as Skip  # asv shows the combination as n/a
 from ..errors import PluginError, SelectionError, UnknownNameError
 from ..io import project_config
 from ..kernels import registry
+from ..measure.device import resolve_device
+from ..measure.session import Session
+from ..measure.timing import Budget
 from ..model import roofline
 from ..model.catalog import PRESETS, pass_id, resolve
 from ..model.config import ProjectConfig
 from ..model.problem import PASSES, Problem
-from ..measure.device import resolve_device
-from ..measure.session import Session
-from ..measure.timing import Budget
 from .devices import CPU_MAX_BYTES, CPU_MAX_FLOPS, asv_device, device_problems, fits_device  # noqa: F401 - suite's names
 
 GRID_KERNELS = ["sdpa", "sdpa_cudnn", "sdpa_flash", "sdpa_efficient", "sdpa_math", "naive", "tiled",
@@ -82,7 +81,8 @@ GRID_PROBLEMS = [PRESETS[name].id for name in (
 # GQA causal and the large training problem; CPU: two small ones (causal, GQA), so
 # CI's asv runs stay cheap (a 2-core CPU times ~10 more combinations).
 GRID_PASSES = ["bwd", "fwd+bwd"]
-GRID_PASS_PROBLEMS = [PRESETS[name].id for name in ("causal", "gqa", "train", "cpu_causal", "cpu_gqa")]
+GRID_PASS_PROBLEMS = [PRESETS[name].id
+                      for name in ("causal", "gqa", "train", "cpu_causal", "cpu_gqa")]
 
 CPU_PROBLEM_IDS = frozenset(p.id for name, p in PRESETS.items() if name.startswith("cpu_"))
 
@@ -120,12 +120,12 @@ def key(kernel: str, problem: str) -> str:
     return f"{kernel}|{problem}"
 
 
-def _env_list(name: str) -> Optional[List[str]]:
+def _env_list(name: str) -> list[str] | None:
     raw = os.environ.get(name, "").strip()
     return [x.strip() for x in raw.split(",") if x.strip()] or None
 
 
-def project(project_dir: Union[str, Path, None]) -> Optional[ProjectConfig]:
+def project(project_dir: str | Path | None) -> ProjectConfig | None:
     """``[tool.attnperf]`` of the repository at ``project_dir`` (None: defaults)."""
     if project_dir is None:
         return None
@@ -133,20 +133,20 @@ def project(project_dir: Union[str, Path, None]) -> Optional[ProjectConfig]:
     return project_config.load(path) if path.is_file() else None
 
 
-def grid(project_dir: Union[str, Path, None] = None) -> Tuple[List[str], List[str]]:
+def grid(project_dir: str | Path | None = None) -> tuple[list[str], list[str]]:
     """The suite's params (kernels, problem ids): the repository's config, else the default.
     Raises ConfigError for an invalid ``[tool.attnperf]``."""
     return _grid(project(project_dir))
 
 
-def _grid(config: Optional[ProjectConfig]) -> Tuple[List[str], List[str]]:
+def _grid(config: ProjectConfig | None) -> tuple[list[str], list[str]]:
     kernels = (config.tracked if config and config.tracked else None) or list(GRID_KERNELS)
     problems = ([p.id for p in config.problems] if config and config.problems
                 else list(GRID_PROBLEMS))
     return kernels, problems
 
 
-def device_grid(project_dir: Union[str, Path, None] = None) -> Tuple[List[str], List[str]]:
+def device_grid(project_dir: str | Path | None = None) -> tuple[list[str], list[str]]:
     """:func:`grid` as asv shows it on this machine's device (:func:`asv_device`): on a
     CPU, only the problems a CPU runs (:func:`fits_device`) and those ``ATTNPERF_ASV_PROBLEMS``
     asks for, so the CPU's tables carry no rows that could only read n/a; on a GPU the
@@ -158,7 +158,7 @@ def device_grid(project_dir: Union[str, Path, None] = None) -> Tuple[List[str], 
     return kernels, _for_device(problems, asv_device())
 
 
-def device_pass_grid(project_dir: Union[str, Path, None] = None) -> Tuple[List[str], List[str]]:
+def device_pass_grid(project_dir: str | Path | None = None) -> tuple[list[str], list[str]]:
     """:func:`pass_grid` as asv shows it on this machine's device (see :func:`device_grid`)."""
     problems, modes = _pass_grid(project(project_dir))
     if problems == [NO_PASSES]:
@@ -166,7 +166,7 @@ def device_pass_grid(project_dir: Union[str, Path, None] = None) -> Tuple[List[s
     return _for_device(problems, asv_device()), modes
 
 
-def _for_device(problem_ids: List[str], device: str) -> List[str]:
+def _for_device(problem_ids: list[str], device: str) -> list[str]:
     if device != "cpu":
         return list(problem_ids)
     asked = set()
@@ -190,7 +190,7 @@ def _fits_id(problem_id: str, device: str) -> bool:
 NO_PASSES = "(none)"  # the training grid's placeholder param where a repository has none
 
 
-def pass_grid(project_dir: Union[str, Path, None] = None) -> Tuple[List[str], List[str]]:
+def pass_grid(project_dir: str | Path | None = None) -> tuple[list[str], list[str]]:
     """The training grid's params (problem ids, passes).  attnperf's default:
     :data:`GRID_PASS_PROBLEMS` x :data:`GRID_PASSES`.  A repository with
     ``[tool.attnperf]`` opts in with ``passes = [...]`` (its problems, or the default
@@ -199,7 +199,7 @@ def pass_grid(project_dir: Union[str, Path, None] = None) -> Tuple[List[str], Li
     return _pass_grid(project(project_dir))
 
 
-def _pass_grid(config: Optional[ProjectConfig]) -> Tuple[List[str], List[str]]:
+def _pass_grid(config: ProjectConfig | None) -> tuple[list[str], list[str]]:
     if config is None:
         return list(GRID_PASS_PROBLEMS), list(GRID_PASSES)
     modes = [m for m in config.passes if m in GRID_PASSES]
@@ -214,17 +214,17 @@ def pass_key(problem: str, mode: str) -> str:
     return pass_id(problem, mode)
 
 
-def selected_passes() -> List[str]:
+def selected_passes() -> list[str]:
     """ATTNPERF_ASV_PASSES (default: every pass); SelectionError for an unknown one."""
     names = _env_list("ATTNPERF_ASV_PASSES") or list(PASSES)
     unknown = [n for n in names if n not in PASSES]
     if unknown:
-        raise SelectionError(f"ATTNPERF_ASV_PASSES: unknown pass(es) {', '.join(map(repr, unknown))}; "
-                             f"allowed: {', '.join(PASSES)}")
+        raise SelectionError(f"ATTNPERF_ASV_PASSES: unknown pass(es) "
+                             f"{', '.join(map(repr, unknown))}; allowed: {', '.join(PASSES)}")
     return names
 
 
-def selection(project_dir: Union[str, Path, None] = None) -> Tuple[List[str], List[str]]:
+def selection(project_dir: str | Path | None = None) -> tuple[list[str], list[str]]:
     """Kernels and problem ids to measure (env lists take preset names or ids).
 
     Every name must be in the grid: anything else could never show up in asv's
@@ -233,13 +233,13 @@ def selection(project_dir: Union[str, Path, None] = None) -> Tuple[List[str], Li
     return _selection(project(project_dir))
 
 
-def _selection(config: Optional[ProjectConfig]) -> Tuple[List[str], List[str]]:
+def _selection(config: ProjectConfig | None) -> tuple[list[str], list[str]]:
     grid_kernels, grid_problems = _grid(config)
     kernels = _env_list("ATTNPERF_ASV_KERNELS") or [k for k in grid_kernels if k not in ON_REQUEST]
     unknown = [k for k in kernels if k not in grid_kernels]
     if unknown:
-        raise SelectionError(f"ATTNPERF_ASV_KERNELS: unknown kernel(s) {', '.join(map(repr, unknown))}; "
-                             f"allowed: {', '.join(grid_kernels)}")
+        raise SelectionError(f"ATTNPERF_ASV_KERNELS: unknown kernel(s) "
+                             f"{', '.join(map(repr, unknown))}; allowed: {', '.join(grid_kernels)}")
     problems = []
     for name in _env_list("ATTNPERF_ASV_PROBLEMS") or grid_problems:
         try:
@@ -248,13 +248,14 @@ def _selection(config: Optional[ProjectConfig]) -> Tuple[List[str], List[str]]:
             pid = None
         if pid not in grid_problems:
             names = [n for n, p in PRESETS.items() if p.id in grid_problems]
-            raise SelectionError(f"ATTNPERF_ASV_PROBLEMS: {name!r} is not a problem of the asv grid; "
-                                 f"allowed: {', '.join(names or grid_problems)} (or their ids)")
+            allowed = ", ".join(names or grid_problems)
+            raise SelectionError(f"ATTNPERF_ASV_PROBLEMS: {name!r} is not a problem of the asv "
+                                 f"grid; allowed: {allowed} (or their ids)")
         problems.append(pid)
     return kernels, problems
 
 
-def load_plugins(config: Optional[ProjectConfig]) -> Dict[str, str]:
+def load_plugins(config: ProjectConfig | None) -> dict[str, str]:
     """Load the config's kernel-modules; returns reference -> error for those that fail
     (the suite records them, it never raises: an old commit may lack the module)."""
     failed = {}
@@ -295,10 +296,10 @@ def entry(m) -> dict:
     return e
 
 
-def measure_grid(kernels: Optional[List[str]] = None, problems: Optional[List[str]] = None,
-                 device_name: Optional[str] = None, budget: Optional[Budget] = None,
-                 project_dir: Union[str, Path, None] = None,
-                 timeout_s: Optional[float] = None) -> Dict[str, dict]:
+def measure_grid(kernels: list[str] | None = None, problems: list[str] | None = None,
+                 device_name: str | None = None, budget: Budget | None = None,
+                 project_dir: str | Path | None = None,
+                 timeout_s: float | None = None) -> dict[str, dict]:
     """Measure every (kernel, problem) once; failures become entries, never exceptions.
 
     ``project_dir``: the tracked repository (its ``[tool.attnperf]``); ``timeout_s``
@@ -327,7 +328,7 @@ def measure_grid(kernels: Optional[List[str]] = None, problems: Optional[List[st
         pass_problems = [p for p in pass_problems if p not in CPU_PROBLEM_IDS]
     trained = [resolve(p).with_pass(m) for p in pass_problems for m in modes]
 
-    def unfit(problem: Problem) -> Optional[str]:
+    def unfit(problem: Problem) -> str | None:
         ok, why = fits_device(problem, device)
         return None if ok else why
 
@@ -342,7 +343,7 @@ def measure_grid(kernels: Optional[List[str]] = None, problems: Optional[List[st
     # commit); asv's own setup_cache timeout stays the outer limit.
     with Session(device, threads=CPU_THREADS, tolerances=config.tolerances if config else None,
                  isolate=True, timeout_s=timeout_s) as session:
-        out: Dict[str, dict] = {"__meta__": {"device": session.device,
+        out: dict[str, dict] = {"__meta__": {"device": session.device,
                                              "environment": session.environment,
                                              "ceilings": session.ceilings}}
         known = set(registry.names())
@@ -359,14 +360,15 @@ def measure_grid(kernels: Optional[List[str]] = None, problems: Optional[List[st
     return out
 
 
-def entry_for(cache: Dict[str, dict], kernel: str, problem: str) -> dict:
+def entry_for(cache: dict[str, dict], kernel: str, problem: str) -> dict:
     """The setup-time check: n/a for what cannot run, an assertion for wrong results."""
     e = cache.get(key(kernel, problem))
     if e is None:
         device = (cache.get("__meta__") or {}).get("device")
         if device == "cuda" and any(problem in (pass_id(c, "bwd"), pass_id(c, "fwd+bwd"))
                                     for c in CPU_PROBLEM_IDS):
-            raise Skip(f"{problem}: the CPU's training problem; the GPU times passes at causal, gqa, train")
+            raise Skip(f"{problem}: the CPU's training problem; "
+                       "the GPU times passes at causal, gqa, train")
         if device == "cuda" and problem in CPU_PROBLEM_IDS:
             name = next(n for n, p in PRESETS.items() if p.id == problem)
             raise Skip(f"{problem}: the CPU machine kind's problem; a GPU measures it on request: "
@@ -395,7 +397,7 @@ def _g(value) -> str:
     return f"{value:.{FIGURE_DIGITS}g}" if isinstance(value, (int, float)) else str(value)
 
 
-def samples(values: List[float]) -> dict:
+def samples(values: list[float]) -> dict:
     """asv's sample format for a track_ benchmark (parsed by asv as timing samples)."""
     return {"samples": list(values), "number": 1}
 
@@ -423,8 +425,8 @@ def over_floor_samples(entry: dict) -> dict:
     return samples([figure(t / entry["floor_s"]) for t in times])
 
 
-def failure_summary(cache: Dict[str, dict], configs: List[Tuple[str, str]],
-                    config: Tuple[str, str]) -> str:
+def failure_summary(cache: dict[str, dict], configs: list[tuple[str, str]],
+                    config: tuple[str, str]) -> str:
     """The line that closes a grid's failure report in asv's output.
 
     ``configs``: the grid's (kernel, cache problem id) in asv's parameter order; ``config``:
@@ -439,7 +441,7 @@ def failure_summary(cache: Dict[str, dict], configs: List[Tuple[str, str]],
     if not failing or failing[-1] != tuple(config):
         return ""
     ran = sum(status(c) in FAILING + ("ok",) for c in configs)
-    counts: Dict[str, int] = {}
+    counts: dict[str, int] = {}
     for c in failing:
         counts[status(c)] = counts.get(status(c), 0) + 1
     how = ", ".join(f"{n} {_FAILING_WORDS[s]}{'' if n == 1 else 's'}" for s, n in counts.items())

@@ -53,18 +53,23 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
 
 from ..analysis import ab
 from ..analysis.gate import GATE_REGEX as GATED
 from ..analysis.gate import metric_class
 from ..asv import runner
-from ..errors import (BenchJobError, ConfigError, OutputPathError, ProjectError, ReportError,
-                      UsageError)
+from ..errors import (
+    BenchJobError,
+    ConfigError,
+    OutputPathError,
+    ProjectError,
+    ReportError,
+    UsageError,
+)
 from ..io import project_config
-from ..io.folders import OwnedDir
 from ..io import thresholds as thresholds_file
 from ..io.asv_results import read_asv_conf, read_results
+from ..io.folders import OwnedDir
 from ..measure.paired import PAIRED_FACTOR, PairedRunner
 from ..model import names
 from ..render import prcomment
@@ -79,7 +84,7 @@ MAX_TIMEOUT_S = 7 * 86_400.0  # a week for asv continuous
 # OUT's marker: the files an earlier `ci bench` wrote there (the only ones it rewrites).
 OUT_MARKER = ".attnperf-ci-bench"
 OUT_FILES = ("summary.md", "verdict.json", "asv-continuous.log", "paired.json")
-Key = Tuple[str, str]
+Key = tuple[str, str]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,22 +98,22 @@ class BenchOptions:
     base: str
     machine: str
     head: str = "HEAD"
-    factor: Optional[float] = None
+    factor: float | None = None
     config: str = "asv.conf.json"
-    results_dir: Optional[str] = None
+    results_dir: str | None = None
     out: str = "ci-artifacts/bench"
     device: str = "auto"
     describe: bool = True
-    asv: Optional[str] = None
-    asv_args: Tuple[str, ...] = ()
-    timeout_s: Optional[float] = None
-    rounds: Optional[int] = None
-    thresholds: Optional[str] = None
+    asv: str | None = None
+    asv_args: tuple[str, ...] = ()
+    timeout_s: float | None = None
+    rounds: int | None = None
+    thresholds: str | None = None
     use_thresholds: bool = True
     confirm: str = "auto"
     paired_factor: float = PAIRED_FACTOR
     render_only: bool = False
-    asv_exit: Optional[int] = None
+    asv_exit: int | None = None
 
     def __post_init__(self) -> None:
         names.machine(self.machine)
@@ -162,7 +167,7 @@ def resolve(repo: Path, ref: str) -> str:
     return _git(repo, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
 
 
-def find_asv(explicit: Optional[str]) -> str:
+def find_asv(explicit: str | None) -> str:
     try:
         return runner.find_asv(explicit)
     except ProjectError as exc:
@@ -174,7 +179,7 @@ def _env() -> dict:
     return runner.asv_env()
 
 
-def _tee(cmd: List[str], cwd: Path, log_path: Path, env: dict, timeout: Optional[float]) -> int:
+def _tee(cmd: list[str], cwd: Path, log_path: Path, env: dict, timeout: float | None) -> int:
     """Run ``cmd``, echoing its output and keeping it in ``log_path``."""
     return runner.tee(cmd, cwd, env, sys.stdout, log_path, timeout)
 
@@ -189,8 +194,8 @@ def describe_machine(conf_dir: Path, results_dir: Path, machine: str, device: st
                             f"see {log_path}")
 
 
-def copy_results(results_dir: Path, machine: str, commits: List[str], dest: OwnedDir,
-                 under: str = "results") -> List[str]:
+def copy_results(results_dir: Path, machine: str, commits: list[str], dest: OwnedDir,
+                 under: str = "results") -> list[str]:
     """Copy the machine's files and both commits' result files into ``dest/under`` (regular
     files only, through the file door); returns what was copied, relative to ``under``."""
     copied = []
@@ -209,8 +214,8 @@ def copy_results(results_dir: Path, machine: str, commits: List[str], dest: Owne
     return copied
 
 
-def out_dir(o: BenchOptions, conf_dir: Optional[Path] = None,
-            results_dir: Optional[Path] = None) -> OwnedDir:
+def out_dir(o: BenchOptions, conf_dir: Path | None = None,
+            results_dir: Path | None = None) -> OwnedDir:
     """OUT, checked: never the repository or the results folder (or a folder holding them,
     ``--out .``), never a link; inside it only what an earlier ``ci bench`` wrote is rewritten
     (:class:`~attnperf.io.folders.OwnedDir`).  :class:`UsageError` otherwise, before any work."""
@@ -248,8 +253,8 @@ class _Job:
     head: str
     factor: float  # the verdict's factor (rows without a calibrated threshold)
     asv_factor: float  # what asv continuous runs at: the smallest of factor and the thresholds
-    rounds: Optional[int]
-    calibrated: Optional[thresholds_file.Thresholds]
+    rounds: int | None
+    calibrated: thresholds_file.Thresholds | None
 
     @property
     def conf_dir(self) -> Path:
@@ -374,17 +379,17 @@ def _default_factor(conf_dir: Path, device: str) -> float:
 
 
 def paired_confirmation(repo: Path, base: str, head: str, cmp: ab.Comparison
-                        ) -> Tuple[Dict[Key, object], Dict[Key, str]]:
+                        ) -> tuple[dict[Key, object], dict[Key, str]]:
     """(kernel, problem id) -> paired figures for every time row measured at both
     commits, and -> why not for those the workers could not measure."""
     keys = sorted({(r.kernel, r.problem) for r in cmp.rows if metric_class(r.benchmark) is None
                    and r.before.ok and r.after.ok})
-    done: Dict[Key, object] = {}
-    failed: Dict[Key, str] = {}
+    done: dict[Key, object] = {}
+    failed: dict[Key, str] = {}
     if not keys:
         return done, failed
     tmp = Path(tempfile.mkdtemp(prefix="attnperf-paired-"))
-    trees: List[Path] = []
+    trees: list[Path] = []
     try:
         try:
             for name, sha in (("base", base), ("head", head)):

@@ -11,7 +11,6 @@ import argparse
 import logging
 import os
 import sys
-from typing import List, Optional, Tuple, Type
 
 try:  # the commands load PyTorch (seconds): Ctrl-C meanwhile is one line, no traceback
     from .. import __version__
@@ -35,7 +34,7 @@ except KeyboardInterrupt:
 __all__ = ["COMMANDS", "Command", "ExitCode", "build_parser", "main"]
 
 # Every command, in the order `attnperf --help` lists them.
-COMMANDS: Tuple[Type[Command], ...] = (
+COMMANDS: tuple[type[Command], ...] = (
     Run, Compare, Kernels, Ceilings, Env, Init, SiteBuild, PrComment,
     Machine, FetchAssets, EnvBuild, EnvInstall, Bench, Bisect, Calibrate)
 
@@ -51,16 +50,19 @@ GROUPS = {
 
 def build_parser() -> argparse.ArgumentParser:
     """The full ``attnperf`` parser (the docs' CLI reference is generated from it)."""
-    parser = command.Parser(prog="attnperf", epilog=ExitCode.epilog(),
-                            description="Correctness, GPU-true timing and roofline of attention kernels.",
-                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = command.Parser(
+        prog="attnperf",
+        epilog=ExitCode.epilog(),
+        description="Correctness, GPU-true timing and roofline of attention kernels.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"attnperf {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log details to stderr")
     command.add_commands(parser, COMMANDS, GROUPS)
     return parser
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     try:
         parser = build_parser()
         args = parser.parse_args(argv)

@@ -8,7 +8,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Optional
+
 from ..asv import envinstall
 from ..asv.machine import default_name, describe
 from ..errors import AssetFetchError
@@ -39,7 +39,7 @@ class Machine(Command):
                             help="auto|cpu|cuda: the device to describe (default auto)")
 
     @classmethod
-    def run(cls, name: Optional[str] = None, results_dir: str = "results",
+    def run(cls, name: str | None = None, results_dir: str = "results",
             device: str = "auto") -> int:
         print(json.dumps(describe(name or default_name(), results_dir, device), indent=2))
         return ExitCode.OK
@@ -72,7 +72,9 @@ def _pip_step(step, *args: str) -> int:
     try:
         step(*args)
     except subprocess.CalledProcessError as exc:
-        print(f"error: {' '.join(map(str, exc.cmd[:4]))} ... exited {exc.returncode}", file=sys.stderr)
+        print(
+            f"error: {' '.join(map(str, exc.cmd[:4]))} ... exited {exc.returncode}", file=sys.stderr
+        )
         return ExitCode.FAILURE
     return ExitCode.OK
 

@@ -14,7 +14,6 @@ import math
 import re
 import sys
 from pathlib import Path
-from typing import Optional
 
 from ..analysis import bisect as bisect_logic
 from ..analysis.gate import GATE_REGEX
@@ -37,14 +36,14 @@ class BisectOptions:
 
     good: str
     bad: str
-    bench: Optional[str] = None
-    factor: Optional[float] = None
-    machine: Optional[str] = None
+    bench: str | None = None
+    factor: float | None = None
+    machine: str | None = None
     config: str = "asv.conf.json"
-    rounds: Optional[int] = None
+    rounds: int | None = None
     launch_method: str = "forkserver"
-    log: Optional[str] = None
-    asv: Optional[str] = None
+    log: str | None = None
+    asv: str | None = None
 
     def __post_init__(self) -> None:
         if self.factor is not None and not (math.isfinite(self.factor) and self.factor >= 1.0):

@@ -17,8 +17,8 @@ import datetime
 import math
 import shutil
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence, Tuple
 
 from ..analysis import noise
 from ..analysis.gate import GATE_REGEX
@@ -41,20 +41,20 @@ MAX_RUNS = MAX_ROUNDS = 100
 class CalibrateOptions:
     """What ``attnperf calibrate`` was asked for; checked on construction (UsageError)."""
 
-    machine: Optional[str] = None
+    machine: str | None = None
     commit: str = "HEAD"
     runs: int = DEFAULT_RUNS
-    pool: Tuple[str, ...] = ()
+    pool: tuple[str, ...] = ()
     rounds: int = DEFAULT_ROUNDS
     factor: float = 1.05
     floor: float = noise.DEFAULT_FLOOR
     headroom: float = noise.DEFAULT_HEADROOM
     bench: str = GATE_REGEX
     config: str = "asv.conf.json"
-    output: Optional[str] = None
+    output: str | None = None
     write: bool = True
     launch_method: str = "forkserver"
-    asv: Optional[str] = None
+    asv: str | None = None
 
     def __post_init__(self) -> None:
         if self.machine is not None:
@@ -94,8 +94,12 @@ class Calibrate(Command):
         c.add_argument("--pool", action="append", default=[], metavar="FILE", type=text("pool"),
                        help="add earlier A/A sets of the same code on this machine: an asv results "
                        "file (one set) or an attnperf thresholds file (its medians); repeatable")
-        c.add_argument("--rounds", type=int_in("rounds", -2 ** 31, 2 ** 31), default=DEFAULT_ROUNDS,
-                       help=f"asv rounds per set: use what the gate uses (default {DEFAULT_ROUNDS})")
+        c.add_argument(
+            "--rounds",
+            type=int_in("rounds", -(2**31), 2**31),
+            default=DEFAULT_ROUNDS,
+            help=f"asv rounds per set: use what the gate uses (default {DEFAULT_ROUNDS})",
+        )
         c.add_argument("--factor", type=factor_float("factor"), default=1.05,
                        help="the suite factor to report the detectable slowdown at (default 1.05)")
         c.add_argument("--floor", type=factor_float("floor"), default=noise.DEFAULT_FLOOR,
@@ -104,7 +108,9 @@ class Calibrate(Command):
                        help=f"threshold = spread ** HEADROOM (default {noise.DEFAULT_HEADROOM:g})")
         c.add_argument("-b", "--bench", default=GATE_REGEX, metavar="REGEX",
                        help="benchmarks to calibrate, as asv's -b (default: the gated ones)")
-        c.add_argument("--config", default="asv.conf.json", help="asv config (default asv.conf.json)")
+        c.add_argument(
+            "--config", default="asv.conf.json", help="asv config (default asv.conf.json)"
+        )
         c.add_argument("--output", "-o", default=None, type=text("output"),
                        help="thresholds file (default results/<machine>/attnperf-thresholds.json; "
                             "never a --pool file or the config)")
@@ -157,7 +163,9 @@ def _pooled(paths: Sequence[str], machine: str, rounds: int):
         if run is None or not run.benchmarks or recorded != machine:
             why = "; ".join(notes) or (f"records machine {recorded!r}" if run and run.benchmarks
                                        else "no benchmark results")
-            raise UsageError(f"--pool {raw}: not an asv results file of machine {machine!r} ({why})")
+            raise UsageError(
+                f"--pool {raw}: not an asv results file of machine {machine!r} ({why})"
+            )
         runs.append(run)
     return runs, medians, sets
 

@@ -8,8 +8,7 @@ import sys
 from ..ci import bench
 from ..errors import BenchJobError
 from ..measure.paired import PAIRED_FACTOR
-from .command import (Command, ExitCode, factor_float, int_in, machine_name, positive_float,
-                      text)
+from .command import Command, ExitCode, factor_float, int_in, machine_name, positive_float, text
 
 
 class Bench(Command):
@@ -40,28 +39,44 @@ class Bench(Command):
                         help="where summary.md, verdict.json, the asv log and the result files go "
                              "(default ci-artifacts/bench); a new folder, or one an earlier "
                              "`ci bench` wrote: files it did not write are never replaced")
-        ap.add_argument("--device", default="auto", help="auto|cpu|cuda, for `attnperf asv machine`")
-        ap.add_argument("--no-describe", action="store_true",
-                        help="keep the existing asv machine description (skip `attnperf asv machine`)")
+        ap.add_argument(
+            "--device", default="auto", help="auto|cpu|cuda, for `attnperf asv machine`"
+        )
+        ap.add_argument(
+            "--no-describe",
+            action="store_true",
+            help="keep the existing asv machine description (skip `attnperf asv machine`)",
+        )
         ap.add_argument("--asv", default=None, help="asv executable (default: next to this python)")
         ap.add_argument("--asv-arg", action="append", default=[],
                         help="extra argument for asv continuous (repeatable)")
         ap.add_argument("--timeout", type=positive_float("timeout", bench.MAX_TIMEOUT_S, " s"),
                         default=None, help="seconds for asv continuous (at most "
                         f"{bench.MAX_TIMEOUT_S:g})")
-        ap.add_argument("--rounds", type=int_in("rounds", -2 ** 31, 2 ** 31), default=None,
-                        help="measure each commit R times, interleaved base/head (asv "
-                             "--interleave-rounds -a rounds=R; default: the thresholds file's, else 1)")
-        ap.add_argument("--thresholds", default=None,
-                        help="per-benchmark thresholds (default results/MACHINE/attnperf-thresholds.json "
-                             "when it exists; `attnperf calibrate` writes it)")
+        ap.add_argument(
+            "--rounds",
+            type=int_in("rounds", -(2**31), 2**31),
+            default=None,
+            help="measure each commit R times, interleaved base/head (asv "
+            "--interleave-rounds -a rounds=R; default: the thresholds file's, else 1)",
+        )
+        ap.add_argument(
+            "--thresholds",
+            default=None,
+            help="per-benchmark thresholds (default results/MACHINE/attnperf-thresholds.json "
+            "when it exists; `attnperf calibrate` writes it)",
+        )
         ap.add_argument("--no-thresholds", action="store_true",
                         help="judge every benchmark at --factor, even if a thresholds file exists")
         ap.add_argument("--confirm", choices=bench.CONFIRM, default="auto",
                         help="judge CPU time rows again by a paired re-measurement of both commits "
                              "(auto: with --device cpu)")
-        ap.add_argument("--paired-factor", type=factor_float("paired-factor"), default=PAIRED_FACTOR,
-                        help=f"paired re-measurement: slower than this is a regression (default {PAIRED_FACTOR})")
+        ap.add_argument(
+            "--paired-factor",
+            type=factor_float("paired-factor"),
+            default=PAIRED_FACTOR,
+            help=f"paired re-measurement: slower than this is a regression (default {PAIRED_FACTOR})",
+        )
         ap.add_argument("--render-only", action="store_true",
                         help="do not run asv; render from the results on disk")
         ap.add_argument("--asv-exit", type=int_in("asv-exit", -255, 255), default=None,

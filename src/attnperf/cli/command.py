@@ -16,13 +16,13 @@ import enum
 import inspect
 import math
 import textwrap
-from typing import Callable, ClassVar, Dict, Iterable, List, Optional, Sequence, Tuple, Type
+from collections.abc import Callable, Iterable, Sequence
+from typing import ClassVar
 
 from ..errors import UsageError
 from ..model import names
 
-
-Details = Tuple[Tuple[Tuple[str, ...], str], ...]  # ((command names, what it means there), ...)
+Details = tuple[tuple[tuple[str, ...], str], ...]  # ((command names, what it means there), ...)
 
 _SIGNALLED: Details = (
     (("run",), "the partial report is kept, marked interrupted"),
@@ -36,11 +36,13 @@ class ExitCode(enum.IntEnum):
     command's ``--help`` shows its own codes and details, ``attnperf --help`` all.
     """
 
-    def __new__(cls, value: int, summary: str, details: Details = ()) -> "ExitCode":
+    def __new__(cls, value: int, summary: str, details: Details = ()) -> ExitCode:
         member = int.__new__(cls, value)
         member._value_ = value
         member.summary, member.details = summary, details
-        member.__doc__ = summary + "".join(f"; {', '.join(names)}: {text}" for names, text in details)
+        member.__doc__ = summary + "".join(
+            f"; {', '.join(names)}: {text}" for names, text in details
+        )
         return member
 
     OK = 0, "success", (
@@ -74,26 +76,26 @@ class ExitCode(enum.IntEnum):
     BROKEN = 2, "broken benchmark"
 
     @classmethod
-    def epilog(cls, codes: Optional[Iterable["ExitCode"]] = None, command: Optional[str] = None,
+    def epilog(cls, codes: Iterable[ExitCode] | None = None, command: str | None = None,
                width: int = 88) -> str:
         """The table for a ``--help`` epilog: ``codes`` (default: every code) in order, with
         the details for ``command`` (default: every command's, one line each)."""
         chosen = sorted(set(cls) if codes is None else set(codes))
         lines = ["exit codes:"]
 
-        def wrap(text: str, first: str, rest: str) -> List[str]:
+        def wrap(text: str, first: str, rest: str) -> list[str]:
             return textwrap.wrap(text, width=width, initial_indent=first, subsequent_indent=rest,
                                  break_on_hyphens=False)
 
         for code in chosen:
-            mine = [text for names, text in code.details if command in names]
+            mine = [text for commands, text in code.details if command in commands]
             if command is not None:
                 sep = "; " if ":" in code.summary else ": "
                 lines += wrap(sep.join([code.summary, *mine]), f"  {int(code):<5}", " " * 7)
                 continue
             lines += wrap(code.summary, f"  {int(code):<5}", " " * 7)
-            for names, text in code.details:
-                lines += wrap(f"{', '.join(names)}: {text}", " " * 9, " " * 11)
+            for commands, text in code.details:
+                lines += wrap(f"{', '.join(commands)}: {text}", " " * 9, " " * 11)
         return "\n".join(lines) + "\n"
 
 
@@ -111,8 +113,8 @@ class Command:
 
     name: ClassVar[str]  # "run", or "group sub" for a sub-command ("site build")
     help: ClassVar[str]  # one line, in the command list of `attnperf --help`
-    description: ClassVar[Optional[str]] = None  # the command's own --help (default: help)
-    exit_codes: ClassVar[Tuple[ExitCode, ...]] = (ExitCode.OK, ExitCode.FAILURE, ExitCode.USAGE)
+    description: ClassVar[str | None] = None  # the command's own --help (default: help)
+    exit_codes: ClassVar[tuple[ExitCode, ...]] = (ExitCode.OK, ExitCode.FAILURE, ExitCode.USAGE)
 
     @classmethod
     def setup_arguments(cls, parser: argparse.ArgumentParser) -> None:
@@ -124,14 +126,14 @@ class Command:
 
         Commands whose flags need converting (comma lists, a frozen options object)
         override this; ``run`` itself never sees the Namespace."""
-        run = getattr(cls, "run")
+        run = cls.run
         names = inspect.signature(run).parameters
         return run(**{name: getattr(args, name) for name in names})
 
 
 # ---- argument types: a bad value is argparse's "argument --x: ..." usage error ----
 # Every number enters through one of these: finite, and in the range the flag documents.
-def positive_int(flag: str, most: Optional[int] = None) -> Callable[[str], int]:
+def positive_int(flag: str, most: int | None = None) -> Callable[[str], int]:
     """A positive integer (at most ``most``)."""
     def parse(text: str) -> int:
         try:
@@ -217,12 +219,12 @@ def machine_name(flag: str = "machine") -> Callable[[str], str]:
 COMMAND_KEY = "_command"  # the Namespace attribute naming the chosen Command class
 
 
-def add_commands(parser: argparse.ArgumentParser, commands: Sequence[Type[Command]],
-                 groups: Dict[str, str]) -> None:
+def add_commands(parser: argparse.ArgumentParser, commands: Sequence[type[Command]],
+                 groups: dict[str, str]) -> None:
     """Add ``commands`` to ``parser``; ``groups`` gives the help line of each command group
     ("site", "asv", "ci") whose sub-commands are named "group sub"."""
     subs = parser.add_subparsers(dest="command", parser_class=Parser)
-    group_subs: Dict[str, argparse._SubParsersAction] = {}
+    group_subs: dict[str, argparse._SubParsersAction] = {}
     for command in commands:
         group, _, sub = command.name.partition(" ")
         where = subs

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Optional
 
 from ..analysis.compare import compare_results
 from ..errors import UsageError
@@ -38,7 +37,7 @@ class Compare(Command):
 
     @classmethod
     def run(cls, current: str, baseline: str, threshold: float = -3.0,
-            output: Optional[str] = None, fmt: str = "text", allow_missing: bool = False) -> int:
+            output: str | None = None, fmt: str = "text", allow_missing: bool = False) -> int:
         if fmt not in FORMATS:
             raise UsageError(f"--format must be text, markdown or json, got {fmt!r}")
         inputs = (current, baseline)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 from ..asv.suite import device_problems
 from ..errors import UsageError
@@ -37,7 +37,9 @@ class Kernels(Command):
                                  "`attnperf run` uses on the device)")
         parser.add_argument("--dtype", help="check the problems at this dtype: float16|bfloat16|"
                                             "float32 (aliases fp16, bf16, fp32)")
-        parser.add_argument("--sweeps", action="store_true", help="also list named problems and sweeps")
+        parser.add_argument(
+            "--sweeps", action="store_true", help="also list named problems and sweeps"
+        )
 
     @classmethod
     def run_from_args(cls, args: argparse.Namespace) -> int:
@@ -48,7 +50,7 @@ class Kernels(Command):
         return cls.run(device=args.device, problems=names, dtype=args.dtype, sweeps=args.sweeps)
 
     @classmethod
-    def run(cls, device: str = "auto", problems: Sequence[str] = (), dtype: Optional[str] = None,
+    def run(cls, device: str = "auto", problems: Sequence[str] = (), dtype: str | None = None,
             sweeps: bool = False) -> int:
         device = resolve_device(device)
         checked = ([resolve(name) for name in problems] if problems
@@ -101,7 +103,9 @@ class Ceilings(Command):
             print(json.dumps(data, indent=2))
             return ExitCode.OK
         where = env["gpu_name"] or env["cpu_model"]
-        print(f"ceilings on {where} ({'cached' if data['cached'] else 'measured now'}: {data['cache_path']})")
+        print(
+            f"ceilings on {where} ({'cached' if data['cached'] else 'measured now'}: {data['cache_path']})"
+        )
         ds = f" (datasheet {peak.bandwidth_tb_s * 1e3:.0f})" if peak else ""
         print(f"  copy bandwidth   {data['bandwidth_gb_s']:10.1f} GB/s{ds}")
         for dt, tf in data["matmul_tflops"].items():

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Optional
 
 from .. import scaffold
 from ..io import project_config
@@ -34,15 +33,23 @@ class Init(Command):
                             help="the main branch (default: origin's, else main/master)")
 
     @classmethod
-    def run(cls, directory: Optional[str] = None, force: bool = False,
-            branch: Optional[str] = None) -> int:
-        project = scaffold.inspect_project(Path(directory or "."), branch=branch)  # InitError: exit 2
+    def run(cls, directory: str | None = None, force: bool = False,
+            branch: str | None = None) -> int:
+        project = scaffold.inspect_project(
+            Path(directory or "."), branch=branch
+        )  # InitError: exit 2
         pyproject = project.root / project_config.PYPROJECT
         if project.has_config:
-            project_config.load(pyproject)  # an invalid [tool.attnperf]: exit 2 before writing anything
+            project_config.load(
+                pyproject
+            )  # an invalid [tool.attnperf]: exit 2 before writing anything
         outcomes = scaffold.write(project, force=force)
         for o in outcomes:
-            note = " (edited since attnperf init wrote it; --force rewrites it)" if o.action == "kept" else ""
+            note = (
+                " (edited since attnperf init wrote it; --force rewrites it)"
+                if o.action == "kept"
+                else ""
+            )
             print(f"{o.action:>9}  {o.path}{note}" if o.action != "added [tool.attnperf]"
                   else f"    added  [tool.attnperf] to {o.path}")
         config = project_config.load(pyproject)

@@ -10,7 +10,7 @@ import os
 import signal
 import sys
 import threading
-from typing import List, Optional, Sequence, Tuple
+from collections.abc import Sequence
 
 from tqdm import tqdm
 
@@ -45,26 +45,26 @@ class RunOptions:
     ``kernels``, ``kernel_modules`` and ``passes`` hold the flags' values as given
     (repeated, comma lists); :meth:`Run.run` resolves and checks them."""
 
-    kernels: Tuple[str, ...] = ()
-    kernel_modules: Tuple[str, ...] = ()
-    batch: Optional[int] = None
-    heads: Optional[int] = None
-    kv_heads: Optional[int] = None
-    seq: Optional[int] = None
-    seq_kv: Optional[int] = None
-    dim: Optional[int] = None
-    dtype: Optional[str] = None
+    kernels: tuple[str, ...] = ()
+    kernel_modules: tuple[str, ...] = ()
+    batch: int | None = None
+    heads: int | None = None
+    kv_heads: int | None = None
+    seq: int | None = None
+    seq_kv: int | None = None
+    dim: int | None = None
+    dtype: str | None = None
     causal: bool = False
-    sweep: Optional[str] = None
-    passes: Tuple[str, ...] = ()
+    sweep: str | None = None
+    passes: tuple[str, ...] = ()
     device: str = "auto"
-    output: Optional[str] = None
-    budget_ms: Optional[float] = None
+    output: str | None = None
+    budget_ms: float | None = None
     latency: bool = True
     l2_flush: bool = True
-    seed: Optional[int] = None
-    threads: Optional[int] = None
-    timeout_s: Optional[float] = None
+    seed: int | None = None
+    threads: int | None = None
+    timeout_s: float | None = None
     in_process: bool = False
     verbose: bool = False
 
@@ -78,8 +78,13 @@ class Run(Command):
     @classmethod
     def setup_arguments(cls, parser: argparse.ArgumentParser) -> None:
         r = parser
-        r.add_argument("--kernel", action="append", metavar="NAME", type=text("kernel"),
-                       help="kernel to run (repeat or comma-separate; default: [tool.attnperf]'s, else all)")
+        r.add_argument(
+            "--kernel",
+            action="append",
+            metavar="NAME",
+            type=text("kernel"),
+            help="kernel to run (repeat or comma-separate; default: [tool.attnperf]'s, else all)",
+        )
         r.add_argument("--kernel-module", action="append", metavar="MODULE:ATTR",
                        type=text("kernel-module"),
                        help="also load the kernel(s) that MODULE:ATTR names (repeatable)")
@@ -102,18 +107,30 @@ class Run(Command):
                             "passes time torch.autograd.grad and check dQ, dK, dV")
         r.add_argument("--device", default="auto", type=text("device"),
                        help="auto|cpu|cuda (default auto: cuda when present)")
-        r.add_argument("--output", "-o", type=text("output"),
-                       help="write the JSON report here (atomically; one run writes a file at a time)")
+        r.add_argument(
+            "--output",
+            "-o",
+            type=text("output"),
+            help="write the JSON report here (atomically; one run writes a file at a time)",
+        )
         r.add_argument("--budget-ms", type=positive_float("budget-ms", MAX_BUDGET_MS, " ms"),
                        default=None, help="time spent sampling each timing (default 500; at most "
                        f"{MAX_BUDGET_MS:g})")
-        r.add_argument("--no-latency", action="store_true", help="GPU: skip the per-call latency timing")
-        r.add_argument("--no-l2-flush", action="store_true", help="GPU: keep L2 warm between latency samples")
+        r.add_argument(
+            "--no-latency", action="store_true", help="GPU: skip the per-call latency timing"
+        )
+        r.add_argument(
+            "--no-l2-flush", action="store_true", help="GPU: keep L2 warm between latency samples"
+        )
         r.add_argument("--seed", type=int_in("seed", 0, 2 ** 63 - 1), default=None,
                        help="input seed (0 to 2**63-1)")
-        r.add_argument("--threads", type=positive_int("threads"), default=None,
-                       help="CPU threads for PyTorch (default: 1, as the asv CPU suite: steady on a "
-                            "small shared CPU; more than this machine's cores: its cores)")
+        r.add_argument(
+            "--threads",
+            type=positive_int("threads"),
+            default=None,
+            help="CPU threads for PyTorch (default: 1, as the asv CPU suite: steady on a "
+            "small shared CPU; more than this machine's cores: its cores)",
+        )
         r.add_argument("--timeout-s", type=positive_float("timeout-s", MAX_TIMEOUT_S, " s"),
                        default=None,
                        help="limit per config; past it the config is 'timed_out' and the sweep "
@@ -147,7 +164,9 @@ def _custom(o: RunOptions) -> bool:
 
 def _problems(o: RunOptions, config=None, device: str = "cuda") -> list:
     if o.sweep and _custom(o):
-        raise UsageError("--sweep cannot be combined with --batch/--heads/--seq/--dim/--dtype/--causal")
+        raise UsageError(
+            "--sweep cannot be combined with --batch/--heads/--seq/--dim/--dtype/--causal"
+        )
     if o.sweep and config is not None and o.sweep in config.sweeps:
         return list(config.sweeps[o.sweep])
     if o.sweep:
@@ -165,7 +184,7 @@ def _problems(o: RunOptions, config=None, device: str = "cuda") -> list:
     return []  # filled with the device's default sweep
 
 
-def passes(given: Sequence[str]) -> List[str]:
+def passes(given: Sequence[str]) -> list[str]:
     """The --pass values (repeated or comma lists), in the order given; default fwd."""
     names = [n.strip() for arg in given for n in arg.split(",")]
     if given and not any(names):
@@ -184,7 +203,7 @@ def plugins(kernel_modules: Sequence[str], config=None) -> None:
         registry.add_reference(ref)
 
 
-def _kernels(given: Sequence[str], config=None) -> List[str]:
+def _kernels(given: Sequence[str], config=None) -> list[str]:
     if not given and config is not None and config.tracked:
         for n in config.tracked:
             if registry.canonical_name(n) not in registry.names():
@@ -220,7 +239,7 @@ def _sigterm_raises():
 
 
 @contextlib.contextmanager
-def _signals_recorded(received: List[int]):
+def _signals_recorded(received: list[int]):
     """SIGINT/SIGTERM only noted in ``received`` during the block: a finished run writes
     its complete report and prints its table whatever arrives meanwhile."""
     if threading.current_thread() is not threading.main_thread():
@@ -277,7 +296,7 @@ def run_kernels(o: RunOptions) -> int:
             return EXIT_SIGTERM
 
 
-def _threads(threads: Optional[int]) -> Optional[int]:
+def _threads(threads: int | None) -> int | None:
     """--threads, at most this machine's cores (more only queue; tens of thousands make the
     OpenMP runtime fail or crash), saying so when it lowers it."""
     cores = os.cpu_count() or 1
@@ -288,14 +307,14 @@ def _threads(threads: Optional[int]) -> Optional[int]:
     return threads
 
 
-def _run(o: RunOptions, problems: List[Problem], kernels: List[str], config=None,
+def _run(o: RunOptions, problems: list[Problem], kernels: list[str], config=None,
          modes: Sequence[str] = ("fwd",)) -> int:
     isolate = not o.in_process
     had_report = bool(o.output) and os.path.lexists(o.output)
     # The asv suite's thread count unless --threads says otherwise: on a small
     # shared CPU, PyTorch's default (one thread per core) stuck readings at
     # multiples of ~8 ms of barrier waits, IQR up to 2810 %.
-    late: List[int] = []  # signals that arrived once every config was measured
+    late: list[int] = []  # signals that arrived once every config was measured
     # entered once the last config is measured; left after the session has closed too
     finishing = contextlib.ExitStack()
     with finishing, Session(o.device, threads=o.threads or CPU_THREADS, isolate=isolate,
@@ -320,7 +339,7 @@ def _run(o: RunOptions, problems: List[Problem], kernels: List[str], config=None
                     "budget_s": budget.budget_s, "latency": o.latency,
                     "l2_flush": o.l2_flush, "sweep": o.sweep,
                     "isolated": isolate, "timeout_s": timeout_s, "passes": list(modes)}
-        measured: List[Measurement] = []
+        measured: list[Measurement] = []
 
         def report(finished: bool) -> dict:
             not_run = [f"{k}/{p.id}" for k, p in jobs[len(measured):]]
@@ -336,8 +355,12 @@ def _run(o: RunOptions, problems: List[Problem], kernels: List[str], config=None
                     write_json(o.output, report(finished))
 
         kw = {} if o.seed is None else {"seed": o.seed}
-        if config is not None and config.problems and not o.sweep and \
-                {p.with_pass("fwd") for p in problems} == set(config.problems):  # the suite's device rule
+        if (
+            config is not None
+            and config.problems
+            and not o.sweep
+            and {p.with_pass("fwd") for p in problems} == set(config.problems)
+        ):  # the suite's device rule
             kw["skip"] = lambda p: fits_device(p, device)[1] or None
         stopped = None
         try:
@@ -370,8 +393,8 @@ def _run(o: RunOptions, problems: List[Problem], kernels: List[str], config=None
     return code
 
 
-def _conclude(o: RunOptions, measured: List[Measurement], jobs: list, final: dict,
-              stopped: Optional[int], had_report: bool) -> int:
+def _conclude(o: RunOptions, measured: list[Measurement], jobs: list, final: dict,
+              stopped: int | None, had_report: bool) -> int:
     """The table, what was written, the summary line; the exit code."""
     if measured:
         print(render_table(measured, verbose=o.verbose))

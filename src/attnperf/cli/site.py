@@ -11,8 +11,8 @@ import re
 import signal
 import sys
 import threading
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 from ..errors import Signalled, UsageError
 from ..io.asv_results import read_results
@@ -21,8 +21,7 @@ from ..model import names
 from ..render.prcomment import render_section
 from ..render.site import SUBDIR
 from ..site import publish
-from .command import (Command, ExitCode, finite_float, int_in, machine_name, positive_int,
-                      text)
+from .command import Command, ExitCode, finite_float, int_in, machine_name, positive_int, text
 
 
 def _raise_signalled(signum, frame):
@@ -70,9 +69,9 @@ class SiteBuild(Command):
                        all_machines=args.all_machines, serve=args.serve, port=args.port)
 
     @classmethod
-    def run(cls, config: str = "asv.conf.json", results: Optional[str] = None,
-            out: Optional[str] = None, publish_asv: bool = True, asv_assets: Optional[str] = None,
-            include_machines: Sequence[str] = (), asv: Optional[str] = None,
+    def run(cls, config: str = "asv.conf.json", results: str | None = None,
+            out: str | None = None, publish_asv: bool = True, asv_assets: str | None = None,
+            include_machines: Sequence[str] = (), asv: str | None = None,
             all_machines: bool = False, serve: bool = False, port: int = 8000) -> int:
         if not Path(config).is_file():
             raise UsageError(f"asv config {config!r} does not exist (--config)")
@@ -108,8 +107,10 @@ class SiteBuild(Command):
               f"{offline})")
         failed = publish_asv and report.asv_exit != 0
         if failed:
-            print(f"error: asv publish exited {report.asv_exit}; attnperf's pages were built anyway",
-                  file=sys.stderr)
+            print(
+                f"error: asv publish exited {report.asv_exit}; attnperf's pages were built anyway",
+                file=sys.stderr,
+            )
         if serve:
             _serve(report.out_dir, port)
         return ExitCode.FAILURE if failed else ExitCode.OK
@@ -136,8 +137,12 @@ class PrComment(Command):
         pc.add_argument("--results", default="results", type=text("results"),
                         help="asv results dir (default results)")
         pc.add_argument("--machine", required=True, type=machine_name(), help="asv machine name")
-        pc.add_argument("--base", required=True, help="base commit hash (or its first 8+ characters)")
-        pc.add_argument("--head", required=True, help="head commit hash (or its first 8+ characters)")
+        pc.add_argument(
+            "--base", required=True, help="base commit hash (or its first 8+ characters)"
+        )
+        pc.add_argument(
+            "--head", required=True, help="head commit hash (or its first 8+ characters)"
+        )
         pc.add_argument("--factor", type=finite_float("factor"), default=1.05,
                         help="slower by more than this and significant = regression (default 1.05)")
         pc.add_argument("--asv-exit", type=int_in("asv-exit", -255, 255), default=None,
@@ -147,8 +152,8 @@ class PrComment(Command):
 
     @classmethod
     def run(cls, machine: str, base: str, head: str, results: str = "results",
-            factor: float = 1.05, asv_exit: Optional[int] = None,
-            output: Optional[str] = None) -> int:
+            factor: float = 1.05, asv_exit: int | None = None,
+            output: str | None = None) -> int:
         names.machine(machine)
         if output is not None:
             check_writable(output, (results,))

@@ -39,8 +39,8 @@ import itertools
 import json
 import math
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..errors import ReportError
 from . import ceilings as ceilings_file
@@ -76,7 +76,7 @@ def _is_number(x) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool)
 
 
-def _finite_floats(values) -> Optional[List[float]]:
+def _finite_floats(values) -> list[float] | None:
     if not isinstance(values, list):
         return None
     out = [f for f in map(finite_number, values) if f is not None]
@@ -88,9 +88,9 @@ class Point:
     """One parameter combination of one benchmark in one run."""
 
     status: str
-    value: Optional[float] = None
-    samples: Optional[Tuple[float, ...]] = None
-    stats: Optional[Dict[str, float]] = None
+    value: float | None = None
+    samples: tuple[float, ...] | None = None
+    stats: dict[str, float] | None = None
 
     @property
     def ok(self) -> bool:
@@ -105,9 +105,9 @@ class BenchmarkResult:
     """All combinations of one benchmark in one run."""
 
     name: str
-    params: List[List[str]]  # raw asv values (repr strings), as asv stores them
-    version: Optional[str]
-    points: Dict[Tuple[str, ...], Point]  # keyed by unquoted values
+    params: list[list[str]]  # raw asv values (repr strings), as asv stores them
+    version: str | None
+    points: dict[tuple[str, ...], Point]  # keyed by unquoted values
 
     def get(self, *values: str) -> Point:
         return self.points.get(tuple(values), MISSING_POINT)
@@ -120,11 +120,11 @@ class Run:
     machine: str
     commit: str
     env_name: str
-    date: Optional[int]
-    params: Dict[str, object]
+    date: int | None
+    params: dict[str, object]
     path: str
-    benchmarks: Dict[str, BenchmarkResult]
-    notes: List[str]
+    benchmarks: dict[str, BenchmarkResult]
+    notes: list[str]
 
     @property
     def short(self) -> str:
@@ -138,38 +138,42 @@ class Run:
 @dataclasses.dataclass
 class Machine:
     name: str
-    info: Dict[str, object]
-    ceilings: Optional[dict]
-    runs: List[Run]  # oldest first (commit date)
-    notes: List[str]
+    info: dict[str, object]
+    ceilings: dict | None
+    runs: list[Run]  # oldest first (commit date)
+    notes: list[str]
 
-    def latest(self) -> Optional[Run]:
+    def latest(self) -> Run | None:
         return self.runs[-1] if self.runs else None
 
-    def runs_for(self, commit: str) -> List[Run]:
+    def runs_for(self, commit: str) -> list[Run]:
         return [r for r in self.runs if commit and r.commit.startswith(commit)]
 
 
 @dataclasses.dataclass
 class ResultsDB:
     root: str
-    machines: Dict[str, Machine]
-    benchmarks: Dict[str, dict]  # benchmarks.json, {} when absent
-    notes: List[str]
+    machines: dict[str, Machine]
+    benchmarks: dict[str, dict]  # benchmarks.json, {} when absent
+    notes: list[str]
 
-    def param_names(self, benchmark: str, count: int) -> List[str]:
+    def param_names(self, benchmark: str, count: int) -> list[str]:
         names = (self.benchmarks.get(benchmark) or {}).get("param_names")
-        if isinstance(names, list) and len(names) == count and all(isinstance(n, str) for n in names):
+        if (
+            isinstance(names, list)
+            and len(names) == count
+            and all(isinstance(n, str) for n in names)
+        ):
             return names
         if count == 2 and benchmark.startswith("bench_attention."):
             return ["kernel", "problem"]  # attnperf's suite, when benchmarks.json is missing
         return [f"param{i + 1}" for i in range(count)]
 
-    def unit(self, benchmark: str) -> Optional[str]:
+    def unit(self, benchmark: str) -> str | None:
         unit = (self.benchmarks.get(benchmark) or {}).get("unit")
         return unit if isinstance(unit, str) else None
 
-    def all_notes(self) -> List[str]:
+    def all_notes(self) -> list[str]:
         notes = list(self.notes)
         for m in self.machines.values():
             notes += m.notes
@@ -184,7 +188,7 @@ class ResultsDB:
 MAX_ASV_FILE_BYTES = 16 << 20
 
 
-def _load(path: Path, notes: List[str], what: str):
+def _load(path: Path, notes: list[str], what: str):
     """JSON object of ``path`` or None (with a note)."""
     try:
         return load_json(str(path), what, MAX_ASV_FILE_BYTES)
@@ -193,7 +197,7 @@ def _load(path: Path, notes: List[str], what: str):
         return None
 
 
-def _version_ok(data: dict, path: Path, known: Sequence[int], what: str, notes: List[str]) -> bool:
+def _version_ok(data: dict, path: Path, known: Sequence[int], what: str, notes: list[str]) -> bool:
     version = data.get("version")
     if version in known:
         return True
@@ -202,10 +206,10 @@ def _version_ok(data: dict, path: Path, known: Sequence[int], what: str, notes: 
     return False
 
 
-def _text_fields(data: dict, path: Path, what: str, notes: List[str]) -> Dict[str, str]:
+def _text_fields(data: dict, path: Path, what: str, notes: list[str]) -> dict[str, str]:
     """A machine description as asv writes it: text values.  Numbers become text;
     anything else (null, lists, objects) is dropped with one note."""
-    out: Dict[str, str] = {}
+    out: dict[str, str] = {}
     dropped = []
     for k, v in data.items():
         if isinstance(v, str):
@@ -215,11 +219,13 @@ def _text_fields(data: dict, path: Path, what: str, notes: List[str]) -> Dict[st
         else:
             dropped.append(str(k)[:40])
     if dropped:
-        notes.append(f"{path}: {what} fields that are not text were ignored: {', '.join(dropped[:8])}")
+        notes.append(
+            f"{path}: {what} fields that are not text were ignored: {', '.join(dropped[:8])}"
+        )
     return out
 
 
-def _date(value, path: Path, notes: List[str]) -> Optional[int]:
+def _date(value, path: Path, notes: list[str]) -> int | None:
     """asv's commit date (ms since the epoch), or None (with a note) when damaged."""
     if value is None:
         return None
@@ -231,19 +237,19 @@ def _date(value, path: Path, notes: List[str]) -> Optional[int]:
     return None
 
 
-def _column_list(value, n: int) -> List:
+def _column_list(value, n: int) -> list:
     """A per-combination column: a list of length n (padded), whatever asv wrote."""
     if not isinstance(value, list):
         return [None] * n
     return (list(value) + [None] * n)[:n]
 
 
-def _parse_row(name: str, row, columns: List[str], path: Path, notes: List[str]
-               ) -> Optional[BenchmarkResult]:
+def _parse_row(name: str, row, columns: list[str], path: Path, notes: list[str]
+               ) -> BenchmarkResult | None:
     if not isinstance(row, list):
         notes.append(f"{path}: {name}: row is a {type(row).__name__}, expected a list; ignored")
         return None
-    cols = dict(zip(columns, row + [None] * (len(columns) - len(row))))
+    cols = dict(zip(columns, row + [None] * (len(columns) - len(row)), strict=False))
     params = cols.get("params") or []
     if not (isinstance(params, list) and all(isinstance(p, list) for p in params)):
         notes.append(f"{path}: {name}: malformed params {params!r}; ignored")
@@ -261,7 +267,7 @@ def _parse_row(name: str, row, columns: List[str], path: Path, notes: List[str]
     missing_tail = len(result) if isinstance(result, list) else n
     samples = _column_list(cols.get("samples"), n)
     stat_cols = {k[6:]: _column_list(v, n) for k, v in cols.items() if k.startswith("stats_")}
-    points: Dict[Tuple[str, ...], Point] = {}
+    points: dict[tuple[str, ...], Point] = {}
     for i, combo in enumerate(combos):
         key = tuple(unquote(v) for v in combo)
         v = values[i]
@@ -284,7 +290,7 @@ def _parse_row(name: str, row, columns: List[str], path: Path, notes: List[str]
     return BenchmarkResult(name, params, version if isinstance(version, str) else None, points)
 
 
-def read_run(path: Path, machine: str, notes: List[str]) -> Optional[Run]:
+def read_run(path: Path, machine: str, notes: list[str]) -> Run | None:
     """One asv results file, or None (with a note saying why)."""
     data = _load(path, notes, "asv results")
     if data is None:
@@ -294,7 +300,7 @@ def read_run(path: Path, machine: str, notes: List[str]) -> Optional[Run]:
         return None
     if not _version_ok(data, path, KNOWN_RESULT_VERSIONS, "asv results", notes):
         return None
-    run_notes: List[str] = []
+    run_notes: list[str] = []
     commit = data.get("commit_hash")
     if not isinstance(commit, str) or not re.fullmatch(r"[0-9a-f]{7,40}", commit):
         notes.append(f"{path}: no valid commit_hash ({commit!r}); file ignored")
@@ -325,8 +331,8 @@ def read_run(path: Path, machine: str, notes: List[str]) -> Optional[Run]:
 
 
 def read_machine(mdir: Path) -> Machine:
-    notes: List[str] = []
-    info: Dict[str, object] = {}
+    notes: list[str] = []
+    info: dict[str, object] = {}
     mfile = mdir / "machine.json"
     if mfile.exists():
         data = _load(mfile, notes, "machine description")
@@ -344,7 +350,9 @@ def read_machine(mdir: Path) -> Machine:
         if path.name in ("machine.json", ceilings_file.FILE_NAME, THRESHOLDS_FILE):
             continue
         if not _RESULT_NAME.match(path.name):
-            notes.append(f"{path}: not named like an asv result file (<commit8>-<env>.json); ignored")
+            notes.append(
+                f"{path}: not named like an asv result file (<commit8>-<env>.json); ignored"
+            )
             continue
         run = read_run(path, mdir.name, notes)
         if run is not None:
@@ -355,7 +363,7 @@ def read_machine(mdir: Path) -> Machine:
     return Machine(name=mdir.name, info=info, ceilings=ceilings, runs=runs, notes=notes)
 
 
-def read_benchmarks(root: Path, notes: List[str]) -> Dict[str, dict]:
+def read_benchmarks(root: Path, notes: list[str]) -> dict[str, dict]:
     path = root / "benchmarks.json"
     if not path.exists():
         notes.append(f"{path}: missing; units and parameter names are guessed")
@@ -371,7 +379,7 @@ def read_benchmarks(root: Path, notes: List[str]) -> Dict[str, dict]:
 def read_results(root: str) -> ResultsDB:
     """Everything under an asv results directory; never raises for bad content."""
     base = Path(root)
-    notes: List[str] = []
+    notes: list[str] = []
     if not base.is_dir():
         notes.append(f"{root}: no such results directory (no asv run has written results yet)")
         return ResultsDB(root=str(root), machines={}, benchmarks={}, notes=notes)
@@ -411,7 +419,7 @@ def read_asv_conf(path: str) -> dict:
     return data
 
 
-def raw_param(benchmark: Optional[BenchmarkResult], index: int, value: str) -> str:
+def raw_param(benchmark: BenchmarkResult | None, index: int, value: str) -> str:
     """The repr string asv uses for a parameter value (for asv URLs)."""
     if benchmark is not None and index < len(benchmark.params):
         for raw in benchmark.params[index]:

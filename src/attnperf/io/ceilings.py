@@ -16,10 +16,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import List, Optional
 
-from .jsonfile import finite_number, load_json, write_json
 from ..errors import ReportError
+from .jsonfile import finite_number, load_json, write_json
 
 SCHEMA_VERSION = 2
 KNOWN_VERSIONS = (1, 2)
@@ -37,7 +36,7 @@ def _plausible(x, bounds) -> bool:
     return f is not None and bounds[0] <= f <= bounds[1]
 
 
-def problem_with(data) -> Optional[str]:
+def problem_with(data) -> str | None:
     """Why ``data`` is not a usable ceilings record (None when it is)."""
     if not isinstance(data, dict):
         return f"holds a JSON {type(data).__name__}, expected an object"
@@ -71,7 +70,7 @@ def normalise(data: dict) -> dict:
     return out
 
 
-def read(path: Path, notes: List[str]) -> Optional[dict]:
+def read(path: Path, notes: list[str]) -> dict | None:
     """A ceilings file validated just enough to draw roofs from; None (with a note) if absent/bad."""
     if not path.exists():
         return None

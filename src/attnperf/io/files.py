@@ -28,8 +28,8 @@ import hashlib
 import os
 import stat
 import threading
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Sequence, Type
 
 from ..errors import AttnperfError, OutputPathError, ReportError
 
@@ -60,7 +60,7 @@ def _mib(n: int) -> str:
 
 
 def read_bytes(path, what: str = "file", limit: int = MAX_READ_BYTES,
-               error: Type[AttnperfError] = ReportError) -> bytes:
+               error: type[AttnperfError] = ReportError) -> bytes:
     """The bytes of the regular file ``path``; every failure is one ``error`` naming
     ``what``, the path and why (missing, not a regular file, over ``limit`` bytes)."""
     text = os.fspath(path)
@@ -84,7 +84,7 @@ def read_bytes(path, what: str = "file", limit: int = MAX_READ_BYTES,
                           "reads; not a file of this kind")
         if st.st_size > limit:
             raise too_large
-        chunks: List[bytes] = []
+        chunks: list[bytes] = []
         total = 0
         while True:
             chunk = os.read(fd, min(1 << 20, limit + 1 - total))
@@ -104,7 +104,7 @@ def read_bytes(path, what: str = "file", limit: int = MAX_READ_BYTES,
 
 
 def read_text(path, what: str = "file", limit: int = MAX_READ_BYTES,
-              error: Type[AttnperfError] = ReportError) -> str:
+              error: type[AttnperfError] = ReportError) -> str:
     """:func:`read_bytes` decoded as UTF-8 (a file that is not: one ``error``)."""
     data = read_bytes(path, what, limit, error)
     try:
@@ -134,7 +134,7 @@ def depth_of(data, limit: int = MAX_DEPTH) -> int:
     return deepest
 
 
-def check_depth(data, path, what: str, error: Type[AttnperfError] = ReportError) -> None:
+def check_depth(data, path, what: str, error: type[AttnperfError] = ReportError) -> None:
     """Refuse parsed data nested deeper than :data:`MAX_DEPTH` (later recursive code --
     schema validation, rendering -- must never meet it)."""
     if depth_of(data) > MAX_DEPTH:
@@ -231,12 +231,14 @@ def check_appendable(path) -> Path:
 
 def _hidden_name(out: Path, suffix: str) -> str:
     """A short hidden sibling name for ``out`` (any length of ``out.name`` fits)."""
-    return f".{hashlib.sha256(out.name.encode('utf-8', 'surrogateescape')).hexdigest()[:16]}{suffix}"
+    return (
+        f".{hashlib.sha256(out.name.encode('utf-8', 'surrogateescape')).hexdigest()[:16]}{suffix}"
+    )
 
 
 # Locks this process holds: resolved path -> count (a command that holds the lock for a
 # whole run writes through the same door without locking itself out).
-_HELD: Dict[str, int] = {}
+_HELD: dict[str, int] = {}
 _HELD_GUARD = threading.Lock()
 
 
@@ -319,18 +321,24 @@ def _write_atomic(path, write: Callable[[int], None], inputs: Sequence) -> None:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW,
                          0o666)  # an ordinary file: 0666 less the umask
         except OSError as exc:
-            raise OutputPathError(f"cannot write {os.fspath(path)!r}: {exc.strerror or exc}") from None
+            raise OutputPathError(
+                f"cannot write {os.fspath(path)!r}: {exc.strerror or exc}"
+            ) from None
         try:
             try:
                 write(fd)
             finally:
                 os.close(fd)
-            if os.path.islink(out) or (os.path.lexists(out) and not stat.S_ISREG(os.lstat(out).st_mode)):
+            if os.path.islink(out) or (
+                os.path.lexists(out) and not stat.S_ISREG(os.lstat(out).st_mode)
+            ):
                 raise OutputPathError(f"cannot write {os.fspath(path)!r}: it became a link or "
                                       "a special file while being written; not replaced")
             os.replace(tmp, out)
         except OSError as exc:
-            raise OutputPathError(f"cannot write {os.fspath(path)!r}: {exc.strerror or exc}") from None
+            raise OutputPathError(
+                f"cannot write {os.fspath(path)!r}: {exc.strerror or exc}"
+            ) from None
         finally:
             # Never leave the temp file behind, whatever failed (disk full, a value
             # json cannot encode, Ctrl-C); after the rename it no longer exists.

@@ -12,8 +12,8 @@ from __future__ import annotations
 import json
 import os
 import stat
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Optional, Sequence, Set
 
 from ..errors import OutputPathError
 from .files import _kind, read_bytes, read_text, write_bytes, write_text
@@ -28,18 +28,18 @@ class OwnedDir:
     (``--out 'DIR'``).
     """
 
-    def __init__(self, root, marker: str, what: Optional[str] = None):
+    def __init__(self, root, marker: str, what: str | None = None):
         self.root = Path(os.fspath(root))
         self.marker = marker
         self.what = what or f"{os.fspath(root)!r}"
-        self.written: Set[str] = set()
-        self.known: Optional[Set[str]] = None  # None: no marker (a new folder or a user's)
+        self.written: set[str] = set()
+        self.known: set[str] | None = None  # None: no marker (a new folder or a user's)
 
     # -- the folder itself --
     def _refuse(self, why: str) -> OutputPathError:
         return OutputPathError(f"{self.what}: {why}")
 
-    def open(self) -> "OwnedDir":
+    def open(self) -> OwnedDir:
         """Create the folder when missing and read its marker; refuse a link or a file."""
         if os.path.islink(self.root):
             raise self._refuse("it is a symbolic link; give the folder itself")
@@ -53,7 +53,7 @@ class OwnedDir:
         return self
 
     @staticmethod
-    def listed(root: Path, marker: str) -> Optional[Set[str]]:
+    def listed(root: Path, marker: str) -> set[str] | None:
         """The files the marker of ``root`` lists (None: no marker, or one without a list)."""
         path = root / marker
         if not os.path.lexists(path):
@@ -113,7 +113,9 @@ class OwnedDir:
                 try:
                     here.mkdir()
                 except OSError as exc:
-                    raise self._refuse(f"cannot create {str(here)!r}: {exc.strerror or exc}") from None
+                    raise self._refuse(
+                        f"cannot create {str(here)!r}: {exc.strerror or exc}"
+                    ) from None
 
     def write_bytes(self, rel: str, data: bytes) -> Path:
         target = self.path(rel)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from typing import Optional, Sequence, Tuple
+from collections.abc import Sequence
 
 from ..errors import ReportError
 from .files import MAX_DEPTH, MAX_READ_BYTES, check_writable, depth_of, read_text, write_text
@@ -91,7 +91,7 @@ def load_json(path, what: str = "report", limit: int = MAX_READ_BYTES) -> dict:
 _MAX_MAGNITUDE = 1e300
 
 
-def finite_number(x) -> Optional[float]:
+def finite_number(x) -> float | None:
     """``x`` as a float when it is a JSON number that can be a measurement: not a
     bool, finite, and not absurdly large (a 400-digit integer overflows float())."""
     if isinstance(x, bool) or not isinstance(x, (int, float)) or not abs(x) <= _MAX_MAGNITUDE:
@@ -107,7 +107,7 @@ def json_path(parts) -> str:
     return out or "(top level)"
 
 
-def first_bad_number(data) -> Optional[Tuple[str, str]]:
+def first_bad_number(data) -> tuple[str, str] | None:
     """(path, why) of the first NaN, Infinity or absurdly large number in ``data``.
 
     Iterative, so a deeply nested (but parseable) file cannot exhaust the stack.

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Optional, Union
 
 from ..errors import ConfigError
 from ..model.config import ProjectConfig, parse
@@ -18,13 +17,13 @@ from .files import check_depth, read_text
 
 if sys.version_info >= (3, 11):
     import tomllib
-else:  # pragma: no cover - exercised on 3.9/3.10
+else:  # pragma: no cover - exercised on 3.10
     import tomli as tomllib
 
 PYPROJECT = "pyproject.toml"
 
 
-def find(start: Union[str, Path, None] = None) -> Optional[Path]:
+def find(start: str | Path | None = None) -> Path | None:
     """The nearest pyproject.toml at or above ``start`` (default: the current directory);
     one that is not a regular file (a FIFO, a folder) is returned too, and refused on read."""
     here = Path(start or Path.cwd()).resolve()
@@ -39,7 +38,7 @@ def find(start: Union[str, Path, None] = None) -> Optional[Path]:
 MAX_TOML_BYTES = 4 << 20
 
 
-def read_toml(path: Union[str, Path]) -> dict:
+def read_toml(path: str | Path) -> dict:
     """The TOML document in ``path``, read through the file door (a regular file of at most
     4 MiB, nested at most :data:`~attnperf.io.files.MAX_DEPTH` levels); every failure is
     one :class:`ConfigError`."""
@@ -57,7 +56,7 @@ def read_toml(path: Union[str, Path]) -> dict:
     return data
 
 
-def load(path: Union[str, Path]) -> Optional[ProjectConfig]:
+def load(path: str | Path) -> ProjectConfig | None:
     """``[tool.attnperf]`` of this pyproject.toml; None when the table is absent."""
     data = read_toml(path)
     table = data.get("tool", {}).get("attnperf") if isinstance(data.get("tool"), dict) else None
@@ -66,7 +65,7 @@ def load(path: Union[str, Path]) -> Optional[ProjectConfig]:
     return parse(table, source=str(path))
 
 
-def load_nearest(start: Union[str, Path, None] = None) -> Optional[ProjectConfig]:
+def load_nearest(start: str | Path | None = None) -> ProjectConfig | None:
     """The configuration of the repository around ``start`` (None: attnperf's defaults)."""
     path = find(start)
     return load(path) if path else None

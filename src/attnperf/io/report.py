@@ -51,8 +51,8 @@ from __future__ import annotations
 import functools
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import List, Optional, Sequence, Union
 
 import jsonschema
 
@@ -60,8 +60,15 @@ from ..errors import InvalidShapeError, ReportError, SchemaVersionError
 from ..kernels.registry import canonical_name
 from ..model.names import home_to_tilde_in
 from ..model.problem import Problem
-from ..model.records import (STATUSES, Correctness, Measurement, PeakMemory, Report, Samples,
-                             roofline_from_dict)
+from ..model.records import (
+    STATUSES,
+    Correctness,
+    Measurement,
+    PeakMemory,
+    Report,
+    Samples,
+    roofline_from_dict,
+)
 from .jsonfile import finite, first_bad_number, json_path, load_json
 
 SCHEMA_VERSION = 2
@@ -144,9 +151,9 @@ def measurement_from_entry(e: dict) -> Measurement:
                    if gradients else None))
 
 
-def build_report(measurements: List[Measurement], environment: dict,
-                 ceilings: Optional[dict], settings: dict, interrupted: bool = False,
-                 not_run: Sequence[str] = (), timestamp: Optional[str] = None) -> dict:
+def build_report(measurements: list[Measurement], environment: dict,
+                 ceilings: dict | None, settings: dict, interrupted: bool = False,
+                 not_run: Sequence[str] = (), timestamp: str | None = None) -> dict:
     """The report of a run; ``interrupted`` with the ids of the configs ``not_run``
     for one that did not finish (a partial report is still a valid report).
     ``timestamp``: when it was written (default: now)."""
@@ -202,7 +209,7 @@ def report_from_dict(data: dict, path: str = "", what: str = "report") -> Report
                   not_run=list(data.get("not_run", [])), timestamp=data.get("timestamp"))
 
 
-def summarize(results: List[dict]) -> dict:
+def summarize(results: list[dict]) -> dict:
     counts = {s: 0 for s in STATUSES}
     for r in results:
         counts[r["status"]] = counts.get(r["status"], 0) + 1
@@ -210,7 +217,7 @@ def summarize(results: List[dict]) -> dict:
     return counts
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _validator(schema_file: Path):
     schema = json.loads(schema_file.read_text())
     cls = jsonschema.validators.validator_for(schema)
@@ -252,7 +259,7 @@ def _checked(data: dict, path: str, what: str) -> dict:
 
 
 def read_results(path: str, what: str = "report",
-                 records: bool = False) -> Union[List[dict], List[Measurement]]:
+                 records: bool = False) -> list[dict] | list[Measurement]:
     """Normalised result entries of an attnperf report or a legacy single-config JSON file.
 
     Each entry has ``id`` (kernel/config id), ``kernel_name``, ``config_id``,
@@ -268,8 +275,10 @@ def read_results(path: str, what: str = "report",
     if "schema_version" in data:
         return _checked(data, path, what)["results"]
     if "performance" not in data and "metrics" not in data:
-        raise ReportError(f"{what} {path!r} is neither an attnperf report (no schema_version) nor a "
-                          "legacy single-config report (no performance.mean_time_ms or metrics.mean_time_ms)")
+        raise ReportError(
+            f"{what} {path!r} is neither an attnperf report (no schema_version) nor a "
+            "legacy single-config report (no performance.mean_time_ms or metrics.mean_time_ms)"
+        )
     validate(data, SEED_SCHEMA_FILE, path, what)
     return [_seed_entry(data)]
 

@@ -22,8 +22,8 @@ Format history (``schema_version``):
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..errors import ReportError
 from .jsonfile import finite_number, load_json, write_json
@@ -36,8 +36,8 @@ FILE_NAME = "attnperf-thresholds.json"
 @dataclasses.dataclass(frozen=True)
 class Entry:
     benchmark: str
-    params: Tuple[str, ...]
-    medians: Tuple[float, ...]
+    params: tuple[str, ...]
+    medians: tuple[float, ...]
     spread: float
     threshold: float
     detectable: float
@@ -58,13 +58,13 @@ class Thresholds:
     factor: float
     floor: float
     headroom: float
-    entries: List[Entry]
+    entries: list[Entry]
 
-    def lookup(self) -> Dict[Tuple[str, Tuple[str, ...]], float]:
+    def lookup(self) -> dict[tuple[str, tuple[str, ...]], float]:
         """``{(benchmark, params): threshold}`` -- what :func:`attnperf.analysis.ab.compare` takes."""
         return {(e.benchmark, e.params): e.threshold for e in self.entries}
 
-    def smallest(self) -> Optional[float]:
+    def smallest(self) -> float | None:
         return min((e.threshold for e in self.entries), default=None)
 
     def to_dict(self) -> dict:
@@ -135,7 +135,7 @@ def parse(data: dict, path: str) -> Thresholds:
                       float(data["headroom"]), [_entry(i, e, path) for i, e in enumerate(entries)])
 
 
-def read(path: Path) -> Optional[Thresholds]:
+def read(path: Path) -> Thresholds | None:
     """The thresholds in ``path``; None when there is no such file.
 
     A file that exists but is unreadable or invalid raises :class:`ReportError`:
@@ -151,6 +151,6 @@ def write(path: Path, thresholds: Thresholds, inputs: Sequence = ()) -> None:
     write_json(str(path), thresholds.to_dict(), inputs)
 
 
-def entries_from(rows: Sequence[dict]) -> List[Entry]:
+def entries_from(rows: Sequence[dict]) -> list[Entry]:
     """Entries from plain dicts (the shape :meth:`Entry.to_dict` writes)."""
     return [_entry(i, r, "<data>") for i, r in enumerate(rows)]

@@ -28,7 +28,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from collections.abc import Iterable, Sequence
 
 from ..errors import PluginError, UnknownNameError
 from ..model.problem import Problem
@@ -63,7 +63,7 @@ def _short(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
-def load_reference(ref: str, origin: str = "") -> List[KernelSpec]:
+def load_reference(ref: str, origin: str = "") -> list[KernelSpec]:
     """The spec(s) that ``module:attribute`` names (raises :class:`PluginError`)."""
     module, sep, attr = ref.partition(":")
     if not sep or not module or not attr:
@@ -106,7 +106,7 @@ def is_broken(spec: KernelSpec) -> bool:
 
 
 def availability(spec: KernelSpec, problems: Sequence[Problem], device: str
-                 ) -> Tuple[List[Problem], str]:
+                 ) -> tuple[list[Problem], str]:
     """The problems of ``problems`` that ``spec`` runs on ``device``, and why not the
     others: the first refusal's reason ("" when it runs them all; a broken plugin's
     reason when it cannot load)."""
@@ -122,7 +122,7 @@ def availability(spec: KernelSpec, problems: Sequence[Problem], device: str
     return runs, why
 
 
-def entry_points(group: str = GROUP) -> List[Tuple[str, str, str]]:
+def entry_points(group: str = GROUP) -> list[tuple[str, str, str]]:
     """(name, ``module:attribute``, distribution) of every installed entry point
     in ``group``, first occurrence of each (name, value) only (a distribution seen
     twice on sys.path, e.g. an asv environment that lends a site-packages)."""
@@ -146,8 +146,8 @@ def entry_points(group: str = GROUP) -> List[Tuple[str, str, str]]:
 
 class Registry:
     def __init__(self) -> None:
-        self._kernels: Dict[str, KernelSpec] = {}
-        self._refs: List[str] = []  # added at run time, in order
+        self._kernels: dict[str, KernelSpec] = {}
+        self._refs: list[str] = []  # added at run time, in order
         self._loaded = False
 
     def register(self, spec: KernelSpec) -> KernelSpec:
@@ -158,7 +158,7 @@ class Registry:
         self._kernels[spec.name] = spec
         return spec
 
-    def _add(self, specs: Iterable[KernelSpec], origin: str) -> List[str]:
+    def _add(self, specs: Iterable[KernelSpec], origin: str) -> list[str]:
         names = []
         for spec in specs:
             if not spec.origin:
@@ -199,7 +199,7 @@ class Registry:
         for ref in filter(None, (r.strip() for r in os.environ.get(ENV_MODULES, "").split(","))):
             self.add_reference(ref)
 
-    def add_reference(self, ref: str) -> List[str]:
+    def add_reference(self, ref: str) -> list[str]:
         """Load ``module:attribute`` now; returns the names it registered.
         Raises :class:`PluginError` (one line: the reference and the problem)."""
         self._load()
@@ -209,7 +209,7 @@ class Registry:
         self._refs.append(ref)
         return names
 
-    def references(self) -> List[str]:
+    def references(self) -> list[str]:
         """References added at run time (a worker process re-adds these)."""
         return list(self._refs)
 
@@ -221,11 +221,11 @@ class Registry:
                 f"unknown kernel {name!r}; allowed: {', '.join(self.names())}")
         return self._kernels[name]
 
-    def names(self) -> List[str]:
+    def names(self) -> list[str]:
         self._load()
         return list(self._kernels)
 
-    def broken(self) -> Dict[str, str]:
+    def broken(self) -> dict[str, str]:
         """Plugins that failed to load: name -> reason."""
         self._load()
         return {n: s.description for n, s in self._kernels.items() if is_broken(s)}
@@ -243,13 +243,13 @@ def get(name: str) -> KernelSpec:
     return REGISTRY.get(name)
 
 
-def names() -> List[str]:
+def names() -> list[str]:
     return REGISTRY.names()
 
 
-def add_reference(ref: str) -> List[str]:
+def add_reference(ref: str) -> list[str]:
     return REGISTRY.add_reference(ref)
 
 
-def origin_of(name: str) -> Optional[str]:
+def origin_of(name: str) -> str | None:
     return REGISTRY.get(name).origin or None

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 import warnings
-from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -101,7 +100,7 @@ def _backend_present(tag: str) -> bool:
 
 
 def _check_forced(tag: str):
-    def supports(problem: Problem, device: str) -> Optional[str]:
+    def supports(problem: Problem, device: str) -> str | None:
         if not _backend_present(tag):
             return f"torch {torch.__version__} has no SDPBackend.{BACKENDS[tag]}"
         if tag == "flash" and device == "cuda" and problem.dtype == "float32":
@@ -112,7 +111,7 @@ def _check_forced(tag: str):
     return supports
 
 
-def _check_default(problem: Problem) -> Optional[str]:
+def _check_default(problem: Problem) -> str | None:
     if SDPBackend is None:
         return f"torch {torch.__version__} lacks torch.nn.attention"
     return None
@@ -123,7 +122,7 @@ def _math_workspace(p: Problem) -> int:
     return p.batch * p.heads * p.seq_q * p.seq_kv * (2 * p.element_size + 4)
 
 
-def dispatched_backend(q, k, v, *, causal: bool, scale: float) -> Optional[str]:
+def dispatched_backend(q, k, v, *, causal: bool, scale: float) -> str | None:
     """Which backend PyTorch's default dispatch picks for these tensors.
 
     Uses ``torch._fused_sdp_choice``, the dispatcher's own selection function

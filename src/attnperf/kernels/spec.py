@@ -53,7 +53,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import math
-from typing import Callable, Optional, Sequence, Tuple, Union
+from collections.abc import Callable, Sequence
 
 from ..model.problem import DTYPES, PASSES, Problem, canonical_dtype
 
@@ -62,10 +62,10 @@ from ..model.problem import DTYPES, PASSES, Problem, canonical_dtype
 KERNEL_API_VERSION = 1
 
 DEVICES = ("cpu", "cuda")
-Availability = Tuple[bool, str]
+Availability = tuple[bool, str]
 
 
-def _names(field: str, values, allowed, canon=lambda x: x) -> Tuple[str, ...]:
+def _names(field: str, values, allowed, canon=lambda x: x) -> tuple[str, ...]:
     if isinstance(values, str) or not isinstance(values, (list, tuple, set, frozenset)):
         raise TypeError(f"KernelSpec {field} must be a list of names, got {values!r}")
     out = []
@@ -107,12 +107,12 @@ class KernelSpec:
     description: str = ""
     devices: Sequence[str] = DEVICES
     dtypes: Sequence[str] = tuple(DTYPES)
-    supports: Optional[Callable] = None
-    provenance: Union[None, str, Callable] = None
-    flops: Optional[Callable[[Problem], int]] = None
-    bytes: Optional[Callable[[Problem], int]] = None
-    workspace_bytes: Optional[Callable[[Problem], int]] = None
-    passes: Optional[Sequence[str]] = None  # None: all, backward when differentiable
+    supports: Callable | None = None
+    provenance: None | str | Callable = None
+    flops: Callable[[Problem], int] | None = None
+    bytes: Callable[[Problem], int] | None = None
+    workspace_bytes: Callable[[Problem], int] | None = None
+    passes: Sequence[str] | None = None  # None: all, backward when differentiable
     # Where the spec came from (an entry point or a module:attribute reference).
     origin: str = ""
 
@@ -139,7 +139,7 @@ class KernelSpec:
             object.__setattr__(self, "description", doc[0] if doc else f"{self.family} kernel")
 
     # ---- what attnperf calls ----------------------------------------------
-    def __call__(self, q, k, v, *, causal: bool = False, scale: Optional[float] = None):
+    def __call__(self, q, k, v, *, causal: bool = False, scale: float | None = None):
         """Call the kernel directly (``scale`` defaults to ``1/sqrt(head_dim)``)."""
         if scale is None:
             scale = 1.0 / math.sqrt(q.shape[-1])
@@ -167,7 +167,7 @@ class KernelSpec:
                 return False, str(why)
         return True, "available"
 
-    def backend(self, q, k, v, problem: Problem) -> Optional[str]:
+    def backend(self, q, k, v, problem: Problem) -> str | None:
         """What ran (the provenance), or None."""
         if self.provenance is None or isinstance(self.provenance, str):
             return self.provenance
@@ -177,7 +177,7 @@ class KernelSpec:
     def scratch_bytes(self, problem: Problem) -> int:
         return int(self.workspace_bytes(problem)) if self.workspace_bytes else 0
 
-    def work(self, problem: Problem) -> Tuple[Optional[int], Optional[int]]:
+    def work(self, problem: Problem) -> tuple[int | None, int | None]:
         """The kernel's own (FLOPs, bytes), None where the standard model applies."""
         f = int(self.flops(problem)) if self.flops else None
         b = int(self.bytes(problem)) if self.bytes else None
@@ -188,13 +188,13 @@ def problem_scale(problem: Problem) -> float:
     return 1.0 / math.sqrt(problem.head_dim)
 
 
-def kernel(name: Optional[str] = None, *, family: str = "plugin", description: str = "",
+def kernel(name: str | None = None, *, family: str = "plugin", description: str = "",
            devices: Sequence[str] = DEVICES, dtypes: Sequence[str] = tuple(DTYPES),
-           supports: Optional[Callable] = None, provenance: Union[None, str, Callable] = None,
-           flops: Optional[Callable[[Problem], int]] = None,
-           bytes: Optional[Callable[[Problem], int]] = None,  # noqa: A002 - the documented name
-           workspace_bytes: Optional[Callable[[Problem], int]] = None,
-           passes: Optional[Sequence[str]] = None) -> Callable[[Callable], KernelSpec]:
+           supports: Callable | None = None, provenance: None | str | Callable = None,
+           flops: Callable[[Problem], int] | None = None,
+           bytes: Callable[[Problem], int] | None = None,  # noqa: A002 - the documented name
+           workspace_bytes: Callable[[Problem], int] | None = None,
+           passes: Sequence[str] | None = None) -> Callable[[Callable], KernelSpec]:
     """Decorator: turn ``fn(q, k, v, *, causal, scale)`` into a :class:`KernelSpec`.
 
     The name defaults to the function's name; the description to the first line

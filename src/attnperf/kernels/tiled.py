@@ -47,7 +47,15 @@ def tiled_attention(q, k, v, *, causal: bool, scale: float, block_kv: int = BLOC
     return (acc / l).to(q.dtype).reshape(b, h, sq, d)
 
 
-KERNELS = [KernelSpec(
-    name="tiled", fn=tiled_attention, family="in-repo", passes=PASSES,
-    description=f"in-repo block-wise online-softmax attention (PyTorch, KV block {BLOCK_KV})",
-    workspace_bytes=lambda p: p.batch * p.heads * p.seq_q * (min(BLOCK_KV, p.seq_kv) * 12 + p.head_dim * 8))]
+KERNELS = [
+    KernelSpec(
+        name="tiled",
+        fn=tiled_attention,
+        family="in-repo",
+        passes=PASSES,
+        description=f"in-repo block-wise online-softmax attention (PyTorch, KV block {BLOCK_KV})",
+        workspace_bytes=lambda p: (
+            p.batch * p.heads * p.seq_q * (min(BLOCK_KV, p.seq_kv) * 12 + p.head_dim * 8)
+        ),
+    )
+]

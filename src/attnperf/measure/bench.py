@@ -14,7 +14,6 @@ import contextlib
 import logging
 import time
 import warnings
-from typing import Optional, Union
 
 from ..errors import InsufficientMemoryError, KernelUnavailableError
 from ..kernels import registry
@@ -56,8 +55,8 @@ class Bench:
     or of a fresh forward (``fwd+bwd``).
     """
 
-    def __init__(self, kernel: Union[str, KernelSpec], problem: Problem, device: str,
-                 seed: int = DEFAULT_SEED, tolerances: Optional[dict] = None):
+    def __init__(self, kernel: str | KernelSpec, problem: Problem, device: str,
+                 seed: int = DEFAULT_SEED, tolerances: dict | None = None):
         self.spec = registry.get(kernel) if isinstance(kernel, str) else kernel
         self.tolerances = tolerances or {}
         self.problem, self.device = problem, device
@@ -82,7 +81,11 @@ class Bench:
     def forward(self):
         """One forward call; in training passes its output must carry an autograd graph."""
         out = self.spec.run(self.q, self.k, self.v, self.problem)
-        if self.problem.backward and getattr(out, "grad_fn", None) is None and hasattr(out, "shape"):
+        if (
+            self.problem.backward
+            and getattr(out, "grad_fn", None) is None
+            and hasattr(out, "shape")
+        ):
             raise KernelUnavailableError(
                 f"{self.spec.name} has no backward: its output carries no autograd graph "
                 f"(pass {self.problem.mode}; a kernel without one declares passes=['fwd'])")
@@ -104,11 +107,13 @@ class Bench:
     def check(self) -> Correctness:
         """The first call, judged (see the class doc)."""
         if self.problem.backward:
-            self.ref, self.ref_grads = reference_grads(self.q, self.k, self.v, self.dout, self.problem)
+            self.ref, self.ref_grads = reference_grads(
+                self.q, self.k, self.v, self.dout, self.problem
+            )
         else:
             self.ref = reference(self.q, self.k, self.v, self.problem)
         if self.device == "cuda":  # the float64 reference's scratch goes back to the driver:
-            import torch           # on a large problem it would stay cached through the timings
+            import torch  # on a large problem it would stay cached through the timings
             torch.cuda.empty_cache()
         self.saved = [x.detach().clone() for x in self.inputs]
         if self.problem.mode == "bwd":
@@ -127,7 +132,7 @@ class Bench:
                                           tf32=self.tf32, modified=changed)
         return c
 
-    def wrong(self, c: Correctness, when: str = "") -> Optional[str]:
+    def wrong(self, c: Correctness, when: str = "") -> str | None:
         """Why the last check failed (output, then dQ, dK, dV), or None when it passed."""
         if not c.passed:
             return _wrong(c, when)
@@ -175,7 +180,7 @@ class Bench:
         """What one more call allocates at its peak (:mod:`attnperf.measure.memory`)."""
         return peak_memory(self.call, self.device)
 
-    def dispatch(self) -> Optional[str]:
+    def dispatch(self) -> str | None:
         return self.spec.backend(self.q, self.k, self.v, self.problem)
 
     def release(self) -> None:
@@ -202,10 +207,10 @@ def _wrong(c: Correctness, when: str, what: str = "") -> str:
 
 
 def measure(kernel: str, problem: Problem, device: str,
-            options: Optional[MeasureOptions] = None, *, ceiling_data: Optional[dict] = None,
-            peak=None, spec: Optional[KernelSpec] = None, tolerances: Optional[dict] = None,
-            budget: Optional[Budget] = None, latency: Optional[bool] = None,
-            l2_flush: Optional[bool] = None, seed: Optional[int] = None) -> Measurement:
+            options: MeasureOptions | None = None, *, ceiling_data: dict | None = None,
+            peak=None, spec: KernelSpec | None = None, tolerances: dict | None = None,
+            budget: Budget | None = None, latency: bool | None = None,
+            l2_flush: bool | None = None, seed: int | None = None) -> Measurement:
     """Check and time one (kernel, problem) in this process.
 
     Never raises for a kernel failure: unavailability, OOM, exceptions (attnperf's
@@ -233,7 +238,7 @@ def measure(kernel: str, problem: Problem, device: str,
 
 
 def _measure_into(m: Measurement, spec: KernelSpec, opts: MeasureOptions,
-                  ceiling_data: Optional[dict], peak, tolerances: Optional[dict]) -> None:
+                  ceiling_data: dict | None, peak, tolerances: dict | None) -> None:
     kernel, problem, device = m.kernel, m.problem, m.device
     bench = None
     oom = _oom_types()
@@ -257,7 +262,12 @@ def _measure_into(m: Measurement, spec: KernelSpec, opts: MeasureOptions,
             timed = bench.recheck()
         why = bench.wrong(timed, " in a timed call")
         if why:
-            m.correctness, m.gradients, m.device_time, m.latency = timed, bench.gradients, None, None
+            m.correctness, m.gradients, m.device_time, m.latency = (
+                timed,
+                bench.gradients,
+                None,
+                None,
+            )
             m.status, m.reason = "failed", why
             return
         m.roofline = roofline_of(m, ceiling_data, peak, work=bench.spec.work(problem))
@@ -270,7 +280,10 @@ def _measure_into(m: Measurement, spec: KernelSpec, opts: MeasureOptions,
     except Exception as exc:  # noqa: BLE001 - kernel code is arbitrary; one crash must not lose the run
         # attnperf's own exceptions too: raised inside a kernel they are the
         # kernel's failure, not a reason to abort the sweep.
-        m.status, m.reason = "error", f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        m.status, m.reason = (
+            "error",
+            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+        )
         m.device_time = m.latency = m.roofline = m.peak_memory = None
         log.debug("kernel %s on %s raised", kernel, problem.id, exc_info=True)
     finally:

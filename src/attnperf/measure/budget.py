@@ -9,7 +9,6 @@ samples agree (IQR/median below ``stable_ratio``), the time budget is spent, or
 from __future__ import annotations
 
 import dataclasses
-from typing import List, Optional
 
 from ..model.samples import iqr_ratio
 
@@ -57,7 +56,7 @@ class Budget:
     target_sample_s: float = 2e-3
     stable_ratio: float = 0.03
     retake_fraction: float = 0.5
-    slow_margin: Optional[float] = 0.02
+    slow_margin: float | None = 0.02
     settle_s: float = 0.1
     captures: int = 1
 
@@ -69,7 +68,7 @@ class Budget:
 QUICK = Budget(min_samples=6, max_samples=30, budget_s=0.15, warmup_s=0.02)
 
 
-def keep_sampling(samples: List[float], spent_s: float, budget: Budget) -> bool:
+def keep_sampling(samples: list[float], spent_s: float, budget: Budget) -> bool:
     """Whether another sample is due after ``samples`` that cost ``spent_s``."""
     if len(samples) < budget.min_samples:
         return True

@@ -6,10 +6,11 @@ the figures depend on) and cached through :mod:`attnperf.io.ceilings`.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
-from typing import Callable, Optional
+from collections.abc import Callable
 
 from ..errors import OutputPathError
 from ..io import ceilings as ceilings_file
@@ -28,7 +29,7 @@ ROUNDS = 3
 
 
 def measure_ceilings(device: str, quick: bool = False, rounds: int = ROUNDS,
-                     timer: Optional[Callable] = None) -> dict:
+                     timer: Callable | None = None) -> dict:
     """Measure the memory-copy bandwidth and matmul rate per dtype on ``device``.
 
     Copy: a large device-to-device (or RAM) copy of initialised data, counting
@@ -78,15 +79,21 @@ def measure_ceilings(device: str, quick: bool = False, rounds: int = ROUNDS,
     for _ in range(rounds):
         # Two copies: copy_ (cudaMemcpy / memcpy) and an elementwise kernel
         # (what attention kernels themselves do); the faster one is the roof.
-        copy_s = min(copy_s, fastest(lambda: dst.copy_(src)),
-                     fastest(lambda: torch.mul(src, 1.0, out=dst)))
+        copy_s = min(copy_s, fastest(functools.partial(dst.copy_, src)),
+                     fastest(functools.partial(torch.mul, src, 1.0, out=dst)))
         for name, (a, b) in operands.items():
-            matmul_s[name] = min(matmul_s[name], fastest(lambda: torch.matmul(a, b)))
+            matmul_s[name] = min(matmul_s[name], fastest(functools.partial(torch.matmul, a, b)))
     del src, dst, operands
-    result = {"schema_version": ceilings_file.SCHEMA_VERSION, "device": device,
-              "bandwidth_gb_s": 2 * copy_bytes / copy_s / 1e9, "copy_bytes": copy_bytes,
-              "matmul_tflops": {name: 2 * sizes[name] ** 3 / matmul_s[name] / 1e12 for name in DTYPES},
-              "matmul_n": sizes, "rounds": rounds, "measured_at": None}
+    result = {
+        "schema_version": ceilings_file.SCHEMA_VERSION,
+        "device": device,
+        "bandwidth_gb_s": 2 * copy_bytes / copy_s / 1e9,
+        "copy_bytes": copy_bytes,
+        "matmul_tflops": {name: 2 * sizes[name] ** 3 / matmul_s[name] / 1e12 for name in DTYPES},
+        "matmul_n": sizes,
+        "rounds": rounds,
+        "measured_at": None,
+    }
     if tf32_enabled(device):
         result["matmul_tflops"]["tf32"] = result["matmul_tflops"]["float32"]
     result["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

@@ -23,7 +23,7 @@ same figures and rule against :data:`~attnperf.model.problem.GRAD_TOLERANCES`
 from __future__ import annotations
 
 import math
-from typing import Dict, List, Optional, Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -62,8 +62,13 @@ def reference(q, k, v, problem: Problem) -> torch.Tensor:
     mask, scale = _mask(q, problem), 1.0 / math.sqrt(q.shape[-1])
     with torch.no_grad():
         for bi, h0, h1, kv_idx in _chunks(q, problem, 8 * 3):
-            out[bi, h0:h1] = _attention64(q[bi, h0:h1].double(), k[bi].index_select(0, kv_idx).double(),
-                                          v[bi].index_select(0, kv_idx).double(), mask, scale)
+            out[bi, h0:h1] = _attention64(
+                q[bi, h0:h1].double(),
+                k[bi].index_select(0, kv_idx).double(),
+                v[bi].index_select(0, kv_idx).double(),
+                mask,
+                scale,
+            )
     return out
 
 
@@ -95,8 +100,8 @@ def reference_grads(q, k, v, dout, problem: Problem):
 
 
 def compare(out: torch.Tensor, ref: torch.Tensor, problem: Problem,
-            tf32: bool = False, tolerance: Optional[float] = None,
-            tolerances: Dict[str, float] = TOLERANCES) -> Correctness:
+            tf32: bool = False, tolerance: float | None = None,
+            tolerances: dict[str, float] = TOLERANCES) -> Correctness:
     """Error figures of ``out`` against the float64 ``ref`` (``tolerances``: the
     default bound per precision key, :data:`TOLERANCES` for outputs)."""
     key = precision_key(problem.dtype, tf32)
@@ -129,14 +134,14 @@ INPUT_NAMES = ("q", "k", "v", "dout")
 GRAD_NAMES = ("dq", "dk", "dv")
 
 
-def modified_inputs(inputs: Sequence[torch.Tensor], saved: Sequence[torch.Tensor]) -> List[str]:
+def modified_inputs(inputs: Sequence[torch.Tensor], saved: Sequence[torch.Tensor]) -> list[str]:
     """Names of the inputs that differ (bit for bit) from their saved copies."""
-    return [name for name, now, before in zip(INPUT_NAMES, inputs, saved)
+    return [name for name, now, before in zip(INPUT_NAMES, inputs, saved, strict=False)
             if not torch.equal(now, before)]
 
 
 def verify(out, ref: torch.Tensor, problem: Problem, tf32: bool = False,
-           modified: Sequence[str] = (), tolerances: Optional[dict] = None) -> Correctness:
+           modified: Sequence[str] = (), tolerances: dict | None = None) -> Correctness:
     """Judge one output against the float64 ``ref``; modified inputs fail it.
     ``tolerances`` overrides :data:`TOLERANCES` per precision key (project config).
 
@@ -155,29 +160,33 @@ def verify(out, ref: torch.Tensor, problem: Problem, tf32: bool = False,
 
 
 def _check_shape(out, ref: torch.Tensor, what: str, like: str = "the shape of q",
-                 dtype: Optional[str] = None) -> None:
+                 dtype: str | None = None) -> None:
     """``out`` must be a tensor shaped like ``ref``, on ``ref``'s device (the inputs'), of
     ``dtype`` (the problem's) when given: output dtype, shape and device are part of
     correctness."""
     if not isinstance(out, torch.Tensor):
-        raise TypeError(f"{what} a {type(out).__name__}, expected a tensor shaped {tuple(ref.shape)}")
+        raise TypeError(
+            f"{what} a {type(out).__name__}, expected a tensor shaped {tuple(ref.shape)}"
+        )
     if tuple(out.shape) != tuple(ref.shape):
         raise ValueError(f"{what} shape {tuple(out.shape)}, expected {tuple(ref.shape)} ({like})")
     if dtype is not None and out.dtype != getattr(torch, dtype):
         raise TypeError(f"{what} dtype {str(out.dtype).replace('torch.', '')}, expected {dtype} "
                         "(the problem's dtype)")
     if out.device != ref.device:
-        raise ValueError(f"{what} a tensor on {out.device}, expected {ref.device} (the inputs' device)")
+        raise ValueError(
+            f"{what} a tensor on {out.device}, expected {ref.device} (the inputs' device)"
+        )
 
 
 def verify_grads(grads: Sequence, refs: Sequence[torch.Tensor], problem: Problem,
-                 tf32: bool = False, modified: Sequence[str] = ()) -> Dict[str, Correctness]:
+                 tf32: bool = False, modified: Sequence[str] = ()) -> dict[str, Correctness]:
     """Judge (dQ, dK, dV) against the float64 ``refs`` of :func:`reference_grads`:
     one :class:`Correctness` per name of :data:`GRAD_NAMES`, against
     :data:`GRAD_TOLERANCES`; modified inputs fail each.  A missing (None) or
     misshapen gradient raises TypeError/ValueError (the kernel is broken)."""
     out = {}
-    for name, g, ref in zip(GRAD_NAMES, grads, refs):
+    for name, g, ref in zip(GRAD_NAMES, grads, refs, strict=False):
         _check_shape(g, ref, f"the backward returned {name} as" if g is None else f"{name} has",
                      like=f"the shape of {name[1]}", dtype=problem.dtype)
         c = compare(g, ref, problem, tf32=tf32, tolerances=GRAD_TOLERANCES)
@@ -188,7 +197,7 @@ def verify_grads(grads: Sequence, refs: Sequence[torch.Tensor], problem: Problem
 
 
 def check(fn, q, k, v, problem: Problem, tf32: bool = False,
-          tolerances: Optional[dict] = None) -> Correctness:
+          tolerances: dict | None = None) -> Correctness:
     """Run ``fn(q, k, v, problem)`` once and judge its output against the float64
     reference of the inputs as they were before the call; inputs it changed fail it."""
     ref = reference(q, k, v, problem)

@@ -26,7 +26,7 @@ page faults on every call in some processes and not in others;
 from __future__ import annotations
 
 import time
-from typing import Callable, List, Optional, Sequence, Tuple
+from collections.abc import Callable, Sequence
 
 from .budget import Budget, keep_sampling
 
@@ -41,8 +41,8 @@ CPU_CLOCK = "thread"  # what the gated CPU figure is (the asv entry's cpu_clock)
 
 def sample_clocks(fn: Callable[[], object], budget: Budget,
                   clocks: Sequence[Callable[[], float]],
-                  between: Optional[Callable[[], float]] = None
-                  ) -> Tuple[List[List[float]], int, int]:
+                  between: Callable[[], float] | None = None
+                  ) -> tuple[list[list[float]], int, int]:
     """The CPU sampling loop: warm up, choose the calls per sample, sample until the
     budget says stop.
 
@@ -59,7 +59,7 @@ def sample_clocks(fn: Callable[[], object], budget: Budget,
         warm += 1
     per_call = max((pace() - t0) / warm, 1e-9)
     number = max(1, int(budget.target_sample_s / per_call))
-    times: List[List[float]] = [[] for _ in clocks]
+    times: list[list[float]] = [[] for _ in clocks]
     spent = 0.0
     if between:
         between()
@@ -68,7 +68,7 @@ def sample_clocks(fn: Callable[[], object], budget: Budget,
         for _ in range(number):
             fn()
         end = [c() for c in clocks]
-        for series, a, b in zip(times, start, end):
+        for series, a, b in zip(times, start, end, strict=False):
             series.append((b - a) / number)
         spent += end[0] - start[0] + (between() if between else 0.0)
     return times, number, warm
@@ -116,9 +116,9 @@ def cpu_reference_burst(cpu_clock: Callable[[], float] = time.thread_time) -> Ca
     return burst
 
 
-def normalise(thread_s: Sequence[float], reference_s: Sequence[float]) -> List[float]:
+def normalise(thread_s: Sequence[float], reference_s: Sequence[float]) -> list[float]:
     """Each sample at the reference speed: its thread time x :data:`CPU_REFERENCE_S`
     over the mean of the two reference bursts on either side of it
     (``reference_s`` holds one more burst than there are samples)."""
     return [t * CPU_REFERENCE_S / max((a + b) / 2, 1e-12)
-            for t, a, b in zip(thread_s, reference_s, reference_s[1:])]
+            for t, a, b in zip(thread_s, reference_s, reference_s[1:], strict=False)]

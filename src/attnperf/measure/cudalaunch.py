@@ -24,7 +24,7 @@ drive it with a fake CUDA.
 from __future__ import annotations
 
 import time
-from typing import Callable, List, Optional, Tuple
+from collections.abc import Callable
 
 from .budget import Budget
 
@@ -35,7 +35,7 @@ BURST = "cuda-events-burst"
 
 
 def cuda_warmup(torch, fn, budget: Budget,
-                clock: Callable[[], float] = time.perf_counter) -> Tuple[int, float]:
+                clock: Callable[[], float] = time.perf_counter) -> tuple[int, float]:
     """Run ``fn`` until ``warmup_s`` of device work is done; return (calls, per-call
     device seconds, from a short event-timed burst)."""
     calls = 0
@@ -128,7 +128,7 @@ def replayable(torch, fn, calls: int, capture: bool = True,
 
     if not capture:
         return eager("graph capture off (eager calls queued behind a spin kernel)")
-    first: Optional[str] = None
+    first: str | None = None
     for _ in range(2):  # the second try finds a library's lazy set-up done
         try:
             graph = capture_graph(torch, fn, calls)
@@ -140,12 +140,12 @@ def replayable(torch, fn, calls: int, capture: bool = True,
     return eager(f"graph capture failed: {first}")
 
 
-def more_captures(torch, fn, calls: int, count: int, first: Launch) -> Tuple[List[Launch], str]:
+def more_captures(torch, fn, calls: int, count: int, first: Launch) -> tuple[list[Launch], str]:
     """``count`` more graphs of the same calls, each uploaded by one untimed replay,
     and why there are fewer ("" when none is missing): none when ``first`` is
     not a graph replay (an eager burst has no capture to vary), those made so
     far when a later capture fails (out of memory, say)."""
-    more: List[Launch] = []
+    more: list[Launch] = []
     if count <= 0:
         return more, ""
     if first.method != GRAPH:

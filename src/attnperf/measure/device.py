@@ -12,7 +12,6 @@ import platform
 import re
 import subprocess
 from pathlib import Path
-from typing import Optional
 
 from .. import __version__
 from ..errors import DeviceUnavailableError
@@ -32,7 +31,8 @@ def resolve_device(requested: str = "auto") -> str:
     if requested == "cuda" and not has_cuda:
         raise DeviceUnavailableError(
             "--device cuda was asked for but no CUDA GPU is available "
-            f"(torch {torch.__version__}, built with CUDA {torch.version.cuda}); use --device cpu or auto")
+            f"(torch {torch.__version__}, built with CUDA {torch.version.cuda}); use --device cpu or auto"
+        )
     if requested == "auto":
         return "cuda" if has_cuda else "cpu"
     return requested
@@ -52,7 +52,7 @@ def _cpu_model() -> str:
 _COMMIT = re.compile(r"[0-9a-f]{40}")
 
 
-def _git_commit() -> Optional[str]:
+def _git_commit() -> str | None:
     """The attnperf commit this code was built from.
 
     Inside an asv benchmark environment that is the commit under test, which
@@ -67,12 +67,22 @@ def _git_commit() -> Optional[str]:
         return asv_commit
     here = Path(__file__).resolve()
     try:
-        tracked = subprocess.run(["git", "-C", str(here.parent), "ls-files", "--error-unmatch", here.name],
-                                 capture_output=True, text=True, timeout=5, check=False)
+        tracked = subprocess.run(
+            ["git", "-C", str(here.parent), "ls-files", "--error-unmatch", here.name],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
         if tracked.returncode != 0:
             return None
-        out = subprocess.run(["git", "-C", str(here.parent), "rev-parse", "HEAD"], capture_output=True,
-                             text=True, timeout=5, check=False)
+        out = subprocess.run(
+            ["git", "-C", str(here.parent), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     commit = out.stdout.strip()
@@ -100,15 +110,19 @@ def fingerprint(device: str) -> dict:
     }
     if device == "cuda":
         props = torch.cuda.get_device_properties(torch.cuda.current_device())
-        env.update({
-            "gpu_name": props.name,
-            "gpu_count": torch.cuda.device_count(),
-            "sm_count": props.multi_processor_count,
-            "compute_capability": f"{props.major}.{props.minor}",
-            "gpu_memory_gb": round(props.total_memory / 2**30, 1),
-            "driver": driver_version(),
-            "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
-        })
+        env.update(
+            {
+                "gpu_name": props.name,
+                "gpu_count": torch.cuda.device_count(),
+                "sm_count": props.multi_processor_count,
+                "compute_capability": f"{props.major}.{props.minor}",
+                "gpu_memory_gb": round(props.total_memory / 2**30, 1),
+                "driver": driver_version(),
+                "cudnn": torch.backends.cudnn.version()
+                if torch.backends.cudnn.is_available()
+                else None,
+            }
+        )
     return env
 
 

@@ -4,7 +4,6 @@ outputs and wrong indexing, and can run faster than real data."""
 from __future__ import annotations
 
 import hashlib
-from typing import Tuple
 
 import torch
 
@@ -25,7 +24,7 @@ def seed_for(problem: Problem, seed: int = DEFAULT_SEED, what: str = "") -> int:
 
 
 def make_inputs(problem: Problem, device: str, seed: int = DEFAULT_SEED
-                ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Fresh standard-normal Q, K, V in SDPA layout on ``device``."""
     draw = _drawer(problem, device, seed_for(problem, seed))
     return (draw(problem.heads, problem.seq_q), draw(problem.kv_heads, problem.seq_kv),

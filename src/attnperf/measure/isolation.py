@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import pickle
-from typing import Dict, Optional, Tuple
 
 from ..errors import UnknownNameError
 from ..kernels import registry
@@ -48,8 +47,8 @@ class WorkerSetup:
 
     device: str
     threads: int
-    references: Tuple[str, ...]  # extra kernel references the supervisor loaded
-    log_level: Optional[int]
+    references: tuple[str, ...]  # extra kernel references the supervisor loaded
+    log_level: int | None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,12 +58,12 @@ class Job:
 
     kernel: str
     problem: Problem
-    spec_blob: Optional[bytes]
+    spec_blob: bytes | None
     spec_note: str  # why the spec could not be pickled ("" when it could)
     options: MeasureOptions
-    ceiling_data: Optional[dict]
+    ceiling_data: dict | None
     peak: object
-    tolerances: Optional[dict]
+    tolerances: dict | None
 
 
 def set_up_worker(cfg: WorkerSetup) -> str:
@@ -80,7 +79,7 @@ def set_up_worker(cfg: WorkerSetup) -> str:
     return cfg.device
 
 
-def measure_in_worker(device: str, job: Job) -> Tuple[Measurement, bool]:
+def measure_in_worker(device: str, job: Job) -> tuple[Measurement, bool]:
     """One config in the worker: (measurement, retire this worker)."""
     try:
         spec = pickle.loads(job.spec_blob) if job.spec_blob is not None else None
@@ -99,7 +98,7 @@ def measure_in_worker(device: str, job: Job) -> Tuple[Measurement, bool]:
     return m, device == "cuda" and m.status == "error"
 
 
-def spec_blob(spec: KernelSpec) -> Tuple[Optional[bytes], str]:
+def spec_blob(spec: KernelSpec) -> tuple[bytes | None, str]:
     """The spec pickled for the worker, or None and why not (closures, lambdas)."""
     try:
         return pickle.dumps(spec), ""
@@ -112,10 +111,10 @@ class Isolated:
     first use; ``timeout_s`` is the default per-config limit (None: derived from
     each config's budget).  :meth:`close` stops the worker."""
 
-    def __init__(self, device: str, timeout_s: Optional[float] = None) -> None:
+    def __init__(self, device: str, timeout_s: float | None = None) -> None:
         self.device, self.timeout_s = device, timeout_s
-        self._worker: Optional[Worker] = None
-        self._blobs: Dict[str, Tuple[Optional[bytes], str]] = {}
+        self._worker: Worker | None = None
+        self._blobs: dict[str, tuple[bytes | None, str]] = {}
 
     def worker(self) -> Worker:
         if self._worker is None:
@@ -128,7 +127,7 @@ class Isolated:
         return self._worker
 
     def measure(self, kernel: str, problem: Problem, options: MeasureOptions, *,
-                ceiling_data: Optional[dict], peak, tolerances: Optional[dict]) -> Measurement:
+                ceiling_data: dict | None, peak, tolerances: dict | None) -> Measurement:
         """One config in the worker (module doc); an unknown kernel name raises here."""
         spec = registry.get(kernel)  # an unknown name fails here, not in the worker
         if kernel not in self._blobs:

@@ -26,7 +26,7 @@ run``'s table rows and in every asv log.
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from collections.abc import Callable
 
 from ..errors import InsufficientMemoryError
 from ..kernels.spec import KernelSpec
@@ -37,7 +37,7 @@ from ..model.records import PeakMemory
 MEMORY_HEADROOM = 0.85  # use at most this fraction of free memory
 
 
-def available_memory(device: str) -> Optional[int]:
+def available_memory(device: str) -> int | None:
     """Free bytes on ``device`` (None if unknown).  On a GPU, what PyTorch's caching
     allocator holds but does not use counts as free: it hands those blocks out
     again, and releases them to the driver before it reports out-of-memory."""

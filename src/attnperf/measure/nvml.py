@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import subprocess
-from typing import Callable, Optional
+from collections.abc import Callable
 
 from ..model.clocks import SLOWDOWN_MASK, ClockReading, reason_names
 
@@ -57,7 +57,7 @@ def _event_reasons_fn(nv) -> Callable:
     return fn if fn is not None else nv.nvmlDeviceGetCurrentClocksThrottleReasons
 
 
-def _handle(nv, uuid: Optional[str], index: int):
+def _handle(nv, uuid: str | None, index: int):
     """The NVML handle of the GPU torch uses: by UUID when torch knows it (NVML's
     indices ignore CUDA_VISIBLE_DEVICES), else by index."""
     if uuid:
@@ -77,7 +77,7 @@ class ClockReader:
         self._reasons = _event_reasons_fn(nv)
         self._sm = nv.NVML_CLOCK_SM
 
-    def __call__(self) -> Optional[ClockReading]:
+    def __call__(self) -> ClockReading | None:
         try:
             mhz = self._nv.nvmlDeviceGetClockInfo(self._handle, self._sm)
             bits = self._reasons(self._handle)
@@ -87,7 +87,7 @@ class ClockReader:
         return ClockReading(int(mhz), int(bits))
 
 
-def clock_reader(uuid: Optional[str] = None, index: int = 0) -> Optional[ClockReader]:
+def clock_reader(uuid: str | None = None, index: int = 0) -> ClockReader | None:
     """A reader for one GPU, or None when NVML is absent or does not know the GPU."""
     nv = _nvml()
     if nv is None:
@@ -99,7 +99,7 @@ def clock_reader(uuid: Optional[str] = None, index: int = 0) -> Optional[ClockRe
         return None
 
 
-def gpu_clock_state(index: int = 0) -> Optional[dict]:
+def gpu_clock_state(index: int = 0) -> dict | None:
     """SM clock, its maximum, temperature and clock-event reasons via NVML
     (None when NVML is absent)."""
     nv = _nvml()
@@ -118,7 +118,7 @@ def gpu_clock_state(index: int = 0) -> Optional[dict]:
     return state
 
 
-def driver_version() -> Optional[str]:
+def driver_version() -> str | None:
     nv = _nvml()
     if nv is not None:
         try:
@@ -129,6 +129,10 @@ def driver_version() -> Optional[str]:
     try:
         out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
                              capture_output=True, text=True, timeout=10, check=False)
-        return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else None
+        return (
+            out.stdout.strip().splitlines()[0]
+            if out.returncode == 0 and out.stdout.strip()
+            else None
+        )
     except (OSError, subprocess.SubprocessError):
         return None

@@ -9,7 +9,6 @@ same loose arguments in every signature.
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional
 
 from .budget import Budget
 from .inputs import DEFAULT_SEED
@@ -30,16 +29,16 @@ class MeasureOptions:
     latency: bool = True
     l2_flush: bool = True
     seed: int = DEFAULT_SEED
-    timeout_s: Optional[float] = None
+    timeout_s: float | None = None
 
-    def updated(self, **changes) -> "MeasureOptions":
+    def updated(self, **changes) -> MeasureOptions:
         """These options with the ``changes`` that are not None (the loose keyword
         arguments the measuring functions still accept)."""
         given = {k: v for k, v in changes.items() if v is not None}
         return dataclasses.replace(self, **given) if given else self
 
 
-def options_of(options: Optional[MeasureOptions] = None, **loose) -> MeasureOptions:
+def options_of(options: MeasureOptions | None = None, **loose) -> MeasureOptions:
     """``options`` (default :class:`MeasureOptions`) with the loose keyword arguments
     (``budget=``, ``latency=`` ...) given in their place."""
     return (options or MeasureOptions()).updated(**loose)

@@ -34,7 +34,6 @@ import statistics
 import subprocess
 import sys
 from pathlib import Path
-from typing import List, Optional, Union
 
 from ..errors import PairedWorkerError as WorkerError
 from .reaper import REAPER, kill_group
@@ -75,9 +74,9 @@ def sign_test(wins: int, n: int) -> float:
     return sum(math.comb(n, k) for k in range(max(wins, 0), n + 1)) / 2 ** n
 
 
-def judge(base: List[float], head: List[float], calls: int) -> Paired:
+def judge(base: list[float], head: list[float], calls: int) -> Paired:
     """The paired figures of alternated samples (``base[i]`` and ``head[i]`` taken together)."""
-    ratios = [h / b for b, h in zip(base, head) if b > 0]
+    ratios = [h / b for b, h in zip(base, head, strict=False) if b > 0]
     n = len(ratios)
     slower = sum(r > 1 for r in ratios)
     faster = sum(r < 1 for r in ratios)
@@ -88,7 +87,7 @@ def judge(base: List[float], head: List[float], calls: int) -> Paired:
 
 
 class _Worker:
-    def __init__(self, src: Optional[str], cwd: Optional[str], cpu: Optional[int],
+    def __init__(self, src: str | None, cwd: str | None, cpu: int | None,
                  python: str, timeout_s: float) -> None:
         env = dict(os.environ)
         env.pop("PYTHONPATH", None)  # the commit's import root comes from the argument
@@ -102,7 +101,7 @@ class _Worker:
         REAPER.keep(self.proc.pid)
         self.closed = False
 
-    def ask(self, msg: dict, timeout_s: Optional[float] = None) -> dict:
+    def ask(self, msg: dict, timeout_s: float | None = None) -> dict:
         try:
             self.proc.stdin.write(json.dumps(msg) + "\n")
             self.proc.stdin.flush()
@@ -136,7 +135,7 @@ class _Worker:
                 pass
 
 
-def pinned_cpu() -> Optional[int]:
+def pinned_cpu() -> int | None:
     """The core both workers share: the highest this process may use (None where
     affinity is not available)."""
     try:
@@ -151,9 +150,9 @@ class PairedRunner:
     ``base_src`` / ``head_src``: each commit's import root (``<checkout>/src`` for
     attnperf itself; None: the installed attnperf, run from ``*_cwd``)."""
 
-    def __init__(self, base_src: Optional[str], head_src: Optional[str],
-                 base_cwd: Optional[str] = None, head_cwd: Optional[str] = None,
-                 cpu: Optional[int] = None, python: str = sys.executable,
+    def __init__(self, base_src: str | None, head_src: str | None,
+                 base_cwd: str | None = None, head_cwd: str | None = None,
+                 cpu: int | None = None, python: str = sys.executable,
                  timeout_s: float = 300.0) -> None:
         cpu = pinned_cpu() if cpu is None else cpu
         self.cpu = cpu
@@ -181,15 +180,15 @@ class PairedRunner:
         REAPER.sweep()
 
     def measure(self, kernel: str, problem: str, pairs: int = PAIRS,
-                sample_s: float = SAMPLE_S) -> Union[Paired, str]:
+                sample_s: float = SAMPLE_S) -> Paired | str:
         """The paired figures, or why they could not be taken (one line)."""
         try:
             base, head = self._worker(0), self._worker(1)
             one = max(w.ask({"op": "setup", "kernel": kernel, "problem": problem})["per_call_s"]
                       for w in (base, head))
             calls = max(1, int(sample_s / max(one, 1e-7)))
-            tb: List[float] = []
-            th: List[float] = []
+            tb: list[float] = []
+            th: list[float] = []
             for i in range(pairs):  # base head | head base | ...: neither side always first
                 for w in ((base, head) if i % 2 == 0 else (head, base)):
                     (tb if w is base else th).append(w.ask({"op": "sample", "calls": calls})["s"])
@@ -213,7 +212,7 @@ class PairedRunner:
                 self._reaping = False
                 REAPER.release()
 
-    def __enter__(self) -> "PairedRunner":
+    def __enter__(self) -> PairedRunner:
         return self
 
     def __exit__(self, *exc) -> None:

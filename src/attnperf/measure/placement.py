@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Optional, Tuple
 
 from ..errors import UnknownNameError
 from ..kernels import registry
@@ -15,10 +14,10 @@ from .device import tf32_enabled
 
 log = logging.getLogger(__name__)
 
-Work = Tuple[Optional[int], Optional[int]]  # a kernel's own (FLOPs, bytes); None: the model's
+Work = tuple[int | None, int | None]  # a kernel's own (FLOPs, bytes); None: the model's
 
 
-def cache_bytes(device: str) -> Optional[int]:
+def cache_bytes(device: str) -> int | None:
     """The last-level cache that timed calls run warm in: the GPU's L2 (device
     time replays back to back), the CPU's largest data cache (calls back to back)."""
     if device != "cuda":
@@ -28,7 +27,7 @@ def cache_bytes(device: str) -> Optional[int]:
                        "L2_cache_size", 0)) or None
 
 
-def _cpu_cache_bytes() -> Optional[int]:
+def _cpu_cache_bytes() -> int | None:
     sizes = []
     for index in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*"):
         try:
@@ -42,8 +41,8 @@ def _cpu_cache_bytes() -> Optional[int]:
     return max(sizes) if sizes else None
 
 
-def roofline_of(m: Measurement, ceiling_data: Optional[dict], peak, remeasured: bool = False,
-                work: Work = (None, None)) -> Optional[roofline.Roofline]:
+def roofline_of(m: Measurement, ceiling_data: dict | None, peak, remeasured: bool = False,
+                work: Work = (None, None)) -> roofline.Roofline | None:
     """``m``'s median time on the roofline of its dtype; None (with a warning) without a ceiling."""
     if m.device_time is None:
         return None

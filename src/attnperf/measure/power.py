@@ -34,7 +34,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from typing import Callable, List, Optional, Sequence, Tuple
+from collections.abc import Callable, Sequence
 
 from ..model.clocks import NVML, UNAVAILABLE, ClockReading, slowdown_summary
 from ..model.samples import PowerState
@@ -69,7 +69,9 @@ class PowerControl:
 
     def __post_init__(self) -> None:
         if self.protocol not in PROTOCOLS:
-            raise ValueError(f"unknown power protocol {self.protocol!r}; allowed: {', '.join(PROTOCOLS)}")
+            raise ValueError(
+                f"unknown power protocol {self.protocol!r}; allowed: {', '.join(PROTOCOLS)}"
+            )
         for name in ("gap_ratio", "gap_min_s", "gap_max_s", "warm_s", "sample_s"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
@@ -78,7 +80,7 @@ class PowerControl:
             raise ValueError(f"PowerControl.gap_min_s ({self.gap_min_s}) is above "
                              f"gap_max_s ({self.gap_max_s})")
 
-    def plan(self, replay_s: float) -> Tuple[int, int, float]:
+    def plan(self, replay_s: float) -> tuple[int, int, float]:
         """(warm replays, timed replays, gap seconds) for a replay of ``replay_s``."""
         def replays(seconds: float) -> int:
             # 1e-9: 2 ms / 1 ms must be 2 replays, not 3 through rounding.
@@ -92,11 +94,11 @@ class PowerControl:
 POWER = PowerControl()
 BACK_TO_BACK_POWER = PowerControl(protocol=BACK_TO_BACK, sustained=False)
 
-ClockFn = Callable[[], Optional[ClockReading]]
+ClockFn = Callable[[], ClockReading | None]
 NVML_CLOCKS = object()  # default for a timer's ``clocks``: NVML for torch's current GPU
 
 
-def resolve_clocks(torch, clocks) -> Optional[ClockFn]:
+def resolve_clocks(torch, clocks) -> ClockFn | None:
     """The clock reader to call after each sample: ``clocks`` itself (None:
     unavailable), or for :data:`NVML_CLOCKS` NVML's reader for the current GPU."""
     if clocks is not NVML_CLOCKS:
@@ -110,14 +112,14 @@ def resolve_clocks(torch, clocks) -> Optional[ClockFn]:
 class Drawn:
     """What a sampling loop produced (see :func:`sample_steady`)."""
 
-    samples_s: List[float]
-    clocks: List[Optional[ClockReading]]
-    rejected_s: List[float] = dataclasses.field(default_factory=list)
-    rejected_clocks: List[Optional[ClockReading]] = dataclasses.field(default_factory=list)
+    samples_s: list[float]
+    clocks: list[ClockReading | None]
+    rejected_s: list[float] = dataclasses.field(default_factory=list)
+    rejected_clocks: list[ClockReading | None] = dataclasses.field(default_factory=list)
     retaken: int = 0
-    unsteady_reason: Optional[str] = None
+    unsteady_reason: str | None = None
 
-    def power_state(self, protocol: str, read_clock: Optional[ClockFn], **fields) -> PowerState:
+    def power_state(self, protocol: str, read_clock: ClockFn | None, **fields) -> PowerState:
         """The record of these samples under ``protocol`` (``fields``: the protocol's
         settings, :class:`~attnperf.model.records.PowerState`'s names)."""
         return PowerState(protocol, NVML if read_clock is not None else UNAVAILABLE,
@@ -126,8 +128,8 @@ class Drawn:
                           unsteady_reason=self.unsteady_reason, **fields)
 
 
-def is_slow(seconds: float, taken: List[Tuple[float, Optional[ClockReading]]],
-            margin: Optional[float]) -> bool:
+def is_slow(seconds: float, taken: list[tuple[float, ClockReading | None]],
+            margin: float | None) -> bool:
     """Whether a sample flagged with a slowdown reason is also slow: ``margin`` above
     the median of ``taken`` (its own capture's samples so far; at least 3).  A
     GPU at its power cap reports the cap after nearly every sample, most of
@@ -138,7 +140,7 @@ def is_slow(seconds: float, taken: List[Tuple[float, Optional[ClockReading]]],
     return len(xs) >= 3 and seconds > (1.0 + margin) * xs[len(xs) // 2]
 
 
-def sample_steady(takes: Sequence[Callable[[], float]], read_clock: Optional[ClockFn],
+def sample_steady(takes: Sequence[Callable[[], float]], read_clock: ClockFn | None,
                   budget: Budget, clock: Callable[[], float] = time.perf_counter) -> Drawn:
     """Draw samples until the budget says stop, the callables in ``takes`` taking
     turns (one per graph capture, ``Budget.captures``; usually one), retaking those
@@ -153,11 +155,11 @@ def sample_steady(takes: Sequence[Callable[[], float]], read_clock: Optional[Clo
     its own callable's samples (a capture in a slower state is not retaken for
     it), and sampling goes on to a whole number of turns (within ``max_samples``).
     """
-    kept: List[float] = []
-    kept_clocks: List[Optional[ClockReading]] = []
-    taken: List[Tuple[float, Optional[ClockReading]]] = []
-    own: List[List[Tuple[float, Optional[ClockReading]]]] = [[] for _ in takes]
-    rejected: List[Tuple[float, Optional[ClockReading]]] = []
+    kept: list[float] = []
+    kept_clocks: list[ClockReading | None] = []
+    taken: list[tuple[float, ClockReading | None]] = []
+    own: list[list[tuple[float, ClockReading | None]]] = [[] for _ in takes]
+    rejected: list[tuple[float, ClockReading | None]] = []
     max_retakes = math.ceil(budget.retake_fraction * budget.max_samples)
     spent, turn = 0.0, 0
     while keep_sampling(kept, spent, budget) or 0 < turn and len(kept) < budget.max_samples:
@@ -167,7 +169,11 @@ def sample_steady(takes: Sequence[Callable[[], float]], read_clock: Optional[Clo
         reading = read_clock() if read_clock is not None else None
         taken.append((seconds, reading))
         own[turn].append((seconds, reading))
-        if reading is not None and reading.slowdown_bits and is_slow(seconds, own[turn], budget.slow_margin):
+        if (
+            reading is not None
+            and reading.slowdown_bits
+            and is_slow(seconds, own[turn], budget.slow_margin)
+        ):
             rejected.append((seconds, reading))
             if len(rejected) > max_retakes:
                 break
@@ -208,11 +214,11 @@ def gap_warm_take(torch, launch: Launch, calls: int, warm_replays: int, replays:
 
 
 def back_to_back(torch, launch: Launch, calls: int, budget: Budget,
-                 read_clock: Optional[ClockFn]) -> Drawn:
+                 read_clock: ClockFn | None) -> Drawn:
     """Replays enqueued back to back with an event between each: one sample
     per replay; the clock is read once per batch (nothing is retaken)."""
-    samples: List[float] = []
-    clocks: List[Optional[ClockReading]] = []
+    samples: list[float] = []
+    clocks: list[ClockReading | None] = []
     spent = 0.0
     while keep_sampling(samples, spent, budget):
         batch = max(1, min(budget.max_samples - len(samples),
@@ -225,7 +231,7 @@ def back_to_back(torch, launch: Launch, calls: int, budget: Budget,
             events[i + 1].record()
         events[-1].synchronize()
         reading = read_clock() if read_clock is not None else None
-        for a, b in zip(events, events[1:]):
+        for a, b in zip(events, events[1:], strict=False):
             seconds = a.elapsed_time(b) / 1e3
             spent += seconds
             samples.append(seconds / calls)

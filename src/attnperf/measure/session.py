@@ -13,11 +13,12 @@ one :class:`~attnperf.measure.options.MeasureOptions`.
 from __future__ import annotations
 
 import logging
-from typing import Callable, Iterable, Iterator, List, Optional, Tuple
+from collections.abc import Callable, Iterable, Iterator
 
 from ..model.peaks import Peak, match_peak
 from ..model.problem import Problem
 from ..model.records import Measurement
+
 # Names importable from here as they always were (Bench, measure, the memory estimate).
 from .bench import Bench, measure, warm_up_gpu  # noqa: F401
 from .budget import Budget
@@ -30,8 +31,8 @@ from .placement import kernel_work, roofline_of
 
 log = logging.getLogger(__name__)
 
-Skip = Optional[Callable[[Problem], Optional[str]]]
-Progress = Optional[Callable[[str, Problem], None]]
+Skip = Callable[[Problem], str | None] | None
+Progress = Callable[[str, Problem], None] | None
 
 
 class Session:
@@ -53,9 +54,9 @@ class Session:
     ``timeout_s=``), which override it.
     """
 
-    def __init__(self, device: str = "auto", threads: Optional[int] = None,
-                 refresh_ceilings: bool = False, tolerances: Optional[dict] = None,
-                 isolate: bool = False, timeout_s: Optional[float] = None) -> None:
+    def __init__(self, device: str = "auto", threads: int | None = None,
+                 refresh_ceilings: bool = False, tolerances: dict | None = None,
+                 isolate: bool = False, timeout_s: float | None = None) -> None:
         self.device = resolve_device(device)
         self.tolerances = dict(tolerances or {})  # [tool.attnperf] tolerances
         if threads is not None and self.device == "cpu":  # PyTorch's CPU thread pool
@@ -65,7 +66,7 @@ class Session:
         self.ceilings = load_or_measure_ceilings(self.device, self.environment,
                                                  refresh=refresh_ceilings)
         gpu = self.environment["gpu_name"]
-        self.peak: Optional[Peak] = match_peak(gpu) if gpu else None
+        self.peak: Peak | None = match_peak(gpu) if gpu else None
         self.isolate, self.timeout_s = isolate, timeout_s
         if isolate and self.device == "cuda":
             import torch
@@ -84,16 +85,16 @@ class Session:
         if self._isolated is not None:
             self._isolated.close()
 
-    def __enter__(self) -> "Session":
+    def __enter__(self) -> Session:
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def measure(self, kernel: str, problem: Problem, options: Optional[MeasureOptions] = None,
-                *, budget: Optional[Budget] = None, latency: Optional[bool] = None,
-                l2_flush: Optional[bool] = None, seed: Optional[int] = None,
-                timeout_s: Optional[float] = None) -> Measurement:
+    def measure(self, kernel: str, problem: Problem, options: MeasureOptions | None = None,
+                *, budget: Budget | None = None, latency: bool | None = None,
+                l2_flush: bool | None = None, seed: int | None = None,
+                timeout_s: float | None = None) -> Measurement:
         """Check and time one (kernel, problem) (class doc); an unknown kernel name
         raises :class:`~attnperf.errors.UnknownNameError`."""
         opts = options_of(options, budget=budget, latency=latency, l2_flush=l2_flush, seed=seed,
@@ -118,11 +119,11 @@ class Session:
             self.ceilings_remeasured = True
         m.roofline = roofline_of(m, self.ceilings, self.peak, remeasured=True, work=kernel_work(m))
 
-    def iter_grid(self, jobs: Iterable[Tuple[str, Problem]],
-                  options: Optional[MeasureOptions] = None, skip: Skip = None,
-                  progress: Progress = None, *, budget: Optional[Budget] = None,
-                  latency: Optional[bool] = None, l2_flush: Optional[bool] = None,
-                  seed: Optional[int] = None, timeout_s: Optional[float] = None
+    def iter_grid(self, jobs: Iterable[tuple[str, Problem]],
+                  options: MeasureOptions | None = None, skip: Skip = None,
+                  progress: Progress = None, *, budget: Budget | None = None,
+                  latency: bool | None = None, l2_flush: bool | None = None,
+                  seed: int | None = None, timeout_s: float | None = None
                   ) -> Iterator[Measurement]:
         """Measure each (kernel, problem) as the caller asks for the next one;
         ``skip(problem)`` may name a reason not to."""
@@ -137,12 +138,12 @@ class Session:
                 continue
             yield self.measure(kernel, problem, opts)
 
-    def measure_grid(self, jobs: Iterable[Tuple[str, Problem]],
-                     options: Optional[MeasureOptions] = None, skip: Skip = None,
-                     progress: Progress = None, *, budget: Optional[Budget] = None,
-                     latency: Optional[bool] = None, l2_flush: Optional[bool] = None,
-                     seed: Optional[int] = None, timeout_s: Optional[float] = None
-                     ) -> List[Measurement]:
+    def measure_grid(self, jobs: Iterable[tuple[str, Problem]],
+                     options: MeasureOptions | None = None, skip: Skip = None,
+                     progress: Progress = None, *, budget: Budget | None = None,
+                     latency: bool | None = None, l2_flush: bool | None = None,
+                     seed: int | None = None, timeout_s: float | None = None
+                     ) -> list[Measurement]:
         """Measure each (kernel, problem); ``skip(problem)`` may name a reason not to."""
         opts = options_of(options, budget=budget, latency=latency, l2_flush=l2_flush, seed=seed,
                           timeout_s=timeout_s)

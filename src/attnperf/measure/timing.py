@@ -36,17 +36,38 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from typing import Callable, List, Optional
+from collections.abc import Callable
 
 from ..model.samples import Samples, ThreadTime
 from .budget import QUICK, Budget, keep_sampling  # noqa: F401 - public names of the timers
-from .cpuclock import (CPU_CLOCK, CPU_REFERENCE_S, REFERENCE_N,  # noqa: F401
-                       cpu_reference_burst, fix_malloc_thresholds, normalise, sample_clocks)
+from .cpuclock import (  # noqa: F401
+    CPU_CLOCK,
+    CPU_REFERENCE_S,
+    REFERENCE_N,
+    cpu_reference_burst,
+    fix_malloc_thresholds,
+    normalise,
+    sample_clocks,
+)
 from .cudalaunch import L2Flusher, cuda_warmup, more_captures, replay_seconds, replayable
-from .power import (BACK_TO_BACK, BACK_TO_BACK_POWER, GAP_WARM, ISOLATED,  # noqa: F401
-                    MAX_REPLAYS, MAX_SETTLE_CYCLES, NVML_CLOCKS, POWER, PROTOCOLS, ClockFn,
-                    PowerControl, back_to_back, gap_warm_take, resolve_clocks, sample_steady,
-                    settle_cycles)
+from .power import (  # noqa: F401
+    BACK_TO_BACK,
+    BACK_TO_BACK_POWER,
+    GAP_WARM,
+    ISOLATED,
+    MAX_REPLAYS,
+    MAX_SETTLE_CYCLES,
+    NVML_CLOCKS,
+    POWER,
+    PROTOCOLS,
+    ClockFn,
+    PowerControl,
+    back_to_back,
+    gap_warm_take,
+    resolve_clocks,
+    sample_steady,
+    settle_cycles,
+)
 
 
 def time_cpu(fn: Callable[[], object], budget: Budget = Budget(),
@@ -57,7 +78,7 @@ def time_cpu(fn: Callable[[], object], budget: Budget = Budget(),
 
 
 def time_cpu_thread(fn: Callable[[], object], budget: Budget = Budget(),
-                    reference: Optional[Callable[[], float]] = None,
+                    reference: Callable[[], float] | None = None,
                     clock: Callable[[], float] = time.perf_counter,
                     cpu_clock: Callable[[], float] = time.thread_time,
                     fix_malloc: bool = True) -> Samples:
@@ -69,7 +90,7 @@ def time_cpu_thread(fn: Callable[[], object], budget: Budget = Budget(),
     """
     note = "" if not fix_malloc or fix_malloc_thresholds() else "malloc thresholds not fixed"
     ref = reference or cpu_reference_burst(cpu_clock)
-    refs: List[float] = []
+    refs: list[float] = []
     (thread, wall), number, warm = sample_clocks(
         fn, budget, (cpu_clock, clock), between=lambda: refs.append(ref()) or refs[-1])
     views = ThreadTime(wall, refs, normalise(thread, refs), CPU_CLOCK)
@@ -107,7 +128,9 @@ def time_cuda_device(fn: Callable[[], object], budget: Budget = Budget(),
     more, short = more_captures(torch, fn, calls, budget.captures - 1, launch)
     launches = [launch] + more
     if short:
-        note = "; ".join(filter(None, [note, f"{len(launches)} of {budget.captures} captures ({short})"]))
+        note = "; ".join(
+            filter(None, [note, f"{len(launches)} of {budget.captures} captures ({short})"])
+        )
 
     replay_s = replay_seconds(torch, launch)
     warm_replays, replays, gap = power.plan(replay_s)

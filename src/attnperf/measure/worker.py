@@ -59,8 +59,9 @@ import pickle
 import signal
 import sys
 import weakref
+from collections.abc import Callable, Sequence
 from multiprocessing.connection import wait
-from typing import Any, Callable, Optional, Sequence
+from typing import Any
 
 from ..errors import WorkerStartError as StartError
 from .reaper import PR_SET_PDEATHSIG, REAPER, kill_group, prctl, signals_held
@@ -88,7 +89,7 @@ class TimedOut:
     reason: str
 
 
-def describe_exit(code: Optional[int]) -> str:
+def describe_exit(code: int | None) -> str:
     """Words for a child's exit code (negative: the signal that killed it)."""
     if code is None:
         return "is still running"
@@ -216,7 +217,7 @@ class Worker:
         self.started = 0  # children started so far
 
     @property
-    def pid(self) -> Optional[int]:
+    def pid(self) -> int | None:
         return self._proc.pid if self._proc is not None else None
 
     def _start(self) -> None:
@@ -321,7 +322,7 @@ class Worker:
         except ValueError:  # pragma: no cover - still running after SIGKILL + 5 s
             log.warning("worker %s did not exit after SIGKILL", proc.pid)
 
-    def __enter__(self) -> "Worker":
+    def __enter__(self) -> Worker:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -7,13 +7,11 @@ shape may be edited, an id never changes meaning).
 
 from __future__ import annotations
 
-from typing import Dict, List
-
 from ..errors import InvalidShapeError, UnknownNameError
 from .problem import Problem
 
 # ---- named problems and sweeps --------------------------------------------
-PRESETS: Dict[str, Problem] = {
+PRESETS: dict[str, Problem] = {
     # The single configuration of legacy single-config reports (their benchmark script's defaults).
     "seed": Problem(batch=8, heads=4, seq_q=64, head_dim=64, dtype="float16"),
     # One new token against a 4k KV cache, grouped-query (Llama-style 32q/8kv).
@@ -37,7 +35,7 @@ PRESETS: Dict[str, Problem] = {
                        dtype="float32"),
 }
 
-SWEEPS: Dict[str, List[str]] = {
+SWEEPS: dict[str, list[str]] = {
     # Default of `attnperf run` on a CPU: well under a minute on 2 cores.
     "cpu-small": ["cpu_seed", "cpu_decode", "cpu_causal", "cpu_gqa"],
     # Default of `attnperf run` on a GPU.
@@ -60,7 +58,7 @@ def resolve(name_or_id: str) -> Problem:
             "nor a problem id like b8_h4_sq64_d64_fp16") from None
 
 
-def sweep(name: str) -> List[Problem]:
+def sweep(name: str) -> list[Problem]:
     if name not in SWEEPS:
         raise UnknownNameError(
             f"unknown sweep {name!r}; allowed: {', '.join(sorted(SWEEPS))}")

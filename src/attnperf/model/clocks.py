@@ -8,25 +8,25 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from typing import Dict, List, Optional, Sequence
+from collections.abc import Sequence
 
 # NVML's clock-event ("throttle") reason bits (nvmlClocksEventReason*), by the
 # names attnperf records.
-CLOCK_EVENT_REASONS: Dict[int, str] = {
+CLOCK_EVENT_REASONS: dict[int, str] = {
     0x1: "gpu_idle", 0x2: "applications_clocks_setting", 0x4: "sw_power_cap",
     0x8: "hw_slowdown", 0x10: "sync_boost", 0x20: "sw_thermal", 0x40: "hw_thermal",
     0x80: "hw_power_brake", 0x100: "display_clock_setting",
 }
 # The reasons that slow a sample down (power or thermal slowdown): a GPU sample
 # seen under one of these (and slow) is retaken (measure/power.py).
-SLOWDOWN_REASONS: Dict[int, str] = {bit: CLOCK_EVENT_REASONS[bit]
+SLOWDOWN_REASONS: dict[int, str] = {bit: CLOCK_EVENT_REASONS[bit]
                                     for bit in (0x4, 0x8, 0x20, 0x40, 0x80)}
 SLOWDOWN_MASK = sum(SLOWDOWN_REASONS)
 NVML = "nvml"                # clock_source of samples whose clocks NVML read
 UNAVAILABLE = "unavailable"  # what a clock field says when NVML could not be read
 
 
-def reason_names(bits: int) -> List[str]:
+def reason_names(bits: int) -> list[str]:
     """Names of the bits set in an NVML clock-event mask, lowest bit first
     (bits this table does not know are kept, as one hex value)."""
     names = [name for bit, name in sorted(CLOCK_EVENT_REASONS.items()) if bits & bit]
@@ -44,7 +44,7 @@ def reason_bits(names: Sequence[str]) -> int:
 class ClockReading:
     """The GPU's SM clock and clock-event reasons, read right after one sample."""
 
-    sm_clock_mhz: Optional[int]
+    sm_clock_mhz: int | None
     event_bits: int = 0
 
     @property
@@ -52,11 +52,11 @@ class ClockReading:
         return self.event_bits & SLOWDOWN_MASK
 
     @property
-    def events(self) -> List[str]:
+    def events(self) -> list[str]:
         return reason_names(self.event_bits)
 
 
-def slowdown_summary(clocks: Sequence[Optional[ClockReading]]) -> str:
+def slowdown_summary(clocks: Sequence[ClockReading | None]) -> str:
     """'hw_thermal in 1 of 5 samples, sw_power_cap in 3 of 5 samples' (empty when none)."""
     counts: Counter = Counter()
     for c in clocks:

@@ -31,7 +31,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
-from typing import Dict, List, Optional, Tuple
 
 from ..errors import ConfigError, InvalidShapeError, UnknownNameError
 from .catalog import resolve
@@ -111,17 +110,17 @@ class ProjectConfig:
     """``[tool.attnperf]`` of one repository (``source``: where it was read)."""
 
     source: str = ""
-    kernels: Tuple[str, ...] = ()
-    baselines: Tuple[str, ...] = ()
-    kernel_modules: Tuple[str, ...] = ()
-    problems: Optional[Tuple[Problem, ...]] = None  # None: attnperf's default grid
-    sweeps: Dict[str, Tuple[Problem, ...]] = dataclasses.field(default_factory=dict)
-    tolerances: Dict[str, float] = dataclasses.field(default_factory=dict)
-    factors: Dict[str, float] = dataclasses.field(default_factory=lambda: dict(DEFAULT_FACTORS))
-    passes: Tuple[str, ...] = ("fwd",)  # the asv suite's training grid is opt-in
+    kernels: tuple[str, ...] = ()
+    baselines: tuple[str, ...] = ()
+    kernel_modules: tuple[str, ...] = ()
+    problems: tuple[Problem, ...] | None = None  # None: attnperf's default grid
+    sweeps: dict[str, tuple[Problem, ...]] = dataclasses.field(default_factory=dict)
+    tolerances: dict[str, float] = dataclasses.field(default_factory=dict)
+    factors: dict[str, float] = dataclasses.field(default_factory=lambda: dict(DEFAULT_FACTORS))
+    passes: tuple[str, ...] = ("fwd",)  # the asv suite's training grid is opt-in
 
     @property
-    def tracked(self) -> List[str]:
+    def tracked(self) -> list[str]:
         """Kernels then baselines (each once): what the suite and `attnperf run` measure."""
         return list(dict.fromkeys(self.kernels + self.baselines))
 
@@ -166,7 +165,7 @@ def _message(error, source: str) -> str:
             f"allowed: {allowed}" if allowed else f"{prefix}{_where(path)}: {error.message}")
 
 
-def _expand(entry, where: str, source: str) -> List[Problem]:
+def _expand(entry, where: str, source: str) -> list[Problem]:
     prefix = f"{source}: " if source else ""
     if isinstance(entry, str):
         try:
@@ -177,7 +176,7 @@ def _expand(entry, where: str, source: str) -> List[Problem]:
     values = [entry[k] if isinstance(entry[k], list) else [entry[k]] for k in keys]
     out = []
     for combo in itertools.product(*values):
-        kw = dict(zip(keys, combo))
+        kw = dict(zip(keys, combo, strict=True))
         try:
             out.append(Problem(**kw))
         except InvalidShapeError as exc:
@@ -198,14 +197,14 @@ def _grid_size(entries) -> int:
     return total
 
 
-def _problems(entries, where: str, source: str) -> Tuple[Problem, ...]:
+def _problems(entries, where: str, source: str) -> tuple[Problem, ...]:
     size = _grid_size(entries)
     if size > MAX_GRID:
         prefix = f"{source}: " if source else ""
         raise ConfigError(f"{prefix}{where} expands to {size} problems; allowed: at most "
                           f"{MAX_GRID} per grid (each is measured for every kernel and pass on "
                           "every commit)")
-    out: List[Problem] = []
+    out: list[Problem] = []
     for i, entry in enumerate(entries):
         out += _expand(entry, f"{where}[{i}]", source)
     return tuple(dict.fromkeys(out))  # each problem once, in order

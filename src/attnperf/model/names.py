@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Optional
 
 from ..errors import UsageError
 
@@ -98,7 +97,7 @@ def url(value: object, what: str = "project URL") -> str:
     return text
 
 
-def home_to_tilde(text: str, home: Optional[str] = None) -> str:
+def home_to_tilde(text: str, home: str | None = None) -> str:
     """``text`` with the home directory written ``~`` wherever it starts a path
     (``/home/ann/x`` -> ``~/x``): exception texts stored in files carry no user name."""
     home = (home if home is not None else os.path.expanduser("~")).rstrip("/")
@@ -107,7 +106,7 @@ def home_to_tilde(text: str, home: Optional[str] = None) -> str:
     return re.sub(re.escape(home) + r"(?=$|[^\w.-])", "~", text)
 
 
-def home_to_tilde_in(data, home: Optional[str] = None):
+def home_to_tilde_in(data, home: str | None = None):
     """``data`` (JSON-like: dicts, lists, strings) with :func:`home_to_tilde` applied to
     every string value."""
     if isinstance(data, str):

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from typing import Dict, Optional
+
 
 @dataclasses.dataclass(frozen=True)
 class Peak:
     """Datasheet peaks: dense tensor-core TFLOP/s per dtype, memory TB/s."""
 
     name: str
-    tflops: Dict[str, float]
+    tflops: dict[str, float]
     bandwidth_tb_s: float
     source: str
 
@@ -23,28 +23,72 @@ class Peak:
 # One cited table.  Dense (no structured sparsity) figures; "float32" is the
 # non-tensor-core FP32 rate (PyTorch's default: TF32 off for matmul).
 PEAKS = [
-    Peak("H100 SXM", {"float16": 989.4, "bfloat16": 989.4, "tf32": 494.7, "float32": 66.9}, 3.35,
-         "NVIDIA H100 Tensor Core GPU datasheet (SXM5), 2023"),
-    Peak("H100 NVL", {"float16": 835.0, "bfloat16": 835.0, "tf32": 417.5, "float32": 60.0}, 3.9,
-         "NVIDIA H100 Tensor Core GPU datasheet (NVL), 2023"),
-    Peak("H100 PCIe", {"float16": 756.5, "bfloat16": 756.5, "tf32": 378.0, "float32": 51.2}, 2.0,
-         "NVIDIA H100 Tensor Core GPU datasheet (PCIe), 2023"),
-    Peak("H200 NVL", {"float16": 835.0, "bfloat16": 835.0, "tf32": 417.5, "float32": 60.0}, 4.8,
-         "NVIDIA H200 Tensor Core GPU datasheet (NVL), 2024"),
-    Peak("H200", {"float16": 989.4, "bfloat16": 989.4, "tf32": 494.7, "float32": 66.9}, 4.8,
-         "NVIDIA H200 Tensor Core GPU datasheet (SXM), 2024"),
-    Peak("A100 SXM 80GB", {"float16": 312.0, "bfloat16": 312.0, "tf32": 156.0, "float32": 19.5}, 2.039,
-         "NVIDIA A100 Tensor Core GPU datasheet, 2021"),
-    Peak("A100 PCIe 80GB", {"float16": 312.0, "bfloat16": 312.0, "tf32": 156.0, "float32": 19.5}, 1.935,
-         "NVIDIA A100 Tensor Core GPU datasheet, 2021"),
-    Peak("A100 40GB", {"float16": 312.0, "bfloat16": 312.0, "tf32": 156.0, "float32": 19.5}, 1.555,
-         "NVIDIA A100 Tensor Core GPU datasheet, 2021"),
-    Peak("L4", {"float16": 121.0, "bfloat16": 121.0, "tf32": 60.0, "float32": 30.3}, 0.300,
-         "NVIDIA L4 Tensor Core GPU datasheet, 2023"),
-    Peak("A10G", {"float16": 125.0, "bfloat16": 125.0, "tf32": 62.5, "float32": 31.2}, 0.600,
-         "NVIDIA A10 datasheet, 2021 (A10G, AWS's variant, has no public datasheet; A10 figures)"),
-    Peak("A10", {"float16": 125.0, "bfloat16": 125.0, "tf32": 62.5, "float32": 31.2}, 0.600,
-         "NVIDIA A10 datasheet, 2021"),
+    Peak(
+        "H100 SXM",
+        {"float16": 989.4, "bfloat16": 989.4, "tf32": 494.7, "float32": 66.9},
+        3.35,
+        "NVIDIA H100 Tensor Core GPU datasheet (SXM5), 2023",
+    ),
+    Peak(
+        "H100 NVL",
+        {"float16": 835.0, "bfloat16": 835.0, "tf32": 417.5, "float32": 60.0},
+        3.9,
+        "NVIDIA H100 Tensor Core GPU datasheet (NVL), 2023",
+    ),
+    Peak(
+        "H100 PCIe",
+        {"float16": 756.5, "bfloat16": 756.5, "tf32": 378.0, "float32": 51.2},
+        2.0,
+        "NVIDIA H100 Tensor Core GPU datasheet (PCIe), 2023",
+    ),
+    Peak(
+        "H200 NVL",
+        {"float16": 835.0, "bfloat16": 835.0, "tf32": 417.5, "float32": 60.0},
+        4.8,
+        "NVIDIA H200 Tensor Core GPU datasheet (NVL), 2024",
+    ),
+    Peak(
+        "H200",
+        {"float16": 989.4, "bfloat16": 989.4, "tf32": 494.7, "float32": 66.9},
+        4.8,
+        "NVIDIA H200 Tensor Core GPU datasheet (SXM), 2024",
+    ),
+    Peak(
+        "A100 SXM 80GB",
+        {"float16": 312.0, "bfloat16": 312.0, "tf32": 156.0, "float32": 19.5},
+        2.039,
+        "NVIDIA A100 Tensor Core GPU datasheet, 2021",
+    ),
+    Peak(
+        "A100 PCIe 80GB",
+        {"float16": 312.0, "bfloat16": 312.0, "tf32": 156.0, "float32": 19.5},
+        1.935,
+        "NVIDIA A100 Tensor Core GPU datasheet, 2021",
+    ),
+    Peak(
+        "A100 40GB",
+        {"float16": 312.0, "bfloat16": 312.0, "tf32": 156.0, "float32": 19.5},
+        1.555,
+        "NVIDIA A100 Tensor Core GPU datasheet, 2021",
+    ),
+    Peak(
+        "L4",
+        {"float16": 121.0, "bfloat16": 121.0, "tf32": 60.0, "float32": 30.3},
+        0.300,
+        "NVIDIA L4 Tensor Core GPU datasheet, 2023",
+    ),
+    Peak(
+        "A10G",
+        {"float16": 125.0, "bfloat16": 125.0, "tf32": 62.5, "float32": 31.2},
+        0.600,
+        "NVIDIA A10 datasheet, 2021 (A10G, AWS's variant, has no public datasheet; A10 figures)",
+    ),
+    Peak(
+        "A10",
+        {"float16": 125.0, "bfloat16": 125.0, "tf32": 62.5, "float32": 31.2},
+        0.600,
+        "NVIDIA A10 datasheet, 2021",
+    ),
 ]
 
 # Ordered rules: real names look like "NVIDIA H100 80GB HBM3", "NVIDIA H100 PCIe",
@@ -65,7 +109,7 @@ _MATCH_RULES = [
 ]
 
 
-def match_peak(device_name: str) -> Optional[Peak]:
+def match_peak(device_name: str) -> Peak | None:
     """Find the datasheet entry for a device name as CUDA reports it."""
     norm = re.sub(r"[-_]", " ", device_name.upper())
     by_name = {p.name: p for p in PEAKS}

@@ -9,12 +9,11 @@ change for a given problem.  Add aliases, never rename.
 from __future__ import annotations
 
 import dataclasses
-from typing import Dict, Optional, Tuple
 
 from ..errors import InvalidShapeError
 
 # dtype name -> (element size in bytes, short tag used in ids)
-DTYPES: Dict[str, Tuple[int, str]] = {
+DTYPES: dict[str, tuple[int, str]] = {
     "float16": (2, "fp16"),
     "bfloat16": (2, "bf16"),
     "float32": (4, "fp32"),
@@ -99,8 +98,8 @@ class Problem:
     heads: int
     seq_q: int
     head_dim: int
-    seq_kv: Optional[int] = None
-    kv_heads: Optional[int] = None
+    seq_kv: int | None = None
+    kv_heads: int | None = None
     causal: bool = False
     dtype: str = "float16"
     mode: str = "fwd"
@@ -141,7 +140,7 @@ class Problem:
         """Whether this problem's pass computes gradients (``bwd``, ``fwd+bwd``)."""
         return self.mode != "fwd"
 
-    def with_pass(self, mode: str) -> "Problem":
+    def with_pass(self, mode: str) -> Problem:
         """The same shape under another pass (``fwd``: the forward problem, its id unchanged)."""
         return dataclasses.replace(self, mode=mode)
 
@@ -179,7 +178,7 @@ class Problem:
         }
 
     @classmethod
-    def from_config(cls, cfg: dict) -> "Problem":
+    def from_config(cls, cfg: dict) -> Problem:
         """Inverse of :meth:`to_config`; also reads a legacy single-config report's config block."""
         try:
             return cls(
@@ -191,7 +190,7 @@ class Problem:
             raise InvalidShapeError(f"config is missing the key {exc.args[0]!r}") from None
 
     @classmethod
-    def from_id(cls, problem_id: str) -> "Problem":
+    def from_id(cls, problem_id: str) -> Problem:
         """Parse an id made by :attr:`id` (used to read history keys back)."""
         fields = {"b": "batch", "h": "heads", "kv": "kv_heads", "sq": "seq_q",
                   "sk": "seq_kv", "d": "head_dim"}

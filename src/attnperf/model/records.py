@@ -14,15 +14,22 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Dict, List, Optional
 
+# The samples' and clocks' records, importable from here as they always were.
+from .clocks import (  # noqa: F401
+    CLOCK_EVENT_REASONS,
+    NVML,
+    SLOWDOWN_MASK,
+    SLOWDOWN_REASONS,
+    UNAVAILABLE,
+    ClockReading,
+    reason_bits,
+    reason_names,
+    slowdown_summary,
+)
 from .problem import Problem
 from .roofline import Roofline
-# The samples' and clocks' records, importable from here as they always were.
-from .clocks import (CLOCK_EVENT_REASONS, NVML, SLOWDOWN_MASK, SLOWDOWN_REASONS,  # noqa: F401
-                     UNAVAILABLE, ClockReading, reason_bits, reason_names, slowdown_summary)
-from .samples import (UNSTABLE_IQR_RATIO, PowerState, Samples, ThreadTime,  # noqa: F401
-                      iqr_ratio, seconds_of_ms)
+from .samples import UNSTABLE_IQR_RATIO, PowerState, Samples, ThreadTime, iqr_ratio, seconds_of_ms  # noqa: F401
 
 
 def _known(cls, d: dict) -> dict:
@@ -48,14 +55,15 @@ class Correctness:
     nonfinite: int
     tolerance: float
     tolerance_key: str
-    # Inputs ("q", "k", "v"; "dout" in training passes) the kernel wrote to; any makes ``passed`` false.
-    modified_inputs: List[str] = dataclasses.field(default_factory=list)
+    # Inputs ("q", "k", "v"; "dout" in training passes) the kernel wrote to; any makes ``passed``
+    # false.
+    modified_inputs: list[str] = dataclasses.field(default_factory=list)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Correctness":
+    def from_dict(cls, d: dict) -> Correctness:
         return cls(**_known(cls, d))
 
     def summary(self) -> str:
@@ -78,24 +86,24 @@ class PeakMemory:
     is not seen.  ``baseline_bytes`` is what was allocated before the call.
     """
 
-    peak_bytes: Optional[int]
+    peak_bytes: int | None
     method: str
     note: str = ""
-    baseline_bytes: Optional[int] = None
+    baseline_bytes: int | None = None
 
     @property
     def available(self) -> bool:
         return self.peak_bytes is not None
 
     @property
-    def mib(self) -> Optional[float]:
+    def mib(self) -> float | None:
         return None if self.peak_bytes is None else self.peak_bytes / 2**20
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "PeakMemory":
+    def from_dict(cls, d: dict) -> PeakMemory:
         return cls(**_known(cls, d))
 
 
@@ -125,18 +133,20 @@ class Measurement:
     device: str
     status: str = "ok"
     reason: str = ""
-    correctness: Optional[Correctness] = None
-    device_time: Optional[Samples] = None  # GPU: graph replays; CPU: thread CPU time (1 thread) or wall time
-    latency: Optional[Samples] = None      # GPU only: isolated call, events
-    roofline: Optional[Roofline] = None
-    peak_memory: Optional[PeakMemory] = None  # one warm call (measure/memory.py)
-    dispatch: Optional[str] = None
-    clock_before: Optional[dict] = None
-    clock_after: Optional[dict] = None
+    correctness: Correctness | None = None
+    device_time: Samples | None = (
+        None  # GPU: graph replays; CPU: thread CPU time (1 thread) or wall time
+    )
+    latency: Samples | None = None      # GPU only: isolated call, events
+    roofline: Roofline | None = None
+    peak_memory: PeakMemory | None = None  # one warm call (measure/memory.py)
+    dispatch: str | None = None
+    clock_before: dict | None = None
+    clock_after: dict | None = None
     timestamp: str = ""
-    warnings: List[str] = dataclasses.field(default_factory=list)  # the kernel's, deduplicated
+    warnings: list[str] = dataclasses.field(default_factory=list)  # the kernel's, deduplicated
     # Training passes: dQ, dK, dV judged against float64 autograd ("dq", "dk", "dv").
-    gradients: Optional[Dict[str, Correctness]] = None
+    gradients: dict[str, Correctness] | None = None
 
 
 @dataclasses.dataclass
@@ -146,10 +156,10 @@ class Report:
     single-config top-level keys).  ``timestamp``: when the report was written
     (None: now, when it is built)."""
 
-    measurements: List[Measurement]
+    measurements: list[Measurement]
     environment: dict
-    ceilings: Optional[dict] = None
+    ceilings: dict | None = None
     settings: dict = dataclasses.field(default_factory=dict)
     interrupted: bool = False
-    not_run: List[str] = dataclasses.field(default_factory=list)
-    timestamp: Optional[str] = None
+    not_run: list[str] = dataclasses.field(default_factory=list)
+    timestamp: str | None = None

@@ -24,7 +24,6 @@ LSE go through memory between the two, as they do in every fused kernel pair).
 from __future__ import annotations
 
 import dataclasses
-from typing import List, Optional, Tuple
 
 from .problem import Problem, precision_key
 
@@ -123,7 +122,7 @@ class Roofline:
     ceiling_tflops: float
     ceiling_gb_s: float
     ceiling_source: str
-    recommendations: List[str]
+    recommendations: list[str]
     # Q, K, V and O together fit in the last-level cache: back-to-back device time
     # (CUDA graph, warm L2) can then run above the DRAM roof, x_over_floor < 1.
     cache_resident: bool = False
@@ -139,14 +138,16 @@ class Roofline:
         return d
 
 
-def floors(p: Problem, ceiling: Ceiling, work: Tuple[Optional[int], Optional[int]] = (None, None)) -> tuple:
+def floors(
+    p: Problem, ceiling: Ceiling, work: tuple[int | None, int | None] = (None, None)
+) -> tuple:
     """(compute floor, memory floor) in seconds: FLOPs over the compute roof, bytes over the
     memory roof.  ``work``: a kernel's own (FLOPs, bytes), None where this model applies."""
     f, b = work_of(p, work)
     return f / (ceiling.tflops * 1e12), b / (ceiling.bandwidth_gb_s * 1e9)
 
 
-def work_of(p: Problem, work: Tuple[Optional[int], Optional[int]] = (None, None)) -> Tuple[int, int]:
+def work_of(p: Problem, work: tuple[int | None, int | None] = (None, None)) -> tuple[int, int]:
     """(FLOPs, bytes) of ``p``: a kernel's own model where given (KernelSpec flops/bytes)."""
     f, b = work
     return (flops(p) if f is None else f), (bytes_moved(p) if b is None else b)
@@ -160,7 +161,7 @@ def classify(compute_floor_s: float, memory_floor_s: float, device: str) -> str:
 
 
 def recommendations(regime: str, efficiency_pct: float, p: Problem,
-                    cache_resident: bool = False) -> List[str]:
+                    cache_resident: bool = False) -> list[str]:
     recs = {
         "latency-bound": [
             "Fixed launch/host overhead dominates: batch more work per call (more heads or "
@@ -198,8 +199,8 @@ def beaten_note(efficiency_pct: float, source: str, remeasured: bool) -> str:
 
 
 def analyze(p: Problem, time_s: float, ceiling: Ceiling, device: str,
-            cache_bytes: Optional[int] = None,
-            work: Tuple[Optional[int], Optional[int]] = (None, None),
+            cache_bytes: int | None = None,
+            work: tuple[int | None, int | None] = (None, None),
             remeasured: bool = False) -> Roofline:
     """Place one measured time on the roofline of ``ceiling``.
 
@@ -236,7 +237,7 @@ def analyze(p: Problem, time_s: float, ceiling: Ceiling, device: str,
         recommendations=recs, cache_resident=resident, ceiling_beaten=beaten, ceiling_note=note)
 
 
-def ceiling_for(p: Problem, measured: Optional[dict], peak, tf32: bool = False) -> Optional[Ceiling]:
+def ceiling_for(p: Problem, measured: dict | None, peak, tf32: bool = False) -> Ceiling | None:
     """The binding roofs for ``p``'s dtype: measured figures first, datasheet second.
 
     A half-precision kernel may do its math in float32 (CPU kernels do: a CPU's

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import List, Optional, Sequence, Tuple
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -28,7 +28,7 @@ def iqr_ratio(samples: Sequence[float]) -> float:
 
 UNSTABLE_IQR_RATIO = 0.10  # warn when IQR / median exceeds this
 
-def _ms(seconds: Sequence[float]) -> List[float]:
+def _ms(seconds: Sequence[float]) -> list[float]:
     return [s * 1e3 for s in seconds]
 
 
@@ -47,11 +47,11 @@ def seconds_of_ms(ms: float) -> float:
     return min(exact, key=lambda c: len(repr(c))) if exact else s
 
 
-def _seconds(ms: Sequence[float]) -> List[float]:
+def _seconds(ms: Sequence[float]) -> list[float]:
     return [seconds_of_ms(x) for x in ms]
 
 
-def _reading(mhz: Optional[int], events: Optional[List[str]]) -> Optional[ClockReading]:
+def _reading(mhz: int | None, events: list[str] | None) -> ClockReading | None:
     """A :class:`ClockReading` from its report form (None: NVML could not read it)."""
     if mhz is None and events is None:
         return None
@@ -80,17 +80,17 @@ class PowerState:
 
     protocol: str
     clock_source: str = UNAVAILABLE
-    clocks: List[Optional[ClockReading]] = dataclasses.field(default_factory=list)
-    gap_s: Optional[float] = None
+    clocks: list[ClockReading | None] = dataclasses.field(default_factory=list)
+    gap_s: float | None = None
     warm_replays: int = 0
     replays_per_sample: int = 1
     settle_cycles: int = 0
     captures: int = 1
-    rejected_s: List[float] = dataclasses.field(default_factory=list)
-    rejected_clocks: List[Optional[ClockReading]] = dataclasses.field(default_factory=list)
+    rejected_s: list[float] = dataclasses.field(default_factory=list)
+    rejected_clocks: list[ClockReading | None] = dataclasses.field(default_factory=list)
     retaken: int = 0
-    unsteady_reason: Optional[str] = None
-    sustained: Optional["Samples"] = None
+    unsteady_reason: str | None = None
+    sustained: Samples | None = None
 
     @property
     def nvml(self) -> bool:
@@ -109,13 +109,13 @@ class PowerState:
         """How many kept samples ran under a power or thermal slowdown."""
         return sum(1 for c in self.clocks if c is not None and c.slowdown_bits)
 
-    def sm_clocks_mhz(self) -> Optional[List[Optional[int]]]:
+    def sm_clocks_mhz(self) -> list[int | None] | None:
         """The SM clock per kept sample (None when NVML was unavailable)."""
         if not self.nvml:
             return None
         return [c.sm_clock_mhz if c is not None else None for c in self.clocks]
 
-    def clock_events(self, rejected: bool = False) -> Optional[List[Optional[List[str]]]]:
+    def clock_events(self, rejected: bool = False) -> list[list[str] | None] | None:
         """Clock-event reason names per sample (None when NVML was unavailable)."""
         if not self.nvml:
             return None
@@ -161,12 +161,15 @@ class PowerState:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict, samples: int) -> "PowerState":
+    def from_dict(cls, d: dict, samples: int) -> PowerState:
         """Inverse of :meth:`to_dict` for a report's ``device_time`` dict of ``samples``
         kept samples.  A rejected sample's SM clock is not written: it reads as None."""
         rejected = _seconds(d.get("rejected_samples_ms", []))
         if d["clock_source"] == NVML:
-            clocks = [_reading(mhz, ev) for mhz, ev in zip(d["sm_clock_mhz"], d["clock_events"])]
+            clocks = [
+                _reading(mhz, ev)
+                for mhz, ev in zip(d["sm_clock_mhz"], d["clock_events"], strict=False)
+            ]
             rejected_clocks = [_reading(None, ev) for ev in d.get("rejected_clock_events", [])]
         else:
             clocks, rejected_clocks = [None] * samples, [None] * len(rejected)
@@ -188,9 +191,9 @@ class ThreadTime:
     bursts' CPU seconds around the samples (one more than samples) and the
     samples at the reference speed.  Recorded, never gated."""
 
-    wall_s: List[float] = dataclasses.field(default_factory=list)
-    reference_s: List[float] = dataclasses.field(default_factory=list)
-    normalised_s: List[float] = dataclasses.field(default_factory=list)
+    wall_s: list[float] = dataclasses.field(default_factory=list)
+    reference_s: list[float] = dataclasses.field(default_factory=list)
+    normalised_s: list[float] = dataclasses.field(default_factory=list)
     clock: str = "thread"
 
     def to_dict(self) -> dict:
@@ -199,7 +202,7 @@ class ThreadTime:
                 "cpu_reference_ms": _ms(self.reference_s)}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ThreadTime":
+    def from_dict(cls, d: dict) -> ThreadTime:
         return cls(_seconds(d.get("wall_samples_ms", [])), _seconds(d.get("cpu_reference_ms", [])),
                    _seconds(d.get("normalised_samples_ms", [])), d["cpu_clock"])
 
@@ -209,12 +212,14 @@ _THREAD_KEYS = {"cpu_clock": "clock", "wall_s": "wall_s", "reference_s": "refere
                 "normalised_s": "normalised_s"}
 
 
-def _grouped(flat: dict) -> Tuple[Optional[PowerState], Optional[ThreadTime]]:
+def _grouped(flat: dict) -> tuple[PowerState | None, ThreadTime | None]:
     """The groups from the flat keywords of the earlier, flat record (``protocol=``,
     ``clock_source=``, ``cpu_clock=``, ``wall_s=`` ...), where "" meant "none"."""
     unknown = set(flat) - _POWER_KEYS - set(_THREAD_KEYS)
     if unknown:
-        raise TypeError(f"Samples() got unexpected keyword argument(s): {', '.join(sorted(unknown))}")
+        raise TypeError(
+            f"Samples() got unexpected keyword argument(s): {', '.join(sorted(unknown))}"
+        )
     power = thread = None
     gpu = {k: v for k, v in flat.items() if k in _POWER_KEYS}
     if gpu and (gpu.get("clock_source") or gpu.get("protocol")):
@@ -273,18 +278,18 @@ class Samples:
     the constructor folds them into the groups, and the attributes read them.
     """
 
-    samples_s: List[float]
+    samples_s: list[float]
     method: str
     calls_per_sample: int
     warmup_calls: int
     l2_flush: bool = False
     note: str = ""
-    power: Optional[PowerState] = None
-    thread: Optional[ThreadTime] = None
+    power: PowerState | None = None
+    thread: ThreadTime | None = None
 
-    def __init__(self, samples_s: List[float], method: str, calls_per_sample: int,
+    def __init__(self, samples_s: list[float], method: str, calls_per_sample: int,
                  warmup_calls: int, l2_flush: bool = False, note: str = "",
-                 power: Optional[PowerState] = None, thread: Optional[ThreadTime] = None,
+                 power: PowerState | None = None, thread: ThreadTime | None = None,
                  **flat) -> None:
         if flat:
             folded_power, folded_thread = _grouped(flat)
@@ -323,11 +328,11 @@ class Samples:
         """How many samples ran under a power or thermal slowdown."""
         return self.power.slowdown_samples if self.power is not None else 0
 
-    def sm_clocks_mhz(self) -> Optional[List[Optional[int]]]:
+    def sm_clocks_mhz(self) -> list[int | None] | None:
         """The SM clock per sample (None when NVML was unavailable or not a GPU sample)."""
         return self.power.sm_clocks_mhz() if self.power is not None else None
 
-    def clock_events(self, rejected: bool = False) -> Optional[List[Optional[List[str]]]]:
+    def clock_events(self, rejected: bool = False) -> list[list[str] | None] | None:
         """Clock-event reason names per sample (None when NVML was unavailable)."""
         return self.power.clock_events(rejected) if self.power is not None else None
 
@@ -378,7 +383,7 @@ class Samples:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Samples":
+    def from_dict(cls, d: dict) -> Samples:
         """Inverse of :meth:`to_dict` (statistics are recomputed from the samples)."""
         samples = _seconds(d["samples_ms"])
         return cls(samples, d["method"], d["calls_per_sample"], d["warmup_calls"],

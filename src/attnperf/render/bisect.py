@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable, List, Sequence
+from collections.abc import Callable, Sequence
 
 from ..analysis import ab
 from ..analysis.bisect import ALL_NA, NO_REGRESSION, REGRESSION, Outcome, asv_name
@@ -15,7 +15,7 @@ def _name(r: ab.Row) -> str:
     return asv_name(short_name(r.benchmark), r.params)
 
 
-def ratio_lines(rows: Sequence[ab.Row], limit: int = 20) -> List[str]:
+def ratio_lines(rows: Sequence[ab.Row], limit: int = 20) -> list[str]:
     """One line per comparable row: ratio, verdict, factor, the test's result, the benchmark."""
     shown = sorted((r for r in rows if r.ratio is not None), key=lambda r: -(r.ratio or 0))
     out = [f"  {r.ratio:7.3f}x  {r.change:<6}  x{r.factor:<5.3g} {r.significance.text or '-':<38} "
@@ -31,7 +31,7 @@ def ratio_lines(rows: Sequence[ab.Row], limit: int = 20) -> List[str]:
 def outcome(o: Outcome, subject: Callable[[str], str]) -> str:
     """The verdict, for stdout."""
     g, b = o.good[:8], o.bad[:8]
-    lines: List[str] = []
+    lines: list[str] = []
     if o.kind == NO_REGRESSION:
         lines.append(f"no significant regression between {g} and {b} "
                      f"(asv's test: Mann-Whitney U p < {ab.P_THRESHOLD} and ratio > factor)")

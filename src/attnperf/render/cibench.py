@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
-from typing import Mapping, Tuple
+from collections.abc import Mapping
 
 from . import markdown as md
 
 
-def paired_section(paired: Mapping[Tuple[str, str], object], factor: float) -> str:
+def paired_section(paired: Mapping[tuple[str, str], object], factor: float) -> str:
     """The paired figures per (kernel, problem id): base and head medians, the median
     pair's ratio and the sign test's p (objects with ``base_s``, ``head_s``, ``ratio``,
     ``p_slower``, as :class:`attnperf.measure.paired.Paired` has)."""
@@ -18,6 +18,8 @@ def paired_section(paired: Mapping[Tuple[str, str], object], factor: float) -> s
              "| kernel | problem | base ms | head ms | head/base (median pair) | p (slower) |",
              "|---|---|---|---|---|---|"]
     for (k, p), r in sorted(paired.items()):
-        lines.append(f"| {md.text(k)} | {md.text(p)} | {r.base_s * 1e3:.3f} | {r.head_s * 1e3:.3f} | "
-                     f"{r.ratio:.3f} | {r.p_slower:.1e} |")
+        lines.append(
+            f"| {md.text(k)} | {md.text(p)} | {r.base_s * 1e3:.3f} | {r.head_s * 1e3:.3f} | "
+            f"{r.ratio:.3f} | {r.p_slower:.1e} |"
+        )
     return "\n".join(lines) + "\n"

@@ -9,8 +9,6 @@ markdown (:mod:`attnperf.render.markdown`).  Untimed values print as
 
 from __future__ import annotations
 
-from typing import List
-
 from tabulate import tabulate
 
 from ..analysis.compare import verdict_of
@@ -53,8 +51,10 @@ def render(result: dict, fmt: str = "text") -> str:
 
 def _overall(result: dict) -> str:
     rows, missing = result["comparisons"], result.get("missing") or []
-    text = (f"Overall: {'REGRESSION' if result['is_regression'] else 'OK'} "
-            f"({len(result['regressions'])} of {len(rows)} configs past {result['threshold']:+.1f} %")
+    text = (
+        f"Overall: {'REGRESSION' if result['is_regression'] else 'OK'} "
+        f"({len(result['regressions'])} of {len(rows)} configs past {result['threshold']:+.1f} %"
+    )
     if result.get("coverage_lost"):
         text += (f"; {len(missing)} config(s) of the baseline missing from the current report: "
                  "lost coverage, pass --allow-missing if they were left out on purpose")
@@ -63,7 +63,7 @@ def _overall(result: dict) -> str:
     return text + ")"
 
 
-def _unmatched_lines(result: dict, prefix: str, quote=str) -> List[str]:
+def _unmatched_lines(result: dict, prefix: str, quote=str) -> list[str]:
     out = []
     labels = {"baseline_only": "missing from the current report (in the baseline only)",
               "current_only": "new in the current report (not in the baseline)"}

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Optional
 
 NONE = "—"
 _TIME_SCALES = ((1.0, "s"), (1e-3, "ms"), (1e-6, "µs"), (1e-9, "ns"))
@@ -20,12 +19,12 @@ def _missing(x) -> bool:
         or not math.isfinite(x)
 
 
-def num(x: Optional[float], spec: str = ".3g", unit: str = "", none: str = NONE) -> str:
+def num(x: float | None, spec: str = ".3g", unit: str = "", none: str = NONE) -> str:
     """``x`` formatted with ``spec`` and followed by ``unit``; ``none`` when missing or not finite."""
     return none if _missing(x) else f"{format(x, spec)}{unit}"
 
 
-def seconds(x: Optional[float], none: str = NONE) -> str:
+def seconds(x: float | None, none: str = NONE) -> str:
     """A duration in seconds with the unit that keeps 3 significant digits: ``215 µs``."""
     if _missing(x):
         return none
@@ -35,11 +34,11 @@ def seconds(x: Optional[float], none: str = NONE) -> str:
     return none  # pragma: no cover - the loop always returns
 
 
-def pct(x: Optional[float], none: str = NONE) -> str:
+def pct(x: float | None, none: str = NONE) -> str:
     return num(x, ".3g", "%", none)
 
 
-def value(x: Optional[float], unit: Optional[str], none: str = NONE) -> str:
+def value(x: float | None, unit: str | None, none: str = NONE) -> str:
     """A value of an asv benchmark in its asv unit (``seconds``, ``x floor``, ...)."""
     if _missing(x):
         return none

@@ -10,15 +10,27 @@ efficiency, correctness and the machine environment.
 from __future__ import annotations
 
 import html
-from typing import Dict, List, Optional
 
 from ..analysis import cells as am
-from ..analysis.ab import (BETTER, BROKE, CHANGED, EXIT_BROKEN, EXIT_INFRA,
-                           EXIT_REGRESSION, ICON, SAME, WORSE, Comparison, Row, compare,
-                           decide, worse_text)
+from ..analysis.ab import (
+    BETTER,
+    BROKE,
+    CHANGED,
+    EXIT_BROKEN,
+    EXIT_INFRA,
+    EXIT_REGRESSION,
+    ICON,
+    SAME,
+    WORSE,
+    Comparison,
+    Row,
+    compare,
+    decide,
+    worse_text,
+)
 from ..analysis.gate import short_name
-from ..io.asv_results import FAILED, MISSING, SKIPPED, Machine, Point, ResultsDB, Run
 from ..errors import UnknownNameError
+from ..io.asv_results import FAILED, MISSING, SKIPPED, Machine, Point, ResultsDB, Run
 from ..model.catalog import PRESETS, resolve
 from . import fmt
 from . import markdown as md
@@ -30,7 +42,7 @@ MARKER = "<!-- attnperf-pr-benchmarks -->"
 fmt_value = fmt.value  # kept: the name the CI job and older callers import
 
 
-def fmt_point(p: Point, unit: Optional[str]) -> str:
+def fmt_point(p: Point, unit: str | None) -> str:
     if p.status == FAILED:
         return "failed"
     if p.status == SKIPPED:
@@ -59,8 +71,8 @@ def _problem_label(problem: str) -> str:
     return f"{md.text(p.id)} <sub>{md.text(shape)}</sub>"
 
 
-def _table(rows: List[Row], cells_before: Dict, cells_after: Dict,
-           per_benchmark: bool = False, factor: Optional[float] = None) -> List[str]:
+def _table(rows: list[Row], cells_before: dict, cells_after: dict,
+           per_benchmark: bool = False, factor: float | None = None) -> list[str]:
     out = ["| | benchmark | kernel | problem | before | after | ratio | significance | regime "
            "| efficiency | correctness |",
            "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -93,9 +105,9 @@ def _table(rows: List[Row], cells_before: Dict, cells_after: Dict,
     return out
 
 
-def environment_lines(m: Optional[Machine], run: Optional[Run]) -> List[str]:
+def environment_lines(m: Machine | None, run: Run | None) -> list[str]:
     """The machine's description (asv machine.json + result params) and its ceilings."""
-    info: Dict[str, object] = dict(run.params) if run else {}
+    info: dict[str, object] = dict(run.params) if run else {}
     if m is not None:
         info.update(m.info)
     if not info:
@@ -122,8 +134,8 @@ def environment_lines(m: Optional[Machine], run: Optional[Run]) -> List[str]:
     return lines
 
 
-def _headline(cmp: Comparison, asv_exit: Optional[int],
-              asv_view: Optional[Comparison] = None) -> str:
+def _headline(cmp: Comparison, asv_exit: int | None,
+              asv_view: Comparison | None = None) -> str:
     """The verdict line: :func:`attnperf.analysis.ab.decide`'s verdict (the job's exit
     code comes from the same call), in words."""
     worse, broke, better = cmp.count(WORSE), cmp.count(BROKE), cmp.count(BETTER)
@@ -152,11 +164,11 @@ def _headline(cmp: Comparison, asv_exit: Optional[int],
 
 
 def render_section(db: ResultsDB, machine: str, base_commit: str, head_commit: str,
-                   factor: float, asv_exit: Optional[int] = None,
-                   extra_notes: Optional[List[str]] = None, footer: str = "",
-                   thresholds=None, asv_factor: Optional[float] = None,
-                   comparison: Optional[Comparison] = None,
-                   asv_view: Optional[Comparison] = None) -> str:
+                   factor: float, asv_exit: int | None = None,
+                   extra_notes: list[str] | None = None, footer: str = "",
+                   thresholds=None, asv_factor: float | None = None,
+                   comparison: Comparison | None = None,
+                   asv_view: Comparison | None = None) -> str:
     """The markdown for one machine: verdict, changed benchmarks, environment, notes.
 
     ``thresholds`` (:class:`attnperf.io.thresholds.Thresholds`): each benchmark is
@@ -193,11 +205,15 @@ def render_section(db: ResultsDB, machine: str, base_commit: str, head_commit: s
         f"×{max(t.threshold for t in thresholds.entries) if thresholds.entries else factor:g} "
         f"(`attnperf calibrate`: {thresholds.runs} A/A sets × {thresholds.rounds} rounds at "
         f"`{thresholds.commit[:8]}`, {thresholds.created}), others ")
-    lines = [f"### {_headline(cmp, asv_exit, asv_view)}", "",
-             f"Base {md.code(base_commit[:8])} → head {md.code(head_commit[:8])} · {calibrated}factor ×{factor:g} · "
-             f"asv continuous exit {asv_exit if asv_exit is not None else 'not run'} · "
-             "lower is better (times; x_over_floor = time / roofline floor; abs errors "
-             "against float64; peak memory)", ""]
+    lines = [
+        f"### {_headline(cmp, asv_exit, asv_view)}",
+        "",
+        f"Base {md.code(base_commit[:8])} → head {md.code(head_commit[:8])} · {calibrated}factor ×{factor:g} · "
+        f"asv continuous exit {asv_exit if asv_exit is not None else 'not run'} · "
+        "lower is better (times; x_over_floor = time / roofline floor; abs errors "
+        "against float64; peak memory)",
+        "",
+    ]
     changed = [r for r in cmp.rows if r.change in CHANGED]
     changed.sort(key=lambda r: (CHANGED.index(r.change), -(r.ratio or 0)))
     # Combinations with no value and no failure on either side (kernel unavailable,
@@ -220,8 +236,11 @@ def render_section(db: ResultsDB, machine: str, base_commit: str, head_commit: s
                   "(kernel unavailable here, or problem outside this machine's grid)."]
     fails = [r for r in cmp.rows if r.after.status == FAILED]
     if fails:
-        lines += ["", "Failed at head (a wrong result or an error; the asv log artifact has the "
-                  "message): " + ", ".join(sorted({md.code(f"{r.kernel}/{r.problem}") for r in fails}))]
+        lines += [
+            "",
+            "Failed at head (a wrong result or an error; the asv log artifact has the "
+            "message): " + ", ".join(sorted({md.code(f"{r.kernel}/{r.problem}") for r in fails})),
+        ]
     lines += ["", f"<details><summary>Environment of <code>{html.escape(machine)}</code></summary>",
               ""]
     lines += environment_lines(m, head or base)
@@ -229,7 +248,9 @@ def render_section(db: ResultsDB, machine: str, base_commit: str, head_commit: s
     db_notes = db.notes + (m.notes if m else []) + [n for r in (base, head) if r for n in r.notes]
     all_notes = notes + db_notes
     if all_notes:
-        lines += ["", "**What is missing or odd:**", ""] + [f"- {md.text(n)}" for n in all_notes[:30]]
+        lines += ["", "**What is missing or odd:**", ""] + [
+            f"- {md.text(n)}" for n in all_notes[:30]
+        ]
         if len(all_notes) > 30:
             lines.append(f"- … and {len(all_notes) - 30} more")
     if footer:
@@ -238,7 +259,9 @@ def render_section(db: ResultsDB, machine: str, base_commit: str, head_commit: s
     if len(text) > MAX_CHARS and rest:
         cut = text.index("<details><summary>Unchanged")
         end = text.index("</details>", cut) + len("</details>")
-        text = text[:cut] + f"_{len(rest)} unchanged rows left out (comment size limit)._" + text[end:]
+        text = (
+            text[:cut] + f"_{len(rest)} unchanged rows left out (comment size limit)._" + text[end:]
+        )
     return text[:MAX_CHARS]
 
 

@@ -36,8 +36,8 @@ import datetime
 import hashlib
 import re
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Tuple
 from urllib.parse import quote
 
 from ..analysis import cells as am
@@ -53,7 +53,7 @@ _URI_SAFE = "-_.!~*'()"  # what encodeURIComponent leaves alone
 _RESERVED = {"index", "style"}  # file names of the attnperf folder itself
 
 
-def page_names(machines: Iterable[str]) -> Dict[str, str]:
+def page_names(machines: Iterable[str]) -> dict[str, str]:
     """A distinct, file-system-safe page file per machine name.
 
     A name that is already safe keeps its page (``h100`` -> ``h100.html``); a
@@ -65,7 +65,7 @@ def page_names(machines: Iterable[str]) -> Dict[str, str]:
     names = list(machines)
     safe = {m for m in names if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,79}", m)
             and m.casefold() not in _RESERVED}
-    folded: Dict[str, int] = {}
+    folded: dict[str, int] = {}
     for m in safe:
         folded[m.casefold()] = folded.get(m.casefold(), 0) + 1
     out = {}
@@ -79,7 +79,7 @@ def page_names(machines: Iterable[str]) -> Dict[str, str]:
     return out
 
 
-def asv_graph_url(benchmark: str, machine: str, params: List[Tuple[str, str]],
+def asv_graph_url(benchmark: str, machine: str, params: list[tuple[str, str]],
                   index: str = "../index.html") -> str:
     """Link into asv's graph page for one benchmark, machine and parameter combination."""
     query = [("machine", machine)] + [(f"p-{name}", raw) for name, raw in params]
@@ -87,7 +87,7 @@ def asv_graph_url(benchmark: str, machine: str, params: List[Tuple[str, str]],
             + "&".join(f"{quote(k, safe=_URI_SAFE)}={quote(v, safe=_URI_SAFE)}" for k, v in query))
 
 
-def _date(ms: Optional[int]) -> str:
+def _date(ms: int | None) -> str:
     if ms is None:
         return "unknown date"
     try:
@@ -97,8 +97,8 @@ def _date(ms: Optional[int]) -> str:
         return "unknown date"
 
 
-def _env_items(m: Machine, run: Optional[Run]) -> List[Tuple[str, str]]:
-    info: Dict[str, object] = dict(run.params) if run else {}
+def _env_items(m: Machine, run: Run | None) -> list[tuple[str, str]]:
+    info: dict[str, object] = dict(run.params) if run else {}
     info.update(m.info)
     return sorted((str(k), str(v)) for k, v in info.items())
 
@@ -109,11 +109,11 @@ class MachinePage:
     file: str
     points: int
     rows: int
-    latest: Optional[str]
+    latest: str | None
     roofs: int
 
 
-def _roofs(m: Machine, cells: List[am.Cell]) -> List[Roof]:
+def _roofs(m: Machine, cells: list[am.Cell]) -> list[Roof]:
     dtypes = sorted({c.dtype for c in cells if c.dtype and c.status == OK})
     roofs = []
     for dtype, c in am.ceilings_by_dtype(m, dtypes).items():
@@ -121,7 +121,7 @@ def _roofs(m: Machine, cells: List[am.Cell]) -> List[Roof]:
     return roofs
 
 
-def _ceilings_text(m: Machine, roofs: List[Roof]) -> str:
+def _ceilings_text(m: Machine, roofs: list[Roof]) -> str:
     c = m.ceilings
     if c:
         return (f"measured ceilings: copy {fmt.num(c['bandwidth_gb_s'], '.4g')} GB/s, matmul "
@@ -131,7 +131,7 @@ def _ceilings_text(m: Machine, roofs: List[Roof]) -> str:
 
 
 def machine_page(db: ResultsDB, m: Machine, has_asv: bool,
-                 file: Optional[str] = None) -> Tuple[str, MachinePage]:
+                 file: str | None = None) -> tuple[str, MachinePage]:
     run = m.latest()
     notes = list(m.notes) + (list(run.notes) if run else [])
     cells = am.cells(run, m) if run else []
@@ -203,8 +203,8 @@ def _time_points(run: Run):
     return b.points.items() if b else []
 
 
-def index_page(db: ResultsDB, pages: List[MachinePage], has_asv: bool,
-               extra_notes: List[str]) -> str:
+def index_page(db: ResultsDB, pages: list[MachinePage], has_asv: bool,
+               extra_notes: list[str]) -> str:
     rows = [{"page": p, "device": _device_text(db.machines[p.machine]),
              "commits": len(db.machines[p.machine].runs)} for p in pages]
     return render("index.html", title="attnperf · roofline views", has_asv=has_asv, rows=rows,
@@ -219,11 +219,13 @@ def redirect_page(target: str) -> str:
 def _device_text(m: Machine) -> str:
     run = m.latest()
     gpu = am.gpu_name(m.info) or (am.gpu_name(run.params) if run else None)
-    return gpu or f"CPU: {m.info.get('cpu') or (run.params.get('cpu') if run else None) or 'unknown'}"
+    return (
+        gpu or f"CPU: {m.info.get('cpu') or (run.params.get('cpu') if run else None) or 'unknown'}"
+    )
 
 
 def write_pages(db: ResultsDB, out_dir: Path, has_asv: bool,
-                extra_notes: Optional[List[str]] = None) -> List[MachinePage]:
+                extra_notes: list[str] | None = None) -> list[MachinePage]:
     """attnperf's pages under out_dir/attnperf/; returns what each machine page shows."""
     target = Path(out_dir) / SUBDIR
     target.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Dict, List, Optional, Sequence, Tuple
+from collections.abc import Sequence
 
 from markupsafe import Markup
 
@@ -43,7 +43,7 @@ class ChartPoint:
     problem: str = ""
 
 
-def _decades(lo: float, hi: float) -> Tuple[int, int]:
+def _decades(lo: float, hi: float) -> tuple[int, int]:
     a, b = math.floor(math.log10(lo)), math.ceil(math.log10(hi))
     return (a, b) if b > a else (a, a + 1)
 
@@ -52,11 +52,11 @@ def _tick(e: int) -> str:
     return f"{10.0 ** e:g}"
 
 
-def colours(groups: Sequence[str]) -> Dict[str, str]:
+def colours(groups: Sequence[str]) -> dict[str, str]:
     return {g: PALETTE[i % len(PALETTE)] for i, g in enumerate(groups)}
 
 
-def roofline_svg(points: List[ChartPoint], roofs: List[Roof], groups: Optional[List[str]] = None,
+def roofline_svg(points: list[ChartPoint], roofs: list[Roof], groups: list[str] | None = None,
                  width: int = 820, height: int = 500, caption: str = "") -> Markup:
     """The chart (``templates/roofline.svg``); with neither points nor roofs, a labelled
     empty frame.  Geometry is computed here, markup and escaping are the template's."""
@@ -99,7 +99,7 @@ def roofline_svg(points: List[ChartPoint], roofs: List[Roof], groups: Optional[L
             "label": f"{r.label} {r.tflops:.3g} TFLOP/s", "label_x": shift(sx(xmax), -4),
             "label_y": shift(ry, -5 - 12 * i), "ridge_x": shift(rx, 6), "ridge_y": shift(ry, 14),
             "ridge": f"{r.ridge:.3g}", "legend_y": y + 16 * (i + 1)})
-    legend_roofs = [dict(row, label=r.label) for row, r in zip(roof_rows, roofs)]
+    legend_roofs = [dict(row, label=r.label) for row, r in zip(roof_rows, roofs, strict=False)]
     return Markup(render(
         "roofline.svg", width=width, height=height, caption=caption, left=left, top=top,
         pw=pw, ph=ph,

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from typing import List, Optional, Sequence
+from collections.abc import Sequence
 
 from tabulate import tabulate
 
@@ -29,11 +29,11 @@ from .escape import terminal
 MEASURED = ("ok", "failed", "error")
 
 
-def _num(v: Optional[float], spec: str) -> str:
+def _num(v: float | None, spec: str) -> str:
     return "-" if v is None else format(v, spec)
 
 
-def _sig(v: Optional[float], digits: int = 4) -> str:
+def _sig(v: float | None, digits: int = 4) -> str:
     """``digits`` significant digits in fixed notation: 0.2145, 11.54, 180.5, 1805."""
     if v is None:
         return "-"
@@ -43,7 +43,7 @@ def _sig(v: Optional[float], digits: int = 4) -> str:
     return f"{v:.{decimals}f}"
 
 
-def _row(m: Measurement, verbose: bool = False) -> List[str]:
+def _row(m: Measurement, verbose: bool = False) -> list[str]:
     st = m.device_time.stats() if m.device_time else None
     lat = m.latency.stats() if m.latency else None
     rf = m.roofline
@@ -69,7 +69,7 @@ def _row(m: Measurement, verbose: bool = False) -> List[str]:
     ]
 
 
-def _worst_rel(m: Measurement) -> Optional[float]:
+def _worst_rel(m: Measurement) -> float | None:
     """The output's relative error, or in training passes the worst of it and dQ, dK, dV's."""
     figures = [c.rel_error for c in [m.correctness] + list((m.gradients or {}).values()) if c]
     if any(math.isnan(x) for x in figures):
@@ -100,19 +100,23 @@ def render_table(measurements: Sequence[Measurement], verbose: bool = False) -> 
     return "\n".join(lines)
 
 
-def _not_measured(measurements: Sequence[Measurement], verbose: bool) -> List[str]:
+def _not_measured(measurements: Sequence[Measurement], verbose: bool) -> list[str]:
     failed = [m for m in measurements if m.status in ("failed", "error")]
     absent = [m for m in measurements if m.status not in MEASURED]
     out = []
     if failed:
-        out += ["", "failed:"] + [f"  {m.kernel}/{m.problem.id}: {m.status}: {terminal(m.reason)}" for m in failed]
+        out += ["", "failed:"] + [
+            f"  {m.kernel}/{m.problem.id}: {m.status}: {terminal(m.reason)}" for m in failed
+        ]
     if not absent:
         return out
     out += ["", "not measured here:"]
     if verbose:
-        return out + [f"  {m.kernel}/{m.problem.id}: {m.status}: {terminal(m.reason)}" for m in absent]
+        return out + [
+            f"  {m.kernel}/{m.problem.id}: {m.status}: {terminal(m.reason)}" for m in absent
+        ]
     # One line per kernel and status; the first reason stands for the rest (--verbose: all).
-    groups: "OrderedDict[tuple, List[Measurement]]" = OrderedDict()
+    groups: OrderedDict[tuple, list[Measurement]] = OrderedDict()
     for m in absent:
         groups.setdefault((m.kernel, m.status), []).append(m)
     for (kernel, status), ms in groups.items():
@@ -121,7 +125,7 @@ def _not_measured(measurements: Sequence[Measurement], verbose: bool) -> List[st
     return out
 
 
-def _footnotes(measurements: Sequence[Measurement]) -> List[str]:
+def _footnotes(measurements: Sequence[Measurement]) -> list[str]:
     out = []
     unstable = [m for m in measurements if m.device_time and m.device_time.stats()["unstable"]]
     if unstable:
@@ -130,8 +134,10 @@ def _footnotes(measurements: Sequence[Measurement]) -> List[str]:
                    "(re-run, or fewer --threads on a shared CPU)")
     beaten = [m for m in measurements if m.roofline is not None and m.roofline.ceiling_beaten]
     if beaten:
-        out.append(f"ceiling beaten: {len(beaten)} config(s); efficiency shown as >100 is not "
-                   f"meaningful: {beaten[0].kernel}/{beaten[0].problem.id} {beaten[0].roofline.ceiling_note}")
+        out.append(
+            f"ceiling beaten: {len(beaten)} config(s); efficiency shown as >100 is not "
+            f"meaningful: {beaten[0].kernel}/{beaten[0].problem.id} {beaten[0].roofline.ceiling_note}"
+        )
     warned = [m for m in measurements if m.warnings]
     if warned:
         count = sum(len(m.warnings) for m in warned)

@@ -41,7 +41,6 @@ import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
 
 from .. import __version__
 from ..errors import AttnperfError, InitError, OutputPathError
@@ -66,9 +65,11 @@ _HEADER_RE = re.compile(r"^(?://|#) " + re.escape(MARK) + r".* digest ([0-9a-f]{
 
 # asv runs a command's executable from the environment's bin/ only, where attnperf is not
 # installed: this finds the `attnperf` on PATH (next to asv) and hands it the step.
-BOOTSTRAP = ("import shutil,subprocess,sys;a=shutil.which('attnperf');"
-             "sys.exit(subprocess.call([a]+sys.argv[1:]) if a else "
-             "'asv: no attnperf on PATH; run asv from the environment where attnperf is installed')")
+BOOTSTRAP = (
+    "import shutil,subprocess,sys;a=shutil.which('attnperf');"
+    "sys.exit(subprocess.call([a]+sys.argv[1:]) if a else "
+    "'asv: no attnperf on PATH; run asv from the environment where attnperf is installed')"
+)
 
 # Generated workflows install attnperf from this repository at the tag of the release that
 # wrote them (never by a bare name that another index could answer).
@@ -91,11 +92,11 @@ class Project:
     branch: str
     url: str = ""
     self_project: bool = False  # the repository is attnperf itself
-    kernels: Tuple[str, ...] = ()
+    kernels: tuple[str, ...] = ()
     has_config: bool = False
 
 
-def _git(root: Path, *args: str) -> Optional[str]:
+def _git(root: Path, *args: str) -> str | None:
     proc = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True,
                           check=False)
     return proc.stdout.strip() if proc.returncode == 0 else None
@@ -121,18 +122,18 @@ def default_branch(root: Path) -> str:
     return _git(root, "symbolic-ref", "--short", "HEAD") or "main"
 
 
-def _github_url(remote: Optional[str]) -> str:
+def _github_url(remote: str | None) -> str:
     m = re.match(r"^(?:https://github\.com/|git@github\.com:)([\w.-]+/[\w.-]+?)(?:\.git)?/?$",
                  remote or "")
     return f"https://github.com/{m.group(1)}" if m else ""
 
 
-def plugin_kernels(root: Path, pyproject: dict) -> Tuple[str, ...]:
+def plugin_kernels(root: Path, pyproject: dict) -> tuple[str, ...]:
     """Names of the kernels this repository registers (its attnperf.kernels entry points)."""
     from ..kernels import registry
 
     eps = (pyproject.get("project", {}).get("entry-points", {}).get(registry.GROUP, {}))
-    names: List[str] = []
+    names: list[str] = []
     added = [str(root / "src"), str(root)]
     sys.path[:0] = added
     try:
@@ -146,7 +147,7 @@ def plugin_kernels(root: Path, pyproject: dict) -> Tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
-def inspect_project(path: Path, branch: Optional[str] = None) -> Project:
+def inspect_project(path: Path, branch: str | None = None) -> Project:
     """The repository at ``path`` and the names init writes into its files, each checked
     (:class:`~attnperf.errors.UsageError` for a name no file could hold safely)."""
     root = git_root(path.resolve())
@@ -205,7 +206,7 @@ def _with_header(path: str, body: str) -> str:
     return HEADER.format(c=c, digest=digest(body)) + "\n" + body
 
 
-def render(project: Project) -> Dict[str, str]:
+def render(project: Project) -> dict[str, str]:
     """Every generated file: relative path -> text (header included)."""
     env = _env()
     values = {"project": project.name, "project_url": project.url, "branch": project.branch,
@@ -281,7 +282,9 @@ def check_target(root: Path, rel: str) -> Path:
                                   f"{str(here)!r} -> {os.readlink(here)!r}; replace the link "
                                   "with a file (or remove it) and run init again")
         if here != root / rel and os.path.lexists(here) and not here.is_dir():
-            raise OutputPathError(f"cannot write {str(root / rel)!r}: {str(here)!r} is not a folder")
+            raise OutputPathError(
+                f"cannot write {str(root / rel)!r}: {str(here)!r} is not a folder"
+            )
     target = root / rel
     if os.path.lexists(target):
         check_writable(target)
@@ -303,7 +306,7 @@ class Outcome:
     action: str  # wrote | updated | unchanged | kept | overwrote | added [tool.attnperf]
 
 
-def write(project: Project, force: bool = False) -> List[Outcome]:
+def write(project: Project, force: bool = False) -> list[Outcome]:
     """Write what :func:`render` makes; never touch an edited file unless ``force``; never
     write through a symbolic link (checked for every file before anything is written)."""
     files = render(project)

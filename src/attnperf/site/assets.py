@@ -27,7 +27,6 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Dict, List, Tuple
 
 MANIFEST = "manifest.json"
 VENDOR_DIR = "vendor"
@@ -42,16 +41,34 @@ class Asset:
     local: str  # file name under vendor/
 
 
-_JQ = ("jquery@3.3.1", "sha512-Ubldcmxp5np52/ENotGxlLe6aGMvmF4R8S6tZjsP6Knsaxd/xp3Zrh50cG93lR6nPXyUFwzN3ZSOQI0wRJNdGg==")
-_FLOT = ("flot@0.8.3", "sha512-xg2otcTJDvS+ERK+my4wxG/ASq90QURXtoM4LhacCq0jQW2jbyjdttbRNqU2cPykrpMvJ6b2uSp6SAgYAzj9tQ==")
-_BS = ("bootstrap@3.1.1", "sha512-TAzqS8E/ISpVHP29gYhy+1NSV+FJwApDVQhDfgLYsIuUDJiqJzH2DfORN5tiu+Ie2iBLrzEG34t4Rf465cigqg==")
-_OB = ("flot-orderbars@1.0.0", "sha512-Jv51fvzevUjNXEeozpwEKfPjhiZhfiJddv0WHjduUTCmSF+7T5K7C9c9Y1wIVmUhDBv5fLMjgbwKecT0GIKPZA==")
-_MD5 = ("blueimp-md5@2.19.0", "sha512-DRQrD6gJyy8FbiE4s+bDoXS9hiW3Vbx5uCdwvcCf3zLHL+Iv7LtGHLpr+GZV8rHG8tK766FGYBwRbu8pELTt+w==")
-_ST = ("stupid-table-plugin@1.1.3", "sha512-2Vk7XouQPxUQPRe9w0Fu7ZZ8kHLK7rDoLMsCgtKxRNJ7f4dSOGvW9CkHsq5wD6QsaEnWoyLBYH3xOEsrK3yWBg==")
+_JQ = (
+    "jquery@3.3.1",
+    "sha512-Ubldcmxp5np52/ENotGxlLe6aGMvmF4R8S6tZjsP6Knsaxd/xp3Zrh50cG93lR6nPXyUFwzN3ZSOQI0wRJNdGg==",
+)
+_FLOT = (
+    "flot@0.8.3",
+    "sha512-xg2otcTJDvS+ERK+my4wxG/ASq90QURXtoM4LhacCq0jQW2jbyjdttbRNqU2cPykrpMvJ6b2uSp6SAgYAzj9tQ==",
+)
+_BS = (
+    "bootstrap@3.1.1",
+    "sha512-TAzqS8E/ISpVHP29gYhy+1NSV+FJwApDVQhDfgLYsIuUDJiqJzH2DfORN5tiu+Ie2iBLrzEG34t4Rf465cigqg==",
+)
+_OB = (
+    "flot-orderbars@1.0.0",
+    "sha512-Jv51fvzevUjNXEeozpwEKfPjhiZhfiJddv0WHjduUTCmSF+7T5K7C9c9Y1wIVmUhDBv5fLMjgbwKecT0GIKPZA==",
+)
+_MD5 = (
+    "blueimp-md5@2.19.0",
+    "sha512-DRQrD6gJyy8FbiE4s+bDoXS9hiW3Vbx5uCdwvcCf3zLHL+Iv7LtGHLpr+GZV8rHG8tK766FGYBwRbu8pELTt+w==",
+)
+_ST = (
+    "stupid-table-plugin@1.1.3",
+    "sha512-2Vk7XouQPxUQPRe9w0Fu7ZZ8kHLK7rDoLMsCgtKxRNJ7f4dSOGvW9CkHsq5wD6QsaEnWoyLBYH3xOEsrK3yWBg==",
+)
 _CDNJS = "https://cdnjs.cloudflare.com/ajax/libs/"
 _JSD = "https://cdn.jsdelivr.net/npm/"
 
-ASSETS: Tuple[Asset, ...] = (
+ASSETS: tuple[Asset, ...] = (
     Asset("https://code.jquery.com/jquery-3.3.1.min.js", *_JQ, "dist/jquery.min.js",
           "jquery-3.3.1.min.js"),
     Asset(_CDNJS + "flot/0.8.3/jquery.flot.min.js", *_FLOT, "jquery.flot.js", "jquery.flot.js"),
@@ -80,7 +97,7 @@ def sri(data: bytes, algorithm: str = "sha256") -> str:
     return base64.b64encode(hashlib.new(algorithm, data).digest()).decode()
 
 
-def load_manifest(assets_dir: Path) -> Dict[str, str]:
+def load_manifest(assets_dir: Path) -> dict[str, str]:
     """url -> local file name, for the assets present in ``assets_dir``."""
     path = Path(assets_dir) / MANIFEST
     try:
@@ -94,16 +111,16 @@ def load_manifest(assets_dir: Path) -> Dict[str, str]:
             if isinstance(name, str) and (Path(assets_dir) / name).is_file()}
 
 
-def vendor(html_dir: Path, assets_dir: Path) -> Tuple[List[str], List[str]]:
+def vendor(html_dir: Path, assets_dir: Path) -> tuple[list[str], list[str]]:
     """Point asv's index.html at local copies; returns (vendored urls, urls left remote)."""
     index = Path(html_dir) / "index.html"
     manifest = load_manifest(assets_dir)
     text = index.read_text()
-    done: List[str] = []
-    left: List[str] = []
+    done: list[str] = []
+    left: list[str] = []
     dest = Path(html_dir) / VENDOR_DIR
 
-    def replace(m: "re.Match[str]") -> str:
+    def replace(m: re.Match[str]) -> str:
         tag, url = m.group(0), m.group(2)
         name = manifest.get(url)
         if name is None:

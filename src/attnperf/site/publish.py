@@ -34,8 +34,8 @@ import signal
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from ..errors import OutputPathError, ReportError
 from ..io.asv_results import read_asv_conf, read_results
@@ -81,10 +81,10 @@ def link_from_asv(html_dir: Path) -> bool:
 
 
 # ---------------------------------------------------------- machines -----
-def published_machines(conf: dict) -> Dict[str, float]:
+def published_machines(conf: dict) -> dict[str, float]:
     """{machine: PR-verdict factor} of the machines whose history the repository keeps."""
     table = conf.get(MACHINES_KEY)
-    out: Dict[str, float] = {}
+    out: dict[str, float] = {}
     if isinstance(table, dict):
         for name, spec in table.items():
             factor = spec.get("factor") if isinstance(spec, dict) else None
@@ -93,25 +93,25 @@ def published_machines(conf: dict) -> Dict[str, float]:
     return out
 
 
-def _machine_dirs(results: Path) -> List[str]:
+def _machine_dirs(results: Path) -> list[str]:
     if not results.is_dir():
         return []
     return sorted(p.name for p in results.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
 def _select(results: Path, allowed: Iterable[str], include: Iterable[str],
-            all_machines: bool) -> Tuple[List[str], List[str]]:
+            all_machines: bool) -> tuple[list[str], list[str]]:
     names = _machine_dirs(results)
     wanted = set(allowed) | set(include)
     chosen = [n for n in names if all_machines or n in wanted]
     return chosen, [n for n in names if n not in chosen]
 
 
-def _copy_results(results: Path, machines: List[str], dest: Path) -> List[str]:
+def _copy_results(results: Path, machines: list[str], dest: Path) -> list[str]:
     """The chosen machines' results, for asv publish: regular files only (a FIFO, device
     or link in results/ is skipped with a note, never opened), each through the file door."""
     dest.mkdir(parents=True)
-    notes: List[str] = []
+    notes: list[str] = []
     sources = [results / "benchmarks.json"] if (results / "benchmarks.json").is_file() else []
     for name in machines:
         if (results / name).is_symlink():
@@ -153,7 +153,7 @@ def _widen_params(results: Path) -> None:
                 if not isinstance(params, list) or len(params) != len(result.params) or \
                         not all(isinstance(p, list) for p in params):
                     continue
-                for listed, held in zip(params, result.params):
+                for listed, held in zip(params, result.params, strict=False):
                     for value in held:
                         if value not in listed:
                             listed.append(value)
@@ -167,7 +167,7 @@ def _inside(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
 
-def _repo_root(conf: dict, conf_dir: Path) -> Optional[Path]:
+def _repo_root(conf: dict, conf_dir: Path) -> Path | None:
     repo = conf.get("repo")
     if isinstance(repo, str) and "://" not in repo:
         root = (conf_dir / repo).resolve()
@@ -189,7 +189,7 @@ def is_site(path: Path) -> bool:
     return isinstance(info, dict) and "asv-version" in info and (path / "index.html").is_file()
 
 
-def check_out_dir(out: Path, conf_dir: Path, results: Path, repo_root: Optional[Path]) -> None:
+def check_out_dir(out: Path, conf_dir: Path, results: Path, repo_root: Path | None) -> None:
     """Raise :class:`OutputPathError` unless ``out`` may be replaced by a site."""
     def refuse(why: str):
         raise OutputPathError(f"--out {str(out)!r}: {why}; give a new or empty folder, or one "
@@ -212,14 +212,14 @@ def check_out_dir(out: Path, conf_dir: Path, results: Path, repo_root: Optional[
 @dataclasses.dataclass
 class BuildReport:
     out_dir: str
-    asv_exit: Optional[int]
+    asv_exit: int | None
     asv_output: str
-    pages: List[MachinePage]
-    vendored: List[str]
-    left_remote: List[str]
-    notes: List[str]
-    published: List[str] = dataclasses.field(default_factory=list)
-    excluded: List[str] = dataclasses.field(default_factory=list)
+    pages: list[MachinePage]
+    vendored: list[str]
+    left_remote: list[str]
+    notes: list[str]
+    published: list[str] = dataclasses.field(default_factory=list)
+    excluded: list[str] = dataclasses.field(default_factory=list)
     offline_files: int = 0
 
     @property
@@ -228,7 +228,7 @@ class BuildReport:
 
 
 def _publish_config(conf: dict, conf_dir: Path, results: Path, html: Path, work: Path,
-                    factors: Dict[str, float]) -> Path:
+                    factors: dict[str, float]) -> Path:
     """asv.conf.json with absolute paths (asv chdirs to the config's folder) and the plugin."""
     c = dict(conf)
     for key in ("repo", "benchmark_dir", "env_dir"):
@@ -244,7 +244,7 @@ def _publish_config(conf: dict, conf_dir: Path, results: Path, html: Path, work:
     return path
 
 
-def _child_env() -> Dict[str, str]:
+def _child_env() -> dict[str, str]:
     """asv imports the plugin: let its Python find this attnperf, whichever asv runs."""
     env = dict(os.environ)
     here = str(Path(__file__).resolve().parents[2])
@@ -252,8 +252,8 @@ def _child_env() -> Dict[str, str]:
     return env
 
 
-def run_asv_publish(config: Path, asv: Optional[str] = None,
-                    timeout: float = 1800) -> Tuple[int, str]:
+def run_asv_publish(config: Path, asv: str | None = None,
+                    timeout: float = 1800) -> tuple[int, str]:
     """``asv publish`` in its own process group; killed (group and all) if this process
     is interrupted or the timeout passes."""
     exe = asv or shutil.which("asv", path=str(Path(sys.executable).parent)) or shutil.which("asv")
@@ -285,22 +285,22 @@ def _kill(proc: subprocess.Popen) -> None:
     proc.wait()
 
 
-def _assets_dir(asv_assets: Optional[str], conf_dir: Path) -> Optional[Path]:
+def _assets_dir(asv_assets: str | None, conf_dir: Path) -> Path | None:
     if asv_assets:
         return Path(asv_assets)
     default = conf_dir / DEFAULT_ASSETS
     return default if len(load_manifest(default)) == len(ASSETS) else None
 
 
-def build(config: str = "asv.conf.json", results: Optional[str] = None,
-          out: Optional[str] = None, publish: bool = True, asv_assets: Optional[str] = None,
-          asv: Optional[str] = None, include: Iterable[str] = (),
+def build(config: str = "asv.conf.json", results: str | None = None,
+          out: str | None = None, publish: bool = True, asv_assets: str | None = None,
+          asv: str | None = None, include: Iterable[str] = (),
           all_machines: bool = False) -> BuildReport:
     """asv publish (unless ``publish`` is False), then attnperf's pages and the nav link,
     built next to ``out`` and renamed into place.  Raises :class:`OutputPathError` for an
     output folder it must not replace (before touching anything)."""
     conf_path = Path(config).resolve()
-    notes: List[str] = []
+    notes: list[str] = []
     try:
         conf = read_asv_conf(str(conf_path))
     except (OSError, ValueError, ReportError) as exc:
@@ -319,7 +319,7 @@ def build(config: str = "asv.conf.json", results: Optional[str] = None,
     if MACHINES_KEY not in conf:
         all_machines = True  # a config without the list (not this repository's): no filter
     chosen, excluded = _select(results_dir, factors, include, all_machines)
-    cli_notes: List[str] = []
+    cli_notes: list[str] = []
     if excluded:  # said to the person building, not on the published pages
         cli_notes.append(f"not published: {', '.join(excluded)} (not in asv.conf.json's "
                      f"{MACHINES_KEY}, the machines CI records; --include-machine NAME or "
@@ -342,8 +342,8 @@ def build(config: str = "asv.conf.json", results: Optional[str] = None,
         index = site / "index.html"
         has_asv = index.is_file() and "asv.js" in index.read_text(errors="replace") and \
             asv_exit == 0
-        vendored: List[str] = []
-        left: List[str] = []
+        vendored: list[str] = []
+        left: list[str] = []
         n_offline = 0
         if has_asv:
             link_from_asv(site)
@@ -376,7 +376,7 @@ def build(config: str = "asv.conf.json", results: Optional[str] = None,
                        chosen, excluded, n_offline)
 
 
-def _user_entries(out_dir: Path, earlier: Optional[set], site: Path) -> List[str]:
+def _user_entries(out_dir: Path, earlier: set | None, site: Path) -> list[str]:
     """Entries of ``out_dir`` the build must keep: files (and links, and empty folders) the
     marker does not list -- or, without a list, that the new site does not hold.  A kept
     file the new site also writes is refused (:class:`OutputPathError`), before any change."""

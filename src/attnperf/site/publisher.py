@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Dict, Optional
 
 from asv import util
 from asv.plugins.regressions import Regressions
@@ -32,7 +31,7 @@ from ..analysis.gate import metric_factor
 CONF_KEY = "attnperf_regression_factors"
 
 
-def _machine_factor(graph_path: str, factors: Dict[str, float]) -> Optional[float]:
+def _machine_factor(graph_path: str, factors: dict[str, float]) -> float | None:
     parts = graph_path.replace("\\", "/").split("/")
     for name, factor in factors.items():
         if util.sanitize_filename(f"machine-{name}") in parts:
@@ -40,7 +39,7 @@ def _machine_factor(graph_path: str, factors: Dict[str, float]) -> Optional[floa
     return None
 
 
-def keep(regression: list, factors: Dict[str, float], default: float) -> Optional[list]:
+def keep(regression: list, factors: dict[str, float], default: float) -> list | None:
     """The regression with only the jumps past its machine's factor, or None."""
     name, graph_path, params, idx, last_v, best_v, jumps = regression
     # Accuracy and peak memory: their own fixed factor, as in the PR verdict.

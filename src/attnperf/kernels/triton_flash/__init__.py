@@ -55,17 +55,28 @@ __all__ = ["flash_attention", "unsupported_reason", "TRITON_IMPORT_ERROR", "KERN
 
 # ---- registration (the registry finds KERNELS by reference, like every kernel) ----
 def _supports(problem, device: str):
-    cc = torch.cuda.get_device_capability() if device == "cuda" and torch.cuda.is_available() else None
+    cc = (
+        torch.cuda.get_device_capability()
+        if device == "cuda" and torch.cuda.is_available()
+        else None
+    )
     return unsupported_reason(getattr(torch, problem.dtype), problem.head_dim, device, cc)
 
 
 def _kernels():
     from ..spec import KernelSpec
 
-    return [KernelSpec(
-        name="triton_flash", fn=flash_attention, family="in-repo", supports=_supports,
-        dtypes=("float16", "bfloat16"), passes=("fwd", "bwd", "fwd+bwd"),
-        description="in-repo Triton FlashAttention (online softmax, autotuned; forward + backward)")]
+    return [
+        KernelSpec(
+            name="triton_flash",
+            fn=flash_attention,
+            family="in-repo",
+            supports=_supports,
+            dtypes=("float16", "bfloat16"),
+            passes=("fwd", "bwd", "fwd+bwd"),
+            description="in-repo Triton FlashAttention (online softmax, autotuned; forward + backward)",
+        )
+    ]
 
 
 KERNELS = _kernels()

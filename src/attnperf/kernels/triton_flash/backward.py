@@ -41,17 +41,41 @@ if triton is not None:
         offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
         offs_d = tl.arange(0, HEAD_DIM)
         row_ok = offs_m < SEQ_Q
-        o = tl.load(O + b * stride_ob + h * stride_oh + offs_m[:, None] * stride_om + offs_d[None, :],
-                    mask=row_ok[:, None], other=0.0).to(tl.float32)
-        do = tl.load(DO + b * stride_dob + h * stride_doh + offs_m[:, None] * stride_dom + offs_d[None, :],
-                     mask=row_ok[:, None], other=0.0).to(tl.float32)
+        o = tl.load(
+            O + b * stride_ob + h * stride_oh + offs_m[:, None] * stride_om + offs_d[None, :],
+            mask=row_ok[:, None],
+            other=0.0,
+        ).to(tl.float32)
+        do = tl.load(
+            DO + b * stride_dob + h * stride_doh + offs_m[:, None] * stride_dom + offs_d[None, :],
+            mask=row_ok[:, None],
+            other=0.0,
+        ).to(tl.float32)
         tl.store(Delta + pid_bh.to(tl.int64) * SEQ_Q + offs_m, tl.sum(o * do, 1), mask=row_ok)
 
     @triton.jit
-    def _dkdv_inner(dk, dv, k, v, q_base, do_base, l_base, d_base, stride_qm, stride_dom, offs_n, offs_d,
-                    lo, hi, qk_scale, SEQ_Q,
-                    MASK_CAUSAL: tl.constexpr, EVEN_M: tl.constexpr, SHIFT: tl.constexpr,
-                    BLOCK_M: tl.constexpr):
+    def _dkdv_inner(
+        dk,
+        dv,
+        k,
+        v,
+        q_base,
+        do_base,
+        l_base,
+        d_base,
+        stride_qm,
+        stride_dom,
+        offs_n,
+        offs_d,
+        lo,
+        hi,
+        qk_scale,
+        SEQ_Q,
+        MASK_CAUSAL: tl.constexpr,
+        EVEN_M: tl.constexpr,
+        SHIFT: tl.constexpr,
+        BLOCK_M: tl.constexpr,
+    ):
         offs_m0 = tl.arange(0, BLOCK_M)
         for start_m in range(lo, hi, BLOCK_M):
             offs_m = start_m + offs_m0
@@ -105,10 +129,16 @@ if triton is not None:
         offs_n = start_n + tl.arange(0, BLOCK_N)
         offs_d = tl.arange(0, HEAD_DIM)
         col_ok = offs_n < SEQ_K
-        k = tl.load(K + b * stride_kb + hk * stride_kh + offs_n[:, None] * stride_kn + offs_d[None, :],
-                    mask=col_ok[:, None], other=0.0)
-        v = tl.load(V + b * stride_vb + hk * stride_vh + offs_n[:, None] * stride_vn + offs_d[None, :],
-                    mask=col_ok[:, None], other=0.0)
+        k = tl.load(
+            K + b * stride_kb + hk * stride_kh + offs_n[:, None] * stride_kn + offs_d[None, :],
+            mask=col_ok[:, None],
+            other=0.0,
+        )
+        v = tl.load(
+            V + b * stride_vb + hk * stride_vh + offs_n[:, None] * stride_vn + offs_d[None, :],
+            mask=col_ok[:, None],
+            other=0.0,
+        )
         dk = tl.zeros([BLOCK_N, HEAD_DIM], dtype=tl.float32)
         dv = tl.zeros([BLOCK_N, HEAD_DIM], dtype=tl.float32)
 
@@ -141,10 +171,16 @@ if triton is not None:
                                  False, EVEN_M, SHIFT, BLOCK_M)
 
         dk = dk * sm_scale
-        tl.store(DK + b * stride_dkb + hk * stride_dkh + offs_n[:, None] * stride_dkn + offs_d[None, :],
-                 dk.to(DK.dtype.element_ty), mask=col_ok[:, None])
-        tl.store(DV + b * stride_dvb + hk * stride_dvh + offs_n[:, None] * stride_dvn + offs_d[None, :],
-                 dv.to(DV.dtype.element_ty), mask=col_ok[:, None])
+        tl.store(
+            DK + b * stride_dkb + hk * stride_dkh + offs_n[:, None] * stride_dkn + offs_d[None, :],
+            dk.to(DK.dtype.element_ty),
+            mask=col_ok[:, None],
+        )
+        tl.store(
+            DV + b * stride_dvb + hk * stride_dvh + offs_n[:, None] * stride_dvn + offs_d[None, :],
+            dv.to(DV.dtype.element_ty),
+            mask=col_ok[:, None],
+        )
 
     @triton.jit
     def _dq_inner(dq, q, do, lse, delta, k_base, v_base, stride_kn, stride_vn, offs_m, offs_d,
@@ -187,10 +223,16 @@ if triton is not None:
                      DROP_LAST: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
         pid_bh, b, h, hk, start_m, offs_m, offs_d, row_ok = _query_block(
             H, GROUP, SEQ_Q, CAUSAL, BLOCK_M, HEAD_DIM)
-        q = tl.load(Q + b * stride_qb + h * stride_qh + offs_m[:, None] * stride_qm + offs_d[None, :],
-                    mask=row_ok[:, None], other=0.0)
-        do = tl.load(DO + b * stride_dob + h * stride_doh + offs_m[:, None] * stride_dom + offs_d[None, :],
-                     mask=row_ok[:, None], other=0.0)
+        q = tl.load(
+            Q + b * stride_qb + h * stride_qh + offs_m[:, None] * stride_qm + offs_d[None, :],
+            mask=row_ok[:, None],
+            other=0.0,
+        )
+        do = tl.load(
+            DO + b * stride_dob + h * stride_doh + offs_m[:, None] * stride_dom + offs_d[None, :],
+            mask=row_ok[:, None],
+            other=0.0,
+        )
         row0 = pid_bh.to(tl.int64) * SEQ_Q
         lse = tl.load(L + row0 + offs_m, mask=row_ok, other=0.0)
         delta = tl.load(Delta + row0 + offs_m, mask=row_ok, other=0.0)
@@ -205,6 +247,9 @@ if triton is not None:
                        full_end, hi, qk_scale, SEQ_K, True, CAUSAL, SHIFT, BLOCK_N)
 
         dq = dq * sm_scale
-        tl.store(DQ + b * stride_dqb + h * stride_dqh + offs_m[:, None] * stride_dqm + offs_d[None, :],
-                 dq.to(DQ.dtype.element_ty), mask=row_ok[:, None])
+        tl.store(
+            DQ + b * stride_dqb + h * stride_dqh + offs_m[:, None] * stride_dqm + offs_d[None, :],
+            dq.to(DQ.dtype.element_ty),
+            mask=row_ok[:, None],
+        )
 

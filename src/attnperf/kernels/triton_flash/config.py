@@ -31,7 +31,7 @@ try:
     import triton
     import triton.language as tl
     from triton.tools.tensor_descriptor import TensorDescriptor
-    TRITON_IMPORT_ERROR: "str | None" = None
+    TRITON_IMPORT_ERROR: str | None = None
 except Exception as exc:  # ImportError, or a broken install
     triton = None
     tl = None
@@ -53,7 +53,7 @@ def _interpret() -> bool:
 
 
 def unsupported_reason(dtype: torch.dtype, head_dim: int, device_type: str,
-                       compute_capability: "tuple | None" = None) -> "str | None":
+                       compute_capability: tuple | None = None) -> str | None:
     """None when ``flash_attention`` can run on these inputs, else a one-line reason."""
     if TRITON_IMPORT_ERROR is not None:
         return f"Triton is not installed or failed to import ({TRITON_IMPORT_ERROR})"
@@ -63,7 +63,11 @@ def unsupported_reason(dtype: torch.dtype, head_dim: int, device_type: str,
         return f"head_dim {head_dim} is not supported (only 64 or 128)"
     if dtype not in SUPPORTED_DTYPES:
         return f"dtype {dtype} is not supported (only bfloat16 or float16)"
-    if device_type == "cuda" and compute_capability is not None and tuple(compute_capability) < (8, 0):
+    if (
+        device_type == "cuda"
+        and compute_capability is not None
+        and tuple(compute_capability) < (8, 0)
+    ):
         return f"compute capability {tuple(compute_capability)} < 8.0 (needs Ampere or newer)"
     return None
 
@@ -111,8 +115,12 @@ if triton is not None:
         _DQ_CONFIGS = [triton.Config({"BLOCK_M": 32, "BLOCK_N": 16}, num_warps=4, num_stages=1)]
     else:
         def _cfgs(rows, pre_hook=None):
-            return [triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=w, num_stages=s, pre_hook=pre_hook)
-                    for bm, bn, w, s in rows]
+            return [
+                triton.Config(
+                    {"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=w, num_stages=s, pre_hook=pre_hook
+                )
+                for bm, bn, w, s in rows
+            ]
         # (BLOCK_M, BLOCK_N, num_warps, num_stages).  8 warps (two warpgroups of 64
         # rows) with 64-128 key blocks and 3-4 stages measured best for long
         # sequences; 64x64x4 serves short queries (decode, seq 64).

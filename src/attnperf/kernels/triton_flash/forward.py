@@ -49,7 +49,9 @@ if triton is not None:
     from .config import _FWD_CONFIGS, _KEY, _quick_bench
 
     @triton.jit
-    def _query_block(H, GROUP, SEQ_Q, CAUSAL: tl.constexpr, BLOCK_M: tl.constexpr, HEAD_DIM: tl.constexpr):
+    def _query_block(
+        H, GROUP, SEQ_Q, CAUSAL: tl.constexpr, BLOCK_M: tl.constexpr, HEAD_DIM: tl.constexpr
+    ):
         """The query block of this program (forward and dQ share the grid): the
         (batch*query-head) index, batch, query head, K/V head (GQA), first row, row
         offsets, head-dim offsets and the in-range row mask."""
@@ -64,14 +66,24 @@ if triton is not None:
         return pid_bh, b, h, h // GROUP, start_m, offs_m, tl.arange(0, HEAD_DIM), offs_m < SEQ_Q
 
     @triton.jit
-    def _kv_range(start_m, SEQ_K, CAUSAL: tl.constexpr, SHIFT: tl.constexpr, DROP_LAST: tl.constexpr,
-                  BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+    def _kv_range(
+        start_m,
+        SEQ_K,
+        CAUSAL: tl.constexpr,
+        SHIFT: tl.constexpr,
+        DROP_LAST: tl.constexpr,
+        BLOCK_M: tl.constexpr,
+        BLOCK_N: tl.constexpr,
+    ):
         """Key range a query block visits: [0, full_end) unmasked, [full_end, hi) masked."""
         if CAUSAL:
             # Last row start_m + BLOCK_M - 1 sees keys <= that row (+SHIFT, tests only).
             hi = tl.minimum(SEQ_K, start_m + BLOCK_M + SHIFT)
-            # Block [n0, n0+BLOCK_N) is fully visible to the first row iff n0+BLOCK_N-1 <= start_m+SHIFT.
-            full_end = tl.minimum((SEQ_K // BLOCK_N) * BLOCK_N, ((start_m + SHIFT + 1) // BLOCK_N) * BLOCK_N)
+            # Block [n0, n0+BLOCK_N) is fully visible to the first row iff n0+BLOCK_N-1 <=
+            # start_m+SHIFT.
+            full_end = tl.minimum(
+                (SEQ_K // BLOCK_N) * BLOCK_N, ((start_m + SHIFT + 1) // BLOCK_N) * BLOCK_N
+            )
         else:
             hi = SEQ_K
             full_end = (SEQ_K // BLOCK_N) * BLOCK_N
@@ -118,7 +130,9 @@ if triton is not None:
             m_i = m_new
         return acc, l_i, m_i
 
-    @triton.autotune(configs=_FWD_CONFIGS, key=_KEY + ["USE_TMA"], do_bench=_quick_bench, cache_results=True)
+    @triton.autotune(
+        configs=_FWD_CONFIGS, key=_KEY + ["USE_TMA"], do_bench=_quick_bench, cache_results=True
+    )
     @triton.jit
     def _attn_fwd(Q, K, V, O, L, K_desc, V_desc,
                   stride_qb, stride_qh, stride_qm,
@@ -144,12 +158,54 @@ if triton is not None:
         acc = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
 
         full_end, hi = _kv_range(start_m, SEQ_K, CAUSAL, SHIFT, DROP_LAST, BLOCK_M, BLOCK_N)
-        acc, l_i, m_i = _fwd_inner(acc, l_i, m_i, q, k_base, v_base, stride_kn, stride_vn, offs_m, offs_d,
-                                   0, full_end, qk_scale, SEQ_K, K_desc, V_desc, kv_row0,
-                                   False, CAUSAL, SHIFT, BLOCK_N, USE_TMA)
-        acc, l_i, m_i = _fwd_inner(acc, l_i, m_i, q, k_base, v_base, stride_kn, stride_vn, offs_m, offs_d,
-                                   full_end, hi, qk_scale, SEQ_K, K_desc, V_desc, kv_row0,
-                                   True, CAUSAL, SHIFT, BLOCK_N, USE_TMA)
+        acc, l_i, m_i = _fwd_inner(
+            acc,
+            l_i,
+            m_i,
+            q,
+            k_base,
+            v_base,
+            stride_kn,
+            stride_vn,
+            offs_m,
+            offs_d,
+            0,
+            full_end,
+            qk_scale,
+            SEQ_K,
+            K_desc,
+            V_desc,
+            kv_row0,
+            False,
+            CAUSAL,
+            SHIFT,
+            BLOCK_N,
+            USE_TMA,
+        )
+        acc, l_i, m_i = _fwd_inner(
+            acc,
+            l_i,
+            m_i,
+            q,
+            k_base,
+            v_base,
+            stride_kn,
+            stride_vn,
+            offs_m,
+            offs_d,
+            full_end,
+            hi,
+            qk_scale,
+            SEQ_K,
+            K_desc,
+            V_desc,
+            kv_row0,
+            True,
+            CAUSAL,
+            SHIFT,
+            BLOCK_N,
+            USE_TMA,
+        )
 
         o = acc / l_i[:, None]
         o_ptrs = O + b * stride_ob + h * stride_oh + offs_m[:, None] * stride_om + offs_d[None, :]

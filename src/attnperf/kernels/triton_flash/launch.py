@@ -7,8 +7,16 @@ import math
 import torch
 
 from . import backward, forward
-from .config import (_INTERPRETED, LOG2E, TRITON_IMPORT_ERROR, TensorDescriptor, _bucket, _capability,
-                     _cdiv, unsupported_reason)
+from .config import (
+    _INTERPRETED,
+    LOG2E,
+    TRITON_IMPORT_ERROR,
+    TensorDescriptor,
+    _bucket,
+    _capability,
+    _cdiv,
+    unsupported_reason,
+)
 
 
 def _check_inputs(q, k, v, allow_fp32: bool):
@@ -19,7 +27,9 @@ def _check_inputs(q, k, v, allow_fp32: bool):
     b, hq, _, d = q.shape
     bk, hkv, sk, dk = k.shape
     if v.shape != k.shape or bk != b or dk != d:
-        raise ValueError(f"shape mismatch: q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}")
+        raise ValueError(
+            f"shape mismatch: q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}"
+        )
     if hq % hkv:
         raise ValueError(f"query heads {hq} not a multiple of kv heads {hkv}")
     if sk < 1 or q.shape[2] < 1:
@@ -27,8 +37,12 @@ def _check_inputs(q, k, v, allow_fp32: bool):
     if not (q.dtype == k.dtype == v.dtype):
         raise ValueError("q, k, v must share a dtype")
     cc = _capability(q.device) if q.device.type == "cuda" else None
-    reason = unsupported_reason(torch.bfloat16 if (allow_fp32 and q.dtype == torch.float32) else q.dtype,
-                                d, q.device.type, cc)
+    reason = unsupported_reason(
+        torch.bfloat16 if (allow_fp32 and q.dtype == torch.float32) else q.dtype,
+        d,
+        q.device.type,
+        cc,
+    )
     if reason is not None:
         raise ValueError(reason)
 
@@ -64,9 +78,31 @@ def _fwd(q, k, v, causal, scale, shift, drop_last, use_tma=False):
     o = torch.empty_like(q)
     lse = torch.empty((b * hq, sq), device=q.device, dtype=torch.float32)
     grid = lambda meta: (_cdiv(sq, meta["BLOCK_M"]), b * hq)  # noqa: E731
-    forward._attn_fwd[grid](q, k, v, o, lse, k_desc, v_desc, *_strides(q), *_strides(k), *_strides(v), *_strides(o),
-                    hq, hq // hkv, sq, sk, scale * LOG2E, _bucket(sq), _bucket(sk),
-                    HEAD_DIM=d, CAUSAL=causal, SHIFT=shift, DROP_LAST=drop_last, USE_TMA=use_tma)
+    forward._attn_fwd[grid](
+        q,
+        k,
+        v,
+        o,
+        lse,
+        k_desc,
+        v_desc,
+        *_strides(q),
+        *_strides(k),
+        *_strides(v),
+        *_strides(o),
+        hq,
+        hq // hkv,
+        sq,
+        sk,
+        scale * LOG2E,
+        _bucket(sq),
+        _bucket(sk),
+        HEAD_DIM=d,
+        CAUSAL=causal,
+        SHIFT=shift,
+        DROP_LAST=drop_last,
+        USE_TMA=use_tma,
+    )
     return o, lse
 
 
@@ -113,7 +149,7 @@ class _FlashAttention(torch.autograd.Function):
 
 
 def flash_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = False,
-                    scale: "float | None" = None, *, _debug_scale_mult: float = 1.0,
+                    scale: float | None = None, *, _debug_scale_mult: float = 1.0,
                     _debug_drop_last_block: bool = False, _debug_causal_shift: int = 0,
                     _allow_fp32: bool = False, _use_tma: bool = False) -> torch.Tensor:
     """Scaled dot-product attention ``softmax(scale * Q K^T [+ causal mask]) V`` in Triton.

@@ -58,6 +58,7 @@ try:
     import importlib
 
     import torch  # noqa: F401
+
     import attnperf
     _API = getattr(attnperf, "API_VERSION", 0)
     # API 2 moved the suite into attnperf.asv; older commits keep attnperf.suite.

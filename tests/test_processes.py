@@ -27,9 +27,9 @@ from attnperf.kernels import registry
 from attnperf.kernels.registry import ENV_MODULES, REGISTRY
 from attnperf.kernels.spec import KernelSpec
 from attnperf.measure.options import MeasureOptions
+from attnperf.measure.reaper import REAPER
 from attnperf.measure.session import Session
 from attnperf.measure.timing import Budget
-from attnperf.measure.reaper import REAPER
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
                                 reason="the subreaper and /proc are Linux's")

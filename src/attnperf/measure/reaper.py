@@ -22,7 +22,7 @@ import signal
 import sys
 import threading
 import time
-from typing import Any, Dict, Optional, Set, Tuple
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ def kill_group(pgid: int) -> None:
         pass
 
 
-def prctl(option: int, arg: Any = 0) -> Optional[int]:
+def prctl(option: int, arg: Any = 0) -> int | None:
     """Linux ``prctl(option, arg)`` (``arg``: an int or a ``ctypes.byref``); its return
     value (0: done), or None where there is no prctl."""
     if not sys.platform.startswith("linux"):
@@ -60,10 +60,10 @@ def prctl(option: int, arg: Any = 0) -> Optional[int]:
         return None
 
 
-def _children(pid: int) -> Dict[int, int]:
+def _children(pid: int) -> dict[int, int]:
     """The children of ``pid`` now: pid -> start time (clock ticks since boot; with
     the pid it names one process for good).  Empty where there is no /proc."""
-    out: Dict[int, int] = {}
+    out: dict[int, int] = {}
     try:
         names = os.listdir("/proc")
     except OSError:
@@ -83,7 +83,7 @@ def _children(pid: int) -> Dict[int, int]:
     return out
 
 
-def _multiprocessing_helpers() -> Set[int]:
+def _multiprocessing_helpers() -> set[int]:
     """The forkserver's and the resource tracker's pids: children of this process
     that multiprocessing itself waits for."""
     pids = set()
@@ -112,9 +112,9 @@ class Reaper:
     def __init__(self) -> None:
         self._lock = threading.RLock()
         self._users = 0
-        self._previous: Optional[int] = None
-        self._before: Set[Tuple[int, int]] = set()
-        self._keep: Set[int] = set()
+        self._previous: int | None = None
+        self._before: set[tuple[int, int]] = set()
+        self._keep: set[int] = set()
 
     def acquire(self) -> None:
         with self._lock:
@@ -152,7 +152,7 @@ class Reaper:
         with self._lock:
             self._keep.discard(pid)
 
-    def orphans(self) -> Dict[int, int]:
+    def orphans(self) -> dict[int, int]:
         """The children of this process that the sweep would kill now."""
         spare = self._keep | _multiprocessing_helpers()
         return {pid: start for pid, start in _children(os.getpid()).items()

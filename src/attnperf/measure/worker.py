@@ -179,7 +179,7 @@ def _send(conn, msg: tuple) -> None:
 
 
 # ----------------------------------------------------------- the supervisor
-_LIVE: "weakref.WeakSet[Worker]" = weakref.WeakSet()
+_LIVE: weakref.WeakSet[Worker] = weakref.WeakSet()
 
 
 @atexit.register

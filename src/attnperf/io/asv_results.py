@@ -41,6 +41,7 @@ import math
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from ..errors import ReportError
 from . import ceilings as ceilings_file
@@ -72,11 +73,11 @@ def unquote(raw: str) -> str:
     return value if isinstance(value, str) else str(raw)
 
 
-def _is_number(x) -> bool:
+def _is_number(x: object) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool)
 
 
-def _finite_floats(values) -> list[float] | None:
+def _finite_floats(values: object) -> list[float] | None:
     if not isinstance(values, list):
         return None
     out = [f for f in map(finite_number, values) if f is not None]
@@ -121,7 +122,7 @@ class Run:
     commit: str
     env_name: str
     date: int | None
-    params: dict[str, object]
+    params: dict[str, str]  # asv's machine and environment fields, as text
     path: str
     benchmarks: dict[str, BenchmarkResult]
     notes: list[str]
@@ -138,8 +139,8 @@ class Run:
 @dataclasses.dataclass
 class Machine:
     name: str
-    info: dict[str, object]
-    ceilings: dict | None
+    info: dict[str, str]
+    ceilings: dict[str, Any] | None
     runs: list[Run]  # oldest first (commit date)
     notes: list[str]
 
@@ -154,7 +155,7 @@ class Machine:
 class ResultsDB:
     root: str
     machines: dict[str, Machine]
-    benchmarks: dict[str, dict]  # benchmarks.json, {} when absent
+    benchmarks: dict[str, dict[str, Any]]  # benchmarks.json, {} when absent
     notes: list[str]
 
     def param_names(self, benchmark: str, count: int) -> list[str]:
@@ -188,7 +189,7 @@ class ResultsDB:
 MAX_ASV_FILE_BYTES = 16 << 20
 
 
-def _load(path: Path, notes: list[str], what: str):
+def _load(path: Path, notes: list[str], what: str) -> dict[str, Any] | None:
     """JSON object of ``path`` or None (with a note)."""
     try:
         return load_json(str(path), what, MAX_ASV_FILE_BYTES)
@@ -197,7 +198,8 @@ def _load(path: Path, notes: list[str], what: str):
         return None
 
 
-def _version_ok(data: dict, path: Path, known: Sequence[int], what: str, notes: list[str]) -> bool:
+def _version_ok(data: dict[str, Any], path: Path, known: Sequence[int], what: str,
+                notes: list[str]) -> bool:
     version = data.get("version")
     if version in known:
         return True
@@ -206,7 +208,7 @@ def _version_ok(data: dict, path: Path, known: Sequence[int], what: str, notes: 
     return False
 
 
-def _text_fields(data: dict, path: Path, what: str, notes: list[str]) -> dict[str, str]:
+def _text_fields(data: dict[str, Any], path: Path, what: str, notes: list[str]) -> dict[str, str]:
     """A machine description as asv writes it: text values.  Numbers become text;
     anything else (null, lists, objects) is dropped with one note."""
     out: dict[str, str] = {}
@@ -225,7 +227,7 @@ def _text_fields(data: dict, path: Path, what: str, notes: list[str]) -> dict[st
     return out
 
 
-def _date(value, path: Path, notes: list[str]) -> int | None:
+def _date(value: object, path: Path, notes: list[str]) -> int | None:
     """asv's commit date (ms since the epoch), or None (with a note) when damaged."""
     if value is None:
         return None
@@ -237,14 +239,14 @@ def _date(value, path: Path, notes: list[str]) -> int | None:
     return None
 
 
-def _column_list(value, n: int) -> list:
+def _column_list(value: object, n: int) -> list[Any]:
     """A per-combination column: a list of length n (padded), whatever asv wrote."""
     if not isinstance(value, list):
         return [None] * n
     return (list(value) + [None] * n)[:n]
 
 
-def _parse_row(name: str, row, columns: list[str], path: Path, notes: list[str]
+def _parse_row(name: str, row: object, columns: list[str], path: Path, notes: list[str]
                ) -> BenchmarkResult | None:
     if not isinstance(row, list):
         notes.append(f"{path}: {name}: row is a {type(row).__name__}, expected a list; ignored")
@@ -324,7 +326,9 @@ def read_run(path: Path, machine: str, notes: list[str]) -> Run | None:
         b = _parse_row(str(name), row, columns, path, run_notes)
         if b is not None:
             benchmarks[str(name)] = b
-    env_name = data.get("env_name") if isinstance(data.get("env_name"), str) else "unknown-env"
+    env_name = data.get("env_name")
+    if not isinstance(env_name, str):
+        env_name = "unknown-env"
     return Run(machine=machine, commit=commit, env_name=env_name,
                date=date,
                params=params, path=str(path), benchmarks=benchmarks, notes=run_notes)
@@ -332,7 +336,7 @@ def read_run(path: Path, machine: str, notes: list[str]) -> Run | None:
 
 def read_machine(mdir: Path) -> Machine:
     notes: list[str] = []
-    info: dict[str, object] = {}
+    info: dict[str, str] = {}
     mfile = mdir / "machine.json"
     if mfile.exists():
         data = _load(mfile, notes, "machine description")
@@ -363,7 +367,7 @@ def read_machine(mdir: Path) -> Machine:
     return Machine(name=mdir.name, info=info, ceilings=ceilings, runs=runs, notes=notes)
 
 
-def read_benchmarks(root: Path, notes: list[str]) -> dict[str, dict]:
+def read_benchmarks(root: Path, notes: list[str]) -> dict[str, dict[str, Any]]:
     path = root / "benchmarks.json"
     if not path.exists():
         notes.append(f"{path}: missing; units and parameter names are guessed")
@@ -395,7 +399,7 @@ def read_results(root: str) -> ResultsDB:
 MAX_CONF_BYTES = 4 << 20  # an asv.conf.json larger than this is not one
 
 
-def read_asv_conf(path: str) -> dict:
+def read_asv_conf(path: str) -> dict[str, Any]:
     """asv.conf.json (JSON with // comments, as asv reads it: json5 when available), read
     through the file door.  Raises :class:`ReportError` (unreadable, not a regular file,
     too large, too deep) or ``ValueError`` (not JSON, not an object)."""
@@ -403,7 +407,7 @@ def read_asv_conf(path: str) -> dict:
     try:
         import json5
     except ImportError:
-        json5 = None
+        json5 = None  # type: ignore[assignment]  # absent: JSON less its // comment lines
     try:
         if json5 is not None:
             data = json5.loads(text)

@@ -15,7 +15,9 @@ Format history (``schema_version``):
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from ..errors import ReportError
 from .jsonfile import finite_number, load_json, write_json
@@ -31,12 +33,12 @@ BANDWIDTH_GB_S_RANGE = (0.01, 1e5)
 TFLOPS_RANGE = (1e-6, 1e5)
 
 
-def _plausible(x, bounds) -> bool:
+def _plausible(x: object, bounds: tuple[float, float]) -> bool:
     f = finite_number(x)
     return f is not None and bounds[0] <= f <= bounds[1]
 
 
-def problem_with(data) -> str | None:
+def problem_with(data: object) -> str | None:
     """Why ``data`` is not a usable ceilings record (None when it is)."""
     if not isinstance(data, dict):
         return f"holds a JSON {type(data).__name__}, expected an object"
@@ -57,12 +59,12 @@ def problem_with(data) -> str | None:
     return None
 
 
-def missing_rates(data: dict, dtypes) -> list:
+def missing_rates(data: dict[str, Any], dtypes: Iterable[str]) -> list[str]:
     """Which of ``dtypes`` have no matmul rate in ``data`` (an accepted record)."""
     return [dt for dt in dtypes if dt not in data["matmul_tflops"]]
 
 
-def normalise(data: dict) -> dict:
+def normalise(data: dict[str, Any]) -> dict[str, Any]:
     """Plain floats (a record :func:`problem_with` accepted)."""
     out = dict(data)
     out["bandwidth_gb_s"] = float(data["bandwidth_gb_s"])
@@ -70,8 +72,9 @@ def normalise(data: dict) -> dict:
     return out
 
 
-def read(path: Path, notes: list[str]) -> dict | None:
-    """A ceilings file validated just enough to draw roofs from; None (with a note) if absent/bad."""
+def read(path: Path, notes: list[str]) -> dict[str, Any] | None:
+    """A ceilings file validated just enough to draw roofs from; None (with a note) if
+    absent or bad."""
     if not path.exists():
         return None
     try:
@@ -86,7 +89,7 @@ def read(path: Path, notes: list[str]) -> dict | None:
     return normalise(data)
 
 
-def write(path: Path, data: dict) -> None:
+def write(path: Path, data: dict[str, Any]) -> None:
     write_json(str(path), {k: v for k, v in data.items() if k not in ("cache_path", "cached")})
 
 

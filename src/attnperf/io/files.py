@@ -28,10 +28,13 @@ import hashlib
 import os
 import stat
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 from ..errors import AttnperfError, OutputPathError, ReportError
+
+# What the doors accept as a path: a string or any os.PathLike of one (pathlib.Path).
+StrPath = str | os.PathLike[str]
 
 # The largest file any reader takes: ~200x the largest report a full GPU sweep with raw
 # samples writes.  Larger is damage or a device, and is refused with one line.
@@ -59,7 +62,7 @@ def _mib(n: int) -> str:
     return f"{n / (1 << 20):.3g} MiB"
 
 
-def read_bytes(path, what: str = "file", limit: int = MAX_READ_BYTES,
+def read_bytes(path: StrPath, what: str = "file", limit: int = MAX_READ_BYTES,
                error: type[AttnperfError] = ReportError) -> bytes:
     """The bytes of the regular file ``path``; every failure is one ``error`` naming
     ``what``, the path and why (missing, not a regular file, over ``limit`` bytes)."""
@@ -103,7 +106,7 @@ def read_bytes(path, what: str = "file", limit: int = MAX_READ_BYTES,
         os.close(fd)
 
 
-def read_text(path, what: str = "file", limit: int = MAX_READ_BYTES,
+def read_text(path: StrPath, what: str = "file", limit: int = MAX_READ_BYTES,
               error: type[AttnperfError] = ReportError) -> str:
     """:func:`read_bytes` decoded as UTF-8 (a file that is not: one ``error``)."""
     data = read_bytes(path, what, limit, error)
@@ -114,13 +117,14 @@ def read_text(path, what: str = "file", limit: int = MAX_READ_BYTES,
                     f"(byte {exc.start})") from None
 
 
-def depth_of(data, limit: int = MAX_DEPTH) -> int:
+def depth_of(data: object, limit: int = MAX_DEPTH) -> int:
     """The nesting depth of parsed JSON/TOML ``data`` (lists and objects), counted up to
     ``limit + 1`` at most; iterative, so no depth exhausts the stack."""
     deepest = 0
-    stack = [(data, 1)]
+    stack: list[tuple[object, int]] = [(data, 1)]
     while stack:
         x, depth = stack.pop()
+        children: Iterable[object]
         if isinstance(x, dict):
             children = x.values()
         elif isinstance(x, list):
@@ -134,7 +138,8 @@ def depth_of(data, limit: int = MAX_DEPTH) -> int:
     return deepest
 
 
-def check_depth(data, path, what: str, error: type[AttnperfError] = ReportError) -> None:
+def check_depth(data: object, path: StrPath, what: str,
+                error: type[AttnperfError] = ReportError) -> None:
     """Refuse parsed data nested deeper than :data:`MAX_DEPTH` (later recursive code --
     schema validation, rendering -- must never meet it)."""
     if depth_of(data) > MAX_DEPTH:
@@ -163,7 +168,7 @@ def _inside(path: str, folder: str) -> bool:
     return p == f or p.startswith(f.rstrip(os.sep) + os.sep)
 
 
-def check_writable(path, inputs: Sequence = ()) -> Path:
+def check_writable(path: StrPath, inputs: Sequence[StrPath] = ()) -> Path:
     """Fail early (before measuring) if ``path`` is not a file attnperf may (re)place.
 
     Refused, each with one line: an empty path; a path ending in ``/`` or naming a
@@ -213,7 +218,7 @@ def check_writable(path, inputs: Sequence = ()) -> Path:
     return out
 
 
-def check_appendable(path) -> Path:
+def check_appendable(path: StrPath) -> Path:
     """A log ``path`` attnperf may append to: a regular file or none yet (never a link, a
     FIFO -- opening one for writing waits for a reader -- a device or a folder)."""
     text = os.fspath(path)
@@ -243,7 +248,7 @@ _HELD_GUARD = threading.Lock()
 
 
 @contextlib.contextmanager
-def output_lock(path) -> Iterator[None]:
+def output_lock(path: StrPath) -> Iterator[None]:
     """Hold the writer's lock of ``path`` (an ``fcntl`` lock on a hidden sibling file).
 
     A second process asking for it fails at once with :class:`OutputPathError`
@@ -312,7 +317,7 @@ def _acquire(lock_path: Path, shown: str) -> int:
         os.close(fd)
 
 
-def _write_atomic(path, write: Callable[[int], None], inputs: Sequence) -> None:
+def _write_atomic(path: StrPath, write: Callable[[int], None], inputs: Sequence[StrPath]) -> None:
     out = check_writable(path, inputs)
     folder = out.parent if str(out.parent) else Path(".")
     with output_lock(out):
@@ -355,12 +360,12 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
-def write_bytes(path, data: bytes, inputs: Sequence = ()) -> None:
+def write_bytes(path: StrPath, data: bytes, inputs: Sequence[StrPath] = ()) -> None:
     """Atomic write of ``data`` (checked first by :func:`check_writable`, under
     :func:`output_lock`)."""
     _write_atomic(path, lambda fd: _write_all(fd, data), inputs)
 
 
-def write_text(path, text: str, inputs: Sequence = ()) -> None:
+def write_text(path: StrPath, text: str, inputs: Sequence[StrPath] = ()) -> None:
     """Atomic write of ``text`` as UTF-8: see :func:`write_bytes`."""
     write_bytes(path, text.encode("utf-8"), inputs)

@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from ..errors import OutputPathError
-from .files import _kind, read_bytes, read_text, write_bytes, write_text
+from .files import StrPath, _kind, read_bytes, read_text, write_bytes, write_text
 
 
 class OwnedDir:
@@ -28,7 +28,7 @@ class OwnedDir:
     (``--out 'DIR'``).
     """
 
-    def __init__(self, root, marker: str, what: str | None = None):
+    def __init__(self, root: StrPath, marker: str, what: str | None = None) -> None:
         self.root = Path(os.fspath(root))
         self.marker = marker
         self.what = what or f"{os.fspath(root)!r}"
@@ -129,7 +129,7 @@ class OwnedDir:
     def write_text(self, rel: str, text: str) -> Path:
         return self.write_bytes(rel, text.encode("utf-8"))
 
-    def copy_in(self, source, rel: str, what: str = "file") -> Path:
+    def copy_in(self, source: StrPath, rel: str, what: str = "file") -> Path:
         """A copy of the regular file ``source`` (read through the reading door)."""
         return self.write_bytes(rel, read_bytes(source, what, error=OutputPathError))
 

@@ -11,16 +11,25 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
-from ..errors import ReportError
-from .files import MAX_DEPTH, MAX_READ_BYTES, check_writable, depth_of, read_text, write_text
+from ..errors import AttnperfError, ReportError
+from .files import (
+    MAX_DEPTH,
+    MAX_READ_BYTES,
+    StrPath,
+    check_writable,
+    depth_of,
+    read_text,
+    write_text,
+)
 
 __all__ = ["check_writable", "finite", "finite_number", "first_bad_number", "json_path",
            "load_json", "parse_json", "write_json", "write_text"]
 
 
-def finite(x):
+def finite(x: Any) -> Any:
     """JSON has no NaN/Inf: write them as null."""
     if isinstance(x, float) and not math.isfinite(x):
         return None
@@ -31,7 +40,7 @@ def finite(x):
     return x
 
 
-def write_json(path, data: dict, inputs: Sequence = ()) -> None:
+def write_json(path: StrPath, data: dict[str, Any], inputs: Sequence[StrPath] = ()) -> None:
     """Atomic write of ``data`` as JSON (NaN/Inf as null), through the file door
     (:func:`attnperf.io.files.write_text`: no link, device or input replaced, one
     writer at a time)."""
@@ -50,7 +59,8 @@ def _parse_int(text: str) -> int:
     return int(text)
 
 
-def parse_json(text: str, path, what: str = "report", error=ReportError):
+def parse_json(text: str, path: StrPath, what: str = "report",
+               error: type[AttnperfError] = ReportError) -> Any:
     """``text`` parsed as JSON (NaN/Infinity literals accepted: asv writes NaN), bounded:
     at most :data:`~attnperf.io.files.MAX_DEPTH` levels, integers of at most 4300
     digits; every failure is one ``error`` naming the file and what is wrong."""
@@ -75,7 +85,8 @@ def parse_json(text: str, path, what: str = "report", error=ReportError):
     return data
 
 
-def load_json(path, what: str = "report", limit: int = MAX_READ_BYTES) -> dict:
+def load_json(path: StrPath, what: str = "report",
+              limit: int = MAX_READ_BYTES) -> dict[str, Any]:
     """The JSON object in ``path``, read through the file door (a regular file of at most
     ``limit`` bytes; see :func:`parse_json`); every failure is a :class:`ReportError`
     naming the file and what is wrong."""
@@ -91,7 +102,7 @@ def load_json(path, what: str = "report", limit: int = MAX_READ_BYTES) -> dict:
 _MAX_MAGNITUDE = 1e300
 
 
-def finite_number(x) -> float | None:
+def finite_number(x: object) -> float | None:
     """``x`` as a float when it is a JSON number that can be a measurement: not a
     bool, finite, and not absurdly large (a 400-digit integer overflows float())."""
     if isinstance(x, bool) or not isinstance(x, (int, float)) or not abs(x) <= _MAX_MAGNITUDE:
@@ -99,7 +110,7 @@ def finite_number(x) -> float | None:
     return float(x)
 
 
-def json_path(parts) -> str:
+def json_path(parts: Iterable[str | int]) -> str:
     """``["results", 3, "performance"]`` -> ``results[3].performance`` (error messages)."""
     out = ""
     for p in parts:
@@ -107,12 +118,12 @@ def json_path(parts) -> str:
     return out or "(top level)"
 
 
-def first_bad_number(data) -> tuple[str, str] | None:
+def first_bad_number(data: object) -> tuple[str, str] | None:
     """(path, why) of the first NaN, Infinity or absurdly large number in ``data``.
 
     Iterative, so a deeply nested (but parseable) file cannot exhaust the stack.
     """
-    stack = [((), data)]
+    stack: list[tuple[tuple[str | int, ...], object]] = [((), data)]
     while stack:
         path, x = stack.pop()
         if isinstance(x, bool):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from ..errors import ConfigError
 from ..model.config import ProjectConfig, parse
@@ -38,14 +39,14 @@ def find(start: str | Path | None = None) -> Path | None:
 MAX_TOML_BYTES = 4 << 20
 
 
-def read_toml(path: str | Path) -> dict:
+def read_toml(path: str | Path) -> dict[str, Any]:
     """The TOML document in ``path``, read through the file door (a regular file of at most
     4 MiB, nested at most :data:`~attnperf.io.files.MAX_DEPTH` levels); every failure is
     one :class:`ConfigError`."""
     path = Path(path)
     text = read_text(path, "project file", MAX_TOML_BYTES, ConfigError)
     try:
-        data = tomllib.loads(text)
+        data: dict[str, Any] = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
     except RecursionError:

@@ -53,6 +53,7 @@ import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, Literal, overload
 
 import jsonschema
 
@@ -66,9 +67,9 @@ from ..model.records import (
     Measurement,
     PeakMemory,
     Report,
-    Samples,
     roofline_from_dict,
 )
+from ..model.samples import Samples
 from .jsonfile import finite, first_bad_number, json_path, load_json
 
 SCHEMA_VERSION = 2
@@ -79,7 +80,7 @@ SCHEMA_FILE = SCHEMA_FILES[SCHEMA_VERSION]
 SEED_SCHEMA_FILE = Path(__file__).with_name("schemas") / "seed-report.schema.json"
 
 
-def result_entry(m: Measurement) -> dict:
+def result_entry(m: Measurement) -> dict[str, Any]:
     p = m.problem
     entry = {
         "id": f"{m.kernel}/{p.id}",
@@ -129,7 +130,7 @@ def time_basis(m: Measurement) -> str:
         else "cpu_wall_time"
 
 
-def measurement_from_entry(e: dict) -> Measurement:
+def measurement_from_entry(e: dict[str, Any]) -> Measurement:
     """Inverse of :func:`result_entry`: the record of one result entry (schema v1
     or v2; what an older entry lacks reads as absent).  The ``performance``
     figures are derived from the samples and the roofline, so they are not read."""
@@ -151,9 +152,10 @@ def measurement_from_entry(e: dict) -> Measurement:
                    if gradients else None))
 
 
-def build_report(measurements: list[Measurement], environment: dict,
-                 ceilings: dict | None, settings: dict, interrupted: bool = False,
-                 not_run: Sequence[str] = (), timestamp: str | None = None) -> dict:
+def build_report(measurements: list[Measurement], environment: dict[str, Any],
+                 ceilings: dict[str, Any] | None, settings: dict[str, Any],
+                 interrupted: bool = False, not_run: Sequence[str] = (),
+                 timestamp: str | None = None) -> dict[str, Any]:
     """The report of a run; ``interrupted`` with the ids of the configs ``not_run``
     for one that did not finish (a partial report is still a valid report).
     ``timestamp``: when it was written (default: now)."""
@@ -182,17 +184,18 @@ def build_report(measurements: list[Measurement], environment: dict,
             "roofline": primary["roofline"],
         })
     # Exception texts (reasons, warnings) name files under the home directory: as ~/...
-    return finite(home_to_tilde_in(report))
+    out: dict[str, Any] = finite(home_to_tilde_in(report))
+    return out
 
 
-def report_dict(report: Report) -> dict:
+def report_dict(report: Report) -> dict[str, Any]:
     """The JSON report of a :class:`~attnperf.model.records.Report` record."""
     return build_report(report.measurements, report.environment, report.ceilings,
                         report.settings, interrupted=report.interrupted,
                         not_run=report.not_run, timestamp=report.timestamp)
 
 
-def report_from_dict(data: dict, path: str = "", what: str = "report") -> Report:
+def report_from_dict(data: dict[str, Any], path: str = "", what: str = "report") -> Report:
     """Inverse of :func:`report_dict` for a validated report (schema v1 or v2): the
     summary and the single-config top-level keys are derived, so they are not read."""
     measurements = []
@@ -209,7 +212,7 @@ def report_from_dict(data: dict, path: str = "", what: str = "report") -> Report
                   not_run=list(data.get("not_run", [])), timestamp=data.get("timestamp"))
 
 
-def summarize(results: list[dict]) -> dict:
+def summarize(results: list[dict[str, Any]]) -> dict[str, int]:
     counts = {s: 0 for s in STATUSES}
     for r in results:
         counts[r["status"]] = counts.get(r["status"], 0) + 1
@@ -218,13 +221,13 @@ def summarize(results: list[dict]) -> dict:
 
 
 @functools.cache
-def _validator(schema_file: Path):
+def _validator(schema_file: Path) -> Any:  # a jsonschema validator (untyped)
     schema = json.loads(schema_file.read_text())
     cls = jsonschema.validators.validator_for(schema)
     return cls(schema)
 
 
-def validate(data: dict, schema_file: Path, path: str, what: str) -> None:
+def validate(data: dict[str, Any], schema_file: Path, path: str, what: str) -> None:
     """Raise a one-line :class:`ReportError` naming the first field of ``data``
     that breaks ``schema_file`` or holds a non-finite or absurd number."""
     bad = first_bad_number(data)
@@ -240,7 +243,7 @@ def validate(data: dict, schema_file: Path, path: str, what: str) -> None:
                           f"(schema: {schema_file.name})")
 
 
-def _checked(data: dict, path: str, what: str) -> dict:
+def _checked(data: dict[str, Any], path: str, what: str) -> dict[str, Any]:
     """``data``, an attnperf report (``schema_version``), checked: a version this
     attnperf reads, its schema, no result id twice."""
     version = data["schema_version"]
@@ -250,7 +253,7 @@ def _checked(data: dict, path: str, what: str) -> dict:
             f"{what} {path!r} has schema_version {version_text}; this attnperf reads "
             f"{', '.join(map(str, KNOWN_SCHEMA_VERSIONS))}")
     validate(data, SCHEMA_FILES[version], path, what)
-    seen = set()
+    seen: set[str] = set()
     for i, r in enumerate(data["results"]):
         if r["id"] in seen:
             raise ReportError(f"{what} {path!r}: results[{i}].id {r['id']!r} appears twice")
@@ -258,8 +261,16 @@ def _checked(data: dict, path: str, what: str) -> dict:
     return data
 
 
+@overload
+def read_results(path: str, what: str = ...,
+                 records: Literal[False] = ...) -> list[dict[str, Any]]: ...
+@overload
+def read_results(path: str, what: str = ..., *, records: Literal[True]) -> list[Measurement]: ...
+@overload
+def read_results(path: str, what: str = ...,
+                 records: bool = ...) -> list[dict[str, Any]] | list[Measurement]: ...
 def read_results(path: str, what: str = "report",
-                 records: bool = False) -> list[dict] | list[Measurement]:
+                 records: bool = False) -> list[dict[str, Any]] | list[Measurement]:
     """Normalised result entries of an attnperf report or a legacy single-config JSON file.
 
     Each entry has ``id`` (kernel/config id), ``kernel_name``, ``config_id``,
@@ -273,7 +284,8 @@ def read_results(path: str, what: str = "report",
         return read_report(path, what).measurements
     data = load_json(path, what)
     if "schema_version" in data:
-        return _checked(data, path, what)["results"]
+        results: list[dict[str, Any]] = _checked(data, path, what)["results"]
+        return results
     if "performance" not in data and "metrics" not in data:
         raise ReportError(
             f"{what} {path!r} is neither an attnperf report (no schema_version) nor a "
@@ -293,7 +305,7 @@ def read_report(path: str, what: str = "report") -> Report:
     return report_from_dict(_checked(data, path, what), path, what)
 
 
-def _seed_entry(data: dict) -> dict:
+def _seed_entry(data: dict[str, Any]) -> dict[str, Any]:
     perf = data.get("performance") or data.get("metrics")
     cfg = data.get("config") or {}
     try:

@@ -24,8 +24,10 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from ..errors import ReportError
+from .files import StrPath
 from .jsonfile import finite_number, load_json, write_json
 
 SCHEMA_VERSION = 1
@@ -42,7 +44,7 @@ class Entry:
     threshold: float
     detectable: float
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {"benchmark": self.benchmark, "params": list(self.params),
                 "medians": list(self.medians), "spread": self.spread,
                 "threshold": self.threshold, "detectable": self.detectable}
@@ -61,13 +63,14 @@ class Thresholds:
     entries: list[Entry]
 
     def lookup(self) -> dict[tuple[str, tuple[str, ...]], float]:
-        """``{(benchmark, params): threshold}`` -- what :func:`attnperf.analysis.ab.compare` takes."""
+        """``{(benchmark, params): threshold}``: what :func:`attnperf.analysis.ab.compare`
+        takes."""
         return {(e.benchmark, e.params): e.threshold for e in self.entries}
 
     def smallest(self) -> float | None:
         return min((e.threshold for e in self.entries), default=None)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {"schema_version": SCHEMA_VERSION, "machine": self.machine, "created": self.created,
                 "commit": self.commit, "runs": self.runs, "rounds": self.rounds,
                 "factor": self.factor, "floor": self.floor, "headroom": self.headroom,
@@ -78,11 +81,11 @@ def path_for(results_dir: str, machine: str) -> Path:
     return Path(results_dir) / machine / FILE_NAME
 
 
-def _number(x) -> bool:
+def _number(x: object) -> bool:
     return finite_number(x) is not None  # (a 400-digit integer is no number here either)
 
 
-def _positive_int(x) -> bool:
+def _positive_int(x: object) -> bool:
     return isinstance(x, int) and not isinstance(x, bool) and x > 0
 
 
@@ -93,7 +96,7 @@ def _shown(value: object, limit: int = 60) -> str:
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
-def _entry(i: int, raw, path: str) -> Entry:
+def _entry(i: int, raw: object, path: str) -> Entry:
     where = f"{path}: benchmarks[{i}]"
     if not isinstance(raw, dict):
         raise ReportError(f"{where} is a {type(raw).__name__}, expected an object")
@@ -112,11 +115,11 @@ def _entry(i: int, raw, path: str) -> Entry:
                  float(raw["threshold"]), float(raw["detectable"]))
 
 
-def parse(data: dict, path: str) -> Thresholds:
+def parse(data: dict[str, Any], path: str) -> Thresholds:
     version = data.get("schema_version")
     if isinstance(version, bool) or version not in KNOWN_VERSIONS:
-        raise ReportError(f"{path}: thresholds schema_version {_shown(version)} is not one this attnperf "
-                          f"reads ({', '.join(map(str, KNOWN_VERSIONS))})")
+        raise ReportError(f"{path}: thresholds schema_version {_shown(version)} is not one "
+                          f"this attnperf reads ({', '.join(map(str, KNOWN_VERSIONS))})")
     for key in ("runs", "rounds"):
         if not _positive_int(data.get(key)):
             raise ReportError(f"{path}: {key!r} must be a positive integer, "
@@ -146,11 +149,11 @@ def read(path: Path) -> Thresholds | None:
     return parse(load_json(str(path), "thresholds"), str(path))
 
 
-def write(path: Path, thresholds: Thresholds, inputs: Sequence = ()) -> None:
+def write(path: Path, thresholds: Thresholds, inputs: Sequence[StrPath] = ()) -> None:
     """Write ``thresholds`` (never over one of ``inputs``: the files the command read)."""
     write_json(str(path), thresholds.to_dict(), inputs)
 
 
-def entries_from(rows: Sequence[dict]) -> list[Entry]:
+def entries_from(rows: Sequence[dict[str, Any]]) -> list[Entry]:
     """Entries from plain dicts (the shape :meth:`Entry.to_dict` writes)."""
     return [_entry(i, r, "<data>") for i, r in enumerate(rows)]

@@ -8,7 +8,8 @@ from ..model.problem import PASSES
 from .spec import KernelSpec, causal_mask, kv_group
 
 
-def naive_attention(q, k, v, *, causal: bool, scale: float):
+def naive_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool,
+                    scale: float) -> torch.Tensor:
     g = kv_group(q, k)
     if g > 1:
         k = k.repeat_interleave(g, dim=1)

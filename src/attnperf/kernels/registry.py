@@ -29,10 +29,11 @@ import importlib
 import logging
 import os
 from collections.abc import Iterable, Sequence
+from typing import NoReturn
 
 from ..errors import PluginError, UnknownNameError
 from ..model.problem import Problem
-from .spec import KernelSpec
+from .spec import KernelFn, KernelSpec
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,7 @@ def load_reference(ref: str, origin: str = "") -> list[KernelSpec]:
         raise PluginError(f"kernel reference {ref!r} must look like package.module:ATTRIBUTE")
     where = origin or ref
     try:
-        obj = importlib.import_module(module)
+        obj: object = importlib.import_module(module)
     except Exception as exc:  # noqa: BLE001 - plugin code is arbitrary; report, never crash
         raise PluginError(f"kernel plugin {where} failed to import: {_short(exc)}") from exc
     try:
@@ -79,18 +80,18 @@ def load_reference(ref: str, origin: str = "") -> list[KernelSpec]:
     except AttributeError:
         raise PluginError(f"kernel plugin {where}: module {module!r} has no attribute "
                           f"{attr!r}") from None
-    specs = list(obj) if isinstance(obj, (list, tuple)) else [obj]
+    specs: list[object] = list(obj) if isinstance(obj, (list, tuple)) else [obj]
     if not specs:
         raise PluginError(f"kernel plugin {where} holds no kernel (an empty list)")
     for s in specs:
         if not isinstance(s, KernelSpec):
             raise PluginError(f"kernel plugin {where} holds a {type(s).__name__}, expected a "
                               "KernelSpec (decorate the function with @attnperf.kernel(...))")
-    return specs
+    return [s for s in specs if isinstance(s, KernelSpec)]  # all of them (checked above)
 
 
-def _broken_call(reason: str):
-    def fn(q, k, v, *, causal, scale):
+def _broken_call(reason: str) -> KernelFn:
+    def fn(q: object, k: object, v: object, *, causal: bool, scale: float) -> NoReturn:
         raise PluginError(reason)
     return fn
 

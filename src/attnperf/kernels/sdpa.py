@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import re
 import warnings
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from torch import Tensor
 
 from ..errors import KernelUnavailableError
 from ..model.problem import PASSES, Problem
@@ -21,8 +23,8 @@ from .spec import KernelSpec, kv_group
 try:  # torch >= 2.3
     from torch.nn.attention import SDPBackend, sdpa_kernel
 except ImportError:  # pragma: no cover - very old torch
-    SDPBackend = None
-    sdpa_kernel = None
+    SDPBackend = None  # type: ignore[assignment, misc]  # absent: the kernels say so
+    sdpa_kernel = None  # type: ignore[assignment]
 
 # backend tag -> SDPBackend member name
 BACKENDS = {
@@ -38,7 +40,7 @@ def _supports_enable_gqa() -> bool:
     return tuple(int(x) for x in torch.__version__.split(".")[:2]) >= (2, 5)
 
 
-def _call(q, k, v, causal: bool, scale: float):
+def _call(q: Tensor, k: Tensor, v: Tensor, causal: bool, scale: float) -> Tensor:
     g = kv_group(q, k)
     if g > 1:
         if _supports_enable_gqa():
@@ -49,15 +51,15 @@ def _call(q, k, v, causal: bool, scale: float):
     return F.scaled_dot_product_attention(q, k, v, is_causal=causal, scale=scale)
 
 
-def _describe(q, k, causal: bool) -> str:
+def _describe(q: Tensor, k: Tensor, causal: bool) -> str:
     return (f"q {tuple(q.shape)} k/v {tuple(k.shape)} {str(q.dtype).replace('torch.', '')}"
             f"{' causal' if causal else ''}")
 
 
-def _forced(tag: str):
+def _forced(tag: str) -> Callable[..., Tensor]:
     member = BACKENDS[tag]
 
-    def run(q, k, v, *, causal: bool, scale: float):
+    def run(q: Tensor, k: Tensor, v: Tensor, *, causal: bool, scale: float) -> Tensor:
         backend = getattr(SDPBackend, member)
         try:
             # The timed path: nothing but the forcing context and the call.
@@ -83,7 +85,7 @@ def _forced(tag: str):
     return run
 
 
-def _reasons(caught) -> str:
+def _reasons(caught: list[warnings.WarningMessage]) -> str:
     """PyTorch's refusal warnings, minus source locations and our own forcing."""
     out = []
     for w in caught:
@@ -99,7 +101,7 @@ def _backend_present(tag: str) -> bool:
     return SDPBackend is not None and hasattr(SDPBackend, BACKENDS[tag])
 
 
-def _check_forced(tag: str):
+def _check_forced(tag: str) -> Callable[[Problem, str], str | None]:
     def supports(problem: Problem, device: str) -> str | None:
         if not _backend_present(tag):
             return f"torch {torch.__version__} has no SDPBackend.{BACKENDS[tag]}"
@@ -122,7 +124,8 @@ def _math_workspace(p: Problem) -> int:
     return p.batch * p.heads * p.seq_q * p.seq_kv * (2 * p.element_size + 4)
 
 
-def dispatched_backend(q, k, v, *, causal: bool, scale: float) -> str | None:
+def dispatched_backend(q: Tensor, k: Tensor, v: Tensor, *, causal: bool,
+                       scale: float) -> str | None:
     """Which backend PyTorch's default dispatch picks for these tensors.
 
     Uses ``torch._fused_sdp_choice``, the dispatcher's own selection function
@@ -133,7 +136,7 @@ def dispatched_backend(q, k, v, *, causal: bool, scale: float) -> str | None:
     if choose is None or SDPBackend is None:
         return None
     try:
-        kwargs = {"is_causal": causal, "scale": scale}
+        kwargs: dict[str, bool | float] = {"is_causal": causal, "scale": scale}
         if kv_group(q, k) > 1 and _supports_enable_gqa():
             kwargs["enable_gqa"] = True
         index = int(choose(q, k, v, **kwargs))
@@ -145,7 +148,7 @@ def dispatched_backend(q, k, v, *, causal: bool, scale: float) -> str | None:
     return None
 
 
-def _default(q, k, v, *, causal: bool, scale: float):
+def _default(q: Tensor, k: Tensor, v: Tensor, *, causal: bool, scale: float) -> Tensor:
     return _call(q, k, v, causal, scale)
 
 

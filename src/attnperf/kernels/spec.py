@@ -54,8 +54,12 @@ import dataclasses
 import inspect
 import math
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from ..model.problem import DTYPES, PASSES, Problem, canonical_dtype
+
+if TYPE_CHECKING:
+    import torch
 
 # Bumped when the kernel contract above changes incompatibly; a plugin may
 # check ``attnperf.KERNEL_API_VERSION`` to support several attnperf versions.
@@ -63,18 +67,26 @@ KERNEL_API_VERSION = 1
 
 DEVICES = ("cpu", "cuda")
 Availability = tuple[bool, str]
+# The callables of the contract (module docstring), loose where plugins legitimately differ:
+# ``fn(q, k, v, *, causal, scale)`` returning the output tensor; ``supports(problem[, device])``
+# returning something falsy when the problem runs, else why not; ``provenance(q, k, v, *,
+# causal, scale)`` returning what ran or None.
+KernelFn = Callable[..., Any]
+SupportsFn = Callable[..., object]
+ProvenanceFn = Callable[..., object]
 
 
-def _names(field: str, values, allowed, canon=lambda x: x) -> tuple[str, ...]:
+def _names(field: str, values: object, allowed: Sequence[str],
+           canon: Callable[[Any], str] = lambda x: x) -> tuple[str, ...]:
     if isinstance(values, str) or not isinstance(values, (list, tuple, set, frozenset)):
         raise TypeError(f"KernelSpec {field} must be a list of names, got {values!r}")
-    out = []
+    out: list[str] = []
     for v in values:
         try:
             c = canon(v)
         except ValueError:
             c = None
-        if c not in allowed:
+        if c is None or c not in allowed:  # None: canon refused it
             raise ValueError(f"KernelSpec {field}: unknown {v!r}; allowed: {', '.join(allowed)}")
         out.append(c)
     if not out:
@@ -82,7 +94,7 @@ def _names(field: str, values, allowed, canon=lambda x: x) -> tuple[str, ...]:
     return tuple(dict.fromkeys(out))
 
 
-def _arity(fn: Callable) -> int:
+def _arity(fn: Callable[..., object]) -> int:
     """Positional parameters ``fn`` accepts (2 or more for ``supports(problem, device)``)."""
     try:
         params = inspect.signature(fn).parameters.values()
@@ -102,13 +114,13 @@ class KernelSpec:
     """
 
     name: str
-    fn: Callable
+    fn: KernelFn
     family: str = "plugin"
     description: str = ""
     devices: Sequence[str] = DEVICES
     dtypes: Sequence[str] = tuple(DTYPES)
-    supports: Callable | None = None
-    provenance: None | str | Callable = None
+    supports: SupportsFn | None = None
+    provenance: None | str | ProvenanceFn = None
     flops: Callable[[Problem], int] | None = None
     bytes: Callable[[Problem], int] | None = None
     workspace_bytes: Callable[[Problem], int] | None = None
@@ -139,15 +151,19 @@ class KernelSpec:
             object.__setattr__(self, "description", doc[0] if doc else f"{self.family} kernel")
 
     # ---- what attnperf calls ----------------------------------------------
-    def __call__(self, q, k, v, *, causal: bool = False, scale: float | None = None):
+    def __call__(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *,
+                 causal: bool = False, scale: float | None = None) -> torch.Tensor:
         """Call the kernel directly (``scale`` defaults to ``1/sqrt(head_dim)``)."""
         if scale is None:
             scale = 1.0 / math.sqrt(q.shape[-1])
-        return self.fn(q, k, v, causal=causal, scale=scale)
+        out: torch.Tensor = self.fn(q, k, v, causal=causal, scale=scale)
+        return out
 
-    def run(self, q, k, v, problem: Problem):
+    def run(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+            problem: Problem) -> torch.Tensor:
         """The call attnperf times: nothing but the kernel."""
-        return self.fn(q, k, v, causal=problem.causal, scale=problem_scale(problem))
+        out: torch.Tensor = self.fn(q, k, v, causal=problem.causal, scale=problem_scale(problem))
+        return out
 
     def check(self, problem: Problem, device: str) -> Availability:
         """``(True, "available")`` or ``(False, why)``, before anything is allocated."""
@@ -167,7 +183,8 @@ class KernelSpec:
                 return False, str(why)
         return True, "available"
 
-    def backend(self, q, k, v, problem: Problem) -> str | None:
+    def backend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                problem: Problem) -> str | None:
         """What ran (the provenance), or None."""
         if self.provenance is None or isinstance(self.provenance, str):
             return self.provenance
@@ -190,17 +207,17 @@ def problem_scale(problem: Problem) -> float:
 
 def kernel(name: str | None = None, *, family: str = "plugin", description: str = "",
            devices: Sequence[str] = DEVICES, dtypes: Sequence[str] = tuple(DTYPES),
-           supports: Callable | None = None, provenance: None | str | Callable = None,
+           supports: SupportsFn | None = None, provenance: None | str | ProvenanceFn = None,
            flops: Callable[[Problem], int] | None = None,
            bytes: Callable[[Problem], int] | None = None,  # noqa: A002 - the documented name
            workspace_bytes: Callable[[Problem], int] | None = None,
-           passes: Sequence[str] | None = None) -> Callable[[Callable], KernelSpec]:
+           passes: Sequence[str] | None = None) -> Callable[[KernelFn], KernelSpec]:
     """Decorator: turn ``fn(q, k, v, *, causal, scale)`` into a :class:`KernelSpec`.
 
     The name defaults to the function's name; the description to the first line
     of its docstring.  The result is still callable like the function.
     """
-    def wrap(fn: Callable) -> KernelSpec:
+    def wrap(fn: KernelFn) -> KernelSpec:
         return KernelSpec(name=name or fn.__name__, fn=fn, family=family,
                           description=description, devices=devices, dtypes=dtypes,
                           supports=supports, provenance=provenance, flops=flops, bytes=bytes,
@@ -208,12 +225,12 @@ def kernel(name: str | None = None, *, family: str = "plugin", description: str 
     return wrap
 
 
-def kv_group(q, k) -> int:
+def kv_group(q: torch.Tensor, k: torch.Tensor) -> int:
     """Query heads per K/V head, from the tensors (GQA when > 1)."""
     return q.shape[1] // k.shape[1]
 
 
-def causal_mask(seq_q: int, seq_kv: int, device):
+def causal_mask(seq_q: int, seq_kv: int, device: torch.device | str | None) -> torch.Tensor:
     """True where query i may see key j (PyTorch's top-left aligned convention)."""
     import torch
 

@@ -17,7 +17,8 @@ from .spec import KernelSpec
 BLOCK_KV = 256
 
 
-def tiled_attention(q, k, v, *, causal: bool, scale: float, block_kv: int = BLOCK_KV):
+def tiled_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool,
+                    scale: float, block_kv: int = BLOCK_KV) -> torch.Tensor:
     b, h, sq, d = q.shape
     hkv, sk = k.shape[1], k.shape[2]
     g = h // hkv

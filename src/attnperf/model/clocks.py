@@ -58,7 +58,7 @@ class ClockReading:
 
 def slowdown_summary(clocks: Sequence[ClockReading | None]) -> str:
     """'hw_thermal in 1 of 5 samples, sw_power_cap in 3 of 5 samples' (empty when none)."""
-    counts: Counter = Counter()
+    counts: Counter[str] = Counter()
     for c in clocks:
         for name in reason_names(c.slowdown_bits) if c is not None else []:
             counts[name] += 1

@@ -31,6 +31,8 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+from collections.abc import Iterable
+from typing import Any
 
 from ..errors import ConfigError, InvalidShapeError, UnknownNameError
 from .catalog import resolve
@@ -46,7 +48,7 @@ _POSINT = {"type": "integer", "minimum": 1}
 _DTYPE = {"type": "string", "enum": sorted(DTYPE_ALIASES)}
 
 
-def _one_or_list(schema: dict) -> dict:
+def _one_or_list(schema: dict[str, Any]) -> dict[str, Any]:
     return {"anyOf": [schema, {"type": "array", "items": schema, "minItems": 1}]}
 
 
@@ -68,7 +70,7 @@ _FACTOR = {"type": "number", "minimum": 1, "maximum": 1000}
 # every kernel and pass on every commit, so a grid this large already takes hours.
 MAX_GRID = 4096
 
-SCHEMA = {
+SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "type": "object",
     "additionalProperties": False,
@@ -128,14 +130,14 @@ class ProjectConfig:
         return self.factors["cuda" if device == "cuda" else "cpu"]
 
 
-def _where(path) -> str:
+def _where(path: Iterable[str | int]) -> str:
     out = TABLE
     for part in path:
         out += f"[{part}]" if isinstance(part, int) else f".{part}"
     return out
 
 
-def _message(error, source: str) -> str:
+def _message(error: Any, source: str) -> str:  # a jsonschema.ValidationError (untyped)
     import jsonschema  # noqa: F401 - the error object comes from it
 
     # The deepest error under an anyOf names the actual bad value best.
@@ -149,23 +151,23 @@ def _message(error, source: str) -> str:
         return (f"{prefix}unknown key {TABLE}.{extra[0]}; allowed: "
                 f"{', '.join(SCHEMA['properties'])}")
     if error.validator == "additionalProperties":
-        allowed = sorted(error.schema.get("properties", {}))
-        extra = sorted(set(error.instance) - set(allowed))
-        return f"{prefix}unknown key {_where(path + [extra[0]])}; allowed: {', '.join(allowed)}"
+        names = sorted(error.schema.get("properties", {}))
+        extra = sorted(set(error.instance) - set(names))
+        return f"{prefix}unknown key {_where(path + [extra[0]])}; allowed: {', '.join(names)}"
     if error.validator == "enum":
         return (f"{prefix}{_where(path)} = {error.instance!r} is not allowed; allowed: "
                 f"{', '.join(map(str, error.validator_value))}")
     if error.validator == "required":
         return f"{prefix}{_where(path)}: {error.message}"
     top = next((p for p in path if isinstance(p, str)), None)
-    allowed = ALLOWED.get(top, "")
+    allowed = ALLOWED.get(top, "") if top is not None else ""
     if top in ("problems", "sweeps") and isinstance(error.instance, (int, bool, float)):
         allowed = "a positive integer (or a list of them); causal: true/false"
     return (f"{prefix}{_where(path)} = {error.instance!r} is invalid ({error.message}); "
             f"allowed: {allowed}" if allowed else f"{prefix}{_where(path)}: {error.message}")
 
 
-def _expand(entry, where: str, source: str) -> list[Problem]:
+def _expand(entry: str | dict[str, Any], where: str, source: str) -> list[Problem]:
     prefix = f"{source}: " if source else ""
     if isinstance(entry, str):
         try:
@@ -184,7 +186,7 @@ def _expand(entry, where: str, source: str) -> list[Problem]:
     return out
 
 
-def _grid_size(entries) -> int:
+def _grid_size(entries: list[Any]) -> int:
     """How many problems ``entries`` expand to (before any is built)."""
     total = 0
     for entry in entries:
@@ -197,7 +199,7 @@ def _grid_size(entries) -> int:
     return total
 
 
-def _problems(entries, where: str, source: str) -> tuple[Problem, ...]:
+def _problems(entries: list[Any], where: str, source: str) -> tuple[Problem, ...]:
     size = _grid_size(entries)
     if size > MAX_GRID:
         prefix = f"{source}: " if source else ""
@@ -210,10 +212,10 @@ def _problems(entries, where: str, source: str) -> tuple[Problem, ...]:
     return tuple(dict.fromkeys(out))  # each problem once, in order
 
 
-def _non_finite(table: dict):
+def _non_finite(table: dict[str, Any]) -> tuple[list[str | int], Any] | None:
     """(path, value) of the first NaN or infinity in ``table`` (TOML has ``nan`` and ``inf``;
     no comparison of the schema refuses them), else None."""
-    stack = [((), table)]
+    stack: list[tuple[tuple[str | int, ...], Any]] = [((), table)]
     while stack:
         path, x = stack.pop()
         if isinstance(x, float) and not math.isfinite(x):
@@ -225,7 +227,7 @@ def _non_finite(table: dict):
     return None
 
 
-def parse(table: dict, source: str = "") -> ProjectConfig:
+def parse(table: dict[str, Any], source: str = "") -> ProjectConfig:
     """Validate ``[tool.attnperf]`` (a dict from TOML) into a :class:`ProjectConfig`."""
     import jsonschema
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+from typing import Any
 
 from ..errors import UsageError
 
@@ -106,7 +107,7 @@ def home_to_tilde(text: str, home: str | None = None) -> str:
     return re.sub(re.escape(home) + r"(?=$|[^\w.-])", "~", text)
 
 
-def home_to_tilde_in(data, home: str | None = None):
+def home_to_tilde_in(data: Any, home: str | None = None) -> Any:
     """``data`` (JSON-like: dicts, lists, strings) with :func:`home_to_tilde` applied to
     every string value."""
     if isinstance(data, str):

@@ -9,6 +9,7 @@ change for a given problem.  Add aliases, never rename.
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidShapeError
 
@@ -76,7 +77,7 @@ def canonical_dtype(name: str) -> str:
     return DTYPE_ALIASES[key]
 
 
-def _positive_int(field: str, value) -> int:
+def _positive_int(field: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidShapeError(f"{field} must be a positive integer, got {value!r}")
     if value <= 0:
@@ -98,11 +99,19 @@ class Problem:
     heads: int
     seq_q: int
     head_dim: int
-    seq_kv: int | None = None
-    kv_heads: int | None = None
+    # None (the default) means "as seq_q" / "as heads": __post_init__ fills it in, so a
+    # built Problem always holds an int (the constructor's types are in __init__ below).
+    seq_kv: int = None  # type: ignore[assignment]
+    kv_heads: int = None  # type: ignore[assignment]
     causal: bool = False
     dtype: str = "float16"
     mode: str = "fwd"
+
+    if TYPE_CHECKING:  # what the generated __init__ accepts; the fields above are what it keeps
+        def __init__(self, batch: int, heads: int, seq_q: int, head_dim: int,
+                     seq_kv: int | None = None, kv_heads: int | None = None,
+                     causal: bool = False, dtype: str = "float16", mode: str = "fwd") -> None:
+            ...
 
     def __post_init__(self) -> None:
         _positive_int("batch", self.batch)
@@ -162,7 +171,7 @@ class Problem:
             parts.append(PASS_TAGS[self.mode])
         return "_".join(parts)
 
-    def to_config(self) -> dict:
+    def to_config(self) -> dict[str, Any]:
         """The report's ``config`` block: the seed-report keys plus the new ones."""
         return {
             "id": self.id,
@@ -178,7 +187,7 @@ class Problem:
         }
 
     @classmethod
-    def from_config(cls, cfg: dict) -> Problem:
+    def from_config(cls, cfg: dict[str, Any]) -> Problem:
         """Inverse of :meth:`to_config`; also reads a legacy single-config report's config block."""
         try:
             return cls(
@@ -194,7 +203,7 @@ class Problem:
         """Parse an id made by :attr:`id` (used to read history keys back)."""
         fields = {"b": "batch", "h": "heads", "kv": "kv_heads", "sq": "seq_q",
                   "sk": "seq_kv", "d": "head_dim"}
-        kw: dict = {}
+        kw: dict[str, Any] = {}
         tags = {tag: name for name, (_, tag) in DTYPES.items()}
         pass_tags = {tag: mode for mode, tag in PASS_TAGS.items() if tag}
         for part in problem_id.split("_"):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Any
 
 # The samples' and clocks' records, importable from here as they always were.
 from .clocks import (  # noqa: F401
@@ -32,7 +33,7 @@ from .roofline import Roofline
 from .samples import UNSTABLE_IQR_RATIO, PowerState, Samples, ThreadTime, iqr_ratio, seconds_of_ms  # noqa: F401
 
 
-def _known(cls, d: dict) -> dict:
+def _known(cls: type, d: dict[str, Any]) -> dict[str, Any]:
     """The fields of dataclass ``cls`` found in ``d``; a report writes a non-finite
     number as null, so a float field that reads null is NaN again."""
     out = {}
@@ -59,11 +60,11 @@ class Correctness:
     # false.
     modified_inputs: list[str] = dataclasses.field(default_factory=list)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> Correctness:
+    def from_dict(cls, d: dict[str, Any]) -> Correctness:
         return cls(**_known(cls, d))
 
     def summary(self) -> str:
@@ -99,15 +100,15 @@ class PeakMemory:
     def mib(self) -> float | None:
         return None if self.peak_bytes is None else self.peak_bytes / 2**20
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> PeakMemory:
+    def from_dict(cls, d: dict[str, Any]) -> PeakMemory:
         return cls(**_known(cls, d))
 
 
-def roofline_from_dict(d: dict) -> Roofline:
+def roofline_from_dict(d: dict[str, Any]) -> Roofline:
     """Inverse of :meth:`Roofline.to_dict` (``floor_ms`` is derived from ``floor_s``)."""
     return Roofline(**_known(Roofline, d))
 
@@ -141,8 +142,8 @@ class Measurement:
     roofline: Roofline | None = None
     peak_memory: PeakMemory | None = None  # one warm call (measure/memory.py)
     dispatch: str | None = None
-    clock_before: dict | None = None
-    clock_after: dict | None = None
+    clock_before: dict[str, Any] | None = None
+    clock_after: dict[str, Any] | None = None
     timestamp: str = ""
     warnings: list[str] = dataclasses.field(default_factory=list)  # the kernel's, deduplicated
     # Training passes: dQ, dK, dV judged against float64 autograd ("dq", "dk", "dv").
@@ -157,9 +158,9 @@ class Report:
     (None: now, when it is built)."""
 
     measurements: list[Measurement]
-    environment: dict
-    ceilings: dict | None = None
-    settings: dict = dataclasses.field(default_factory=dict)
+    environment: dict[str, Any]
+    ceilings: dict[str, Any] | None = None
+    settings: dict[str, Any] = dataclasses.field(default_factory=dict)
     interrupted: bool = False
     not_run: list[str] = dataclasses.field(default_factory=list)
     timestamp: str | None = None

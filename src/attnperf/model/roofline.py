@@ -24,7 +24,9 @@ LSE go through memory between the two, as they do in every fused kernel pair).
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
+from .peaks import Peak
 from .problem import Problem, precision_key
 
 # Below this floor time a call is dominated by fixed launch / host overhead
@@ -132,7 +134,7 @@ class Roofline:
     ceiling_beaten: bool = False
     ceiling_note: str = ""
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["floor_ms"] = self.floor_s * 1e3
         return d
@@ -140,7 +142,7 @@ class Roofline:
 
 def floors(
     p: Problem, ceiling: Ceiling, work: tuple[int | None, int | None] = (None, None)
-) -> tuple:
+) -> tuple[float, float]:
     """(compute floor, memory floor) in seconds: FLOPs over the compute roof, bytes over the
     memory roof.  ``work``: a kernel's own (FLOPs, bytes), None where this model applies."""
     f, b = work_of(p, work)
@@ -219,7 +221,7 @@ def analyze(p: Problem, time_s: float, ceiling: Ceiling, device: str,
     floor = max(compute_floor, memory_floor)
     regime = classify(compute_floor, memory_floor, device)
     efficiency = 100.0 * floor / time_s
-    resident = bool(cache_bytes) and b <= cache_bytes
+    resident = bool(cache_bytes) and b <= (cache_bytes or 0)
     # The cache can lift a call above the DRAM roof, never above the compute roof.
     beaten = (compute_floor / time_s > BEATEN_MARGIN
               or (memory_floor / time_s > BEATEN_MARGIN and not resident))
@@ -237,7 +239,9 @@ def analyze(p: Problem, time_s: float, ceiling: Ceiling, device: str,
         recommendations=recs, cache_resident=resident, ceiling_beaten=beaten, ceiling_note=note)
 
 
-def ceiling_for(p: Problem, measured: dict | None, peak, tf32: bool = False) -> Ceiling | None:
+def ceiling_for(
+    p: Problem, measured: dict[str, Any] | None, peak: Peak | None, tf32: bool = False
+) -> Ceiling | None:
     """The binding roofs for ``p``'s dtype: measured figures first, datasheet second.
 
     A half-precision kernel may do its math in float32 (CPU kernels do: a CPU's
@@ -245,8 +249,9 @@ def ceiling_for(p: Problem, measured: dict | None, peak, tf32: bool = False) -> 
     the faster of the two measured rates; on a GPU that is the half-precision one.
     """
     key = precision_key(p.dtype, tf32)
-    tflops = bandwidth = None
-    sources = []
+    tflops: float | None = None
+    bandwidth: float | None = None
+    sources: list[str] = []
     if measured:
         rates = measured.get("matmul_tflops") or {}
         tflops = rates.get(key)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -122,10 +123,10 @@ class PowerState:
         return [c.events if c is not None else None
                 for c in (self.rejected_clocks if rejected else self.clocks)]
 
-    def summary(self) -> dict:
+    def summary(self) -> dict[str, Any]:
         """The keys the report's ``device_time`` dict and the asv cache entry share;
         the clock keys say "unavailable" when NVML could not be read."""
-        def nvml(value):
+        def nvml(value: object) -> object:
             return value if self.nvml else UNAVAILABLE
 
         clocks = [c for c in self.sm_clocks_mhz() or [] if c is not None]
@@ -149,7 +150,7 @@ class PowerState:
             "unsteady_reason": self.unsteady_reason or "",
         }
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         """The report form (``summary`` with ``gap_ms``, and the rejected samples);
         ``sustained`` is written by :meth:`Samples.to_dict`."""
         d = self.summary()
@@ -161,7 +162,7 @@ class PowerState:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict, samples: int) -> PowerState:
+    def from_dict(cls, d: dict[str, Any], samples: int) -> PowerState:
         """Inverse of :meth:`to_dict` for a report's ``device_time`` dict of ``samples``
         kept samples.  A rejected sample's SM clock is not written: it reads as None."""
         rejected = _seconds(d.get("rejected_samples_ms", []))
@@ -196,13 +197,13 @@ class ThreadTime:
     normalised_s: list[float] = dataclasses.field(default_factory=list)
     clock: str = "thread"
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {"cpu_clock": self.clock, "wall_samples_ms": _ms(self.wall_s),
                 "normalised_samples_ms": _ms(self.normalised_s),
                 "cpu_reference_ms": _ms(self.reference_s)}
 
     @classmethod
-    def from_dict(cls, d: dict) -> ThreadTime:
+    def from_dict(cls, d: dict[str, Any]) -> ThreadTime:
         return cls(_seconds(d.get("wall_samples_ms", [])), _seconds(d.get("cpu_reference_ms", [])),
                    _seconds(d.get("normalised_samples_ms", [])), d["cpu_clock"])
 
@@ -212,7 +213,7 @@ _THREAD_KEYS = {"cpu_clock": "clock", "wall_s": "wall_s", "reference_s": "refere
                 "normalised_s": "normalised_s"}
 
 
-def _grouped(flat: dict) -> tuple[PowerState | None, ThreadTime | None]:
+def _grouped(flat: dict[str, Any]) -> tuple[PowerState | None, ThreadTime | None]:
     """The groups from the flat keywords of the earlier, flat record (``protocol=``,
     ``clock_source=``, ``cpu_clock=``, ``wall_s=`` ...), where "" meant "none"."""
     unknown = set(flat) - _POWER_KEYS - set(_THREAD_KEYS)
@@ -238,19 +239,19 @@ class _Flat:
     the flat keyword when there is none; "" for ``cpu_clock`` or ``clock_source``
     removes it)."""
 
-    def __init__(self, group: str, field: str, default=None) -> None:
+    def __init__(self, group: str, field: str, default: Any = None) -> None:
         self.group, self.field, self.default, self.flat = group, field, default, field
 
-    def __set_name__(self, owner, name: str) -> None:
+    def __set_name__(self, owner: type, name: str) -> None:
         self.flat = name
 
-    def __get__(self, obj, owner=None):
+    def __get__(self, obj: object, owner: type | None = None) -> Any:
         if obj is None:
             return self
         part = getattr(obj, self.group)
         return self.default if part is None else getattr(part, self.field)
 
-    def __set__(self, obj, value) -> None:
+    def __set__(self, obj: object, value: Any) -> None:
         part = getattr(obj, self.group)
         if self.flat in ("cpu_clock", "clock_source") and not value:
             new = None
@@ -290,7 +291,7 @@ class Samples:
     def __init__(self, samples_s: list[float], method: str, calls_per_sample: int,
                  warmup_calls: int, l2_flush: bool = False, note: str = "",
                  power: PowerState | None = None, thread: ThreadTime | None = None,
-                 **flat) -> None:
+                 **flat: Any) -> None:
         if flat:
             folded_power, folded_thread = _grouped(flat)
             power, thread = power or folded_power, thread or folded_thread
@@ -336,7 +337,7 @@ class Samples:
         """Clock-event reason names per sample (None when NVML was unavailable)."""
         return self.power.clock_events(rejected) if self.power is not None else None
 
-    def power_state(self) -> dict:
+    def power_state(self) -> dict[str, Any]:
         """:meth:`PowerState.summary` (empty for a CPU sample)."""
         return self.power.summary() if self.power is not None else {}
 
@@ -344,7 +345,7 @@ class Samples:
     def median_s(self) -> float:
         return float(np.median(self.samples_s))
 
-    def stats(self) -> dict:
+    def stats(self) -> dict[str, Any]:
         """Statistics of the samples, in milliseconds.  Taken over the millisecond
         values the report writes, so a record read from a report states them again."""
         xs = np.asarray(_ms(self.samples_s), dtype=float)
@@ -366,7 +367,7 @@ class Samples:
             "unstable": ratio > UNSTABLE_IQR_RATIO,
         }
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         """The report's ``device_time`` / ``latency`` dict (schema v2)."""
         d = {"method": self.method, "calls_per_sample": self.calls_per_sample,
              "warmup_calls": self.warmup_calls, "l2_flush": self.l2_flush}
@@ -383,7 +384,7 @@ class Samples:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> Samples:
+    def from_dict(cls, d: dict[str, Any]) -> Samples:
         """Inverse of :meth:`to_dict` (statistics are recomputed from the samples)."""
         samples = _seconds(d["samples_ms"])
         return cls(samples, d["method"], d["calls_per_sample"], d["warmup_calls"],

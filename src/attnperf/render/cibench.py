@@ -4,11 +4,25 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Protocol
 
 from . import markdown as md
 
 
-def paired_section(paired: Mapping[tuple[str, str], object], factor: float) -> str:
+class PairedFigures(Protocol):
+    """What :func:`paired_section` reads of one paired re-measurement."""
+
+    @property
+    def base_s(self) -> float: ...
+    @property
+    def head_s(self) -> float: ...
+    @property
+    def ratio(self) -> float: ...
+    @property
+    def p_slower(self) -> float: ...
+
+
+def paired_section(paired: Mapping[tuple[str, str], PairedFigures], factor: float) -> str:
     """The paired figures per (kernel, problem id): base and head medians, the median
     pair's ratio and the sign test's p (objects with ``base_s``, ``head_s``, ``ratio``,
     ``p_slower``, as :class:`attnperf.measure.paired.Paired` has)."""

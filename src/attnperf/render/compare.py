@@ -9,6 +9,9 @@ markdown (:mod:`attnperf.render.markdown`).  Untimed values print as
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from tabulate import tabulate
 
 from ..analysis.compare import verdict_of
@@ -17,7 +20,7 @@ from . import markdown as md
 from .escape import terminal
 
 
-def render(result: dict, fmt: str = "text") -> str:
+def render(result: dict[str, Any], fmt: str = "text") -> str:
     rows = result["comparisons"]
     if fmt == "markdown":
         table = tabulate(
@@ -49,7 +52,7 @@ def render(result: dict, fmt: str = "text") -> str:
     return "\n".join(lines) + "\n"
 
 
-def _overall(result: dict) -> str:
+def _overall(result: dict[str, Any]) -> str:
     rows, missing = result["comparisons"], result.get("missing") or []
     text = (
         f"Overall: {'REGRESSION' if result['is_regression'] else 'OK'} "
@@ -63,7 +66,8 @@ def _overall(result: dict) -> str:
     return text + ")"
 
 
-def _unmatched_lines(result: dict, prefix: str, quote=str) -> list[str]:
+def _unmatched_lines(result: dict[str, Any], prefix: str,
+                     quote: Callable[[str], str] = str) -> list[str]:
     out = []
     labels = {"baseline_only": "missing from the current report (in the baseline only)",
               "current_only": "new in the current report (not in the baseline)"}
@@ -73,6 +77,6 @@ def _unmatched_lines(result: dict, prefix: str, quote=str) -> list[str]:
     return out
 
 
-def _f(v, spec: str, unit: str = "") -> str:
+def _f(v: float | None, spec: str, unit: str = "") -> str:
     text = numfmt.num(v, spec, none="n/a")
     return text if v is None else text + unit

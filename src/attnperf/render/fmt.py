@@ -14,19 +14,20 @@ NONE = "—"
 _TIME_SCALES = ((1.0, "s"), (1e-3, "ms"), (1e-6, "µs"), (1e-9, "ns"))
 
 
-def _missing(x) -> bool:
+def _missing(x: object) -> bool:
     return x is None or isinstance(x, bool) or not isinstance(x, numbers.Real) \
         or not math.isfinite(x)
 
 
 def num(x: float | None, spec: str = ".3g", unit: str = "", none: str = NONE) -> str:
-    """``x`` formatted with ``spec`` and followed by ``unit``; ``none`` when missing or not finite."""
+    """``x`` formatted with ``spec`` and followed by ``unit``; ``none`` when missing or not
+    finite."""
     return none if _missing(x) else f"{format(x, spec)}{unit}"
 
 
 def seconds(x: float | None, none: str = NONE) -> str:
     """A duration in seconds with the unit that keeps 3 significant digits: ``215 µs``."""
-    if _missing(x):
+    if x is None or _missing(x):
         return none
     for scale, suffix in _TIME_SCALES:
         if abs(x) >= scale or suffix == "ns":

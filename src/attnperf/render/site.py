@@ -41,7 +41,8 @@ from pathlib import Path
 from urllib.parse import quote
 
 from ..analysis import cells as am
-from ..io.asv_results import FAILED, OK, SKIPPED, Machine, ResultsDB, Run, raw_param
+from ..analysis.gate import MAX_ABS_ERROR, MEAN_ABS_ERROR, PEAK_MEMORY, TIME, X_OVER_FLOOR
+from ..io.asv_results import FAILED, OK, SKIPPED, Machine, Point, ResultsDB, Run, raw_param
 from . import fmt
 from .html import render
 from .svg import ChartPoint, Roof, colours, roofline_svg
@@ -161,14 +162,14 @@ def machine_page(db: ResultsDB, m: Machine, has_asv: bool,
     na = [c for c in cells if c.status not in (OK, FAILED)]
     rows = []
     for c in shown:
-        b = run.benchmarks.get(am.TIME) if run else None
+        b = run.benchmarks.get(TIME) if run else None
         params = [("kernel", raw_param(b, 0, c.kernel)), ("problem", raw_param(b, 1, c.problem))]
-        links = [("time", asv_graph_url(am.TIME, m.name, params)),
-                 ("x floor", asv_graph_url(am.X_OVER_FLOOR, m.name, params))] if has_asv else []
+        links = [("time", asv_graph_url(TIME, m.name, params)),
+                 ("x floor", asv_graph_url(X_OVER_FLOOR, m.name, params))] if has_asv else []
         links += [(label, asv_graph_url(name, m.name, params)) for label, name, value in (
-            ("max error", am.MAX_ABS_ERROR, c.max_abs_error),
-            ("mean error", am.MEAN_ABS_ERROR, c.mean_abs_error),
-            ("memory", am.PEAK_MEMORY, c.peak_memory_bytes)) if has_asv and value is not None]
+            ("max error", MAX_ABS_ERROR, c.max_abs_error),
+            ("mean error", MEAN_ABS_ERROR, c.mean_abs_error),
+            ("memory", PEAK_MEMORY, c.peak_memory_bytes)) if has_asv and value is not None]
         rows.append({"cell": c, "colour": col.get(c.kernel, "#000"), "links": links})
     history = [{"short": r.short, "date": _date(r.date), "env": r.env_name,
                 "ok": sum(p.status == OK for _, p in _time_points(r)),
@@ -198,8 +199,8 @@ def machine_page(db: ResultsDB, m: Machine, has_asv: bool,
     return html, info
 
 
-def _time_points(run: Run):
-    b = run.benchmarks.get(am.TIME)
+def _time_points(run: Run) -> Iterable[tuple[tuple[str, ...], Point]]:
+    b = run.benchmarks.get(TIME)
     return b.points.items() if b else []
 
 

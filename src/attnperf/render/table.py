@@ -23,7 +23,8 @@ from collections.abc import Sequence
 
 from tabulate import tabulate
 
-from ..model.records import UNSTABLE_IQR_RATIO, Measurement
+from ..model.records import Measurement
+from ..model.samples import UNSTABLE_IQR_RATIO
 from .escape import terminal
 
 MEASURED = ("ok", "failed", "error")
@@ -57,14 +58,16 @@ def _row(m: Measurement, verbose: bool = False) -> list[str]:
     eff = None if rf is None else (">100" if rf.ceiling_beaten else _num(rf.efficiency_pct, ".1f"))
     return [
         m.kernel, m.problem.id, m.status,
-        _sig(st and st["median_ms"]), _num(st and 100 * st["iqr_over_median"], ".1f"),
-        _sig(lat and lat["median_ms"]),
-        _sig(rf and rf.achieved_tflops, 3), _sig(rf and rf.achieved_gb_s, 3),
-        rf.regime if rf else "-", eff or "-", _num(rf and rf.x_over_floor, ".2f"),
+        _sig(st["median_ms"] if st else None),
+        _num(100 * st["iqr_over_median"] if st else None, ".1f"),
+        _sig(lat["median_ms"] if lat else None),
+        _sig(rf.achieved_tflops if rf else None, 3), _sig(rf.achieved_gb_s if rf else None, 3),
+        rf.regime if rf else "-", eff or "-", _num(rf.x_over_floor if rf else None, ".2f"),
         _num(_worst_rel(m), ".1e"),
-    ] + ([_num(m.correctness and m.correctness.max_abs_error, ".1e"),
-          _num(m.correctness and m.correctness.mean_abs_error, ".1e")] if verbose else []) + [
-        _num(m.peak_memory and m.peak_memory.mib, ".1f"),
+    ] + ([_num(m.correctness.max_abs_error if m.correctness else None, ".1e"),
+          _num(m.correctness.mean_abs_error if m.correctness else None, ".1e")]
+         if verbose else []) + [
+        _num(m.peak_memory.mib if m.peak_memory else None, ".1f"),
         m.dispatch or "-", ", ".join(notes) or "-",
     ]
 
@@ -116,7 +119,7 @@ def _not_measured(measurements: Sequence[Measurement], verbose: bool) -> list[st
             f"  {m.kernel}/{m.problem.id}: {m.status}: {terminal(m.reason)}" for m in absent
         ]
     # One line per kernel and status; the first reason stands for the rest (--verbose: all).
-    groups: OrderedDict[tuple, list[Measurement]] = OrderedDict()
+    groups: OrderedDict[tuple[str, str], list[Measurement]] = OrderedDict()
     for m in absent:
         groups.setdefault((m.kernel, m.status), []).append(m)
     for (kernel, status), ms in groups.items():
@@ -134,9 +137,11 @@ def _footnotes(measurements: Sequence[Measurement]) -> list[str]:
                    "(re-run, or fewer --threads on a shared CPU)")
     beaten = [m for m in measurements if m.roofline is not None and m.roofline.ceiling_beaten]
     if beaten:
+        first = beaten[0]
+        note = first.roofline.ceiling_note if first.roofline is not None else ""
         out.append(
             f"ceiling beaten: {len(beaten)} config(s); efficiency shown as >100 is not "
-            f"meaningful: {beaten[0].kernel}/{beaten[0].problem.id} {beaten[0].roofline.ceiling_note}"
+            f"meaningful: {first.kernel}/{first.problem.id} {note}"
         )
     warned = [m for m in measurements if m.warnings]
     if warned:
@@ -147,7 +152,8 @@ def _footnotes(measurements: Sequence[Measurement]) -> list[str]:
     if unsteady:
         out.append(f"unsteady: {len(unsteady)} config(s) kept running under power or thermal "
                    "slowdown after the retake budget (compare them with care):")
-        out += [f"  {m.kernel}/{m.problem.id}: {m.device_time.unsteady_reason}" for m in unsteady]
+        out += [f"  {m.kernel}/{m.problem.id}: {m.device_time.unsteady_reason}"
+                for m in unsteady if m.device_time]  # all of them (filtered above)
     device = measurements[0].device if measurements else "cpu"
     out.append("time = device time per call (CUDA graph replays, each sample after an idle gap "
                "and warm replays)" if device == "cuda" else _cpu_time_line(measurements))

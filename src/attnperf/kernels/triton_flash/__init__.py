@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -50,11 +51,15 @@ for _name in ("config", "forward", "backward", "launch"):
 from .config import _INTERPRETED, TRITON_IMPORT_ERROR, unsupported_reason  # noqa: E402,F401
 from .launch import flash_attention  # noqa: E402
 
+if TYPE_CHECKING:
+    from ...model.problem import Problem
+    from ..spec import KernelSpec
+
 __all__ = ["flash_attention", "unsupported_reason", "TRITON_IMPORT_ERROR", "KERNELS"]
 
 
 # ---- registration (the registry finds KERNELS by reference, like every kernel) ----
-def _supports(problem, device: str):
+def _supports(problem: Problem, device: str) -> str | None:
     cc = (
         torch.cuda.get_device_capability()
         if device == "cuda" and torch.cuda.is_available()
@@ -63,7 +68,7 @@ def _supports(problem, device: str):
     return unsupported_reason(getattr(torch, problem.dtype), problem.head_dim, device, cc)
 
 
-def _kernels():
+def _kernels() -> list[KernelSpec]:
     from ..spec import KernelSpec
 
     return [
@@ -74,7 +79,8 @@ def _kernels():
             supports=_supports,
             dtypes=("float16", "bfloat16"),
             passes=("fwd", "bwd", "fwd+bwd"),
-            description="in-repo Triton FlashAttention (online softmax, autotuned; forward + backward)",
+            description=("in-repo Triton FlashAttention (online softmax, autotuned; "
+                         "forward + backward)"),
         )
     ]
 

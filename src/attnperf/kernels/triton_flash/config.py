@@ -25,6 +25,9 @@ hold by reference.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
 
 try:
@@ -53,7 +56,7 @@ def _interpret() -> bool:
 
 
 def unsupported_reason(dtype: torch.dtype, head_dim: int, device_type: str,
-                       compute_capability: tuple | None = None) -> str | None:
+                       compute_capability: tuple[int, int] | None = None) -> str | None:
     """None when ``flash_attention`` can run on these inputs, else a one-line reason."""
     if TRITON_IMPORT_ERROR is not None:
         return f"Triton is not installed or failed to import ({TRITON_IMPORT_ERROR})"
@@ -82,10 +85,10 @@ def _cdiv(a: int, b: int) -> int:
     return -(-a // b)
 
 
-_CAPABILITY: dict = {}
+_CAPABILITY: dict[int, tuple[int, int]] = {}
 
 
-def _capability(device: torch.device) -> tuple:
+def _capability(device: torch.device) -> tuple[int, int]:
     idx = device.index if device.index is not None else torch.cuda.current_device()
     if idx not in _CAPABILITY:
         _CAPABILITY[idx] = torch.cuda.get_device_capability(idx)
@@ -97,11 +100,11 @@ _INTERPRETED = _interpret()
 
 if triton is not None:
 
-    def _quick_bench(fn, quantiles):
+    def _quick_bench(fn: Callable[[], Any], quantiles: list[float] | None) -> Any:
         # Short benchmark per config: tuning quality is adequate, tuning time small.
         return triton.testing.do_bench(fn, warmup=5, rep=25, quantiles=quantiles)
 
-    def _size_kv_descriptors(nargs):
+    def _size_kv_descriptors(nargs: dict[str, Any]) -> None:
         # TMA descriptors (forward, sm90+) carry their block shape, which depends on the config.
         for name in ("K_desc", "V_desc"):
             desc = nargs[name]
@@ -114,7 +117,8 @@ if triton is not None:
         _DKDV_CONFIGS = [triton.Config({"BLOCK_M": 16, "BLOCK_N": 32}, num_warps=4, num_stages=1)]
         _DQ_CONFIGS = [triton.Config({"BLOCK_M": 32, "BLOCK_N": 16}, num_warps=4, num_stages=1)]
     else:
-        def _cfgs(rows, pre_hook=None):
+        def _cfgs(rows: list[tuple[int, int, int, int]],
+                  pre_hook: Callable[[dict[str, Any]], None] | None = None) -> list[Any]:
             return [
                 triton.Config(
                     {"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=w, num_stages=s, pre_hook=pre_hook

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
+from torch import Tensor
 
 from . import backward, forward
 from .config import (
@@ -19,7 +21,7 @@ from .config import (
 )
 
 
-def _check_inputs(q, k, v, allow_fp32: bool):
+def _check_inputs(q: Tensor, k: Tensor, v: Tensor, allow_fp32: bool) -> None:
     if TRITON_IMPORT_ERROR is not None:
         raise RuntimeError(f"Triton is unavailable: {TRITON_IMPORT_ERROR}")
     if q.dim() != 4 or k.dim() != 4 or v.dim() != 4:
@@ -47,15 +49,15 @@ def _check_inputs(q, k, v, allow_fp32: bool):
         raise ValueError(reason)
 
 
-def _last_dim_contiguous(t):
+def _last_dim_contiguous(t: Tensor) -> Tensor:
     return t if t.stride(-1) == 1 else t.contiguous()
 
 
-def _strides(t):
+def _strides(t: Tensor) -> tuple[int, int, int]:
     return t.stride(0), t.stride(1), t.stride(2)
 
 
-def _want_tma(q, k, v, use_tma):
+def _want_tma(q: Tensor, k: Tensor, v: Tensor, use_tma: bool) -> bool:
     # Off by default: on an H100 the TMA loads measured slower than pointer loads.
     if not use_tma:
         return False
@@ -64,16 +66,19 @@ def _want_tma(q, k, v, use_tma):
     return _INTERPRETED or (q.is_cuda and _capability(q.device) >= (9, 0))
 
 
-def _kv_descriptor(t):
+def _kv_descriptor(t: Tensor) -> Any:  # a triton TensorDescriptor (untyped)
     # 2-D (B*Hkv*Sk, D) view; the block shape is set per config by _size_kv_descriptors.
     rows = t.shape[0] * t.shape[1] * t.shape[2]
     return TensorDescriptor(t, [rows, t.shape[3]], [t.shape[3], 1], [16, t.shape[3]])
 
 
-def _fwd(q, k, v, causal, scale, shift, drop_last, use_tma=False):
+def _fwd(q: Tensor, k: Tensor, v: Tensor, causal: bool, scale: float, shift: int,
+         drop_last: bool, use_tma: bool = False) -> tuple[Tensor, Tensor]:
     b, hq, sq, d = q.shape
     hkv, sk = k.shape[1], k.shape[2]
     use_tma = _want_tma(q, k, v, use_tma)
+    k_desc: Any
+    v_desc: Any
     k_desc, v_desc = (_kv_descriptor(k), _kv_descriptor(v)) if use_tma else (k, v)
     o = torch.empty_like(q)
     lse = torch.empty((b * hq, sq), device=q.device, dtype=torch.float32)
@@ -106,7 +111,8 @@ def _fwd(q, k, v, causal, scale, shift, drop_last, use_tma=False):
     return o, lse
 
 
-def _bwd(do, q, k, v, o, lse, causal, scale, shift, drop_last):
+def _bwd(do: Tensor, q: Tensor, k: Tensor, v: Tensor, o: Tensor, lse: Tensor, causal: bool,
+         scale: float, shift: int, drop_last: bool) -> tuple[Tensor, Tensor, Tensor]:
     b, hq, sq, d = q.shape
     hkv, sk = k.shape[1], k.shape[2]
     do = _last_dim_contiguous(do)
@@ -135,14 +141,15 @@ def _bwd(do, q, k, v, o, lse, causal, scale, shift, drop_last):
 class _FlashAttention(torch.autograd.Function):
 
     @staticmethod
-    def forward(ctx, q, k, v, causal, scale, shift, drop_last, use_tma):
+    def forward(ctx: Any, q: Tensor, k: Tensor, v: Tensor, causal: bool, scale: float,
+                shift: int, drop_last: bool, use_tma: bool) -> Tensor:
         o, lse = _fwd(q, k, v, causal, scale, shift, drop_last, use_tma)
         ctx.save_for_backward(q, k, v, o, lse)
         ctx.causal, ctx.scale, ctx.shift, ctx.drop_last = causal, scale, shift, drop_last
         return o
 
     @staticmethod
-    def backward(ctx, do):
+    def backward(ctx: Any, do: Tensor) -> tuple[Tensor | None, ...]:
         q, k, v, o, lse = ctx.saved_tensors
         dq, dk, dv = _bwd(do, q, k, v, o, lse, ctx.causal, ctx.scale, ctx.shift, ctx.drop_last)
         return dq, dk, dv, None, None, None, None, None
@@ -169,6 +176,8 @@ def flash_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: b
         scale = 1.0 / math.sqrt(q.shape[-1])
     scale = float(scale) * float(_debug_scale_mult)
     q, k, v = (_last_dim_contiguous(t) for t in (q, k, v))
-    return _FlashAttention.apply(q, k, v, bool(causal), scale, int(_debug_causal_shift),
-                                 bool(_debug_drop_last_block), _use_tma)
+    out: Tensor = _FlashAttention.apply(  # type: ignore[no-untyped-call]  # torch: untyped
+        q, k, v, bool(causal), scale, int(_debug_causal_shift), bool(_debug_drop_last_block),
+        _use_tma)
+    return out
 

@@ -109,7 +109,7 @@ def find_asv(explicit: str | None = None) -> str:
     return found
 
 
-def asv_env() -> dict:
+def asv_env() -> dict[str, str]:
     """The environment for asv: this interpreter's bin first; its torch lent to asv's envs."""
     env = dict(os.environ)
     env.setdefault("ATTNPERF_TORCH_PYTHON", sys.executable)
@@ -117,8 +117,8 @@ def asv_env() -> dict:
     return env
 
 
-def tee(cmd: list[str], cwd: Path, env: dict, stream: IO[str] | None, log_path: Path | None,
-        timeout: float | None = None) -> int:
+def tee(cmd: list[str], cwd: Path, env: dict[str, str], stream: IO[str] | None,
+        log_path: Path | None, timeout: float | None = None) -> int:
     """Run ``cmd``; its output goes to ``stream`` and is appended to ``log_path``.
 
     The command runs in its own session: on the timeout, or when this process is
@@ -169,7 +169,7 @@ def tee(cmd: list[str], cwd: Path, env: dict, stream: IO[str] | None, log_path: 
             logf.close()
 
 
-def _kill_group(proc: subprocess.Popen) -> None:
+def _kill_group(proc: subprocess.Popen[str]) -> None:
     """SIGKILL ``proc``'s process group (its session: it and every process it started)."""
     try:
         os.killpg(proc.pid, signal.SIGKILL)

@@ -34,7 +34,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import IO
+from typing import IO, TypeGuard
 
 from ..analysis.gate import is_view
 from ..errors import ProjectError, ReportError
@@ -215,7 +215,7 @@ class AsvRunner:
         runs.sort(key=lambda r: Path(r.path).stat().st_mtime)
         return runs[-1] if runs else None
 
-    def covers(self, run: Run | None) -> bool:
+    def covers(self, run: Run | None) -> TypeGuard[Run]:
         """Does ``run`` hold results for the benchmarks this runner selects?"""
         import re
         rx = re.compile(self.bench_regex)

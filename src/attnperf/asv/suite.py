@@ -23,32 +23,28 @@ each measured as the problem ``p.with_pass(mode)`` (cache key
 forward grid always runs, ``ATTNPERF_ASV_PASSES=fwd`` runs it alone, and a
 selected ``ATTNPERF_ASV_PROBLEMS`` limits the training grid as well.
 
-The cache entry (:func:`entry`) is a contract between two commits: HEAD's
-``benchmarks/`` reads the entries that each benchmarked commit's attnperf
-wrote, so its key names never change (add keys, never rename).  GPU entries
-also carry the power protocol (``protocol``, ``gap_s``, ``warm_replays``,
-``replays_per_sample``, ``settle_cycles``, ``captures``, ``calls_per_sample``), the
-clocks (``clock_source``, ``sm_clock_mhz`` per sample, ``sm_clock_median_mhz``,
-``clock_events``, ``slowdown_samples``, ``slowdown_reasons``, ``slowdown_bits``:
-"unavailable" without NVML), ``retaken``, ``unsteady``/``unsteady_reason``, and
-``sustained_time_s`` (back-to-back replays, a view).  CPU entries say what
-``device_time_s`` is: ``cpu_clock`` "thread" (the measuring thread's CPU time
-per call, :func:`attnperf.measure.timing.time_cpu_thread`), with
-``wall_time_s`` and ``normalised_time_s`` (thread time at the reference speed;
-recorded, not gated), ``cpu_reference_s`` and ``calls_per_sample``; an entry
-without ``cpu_clock`` holds wall time (commits before it, or several threads).
-Accuracy: the error figures of the checked output against float64 are
-``correctness``'s ``max_abs_error`` / ``mean_abs_error`` (in every entry since
-the first suite).  Peak memory: ``peak_memory_bytes`` (what one warm call
-allocated at its peak beyond what was allocated before it; None where
-unavailable, e.g. a CPU, with ``peak_memory_note`` saying why).
+The cache entry (:func:`entry`) is a contract between two commits: HEAD's ``benchmarks/`` reads the
+entries that each benchmarked commit's attnperf wrote, so its key names never change (add keys,
+never rename).  GPU entries also carry the power protocol (``protocol``, ``gap_s``,
+``warm_replays``, ``replays_per_sample``, ``settle_cycles``, ``captures``, ``calls_per_sample``),
+the clocks (``clock_source``, ``sm_clock_mhz`` per sample, ``sm_clock_median_mhz``,
+``clock_events``, ``slowdown_samples``, ``slowdown_reasons``, ``slowdown_bits``: "unavailable"
+without NVML), ``retaken``, ``unsteady``/``unsteady_reason``, and ``sustained_time_s``
+(back-to-back replays, a view).  CPU entries say what ``device_time_s`` is: ``cpu_clock`` "thread"
+(the measuring thread's CPU time per call, :func:`attnperf.measure.timing.time_cpu_thread`), with
+``wall_time_s`` and ``normalised_time_s`` (thread time at the reference speed; recorded, not
+gated), ``cpu_reference_s`` and ``calls_per_sample``; an entry without ``cpu_clock`` holds wall
+time (commits before it, or several threads).  Accuracy: the error figures of the checked output
+against float64 are ``correctness``'s ``max_abs_error`` / ``mean_abs_error`` (in every entry since
+the first suite).  Peak memory: ``peak_memory_bytes`` (what one warm call allocated at its peak
+beyond what was allocated before it; None where unavailable, e.g. a CPU, with ``peak_memory_note``
+saying why).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -348,8 +344,8 @@ def measure_grid(kernels: list[str] | None = None, problems: list[str] | None = 
     with Session(device, threads=CPU_THREADS, tolerances=config.tolerances if config else None,
                  isolate=True, timeout_s=timeout_s) as session:
         out: dict[str, dict[str, Any]] = {"__meta__": {"device": session.device,
-                                             "environment": session.environment,
-                                             "ceilings": session.ceilings}}
+                                                       "environment": session.environment,
+                                                       "ceilings": session.ceilings}}
         known = set(registry.names())
         for k in [k for k in kernels if registry.canonical_name(k) not in known]:
             why = "; ".join([f"no kernel named {k!r} is registered"] + list(plugin_errors.values()))
@@ -438,7 +434,7 @@ def failure_summary(cache: dict[str, dict[str, Any]], configs: list[tuple[str, s
     failed (:data:`FAILING`); for that one, how many of the grid's configs that ran failed,
     and how.
     """
-    def status(c: Sequence[str]) -> Any:  # the entry's status; None when there is none
+    def status(c: tuple[str, ...]) -> Any:  # the entry's status; None when there is none
         return (cache.get(key(*c)) or {}).get("status")
 
     failing = [tuple(c) for c in configs if status(c) in FAILING]

@@ -26,6 +26,7 @@ with one rule each:
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from ..errors import UnknownNameError
 from ..io.asv_results import FAILED, MISSING, OK, SKIPPED, Machine, Point, Run
@@ -53,7 +54,7 @@ from .gate import (
 NO_GPU = (None, "", "none", "None")
 
 
-def gpu_name(info: dict) -> str | None:
+def gpu_name(info: dict[str, Any]) -> str | None:
     for key in ("gpu", "gpu_name"):
         value = info.get(key)
         if value not in NO_GPU and isinstance(value, str):
@@ -61,7 +62,7 @@ def gpu_name(info: dict) -> str | None:
     return None
 
 
-def device_of(info: dict) -> str:
+def device_of(info: dict[str, Any]) -> str:
     return "cuda" if gpu_name(info) else "cpu"
 
 

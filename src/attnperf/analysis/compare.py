@@ -26,6 +26,7 @@ be left out (a filtered run against a full baseline).
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from ..errors import ReportError
 from ..io.jsonfile import finite_number
@@ -34,14 +35,15 @@ from ..model.records import BROKEN_STATUSES
 DEFAULT_THRESHOLD = -3.0
 
 
-def _time(perf: dict | None, key: str) -> float | None:
+def _time(perf: object, key: str) -> float | None:
     if not isinstance(perf, dict):
         return None
     v = finite_number(perf.get(key))
     return v if v is not None and v > 0 else None
 
 
-def _pick_times(base: dict, cur: dict) -> tuple[float | None, float | None, str]:
+def _pick_times(base: dict[str, Any],
+                cur: dict[str, Any]) -> tuple[float | None, float | None, str]:
     for key in ("median_time_ms", "mean_time_ms"):
         b, c = _time(base.get("performance"), key), _time(cur.get("performance"), key)
         if b is not None and c is not None:
@@ -49,8 +51,9 @@ def _pick_times(base: dict, cur: dict) -> tuple[float | None, float | None, str]
     return None, None, ""
 
 
-def compare_one(base: dict, cur: dict, threshold: float) -> dict:
-    row = {
+def compare_one(base: dict[str, Any], cur: dict[str, Any],
+                threshold: float) -> dict[str, Any]:
+    row: dict[str, Any] = {
         "id": cur["id"],
         "kernel_name": cur.get("kernel_name"),
         "config_id": cur.get("config_id"),
@@ -68,7 +71,7 @@ def compare_one(base: dict, cur: dict, threshold: float) -> dict:
         raise ReportError(f"{cur['id']}: baseline time is {basis[0]}, current is {basis[1]}; "
                           "compare reports timed the same way (same kind of device; on a CPU, "
                           "re-run the baseline with this attnperf)")
-    if b is None:
+    if b is None or c is None:  # both or neither (_pick_times)
         row.update({"speedup": None, "improvement_pct": None, "baseline_time_ms": None,
                     "current_time_ms": None, "statistic": None, "is_regression": False,
                     "correctness_regression": False})
@@ -85,8 +88,9 @@ def compare_one(base: dict, cur: dict, threshold: float) -> dict:
     return row
 
 
-def compare_results(baseline: list[dict], current: list[dict],
-                    threshold: float = DEFAULT_THRESHOLD, allow_missing: bool = False) -> dict:
+def compare_results(baseline: list[dict[str, Any]], current: list[dict[str, Any]],
+                    threshold: float = DEFAULT_THRESHOLD,
+                    allow_missing: bool = False) -> dict[str, Any]:
     """Compare normalised result lists (see report.read_results).
 
     ``is_regression`` (the legacy key) is true for a slowdown past the
@@ -108,7 +112,7 @@ def compare_results(baseline: list[dict], current: list[dict],
     worst = min(timed, key=lambda r: r["improvement_pct"]) if timed else rows[0]
     missing = sorted(set(base_by_id) - set(cur_by_id))
     coverage_lost = bool(missing) and not allow_missing
-    out = {
+    out: dict[str, Any] = {
         "schema_version": 1,
         # The legacy keys, for the worst (most slowed-down) matched config.
         "speedup": worst["speedup"],
@@ -143,7 +147,7 @@ def verdict(improvement_pct: float | None, is_regression: bool,
     return "NO SIGNIFICANT CHANGE"
 
 
-def verdict_of(r: dict) -> str:
+def verdict_of(r: dict[str, Any]) -> str:
     if r["correctness_regression"]:
         return f"CORRECTNESS REGRESSION ({r['current_status']})"
     if r.get("coverage_regression"):

@@ -38,7 +38,8 @@ class Rule:
     headroom: float = DEFAULT_HEADROOM
 
     def threshold(self, spread: float) -> float:
-        return max(self.floor, spread ** self.headroom)
+        scaled: float = spread ** self.headroom
+        return max(self.floor, scaled)
 
 
 def detectable_at(factor: float, spread: float) -> float:

@@ -42,6 +42,7 @@ import os
 import subprocess
 import sys
 import sysconfig
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 PTH_NAME = "attnperf-host-torch.pth"
@@ -54,9 +55,9 @@ def _env_has(module: str) -> bool:
     return subprocess.run([sys.executable, "-c", probe], check=False).returncode == 0
 
 
-def _candidates():
+def _candidates() -> Iterator[str]:
     env_bin = Path(sys.prefix).resolve() / "bin"
-    seen = set()
+    seen: set[str] = set()
     explicit = [os.environ.get("ATTNPERF_TORCH_PYTHON")]
     venv = os.environ.get("VIRTUAL_ENV")
     if venv:
@@ -75,7 +76,7 @@ def _candidates():
         yield c
 
 
-def _host_torch_site():
+def _host_torch_site() -> tuple[str, str] | tuple[None, None]:
     want = str(tuple(sys.version_info[:2]))
     for exe in _candidates():
         try:
@@ -114,7 +115,8 @@ def install(wheel: str, constraints: str = "") -> None:
 
 # ---- outer mode: `attnperf asv env-build|env-install` for another repository -------
 LENT_PTH = "attnperf-lent-site.pth"
-_PROBE = "import sys, sysconfig; print('%d.%d' % sys.version_info[:2]); print(sysconfig.get_paths()['purelib'])"
+_PROBE = ("import sys, sysconfig; print('%d.%d' % sys.version_info[:2]); "
+          "print(sysconfig.get_paths()['purelib'])")
 
 
 def env_python(env_dir: str) -> str:
@@ -122,7 +124,7 @@ def env_python(env_dir: str) -> str:
     return str(Path(env_dir, *sub))
 
 
-def lent_dirs() -> list:
+def lent_dirs() -> list[str]:
     """Where this interpreter finds attnperf, PyTorch and the rest of its packages."""
     import importlib.util
 
@@ -166,8 +168,9 @@ def env_install(env_dir: str, wheel: str) -> None:
                     "--no-cache-dir", "-q", wheel], check=True)
 
 
-def outer_main(command: str, args) -> int:
-    """``attnperf asv env-build|env-install --env ENV_DIR ...`` (asv.conf.json of `attnperf init`)."""
+def outer_main(command: str, args: Sequence[str]) -> int:
+    """``attnperf asv env-build|env-install --env ENV_DIR ...`` (the asv.conf.json that
+    `attnperf init` writes)."""
     usage = {"env-build": "--env ENV_DIR BUILD_DIR WHEEL_DIR", "env-install": "--env ENV_DIR WHEEL"}
     args = list(args)
     if len(args) < 2 or args[0] != "--env" or len(args) != (4 if command == "env-build" else 3):
@@ -186,7 +189,7 @@ def outer_main(command: str, args) -> int:
     return 0
 
 
-def main(argv) -> int:
+def main(argv: Sequence[str]) -> int:
     args = list(argv[1:])
     constraints = ""
     if len(args) >= 2 and args[1] == "--constraints":

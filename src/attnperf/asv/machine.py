@@ -16,6 +16,7 @@ import json
 import os
 import platform
 from pathlib import Path
+from typing import Any
 
 from ..errors import OutputPathError
 from ..io import ceilings as ceilings_file
@@ -48,7 +49,9 @@ def describe(name: str, results_dir: str | Path = "results", device: str = "auto
     before anything is measured and written through the file door."""
     name = names.machine(name, "NAME")
     path = Path.home() / ".asv-machine.json"
-    data = load_json(str(path), "asv machine file") if os.path.lexists(path) else {"version": 1}
+    data: dict[str, Any] = (
+        load_json(str(path), "asv machine file") if os.path.lexists(path) else {"version": 1}
+    )
     check_writable(path)
     out = Path(results_dir) / name
     ceilings_path = out / ceilings_file.FILE_NAME

@@ -34,7 +34,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import IO
+from typing import IO, TypeGuard
 
 from ..analysis.gate import is_view
 from ..errors import ProjectError, ReportError
@@ -109,7 +109,7 @@ def find_asv(explicit: str | None = None) -> str:
     return found
 
 
-def asv_env() -> dict:
+def asv_env() -> dict[str, str]:
     """The environment for asv: this interpreter's bin first; its torch lent to asv's envs."""
     env = dict(os.environ)
     env.setdefault("ATTNPERF_TORCH_PYTHON", sys.executable)
@@ -117,8 +117,8 @@ def asv_env() -> dict:
     return env
 
 
-def tee(cmd: list[str], cwd: Path, env: dict, stream: IO[str] | None, log_path: Path | None,
-        timeout: float | None = None) -> int:
+def tee(cmd: list[str], cwd: Path, env: dict[str, str], stream: IO[str] | None,
+        log_path: Path | None, timeout: float | None = None) -> int:
     """Run ``cmd``; its output goes to ``stream`` and is appended to ``log_path``.
 
     The command runs in its own session: on the timeout, or when this process is
@@ -169,7 +169,7 @@ def tee(cmd: list[str], cwd: Path, env: dict, stream: IO[str] | None, log_path: 
             logf.close()
 
 
-def _kill_group(proc: subprocess.Popen) -> None:
+def _kill_group(proc: subprocess.Popen[str]) -> None:
     """SIGKILL ``proc``'s process group (its session: it and every process it started)."""
     try:
         os.killpg(proc.pid, signal.SIGKILL)
@@ -215,7 +215,7 @@ class AsvRunner:
         runs.sort(key=lambda r: Path(r.path).stat().st_mtime)
         return runs[-1] if runs else None
 
-    def covers(self, run: Run | None) -> bool:
+    def covers(self, run: Run | None) -> TypeGuard[Run]:
         """Does ``run`` hold results for the benchmarks this runner selects?"""
         import re
         rx = re.compile(self.bench_regex)

@@ -23,25 +23,22 @@ each measured as the problem ``p.with_pass(mode)`` (cache key
 forward grid always runs, ``ATTNPERF_ASV_PASSES=fwd`` runs it alone, and a
 selected ``ATTNPERF_ASV_PROBLEMS`` limits the training grid as well.
 
-The cache entry (:func:`entry`) is a contract between two commits: HEAD's
-``benchmarks/`` reads the entries that each benchmarked commit's attnperf
-wrote, so its key names never change (add keys, never rename).  GPU entries
-also carry the power protocol (``protocol``, ``gap_s``, ``warm_replays``,
-``replays_per_sample``, ``settle_cycles``, ``captures``, ``calls_per_sample``), the clocks (``clock_source``,
-``sm_clock_mhz`` per sample, ``sm_clock_median_mhz``, ``clock_events``,
-``slowdown_samples``, ``slowdown_reasons``, ``slowdown_bits``: "unavailable"
-without NVML), ``retaken``, ``unsteady``/``unsteady_reason``, and
-``sustained_time_s`` (back-to-back replays, a view).  CPU entries say what
-``device_time_s`` is: ``cpu_clock`` "thread" (the measuring thread's CPU time
-per call, :func:`attnperf.measure.timing.time_cpu_thread`), with
-``wall_time_s`` and ``normalised_time_s`` (thread time at the reference speed;
-recorded, not gated), ``cpu_reference_s`` and ``calls_per_sample``; an entry
-without ``cpu_clock`` holds wall time (commits before it, or several threads).
-Accuracy: the error figures of the checked output against float64 are
-``correctness``'s ``max_abs_error`` / ``mean_abs_error`` (in every entry since
-the first suite).  Peak memory: ``peak_memory_bytes`` (what one warm call
-allocated at its peak beyond what was allocated before it; None where
-unavailable, e.g. a CPU, with ``peak_memory_note`` saying why).
+The cache entry (:func:`entry`) is a contract between two commits: HEAD's ``benchmarks/`` reads the
+entries that each benchmarked commit's attnperf wrote, so its key names never change (add keys,
+never rename).  GPU entries also carry the power protocol (``protocol``, ``gap_s``,
+``warm_replays``, ``replays_per_sample``, ``settle_cycles``, ``captures``, ``calls_per_sample``),
+the clocks (``clock_source``, ``sm_clock_mhz`` per sample, ``sm_clock_median_mhz``,
+``clock_events``, ``slowdown_samples``, ``slowdown_reasons``, ``slowdown_bits``: "unavailable"
+without NVML), ``retaken``, ``unsteady``/``unsteady_reason``, and ``sustained_time_s``
+(back-to-back replays, a view).  CPU entries say what ``device_time_s`` is: ``cpu_clock`` "thread"
+(the measuring thread's CPU time per call, :func:`attnperf.measure.timing.time_cpu_thread`), with
+``wall_time_s`` and ``normalised_time_s`` (thread time at the reference speed; recorded, not
+gated), ``cpu_reference_s`` and ``calls_per_sample``; an entry without ``cpu_clock`` holds wall
+time (commits before it, or several threads).  Accuracy: the error figures of the checked output
+against float64 are ``correctness``'s ``max_abs_error`` / ``mean_abs_error`` (in every entry since
+the first suite).  Peak memory: ``peak_memory_bytes`` (what one warm call allocated at its peak
+beyond what was allocated before it; None where unavailable, e.g. a CPU, with ``peak_memory_note``
+saying why).
 """
 
 from __future__ import annotations
@@ -49,6 +46,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
+from typing import Any
 
 from ..errors import BenchmarkSkipped as Skip  # asv shows the combination as n/a
 from ..errors import PluginError, SelectionError, UnknownNameError
@@ -61,6 +59,7 @@ from ..model import roofline
 from ..model.catalog import PRESETS, pass_id, resolve
 from ..model.config import ProjectConfig
 from ..model.problem import PASSES, Problem
+from ..model.records import Measurement
 from .devices import CPU_MAX_BYTES, CPU_MAX_FLOPS, asv_device, device_problems, fits_device  # noqa: F401 - suite's names
 
 GRID_KERNELS = ["sdpa", "sdpa_cudnn", "sdpa_flash", "sdpa_efficient", "sdpa_math", "naive", "tiled",
@@ -267,13 +266,14 @@ def load_plugins(config: ProjectConfig | None) -> dict[str, str]:
     return failed
 
 
-def entry(m) -> dict:
-    e = {"status": m.status, "reason": m.reason, "device": m.device, "dispatch": m.dispatch,
-         "correctness": m.correctness.to_dict() if m.correctness else None,
-         "gradients": {n: c.to_dict() for n, c in m.gradients.items()} if m.gradients else None,
-         "device_time_s": list(m.device_time.samples_s) if m.device_time else None,
-         "device_time_method": m.device_time.method if m.device_time else None,
-         "latency_s": list(m.latency.samples_s) if m.latency else None}
+def entry(m: Measurement) -> dict[str, Any]:
+    e: dict[str, Any] = {
+        "status": m.status, "reason": m.reason, "device": m.device, "dispatch": m.dispatch,
+        "correctness": m.correctness.to_dict() if m.correctness else None,
+        "gradients": {n: c.to_dict() for n, c in m.gradients.items()} if m.gradients else None,
+        "device_time_s": list(m.device_time.samples_s) if m.device_time else None,
+        "device_time_method": m.device_time.method if m.device_time else None,
+        "latency_s": list(m.latency.samples_s) if m.latency else None}
     if m.peak_memory is not None:
         e.update(peak_memory_bytes=m.peak_memory.peak_bytes, peak_memory_note=m.peak_memory.note)
     dt = m.device_time
@@ -299,7 +299,7 @@ def entry(m) -> dict:
 def measure_grid(kernels: list[str] | None = None, problems: list[str] | None = None,
                  device_name: str | None = None, budget: Budget | None = None,
                  project_dir: str | Path | None = None,
-                 timeout_s: float | None = None) -> dict[str, dict]:
+                 timeout_s: float | None = None) -> dict[str, dict[str, Any]]:
     """Measure every (kernel, problem) once; failures become entries, never exceptions.
 
     ``project_dir``: the tracked repository (its ``[tool.attnperf]``); ``timeout_s``
@@ -343,9 +343,9 @@ def measure_grid(kernels: list[str] | None = None, problems: list[str] | None = 
     # commit); asv's own setup_cache timeout stays the outer limit.
     with Session(device, threads=CPU_THREADS, tolerances=config.tolerances if config else None,
                  isolate=True, timeout_s=timeout_s) as session:
-        out: dict[str, dict] = {"__meta__": {"device": session.device,
-                                             "environment": session.environment,
-                                             "ceilings": session.ceilings}}
+        out: dict[str, dict[str, Any]] = {"__meta__": {"device": session.device,
+                                                       "environment": session.environment,
+                                                       "ceilings": session.ceilings}}
         known = set(registry.names())
         for k in [k for k in kernels if registry.canonical_name(k) not in known]:
             why = "; ".join([f"no kernel named {k!r} is registered"] + list(plugin_errors.values()))
@@ -360,7 +360,7 @@ def measure_grid(kernels: list[str] | None = None, problems: list[str] | None = 
     return out
 
 
-def entry_for(cache: dict[str, dict], kernel: str, problem: str) -> dict:
+def entry_for(cache: dict[str, dict[str, Any]], kernel: str, problem: str) -> dict[str, Any]:
     """The setup-time check: n/a for what cannot run, an assertion for wrong results."""
     e = cache.get(key(kernel, problem))
     if e is None:
@@ -393,11 +393,11 @@ def entry_for(cache: dict[str, dict], kernel: str, problem: str) -> dict:
     return e
 
 
-def _g(value) -> str:
+def _g(value: object) -> str:
     return f"{value:.{FIGURE_DIGITS}g}" if isinstance(value, (int, float)) else str(value)
 
 
-def samples(values: list[float]) -> dict:
+def samples(values: list[float]) -> dict[str, Any]:
     """asv's sample format for a track_ benchmark (parsed by asv as timing samples)."""
     return {"samples": list(values), "number": 1}
 
@@ -408,7 +408,7 @@ def figure(value: float) -> float:
     return float(f"{float(value):.{FIGURE_DIGITS}g}")
 
 
-def over_floor_samples(entry: dict) -> dict:
+def over_floor_samples(entry: dict[str, Any]) -> dict[str, Any]:
     """asv samples of x_over_floor: each device-time sample over the roofline floor time,
     rounded (:func:`figure`), an odd count of them.
 
@@ -425,7 +425,7 @@ def over_floor_samples(entry: dict) -> dict:
     return samples([figure(t / entry["floor_s"]) for t in times])
 
 
-def failure_summary(cache: dict[str, dict], configs: list[tuple[str, str]],
+def failure_summary(cache: dict[str, dict[str, Any]], configs: list[tuple[str, str]],
                     config: tuple[str, str]) -> str:
     """The line that closes a grid's failure report in asv's output.
 
@@ -434,7 +434,7 @@ def failure_summary(cache: dict[str, dict], configs: list[tuple[str, str]],
     failed (:data:`FAILING`); for that one, how many of the grid's configs that ran failed,
     and how.
     """
-    def status(c):
+    def status(c: tuple[str, ...]) -> Any:  # the entry's status; None when there is none
         return (cache.get(key(*c)) or {}).get("status")
 
     failing = [tuple(c) for c in configs if status(c) in FAILING]

@@ -7,6 +7,7 @@ import argparse
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from ..asv import envinstall
@@ -68,7 +69,7 @@ class FetchAssets(Command):
         return ExitCode.OK
 
 
-def _pip_step(step, *args: str) -> int:
+def _pip_step(step: Callable[..., object], *args: str) -> int:
     try:
         step(*args)
     except subprocess.CalledProcessError as exc:

@@ -22,10 +22,11 @@ from pathlib import Path
 
 from ..analysis import noise
 from ..analysis.gate import GATE_REGEX
+from ..analysis.noise import Key
 from ..asv.runner import AsvRunner, derived_config, temp_dir
 from ..errors import OutputPathError, ReportError, UsageError
 from ..io import thresholds as thresholds_file
-from ..io.asv_results import read_run
+from ..io.asv_results import Run, read_run
 from ..io.jsonfile import check_writable, load_json
 from ..model import names
 from ..render.bisect import noise_table
@@ -132,13 +133,16 @@ class Calibrate(Command):
         return run_calibration(options)
 
 
-def _pooled(paths: Sequence[str], machine: str, rounds: int):
+def _pooled(paths: Sequence[str], machine: str, rounds: int
+            ) -> tuple[list[Run], list[dict[Key, Sequence[float]]], int]:
     """Earlier A/A sets named by --pool: (asv runs, medians of thresholds files, their set count).
 
     The user vouches that they measured the same code; attnperf checks what the files record:
     the machine, and for a thresholds file the rounds per set.
     """
-    runs, medians, sets = [], [], 0
+    runs: list[Run] = []
+    medians: list[dict[Key, Sequence[float]]] = []
+    sets = 0
     for raw in paths:
         path = Path(raw)
         try:
@@ -157,7 +161,7 @@ def _pooled(paths: Sequence[str], machine: str, rounds: int):
             medians.append({(e.benchmark, e.params): e.medians for e in earlier.entries})
             sets += earlier.runs
             continue
-        notes: list = []
+        notes: list[str] = []
         run = read_run(path, machine, notes)
         recorded = run.params.get("machine") if run is not None else None
         if run is None or not run.benchmarks or recorded != machine:
@@ -173,7 +177,8 @@ def _pooled(paths: Sequence[str], machine: str, rounds: int):
 def run_calibration(o: CalibrateOptions) -> int:
     """Measure the A/A sets, print the table, write the thresholds (ExitCode)."""
     project, (commit,) = open_project(o.config, o.commit)
-    machine = pick_machine(o.machine)
+    # pick_machine (cli.bisect) may carry no annotations yet
+    machine: str = pick_machine(o.machine)  # type: ignore[no-untyped-call, unused-ignore]
     out = Path(o.output) if o.output else thresholds_file.path_for(
         str(project.results_dir), machine)
     inputs = (*o.pool, o.config)
@@ -187,7 +192,7 @@ def run_calibration(o: CalibrateOptions) -> int:
         check_writable(str(out), inputs)
     pooled_runs, pooled_medians, pooled_sets = _pooled(o.pool, machine, o.rounds)
     work = temp_dir("attnperf-calibrate-")
-    runs = []
+    runs: list[Run] = []
     try:
         for i in range(o.runs):
             results = work / f"results-{i}"

@@ -7,7 +7,7 @@ import dataclasses
 import json
 from collections.abc import Sequence
 
-from ..asv.suite import device_problems
+from ..asv.devices import device_problems
 from ..errors import UsageError
 from ..io.project_config import load_nearest
 from ..kernels import registry
@@ -104,7 +104,8 @@ class Ceilings(Command):
             return ExitCode.OK
         where = env["gpu_name"] or env["cpu_model"]
         print(
-            f"ceilings on {where} ({'cached' if data['cached'] else 'measured now'}: {data['cache_path']})"
+            f"ceilings on {where} "
+            f"({'cached' if data['cached'] else 'measured now'}: {data['cache_path']})"
         )
         ds = f" (datasheet {peak.bandwidth_tb_s * 1e3:.0f})" if peak else ""
         print(f"  copy bandwidth   {data['bandwidth_gb_s']:10.1f} GB/s{ds}")

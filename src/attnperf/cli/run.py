@@ -10,12 +10,15 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from types import FrameType
+from typing import Any, NoReturn
 
-from tqdm import tqdm
+from tqdm import tqdm  # type: ignore[import-untyped]  # no tqdm stubs installed
 
 from .. import __version__
-from ..asv.suite import CPU_THREADS, device_problems, fits_device
+from ..asv.devices import device_problems, fits_device
+from ..asv.suite import CPU_THREADS
 from ..errors import OutputPathError, Terminated, UsageError
 from ..io.files import output_lock
 from ..io.jsonfile import check_writable, write_json
@@ -26,6 +29,7 @@ from ..measure.device import resolve_device
 from ..measure.session import Session, default_timeout_s
 from ..measure.timing import Budget
 from ..model.catalog import PRESETS, sweep
+from ..model.config import ProjectConfig
 from ..model.problem import PASSES, Problem
 from ..model.records import BROKEN_STATUSES, Measurement
 from ..render.table import render_table
@@ -162,7 +166,8 @@ def _custom(o: RunOptions) -> bool:
                                                     o.seq_kv, o.dim, o.dtype))
 
 
-def _problems(o: RunOptions, config=None, device: str = "cuda") -> list:
+def _problems(o: RunOptions, config: ProjectConfig | None = None,
+              device: str = "cuda") -> list[Problem]:
     if o.sweep and _custom(o):
         raise UsageError(
             "--sweep cannot be combined with --batch/--heads/--seq/--dim/--dtype/--causal"
@@ -195,7 +200,7 @@ def passes(given: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(n for n in names if n)) or ["fwd"]
 
 
-def plugins(kernel_modules: Sequence[str], config=None) -> None:
+def plugins(kernel_modules: Sequence[str], config: ProjectConfig | None = None) -> None:
     """Load --kernel-module and [tool.attnperf] kernel-modules references (PluginError: exit 2)."""
     for ref in (config.kernel_modules if config else ()):
         registry.add_reference(ref)
@@ -203,7 +208,7 @@ def plugins(kernel_modules: Sequence[str], config=None) -> None:
         registry.add_reference(ref)
 
 
-def _kernels(given: Sequence[str], config=None) -> list[str]:
+def _kernels(given: Sequence[str], config: ProjectConfig | None = None) -> list[str]:
     if not given and config is not None and config.tracked:
         for n in config.tracked:
             if registry.canonical_name(n) not in registry.names():
@@ -222,12 +227,12 @@ def _kernels(given: Sequence[str], config=None) -> list[str]:
     return list(dict.fromkeys(registry.canonical_name(n) for n in names))
 
 
-def _terminate(signum, frame):
+def _terminate(signum: int, frame: FrameType | None) -> NoReturn:
     raise Terminated()
 
 
 @contextlib.contextmanager
-def _sigterm_raises():
+def _sigterm_raises() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -239,7 +244,7 @@ def _sigterm_raises():
 
 
 @contextlib.contextmanager
-def _signals_recorded(received: list[int]):
+def _signals_recorded(received: list[int]) -> Iterator[None]:
     """SIGINT/SIGTERM only noted in ``received`` during the block: a finished run writes
     its complete report and prints its table whatever arrives meanwhile."""
     if threading.current_thread() is not threading.main_thread():
@@ -255,7 +260,7 @@ def _signals_recorded(received: list[int]):
 
 
 @contextlib.contextmanager
-def _signals_deferred():
+def _signals_deferred() -> Iterator[None]:
     """Hold SIGINT/SIGTERM until the block is done (a report write is never cut)."""
     old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     try:
@@ -307,10 +312,10 @@ def _threads(threads: int | None) -> int | None:
     return threads
 
 
-def _run(o: RunOptions, problems: list[Problem], kernels: list[str], config=None,
-         modes: Sequence[str] = ("fwd",)) -> int:
+def _run(o: RunOptions, problems: list[Problem], kernels: list[str],
+         config: ProjectConfig | None = None, modes: Sequence[str] = ("fwd",)) -> int:
     isolate = not o.in_process
-    had_report = bool(o.output) and os.path.lexists(o.output)
+    had_report = bool(o.output and os.path.lexists(o.output))
     # The asv suite's thread count unless --threads says otherwise: on a small
     # shared CPU, PyTorch's default (one thread per core) stuck readings at
     # multiples of ~8 ms of barrier waits, IQR up to 2810 %.
@@ -341,7 +346,7 @@ def _run(o: RunOptions, problems: list[Problem], kernels: list[str], config=None
                     "isolated": isolate, "timeout_s": timeout_s, "passes": list(modes)}
         measured: list[Measurement] = []
 
-        def report(finished: bool) -> dict:
+        def report(finished: bool) -> dict[str, Any]:
             not_run = [f"{k}/{p.id}" for k, p in jobs[len(measured):]]
             return build_report(measured, env, session.ceilings, settings,
                                 interrupted=not finished, not_run=not_run)
@@ -354,7 +359,7 @@ def _run(o: RunOptions, problems: list[Problem], kernels: list[str], config=None
                 with _signals_deferred():
                     write_json(o.output, report(finished))
 
-        kw = {} if o.seed is None else {"seed": o.seed}
+        kw: dict[str, Any] = {} if o.seed is None else {"seed": o.seed}
         if (
             config is not None
             and config.problems
@@ -366,7 +371,7 @@ def _run(o: RunOptions, problems: list[Problem], kernels: list[str], config=None
         try:
             with tqdm(total=len(jobs), desc="attnperf run", unit="config", disable=None,
                       file=sys.stderr, leave=False) as bar:
-                def progress(kernel, problem):
+                def progress(kernel: str, problem: Problem) -> None:
                     bar.set_postfix_str(f"{kernel} {problem.id}")
                     bar.update(1)
                 for m in session.iter_grid(jobs, budget=budget, latency=o.latency,
@@ -393,8 +398,8 @@ def _run(o: RunOptions, problems: list[Problem], kernels: list[str], config=None
     return code
 
 
-def _conclude(o: RunOptions, measured: list[Measurement], jobs: list, final: dict,
-              stopped: int | None, had_report: bool) -> int:
+def _conclude(o: RunOptions, measured: list[Measurement], jobs: list[tuple[str, Problem]],
+              final: dict[str, Any], stopped: int | None, had_report: bool) -> int:
     """The table, what was written, the summary line; the exit code."""
     if measured:
         print(render_table(measured, verbose=o.verbose))
@@ -422,6 +427,6 @@ def _conclude(o: RunOptions, measured: list[Measurement], jobs: list, final: dic
     return ExitCode.FAILURE if broken else ExitCode.OK
 
 
-def _measured_any(measurements) -> bool:
+def _measured_any(measurements: Iterable[Measurement]) -> bool:
     """Whether any config got as far as running its kernel (a result worth a report)."""
     return any(m.status in ("ok", "failed") or m.status in BROKEN_STATUSES for m in measurements)

@@ -13,6 +13,8 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from types import FrameType
+from typing import NoReturn
 
 from ..errors import Signalled, UsageError
 from ..io.asv_results import read_results
@@ -24,7 +26,7 @@ from ..site import publish
 from .command import Command, ExitCode, finite_float, int_in, machine_name, positive_int, text
 
 
-def _raise_signalled(signum, frame):
+def _raise_signalled(signum: int, frame: FrameType | None) -> NoReturn:
     raise Signalled(signum)
 
 

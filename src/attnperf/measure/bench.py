@@ -14,12 +14,15 @@ import contextlib
 import logging
 import time
 import warnings
+from typing import TYPE_CHECKING, Any
 
 from ..errors import InsufficientMemoryError, KernelUnavailableError
 from ..kernels import registry
 from ..kernels.spec import KernelSpec
+from ..model.peaks import Peak
 from ..model.problem import Problem
-from ..model.records import Correctness, Measurement, Samples
+from ..model.records import Correctness, Measurement, PeakMemory
+from ..model.samples import Samples
 from .correctness import modified_inputs, reference, reference_grads, verify, verify_grads
 from .device import tf32_enabled
 from .inputs import DEFAULT_SEED, make_grad_output, make_inputs
@@ -28,6 +31,9 @@ from .nvml import gpu_clock_state
 from .options import MeasureOptions, options_of
 from .placement import roofline_of
 from .timing import Budget, time_cpu, time_cpu_thread, time_cuda_device, time_cuda_latency
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +62,7 @@ class Bench:
     """
 
     def __init__(self, kernel: str | KernelSpec, problem: Problem, device: str,
-                 seed: int = DEFAULT_SEED, tolerances: dict | None = None):
+                 seed: int = DEFAULT_SEED, tolerances: dict[str, float] | None = None) -> None:
         self.spec = registry.get(kernel) if isinstance(kernel, str) else kernel
         self.tolerances = tolerances or {}
         self.problem, self.device = problem, device
@@ -65,20 +71,24 @@ class Bench:
             raise KernelUnavailableError(why)
         check_fits(self.spec, problem, device)
         self.q, self.k, self.v = make_inputs(problem, device, seed)
-        self.dout = None
+        self.dout: torch.Tensor | None = None
         if problem.backward:
             self.dout = make_grad_output(problem, device, seed)
             for x in (self.q, self.k, self.v):
                 x.requires_grad_(True)
-        self.ref = self.saved = self.last = None
-        self.ref_grads = self.grads = self.gradients = None
-        self._stream = None
+        self.ref: torch.Tensor | None = None
+        self.saved: list[torch.Tensor] | None = None
+        self.last: Any = None  # the last call's output: whatever the kernel returned
+        self.ref_grads: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        self.grads: tuple[torch.Tensor, ...] | None = None
+        self.gradients: dict[str, Correctness] | None = None
+        self._stream: torch.cuda.Stream | None = None
 
     @property
-    def inputs(self) -> tuple:
+    def inputs(self) -> tuple[torch.Tensor, ...]:
         return (self.q, self.k, self.v) + ((self.dout,) if self.dout is not None else ())
 
-    def forward(self):
+    def forward(self) -> Any:
         """One forward call; in training passes its output must carry an autograd graph."""
         out = self.spec.run(self.q, self.k, self.v, self.problem)
         if (
@@ -91,7 +101,7 @@ class Bench:
                 f"(pass {self.problem.mode}; a kernel without one declares passes=['fwd'])")
         return out
 
-    def call(self):
+    def call(self) -> Any:
         # Keeps the output (and gradients): inside a CUDA graph these are the last
         # captured call's buffers, which every replay rewrites, so recheck() sees a timed call.
         mode = self.problem.mode
@@ -107,6 +117,7 @@ class Bench:
     def check(self) -> Correctness:
         """The first call, judged (see the class doc)."""
         if self.problem.backward:
+            assert self.dout is not None, "drawn in __init__ for every training pass"
             self.ref, self.ref_grads = reference_grads(
                 self.q, self.k, self.v, self.dout, self.problem
             )
@@ -121,13 +132,15 @@ class Bench:
         self.call()
         return self.recheck()
 
-    def recheck(self, out=None) -> Correctness:
+    def recheck(self, out: Any = None) -> Correctness:
         """The output (and gradients) of the last call (default) and the inputs, judged again."""
         out = self.last if out is None else out
+        assert self.saved is not None and self.ref is not None, "check() comes first"
         changed = modified_inputs(self.inputs, self.saved)
         c = verify(out, self.ref, self.problem, tf32=self.tf32, modified=changed,
                    tolerances=self.tolerances)
         if self.problem.backward:
+            assert self.grads is not None and self.ref_grads is not None, "check() comes first"
             self.gradients = verify_grads(self.grads, self.ref_grads, self.problem,
                                           tf32=self.tf32, modified=changed)
         return c
@@ -141,14 +154,14 @@ class Bench:
                 return _wrong(g, when, f" {name}")
         return None
 
-    def _timing_stream(self):
+    def _timing_stream(self) -> contextlib.AbstractContextManager[object]:
         """``bwd`` on a GPU: a side stream, current while timing, where a fresh
         forward runs first (its backward must be captured where it ran)."""
         if self.device != "cuda" or self.problem.mode != "bwd":
             return contextlib.nullcontext()
         import torch
         if self._stream is None:
-            self._stream = torch.cuda.Stream()
+            self._stream = torch.cuda.Stream()  # type: ignore[no-untyped-call]  # torch: untyped
         self._stream.wait_stream(torch.cuda.current_stream())
         return torch.cuda.stream(self._stream)
 
@@ -176,7 +189,7 @@ class Bench:
                 return time_cuda_latency(self.call, budget, l2_flush=l2_flush)
             return time_cpu(self.call, budget)
 
-    def peak_memory(self):
+    def peak_memory(self) -> PeakMemory:
         """What one more call allocates at its peak (:mod:`attnperf.measure.memory`)."""
         return peak_memory(self.call, self.device)
 
@@ -184,7 +197,9 @@ class Bench:
         return self.spec.backend(self.q, self.k, self.v, self.problem)
 
     def release(self) -> None:
-        self.q = self.k = self.v = self.ref = self.saved = self.last = None
+        # A released bench is not used again: its inputs go with the rest.
+        self.q = self.k = self.v = None  # type: ignore[assignment]
+        self.ref = self.saved = self.last = None
         self.dout = self.ref_grads = self.grads = self._stream = None
         if self.device == "cuda":
             import torch
@@ -194,7 +209,7 @@ class Bench:
                 log.debug("empty_cache failed after a CUDA error", exc_info=True)
 
 
-def _oom_types():
+def _oom_types() -> tuple[type[BaseException], ...]:
     import torch
     return tuple(t for t in (getattr(torch.cuda, "OutOfMemoryError", None),
                              getattr(torch, "OutOfMemoryError", None)) if t)
@@ -207,8 +222,9 @@ def _wrong(c: Correctness, when: str, what: str = "") -> str:
 
 
 def measure(kernel: str, problem: Problem, device: str,
-            options: MeasureOptions | None = None, *, ceiling_data: dict | None = None,
-            peak=None, spec: KernelSpec | None = None, tolerances: dict | None = None,
+            options: MeasureOptions | None = None, *,
+            ceiling_data: dict[str, Any] | None = None, peak: Peak | None = None,
+            spec: KernelSpec | None = None, tolerances: dict[str, float] | None = None,
             budget: Budget | None = None, latency: bool | None = None,
             l2_flush: bool | None = None, seed: int | None = None) -> Measurement:
     """Check and time one (kernel, problem) in this process.
@@ -238,7 +254,8 @@ def measure(kernel: str, problem: Problem, device: str,
 
 
 def _measure_into(m: Measurement, spec: KernelSpec, opts: MeasureOptions,
-                  ceiling_data: dict | None, peak, tolerances: dict | None) -> None:
+                  ceiling_data: dict[str, Any] | None, peak: Peak | None,
+                  tolerances: dict[str, float] | None) -> None:
     kernel, problem, device = m.kernel, m.problem, m.device
     bench = None
     oom = _oom_types()

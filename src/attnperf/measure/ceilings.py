@@ -11,9 +11,11 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from typing import Any
 
 from ..errors import OutputPathError
 from ..io import ceilings as ceilings_file
+from ..model.samples import Samples
 from .device import machine_key, tf32_enabled
 from .timing import Budget, time_cpu, time_cuda_device
 
@@ -29,7 +31,8 @@ ROUNDS = 3
 
 
 def measure_ceilings(device: str, quick: bool = False, rounds: int = ROUNDS,
-                     timer: Callable | None = None) -> dict:
+                     timer: Callable[[Callable[[], object], Budget], Samples] | None = None,
+                     ) -> dict[str, Any]:
     """Measure the memory-copy bandwidth and matmul rate per dtype on ``device``.
 
     Copy: a large device-to-device (or RAM) copy of initialised data, counting
@@ -71,7 +74,7 @@ def measure_ceilings(device: str, quick: bool = False, rounds: int = ROUNDS,
                           torch.randn(n, n, generator=gen, device=device).to(dt))
         sizes[name] = n
 
-    def fastest(fn) -> float:
+    def fastest(fn: Callable[[], object]) -> float:
         return min(timer(fn, budget).samples_s)
 
     copy_s = math.inf
@@ -84,7 +87,7 @@ def measure_ceilings(device: str, quick: bool = False, rounds: int = ROUNDS,
         for name, (a, b) in operands.items():
             matmul_s[name] = min(matmul_s[name], fastest(functools.partial(torch.matmul, a, b)))
     del src, dst, operands
-    result = {
+    result: dict[str, Any] = {
         "schema_version": ceilings_file.SCHEMA_VERSION,
         "device": device,
         "bandwidth_gb_s": 2 * copy_bytes / copy_s / 1e9,
@@ -100,12 +103,12 @@ def measure_ceilings(device: str, quick: bool = False, rounds: int = ROUNDS,
     return result
 
 
-def load_or_measure_ceilings(device: str, env: dict, refresh: bool = False,
-                             quick: bool = False) -> dict:
+def load_or_measure_ceilings(device: str, env: dict[str, Any], refresh: bool = False,
+                             quick: bool = False) -> dict[str, Any]:
     """Cached ceilings for this machine key; measured (and cached) when missing."""
     path = ceilings_file.cache_path(device, machine_key(env))
     if not refresh and path.exists():
-        notes: list = []
+        notes: list[str] = []
         data = ceilings_file.read(path, notes)
         if data is not None and data.get("schema_version") != ceilings_file.SCHEMA_VERSION:
             notes.append(f"{path}: ceilings of format version {data.get('schema_version')} "

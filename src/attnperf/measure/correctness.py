@@ -23,7 +23,7 @@ same figures and rule against :data:`~attnperf.model.problem.GRAD_TOLERANCES`
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 
@@ -34,7 +34,8 @@ from ..model.records import Correctness
 _REF_CHUNK_BYTES = 1 << 30
 
 
-def _chunks(q, problem: Problem, bytes_per_score: int):
+def _chunks(q: torch.Tensor, problem: Problem, bytes_per_score: int
+            ) -> Iterator[tuple[int, int, int, torch.Tensor]]:
     """(batch, first head, last head + 1, K/V head index) slices of at most ~1 GiB of scores."""
     b, h, sq, _ = q.shape
     per_head = sq * problem.seq_kv * bytes_per_score
@@ -45,18 +46,20 @@ def _chunks(q, problem: Problem, bytes_per_score: int):
             yield bi, h0, h1, torch.arange(h0, h1, device=q.device) // problem.gqa_group
 
 
-def _attention64(qs, ks, vs, mask, scale: float) -> torch.Tensor:
+def _attention64(qs: torch.Tensor, ks: torch.Tensor, vs: torch.Tensor,
+                 mask: torch.Tensor | None, scale: float) -> torch.Tensor:
     s = torch.matmul(qs, ks.transpose(-2, -1)) * scale
     if mask is not None:
         s = s.masked_fill(~mask, float("-inf"))
     return torch.matmul(torch.softmax(s, dim=-1), vs)
 
 
-def _mask(q, problem: Problem):
+def _mask(q: torch.Tensor, problem: Problem) -> torch.Tensor | None:
     return causal_mask(q.shape[2], problem.seq_kv, q.device) if problem.causal else None
 
 
-def reference(q, k, v, problem: Problem) -> torch.Tensor:
+def reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+              problem: Problem) -> torch.Tensor:
     """Exact attention in float64 (on the inputs' device), chunked over B*H."""
     out = torch.empty(q.shape, dtype=torch.float64, device=q.device)
     mask, scale = _mask(q, problem), 1.0 / math.sqrt(q.shape[-1])
@@ -72,7 +75,9 @@ def reference(q, k, v, problem: Problem) -> torch.Tensor:
     return out
 
 
-def reference_grads(q, k, v, dout, problem: Problem):
+def reference_grads(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dout: torch.Tensor,
+                    problem: Problem
+                    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """The float64 output and (dQ, dK, dV) of ``out`` for the cotangent ``dout``:
     autograd through :func:`reference`'s attention, chunked over B*H (a K/V head's
     gradient sums over its GQA group's query heads).  Reads ``q``, ``k``, ``v``
@@ -140,8 +145,9 @@ def modified_inputs(inputs: Sequence[torch.Tensor], saved: Sequence[torch.Tensor
             if not torch.equal(now, before)]
 
 
-def verify(out, ref: torch.Tensor, problem: Problem, tf32: bool = False,
-           modified: Sequence[str] = (), tolerances: dict | None = None) -> Correctness:
+def verify(out: object, ref: torch.Tensor, problem: Problem, tf32: bool = False,
+           modified: Sequence[str] = (),
+           tolerances: dict[str, float] | None = None) -> Correctness:
     """Judge one output against the float64 ``ref``; modified inputs fail it.
     ``tolerances`` overrides :data:`TOLERANCES` per precision key (project config).
 
@@ -150,20 +156,20 @@ def verify(out, ref: torch.Tensor, problem: Problem, tf32: bool = False,
     wrong: the session records an error).  A float64 result for a float32 problem
     is not a float32 kernel's result, however close its numbers.
     """
-    _check_shape(out, ref, "kernel returned", dtype=problem.dtype)
+    tensor = _check_shape(out, ref, "kernel returned", dtype=problem.dtype)
     tol = (tolerances or {}).get(precision_key(problem.dtype, tf32))
-    c = compare(out, ref, problem, tf32=tf32, tolerance=tol)
+    c = compare(tensor, ref, problem, tf32=tf32, tolerance=tol)
     if modified:
         c.modified_inputs = list(modified)
         c.passed = False
     return c
 
 
-def _check_shape(out, ref: torch.Tensor, what: str, like: str = "the shape of q",
-                 dtype: str | None = None) -> None:
+def _check_shape(out: object, ref: torch.Tensor, what: str, like: str = "the shape of q",
+                 dtype: str | None = None) -> torch.Tensor:
     """``out`` must be a tensor shaped like ``ref``, on ``ref``'s device (the inputs'), of
     ``dtype`` (the problem's) when given: output dtype, shape and device are part of
-    correctness."""
+    correctness.  Returns ``out``, checked."""
     if not isinstance(out, torch.Tensor):
         raise TypeError(
             f"{what} a {type(out).__name__}, expected a tensor shaped {tuple(ref.shape)}"
@@ -177,27 +183,30 @@ def _check_shape(out, ref: torch.Tensor, what: str, like: str = "the shape of q"
         raise ValueError(
             f"{what} a tensor on {out.device}, expected {ref.device} (the inputs' device)"
         )
+    return out
 
 
-def verify_grads(grads: Sequence, refs: Sequence[torch.Tensor], problem: Problem,
-                 tf32: bool = False, modified: Sequence[str] = ()) -> dict[str, Correctness]:
+def verify_grads(grads: Sequence[torch.Tensor | None], refs: Sequence[torch.Tensor],
+                 problem: Problem, tf32: bool = False,
+                 modified: Sequence[str] = ()) -> dict[str, Correctness]:
     """Judge (dQ, dK, dV) against the float64 ``refs`` of :func:`reference_grads`:
     one :class:`Correctness` per name of :data:`GRAD_NAMES`, against
     :data:`GRAD_TOLERANCES`; modified inputs fail each.  A missing (None) or
     misshapen gradient raises TypeError/ValueError (the kernel is broken)."""
-    out = {}
+    out: dict[str, Correctness] = {}
     for name, g, ref in zip(GRAD_NAMES, grads, refs, strict=False):
-        _check_shape(g, ref, f"the backward returned {name} as" if g is None else f"{name} has",
-                     like=f"the shape of {name[1]}", dtype=problem.dtype)
-        c = compare(g, ref, problem, tf32=tf32, tolerances=GRAD_TOLERANCES)
+        what = f"the backward returned {name} as" if g is None else f"{name} has"
+        grad = _check_shape(g, ref, what, like=f"the shape of {name[1]}", dtype=problem.dtype)
+        c = compare(grad, ref, problem, tf32=tf32, tolerances=GRAD_TOLERANCES)
         if modified:
             c.modified_inputs, c.passed = list(modified), False
         out[name] = c
     return out
 
 
-def check(fn, q, k, v, problem: Problem, tf32: bool = False,
-          tolerances: dict | None = None) -> Correctness:
+def check(fn: Callable[..., object], q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+          problem: Problem, tf32: bool = False,
+          tolerances: dict[str, float] | None = None) -> Correctness:
     """Run ``fn(q, k, v, problem)`` once and judge its output against the float64
     reference of the inputs as they were before the call; inputs it changed fail it."""
     ref = reference(q, k, v, problem)

@@ -25,16 +25,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 from .budget import Budget
 
 # Extra spin before a queued eager burst (covers the event record and the first launch).
 SPIN_MARGIN_S = 50e-6
+# The torch module, or a test's fake of the torch.cuda calls used here.
+TorchLike = Any
 GRAPH = "cuda-graph"
 BURST = "cuda-events-burst"
 
 
-def cuda_warmup(torch, fn, budget: Budget,
+def cuda_warmup(torch: TorchLike, fn: Callable[[], object], budget: Budget,
                 clock: Callable[[], float] = time.perf_counter) -> tuple[int, float]:
     """Run ``fn`` until ``warmup_s`` of device work is done; return (calls, per-call
     device seconds, from a short event-timed burst)."""
@@ -56,7 +59,7 @@ def cuda_warmup(torch, fn, budget: Budget,
     return calls + 5, max(e0.elapsed_time(e1) / 5e3, 1e-7)
 
 
-def capture_graph(torch, fn, calls: int):
+def capture_graph(torch: TorchLike, fn: Callable[[], object], calls: int) -> Any:
     """A CUDA graph of ``calls`` calls of ``fn``, captured on the current stream
     unless that is the default one (the module doc says why)."""
     current = torch.cuda.current_stream()
@@ -84,7 +87,8 @@ class Launch:
     burst it queues a spin kernel (``torch.cuda._sleep``) long enough for the
     host to enqueue the ``n`` bursts behind it; for a graph it does nothing."""
 
-    def __init__(self, run, method: str, note: str, host_s: float = 0.0, spin=None) -> None:
+    def __init__(self, run: Callable[[], object], method: str, note: str, host_s: float = 0.0,
+                 spin: Callable[[float], object] | None = None) -> None:
         self.run, self.method, self.note = run, method, note
         self._host_s, self._spin = host_s, spin
 
@@ -96,7 +100,7 @@ class Launch:
             self._spin(2.0 * self._host_s * n + SPIN_MARGIN_S)
 
 
-def spinner(torch) -> Callable[[float], None]:
+def spinner(torch: TorchLike) -> Callable[[float], None]:
     """spin(seconds): queue a kernel that keeps the stream busy that long
     (``torch.cuda._sleep`` counts SM cycles; the rate is measured here once)."""
     probe = 1_000_000
@@ -110,11 +114,11 @@ def spinner(torch) -> Callable[[float], None]:
     return lambda seconds: torch.cuda._sleep(max(1, int(seconds * per_second)))
 
 
-def replayable(torch, fn, calls: int, capture: bool = True,
+def replayable(torch: TorchLike, fn: Callable[[], object], calls: int, capture: bool = True,
                clock: Callable[[], float] = time.perf_counter) -> Launch:
     """``calls`` calls as one launch: a graph replay, else a queued eager burst
     (its ``note`` says why)."""
-    def burst():
+    def burst() -> None:
         for _ in range(calls):
             fn()
 
@@ -140,7 +144,8 @@ def replayable(torch, fn, calls: int, capture: bool = True,
     return eager(f"graph capture failed: {first}")
 
 
-def more_captures(torch, fn, calls: int, count: int, first: Launch) -> tuple[list[Launch], str]:
+def more_captures(torch: TorchLike, fn: Callable[[], object], calls: int, count: int,
+                  first: Launch) -> tuple[list[Launch], str]:
     """``count`` more graphs of the same calls, each uploaded by one untimed replay,
     and why there are fewer ("" when none is missing): none when ``first`` is
     not a graph replay (an eager burst has no capture to vary), those made so
@@ -162,7 +167,7 @@ def more_captures(torch, fn, calls: int, count: int, first: Launch) -> tuple[lis
     return more, ""
 
 
-def replay_seconds(torch, launch: Launch, replays: int = 3) -> float:
+def replay_seconds(torch: TorchLike, launch: Launch, replays: int = 3) -> float:
     """Device time of one launch, from ``replays`` back-to-back launches."""
     e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     launch.ahead(replays)
@@ -171,13 +176,14 @@ def replay_seconds(torch, launch: Launch, replays: int = 3) -> float:
         launch()
     e1.record()
     e1.synchronize()
-    return max(e0.elapsed_time(e1) / 1e3 / replays, 1e-9)
+    seconds: float = max(e0.elapsed_time(e1) / 1e3 / replays, 1e-9)
+    return seconds
 
 
 class L2Flusher:
     """Evicts the GPU's L2 by writing a buffer twice its size."""
 
-    def __init__(self, torch, device=None) -> None:
+    def __init__(self, torch: TorchLike, device: int | None = None) -> None:
         props = torch.cuda.get_device_properties(device or torch.cuda.current_device())
         l2 = int(getattr(props, "L2_cache_size", 0) or 64 << 20)
         self._buf = torch.empty(2 * l2 // 4, dtype=torch.int32, device="cuda")

@@ -12,6 +12,7 @@ import platform
 import re
 import subprocess
 from pathlib import Path
+from typing import Any
 
 from .. import __version__
 from ..errors import DeviceUnavailableError
@@ -31,7 +32,8 @@ def resolve_device(requested: str = "auto") -> str:
     if requested == "cuda" and not has_cuda:
         raise DeviceUnavailableError(
             "--device cuda was asked for but no CUDA GPU is available "
-            f"(torch {torch.__version__}, built with CUDA {torch.version.cuda}); use --device cpu or auto"
+            f"(torch {torch.__version__}, built with CUDA {torch.version.cuda}); "
+            "use --device cpu or auto"
         )
     if requested == "auto":
         return "cuda" if has_cuda else "cpu"
@@ -89,11 +91,11 @@ def _git_commit() -> str | None:
     return commit if out.returncode == 0 and _COMMIT.fullmatch(commit) else None
 
 
-def fingerprint(device: str) -> dict:
+def fingerprint(device: str) -> dict[str, Any]:
     """Allowlisted facts about this machine, for reports and asv machine.json."""
     import torch
 
-    env = {
+    env: dict[str, Any] = {
         "attnperf_version": __version__,
         "attnperf_commit": _git_commit(),
         "python": platform.python_version(),
@@ -118,15 +120,16 @@ def fingerprint(device: str) -> dict:
                 "compute_capability": f"{props.major}.{props.minor}",
                 "gpu_memory_gb": round(props.total_memory / 2**30, 1),
                 "driver": driver_version(),
-                "cudnn": torch.backends.cudnn.version()
-                if torch.backends.cudnn.is_available()
+                # torch.backends.cudnn's functions carry no annotations
+                "cudnn": torch.backends.cudnn.version()  # type: ignore[no-untyped-call]
+                if torch.backends.cudnn.is_available()  # type: ignore[no-untyped-call]
                 else None,
             }
         )
     return env
 
 
-def machine_key(env: dict) -> str:
+def machine_key(env: dict[str, Any]) -> str:
     """Short stable key of the hardware+software that ceilings depend on."""
     parts = [env.get("device"), env.get("gpu_name"), env.get("cpu_model"), env.get("torch"),
              str(env.get("torch_threads")), env.get("driver"),

@@ -4,6 +4,7 @@ outputs and wrong indexing, and can run faster than real data."""
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 
 import torch
 
@@ -13,7 +14,8 @@ DEFAULT_SEED = 20251013
 
 
 def torch_dtype(name: str) -> torch.dtype:
-    return getattr(torch, name)
+    dtype: torch.dtype = getattr(torch, name)
+    return dtype
 
 
 def seed_for(problem: Problem, seed: int = DEFAULT_SEED, what: str = "") -> int:
@@ -36,7 +38,7 @@ def make_grad_output(problem: Problem, device: str, seed: int = DEFAULT_SEED) ->
     return _drawer(problem, device, seed_for(problem, seed, ":dout"))(problem.heads, problem.seq_q)
 
 
-def _drawer(problem: Problem, device: str, seed: int):
+def _drawer(problem: Problem, device: str, seed: int) -> Callable[[int, int], torch.Tensor]:
     gen = torch.Generator(device=device)
     gen.manual_seed(seed)
     dt = torch_dtype(problem.dtype)

@@ -14,16 +14,17 @@ from __future__ import annotations
 import logging
 import subprocess
 from collections.abc import Callable
+from typing import Any
 
 from ..model.clocks import SLOWDOWN_MASK, ClockReading, reason_names
 
 log = logging.getLogger(__name__)
 
 _UNSET = object()
-_state = _UNSET  # the pynvml module once initialised, None once it failed
+_state: Any = _UNSET  # the pynvml module once initialised, None once it failed
 
 
-def _nvml():
+def _nvml() -> Any:
     """pynvml, initialised (once per process), or None when NVML is absent."""
     global _state
     if _state is _UNSET:
@@ -31,9 +32,9 @@ def _nvml():
     return _state
 
 
-def _init():
+def _init() -> Any:
     try:
-        import pynvml  # from nvidia-ml-py
+        import pynvml  # type: ignore[import-untyped]  # nvidia-ml-py ships no types
     except ImportError:
         log.debug("nvidia-ml-py is not installed: GPU clocks unavailable")
         return None
@@ -51,13 +52,16 @@ def _reset() -> None:
     _state = _UNSET
 
 
-def _event_reasons_fn(nv) -> Callable:
+def _event_reasons_fn(nv: Any) -> Callable[[Any], int]:
     # nvidia-ml-py >= 12.535 names them "clocks event reasons"; older ones "throttle reasons".
     fn = getattr(nv, "nvmlDeviceGetCurrentClocksEventReasons", None)
-    return fn if fn is not None else nv.nvmlDeviceGetCurrentClocksThrottleReasons
+    reasons: Callable[[Any], int] = (
+        fn if fn is not None else nv.nvmlDeviceGetCurrentClocksThrottleReasons
+    )
+    return reasons
 
 
-def _handle(nv, uuid: str | None, index: int):
+def _handle(nv: Any, uuid: str | None, index: int) -> Any:
     """The NVML handle of the GPU torch uses: by UUID when torch knows it (NVML's
     indices ignore CUDA_VISIBLE_DEVICES), else by index."""
     if uuid:
@@ -72,7 +76,7 @@ class ClockReader:
     """Reads the SM clock and clock-event reasons of one GPU; a call returns a
     :class:`ClockReading`, or None when NVML fails for this one reading."""
 
-    def __init__(self, nv, handle) -> None:
+    def __init__(self, nv: Any, handle: Any) -> None:
         self._nv, self._handle = nv, handle
         self._reasons = _event_reasons_fn(nv)
         self._sm = nv.NVML_CLOCK_SM
@@ -99,7 +103,7 @@ def clock_reader(uuid: str | None = None, index: int = 0) -> ClockReader | None:
         return None
 
 
-def gpu_clock_state(index: int = 0) -> dict | None:
+def gpu_clock_state(index: int = 0) -> dict[str, Any] | None:
     """SM clock, its maximum, temperature and clock-event reasons via NVML
     (None when NVML is absent)."""
     nv = _nvml()

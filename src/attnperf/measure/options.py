@@ -9,6 +9,7 @@ same loose arguments in every signature.
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from .budget import Budget
 from .inputs import DEFAULT_SEED
@@ -31,14 +32,14 @@ class MeasureOptions:
     seed: int = DEFAULT_SEED
     timeout_s: float | None = None
 
-    def updated(self, **changes) -> MeasureOptions:
+    def updated(self, **changes: Any) -> MeasureOptions:
         """These options with the ``changes`` that are not None (the loose keyword
         arguments the measuring functions still accept)."""
         given = {k: v for k, v in changes.items() if v is not None}
         return dataclasses.replace(self, **given) if given else self
 
 
-def options_of(options: MeasureOptions | None = None, **loose) -> MeasureOptions:
+def options_of(options: MeasureOptions | None = None, **loose: Any) -> MeasureOptions:
     """``options`` (default :class:`MeasureOptions`) with the loose keyword arguments
     (``budget=``, ``latency=`` ...) given in their place."""
     return (options or MeasureOptions()).updated(**loose)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 from ..errors import UnknownNameError
 from ..kernels import registry
 from ..model import roofline
+from ..model.peaks import Peak
 from ..model.records import Measurement
 from .device import tf32_enabled
 
@@ -41,8 +43,8 @@ def _cpu_cache_bytes() -> int | None:
     return max(sizes) if sizes else None
 
 
-def roofline_of(m: Measurement, ceiling_data: dict | None, peak, remeasured: bool = False,
-                work: Work = (None, None)) -> roofline.Roofline | None:
+def roofline_of(m: Measurement, ceiling_data: dict[str, Any] | None, peak: Peak | None,
+                remeasured: bool = False, work: Work = (None, None)) -> roofline.Roofline | None:
     """``m``'s median time on the roofline of its dtype; None (with a warning) without a ceiling."""
     if m.device_time is None:
         return None

@@ -35,12 +35,13 @@ import dataclasses
 import math
 import time
 from collections.abc import Callable, Sequence
+from typing import Any, cast
 
 from ..model.clocks import NVML, UNAVAILABLE, ClockReading, slowdown_summary
 from ..model.samples import PowerState
 from . import nvml
 from .budget import Budget, keep_sampling
-from .cudalaunch import Launch
+from .cudalaunch import Launch, TorchLike
 
 GAP_WARM = "gap-warm"
 BACK_TO_BACK = "back-to-back"
@@ -98,11 +99,11 @@ ClockFn = Callable[[], ClockReading | None]
 NVML_CLOCKS = object()  # default for a timer's ``clocks``: NVML for torch's current GPU
 
 
-def resolve_clocks(torch, clocks) -> ClockFn | None:
+def resolve_clocks(torch: TorchLike, clocks: ClockFn | object | None) -> ClockFn | None:
     """The clock reader to call after each sample: ``clocks`` itself (None:
     unavailable), or for :data:`NVML_CLOCKS` NVML's reader for the current GPU."""
     if clocks is not NVML_CLOCKS:
-        return clocks
+        return cast("ClockFn | None", clocks)
     index = torch.cuda.current_device()
     uuid = getattr(torch.cuda.get_device_properties(index), "uuid", None)
     return nvml.clock_reader(str(uuid) if uuid else None, index)
@@ -119,7 +120,8 @@ class Drawn:
     retaken: int = 0
     unsteady_reason: str | None = None
 
-    def power_state(self, protocol: str, read_clock: ClockFn | None, **fields) -> PowerState:
+    def power_state(self, protocol: str, read_clock: ClockFn | None,
+                    **fields: Any) -> PowerState:
         """The record of these samples under ``protocol`` (``fields``: the protocol's
         settings, :class:`~attnperf.model.records.PowerState`'s names)."""
         return PowerState(protocol, NVML if read_clock is not None else UNAVAILABLE,
@@ -193,7 +195,7 @@ def sample_steady(takes: Sequence[Callable[[], float]], read_clock: ClockFn | No
     return Drawn([x for x, _ in taken], clocks, retaken=len(rejected), unsteady_reason=reason)
 
 
-def gap_warm_take(torch, launch: Launch, calls: int, warm_replays: int, replays: int,
+def gap_warm_take(torch: TorchLike, launch: Launch, calls: int, warm_replays: int, replays: int,
                   gap_s: float, sleep: Callable[[float], None] = time.sleep) -> Callable[[], float]:
     """One gap-warm sample of ``launch`` (``calls`` calls a launch), per call."""
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
@@ -209,11 +211,12 @@ def gap_warm_take(torch, launch: Launch, calls: int, warm_replays: int, replays:
             launch()
         end.record()
         end.synchronize()
-        return start.elapsed_time(end) / 1e3 / (replays * calls)
+        seconds: float = start.elapsed_time(end) / 1e3 / (replays * calls)
+        return seconds
     return take
 
 
-def back_to_back(torch, launch: Launch, calls: int, budget: Budget,
+def back_to_back(torch: TorchLike, launch: Launch, calls: int, budget: Budget,
                  read_clock: ClockFn | None) -> Drawn:
     """Replays enqueued back to back with an event between each: one sample
     per replay; the clock is read once per batch (nothing is retaken)."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 from ..model.peaks import Peak, match_peak
 from ..model.problem import Problem
@@ -55,7 +56,7 @@ class Session:
     """
 
     def __init__(self, device: str = "auto", threads: int | None = None,
-                 refresh_ceilings: bool = False, tolerances: dict | None = None,
+                 refresh_ceilings: bool = False, tolerances: dict[str, float] | None = None,
                  isolate: bool = False, timeout_s: float | None = None) -> None:
         self.device = resolve_device(device)
         self.tolerances = dict(tolerances or {})  # [tool.attnperf] tolerances
@@ -88,7 +89,7 @@ class Session:
     def __enter__(self) -> Session:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def measure(self, kernel: str, problem: Problem, options: MeasureOptions | None = None,
@@ -99,7 +100,8 @@ class Session:
         raises :class:`~attnperf.errors.UnknownNameError`."""
         opts = options_of(options, budget=budget, latency=latency, l2_flush=l2_flush, seed=seed,
                           timeout_s=timeout_s)
-        where = dict(ceiling_data=self.ceilings, peak=self.peak, tolerances=self.tolerances)
+        where: dict[str, Any] = dict(ceiling_data=self.ceilings, peak=self.peak,
+                                     tolerances=self.tolerances)
         if self._isolated is None:
             self.warm_up()
             m = measure(kernel, problem, self.device, opts, **where)
@@ -113,6 +115,7 @@ class Session:
         """A kernel beat the roofs: measure the ceilings again, once per session, and
         place ``m`` again; if it still beats them its roofline says so (ceiling_beaten)."""
         if not self.ceilings_remeasured:
+            assert m.roofline is not None, "only a measurement on the roofline beats it"
             log.warning("%s/%s ran at %.0f%% of the ceilings; measuring them again",
                         m.kernel, m.problem.id, m.roofline.efficiency_pct)
             self.ceilings = load_or_measure_ceilings(self.device, self.environment, refresh=True)

@@ -91,15 +91,19 @@ def time_cpu_thread(fn: Callable[[], object], budget: Budget = Budget(),
     note = "" if not fix_malloc or fix_malloc_thresholds() else "malloc thresholds not fixed"
     ref = reference or cpu_reference_burst(cpu_clock)
     refs: list[float] = []
-    (thread, wall), number, warm = sample_clocks(
-        fn, budget, (cpu_clock, clock), between=lambda: refs.append(ref()) or refs[-1])
+
+    def between() -> float:
+        refs.append(ref())
+        return refs[-1]
+
+    (thread, wall), number, warm = sample_clocks(fn, budget, (cpu_clock, clock), between=between)
     views = ThreadTime(wall, refs, normalise(thread, refs), CPU_CLOCK)
     return Samples(thread, "cpu-thread_time", number, warm, note=note, thread=views)
 
 
 def time_cuda_device(fn: Callable[[], object], budget: Budget = Budget(),
                      graph_target_s: float = 2e-3, max_calls: int = 100,
-                     power: PowerControl = POWER, clocks=NVML_CLOCKS,
+                     power: PowerControl = POWER, clocks: ClockFn | object | None = NVML_CLOCKS,
                      sleep: Callable[[float], None] = time.sleep,
                      clock: Callable[[], float] = time.perf_counter,
                      capture: bool = True) -> Samples:
@@ -153,7 +157,8 @@ def time_cuda_device(fn: Callable[[], object], budget: Budget = Budget(),
 
 
 def time_cuda_latency(fn: Callable[[], object], budget: Budget = Budget(),
-                      l2_flush: bool = True, clocks=NVML_CLOCKS,
+                      l2_flush: bool = True,
+                      clocks: ClockFn | object | None = NVML_CLOCKS,
                       clock: Callable[[], float] = time.perf_counter) -> Samples:
     """Latency of one isolated call: synchronise, [flush L2], events around the
     call; the clock state is read after each call, slowdowns retaken as for
@@ -163,7 +168,8 @@ def time_cuda_latency(fn: Callable[[], object], budget: Budget = Budget(),
     read_clock = resolve_clocks(torch, clocks)
     warm, _ = cuda_warmup(torch, fn, budget, clock)
     flush = L2Flusher(torch) if l2_flush else None
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start = torch.cuda.Event(enable_timing=True)  # type: ignore[no-untyped-call]  # torch: untyped
+    end = torch.cuda.Event(enable_timing=True)  # type: ignore[no-untyped-call]
 
     def take() -> float:
         if flush is not None:
@@ -173,7 +179,8 @@ def time_cuda_latency(fn: Callable[[], object], budget: Budget = Budget(),
         fn()
         end.record()
         end.synchronize()
-        return start.elapsed_time(end) / 1e3
+        ms: float = start.elapsed_time(end)
+        return ms / 1e3
 
     drawn = sample_steady([take], read_clock, budget, clock)
     return Samples(drawn.samples_s, "cuda-events-per-call", 1, warm, l2_flush=l2_flush,

@@ -41,6 +41,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from .. import __version__
 from ..errors import AttnperfError, InitError, OutputPathError
@@ -48,6 +49,9 @@ from ..io import project_config
 from ..io.files import check_writable, read_text, write_text
 from ..model import names
 from ..render import escape
+
+if TYPE_CHECKING:
+    import jinja2
 
 TEMPLATES = Path(__file__).with_name("templates")
 FILES = {  # output path -> template
@@ -128,7 +132,7 @@ def _github_url(remote: str | None) -> str:
     return f"https://github.com/{m.group(1)}" if m else ""
 
 
-def plugin_kernels(root: Path, pyproject: dict) -> tuple[str, ...]:
+def plugin_kernels(root: Path, pyproject: dict[str, Any]) -> tuple[str, ...]:
     """Names of the kernels this repository registers (its attnperf.kernels entry points)."""
     from ..kernels import registry
 
@@ -184,7 +188,7 @@ FILTERS = {
 
 
 @functools.lru_cache(maxsize=1)
-def _env():
+def _env() -> jinja2.Environment:
     """The template environment (one per process: its templates compile once)."""
     import jinja2
 

@@ -36,6 +36,7 @@ import sys
 import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any, NoReturn
 
 from ..errors import OutputPathError, ReportError
 from ..io.asv_results import read_asv_conf, read_results
@@ -81,7 +82,7 @@ def link_from_asv(html_dir: Path) -> bool:
 
 
 # ---------------------------------------------------------- machines -----
-def published_machines(conf: dict) -> dict[str, float]:
+def published_machines(conf: dict[str, Any]) -> dict[str, float]:
     """{machine: PR-verdict factor} of the machines whose history the repository keeps."""
     table = conf.get(MACHINES_KEY)
     out: dict[str, float] = {}
@@ -167,7 +168,7 @@ def _inside(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
 
-def _repo_root(conf: dict, conf_dir: Path) -> Path | None:
+def _repo_root(conf: dict[str, Any], conf_dir: Path) -> Path | None:
     repo = conf.get("repo")
     if isinstance(repo, str) and "://" not in repo:
         root = (conf_dir / repo).resolve()
@@ -191,7 +192,7 @@ def is_site(path: Path) -> bool:
 
 def check_out_dir(out: Path, conf_dir: Path, results: Path, repo_root: Path | None) -> None:
     """Raise :class:`OutputPathError` unless ``out`` may be replaced by a site."""
-    def refuse(why: str):
+    def refuse(why: str) -> NoReturn:
         raise OutputPathError(f"--out {str(out)!r}: {why}; give a new or empty folder, or one "
                               "an earlier `attnperf site build` wrote")
     if out.exists() and not out.is_dir():
@@ -227,7 +228,7 @@ class BuildReport:
         return self.asv_exit == 0
 
 
-def _publish_config(conf: dict, conf_dir: Path, results: Path, html: Path, work: Path,
+def _publish_config(conf: dict[str, Any], conf_dir: Path, results: Path, html: Path, work: Path,
                     factors: dict[str, float]) -> Path:
     """asv.conf.json with absolute paths (asv chdirs to the config's folder) and the plugin."""
     c = dict(conf)
@@ -277,7 +278,7 @@ def run_asv_publish(config: Path, asv: str | None = None,
     return proc.returncode, out
 
 
-def _kill(proc: subprocess.Popen) -> None:
+def _kill(proc: subprocess.Popen[str]) -> None:
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except OSError:
@@ -376,7 +377,7 @@ def build(config: str = "asv.conf.json", results: str | None = None,
                        chosen, excluded, n_offline)
 
 
-def _user_entries(out_dir: Path, earlier: set | None, site: Path) -> list[str]:
+def _user_entries(out_dir: Path, earlier: set[str] | None, site: Path) -> list[str]:
     """Entries of ``out_dir`` the build must keep: files (and links, and empty folders) the
     marker does not list -- or, without a list, that the new site does not hold.  A kept
     file the new site also writes is refused (:class:`OutputPathError`), before any change."""

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+from typing import Any
 
 from asv import util
 from asv.plugins.regressions import Regressions
@@ -39,7 +40,7 @@ def _machine_factor(graph_path: str, factors: dict[str, float]) -> float | None:
     return None
 
 
-def keep(regression: list, factors: dict[str, float], default: float) -> list | None:
+def keep(regression: list[Any], factors: dict[str, float], default: float) -> list[Any] | None:
     """The regression with only the jumps past its machine's factor, or None."""
     name, graph_path, params, idx, last_v, best_v, jumps = regression
     # Accuracy and peak memory: their own fixed factor, as in the PR verdict.
@@ -50,7 +51,7 @@ def keep(regression: list, factors: dict[str, float], default: float) -> list | 
     return [name, graph_path, params, idx, last_v, best_v, kept]
 
 
-class AttnperfVerdictFilter(OutputPublisher):
+class AttnperfVerdictFilter(OutputPublisher):  # type: ignore[misc]  # asv ships no types
     """Drop regressions the PR verdict would not flag (see the module docstring)."""
 
     name = "attnperf-regressions-filter"
@@ -59,7 +60,8 @@ class AttnperfVerdictFilter(OutputPublisher):
     order = Regressions.order + 1
 
     @classmethod
-    def publish(cls, conf, repo, benchmarks, graphs, revisions):
+    def publish(cls, conf: Any, repo: Any, benchmarks: Any, graphs: Any,
+                revisions: dict[str, int]) -> None:
         factors = {str(k): float(v) for k, v in (getattr(conf, CONF_KEY, None) or {}).items()}
         default = float(getattr(conf, "attnperf_default_factor", 1.05))
         path = os.path.join(conf.html_dir, "regressions.json")

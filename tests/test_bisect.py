@@ -321,6 +321,46 @@ def test_cli_asv_without_results_exit_3(cli_project):
     assert f"GOOD {c[0][:8]} and BAD {c[-1][:8]}" in proc.stderr
 
 
+def test_cli_asv_that_cannot_start_is_the_harness_code(cli_project):
+    """The asv executable cannot be started (here: it does not exist): exit 3, said once,
+    never the regression code."""
+    p = cli_project
+    c = p["commits"]
+    missing = p["tmp"] / "no-such-asv"
+    proc, calls = _cli(p, c[0], c[-1], "--machine", "h100", "--asv", str(missing))
+    assert proc.returncode == 3 and proc.stdout == "", proc.stderr
+    assert f"cannot start asv ({missing})" in proc.stderr and calls == []
+
+
+def test_cli_asv_that_crashes_is_the_harness_code(cli_project):
+    """asv crashes (a fork refused: a traceback, exit 1) and writes nothing: exit 3."""
+    p = cli_project
+    c = p["commits"]
+    crash = p["tmp"] / "asv-crash"
+    crash.write_text(f"#!{sys.executable}\nimport sys\n"
+                     "print('BlockingIOError: [Errno 11] Resource temporarily unavailable')\n"
+                     "sys.exit(1)\n")
+    crash.chmod(0o755)
+    proc, _ = _cli(p, c[0], c[-1], "--machine", "h100", "--asv", str(crash))
+    assert proc.returncode == 3 and "asv exit codes [1, 1]" in proc.stderr, proc.stderr
+
+
+def test_cli_a_benchmark_that_breaks_is_exit_4_not_a_regression(cli_project):
+    """tiled/seed passes at GOOD and fails at BAD (a wrong result): exit 4, named, no search,
+    though tiled/train is 3x slower."""
+    p = cli_project
+    c = p["commits"]
+    params = d.grid_params(KERNELS, PROBLEMS)
+    d.write_run(p["store"], d.H100_INFO, c[-1], 2000, {d.TIME: d.row(params, d.grid_values(
+        KERNELS, PROBLEMS, lambda k, q: None if (k, q) == ("tiled", "seed") else
+        d.samples((3e-4 if k == "tiled" else 1e-4), seed=len(k + q))))})
+    proc, calls = _cli(p, c[0], c[-1], "--machine", "h100", "--asv", str(p["tmp"] / "asv"))
+    assert proc.returncode == 4, proc.stdout + proc.stderr
+    assert proc.stdout.startswith(f"broken: 1 benchmark(s) pass at {c[0][:8]} and fail at "
+                                  f"{c[-1][:8]}")
+    assert "TimeAttention.track_device_time('tiled', " in proc.stdout and len(calls) == 2
+
+
 # ------------------------------------------------------- real asv (CPU) ---
 # A temporary clone of this repository; asv runs the suite for real (tiled only, one CPU
 # problem, forkserver).  History: base, b1, b2, b3, slow (tiled 4x the work), b4 .. b9.

@@ -66,7 +66,7 @@ class BenchJobError(AttnperfError):
     """``attnperf ci bench`` cannot run its job: a ref git cannot resolve, an unreadable
     asv config, ``[tool.attnperf]`` or thresholds file, a failed machine description.
 
-    The job still writes a summary saying so; the exit code is ``NO_VERDICT`` (3)."""
+    The job still writes a summary saying so; the exit code is ``HARNESS`` (3)."""
 
 
 class AssetFetchError(AttnperfError):

@@ -10,7 +10,10 @@ The algorithm:
 1. **GOOD vs BAD** with asv's own test (:func:`attnperf.analysis.ab.compare`:
    Mann-Whitney U + factor, the test ``asv continuous`` applies) over the gated
    benchmarks that match the regex.  No row is ``worse`` -> *no significant
-   regression* (asv find would still name a "greatest regression").  Every
+   regression* (asv find would still name a "greatest regression").  A
+   benchmark that passed at GOOD and fails at BAD (a wrong result or an
+   error) -> *broken*, named, and no search: a timing is no verdict on a
+   kernel that fails its check.  Every
    row n/a (a GPU-only problem on a CPU, a benchmark that does not exist at
    either end) -> *nothing to compare*.
 2. **Binary search** over ``git rev-list GOOD..BAD`` (oldest first, BAD last)
@@ -38,6 +41,7 @@ from . import ab
 
 # Outcomes.
 NO_REGRESSION, REGRESSION, ALL_NA, NO_RESULTS = "no-regression", "regression", "all-n/a", "no-results"
+BROKEN = "broken"  # a benchmark fails at BAD that passed at GOOD: a wrong result, not a slowdown
 
 Fetch = Callable[[str], Optional[Run]]
 
@@ -190,6 +194,8 @@ def bisect(db_of: Callable[[], ResultsDB], machine: str, good: str, bad: str,
         return Outcome(NO_RESULTS, good, bad, factor, [], measured=measured)
     db = db_of()
     rows = compare(db, machine, good_run, bad_run, factor, pattern, thresholds)
+    if any(r.change == ab.BROKE for r in rows):
+        return Outcome(BROKEN, good, bad, factor, rows, measured=measured)
     slower = worst(rows)
     if not slower:
         kind = NO_REGRESSION if comparable(rows) else ALL_NA

@@ -175,6 +175,21 @@ def _kill_group(proc: subprocess.Popen) -> None:
         pass
 
 
+CANNOT_START = 127  # the exit code recorded for an asv that could not be started (as a shell)
+
+# The last lines `asv continuous` prints once it has compared the two commits
+# (asv/commands/continuous.py); an exit without one of them is not its verdict.
+CONTINUOUS_VERDICTS = ("PERFORMANCE DECREASED.", "PERFORMANCE INCREASED.",
+                       "BENCHMARKS NOT SIGNIFICANTLY CHANGED.")
+
+
+def continuous_finished(output: str) -> bool:
+    """Did ``asv continuous`` (its ``output``) get as far as its comparison?  asv exits 1
+    both for a regression and for a crash (an uncaught exception, a fork that failed, a
+    refused argument); only the comparison's last line tells them apart."""
+    return any(line.strip() in CONTINUOUS_VERDICTS for line in output.splitlines())
+
+
 def machine_names(path: Optional[Path] = None) -> List[str]:
     """Machines described in ~/.asv-machine.json (what ``asv run --machine`` accepts)."""
     path = path or Path.home() / ".asv-machine.json"
@@ -228,7 +243,15 @@ class AsvRunner:
         if self.rounds and self.rounds > 1:
             cmd += ["--interleave-rounds", "-a", f"rounds={self.rounds}"]
         cmd.append(f"{commit}^!")
-        rc = tee(cmd, self.project.conf_dir, asv_env(), self.stream, self.log_path, self.timeout)
+        try:
+            rc = tee(cmd, self.project.conf_dir, asv_env(), self.stream, self.log_path,
+                     self.timeout)
+        except OSError as exc:  # asv could not be started: no results, the caller's verdict
+            rc = CANNOT_START
+            log.error("cannot start asv (%s): %s", cmd[0], exc.strerror or exc)
+            if self.stream is not None:
+                self.stream.write(f"[attnperf] cannot start asv ({cmd[0]}): "
+                                  f"{exc.strerror or exc}\n")
         self.ran.append(commit)
         self.exit_codes.append(rc)
         return rc

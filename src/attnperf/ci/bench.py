@@ -32,11 +32,12 @@ is what the GitHub workflow runs, and what a developer (or a test) runs locally:
 5. copy the result files into ``OUT/results/`` (the artifact) and write
    ``OUT/verdict.json``.
 
-The verdict (:data:`attnperf.analysis.ab.VERDICTS`) is the command's exit code:
-0 ok, no significant regression; 1 regression, asv continuous exit 1 and the results
-show a slower benchmark; 2 broken, a benchmark failed (asv exit 2: a wrong result or
-an error); 3 error, asv did not produce results for both commits, or the job could not
-start (:class:`BenchJobError`; ``OUT/summary.md`` still says why).
+The verdict (:func:`attnperf.analysis.ab.decide`) is the command's exit code:
+0 ok, no significant regression; 1 regression, the results show a benchmark slower
+past its threshold; 3 error, a harness failure: asv ended without its comparison (a
+crash, a failed fork, a timeout), did not produce results for both commits, or the job
+could not start (:class:`BenchJobError`; ``OUT/summary.md`` still says why); 4 broken,
+a benchmark fails at head (a wrong result or an error).
 
 ``render_only`` skips steps 2-3 and renders from results already on disk
 (``asv_exit`` then supplies asv's exit code, if known).
@@ -265,6 +266,9 @@ def run(o: BenchOptions) -> Outcome:
     :class:`UsageError` for an output folder it must not write."""
     job = _prepare(o)
     asv_exit = o.asv_exit if o.render_only else _continuous(o, job)
+    # asv exits 1 for a regression and for a crash alike: only its output tells them apart.
+    finished = None if o.render_only else runner.continuous_finished(
+        job.log_path.read_text(errors="replace"))
     db = read_results(str(job.results_dir))
     machine = db.machines.get(o.machine)
     base_run = machine.runs_for(job.base)[-1] if machine and machine.runs_for(job.base) else None
@@ -275,7 +279,8 @@ def run(o: BenchOptions) -> Outcome:
     # or the metrics' own factors overrule from an asv error.
     asv_view = ab.compare(db, o.machine, base_run, head_run, job.asv_factor, metric_rules=False)
     paired = None
-    if o.confirming and not o.render_only and base_run is not None and head_run is not None:
+    if (o.confirming and not o.render_only and base_run is not None and head_run is not None
+            and finished is not False):
         paired, failed = paired_confirmation(job.conf_dir, job.base, job.head, cmp)
         job.out.write_text("paired.json", json.dumps(
             {"factor": o.paired_factor,
@@ -284,13 +289,14 @@ def run(o: BenchOptions) -> Outcome:
             indent=2) + "\n")
         cmp = ab.confirm_paired(cmp, paired, o.paired_factor)
     # One verdict, from the rows: the exit code and the summary's headline both.
-    code, reason = ab.decide(asv_exit, cmp, asv_view)
+    code, reason = ab.decide(asv_exit, cmp, asv_view, finished)
     footer = "" if o.render_only else (
         f"<sub>asv's own output: `{job.log_path.name}` in this job's artifact.</sub>")
     summary = prcomment.render_section(db, o.machine, job.base, job.head, job.factor,
                                        asv_exit=asv_exit, footer=footer,
                                        thresholds=job.calibrated, asv_factor=job.asv_factor,
-                                       comparison=cmp, asv_view=asv_view)
+                                       comparison=cmp, asv_view=asv_view,
+                                       verdict=(code, reason))
     if paired is not None:
         summary += paired_section(paired, o.paired_factor)
     summary_path = job.out.write_text("summary.md", summary)
@@ -342,7 +348,10 @@ def _continuous(o: BenchOptions, job: _Job) -> int:
     if job.rounds and job.rounds > 1:
         cmd += ["--interleave-rounds", "-a", f"rounds={job.rounds}"]
     cmd += [*o.asv_args, job.base, job.head]
-    return _tee(cmd, job.conf_dir, job.log_path, env, timeout=o.timeout_s)
+    try:
+        return _tee(cmd, job.conf_dir, job.log_path, env, timeout=o.timeout_s)
+    except OSError as exc:  # not executable, no such file, fork refused: the harness failed
+        raise BenchJobError(f"cannot start asv ({cmd[0]}): {exc.strerror or exc}") from None
 
 
 def record_error(o: BenchOptions, message: str) -> None:

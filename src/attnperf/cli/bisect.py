@@ -1,9 +1,10 @@
 """``attnperf bisect GOOD BAD``: the bisect users expect from ``asv find``, with a verdict.
 
 The verdict is :class:`~attnperf.cli.command.ExitCode`: OK, no significant regression
-between GOOD and BAD; FAILURE, a regression, named (or, when NOT CONFIRMED is printed,
+between GOOD and BAD; REGRESSION, a regression, named (or, when NOT CONFIRMED is printed,
 present but not a single step); USAGE, bad input or every selected value n/a;
-NO_VERDICT, asv produced no results (see the log).
+HARNESS, asv produced no results (it crashed or could not start; see the log); BROKEN,
+a benchmark fails at BAD that passed at GOOD.
 """
 
 from __future__ import annotations
@@ -63,7 +64,8 @@ class BisectOptions:
 class Bisect(Command):
     name = "bisect"
     help = "find the commit that made a benchmark slower, with a verdict (asv run + asv's own test)"
-    exit_codes = (ExitCode.OK, ExitCode.FAILURE, ExitCode.USAGE, ExitCode.NO_VERDICT)
+    exit_codes = (ExitCode.OK, ExitCode.REGRESSION, ExitCode.USAGE, ExitCode.HARNESS,
+                  ExitCode.BROKEN)
 
     @classmethod
     def setup_arguments(cls, parser: argparse.ArgumentParser) -> None:
@@ -162,10 +164,12 @@ def run_bisect(o: BisectOptions) -> int:
         print(f"error: asv produced no results matching -b {regex!r} for "
               f"{' and '.join(missing)} (asv exit codes {runner.exit_codes}); see its output above",
               file=sys.stderr)
-        return ExitCode.NO_VERDICT
+        return ExitCode.HARNESS
     text = render.outcome(outcome, project.subject)
     if outcome.kind == bisect_logic.ALL_NA:
         print(f"error: {text.strip()}", file=sys.stderr)
         return ExitCode.USAGE
     sys.stdout.write(text)
-    return ExitCode.FAILURE if outcome.kind == bisect_logic.REGRESSION else ExitCode.OK
+    if outcome.kind == bisect_logic.BROKEN:
+        return ExitCode.BROKEN
+    return ExitCode.REGRESSION if outcome.kind == bisect_logic.REGRESSION else ExitCode.OK

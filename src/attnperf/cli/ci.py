@@ -17,7 +17,8 @@ class Bench(Command):
     help = ("the pull-request job: asv continuous base vs head, a verdict, the PR comment's "
             "markdown (exit code = verdict)")
     description = (bench.__doc__ or "").splitlines()[0]
-    exit_codes = (ExitCode.OK, ExitCode.FAILURE, ExitCode.BROKEN, ExitCode.NO_VERDICT)
+    exit_codes = (ExitCode.OK, ExitCode.REGRESSION, ExitCode.USAGE, ExitCode.HARNESS,
+                  ExitCode.BROKEN)
 
     @classmethod
     def setup_arguments(cls, parser: argparse.ArgumentParser) -> None:
@@ -85,7 +86,7 @@ class Bench(Command):
         except BenchJobError as exc:
             print(f"error: {exc}", file=sys.stderr)
             bench.record_error(options, str(exc))
-            return ExitCode.NO_VERDICT
+            return ExitCode.HARNESS
         print(f"[attnperf ci bench] {outcome.verdict}: {outcome.reason} "
               f"(summary: {outcome.summary_path})", file=sys.stderr)
         return ExitCode(outcome.code)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Callable, List, Sequence
 
 from ..analysis import ab
-from ..analysis.bisect import ALL_NA, NO_REGRESSION, REGRESSION, Outcome, asv_name
+from ..analysis.bisect import ALL_NA, BROKEN, NO_REGRESSION, REGRESSION, Outcome, asv_name
 from ..analysis.gate import short_name
 from ..analysis.noise import detectable_at
 from ..io.thresholds import Entry
@@ -37,6 +37,13 @@ def outcome(o: Outcome, subject: Callable[[str], str]) -> str:
                      f"(asv's test: Mann-Whitney U p < {ab.P_THRESHOLD} and ratio > factor)")
         lines.append("  ratio     change  factor test                                   benchmark")
         lines += ratio_lines(o.rows)
+    elif o.kind == BROKEN:
+        broke = [r for r in o.rows if r.change == ab.BROKE]
+        lines.append(f"broken: {len(broke)} benchmark(s) pass at {g} and fail at {b} (a wrong "
+                     "result or an error; asv's log says which): no timing verdict")
+        lines += [f"  {_name(r)}" for r in broke[:20]]
+        if len(broke) > 20:
+            lines.append(f"  ... and {len(broke) - 20} more")
     elif o.kind == ALL_NA:
         lines.append(f"every selected benchmark is n/a at {g} and {b} on this machine "
                      "(not measurable here, e.g. a GPU-only problem on a CPU): nothing to bisect")

@@ -10,7 +10,7 @@ efficiency, correctness and the machine environment.
 from __future__ import annotations
 
 import html
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 from ..analysis import cells as am
 from ..analysis.ab import (BETTER, BROKE, CHANGED, EXIT_BROKEN, EXIT_INFRA,
@@ -123,16 +123,17 @@ def environment_lines(m: Optional[Machine], run: Optional[Run]) -> List[str]:
 
 
 def _headline(cmp: Comparison, asv_exit: Optional[int],
-              asv_view: Optional[Comparison] = None) -> str:
-    """The verdict line: :func:`attnperf.analysis.ab.decide`'s verdict (the job's exit
-    code comes from the same call), in words."""
+              asv_view: Optional[Comparison] = None,
+              verdict: Optional[Tuple[int, str]] = None) -> str:
+    """The verdict line: :func:`attnperf.analysis.ab.decide`'s verdict (``verdict``, the
+    job's exit code and reason; by default decided here from the exit code), in words."""
     worse, broke, better = cmp.count(WORSE), cmp.count(BROKE), cmp.count(BETTER)
     name = md.code(cmp.machine)
     if cmp.base is None or cmp.head is None:
         missing = " and ".join(x for x, r in (("base", cmp.base), ("head", cmp.head)) if r is None)
         return f"⚠️ {name}: no results for the {missing} commit — nothing to compare" + (
             f" (asv continuous exit {asv_exit})" if asv_exit is not None else "")
-    code, why = decide(asv_exit, cmp, asv_view)
+    code, why = verdict if verdict is not None else decide(asv_exit, cmp, asv_view)
     if code == EXIT_BROKEN:
         return (f"💥 {name}: broken benchmark — "
                 + (f"{broke} benchmark(s) failed" if broke else "a benchmark failed")
@@ -156,14 +157,16 @@ def render_section(db: ResultsDB, machine: str, base_commit: str, head_commit: s
                    extra_notes: Optional[List[str]] = None, footer: str = "",
                    thresholds=None, asv_factor: Optional[float] = None,
                    comparison: Optional[Comparison] = None,
-                   asv_view: Optional[Comparison] = None) -> str:
+                   asv_view: Optional[Comparison] = None,
+                   verdict: Optional[Tuple[int, str]] = None) -> str:
     """The markdown for one machine: verdict, changed benchmarks, environment, notes.
 
     ``thresholds`` (:class:`attnperf.io.thresholds.Thresholds`): each benchmark is
     judged at its calibrated factor; asv itself ran at ``asv_factor``.  ``comparison``
     and ``asv_view``: the rows the caller judged (``attnperf ci bench``: re-judged by
     the paired re-measurement), so the headline is the verdict its exit code is; by
-    default they are computed here from ``db``."""
+    default they are computed here from ``db``.  ``verdict``: the caller's
+    :func:`~attnperf.analysis.ab.decide` result, the headline's."""
     m = db.machines.get(machine)
     notes = list(extra_notes or [])
     base = head = None
@@ -193,7 +196,7 @@ def render_section(db: ResultsDB, machine: str, base_commit: str, head_commit: s
         f"×{max(t.threshold for t in thresholds.entries) if thresholds.entries else factor:g} "
         f"(`attnperf calibrate`: {thresholds.runs} A/A sets × {thresholds.rounds} rounds at "
         f"`{thresholds.commit[:8]}`, {thresholds.created}), others ")
-    lines = [f"### {_headline(cmp, asv_exit, asv_view)}", "",
+    lines = [f"### {_headline(cmp, asv_exit, asv_view, verdict)}", "",
              f"Base {md.code(base_commit[:8])} → head {md.code(head_commit[:8])} · {calibrated}factor ×{factor:g} · "
              f"asv continuous exit {asv_exit if asv_exit is not None else 'not run'} · "
              "lower is better (times; x_over_floor = time / roofline floor; abs errors "

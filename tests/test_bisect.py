@@ -358,7 +358,8 @@ def test_cli_a_benchmark_that_breaks_is_exit_4_not_a_regression(cli_project):
     assert proc.returncode == 4, proc.stdout + proc.stderr
     assert proc.stdout.startswith(f"broken: 1 benchmark(s) pass at {c[0][:8]} and fail at "
                                   f"{c[-1][:8]}")
-    assert "TimeAttention.track_device_time('tiled', " in proc.stdout and len(calls) == 2
+    assert "  tiled/seed TimeAttention.track_device_time: fails at head, passed at base" \
+        in proc.stdout and len(calls) == 2
 
 
 # ------------------------------------------------------- real asv (CPU) ---

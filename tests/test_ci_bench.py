@@ -113,6 +113,13 @@ def test_regression_exit_1_and_asv_arguments(project):
     assert "verdict=regression\nexit_code=1\n" in (project["tmp"] / "github-output").read_text()
     assert "::error title=Regression (h100)::1 benchmark(s) slower" in proc.stdout
     assert "fake asv: exit 1" in (out / "asv-continuous.log").read_text()
+    # one line per flagged row saying why, in the output, the summary and verdict.json
+    why = ("tiled/train TimeAttention.track_device_time: x2.000 > x1.05 (factor); p=1.3e-08 "
+           "(Mann–Whitney U, n=15/15); asv's separate runs, not paired")
+    assert verdict["flagged"] == [why]
+    assert f"[attnperf ci bench] flagged: {why}\n" in proc.stderr
+    assert "#### Why flagged\n\n- tiled/train TimeAttention.track_device_time: x2.000 &gt; x1.05" \
+        in summary
     assert sorted(p.name for p in (out / "results" / "h100").iterdir()) == sorted(
         ["machine.json", "attnperf-ceilings.json", f"{project['base'][:8]}-virtualenv-py3.11.json",
          f"{project['head'][:8]}-virtualenv-py3.11.json"])

@@ -53,6 +53,9 @@ class Row:
     significance: Significance
     unit: Optional[str]
     factor: float = 1.0
+    # where ``factor`` came from: "factor" (the run's), "calibrated" (the thresholds file),
+    # "metric" (a deterministic metric's own), "paired" (the paired re-measurement's)
+    source: str = "factor"
 
     @property
     def kernel(self) -> str:
@@ -173,14 +176,18 @@ def compare(db: ResultsDB, machine: str, base: Optional[Run], head: Optional[Run
             before = bb.get(*key) if bb else Point(MISSING)
             after = hb.get(*key) if hb else Point(MISSING)
             row_factor = own.get((name, tuple(key)))
+            source = "factor" if row_factor is None else "calibrated"
             rule = metric_factor(name) if metric_rules else None
             if rule is not None:
+                if row_factor is None or rule >= row_factor:
+                    source = "metric"
                 row_factor = max(rule, row_factor or rule)
             elif row_factor is None:
                 row_factor = factor
             change, ratio, sig = _classify(before, after, bb.version if bb else None,
                                            hb.version if hb else None, row_factor)
-            rows.append(Row(name, key, before, after, ratio, change, sig, db.unit(name), row_factor))
+            rows.append(Row(name, key, before, after, ratio, change, sig, db.unit(name), row_factor,
+                            source))
     return Comparison(machine, base, head, factor, rows, bool(own))
 
 
@@ -203,7 +210,7 @@ def confirm_paired(comparison: Comparison, paired: Mapping[Tuple[str, str], obje
         p = result.p_faster if change == BETTER else result.p_slower
         sig = Significance(change != SAME, f"paired p={p:.1e} (sign test, {result.pairs} pairs)", p)
         rows.append(dataclasses.replace(r, ratio=result.ratio, change=change, significance=sig,
-                                        factor=factor))
+                                        factor=factor, source="paired"))
     return dataclasses.replace(comparison, rows=rows, paired_factor=factor)
 
 

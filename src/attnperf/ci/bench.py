@@ -56,7 +56,7 @@ import tempfile
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from ..analysis import ab
+from ..analysis import ab, judge
 from ..analysis.gate import GATE_REGEX as GATED
 from ..analysis.gate import metric_class
 from ..asv import runner
@@ -69,7 +69,7 @@ from ..io.asv_results import read_asv_conf, read_results
 from ..measure.paired import PAIRED_FACTOR, PairedRunner
 from ..model import names
 from ..render import prcomment
-from ..render.cibench import paired_section
+from ..render.cibench import paired_section, why_section
 from . import github
 
 DEFAULT_FACTOR = 1.05
@@ -145,6 +145,7 @@ class Outcome:
     code: int
     reason: str
     summary_path: Path
+    flagged: Tuple[str, ...] = ()  # one line per flagged row: why (analysis.judge.why)
 
     @property
     def verdict(self) -> str:
@@ -297,6 +298,8 @@ def run(o: BenchOptions) -> Outcome:
                                        thresholds=job.calibrated, asv_factor=job.asv_factor,
                                        comparison=cmp, asv_view=asv_view,
                                        verdict=(code, reason))
+    reasons = judge.why_lines(cmp.rows)
+    summary += why_section(reasons)
     if paired is not None:
         summary += paired_section(paired, o.paired_factor)
     summary_path = job.out.write_text("summary.md", summary)
@@ -307,10 +310,11 @@ def run(o: BenchOptions) -> Outcome:
                "thresholds": str(_thresholds_path(o, job.results_dir)) if job.calibrated else None,
                "paired_factor": o.paired_factor if paired is not None else None,
                "files": copied,
-               "counts": {c: cmp.count(c) for c in (ab.WORSE, ab.BETTER, ab.BROKE, ab.FIXED)}}
+               "counts": {c: cmp.count(c) for c in (ab.WORSE, ab.BETTER, ab.BROKE, ab.FIXED)},
+               "flagged": reasons}
     job.out.write_text("verdict.json", json.dumps(verdict, indent=2) + "\n")
     github.publish(code, reason, o.machine, summary)
-    return Outcome(code, reason, summary_path)
+    return Outcome(code, reason, summary_path, tuple(reasons))
 
 
 def _prepare(o: BenchOptions) -> _Job:

@@ -87,6 +87,8 @@ class Bench(Command):
             print(f"error: {exc}", file=sys.stderr)
             bench.record_error(options, str(exc))
             return ExitCode.HARNESS
+        for line in outcome.flagged:
+            print(f"[attnperf ci bench] flagged: {line}", file=sys.stderr)
         print(f"[attnperf ci bench] {outcome.verdict}: {outcome.reason} "
               f"(summary: {outcome.summary_path})", file=sys.stderr)
         return ExitCode(outcome.code)

@@ -7,6 +7,7 @@ from typing import Callable, List, Sequence
 from ..analysis import ab
 from ..analysis.bisect import ALL_NA, BROKEN, NO_REGRESSION, REGRESSION, Outcome, asv_name
 from ..analysis.gate import short_name
+from ..analysis.judge import why_lines
 from ..analysis.noise import detectable_at
 from ..io.thresholds import Entry
 
@@ -41,7 +42,7 @@ def outcome(o: Outcome, subject: Callable[[str], str]) -> str:
         broke = [r for r in o.rows if r.change == ab.BROKE]
         lines.append(f"broken: {len(broke)} benchmark(s) pass at {g} and fail at {b} (a wrong "
                      "result or an error; asv's log says which): no timing verdict")
-        lines += [f"  {_name(r)}" for r in broke[:20]]
+        lines += [f"  {line}" for line in why_lines(broke[:20])]
         if len(broke) > 20:
             lines.append(f"  ... and {len(broke) - 20} more")
     elif o.kind == ALL_NA:
@@ -72,6 +73,10 @@ def outcome(o: Outcome, subject: Callable[[str], str]) -> str:
         if others:
             lines.append(f"  also slower at this commit ({len(others)}):")
             lines += ratio_lines(others, limit=10)
+        flagged = why_lines(o.step_rows)
+        if flagged:
+            lines.append(f"  why flagged at {o.culprit[:8]} against {(o.parent or '?')[:8]}:")
+            lines += [f"    {line}" for line in flagged]
     return "\n".join(lines) + "\n"
 
 

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Mapping, Tuple
+from typing import Mapping, Sequence, Tuple
 
 from . import markdown as md
 
@@ -21,3 +21,11 @@ def paired_section(paired: Mapping[Tuple[str, str], object], factor: float) -> s
         lines.append(f"| {md.text(k)} | {md.text(p)} | {r.base_s * 1e3:.3f} | {r.head_s * 1e3:.3f} | "
                      f"{r.ratio:.3f} | {r.p_slower:.1e} |")
     return "\n".join(lines) + "\n"
+
+
+def why_section(lines: Sequence[str]) -> str:
+    """One bullet per flagged row (:func:`attnperf.analysis.judge.why_lines`): what the
+    verdict rested on -- ratio, interval or test, threshold, paired or not."""
+    if not lines:
+        return ""
+    return "\n".join(["", "#### Why flagged", "", *(f"- {md.text(line)}" for line in lines)]) + "\n"

@@ -49,38 +49,33 @@ import dataclasses
 import json
 import math
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
 from ..analysis import ab, judge
 from ..analysis.gate import GATE_REGEX as GATED
-from ..analysis.gate import metric_class
 from ..asv import runner
-from ..errors import (BenchJobError, ConfigError, OutputPathError, ProjectError, ReportError,
-                      UsageError)
-from ..io import project_config
+from ..errors import BenchJobError, OutputPathError, ProjectError, ReportError, UsageError
 from ..io.folders import OwnedDir
 from ..io import thresholds as thresholds_file
 from ..io.asv_results import read_asv_conf, read_results
-from ..measure.paired import PAIRED_FACTOR, PairedRunner
+from ..measure.paired import PAIRED_FACTOR
 from ..model import names
 from ..render import prcomment
 from ..render.cibench import paired_section, why_section
-from . import github
+from . import confirm, github
+from .confirm import paired_confirmation
 
 DEFAULT_FACTOR = 1.05
-CONFIRM = ("auto", "paired", "none")
+CONFIRM = confirm.CONFIRM
 MAX_FACTOR = 1000.0  # a slowdown factor beyond this judges nothing
 MAX_ROUNDS = 100
 MAX_TIMEOUT_S = 7 * 86_400.0  # a week for asv continuous
 # OUT's marker: the files an earlier `ci bench` wrote there (the only ones it rewrites).
 OUT_MARKER = ".attnperf-ci-bench"
 OUT_FILES = ("summary.md", "verdict.json", "asv-continuous.log", "paired.json")
-Key = Tuple[str, str]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,7 +129,7 @@ class BenchOptions:
     @property
     def confirming(self) -> bool:
         """--confirm paired, or auto with --device cpu (the CPU jobs: CI's and `make continuous`)."""
-        return self.confirm == "paired" or (self.confirm == "auto" and self.device == "cpu")
+        return confirm.confirming(self.confirm, self.device)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -282,7 +277,7 @@ def run(o: BenchOptions) -> Outcome:
     paired = None
     if (o.confirming and not o.render_only and base_run is not None and head_run is not None
             and finished is not False):
-        paired, failed = paired_confirmation(job.conf_dir, job.base, job.head, cmp)
+        paired, failed = paired_confirmation(job.conf_dir, job.base, job.head, cmp.rows)
         job.out.write_text("paired.json", json.dumps(
             {"factor": o.paired_factor,
              "results": [{"kernel": k, "problem": p, **r.to_dict()} for (k, p), r in paired.items()],
@@ -331,7 +326,7 @@ def _prepare(o: BenchOptions) -> _Job:
     conf_dir = conf_path.parent
     results_dir = (conf_dir / (o.results_dir or conf.get("results_dir", "results"))).resolve()
     out = out_dir(o, conf_dir, results_dir)
-    factor = o.factor if o.factor is not None else _default_factor(conf_dir, o.device)
+    factor = o.factor if o.factor is not None else confirm.default_factor(conf_dir, o.device, DEFAULT_FACTOR)
     out.write_text("asv-continuous.log", "")
     base, head = resolve(conf_dir, o.base), resolve(conf_dir, o.head)
     if not base or not head:
@@ -374,56 +369,6 @@ def record_error(o: BenchOptions, message: str) -> None:
         github.publish(ab.EXIT_INFRA, message, o.machine, text)
     except OSError:
         pass
-
-
-def _default_factor(conf_dir: Path, device: str) -> float:
-    """[tool.attnperf] regression-factor of the repository for ``device``, else the default."""
-    pyproject = conf_dir / project_config.PYPROJECT
-    try:
-        config = project_config.load(pyproject) if os.path.lexists(pyproject) else None
-    except ConfigError as exc:
-        raise BenchJobError(str(exc)) from None
-    return config.factor(device) if config else DEFAULT_FACTOR
-
-
-def paired_confirmation(repo: Path, base: str, head: str, cmp: ab.Comparison
-                        ) -> Tuple[Dict[Key, object], Dict[Key, str]]:
-    """(kernel, problem id) -> paired figures for every time row measured at both
-    commits, and -> why not for those the workers could not measure."""
-    keys = sorted({(r.kernel, r.problem) for r in cmp.rows if metric_class(r.benchmark) is None
-                   and r.before.ok and r.after.ok})
-    done: Dict[Key, object] = {}
-    failed: Dict[Key, str] = {}
-    if not keys:
-        return done, failed
-    tmp = Path(tempfile.mkdtemp(prefix="attnperf-paired-"))
-    trees: List[Path] = []
-    try:
-        try:
-            for name, sha in (("base", base), ("head", head)):
-                _git(repo, "worktree", "add", "--detach", str(tmp / name), sha)
-                trees.append(tmp / name)
-        except BenchJobError as exc:  # the rows keep asv's verdict; paired.json says why
-            print(f"[attnperf ci bench] no paired re-measurement: {exc}", file=sys.stderr)
-            return done, {key: f"no checkout: {exc}" for key in keys}
-        src = [str(t / "src") if (t / "src" / "attnperf").is_dir() else None for t in trees]
-        with PairedRunner(src[0], src[1], str(trees[0]), str(trees[1])) as runner:
-            for key in keys:
-                result = runner.measure(*key)
-                if isinstance(result, str):
-                    failed[key] = result
-                else:
-                    done[key] = result
-                print(f"[attnperf ci bench] paired {key[0]} {key[1]}: "
-                      + (result if isinstance(result, str) else
-                         f"x{result.ratio:.3f} (p={result.p_slower:.1e}, {result.pairs} pairs)"),
-                      file=sys.stderr)
-    finally:
-        for t in trees:
-            subprocess.run(["git", "-C", str(repo), "worktree", "remove", "--force", str(t)],
-                           capture_output=True, check=False)
-        shutil.rmtree(tmp, ignore_errors=True)
-    return done, failed
 
 
 def _thresholds_path(o: BenchOptions, results_dir: Path) -> Path:

@@ -200,6 +200,19 @@ def machine_names(path: Optional[Path] = None) -> List[str]:
     return [k for k in data if k != "version"] if isinstance(data, dict) else []
 
 
+def machine_device(machine: str, path: Optional[Path] = None) -> str:
+    """"cuda" when ``attnperf asv machine`` recorded a GPU for ``machine`` in
+    ~/.asv-machine.json (its ``gpu`` field), else "cpu"."""
+    path = path or Path.home() / ".asv-machine.json"
+    try:
+        data = load_json(str(path), "asv machine file")
+    except ReportError:
+        return "cpu"
+    entry = data.get(machine) if isinstance(data, dict) else None
+    gpu = entry.get("gpu") if isinstance(entry, dict) else None
+    return "cuda" if isinstance(gpu, str) and gpu.strip().lower() not in ("", "none") else "cpu"
+
+
 class AsvRunner:
     """``asv run`` one commit at a time on one machine, reusing results already there."""
 

@@ -35,7 +35,8 @@ def outcome(o: Outcome, subject: Callable[[str], str]) -> str:
     lines: List[str] = []
     if o.kind == NO_REGRESSION:
         lines.append(f"no significant regression between {g} and {b} "
-                     f"(asv's test: Mann-Whitney U p < {ab.P_THRESHOLD} and ratio > factor)")
+                     f"(asv's test: Mann-Whitney U p < {ab.P_THRESHOLD} and ratio > factor"
+                     + ("; what it flagged, re-measured paired" if o.paired else "") + ")")
         lines.append("  ratio     change  factor test                                   benchmark")
         lines += ratio_lines(o.rows)
     elif o.kind == BROKEN:

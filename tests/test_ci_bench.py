@@ -92,7 +92,7 @@ def _run(project, asv_exit, with_results=True, extra=(), github=True, says=None,
     proc = subprocess.run(
         [sys.executable, *SCRIPT, "--config", str(project["conf"]), "--base", project["base"],
          "--head", "HEAD", "--machine", "h100", "--no-describe", "--asv", str(project["fake"]),
-         "--out", str(out), *extra], capture_output=True, text=True, env=env, timeout=120)
+         "--out", str(out), *(() if "--device" in extra else ("--device", "cuda")), *extra], capture_output=True, text=True, env=env, timeout=120)
     verdict = json.loads((out / "verdict.json").read_text()) if (out / "verdict.json").exists() \
         else None
     return proc, out, verdict
@@ -286,3 +286,24 @@ def _end_to_end(root: Path, env_dir: Path, machine_key: str) -> None:
     assert "ci-e2e/attnperf-ceilings.json" in files and "benchmarks.json" in files
     assert sum(f.endswith("-virtualenv-py3.11.json") for f in files) == 2
     print(f"\nci_bench end to end: {out / 'summary.md'}")
+
+
+def test_machine_defaults_to_the_hosts_name_and_auto_reads_its_description(tmp_path, monkeypatch):
+    """The flow for other repositories: `attnperf ci bench --base HEAD~1 --head HEAD` needs
+    no --machine (`attnperf asv machine`'s default, the host's name) and no --device (the
+    one `attnperf asv machine` recorded)."""
+    import platform
+
+    from attnperf.ci import bench
+
+    monkeypatch.setattr(platform, "node", lambda: "my-box")
+    assert bench.BenchOptions(base="HEAD~1").machine == "my-box"
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / ".asv-machine.json").write_text(json.dumps(
+        {"version": 1, "my-box": {"gpu": "none"}, "h100": d.H100_INFO}))
+    assert bench.device_of(bench.BenchOptions(base="HEAD~1")) == "cpu"
+    assert bench.device_of(bench.BenchOptions(base="HEAD~1", machine="h100")) == "cuda"
+    assert bench.device_of(bench.BenchOptions(base="x", machine="h100", device="cpu")) == "cpu"
+    monkeypatch.setattr(platform, "node", lambda: "../x")
+    with pytest.raises(Exception, match="the host's name .* is not a machine name"):
+        bench.BenchOptions(base="HEAD~1")

@@ -19,7 +19,8 @@ is what the GitHub workflow runs, and what a developer (or a test) runs locally:
    every row is judged again at its own threshold (rows without one at F),
    and the verdict and exit code follow that re-judged table; the file's
    ``rounds`` is the default for ``--rounds``;
-3c. on a CPU (``--device cpu`` with ``--confirm auto``, or ``--confirm paired``): every time row measured at both
+3c. on a CPU (``--device cpu``, or ``auto`` on a machine described without a GPU, with
+   ``--confirm auto``; or ``--confirm paired``): every time row measured at both
    commits is measured again *paired* -- both commits checked out (git
    worktrees, removed after), one live worker process each, pinned to one
    core, samples alternated (:mod:`attnperf.measure.paired`) -- and judged by
@@ -87,7 +88,7 @@ class BenchOptions:
     ``thresholds`` None: ``results/MACHINE/attnperf-thresholds.json`` when it exists."""
 
     base: str
-    machine: str
+    machine: Optional[str] = None  # None: `attnperf asv machine`'s default, the host's name
     head: str = "HEAD"
     factor: Optional[float] = None
     config: str = "asv.conf.json"
@@ -107,6 +108,10 @@ class BenchOptions:
     asv_exit: Optional[int] = None
 
     def __post_init__(self) -> None:
+        if self.machine is None:
+            from ..asv.machine import default_name  # (imports torch: only when needed)
+            object.__setattr__(self, "machine", names.machine(
+                default_name(), "the host's name (the default machine name; pass --machine)"))
         names.machine(self.machine)
         for flag, value in (("--factor", self.factor), ("--paired-factor", self.paired_factor)):
             if value is not None and not (math.isfinite(value) and value >= 1.0):
@@ -128,8 +133,20 @@ class BenchOptions:
 
     @property
     def confirming(self) -> bool:
-        """--confirm paired, or auto with --device cpu (the CPU jobs: CI's and `make continuous`)."""
+        """--confirm paired, or auto with --device cpu (the CPU jobs: CI's and `make continuous`);
+        with --device auto the job decides once the device is known (:func:`device_of`)."""
         return confirm.confirming(self.confirm, self.device)
+
+
+def device_of(o: BenchOptions) -> str:
+    """--device, with auto resolved: the device `attnperf asv machine` recorded for the
+    machine in ~/.asv-machine.json, else the one this Python sees (cuda if available)."""
+    if o.device != "auto":
+        return o.device
+    if o.machine in runner.machine_names():
+        return runner.machine_device(str(o.machine))
+    from ..measure.device import resolve_device  # (imports torch)
+    return resolve_device("auto")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -247,6 +264,7 @@ class _Job:
     asv_factor: float  # what asv continuous runs at: the smallest of factor and the thresholds
     rounds: Optional[int]
     calibrated: Optional[thresholds_file.Thresholds]
+    device: str  # --device, auto resolved (device_of)
 
     @property
     def conf_dir(self) -> Path:
@@ -275,8 +293,8 @@ def run(o: BenchOptions) -> Outcome:
     # or the metrics' own factors overrule from an asv error.
     asv_view = ab.compare(db, o.machine, base_run, head_run, job.asv_factor, metric_rules=False)
     paired = None
-    if (o.confirming and not o.render_only and base_run is not None and head_run is not None
-            and finished is not False):
+    if (confirm.confirming(o.confirm, job.device) and not o.render_only
+            and base_run is not None and head_run is not None and finished is not False):
         paired, failed = paired_confirmation(job.conf_dir, job.base, job.head, cmp.rows)
         job.out.write_text("paired.json", json.dumps(
             {"factor": o.paired_factor,
@@ -326,15 +344,18 @@ def _prepare(o: BenchOptions) -> _Job:
     conf_dir = conf_path.parent
     results_dir = (conf_dir / (o.results_dir or conf.get("results_dir", "results"))).resolve()
     out = out_dir(o, conf_dir, results_dir)
-    factor = o.factor if o.factor is not None else confirm.default_factor(conf_dir, o.device, DEFAULT_FACTOR)
     out.write_text("asv-continuous.log", "")
     base, head = resolve(conf_dir, o.base), resolve(conf_dir, o.head)
     if not base or not head:
         raise BenchJobError(f"cannot resolve --base {o.base!r} / --head {o.head!r} in {conf_dir}")
+    device = device_of(o)
+    factor = o.factor if o.factor is not None else confirm.default_factor(
+        conf_dir, device, DEFAULT_FACTOR)
     calibrated = _thresholds(o, results_dir)
     asv_factor = min(factor, calibrated.smallest() or factor) if calibrated else factor
     rounds = o.rounds or (calibrated.rounds if calibrated else None)
-    return _Job(conf_path, results_dir, out, base, head, factor, asv_factor, rounds, calibrated)
+    return _Job(conf_path, results_dir, out, base, head, factor, asv_factor, rounds, calibrated,
+                device)
 
 
 def _continuous(o: BenchOptions, job: _Job) -> int:

@@ -27,8 +27,9 @@ class Bench(Command):
                         help="base commit or ref (the PR's base)")
         ap.add_argument("--head", default="HEAD", type=text("head"),
                         help="head commit or ref (default HEAD)")
-        ap.add_argument("--machine", required=True, type=machine_name(),
-                        help="asv machine name (one history per name)")
+        ap.add_argument("--machine", default=None, type=machine_name(),
+                        help="asv machine name (one history per name; default: the host's name, "
+                             "as `attnperf asv machine`)")
         ap.add_argument("--factor", type=factor_float("factor"), default=None,
                         help="asv's factor: slower by more than this and significant = regression "
                              "(default: [tool.attnperf] regression-factor for --device, else "
@@ -41,7 +42,10 @@ class Bench(Command):
                         help="where summary.md, verdict.json, the asv log and the result files go "
                              "(default ci-artifacts/bench); a new folder, or one an earlier "
                              "`ci bench` wrote: files it did not write are never replaced")
-        ap.add_argument("--device", default="auto", help="auto|cpu|cuda, for `attnperf asv machine`")
+        ap.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                        help="the machine's device (auto: the one `attnperf asv machine` recorded "
+                             "for --machine, else cuda if this Python sees one, else cpu); picks "
+                             "the factor and, on a cpu, the paired re-measurement")
         ap.add_argument("--no-describe", action="store_true",
                         help="keep the existing asv machine description (skip `attnperf asv machine`)")
         ap.add_argument("--asv", default=None, help="asv executable (default: next to this python)")
@@ -60,7 +64,7 @@ class Bench(Command):
                         help="judge every benchmark at --factor, even if a thresholds file exists")
         ap.add_argument("--confirm", choices=bench.CONFIRM, default="auto",
                         help="judge CPU time rows again by a paired re-measurement of both commits "
-                             "(auto: with --device cpu)")
+                             "(auto: on a cpu)")
         ap.add_argument("--paired-factor", type=factor_float("paired-factor"), default=PAIRED_FACTOR,
                         help=f"paired re-measurement: slower than this is a regression (default {PAIRED_FACTOR})")
         ap.add_argument("--render-only", action="store_true",

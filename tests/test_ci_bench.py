@@ -181,13 +181,13 @@ def test_asv_error_without_results_is_exit_3(project):
     assert "no results for the base and head commit" in (out / "summary.md").read_text()
 
 
-def test_unknown_base_is_exit_3_with_a_summary(project):
+def test_unknown_base_is_an_input_error_exit_2_with_a_summary(project):
     tmp = project["tmp"]
     proc = subprocess.run([sys.executable, *SCRIPT, "--config", str(project["conf"]),
                            "--base", "no-such-ref", "--machine", "h100", "--no-describe",
                            "--out", str(tmp / "o")], capture_output=True, text=True, timeout=60,
                           env={k: v for k, v in os.environ.items() if not k.startswith("GITHUB")})
-    assert proc.returncode == 3 and "error: git rev-parse" in proc.stderr
+    assert proc.returncode == 2 and "error: git rev-parse" in proc.stderr
     assert "no benchmark results" in (tmp / "o" / "summary.md").read_text()
 
 

@@ -32,7 +32,7 @@ CHANGED = (BROKE, WORSE, FIXED, BETTER, INCOMPARABLE)
 
 # The verdict's exit codes (``attnperf.cli.command.ExitCode``: OK, REGRESSION, BROKEN,
 # HARNESS): a regression, a broken benchmark and a harness failure never share a code.
-EXIT_OK, EXIT_REGRESSION, EXIT_INFRA, EXIT_BROKEN = 0, 1, 3, 4
+EXIT_OK, EXIT_REGRESSION, EXIT_USAGE, EXIT_INFRA, EXIT_BROKEN = 0, 1, 2, 3, 4
 
 
 @dataclasses.dataclass
@@ -214,8 +214,8 @@ def confirm_paired(comparison: Comparison, paired: Mapping[Tuple[str, str], obje
     return dataclasses.replace(comparison, rows=rows, paired_factor=factor)
 
 
-VERDICTS = {EXIT_OK: "ok", EXIT_REGRESSION: "regression", EXIT_BROKEN: "broken",
-            EXIT_INFRA: "error"}
+VERDICTS = {EXIT_OK: "ok", EXIT_REGRESSION: "regression", EXIT_USAGE: "input error",
+            EXIT_BROKEN: "broken", EXIT_INFRA: "error"}
 
 
 def decide(asv_exit: Optional[int], comparison: Optional[Comparison],

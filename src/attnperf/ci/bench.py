@@ -58,7 +58,7 @@ from typing import List, Optional, Tuple
 from ..analysis import ab, judge
 from ..analysis.gate import GATE_REGEX as GATED
 from ..asv import runner
-from ..errors import BenchJobError, OutputPathError, ProjectError, ReportError, UsageError
+from ..errors import BenchInputError, BenchJobError, OutputPathError, ProjectError, ReportError, UsageError
 from ..io.folders import OwnedDir
 from ..io import thresholds as thresholds_file
 from ..io.asv_results import read_asv_conf, read_results
@@ -173,7 +173,10 @@ def _git(repo: Path, *args: str) -> str:
 
 
 def resolve(repo: Path, ref: str) -> str:
-    return _git(repo, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
+    try:
+        return _git(repo, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
+    except BenchJobError as exc:  # a ref git cannot resolve: the caller's input
+        raise BenchInputError(str(exc)) from None
 
 
 def find_asv(explicit: Optional[str]) -> str:
@@ -336,18 +339,18 @@ def _prepare(o: BenchOptions) -> _Job:
     must not write a :class:`UsageError`, raised before anything is written)."""
     conf_path = Path(o.config).resolve()
     if not conf_path.is_file():
-        raise BenchJobError(f"asv config {o.config!r} does not exist")
+        raise BenchInputError(f"asv config {o.config!r} does not exist")
     try:
         conf = read_asv_conf(str(conf_path))
     except (OSError, ValueError, ReportError) as exc:
-        raise BenchJobError(f"cannot read {conf_path}: {exc}") from None
+        raise BenchInputError(f"cannot read {conf_path}: {exc}") from None
     conf_dir = conf_path.parent
     results_dir = (conf_dir / (o.results_dir or conf.get("results_dir", "results"))).resolve()
     out = out_dir(o, conf_dir, results_dir)
     out.write_text("asv-continuous.log", "")
     base, head = resolve(conf_dir, o.base), resolve(conf_dir, o.head)
     if not base or not head:
-        raise BenchJobError(f"cannot resolve --base {o.base!r} / --head {o.head!r} in {conf_dir}")
+        raise BenchInputError(f"cannot resolve --base {o.base!r} / --head {o.head!r} in {conf_dir}")
     device = device_of(o)
     factor = o.factor if o.factor is not None else confirm.default_factor(
         conf_dir, device, DEFAULT_FACTOR)
@@ -374,9 +377,10 @@ def _continuous(o: BenchOptions, job: _Job) -> int:
         raise BenchJobError(f"cannot start asv ({cmd[0]}): {exc.strerror or exc}") from None
 
 
-def record_error(o: BenchOptions, message: str) -> None:
-    """The job could not start: ``OUT/summary.md`` and GitHub say why (best effort; never
-    over a file attnperf did not write)."""
+def record_error(o: BenchOptions, message: str, code: int = ab.EXIT_INFRA) -> None:
+    """The job could not start (``code``: :data:`~attnperf.analysis.ab.EXIT_INFRA`, or
+    :data:`~attnperf.analysis.ab.EXIT_USAGE` for its input): ``OUT/summary.md`` and GitHub
+    say why (best effort; never over a file attnperf did not write)."""
     text = prcomment.render_unavailable(o.machine, message)
     out = Path(o.out)
     try:
@@ -387,7 +391,7 @@ def record_error(o: BenchOptions, message: str) -> None:
     except (OSError, OutputPathError):
         pass
     try:
-        github.publish(ab.EXIT_INFRA, message, o.machine, text)
+        github.publish(code, message, o.machine, text)
     except OSError:
         pass
 
@@ -403,13 +407,13 @@ def _thresholds(o: BenchOptions, results_dir: Path):
         return None
     path = _thresholds_path(o, results_dir)
     if o.thresholds and not path.is_file():
-        raise BenchJobError(f"--thresholds {o.thresholds!r} does not exist")
+        raise BenchInputError(f"--thresholds {o.thresholds!r} does not exist")
     try:
         found = thresholds_file.read(path)
     except ReportError as exc:
-        raise BenchJobError(f"{exc} (recalibrate: attnperf calibrate --machine {o.machine}; "
+        raise BenchInputError(f"{exc} (recalibrate: attnperf calibrate --machine {o.machine}; "
                             "or pass --no-thresholds)") from None
     if found is not None and found.machine != o.machine:
-        raise BenchJobError(f"{path} was calibrated for machine {found.machine!r}, "
+        raise BenchInputError(f"{path} was calibrated for machine {found.machine!r}, "
                             f"not {o.machine!r}")
     return found

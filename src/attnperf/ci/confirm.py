@@ -27,7 +27,7 @@ from typing import Dict, IO, List, Optional, Sequence, Tuple, Union
 
 from ..analysis import ab
 from ..analysis.gate import metric_class
-from ..errors import BenchJobError, ConfigError
+from ..errors import BenchInputError, BenchJobError, ConfigError
 from ..io import project_config
 from ..measure.paired import PairedRunner
 
@@ -42,12 +42,12 @@ def confirming(confirm: str, device: str) -> bool:
 
 def default_factor(conf_dir: Path, device: str, default: float) -> float:
     """[tool.attnperf] regression-factor of the repository for ``device``, else ``default``
-    (:class:`BenchJobError` for a malformed table)."""
+    (:class:`BenchInputError` for a malformed table)."""
     pyproject = conf_dir / project_config.PYPROJECT
     try:
         config = project_config.load(pyproject) if os.path.lexists(pyproject) else None
     except ConfigError as exc:
-        raise BenchJobError(str(exc)) from None
+        raise BenchInputError(str(exc)) from None
     return config.factor(device) if config else default
 
 

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from ..ci import bench
-from ..errors import BenchJobError
+from ..errors import BenchInputError, BenchJobError
 from ..measure.paired import PAIRED_FACTOR
 from .command import (Command, ExitCode, factor_float, int_in, machine_name, positive_float,
                       text)
@@ -89,8 +89,9 @@ class Bench(Command):
             outcome = bench.run(options)
         except BenchJobError as exc:
             print(f"error: {exc}", file=sys.stderr)
-            bench.record_error(options, str(exc))
-            return ExitCode.HARNESS
+            code = ExitCode.USAGE if isinstance(exc, BenchInputError) else ExitCode.HARNESS
+            bench.record_error(options, str(exc), int(code))
+            return code
         for line in outcome.flagged:
             print(f"[attnperf ci bench] flagged: {line}", file=sys.stderr)
         print(f"[attnperf ci bench] {outcome.verdict}: {outcome.reason} "

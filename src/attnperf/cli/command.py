@@ -59,13 +59,15 @@ class ExitCode(enum.IntEnum):
         (("asv env-build", "asv env-install"), "a pip step failed"))
     USAGE = 2, ("usage or input error: a bad flag or value, an unknown name, no such device, "
                 "an unreadable or invalid file, an unwritable output path"), (
-        (("bisect",), "also every selected benchmark n/a at GOOD and BAD on this machine"),)
+        (("bisect",), "also every selected benchmark n/a at GOOD and BAD on this machine"),
+        (("ci bench",), "also a ref git cannot resolve, a missing or unreadable asv config, "
+                        "[tool.attnperf] or thresholds file; summary.md says why"))
     NO_VERDICT = 3, ("harness failure, no verdict: asv crashed, could not start or fork, or "
                      "produced no results"), (
         (("ci bench",), "asv continuous ended without its comparison (a crash, a timeout, an "
                         "exit code other than its verdict's), wrote no results for both commits, "
-                        "or the job could not start (a ref git cannot resolve, an unreadable asv "
-                        "config or thresholds file); summary.md says why (verdict \"error\")"),
+                        "or could not be started, or the machine could not be described; "
+                        "summary.md says why (verdict \"error\")"),
         (("bisect",), "asv produced no results for GOOD or BAD (see its output)"),
         (("calibrate",), "asv produced fewer than two result sets (see its output)"))
     BROKEN = 4, "wrong result or broken benchmark: a kernel failed its check, or a benchmark errored", (

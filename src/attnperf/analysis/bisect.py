@@ -208,7 +208,7 @@ def bisect(db_of: Callable[[], ResultsDB], machine: str, good: str, bad: str,
     if any(r.change == ab.BROKE for r in rows):
         return Outcome(BROKEN, good, bad, factor, rows, measured=measured)
     slower = worst(rows)
-    paired = confirm is not None
+    paired = bool(slower) and confirm is not None  # asv flagged rows, the pairs judged them
     if slower and confirm is not None:
         rows = _rejudged(rows, confirm(good, bad, slower))
         # the search needs asv's values to move the way the pairs say

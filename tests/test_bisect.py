@@ -18,6 +18,7 @@ from attnperf.analysis import ab
 from attnperf.analysis import bisect as b
 from attnperf.cli import main
 from attnperf.io.asv_results import read_results, read_run
+from attnperf.render import bisect as render
 
 KERNELS, PROBLEMS = ["sdpa", "tiled"], ["seed", "train"]
 
@@ -323,6 +324,47 @@ def test_cli_asv_without_results_exit_3(cli_project):
     assert f"GOOD {c[0][:8]} and BAD {c[-1][:8]}" in proc.stderr
 
 
+def test_cli_asv_that_cannot_start_is_the_harness_code(cli_project):
+    """The asv executable cannot be started (here: it does not exist): exit 3, said once,
+    never the regression code."""
+    p = cli_project
+    c = p["commits"]
+    missing = p["tmp"] / "no-such-asv"
+    proc, calls = _cli(p, c[0], c[-1], "--machine", "h100", "--asv", str(missing))
+    assert proc.returncode == 3 and proc.stdout == "", proc.stderr
+    assert f"cannot start asv ({missing})" in proc.stderr and calls == []
+
+
+def test_cli_asv_that_crashes_is_the_harness_code(cli_project):
+    """asv crashes (a fork refused: a traceback, exit 1) and writes nothing: exit 3."""
+    p = cli_project
+    c = p["commits"]
+    crash = p["tmp"] / "asv-crash"
+    crash.write_text(f"#!{sys.executable}\nimport sys\n"
+                     "print('BlockingIOError: [Errno 11] Resource temporarily unavailable')\n"
+                     "sys.exit(1)\n")
+    crash.chmod(0o755)
+    proc, _ = _cli(p, c[0], c[-1], "--machine", "h100", "--asv", str(crash))
+    assert proc.returncode == 3 and "asv exit codes [1, 1]" in proc.stderr, proc.stderr
+
+
+def test_cli_a_benchmark_that_breaks_is_exit_4_not_a_regression(cli_project):
+    """tiled/seed passes at GOOD and fails at BAD (a wrong result): exit 4, named, no search,
+    though tiled/train is 3x slower."""
+    p = cli_project
+    c = p["commits"]
+    params = d.grid_params(KERNELS, PROBLEMS)
+    d.write_run(p["store"], d.H100_INFO, c[-1], 2000, {d.TIME: d.row(params, d.grid_values(
+        KERNELS, PROBLEMS, lambda k, q: None if (k, q) == ("tiled", "seed") else
+        d.samples((3e-4 if k == "tiled" else 1e-4), seed=len(k + q))))})
+    proc, calls = _cli(p, c[0], c[-1], "--machine", "h100", "--asv", str(p["tmp"] / "asv"))
+    assert proc.returncode == 4, proc.stdout + proc.stderr
+    assert proc.stdout.startswith(f"broken: 1 benchmark(s) pass at {c[0][:8]} and fail at "
+                                  f"{c[-1][:8]}")
+    assert "  tiled/seed TimeAttention.track_device_time: fails at head, passed at base" \
+        in proc.stdout and len(calls) == 2
+
+
 # ------------------------------------------------------- real asv (CPU) ---
 # A temporary clone of this repository; asv runs the suite for real (tiled only, one CPU
 # problem, forkserver).  History: base, b1, b2, b3, slow (tiled 4x the work), b4 .. b9.
@@ -390,7 +432,8 @@ def test_real_asv_bisect_names_the_injected_commit(clone):
     assert ran <= 2 + 3 and reused == 0
     # Everything measured is kept in results/: a second bisect runs asv for no commit.
     again, (ran2, reused2) = _real_bisect(clone, c["base"], c["b5"])
-    assert again.returncode == 1 and again.stdout == proc.stdout
+    # (the paired re-measurement is live: its figures differ, the commit and benchmark do not)
+    assert again.returncode == 1 and again.stdout.splitlines()[:2] == proc.stdout.splitlines()[:2]
     assert ran2 == 0 and reused2 == ran
 
 
@@ -402,3 +445,102 @@ def test_real_asv_bisect_says_no_regression_over_a_flat_range(clone):
     assert proc.stdout.startswith(f"no significant regression between {c['slow'][:8]} and "
                                   f"{c['b9'][:8]}"), proc.stdout
     assert "TimeAttention.track_device_time('tiled', 'b8_h4_sq64_d64_fp32')" in proc.stdout
+
+
+# ------------------------------- a CPU: flagged rows confirmed paired ---
+class _Paired:
+    """What measure.paired returns for one pair of commits (ratio, the sign test)."""
+
+    def __init__(self, ratio):
+        self.ratio, self.pairs = ratio, 30
+        self.p_slower = 1e-6 if ratio > 1.1 else 0.5
+        self.p_faster = 0.5
+
+    def slower(self, factor=1.1):
+        return self.ratio > factor
+
+    def faster(self, factor=1.1):
+        return False
+
+
+def _confirmer(ratio_of, calls):
+    """A ``confirm`` for bisect: the paired ratio of (before, after) is ``ratio_of``'s."""
+    def confirm(before, after, rows):
+        calls.append((before, after, [(r.kernel, r.problem) for r in rows]))
+        paired = {(r.kernel, r.problem): _Paired(ratio_of(before, after)) for r in rows}
+        return ab.confirm_paired(ab.Comparison("h100", None, None, 1.1, list(rows)),
+                                 paired, 1.1).rows
+    return confirm
+
+
+def test_paired_confirmation_clears_a_range_that_asvs_separate_runs_flag(tmp_path):
+    """asv's runs read BAD 1.5x slower (a process state, identical code); the pairs say
+    x1.0: no significant regression, nothing searched, only the flagged rows re-measured."""
+    _, results, commits = _results(tmp_path, [1, 1, 1, 1, 1.5])
+    calls, log = [], []
+    out = b.bisect(lambda: read_results(str(results)), "h100", commits[0], commits[-1],
+                   commits[1:], _fetcher(results, log), 1.1, None, None,
+                   _confirmer(lambda x, y: 1.0, calls))
+    assert out.kind == b.NO_REGRESSION and out.paired and log == [commits[0], commits[-1]]
+    assert [c[:2] for c in calls] == [(commits[0], commits[-1])]
+    assert set(calls[0][2]) == {("tiled", "seed"), ("tiled", "train")}
+    assert all(r.change == ab.SAME and r.source == "paired" for r in out.rows if r.kernel == "tiled")
+    assert render.outcome(out, lambda c: "").startswith(
+        f"no significant regression between {commits[0][:8]} and {commits[-1][:8]}")
+
+
+def test_paired_confirmation_names_the_step_it_confirms(tmp_path):
+    _, results, commits = _results(tmp_path, [1, 1, 1, 3, 3, 3])
+    slow = set(commits[3:])
+    calls, log = [], []
+    out = b.bisect(lambda: read_results(str(results)), "h100", commits[0], commits[-1],
+                   commits[1:], _fetcher(results, log), 1.1, None, None,
+                   _confirmer(lambda x, y: 3.0 if (y in slow) != (x in slow) else 1.0, calls))
+    assert out.kind == b.REGRESSION and out.culprit == commits[3] and out.confirmed
+    assert [c[:2] for c in calls] == [(commits[0], commits[-1]), (commits[2], commits[3])]
+    assert out.step.source == "paired" and out.step.ratio == 3.0
+    text = render.outcome(out, lambda c: "subject")
+    assert f"why flagged at {commits[3][:8]} against {commits[2][:8]}:" in text
+    assert "x3.000 > x1.1 (paired factor); paired p=1.0e-06 (sign test, 30 pairs); paired " \
+           "re-measurement" in text
+
+
+def test_a_step_the_pairs_do_not_confirm_is_not_named(tmp_path):
+    _, results, commits = _results(tmp_path, [1, 1, 1, 3, 3, 3])
+    out = b.bisect(lambda: read_results(str(results)), "h100", commits[0], commits[-1],
+                   commits[1:], _fetcher(results, []), 1.1, None, None,
+                   _confirmer(lambda x, y: 3.0 if (x, y) == (commits[0], commits[-1]) else 1.0,
+                              []))
+    assert out.kind == b.REGRESSION and not out.confirmed
+    assert "NOT CONFIRMED" in render.outcome(out, lambda c: "")
+
+
+def test_cli_on_a_cpu_confirms_paired_and_says_no_significant_regression(cli_project,
+                                                                         monkeypatch):
+    """A CPU machine (no GPU recorded): bisect re-measures what asv flags paired, as ci bench
+    does; a flat range under the pairs is 'no significant regression', exit 0."""
+    from attnperf.ci import confirm as confirm_mod
+
+    p = cli_project
+    c = p["commits"]
+    home = Path(os.environ["HOME"])
+    (home / ".asv-machine.json").write_text(json.dumps(
+        {"version": 1, "h100": dict(d.H100_INFO, gpu="none")}))
+    asked = []
+
+    def fake(repo, before, after, rows, label="ci bench", stream=None):
+        asked.append((before, after))
+        return {(r.kernel, r.problem): _Paired(1.0) for r in rows}, {}
+
+    monkeypatch.setattr(confirm_mod, "paired_confirmation", fake)
+    proc, calls = _cli(p, c[0], c[-1], "--machine", "h100", "--asv", str(p["tmp"] / "asv"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.startswith(f"no significant regression between {c[0][:8]} and "
+                                  f"{c[-1][:8]}") and "re-measured paired" in proc.stdout
+    assert "device cpu; flagged time rows confirmed paired at x1.1" in proc.stderr
+    assert asked == [(c[0], c[-1])] and len(calls) == 2
+    # --confirm none: asv's verdict alone names a commit (the factor is the CPU's 1.5)
+    proc, _ = _cli(p, c[0], c[-1], "--machine", "h100", "--confirm", "none",
+                   "--asv", str(p["tmp"] / "asv"))
+    assert proc.returncode == 1 and proc.stdout.startswith(f"regression: {c[4]}")
+    assert "factor x1.5; device cpu\n" in proc.stderr and len(asked) == 1

@@ -34,13 +34,17 @@ src = os.environ.get("FAKE_ASV_RESULTS")
 if src:
     shutil.copytree(src, os.environ["FAKE_ASV_DEST"], dirs_exist_ok=True)
 print("fake asv: exit", os.environ["FAKE_ASV_EXIT"])
+# asv continuous's last line once it has compared (none after a crash or exit 2)
+print(os.environ.get("FAKE_ASV_SAYS", ""))
 sys.exit(int(os.environ["FAKE_ASV_EXIT"]))
 '''
+SAYS = {0: "BENCHMARKS NOT SIGNIFICANTLY CHANGED.", 1: "PERFORMANCE DECREASED."}
 
 
 @pytest.fixture
 def project(tmp_path):
-    """A git repo with two commits, an asv config, and prepared results for both commits."""
+    """A git repo with two commits, an asv config, and prepared results for both commits
+    (tiled/train twice as slow at head; ``broken``: the same, where sdpa/seed fails at head)."""
     root = tmp_path / "repo"
     base, head = d.git_repo(root, 2)
     conf = d.asv_conf(root)
@@ -48,27 +52,36 @@ def project(tmp_path):
     d.write_benchmarks(prepared, KERNELS, PROBLEMS)
     d.write_machine(prepared, d.H100_INFO, d.H100_CEILINGS)
     params = d.grid_params(KERNELS, PROBLEMS)
-    for commit, slow, ms in ((base, 1.0, 1000), (head, 2.0, 2000)):
-        def t(k, p, slow=slow):  # tiled/train is twice as slow at head; the rest unchanged
-            if (k, p) == ("tiled", "seed"):
-                return d.samples(2e-5, seed=1)
-            scale = slow if k == "tiled" else 1.0
-            return d.samples({"seed": 6e-6, "train": 4e-4}[p] * scale, seed=len(k) + len(p))
-        d.write_run(prepared, d.H100_INFO, commit, ms,
-                    {d.TIME: d.row(params, d.grid_values(KERNELS, PROBLEMS, t))})
+    broken = tmp_path / "broken"
+    for folder, fails in ((prepared, False), (broken, True)):
+        if fails:
+            shutil.copytree(prepared, broken)
+        for commit, slow, ms in ((base, 1.0, 1000), (head, 2.0, 2000)):
+            def t(k, p, slow=slow, fail=fails and commit == head):
+                # tiled/train is twice as slow at head; the rest unchanged
+                if (k, p) == ("tiled", "seed"):
+                    return d.samples(2e-5, seed=1)
+                if fail and (k, p) == ("sdpa", "seed"):
+                    return None
+                scale = slow if k == "tiled" else 1.0
+                return d.samples({"seed": 6e-6, "train": 4e-4}[p] * scale, seed=len(k) + len(p))
+            d.write_run(folder, d.H100_INFO, commit, ms,
+                        {d.TIME: d.row(params, d.grid_values(KERNELS, PROBLEMS, t))})
     fake = tmp_path / "asv"
     fake.write_text(FAKE_ASV.format(python=sys.executable))
     fake.chmod(0o755)
     return {"root": root, "conf": conf, "base": base, "head": head, "prepared": prepared,
-            "fake": fake, "tmp": tmp_path}
+            "broken": broken, "fake": fake, "tmp": tmp_path}
 
 
-def _run(project, asv_exit, with_results=True, extra=(), github=True):
+def _run(project, asv_exit, with_results=True, extra=(), github=True, says=None,
+         results="prepared"):
     tmp = project["tmp"]
     out = tmp / "out"
     env = dict(os.environ)
     env.update({"FAKE_ASV_ARGV": str(tmp / "argv.json"), "FAKE_ASV_EXIT": str(asv_exit),
-                "FAKE_ASV_RESULTS": str(project["prepared"]) if with_results else "",
+                "FAKE_ASV_SAYS": SAYS.get(asv_exit, "") if says is None else says,
+                "FAKE_ASV_RESULTS": str(project[results]) if with_results else "",
                 "FAKE_ASV_DEST": str(project["root"] / "results")})
     if github:
         env.update({"GITHUB_ACTIONS": "true", "GITHUB_STEP_SUMMARY": str(tmp / "step-summary.md"),
@@ -79,7 +92,7 @@ def _run(project, asv_exit, with_results=True, extra=(), github=True):
     proc = subprocess.run(
         [sys.executable, *SCRIPT, "--config", str(project["conf"]), "--base", project["base"],
          "--head", "HEAD", "--machine", "h100", "--no-describe", "--asv", str(project["fake"]),
-         "--out", str(out), *extra], capture_output=True, text=True, env=env, timeout=120)
+         "--out", str(out), *(() if "--device" in extra else ("--device", "cuda")), *extra], capture_output=True, text=True, env=env, timeout=120)
     verdict = json.loads((out / "verdict.json").read_text()) if (out / "verdict.json").exists() \
         else None
     return proc, out, verdict
@@ -100,16 +113,57 @@ def test_regression_exit_1_and_asv_arguments(project):
     assert "verdict=regression\nexit_code=1\n" in (project["tmp"] / "github-output").read_text()
     assert "::error title=Regression (h100)::1 benchmark(s) slower" in proc.stdout
     assert "fake asv: exit 1" in (out / "asv-continuous.log").read_text()
+    # one line per flagged row saying why, in the output, the summary and verdict.json
+    why = ("tiled/train TimeAttention.track_device_time: x2.000 > x1.05 (factor); p=1.3e-08 "
+           "(Mann–Whitney U, n=15/15); asv's separate runs, not paired")
+    assert verdict["flagged"] == [why]
+    assert f"[attnperf ci bench] flagged: {why}\n" in proc.stderr
+    assert "#### Why flagged\n\n- tiled/train TimeAttention.track_device_time: x2.000 &gt; x1.05" \
+        in summary
     assert sorted(p.name for p in (out / "results" / "h100").iterdir()) == sorted(
         ["machine.json", "attnperf-ceilings.json", f"{project['base'][:8]}-virtualenv-py3.11.json",
          f"{project['head'][:8]}-virtualenv-py3.11.json"])
 
 
-def test_broken_benchmark_exit_2(project):
-    proc, out, verdict = _run(project, 2)
-    assert proc.returncode == 2 and verdict["verdict"] == "broken"
+def test_broken_benchmark_exit_4(project):
+    """asv exits 2 and head holds a failed result: broken (4), not the regression code,
+    though tiled/train is slower too."""
+    proc, out, verdict = _run(project, 2, results="broken")
+    assert proc.returncode == 4 and verdict["verdict"] == "broken", proc.stderr
     assert "::error title=Broken benchmark (h100)::" in proc.stdout
     assert (out / "summary.md").read_text().startswith("### 💥 `h100`: broken benchmark")
+
+
+def test_asv_exit_2_without_a_failed_result_is_a_harness_failure(project):
+    """asv's own argument error also exits 2: with no failed result it is not "broken"."""
+    proc, out, verdict = _run(project, 2)
+    assert proc.returncode == 3 and verdict["verdict"] == "error", proc.stderr
+    assert "no benchmark failed in the results" in verdict["reason"]
+
+
+def test_asv_crash_is_a_harness_failure_never_the_regression_code(project):
+    """asv exits 1 for a crash too (a fork that failed): without its comparison's last
+    line the job says harness failure (3), though the result files on disk (an earlier
+    run's) show a slower benchmark."""
+    proc, out, verdict = _run(project, 1, says=(
+        "Traceback (most recent call last):\nBlockingIOError: [Errno 11] Resource temporarily "
+        "unavailable (os.fork)"))
+    assert proc.returncode == 3 and verdict["verdict"] == "error", proc.stderr
+    assert verdict["reason"].startswith("asv continuous exited 1 without its comparison")
+    assert "::error title=Benchmark job error (h100)::" in proc.stdout
+    assert (out / "summary.md").read_text().startswith("### ⚠️ `h100`: asv continuous exited 1")
+
+
+def test_asv_that_cannot_start_is_a_harness_failure(project, tmp_path):
+    """An asv executable that cannot be started: exit 3, one error line, a summary."""
+    missing = tmp_path / "no-such-asv"
+    proc = subprocess.run(
+        [sys.executable, *SCRIPT, "--config", str(project["conf"]), "--base", project["base"],
+         "--machine", "h100", "--no-describe", "--asv", str(missing), "--out", str(tmp_path / "o")],
+        capture_output=True, text=True, timeout=120,
+        env={k: v for k, v in os.environ.items() if not k.startswith("GITHUB")})
+    assert proc.returncode == 3, proc.stderr
+    assert f"error: cannot start asv ({missing})" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_no_regression_exit_0_and_factor(project):
@@ -127,13 +181,13 @@ def test_asv_error_without_results_is_exit_3(project):
     assert "no results for the base and head commit" in (out / "summary.md").read_text()
 
 
-def test_unknown_base_is_exit_3_with_a_summary(project):
+def test_unknown_base_is_an_input_error_exit_2_with_a_summary(project):
     tmp = project["tmp"]
     proc = subprocess.run([sys.executable, *SCRIPT, "--config", str(project["conf"]),
                            "--base", "no-such-ref", "--machine", "h100", "--no-describe",
                            "--out", str(tmp / "o")], capture_output=True, text=True, timeout=60,
                           env={k: v for k, v in os.environ.items() if not k.startswith("GITHUB")})
-    assert proc.returncode == 3 and "error: git rev-parse" in proc.stderr
+    assert proc.returncode == 2 and "error: git rev-parse" in proc.stderr
     assert "no benchmark results" in (tmp / "o" / "summary.md").read_text()
 
 
@@ -237,3 +291,24 @@ def _end_to_end(root: Path, env_dir: Path, machine_key: str) -> None:
     assert "ci-e2e/attnperf-ceilings.json" in files and "benchmarks.json" in files
     assert sum(f.endswith("-virtualenv-py3.11.json") for f in files) == 2
     print(f"\nci_bench end to end: {out / 'summary.md'}")
+
+
+def test_machine_defaults_to_the_hosts_name_and_auto_reads_its_description(tmp_path, monkeypatch):
+    """The flow for other repositories: `attnperf ci bench --base HEAD~1 --head HEAD` needs
+    no --machine (`attnperf asv machine`'s default, the host's name) and no --device (the
+    one `attnperf asv machine` recorded)."""
+    import platform
+
+    from attnperf.ci import bench
+
+    monkeypatch.setattr(platform, "node", lambda: "my-box")
+    assert bench.BenchOptions(base="HEAD~1").machine == "my-box"
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / ".asv-machine.json").write_text(json.dumps(
+        {"version": 1, "my-box": {"gpu": "none"}, "h100": d.H100_INFO}))
+    assert bench.device_of(bench.BenchOptions(base="HEAD~1")) == "cpu"
+    assert bench.device_of(bench.BenchOptions(base="HEAD~1", machine="h100")) == "cuda"
+    assert bench.device_of(bench.BenchOptions(base="x", machine="h100", device="cpu")) == "cpu"
+    monkeypatch.setattr(platform, "node", lambda: "../x")
+    with pytest.raises(Exception, match="the host's name .* is not a machine name"):
+        bench.BenchOptions(base="HEAD~1")

@@ -595,8 +595,9 @@ def test_exit_code_table_is_the_ci_verdicts_and_in_every_help():
 
     assert [ExitCode(c) for c in (ab.EXIT_OK, ab.EXIT_REGRESSION, ab.EXIT_BROKEN, ab.EXIT_INFRA)] \
         == [ExitCode.OK, ExitCode.FAILURE, ExitCode.BROKEN, ExitCode.NO_VERDICT]
-    assert ExitCode.BROKEN is ExitCode.USAGE  # ci bench's broken benchmark shares 2
-    assert [int(c) for c in ExitCode] == [0, 1, 2, 3, 130, 143]
+    # every outcome of a verdict flow has its own code
+    assert (ExitCode.REGRESSION, ExitCode.HARNESS) == (ExitCode.FAILURE, ExitCode.NO_VERDICT)
+    assert [int(c) for c in ExitCode] == [0, 1, 2, 3, 4, 130, 143]
     top = build_parser().format_help()
     for code in ExitCode:
         assert f"  {int(code):<5}{code.summary.split()[0]}" in top

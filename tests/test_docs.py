@@ -129,7 +129,7 @@ ELSEWHERE = {
     "attnperf init": PLUGIN_FLOW,
     'git add -A && git commit -m "Track attention kernels with attnperf"': PLUGIN_FLOW,
     "attnperf asv machine": PLUGIN_FLOW,
-    "asv continuous --factor 1.5 --interleave-rounds -a rounds=3 -b '^(?!.*Views)' HEAD~1 HEAD": PLUGIN_FLOW,
+    "attnperf ci bench --base HEAD~1 --head HEAD": PLUGIN_FLOW,
     "attnperf site build": "tests/test_site.py::test_site_of_this_repository_results_in_chromium",
     "attnperf asv fetch-assets": "tests/test_site.py::test_site_of_this_repository_results_in_chromium",
     "attnperf ci bench --base origin/main --head HEAD --machine my-box --device cpu --factor 1.50": CI_BENCH_E2E,

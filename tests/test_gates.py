@@ -33,7 +33,7 @@ from attnperf.analysis import ab
 from attnperf.analysis import compare as cmp
 from attnperf.analysis.gate import is_view, metric_factor
 from attnperf.asv import suite
-from attnperf.io.asv_results import OK, Point, read_results, read_run
+from attnperf.io.asv_results import FAILED, OK, Point, read_results, read_run
 from attnperf.measure import correctness
 from attnperf.model import roofline
 from attnperf.model.problem import MAX_ABS_FACTOR, TOLERANCES, Problem
@@ -641,6 +641,9 @@ def test_statuses_and_versions():
     assert ab._classify(_bare(0.0), _bare(1.0), "v", "v", 1.1) == (ab.NA, None, none)
 
 
+FAILED_AT_HEAD = "failed at head"  # a row n/a at both ends whose head result failed
+
+
 class _Cmp:
     base = head = object()
     factor = 1.05
@@ -648,7 +651,10 @@ class _Cmp:
 
     def __init__(self, **counts):
         self.counts = counts
-        self.rows = [ab.Row(TIME_BENCH, ("k", "p"), Point(OK, 1.0), Point(OK, 1.0), 1.0, change,
+        self.rows = [ab.Row(TIME_BENCH, ("k", "p"), Point(OK, 1.0),
+                            Point(FAILED) if change in (ab.BROKE, FAILED_AT_HEAD)
+                            else Point(OK, 1.0), 1.0,
+                            ab.NA if change == FAILED_AT_HEAD else change,
                             ab.Significance(None, ""), "seconds", 1.05)
                      for change, n in counts.items() for _ in range(n)]
 
@@ -658,20 +664,41 @@ class _Cmp:
 
 @pytest.mark.parametrize("asv_exit,counts,code,why", [
     (1, {ab.WORSE: 2}, ab.EXIT_REGRESSION, "2 benchmark(s) slower than x1.05 with significance"),
-    (1, {ab.BROKE: 1}, ab.EXIT_REGRESSION, "0 benchmark(s) slower than x1.05 with significance"),
+    (1, {ab.BROKE: 1}, ab.EXIT_BROKEN, "1 benchmark(s) fail at head that passed at base"),
+    (1, {ab.WORSE: 1, ab.BROKE: 1}, ab.EXIT_BROKEN, "1 benchmark(s) fail at head"),
     (1, {ab.BETTER: 3}, ab.EXIT_INFRA, "asv exited 1 but the results show no regression"),
-    (2, {}, ab.EXIT_BROKEN, "a benchmark failed (asv continuous exit 2)"),
+    (2, {ab.BROKE: 1}, ab.EXIT_BROKEN, "1 benchmark(s) fail at head"),
+    (2, {FAILED_AT_HEAD: 1}, ab.EXIT_BROKEN, "a benchmark failed (asv continuous exit 2)"),
+    (2, {ab.WORSE: 1}, ab.EXIT_INFRA, "asv continuous exited 2 but no benchmark failed"),
     # asv's exit 0 cannot outvote a slower row: the verdict follows the rows
     (0, {ab.WORSE: 1}, ab.EXIT_REGRESSION, "1 benchmark(s) slower than x1.05"),
     (0, {ab.SAME: 2}, ab.EXIT_OK, "no significant regression"),
     (None, {ab.WORSE: 1}, ab.EXIT_REGRESSION, "1 benchmark(s) slower than x1.05"),
-    (None, {ab.BROKE: 1}, ab.EXIT_BROKEN, "a benchmark fails at head"),
+    (None, {ab.BROKE: 1}, ab.EXIT_BROKEN, "1 benchmark(s) fail at head"),
     (7, {}, ab.EXIT_INFRA, "asv continuous exited 7"),
 ])
 def test_exit_policy(asv_exit, counts, code, why):
     got, line = ab.decide(asv_exit, _Cmp(**counts))
     assert got == code and line.startswith(why)
     assert ab.decide(1, None)[0] == ab.EXIT_INFRA
+    # asv reached its comparison: the same verdict
+    assert ab.decide(asv_exit, _Cmp(**counts), asv_finished=True) == (got, line)
+
+
+@pytest.mark.parametrize("asv_exit,counts", [
+    (1, {ab.WORSE: 2}), (1, {ab.SAME: 2}), (1, {ab.BROKE: 1}), (7, {ab.WORSE: 1})])
+def test_an_asv_that_ended_without_its_comparison_is_a_harness_failure(asv_exit, counts):
+    """asv exits 1 for a crash (a fork that failed) as for a regression: when it did not
+    print its comparison, the rows on disk (stale or partial) never make it a verdict."""
+    got, line = ab.decide(asv_exit, _Cmp(**counts), asv_finished=False)
+    assert got == ab.EXIT_INFRA
+    assert line.startswith(f"asv continuous exited {asv_exit}")
+
+
+def test_exit_0_or_2_are_judged_by_the_rows_even_without_a_comparison_line():
+    """asv prints no table after exit 2; exit 0 is never a crash."""
+    assert ab.decide(0, _Cmp(**{ab.WORSE: 1}), asv_finished=False)[0] == ab.EXIT_REGRESSION
+    assert ab.decide(2, _Cmp(**{ab.BROKE: 1}), asv_finished=False)[0] == ab.EXIT_BROKEN
 
 
 class _CalCmp(_Cmp):

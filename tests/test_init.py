@@ -96,13 +96,8 @@ def test_init_writes_everything_and_a_starter_config(cli, plugin_repo):
         assert f"wrote  {rel}" in res.out
     config = project_config.load(plugin_repo / "pyproject.toml")
     assert config.kernels == ("toy_attn",) and config.baselines == ("sdpa",)  # from its entry point
-    assert (
-        "asv continuous --factor 1.5 --interleave-rounds -a rounds=3 -b '^(?!.*Views)' HEAD~1 HEAD"
-        in res.out
-    )
-    assert (
-        "\n  attnperf asv machine\n" in res.out
-    )  # describes the machine and measures its ceilings
+    assert "\n  attnperf ci bench --base HEAD~1 --head HEAD\n" in res.out  # the verdict, without asv's flags
+    assert "\n  attnperf asv machine\n" in res.out  # describes the machine and measures its ceilings
     assert "    wrote  .gitignore" in res.out
     conf = json.loads("\n".join(line for line in (plugin_repo / "asv.conf.json").read_text()
                                 .splitlines() if not line.strip().startswith("//")))
@@ -341,7 +336,7 @@ def readme_commands():
 def test_readme_flow_has_at_most_five_commands():
     cmds = readme_commands()
     assert 1 <= len(cmds) <= 5 and cmds[0].startswith("python -m pip install")
-    assert cmds[-1].startswith("asv continuous")
+    assert cmds[-1] == "attnperf ci bench --base HEAD~1 --head HEAD"
 
 
 SHARED_ENV = Path(os.environ.get("ATTNPERF_TEST_PLUGIN_ENV", REPO / ".asv" / "test-plugin-env"))
@@ -396,8 +391,8 @@ def test_readme_flow_in_a_plugin_repository(tmp_path, env_lock):
     assert rc == 0 and "wrote  asv.conf.json" in out, out
     # The flow goes on as init says (the README's block: its first two lines, then these).
     commit, machine, continuous = init_next_steps(out)[:3]
-    assert (commit.startswith("git add -A && git commit"), machine, continuous.split()[:2]) == (
-        True, "attnperf asv machine", ["asv", "continuous"])
+    assert (commit.startswith("git add -A && git commit"), machine, continuous) == (
+        True, "attnperf asv machine", cmds[-1])
     # One CPU problem keeps it short, and a GPU preset that a CPU run must not show; the rest
     # of the starter config is as init wrote it.
     text = (repo / "pyproject.toml").read_text()
@@ -414,15 +409,15 @@ def test_readme_flow_in_a_plugin_repository(tmp_path, env_lock):
     # A/A: HEAD~1 (before init) and HEAD have the same kernel code.
     rc, out = sh(continuous)
     assert rc == 0, out
-    assert not [line for line in out.splitlines() if re.match(r"^\|?\s*\+\s", line)], out
+    assert "[attnperf ci bench] flagged:" not in out, out
     assert "b8_h4_sq64_d64_fp16" not in out, out  # a CPU's tables: no row of the GPU preset
     # A commit that makes the user's kernel ~2x slower: flagged, and nothing else.
     kernel = repo / "toyattn" / "__init__.py"
     kernel.write_text(kernel.read_text().replace("REPEAT = 1", "REPEAT = 2"))
     rc, out = sh("git commit -qam 'toy: compute twice' && " + continuous)
     assert rc == 1, out
-    flagged = [line for line in out.splitlines() if re.match(r"^\|?\s*\+\s", line)]
-    assert flagged and all("'toy_attn'" in line for line in flagged), out
+    flagged = [line for line in out.splitlines() if line.startswith("[attnperf ci bench] flagged:")]
+    assert flagged and all(" toy_attn/" in line for line in flagged), out
     assert any("track_device_time" in line for line in flagged), out
     # The site: the user's kernel, its history, roofline figures against measured ceilings.
     rc, out = sh("attnperf site build --out _site")

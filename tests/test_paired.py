@@ -81,8 +81,11 @@ def test_confirm_paired_rejudges_time_rows_only():
     )
     assert faster.rows[0].change == ab.BETTER
     assert faster.rows[0].significance.p_value == pytest.approx(2 ** -30)  # the faster tail
+    # naive broke: that outranks a slower row
+    assert ab.decide(0, out)[0] == ab.EXIT_BROKEN
     # asv exited 0 at x1.5 (it missed sdpa): the paired verdict still says regression
-    code, reason = ab.decide(0, out)
+    code, reason = ab.decide(0, ab.Comparison("m", out.base, out.head, 1.5, [
+        r for r in out.rows if r.change != ab.BROKE], paired_factor=1.10))
     assert code == ab.EXIT_REGRESSION and "x1.1 in the paired re-measurement" in reason
     # asv exited 1 for tiled's noise; paired says it is the same: ok, and why
     quiet = ab.confirm_paired(

@@ -92,7 +92,8 @@ def test_significance_is_asvs_mann_whitney(tmp_path):
 def test_regression_comment(tmp_path):
     db = _history(tmp_path)
     text = pc.render_section(db, "h100", BASE, HEAD, 1.05, asv_exit=1)
-    assert text.startswith("### 🔴 `h100`: regression — 1 benchmark(s) slower than ×1.05")
+    # a broken benchmark outranks the slower one in the headline (and the exit code)
+    assert text.startswith("### 💥 `h100`: broken benchmark — 1 benchmark(s) failed; also 1 slower")
     lines = text.splitlines()
     assert "Base `11111111` → head `22222222` · factor ×1.05 · asv continuous exit 1" in text
     tiled = next(
@@ -124,10 +125,14 @@ def test_verdicts_and_exit_codes(tmp_path):
     db = _history(tmp_path)
     m = db.machines["h100"]
     cmp = ab.compare(db, "h100", m.runs_for(BASE)[0], m.runs_for(HEAD)[0], 1.05)
-    # asv's exit 0 cannot outvote the slower and broken rows the results show
-    assert ab.decide(0, cmp)[0] == ab.EXIT_REGRESSION
-    assert ab.decide(1, cmp)[0] == ab.EXIT_REGRESSION
+    # asv's exit 0 cannot outvote the broken row the results show, and a broken
+    # benchmark outranks a slower one: wrong results are never the regression code
+    assert ab.decide(0, cmp)[0] == ab.EXIT_BROKEN
+    assert ab.decide(1, cmp)[0] == ab.EXIT_BROKEN
     assert ab.decide(2, cmp)[0] == ab.EXIT_BROKEN
+    # asv exited 1 without its comparison: a crash, whatever the rows show
+    assert ab.decide(1, cmp, asv_finished=False)[0] == ab.EXIT_INFRA
+    assert ab.decide(0, cmp, asv_finished=False)[0] == ab.EXIT_BROKEN
     assert ab.decide(137, cmp)[0] == ab.EXIT_INFRA
     empty = ab.compare(db, "h100", m.runs_for(BASE)[0], m.runs_for(BASE)[0], 1.05)
     assert ab.decide(1, empty)[0] == ab.EXIT_INFRA  # asv's own error, not a regression
@@ -135,7 +140,7 @@ def test_verdicts_and_exit_codes(tmp_path):
     text = pc.render_section(db, "h100", BASE, HEAD, 1.05, asv_exit=2)
     assert text.startswith("### 💥 `h100`: broken benchmark — 1 benchmark(s) failed; also 1 slower")
     text = pc.render_section(db, "h100", BASE, HEAD, 1.05, asv_exit=0)
-    assert text.startswith("### 🔴 `h100`: regression — 1 benchmark(s) slower")
+    assert text.startswith("### 💥 `h100`: broken benchmark")
     same = pc.render_section(db, "h100", BASE, BASE, 1.05, asv_exit=0)
     assert same.startswith("### ✅ `h100`: no significant regression")
 
@@ -195,7 +200,7 @@ def test_cli_pr_comment(tmp_path, cli):
     out = tmp_path / "comment.md"
     r = cli("pr-comment", "--results", str(tmp_path), "--machine", "h100", "--base", BASE,
             "--head", HEAD, "--asv-exit", "1", "--output", str(out))
-    assert r.code == 0 and out.read_text().startswith("### 🔴 `h100`: regression")
+    assert r.code == 0 and out.read_text().startswith("### 💥 `h100`: broken benchmark")
     r = cli("pr-comment", "--results", str(tmp_path), "--machine", "h100", "--base", "main",
             "--head", HEAD)
     assert r.code == 2 and "--base must be a commit hash" in r.err

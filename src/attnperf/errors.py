@@ -66,7 +66,14 @@ class BenchJobError(AttnperfError):
     """``attnperf ci bench`` cannot run its job: a ref git cannot resolve, an unreadable
     asv config, ``[tool.attnperf]`` or thresholds file, a failed machine description.
 
-    The job still writes a summary saying so; the exit code is ``NO_VERDICT`` (3)."""
+    The job still writes a summary saying so; the exit code is ``HARNESS`` (3), or
+    ``USAGE`` (2) for :class:`BenchInputError`."""
+
+
+class BenchInputError(BenchJobError):
+    """``attnperf ci bench``'s input is wrong: a ref git cannot resolve, a missing or
+    unreadable asv config, ``[tool.attnperf]`` or thresholds file (exit ``USAGE``, 2; the
+    summary still says why)."""
 
 
 class AssetFetchError(AttnperfError):

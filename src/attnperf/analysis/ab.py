@@ -30,8 +30,9 @@ WORSE, BETTER, BROKE, FIXED, INCOMPARABLE, SAME, NA = (
 ICON = {WORSE: "🔴", BETTER: "🟢", BROKE: "💥", FIXED: "✅", INCOMPARABLE: "⚪", SAME: "", NA: ""}
 CHANGED = (BROKE, WORSE, FIXED, BETTER, INCOMPARABLE)
 
-# Exit codes of `attnperf ci bench` (and how the job reports them).
-EXIT_OK, EXIT_REGRESSION, EXIT_BROKEN, EXIT_INFRA = 0, 1, 2, 3
+# The verdict's exit codes (``attnperf.cli.command.ExitCode``: OK, REGRESSION, BROKEN,
+# HARNESS): a regression, a broken benchmark and a harness failure never share a code.
+EXIT_OK, EXIT_REGRESSION, EXIT_USAGE, EXIT_INFRA, EXIT_BROKEN = 0, 1, 2, 3, 4
 
 
 @dataclasses.dataclass
@@ -52,6 +53,9 @@ class Row:
     significance: Significance
     unit: str | None
     factor: float = 1.0
+    # where ``factor`` came from: "factor" (the run's), "calibrated" (the thresholds file),
+    # "metric" (a deterministic metric's own), "paired" (the paired re-measurement's)
+    source: str = "factor"
 
     @property
     def kernel(self) -> str:
@@ -172,14 +176,18 @@ def compare(db: ResultsDB, machine: str, base: Run | None, head: Run | None,
             before = bb.get(*key) if bb else Point(MISSING)
             after = hb.get(*key) if hb else Point(MISSING)
             row_factor = own.get((name, tuple(key)))
+            source = "factor" if row_factor is None else "calibrated"
             rule = metric_factor(name) if metric_rules else None
             if rule is not None:
+                if row_factor is None or rule >= row_factor:
+                    source = "metric"
                 row_factor = max(rule, row_factor or rule)
             elif row_factor is None:
                 row_factor = factor
             change, ratio, sig = _classify(before, after, bb.version if bb else None,
                                            hb.version if hb else None, row_factor)
-            rows.append(Row(name, key, before, after, ratio, change, sig, db.unit(name), row_factor))
+            rows.append(Row(name, key, before, after, ratio, change, sig, db.unit(name), row_factor,
+                            source))
     return Comparison(machine, base, head, factor, rows, bool(own))
 
 
@@ -202,57 +210,70 @@ def confirm_paired(comparison: Comparison, paired: Mapping[tuple[str, str], obje
         p = result.p_faster if change == BETTER else result.p_slower
         sig = Significance(change != SAME, f"paired p={p:.1e} (sign test, {result.pairs} pairs)", p)
         rows.append(dataclasses.replace(r, ratio=result.ratio, change=change, significance=sig,
-                                        factor=factor))
+                                        factor=factor, source="paired"))
     return dataclasses.replace(comparison, rows=rows, paired_factor=factor)
 
 
-VERDICTS = {EXIT_OK: "ok", EXIT_REGRESSION: "regression", EXIT_BROKEN: "broken",
-            EXIT_INFRA: "error"}
+VERDICTS = {EXIT_OK: "ok", EXIT_REGRESSION: "regression", EXIT_USAGE: "input error",
+            EXIT_BROKEN: "broken", EXIT_INFRA: "error"}
 
 
 def decide(asv_exit: int | None, comparison: Comparison | None,
-           asv_view: Comparison | None = None) -> tuple[int, str]:
-    """THE verdict of a pair of runs: the PR job's exit code and one line saying why.
+           asv_view: Comparison | None = None,
+           asv_finished: bool | None = None) -> tuple[int, str]:
+    """THE verdict of a pair of runs: the exit code and one line saying why.
 
     The job's exit code and the headline of its summary both come from here, so they
-    cannot disagree.  Rows slower past their factor (or broken at head) are a
-    regression whatever asv's exit code says (0 or 1; ``None``, asv not run: the
-    rows alone, a broken row "broken").  asv's exit code adds what the rows cannot
-    show: 2, a benchmark failed (broken); 1 with no row regressed, an asv error --
-    unless asv flagged rows that the calibrated thresholds, the metrics' own
-    factors or the paired re-measurement overrule (``asv_view``: the same pair
-    judged at asv's factor); anything else, no verdict.
+    cannot disagree.  Three outcomes are never confused:
+
+    * **broken** (:data:`EXIT_BROKEN`): a benchmark fails at head -- a row that passed at
+      base fails, or asv exited 2 and head holds a failed result (a wrong result: the
+      suite checks every kernel before timing it, or an error);
+    * **harness failure** (:data:`EXIT_INFRA`): asv did not get to its verdict -- no
+      results for both commits; ``asv_finished`` False (asv exited without printing its
+      comparison: a crash, a fork that failed, a bad argument), whatever rows stale or
+      partial result files show; an exit code asv's verdict never gives; exit 1 with no
+      row regressed (unless asv flagged rows that the calibrated thresholds, the metrics'
+      own factors or the paired re-measurement overrule: ``asv_view``, the same pair
+      judged at asv's factor); exit 2 with no failed result at head;
+    * **regression** (:data:`EXIT_REGRESSION`): rows slower past their factor, whatever
+      asv's exit code (0 or 1; ``None``, asv not run: the rows alone).
+
+    ``asv_finished`` None: unknown (results rendered from disk), the exit code alone.
     """
     if comparison is None or comparison.base is None or comparison.head is None:
         return EXIT_INFRA, ("asv wrote no results for both commits "
                             f"(asv exit {asv_exit}); see the asv log")
+    if asv_exit not in (None, 0, 1, 2):  # killed, timed out: never asv's verdict
+        return EXIT_INFRA, f"asv continuous exited {asv_exit}; see the asv log"
+    if asv_exit == 1 and asv_finished is False:  # (after exit 2 asv prints no table)
+        return EXIT_INFRA, (f"asv continuous exited {asv_exit} without its comparison (it "
+                            "crashed, could not start a benchmark process, or refused an "
+                            "argument): a harness failure, not a verdict; see the asv log")
+    failed_at_head = sum(r.after.status == FAILED for r in comparison.rows)
+    if comparison.count(BROKE):
+        return EXIT_BROKEN, (f"{comparison.count(BROKE)} benchmark(s) fail at head that passed "
+                             "at base: a wrong result or an error")
     if asv_exit == 2:
-        return EXIT_BROKEN, "a benchmark failed (asv continuous exit 2): a wrong result or an error"
+        if failed_at_head:
+            return EXIT_BROKEN, ("a benchmark failed (asv continuous exit 2): a wrong result "
+                                 "or an error")
+        return EXIT_INFRA, ("asv continuous exited 2 but no benchmark failed in the results: "
+                            "an asv error, see the log")
     past = ("their calibrated thresholds" if comparison.per_benchmark
             else f"x{comparison.factor:g}")
     if comparison.paired:
         past = f"x{comparison.paired_factor:g} in the paired re-measurement"
-    regressed = comparison.count(WORSE) or comparison.count(BROKE)
-    if asv_exit is None:  # the rows alone
-        if comparison.count(BROKE):
-            return EXIT_BROKEN, "a benchmark fails at head that passed at base"
-        if regressed:
-            return EXIT_REGRESSION, worse_text(comparison, past)
+    if comparison.count(WORSE):
+        return EXIT_REGRESSION, worse_text(comparison, past)
+    if asv_exit in (None, 0):
         return EXIT_OK, "no significant regression"
-    if asv_exit in (0, 1):
-        # asv's exit 0 cannot outvote rows that show a regression.
-        if regressed:
-            return EXIT_REGRESSION, worse_text(comparison, past)
-        if asv_exit == 0:
-            return EXIT_OK, "no significant regression"
-        # (a broken benchmark is broken at every factor: it returned above)
-        if asv_view is not None and asv_view.count(WORSE):
-            own = ("the paired re-measurement" if comparison.paired else
-                   "the calibrated thresholds" if comparison.per_benchmark else "each metric's factor")
-            return EXIT_OK, (f"no significant regression past {own} (asv "
-                             f"flagged {asv_view.count(WORSE)} at its factor x{asv_view.factor:g})")
-        return EXIT_INFRA, "asv exited 1 but the results show no regression: an asv error, see the log"
-    return EXIT_INFRA, f"asv continuous exited {asv_exit}; see the asv log"
+    if asv_view is not None and asv_view.count(WORSE):
+        own = ("the paired re-measurement" if comparison.paired else
+               "the calibrated thresholds" if comparison.per_benchmark else "each metric's factor")
+        return EXIT_OK, (f"no significant regression past {own} (asv "
+                         f"flagged {asv_view.count(WORSE)} at its factor x{asv_view.factor:g})")
+    return EXIT_INFRA, "asv exited 1 but the results show no regression: an asv error, see the log"
 
 
 def worse_text(comparison: Comparison, past: str, significant: str = "with significance",

@@ -10,7 +10,10 @@ The algorithm:
 1. **GOOD vs BAD** with asv's own test (:func:`attnperf.analysis.ab.compare`:
    Mann-Whitney U + factor, the test ``asv continuous`` applies) over the gated
    benchmarks that match the regex.  No row is ``worse`` -> *no significant
-   regression* (asv find would still name a "greatest regression").  Every
+   regression* (asv find would still name a "greatest regression").  A
+   benchmark that passed at GOOD and fails at BAD (a wrong result or an
+   error) -> *broken*, named, and no search: a timing is no verdict on a
+   kernel that fails its check.  Every
    row n/a (a GPU-only problem on a CPU, a benchmark that does not exist at
    either end) -> *nothing to compare*.
 2. **Binary search** over ``git rev-list GOOD..BAD`` (oldest first, BAD last)
@@ -25,6 +28,12 @@ The algorithm:
    at the same factor.  ``confirmed`` is False when that step alone is not a
    significant slowdown (the regression came in several smaller steps, or
    noise moved the search); the verdict says so instead of blaming.
+
+With ``confirm`` (on a CPU: :func:`attnperf.ci.confirm.paired_judge`, the paired
+re-measurement ``attnperf ci bench`` uses) the rows asv flags are judged again
+before anything is named: GOOD vs BAD first (asv's separate processes read
+identical code as a change on a CPU; when the pairs do not confirm it, the verdict
+is *no significant regression*), then the named commit against its parent.
 """
 
 from __future__ import annotations
@@ -38,8 +47,11 @@ from . import ab
 
 # Outcomes.
 NO_REGRESSION, REGRESSION, ALL_NA, NO_RESULTS = "no-regression", "regression", "all-n/a", "no-results"
+BROKEN = "broken"  # a benchmark fails at BAD that passed at GOOD: a wrong result, not a slowdown
 
 Fetch = Callable[[str], Run | None]
+# confirm(before, after, rows) -> the rows judged again (a CPU's paired re-measurement)
+Confirm = Callable[[str, str, Sequence[ab.Row]], list[ab.Row]]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -158,6 +170,7 @@ class Outcome:
     suspects: list[str] = dataclasses.field(default_factory=list)
     step: ab.Row | None = None  # the target row, culprit vs its parent
     step_rows: list[ab.Row] = dataclasses.field(default_factory=list)  # worse rows at the step
+    paired: bool = False  # flagged rows were judged again by the paired re-measurement
     measured: list[str] = dataclasses.field(default_factory=list)  # commits fetched, in order
     values: dict[str, float | None] = dataclasses.field(default_factory=dict)
 
@@ -175,14 +188,16 @@ def _value(run: Run | None, target: Target) -> float | None:
 
 def bisect(db_of: Callable[[], ResultsDB], machine: str, good: str, bad: str,
            commits: Sequence[str], fetch: Fetch, factor: float,
-           pattern: str | None = None, thresholds: ab.Thresholds | None = None) -> Outcome:
+           pattern: str | None = None, thresholds: ab.Thresholds | None = None,
+           confirm: Confirm | None = None) -> Outcome:
     """The verdict for GOOD..BAD (see the module docstring).
 
     ``fetch(commit)`` returns that commit's asv results on ``machine`` (measuring
     them if needed) or None; ``db_of()`` the results database (units and
     benchmark metadata for the comparison rows).  ``commits`` is
     ``git rev-list --reverse GOOD..BAD``.  ``thresholds`` (calibrated, per
-    benchmark) override ``factor`` where they have an entry.
+    benchmark) override ``factor`` where they have an entry.  ``confirm`` (see the
+    module docstring) judges flagged rows again before a commit is named.
     """
     good_run, bad_run = fetch(good), fetch(bad)
     measured = [good, bad]
@@ -190,10 +205,17 @@ def bisect(db_of: Callable[[], ResultsDB], machine: str, good: str, bad: str,
         return Outcome(NO_RESULTS, good, bad, factor, [], measured=measured)
     db = db_of()
     rows = compare(db, machine, good_run, bad_run, factor, pattern, thresholds)
+    if any(r.change == ab.BROKE for r in rows):
+        return Outcome(BROKEN, good, bad, factor, rows, measured=measured)
     slower = worst(rows)
+    paired = bool(slower) and confirm is not None  # asv flagged rows, the pairs judged them
+    if slower and confirm is not None:
+        rows = _rejudged(rows, confirm(good, bad, slower))
+        # the search needs asv's values to move the way the pairs say
+        slower = [r for r in worst(rows) if r.after.value > r.before.value]
     if not slower:
         kind = NO_REGRESSION if comparable(rows) else ALL_NA
-        return Outcome(kind, good, bad, factor, rows, measured=measured)
+        return Outcome(kind, good, bad, factor, rows, measured=measured, paired=paired)
     top = slower[0]
     target = Target(top.benchmark, top.params)
     search = Bisection(good, commits, top.before.value, top.after.value)
@@ -210,8 +232,19 @@ def bisect(db_of: Callable[[], ResultsDB], machine: str, good: str, bad: str,
         runs[parent] = fetch(parent)
     db = db_of()
     step_rows = compare(db, machine, runs[parent], runs[culprit], factor, pattern, thresholds)
+    if confirm is not None:
+        asked = [r for r in step_rows if r.change == ab.WORSE
+                 or (r.benchmark, r.params) == (target.benchmark, target.params)]
+        step_rows = _rejudged(step_rows, confirm(parent, culprit, asked) if asked else [])
     step = next((r for r in step_rows if (r.benchmark, r.params) == (target.benchmark, target.params)),
                 None)
     return Outcome(REGRESSION, good, bad, factor, rows, target=target, culprit=culprit,
                    parent=parent, suspects=search.suspects, step=step,
-                   step_rows=worst(step_rows), measured=measured, values=dict(search.values))
+                   step_rows=worst(step_rows), measured=measured, values=dict(search.values),
+                   paired=paired)
+
+
+def _rejudged(rows: Sequence[ab.Row], again: Sequence[ab.Row]) -> list[ab.Row]:
+    """``rows`` with those judged again replaced (matched by benchmark and parameters)."""
+    new = {(r.benchmark, r.params): r for r in again}
+    return [new.get((r.benchmark, r.params), r) for r in rows]

@@ -177,7 +177,22 @@ def _kill_group(proc: subprocess.Popen[str]) -> None:
         pass
 
 
-def machine_names(path: Path | None = None) -> list[str]:
+CANNOT_START = 127  # the exit code recorded for an asv that could not be started (as a shell)
+
+# The last lines `asv continuous` prints once it has compared the two commits
+# (asv/commands/continuous.py); an exit without one of them is not its verdict.
+CONTINUOUS_VERDICTS = ("PERFORMANCE DECREASED.", "PERFORMANCE INCREASED.",
+                       "BENCHMARKS NOT SIGNIFICANTLY CHANGED.")
+
+
+def continuous_finished(output: str) -> bool:
+    """Did ``asv continuous`` (its ``output``) get as far as its comparison?  asv exits 1
+    both for a regression and for a crash (an uncaught exception, a fork that failed, a
+    refused argument); only the comparison's last line tells them apart."""
+    return any(line.strip() in CONTINUOUS_VERDICTS for line in output.splitlines())
+
+
+def machine_names(path: Optional[Path] = None) -> List[str]:
     """Machines described in ~/.asv-machine.json (what ``asv run --machine`` accepts)."""
     path = path or Path.home() / ".asv-machine.json"
     try:
@@ -185,6 +200,19 @@ def machine_names(path: Path | None = None) -> list[str]:
     except ReportError:
         return []
     return [k for k in data if k != "version"] if isinstance(data, dict) else []
+
+
+def machine_device(machine: str, path: Optional[Path] = None) -> str:
+    """"cuda" when ``attnperf asv machine`` recorded a GPU for ``machine`` in
+    ~/.asv-machine.json (its ``gpu`` field), else "cpu"."""
+    path = path or Path.home() / ".asv-machine.json"
+    try:
+        data = load_json(str(path), "asv machine file")
+    except ReportError:
+        return "cpu"
+    entry = data.get(machine) if isinstance(data, dict) else None
+    gpu = entry.get("gpu") if isinstance(entry, dict) else None
+    return "cuda" if isinstance(gpu, str) and gpu.strip().lower() not in ("", "none") else "cpu"
 
 
 class AsvRunner:
@@ -230,7 +258,15 @@ class AsvRunner:
         if self.rounds and self.rounds > 1:
             cmd += ["--interleave-rounds", "-a", f"rounds={self.rounds}"]
         cmd.append(f"{commit}^!")
-        rc = tee(cmd, self.project.conf_dir, asv_env(), self.stream, self.log_path, self.timeout)
+        try:
+            rc = tee(cmd, self.project.conf_dir, asv_env(), self.stream, self.log_path,
+                     self.timeout)
+        except OSError as exc:  # asv could not be started: no results, the caller's verdict
+            rc = CANNOT_START
+            log.error("cannot start asv (%s): %s", cmd[0], exc.strerror or exc)
+            if self.stream is not None:
+                self.stream.write(f"[attnperf] cannot start asv ({cmd[0]}): "
+                                  f"{exc.strerror or exc}\n")
         self.ran.append(commit)
         self.exit_codes.append(rc)
         return rc

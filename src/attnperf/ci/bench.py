@@ -19,7 +19,8 @@ is what the GitHub workflow runs, and what a developer (or a test) runs locally:
    every row is judged again at its own threshold (rows without one at F),
    and the verdict and exit code follow that re-judged table; the file's
    ``rounds`` is the default for ``--rounds``;
-3c. on a CPU (``--device cpu`` with ``--confirm auto``, or ``--confirm paired``): every time row measured at both
+3c. on a CPU (``--device cpu``, or ``auto`` on a machine described without a GPU, with
+   ``--confirm auto``; or ``--confirm paired``): every time row measured at both
    commits is measured again *paired* -- both commits checked out (git
    worktrees, removed after), one live worker process each, pinned to one
    core, samples alternated (:mod:`attnperf.measure.paired`) -- and judged by
@@ -32,11 +33,12 @@ is what the GitHub workflow runs, and what a developer (or a test) runs locally:
 5. copy the result files into ``OUT/results/`` (the artifact) and write
    ``OUT/verdict.json``.
 
-The verdict (:data:`attnperf.analysis.ab.VERDICTS`) is the command's exit code:
-0 ok, no significant regression; 1 regression, asv continuous exit 1 and the results
-show a slower benchmark; 2 broken, a benchmark failed (asv exit 2: a wrong result or
-an error); 3 error, asv did not produce results for both commits, or the job could not
-start (:class:`BenchJobError`; ``OUT/summary.md`` still says why).
+The verdict (:func:`attnperf.analysis.ab.decide`) is the command's exit code:
+0 ok, no significant regression; 1 regression, the results show a benchmark slower
+past its threshold; 3 error, a harness failure: asv ended without its comparison (a
+crash, a failed fork, a timeout), did not produce results for both commits, or the job
+could not start (:class:`BenchJobError`; ``OUT/summary.md`` still says why); 4 broken,
+a benchmark fails at head (a wrong result or an error).
 
 ``render_only`` skips steps 2-3 and renders from results already on disk
 (``asv_exit`` then supplies asv's exit code, if known).
@@ -48,43 +50,39 @@ import dataclasses
 import json
 import math
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
-from ..analysis import ab
+from ..analysis import ab, judge
 from ..analysis.gate import GATE_REGEX as GATED
-from ..analysis.gate import metric_class
 from ..asv import runner
 from ..errors import (
+    BenchInputError,
     BenchJobError,
-    ConfigError,
     OutputPathError,
     ProjectError,
     ReportError,
     UsageError,
 )
-from ..io import project_config
 from ..io import thresholds as thresholds_file
 from ..io.asv_results import read_asv_conf, read_results
 from ..io.folders import OwnedDir
-from ..measure.paired import PAIRED_FACTOR, PairedRunner
+from ..measure.paired import PAIRED_FACTOR
 from ..model import names
 from ..render import prcomment
-from ..render.cibench import paired_section
-from . import github
+from ..render.cibench import paired_section, why_section
+from . import confirm, github
+from .confirm import paired_confirmation
 
 DEFAULT_FACTOR = 1.05
-CONFIRM = ("auto", "paired", "none")
+CONFIRM = confirm.CONFIRM
 MAX_FACTOR = 1000.0  # a slowdown factor beyond this judges nothing
 MAX_ROUNDS = 100
 MAX_TIMEOUT_S = 7 * 86_400.0  # a week for asv continuous
 # OUT's marker: the files an earlier `ci bench` wrote there (the only ones it rewrites).
 OUT_MARKER = ".attnperf-ci-bench"
 OUT_FILES = ("summary.md", "verdict.json", "asv-continuous.log", "paired.json")
-Key = tuple[str, str]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,7 +94,7 @@ class BenchOptions:
     ``thresholds`` None: ``results/MACHINE/attnperf-thresholds.json`` when it exists."""
 
     base: str
-    machine: str
+    machine: str | None = None  # None: `attnperf asv machine`'s default, the host's name
     head: str = "HEAD"
     factor: float | None = None
     config: str = "asv.conf.json"
@@ -116,6 +114,10 @@ class BenchOptions:
     asv_exit: int | None = None
 
     def __post_init__(self) -> None:
+        if self.machine is None:
+            from ..asv.machine import default_name  # (imports torch: only when needed)
+            object.__setattr__(self, "machine", names.machine(
+                default_name(), "the host's name (the default machine name; pass --machine)"))
         names.machine(self.machine)
         for flag, value in (("--factor", self.factor), ("--paired-factor", self.paired_factor)):
             if value is not None and not (math.isfinite(value) and value >= 1.0):
@@ -137,8 +139,20 @@ class BenchOptions:
 
     @property
     def confirming(self) -> bool:
-        """--confirm paired, or auto with --device cpu (the CPU jobs: CI's and `make continuous`)."""
-        return self.confirm == "paired" or (self.confirm == "auto" and self.device == "cpu")
+        """--confirm paired, or auto with --device cpu (the CPU jobs: CI's and `make continuous`);
+        with --device auto the job decides once the device is known (:func:`device_of`)."""
+        return confirm.confirming(self.confirm, self.device)
+
+
+def device_of(o: BenchOptions) -> str:
+    """--device, with auto resolved: the device `attnperf asv machine` recorded for the
+    machine in ~/.asv-machine.json, else the one this Python sees (cuda if available)."""
+    if o.device != "auto":
+        return o.device
+    if o.machine in runner.machine_names():
+        return runner.machine_device(str(o.machine))
+    from ..measure.device import resolve_device  # (imports torch)
+    return resolve_device("auto")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,6 +163,7 @@ class Outcome:
     code: int
     reason: str
     summary_path: Path
+    flagged: tuple[str, ...] = ()  # one line per flagged row: why (analysis.judge.why)
 
     @property
     def verdict(self) -> str:
@@ -164,7 +179,10 @@ def _git(repo: Path, *args: str) -> str:
 
 
 def resolve(repo: Path, ref: str) -> str:
-    return _git(repo, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
+    try:
+        return _git(repo, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
+    except BenchJobError as exc:  # a ref git cannot resolve: the caller's input
+        raise BenchInputError(str(exc)) from None
 
 
 def find_asv(explicit: str | None) -> str:
@@ -255,6 +273,7 @@ class _Job:
     asv_factor: float  # what asv continuous runs at: the smallest of factor and the thresholds
     rounds: int | None
     calibrated: thresholds_file.Thresholds | None
+    device: str  # --device, auto resolved (device_of)
 
     @property
     def conf_dir(self) -> Path:
@@ -270,6 +289,9 @@ def run(o: BenchOptions) -> Outcome:
     :class:`UsageError` for an output folder it must not write."""
     job = _prepare(o)
     asv_exit = o.asv_exit if o.render_only else _continuous(o, job)
+    # asv exits 1 for a regression and for a crash alike: only its output tells them apart.
+    finished = None if o.render_only else runner.continuous_finished(
+        job.log_path.read_text(errors="replace"))
     db = read_results(str(job.results_dir))
     machine = db.machines.get(o.machine)
     base_run = machine.runs_for(job.base)[-1] if machine and machine.runs_for(job.base) else None
@@ -280,8 +302,9 @@ def run(o: BenchOptions) -> Outcome:
     # or the metrics' own factors overrule from an asv error.
     asv_view = ab.compare(db, o.machine, base_run, head_run, job.asv_factor, metric_rules=False)
     paired = None
-    if o.confirming and not o.render_only and base_run is not None and head_run is not None:
-        paired, failed = paired_confirmation(job.conf_dir, job.base, job.head, cmp)
+    if (confirm.confirming(o.confirm, job.device) and not o.render_only
+            and base_run is not None and head_run is not None and finished is not False):
+        paired, failed = paired_confirmation(job.conf_dir, job.base, job.head, cmp.rows)
         job.out.write_text("paired.json", json.dumps(
             {"factor": o.paired_factor,
              "results": [{"kernel": k, "problem": p, **r.to_dict()} for (k, p), r in paired.items()],
@@ -289,13 +312,16 @@ def run(o: BenchOptions) -> Outcome:
             indent=2) + "\n")
         cmp = ab.confirm_paired(cmp, paired, o.paired_factor)
     # One verdict, from the rows: the exit code and the summary's headline both.
-    code, reason = ab.decide(asv_exit, cmp, asv_view)
+    code, reason = ab.decide(asv_exit, cmp, asv_view, finished)
     footer = "" if o.render_only else (
         f"<sub>asv's own output: `{job.log_path.name}` in this job's artifact.</sub>")
     summary = prcomment.render_section(db, o.machine, job.base, job.head, job.factor,
                                        asv_exit=asv_exit, footer=footer,
                                        thresholds=job.calibrated, asv_factor=job.asv_factor,
-                                       comparison=cmp, asv_view=asv_view)
+                                       comparison=cmp, asv_view=asv_view,
+                                       verdict=(code, reason))
+    reasons = judge.why_lines(cmp.rows)
+    summary += why_section(reasons)
     if paired is not None:
         summary += paired_section(paired, o.paired_factor)
     summary_path = job.out.write_text("summary.md", summary)
@@ -306,10 +332,11 @@ def run(o: BenchOptions) -> Outcome:
                "thresholds": str(_thresholds_path(o, job.results_dir)) if job.calibrated else None,
                "paired_factor": o.paired_factor if paired is not None else None,
                "files": copied,
-               "counts": {c: cmp.count(c) for c in (ab.WORSE, ab.BETTER, ab.BROKE, ab.FIXED)}}
+               "counts": {c: cmp.count(c) for c in (ab.WORSE, ab.BETTER, ab.BROKE, ab.FIXED)},
+               "flagged": reasons}
     job.out.write_text("verdict.json", json.dumps(verdict, indent=2) + "\n")
     github.publish(code, reason, o.machine, summary)
-    return Outcome(code, reason, summary_path)
+    return Outcome(code, reason, summary_path, tuple(reasons))
 
 
 def _prepare(o: BenchOptions) -> _Job:
@@ -318,23 +345,26 @@ def _prepare(o: BenchOptions) -> _Job:
     must not write a :class:`UsageError`, raised before anything is written)."""
     conf_path = Path(o.config).resolve()
     if not conf_path.is_file():
-        raise BenchJobError(f"asv config {o.config!r} does not exist")
+        raise BenchInputError(f"asv config {o.config!r} does not exist")
     try:
         conf = read_asv_conf(str(conf_path))
     except (OSError, ValueError, ReportError) as exc:
-        raise BenchJobError(f"cannot read {conf_path}: {exc}") from None
+        raise BenchInputError(f"cannot read {conf_path}: {exc}") from None
     conf_dir = conf_path.parent
     results_dir = (conf_dir / (o.results_dir or conf.get("results_dir", "results"))).resolve()
     out = out_dir(o, conf_dir, results_dir)
-    factor = o.factor if o.factor is not None else _default_factor(conf_dir, o.device)
     out.write_text("asv-continuous.log", "")
     base, head = resolve(conf_dir, o.base), resolve(conf_dir, o.head)
     if not base or not head:
-        raise BenchJobError(f"cannot resolve --base {o.base!r} / --head {o.head!r} in {conf_dir}")
+        raise BenchInputError(f"cannot resolve --base {o.base!r} / --head {o.head!r} in {conf_dir}")
+    device = device_of(o)
+    factor = o.factor if o.factor is not None else confirm.default_factor(
+        conf_dir, device, DEFAULT_FACTOR)
     calibrated = _thresholds(o, results_dir)
     asv_factor = min(factor, calibrated.smallest() or factor) if calibrated else factor
     rounds = o.rounds or (calibrated.rounds if calibrated else None)
-    return _Job(conf_path, results_dir, out, base, head, factor, asv_factor, rounds, calibrated)
+    return _Job(conf_path, results_dir, out, base, head, factor, asv_factor, rounds, calibrated,
+                device)
 
 
 def _continuous(o: BenchOptions, job: _Job) -> int:
@@ -347,12 +377,16 @@ def _continuous(o: BenchOptions, job: _Job) -> int:
     if job.rounds and job.rounds > 1:
         cmd += ["--interleave-rounds", "-a", f"rounds={job.rounds}"]
     cmd += [*o.asv_args, job.base, job.head]
-    return _tee(cmd, job.conf_dir, job.log_path, env, timeout=o.timeout_s)
+    try:
+        return _tee(cmd, job.conf_dir, job.log_path, env, timeout=o.timeout_s)
+    except OSError as exc:  # not executable, no such file, fork refused: the harness failed
+        raise BenchJobError(f"cannot start asv ({cmd[0]}): {exc.strerror or exc}") from None
 
 
-def record_error(o: BenchOptions, message: str) -> None:
-    """The job could not start: ``OUT/summary.md`` and GitHub say why (best effort; never
-    over a file attnperf did not write)."""
+def record_error(o: BenchOptions, message: str, code: int = ab.EXIT_INFRA) -> None:
+    """The job could not start (``code``: :data:`~attnperf.analysis.ab.EXIT_INFRA`, or
+    :data:`~attnperf.analysis.ab.EXIT_USAGE` for its input): ``OUT/summary.md`` and GitHub
+    say why (best effort; never over a file attnperf did not write)."""
     text = prcomment.render_unavailable(o.machine, message)
     out = Path(o.out)
     try:
@@ -363,59 +397,9 @@ def record_error(o: BenchOptions, message: str) -> None:
     except (OSError, OutputPathError):
         pass
     try:
-        github.publish(ab.EXIT_INFRA, message, o.machine, text)
+        github.publish(code, message, o.machine, text)
     except OSError:
         pass
-
-
-def _default_factor(conf_dir: Path, device: str) -> float:
-    """[tool.attnperf] regression-factor of the repository for ``device``, else the default."""
-    pyproject = conf_dir / project_config.PYPROJECT
-    try:
-        config = project_config.load(pyproject) if os.path.lexists(pyproject) else None
-    except ConfigError as exc:
-        raise BenchJobError(str(exc)) from None
-    return config.factor(device) if config else DEFAULT_FACTOR
-
-
-def paired_confirmation(repo: Path, base: str, head: str, cmp: ab.Comparison
-                        ) -> tuple[dict[Key, object], dict[Key, str]]:
-    """(kernel, problem id) -> paired figures for every time row measured at both
-    commits, and -> why not for those the workers could not measure."""
-    keys = sorted({(r.kernel, r.problem) for r in cmp.rows if metric_class(r.benchmark) is None
-                   and r.before.ok and r.after.ok})
-    done: dict[Key, object] = {}
-    failed: dict[Key, str] = {}
-    if not keys:
-        return done, failed
-    tmp = Path(tempfile.mkdtemp(prefix="attnperf-paired-"))
-    trees: list[Path] = []
-    try:
-        try:
-            for name, sha in (("base", base), ("head", head)):
-                _git(repo, "worktree", "add", "--detach", str(tmp / name), sha)
-                trees.append(tmp / name)
-        except BenchJobError as exc:  # the rows keep asv's verdict; paired.json says why
-            print(f"[attnperf ci bench] no paired re-measurement: {exc}", file=sys.stderr)
-            return done, {key: f"no checkout: {exc}" for key in keys}
-        src = [str(t / "src") if (t / "src" / "attnperf").is_dir() else None for t in trees]
-        with PairedRunner(src[0], src[1], str(trees[0]), str(trees[1])) as runner:
-            for key in keys:
-                result = runner.measure(*key)
-                if isinstance(result, str):
-                    failed[key] = result
-                else:
-                    done[key] = result
-                print(f"[attnperf ci bench] paired {key[0]} {key[1]}: "
-                      + (result if isinstance(result, str) else
-                         f"x{result.ratio:.3f} (p={result.p_slower:.1e}, {result.pairs} pairs)"),
-                      file=sys.stderr)
-    finally:
-        for t in trees:
-            subprocess.run(["git", "-C", str(repo), "worktree", "remove", "--force", str(t)],
-                           capture_output=True, check=False)
-        shutil.rmtree(tmp, ignore_errors=True)
-    return done, failed
 
 
 def _thresholds_path(o: BenchOptions, results_dir: Path) -> Path:
@@ -429,13 +413,13 @@ def _thresholds(o: BenchOptions, results_dir: Path):
         return None
     path = _thresholds_path(o, results_dir)
     if o.thresholds and not path.is_file():
-        raise BenchJobError(f"--thresholds {o.thresholds!r} does not exist")
+        raise BenchInputError(f"--thresholds {o.thresholds!r} does not exist")
     try:
         found = thresholds_file.read(path)
     except ReportError as exc:
-        raise BenchJobError(f"{exc} (recalibrate: attnperf calibrate --machine {o.machine}; "
+        raise BenchInputError(f"{exc} (recalibrate: attnperf calibrate --machine {o.machine}; "
                             "or pass --no-thresholds)") from None
     if found is not None and found.machine != o.machine:
-        raise BenchJobError(f"{path} was calibrated for machine {found.machine!r}, "
+        raise BenchInputError(f"{path} was calibrated for machine {found.machine!r}, "
                             f"not {o.machine!r}")
     return found

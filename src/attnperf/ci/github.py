@@ -2,7 +2,7 @@
 
 Each is a no-op outside GitHub Actions (its variable unset): ``$GITHUB_STEP_SUMMARY``
 gets the summary markdown appended; ``$GITHUB_OUTPUT`` gets ``verdict=`` (ok,
-regression, broken, error) and ``exit_code=``; with ``GITHUB_ACTIONS=true`` a
+regression, broken, error, input error) and ``exit_code=``; with ``GITHUB_ACTIONS=true`` a
 ``::notice``/``::error`` workflow command on stdout titles the job's result.
 """
 
@@ -14,7 +14,8 @@ import sys
 from ..analysis import ab
 
 TITLES = {ab.EXIT_OK: "No regression", ab.EXIT_REGRESSION: "Regression",
-          ab.EXIT_BROKEN: "Broken benchmark", ab.EXIT_INFRA: "Benchmark job error"}
+          ab.EXIT_BROKEN: "Broken benchmark", ab.EXIT_INFRA: "Benchmark job error",
+          ab.EXIT_USAGE: "Benchmark job input error"}
 
 
 def publish(code: int, reason: str, machine: str, summary: str) -> None:

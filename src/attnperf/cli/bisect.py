@@ -1,9 +1,10 @@
 """``attnperf bisect GOOD BAD``: the bisect users expect from ``asv find``, with a verdict.
 
 The verdict is :class:`~attnperf.cli.command.ExitCode`: OK, no significant regression
-between GOOD and BAD; FAILURE, a regression, named (or, when NOT CONFIRMED is printed,
+between GOOD and BAD; REGRESSION, a regression, named (or, when NOT CONFIRMED is printed,
 present but not a single step); USAGE, bad input or every selected value n/a;
-NO_VERDICT, asv produced no results (see the log).
+HARNESS, asv produced no results (it crashed or could not start; see the log); BROKEN,
+a benchmark fails at BAD that passed at GOOD.
 """
 
 from __future__ import annotations
@@ -17,17 +18,20 @@ from pathlib import Path
 
 from ..analysis import bisect as bisect_logic
 from ..analysis.gate import GATE_REGEX
-from ..asv.runner import AsvRunner, Project, machine_names
+from ..asv.runner import AsvRunner, Project, machine_device, machine_names
+from ..ci import confirm
 from ..errors import AttnperfError, UsageError
 from ..io import thresholds as thresholds_file
 from ..io.asv_results import read_results
 from ..io.files import check_appendable
+from ..measure.paired import PAIRED_FACTOR
 from ..model import names
+from ..model.config import DEFAULT_FACTORS
 from ..render import bisect as render
 from .command import Command, ExitCode, factor_float, int_in, machine_name, text
 
-DEFAULT_FACTOR = 1.1  # asv's own default
 LAUNCH_METHODS = ("forkserver", "spawn")
+DEVICES = ("auto", "cpu", "cuda")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,8 +48,18 @@ class BisectOptions:
     launch_method: str = "forkserver"
     log: str | None = None
     asv: str | None = None
+    device: str = "auto"
+    confirm: str = "auto"
+    paired_factor: float = PAIRED_FACTOR
 
     def __post_init__(self) -> None:
+        if self.device not in DEVICES:
+            raise UsageError(f"--device must be one of {', '.join(DEVICES)}, got {self.device!r}")
+        if self.confirm not in confirm.CONFIRM:
+            raise UsageError(f"--confirm must be one of {', '.join(confirm.CONFIRM)}, "
+                             f"got {self.confirm!r}")
+        if not (math.isfinite(self.paired_factor) and 1.0 <= self.paired_factor <= 1000.0):
+            raise UsageError(f"--paired-factor must be a number in 1.0..1000, got {self.paired_factor}")
         if self.factor is not None and not (math.isfinite(self.factor) and self.factor >= 1.0):
             raise UsageError(f"--factor must be a number >= 1.0, got {self.factor}")
         if self.factor is not None and self.factor > 1000.0:
@@ -62,7 +76,8 @@ class BisectOptions:
 class Bisect(Command):
     name = "bisect"
     help = "find the commit that made a benchmark slower, with a verdict (asv run + asv's own test)"
-    exit_codes = (ExitCode.OK, ExitCode.FAILURE, ExitCode.USAGE, ExitCode.NO_VERDICT)
+    exit_codes = (ExitCode.OK, ExitCode.REGRESSION, ExitCode.USAGE, ExitCode.HARNESS,
+                  ExitCode.BROKEN)
 
     @classmethod
     def setup_arguments(cls, parser: argparse.ArgumentParser) -> None:
@@ -74,7 +89,9 @@ class Bisect(Command):
                             "name('kernel', 'problem')); default: the gated ones")
         b.add_argument("--factor", type=factor_float("factor"), default=None,
                        help="slower by more than this and significant = regression (default: the "
-                            "machine's calibrated thresholds if present, else 1.1)")
+                            "machine's calibrated thresholds if present, else [tool.attnperf] "
+                            "regression-factor for the device, else the device's: "
+                            + ", ".join(f"{d} {f:g}" for d, f in DEFAULT_FACTORS.items()) + ")")
         b.add_argument("--machine", default=None, type=machine_name(),
                        help="asv machine name (default: the only one in ~/.asv-machine.json)")
         b.add_argument("--config", default="asv.conf.json", help="asv config (default asv.conf.json)")
@@ -86,13 +103,24 @@ class Bisect(Command):
         b.add_argument("--log", default=None, type=text("log"),
                        help="append asv's output here (default: stderr only)")
         b.add_argument("--asv", default=None, help="asv executable (default: next to this python)")
+        b.add_argument("--device", default="auto", choices=DEVICES,
+                       help="the machine's device (auto: a GPU if `attnperf asv machine` "
+                            "recorded one for --machine, else cpu)")
+        b.add_argument("--confirm", default="auto", choices=confirm.CONFIRM,
+                       help="judge flagged CPU time rows again by a paired re-measurement (GOOD "
+                            "vs BAD, then the named commit vs its parent) before naming a commit, "
+                            "as ci bench does (auto: on a cpu)")
+        b.add_argument("--paired-factor", type=factor_float("paired-factor"), default=PAIRED_FACTOR,
+                       help=f"paired re-measurement: slower than this is a regression "
+                            f"(default {PAIRED_FACTOR})")
 
     @classmethod
     def run_from_args(cls, args: argparse.Namespace) -> int:
         return cls.run(BisectOptions(
             good=args.good, bad=args.bad, bench=args.bench, factor=args.factor,
             machine=args.machine, config=args.config, rounds=args.rounds,
-            launch_method=args.launch_method, log=args.log, asv=args.asv))
+            launch_method=args.launch_method, log=args.log, asv=args.asv, device=args.device,
+            confirm=args.confirm, paired_factor=args.paired_factor))
 
     @classmethod
     def run(cls, options: BisectOptions) -> int:
@@ -140,7 +168,14 @@ def run_bisect(o: BisectOptions) -> int:
         check_appendable(o.log)
     calibrated = thresholds_file.read(thresholds_file.path_for(str(project.results_dir), machine))
     thresholds = calibrated.lookup() if calibrated and o.factor is None else None
-    factor = o.factor or DEFAULT_FACTOR
+    device = machine_device(machine) if o.device == "auto" else o.device
+    try:
+        factor = o.factor or confirm.default_factor(project.conf_dir, device,
+                                                    DEFAULT_FACTORS[device])
+    except AttnperfError as exc:
+        raise UsageError(str(exc)) from None
+    judge_again = (confirm.paired_judge(project.repo, o.paired_factor, stream=sys.stderr)
+                   if confirm.confirming(o.confirm, device) else None)
     regex = o.bench or GATE_REGEX
     rounds = o.rounds or (calibrated.rounds if calibrated else None)
     runner = AsvRunner(project, machine, regex, launch_method=o.launch_method,
@@ -149,9 +184,12 @@ def run_bisect(o: BisectOptions) -> int:
     print(f"[attnperf bisect] {good[:8]}..{bad[:8]}: {len(commits)} commit(s) on machine "
           f"{machine!r}; factor "
           + ("from the calibrated thresholds (else " if thresholds else "")
-          + f"x{factor:g}" + (")" if thresholds else ""), file=sys.stderr)
+          + f"x{factor:g}" + (")" if thresholds else "") + f"; device {device}"
+          + (f"; flagged time rows confirmed paired at x{o.paired_factor:g}" if judge_again
+             else ""), file=sys.stderr)
     outcome = bisect_logic.bisect(lambda: read_results(str(project.results_dir)), machine, good,
-                                  bad, commits, runner.ensure, factor, o.bench, thresholds)
+                                  bad, commits, runner.ensure, factor, o.bench, thresholds,
+                                  judge_again)
     reused = len(set(outcome.measured)) - len(set(runner.ran))
     print(f"[attnperf bisect] measured {len(set(runner.ran))} commit(s), reused {reused} "
           "from results/", file=sys.stderr)
@@ -161,10 +199,12 @@ def run_bisect(o: BisectOptions) -> int:
         print(f"error: asv produced no results matching -b {regex!r} for "
               f"{' and '.join(missing)} (asv exit codes {runner.exit_codes}); see its output above",
               file=sys.stderr)
-        return ExitCode.NO_VERDICT
+        return ExitCode.HARNESS
     text = render.outcome(outcome, project.subject)
     if outcome.kind == bisect_logic.ALL_NA:
         print(f"error: {text.strip()}", file=sys.stderr)
         return ExitCode.USAGE
     sys.stdout.write(text)
-    return ExitCode.FAILURE if outcome.kind == bisect_logic.REGRESSION else ExitCode.OK
+    if outcome.kind == bisect_logic.BROKEN:
+        return ExitCode.BROKEN
+    return ExitCode.REGRESSION if outcome.kind == bisect_logic.REGRESSION else ExitCode.OK

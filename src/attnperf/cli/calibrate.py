@@ -81,7 +81,7 @@ class Calibrate(Command):
     name = "calibrate"
     help = ("run the suite A/A on this machine; per-benchmark spread, detectable slowdown and "
             "thresholds for the CI verdict")
-    exit_codes = (ExitCode.OK, ExitCode.USAGE, ExitCode.NO_VERDICT)
+    exit_codes = (ExitCode.OK, ExitCode.USAGE, ExitCode.HARNESS)
 
     @classmethod
     def setup_arguments(cls, parser: argparse.ArgumentParser) -> None:
@@ -211,7 +211,7 @@ def run_calibration(o: CalibrateOptions) -> int:
     if len(runs) + len(pooled_runs) + pooled_sets < 2:
         print(f"error: asv produced {len(runs)} result set(s) of {o.runs}; need at least two "
               "(see its output above)", file=sys.stderr)
-        return ExitCode.NO_VERDICT
+        return ExitCode.HARNESS
     runs.extend(pooled_runs)
     rule = noise.Rule(o.floor, o.headroom)
     entries = noise.entries(runs, rule, pooled_medians)
@@ -226,7 +226,7 @@ def run_calibration(o: CalibrateOptions) -> int:
     sys.stdout.write(noise_table(entries, o.factor))
     if not entries:
         print("no gated benchmark was measured in two sets: nothing written", file=sys.stderr)
-        return ExitCode.NO_VERDICT
+        return ExitCode.HARNESS
     if o.write:
         thresholds_file.write(out, result, inputs)
         print(f"wrote {out}")

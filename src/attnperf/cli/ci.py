@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from ..ci import bench
-from ..errors import BenchJobError
+from ..errors import BenchInputError, BenchJobError
 from ..measure.paired import PAIRED_FACTOR
 from .command import Command, ExitCode, factor_float, int_in, machine_name, positive_float, text
 
@@ -16,7 +16,8 @@ class Bench(Command):
     help = ("the pull-request job: asv continuous base vs head, a verdict, the PR comment's "
             "markdown (exit code = verdict)")
     description = (bench.__doc__ or "").splitlines()[0]
-    exit_codes = (ExitCode.OK, ExitCode.FAILURE, ExitCode.BROKEN, ExitCode.NO_VERDICT)
+    exit_codes = (ExitCode.OK, ExitCode.REGRESSION, ExitCode.USAGE, ExitCode.HARNESS,
+                  ExitCode.BROKEN)
 
     @classmethod
     def setup_arguments(cls, parser: argparse.ArgumentParser) -> None:
@@ -25,8 +26,9 @@ class Bench(Command):
                         help="base commit or ref (the PR's base)")
         ap.add_argument("--head", default="HEAD", type=text("head"),
                         help="head commit or ref (default HEAD)")
-        ap.add_argument("--machine", required=True, type=machine_name(),
-                        help="asv machine name (one history per name)")
+        ap.add_argument("--machine", default=None, type=machine_name(),
+                        help="asv machine name (one history per name; default: the host's name, "
+                             "as `attnperf asv machine`)")
         ap.add_argument("--factor", type=factor_float("factor"), default=None,
                         help="asv's factor: slower by more than this and significant = regression "
                              "(default: [tool.attnperf] regression-factor for --device, else "
@@ -39,44 +41,31 @@ class Bench(Command):
                         help="where summary.md, verdict.json, the asv log and the result files go "
                              "(default ci-artifacts/bench); a new folder, or one an earlier "
                              "`ci bench` wrote: files it did not write are never replaced")
-        ap.add_argument(
-            "--device", default="auto", help="auto|cpu|cuda, for `attnperf asv machine`"
-        )
-        ap.add_argument(
-            "--no-describe",
-            action="store_true",
-            help="keep the existing asv machine description (skip `attnperf asv machine`)",
-        )
+        ap.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                        help="the machine's device (auto: the one `attnperf asv machine` recorded "
+                             "for --machine, else cuda if this Python sees one, else cpu); picks "
+                             "the factor and, on a cpu, the paired re-measurement")
+        ap.add_argument("--no-describe", action="store_true",
+                        help="keep the existing asv machine description (skip `attnperf asv machine`)")
         ap.add_argument("--asv", default=None, help="asv executable (default: next to this python)")
         ap.add_argument("--asv-arg", action="append", default=[],
                         help="extra argument for asv continuous (repeatable)")
         ap.add_argument("--timeout", type=positive_float("timeout", bench.MAX_TIMEOUT_S, " s"),
                         default=None, help="seconds for asv continuous (at most "
                         f"{bench.MAX_TIMEOUT_S:g})")
-        ap.add_argument(
-            "--rounds",
-            type=int_in("rounds", -(2**31), 2**31),
-            default=None,
-            help="measure each commit R times, interleaved base/head (asv "
-            "--interleave-rounds -a rounds=R; default: the thresholds file's, else 1)",
-        )
-        ap.add_argument(
-            "--thresholds",
-            default=None,
-            help="per-benchmark thresholds (default results/MACHINE/attnperf-thresholds.json "
-            "when it exists; `attnperf calibrate` writes it)",
-        )
+        ap.add_argument("--rounds", type=int_in("rounds", -2 ** 31, 2 ** 31), default=None,
+                        help="measure each commit R times, interleaved base/head (asv "
+                             "--interleave-rounds -a rounds=R; default: the thresholds file's, else 1)")
+        ap.add_argument("--thresholds", default=None,
+                        help="per-benchmark thresholds (default results/MACHINE/attnperf-thresholds.json "
+                             "when it exists; `attnperf calibrate` writes it)")
         ap.add_argument("--no-thresholds", action="store_true",
                         help="judge every benchmark at --factor, even if a thresholds file exists")
         ap.add_argument("--confirm", choices=bench.CONFIRM, default="auto",
                         help="judge CPU time rows again by a paired re-measurement of both commits "
-                             "(auto: with --device cpu)")
-        ap.add_argument(
-            "--paired-factor",
-            type=factor_float("paired-factor"),
-            default=PAIRED_FACTOR,
-            help=f"paired re-measurement: slower than this is a regression (default {PAIRED_FACTOR})",
-        )
+                             "(auto: on a cpu)")
+        ap.add_argument("--paired-factor", type=factor_float("paired-factor"), default=PAIRED_FACTOR,
+                        help=f"paired re-measurement: slower than this is a regression (default {PAIRED_FACTOR})")
         ap.add_argument("--render-only", action="store_true",
                         help="do not run asv; render from the results on disk")
         ap.add_argument("--asv-exit", type=int_in("asv-exit", -255, 255), default=None,
@@ -99,8 +88,11 @@ class Bench(Command):
             outcome = bench.run(options)
         except BenchJobError as exc:
             print(f"error: {exc}", file=sys.stderr)
-            bench.record_error(options, str(exc))
-            return ExitCode.NO_VERDICT
+            code = ExitCode.USAGE if isinstance(exc, BenchInputError) else ExitCode.HARNESS
+            bench.record_error(options, str(exc), int(code))
+            return code
+        for line in outcome.flagged:
+            print(f"[attnperf ci bench] flagged: {line}", file=sys.stderr)
         print(f"[attnperf ci bench] {outcome.verdict}: {outcome.reason} "
               f"(summary: {outcome.summary_path})", file=sys.stderr)
         return ExitCode(outcome.code)

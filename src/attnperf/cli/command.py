@@ -53,8 +53,8 @@ class ExitCode(enum.IntEnum):
         (("run",), "a config failed correctness, errored, crashed or timed out, or nothing "
                    "could be measured"),
         (("compare",), "a regression past the threshold, or a correctness or coverage loss"),
-        (("ci bench",), "asv continuous exited 1 and the results show a slower benchmark "
-                        "(verdict \"regression\")"),
+        (("ci bench",), "a regression: the results show a benchmark slower past its threshold, "
+                        "with significance (verdict \"regression\")"),
         (("bisect",), "a regression, and the commit that introduced it is named"),
         (("site build",), "asv publish failed (attnperf's pages were built anyway)"),
         (("asv fetch-assets",), "a package could not be fetched or failed its integrity check"),
@@ -62,18 +62,25 @@ class ExitCode(enum.IntEnum):
     USAGE = 2, ("usage or input error: a bad flag or value, an unknown name, no such device, "
                 "an unreadable or invalid file, an unwritable output path"), (
         (("bisect",), "also every selected benchmark n/a at GOOD and BAD on this machine"),
-        (("ci bench",), "also a broken benchmark: asv exited 2, a wrong result or an error "
-                        "(verdict \"broken\")"))
-    NO_VERDICT = 3, "no verdict", (
-        (("ci bench",), "asv wrote no results for both commits or failed, or the job could not "
-                        "start (a ref git cannot resolve, an unreadable asv config or "
-                        "thresholds file); summary.md says why (verdict \"error\")"),
+        (("ci bench",), "also a ref git cannot resolve, a missing or unreadable asv config, "
+                        "[tool.attnperf] or thresholds file; summary.md says why"))
+    NO_VERDICT = 3, ("harness failure, no verdict: asv crashed, could not start or fork, or "
+                     "produced no results"), (
+        (("ci bench",), "asv continuous ended without its comparison (a crash, a timeout, an "
+                        "exit code other than its verdict's), wrote no results for both commits, "
+                        "or could not be started, or the machine could not be described; "
+                        "summary.md says why (verdict \"error\")"),
         (("bisect",), "asv produced no results for GOOD or BAD (see its output)"),
         (("calibrate",), "asv produced fewer than two result sets (see its output)"))
+    BROKEN = 4, "wrong result or broken benchmark: a kernel failed its check, or a benchmark errored", (
+        (("ci bench",), "a benchmark fails at head (asv continuous exit 2, a failed result): "
+                        "a wrong result or an error (verdict \"broken\")"),
+        (("bisect",), "a benchmark fails at BAD that passed at GOOD (named; no search)"))
     INTERRUPTED = 130, "stopped by SIGINT (Ctrl-C)", _SIGNALLED  # 128 + the signal's number
     TERMINATED = 143, "stopped by SIGTERM", _SIGNALLED
-    # ci bench's name for 2 (a benchmark failed at head): the same number as USAGE.
-    BROKEN = 2, "broken benchmark"
+    # Names the verdict flows (ci bench, bisect, calibrate) use for the same numbers.
+    REGRESSION = 1, "a regression"
+    HARNESS = 3, "harness failure"
 
     @classmethod
     def epilog(cls, codes: Iterable[ExitCode] | None = None, command: str | None = None,

@@ -13,7 +13,7 @@ from .command import Command, ExitCode
 NEXT = """next:
   git add -A && git commit -m "Track attention kernels with attnperf"
   attnperf asv machine
-  asv continuous --factor {factor} --interleave-rounds -a rounds=3 -b '^(?!.*Views)' HEAD~1 HEAD
+  attnperf ci bench --base HEAD~1 --head HEAD
   attnperf site build --serve"""
 
 
@@ -57,5 +57,5 @@ class Init(Command):
             print("note: [tool.attnperf] kernels is empty: name your kernels there "
                   "(`attnperf kernels` lists them)", file=sys.stderr)
         print(f"attnperf init: {project.root} ({project.name}, branch {project.branch})")
-        print(NEXT.format(factor=config.factor("cpu") if config else 1.5))
+        print(NEXT)
         return ExitCode.OK

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from ..analysis import ab
-from ..analysis.bisect import ALL_NA, NO_REGRESSION, REGRESSION, Outcome, asv_name
+from ..analysis.bisect import ALL_NA, BROKEN, NO_REGRESSION, REGRESSION, Outcome, asv_name
 from ..analysis.gate import short_name
+from ..analysis.judge import why_lines
 from ..analysis.noise import detectable_at
 from ..io.thresholds import Entry
 
@@ -34,9 +35,17 @@ def outcome(o: Outcome, subject: Callable[[str], str]) -> str:
     lines: list[str] = []
     if o.kind == NO_REGRESSION:
         lines.append(f"no significant regression between {g} and {b} "
-                     f"(asv's test: Mann-Whitney U p < {ab.P_THRESHOLD} and ratio > factor)")
+                     f"(asv's test: Mann-Whitney U p < {ab.P_THRESHOLD} and ratio > factor"
+                     + ("; what it flagged, re-measured paired" if o.paired else "") + ")")
         lines.append("  ratio     change  factor test                                   benchmark")
         lines += ratio_lines(o.rows)
+    elif o.kind == BROKEN:
+        broke = [r for r in o.rows if r.change == ab.BROKE]
+        lines.append(f"broken: {len(broke)} benchmark(s) pass at {g} and fail at {b} (a wrong "
+                     "result or an error; asv's log says which): no timing verdict")
+        lines += [f"  {line}" for line in why_lines(broke[:20])]
+        if len(broke) > 20:
+            lines.append(f"  ... and {len(broke) - 20} more")
     elif o.kind == ALL_NA:
         lines.append(f"every selected benchmark is n/a at {g} and {b} on this machine "
                      "(not measurable here, e.g. a GPU-only problem on a CPU): nothing to bisect")
@@ -65,6 +74,10 @@ def outcome(o: Outcome, subject: Callable[[str], str]) -> str:
         if others:
             lines.append(f"  also slower at this commit ({len(others)}):")
             lines += ratio_lines(others, limit=10)
+        flagged = why_lines(o.step_rows)
+        if flagged:
+            lines.append(f"  why flagged at {o.culprit[:8]} against {(o.parent or '?')[:8]}:")
+            lines += [f"    {line}" for line in flagged]
     return "\n".join(lines) + "\n"
 
 

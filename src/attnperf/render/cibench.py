@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from . import markdown as md
@@ -37,3 +37,11 @@ def paired_section(paired: Mapping[tuple[str, str], PairedFigures], factor: floa
             f"{r.ratio:.3f} | {r.p_slower:.1e} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def why_section(lines: Sequence[str]) -> str:
+    """One bullet per flagged row (:func:`attnperf.analysis.judge.why_lines`): what the
+    verdict rested on -- ratio, interval or test, threshold, paired or not."""
+    if not lines:
+        return ""
+    return "\n".join(["", "#### Why flagged", "", *(f"- {md.text(line)}" for line in lines)]) + "\n"

@@ -31,7 +31,6 @@ from ..analysis.ab import (
 from ..analysis.gate import short_name
 from ..errors import UnknownNameError
 from ..io.asv_results import FAILED, MISSING, SKIPPED, Machine, Point, ResultsDB, Run
-from ..io.thresholds import Thresholds
 from ..model.catalog import PRESETS, resolve
 from . import fmt
 from . import markdown as md
@@ -137,16 +136,17 @@ def environment_lines(m: Machine | None, run: Run | None) -> list[str]:
 
 
 def _headline(cmp: Comparison, asv_exit: int | None,
-              asv_view: Comparison | None = None) -> str:
-    """The verdict line: :func:`attnperf.analysis.ab.decide`'s verdict (the job's exit
-    code comes from the same call), in words."""
+              asv_view: Comparison | None = None,
+              verdict: tuple[int, str] | None = None) -> str:
+    """The verdict line: :func:`attnperf.analysis.ab.decide`'s verdict (``verdict``, the
+    job's exit code and reason; by default decided here from the exit code), in words."""
     worse, broke, better = cmp.count(WORSE), cmp.count(BROKE), cmp.count(BETTER)
     name = md.code(cmp.machine)
     if cmp.base is None or cmp.head is None:
         missing = " and ".join(x for x, r in (("base", cmp.base), ("head", cmp.head)) if r is None)
         return f"⚠️ {name}: no results for the {missing} commit — nothing to compare" + (
             f" (asv continuous exit {asv_exit})" if asv_exit is not None else "")
-    code, why = decide(asv_exit, cmp, asv_view)
+    code, why = verdict if verdict is not None else decide(asv_exit, cmp, asv_view)
     if code == EXIT_BROKEN:
         return (f"💥 {name}: broken benchmark — "
                 + (f"{broke} benchmark(s) failed" if broke else "a benchmark failed")
@@ -168,16 +168,18 @@ def _headline(cmp: Comparison, asv_exit: int | None,
 def render_section(db: ResultsDB, machine: str, base_commit: str, head_commit: str,
                    factor: float, asv_exit: int | None = None,
                    extra_notes: list[str] | None = None, footer: str = "",
-                   thresholds: Thresholds | None = None, asv_factor: float | None = None,
+                   thresholds=None, asv_factor: float | None = None,
                    comparison: Comparison | None = None,
-                   asv_view: Comparison | None = None) -> str:
+                   asv_view: Comparison | None = None,
+                   verdict: tuple[int, str] | None = None) -> str:
     """The markdown for one machine: verdict, changed benchmarks, environment, notes.
 
     ``thresholds`` (:class:`attnperf.io.thresholds.Thresholds`): each benchmark is
     judged at its calibrated factor; asv itself ran at ``asv_factor``.  ``comparison``
     and ``asv_view``: the rows the caller judged (``attnperf ci bench``: re-judged by
     the paired re-measurement), so the headline is the verdict its exit code is; by
-    default they are computed here from ``db``."""
+    default they are computed here from ``db``.  ``verdict``: the caller's
+    :func:`~attnperf.analysis.ab.decide` result, the headline's."""
     m = db.machines.get(machine)
     notes = list(extra_notes or [])
     base = head = None
@@ -207,16 +209,11 @@ def render_section(db: ResultsDB, machine: str, base_commit: str, head_commit: s
         f"×{max(t.threshold for t in thresholds.entries) if thresholds.entries else factor:g} "
         f"(`attnperf calibrate`: {thresholds.runs} A/A sets × {thresholds.rounds} rounds at "
         f"`{thresholds.commit[:8]}`, {thresholds.created}), others ")
-    lines = [
-        f"### {_headline(cmp, asv_exit, asv_view)}",
-        "",
-        f"Base {md.code(base_commit[:8])} → head {md.code(head_commit[:8])} · "
-        f"{calibrated}factor ×{factor:g} · "
-        f"asv continuous exit {asv_exit if asv_exit is not None else 'not run'} · "
-        "lower is better (times; x_over_floor = time / roofline floor; abs errors "
-        "against float64; peak memory)",
-        "",
-    ]
+    lines = [f"### {_headline(cmp, asv_exit, asv_view, verdict)}", "",
+             f"Base {md.code(base_commit[:8])} → head {md.code(head_commit[:8])} · {calibrated}factor ×{factor:g} · "
+             f"asv continuous exit {asv_exit if asv_exit is not None else 'not run'} · "
+             "lower is better (times; x_over_floor = time / roofline floor; abs errors "
+             "against float64; peak memory)", ""]
     changed = [r for r in cmp.rows if r.change in CHANGED]
     changed.sort(key=lambda r: (CHANGED.index(r.change), -(r.ratio or 0)))
     # Combinations with no value and no failure on either side (kernel unavailable,

@@ -173,3 +173,24 @@ def test_calibrate_pool_fifo_is_one_error(cli, tmp_path, monkeypatch):
     res = returns_without_blocking(lambda: cli("calibrate", "--runs", "0", "--pool", str(fifo),
                                                "--no-write"), [fifo])
     one_error(res, "--pool file", "is a FIFO")
+
+
+@pytest.mark.parametrize("limit_mb", [450, 600])
+def test_a_memory_limit_is_one_line_even_while_pytorch_loads(tmp_path, limit_mb):
+    """Under a memory cap too low for PyTorch to load, or for a command's inputs, the
+    command ends in one ``error:`` line and exit 2, never a MemoryError traceback."""
+    import resource
+    import subprocess
+    import sys
+
+    def cap():
+        resource.setrlimit(resource.RLIMIT_AS, (limit_mb << 20, limit_mb << 20))
+
+    res = subprocess.run([sys.executable, "-m", "attnperf", "site", "build", "--no-asv",
+                          "--results", str(tmp_path / "results"), "--out", str(tmp_path / "site")],
+                         cwd=tmp_path, preexec_fn=cap, capture_output=True, text=True, timeout=120)
+    if res.returncode == 0:
+        pytest.skip(f"{limit_mb} MiB was enough for this build of PyTorch")
+    assert "Traceback" not in res.stderr, res.stderr
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.startswith("error: ") and res.stderr.count("\n") == 1, res.stderr

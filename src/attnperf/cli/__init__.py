@@ -30,6 +30,14 @@ try:  # the commands load PyTorch (seconds): Ctrl-C meanwhile is one line, no tr
 except KeyboardInterrupt:
     sys.stderr.write("error: interrupted\n")
     raise SystemExit(130) from None  # ExitCode.INTERRUPTED
+except MemoryError:  # a memory limit below what PyTorch needs to load: one line, exit 2
+    sys.stderr.write("error: out of memory while loading attnperf and PyTorch "
+                     "(this process's memory limit is too low)\n")
+    raise SystemExit(2) from None  # ExitCode.USAGE
+except ImportError as exc:  # e.g. a shared library that cannot be mapped under a memory cap
+    sys.stderr.write(f"error: cannot load attnperf's dependencies: {exc}\n".replace("\n", " ")
+                     .rstrip() + "\n")
+    raise SystemExit(2) from None  # ExitCode.USAGE
 
 __all__ = ["COMMANDS", "Command", "ExitCode", "build_parser", "main"]
 

@@ -70,7 +70,8 @@ def _stats(xs: Sequence[float]) -> dict:
 
 def row(params: list[list[str]], values: Sequence, with_samples: bool = True,
         version: str = VERSION) -> list:
-    """One asv row; each value is a float (ok), None (failed), NaN (skipped) or a list of samples."""
+    """One asv row; each value is a float (ok), None (failed), NaN (skipped) or a list of
+    samples."""
     result, samp, stats = [], [], []
     for v in values:
         if isinstance(v, list):

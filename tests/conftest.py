@@ -191,7 +191,8 @@ def wrong_kernel(temp_kernel) -> str:
 # -------------------------------------------------------------- reports -----
 def seed_report_dict(mean_time_ms: float = 0.0524, key: str = "performance",
                      passed: bool = True) -> dict:
-    """A legacy single-config report (integrated_test.py's output), the numbers of a recorded GPU run."""
+    """A legacy single-config report (integrated_test.py's output), the numbers of a
+    recorded GPU run."""
     return {
         "correctness": {"passed": passed, "max_abs_error": 0.000444, "mean_abs_error": 3.9e-05,
                         "correlation": 0.999999965},

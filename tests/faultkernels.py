@@ -96,7 +96,8 @@ def fault_slow(q, k, v, *, causal, scale):
 
 
 def fault_bad_index(q, k, v, *, causal, scale):
-    """Reads far out of bounds: an IndexError on a CPU, a device-side assert (a sticky CUDA error) on a GPU."""
+    """Reads far out of bounds: an IndexError on a CPU, a device-side assert (a sticky CUDA
+    error) on a GPU."""
     return q + q.flatten()[torch.full((1,), 1 << 40, device=q.device, dtype=torch.long)].sum()
 
 
@@ -220,6 +221,7 @@ def worker_handle(state, job):
 KERNELS = [KernelSpec(name=fn.__name__, fn=fn, family="test-fault",
                       description=(fn.__doc__ or fn.__name__).strip().splitlines()[0])
            for fn in (fault_hang, fault_segfault, fault_exit3, fault_os_exit0, fault_report_error,
-                      fault_zero_q, fault_nan_after_first, fault_mutate_later, fault_slow, fault_bad_index,
-                      fault_grad_off, fault_leave_ok, fault_leave_hang, fault_leave_segfault)]
+                      fault_zero_q, fault_nan_after_first, fault_mutate_later, fault_slow,
+                      fault_bad_index, fault_grad_off, fault_leave_ok, fault_leave_hang,
+                      fault_leave_segfault)]
 NAMES = [s.name for s in KERNELS]

@@ -75,7 +75,8 @@ def test_no_import_circle():
 
 
 def test_nothing_runs_from_tools():
-    """Workflows, asv.conf.json and the package run `attnperf ...` commands, never tools/ scripts."""
+    """Workflows, asv.conf.json and the package run `attnperf ...` commands, never tools/
+    scripts."""
     runs = [p for p in (REPO / ".github" / "workflows").glob("*.yml")] + [REPO / "asv.conf.json"]
     for path in runs:
         assert not re.search(r"\btools/", path.read_text()), f"{path.name} runs a tools/ script"

@@ -46,7 +46,8 @@ TIME_BENCH = "TimeAttention.track_device_time"
 
 
 def slowdown(times: int) -> str:
-    """Source appended to kernels/tiled.py: ``tiled_attention`` does its whole work ``times`` times."""
+    """Source appended to kernels/tiled.py: ``tiled_attention`` does its whole work
+    ``times`` times."""
     return f"""
 
 _fast_tiled_attention = tiled_attention

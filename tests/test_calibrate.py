@@ -253,7 +253,8 @@ def t(k, p):
     return d.samples({{"seed": 1e-3, "train": 4e-3}}[p] * (1 + spreads[k] * (i % 2)), seed=i)
 info = dict(d.CPU_INFO, machine=machine)
 d.write_run(__import__("pathlib").Path(conf["results_dir"]), info, argv[-1][:-2], 1000,
-            {{d.TIME: d.row(d.grid_params(kernels, problems), d.grid_values(kernels, problems, t))}})
+            {{d.TIME: d.row(d.grid_params(kernels, problems),
+                            d.grid_values(kernels, problems, t))}})
 """
 
 

@@ -109,7 +109,8 @@ RUN_HERE = {
     "attnperf run --kernel sdpa,tiled --pass fwd,bwd --pass fwd+bwd": "test_run_training_passes",
     "attnperf compare CURRENT --baseline BASE --threshold -3.0": "test_compare_as_documented",
     "attnperf kernels --sweeps": "test_kernels_and_env",
-    "attnperf pr-comment --machine h100 --base c7356fa9 --head 8b1c0a3c": "test_pr_comment_of_the_front_page",
+    "attnperf pr-comment --machine h100 --base c7356fa9 --head 8b1c0a3c":
+        "test_pr_comment_of_the_front_page",
     "attnperf site build --serve": "test_site_build_serve",
     "make setup": "test_make_targets_run_the_documented_commands",
     "source .venv/bin/activate": "test_make_targets_run_the_documented_commands",
@@ -124,27 +125,33 @@ RUN_HERE = {
     "python docs/scripts/screenshots.py": "test_screenshots_script",
 }
 # Commands that need asv runs over commits: the test that runs them.
+SITE = "tests/test_site.py::test_site_of_this_repository_results_in_chromium"
 ELSEWHERE = {
     "python -m pip install -e .": PLUGIN_FLOW,
     "attnperf init": PLUGIN_FLOW,
     'git add -A && git commit -m "Track attention kernels with attnperf"': PLUGIN_FLOW,
     "attnperf asv machine": PLUGIN_FLOW,
     "attnperf ci bench --base HEAD~1 --head HEAD": PLUGIN_FLOW,
-    "attnperf site build": "tests/test_site.py::test_site_of_this_repository_results_in_chromium",
-    "attnperf asv fetch-assets": "tests/test_site.py::test_site_of_this_repository_results_in_chromium",
-    "attnperf ci bench --base origin/main --head HEAD --machine my-box --device cpu --factor 1.50": CI_BENCH_E2E,
+    "attnperf site build": SITE,
+    "attnperf asv fetch-assets": SITE,
+    "attnperf ci bench --base origin/main --head HEAD --machine my-box --device cpu --factor 1.50":
+        CI_BENCH_E2E,
     "attnperf asv machine my-box": CI_BENCH_E2E,
-    "asv continuous --machine my-box --factor 1.5 --interleave-rounds -a rounds=2 -b '^(?!.*Views)' main HEAD": CI_BENCH_E2E,
+    "asv continuous --machine my-box --factor 1.5 --interleave-rounds -a rounds=2 "
+    "-b '^(?!.*Views)' main HEAD": CI_BENCH_E2E,
     "ATTNPERF_ASV_KERNELS=tiled ATTNPERF_ASV_PROBLEMS=cpu_seed asv run -e --machine my-box "
     "-b track_device_time HEAD^!": "tests/test_asv_e2e.py::test_continuous_flags_injected_slowdown",
-    "attnperf bisect GOOD BAD --factor 1.05 -b \"'tiled', 'b4_h16_sq2048_d128_bf16'\"": "tests/test_bisect.py::test_select_matches_like_asv_b",
+    "attnperf bisect GOOD BAD --factor 1.05 -b \"'tiled', 'b4_h16_sq2048_d128_bf16'\"":
+        "tests/test_bisect.py::test_select_matches_like_asv_b",
     "ATTNPERF_ASV_KERNELS=tiled ATTNPERF_ASV_PROBLEMS=cpu_causal attnperf bisect GOOD BAD "
-    "--machine my-box -b track_device_time": "tests/test_bisect.py::test_real_asv_bisect_names_the_injected_commit",
+    "--machine my-box -b track_device_time":
+        "tests/test_bisect.py::test_real_asv_bisect_names_the_injected_commit",
     "lint-imports": "tests/test_architecture.py::test_contracts_are_kept",
 }
 # Commands that need CUDA: (what runs them on a GPU machine, what covers them here).
 GPU_ONLY = {
-    "ATTNPERF_ASV_KERNELS=triton_flash attnperf ci bench --base main --head HEAD --machine my-gpu --rounds 2": (
+    "ATTNPERF_ASV_KERNELS=triton_flash attnperf ci bench --base main --head HEAD --machine my-gpu "
+    "--rounds 2": (
         "tools/gpu/acceptance.py (its triton check)",
         "tests/test_suite.py::test_triton_flash_is_in_the_grid_but_measured_on_request",
     ),
@@ -158,7 +165,8 @@ GPU_ONLY = {
     ),
 }
 INSTALL = {
-    "git clone https://github.com/attnperf/attnperf && cd attnperf && python -m pip install .": "clone",
+    "git clone https://github.com/attnperf/attnperf && cd attnperf && python -m pip install .":
+        "clone",
     'python -m pip install "attnperf @ git+https://github.com/attnperf/attnperf@v0.2.0"': "git tag",
     "python -m pip install attnperf": "PyPI (documented as not published yet)",
 }
@@ -172,8 +180,8 @@ GITHUB_ADMIN = {
     "-f 'selected_workflows[]=OWNER/REPO/.github/workflows/main.yml@refs/heads/main'",
     "gh api -X POST orgs/ORG/actions/runner-groups -f name=attnperf-pr-gpu -f visibility=selected "
     "-F 'selected_repository_ids[]=REPO_ID' -F allows_public_repositories=true",
-    "gh api orgs/ORG/actions/runner-groups --jq '.runner_groups[] | {name, restricted_to_workflows, "
-    "selected_workflows}'",
+    "gh api orgs/ORG/actions/runner-groups "
+    "--jq '.runner_groups[] | {name, restricted_to_workflows, selected_workflows}'",
     "python3.11 -m venv /opt/attnperf-py",
     "/opt/attnperf-py/bin/pip install torch asv==0.6.6 asv_runner==0.3.2 virtualenv setuptools "
     "nvidia-ml-py numpy tqdm jsonschema jinja2 tabulate pytest hypothesis",

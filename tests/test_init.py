@@ -44,7 +44,8 @@ toy = "toyattn:toy_attn"
 packages = ["toyattn"]
 '''
 
-PLUGIN_KERNEL = '''"""A user's attention kernel: plain PyTorch, registered through an entry point."""
+PLUGIN_KERNEL = '''\
+"""A user's attention kernel: plain PyTorch, registered through an entry point."""
 import torch
 
 import attnperf

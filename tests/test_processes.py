@@ -157,7 +157,8 @@ def test_the_subreaper_setting_is_restored_and_older_children_are_spared():
 def test_a_run_stopped_by_a_signal_leaves_nothing(tmp_path, tiny_run_args, marker, signum,
                                                  code, group):
     pidfile = tmp_path / "worker.pid"
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
+    env = dict(os.environ,
+               PYTHONPATH=os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
                ATTNPERF_TEST_PIDFILE=str(pidfile), **{ENV_MODULES: "faultkernels:KERNELS",
                                                       faultkernels.MARKER_ENV: marker})
     proc = subprocess.Popen([sys.executable, "-m", "attnperf", "run", *tiny_run_args, "--kernel",
@@ -208,7 +209,8 @@ with Worker(faultkernels.worker_setup, "T", faultkernels.worker_handle) as w:
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_a_worker_killed_by_a_signal_dies_quietly(signum):
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
+    env = dict(os.environ,
+               PYTHONPATH=os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
     res = subprocess.run([sys.executable, "-c", SCRIPT, str(int(signum))], capture_output=True,
                          text=True, env=env, timeout=300)
     name = signal.Signals(signum).name

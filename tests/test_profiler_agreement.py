@@ -42,7 +42,8 @@ def _profiled_ms(bench: Bench, gap_s: float, per_call_s: float) -> float:
                      for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA)
     per_call = len(kernels) // (2 * n * SAMPLES)
     assert per_call and per_call * 2 * n * SAMPLES == len(kernels), (
-        f"{len(kernels)} kernels over {2 * n * SAMPLES} calls: events dropped, or not a whole number per call"
+        f"{len(kernels)} kernels over {2 * n * SAMPLES} calls: events dropped, "
+        "or not a whole number per call"
     )
     span = n * per_call
     return statistics.median(

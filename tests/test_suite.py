@@ -346,7 +346,8 @@ def test_a_cpu_grid_shows_only_the_problems_a_cpu_runs(tmp_path, monkeypatch):
     # Before: the README's CPU flow printed a row of n/a in every table for each of the
     # starter config's four GPU presets.  The ids stay the grid's own (history keys).
     (tmp_path / "pyproject.toml").write_text(
-        '[tool.attnperf]\nkernels = ["tiled"]\nproblems = ["cpu_seed", "seed", "cpu_gqa", "train"]\n'
+        '[tool.attnperf]\nkernels = ["tiled"]\n'
+        'problems = ["cpu_seed", "seed", "cpu_gqa", "train"]\n'
         'passes = ["bwd"]\n'
     )
     monkeypatch.delenv("ATTNPERF_ASV_PROBLEMS", raising=False)

@@ -109,7 +109,8 @@ def test_unstable_and_beaten_rows_are_flagged():
     assert got["tiled"].rstrip().endswith("ceiling beaten") and ">100" in got["tiled"]
     assert "unstable: IQR above 10 % of the median for 1 config(s)" in table
     assert (
-        f"ceiling beaten: 1 config(s); efficiency shown as >100 is not meaningful: tiled/{P.id} ran at"
+        "ceiling beaten: 1 config(s); efficiency shown as >100 is not meaningful: "
+        f"tiled/{P.id} ran at"
         in table
     )
 

@@ -78,7 +78,8 @@ def _probe(dtype) -> str | None:
     except Exception as exc:  # noqa: BLE001
         return f"{type(exc).__name__}: {exc}"
     if not torch.equal(c, a.float() @ b.float()):
-        return f"interpreter tl.dot on {dtype} is wrong (max err {(c - a.float() @ b.float()).abs().max():.3g})"
+        err = (c - a.float() @ b.float()).abs().max()
+        return f"interpreter tl.dot on {dtype} is wrong (max err {err:.3g})"
     return None
 
 

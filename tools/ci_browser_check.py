@@ -271,7 +271,8 @@ def check(site: Path, out: Path, chromium: str) -> dict:
         browser.navigate(index.resolve().as_uri())
         machines = (
             browser.evaluate(
-                "Array.from(document.querySelectorAll('a.machine')).map(a => a.getAttribute('href'))"
+                "Array.from(document.querySelectorAll('a.machine'))"
+                ".map(a => a.getAttribute('href'))"
             )
             or []
         )

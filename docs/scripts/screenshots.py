@@ -9,8 +9,9 @@
 * ``site.png``: ``attnperf site build`` of ``results/``, the machine's roofline page.
 
 Needs the docs extra (Python-Markdown, for the comment) and Chromium
-(``bash tools/install_browser.sh``; ``fonts-noto-color-emoji`` for the verdict marks); drives Chromium with the same DevTools-pipe
-client as the site's browser check (``tools/ci_browser_check.py``).
+(``bash tools/install_browser.sh``; ``fonts-noto-color-emoji`` for the verdict
+marks); drives Chromium with the same DevTools-pipe client as the site's
+browser check (``tools/ci_browser_check.py``).
 """
 
 from __future__ import annotations

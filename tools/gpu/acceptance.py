@@ -1,30 +1,35 @@
 """GPU acceptance: attnperf's end-to-end checks on one machine, within a time budget, in one report.
 
-    python tools/gpu/acceptance.py --budget-s 540 --out DIR [--checks a,b,...] [--device cuda|cpu] [...]
+    python tools/gpu/acceptance.py --budget-s 540 --out DIR [--checks a,b,...]
+                                   [--device cuda|cpu] [...]
 
-The working tree becomes commit C0 of a scratch git repository (on main's history when --repo, by
-default this checkout, is a repository or a git bundle); from C0: C1 (a comment), AB (+X % work after
-every SDPA call: a sleep kernel sized to X % of the call's device time, on a CPU a spin of X % of its
-thread time) and TRI (every Triton configuration forced to 64x16 tiles).  The checks, in order; one
-whose estimate no longer fits the budget is skipped, and the report says so:
-  ab, aa     attnperf ci bench C0 -> AB: exit 1, every SDPA time row flagged, no other; C0 -> C1: exit 0
-  isolation  attnperf run: a hang, a segfault and an out-of-bounds read (a device-side assert on CUDA)
-             among good kernels (tests/faultkernels.py): timed_out, crashed, error; the good ones ok
+The working tree becomes commit C0 of a scratch git repository (on main's history when --repo,
+by default this checkout, is a repository or a git bundle); from C0: C1 (a comment), AB (+X %
+work after every SDPA call: a sleep kernel sized to X % of the call's device time, on a CPU a
+spin of X % of its thread time) and TRI (every Triton configuration forced to 64x16 tiles).  The
+checks, in order; one whose estimate no longer fits the budget is skipped, and the report says so:
+  ab, aa     attnperf ci bench C0 -> AB: exit 1, every SDPA time row flagged, no other;
+             C0 -> C1: exit 0
+  isolation  attnperf run: a hang, a segfault and an out-of-bounds read (a device-side assert on
+             CUDA) among good kernels (tests/faultkernels.py): timed_out, crashed, error; the good
+             ones ok
   passes     attnperf run --pass fwd,bwd,fwd+bwd: all ok, dQ/dK/dV checked against float64; a kernel
              with gradients 10 % off fails the gradient gate
   accmem     two attnperf run processes: error figures and peak memory within x1.25 / x1.10
-  profiler   (CUDA) tests/test_profiler_agreement.py: device time = torch.profiler's kernel time, 3 %
+  profiler   (CUDA) tests/test_profiler_agreement.py: device time = torch.profiler's kernel
+             time, 3 %
   triton     (CUDA) attnperf ci bench C0 -> TRI over triton_flash: exit 1, every row flagged
   calibrate  attnperf calibrate --runs 2 of C0: a threshold for every gated benchmark
   history    asv run over main's last N commits (--history; needs --repo)
   site       attnperf site build over the results recorded by the checks before it
-asv's grid: GRID below, forward only (ATTNPERF_ASV_KERNELS, _PROBLEMS, _PASSES widen it).  Without
-thresholds for --machine ci bench judges at x1.05 (GPU) / x1.5 (CPU, time rows paired at x1.10): hence
-+10 % / +100 %.  Writes DIR/acceptance.json (per check: pass/fail/error/skipped, reason, numbers, wall
-time, NVML clocks before and after; attnperf commit, torch, CUDA, cuDNN, driver, Triton, asv versions),
-DIR/acceptance.md and DIR/logs.tgz after each check; exits 0 when every check that ran passed, 1 when
-one failed or broke, 2 on a usage error.  Offline GPU hosts: carry in .whl (or --wheels) the wheels of
-asv, asv_runner, virtualenv, setuptools, nvidia-ml-py, pytest and attnperf's dependencies, and
+asv's grid: GRID below, forward only (ATTNPERF_ASV_KERNELS, _PROBLEMS, _PASSES widen it).
+Without thresholds for --machine ci bench judges at x1.05 (GPU) / x1.5 (CPU, time rows paired at
+x1.10): hence +10 % / +100 %.  Writes DIR/acceptance.json (per check: pass/fail/error/skipped,
+reason, numbers, wall time, NVML clocks before and after; attnperf commit, torch, CUDA, cuDNN,
+driver, Triton, asv versions), DIR/acceptance.md and DIR/logs.tgz after each check; exits 0 when
+every check that ran passed, 1 when one failed or broke, 2 on a usage error.  Offline GPU hosts:
+carry in .whl (or --wheels) the wheels of asv, asv_runner, virtualenv, setuptools, nvidia-ml-py,
+pytest and attnperf's dependencies, and
 `git bundle create .whl/repo.bundle main` for --repo .whl/repo.bundle.
 """
 
@@ -47,7 +52,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 # attnperf's CLI from src/, not on PYTHONPATH: asv's benchmarks must import the commit they measure.
-BOOT = "import sys; sys.path.insert(0, sys.argv.pop(1)); from attnperf.cli import main; sys.exit(main(sys.argv[1:]))"
+BOOT = ("import sys; sys.path.insert(0, sys.argv.pop(1)); from attnperf.cli import main; "
+        "sys.exit(main(sys.argv[1:]))")
 ORDER = (
     "ab",
     "aa",
@@ -85,7 +91,8 @@ INJECT = """
 import time as _acc_time, types  # noqa: E401,E402
 _ACC_F, _ACC_COST = F, {{}}
 
-def _acc_cost(call, cuda):  # {pct} % of one warm call: sleep-kernel cycles (GPU), thread seconds (CPU)
+# {pct} % of one warm call: sleep-kernel cycles (GPU), thread seconds (CPU)
+def _acc_cost(call, cuda):
     if not cuda:
         t = [call() for _ in range(3)] and _acc_time.thread_time()
         return [call() for _ in range(5)] and {pct} / 100 * (_acc_time.thread_time() - t) / 5
@@ -100,7 +107,8 @@ def _acc_sdpa(q, k, *args, **kwargs):
     call = lambda: _ACC_F.scaled_dot_product_attention(q, k, *args, **kwargs)  # noqa: E731
     out, b = call(), torch.backends.cuda
     key = (q.shape, k.shape, q.dtype, q.device.type, str(kwargs), b.flash_sdp_enabled(),
-           b.mem_efficient_sdp_enabled(), b.math_sdp_enabled(), getattr(b, "cudnn_sdp_enabled", bool)())
+           b.mem_efficient_sdp_enabled(), b.math_sdp_enabled(),
+           getattr(b, "cudnn_sdp_enabled", bool)())
     if key not in _ACC_COST and not (q.is_cuda and torch.cuda.is_current_stream_capturing()):
         _ACC_COST[key] = _acc_cost(call, q.is_cuda)
     if q.is_cuda and key in _ACC_COST:
@@ -117,7 +125,8 @@ DETUNE = """
 # acceptance TRI commit: every Triton configuration forced to 64x16 tiles
 if triton is not None and not _INTERPRETED:
     for _c in (_FWD_CONFIGS, _DKDV_CONFIGS, _DQ_CONFIGS):
-        _c[:] = [triton.Config({"BLOCK_M": 64, "BLOCK_N": 16}, num_warps=4, num_stages=2, pre_hook=_c[0].pre_hook)]
+        _c[:] = [triton.Config({"BLOCK_M": 64, "BLOCK_N": 16}, num_warps=4, num_stages=2,
+                               pre_hook=_c[0].pre_hook)]
 """
 
 
@@ -178,7 +187,8 @@ class Runner:
         )
 
     def sh(self, log: str, cmd: list, cwd=None, env=None) -> tuple[int, str]:
-        """Exit code and output of ``cmd``; its process group is stopped at the end of the budget."""
+        """Exit code and output of ``cmd``; its process group is stopped at the end of the
+        budget."""
         with open(self.logs / f"{log}.log", "w") as fh:
             proc = subprocess.Popen(
                 cmd,
@@ -262,7 +272,8 @@ class Runner:
 
 
 def check_bench(r: Runner, name: str):
-    """``attnperf ci bench`` C0 -> the check's head: its exit code, and exactly the rows expected flagged."""
+    """``attnperf ci bench`` C0 -> the check's head: its exit code, and exactly the rows
+    expected flagged."""
     (head, want_rc, should_flag, env), c, out, t0 = (
         BENCHES[name],
         r.repo(),
@@ -534,8 +545,9 @@ def write_report(out: Path, report: dict, t0: float) -> None:
     lines = [
         f"# attnperf acceptance: {e.get('gpu_name') or e.get('cpu_model')} ({report['device']})",
         "",
-        f"{report['started']}; budget {report['budget_s']:g} s, used {report['wall_s']:.0f} s; attnperf "
-        f"{e.get('attnperf_commit')}; torch {e.get('torch')}, CUDA {e.get('cuda')}, cuDNN {e.get('cudnn')}, "
+        f"{report['started']}; budget {report['budget_s']:g} s, used {report['wall_s']:.0f} s; "
+        f"attnperf {e.get('attnperf_commit')}; torch {e.get('torch')}, CUDA {e.get('cuda')}, "
+        f"cuDNN {e.get('cudnn')}, "
         f"driver {e.get('driver')}, Triton {e.get('triton')}, asv {e.get('asv')}",
         "",
         "| check | status | wall s | numbers or reason |",
@@ -574,7 +586,8 @@ def run_checks(args: argparse.Namespace) -> int:
                 entry["reason"] = "needs CUDA"
             elif est > left:
                 entry["reason"] = (
-                    f"would not fit: ~{est:.0f} s estimated, {max(left, 0):.0f} s left of the budget"
+                    f"would not fit: ~{est:.0f} s estimated, "
+                    f"{max(left, 0):.0f} s left of the budget"
                 )
             else:
                 try:

@@ -110,7 +110,8 @@ def _entry(i: int, raw: object, path: str) -> Entry:
         raise ReportError(f"{where}: 'medians' must be a list of numbers")
     for key in ("spread", "threshold", "detectable"):
         if not _number(raw.get(key)) or raw[key] < 1.0:
-            raise ReportError(f"{where}: {key!r} must be a number >= 1.0, got {_shown(raw.get(key))}")
+            raise ReportError(f"{where}: {key!r} must be a number >= 1.0, "
+                              f"got {_shown(raw.get(key))}")
     return Entry(name, tuple(params), tuple(float(m) for m in medians), float(raw["spread"]),
                  float(raw["threshold"]), float(raw["detectable"]))
 
@@ -126,7 +127,8 @@ def parse(data: dict[str, Any], path: str) -> Thresholds:
                               f"got {_shown(data.get(key))}")
     for key in ("factor", "floor", "headroom"):
         if not _number(data.get(key)) or data[key] < 1.0:
-            raise ReportError(f"{path}: {key!r} must be a number >= 1.0, got {_shown(data.get(key))}")
+            raise ReportError(f"{path}: {key!r} must be a number >= 1.0, "
+                              f"got {_shown(data.get(key))}")
     for key in ("machine", "created", "commit"):
         if not isinstance(data.get(key), str):
             raise ReportError(f"{path}: {key!r} must be a string, got {_shown(data.get(key))}")

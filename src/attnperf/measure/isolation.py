@@ -18,10 +18,12 @@ from __future__ import annotations
 import dataclasses
 import logging
 import pickle
+from typing import Any
 
 from ..errors import UnknownNameError
 from ..kernels import registry
 from ..kernels.spec import KernelSpec
+from ..model.peaks import Peak
 from ..model.problem import Problem
 from ..model.records import Measurement
 from .bench import measure, now, warm_up_gpu
@@ -61,9 +63,9 @@ class Job:
     spec_blob: bytes | None
     spec_note: str  # why the spec could not be pickled ("" when it could)
     options: MeasureOptions
-    ceiling_data: dict | None
-    peak: object
-    tolerances: dict | None
+    ceiling_data: dict[str, Any] | None
+    peak: Peak | None
+    tolerances: dict[str, float] | None
 
 
 def set_up_worker(cfg: WorkerSetup) -> str:
@@ -127,7 +129,8 @@ class Isolated:
         return self._worker
 
     def measure(self, kernel: str, problem: Problem, options: MeasureOptions, *,
-                ceiling_data: dict | None, peak, tolerances: dict | None) -> Measurement:
+                ceiling_data: dict[str, Any] | None, peak: Peak | None,
+                tolerances: dict[str, float] | None) -> Measurement:
         """One config in the worker (module doc); an unknown kernel name raises here."""
         spec = registry.get(kernel)  # an unknown name fails here, not in the worker
         if kernel not in self._blobs:
@@ -137,7 +140,8 @@ class Isolated:
         job = Job(kernel, problem, blob, note, options, ceiling_data, peak, tolerances)
         outcome = self.worker().run(job, limit)
         if isinstance(outcome, Done):
-            return outcome.value
+            m: Measurement = outcome.value  # measure_in_worker's measurement
+            return m
         status = "crashed" if isinstance(outcome, Crashed) else "timed_out"
         return Measurement(kernel, problem, self.device, status=status, reason=outcome.reason,
                            timestamp=now())

@@ -34,6 +34,7 @@ import statistics
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from ..errors import PairedWorkerError as WorkerError
 from .reaper import REAPER, kill_group
@@ -63,7 +64,7 @@ class Paired:
     def faster(self, factor: float = PAIRED_FACTOR, p: float = P_PAIRED) -> bool:
         return self.ratio * factor < 1 and self.p_faster < p
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, float]:
         return dataclasses.asdict(self)
 
 
@@ -71,7 +72,7 @@ def sign_test(wins: int, n: int) -> float:
     """P(X >= wins) for X ~ Binomial(n, 1/2): the one-sided sign test's p-value."""
     if n <= 0:
         return 1.0
-    return sum(math.comb(n, k) for k in range(max(wins, 0), n + 1)) / 2 ** n
+    return sum(math.comb(n, k) for k in range(max(wins, 0), n + 1)) / (1 << n)  # 2 ** n, as an int
 
 
 def judge(base: list[float], head: list[float], calls: int) -> Paired:
@@ -82,8 +83,10 @@ def judge(base: list[float], head: list[float], calls: int) -> Paired:
     faster = sum(r < 1 for r in ratios)
     ties = n - slower - faster  # a tie counts for neither side: half to each is the usual
     return Paired(ratio=statistics.median(ratios) if ratios else float("nan"),
-                  p_slower=sign_test(slower + ties // 2, n), p_faster=sign_test(faster + ties // 2, n),
-                  pairs=n, base_s=statistics.median(base), head_s=statistics.median(head), calls=calls)
+                  p_slower=sign_test(slower + ties // 2, n),
+                  p_faster=sign_test(faster + ties // 2, n),
+                  pairs=n, base_s=statistics.median(base), head_s=statistics.median(head),
+                  calls=calls)
 
 
 class _Worker:
@@ -100,19 +103,22 @@ class _Worker:
                                      start_new_session=hasattr(os, "setsid"))
         REAPER.keep(self.proc.pid)
         self.closed = False
+        assert self.proc.stdin is not None and self.proc.stdout is not None  # both PIPE above
+        self._stdin, self._stdout = self.proc.stdin, self.proc.stdout
 
-    def ask(self, msg: dict, timeout_s: float | None = None) -> dict:
+    def ask(self, msg: dict[str, Any], timeout_s: float | None = None) -> dict[str, Any]:
         try:
-            self.proc.stdin.write(json.dumps(msg) + "\n")
-            self.proc.stdin.flush()
+            self._stdin.write(json.dumps(msg) + "\n")
+            self._stdin.flush()
         except (BrokenPipeError, OSError):
             raise WorkerError(f"worker exited ({self.proc.poll()})") from None
-        ready, _, _ = select.select([self.proc.stdout], [], [], timeout_s or self.timeout_s)
-        line = self.proc.stdout.readline() if ready else ""
+        ready, _, _ = select.select([self._stdout], [], [], timeout_s or self.timeout_s)
+        line = self._stdout.readline() if ready else ""
         if not line:
             self.close()
-            raise WorkerError("no answer in time" if not ready else f"worker exited ({self.proc.poll()})")
-        reply = json.loads(line)
+            raise WorkerError("no answer in time" if not ready
+                              else f"worker exited ({self.proc.poll()})")
+        reply: dict[str, Any] = json.loads(line)
         if "error" in reply:
             raise WorkerError(reply["error"])
         return reply
@@ -128,7 +134,7 @@ class _Worker:
             self.proc.kill()
         self.proc.wait()
         REAPER.forget(self.proc.pid)
-        for pipe in (self.proc.stdin, self.proc.stdout):
+        for pipe in (self._stdin, self._stdout):
             try:
                 pipe.close()
             except OSError:
@@ -158,7 +164,7 @@ class PairedRunner:
         self.cpu = cpu
         self._args = [(base_src, base_cwd), (head_src, head_cwd)]
         self._python, self._timeout = python, timeout_s
-        self._workers: List[Optional[_Worker]] = [None, None]
+        self._workers: list[_Worker | None] = [None, None]
         self._reaping = False  # holds REAPER while workers live
 
     def _worker(self, i: int) -> _Worker:
@@ -194,9 +200,9 @@ class PairedRunner:
                     (tb if w is base else th).append(w.ask({"op": "sample", "calls": calls})["s"])
             return judge(tb, th, calls)
         except WorkerError as exc:
-            for i, w in enumerate(self._workers):  # a failed worker is replaced for the next pair
-                if w is not None and w.proc.poll() is not None:
-                    self._end(w)
+            for i, side in enumerate(self._workers):  # a failed one is replaced for the next pair
+                if side is not None and side.proc.poll() is not None:
+                    self._end(side)
                     self._workers[i] = None
             return str(exc)
 
@@ -215,5 +221,5 @@ class PairedRunner:
     def __enter__(self) -> PairedRunner:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()

@@ -49,6 +49,7 @@ def _main() -> None:
     me = os.getpid()
     for line in sys.stdin:
         msg = json.loads(line)
+        reply: dict[str, float | str]
         try:
             if msg["op"] == "setup":
                 if bench is not None:
@@ -64,13 +65,16 @@ def _main() -> None:
                 bench.call()
                 reply = {"per_call_s": time.thread_time() - t0}
             else:
+                if bench is None:
+                    raise RuntimeError("a sample before any setup")
                 n = int(msg["calls"])
                 t0 = time.thread_time()
                 for _ in range(n):
                     bench.call()
                 reply = {"s": (time.thread_time() - t0) / n}
         except Exception as exc:  # noqa: BLE001 - the coordinator records it and goes on
-            reply = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"}
+            first = str(exc).splitlines()[0] if str(exc) else ""
+            reply = {"error": f"{type(exc).__name__}: {first}"}
         if os.getpid() != me:  # a kernel's fork() copy came back here: it never answers
             os._exit(0)
         try:

@@ -54,8 +54,9 @@ def prctl(option: int, arg: Any = 0) -> int | None:
         libc = ctypes.CDLL(None, use_errno=True)
         if isinstance(arg, int):
             arg = ctypes.c_ulong(arg)
-        return libc.prctl(ctypes.c_int(option), arg, ctypes.c_ulong(0), ctypes.c_ulong(0),
-                          ctypes.c_ulong(0))
+        result: int = libc.prctl(ctypes.c_int(option), arg, ctypes.c_ulong(0),
+                                 ctypes.c_ulong(0), ctypes.c_ulong(0))  # restype: C int
+        return result
     except (OSError, AttributeError):  # pragma: no cover - no prctl: best effort
         return None
 
@@ -201,14 +202,14 @@ class signals_held:
     """SIGINT/SIGTERM held back in the main thread for the block (a kill-and-reap
     is never cut half way); a no-op elsewhere."""
 
-    def __enter__(self):
-        self._old = None
+    def __enter__(self) -> signals_held:
+        self._old: set[int | signal.Signals] | None = None
         if hasattr(signal, "pthread_sigmask") and \
                 threading.current_thread() is threading.main_thread():
             self._old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         if self._old is not None:
             signal.pthread_sigmask(signal.SIG_SETMASK, self._old)
 

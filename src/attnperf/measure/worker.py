@@ -60,8 +60,12 @@ import signal
 import sys
 import weakref
 from collections.abc import Callable, Sequence
-from multiprocessing.connection import wait
-from typing import Any
+from multiprocessing.connection import Connection, wait
+from multiprocessing.process import BaseProcess
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # ForkServerContext exists only where there is a forkserver
+    from multiprocessing.context import ForkServerContext, SpawnContext
 
 from ..errors import WorkerStartError as StartError
 from .reaper import PR_SET_PDEATHSIG, REAPER, kill_group, prctl, signals_held
@@ -119,8 +123,8 @@ def _flush() -> None:
             pass
 
 
-def _child(conn, setup: Callable[[Any], Any], setup_arg: Any,
-           handle: Callable[[Any, Any], tuple]) -> None:
+def _child(conn: Connection[Any, Any], setup: Callable[[Any], Any], setup_arg: Any,
+           handle: Callable[[Any, Any], tuple[Any, bool]]) -> None:
     """The child's main loop: ``state = setup(arg)``; then for each job
     ``(value, retire) = handle(state, job)`` until told to stop or retiring.
 
@@ -171,7 +175,7 @@ def _child(conn, setup: Callable[[Any], Any], setup_arg: Any,
     os._exit(code)
 
 
-def _send(conn, msg: tuple) -> None:
+def _send(conn: Connection[Any, Any], msg: tuple[Any, ...]) -> None:
     try:
         conn.send(msg)
     except (OSError, EOFError):  # the supervisor is gone: nobody to tell
@@ -179,6 +183,12 @@ def _send(conn, msg: tuple) -> None:
 
 
 # ----------------------------------------------------------- the supervisor
+def _pid(proc: BaseProcess) -> int:
+    """A started child's pid (``BaseProcess.pid`` is None only before ``start()``)."""
+    assert proc.pid is not None, "the child was started"
+    return proc.pid
+
+
 _LIVE: weakref.WeakSet[Worker] = weakref.WeakSet()
 
 
@@ -200,19 +210,21 @@ class Worker:
     """
 
     def __init__(self, setup: Callable[[Any], Any], setup_arg: Any,
-                 handle: Callable[[Any, Any], tuple], preload: Sequence[str] = (),
+                 handle: Callable[[Any, Any], tuple[Any, bool]], preload: Sequence[str] = (),
                  startup_timeout_s: float = STARTUP_TIMEOUT_S) -> None:
         self._setup, self._setup_arg, self._handle = setup, setup_arg, handle
         self._startup_timeout_s = startup_timeout_s
         # spawn where there is no forkserver (Windows): slower starts, same semantics.
         self._method = ("forkserver" if "forkserver" in multiprocessing.get_all_start_methods()
                         else "spawn")
-        self._ctx = multiprocessing.get_context(self._method)
+        self._ctx: ForkServerContext | SpawnContext = (
+            multiprocessing.get_context("forkserver") if self._method == "forkserver"
+            else multiprocessing.get_context("spawn"))
         if preload and self._method == "forkserver":
             # Effective only before the server starts (once per process).
             self._ctx.set_forkserver_preload(list(preload))
-        self._proc = None
-        self._conn = None
+        self._proc: BaseProcess | None = None
+        self._conn: Connection[Any, Any] | None = None
         self._reaping = False  # holds REAPER while a child lives
         self.started = 0  # children started so far
 
@@ -220,7 +232,8 @@ class Worker:
     def pid(self) -> int | None:
         return self._proc.pid if self._proc is not None else None
 
-    def _start(self) -> None:
+    def _start(self) -> tuple[BaseProcess, Connection[Any, Any]]:
+        """A fresh child, ready for jobs: its process and the pipe to it."""
         if self._method == "forkserver":
             # The server (and the resource tracker) first: children this process
             # already has are never the sweep's.
@@ -235,7 +248,7 @@ class Worker:
                                  args=(child, self._setup, self._setup_arg, self._handle))
         proc.start()
         child.close()
-        REAPER.keep(proc.pid)
+        REAPER.keep(_pid(proc))
         self._proc, self._conn = proc, parent
         self.started += 1
         ready = wait([parent, proc.sentinel], self._startup_timeout_s)
@@ -247,42 +260,45 @@ class Worker:
                 msg = None
         if msg is None or msg[0] != "ready":
             what = (f"gave no sign of life within {self._startup_timeout_s:g} s" if not ready
-                    else self._reap())
+                    else self._reap(proc))
             self.close(force=True)
             raise StartError(f"the worker process {what} before it was ready")
         log.debug("worker %d ready", proc.pid)
+        return proc, parent
 
-    def _reap(self) -> str:
-        self._proc.join(5)
-        return describe_exit(self._proc.exitcode)
+    @staticmethod
+    def _reap(proc: BaseProcess) -> str:
+        proc.join(5)
+        return describe_exit(proc.exitcode)
 
-    def run(self, job: Any, timeout_s: float):
+    def run(self, job: Any, timeout_s: float) -> Done | Crashed | TimedOut:
         """Run ``job`` in the child; :class:`Done`, :class:`Crashed` or :class:`TimedOut`."""
-        if self._proc is None or not self._proc.is_alive():
+        proc, conn = self._proc, self._conn
+        if proc is None or conn is None or not proc.is_alive():
             self.close(force=True)
             try:
-                self._start()
+                proc, conn = self._start()
             except StartError as exc:
                 return Crashed(str(exc))
         try:
-            self._conn.send(job)
+            conn.send(job)
         except (BrokenPipeError, OSError):
-            reason = self._reap()
+            reason = self._reap(proc)
             self.close(force=True)
             return Crashed(f"the worker process {reason}")
-        ready = wait([self._conn, self._proc.sentinel], timeout_s)
+        ready = wait([conn, proc.sentinel], timeout_s)
         if not ready:
             self.close(force=True)
             return TimedOut(f"no result within the {timeout_s:g} s limit per config; "
                             "the worker process was killed")
         msg = None
-        if self._conn.poll():  # an answer, or end of file from a dead child
+        if conn.poll():  # an answer, or end of file from a dead child
             try:
-                msg = self._conn.recv()
+                msg = conn.recv()
             except (EOFError, OSError, pickle.UnpicklingError):
                 pass
         if msg is None or msg[0] != "done":
-            reason = self._reap()
+            reason = self._reap(proc)
             self.close(force=True)
             return Crashed(f"the worker process {reason}")
         _, value, retire = msg
@@ -295,7 +311,7 @@ class Worker:
         then kill its process group and sweep what it left (module doc)."""
         proc, conn = self._proc, self._conn
         self._proc = self._conn = None
-        if proc is not None:
+        if proc is not None and conn is not None:  # set and cleared together
             with signals_held():
                 self._stop(proc, conn, force)
         if self._reaping:
@@ -304,18 +320,18 @@ class Worker:
         _LIVE.discard(self)
 
     @staticmethod
-    def _stop(proc, conn, force: bool) -> None:
+    def _stop(proc: BaseProcess, conn: Connection[Any, Any], force: bool) -> None:
         if not force and proc.is_alive():
             try:
                 conn.send(None)
             except (BrokenPipeError, OSError):
                 pass
             proc.join(2)
-        kill_group(proc.pid)  # its session: whatever it started that stayed there
+        kill_group(_pid(proc))  # its session: whatever it started that stayed there
         if proc.is_alive():  # no group of its own (it died before forming one, or no setsid)
             proc.kill()
         proc.join(5)
-        REAPER.forget(proc.pid)
+        REAPER.forget(_pid(proc))
         conn.close()
         try:
             proc.close()
@@ -325,5 +341,5 @@ class Worker:
     def __enter__(self) -> Worker:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close(force=exc[0] is not None)

@@ -484,7 +484,8 @@ def test_paired_confirmation_clears_a_range_that_asvs_separate_runs_flag(tmp_pat
     assert out.kind == b.NO_REGRESSION and out.paired and log == [commits[0], commits[-1]]
     assert [c[:2] for c in calls] == [(commits[0], commits[-1])]
     assert set(calls[0][2]) == {("tiled", "seed"), ("tiled", "train")}
-    assert all(r.change == ab.SAME and r.source == "paired" for r in out.rows if r.kernel == "tiled")
+    assert all(r.change == ab.SAME and r.source == "paired"
+               for r in out.rows if r.kernel == "tiled")
     assert render.outcome(out, lambda c: "").startswith(
         f"no significant regression between {commits[0][:8]} and {commits[-1][:8]}")
 

@@ -92,7 +92,8 @@ def _run(project, asv_exit, with_results=True, extra=(), github=True, says=None,
     proc = subprocess.run(
         [sys.executable, *SCRIPT, "--config", str(project["conf"]), "--base", project["base"],
          "--head", "HEAD", "--machine", "h100", "--no-describe", "--asv", str(project["fake"]),
-         "--out", str(out), *(() if "--device" in extra else ("--device", "cuda")), *extra], capture_output=True, text=True, env=env, timeout=120)
+         "--out", str(out), *(() if "--device" in extra else ("--device", "cuda")), *extra],
+        capture_output=True, text=True, env=env, timeout=120)
     verdict = json.loads((out / "verdict.json").read_text()) if (out / "verdict.json").exists() \
         else None
     return proc, out, verdict

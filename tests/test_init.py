@@ -97,8 +97,9 @@ def test_init_writes_everything_and_a_starter_config(cli, plugin_repo):
         assert f"wrote  {rel}" in res.out
     config = project_config.load(plugin_repo / "pyproject.toml")
     assert config.kernels == ("toy_attn",) and config.baselines == ("sdpa",)  # from its entry point
-    assert "\n  attnperf ci bench --base HEAD~1 --head HEAD\n" in res.out  # the verdict, without asv's flags
-    assert "\n  attnperf asv machine\n" in res.out  # describes the machine and measures its ceilings
+    # the verdict, without asv's flags
+    assert "\n  attnperf ci bench --base HEAD~1 --head HEAD\n" in res.out
+    assert "\n  attnperf asv machine\n" in res.out  # describes the machine, measures its ceilings
     assert "    wrote  .gitignore" in res.out
     conf = json.loads("\n".join(line for line in (plugin_repo / "asv.conf.json").read_text()
                                 .splitlines() if not line.strip().startswith("//")))

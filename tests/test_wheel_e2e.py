@@ -126,7 +126,7 @@ def test_run_a_small_cpu_problem(venv, tmp_path):
     assert any(r["status"] == "ok" and r["kernel_name"] == "sdpa" for r in report["results"])
 
 
-def _flagged(out: str) -> List[str]:
+def _flagged(out: str) -> list[str]:
     """The rows `attnperf ci bench` flags, one line each saying why."""
     return [line for line in out.splitlines() if line.startswith("[attnperf ci bench] flagged:")]
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
+from typing import Protocol
 
 from asv import _stats as _asv_stats
 
@@ -137,15 +138,16 @@ def _classify(before: Point, after: Point, vb: str | None, va: str | None, facto
         return FIXED, None, none
     if not (before.ok and after.ok):
         return NA, None, none
-    ratio = after.value / before.value if before.value else None
-    if ratio is None:
+    b, a = before.value, after.value
+    if not b or a is None:  # an ok point always carries its value; no ratio without one
         return NA, None, none
+    ratio = a / b
     sig = significance(before, after)
     if sig.different is False:
         return SAME, ratio, sig
-    if after.value > before.value * factor:
+    if a > b * factor:
         return WORSE, ratio, sig
-    if before.value > after.value * factor:
+    if b > a * factor:
         return BETTER, ratio, sig
     return SAME, ratio, sig
 
@@ -191,7 +193,23 @@ def compare(db: ResultsDB, machine: str, base: Run | None, head: Run | None,
     return Comparison(machine, base, head, factor, rows, bool(own))
 
 
-def confirm_paired(comparison: Comparison, paired: Mapping[tuple[str, str], object],
+class PairedVerdict(Protocol):
+    """What :func:`confirm_paired` reads of one paired re-measurement
+    (:class:`attnperf.measure.paired.Paired` has it)."""
+
+    @property
+    def ratio(self) -> float: ...
+    @property
+    def p_slower(self) -> float: ...
+    @property
+    def p_faster(self) -> float: ...
+    @property
+    def pairs(self) -> int: ...
+    def slower(self, factor: float) -> bool: ...
+    def faster(self, factor: float) -> bool: ...
+
+
+def confirm_paired(comparison: Comparison, paired: Mapping[tuple[str, str], PairedVerdict],
                    factor: float) -> Comparison:
     """The time rows judged again by the paired re-measurement
     (:mod:`attnperf.measure.paired`): ``paired`` maps (kernel, problem id) to a

@@ -46,7 +46,8 @@ from ..io.asv_results import ResultsDB, Run
 from . import ab
 
 # Outcomes.
-NO_REGRESSION, REGRESSION, ALL_NA, NO_RESULTS = "no-regression", "regression", "all-n/a", "no-results"
+NO_REGRESSION, REGRESSION, ALL_NA, NO_RESULTS = ("no-regression", "regression", "all-n/a",
+                                                "no-results")
 BROKEN = "broken"  # a benchmark fails at BAD that passed at GOOD: a wrong result, not a slowdown
 
 Fetch = Callable[[str], Run | None]
@@ -110,7 +111,7 @@ class Bisection:
             raise ValueError(f"a slowdown needs 0 < good ({good_value}) < bad ({bad_value})")
         self.good = good
         self.commits = list(commits)
-        self.midpoint = (good_value * bad_value) ** 0.5  # geometric: ratios, not differences
+        self.midpoint: float = (good_value * bad_value) ** 0.5  # geometric: ratios, not differences
         self.lo, self.hi = -1, len(self.commits) - 1
         self.values: dict[str, float | None] = {good: good_value, self.commits[-1]: bad_value}
         self.skipped: list[str] = []
@@ -212,13 +213,13 @@ def bisect(db_of: Callable[[], ResultsDB], machine: str, good: str, bad: str,
     if slower and confirm is not None:
         rows = _rejudged(rows, confirm(good, bad, slower))
         # the search needs asv's values to move the way the pairs say
-        slower = [r for r in worst(rows) if r.after.value > r.before.value]
+        slower = [r for r in worst(rows) if _slower_value(r)]
     if not slower:
         kind = NO_REGRESSION if comparable(rows) else ALL_NA
         return Outcome(kind, good, bad, factor, rows, measured=measured, paired=paired)
     top = slower[0]
     target = Target(top.benchmark, top.params)
-    search = Bisection(good, commits, top.before.value, top.after.value)
+    search = Bisection(good, commits, *_values(top))
     runs: dict[str, Run | None] = {good: good_run, bad: bad_run}
     while True:
         commit = search.next()
@@ -236,12 +237,26 @@ def bisect(db_of: Callable[[], ResultsDB], machine: str, good: str, bad: str,
         asked = [r for r in step_rows if r.change == ab.WORSE
                  or (r.benchmark, r.params) == (target.benchmark, target.params)]
         step_rows = _rejudged(step_rows, confirm(parent, culprit, asked) if asked else [])
-    step = next((r for r in step_rows if (r.benchmark, r.params) == (target.benchmark, target.params)),
-                None)
+    step = next((r for r in step_rows
+                 if (r.benchmark, r.params) == (target.benchmark, target.params)), None)
     return Outcome(REGRESSION, good, bad, factor, rows, target=target, culprit=culprit,
                    parent=parent, suspects=search.suspects, step=step,
                    step_rows=worst(step_rows), measured=measured, values=dict(search.values),
                    paired=paired)
+
+
+def _values(row: ab.Row) -> tuple[float, float]:
+    """The before and after values of a row judged worse (such a row carries both)."""
+    before, after = row.before.value, row.after.value
+    if before is None or after is None:
+        raise ValueError(f"{row.benchmark}: a row without values cannot steer the search")
+    return before, after
+
+
+def _slower_value(row: ab.Row) -> bool:
+    """Did the row's asv value move up (the way a slowdown moves)?"""
+    before, after = _values(row)
+    return after > before
 
 
 def _rejudged(rows: Sequence[ab.Row], again: Sequence[ab.Row]) -> list[ab.Row]:

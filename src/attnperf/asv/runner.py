@@ -192,7 +192,7 @@ def continuous_finished(output: str) -> bool:
     return any(line.strip() in CONTINUOUS_VERDICTS for line in output.splitlines())
 
 
-def machine_names(path: Optional[Path] = None) -> List[str]:
+def machine_names(path: Path | None = None) -> list[str]:
     """Machines described in ~/.asv-machine.json (what ``asv run --machine`` accepts)."""
     path = path or Path.home() / ".asv-machine.json"
     try:
@@ -202,7 +202,7 @@ def machine_names(path: Optional[Path] = None) -> List[str]:
     return [k for k in data if k != "version"] if isinstance(data, dict) else []
 
 
-def machine_device(machine: str, path: Optional[Path] = None) -> str:
+def machine_device(machine: str, path: Path | None = None) -> str:
     """"cuda" when ``attnperf asv machine`` recorded a GPU for ``machine`` in
     ~/.asv-machine.json (its ``gpu`` field), else "cpu"."""
     path = path or Path.home() / ".asv-machine.json"

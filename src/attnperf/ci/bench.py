@@ -113,6 +113,12 @@ class BenchOptions:
     render_only: bool = False
     asv_exit: int | None = None
 
+    @property
+    def machine_name(self) -> str:
+        """``machine`` as resolved on construction (never None after it)."""
+        assert self.machine is not None
+        return self.machine
+
     def __post_init__(self) -> None:
         if self.machine is None:
             from ..asv.machine import default_name  # (imports torch: only when needed)
@@ -149,8 +155,8 @@ def device_of(o: BenchOptions) -> str:
     machine in ~/.asv-machine.json, else the one this Python sees (cuda if available)."""
     if o.device != "auto":
         return o.device
-    if o.machine in runner.machine_names():
-        return runner.machine_device(str(o.machine))
+    if o.machine_name in runner.machine_names():
+        return runner.machine_device(str(o.machine_name))
     from ..measure.device import resolve_device  # (imports torch)
     return resolve_device("auto")
 
@@ -192,18 +198,19 @@ def find_asv(explicit: str | None) -> str:
         raise BenchJobError(str(exc)) from None
 
 
-def _env() -> dict:
+def _env() -> dict[str, str]:
     # attnperf.asv.envinstall lends this interpreter's torch to asv's environments.
     return runner.asv_env()
 
 
-def _tee(cmd: list[str], cwd: Path, log_path: Path, env: dict, timeout: float | None) -> int:
+def _tee(cmd: list[str], cwd: Path, log_path: Path, env: dict[str, str],
+         timeout: float | None) -> int:
     """Run ``cmd``, echoing its output and keeping it in ``log_path``."""
     return runner.tee(cmd, cwd, env, sys.stdout, log_path, timeout)
 
 
 def describe_machine(conf_dir: Path, results_dir: Path, machine: str, device: str,
-                     log_path: Path, env: dict) -> None:
+                     log_path: Path, env: dict[str, str]) -> None:
     cmd = [sys.executable, "-m", "attnperf", "asv", "machine", machine,
            "--results-dir", str(results_dir), "--device", device]
     rc = _tee(cmd, conf_dir, log_path, env, timeout=600)
@@ -293,29 +300,32 @@ def run(o: BenchOptions) -> Outcome:
     finished = None if o.render_only else runner.continuous_finished(
         job.log_path.read_text(errors="replace"))
     db = read_results(str(job.results_dir))
-    machine = db.machines.get(o.machine)
+    machine = db.machines.get(o.machine_name)
     base_run = machine.runs_for(job.base)[-1] if machine and machine.runs_for(job.base) else None
     head_run = machine.runs_for(job.head)[-1] if machine and machine.runs_for(job.head) else None
     lookup = job.calibrated.lookup() if job.calibrated else None
-    cmp = ab.compare(db, o.machine, base_run, head_run, job.factor, lookup)
+    cmp = ab.compare(db, o.machine_name, base_run, head_run, job.factor, lookup)
     # What asv itself judged (every row at its factor): tells a flag that the thresholds
     # or the metrics' own factors overrule from an asv error.
-    asv_view = ab.compare(db, o.machine, base_run, head_run, job.asv_factor, metric_rules=False)
+    asv_view = ab.compare(db, o.machine_name, base_run, head_run, job.asv_factor,
+                          metric_rules=False)
     paired = None
     if (confirm.confirming(o.confirm, job.device) and not o.render_only
             and base_run is not None and head_run is not None and finished is not False):
         paired, failed = paired_confirmation(job.conf_dir, job.base, job.head, cmp.rows)
         job.out.write_text("paired.json", json.dumps(
             {"factor": o.paired_factor,
-             "results": [{"kernel": k, "problem": p, **r.to_dict()} for (k, p), r in paired.items()],
-             "not_measured": [{"kernel": k, "problem": p, "reason": why} for (k, p), why in failed.items()]},
+             "results": [{"kernel": k, "problem": p, **r.to_dict()}
+                         for (k, p), r in paired.items()],
+             "not_measured": [{"kernel": k, "problem": p, "reason": why}
+                              for (k, p), why in failed.items()]},
             indent=2) + "\n")
         cmp = ab.confirm_paired(cmp, paired, o.paired_factor)
     # One verdict, from the rows: the exit code and the summary's headline both.
     code, reason = ab.decide(asv_exit, cmp, asv_view, finished)
     footer = "" if o.render_only else (
         f"<sub>asv's own output: `{job.log_path.name}` in this job's artifact.</sub>")
-    summary = prcomment.render_section(db, o.machine, job.base, job.head, job.factor,
+    summary = prcomment.render_section(db, o.machine_name, job.base, job.head, job.factor,
                                        asv_exit=asv_exit, footer=footer,
                                        thresholds=job.calibrated, asv_factor=job.asv_factor,
                                        comparison=cmp, asv_view=asv_view,
@@ -325,9 +335,9 @@ def run(o: BenchOptions) -> Outcome:
     if paired is not None:
         summary += paired_section(paired, o.paired_factor)
     summary_path = job.out.write_text("summary.md", summary)
-    copied = copy_results(job.results_dir, o.machine, [job.base, job.head], job.out)
+    copied = copy_results(job.results_dir, o.machine_name, [job.base, job.head], job.out)
     verdict = {"exit_code": code, "verdict": ab.VERDICTS[code], "reason": reason,
-               "asv_exit": asv_exit, "machine": o.machine, "base": job.base, "head": job.head,
+               "asv_exit": asv_exit, "machine": o.machine_name, "base": job.base, "head": job.head,
                "factor": job.factor, "asv_factor": job.asv_factor, "rounds": job.rounds,
                "thresholds": str(_thresholds_path(o, job.results_dir)) if job.calibrated else None,
                "paired_factor": o.paired_factor if paired is not None else None,
@@ -335,7 +345,7 @@ def run(o: BenchOptions) -> Outcome:
                "counts": {c: cmp.count(c) for c in (ab.WORSE, ab.BETTER, ab.BROKE, ab.FIXED)},
                "flagged": reasons}
     job.out.write_text("verdict.json", json.dumps(verdict, indent=2) + "\n")
-    github.publish(code, reason, o.machine, summary)
+    github.publish(code, reason, o.machine_name, summary)
     return Outcome(code, reason, summary_path, tuple(reasons))
 
 
@@ -371,9 +381,9 @@ def _continuous(o: BenchOptions, job: _Job) -> int:
     """Describe the machine (unless told not to), then asv continuous; returns asv's exit."""
     env = _env()
     if o.describe:
-        describe_machine(job.conf_dir, job.results_dir, o.machine, o.device, job.log_path, env)
+        describe_machine(job.conf_dir, job.results_dir, o.machine_name, o.device, job.log_path, env)
     cmd = [find_asv(o.asv), "continuous", "--config", str(job.conf_path), "--factor",
-           f"{job.asv_factor:g}", "-b", GATED, "--machine", o.machine]
+           f"{job.asv_factor:g}", "-b", GATED, "--machine", o.machine_name]
     if job.rounds and job.rounds > 1:
         cmd += ["--interleave-rounds", "-a", f"rounds={job.rounds}"]
     cmd += [*o.asv_args, job.base, job.head]
@@ -387,7 +397,7 @@ def record_error(o: BenchOptions, message: str, code: int = ab.EXIT_INFRA) -> No
     """The job could not start (``code``: :data:`~attnperf.analysis.ab.EXIT_INFRA`, or
     :data:`~attnperf.analysis.ab.EXIT_USAGE` for its input): ``OUT/summary.md`` and GitHub
     say why (best effort; never over a file attnperf did not write)."""
-    text = prcomment.render_unavailable(o.machine, message)
+    text = prcomment.render_unavailable(o.machine_name, message)
     out = Path(o.out)
     try:
         # only into a new or empty folder, or one a job wrote before (never `--out .`)
@@ -397,17 +407,18 @@ def record_error(o: BenchOptions, message: str, code: int = ab.EXIT_INFRA) -> No
     except (OSError, OutputPathError):
         pass
     try:
-        github.publish(code, message, o.machine, text)
+        github.publish(code, message, o.machine_name, text)
     except OSError:
         pass
 
 
 def _thresholds_path(o: BenchOptions, results_dir: Path) -> Path:
     return Path(o.thresholds) if o.thresholds else thresholds_file.path_for(
-        str(results_dir), o.machine)
+        str(results_dir), o.machine_name)
 
 
-def _thresholds(o: BenchOptions, results_dir: Path):
+def _thresholds(o: BenchOptions, results_dir: Path
+                ) -> thresholds_file.Thresholds | None:
     """The machine's calibrated thresholds (None without a file, or with --no-thresholds)."""
     if not o.use_thresholds:
         return None
@@ -417,9 +428,9 @@ def _thresholds(o: BenchOptions, results_dir: Path):
     try:
         found = thresholds_file.read(path)
     except ReportError as exc:
-        raise BenchInputError(f"{exc} (recalibrate: attnperf calibrate --machine {o.machine}; "
+        raise BenchInputError(f"{exc} (recalibrate: attnperf calibrate --machine {o.machine_name}; "
                             "or pass --no-thresholds)") from None
-    if found is not None and found.machine != o.machine:
+    if found is not None and found.machine != o.machine_name:
         raise BenchInputError(f"{path} was calibrated for machine {found.machine!r}, "
-                            f"not {o.machine!r}")
+                            f"not {o.machine_name!r}")
     return found

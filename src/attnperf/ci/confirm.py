@@ -27,10 +27,11 @@ from pathlib import Path
 from typing import IO
 
 from ..analysis import ab
+from ..analysis.bisect import Confirm
 from ..analysis.gate import metric_class
 from ..errors import BenchInputError, BenchJobError, ConfigError
 from ..io import project_config
-from ..measure.paired import PairedRunner
+from ..measure.paired import Paired, PairedRunner
 
 Key = tuple[str, str]
 CONFIRM = ("auto", "paired", "none")
@@ -63,7 +64,7 @@ def _git(repo: Path, *args: str) -> str:
 def paired_confirmation(repo: Path, base: str, head: str,
                         rows: ab.Comparison | Sequence[ab.Row],
                         label: str = "ci bench", stream: IO[str] | None = None
-                        ) -> tuple[dict[Key, object], dict[Key, str]]:
+                        ) -> tuple[dict[Key, Paired], dict[Key, str]]:
     """(kernel, problem id) -> paired figures for every time row of ``rows`` measured at
     both commits, and -> why not for those the workers could not measure.  Progress goes
     to ``stream`` (default stderr), one line per pair, prefixed ``[attnperf LABEL]``."""
@@ -71,7 +72,7 @@ def paired_confirmation(repo: Path, base: str, head: str,
     rows = rows.rows if isinstance(rows, ab.Comparison) else rows
     keys = sorted({(r.kernel, r.problem) for r in rows if metric_class(r.benchmark) is None
                    and r.before.ok and r.after.ok})
-    done: dict[Key, object] = {}
+    done: dict[Key, Paired] = {}
     failed: dict[Key, str] = {}
     if not keys:
         return done, failed
@@ -106,7 +107,7 @@ def paired_confirmation(repo: Path, base: str, head: str,
 
 
 def paired_judge(repo: Path, factor: float, label: str = "bisect",
-                 stream: IO[str] | None = None):
+                 stream: IO[str] | None = None) -> Confirm:
     """A ``confirm(before, after, rows) -> rows`` for :func:`attnperf.analysis.bisect.bisect`:
     the time rows of ``rows`` measured paired between the two commits and judged at
     ``factor``; rows the workers could not measure keep asv's verdict."""

@@ -59,7 +59,8 @@ class BisectOptions:
             raise UsageError(f"--confirm must be one of {', '.join(confirm.CONFIRM)}, "
                              f"got {self.confirm!r}")
         if not (math.isfinite(self.paired_factor) and 1.0 <= self.paired_factor <= 1000.0):
-            raise UsageError(f"--paired-factor must be a number in 1.0..1000, got {self.paired_factor}")
+            raise UsageError(f"--paired-factor must be a number in 1.0..1000, "
+                             f"got {self.paired_factor}")
         if self.factor is not None and not (math.isfinite(self.factor) and self.factor >= 1.0):
             raise UsageError(f"--factor must be a number >= 1.0, got {self.factor}")
         if self.factor is not None and self.factor > 1000.0:
@@ -94,12 +95,14 @@ class Bisect(Command):
                             + ", ".join(f"{d} {f:g}" for d, f in DEFAULT_FACTORS.items()) + ")")
         b.add_argument("--machine", default=None, type=machine_name(),
                        help="asv machine name (default: the only one in ~/.asv-machine.json)")
-        b.add_argument("--config", default="asv.conf.json", help="asv config (default asv.conf.json)")
+        b.add_argument("--config", default="asv.conf.json",
+                       help="asv config (default asv.conf.json)")
         b.add_argument("--rounds", type=int_in("rounds", -2 ** 31, 2 ** 31), default=None,
                        help="asv rounds per commit (independent measurements pooled; default: "
                             "the calibrated thresholds' rounds, else 1)")
         b.add_argument("--launch-method", default="forkserver", choices=LAUNCH_METHODS,
-                       help="asv's launch method (default forkserver: one `import torch` per commit)")
+                       help="asv's launch method (default forkserver: one `import torch` "
+                            "per commit)")
         b.add_argument("--log", default=None, type=text("log"),
                        help="append asv's output here (default: stderr only)")
         b.add_argument("--asv", default=None, help="asv executable (default: next to this python)")
@@ -127,12 +130,13 @@ class Bisect(Command):
         return run_bisect(options)
 
 
-def pick_machine(explicit):
+def pick_machine(explicit: str | None) -> str:
     known = machine_names()
     if explicit:
         if explicit not in known:
             raise UsageError(f"asv knows no machine {explicit!r} (~/.asv-machine.json has: "
-                             f"{', '.join(known) or 'none'}); run `attnperf asv machine {explicit}`")
+                             f"{', '.join(known) or 'none'}); "
+                             f"run `attnperf asv machine {explicit}`")
         return explicit
     if len(known) == 1:
         return names.machine(known[0], "the machine of ~/.asv-machine.json")
@@ -147,7 +151,7 @@ def check_regex(pattern: str) -> None:
         raise UsageError(f"-b {pattern!r} is not a regular expression ({exc})") from None
 
 
-def open_project(config: str, *refs: str):
+def open_project(config: str, *refs: str) -> tuple[Project, list[str]]:
     """The asv project and the full hashes of ``refs``; every problem a usage error."""
     try:
         project = Project(config)

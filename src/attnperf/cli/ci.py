@@ -46,7 +46,8 @@ class Bench(Command):
                              "for --machine, else cuda if this Python sees one, else cpu); picks "
                              "the factor and, on a cpu, the paired re-measurement")
         ap.add_argument("--no-describe", action="store_true",
-                        help="keep the existing asv machine description (skip `attnperf asv machine`)")
+                        help="keep the existing asv machine description "
+                             "(skip `attnperf asv machine`)")
         ap.add_argument("--asv", default=None, help="asv executable (default: next to this python)")
         ap.add_argument("--asv-arg", action="append", default=[],
                         help="extra argument for asv continuous (repeatable)")
@@ -55,17 +56,21 @@ class Bench(Command):
                         f"{bench.MAX_TIMEOUT_S:g})")
         ap.add_argument("--rounds", type=int_in("rounds", -2 ** 31, 2 ** 31), default=None,
                         help="measure each commit R times, interleaved base/head (asv "
-                             "--interleave-rounds -a rounds=R; default: the thresholds file's, else 1)")
+                             "--interleave-rounds -a rounds=R; default: the thresholds file's, "
+                             "else 1)")
         ap.add_argument("--thresholds", default=None,
-                        help="per-benchmark thresholds (default results/MACHINE/attnperf-thresholds.json "
+                        help="per-benchmark thresholds (default "
+                             "results/MACHINE/attnperf-thresholds.json "
                              "when it exists; `attnperf calibrate` writes it)")
         ap.add_argument("--no-thresholds", action="store_true",
                         help="judge every benchmark at --factor, even if a thresholds file exists")
         ap.add_argument("--confirm", choices=bench.CONFIRM, default="auto",
                         help="judge CPU time rows again by a paired re-measurement of both commits "
                              "(auto: on a cpu)")
-        ap.add_argument("--paired-factor", type=factor_float("paired-factor"), default=PAIRED_FACTOR,
-                        help=f"paired re-measurement: slower than this is a regression (default {PAIRED_FACTOR})")
+        ap.add_argument("--paired-factor", type=factor_float("paired-factor"),
+                        default=PAIRED_FACTOR,
+                        help="paired re-measurement: slower than this is a regression "
+                             f"(default {PAIRED_FACTOR})")
         ap.add_argument("--render-only", action="store_true",
                         help="do not run asv; render from the results on disk")
         ap.add_argument("--asv-exit", type=int_in("asv-exit", -255, 255), default=None,

@@ -17,7 +17,7 @@ import inspect
 import math
 import textwrap
 from collections.abc import Callable, Iterable, Sequence
-from typing import ClassVar
+from typing import ClassVar, NoReturn
 
 from ..errors import UsageError
 from ..model import names
@@ -36,7 +36,12 @@ class ExitCode(enum.IntEnum):
     command's ``--help`` shows its own codes and details, ``attnperf --help`` all.
     """
 
-    def __new__(cls, value: int, summary: str, details: Details = ()) -> ExitCode:
+    summary: str
+    details: Details
+
+    # summary's default only lets a look-up by value, ``ExitCode(3)``, type-check: every
+    # member below gives its summary.
+    def __new__(cls, value: int, summary: str = "", details: Details = ()) -> ExitCode:
         member = int.__new__(cls, value)
         member._value_ = value
         member.summary, member.details = summary, details
@@ -72,7 +77,8 @@ class ExitCode(enum.IntEnum):
                         "summary.md says why (verdict \"error\")"),
         (("bisect",), "asv produced no results for GOOD or BAD (see its output)"),
         (("calibrate",), "asv produced fewer than two result sets (see its output)"))
-    BROKEN = 4, "wrong result or broken benchmark: a kernel failed its check, or a benchmark errored", (
+    BROKEN = 4, ("wrong result or broken benchmark: a kernel failed its check, or a benchmark "
+                 "errored"), (
         (("ci bench",), "a benchmark fails at head (asv continuous exit 2, a failed result): "
                         "a wrong result or an error (verdict \"broken\")"),
         (("bisect",), "a benchmark fails at BAD that passed at GOOD (named; no search)"))
@@ -110,7 +116,7 @@ class Parser(argparse.ArgumentParser):
     """argparse that reports a bad command line as :class:`UsageError`: the CLI prints one
     ``error:`` line and exits :attr:`ExitCode.USAGE`, for every command alike."""
 
-    def error(self, message: str):  # noqa: D401 - argparse API
+    def error(self, message: str) -> NoReturn:  # noqa: D401 - argparse API
         raise UsageError(message)
 
 
@@ -122,6 +128,8 @@ class Command:
     help: ClassVar[str]  # one line, in the command list of `attnperf --help`
     description: ClassVar[str | None] = None  # the command's own --help (default: help)
     exit_codes: ClassVar[tuple[ExitCode, ...]] = (ExitCode.OK, ExitCode.FAILURE, ExitCode.USAGE)
+    # each subclass's own classmethod, with the typed parameters it needs
+    run: ClassVar[Callable[..., int]]
 
     @classmethod
     def setup_arguments(cls, parser: argparse.ArgumentParser) -> None:
@@ -231,7 +239,7 @@ def add_commands(parser: argparse.ArgumentParser, commands: Sequence[type[Comman
     """Add ``commands`` to ``parser``; ``groups`` gives the help line of each command group
     ("site", "asv", "ci") whose sub-commands are named "group sub"."""
     subs = parser.add_subparsers(dest="command", parser_class=Parser)
-    group_subs: dict[str, argparse._SubParsersAction] = {}
+    group_subs: dict[str, argparse._SubParsersAction[Parser]] = {}
     for command in commands:
         group, _, sub = command.name.partition(" ")
         where = subs

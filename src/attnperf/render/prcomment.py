@@ -31,6 +31,7 @@ from ..analysis.ab import (
 from ..analysis.gate import short_name
 from ..errors import UnknownNameError
 from ..io.asv_results import FAILED, MISSING, SKIPPED, Machine, Point, ResultsDB, Run
+from ..io.thresholds import Thresholds
 from ..model.catalog import PRESETS, resolve
 from . import fmt
 from . import markdown as md
@@ -168,7 +169,7 @@ def _headline(cmp: Comparison, asv_exit: int | None,
 def render_section(db: ResultsDB, machine: str, base_commit: str, head_commit: str,
                    factor: float, asv_exit: int | None = None,
                    extra_notes: list[str] | None = None, footer: str = "",
-                   thresholds=None, asv_factor: float | None = None,
+                   thresholds: Thresholds | None = None, asv_factor: float | None = None,
                    comparison: Comparison | None = None,
                    asv_view: Comparison | None = None,
                    verdict: tuple[int, str] | None = None) -> str:
@@ -210,7 +211,8 @@ def render_section(db: ResultsDB, machine: str, base_commit: str, head_commit: s
         f"(`attnperf calibrate`: {thresholds.runs} A/A sets × {thresholds.rounds} rounds at "
         f"`{thresholds.commit[:8]}`, {thresholds.created}), others ")
     lines = [f"### {_headline(cmp, asv_exit, asv_view, verdict)}", "",
-             f"Base {md.code(base_commit[:8])} → head {md.code(head_commit[:8])} · {calibrated}factor ×{factor:g} · "
+             f"Base {md.code(base_commit[:8])} → head {md.code(head_commit[:8])} · "
+             f"{calibrated}factor ×{factor:g} · "
              f"asv continuous exit {asv_exit if asv_exit is not None else 'not run'} · "
              "lower is better (times; x_over_floor = time / roofline floor; abs errors "
              "against float64; peak memory)", ""]

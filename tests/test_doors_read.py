@@ -157,7 +157,7 @@ def test_cli_site_build_and_ci_bench_with_a_fifo_config(cli, tmp_path):
     res = returns_without_blocking(lambda: cli(
         "ci", "bench", "--config", str(fifo), "--base", "HEAD", "--machine", "m", "--out",
         str(tmp_path / "o"), "--render-only"), [fifo])
-    assert res.code == 2 and "does not exist" in res.err and "Traceback" not in res.err  # input error
+    assert res.code == 2 and "does not exist" in res.err and "Traceback" not in res.err
 
 
 def test_calibrate_pool_fifo_is_one_error(cli, tmp_path, monkeypatch):

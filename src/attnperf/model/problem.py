@@ -172,7 +172,7 @@ class Problem:
         return "_".join(parts)
 
     def to_config(self) -> dict[str, Any]:
-        """The report's ``config`` block: the seed-report keys plus the new ones."""
+        """The report's ``config`` block: the legacy single-config report keys plus the new ones."""
         return {
             "id": self.id,
             "batch_size": self.batch,

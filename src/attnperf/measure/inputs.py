@@ -20,7 +20,8 @@ def torch_dtype(name: str) -> torch.dtype:
 
 def seed_for(problem: Problem, seed: int = DEFAULT_SEED, what: str = "") -> int:
     """A per-problem seed, stable across processes (unlike ``hash()``).  Every pass
-    of a shape draws the forward problem's Q, K, V (the forward id keys the seed)."""
+    of a shape draws the forward problem's Q, K, V (the random seed is derived from the
+    forward id)."""
     digest = hashlib.sha256(f"{seed}:{problem.with_pass('fwd').id}{what}".encode()).digest()
     return int.from_bytes(digest[:6], "little")
 

@@ -189,10 +189,12 @@ def test_continuous_flags_injected_slowdown(history):
     flagged = _changed(out, "+")
     assert any("track_device_time" in line and "'tiled'" in line for line in flagged), out
     assert not any("'sdpa'" in line for line in flagged), out
-    # The ratio asv prints for tiled's device time is near the injected factor of 8.
+    # The ratio asv prints for tiled's device time is the injected factor of 8, within the
+    # spread of asv's separate processes on a loaded 2-core machine (a factor of 2.5 either
+    # way: the judging factor; identical code reads up to 1.45x apart).
     ratios = [float(m.group(1)) for line in flagged if "track_device_time" in line
               for m in [re.search(r"(\d+\.\d+)[\s|]+bench_attention", line)] if m]
-    assert ratios and all(4 < r < 16 for r in ratios), out
+    assert ratios and all(8 / 2.5 < r < 8 * 2.5 for r in ratios), "\n".join(flagged) + out[-3000:]
 
 
 # The A/A check (two commits with identical kernel code flag nothing) is

@@ -6,8 +6,8 @@ time row re-measured paired: both commits in two live workers pinned to one core
 samples alternated; attnperf.measure.paired) runs on a temporary clone:
 
 * three A/A pairs (commits that differ only in README) flag nothing;
-* a pair whose head makes `tiled` do 30 % more work is a regression at both of
-  tiled's problems, and at nothing else.
+* a pair whose head makes `tiled` do at least 30 % more work is a regression at both of
+  tiled's forward problems, and at nothing else.
 
 asv's own view of the same pairs is printed (`pytest -s`): its separate processes
 read identical code 0.76-1.45x apart on this machine kind, so at its factor 1.5 it
@@ -34,23 +34,26 @@ pytestmark = pytest.mark.slow
 
 KERNELS, PROBLEMS = "tiled,sdpa,sdpa_math", "cpu_seed,cpu_causal"
 SLOWED = "tiled"
-# 30 % more real work per call, whatever the call costs: after the computation,
-# the same kernel runs again on 16-query-row slices until the thread has spent
-# 0.3x the computation's own CPU time more (one slice overshoots by < 2 %).
+# At least 30 % more real work per call, counted in work, not in time (a clock read inside
+# the kernel would let the machine's state decide the size of the slowdown): after the
+# computation, the same kernel runs again on the first 30 % (rounded up) of the
+# batch x head slices.  tiled's per-call overhead comes on top, so the forward is
+# 1.3-1.5x slower at both problems; the backward alone is untouched.
 SLOW_30 = '''
 
 _fast_tiled_attention = tiled_attention
 
 
 def tiled_attention(q, k, v, *, causal, scale, block_kv=BLOCK_KV):
-    # INJECTED SLOWDOWN (test): 30 % more work.
-    import time
-    t0 = time.thread_time()
+    # INJECTED SLOWDOWN (test): the first 30 % of the batch x head slices computed again.
     out = _fast_tiled_attention(q, k, v, causal=causal, scale=scale, block_kv=block_kv)
-    until = time.thread_time() + 0.3 * (time.thread_time() - t0)
-    while time.thread_time() < until:
-        _fast_tiled_attention(q[:1, :1, :16], k[:1, :1], v[:1, :1], causal=False, scale=scale,
-                              block_kv=block_kv)
+    b, h, sq, d = q.shape
+    group = h // k.shape[1]
+    n = -(-3 * b * h // 10)
+    qs = q.reshape(1, b * h, sq, d)[:, :n]
+    ks = k.repeat_interleave(group, dim=1).reshape(1, b * h, -1, d)[:, :n]
+    vs = v.repeat_interleave(group, dim=1).reshape(1, b * h, -1, d)[:, :n]
+    _fast_tiled_attention(qs, ks, vs, causal=causal, scale=scale, block_kv=block_kv)
     return out
 
 '''

@@ -153,7 +153,7 @@ GPU_ONLY = {
     "ATTNPERF_ASV_KERNELS=triton_flash attnperf ci bench --base main --head HEAD --machine my-gpu "
     "--rounds 2": (
         "tools/gpu/acceptance.py (its triton check)",
-        "tests/test_suite.py::test_triton_flash_is_in_the_grid_but_measured_on_request",
+        "tests/test_suite.py::test_triton_flash_is_in_the_default_selection",
     ),
     "attnperf bisect v0.3 HEAD -b track_device_time --machine h100": (
         "tools/gpu/acceptance.py (ci bench and bisect share the verdict code)",

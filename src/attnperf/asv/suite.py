@@ -64,11 +64,6 @@ from .devices import CPU_MAX_BYTES, CPU_MAX_FLOPS, asv_device, device_problems, 
 
 GRID_KERNELS = ["sdpa", "sdpa_cudnn", "sdpa_flash", "sdpa_efficient", "sdpa_math", "naive", "tiled",
                 "triton_flash"]
-# In the grid (asv's params) but measured only when ATTNPERF_ASV_KERNELS names
-# them: compiling and tuning triton_flash in every worker process took 240 s of
-# a two-commit `asv continuous` on its own (H200, 2026-11-26), more than the
-# default GPU job's budget can carry.  Unselected, they read n/a.
-ON_REQUEST = ("triton_flash",)
 # Problems by their stable id (the asv history key; a preset's shape may be
 # edited, an id never changes meaning).  Presets: seed, decode, gqa, causal,
 # mid, train, cpu_seed, cpu_decode, cpu_causal, cpu_gqa.
@@ -234,7 +229,7 @@ def selection(project_dir: str | Path | None = None) -> tuple[list[str], list[st
 
 def _selection(config: ProjectConfig | None) -> tuple[list[str], list[str]]:
     grid_kernels, grid_problems = _grid(config)
-    kernels = _env_list("ATTNPERF_ASV_KERNELS") or [k for k in grid_kernels if k not in ON_REQUEST]
+    kernels = _env_list("ATTNPERF_ASV_KERNELS") or list(grid_kernels)
     unknown = [k for k in kernels if k not in grid_kernels]
     if unknown:
         raise SelectionError(f"ATTNPERF_ASV_KERNELS: unknown kernel(s) "
@@ -321,7 +316,7 @@ def measure_grid(kernels: list[str] | None = None, problems: list[str] | None = 
     chosen = problems or _env_list("ATTNPERF_ASV_PROBLEMS")
     if device == "cuda" and not chosen and not (config and config.problems):
         # The cpu_* presets are the 2-core CPU's problems (float32, sized for it); the
-        # GPU has its own (seed ... train).  Measured on request only, like ON_REQUEST.
+        # GPU has its own (seed ... train).  Measured on request only.
         problem_objs = [p for p in problem_objs if p.id not in CPU_PROBLEM_IDS]
     pass_problems = [p for p in grid_problems if p in {q.id for q in problem_objs}]
     if device == "cuda":  # the CPU's training problems are the CPU's (see GRID_PASS_PROBLEMS)
@@ -373,8 +368,6 @@ def entry_for(cache: dict[str, dict[str, Any]], kernel: str, problem: str) -> di
             name = next(n for n, p in PRESETS.items() if p.id == problem)
             raise Skip(f"{problem}: the CPU machine kind's problem; a GPU measures it on request: "
                        f"ATTNPERF_ASV_PROBLEMS={name}")
-        if kernel in ON_REQUEST and kernel not in (_env_list("ATTNPERF_ASV_KERNELS") or []):
-            raise Skip(f"{kernel} is measured on request: ATTNPERF_ASV_KERNELS={kernel}")
         raise Skip(f"{kernel}/{problem} not selected (ATTNPERF_ASV_KERNELS/PROBLEMS)")
     status = e["status"]
     if status in ("unavailable", "skipped"):

@@ -187,7 +187,7 @@ def test_the_tri_commit_forces_small_tiles():
 def test_ci_bench_pairs_calibrate_history_and_site(tmp_path):
     """+100 % work in every SDPA call is flagged (only SDPA's rows), a comment-only commit is not;
     calibrate, the history of main's last commit and the site run on the same scratch repository."""
-    proc, report, _ = _acceptance(
+    proc, report, out = _acceptance(
         tmp_path,
         "--checks",
         "ab,aa,calibrate,history,site",
@@ -214,3 +214,32 @@ def test_ci_bench_pairs_calibrate_history_and_site(tmp_path):
     )
     assert checks["site"]["numbers"]["pages"] > 2
     assert set(report["commits"]) == {"main", "C0", "C1", "AB", "TRI"}
+    # The history comes back to be committed: results/MACHINE/ with main's last commit.
+    with tarfile.open(out / "results.tgz") as tar:
+        names = tar.getnames()
+    main = report["commits"]["main"][:8]
+    assert any(n.startswith(f"acceptance/{main}-") for n in names), names
+
+
+@pytest.mark.parametrize("suite", ["acceptance", "full"])
+def test_the_suite_option_narrows_asvs_grid_or_not(tmp_path, monkeypatch, suite):
+    """--suite acceptance narrows asv's grid to the checks' own; --suite full leaves the whole
+    default suite (every kernel, problem and pass) as a user's CI runs it.  Either way every
+    check and call on a machine shares one Triton cache."""
+    for name in ("ATTNPERF_ASV_KERNELS", "ATTNPERF_ASV_PROBLEMS", "ATTNPERF_ASV_PASSES",
+                 "TRITON_CACHE_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    args = acceptance.argparse.Namespace(device="cpu", budget_s=10.0, wheels=None, suite=suite)
+    runner = acceptance.Runner(args)
+    try:
+        narrowed = {k: runner.asv_env.get(k) for k in
+                    ("ATTNPERF_ASV_KERNELS", "ATTNPERF_ASV_PROBLEMS", "ATTNPERF_ASV_PASSES")}
+        if suite == "full":
+            assert narrowed == dict.fromkeys(narrowed)
+        else:
+            assert narrowed == {"ATTNPERF_ASV_KERNELS": acceptance.GRID["cpu"][0],
+                                "ATTNPERF_ASV_PROBLEMS": acceptance.GRID["cpu"][1],
+                                "ATTNPERF_ASV_PASSES": "fwd"}
+        assert runner.asv_env["TRITON_CACHE_DIR"] == str(REPO / ".cache" / "triton")
+    finally:
+        acceptance.shutil.rmtree(runner.work, ignore_errors=True)

@@ -22,7 +22,10 @@ checks, in order; one whose estimate no longer fits the budget is skipped, and t
   calibrate  attnperf calibrate --runs 2 of C0: a threshold for every gated benchmark
   history    asv run over main's last N commits (--history; needs --repo)
   site       attnperf site build over the results recorded by the checks before it
-asv's grid: GRID below, forward only (ATTNPERF_ASV_KERNELS, _PROBLEMS, _PASSES widen it).
+asv's grid: GRID below, forward only (ATTNPERF_ASV_KERNELS, _PROBLEMS, _PASSES widen it), or
+with --suite full the whole default suite.  The history check's results come back in
+DIR/results.tgz (results/MACHINE/, to commit).  One Triton cache (.cache/triton, or
+TRITON_CACHE_DIR) serves every check and every call on a machine.
 Without thresholds for --machine ci bench judges at x1.05 (GPU) / x1.5 (CPU, time rows paired at
 x1.10): hence +10 % / +100 %.  Writes DIR/acceptance.json (per check: pass/fail/error/skipped,
 reason, numbers, wall time, NVML clocks before and after; attnperf commit, torch, CUDA, cuDNN,
@@ -181,10 +184,16 @@ class Runner:
             ATTNPERF_TORCH_PYTHON=sys.executable,
             ATTNPERF_ASV_DEVICE=self.dev,
             PYTHONPATH=os.pathsep.join(site),
-            ATTNPERF_ASV_PASSES=env.get("ATTNPERF_ASV_PASSES", "fwd"),
-            ATTNPERF_ASV_KERNELS=env.get("ATTNPERF_ASV_KERNELS", GRID[self.dev][0]),
-            ATTNPERF_ASV_PROBLEMS=env.get("ATTNPERF_ASV_PROBLEMS", GRID[self.dev][1]),
+            # One Triton cache for every check and call on this machine: a cold cache pays
+            # Triton's compiling and tuning once (the first check's cost says how much).
+            TRITON_CACHE_DIR=env.get("TRITON_CACHE_DIR", str(ROOT / ".cache" / "triton")),
         )
+        if args.suite == "acceptance":  # else the whole default suite, as a user's CI runs it
+            self.asv_env.update(
+                ATTNPERF_ASV_PASSES=env.get("ATTNPERF_ASV_PASSES", "fwd"),
+                ATTNPERF_ASV_KERNELS=env.get("ATTNPERF_ASV_KERNELS", GRID[self.dev][0]),
+                ATTNPERF_ASV_PROBLEMS=env.get("ATTNPERF_ASV_PROBLEMS", GRID[self.dev][1]),
+            )
 
     def sh(self, log: str, cmd: list, cwd=None, env=None) -> tuple[int, str]:
         """Exit code and output of ``cmd``; its process group is stopped at the end of the
@@ -611,6 +620,10 @@ def run_checks(args: argparse.Namespace) -> int:
         write_report(args.out, report, t0)
         with tarfile.open(args.out / "logs.tgz", "w:gz") as tar:
             tar.add(r.logs, arcname="logs")
+        recorded = r.clone and r.clone / "results" / args.machine
+        if recorded and any(recorded.glob("*-*.json")):  # the history, to commit under results/
+            with tarfile.open(args.out / "results.tgz", "w:gz") as tar:
+                tar.add(recorded, arcname=args.machine)
         shutil.rmtree(r.work, ignore_errors=True)
     return 1 if any(c["status"] in ("fail", "error") for c in report["checks"]) else 0
 
@@ -636,6 +649,9 @@ def main(argv=None) -> int:
         "--inject-pct", type=float, help="work added to every SDPA call (default 10 GPU, 100 CPU)"
     )
     ap.add_argument("--history", type=int, default=3, help="commits of main for the history check")
+    ap.add_argument("--suite", choices=("acceptance", "full"), default="acceptance",
+                    help="asv's grid: the checks' own (GRID below, forward only) or the whole "
+                         "default suite (every kernel, problem and pass)")
     args = ap.parse_args(argv)
     args.checks = [c.strip() for c in args.checks.split(",") if c.strip()]
     bad = [c for c in args.checks if c not in ORDER]

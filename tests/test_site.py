@@ -312,6 +312,20 @@ def test_site_of_this_repository_results_in_chromium(tmp_path):
         assert rooflines[f"roofline {Path(page.file).stem} (file://)"]["points"] == page.points
     if any(p.points for p in report.pages):
         assert result["ok"], json.dumps(result, indent=2)
+    # attnperf tracks itself: the CPU machine kind's history holds >= 20 commits of main with
+    # every CPU benchmark (forward, training passes, accuracy), and the site shows them -- the
+    # roofline page a point per row, one kernel's history graph a point per commit.
+    cpu = db.machines.get("cpu-2core")
+    if cpu is not None:
+        assert len({r.commit for r in cpu.runs}) >= 20, len(cpu.runs)
+        for bench in ("TimeAttention.track_device_time", "TrainingPass.track_device_time",
+                      "Accuracy.track_max_abs_error"):
+            assert all(r.benchmarks.get(f"bench_attention.{bench}") for r in cpu.runs), bench
+        page = rooflines["roofline cpu-2core (file://)"]
+        assert page["points"] > 0 and page["errors"] == [], page
+        graph = next(p for p in result["pages"] if p["name"] == "asv graph (http)")
+        assert "machine=cpu-2core" in graph["url"] and graph["points"] >= 20, graph
+        assert Path(graph["screenshot"]).stat().st_size > 10000, graph
     print("\nrepository site: " + "; ".join(f"{p.machine}: {p.points} points, {p.roofs} roofs"
                                            for p in report.pages))
     print("screenshots: " + ", ".join(p.get("screenshot", "-") for p in result["pages"]))

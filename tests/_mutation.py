@@ -81,12 +81,12 @@ def function_of(mutant: str) -> str:
 
 def load_equivalents() -> set:
     """``(function, mutated line)`` pairs from tests/mutation_equivalents.md table rows:
-    ``| `function` | `mutated line` | reason |``."""
+    ``| `function` | `mutated line` | reason |`` (a ``\\|`` in the line reads as ``|``)."""
     out = set()
     for line in EQUIVALENTS.read_text().splitlines():
         m = re.match(r"^\|\s*`([^`]+)`\s*\|\s*`(.+?)`\s*\|", line)
         if m:
-            out.add((m.group(1), m.group(2).strip()))
+            out.add((m.group(1), m.group(2).strip().replace("\\|", "|")))
     return out
 
 

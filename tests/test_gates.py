@@ -641,6 +641,19 @@ def test_statuses_and_versions():
     assert ab._classify(_bare(0.0), _bare(1.0), "v", "v", 1.1) == (ab.NA, None, none)
 
 
+def test_a_ratio_needs_two_ok_points_whatever_values_they_carry():
+    """The status decides what is compared: a skipped or missing point is n/a against an ok
+    one even when it carries a value, which would otherwise read as 2x better or worse."""
+    from attnperf.io.asv_results import MISSING, SKIPPED
+
+    none = ab.Significance(None, "")
+    for status in (SKIPPED, MISSING):
+        for before, after in [(_bare(2.0, status=status), _bare(1.0)),
+                              (_bare(1.0), _bare(2.0, status=status))]:
+            assert ab._classify(before, after, "v", "v", 1.1) == (ab.NA, None, none)
+        assert ab._classify(_bare(1.0), _bare(2.0), "v", "v", 1.1)[0] == ab.WORSE  # both ok
+
+
 FAILED_AT_HEAD = "failed at head"  # a row n/a at both ends whose head result failed
 
 

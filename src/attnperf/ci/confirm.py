@@ -86,8 +86,8 @@ def paired_confirmation(repo: Path, base: str, head: str,
         except BenchJobError as exc:  # the rows keep asv's verdict; the caller says why
             print(f"[attnperf {label}] no paired re-measurement: {exc}", file=stream)
             return done, {key: f"no checkout: {exc}" for key in keys}
-        src = [str(t / "src") if (t / "src" / "attnperf").is_dir() else None for t in trees]
-        with PairedRunner(src[0], src[1], str(trees[0]), str(trees[1])) as runner:
+        # Each worker imports its commit's own code first (the checkout's src/ and root).
+        with PairedRunner(None, None, str(trees[0]), str(trees[1])) as runner:
             for key in keys:
                 result = runner.measure(*key)
                 if isinstance(result, str):

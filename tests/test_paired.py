@@ -242,8 +242,9 @@ def test_each_paired_worker_imports_its_commits_plugin_not_the_installed_one(
     repo = tmp_path / "repo"
     name, base, head = _plugin_repo(repo, layout)
     subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "-q",
-                    "--no-deps", "--no-build-isolation", "--no-index", "--disable-pip-version-check",
-                    "-e", str(repo)], check=True, capture_output=True, timeout=300)
+                    "--no-deps", "--no-build-isolation", "--no-index",
+                    "--disable-pip-version-check", "-e", str(repo)],
+                   check=True, capture_output=True, timeout=300)
     marks = tmp_path / "marks"
     monkeypatch.setenv(MARKS, str(marks))
     # What that Python imports anywhere else is the installed working copy.

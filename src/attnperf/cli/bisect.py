@@ -91,7 +91,7 @@ class Bisect(Command):
         b.add_argument("--factor", type=factor_float("factor"), default=None,
                        help="slower by more than this and significant = regression (default: the "
                             "machine's calibrated thresholds if present, else [tool.attnperf] "
-                            f"regression-factor for the device, else the device's: "
+                            "regression-factor for the device, else the device's: "
                             f"{default_factors_text()})")
         b.add_argument("--machine", default=None, type=machine_name(),
                        help="asv machine name (default: the only one in ~/.asv-machine.json)")

@@ -3,6 +3,7 @@ command (with a stand-in asv that writes A/A result sets with known medians), an
 verdict re-judged per benchmark (`attnperf ci bench` with a thresholds file)."""
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -306,6 +307,29 @@ def test_calibrate_writes_thresholds_and_leaves_history_alone(calib):
     assert [float(x) for x in line.split()[:4]] == pytest.approx([1.10, 1.21, 1.331, 1.65],
                                                                   abs=2e-3), line
     assert f"wrote {results / tf.FILE_NAME}" in out
+
+
+def test_calibrate_reports_at_the_factor_ci_bench_judges_at(calib):
+    """Without --factor, the detectable slowdown is reported (and the file records it) at
+    the factor ci bench judges at on the machine's device, as `attnperf asv machine`
+    recorded it: the CPU's 1.5, a GPU's 1.05, or [tool.attnperf] regression-factor."""
+    home = Path(os.environ["HOME"])
+    (home / ".asv-machine.json").write_text(json.dumps(
+        {"version": 1, "cpu-ci": d.CPU_INFO, "h100": d.H100_INFO}))
+    out_file = calib["tmp"] / "t.json"
+    for machine, pyproject, factor in (("cpu-ci", None, 1.5), ("h100", None, 1.05),
+                                       ("cpu-ci", "regression-factor = {cpu = 1.2}", 1.2)):
+        if pyproject:
+            (calib["root"] / "pyproject.toml").write_text(f"[tool.attnperf]\n{pyproject}\n")
+        rc, out, err, _ = _calibrate(calib, "--machine", machine, "--runs", "2", "-o",
+                                     str(out_file))
+        assert rc == 0, err
+        assert f"a single factor {factor:g} flags" in out, out
+        assert tf.read(out_file).factor == factor
+    (calib["root"] / "pyproject.toml").write_text("[tool.attnperf]\nregression-factor = 0.5\n")
+    rc, out, err, calls = _calibrate(calib, "--machine", "cpu-ci", "--runs", "2", "--no-write")
+    assert rc == 2 and err.startswith("error: ") and "regression-factor = 0.5" in err, err
+    assert len(calls) == 6 and out == ""  # refused before asv ran again
 
 
 def test_calibrate_no_write_and_usage_errors(calib):

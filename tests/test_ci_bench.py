@@ -219,6 +219,57 @@ def test_render_only_from_results_on_disk(project):
     )
 
 
+# ------------------------------------------ the default factor, as bisect's ---
+@pytest.mark.parametrize("machine, info, device, factor, verdict", [
+    ("cpu-ci", d.CPU_INFO, "cpu", 1.5, "ok"),
+    ("h100", d.H100_INFO, "cuda", 1.05, "regression"),
+])
+def test_without_thresholds_or_config_ci_bench_judges_at_the_devices_default_as_bisect(
+        tmp_path, monkeypatch, cli, machine, info, device, factor, verdict):
+    """No --factor, no thresholds file, no [tool.attnperf]: ci bench runs asv and judges at
+    the default of the device `attnperf asv machine` recorded -- the factor `attnperf
+    bisect` judges at -- and both say the same of the same results: a kernel 1.3x slower
+    at head is within a CPU's x1.5, a regression past a GPU's x1.05."""
+    root = tmp_path / "repo"
+    base, head = d.git_repo(root, 2)
+    d.asv_conf(root)
+    prepared = tmp_path / "prepared"
+    d.write_benchmarks(prepared, ["tiled"], ["seed"])
+    d.write_machine(prepared, info)
+    for commit, scale, ms in ((base, 1.0, 1000), (head, 1.3, 2000)):
+        d.write_run(prepared, info, commit, ms, {d.TIME: d.row([["'tiled'"], ["'seed'"]], [
+            d.samples(1e-3 * scale, seed=3)])})
+    assert not (root / "pyproject.toml").exists()
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".asv-machine.json").write_text(json.dumps({"version": 1, machine: info}))
+    fake = tmp_path / "asv"
+    fake.write_text(FAKE_ASV.format(python=sys.executable))
+    fake.chmod(0o755)
+    asv_exit = 1 if verdict == "regression" else 0
+    for k, v in {"HOME": str(home), "FAKE_ASV_ARGV": str(tmp_path / "argv.json"),
+                 "FAKE_ASV_EXIT": str(asv_exit), "FAKE_ASV_SAYS": SAYS[asv_exit],
+                 "FAKE_ASV_RESULTS": str(prepared), "FAKE_ASV_DEST": str(root / "results")
+                 }.items():
+        monkeypatch.setenv(k, v)
+    for var in ("GITHUB_ACTIONS", "GITHUB_STEP_SUMMARY", "GITHUB_OUTPUT"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.chdir(root)
+    out = tmp_path / "out"
+    # --confirm none: asv's verdict alone, in both commands (a CPU's pairs are not the point)
+    job = cli("ci", "bench", "--base", base, "--head", head, "--machine", machine,
+              "--no-describe", "--asv", fake, "--confirm", "none", "--out", out)
+    argv = json.loads((tmp_path / "argv.json").read_text())
+    assert argv[argv.index("--factor") + 1] == f"{factor:g}"
+    judged = json.loads((out / "verdict.json").read_text())
+    assert (judged["factor"], judged["verdict"], judged["thresholds"]) == (factor, verdict, None)
+    found = cli("bisect", base, head, "--machine", machine, "--confirm", "none", "--asv", fake)
+    assert f"factor x{factor:g}; device {device}\n" in found.err, found.err
+    assert "measured 0 commit(s)" in found.err  # the results ci bench judged
+    assert job.code == found.code == asv_exit, (job.err, found.out, found.err)
+    assert found.out.startswith("regression:" if asv_exit else "no significant regression")
+
+
 # ----------------------------------------------------------- real asv -----
 ASV = shutil.which("asv", path=str(Path(sys.executable).parent)) or shutil.which("asv")
 

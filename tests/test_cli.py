@@ -589,6 +589,23 @@ def test_every_argument_has_help_and_no_builder_talk():
         assert "integrated_test" not in text and "compare_baseline" not in text, text
 
 
+def test_every_verdicts_factor_defaults_to_the_devices_and_its_help_names_them():
+    """ci bench, bisect, calibrate and pr-comment judge without --factor at the device's
+    default (one table: model.config.DEFAULT_FACTORS); each help says so, none a single
+    number for every device."""
+    from attnperf.cli import build_parser
+    from attnperf.model.config import DEFAULT_FACTORS
+
+    assert DEFAULT_FACTORS == {"cpu": 1.5, "cuda": 1.05}
+    leaves = dict(_leaf_parsers(build_parser()))
+    for name in ("ci bench", "bisect", "calibrate", "pr-comment"):
+        factor = next(a for a in leaves[name]._actions if "--factor" in a.option_strings)
+        assert factor.default is None, name  # resolved once the device is known
+        text = " ".join(leaves[name].format_help().split())
+        assert "the device's: cpu 1.5, cuda 1.05" in text, (name, text)
+        assert "default 1.05" not in text and "else 1.05" not in text, (name, text)
+
+
 def test_exit_code_table_is_the_ci_verdicts_and_in_every_help():
     from attnperf.analysis import ab
     from attnperf.cli import ExitCode, build_parser

@@ -1,7 +1,11 @@
 """The CPU verdict's paired re-measurement (attnperf.measure.paired, ci bench --confirm):
 its statistics, its re-judging of rows, two live workers telling a slower commit
-from an identical one, and what the workers leave (nothing) and print (no traceback)."""
+from an identical one, each worker importing its own commit's code (attnperf's own
+checkout, and a plugin repository's in a src or a flat layout, installed in editable mode),
+and what the workers leave (nothing) and print (no traceback)."""
 
+import functools
+import io
 import json
 import os
 import secrets
@@ -9,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import sysconfig
 import time
 from pathlib import Path
 
@@ -16,9 +21,11 @@ import pytest
 
 import faultkernels
 from attnperf.analysis import ab
+from attnperf.ci import confirm
 from attnperf.io.asv_results import OK, Point
 from attnperf.kernels.registry import ENV_MODULES
 from attnperf.measure import paired as pm
+from attnperf.measure import paired_worker
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 TESTS = Path(__file__).resolve().parent
@@ -100,7 +107,8 @@ def test_confirm_paired_rejudges_time_rows_only():
 
 @pytest.fixture(scope="module")
 def slowed_src(tmp_path_factory):
-    """A copy of attnperf's source whose tiled kernel does its whole work 3 times."""
+    """A copy of attnperf's source whose tiled kernel does its whole work 3 times (its
+    parent folder stands for a checkout of that commit)."""
     dest = tmp_path_factory.mktemp("slowed") / "src"
     shutil.copytree(SRC, dest, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     tiled = dest / "attnperf" / "kernels" / "tiled.py"
@@ -123,7 +131,8 @@ def tiled_attention(q, k, v, *, causal, scale, block_kv=BLOCK_KV):  # noqa: F811
 def test_two_live_workers_tell_a_slower_commit_from_an_identical_one(slowed_src):
     with pm.PairedRunner(str(SRC), str(SRC)) as same:
         aa = same.measure("tiled", "cpu_seed", pairs=16)
-    with pm.PairedRunner(str(SRC), slowed_src) as runner:
+    # As ci bench runs them: each worker in its commit's checkout, importing its src/ first.
+    with pm.PairedRunner(None, None, str(SRC.parent), str(Path(slowed_src).parent)) as runner:
         ab_ = runner.measure("tiled", "cpu_seed", pairs=16)
         other = runner.measure("sdpa", "cpu_seed", pairs=16)   # untouched kernel
         missing = runner.measure("sdpa_cudnn", "cpu_seed")    # CUDA only: a reason, no crash
@@ -135,6 +144,123 @@ def test_two_live_workers_tell_a_slower_commit_from_an_identical_one(slowed_src)
     assert not other.slower()
     assert isinstance(missing, str) and "CUDA" in missing
     assert isinstance(bad, str) and "no_such_problem" in bad
+
+
+# ----------------------------------- each commit's own code, never the installed copy ---
+def test_a_workers_import_roots_are_the_checkouts_src_then_its_root(tmp_path):
+    assert paired_worker.import_roots("/given/src", str(tmp_path)) == ["/given/src"]
+    assert paired_worker.import_roots("", str(tmp_path)) == [str(tmp_path)]  # a flat layout
+    (tmp_path / "src").mkdir()
+    assert paired_worker.import_roots("", str(tmp_path)) == [str(tmp_path / "src"), str(tmp_path)]
+
+
+PLUGIN_PYPROJECT = """[build-system]
+requires = ["setuptools"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "{name}"
+version = "0.1"
+
+[project.entry-points."attnperf.kernels"]
+{name} = "{name}:KERNELS"
+
+[tool.setuptools]
+packages = ["{name}"]
+{package_dir}
+"""
+MARKS = "ATTNPERF_TEST_PLUGIN_MARKS"
+# One copy of the plugin's kernel module: it notes which copy was imported, and where.
+PLUGIN_KERNEL = """import os
+
+import torch
+
+import attnperf
+
+COPY = {copy!r}
+with open(os.environ["{marks}"], "a") as fh:
+    fh.write(COPY + " " + os.getcwd() + "\\n")
+
+
+@attnperf.kernel(name="plug")
+def plug(q, k, v, *, causal, scale):
+    out = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=causal, scale=scale)
+    return {result}
+
+
+KERNELS = [plug]
+"""
+
+
+def _layered_venv(root: Path) -> Path:
+    """A fresh venv that sees this one's packages (torch, attnperf, setuptools) behind its
+    own: what a test installs there is installed for its Python only."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root)], check=True,
+                   capture_output=True, timeout=300)
+    python = root / "bin" / "python"
+    purelib = subprocess.run([str(python), "-c", "import sysconfig; "
+                              "print(sysconfig.get_paths()['purelib'])"], check=True,
+                             capture_output=True, text=True, timeout=60).stdout.strip()
+    outer = sysconfig.get_paths()["purelib"]
+    Path(purelib, "outer.pth").write_text(f"import site; site.addsitedir({outer!r})\n")
+    return python
+
+
+def _plugin_repo(repo: Path, layout: str) -> tuple[str, str, str]:
+    """A plugin repository (git) with a base and a head commit whose kernel modules differ,
+    and a working copy that differs from both (its kernel is wrong); returns (package,
+    base, head)."""
+    name = f"plug{layout}"
+    package = repo / ("src" if layout == "src" else "") / name
+    package.mkdir(parents=True)
+    (repo / "pyproject.toml").write_text(PLUGIN_PYPROJECT.format(
+        name=name, package_dir='package-dir = {"" = "src"}' if layout == "src" else ""))
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t.invalid", *args],
+                              cwd=repo, check=True, capture_output=True, text=True,
+                              timeout=60).stdout.strip()
+
+    git("init", "-q", "-b", "main")
+    commits = []
+    for copy, result in (("base", "out"), ("head", "out.clone()"), ("installed", "out * 0")):
+        (package / "__init__.py").write_text(PLUGIN_KERNEL.format(copy=copy, marks=MARKS,
+                                                                  result=result))
+        if copy != "installed":  # the working copy stays uncommitted
+            git("add", "-A")
+            git("commit", "-q", "-m", copy)
+            commits.append(git("rev-parse", "HEAD"))
+    return name, commits[0], commits[1]
+
+
+@linux_only
+@pytest.mark.parametrize("layout", ["src", "flat"])
+def test_each_paired_worker_imports_its_commits_plugin_not_the_installed_one(
+        layout, tmp_path, monkeypatch):
+    """A plugin repository installed in editable mode (its working copy: a .pth path for a
+    src layout, an import hook for a flat one): ci bench's paired re-measurement of two
+    of its commits measures each commit's own kernel, never the working copy's."""
+    python = _layered_venv(tmp_path / "venv")
+    repo = tmp_path / "repo"
+    name, base, head = _plugin_repo(repo, layout)
+    subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "-q",
+                    "--no-deps", "--no-build-isolation", "--no-index",
+                    "--disable-pip-version-check", "-e", str(repo)],
+                   check=True, capture_output=True, timeout=300)
+    marks = tmp_path / "marks"
+    monkeypatch.setenv(MARKS, str(marks))
+    # What that Python imports anywhere else is the installed working copy.
+    subprocess.run([str(python), "-c", f"import {name}"], cwd=tmp_path, check=True, timeout=120)
+    assert marks.read_text().split()[0] == "installed"
+    marks.unlink()
+    monkeypatch.setattr(confirm, "PairedRunner", functools.partial(pm.PairedRunner,
+                                                                   python=str(python)))
+    done, failed = confirm.paired_confirmation(
+        repo, base, head, [_row(TIME, ("plug", "cpu_seed"), ab.WORSE)], stream=io.StringIO())
+    assert failed == {} and isinstance(done[("plug", "cpu_seed")], pm.Paired), failed
+    imported = sorted((copy, Path(where).name) for copy, where in
+                      (line.split(" ", 1) for line in marks.read_text().splitlines()))
+    assert imported == [("base", "base"), ("head", "head")]  # each in its own checkout
 
 
 def test_without_a_checkout_the_rows_keep_asvs_verdict(tmp_path):

@@ -226,3 +226,29 @@ def test_comment_from_the_committed_history_names_every_problem():
                 continue
             problem = line.split("|")[4].strip()
             assert re.match(r"^\w+ <sub>b\d+_h\d+", problem), line
+
+
+def test_pr_comment_judges_at_the_default_of_the_device_its_results_record(cli, tmp_path):
+    """`attnperf pr-comment` without --factor: the default of the device the machine's
+    description in --results records (no GPU: the CPU's x1.5; a GPU: x1.05), as ci bench
+    judges there without [tool.attnperf]; 2x slower flags on both, 1.3x on the GPU only."""
+    params = [["'tiled'", "'sdpa'"], ["'seed'"]]
+    for info, factor, slower in ((d.CPU_INFO, "1.5", ["tiled"]),
+                                 (d.H100_INFO, "1.05", ["sdpa", "tiled"])):
+        results = tmp_path / info["machine"]
+        d.write_benchmarks(results, ["tiled", "sdpa"], ["seed"])
+        d.write_machine(results, info)
+        for commit, head, ms in ((BASE, False, 1000), (HEAD, True, 2000)):
+            d.write_run(results, info, commit, ms, {d.TIME: d.row(params, [
+                d.samples(1e-3 * (2.0 if head else 1.0), seed=3),
+                d.samples(1e-3 * (1.3 if head else 1.0), seed=4)])})
+        res = cli("pr-comment", "--results", results, "--machine", info["machine"],
+                  "--base", BASE[:8], "--head", HEAD[:8])
+        assert res.code == 0, res.err
+        assert f"· factor ×{factor} ·" in res.out, res.out
+        worse = [line.split(" | ")[2] for line in res.out.splitlines()
+                 if line.startswith("| 🔴 worse | track_device_time |")]
+        assert sorted(worse) == slower, res.out
+        explicit = cli("pr-comment", "--results", results, "--machine", info["machine"],
+                       "--base", BASE[:8], "--head", HEAD[:8], "--factor", "3")
+        assert "· factor ×3 ·" in explicit.out and "🔴 worse" not in explicit.out

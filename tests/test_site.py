@@ -553,6 +553,43 @@ def test_only_listed_machines_are_published(tmp_path, cli):
     assert r.code == 0 and (tmp_path / "c" / "attnperf" / "laptop.html").is_file()
 
 
+def test_a_machine_published_beyond_the_list_is_judged_at_its_devices_factor(tmp_path,
+                                                                            monkeypatch):
+    """A machine asked for beyond attnperf_machines: its regressions are judged at the factor
+    ci bench would use on the device its description records -- [tool.attnperf]
+    regression-factor, else the device's default -- never one number for every device."""
+    from attnperf.site.publisher import CONF_KEY
+
+    results = tmp_path / "results"
+    params = d.grid_params(["sdpa"], ["cpu_seed"])
+    for info in (d.CPU_INFO, dict(d.CPU_INFO, machine="laptop"), d.H100_INFO):
+        d.write_machine(results, info)
+        d.write_run(results, info, "c" * 40, 1000, {d.TIME: d.row(params, [d.samples(1e-3)])})
+    conf = d.asv_conf(tmp_path)
+    data = json.loads(conf.read_text().split("\n", 1)[1])
+    conf.write_text(json.dumps(dict(data, attnperf_machines={"cpu-ci": {"factor": 3.0}})))
+    published = []
+
+    def asv_publish(config, asv=None):  # what the plugin is given; no asv run
+        published.append(json.loads(Path(config).read_text()))
+        return 1, "not run"
+    monkeypatch.setattr(publish_mod, "run_asv_publish", asv_publish)
+    for pyproject, factors in ((None, {"cpu-ci": 3.0, "laptop": 1.5, "h100": 1.05}),
+                               ("regression-factor = {cuda = 1.2}",
+                                {"cpu-ci": 3.0, "laptop": 1.5, "h100": 1.2})):
+        if pyproject:
+            (tmp_path / "pyproject.toml").write_text(f"[tool.attnperf]\n{pyproject}\n")
+        site.build(str(conf), out=str(tmp_path / "html"), all_machines=True)
+        assert published[-1][CONF_KEY] == factors
+        # a graph of no listed machine: the smallest, which hides no step a verdict flags
+        assert published[-1]["attnperf_default_factor"] == min(factors.values())
+    (tmp_path / "pyproject.toml").write_text("[tool.attnperf]\nregression-factor = 0.5\n")
+    report = site.build(str(conf), out=str(tmp_path / "html"), all_machines=True)
+    assert published[-1][CONF_KEY] == {"cpu-ci": 3.0, "laptop": 1.5, "h100": 1.05}
+    assert any("regression-factor = 0.5" in n and "h100's regressions are judged at the cuda "
+               "default x1.05" in n for n in report.notes), report.notes
+
+
 def _conf() -> dict:
     return ar.read_asv_conf(str(REPO / "asv.conf.json"))
 

@@ -8,7 +8,9 @@ is what the GitHub workflow runs, and what a developer (or a test) runs locally:
    fields plus the GPU facts into ~/.asv-machine.json and the measured
    ceilings into ``results/NAME/attnperf-ceilings.json`` (``--no-describe``
    keeps an existing description);
-3. ``asv continuous --factor F -b '^(?!.*Views)' --machine NAME BASE HEAD``,
+3. ``asv continuous --factor F -b '^(?!.*Views)' --machine NAME BASE HEAD`` (F:
+   ``--factor``, else ``[tool.attnperf]`` regression-factor for the device, else the
+   device's default, as ``attnperf bisect``: :data:`attnperf.model.config.DEFAULT_FACTORS`),
    its output shown and kept in ``OUT/asv-continuous.log``; with ``--rounds R``
    also ``--interleave-rounds -a rounds=R``: each commit is measured R times
    in separate processes (asv re-creates the suite's ``setup_cache`` every
@@ -75,7 +77,6 @@ from ..render.cibench import paired_section, why_section
 from . import confirm, github
 from .confirm import paired_confirmation
 
-DEFAULT_FACTOR = 1.05
 CONFIRM = confirm.CONFIRM
 MAX_FACTOR = 1000.0  # a slowdown factor beyond this judges nothing
 MAX_ROUNDS = 100
@@ -89,8 +90,10 @@ OUT_FILES = ("summary.md", "verdict.json", "asv-continuous.log", "paired.json")
 class BenchOptions:
     """What the job is asked for; checked on construction (:class:`UsageError`).
 
-    ``factor`` None: ``[tool.attnperf]`` regression-factor for ``device``, else
-    :data:`DEFAULT_FACTOR`; ``rounds`` None: the thresholds file's, else 1;
+    ``factor`` None: ``[tool.attnperf]`` regression-factor for the device (``device``, auto
+    resolved by :func:`device_of`), else the device's default
+    (:data:`attnperf.model.config.DEFAULT_FACTORS`, as ``attnperf bisect``); ``rounds`` None:
+    the thresholds file's, else 1;
     ``thresholds`` None: ``results/MACHINE/attnperf-thresholds.json`` when it exists."""
 
     base: str
@@ -368,8 +371,7 @@ def _prepare(o: BenchOptions) -> _Job:
     if not base or not head:
         raise BenchInputError(f"cannot resolve --base {o.base!r} / --head {o.head!r} in {conf_dir}")
     device = device_of(o)
-    factor = o.factor if o.factor is not None else confirm.default_factor(
-        conf_dir, device, DEFAULT_FACTOR)
+    factor = o.factor if o.factor is not None else confirm.default_factor(conf_dir, device)
     calibrated = _thresholds(o, results_dir)
     asv_factor = min(factor, calibrated.smallest() or factor) if calibrated else factor
     rounds = o.rounds or (calibrated.rounds if calibrated else None)

@@ -4,7 +4,8 @@
 ``attnperf bisect`` judge alike, from here:
 
 * the factor: ``[tool.attnperf]`` regression-factor of the repository for the device,
-  else the caller's default (:func:`default_factor`); the machine's calibrated
+  else attnperf's default for the device (:func:`default_factor`,
+  :data:`attnperf.model.config.DEFAULT_FACTORS`); the machine's calibrated
   thresholds, where ``attnperf calibrate`` wrote them, override it per benchmark;
 * on a CPU, every flagged time row measured again *paired*
   (:func:`paired_confirmation`): both commits checked out (git worktrees, removed
@@ -17,7 +18,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -42,15 +42,14 @@ def confirming(confirm: str, device: str) -> bool:
     return confirm == "paired" or (confirm == "auto" and device == "cpu")
 
 
-def default_factor(conf_dir: Path, device: str, default: float) -> float:
-    """[tool.attnperf] regression-factor of the repository for ``device``, else ``default``
-    (:class:`BenchInputError` for a malformed table)."""
-    pyproject = conf_dir / project_config.PYPROJECT
+def default_factor(conf_dir: Path, device: str) -> float:
+    """[tool.attnperf] regression-factor of the repository in ``conf_dir`` for ``device``,
+    else attnperf's default for the device (:func:`attnperf.io.project_config.regression_factor`;
+    :class:`BenchInputError` for a malformed table)."""
     try:
-        config = project_config.load(pyproject) if os.path.lexists(pyproject) else None
+        return project_config.regression_factor(conf_dir, device)
     except ConfigError as exc:
         raise BenchInputError(str(exc)) from None
-    return config.factor(device) if config else default
 
 
 def _git(repo: Path, *args: str) -> str:
@@ -86,8 +85,8 @@ def paired_confirmation(repo: Path, base: str, head: str,
         except BenchJobError as exc:  # the rows keep asv's verdict; the caller says why
             print(f"[attnperf {label}] no paired re-measurement: {exc}", file=stream)
             return done, {key: f"no checkout: {exc}" for key in keys}
-        src = [str(t / "src") if (t / "src" / "attnperf").is_dir() else None for t in trees]
-        with PairedRunner(src[0], src[1], str(trees[0]), str(trees[1])) as runner:
+        # Each worker imports its commit's own code first (the checkout's src/ and root).
+        with PairedRunner(None, None, str(trees[0]), str(trees[1])) as runner:
             for key in keys:
                 result = runner.measure(*key)
                 if isinstance(result, str):

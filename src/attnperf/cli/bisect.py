@@ -26,7 +26,7 @@ from ..io.asv_results import read_results
 from ..io.files import check_appendable
 from ..measure.paired import PAIRED_FACTOR
 from ..model import names
-from ..model.config import DEFAULT_FACTORS
+from ..model.config import default_factors_text
 from ..render import bisect as render
 from .command import Command, ExitCode, factor_float, int_in, machine_name, text
 
@@ -92,7 +92,7 @@ class Bisect(Command):
                        help="slower by more than this and significant = regression (default: the "
                             "machine's calibrated thresholds if present, else [tool.attnperf] "
                             "regression-factor for the device, else the device's: "
-                            + ", ".join(f"{d} {f:g}" for d, f in DEFAULT_FACTORS.items()) + ")")
+                            f"{default_factors_text()})")
         b.add_argument("--machine", default=None, type=machine_name(),
                        help="asv machine name (default: the only one in ~/.asv-machine.json)")
         b.add_argument("--config", default="asv.conf.json",
@@ -174,8 +174,7 @@ def run_bisect(o: BisectOptions) -> int:
     thresholds = calibrated.lookup() if calibrated and o.factor is None else None
     device = machine_device(machine) if o.device == "auto" else o.device
     try:
-        factor = o.factor or confirm.default_factor(project.conf_dir, device,
-                                                    DEFAULT_FACTORS[device])
+        factor = o.factor or confirm.default_factor(project.conf_dir, device)
     except AttnperfError as exc:
         raise UsageError(str(exc)) from None
     judge_again = (confirm.paired_judge(project.repo, o.paired_factor, stream=sys.stderr)

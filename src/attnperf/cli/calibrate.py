@@ -4,7 +4,8 @@ Runs ``asv run COMMIT^!`` RUNS times, each into its own temporary results
 directory (the machine's history is never touched), each with the rounds the
 gate uses; then per gated benchmark the spread of the RUNS medians, the
 threshold derived from it (:mod:`attnperf.analysis.noise`) and the smallest
-slowdown detectable at the suite factor and at the threshold.  Writes
+slowdown detectable at the suite factor (``--factor``; default: the one
+``attnperf ci bench`` judges at on the machine's device) and at the threshold.  Writes
 ``results/<machine>/attnperf-thresholds.json`` (:mod:`attnperf.io.thresholds`),
 which ``attnperf ci bench``, the PR comment and ``attnperf bisect`` then use.
 """
@@ -23,12 +24,14 @@ from pathlib import Path
 from ..analysis import noise
 from ..analysis.gate import GATE_REGEX
 from ..analysis.noise import Key
-from ..asv.runner import AsvRunner, derived_config, temp_dir
-from ..errors import OutputPathError, ReportError, UsageError
+from ..asv.runner import AsvRunner, derived_config, machine_device, temp_dir
+from ..ci import confirm
+from ..errors import AttnperfError, OutputPathError, ReportError, UsageError
 from ..io import thresholds as thresholds_file
 from ..io.asv_results import Run, read_run
 from ..io.jsonfile import check_writable, load_json
 from ..model import names
+from ..model.config import default_factors_text
 from ..render.bisect import noise_table
 from .bisect import LAUNCH_METHODS, check_regex, open_project, pick_machine
 from .command import Command, ExitCode, factor_float, int_in, machine_name, text
@@ -47,7 +50,7 @@ class CalibrateOptions:
     runs: int = DEFAULT_RUNS
     pool: tuple[str, ...] = ()
     rounds: int = DEFAULT_ROUNDS
-    factor: float = 1.05
+    factor: float | None = None  # None: the factor ci bench judges at on this machine's device
     floor: float = noise.DEFAULT_FLOOR
     headroom: float = noise.DEFAULT_HEADROOM
     bench: str = GATE_REGEX
@@ -70,6 +73,8 @@ class CalibrateOptions:
             raise UsageError(f"--rounds must be a positive integer, got {self.rounds}")
         for flag, value in (("--factor", self.factor), ("--floor", self.floor),
                             ("--headroom", self.headroom)):
+            if value is None:
+                continue
             if not (math.isfinite(value) and value >= 1.0):
                 raise UsageError(f"{flag} must be a number >= 1.0, got {value}")
             if value > 1000.0:
@@ -101,8 +106,12 @@ class Calibrate(Command):
             default=DEFAULT_ROUNDS,
             help=f"asv rounds per set: use what the gate uses (default {DEFAULT_ROUNDS})",
         )
-        c.add_argument("--factor", type=factor_float("factor"), default=1.05,
-                       help="the suite factor to report the detectable slowdown at (default 1.05)")
+        c.add_argument("--factor", type=factor_float("factor"), default=None,
+                       help="the suite factor to report the detectable slowdown at (default: the "
+                            "one `attnperf ci bench` judges at on the machine's device, as "
+                            "`attnperf asv machine` recorded it: [tool.attnperf] "
+                            "regression-factor, else the device's: "
+                            f"{default_factors_text()})")
         c.add_argument("--floor", type=factor_float("floor"), default=noise.DEFAULT_FLOOR,
                        help=f"no threshold below this (default {noise.DEFAULT_FLOOR})")
         c.add_argument("--headroom", type=factor_float("headroom"), default=noise.DEFAULT_HEADROOM,
@@ -182,6 +191,11 @@ def run_calibration(o: CalibrateOptions) -> int:
     out = Path(o.output) if o.output else thresholds_file.path_for(
         str(project.results_dir), machine)
     inputs = (*o.pool, o.config)
+    try:
+        factor = o.factor if o.factor is not None else confirm.default_factor(
+            project.conf_dir, machine_device(machine))
+    except AttnperfError as exc:
+        raise UsageError(str(exc)) from None
     if o.write:
         if out.parent.is_dir():  # refused before any folder is made
             check_writable(str(out), inputs)
@@ -218,12 +232,12 @@ def run_calibration(o: CalibrateOptions) -> int:
     result = thresholds_file.Thresholds(
         machine=machine, created=datetime.datetime.now(datetime.timezone.utc).isoformat(
             timespec="seconds"), commit=commit, runs=len(runs) + pooled_sets, rounds=o.rounds,
-        factor=o.factor, floor=o.floor, headroom=o.headroom, entries=entries)
+        factor=factor, floor=o.floor, headroom=o.headroom, entries=entries)
     print(f"A/A on {machine!r}: {result.runs} sets of {o.rounds} round(s) at {commit[:8]}; "
           f"threshold = max({o.floor:g}, spread^{o.headroom:g}); detect = threshold x "
-          f"spread; @x{o.factor:g} = the smallest slowdown a single factor {o.factor:g} "
+          f"spread; @x{factor:g} = the smallest slowdown a single factor {factor:g} "
           "flags despite the spread")
-    sys.stdout.write(noise_table(entries, o.factor))
+    sys.stdout.write(noise_table(entries, factor))
     if not entries:
         print("no gated benchmark was measured in two sets: nothing written", file=sys.stderr)
         return ExitCode.HARNESS

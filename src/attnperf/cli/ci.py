@@ -8,6 +8,7 @@ import sys
 from ..ci import bench
 from ..errors import BenchInputError, BenchJobError
 from ..measure.paired import PAIRED_FACTOR
+from ..model.config import default_factors_text
 from .command import Command, ExitCode, factor_float, int_in, machine_name, positive_float, text
 
 
@@ -31,8 +32,8 @@ class Bench(Command):
                              "as `attnperf asv machine`)")
         ap.add_argument("--factor", type=factor_float("factor"), default=None,
                         help="asv's factor: slower by more than this and significant = regression "
-                             "(default: [tool.attnperf] regression-factor for --device, else "
-                             f"{bench.DEFAULT_FACTOR})")
+                             "(default: [tool.attnperf] regression-factor for --device, else the "
+                             f"device's: {default_factors_text()})")
         ap.add_argument("--config", default="asv.conf.json", type=text("config"),
                         help="asv.conf.json (default: ./asv.conf.json)")
         ap.add_argument("--results-dir", default=None, type=text("results-dir"),

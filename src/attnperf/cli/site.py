@@ -16,10 +16,12 @@ from pathlib import Path
 from types import FrameType
 from typing import NoReturn
 
+from ..analysis.cells import device_of
 from ..errors import Signalled, UsageError
 from ..io.asv_results import read_results
 from ..io.jsonfile import check_writable, write_text
 from ..model import names
+from ..model.config import default_factor, default_factors_text
 from ..render.prcomment import render_section
 from ..render.site import SUBDIR
 from ..site import publish
@@ -145,8 +147,13 @@ class PrComment(Command):
         pc.add_argument(
             "--head", required=True, help="head commit hash (or its first 8+ characters)"
         )
-        pc.add_argument("--factor", type=finite_float("factor"), default=1.05,
-                        help="slower by more than this and significant = regression (default 1.05)")
+        pc.add_argument("--factor", type=finite_float("factor"), default=None,
+                        help="slower by more than this and significant = regression (default: "
+                             f"the device's: {default_factors_text()}, for the device the "
+                             "machine's description in --results records; a repository's "
+                             "[tool.attnperf] regression-factor and calibrated thresholds are read "
+                             "by `attnperf ci bench --render-only`, which renders the same comment "
+                             "with them)")
         pc.add_argument("--asv-exit", type=int_in("asv-exit", -255, 255), default=None,
                         help="exit code of asv continuous, if run")
         pc.add_argument("--output", "-o", type=text("output"),
@@ -154,18 +161,21 @@ class PrComment(Command):
 
     @classmethod
     def run(cls, machine: str, base: str, head: str, results: str = "results",
-            factor: float = 1.05, asv_exit: int | None = None,
+            factor: float | None = None, asv_exit: int | None = None,
             output: str | None = None) -> int:
         names.machine(machine)
         if output is not None:
             check_writable(output, (results,))
-        if not (math.isfinite(factor) and factor >= 1.0):
+        if factor is not None and not (math.isfinite(factor) and factor >= 1.0):
             raise UsageError(f"--factor must be >= 1.0, got {factor}")
         for flag, value in (("--base", base), ("--head", head)):
             if not re.fullmatch(r"[0-9a-f]{7,40}", value):
                 raise UsageError(f"{flag} must be a commit hash (7-40 hex digits; "
                                  f"`git rev-parse REF` gives one), got {value!r}")
         db = read_results(results)
+        if factor is None:  # the results say which device: a GPU recorded, or none
+            described = db.machines.get(machine)
+            factor = default_factor(device_of(described.info) if described else "cpu")
         text = render_section(db, machine, base, head, factor, asv_exit=asv_exit)
         if output is not None:
             write_text(output, text, (results,))

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from ..model.config import ProjectConfig, parse
+from ..model.config import ProjectConfig, default_factor, parse
 from .files import check_depth, read_text
 
 if sys.version_info >= (3, 11):
@@ -70,3 +70,13 @@ def load_nearest(start: str | Path | None = None) -> ProjectConfig | None:
     """The configuration of the repository around ``start`` (None: attnperf's defaults)."""
     path = find(start)
     return load(path) if path else None
+
+
+def regression_factor(folder: str | Path, device: str) -> float:
+    """The regression factor on ``device`` of the repository in ``folder``: ``[tool.attnperf]``
+    regression-factor of its pyproject.toml, else attnperf's default for the device
+    (:func:`attnperf.model.config.default_factor`); :class:`ConfigError` for a file or table
+    that cannot be read."""
+    path = Path(folder) / PYPROJECT
+    config = load(path) if os.path.lexists(path) else None
+    return config.factor(device) if config else default_factor(device)

@@ -93,7 +93,7 @@ class _Worker:
     def __init__(self, src: str | None, cwd: str | None, cpu: int | None,
                  python: str, timeout_s: float) -> None:
         env = dict(os.environ)
-        env.pop("PYTHONPATH", None)  # the commit's import root comes from the argument
+        env.pop("PYTHONPATH", None)  # the commit's import roots: the worker's (its cwd, src)
         if cpu is not None:
             env["ATTNPERF_PAIRED_CPU"] = str(cpu)
         self.timeout_s = timeout_s
@@ -153,8 +153,11 @@ def pinned_cpu() -> int | None:
 class PairedRunner:
     """Two live workers, base and head, for any number of (kernel, problem) pairs.
 
-    ``base_src`` / ``head_src``: each commit's import root (``<checkout>/src`` for
-    attnperf itself; None: the installed attnperf, run from ``*_cwd``)."""
+    ``base_cwd`` / ``head_cwd``: each commit's checkout, which its worker runs in and
+    imports from first (its ``src/``, then its root:
+    :func:`attnperf.measure.paired_worker.import_roots`), before anything installed;
+    ``base_src`` / ``head_src``: an import root to use instead (a source tree that is
+    no checkout)."""
 
     def __init__(self, base_src: str | None, head_src: str | None,
                  base_cwd: str | None = None, head_cwd: str | None = None,

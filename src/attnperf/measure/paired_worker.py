@@ -1,10 +1,17 @@
 """One side of a paired CPU comparison (:mod:`attnperf.measure.paired`): run as a script.
 
-    python paired_worker.py SRC_DIR    # SRC_DIR: the commit's import root, or "" (installed)
+    cd CHECKOUT && python paired_worker.py [SRC_DIR]
 
-It imports attnperf from ``SRC_DIR`` -- the commit being measured, which may be
-older than this file, so only long-standing API is used (``Bench``,
-``catalog.resolve``) -- and answers JSON lines on stdin, one per line on stdout:
+It imports the commit being measured from the commit's own code, never from what
+is installed: its import roots go first on ``sys.path`` -- ``SRC_DIR`` when given,
+else the checkout's ``src/`` (a src layout) and then the checkout itself (a flat
+layout).  A package installed in editable mode (a ``.pth`` path to the working
+copy, or an import hook behind Python's path finder, as setuptools installs them)
+comes after them, so a repository's kernels, and attnperf itself in a checkout of
+attnperf, are those of the commit.  attnperf may
+come from the checkout and be older than this file, so only long-standing API is
+used (``Bench``, ``catalog.resolve``).  The worker answers JSON lines on stdin, one
+per line on stdout:
 
     {"op": "setup", "kernel": K, "problem": ID} -> {"per_call_s": S} or {"error": WHY}
     {"op": "sample", "calls": N}                 -> {"s": thread CPU seconds per call}
@@ -27,9 +34,18 @@ import sys
 import time
 
 
+def import_roots(src: str, checkout: str) -> list[str]:
+    """Where the commit's code is imported from, in order: ``src`` when given, else
+    ``checkout``'s ``src/`` (when it is a folder) and ``checkout``."""
+    if src:
+        return [src]
+    layout = os.path.join(checkout, "src")
+    return [layout, checkout] if os.path.isdir(layout) else [checkout]
+
+
 def _main() -> None:
     src = sys.argv[1] if len(sys.argv) > 1 else ""
-    sys.path[0] = src or os.getcwd()  # never this file's own directory
+    sys.path[0:1] = import_roots(src, os.getcwd())  # first; never this file's own directory
     cpu = os.environ.get("ATTNPERF_PAIRED_CPU")
     if cpu:
         os.sched_setaffinity(0, {int(cpu)})

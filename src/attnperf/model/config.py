@@ -39,7 +39,11 @@ from .catalog import resolve
 from .problem import DTYPE_ALIASES, PASSES, TOLERANCES, Problem
 
 TABLE = "tool.attnperf"
-DEFAULT_FACTORS = {"cpu": 1.5, "cuda": 1.05}  # the README's: CPU between-process spread, GPU 5 %
+# The regression factor of every verdict (`ci bench`, `bisect`, `calibrate`, `pr-comment`, the
+# site's regressions) where neither --factor, [tool.attnperf] regression-factor nor a calibrated
+# threshold gives one: on a CPU past the spread between processes of identical code, on a GPU 5 %
+# (docs/evidence.md).  Read through default_factor / ProjectConfig.factor, never as a literal.
+DEFAULT_FACTORS = {"cpu": 1.5, "cuda": 1.05}
 
 PROBLEM_KEYS = ("batch", "heads", "kv_heads", "seq_q", "seq_kv", "head_dim", "dtype", "causal")
 _NAME = {"type": "string", "minLength": 1, "pattern": r"^[^|\s]+$"}
@@ -127,7 +131,24 @@ class ProjectConfig:
         return list(dict.fromkeys(self.kernels + self.baselines))
 
     def factor(self, device: str) -> float:
-        return self.factors["cuda" if device == "cuda" else "cpu"]
+        """The regression factor on ``device`` ("cuda", else the CPU's)."""
+        return self.factors[factor_key(device)]
+
+
+def factor_key(device: str) -> str:
+    """The key of ``device`` in :data:`DEFAULT_FACTORS` and ``regression-factor``: "cuda", or
+    "cpu" for every other device."""
+    return "cuda" if device == "cuda" else "cpu"
+
+
+def default_factor(device: str) -> float:
+    """attnperf's regression factor on ``device`` without a ``[tool.attnperf]`` table."""
+    return DEFAULT_FACTORS[factor_key(device)]
+
+
+def default_factors_text() -> str:
+    """The defaults as help texts and documentation name them: 'cpu 1.5, cuda 1.05'."""
+    return ", ".join(f"{device} {factor:g}" for device, factor in DEFAULT_FACTORS.items())
 
 
 def _where(path: Iterable[str | int]) -> str:

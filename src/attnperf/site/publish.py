@@ -19,8 +19,10 @@ Nothing is lost (``asv publish`` deletes its output folder first):
   removes the temporary folder and leaves the previous site as it was.
 
 Only the machines the repository records are published (``attnperf_machines``
-in asv.conf.json: CI's machines); a developer's local ``asv run`` on another
-machine name stays out unless asked for (``include``/``all_machines``).
+in asv.conf.json: CI's machines, each with its PR verdict's factor); a developer's
+local ``asv run`` on another machine name stays out unless asked for
+(``include``/``all_machines``), and is then judged at the factor ``attnperf ci bench``
+would use on its device (:func:`attnperf.site.publisher.unlisted_factor`).
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ from ..io.folders import OwnedDir, regular_files
 from ..render.site import NAV_MARKER, SUBDIR, MachinePage, redirect_page, write_pages
 from . import offline
 from .assets import ASSETS, load_manifest, vendor
-from .publisher import CONF_KEY
+from .publisher import CONF_KEY, DEFAULT, unlisted_factor
 
 log = logging.getLogger(__name__)
 
@@ -239,7 +241,7 @@ def _publish_config(conf: dict[str, Any], conf_dir: Path, results: Path, html: P
     # A leading dot: asv imports it as a module (else only from asv.plugins).
     c["plugins"] = list(c.get("plugins") or []) + [".attnperf.site.publisher"]
     c[CONF_KEY] = factors
-    c["attnperf_default_factor"] = min(factors.values(), default=1.05)
+    c["attnperf_default_factor"] = min(factors.values(), default=DEFAULT)
     path = work / "asv.conf.json"
     path.write_text(json.dumps(c, indent=2))
     return path
@@ -334,7 +336,9 @@ def build(config: str = "asv.conf.json", results: str | None = None,
         asv_exit, asv_out = None, ""
         if publish:
             cfg = _publish_config(conf, conf_dir, sel, site, work,
-                                  {m: factors.get(m, 1.05) for m in chosen})
+                                  {m: factors[m] if m in factors else
+                                   unlisted_factor(conf_dir, sel / m, cli_notes)
+                                   for m in chosen})
             asv_exit, asv_out = run_asv_publish(cfg, asv)
             if asv_exit != 0:
                 last = [line for line in asv_out.strip().splitlines() if line.strip()][-3:]

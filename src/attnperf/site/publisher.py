@@ -21,15 +21,38 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 from typing import Any
 
 from asv import util
 from asv.plugins.regressions import Regressions
 from asv.publishing import OutputPublisher
 
+from ..analysis.cells import device_of
 from ..analysis.gate import metric_factor
+from ..errors import ConfigError
+from ..io import project_config
+from ..io.asv_results import read_machine
+from ..model.config import DEFAULT_FACTORS, default_factor
 
 CONF_KEY = "attnperf_regression_factors"
+# A graph of no machine in CONF_KEY (asv publishes only the machines named there): the
+# smallest default factor, so the page hides no step a verdict could flag.
+DEFAULT = min(DEFAULT_FACTORS.values())
+
+
+def unlisted_factor(conf_dir: Path, mdir: Path, notes: list[str]) -> float:
+    """The PR verdict's factor on a machine that ``attnperf_machines`` does not list: what
+    ``attnperf ci bench`` judges at on the device its description in ``mdir`` records (a GPU,
+    or none): ``[tool.attnperf]`` regression-factor of the repository, else the device's
+    default.  A ``[tool.attnperf]`` that cannot be read adds a note and the default applies."""
+    device = device_of(read_machine(mdir).info)
+    try:
+        return project_config.regression_factor(conf_dir, device)
+    except ConfigError as exc:
+        notes.append(f"{exc}; {mdir.name}'s regressions are judged at the {device} default "
+                     f"x{default_factor(device):g}")
+        return default_factor(device)
 
 
 def _machine_factor(graph_path: str, factors: dict[str, float]) -> float | None:
@@ -63,7 +86,7 @@ class AttnperfVerdictFilter(OutputPublisher):  # type: ignore[misc]  # asv ships
     def publish(cls, conf: Any, repo: Any, benchmarks: Any, graphs: Any,
                 revisions: dict[str, int]) -> None:
         factors = {str(k): float(v) for k, v in (getattr(conf, CONF_KEY, None) or {}).items()}
-        default = float(getattr(conf, "attnperf_default_factor", 1.05))
+        default = float(getattr(conf, "attnperf_default_factor", DEFAULT))
         path = os.path.join(conf.html_dir, "regressions.json")
         try:
             with open(path) as fh:

@@ -13,7 +13,9 @@ problems; :func:`grid`), else attnperf's default (:data:`GRID_KERNELS` x
 :data:`GRID_PROBLEMS`).  Selection (environment variables, for quick loops and
 tests; never recorded): ``ATTNPERF_ASV_KERNELS`` / ``ATTNPERF_ASV_PROBLEMS`` --
 comma lists limiting the grid; ``ATTNPERF_ASV_DEVICE`` -- ``cpu`` or ``cuda``
-(default: cuda if present).
+(default: cuda if present); ``ATTNPERF_ASV_SHARD`` -- ``K/N``: only the combinations of
+shard K of N (:mod:`attnperf.model.shard`: by a hash of each combination's id, never its
+position), the others read n/a; ``attnperf ci bench --shard K/N`` sets it.
 
 Training passes are a second grid, kernel x problem x pass (:func:`pass_grid`:
 :data:`GRID_PASS_PROBLEMS` x :data:`GRID_PASSES`, or the repository's problems):
@@ -49,7 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BenchmarkSkipped as Skip  # asv shows the combination as n/a
-from ..errors import PluginError, SelectionError, UnknownNameError
+from ..errors import PluginError, SelectionError, UnknownNameError, UsageError
 from ..io import project_config
 from ..kernels import registry
 from ..measure.device import resolve_device
@@ -60,6 +62,8 @@ from ..model.catalog import PRESETS, pass_id, resolve
 from ..model.config import ProjectConfig
 from ..model.problem import PASSES, Problem
 from ..model.records import Measurement
+from ..model.shard import ENV as SHARD_ENV
+from ..model.shard import Shard
 from .devices import CPU_MAX_BYTES, CPU_MAX_FLOPS, asv_device, device_problems, fits_device  # noqa: F401 - suite's names
 
 GRID_KERNELS = ["sdpa", "sdpa_cudnn", "sdpa_flash", "sdpa_efficient", "sdpa_math", "naive", "tiled",
@@ -249,6 +253,18 @@ def _selection(config: ProjectConfig | None) -> tuple[list[str], list[str]]:
     return kernels, problems
 
 
+def selected_shard() -> Shard | None:
+    """ATTNPERF_ASV_SHARD as a :class:`~attnperf.model.shard.Shard` (None: unset or empty,
+    the whole selection); SelectionError for a value that is not K/N."""
+    raw = os.environ.get(SHARD_ENV, "").strip()
+    if not raw:
+        return None
+    try:
+        return Shard.parse(raw, SHARD_ENV)
+    except UsageError as exc:
+        raise SelectionError(str(exc)) from None
+
+
 def load_plugins(config: ProjectConfig | None) -> dict[str, str]:
     """Load the config's kernel-modules; returns reference -> error for those that fail
     (the suite records them, it never raises: an old commit may lack the module)."""
@@ -301,9 +317,12 @@ def measure_grid(kernels: list[str] | None = None, problems: list[str] | None = 
     limits each combination (default: the run's default for ``budget``); ``budget``
     defaults to :data:`ASV_BUDGET_GPU` on a GPU, :data:`ASV_BUDGET` on a CPU.  On a
     GPU attnperf's default grid leaves out the CPU machine kind's presets (``cpu_*``)
-    unless they are selected (``problems`` or ``ATTNPERF_ASV_PROBLEMS``).
+    unless they are selected (``problems`` or ``ATTNPERF_ASV_PROBLEMS``).  With
+    ``ATTNPERF_ASV_SHARD`` (K/N) only that shard's combinations are measured; the cache's
+    ``__meta__`` then names the shard, and :func:`entry_for` reads the others as n/a.
     """
     config = project(project_dir)  # read once: grid, selection and passes all follow it
+    shard = selected_shard()
     plugin_errors = load_plugins(config)
     sel_k, sel_p = _selection(config)
     kernels = kernels or sel_k
@@ -323,6 +342,9 @@ def measure_grid(kernels: list[str] | None = None, problems: list[str] | None = 
         pass_problems = [p for p in pass_problems if p not in CPU_PROBLEM_IDS]
     trained = [resolve(p).with_pass(m) for p in pass_problems for m in modes]
 
+    def mine(kernel: str, problem: Problem) -> bool:  # this shard's combination (or no shard)
+        return shard is None or shard.owns(kernel, problem.id)
+
     def unfit(problem: Problem) -> str | None:
         ok, why = fits_device(problem, device)
         return None if ok else why
@@ -341,15 +363,20 @@ def measure_grid(kernels: list[str] | None = None, problems: list[str] | None = 
         out: dict[str, dict[str, Any]] = {"__meta__": {"device": session.device,
                                                        "environment": session.environment,
                                                        "ceilings": session.ceilings}}
+        if shard is not None:
+            out["__meta__"]["shard"] = str(shard)
         known = set(registry.names())
         for k in [k for k in kernels if registry.canonical_name(k) not in known]:
             why = "; ".join([f"no kernel named {k!r} is registered"] + list(plugin_errors.values()))
             for p in problem_objs + trained:
-                out[key(k, p.id)] = {"status": "error", "reason": why, "device": session.device}
+                if mine(k, p):
+                    out[key(k, p.id)] = {"status": "error", "reason": why,
+                                         "device": session.device}
         # Latency is a view of the forward problems only (LatencyViews): the training
         # passes skip it (on the H100 the whole-suite A/A ran 409 s with it, 6 min allowed).
         for group, latency in ((problem_objs, session.device == "cuda"), (trained, False)):
-            jobs = [(k, p) for p in group for k in kernels if registry.canonical_name(k) in known]
+            jobs = [(k, p) for p in group for k in kernels
+                    if registry.canonical_name(k) in known and mine(k, p)]
             for m in session.iter_grid(jobs, budget=budget, latency=latency, skip=unfit):
                 out[key(m.kernel, m.problem.id)] = entry(m)
     return out
@@ -368,6 +395,10 @@ def entry_for(cache: dict[str, dict[str, Any]], kernel: str, problem: str) -> di
             name = next(n for n, p in PRESETS.items() if p.id == problem)
             raise Skip(f"{problem}: the CPU machine kind's problem; a GPU measures it on request: "
                        f"ATTNPERF_ASV_PROBLEMS={name}")
+        shard = (cache.get("__meta__") or {}).get("shard")
+        if isinstance(shard, str) and not Shard.parse(shard, SHARD_ENV).owns(kernel, problem):
+            raise Skip(f"{kernel}/{problem}: another shard than {shard} measures it "
+                       f"({SHARD_ENV})")
         raise Skip(f"{kernel}/{problem} not selected (ATTNPERF_ASV_KERNELS/PROBLEMS)")
     status = e["status"]
     if status in ("unavailable", "skipped"):

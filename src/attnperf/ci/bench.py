@@ -42,6 +42,15 @@ a benchmark fails at head (a wrong result or an error).
 
 ``render_only`` skips steps 2-3 and renders from results already on disk
 (``asv_exit`` then supplies asv's exit code, if known).
+
+``shard`` (``--shard K/N``, :mod:`attnperf.model.shard`): asv runs the whole suite but the
+suite measures only shard K's combinations (``ATTNPERF_ASV_SHARD``; the others read n/a),
+and the verdict, the summary and ``verdict.json`` (``"shard": "K/N"``, whether asv finished
+its comparison, the GPU the job ran on) are about those rows alone.
+:mod:`attnperf.ci.shards` merges the shards' folders into one verdict (``attnperf ci
+merge``), and runs one shard per GPU of a host (``--gpus``).  ``asv_dir`` (``--asv-dir``)
+gives asv a results and environments folder of the job's own, so that jobs side by side on
+one host never share them.
 """
 
 from __future__ import annotations
@@ -68,8 +77,11 @@ from ..errors import (
 from ..io import thresholds as thresholds_file
 from ..io.asv_results import read_asv_conf, read_results
 from ..io.folders import OwnedDir
+from ..io.jsonfile import write_json
 from ..measure.paired import PAIRED_FACTOR
 from ..model import names
+from ..model.shard import ENV as SHARD_ENV
+from ..model.shard import MAX_SHARDS, Shard
 from ..render import prcomment
 from ..render.cibench import paired_section, why_section
 from . import confirm, github
@@ -112,6 +124,9 @@ class BenchOptions:
     paired_factor: float = PAIRED_FACTOR
     render_only: bool = False
     asv_exit: int | None = None
+    shard: Shard | None = None
+    gpus: tuple[int, ...] = ()  # one shard per GPU (attnperf.ci.shards.run_on_gpus)
+    asv_dir: str | None = None  # asv's results and environments here, not the config's
 
     @property
     def machine_name(self) -> str:
@@ -142,12 +157,36 @@ class BenchOptions:
             raise UsageError(f"--confirm must be one of {', '.join(CONFIRM)}, got {self.confirm!r}")
         if not self.out:
             raise UsageError("--out must not be empty")
+        if self.gpus:
+            if self.shard is not None:
+                raise UsageError(f"--gpus {gpus_text(self.gpus)} with --shard {self.shard}: give "
+                                 "one (--gpus runs shard K of N on the K-th GPU listed)")
+            if len(set(self.gpus)) != len(self.gpus) or len(self.gpus) > MAX_SHARDS \
+                    or min(self.gpus) < 0:
+                raise UsageError(f"--gpus {gpus_text(self.gpus)}: {GPUS_ALLOWED}")
+            for flag, given in (("--render-only", self.render_only),
+                                ("--asv-dir", self.asv_dir is not None),
+                                ("--results-dir", self.results_dir is not None)):
+                if given:
+                    raise UsageError(f"--gpus with {flag}: --gpus gives each shard asv folders "
+                                     "of its own and renders their results")
+        if self.asv_dir is not None and self.results_dir is not None:
+            raise UsageError("--asv-dir with --results-dir: the results are DIR/results "
+                             f"(--asv-dir {self.asv_dir!r})")
 
     @property
     def confirming(self) -> bool:
         """--confirm paired, or auto with --device cpu (the CPU jobs: CI's and `make continuous`);
         with --device auto the job decides once the device is known (:func:`device_of`)."""
         return confirm.confirming(self.confirm, self.device)
+
+
+GPUS_ALLOWED = (f"give the indices of distinct GPUs, comma separated (e.g. 0,1,2,3; at most "
+                f"{MAX_SHARDS})")
+
+
+def gpus_text(gpus: tuple[int, ...]) -> str:
+    return ",".join(map(str, gpus))
 
 
 def device_of(o: BenchOptions) -> str:
@@ -239,13 +278,15 @@ def copy_results(results_dir: Path, machine: str, commits: list[str], dest: Owne
     return copied
 
 
-def out_dir(o: BenchOptions, conf_dir: Path | None = None,
+def out_dir(o: BenchOptions | str, conf_dir: Path | None = None,
             results_dir: Path | None = None) -> OwnedDir:
-    """OUT, checked: never the repository or the results folder (or a folder holding them,
-    ``--out .``), never a link; inside it only what an earlier ``ci bench`` wrote is rewritten
-    (:class:`~attnperf.io.folders.OwnedDir`).  :class:`UsageError` otherwise, before any work."""
-    out = Path(o.out)
-    where = f"--out {o.out!r}"
+    """OUT (``o.out``, or ``o`` itself), checked: never the repository or the results folder
+    (or a folder holding them, ``--out .``), never a link; inside it only what an earlier
+    ``ci bench`` (or ``ci merge``) wrote is rewritten (:class:`~attnperf.io.folders.OwnedDir`).
+    :class:`UsageError` otherwise, before any work."""
+    text = o if isinstance(o, str) else o.out
+    out = Path(text)
+    where = f"--out {text!r}"
     resolved = out.resolve()
     for folder, what in ((conf_dir, "the asv config's folder (the repository)"),
                          (results_dir, "the results folder")):
@@ -309,6 +350,8 @@ def run(o: BenchOptions) -> Outcome:
     # or the metrics' own factors overrule from an asv error.
     asv_view = ab.compare(db, o.machine_name, base_run, head_run, job.asv_factor,
                           metric_rules=False)
+    if o.shard is not None:  # this shard's rows (a base before sharding measured them all)
+        cmp, asv_view = (own_rows(c, o.shard) for c in (cmp, asv_view))
     paired = None
     if (confirm.confirming(o.confirm, job.device) and not o.render_only
             and base_run is not None and head_run is not None and finished is not False):
@@ -336,6 +379,9 @@ def run(o: BenchOptions) -> Outcome:
         summary += paired_section(paired, o.paired_factor)
     summary_path = job.out.write_text("summary.md", summary)
     copied = copy_results(job.results_dir, o.machine_name, [job.base, job.head], job.out)
+    if o.shard is not None and job.calibrated is not None:  # `ci merge` judges with them too
+        job.out.copy_in(_thresholds_path(o, job.results_dir),
+                        f"results/{o.machine_name}/{thresholds_file.FILE_NAME}", "thresholds")
     verdict = {"exit_code": code, "verdict": ab.VERDICTS[code], "reason": reason,
                "asv_exit": asv_exit, "machine": o.machine_name, "base": job.base, "head": job.head,
                "factor": job.factor, "asv_factor": job.asv_factor, "rounds": job.rounds,
@@ -344,9 +390,27 @@ def run(o: BenchOptions) -> Outcome:
                "files": copied,
                "counts": {c: cmp.count(c) for c in (ab.WORSE, ab.BETTER, ab.BROKE, ab.FIXED)},
                "flagged": reasons}
+    if o.shard is not None:
+        verdict.update(shard=str(o.shard), asv_finished=finished,
+                       gpu=job_gpu() if job.device == "cuda" else None)
     job.out.write_text("verdict.json", json.dumps(verdict, indent=2) + "\n")
     github.publish(code, reason, o.machine_name, summary)
     return Outcome(code, reason, summary_path, tuple(reasons))
+
+
+def own_rows(comparison: ab.Comparison, shard: Shard) -> ab.Comparison:
+    """``comparison`` less the rows another shard measures."""
+    return dataclasses.replace(comparison, rows=[r for r in comparison.rows
+                                                 if shard.owns_params(r.params)])
+
+
+def job_gpu() -> dict[str, object]:
+    """The GPU this job's benchmarks run on (the first of CUDA_VISIBLE_DEVICES, else 0):
+    its index, and its serial, UUID and name where NVML reads them
+    (:func:`attnperf.measure.nvml.gpu_identity`)."""
+    from ..measure import nvml  # (NVML only: no CUDA context in this process)
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")[0].strip()
+    return nvml.gpu_identity(visible or "0")
 
 
 def _prepare(o: BenchOptions) -> _Job:
@@ -362,6 +426,8 @@ def _prepare(o: BenchOptions) -> _Job:
         raise BenchInputError(f"cannot read {conf_path}: {exc}") from None
     conf_dir = conf_path.parent
     results_dir = (conf_dir / (o.results_dir or conf.get("results_dir", "results"))).resolve()
+    if o.asv_dir is not None:
+        results_dir = (Path(o.asv_dir) / "results").resolve()
     out = out_dir(o, conf_dir, results_dir)
     out.write_text("asv-continuous.log", "")
     base, head = resolve(conf_dir, o.base), resolve(conf_dir, o.head)
@@ -380,9 +446,13 @@ def _prepare(o: BenchOptions) -> _Job:
 def _continuous(o: BenchOptions, job: _Job) -> int:
     """Describe the machine (unless told not to), then asv continuous; returns asv's exit."""
     env = _env()
+    if o.shard is not None:
+        env[SHARD_ENV] = str(o.shard)
     if o.describe:
         describe_machine(job.conf_dir, job.results_dir, o.machine_name, o.device, job.log_path, env)
-    cmd = [find_asv(o.asv), "continuous", "--config", str(job.conf_path), "--factor",
+    config = job.conf_path if o.asv_dir is None else own_asv_config(job.conf_path,
+                                                                    Path(o.asv_dir))
+    cmd = [find_asv(o.asv), "continuous", "--config", str(config), "--factor",
            f"{job.asv_factor:g}", "-b", GATED, "--machine", o.machine_name]
     if job.rounds and job.rounds > 1:
         cmd += ["--interleave-rounds", "-a", f"rounds={job.rounds}"]
@@ -393,12 +463,37 @@ def _continuous(o: BenchOptions, job: _Job) -> int:
         raise BenchJobError(f"cannot start asv ({cmd[0]}): {exc.strerror or exc}") from None
 
 
+def own_asv_config(conf_path: Path, asv_dir: Path) -> Path:
+    """``asv_dir/asv.conf.json``: the asv config with results, environments and pages in
+    ``asv_dir`` (absolute: asv reads paths from the folder it runs in, the repository).
+    :class:`BenchInputError` for a config that cannot be read."""
+    try:
+        conf = read_asv_conf(str(conf_path))
+    except (OSError, ValueError, ReportError) as exc:
+        raise BenchInputError(f"cannot read {conf_path}: {exc}") from None
+    folder = asv_dir.resolve()
+    conf.update(results_dir=str(folder / "results"), env_dir=str(folder / "env"),
+                html_dir=str(folder / "html"))
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        write_json(folder / "asv.conf.json", conf)
+    except (OSError, OutputPathError) as exc:
+        raise BenchJobError(f"--asv-dir {str(asv_dir)!r}: cannot write asv's config there: "
+                            f"{getattr(exc, 'strerror', None) or exc}") from None
+    return folder / "asv.conf.json"
+
+
 def record_error(o: BenchOptions, message: str, code: int = ab.EXIT_INFRA) -> None:
     """The job could not start (``code``: :data:`~attnperf.analysis.ab.EXIT_INFRA`, or
     :data:`~attnperf.analysis.ab.EXIT_USAGE` for its input): ``OUT/summary.md`` and GitHub
     say why (best effort; never over a file attnperf did not write)."""
-    text = prcomment.render_unavailable(o.machine_name, message)
-    out = Path(o.out)
+    record_error_in(o.out, o.machine_name, message, code)
+
+
+def record_error_in(folder: str, machine: str, message: str, code: int) -> None:
+    """:func:`record_error` for the output folder ``folder`` of a job on ``machine``."""
+    text = prcomment.render_unavailable(machine, message)
+    out = Path(folder)
     try:
         # only into a new or empty folder, or one a job wrote before (never `--out .`)
         if not out.is_dir() or OwnedDir.listed(out, OUT_MARKER) is not None \
@@ -407,7 +502,7 @@ def record_error(o: BenchOptions, message: str, code: int = ab.EXIT_INFRA) -> No
     except (OSError, OutputPathError):
         pass
     try:
-        github.publish(code, message, o.machine_name, text)
+        github.publish(code, message, machine, text)
     except OSError:
         pass
 

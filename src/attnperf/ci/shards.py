@@ -403,9 +403,8 @@ def run_on_gpus(o: bench.BenchOptions, launch: Launch | None = None,
     env.update(CUDA_DEVICE_ORDER="PCI_BUS_ID")
     for key in [k for k in env if k.startswith("GITHUB_")] + ["GITHUB_ACTIONS"]:
         env.pop(key, None)  # the shards report nothing to GitHub: the merged job does
-    if o.describe:  # once, on the first GPU listed (the shards share the description)
-        bench.describe_machine(conf_dir, results_dir, o.machine_name, "cuda", log,
-                               dict(env, CUDA_VISIBLE_DEVICES=str(gpus[0])))
+    if o.describe:  # once, before the shards start: they share the host's description
+        bench.describe_machine(conf_dir, results_dir, o.machine_name, "cuda", log, env)
     thresholds = None
     if o.use_thresholds:
         path = bench._thresholds_path(o, results_dir)

@@ -111,7 +111,12 @@ class Bench(Command):
 
     @classmethod
     def run_from_args(cls, args: argparse.Namespace) -> int:
-        return cls.run(bench.BenchOptions(
+        return cls.run(cls.options(args))
+
+    @classmethod
+    def options(cls, args: argparse.Namespace) -> bench.BenchOptions:
+        """The job's options, from the parsed command line (checked on construction)."""
+        return bench.BenchOptions(
             base=args.base, machine=args.machine, head=args.head, factor=args.factor,
             config=args.config, results_dir=args.results_dir, out=args.out, device=args.device,
             describe=not args.no_describe, asv=args.asv, asv_args=tuple(args.asv_arg),
@@ -119,7 +124,7 @@ class Bench(Command):
             use_thresholds=not args.no_thresholds, confirm=args.confirm,
             paired_factor=args.paired_factor, render_only=args.render_only,
             asv_exit=args.asv_exit, shard=args.shard, gpus=args.gpus or (),
-            asv_dir=args.asv_dir))
+            asv_dir=args.asv_dir)
 
     @classmethod
     def run(cls, options: bench.BenchOptions) -> int:

@@ -367,7 +367,15 @@ def test_bad_shard_flags_are_one_error_line(cli, tmp_path, extra, message):
     assert not (tmp_path / "o").exists()
 
 
-def test_a_shards_command_line_is_the_jobs_options():
+def _options(argv, monkeypatch):
+    """The options `attnperf ci bench` builds from ``argv`` (its run stood in for)."""
+    seen = []
+    monkeypatch.setattr(Bench, "run", classmethod(lambda cls, o: seen.append(o) or 0))
+    Bench.run_from_args(build_parser().parse_args(argv))
+    return seen[0]
+
+
+def test_a_shards_command_line_is_the_jobs_options(monkeypatch):
     """--gpus hands each shard every option of the job (as its own command line)."""
     options = bench.BenchOptions(base="b", head="h", machine="m", factor=1.07, config="c.json",
                                  out="o", device="cuda", asv="/x/asv",
@@ -376,14 +384,14 @@ def test_a_shards_command_line_is_the_jobs_options():
     argv = shards.child_argv(options, Shard(2, 2), "b" * 40, "c" * 40, Path("/r/c.json"),
                              Path("/o/shard-2"), Path("/r/.asv/gpu-1"), Path("/t.json"))
     assert argv[:5] == [sys.executable, "-m", "attnperf", "ci", "bench"]
-    child = Bench.options(build_parser().parse_args(argv[3:]))
+    child = _options(argv[3:], monkeypatch)
     expected = dict(vars(options), base="b" * 40, head="c" * 40, config="/r/c.json",
                     out="/o/shard-2", describe=False, gpus=(), shard=Shard(2, 2),
                     asv_dir="/r/.asv/gpu-1", thresholds="/t.json")
     assert vars(child) == expected
     no_thresholds = shards.child_argv(options, Shard(1, 2), "b", "c", Path("c"), Path("o"),
                                       Path("a"), None)
-    assert not Bench.options(build_parser().parse_args(no_thresholds[3:])).use_thresholds
+    assert not _options(no_thresholds[3:], monkeypatch).use_thresholds
 
 
 def test_asv_dir_gives_asv_folders_of_the_jobs_own(cli, pair):

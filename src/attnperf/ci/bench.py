@@ -69,7 +69,6 @@ from ..asv import runner
 from ..errors import (
     BenchInputError,
     BenchJobError,
-    OutputPathError,
     ProjectError,
     ReportError,
     UsageError,
@@ -77,7 +76,6 @@ from ..errors import (
 from ..io import thresholds as thresholds_file
 from ..io.asv_results import read_asv_conf, read_results
 from ..io.folders import OwnedDir
-from ..io.jsonfile import write_json
 from ..measure.paired import PAIRED_FACTOR
 from ..model import names
 from ..model.shard import ENV as SHARD_ENV
@@ -86,15 +84,13 @@ from ..render import prcomment
 from ..render.cibench import paired_section, why_section
 from . import confirm, github
 from .confirm import paired_confirmation
+from .folders import copy_results, out_dir, own_asv_config, record_error_in
 
 DEFAULT_FACTOR = 1.05
 CONFIRM = confirm.CONFIRM
 MAX_FACTOR = 1000.0  # a slowdown factor beyond this judges nothing
 MAX_ROUNDS = 100
 MAX_TIMEOUT_S = 7 * 86_400.0  # a week for asv continuous
-# OUT's marker: the files an earlier `ci bench` wrote there (the only ones it rewrites).
-OUT_MARKER = ".attnperf-ci-bench"
-OUT_FILES = ("summary.md", "verdict.json", "asv-continuous.log", "paired.json")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -258,56 +254,6 @@ def describe_machine(conf_dir: Path, results_dir: Path, machine: str, device: st
                             f"see {log_path}")
 
 
-def copy_results(results_dir: Path, machine: str, commits: list[str], dest: OwnedDir,
-                 under: str = "results") -> list[str]:
-    """Copy the machine's files and both commits' result files into ``dest/under`` (regular
-    files only, through the file door); returns what was copied, relative to ``under``."""
-    copied = []
-    mdir = results_dir / machine
-    names_ = ["machine.json", "attnperf-ceilings.json"]
-    names_ += [p.name for c in commits for p in sorted(mdir.glob(f"{c[:8]}-*.json"))]
-    for name in dict.fromkeys(names_):
-        src = mdir / name
-        if src.is_file() and not src.is_symlink():
-            dest.copy_in(src, f"{under}/{machine}/{name}", "result file")
-            copied.append(f"{machine}/{name}")
-    src = results_dir / "benchmarks.json"
-    if src.is_file() and not src.is_symlink():
-        dest.copy_in(src, f"{under}/benchmarks.json", "benchmark list")
-        copied.append("benchmarks.json")
-    return copied
-
-
-def out_dir(o: BenchOptions | str, conf_dir: Path | None = None,
-            results_dir: Path | None = None) -> OwnedDir:
-    """OUT (``o.out``, or ``o`` itself), checked: never the repository or the results folder
-    (or a folder holding them, ``--out .``), never a link; inside it only what an earlier
-    ``ci bench`` (or ``ci merge``) wrote is rewritten (:class:`~attnperf.io.folders.OwnedDir`).
-    :class:`UsageError` otherwise, before any work."""
-    text = o if isinstance(o, str) else o.out
-    out = Path(text)
-    where = f"--out {text!r}"
-    resolved = out.resolve()
-    for folder, what in ((conf_dir, "the asv config's folder (the repository)"),
-                         (results_dir, "the results folder")):
-        if folder is not None and (resolved == folder or folder.is_relative_to(resolved)
-                                   or (what == "the results folder"
-                                       and resolved.is_relative_to(folder))):
-            relation = ("it is, contains or is inside" if what == "the results folder"
-                        else "it is or contains")
-            raise UsageError(f"{where}: {relation} {what} {str(folder)!r}; give a folder of its "
-                             "own (e.g. ci-artifacts/bench)")
-    try:
-        owned = OwnedDir(out, OUT_MARKER, where).open()
-        owned.check([*OUT_FILES, "results"] if not owned.owned else OUT_FILES)
-        if not owned.owned and os.path.lexists(out / "results"):
-            raise UsageError(f"{where}: 'results' exists and attnperf did not write it")
-        owned.save()
-    except OutputPathError as exc:
-        raise UsageError(str(exc)) from None
-    return owned
-
-
 @dataclasses.dataclass(frozen=True)
 class _Job:
     """What the options resolve to before anything is measured."""
@@ -428,7 +374,7 @@ def _prepare(o: BenchOptions) -> _Job:
     results_dir = (conf_dir / (o.results_dir or conf.get("results_dir", "results"))).resolve()
     if o.asv_dir is not None:
         results_dir = (Path(o.asv_dir) / "results").resolve()
-    out = out_dir(o, conf_dir, results_dir)
+    out = out_dir(o.out, conf_dir, results_dir)
     out.write_text("asv-continuous.log", "")
     base, head = resolve(conf_dir, o.base), resolve(conf_dir, o.head)
     if not base or not head:
@@ -463,48 +409,11 @@ def _continuous(o: BenchOptions, job: _Job) -> int:
         raise BenchJobError(f"cannot start asv ({cmd[0]}): {exc.strerror or exc}") from None
 
 
-def own_asv_config(conf_path: Path, asv_dir: Path) -> Path:
-    """``asv_dir/asv.conf.json``: the asv config with results, environments and pages in
-    ``asv_dir`` (absolute: asv reads paths from the folder it runs in, the repository).
-    :class:`BenchInputError` for a config that cannot be read."""
-    try:
-        conf = read_asv_conf(str(conf_path))
-    except (OSError, ValueError, ReportError) as exc:
-        raise BenchInputError(f"cannot read {conf_path}: {exc}") from None
-    folder = asv_dir.resolve()
-    conf.update(results_dir=str(folder / "results"), env_dir=str(folder / "env"),
-                html_dir=str(folder / "html"))
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        write_json(folder / "asv.conf.json", conf)
-    except (OSError, OutputPathError) as exc:
-        raise BenchJobError(f"--asv-dir {str(asv_dir)!r}: cannot write asv's config there: "
-                            f"{getattr(exc, 'strerror', None) or exc}") from None
-    return folder / "asv.conf.json"
-
-
 def record_error(o: BenchOptions, message: str, code: int = ab.EXIT_INFRA) -> None:
     """The job could not start (``code``: :data:`~attnperf.analysis.ab.EXIT_INFRA`, or
     :data:`~attnperf.analysis.ab.EXIT_USAGE` for its input): ``OUT/summary.md`` and GitHub
     say why (best effort; never over a file attnperf did not write)."""
     record_error_in(o.out, o.machine_name, message, code)
-
-
-def record_error_in(folder: str, machine: str, message: str, code: int) -> None:
-    """:func:`record_error` for the output folder ``folder`` of a job on ``machine``."""
-    text = prcomment.render_unavailable(machine, message)
-    out = Path(folder)
-    try:
-        # only into a new or empty folder, or one a job wrote before (never `--out .`)
-        if not out.is_dir() or OwnedDir.listed(out, OUT_MARKER) is not None \
-                or not any(out.iterdir()):
-            OwnedDir(out, OUT_MARKER).open().write_text("summary.md", text)
-    except (OSError, OutputPathError):
-        pass
-    try:
-        github.publish(code, message, machine, text)
-    except OSError:
-        pass
 
 
 def _thresholds_path(o: BenchOptions, results_dir: Path) -> Path:

@@ -45,7 +45,6 @@ from ..analysis import ab, judge
 from ..errors import (
     BenchInputError,
     BenchJobError,
-    OutputPathError,
     ReportError,
     UsageError,
 )
@@ -61,7 +60,7 @@ from ..model.shard import Shard
 from ..render import markdown as md
 from ..render import prcomment
 from ..render.cibench import paired_section, why_section
-from . import bench, github
+from . import bench, folders, github
 
 # What every shard of one split must share: one pair, one machine, one way of judging.
 SAME = ("machine", "base", "head", "factor", "asv_factor", "paired_factor", "rounds")
@@ -104,7 +103,7 @@ def read_shard(folder: str) -> ShardFolder:
         raise BenchInputError(f"{folder!r} is not a folder; give the output folders of "
                               "`attnperf ci bench --shard K/N`")
     if not (path / "verdict.json").is_file():
-        if OwnedDir.listed(path, bench.OUT_MARKER) is None:
+        if OwnedDir.listed(path, folders.OUT_MARKER) is None:
             raise BenchInputError(f"{folder!r} holds no verdict.json and is not the output "
                                   "folder of `attnperf ci bench --shard K/N`")
         why = _headline(path / "summary.md")
@@ -289,7 +288,7 @@ def _out(folder: str, shard_folders: Sequence[Path]) -> OwnedDir:
     for s in shard_folders:
         if s.resolve() == resolved:
             raise UsageError(f"--out {folder!r} is a shard's folder; give a folder of its own")
-    return bench.out_dir(folder)
+    return folders.out_dir(folder)
 
 
 def _thresholds(shards: Sequence[ShardFolder], machine: str
@@ -396,7 +395,7 @@ def run_on_gpus(o: bench.BenchOptions, launch: Launch | None = None,
         raise BenchInputError(f"cannot read {conf_path}: {exc}") from None
     conf_dir = conf_path.parent
     results_dir = (conf_dir / conf.get("results_dir", "results")).resolve()
-    out = bench.out_dir(o, conf_dir, results_dir)
+    out = folders.out_dir(o.out, conf_dir, results_dir)
     base, head = bench.resolve(conf_dir, o.base), bench.resolve(conf_dir, o.head)
     log = out.write_text(LOG, "")
     env = bench._env()
@@ -411,15 +410,15 @@ def run_on_gpus(o: bench.BenchOptions, launch: Launch | None = None,
         bench._thresholds(o, results_dir)  # refuses a missing --thresholds or a bad file
         thresholds = path.resolve() if path.is_file() else None
     count = len(gpus)
-    folders = []
+    shard_dirs = []
     children = []
     try:
         for k, gpu in enumerate(gpus, start=1):
             shard = Shard(k, count)
             asv_dir = conf_dir / ".asv" / f"gpu-{gpu}"
-            _share_machine_files(results_dir, asv_dir / "results", o.machine_name)
+            folders.share_ceilings(results_dir, asv_dir / "results", o.machine_name)
             folder = out.root / f"shard-{k}"
-            folders.append(folder)
+            shard_dirs.append(folder)
             argv = child_argv(o, shard, base, head, conf_path, folder, asv_dir, thresholds)
             logfile = tempfile.TemporaryFile()
             print(f"[attnperf ci bench] shard {shard} on GPU {gpu}: started", file=stream)
@@ -437,26 +436,4 @@ def run_on_gpus(o: bench.BenchOptions, launch: Launch | None = None,
         for _, _, child, _ in children:
             child.terminate()
         raise
-    return merge(MergeOptions(tuple(str(f) for f in folders), o.out))
-
-
-def _share_machine_files(results_dir: Path, dest: Path, machine: str) -> None:
-    """The machine's measured ceilings, where each shard's asv results go (the shards'
-    summaries and artifacts show them, as one job's do)."""
-    from ..io.ceilings import FILE_NAME
-
-    src = results_dir / machine / FILE_NAME
-    if not src.is_file() or src.is_symlink():
-        return
-    try:
-        (dest / machine).mkdir(parents=True, exist_ok=True)
-        target = dest / machine / FILE_NAME
-        if target.is_symlink():
-            raise BenchJobError(f"{target} is a symbolic link; attnperf follows none there")
-        target.write_bytes(read_bytes(src, "ceilings", error=OutputPathError))
-    except (OSError, OutputPathError) as exc:
-        raise BenchJobError(f"cannot share the machine's ceilings with {dest}: {exc}") from None
-
-
-__all__ = ["MergeOptions", "ShardFolder", "merge", "merge_results_only", "one_split",
-           "read_shard", "run_on_gpus"]
+    return merge(MergeOptions(tuple(str(f) for f in shard_dirs), o.out))

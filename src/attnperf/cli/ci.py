@@ -7,7 +7,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from ..ci import bench, shards
+from ..ci import bench, folders, shards
 from ..errors import BenchInputError, BenchJobError, UsageError
 from ..measure.paired import PAIRED_FACTOR
 from ..model.shard import MAX_SHARDS, Shard
@@ -111,12 +111,7 @@ class Bench(Command):
 
     @classmethod
     def run_from_args(cls, args: argparse.Namespace) -> int:
-        return cls.run(cls.options(args))
-
-    @classmethod
-    def options(cls, args: argparse.Namespace) -> bench.BenchOptions:
-        """The job's options, from the parsed command line (checked on construction)."""
-        return bench.BenchOptions(
+        return cls.run(bench.BenchOptions(
             base=args.base, machine=args.machine, head=args.head, factor=args.factor,
             config=args.config, results_dir=args.results_dir, out=args.out, device=args.device,
             describe=not args.no_describe, asv=args.asv, asv_args=tuple(args.asv_arg),
@@ -124,7 +119,7 @@ class Bench(Command):
             use_thresholds=not args.no_thresholds, confirm=args.confirm,
             paired_factor=args.paired_factor, render_only=args.render_only,
             asv_exit=args.asv_exit, shard=args.shard, gpus=args.gpus or (),
-            asv_dir=args.asv_dir)
+            asv_dir=args.asv_dir))
 
     @classmethod
     def run(cls, options: bench.BenchOptions) -> int:
@@ -193,5 +188,5 @@ class Merge(Command):
                   file=sys.stderr)
             return ExitCode.OK
         return _verdict("ci merge", lambda: shards.merge(options),
-                        lambda message, code: bench.record_error_in(
+                        lambda message, code: folders.record_error_in(
                             options.out, "shards", message, code))

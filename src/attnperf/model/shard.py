@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 from collections.abc import Sequence
 
-from ..errors import InvalidShapeError, UnknownNameError, UsageError
+from ..errors import InvalidShapeError, SelectionError, UnknownNameError, UsageError
 from .catalog import pass_id
 
 MAX_SHARDS = 64  # more jobs than this would each measure a handful of combinations
@@ -81,6 +82,18 @@ class Shard:
             if 1 <= count <= MAX_SHARDS and 1 <= index <= count:
                 return cls(index, count)
         raise UsageError(f"{where} {text!r}: {ALLOWED}")
+
+    @classmethod
+    def from_environ(cls) -> Shard | None:
+        """``ATTNPERF_ASV_SHARD`` (the asv suite's selection): None when unset or empty;
+        :class:`SelectionError` for a value that is not K/N."""
+        raw = os.environ.get(ENV, "").strip()
+        if not raw:
+            return None
+        try:
+            return cls.parse(raw, ENV)
+        except UsageError as exc:
+            raise SelectionError(str(exc)) from None
 
     def owns(self, kernel: str, problem_id: str) -> bool:
         """Does this shard measure ``kernel`` on ``problem_id`` (a pass's id for a pass)?"""

@@ -256,6 +256,9 @@ def test_merge_refuses_what_is_not_one_job(cli, pair):
     _edit(other, shard=None)
     _one_error(cli("ci", "merge", *folders[:2], other, "--out", out), 2,
                "names no shard (an unsharded job)")
+    _edit(other, factor=None)
+    _one_error(cli("ci", "merge", *folders[:2], other, "--out", out), 2,
+               "verdict.json has no valid 'factor'")
     plain = pair["tmp"] / "plain"
     plain.mkdir()
     _one_error(cli("ci", "merge", *folders[:2], plain, "--out", out), 2,
@@ -281,6 +284,35 @@ def test_a_shards_harness_failure_is_the_merged_verdict(cli, pair):
     assert res.code == 3, res.err
     merged = json.loads((pair["tmp"] / "merged" / "verdict.json").read_text())
     assert merged["reason"] == "shard 2/2: asv continuous exited -9"
+
+
+def test_the_shards_paired_re_measurements_judge_the_merged_rows(cli, pair):
+    """On a CPU each shard re-measures its own time rows paired; the merge judges every
+    row by its shard's pairs, as one job judges by its own."""
+    pair["plan"]("regression")
+    folders = _shard_folders(cli, pair)
+    for k, folder in enumerate(folders, start=1):
+        mine = [(kern, prob) for kern, prob in itertools.product(
+            KERNELS, PROBLEMS + [pass_id(p, m) for p in PASS_PROBLEMS for m in MODES])
+            if Shard(k, 2).owns(kern, prob)]
+        (folder / "paired.json").write_text(json.dumps({"factor": 1.1, "results": [
+            {"kernel": kern, "problem": prob, "ratio": 1.01, "p_slower": 0.4, "p_faster": 0.6,
+             "pairs": 20, "base_s": 1e-3, "head_s": 1.01e-3, "calls": 3}
+            for kern, prob in mine], "not_measured": []}))
+        _edit(folder, paired_factor=1.1)
+    out = pair["tmp"] / "merged"
+    res = cli("ci", "merge", *folders, "--out", out)
+    assert res.code == 0, res.err
+    merged = json.loads((out / "verdict.json").read_text())
+    assert merged["reason"].startswith("no significant regression past the paired "
+                                       "re-measurement (asv flagged 5 at its factor")
+    paired = json.loads((out / "paired.json").read_text())["results"]
+    assert len(paired) == len(KERNELS) * (len(PROBLEMS) + 2)  # every row, once
+    summary = (out / "summary.md").read_text()
+    assert "paired p=4.0e-01 (sign test, 20 pairs)" in summary
+    assert summary.count("| 1.010 | 4.0e-01 |") == len(paired)  # the paired table
+    (folders[1] / "paired.json").unlink()
+    _one_error(cli("ci", "merge", *folders, "--out", out), 2, "shard 2/2", "no paired.json")
 
 
 def test_merge_reports_to_github_once(cli, pair, monkeypatch):

@@ -115,6 +115,11 @@ def read_shard(folder: str) -> ShardFolder:
         raise BenchInputError(str(exc)) from None
     if not isinstance(verdict, dict):
         raise BenchInputError(f"{folder!r}: verdict.json is not a JSON object")
+    for key, kinds in (("machine", str), ("base", str), ("head", str), ("factor", (int, float)),
+                       ("asv_factor", (int, float)), ("exit_code", int)):
+        if not isinstance(verdict.get(key), kinds) or isinstance(verdict.get(key), bool):
+            raise BenchInputError(f"{folder!r}: verdict.json has no valid {key!r}; not the "
+                                  "verdict of `attnperf ci bench --shard K/N`")
     text = verdict.get("shard")
     if not isinstance(text, str):
         raise BenchInputError(f"{folder!r}: verdict.json names no shard (an unsharded job); "

@@ -147,6 +147,7 @@ def _bench(cli, pair, out, *extra):
     res = cli("ci", "bench", "--config", pair["conf"], "--base", pair["commits"][0], "--head",
               "HEAD", "--machine", "h100", "--device", "cuda", "--no-describe", "--asv",
               pair["fake"], "--out", out, *extra)
+    assert (out / "verdict.json").is_file(), res.err
     verdict = json.loads((out / "verdict.json").read_text())
     return res, verdict, (out / "summary.md").read_text()
 
@@ -200,6 +201,31 @@ def test_two_shards_merged_are_one_job(cli, pair, scenario, code):
     for run_a, run_b in zip(a.machines["h100"].runs, b.machines["h100"].runs, strict=True):
         assert {n: x.points for n, x in run_a.benchmarks.items()} == \
             {n: x.points for n, x in run_b.benchmarks.items()}
+
+
+def test_calibrated_thresholds_judge_the_merged_rows_as_one_jobs(cli, pair):
+    """With the machine's calibrated thresholds each shard judges its rows by them and keeps
+    a copy for the merge: tiled's seed row, calibrated at x2.5, is not flagged by either."""
+    from attnperf.io import thresholds as tf
+
+    pair["plan"]("regression")
+    seed = ("tiled", PROBLEMS[0])
+    (pair["root"] / "results" / "h100").mkdir(parents=True)
+    tf.write(tf.path_for(str(pair["root"] / "results"), "h100"), tf.Thresholds(
+        "h100", "2026-11-25T00:00:00+00:00", "a" * 40, 4, 2, 1.05, 1.01, 2.0,
+        [tf.Entry(d.TIME, seed, (1.0, 1.0), 1.5, 2.5, 2.6)]))
+    res, one, one_summary = _bench(cli, pair, pair["tmp"] / "one")
+    assert res.code == 1 and one["counts"]["worse"] == 4, res.err
+    folders = _shard_folders(cli, pair)
+    res = cli("ci", "merge", *folders, "--out", pair["tmp"] / "merged")
+    assert res.code == 1, res.err
+    _same_verdict(one, json.loads((pair["tmp"] / "merged" / "verdict.json").read_text()))
+    summary = (pair["tmp"] / "merged" / "summary.md").read_text()
+    assert _body(summary) == _body(one_summary) and "per-benchmark thresholds" in summary
+    owner = next(f for f in folders if (f / "results" / "h100" / tf.FILE_NAME).is_file())
+    (owner / "results" / "h100" / tf.FILE_NAME).unlink()
+    _one_error(cli("ci", "merge", *folders, "--out", pair["tmp"] / "merged"), 2,
+               "judged with calibrated thresholds but holds no copy of them")
 
 
 def test_a_shards_verdict_is_about_its_own_rows(cli, pair):

@@ -566,7 +566,7 @@ def test_every_command_is_a_command_in_the_one_parser():
     assert sorted(leaves) == sorted(c.name for c in COMMANDS) == sorted([
         "run", "compare", "kernels", "ceilings", "env", "init", "site build", "pr-comment",
         "asv machine", "asv fetch-assets", "asv env-build", "asv env-install", "ci bench",
-        "bisect", "calibrate"])
+        "ci merge", "bisect", "calibrate"])
     for name, parser in leaves.items():
         command = parser.get_default(COMMAND_KEY)
         assert issubclass(command, Command) and command.name == name
@@ -625,7 +625,7 @@ def test_exit_code_table_is_the_ci_verdicts_and_in_every_help():
 @pytest.mark.parametrize("argv, message", [
     (["site"], "usage: attnperf site build"),
     (["asv"], "usage: attnperf asv {machine,fetch-assets,env-build,env-install} ..."),
-    (["ci"], "usage: attnperf ci bench"),
+    (["ci"], "usage: attnperf ci {bench,merge} ..."),
     (["asv", "nope"], "invalid choice: 'nope'"),
     (["asv", "env-install", "wheel.whl"], "--env"),
     (["asv", "env-build", "--env", "e", "only-one"], "wheel_dir"),

@@ -101,6 +101,7 @@ def expand_optional(command: str) -> list[str]:
 # ------------------------------------------------------------ accounting ----
 PLUGIN_FLOW = "tests/test_init.py::test_readme_flow_in_a_plugin_repository"
 CI_BENCH_E2E = "tests/test_ci_bench.py::test_end_to_end_real_asv_on_a_clone"
+SHARDS_E2E = "tests/test_ci_shards.py::test_one_shard_and_two_give_the_same_verdict_with_real_asv"
 
 # Commands run below exactly as the docs show them (placeholders filled in).
 RUN_HERE = {
@@ -147,6 +148,11 @@ ELSEWHERE = {
     "--machine my-box -b track_device_time":
         "tests/test_bisect.py::test_real_asv_bisect_names_the_injected_commit",
     "lint-imports": "tests/test_architecture.py::test_contracts_are_kept",
+    "attnperf ci bench --base origin/main --head HEAD --machine my-gpu --shard 1/2 --out shard-1":
+        SHARDS_E2E,
+    "attnperf ci bench --base origin/main --head HEAD --machine my-gpu --shard 2/2 --out shard-2":
+        SHARDS_E2E,
+    "attnperf ci merge shard-1 shard-2 --out merged": SHARDS_E2E,
 }
 # Commands that need CUDA: (what runs them on a GPU machine, what covers them here).
 GPU_ONLY = {

@@ -307,8 +307,8 @@ def test_every_self_project_difference_says_why():
             assert "attnperf differs" in m.group(1), (template.name, m.group(1)[:200])
         assert "self_project" not in re.sub(r"\[% if self_project %\]", "", text), template.name
     # asv.conf.json x2, bench_attention.py; install + GPU env + GPU tests: pr.yml, main.yml x2;
-    # ATTNPERF_REQUIREMENT: pr.yml, main.yml
-    assert blocks == 11
+    # ATTNPERF_REQUIREMENT: pr.yml, main.yml; the shards' merge jobs' install: pr.yml, main.yml
+    assert blocks == 13
 
 
 def test_attnperfs_config_matches_its_literal_suite():

@@ -102,6 +102,28 @@ def test_nvml_is_initialised_once_and_a_failure_is_remembered(use):
     assert nv.calls == ["init"]
 
 
+def test_gpu_identity_by_index_or_uuid(use):
+    """Which GPU a job ran on: the index NVML numbers it, its serial, UUID and name; a board
+    without a serial, an unknown GPU and no NVML keep what is known (the index given)."""
+    nv = use(fake_pynvml(uuids=("GPU-a", "GPU-b")))
+    nv.nvmlDeviceGetIndex = lambda h: h[1]
+    nv.nvmlDeviceGetSerial = lambda h: [b"1654922000001", b"1654922000002"][h[1]]
+    nv.nvmlDeviceGetUUID = lambda h: ["GPU-a", "GPU-b"][h[1]]
+    nv.nvmlDeviceGetName = lambda h: b"NVIDIA H100 80GB HBM3"
+    assert nvml.gpu_identity("1") == {"index": 1, "serial": "1654922000002", "uuid": "GPU-b",
+                                      "name": "NVIDIA H100 80GB HBM3"}
+    assert nvml.gpu_identity("GPU-a")["index"] == 0
+    assert nvml.gpu_identity("7") == {"index": 7, "serial": None, "uuid": None, "name": None}
+
+    def no_serial(h):
+        raise NVMLError("Not Supported")
+
+    nv.nvmlDeviceGetSerial = no_serial
+    assert nvml.gpu_identity("0")["serial"] is None and nvml.gpu_identity("0")["uuid"] == "GPU-a"
+    use(None)
+    assert nvml.gpu_identity("3") == {"index": 3, "serial": None, "uuid": None, "name": None}
+
+
 def test_absent_package_means_unavailable(use, monkeypatch):
     use(None)  # a None entry in sys.modules makes "import pynvml" raise ImportError
     assert nvml.clock_reader() is None and nvml.gpu_clock_state() is None

@@ -296,7 +296,7 @@ def test_main_jobs_run_only_from_the_main_branch():
     """A manual run from another branch would record that branch's commits as main's history
     on main's runners: bench and publish (and so deploy) refuse other refs."""
     m = load("main.yml")
-    for name in ("bench", "publish"):
+    for name in ("bench", "merge", "publish"):
         cond = condition(m["jobs"][name]["if"]).replace("!cancelled()", "true")
         for ref, expected in (("refs/heads/main", True), ("refs/heads/topic", False),
                               ("refs/pull/7/merge", False)):
@@ -411,6 +411,10 @@ def test_zizmor_catches_a_persisted_credential(tmp_path):
     assert proc.returncode != 0 and "artipacked" in proc.stdout, proc.stdout
 
 
+def _uploads(job):
+    return [s for s in steps(job) if s.get("uses", "").startswith("actions/upload-artifact")]
+
+
 def test_pr_jobs_run_ci_bench_and_upload_artifacts():
     pr = load("pr.yml")
     for name in ("cpu", "gpu"):
@@ -418,11 +422,140 @@ def test_pr_jobs_run_ci_bench_and_upload_artifacts():
         bench = next(s for s in steps(job) if s.get("id") == "bench")
         assert bench["run"].startswith("python -m attnperf ci bench --base \"$BASE_SHA\"")
         assert bench["env"]["BASE_SHA"] == "${{ github.event.pull_request.base.sha }}"
-        uploads = [s for s in steps(job) if s.get("uses", "").startswith("actions/upload-artifact")]
-        assert len(uploads) == 2 and all(s["if"] == "always()" for s in uploads)
+    assert [s["if"] for s in _uploads(pr["jobs"]["cpu"])] == ["always()", "always()"]
+    # the GPU job: its folder and comment section as one job (one shard), or its shard's
+    # folder for gpu-merge
+    assert [s["if"] for s in _uploads(pr["jobs"]["gpu"])] == [
+        "always() && matrix.shards == 1", "always() && matrix.shards == 1",
+        "always() && matrix.shards != 1"]
     compose = pr["jobs"]["compose"]
-    assert compose["needs"] == ["cpu", "gpu"] and compose["permissions"] == {}
+    assert compose["needs"] == ["cpu", "gpu", "gpu-merge"] and compose["permissions"] == {}
     assert any(s.get("with", {}).get("name") == "pr-comment" for s in steps(compose))
+
+
+def test_sharded_gpu_jobs_are_merged_on_a_hosted_runner_with_a_read_only_token():
+    pr = load("pr.yml")
+    merge = pr["jobs"]["gpu-merge"]
+    assert merge["needs"] == "gpu" and merge["runs-on"] == "ubuntu-latest"
+    assert merge["permissions"] == {"contents": "read"}
+    assert condition(merge["if"]).strip() == "!cancelled() && needs.gpu.result != 'skipped'"
+    [download] = [s for s in steps(merge) if "download-artifact" in s.get("uses", "")]
+    assert download["with"]["pattern"] == "shard-*"
+    [shard_upload] = [s for s in _uploads(pr["jobs"]["gpu"]) if "shard" in s["with"]["name"]]
+    assert shard_upload["with"]["name"] == "shard-${{ matrix.gpu }}-${{ matrix.shard }}"
+    run = next(s for s in steps(merge) if s.get("id") == "merge")["run"]
+    assert 'python -m attnperf ci merge "$dir"*/ --out "ci-artifacts/bench-$gpu"' in run
+    assert {s["with"]["name"] for s in _uploads(merge)} == {"bench-shards-merged",
+                                                             "comment-shards-merged"}
+
+
+def _matrix_shards(entries):
+    """Every (kind, shards) of a matrix lists its shards 1..N once."""
+    kinds = {}
+    for e in entries:
+        kinds.setdefault((e["kind"], e["shards"]), []).append(e["shard"])
+    for (kind, n), listed in kinds.items():
+        assert sorted(listed) == list(range(1, n + 1)), (kind, n, listed)
+    return kinds
+
+
+def test_the_shard_settings_list_every_shard_once():
+    gpu = load("pr.yml")["jobs"]["gpu"]["strategy"]["matrix"]
+    _matrix_shards([{"kind": g, "shards": n, "shard": k} for g in gpu["gpu"]
+                    for n in gpu["shards"] for k in gpu["shard"]])
+    assert gpu["shards"] == [1] and gpu["shard"] == [1]  # the default: one job per kind
+    include = load("main.yml")["jobs"]["bench"]["strategy"]["matrix"]["include"]
+    assert {(kind, n) for kind, n in _matrix_shards(
+        [dict(e, kind=e["machine"]) for e in include])} == {("gh-ubuntu-cpu", 1), ("h100", 1)}
+
+
+def _run_step(step, env, tmp_path, matrix):
+    """Run a step's script as the runner would, with a stand-in `python` that records its
+    arguments (and, for `ci merge`, writes a summary for the kinds named in MERGE_OK)."""
+    fake = tmp_path / "bin"
+    fake.mkdir(exist_ok=True)
+    (fake / "python").write_text(
+        "#!/bin/sh\n"
+        f"printf '%s\\n' \"$*\" >> {tmp_path / 'argv.log'}\n"
+        "if [ \"$4\" = merge ]; then\n"
+        "  for a; do out=\"$a\"; done\n"
+        "  case \" $MERGE_OK \" in *\" $(basename \"$out\" | sed 's/^bench-//') \"*)\n"
+        "    mkdir -p \"$out\"; echo '### merged' > \"$out/summary.md\"; exit 1;; esac\n"
+        "  exit 2\n"
+        "fi\n")
+    (fake / "python").chmod(0o755)
+    ctx = {"matrix": matrix, "runner": {"temp": str(tmp_path / "temp")},
+           "github": pr_event("synchronize", BASE, ["benchmark"])["github"]}
+    step_env = {k: str(interpolate(v, ctx)) for k, v in step.get("env", {}).items()}
+    proc = subprocess.run(["bash", "-e", "-c", step["run"]],
+                          env={**os.environ, **env, **step_env,
+                               "PATH": f"{fake}:{os.environ['PATH']}"},
+                          cwd=tmp_path, capture_output=True, text=True, timeout=30)
+    log = tmp_path / "argv.log"
+    argv = log.read_text().splitlines() if log.exists() else []
+    if log.exists():
+        log.unlink()
+    return proc, argv
+
+
+def test_a_gpu_shard_runs_ci_bench_for_its_shard(tmp_path):
+    """One shard: the command, folder and comment section as before sharding; shard K of N:
+    `--shard K/N` and a folder of its own under ci-artifacts/shards/<gpu>/<K>."""
+    gpu = load("pr.yml")["jobs"]["gpu"]
+    bench = next(s for s in steps(gpu) if s.get("id") == "bench")
+    env = {"GPU_ROUNDS": "2"}
+    _, [one] = _run_step(bench, env, tmp_path, {"gpu": "h100", "shard": 1, "shards": 1})
+    assert one == (f"-m attnperf ci bench --base {'b' * 40} --head {'h' * 40} --machine h100 "
+                   "--device cuda --rounds 2 --out ci-artifacts/bench-h100")
+    _, [two] = _run_step(bench, env, tmp_path, {"gpu": "h100", "shard": 2, "shards": 3})
+    assert two.endswith("--rounds 2 --shard 2/3 --out ci-artifacts/shards/h100/2")
+    assert "GPU h100 shard 2/3 (self-hosted)" == interpolate(
+        gpu["name"], {"matrix": {"gpu": "h100", "shard": 2, "shards": 3}})
+    assert "GPU h100 (self-hosted)" == interpolate(
+        gpu["name"], {"matrix": {"gpu": "h100", "shard": 1, "shards": 1}})
+    tests = next(s for s in steps(gpu) if s.get("name", "").startswith("GPU tests"))
+    assert tests["if"] == "matrix.shard == 1"  # once per kind, not once per shard
+
+
+def test_gpu_merge_makes_one_section_per_kind_and_fails_with_the_worst(tmp_path):
+    merge = load("pr.yml")["jobs"]["gpu-merge"]
+    step = next(s for s in steps(merge) if s.get("id") == "merge")
+    for kind, shards in (("h100", (1, 2)), ("a100-80", (1, 2, 3))):
+        for k in shards:
+            (tmp_path / "temp" / "shards" / kind / str(k)).mkdir(parents=True)
+    proc, argv = _run_step(step, {"MERGE_OK": "h100"}, tmp_path, {})
+    assert proc.returncode == 2, proc.stderr  # a100-80's merge was refused
+    shards = str(tmp_path / "temp" / "shards")
+    assert sorted(argv) == sorted([
+        f"-m attnperf ci merge {shards}/a100-80/1/ {shards}/a100-80/2/ {shards}/a100-80/3/ "
+        "--out ci-artifacts/bench-a100-80",
+        f"-m attnperf ci merge {shards}/h100/1/ {shards}/h100/2/ --out ci-artifacts/bench-h100"])
+    sections = tmp_path / "ci-artifacts" / "comment"
+    assert (sections / "20-h100.md").read_text() == "### merged\n"
+    assert "`a100-80`: its shards could not be merged" in (sections / "20-a100-80.md").read_text()
+
+
+def test_main_merges_sharded_results_before_publishing():
+    m = load("main.yml")
+    merge, publish = m["jobs"]["merge"], m["jobs"]["publish"]
+    assert merge["needs"] == "bench" and publish["needs"] == ["bench", "merge"]
+    assert merge["runs-on"] == "ubuntu-latest" and merge["permissions"] == {"contents": "read"}
+    [download] = [s for s in steps(merge) if "download-artifact" in s.get("uses", "")]
+    assert download["with"]["pattern"] == "shard-results-*"
+    assert "merge-multiple" not in download["with"]  # one folder per shard
+    run = next(s["run"] for s in steps(merge) if "ci merge" in s.get("run", ""))
+    assert run == ('python -m attnperf ci merge --results-only "$SHARDS_DIR"/*/ '
+                   "--out ci-artifacts/merged")
+    [upload] = _uploads(merge)
+    assert upload["with"]["name"] == "results-of-shards"  # publish's results-* takes it
+    bench = m["jobs"]["bench"]
+    name = next(s for s in _uploads(bench))["with"]["name"]
+    ctx = {"matrix": {"machine": "h100", "shard": 2, "shards": 2}}
+    assert interpolate(name, ctx) == "shard-results-h100-2"
+    assert interpolate(name, {"matrix": {"machine": "h100", "shard": 1, "shards": 1}}) == \
+        "results-h100"
+    run_step = next(s for s in steps(bench) if s.get("name", "").startswith("asv run"))
+    assert interpolate(run_step["env"]["ATTNPERF_ASV_SHARD"], ctx) == "2/2"
 
 
 def test_comment_workflow_never_runs_pr_code():

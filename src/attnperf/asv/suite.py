@@ -13,7 +13,7 @@ problems; :func:`grid`), else attnperf's default (:data:`GRID_KERNELS` x
 :data:`GRID_PROBLEMS`).  Selection (environment variables, for quick loops and
 tests; never recorded): ``ATTNPERF_ASV_KERNELS`` / ``ATTNPERF_ASV_PROBLEMS`` --
 comma lists limiting the grid; ``ATTNPERF_ASV_DEVICE`` -- ``cpu`` or ``cuda``
-(default: cuda if present).
+(default: cuda if present); ``ATTNPERF_ASV_SHARD`` -- ``K/N``: shard K's combinations only.
 
 Training passes are a second grid, kernel x problem x pass (:func:`pass_grid`:
 :data:`GRID_PASS_PROBLEMS` x :data:`GRID_PASSES`, or the repository's problems):
@@ -60,6 +60,7 @@ from ..model.catalog import PRESETS, pass_id, resolve
 from ..model.config import ProjectConfig
 from ..model.problem import PASSES, Problem
 from ..model.records import Measurement
+from ..model.shard import Shard
 from .devices import CPU_MAX_BYTES, CPU_MAX_FLOPS, asv_device, device_problems, fits_device  # noqa: F401 - suite's names
 
 GRID_KERNELS = ["sdpa", "sdpa_cudnn", "sdpa_flash", "sdpa_efficient", "sdpa_math", "naive", "tiled",
@@ -301,9 +302,11 @@ def measure_grid(kernels: list[str] | None = None, problems: list[str] | None = 
     limits each combination (default: the run's default for ``budget``); ``budget``
     defaults to :data:`ASV_BUDGET_GPU` on a GPU, :data:`ASV_BUDGET` on a CPU.  On a
     GPU attnperf's default grid leaves out the CPU machine kind's presets (``cpu_*``)
-    unless they are selected (``problems`` or ``ATTNPERF_ASV_PROBLEMS``).
+    unless they are selected (``problems`` or ``ATTNPERF_ASV_PROBLEMS``).  ``ATTNPERF_ASV_SHARD``:
+    that shard's combinations only (``__meta__`` names it; the others read n/a).
     """
     config = project(project_dir)  # read once: grid, selection and passes all follow it
+    shard = Shard.from_environ() or Shard(1, 1)  # 1/1: every combination
     plugin_errors = load_plugins(config)
     sel_k, sel_p = _selection(config)
     kernels = kernels or sel_k
@@ -338,18 +341,19 @@ def measure_grid(kernels: list[str] | None = None, problems: list[str] | None = 
     # commit); asv's own setup_cache timeout stays the outer limit.
     with Session(device, threads=CPU_THREADS, tolerances=config.tolerances if config else None,
                  isolate=True, timeout_s=timeout_s) as session:
-        out: dict[str, dict[str, Any]] = {"__meta__": {"device": session.device,
-                                                       "environment": session.environment,
-                                                       "ceilings": session.ceilings}}
+        out: dict[str, dict[str, Any]] = {"__meta__": {
+            "device": session.device, "environment": session.environment,
+            "ceilings": session.ceilings, **({"shard": str(shard)} if shard.count > 1 else {})}}
         known = set(registry.names())
         for k in [k for k in kernels if registry.canonical_name(k) not in known]:
             why = "; ".join([f"no kernel named {k!r} is registered"] + list(plugin_errors.values()))
-            for p in problem_objs + trained:
+            for p in [p for p in problem_objs + trained if shard.owns(k, p.id)]:
                 out[key(k, p.id)] = {"status": "error", "reason": why, "device": session.device}
         # Latency is a view of the forward problems only (LatencyViews): the training
         # passes skip it (on the H100 the whole-suite A/A ran 409 s with it, 6 min allowed).
         for group, latency in ((problem_objs, session.device == "cuda"), (trained, False)):
-            jobs = [(k, p) for p in group for k in kernels if registry.canonical_name(k) in known]
+            jobs = [(k, p) for p in group for k in kernels
+                    if registry.canonical_name(k) in known and shard.owns(k, p.id)]
             for m in session.iter_grid(jobs, budget=budget, latency=latency, skip=unfit):
                 out[key(m.kernel, m.problem.id)] = entry(m)
     return out
@@ -368,6 +372,9 @@ def entry_for(cache: dict[str, dict[str, Any]], kernel: str, problem: str) -> di
             name = next(n for n, p in PRESETS.items() if p.id == problem)
             raise Skip(f"{problem}: the CPU machine kind's problem; a GPU measures it on request: "
                        f"ATTNPERF_ASV_PROBLEMS={name}")
+        shard = (cache.get("__meta__") or {}).get("shard")
+        if isinstance(shard, str) and not Shard.parse(shard).owns(kernel, problem):
+            raise Skip(f"{kernel}/{problem}: another shard than {shard} measures it")
         raise Skip(f"{kernel}/{problem} not selected (ATTNPERF_ASV_KERNELS/PROBLEMS)")
     status = e["status"]
     if status in ("unavailable", "skipped"):

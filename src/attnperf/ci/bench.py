@@ -44,6 +44,15 @@ a benchmark fails at head (a wrong result or an error).
 
 ``render_only`` skips steps 2-3 and renders from results already on disk
 (``asv_exit`` then supplies asv's exit code, if known).
+
+``shard`` (``--shard K/N``, :mod:`attnperf.model.shard`): asv runs the whole suite but the
+suite measures only shard K's combinations (``ATTNPERF_ASV_SHARD``; the others read n/a),
+and the verdict, the summary and ``verdict.json`` (``"shard": "K/N"``, whether asv finished
+its comparison, the GPU the job ran on) are about those rows alone.
+:mod:`attnperf.ci.shards` merges the shards' folders into one verdict (``attnperf ci
+merge``), and runs one shard per GPU of a host (``--gpus``).  ``asv_dir`` (``--asv-dir``)
+gives asv a results and environments folder of the job's own, so that jobs side by side on
+one host never share them.
 """
 
 from __future__ import annotations
@@ -62,7 +71,6 @@ from ..asv import runner
 from ..errors import (
     BenchInputError,
     BenchJobError,
-    OutputPathError,
     ProjectError,
     ReportError,
     UsageError,
@@ -72,18 +80,18 @@ from ..io.asv_results import read_asv_conf, read_results
 from ..io.folders import OwnedDir
 from ..measure.paired import PAIRED_FACTOR
 from ..model import names
+from ..model.shard import ENV as SHARD_ENV
+from ..model.shard import MAX_SHARDS, Shard
 from ..render import prcomment
 from ..render.cibench import paired_section, why_section
 from . import confirm, github
 from .confirm import paired_confirmation
+from .folders import copy_results, out_dir, own_asv_config, record_error_in
 
 CONFIRM = confirm.CONFIRM
 MAX_FACTOR = 1000.0  # a slowdown factor beyond this judges nothing
 MAX_ROUNDS = 100
 MAX_TIMEOUT_S = 7 * 86_400.0  # a week for asv continuous
-# OUT's marker: the files an earlier `ci bench` wrote there (the only ones it rewrites).
-OUT_MARKER = ".attnperf-ci-bench"
-OUT_FILES = ("summary.md", "verdict.json", "asv-continuous.log", "paired.json")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,6 +123,9 @@ class BenchOptions:
     paired_factor: float = PAIRED_FACTOR
     render_only: bool = False
     asv_exit: int | None = None
+    shard: Shard | None = None
+    gpus: tuple[int, ...] = ()  # one shard per GPU (attnperf.ci.shards.run_on_gpus)
+    asv_dir: str | None = None  # asv's results and environments here, not the config's
 
     @property
     def machine_name(self) -> str:
@@ -145,12 +156,36 @@ class BenchOptions:
             raise UsageError(f"--confirm must be one of {', '.join(CONFIRM)}, got {self.confirm!r}")
         if not self.out:
             raise UsageError("--out must not be empty")
+        if self.gpus:
+            if self.shard is not None:
+                raise UsageError(f"--gpus {gpus_text(self.gpus)} with --shard {self.shard}: give "
+                                 "one (--gpus runs shard K of N on the K-th GPU listed)")
+            if len(set(self.gpus)) != len(self.gpus) or len(self.gpus) > MAX_SHARDS \
+                    or min(self.gpus) < 0:
+                raise UsageError(f"--gpus {gpus_text(self.gpus)}: {GPUS_ALLOWED}")
+            for flag, given in (("--render-only", self.render_only),
+                                ("--asv-dir", self.asv_dir is not None),
+                                ("--results-dir", self.results_dir is not None)):
+                if given:
+                    raise UsageError(f"--gpus with {flag}: --gpus gives each shard asv folders "
+                                     "of its own and renders their results")
+        if self.asv_dir is not None and self.results_dir is not None:
+            raise UsageError("--asv-dir with --results-dir: the results are DIR/results "
+                             f"(--asv-dir {self.asv_dir!r})")
 
     @property
     def confirming(self) -> bool:
         """--confirm paired, or auto with --device cpu (the CPU jobs: CI's and `make continuous`);
         with --device auto the job decides once the device is known (:func:`device_of`)."""
         return confirm.confirming(self.confirm, self.device)
+
+
+GPUS_ALLOWED = (f"give the indices of distinct GPUs, comma separated (e.g. 0,1,2,3; at most "
+                f"{MAX_SHARDS})")
+
+
+def gpus_text(gpus: tuple[int, ...]) -> str:
+    return ",".join(map(str, gpus))
 
 
 def device_of(o: BenchOptions) -> str:
@@ -222,54 +257,6 @@ def describe_machine(conf_dir: Path, results_dir: Path, machine: str, device: st
                             f"see {log_path}")
 
 
-def copy_results(results_dir: Path, machine: str, commits: list[str], dest: OwnedDir,
-                 under: str = "results") -> list[str]:
-    """Copy the machine's files and both commits' result files into ``dest/under`` (regular
-    files only, through the file door); returns what was copied, relative to ``under``."""
-    copied = []
-    mdir = results_dir / machine
-    names_ = ["machine.json", "attnperf-ceilings.json"]
-    names_ += [p.name for c in commits for p in sorted(mdir.glob(f"{c[:8]}-*.json"))]
-    for name in dict.fromkeys(names_):
-        src = mdir / name
-        if src.is_file() and not src.is_symlink():
-            dest.copy_in(src, f"{under}/{machine}/{name}", "result file")
-            copied.append(f"{machine}/{name}")
-    src = results_dir / "benchmarks.json"
-    if src.is_file() and not src.is_symlink():
-        dest.copy_in(src, f"{under}/benchmarks.json", "benchmark list")
-        copied.append("benchmarks.json")
-    return copied
-
-
-def out_dir(o: BenchOptions, conf_dir: Path | None = None,
-            results_dir: Path | None = None) -> OwnedDir:
-    """OUT, checked: never the repository or the results folder (or a folder holding them,
-    ``--out .``), never a link; inside it only what an earlier ``ci bench`` wrote is rewritten
-    (:class:`~attnperf.io.folders.OwnedDir`).  :class:`UsageError` otherwise, before any work."""
-    out = Path(o.out)
-    where = f"--out {o.out!r}"
-    resolved = out.resolve()
-    for folder, what in ((conf_dir, "the asv config's folder (the repository)"),
-                         (results_dir, "the results folder")):
-        if folder is not None and (resolved == folder or folder.is_relative_to(resolved)
-                                   or (what == "the results folder"
-                                       and resolved.is_relative_to(folder))):
-            relation = ("it is, contains or is inside" if what == "the results folder"
-                        else "it is or contains")
-            raise UsageError(f"{where}: {relation} {what} {str(folder)!r}; give a folder of its "
-                             "own (e.g. ci-artifacts/bench)")
-    try:
-        owned = OwnedDir(out, OUT_MARKER, where).open()
-        owned.check([*OUT_FILES, "results"] if not owned.owned else OUT_FILES)
-        if not owned.owned and os.path.lexists(out / "results"):
-            raise UsageError(f"{where}: 'results' exists and attnperf did not write it")
-        owned.save()
-    except OutputPathError as exc:
-        raise UsageError(str(exc)) from None
-    return owned
-
-
 @dataclasses.dataclass(frozen=True)
 class _Job:
     """What the options resolve to before anything is measured."""
@@ -312,6 +299,8 @@ def run(o: BenchOptions) -> Outcome:
     # or the metrics' own factors overrule from an asv error.
     asv_view = ab.compare(db, o.machine_name, base_run, head_run, job.asv_factor,
                           metric_rules=False)
+    if o.shard is not None:  # this shard's rows (a base before sharding measured them all)
+        cmp, asv_view = (own_rows(c, o.shard) for c in (cmp, asv_view))
     paired = None
     if (confirm.confirming(o.confirm, job.device) and not o.render_only
             and base_run is not None and head_run is not None and finished is not False):
@@ -339,6 +328,9 @@ def run(o: BenchOptions) -> Outcome:
         summary += paired_section(paired, o.paired_factor)
     summary_path = job.out.write_text("summary.md", summary)
     copied = copy_results(job.results_dir, o.machine_name, [job.base, job.head], job.out)
+    if o.shard is not None and job.calibrated is not None:  # `ci merge` judges with them too
+        job.out.copy_in(_thresholds_path(o, job.results_dir),
+                        f"results/{o.machine_name}/{thresholds_file.FILE_NAME}", "thresholds")
     verdict = {"exit_code": code, "verdict": ab.VERDICTS[code], "reason": reason,
                "asv_exit": asv_exit, "machine": o.machine_name, "base": job.base, "head": job.head,
                "factor": job.factor, "asv_factor": job.asv_factor, "rounds": job.rounds,
@@ -347,9 +339,27 @@ def run(o: BenchOptions) -> Outcome:
                "files": copied,
                "counts": {c: cmp.count(c) for c in (ab.WORSE, ab.BETTER, ab.BROKE, ab.FIXED)},
                "flagged": reasons}
+    if o.shard is not None:
+        verdict.update(shard=str(o.shard), asv_finished=finished,
+                       gpu=job_gpu() if job.device == "cuda" else None)
     job.out.write_text("verdict.json", json.dumps(verdict, indent=2) + "\n")
     github.publish(code, reason, o.machine_name, summary)
     return Outcome(code, reason, summary_path, tuple(reasons))
+
+
+def own_rows(comparison: ab.Comparison, shard: Shard) -> ab.Comparison:
+    """``comparison`` less the rows another shard measures."""
+    return dataclasses.replace(comparison, rows=[r for r in comparison.rows
+                                                 if shard.owns_params(r.params)])
+
+
+def job_gpu() -> dict[str, object]:
+    """The GPU this job's benchmarks run on (the first of CUDA_VISIBLE_DEVICES, else 0):
+    its index, and its serial, UUID and name where NVML reads them
+    (:func:`attnperf.measure.nvml.gpu_identity`)."""
+    from ..measure import nvml  # (NVML only: no CUDA context in this process)
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")[0].strip()
+    return nvml.gpu_identity(visible or "0")
 
 
 def _prepare(o: BenchOptions) -> _Job:
@@ -365,7 +375,9 @@ def _prepare(o: BenchOptions) -> _Job:
         raise BenchInputError(f"cannot read {conf_path}: {exc}") from None
     conf_dir = conf_path.parent
     results_dir = (conf_dir / (o.results_dir or conf.get("results_dir", "results"))).resolve()
-    out = out_dir(o, conf_dir, results_dir)
+    if o.asv_dir is not None:
+        results_dir = (Path(o.asv_dir) / "results").resolve()
+    out = out_dir(o.out, conf_dir, results_dir)
     out.write_text("asv-continuous.log", "")
     base, head = resolve(conf_dir, o.base), resolve(conf_dir, o.head)
     if not base or not head:
@@ -382,9 +394,13 @@ def _prepare(o: BenchOptions) -> _Job:
 def _continuous(o: BenchOptions, job: _Job) -> int:
     """Describe the machine (unless told not to), then asv continuous; returns asv's exit."""
     env = _env()
+    if o.shard is not None:
+        env[SHARD_ENV] = str(o.shard)
     if o.describe:
         describe_machine(job.conf_dir, job.results_dir, o.machine_name, o.device, job.log_path, env)
-    cmd = [find_asv(o.asv), "continuous", "--config", str(job.conf_path), "--factor",
+    config = job.conf_path if o.asv_dir is None else own_asv_config(job.conf_path,
+                                                                    Path(o.asv_dir))
+    cmd = [find_asv(o.asv), "continuous", "--config", str(config), "--factor",
            f"{job.asv_factor:g}", "-b", GATED, "--machine", o.machine_name]
     if job.rounds and job.rounds > 1:
         cmd += ["--interleave-rounds", "-a", f"rounds={job.rounds}"]
@@ -399,19 +415,7 @@ def record_error(o: BenchOptions, message: str, code: int = ab.EXIT_INFRA) -> No
     """The job could not start (``code``: :data:`~attnperf.analysis.ab.EXIT_INFRA`, or
     :data:`~attnperf.analysis.ab.EXIT_USAGE` for its input): ``OUT/summary.md`` and GitHub
     say why (best effort; never over a file attnperf did not write)."""
-    text = prcomment.render_unavailable(o.machine_name, message)
-    out = Path(o.out)
-    try:
-        # only into a new or empty folder, or one a job wrote before (never `--out .`)
-        if not out.is_dir() or OwnedDir.listed(out, OUT_MARKER) is not None \
-                or not any(out.iterdir()):
-            OwnedDir(out, OUT_MARKER).open().write_text("summary.md", text)
-    except (OSError, OutputPathError):
-        pass
-    try:
-        github.publish(code, message, o.machine_name, text)
-    except OSError:
-        pass
+    record_error_in(o.out, o.machine_name, message, code)
 
 
 def _thresholds_path(o: BenchOptions, results_dir: Path) -> Path:

@@ -20,7 +20,7 @@ try:  # the commands load PyTorch (seconds): Ctrl-C meanwhile is one line, no tr
     from .asv import EnvBuild, EnvInstall, FetchAssets, Machine
     from .bisect import Bisect
     from .calibrate import Calibrate
-    from .ci import Bench
+    from .ci import Bench, Merge
     from .command import Command, ExitCode
     from .compare import Compare
     from .info import Ceilings, Env, Kernels
@@ -44,7 +44,7 @@ __all__ = ["COMMANDS", "Command", "ExitCode", "build_parser", "main"]
 # Every command, in the order `attnperf --help` lists them.
 COMMANDS: tuple[type[Command], ...] = (
     Run, Compare, Kernels, Ceilings, Env, Init, SiteBuild, PrComment,
-    Machine, FetchAssets, EnvBuild, EnvInstall, Bench, Bisect, Calibrate)
+    Machine, FetchAssets, EnvBuild, EnvInstall, Bench, Merge, Bisect, Calibrate)
 
 GROUPS = {
     "site": "build the published site: asv publish + attnperf's roofline pages",
@@ -52,7 +52,8 @@ GROUPS = {
            "offline sites (`asv fetch-assets [DIR]`), asv.conf.json's build and install steps "
            "(`asv env-build|env-install`)",
     "ci": "CI jobs: `ci bench --base B --head H --machine M` (asv continuous, verdict, "
-          "PR comment markdown)",
+          "PR comment markdown; --shard K/N for one shard of the suite), `ci merge DIR...` "
+          "(one verdict of the shards' folders)",
 }
 
 

@@ -1,15 +1,35 @@
-"""``attnperf ci bench``: the pull-request benchmark job (:mod:`attnperf.ci.bench`)."""
+"""``attnperf ci bench``: the pull-request benchmark job (:mod:`attnperf.ci.bench`), and
+``attnperf ci merge``: one verdict of a sharded job (:mod:`attnperf.ci.shards`)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 
-from ..ci import bench
-from ..errors import BenchInputError, BenchJobError
+from ..ci import bench, folders, shards
+from ..errors import BenchInputError, BenchJobError, UsageError
 from ..measure.paired import PAIRED_FACTOR
 from ..model.config import default_factors_text
+from ..model.shard import MAX_SHARDS, Shard
 from .command import Command, ExitCode, factor_float, int_in, machine_name, positive_float, text
+
+
+def shard_arg(value: str) -> Shard:
+    """``--shard K/N``."""
+    try:
+        return Shard.parse(value)
+    except UsageError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def gpu_list(value: str) -> tuple[int, ...]:
+    """``--gpus 0,1,...``: distinct GPU indices."""
+    parts = [p.strip() for p in value.split(",")]
+    if not all(p.isdigit() for p in parts) or len(set(map(int, parts))) != len(parts) \
+            or len(parts) > MAX_SHARDS:
+        raise argparse.ArgumentTypeError(f"--gpus {value!r}: {bench.GPUS_ALLOWED}")
+    return tuple(int(p) for p in parts)
 
 
 class Bench(Command):
@@ -76,6 +96,19 @@ class Bench(Command):
                         help="do not run asv; render from the results on disk")
         ap.add_argument("--asv-exit", type=int_in("asv-exit", -255, 255), default=None,
                         help="with --render-only: the exit code asv continuous returned")
+        ap.add_argument("--shard", type=shard_arg, default=None, metavar="K/N",
+                        help="measure shard K of N of the suite (K in 1..N, N at most "
+                             f"{MAX_SHARDS}): the combinations whose id hashes to K, both "
+                             "commits in this job; the verdict is about those rows, and "
+                             "`attnperf ci merge` makes one verdict of the N folders")
+        ap.add_argument("--gpus", type=gpu_list, default=None, metavar="I,J,...",
+                        help="one shard per GPU of this host, all at once (shard K of N on the "
+                             "K-th GPU listed, pinned with CUDA_VISIBLE_DEVICES in nvidia-smi's "
+                             "order), merged into one verdict in --out (each shard's folder: "
+                             "OUT/shard-K); a CUDA machine only")
+        ap.add_argument("--asv-dir", default=None, type=text("asv-dir"), metavar="DIR",
+                        help="asv's results and environments in DIR (DIR/results, DIR/env), "
+                             "not the config's: for jobs side by side on one host")
 
     @classmethod
     def run_from_args(cls, args: argparse.Namespace) -> int:
@@ -86,19 +119,75 @@ class Bench(Command):
             timeout_s=args.timeout, rounds=args.rounds, thresholds=args.thresholds,
             use_thresholds=not args.no_thresholds, confirm=args.confirm,
             paired_factor=args.paired_factor, render_only=args.render_only,
-            asv_exit=args.asv_exit))
+            asv_exit=args.asv_exit, shard=args.shard, gpus=args.gpus or (),
+            asv_dir=args.asv_dir))
 
     @classmethod
     def run(cls, options: bench.BenchOptions) -> int:
-        try:
-            outcome = bench.run(options)
-        except BenchJobError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            code = ExitCode.USAGE if isinstance(exc, BenchInputError) else ExitCode.HARNESS
-            bench.record_error(options, str(exc), int(code))
-            return code
-        for line in outcome.flagged:
-            print(f"[attnperf ci bench] flagged: {line}", file=sys.stderr)
-        print(f"[attnperf ci bench] {outcome.verdict}: {outcome.reason} "
-              f"(summary: {outcome.summary_path})", file=sys.stderr)
-        return ExitCode(outcome.code)
+        job: Callable[[bench.BenchOptions], bench.Outcome] = (
+            shards.run_on_gpus if options.gpus else bench.run)
+        return _verdict("ci bench", lambda: job(options),
+                        lambda message, code: bench.record_error(options, message, code))
+
+
+def _verdict(name: str, job: Callable[[], bench.Outcome],
+             record: Callable[[str, int], None]) -> int:
+    """Run a verdict job: its flagged rows and verdict on stderr, its verdict as the exit
+    code; a job that cannot run is one ``error:`` line, its summary saying why (``record``)."""
+    try:
+        outcome = job()
+    except BenchJobError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        code = ExitCode.USAGE if isinstance(exc, BenchInputError) else ExitCode.HARNESS
+        record(str(exc), int(code))
+        return code
+    for line in outcome.flagged:
+        print(f"[attnperf {name}] flagged: {line}", file=sys.stderr)
+    print(f"[attnperf {name}] {outcome.verdict}: {outcome.reason} "
+          f"(summary: {outcome.summary_path})", file=sys.stderr)
+    return ExitCode(outcome.code)
+
+
+class Merge(Command):
+    name = "ci merge"
+    help = ("one verdict of a sharded job: the folders of `ci bench --shard K/N` merged "
+            "(verdict.json, summary.md, results; exit code = verdict)")
+    description = (shards.__doc__ or "").splitlines()[0]
+    exit_codes = (ExitCode.OK, ExitCode.REGRESSION, ExitCode.USAGE, ExitCode.HARNESS,
+                  ExitCode.BROKEN)
+
+    @classmethod
+    def setup_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("dirs", nargs="+", metavar="DIR", type=text("DIR"),
+                            help="the output folder of each shard (`ci bench --shard K/N "
+                                 "--out DIR`), every shard of one job once; with "
+                                 "--results-only, asv results folders")
+        parser.add_argument("--out", default="ci-artifacts/bench", type=text("out"),
+                            help="where the merged summary.md, verdict.json and results go "
+                                 "(default ci-artifacts/bench); a new folder, or one attnperf "
+                                 "wrote: files it did not write are never replaced")
+        parser.add_argument("--results-only", action="store_true",
+                            help="the folders are asv results folders of a sharded `asv run` "
+                                 "(ATTNPERF_ASV_SHARD): merge them into OUT/results, one file "
+                                 "per commit, no verdict")
+
+    @classmethod
+    def run_from_args(cls, args: argparse.Namespace) -> int:
+        return cls.run(shards.MergeOptions(tuple(args.dirs), args.out, args.results_only))
+
+    @classmethod
+    def run(cls, options: shards.MergeOptions) -> int:
+        if options.results_only:
+            try:
+                folder, written, notes = shards.merge_results_only(options)
+            except BenchInputError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return ExitCode.USAGE
+            for note in notes:
+                print(f"[attnperf ci merge] {note}", file=sys.stderr)
+            print(f"[attnperf ci merge] {len(written)} file(s) merged into {folder}",
+                  file=sys.stderr)
+            return ExitCode.OK
+        return _verdict("ci merge", lambda: shards.merge(options),
+                        lambda message, code: folders.record_error_in(
+                            options.out, "shards", message, code))

@@ -52,7 +52,7 @@ class ExitCode(enum.IntEnum):
 
     OK = 0, "success", (
         (("run",), "every config measured is correct"),
-        (("compare", "ci bench", "bisect"), "no significant regression"),
+        (("compare", "ci bench", "ci merge", "bisect"), "no significant regression"),
         (("calibrate",), "thresholds measured and written"))
     FAILURE = 1, "a failure found", (
         (("run",), "a config failed correctness, errored, crashed or timed out, or nothing "
@@ -60,6 +60,7 @@ class ExitCode(enum.IntEnum):
         (("compare",), "a regression past the threshold, or a correctness or coverage loss"),
         (("ci bench",), "a regression: the results show a benchmark slower past its threshold, "
                         "with significance (verdict \"regression\")"),
+        (("ci merge",), "a regression in the shards' rows, judged as one ci bench judges them"),
         (("bisect",), "a regression, and the commit that introduced it is named"),
         (("site build",), "asv publish failed (attnperf's pages were built anyway)"),
         (("asv fetch-assets",), "a package could not be fetched or failed its integrity check"),
@@ -68,19 +69,25 @@ class ExitCode(enum.IntEnum):
                 "an unreadable or invalid file, an unwritable output path"), (
         (("bisect",), "also every selected benchmark n/a at GOOD and BAD on this machine"),
         (("ci bench",), "also a ref git cannot resolve, a missing or unreadable asv config, "
-                        "[tool.attnperf] or thresholds file; summary.md says why"))
+                        "[tool.attnperf] or thresholds file; summary.md says why"),
+        (("ci merge",), "also a folder that is not a shard's, a shard missing or given twice, "
+                        "shards of different splits, commits, machines or factors; summary.md "
+                        "says why"))
     NO_VERDICT = 3, ("harness failure, no verdict: asv crashed, could not start or fork, or "
                      "produced no results"), (
         (("ci bench",), "asv continuous ended without its comparison (a crash, a timeout, an "
                         "exit code other than its verdict's), wrote no results for both commits, "
                         "or could not be started, or the machine could not be described; "
                         "summary.md says why (verdict \"error\")"),
+        (("ci merge",), "a shard's job failed before its verdict, or a shard's verdict is a "
+                        "harness failure (verdict \"error\")"),
         (("bisect",), "asv produced no results for GOOD or BAD (see its output)"),
         (("calibrate",), "asv produced fewer than two result sets (see its output)"))
     BROKEN = 4, ("wrong result or broken benchmark: a kernel failed its check, or a benchmark "
                  "errored"), (
         (("ci bench",), "a benchmark fails at head (asv continuous exit 2, a failed result): "
                         "a wrong result or an error (verdict \"broken\")"),
+        (("ci merge",), "a benchmark fails at head in one of the shards (verdict \"broken\")"),
         (("bisect",), "a benchmark fails at BAD that passed at GOOD (named; no search)"))
     INTERRUPTED = 130, "stopped by SIGINT (Ctrl-C)", _SIGNALLED  # 128 + the signal's number
     TERMINATED = 143, "stopped by SIGTERM", _SIGNALLED

@@ -122,6 +122,34 @@ def gpu_clock_state(index: int = 0) -> dict[str, Any] | None:
     return state
 
 
+def gpu_identity(device: str = "0") -> dict[str, Any]:
+    """Which GPU ``device`` is: CUDA_VISIBLE_DEVICES's way of naming one, an index (NVML's
+    and nvidia-smi's PCI bus order; CUDA's too under ``CUDA_DEVICE_ORDER=PCI_BUS_ID``) or a
+    ``GPU-...`` UUID.  ``{"index", "serial", "uuid", "name"}``: index as NVML numbers it
+    (as given, without NVML), the rest from NVML; None where NVML is absent, does not know
+    the GPU, or the board reports no serial."""
+    text = device.strip()
+    index: int | None = int(text) if text.isdigit() else None
+    out: dict[str, Any] = {"index": index, "serial": None, "uuid": None, "name": None}
+    nv = _nvml()
+    if nv is None:
+        return out
+    try:
+        h = (nv.nvmlDeviceGetHandleByIndex(index) if index is not None
+             else nv.nvmlDeviceGetHandleByUUID(text))
+    except nv.NVMLError as exc:
+        log.debug("NVML does not know GPU %s: %s", text, exc)
+        return out
+    for key, fn in (("index", "nvmlDeviceGetIndex"), ("serial", "nvmlDeviceGetSerial"),
+                    ("uuid", "nvmlDeviceGetUUID"), ("name", "nvmlDeviceGetName")):
+        try:
+            value = getattr(nv, fn)(h)
+        except (nv.NVMLError, AttributeError):  # not supported by this board or binding
+            continue
+        out[key] = value.decode() if isinstance(value, bytes) else value
+    return out
+
+
 def driver_version() -> str | None:
     nv = _nvml()
     if nv is not None:

@@ -326,3 +326,35 @@ def test_a_paired_worker_ignores_sigint_and_leaves_quietly_on_a_broken_pipe():
             proc.wait()
     for word in ("Traceback", "KeyboardInterrupt", "BrokenPipe"):
         assert word not in stderr, stderr
+
+
+@linux_only
+@pytest.mark.parametrize("layout", ["src", "flat"])
+def test_a_plugin_that_is_not_installed_is_measured_from_its_commits_declaration(
+        layout, tmp_path, monkeypatch):
+    """The Python that runs ci bench may lack the repository's package (its entry points are
+    not registered there): each worker registers the kernels its commit's pyproject.toml
+    declares, and measures that commit's own code."""
+    repo = tmp_path / "repo"
+    name, base, head = _plugin_repo(repo, layout)
+    marks = tmp_path / "marks"
+    monkeypatch.setenv(MARKS, str(marks))
+    assert subprocess.run([sys.executable, "-c", f"import {name}"], cwd=tmp_path,
+                          capture_output=True, timeout=120).returncode != 0  # not installed
+    done, failed = confirm.paired_confirmation(
+        repo, base, head, [_row(TIME, ("plug", "cpu_seed"), ab.WORSE)], stream=io.StringIO())
+    assert failed == {} and isinstance(done[("plug", "cpu_seed")], pm.Paired), failed
+    imported = sorted(line.split(" ", 1)[0] for line in marks.read_text().splitlines())
+    assert imported == ["base", "head"]
+
+
+def test_declared_kernels_read_the_commits_pyproject(tmp_path):
+    from attnperf.measure.paired_worker import declared_kernels
+
+    assert declared_kernels(str(tmp_path)) == []  # no pyproject.toml
+    (tmp_path / "pyproject.toml").write_text(
+        '[project.entry-points."attnperf.kernels"]\na = "pkg.k:A"\nb = "attnperf.kernels.x:K"\n'
+        '[tool.attnperf]\nkernel-modules = ["pkg.extra:KERNELS", "pkg.k:A"]\n')
+    assert declared_kernels(str(tmp_path)) == ["pkg.k:A", "pkg.extra:KERNELS"]
+    (tmp_path / "pyproject.toml").write_text("not toml [")
+    assert declared_kernels(str(tmp_path)) == []

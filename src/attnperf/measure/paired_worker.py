@@ -10,7 +10,9 @@ copy, or an import hook behind Python's path finder, as setuptools installs them
 comes after them, so a repository's kernels, and attnperf itself in a checkout of
 attnperf, are those of the commit.  attnperf may
 come from the checkout and be older than this file, so only long-standing API is
-used (``Bench``, ``catalog.resolve``).  The worker answers JSON lines on stdin, one
+used (``Bench``, ``catalog.resolve``, ``ATTNPERF_KERNEL_MODULES``).  The kernels the
+commit declares in its ``pyproject.toml`` are registered even when it is not installed
+(:func:`declared_kernels`).  The worker answers JSON lines on stdin, one
 per line on stdout:
 
     {"op": "setup", "kernel": K, "problem": ID} -> {"per_call_s": S} or {"error": WHY}
@@ -43,9 +45,44 @@ def import_roots(src: str, checkout: str) -> list[str]:
     return [layout, checkout] if os.path.isdir(layout) else [checkout]
 
 
+KERNEL_MODULES = "ATTNPERF_KERNEL_MODULES"  # attnperf's registry reads it in every process
+
+
+def declared_kernels(checkout: str) -> list[str]:
+    """The ``module:attribute`` references the commit itself declares for its kernels: the
+    ``attnperf.kernels`` entry points and ``[tool.attnperf] kernel-modules`` of its
+    ``pyproject.toml``.  A repository's kernels are found through its installed entry points;
+    a commit that is not installed (or adds a kernel) is measured all the same.  attnperf's own
+    references are left out (its built-ins are always there)."""
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:
+        try:
+            import tomli as tomllib
+        except ImportError:
+            return []
+    try:
+        with open(os.path.join(checkout, "pyproject.toml"), "rb") as fh:
+            data = tomllib.load(fh)
+    except (OSError, ValueError):
+        return []
+    project, tool = data.get("project"), data.get("tool")
+    eps = project.get("entry-points", {}) if isinstance(project, dict) else {}
+    group = eps.get("attnperf.kernels", {}) if isinstance(eps, dict) else {}
+    extra = tool.get("attnperf", {}).get("kernel-modules", []) if isinstance(tool, dict) else []
+    refs = [r for r in [*(group.values() if isinstance(group, dict) else []),
+                        *(extra if isinstance(extra, list) else [])] if isinstance(r, str)]
+    return [r for r in dict.fromkeys(refs) if r.split(".")[0].split(":")[0] != "attnperf"]
+
+
 def _main() -> None:
     src = sys.argv[1] if len(sys.argv) > 1 else ""
     sys.path[0:1] = import_roots(src, os.getcwd())  # first; never this file's own directory
+    from importlib.metadata import entry_points
+    installed = {ep.value for ep in entry_points(group="attnperf.kernels")}
+    refs = [r for r in declared_kernels(os.getcwd()) if r not in installed]
+    if refs:  # the commit's own kernels, found without an install
+        os.environ[KERNEL_MODULES] = ",".join(filter(None, [os.environ.get(KERNEL_MODULES), *refs]))
     cpu = os.environ.get("ATTNPERF_PAIRED_CPU")
     if cpu:
         os.sched_setaffinity(0, {int(cpu)})

@@ -475,7 +475,8 @@ def _confirmer(ratio_of, calls):
 
 def test_paired_confirmation_clears_a_range_that_asvs_separate_runs_flag(tmp_path):
     """asv's runs read BAD 1.5x slower (a process state, identical code); the pairs say
-    x1.0: no significant regression, nothing searched, only the flagged rows re-measured."""
+    x1.0: no significant regression, nothing searched.  As in ci bench, every comparable row
+    is re-measured, not only those asv flagged."""
     _, results, commits = _results(tmp_path, [1, 1, 1, 1, 1.5])
     calls, log = [], []
     out = b.bisect(lambda: read_results(str(results)), "h100", commits[0], commits[-1],
@@ -483,7 +484,11 @@ def test_paired_confirmation_clears_a_range_that_asvs_separate_runs_flag(tmp_pat
                    _confirmer(lambda x, y: 1.0, calls))
     assert out.kind == b.NO_REGRESSION and out.paired and log == [commits[0], commits[-1]]
     assert [c[:2] for c in calls] == [(commits[0], commits[-1])]
-    assert set(calls[0][2]) == {("tiled", "seed"), ("tiled", "train")}
+    db = read_results(str(results))
+    every = b.comparable(b.compare(db, "h100", db.machines["h100"].runs_for(commits[0])[0],
+                                   db.machines["h100"].runs_for(commits[-1])[0], 1.1, None))
+    assert sorted(calls[0][2]) == sorted((r.kernel, r.problem) for r in every)
+    assert {("tiled", "seed"), ("tiled", "train")} <= set(calls[0][2])
     assert all(r.change == ab.SAME and r.source == "paired"
                for r in out.rows if r.kernel == "tiled")
     assert render.outcome(out, lambda c: "").startswith(
@@ -498,12 +503,30 @@ def test_paired_confirmation_names_the_step_it_confirms(tmp_path):
                    commits[1:], _fetcher(results, log), 1.1, None, None,
                    _confirmer(lambda x, y: 3.0 if (y in slow) != (x in slow) else 1.0, calls))
     assert out.kind == b.REGRESSION and out.culprit == commits[3] and out.confirmed
-    assert [c[:2] for c in calls] == [(commits[0], commits[-1]), (commits[2], commits[3])]
+    # GOOD vs BAD, then the search on paired ratios against GOOD (commits[2]: x1.0, good;
+    # commits[3]: x3.0, bad), then the named step against its parent.
+    assert [c[:2] for c in calls] == [(commits[0], commits[-1]), (commits[0], commits[2]),
+                                      (commits[0], commits[3]), (commits[2], commits[3])]
+    assert out.values == {commits[0]: 1.0, commits[-1]: 3.0, commits[2]: 1.0, commits[3]: 3.0}
     assert out.step.source == "paired" and out.step.ratio == 3.0
     text = render.outcome(out, lambda c: "subject")
     assert f"why flagged at {commits[3][:8]} against {commits[2][:8]}:" in text
     assert "x3.000 > x1.1 (paired factor); paired p=1.0e-06 (sign test, 30 pairs); paired " \
            "re-measurement" in text
+
+
+def test_a_step_under_asvs_factor_is_found_by_the_pairs(tmp_path):
+    """asv's separate runs read a 1.3x step as nothing at factor 1.5 (a CPU's default); the
+    pairs, asked about every row as ci bench asks them, see it, and the search names it."""
+    _, results, commits = _results(tmp_path, [1, 1, 1, 1.3, 1.3, 1.3])
+    slow = set(commits[3:])
+    out = b.bisect(lambda: read_results(str(results)), "h100", commits[0], commits[-1],
+                   commits[1:], _fetcher(results, []), 1.5, None, None,
+                   _confirmer(lambda x, y: 1.3 if (y in slow) != (x in slow) else 1.0, []))
+    assert out.kind == b.REGRESSION and out.culprit == commits[3] and out.confirmed
+    without = b.bisect(lambda: read_results(str(results)), "h100", commits[0], commits[-1],
+                       commits[1:], _fetcher(results, []), 1.5)
+    assert without.kind == b.NO_REGRESSION  # asv's test alone, at its factor
 
 
 def test_a_step_the_pairs_do_not_confirm_is_not_named(tmp_path):

@@ -30,10 +30,12 @@ The algorithm:
    noise moved the search); the verdict says so instead of blaming.
 
 With ``confirm`` (on a CPU: :func:`attnperf.ci.confirm.paired_judge`, the paired
-re-measurement ``attnperf ci bench`` uses) the rows asv flags are judged again
-before anything is named: GOOD vs BAD first (asv's separate processes read
-identical code as a change on a CPU; when the pairs do not confirm it, the verdict
-is *no significant regression*), then the named commit against its parent.
+re-measurement ``attnperf ci bench`` uses) every time row is judged again, as in
+``ci bench``: GOOD vs BAD first (asv's separate processes read identical code as a
+change on a CPU, and a real step under asv's factor as none; the pairs decide), the
+search then steps on paired ratios against GOOD (a commit is bad when its ratio lies
+above the geometric midpoint of 1 and BAD's), and the named commit is judged against
+its parent.
 """
 
 from __future__ import annotations
@@ -208,26 +210,45 @@ def bisect(db_of: Callable[[], ResultsDB], machine: str, good: str, bad: str,
     rows = compare(db, machine, good_run, bad_run, factor, pattern, thresholds)
     if any(r.change == ab.BROKE for r in rows):
         return Outcome(BROKEN, good, bad, factor, rows, measured=measured)
+    paired = False
+    if confirm is not None and comparable(rows):
+        # As ci bench: every comparable row judged again (the time rows by the pairs), not
+        # only those asv flagged -- a step under asv's factor is still a step.
+        rows = _rejudged(rows, confirm(good, bad, comparable(rows)))
+        paired = any(r.source == "paired" for r in rows)
     slower = worst(rows)
-    paired = bool(slower) and confirm is not None  # asv flagged rows, the pairs judged them
-    if slower and confirm is not None:
-        rows = _rejudged(rows, confirm(good, bad, slower))
-        # the search needs asv's values to move the way the pairs say
-        slower = [r for r in worst(rows) if _slower_value(r)]
     if not slower:
         kind = NO_REGRESSION if comparable(rows) else ALL_NA
         return Outcome(kind, good, bad, factor, rows, measured=measured, paired=paired)
     top = slower[0]
     target = Target(top.benchmark, top.params)
-    search = Bisection(good, commits, *_values(top))
     runs: dict[str, Run | None] = {good: good_run, bad: bad_run}
+    if top.source == "paired" and confirm is not None and top.ratio is not None:
+        # The search on paired ratios against GOOD (GOOD 1, BAD the pairs' ratio): asv's
+        # separate processes would steer it by their own state on a CPU.
+        search = Bisection(good, commits, 1.0, top.ratio)
+        db_now = db_of()
+
+        def value(commit: str) -> float | None:
+            row = next((r for r in compare(db_now, machine, good_run, runs[commit], factor,
+                                           pattern, thresholds)
+                        if (r.benchmark, r.params) == (target.benchmark, target.params)), None)
+            if row is None or row.ratio is None or confirm is None:
+                return None
+            again = confirm(good, commit, [row])
+            return again[0].ratio if again and again[0].source == "paired" else None
+    else:
+        search = Bisection(good, commits, *_values(top))
+
+        def value(commit: str) -> float | None:
+            return _value(runs[commit], target)
     while True:
         commit = search.next()
         if commit is None:
             break
         runs[commit] = fetch(commit)
         measured.append(commit)
-        search.record(commit, _value(runs[commit], target))
+        search.record(commit, value(commit))
     culprit, parent = search.culprit, search.parent
     if parent not in runs:  # pragma: no cover - the search only ends next to a measured commit
         runs[parent] = fetch(parent)
@@ -251,12 +272,6 @@ def _values(row: ab.Row) -> tuple[float, float]:
     if before is None or after is None:
         raise ValueError(f"{row.benchmark}: a row without values cannot steer the search")
     return before, after
-
-
-def _slower_value(row: ab.Row) -> bool:
-    """Did the row's asv value move up (the way a slowdown moves)?"""
-    before, after = _values(row)
-    return after > before
 
 
 def _rejudged(rows: Sequence[ab.Row], again: Sequence[ab.Row]) -> list[ab.Row]:

@@ -1,4 +1,5 @@
-# Two commands on a fresh machine:  `make run`  (set-up + the main job)  and  `make test`.
+# Two commands on a fresh machine:  `make run`  (set-up + the main job)  and  `make test`
+# (set-up + the fast tests; `make test-slow` and `make test-all` below).
 # Set-up is a local virtualenv (.venv) with a CPU build of PyTorch pinned by
 # constraints/cpu.txt; on a GPU machine install into your CUDA PyTorch instead
 # (README: "On a GPU machine").  `make run` installs attnperf and what `attnperf run`
@@ -10,7 +11,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.attnperf-installed
 RUN_STAMP := $(VENV)/.attnperf-run-installed
 
-.PHONY: setup run lint test test-fast mutation mutation-full continuous publish docs clean
+.PHONY: setup run lint test test-slow test-all mutation mutation-full continuous publish docs clean
 
 setup: $(STAMP)
 
@@ -35,11 +36,19 @@ lint: setup
 	$(VENV)/bin/ruff check
 	$(VENV)/bin/mypy
 
+# Test tiers (pyproject.toml [tool.pytest.ini_options]: strict markers and config, warnings
+# as errors, a time limit per test, the 25 slowest listed).  `test`: every test but those
+# marked slow, the tier to run before every commit; `test-slow`: the slow tier alone (real asv
+# runs on temporary clones, the wheel in a fresh venv, the full default `attnperf run`);
+# `test-all`: both, the whole suite.  CI (.ci/run) runs `test`, then `test-slow`.
 test: setup
-	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m pytest -q
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m pytest -q -m "not slow"
 
-test-fast: setup
-	$(PY) -m pytest -q -m "not slow"
+test-slow: setup
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m pytest -q -m slow
+
+test-all: setup
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m pytest -q
 
 # Mutation testing of the verdict and number code (tests/_mutation.py): prints the
 # score and every surviving mutant; fails under 90 %.  CI runs `mutation`;

@@ -3,6 +3,11 @@
 * Every test gets its own ``XDG_CACHE_HOME`` holding a canned CPU ceilings file,
   so no test measures ceilings (seconds of matmul) or touches the real cache.
 * ``@pytest.mark.gpu`` tests are skipped, with a reason, when CUDA is absent.
+* The slow tier's real asv runs share one asv environment, locked for the session
+  (``asv_env_lock``), and the CPU pull-request job's runs (``cpu_pr``).
+
+Helpers that test files share live in tests/support/, never here: a test file does not
+import conftest.
 """
 
 from __future__ import annotations
@@ -10,24 +15,20 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import torch
 
-from attnperf.io.ceilings import SCHEMA_VERSION as CEILINGS_SCHEMA_VERSION
 from attnperf.kernels import registry
 from attnperf.kernels.registry import REGISTRY
 from attnperf.kernels.spec import KernelSpec
 from attnperf.measure.device import fingerprint, machine_key
 from attnperf.model.problem import Problem
+from support import TEST_THREADS, realasv, write_canned_ceilings
 
 HAS_CUDA = torch.cuda.is_available()
-# One intra-op thread, here and in subprocesses (OMP_NUM_THREADS below): on a
-# 2-core machine with a busy core, two threads turn a 30 us tiny-problem call
-# into ~8-16 ms of barrier waits, which would make the suite slow, not wrong.
-TEST_THREADS = 1
 
 
 def pytest_configure(config):
@@ -44,27 +45,6 @@ def pytest_collection_modifyitems(config, items):
 
 
 # ------------------------------------------------------------ ceilings ------
-# Round, obviously-fake CPU ceilings: tests that look at the roofline know them.
-FAKE_CPU_CEILINGS = {
-    "schema_version": CEILINGS_SCHEMA_VERSION,
-    "device": "cpu",
-    "bandwidth_gb_s": 50.0,
-    "copy_bytes": 1 << 20,
-    "matmul_tflops": {"float16": 0.02, "bfloat16": 0.05, "float32": 0.25},
-    "matmul_n": {"float16": 64, "bfloat16": 64, "float32": 64},
-    "measured_at": "2026-01-01T00:00:00Z",
-}
-
-
-def write_canned_ceilings(cache_home: Path, machine_key: str) -> Path:
-    """FAKE_CPU_CEILINGS as the ceilings cache entry of ``machine_key`` under ``cache_home``
-    (an ``XDG_CACHE_HOME``), so no process using it measures ceilings."""
-    path = cache_home / "attnperf" / "ceilings" / f"cpu-{machine_key}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(FAKE_CPU_CEILINGS))
-    return path
-
-
 @pytest.fixture(scope="session")
 def cpu_machine_key() -> str:
     return machine_key(fingerprint("cpu"))
@@ -286,3 +266,20 @@ def json_file(tmp_path) -> Callable[[str, object], Path]:
         path.write_text(json.dumps(obj))
         return path
     return write
+
+
+# ---------------------------------------------------- real asv (slow tier) -----
+@pytest.fixture(scope="session")
+def asv_env_lock() -> Iterator[Path]:
+    """The shared asv environment (support.realasv.ENV_DIR), locked from the first test that
+    needs it to the end of the session; skips when asv is not installed."""
+    with realasv.env_lock() as env_dir:
+        yield env_dir
+
+
+@pytest.fixture(scope="session")
+def cpu_pr(asv_env_lock, cpu_machine_key) -> Iterator[realasv.CpuPrJob]:
+    """The CPU pull-request job on a clone (support.realasv.CpuPrJob): its A/A run is judged by
+    test_ci_bench (the job's outputs) and test_cpu_load (the verdict under load), measured once."""
+    with realasv.workdir("attnperf-cpu-pr-") as root:
+        yield realasv.CpuPrJob(root, cpu_machine_key)

@@ -1,7 +1,7 @@
 """Real asv on a temporary clone of this repository (CPU).
 
 A commit history is built in the clone: benign commits, one that slows the
-`tiled` kernel by a known large factor (it computes the result 4 times), and
+`tiled` kernel by a known large factor (it computes the result 8 times), and
 one that breaks tiled's correctness.  Then:
 
 * `asv continuous base slow` exits 1 and names tiled's benchmark, not sdpa's;
@@ -11,130 +11,46 @@ one that breaks tiled's correctness.  Then:
 * `attnperf ci bench` (asv continuous inside) flags a softmax computed in bfloat16
   through the accuracy metrics (the A/A half: test_ci_bench's end-to-end run).
 
-The grid is restricted (ATTNPERF_ASV_KERNELS/PROBLEMS) to stay cheap; the
-asv environment is created once for the module (about a minute, cold).
+The grid is restricted (ATTNPERF_ASV_KERNELS/PROBLEMS) to stay cheap; the asv
+environment is the slow tier's shared one (support.realasv: about a minute to create, cold).
 """
 
-import contextlib
-import fcntl
 import json
-import os
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
-from pathlib import Path
 
 import pytest
 
-from conftest import write_canned_ceilings
+from support.realasv import (
+    ASV,
+    GATED,
+    MACHINE,
+    asv_env,
+    clone_with_shared_env,
+    commit,
+    git,
+    inject,
+    slowdown,
+    touch_readme,
+    workdir,
+)
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[1]
-ASV = shutil.which("asv", path=str(Path(sys.executable).parent)) or shutil.which("asv")
-GATED = "^(?!.*Views)"
 # CPU timings on this 2-vCPU machine kind move between processes: measured
 # 613-737 us (sdpa) and 1.5-3.1 ms (tiled) for one kernel in six fresh
 # processes under load, and sdpa 1.3x between two identical commits in a quiet
 # CI run.  The tests therefore inject 8x and judge at 2.5x; GPU device time
 # (< 5 % between identical commits on the H100) is judged at 1.05.
 FACTOR = "2.5"
-ENV_DIR = Path(os.environ.get("ATTNPERF_TEST_ASV_ENV", REPO / ".asv" / "test-env"))
 TIME_BENCH = "TimeAttention.track_device_time"
-
-
-def slowdown(times: int) -> str:
-    """Source appended to kernels/tiled.py: ``tiled_attention`` does its whole work
-    ``times`` times."""
-    return f"""
-
-_fast_tiled_attention = tiled_attention
-
-
-def tiled_attention(q, k, v, *, causal, scale, block_kv=BLOCK_KV):
-    # INJECTED SLOWDOWN (test): the whole computation, {times} times.
-    for _ in range({times}):
-        out = _fast_tiled_attention(q, k, v, causal=causal, scale=scale, block_kv=block_kv)
-    return out
-
-"""
-
-
 SLOWDOWN = slowdown(8)
 
 
-def _git(cwd, *args):
-    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True,
-                          text=True).stdout.strip()
-
-
-def _commit(clone, message, edit):
-    """Commit ``edit``'s source change; what asv wrote into the clone's results/ (rewritten
-    by every run) is never committed, so switching between the test's commits never collides."""
-    edit(clone)
-    _git(clone, "add", "-A", "--", ".", ":(exclude)results")
-    _git(clone, "-c", "user.name=attnperf-test", "-c", "user.email=test@attnperf.invalid",
-         "commit", "-q", "-m", message)
-    return _git(clone, "rev-parse", "HEAD")
-
-
-def _touch_readme(n):
-    def edit(clone):
-        with open(clone / "README.md", "a") as fh:
-            fh.write(f"\n<!-- benign change {n} -->\n")
-    return edit
-
-
-def _inject(marker_text, replacement=None, append_before="\nKERNELS = ["):
-    def edit(clone):
-        path = clone / "src" / "attnperf" / "kernels" / "tiled.py"
-        src = path.read_text()
-        if replacement is not None:
-            assert marker_text in src
-            src = src.replace(marker_text, replacement, 1)
-        else:
-            assert append_before in src
-            src = src.replace(append_before, marker_text + append_before, 1)
-        path.write_text(src)
-    return edit
-
-
-@contextlib.contextmanager
-def shared_env_workdir(prefix):
-    """A fresh work directory (removed after) while this process holds the shared asv
-    environment's lock; skips the test when asv is not installed.
-
-    Not tmp_path: a concurrent pytest session rotates /tmp/pytest-of-*, which would
-    delete a clone under asv's feet.  The lock: two asv processes must never build
-    in one environment."""
-    if ASV is None:
-        pytest.skip("asv is not installed (pip install -e '.[asv]')")
-    ENV_DIR.mkdir(parents=True, exist_ok=True)
-    root = Path(tempfile.mkdtemp(prefix=prefix))
-    with open(ENV_DIR / ".attnperf-test.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield root
-        finally:
-            shutil.rmtree(root, ignore_errors=True)
-
-
-def clone_with_shared_env(root):
-    """``root/repo``: a clone of this repository whose asv config uses the shared
-    environment directory (results and html stay in the clone), that edit committed.
-    Returns (clone, its first commit)."""
-    clone = root / "repo"
-    _git(REPO, "clone", "-q", str(REPO), str(clone))
-    conf = clone / "asv.conf.json"
-    conf.write_text(conf.read_text().replace('"env_dir": ".asv/env"', f'"env_dir": "{ENV_DIR}"'))
-    return clone, _commit(clone, "test: local asv env dir", lambda _: None)
-
-
 @pytest.fixture(scope="module")
-def history(cpu_machine_key):
-    with shared_env_workdir("attnperf-asv-e2e-") as root:
+def history(asv_env_lock, cpu_machine_key):
+    with workdir("attnperf-asv-e2e-") as root:
         yield _build_history(root, cpu_machine_key)
 
 
@@ -142,35 +58,16 @@ def _build_history(root, machine_key):
     clone, base = clone_with_shared_env(root)
     commits = {"base": base}
     for i in range(1, 4):
-        commits[f"benign{i}"] = _commit(clone, f"benign {i}", _touch_readme(i))
-    commits["slow"] = _commit(clone, "slow down tiled 4x", _inject(SLOWDOWN))
+        commits[f"benign{i}"] = commit(clone, f"benign {i}", touch_readme(i))
+    commits["slow"] = commit(clone, "slow down tiled 8x", inject(SLOWDOWN))
     for i in range(4, 7):
-        commits[f"benign{i}"] = _commit(clone, f"benign {i}", _touch_readme(i))
-    home = root / "home"
-    home.mkdir()
-    (home / ".asv-machine.json").write_text(json.dumps({
-        "version": 1,
-        "attnperf-test": {"machine": "attnperf-test", "os": "Linux", "arch": "x86_64",
-                          "cpu": "test cpu", "num_cpu": "2", "ram": "1"}}))
-    env = dict(os.environ)
-    env.update({
-        "ATTNPERF_ASV_KERNELS": "tiled,sdpa",
-        "ATTNPERF_ASV_PROBLEMS": "cpu_seed",
-        "ATTNPERF_ASV_DEVICE": "cpu",
-        "ATTNPERF_TORCH_PYTHON": sys.executable,
-        "XDG_CACHE_HOME": str(root / "cache"),
-        "HOME": str(home),
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
-    })
-    env.pop("PYTHONPATH", None)
-    # Canned ceilings (conftest's): the suite runs single-threaded (the same machine key),
-    # so no benchmarked commit spends ~10 s measuring copy and matmul rates.
-    write_canned_ceilings(root / "cache", machine_key)
-    return {"clone": clone, "commits": commits, "env": env}
+        commits[f"benign{i}"] = commit(clone, f"benign {i}", touch_readme(i))
+    return {"clone": clone, "commits": commits,
+            "env": asv_env(root, machine_key, "tiled,sdpa", "cpu_seed")}
 
 
 def _asv(history, *args, timeout=1500, **env):
-    proc = subprocess.run([ASV, *args, "--machine", "attnperf-test"], cwd=history["clone"],
+    proc = subprocess.run([ASV, *args, "--machine", MACHINE], cwd=history["clone"],
                           env=dict(history["env"], **env), capture_output=True, text=True,
                           timeout=timeout)
     return proc.returncode, proc.stdout + proc.stderr
@@ -199,7 +96,8 @@ def test_continuous_flags_injected_slowdown(history):
 
 # The A/A check (two commits with identical kernel code flag nothing) is
 # tests/test_ci_bench.py::test_end_to_end_real_asv_on_a_clone: the same asv continuous
-# at the same factor, through `attnperf ci bench`; one A/A run serves both.
+# at the same factor, through `attnperf ci bench` (conftest's cpu_pr); one A/A run serves
+# both, and test_cpu_load's verdict under load.
 
 
 def test_find_names_the_injected_commit(history):
@@ -218,7 +116,7 @@ def test_find_names_the_injected_commit(history):
 
 def test_wrong_result_fails_with_error_figures(history):
     clone = history["clone"]
-    wrong = _commit(clone, "break tiled's scale", _inject(
+    wrong = commit(clone, "break tiled's scale", inject(
         ".float() * scale\n", ".float() * scale * 1.25\n"))
     rc, out = _asv(history, "continuous", "--factor", FACTOR, "-b", GATED,
                    history["commits"]["benign6"], wrong, ATTNPERF_ASV_KERNELS="tiled")
@@ -249,7 +147,7 @@ def _ci_bench(history, base, head, out):
     """`attnperf ci bench` on tiled x cpu_seed: (exit code, verdict.json, summary, asv log)."""
     proc = subprocess.run(
         [sys.executable, "-m", "attnperf", "ci", "bench", "--base", base, "--head", head,
-         "--machine", "attnperf-test", "--no-describe", "--device", "cpu", "--factor", FACTOR,
+         "--machine", MACHINE, "--no-describe", "--device", "cpu", "--factor", FACTOR,
          "--out", str(out)], cwd=history["clone"], capture_output=True, text=True, timeout=900,
         env=dict(history["env"], ATTNPERF_ASV_KERNELS="tiled"))
     assert (out / "verdict.json").is_file(), proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -261,11 +159,11 @@ def test_accuracy_metrics_flag_a_bfloat16_softmax(history):
     """The A/A half (identical kernel code flags no accuracy metric) is test_ci_bench's
     end-to-end run: its README-only pair shows both error figures at 1.00x."""
     clone, c = history["clone"], history["commits"]
-    branch = _git(clone, "rev-parse", "--abbrev-ref", "HEAD")
-    _git(clone, "checkout", "-q", c["benign6"])
+    branch = git(clone, "rev-parse", "--abbrev-ref", "HEAD")
+    git(clone, "checkout", "-q", c["benign6"])
     try:
-        loose = _commit(clone, "test: float32 tolerance 1e-2", _loosen)
-        bf16 = _commit(clone, "tiled: softmax in bfloat16", _inject(*SOFTMAX_BF16))
+        loose = commit(clone, "test: float32 tolerance 1e-2", _loosen)
+        bf16 = commit(clone, "tiled: softmax in bfloat16", inject(*SOFTMAX_BF16))
         rc, verdict, summary, log = _ci_bench(history, loose, bf16, clone.parent / "bf16")
         # asv continuous flags both error figures of tiled; the job's verdict follows.
         assert rc == 1 and verdict["verdict"] == "regression" and verdict["asv_exit"] == 1, summary
@@ -279,4 +177,4 @@ def test_accuracy_metrics_flag_a_bfloat16_softmax(history):
         ratios = [float(re.search(r"\| ([\d.]+)× \(×1\.25\)", r).group(1)) for r in rows]
         assert all(r > 100 for r in ratios), rows
     finally:
-        _git(clone, "checkout", "-q", branch)
+        git(clone, "checkout", "-q", branch)

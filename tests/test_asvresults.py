@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-import _asvdata as d
 from attnperf.io import asv_results as ar
 from attnperf.io import ceilings as ceilings_file
+from support import asvdata as d
 
 REPO = Path(__file__).resolve().parents[1]
 C1 = "a" * 40

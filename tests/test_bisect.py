@@ -13,12 +13,13 @@ from pathlib import Path
 
 import pytest
 
-import _asvdata as d
 from attnperf.analysis import ab
 from attnperf.analysis import bisect as b
 from attnperf.cli import main
 from attnperf.io.asv_results import read_results, read_run
 from attnperf.render import bisect as render
+from support import asvdata as d
+from support import realasv
 
 KERNELS, PROBLEMS = ["sdpa", "tiled"], ["seed", "train"]
 
@@ -368,51 +369,29 @@ def test_cli_a_benchmark_that_breaks_is_exit_4_not_a_regression(cli_project):
 # ------------------------------------------------------- real asv (CPU) ---
 # A temporary clone of this repository; asv runs the suite for real (tiled only, one CPU
 # problem, forkserver).  History: base, b1, b2, b3, slow (tiled 4x the work), b4 .. b9.
-from test_asv_e2e import (  # noqa: E402
-    _commit,
-    _inject,
-    _touch_readme,
-    clone_with_shared_env,
-    shared_env_workdir,
-    slowdown,
-)
-
-SLOW_TILED = slowdown(4)
+SLOW_TILED = realasv.slowdown(4)
 
 
 @pytest.fixture(scope="module")
-def clone():
-    with shared_env_workdir("attnperf-bisect-e2e-") as root:
-        yield _history(root)
+def clone(asv_env_lock, cpu_machine_key):
+    with realasv.workdir("attnperf-bisect-e2e-") as root:
+        yield _history(root, cpu_machine_key)
 
 
-def _history(root):
-    repo, base = clone_with_shared_env(root)
+def _history(root, machine_key):
+    repo, base = realasv.clone_with_shared_env(root)
     c = {"base": base}
     for i in range(1, 4):
-        c[f"b{i}"] = _commit(repo, f"benign {i}", _touch_readme(i))
-    c["slow"] = _commit(
-        repo, "slow down tiled 4x", _inject(SLOW_TILED, append_before="\nKERNELS = [")
-    )
+        c[f"b{i}"] = realasv.commit(repo, f"benign {i}", realasv.touch_readme(i))
+    c["slow"] = realasv.commit(repo, "slow down tiled 4x", realasv.inject(SLOW_TILED))
     for i in range(4, 10):
-        c[f"b{i}"] = _commit(repo, f"benign {i}", _touch_readme(i))
-    home = root / "home"
-    home.mkdir()
-    (home / ".asv-machine.json").write_text(json.dumps({"version": 1, "attnperf-test": {
-        "machine": "attnperf-test", "os": "Linux", "arch": "x86_64", "cpu": "test cpu",
-        "num_cpu": "2", "ram": "1"}}))
-    env = dict(os.environ)
-    env.update({"ATTNPERF_ASV_KERNELS": "tiled", "ATTNPERF_ASV_PROBLEMS": "cpu_seed",
-                "ATTNPERF_ASV_DEVICE": "cpu", "ATTNPERF_TORCH_PYTHON": sys.executable,
-                "XDG_CACHE_HOME": str(root / "cache"), "HOME": str(home),
-                "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"})
-    env.pop("PYTHONPATH", None)
-    return {"repo": repo, "c": c, "env": env}
+        c[f"b{i}"] = realasv.commit(repo, f"benign {i}", realasv.touch_readme(i))
+    return {"repo": repo, "c": c, "env": realasv.asv_env(root, machine_key, "tiled", "cpu_seed")}
 
 
 def _real_bisect(clone, good, bad):
     proc = subprocess.run([sys.executable, "-m", "attnperf", "bisect", good, bad,
-                           "--machine", "attnperf-test", "-b", "track_device_time",
+                           "--machine", realasv.MACHINE, "-b", "track_device_time",
                            "--factor", "2"], cwd=clone["repo"], env=clone["env"],
                           capture_output=True, text=True, timeout=1200)
     ran = re.search(r"measured (\d+) commit\(s\), reused (\d+)", proc.stderr)

@@ -9,12 +9,13 @@ from pathlib import Path
 
 import pytest
 
-import _asvdata as d
 from attnperf.analysis import ab, gate, noise
 from attnperf.cli import main
 from attnperf.errors import ReportError
 from attnperf.io import thresholds as tf
 from attnperf.io.asv_results import read_results, read_run
+from support import asvdata as d
+from support import fakeasv
 
 TESTS = Path(__file__).resolve().parent
 KERNELS, PROBLEMS = ["sdpa", "tiled"], ["seed", "train"]
@@ -176,10 +177,13 @@ def test_decide_follows_the_re_judged_rows(tmp_path):
 
 
 # ------------------------------------------ ci bench with a thresholds file ---
-import test_ci_bench  # noqa: E402
+@pytest.fixture
+def project(tmp_path):
+    """The stand-in asv's PR job project (support.fakeasv)."""
+    return fakeasv.make_project(tmp_path)
 
-project = test_ci_bench.project  # the fake-asv PR job fixture
-_run = test_ci_bench._run
+
+_run = fakeasv.run_job
 
 
 def _write_thresholds(project, entries, machine="h100", rounds=3):
@@ -239,7 +243,7 @@ def test_ci_bench_refuses_a_broken_or_foreign_thresholds_file(project):
 FAKE_ASV = """#!{python}
 import json, os, sys
 sys.path.insert(0, {tests!r})
-import _asvdata as d
+from support import asvdata as d
 argv = sys.argv[1:]
 conf = json.load(open(argv[argv.index("--config") + 1]))
 machine = argv[argv.index("--machine") + 1]

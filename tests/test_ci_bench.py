@@ -3,104 +3,35 @@
 Most tests put a stand-in for the `asv` executable on the command line (it
 records its arguments, drops prepared result files where asv would write them
 and exits with a chosen code), to pin how asv's exit codes and results become
-the job's verdict.  The last test runs the real `asv continuous` on a
-temporary clone of this repository (CPU, tiled + sdpa on cpu_seed).
+the job's verdict (support.fakeasv).  One test runs the real `asv continuous` on a
+temporary clone of this repository (CPU, the A/A pair of conftest's ``cpu_pr``, one core
+kept busy).
 """
 
-import fcntl
 import json
 import os
 import shutil
 import subprocess
 import sys
-import tempfile
-from pathlib import Path
 
 import pytest
 
-import _asvdata as d
-from conftest import write_canned_ceilings
+from support import asvdata as d
+from support import fakeasv
+from support.fakeasv import SCRIPT
 
-REPO = Path(__file__).resolve().parents[1]
-SCRIPT = ["-m", "attnperf", "ci", "bench"]
-GATED = "^(?!.*Views)"
-KERNELS, PROBLEMS = ["sdpa", "tiled"], ["seed", "train"]
-
-FAKE_ASV = '''#!{python}
-import json, os, shutil, sys
-with open(os.environ["FAKE_ASV_ARGV"], "w") as fh:
-    json.dump(sys.argv[1:], fh)
-src = os.environ.get("FAKE_ASV_RESULTS")
-if src:
-    shutil.copytree(src, os.environ["FAKE_ASV_DEST"], dirs_exist_ok=True)
-print("fake asv: exit", os.environ["FAKE_ASV_EXIT"])
-# asv continuous's last line once it has compared (none after a crash or exit 2)
-print(os.environ.get("FAKE_ASV_SAYS", ""))
-sys.exit(int(os.environ["FAKE_ASV_EXIT"]))
-'''
-SAYS = {0: "BENCHMARKS NOT SIGNIFICANTLY CHANGED.", 1: "PERFORMANCE DECREASED."}
+GATED = "^(?!.*Views)"  # the documented gate: every benchmark but the views
 
 
 @pytest.fixture
 def project(tmp_path):
-    """A git repo with two commits, an asv config, and prepared results for both commits
-    (tiled/train twice as slow at head; ``broken``: the same, where sdpa/seed fails at head)."""
-    root = tmp_path / "repo"
-    base, head = d.git_repo(root, 2)
-    conf = d.asv_conf(root)
-    prepared = tmp_path / "prepared"
-    d.write_benchmarks(prepared, KERNELS, PROBLEMS)
-    d.write_machine(prepared, d.H100_INFO, d.H100_CEILINGS)
-    params = d.grid_params(KERNELS, PROBLEMS)
-    broken = tmp_path / "broken"
-    for folder, fails in ((prepared, False), (broken, True)):
-        if fails:
-            shutil.copytree(prepared, broken)
-        for commit, slow, ms in ((base, 1.0, 1000), (head, 2.0, 2000)):
-            def t(k, p, slow=slow, fail=fails and commit == head):
-                # tiled/train is twice as slow at head; the rest unchanged
-                if (k, p) == ("tiled", "seed"):
-                    return d.samples(2e-5, seed=1)
-                if fail and (k, p) == ("sdpa", "seed"):
-                    return None
-                scale = slow if k == "tiled" else 1.0
-                return d.samples({"seed": 6e-6, "train": 4e-4}[p] * scale, seed=len(k) + len(p))
-            d.write_run(folder, d.H100_INFO, commit, ms,
-                        {d.TIME: d.row(params, d.grid_values(KERNELS, PROBLEMS, t))})
-    fake = tmp_path / "asv"
-    fake.write_text(FAKE_ASV.format(python=sys.executable))
-    fake.chmod(0o755)
-    return {"root": root, "conf": conf, "base": base, "head": head, "prepared": prepared,
-            "broken": broken, "fake": fake, "tmp": tmp_path}
-
-
-def _run(project, asv_exit, with_results=True, extra=(), github=True, says=None,
-         results="prepared"):
-    tmp = project["tmp"]
-    out = tmp / "out"
-    env = dict(os.environ)
-    env.update({"FAKE_ASV_ARGV": str(tmp / "argv.json"), "FAKE_ASV_EXIT": str(asv_exit),
-                "FAKE_ASV_SAYS": SAYS.get(asv_exit, "") if says is None else says,
-                "FAKE_ASV_RESULTS": str(project[results]) if with_results else "",
-                "FAKE_ASV_DEST": str(project["root"] / "results")})
-    if github:
-        env.update({"GITHUB_ACTIONS": "true", "GITHUB_STEP_SUMMARY": str(tmp / "step-summary.md"),
-                    "GITHUB_OUTPUT": str(tmp / "github-output")})
-    else:
-        for k in ("GITHUB_ACTIONS", "GITHUB_STEP_SUMMARY", "GITHUB_OUTPUT"):
-            env.pop(k, None)
-    proc = subprocess.run(
-        [sys.executable, *SCRIPT, "--config", str(project["conf"]), "--base", project["base"],
-         "--head", "HEAD", "--machine", "h100", "--no-describe", "--asv", str(project["fake"]),
-         "--out", str(out), *(() if "--device" in extra else ("--device", "cuda")), *extra],
-        capture_output=True, text=True, env=env, timeout=120)
-    verdict = json.loads((out / "verdict.json").read_text()) if (out / "verdict.json").exists() \
-        else None
-    return proc, out, verdict
+    """support.fakeasv's project: a git repo with two commits, an asv config, prepared
+    results for both commits and the stand-in asv."""
+    return fakeasv.make_project(tmp_path)
 
 
 def test_regression_exit_1_and_asv_arguments(project):
-    proc, out, verdict = _run(project, 1)
+    proc, out, verdict = fakeasv.run_job(project, 1)
     assert proc.returncode == 1, proc.stderr
     argv = json.loads((project["tmp"] / "argv.json").read_text())
     assert argv == ["continuous", "--config", str(project["conf"]), "--factor", "1.05", "-b", GATED,
@@ -129,7 +60,7 @@ def test_regression_exit_1_and_asv_arguments(project):
 def test_broken_benchmark_exit_4(project):
     """asv exits 2 and head holds a failed result: broken (4), not the regression code,
     though tiled/train is slower too."""
-    proc, out, verdict = _run(project, 2, results="broken")
+    proc, out, verdict = fakeasv.run_job(project, 2, results="broken")
     assert proc.returncode == 4 and verdict["verdict"] == "broken", proc.stderr
     assert "::error title=Broken benchmark (h100)::" in proc.stdout
     assert (out / "summary.md").read_text().startswith("### 💥 `h100`: broken benchmark")
@@ -137,7 +68,7 @@ def test_broken_benchmark_exit_4(project):
 
 def test_asv_exit_2_without_a_failed_result_is_a_harness_failure(project):
     """asv's own argument error also exits 2: with no failed result it is not "broken"."""
-    proc, out, verdict = _run(project, 2)
+    proc, out, verdict = fakeasv.run_job(project, 2)
     assert proc.returncode == 3 and verdict["verdict"] == "error", proc.stderr
     assert "no benchmark failed in the results" in verdict["reason"]
 
@@ -146,7 +77,7 @@ def test_asv_crash_is_a_harness_failure_never_the_regression_code(project):
     """asv exits 1 for a crash too (a fork that failed): without its comparison's last
     line the job says harness failure (3), though the result files on disk (an earlier
     run's) show a slower benchmark."""
-    proc, out, verdict = _run(project, 1, says=(
+    proc, out, verdict = fakeasv.run_job(project, 1, says=(
         "Traceback (most recent call last):\nBlockingIOError: [Errno 11] Resource temporarily "
         "unavailable (os.fork)"))
     assert proc.returncode == 3 and verdict["verdict"] == "error", proc.stderr
@@ -168,7 +99,7 @@ def test_asv_that_cannot_start_is_a_harness_failure(project, tmp_path):
 
 
 def test_no_regression_exit_0_and_factor(project):
-    proc, out, verdict = _run(project, 0, extra=["--factor", "2.5"], github=False)
+    proc, out, verdict = fakeasv.run_job(project, 0, extra=["--factor", "2.5"], github=False)
     assert proc.returncode == 0 and verdict["verdict"] == "ok" and verdict["factor"] == 2.5
     assert "::" not in proc.stdout
     assert "--factor" in (argv := json.loads((project["tmp"] / "argv.json").read_text()))
@@ -176,7 +107,7 @@ def test_no_regression_exit_0_and_factor(project):
 
 
 def test_asv_error_without_results_is_exit_3(project):
-    proc, out, verdict = _run(project, 1, with_results=False)
+    proc, out, verdict = fakeasv.run_job(project, 1, with_results=False)
     assert proc.returncode == 3 and verdict["verdict"] == "error"
     assert "asv wrote no results for both commits" in verdict["reason"]
     assert "no results for the base and head commit" in (out / "summary.md").read_text()
@@ -212,7 +143,7 @@ def test_usage_errors_exit_2_as_every_command(tmp_path):
 
 def test_render_only_from_results_on_disk(project):
     shutil.copytree(project["prepared"], project["root"] / "results")
-    proc, out, verdict = _run(project, 0, extra=["--render-only"], with_results=False)
+    proc, out, verdict = fakeasv.run_job(project, 0, extra=["--render-only"], with_results=False)
     assert not (project["tmp"] / "argv.json").exists()  # asv not run
     assert (
         proc.returncode == 1 and verdict["verdict"] == "regression" and verdict["asv_exit"] is None
@@ -271,79 +202,40 @@ def test_without_thresholds_or_config_ci_bench_judges_at_the_devices_default_as_
 
 
 # ----------------------------------------------------------- real asv -----
-ASV = shutil.which("asv", path=str(Path(sys.executable).parent)) or shutil.which("asv")
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(ASV is None, reason="asv is not installed (pip install -e '.[asv]')")
-def test_end_to_end_real_asv_on_a_clone(cpu_machine_key):
+@pytest.mark.timeout(900)  # the A/A: four asv benchmark runs, twelve paired rows, one core busy
+def test_end_to_end_real_asv_on_a_clone(cpu_pr):
     """asv continuous base..head on a clone, the way the CPU job runs it (two interleaved
-    rounds, the workflow's CPU_ROUNDS).  The two commits
-    differ only in README: this is the suite's A/A run (identical kernel code flags
-    nothing at test_asv_e2e's factor 2.5).  tiled only: the CPU kernel the suite tracks."""
-    env_dir = Path(os.environ.get("ATTNPERF_TEST_ASV_ENV", REPO / ".asv" / "test-env"))
-    env_dir.mkdir(parents=True, exist_ok=True)
-    root = Path(tempfile.mkdtemp(prefix="attnperf-ci-bench-"))
-    # The asv environment is shared with tests/test_asv_e2e.py: never two asv builds in it.
-    with open(env_dir / ".attnperf-test.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            _end_to_end(root, env_dir, cpu_machine_key)
-        finally:
-            shutil.rmtree(root, ignore_errors=True)
-
-
-def _end_to_end(root: Path, env_dir: Path, machine_key: str) -> None:
-    clone = root / "repo"
-    subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
-    conf = clone / "asv.conf.json"
-    conf.write_text(conf.read_text().replace('"env_dir": ".asv/env"', f'"env_dir": "{env_dir}"'))
-    with open(clone / "README.md", "a") as fh:
-        fh.write("\n<!-- ci_bench end-to-end -->\n")
-    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t.invalid", "commit", "-q",
-                    "-am", "benign"], cwd=clone, check=True)
-    home = root / "home"
-    home.mkdir()
-    env = dict(os.environ)
-    # Canned ceilings for `asv machine` and the benchmarks (one machine key: 1 thread).
-    write_canned_ceilings(root / "cache", machine_key)
-    env.update({"ATTNPERF_ASV_KERNELS": "tiled", "ATTNPERF_ASV_PROBLEMS": "cpu_seed",
-                "ATTNPERF_ASV_DEVICE": "cpu", "HOME": str(home),
-                "XDG_CACHE_HOME": str(root / "cache"),
-                "GITHUB_STEP_SUMMARY": str(root / "step-summary.md")})
-    env.pop("PYTHONPATH", None)
-    out = root / "out"
-    proc = subprocess.run(
-        [sys.executable, *SCRIPT, "--config", str(conf), "--base", "HEAD~1", "--head", "HEAD",
-         "--machine", "ci-e2e", "--device", "cpu", "--factor", "2.5", "--rounds", "2",
-         "--out", str(out)],
-        capture_output=True, text=True, env=env, timeout=900)
-    log = (out / "asv-continuous.log").read_text() if (out / "asv-continuous.log").exists() else ""
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    verdict = json.loads((out / "verdict.json").read_text())
+    rounds, the workflow's CPU_ROUNDS), then the paired re-measurement.  The two commits
+    differ only in README: this is the suite's A/A run (identical kernel code flags nothing
+    at test_asv_e2e's factor 2.5), the run test_cpu_load judges under load (one core busy):
+    tiled, sdpa and sdpa_math at cpu_seed and cpu_causal (conftest's cpu_pr)."""
+    job = cpu_pr.aa()
+    out, verdict, summary = job.out, job.verdict, job.summary
+    assert job.proc.returncode == 0, job.proc.stdout[-3000:] + job.proc.stderr[-3000:]
     assert verdict["verdict"] == "ok" and verdict["asv_exit"] == 0
-    assert "BENCHMARKS NOT SIGNIFICANTLY CHANGED." in log
-    summary = (out / "summary.md").read_text()
+    assert "BENCHMARKS NOT SIGNIFICANTLY CHANGED." in job.asv_log
     assert summary.startswith("### ✅ `ci-e2e`: no significant regression (factor ×2.5)")
     rows = [
         line
         for line in summary.splitlines()
         if line.startswith("| same | track_device_time |") and "b8_h4_sq64_d64_fp32" in line
     ]  # cpu_seed, by id
-    assert {r.split(" | ")[2] for r in rows} == {"tiled"}, summary
+    assert {r.split(" | ")[2] for r in rows} == {"tiled", "sdpa", "sdpa_math"}, summary
     assert all(r.rstrip(" |").endswith("| ok") for r in rows), rows
     # On a CPU the time rows are judged by the paired re-measurement, and say so.
     assert all("paired p=" in r and "sign test" in r for r in rows), rows
-    # A/A flags no accuracy metric either: the error figures repeat exactly on a CPU.
+    # A/A flags no accuracy metric either: the error figures repeat exactly on a CPU
+    # (max and mean, 3 kernels x 2 forward problems).
     acc = [line for line in summary.splitlines() if "_abs_error |" in line]
-    assert len(acc) == 2 and all(line.startswith("| same |") and "| 1.00× (×1.25) |" in line
-                                 for line in acc), summary
+    assert len(acc) == 12 and all(line.startswith("| same |") and "| 1.00× (×1.25) |" in line
+                                  for line in acc), summary
     assert "| gpu | none |" in summary and "Measured ceilings: copy" in summary
-    assert (root / "step-summary.md").read_text().startswith(summary)
+    assert job.step_summary.startswith(summary)
     files = verdict["files"]
     assert "ci-e2e/attnperf-ceilings.json" in files and "benchmarks.json" in files
     assert sum(f.endswith("-virtualenv-py3.11.json") for f in files) == 2
-    print(f"\nci_bench end to end: {out / 'summary.md'}")
+    print(f"\nci_bench end to end: {out / 'summary.md'} ({job.seconds:.0f} s)")
 
 
 def test_machine_defaults_to_the_hosts_name_and_auto_reads_its_description(tmp_path, monkeypatch):

@@ -9,9 +9,9 @@ import sys
 import pytest
 import torch
 
-from _unprivileged import call_unprivileged, protected_tree
 from attnperf.measure import memory as measure_module
 from attnperf.measure.device import fingerprint
+from support.unprivileged import call_unprivileged, protected_tree
 
 HAS_CUDA = torch.cuda.is_available()
 SEED_ID = "b8_h4_sq64_d64_fp16"
@@ -526,7 +526,7 @@ def test_threads_flag_sets_pytorch_threads(cli, tmp_path, tiny_run_args, monkeyp
     import torch
 
     from attnperf.measure import ceilings as ceilings_mod
-    from conftest import FAKE_CPU_CEILINGS, TEST_THREADS
+    from support import FAKE_CPU_CEILINGS, TEST_THREADS
 
     # The ceilings cache is keyed by the thread count: no real measurement for 2 threads.
     monkeypatch.setattr(ceilings_mod, "measure_ceilings", lambda device, quick=False:
@@ -637,7 +637,7 @@ def test_group_and_sub_command_usage_errors_exit_2(cli, argv, message):
 
 def test_asv_machine_describes_this_machine(cli, tmp_path, monkeypatch):
     from attnperf.measure import ceilings as ceilings_mod
-    from conftest import FAKE_CPU_CEILINGS
+    from support import FAKE_CPU_CEILINGS
 
     monkeypatch.setattr(ceilings_mod, "measure_ceilings",
                         lambda device, quick=False: dict(FAKE_CPU_CEILINGS))

@@ -1,38 +1,37 @@
 """CPU A/A under load: the CPU verdict on a loaded 2-core machine (slow, real asv).
 
-While an unrelated process keeps one core busy (a Python loop, started here),
-`attnperf ci bench --device cpu` (asv continuous with interleaved rounds, then every
-time row re-measured paired: both commits in two live workers pinned to one core,
-samples alternated; attnperf.measure.paired) runs on a temporary clone:
+While an unrelated process keeps one core busy (a Python loop), `attnperf ci bench --device cpu`
+(asv continuous, then every time row re-measured paired: both commits in two live workers
+pinned to one core, samples alternated; attnperf.measure.paired) runs on a temporary clone
+(conftest's ``cpu_pr``: tiled, sdpa and sdpa_math over cpu_seed and cpu_causal, cpu_causal
+with its training passes):
 
-* three A/A pairs (commits that differ only in README) flag nothing;
+* an A/A pair (commits that differ only in README) flags nothing;
 * a pair whose head makes `tiled` do at least 30 % more work is a regression at both of
   tiled's forward problems, and at nothing else.
 
-asv's own view of the same pairs is printed (`pytest -s`): its separate processes
-read identical code 0.76-1.45x apart on this machine kind, so at its factor 1.5 it
-can never flag 30 %, and at any factor that flags 30 % it flags identical code.
-The grid is the CPU suite restricted to three kernels x two problems.
-"""
+asv's own view of the same pairs is printed (`pytest -s`): its separate processes read
+identical code 0.76-1.45x apart on this machine kind, so at its factor 1.5 it can never flag
+30 %, and at any factor that flags 30 % it flags identical code.
 
-import json
-import os
-import subprocess
-import sys
-import time
-from pathlib import Path
+The A/A pair is the CPU job's own A/A run (two interleaved asv rounds, judged at x2.5), the
+one test_ci_bench judges as well: measured once for both.  The A/B runs with one asv round at
+the CPU factor: on a CPU the paired re-measurement, not asv, decides every time row, so asv's
+rounds only steady the view printed for the log.  An earlier form of this check ran three A/A
+pairs (base..1, 1..2, 2..3) and the A/B, each with two asv rounds: about three times the cost
+of what runs here, for A/A pairs that all measure the same thing (identical code, one core
+busy).
+"""
 
 import pytest
 
 from attnperf.analysis import ab
 from attnperf.analysis.gate import TIME
 from attnperf.io.asv_results import read_results
-from conftest import write_canned_ceilings
-from test_asv_e2e import _commit, _inject, _touch_readme, clone_with_shared_env, shared_env_workdir
+from support.realasv import Job, inject
 
 pytestmark = pytest.mark.slow
 
-KERNELS, PROBLEMS = "tiled,sdpa,sdpa_math", "cpu_seed,cpu_causal"
 SLOWED = "tiled"
 # At least 30 % more real work per call, counted in work, not in time (a clock read inside
 # the kernel would let the machine's state decide the size of the slowdown): after the
@@ -59,88 +58,53 @@ def tiled_attention(q, k, v, *, causal, scale, block_kv=BLOCK_KV):
 '''
 
 
-def _spin():
-    """An unrelated process keeping one core busy."""
-    return subprocess.Popen([sys.executable, "-c", "while True: pass"])
-
-
-@pytest.fixture(scope="module")
-def loaded_clone(cpu_machine_key):
-    with shared_env_workdir("attnperf-cpu-load-") as root:
-        spinner = None
-        try:
-            clone, a0 = clone_with_shared_env(root)
-            c = {"a0": a0}
-            for i in range(1, 4):
-                c[f"a{i}"] = _commit(clone, f"benign {i}", _touch_readme(i))
-            c["slow"] = _commit(clone, "tiled does 30 % more work", _inject(SLOW_30))
-            home = root / "home"
-            home.mkdir()
-            write_canned_ceilings(root / "cache", cpu_machine_key)
-            env = dict(os.environ)
-            env.update({"ATTNPERF_ASV_KERNELS": KERNELS, "ATTNPERF_ASV_PROBLEMS": PROBLEMS,
-                        "ATTNPERF_ASV_DEVICE": "cpu", "ATTNPERF_TORCH_PYTHON": sys.executable,
-                        "HOME": str(home), "XDG_CACHE_HOME": str(root / "cache"),
-                        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"})
-            env.pop("PYTHONPATH", None)
-            env.pop("GITHUB_STEP_SUMMARY", None)
-            env.pop("GITHUB_OUTPUT", None)
-            spinner = _spin()
-            yield {"root": root, "clone": clone, "c": c, "env": env, "spinner": spinner}
-        finally:
-            if spinner is not None:
-                spinner.kill()
-                spinner.wait()
-
-
-def _ci_bench(lc, base, head, name):
-    out = lc["root"] / f"out-{name}"
-    load0, t0 = os.getloadavg()[0], time.monotonic()
-    proc = subprocess.run(
-        [sys.executable, "-m", "attnperf", "ci", "bench", "--config",
-         str(lc["clone"] / "asv.conf.json"), "--base", lc["c"][base], "--head", lc["c"][head],
-         "--machine", "cpu-load", "--device", "cpu", "--rounds", "2", "--out", str(out)],
-        capture_output=True, text=True, env=lc["env"], timeout=900)
-    assert lc["spinner"].poll() is None, "the busy loop died"
-    verdict = json.loads((out / "verdict.json").read_text())
-    summary = (out / "summary.md").read_text()
-    # asv's own view (its ratios at its factor), for the log
-    db = read_results(str(lc["clone"] / "results"))
-    machine = db.machines["cpu-load"]
-    cmp = ab.compare(db, "cpu-load", machine.runs_for(verdict["base"])[-1],
+def _rows(cpu_pr, job: Job) -> dict:
+    """(kernel, problem id) -> the paired figures of ``job``; prints them beside asv's view."""
+    verdict = job.verdict
+    db = read_results(str(cpu_pr.clone / "results"))
+    machine = db.machines[verdict["machine"]]
+    cmp = ab.compare(db, verdict["machine"], machine.runs_for(verdict["base"])[-1],
                      machine.runs_for(verdict["head"])[-1], verdict["factor"])
     asv_rows = {(r.kernel, r.problem): (r.change, r.ratio) for r in cmp.rows
                 if r.benchmark == TIME and r.ratio is not None}
-    paired = json.loads((out / "paired.json").read_text())
-    rows = {(r["kernel"], r["problem"]): r for r in paired["results"]}
-    print(
-        f"\n{name}: {base}..{head} exit {proc.returncode}, asv factor {verdict['factor']}, "
-        f"paired factor {paired['factor']}, load average {load0:.2f} -> {os.getloadavg()[0]:.2f}, "
-        f"{time.monotonic() - t0:.0f} s"
-    )
+    rows = {(r["kernel"], r["problem"]): r for r in job.paired["results"]}
+    print(f"\n{job.name}: exit {job.proc.returncode}, asv factor {verdict['factor']}, "
+          f"paired factor {job.paired['factor']}, load average {job.load[0]:.2f} -> "
+          f"{job.load[1]:.2f}, {job.seconds:.0f} s")
     for key, r in sorted(rows.items()):
         change, ratio = asv_rows.get(key, ("-", float("nan")))
         print(f"  {key[0]:10s} {key[1]:32s} paired {r['ratio']:6.3f} p={r['p_slower']:.1e}   "
               f"asv {ratio:6.3f} {change}")
     # 3 kernels x 2 problems forward, and x cpu_causal under bwd and fwd+bwd
-    assert len(rows) == 12 and not paired["not_measured"], summary
-    return proc, verdict, rows, summary
+    assert len(rows) == 12 and not job.paired["not_measured"], job.summary
+    return rows
 
 
-def test_aa_under_load_flags_nothing_three_times_and_a_30_percent_slowdown_is_flagged(loaded_clone):
-    lc = loaded_clone
-    for i, (base, head) in enumerate([("a0", "a1"), ("a1", "a2"), ("a2", "a3")]):
-        proc, verdict, rows, summary = _ci_bench(lc, base, head, f"A/A {i + 1}")
-        assert proc.returncode == 0 and verdict["verdict"] == "ok", summary + proc.stderr[-2000:]
-        assert not any(r["ratio"] > verdict["paired_factor"] and r["p_slower"] < 0.01
-                       for r in rows.values()), summary
-    proc, verdict, rows, summary = _ci_bench(lc, "a3", "slow", "A/B tiled +30 %")
-    assert proc.returncode == 1 and verdict["verdict"] == "regression", summary
-    flagged = {key for key, r in rows.items()
-               if r["ratio"] > verdict["paired_factor"] and r["p_slower"] < 0.01}
+def _flagged(job: Job, rows: dict) -> set:
+    return {key for key, r in rows.items()
+            if r["ratio"] > job.verdict["paired_factor"] and r["p_slower"] < 0.01}
+
+
+@pytest.mark.timeout(900)  # four asv benchmark runs and twelve paired rows, one core busy
+def test_aa_under_load_flags_nothing(cpu_pr):
+    job = cpu_pr.aa()
+    rows = _rows(cpu_pr, job)
+    assert job.proc.returncode == 0 and job.verdict["verdict"] == "ok", \
+        job.summary + job.proc.stderr[-2000:]
+    assert not _flagged(job, rows), job.summary
+
+
+@pytest.mark.timeout(900)  # two asv benchmark runs and twelve paired rows, one core busy
+def test_a_30_percent_slowdown_under_load_is_flagged(cpu_pr):
+    cpu_pr.commit("slow", "tiled does 30 % more work", inject(SLOW_30))
+    job = cpu_pr.run("A/B tiled +30 %", "readme", "slow", "cpu-load", "--rounds", "1")
+    rows = _rows(cpu_pr, job)
+    assert job.proc.returncode == 1 and job.verdict["verdict"] == "regression", \
+        job.summary + job.proc.stderr[-2000:]
+    flagged = _flagged(job, rows)
     # The forward does 30 % more work at both problems; the backward alone is untouched
     # (the forward runs once, outside the timed calls); fwd+bwd carries a share of it.
     forward = {key for key in rows if not key[1].endswith(("_bwd", "_fwdbwd"))}
-    assert {k for k, _ in flagged} == {SLOWED}, summary
-    assert {key for key in forward if key[0] == SLOWED} <= flagged, summary
-    assert not any(p.endswith("_bwd") for _, p in flagged), summary
+    assert {k for k, _ in flagged} == {SLOWED}, job.summary
+    assert {key for key in forward if key[0] == SLOWED} <= flagged, job.summary
+    assert not any(p.endswith("_bwd") for _, p in flagged), job.summary

@@ -40,7 +40,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import FAKE_CPU_CEILINGS
+from support import FAKE_CPU_CEILINGS
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs"
@@ -117,7 +117,8 @@ RUN_HERE = {
     "source .venv/bin/activate": "test_make_targets_run_the_documented_commands",
     "make run": "test_make_targets_run_the_documented_commands",
     "make test": "test_make_targets_run_the_documented_commands",
-    "make test-fast": "test_make_targets_run_the_documented_commands",
+    "make test-slow": "test_make_targets_run_the_documented_commands",
+    "make test-all": "test_make_targets_run_the_documented_commands",
     "make mutation": "test_make_targets_run_the_documented_commands",
     "make mutation-full": "test_make_targets_run_the_documented_commands",
     "make continuous MACHINE=my-box": "test_make_targets_run_the_documented_commands",
@@ -190,7 +191,7 @@ GITHUB_ADMIN = {
     "--jq '.runner_groups[] | {name, restricted_to_workflows, selected_workflows}'",
     "python3.11 -m venv /opt/attnperf-py",
     "/opt/attnperf-py/bin/pip install torch asv==0.6.6 asv_runner==0.3.2 virtualenv setuptools "
-    "nvidia-ml-py numpy tqdm jsonschema jinja2 tabulate pytest hypothesis",
+    "nvidia-ml-py numpy tqdm jsonschema jinja2 tabulate pytest hypothesis pytest-timeout==2.4.0",
     "./config.sh --url https://github.com/OWNER/REPO --token TOKEN --name h100-main-1 "
     "--labels attnperf-h100-main --unattended",
     'echo "ATTNPERF_RUNNER_PYTHON=/opt/attnperf-py/bin/python" >> .env',
@@ -427,7 +428,7 @@ def _documented_table_header() -> list[str]:
     return re.split(r"\s{2,}", block.group(1).strip())
 
 
-@pytest.mark.slow  # ~30 s of CPU on 2 cores: `make test-fast` leaves it out, CI runs it
+@pytest.mark.slow  # ~30 s of CPU on 2 cores: `make test` leaves it out, `make test-slow` runs it
 @pytest.mark.skipif(HAS_CUDA, reason="on a GPU machine the default is the GPU sweep (minutes)")
 def test_attnperf_run_with_no_flags():
     """The main command, unchanged: every kernel over the default CPU sweep."""
@@ -597,9 +598,14 @@ def test_make_targets_run_the_documented_commands():
     # make run = set-up + exactly `attnperf run` (test_attnperf_run_with_no_flags runs it).
     program, *args = _make_dry_run("run")[-1].split()
     assert program.endswith("/bin/attnperf") and args == ["run"]
-    # make test = the whole suite (no marker filter); make test-fast = all but the slow tier.
-    assert _make_dry_run("test")[-1].endswith("-m pytest -q")
-    assert _make_dry_run("test-fast")[-1].endswith('-m pytest -q -m "not slow"')
+    # The tiers: make test = all but the slow tier; make test-slow = the slow tier alone;
+    # make test-all = the whole suite (no marker filter).  CI runs the two tiers, then mutation.
+    assert _make_dry_run("test")[-1].endswith('-m pytest -q -m "not slow"')
+    assert _make_dry_run("test-slow")[-1].endswith("-m pytest -q -m slow")
+    assert _make_dry_run("test-all")[-1].endswith("-m pytest -q")
+    ci = [line.split("#")[0].strip() for line in (REPO / ".ci" / "run").read_text().splitlines()]
+    makes = [line for line in ci if line.startswith("make ")]
+    assert makes[-3:] == ["make test", "make test-slow", "make mutation"], makes
     # make mutation / mutation-full = the mutation script, the second over every function.
     assert _make_dry_run("mutation")[-1].endswith("tests/_mutation.py")
     assert _make_dry_run("mutation-full")[-1].endswith("tests/_mutation.py --full")
@@ -637,7 +643,7 @@ def test_runner_commands_match_the_workflows():
     """What the runner set-up commands name is what the workflows ask for: the PR runner's
     label is pr.yml's `attnperf-<gpu>` for a gpu of its matrix, the main runner's label is in
     main.yml's matrix, the runner group admits main.yml, the runner's Python is the variable
-    the workflows read, and its asv pins are the project's."""
+    the workflows read, and its asv and pytest-timeout pins are the project's."""
     import tomllib
 
     workflows = {p.name: p.read_text() for p in (REPO / ".github" / "workflows").glob("*.yml")}
@@ -652,9 +658,13 @@ def test_runner_commands_match_the_workflows():
         assert "ATTNPERF_RUNNER_PYTHON" in workflows[name]
     assert "ATTNPERF_RUNNER_PYTHON=/opt/attnperf-py/bin/python" in admin
     assert "github.event.label.name == 'benchmark'" in workflows["pr.yml"]
-    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     pins = re.findall(r"\b(asv(?:_runner)?==[\d.]+)", admin)
-    assert len(pins) == 2 and set(pins) <= set(deps), pins
+    assert len(pins) == 2 and set(pins) <= set(project["dependencies"]), pins
+    # The GPU tests the PR job runs first need pytest's required time-limit plugin, at the
+    # test extra's pin.
+    plugin = re.findall(r"\bpytest-timeout==[\d.]+", admin)
+    assert len(plugin) == 1 and plugin[0] in project["optional-dependencies"]["test"], plugin
 
 
 def test_asv_selection_variables_of_the_docs(monkeypatch):

@@ -22,7 +22,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import _asvdata as d
 from attnperf.asv import machine as machine_mod
 from attnperf.errors import ConfigError, ReportError, UsageError
 from attnperf.io import asv_results as ar
@@ -32,8 +31,9 @@ from attnperf.io.report import read_results
 from attnperf.model import names
 from attnperf.model.config import ALLOWED, PROBLEM_KEYS, SCHEMA
 from attnperf.render import escape
-from test_doors_names import check_rendered
-from test_fuzz_readers import ASV_TEMPLATES, REPORT_TEMPLATES, _check_ceilings_file, damaged
+from support import asvdata as d
+from support.doors import check_rendered
+from support.fuzz import ASV_TEMPLATES, REPORT_TEMPLATES, check_ceilings_file, damaged
 
 FILES = 1000  # per reader
 NAMES = 200  # per kind of name
@@ -48,7 +48,7 @@ def one_line(exc: BaseException) -> None:
     assert text and "\n" not in text and len(text) < 2000, text
 
 
-# Whole-file damage on top of the structural kind (test_fuzz_readers.damaged): bytes that
+# Whole-file damage on top of the structural kind (support.fuzz.damaged): bytes that
 # are not UTF-8, control characters, a NUL, an empty file, a JSON value that is no object.
 raw_files = st.one_of(
     st.binary(max_size=200).map(lambda b: b.decode("latin-1")),
@@ -120,7 +120,7 @@ def test_fuzz_machine_json(scratch, text):
 @FUZZ
 @given(text=st.sampled_from([d.CPU_CEILINGS, d.H100_CEILINGS]).flatmap(crafted))
 def test_fuzz_ceilings(scratch, text):
-    _check_ceilings_file(_write(scratch / "ceil" / "attnperf-ceilings.json", text))
+    check_ceilings_file(_write(scratch / "ceil" / "attnperf-ceilings.json", text))
 
 
 THRESHOLDS = {"schema_version": 1, "machine": "cpu-ci", "created": "2026-01-01T00:00:00+00:00",

@@ -6,21 +6,19 @@ from __future__ import annotations
 import ast
 import json
 import os
-from pathlib import Path
 
 import pytest
 import tomllib
 import yaml
 
-import _asvdata as d
-from _doors import listing, one_error
-from attnperf import scaffold
 from attnperf.errors import UsageError
 from attnperf.io.asv_results import read_asv_conf
 from attnperf.io.report import build_report
 from attnperf.model import names
 from attnperf.render import escape
 from attnperf.render import markdown as md
+from support import asvdata as d
+from support.doors import check_rendered, listing, one_error
 
 BAD_MACHINES = ["../../../x", "..", ".", "", "a/b", "/abs", ".hidden", "-flag", "a b",
                 "x\x1b[31m", "a\nb", "ü" * 3, "m" * 101]
@@ -57,86 +55,7 @@ def test_good_machine_names_pass():
 
 
 # ----------------------------------------------------------------- init ------
-def _files(project) -> dict:
-    return scaffold.render(project)
-
-
-def _body(text: str) -> str:
-    return text.split("\n", 1)[1]  # without the digest header
-
-
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-_PLAIN: dict = {}
-
-
-def _parsed(project):
-    out = _files(project)
-    conf_path = Path(project.root) / "asv.conf.json"
-    conf_path.write_text(out["asv.conf.json"])
-    parsed = {"conf": read_asv_conf(str(conf_path)),
-              "suite": ast.parse(out["benchmarks/bench_attention.py"]),
-              "main": yaml.load(out[".github/workflows/main.yml"], Loader=_LOADER)}
-    for name in ("pr", "pr-comment"):  # no name goes there: parsed when the text differs
-        text = out[f".github/workflows/{name}.yml"]
-        same = _PLAIN.get(name) is not None and _PLAIN[name][0] == text
-        parsed[name] = _PLAIN[name][1] if same else yaml.load(text, Loader=_LOADER)
-        _PLAIN.setdefault(name, (text, parsed[name]))
-    return parsed
-
-
-def _strip_docstring(tree: ast.Module) -> str:
-    body = tree.body[1:] if ast.get_docstring(tree) is not None else tree.body
-    return ast.dump(ast.Module(body=body, type_ignores=[]))
-
-
-P_NAME, P_BRANCH, P_URL = "zzprojectzz", "zzbranchzz", "https://zzurlzz.example/p"
-_PLAIN_PARSED: dict = {}
-
-
-def _same_shape(plain, odd, sub) -> None:
-    """``odd`` is ``plain`` with every string passed through ``sub``: no key, item or value
-    more or less (nothing a name could inject)."""
-    if isinstance(plain, dict):
-        assert isinstance(odd, dict) and [sub(k) if isinstance(k, str) else k for k in plain] \
-            == list(odd), (list(plain), list(odd))
-        for k, v in plain.items():
-            _same_shape(v, odd[sub(k) if isinstance(k, str) else k], sub)
-    elif isinstance(plain, list):
-        assert isinstance(odd, list) and len(odd) == len(plain)
-        for x, y in zip(plain, odd, strict=True):
-            _same_shape(x, y, sub)
-    elif isinstance(plain, str):
-        assert odd == sub(plain), (plain, odd)
-    else:
-        assert odd == plain
-
-
-def check_rendered(root: Path, name: str, branch: str, url: str) -> None:
-    """``name``/``branch``/``url`` written by init read back as themselves, and every file
-    has exactly the structure of a plain project's: nothing injected became code, YAML
-    or JSON."""
-    key = (str(root), bool(url))
-    if key not in _PLAIN_PARSED:
-        _PLAIN_PARSED[key] = _parsed(scaffold.Project(root=root, name=P_NAME, branch=P_BRANCH,
-                                                      url=P_URL if url else ""))
-    a = _PLAIN_PARSED[key]
-    b = _parsed(scaffold.Project(root=root, name=name, branch=branch, url=url))
-
-    def sub(text: str) -> str:
-        return text.replace(P_URL, url).replace(P_NAME, name).replace(P_BRANCH, branch)
-    _same_shape(a["conf"], b["conf"], sub)
-    assert b["conf"]["project"] == name and b["conf"]["branches"] == [branch]
-    if url:
-        assert b["conf"]["project_url"] == url and b["conf"]["show_commit_url"] == url + "/commit/"
-    assert ast.get_docstring(b["suite"], clean=False).startswith(
-        f"asv suite of {name}: attention kernels")
-    if "suite_dump" not in a:
-        a["suite_dump"] = _strip_docstring(a["suite"])
-    assert _strip_docstring(b["suite"]) == a["suite_dump"]
-    _same_shape(a["main"], b["main"], sub)
-    assert b["main"][True]["push"]["branches"] == [branch]  # YAML 1.1 reads `on` as True
-    assert b["main"]["jobs"]["bench"]["if"] == f"github.ref == 'refs/heads/{branch}'"
-    assert b["pr"] == a["pr"] and b["pr-comment"] == a["pr-comment"]
+# What init writes for a name is checked by support.doors.check_rendered.
 
 
 HOSTILE_PROJECTS = [

@@ -9,9 +9,9 @@ import os
 
 import pytest
 
-from _doors import one_error
 from attnperf.cli import run as run_cli
 from attnperf.model.config import MAX_GRID
+from support.doors import one_error
 
 RUN_BAD = [
     (["--budget-ms", "1e308"], "--budget-ms must be a positive number of at most 600000"),
@@ -54,7 +54,7 @@ def test_run_with_100000_threads_runs_at_the_cores(cli, tmp_path, tiny_run_args,
     import torch
 
     from attnperf.measure import ceilings as ceilings_mod
-    from conftest import FAKE_CPU_CEILINGS
+    from support import FAKE_CPU_CEILINGS
 
     monkeypatch.setattr(ceilings_mod, "measure_ceilings", lambda device, quick=False:
                         dict(FAKE_CPU_CEILINGS))

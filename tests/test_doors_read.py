@@ -12,8 +12,6 @@ from pathlib import Path
 
 import pytest
 
-import _asvdata as d
-from _doors import one_error, returns_without_blocking
 from attnperf.errors import ConfigError, ReportError
 from attnperf.io import asv_results as ar
 from attnperf.io import ceilings as ceilings_file
@@ -21,6 +19,8 @@ from attnperf.io import files, project_config
 from attnperf.io import thresholds as thresholds_file
 from attnperf.io.jsonfile import load_json
 from attnperf.io.report import read_results
+from support import asvdata as d
+from support.doors import one_error, returns_without_blocking
 
 
 def _fifo(path: Path) -> Path:

@@ -10,12 +10,12 @@ import json
 import pytest
 import torch
 
-import _asvdata as d
 from attnperf.analysis import ab
 from attnperf.io.asv_results import OK, Point
 from attnperf.measure.correctness import reference, verify, verify_grads
 from attnperf.model.problem import Problem
 from attnperf.render import prcomment as pc
+from support import asvdata as d
 
 TIME = d.TIME
 ICONS = {ab.EXIT_OK: "✅", ab.EXIT_REGRESSION: "🔴", ab.EXIT_BROKEN: "💥", ab.EXIT_INFRA: "⚠️"}

@@ -13,13 +13,13 @@ import textwrap
 
 import pytest
 
-import _asvdata as d
-from _doors import listing, one_error
 from attnperf.errors import OutputPathError
 from attnperf.io import files
 from attnperf.io.folders import OwnedDir
 from attnperf.io.jsonfile import write_json
 from attnperf.site import publish as publish_mod
+from support import asvdata as d
+from support.doors import listing, one_error
 
 
 # ----------------------------------------------------------- ci bench --out -----

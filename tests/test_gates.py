@@ -28,7 +28,6 @@ import pytest
 import torch
 from asv_runner.statistics import compute_stats
 
-import _asvdata as d
 from attnperf.analysis import ab
 from attnperf.analysis import compare as cmp
 from attnperf.analysis.gate import is_view, metric_factor
@@ -38,6 +37,7 @@ from attnperf.measure import correctness
 from attnperf.model import roofline
 from attnperf.model.problem import MAX_ABS_FACTOR, TOLERANCES, Problem
 from attnperf.model.records import Correctness, Measurement, PeakMemory, Samples
+from support import asvdata as d
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "benchmarks" / "bench_attention.py"

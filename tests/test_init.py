@@ -17,6 +17,7 @@ import yaml
 from attnperf import scaffold
 from attnperf.asv import suite
 from attnperf.io import project_config
+from support.plugin import make_plugin_repo, readme_commands
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -27,60 +28,6 @@ GENERATED = list(scaffold.FILES)
 def _git(cwd, *args):
     return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True,
                           text=True).stdout.strip()
-
-
-PLUGIN_PYPROJECT = '''[build-system]
-requires = ["setuptools>=61"]
-build-backend = "setuptools.build_meta"
-
-[project]
-name = "toyattn"
-version = "0.1.0"
-
-[project.entry-points."attnperf.kernels"]
-toy = "toyattn:toy_attn"
-
-[tool.setuptools]
-packages = ["toyattn"]
-'''
-
-PLUGIN_KERNEL = '''\
-"""A user's attention kernel: plain PyTorch, registered through an entry point."""
-import torch
-
-import attnperf
-
-REPEAT = 1
-
-
-@attnperf.kernel(name="toy_attn", family="toy", devices=["cpu", "cuda"],
-                 dtypes=["float32", "float16", "bfloat16"])
-def toy_attn(q, k, v, *, causal, scale):
-    """toy: matmul, softmax, matmul"""
-    g = q.shape[1] // k.shape[1]
-    k, v = k.repeat_interleave(g, dim=1), v.repeat_interleave(g, dim=1)
-    for _ in range(REPEAT):
-        s = torch.matmul(q, k.transpose(-2, -1)).float() * scale
-        if causal:
-            keep = torch.ones(s.shape[-2:], dtype=torch.bool, device=q.device).tril()
-            s = s.masked_fill(~keep, float("-inf"))
-        out = torch.matmul(torch.softmax(s, dim=-1).to(v.dtype), v)
-    return out
-'''
-
-
-def make_plugin_repo(root: Path) -> Path:
-    repo = root / "toyattn-repo"
-    (repo / "toyattn").mkdir(parents=True)
-    (repo / "pyproject.toml").write_text(PLUGIN_PYPROJECT)
-    (repo / "toyattn" / "__init__.py").write_text(PLUGIN_KERNEL)
-    _git(repo, "init", "-q")
-    _git(repo, "symbolic-ref", "HEAD", "refs/heads/main")
-    _git(repo, "config", "user.name", "attnperf-test")
-    _git(repo, "config", "user.email", "test@attnperf.invalid")
-    _git(repo, "add", "-A")
-    _git(repo, "commit", "-q", "-m", "toy attention kernel")
-    return repo
 
 
 @pytest.fixture
@@ -328,13 +275,6 @@ def test_attnperfs_config_matches_its_literal_suite():
 
 
 # ------------------------------------------------- README flow, real asv -----
-def readme_commands():
-    text = (REPO / "README.md").read_text()
-    section = text[text.index("## Track your own kernels"):]
-    block = re.search(r"```bash\n(.*?)```", section, re.S).group(1)
-    return [line.split("  #")[0].strip() for line in block.splitlines() if line.strip()]
-
-
 def test_readme_flow_has_at_most_five_commands():
     cmds = readme_commands()
     assert 1 <= len(cmds) <= 5 and cmds[0].startswith("python -m pip install")

@@ -22,53 +22,16 @@ import pytest
 import yaml
 from packaging.requirements import InvalidRequirement, Requirement
 
-import attnperf
 from attnperf import scaffold
 from attnperf.io.project_config import read_toml
-from test_workflows import evaluate, interpolate
+from support import REPO
+from support.dists import PINNED, VERSION, build_dist, snapshot
+from support.ghexpr import evaluate, interpolate
 
-REPO = Path(__file__).resolve().parents[1]
 WORKFLOWS = REPO / ".github" / "workflows"
 PYPROJECT = read_toml(REPO / "pyproject.toml")
-VERSION = attnperf.__version__
-PINNED = f"attnperf @ git+{scaffold.REPOSITORY}@v{VERSION}"
 # Non-Python files the package reads at run time (templates, schemas, page assets).
 PACKAGE_DATA = ["io/schemas", "render/static", "render/templates", "scaffold/templates", "site/www"]
-
-
-# ------------------------------------------------------------ build helpers ---
-def snapshot(dest: Path) -> Path:
-    """The repository as a fresh clone of it would hold it, with the working tree's edits: the
-    tracked and untracked-but-not-ignored files, committed into a new git repository."""
-    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                           cwd=REPO, check=True, capture_output=True, text=True).stdout.split("\0")
-    for rel in filter(None, files):
-        src = REPO / rel
-        if src.is_file():
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / rel)
-    git(dest, "init", "-q")
-    git(dest, "symbolic-ref", "HEAD", "refs/heads/main")
-    git(dest, "add", "-A")
-    git(dest, "commit", "-q", "-m", "attnperf snapshot")
-    return dest
-
-
-def git(cwd: Path, *args: str) -> str:
-    return subprocess.run(["git", "-c", "user.name=attnperf-test",
-                           "-c", "user.email=test@attnperf.invalid", *args], cwd=cwd, check=True,
-                          capture_output=True, text=True).stdout.strip()
-
-
-def build_dist(source: Path, out: Path) -> dict[str, Path]:
-    """`python -m build` of ``source`` (the sdist, then the wheel built from that sdist, as the
-    release workflow does): {"sdist": path, "wheel": path}."""
-    proc = subprocess.run([sys.executable, "-m", "build", "--outdir", str(out), str(source)],
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    [sdist] = out.glob("attnperf-*.tar.gz")
-    [wheel] = out.glob("attnperf-*-py3-none-any.whl")
-    return {"sdist": sdist, "wheel": wheel}
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,7 @@ from attnperf.measure.timing import QUICK
 from attnperf.model import roofline
 from attnperf.model.catalog import PRESETS
 from attnperf.model.problem import GRAD_TOLERANCES, Problem
+from support.kernels import wrong_dk_only
 
 GQA = Problem(batch=1, heads=4, kv_heads=2, seq_q=96, head_dim=32, dtype="float32")
 CAUSAL = Problem(batch=2, heads=2, seq_q=96, head_dim=32, causal=True, dtype="float32")
@@ -80,28 +81,6 @@ def causal_off_by_one(q, k, v, *, causal, scale):
     sees = torch.ones(q.shape[2], k.shape[2], dtype=torch.bool).tril(diagonal=1)  # one key too many
     p = torch.softmax(s.masked_fill(~sees, float("-inf")), dim=-1)
     return torch.matmul(p, v.repeat_interleave(g, 1))
-
-
-class _WrongDK(torch.autograd.Function):
-    """A right forward; a backward whose dK misses the softmax scale."""
-
-    @staticmethod
-    def forward(ctx, q, k, v, causal, scale):
-        ctx.save_for_backward(q, k, v)
-        ctx.causal, ctx.scale = causal, scale
-        return naive_attention(q, k, v, causal=causal, scale=scale)
-
-    @staticmethod
-    def backward(ctx, dout):
-        q, k, v = (x.detach().requires_grad_(True) for x in ctx.saved_tensors)
-        with torch.enable_grad():
-            out = naive_attention(q, k, v, causal=ctx.causal, scale=ctx.scale)
-            dq, dk, dv = torch.autograd.grad(out, (q, k, v), dout)
-        return dq, dk / ctx.scale, dv, None, None
-
-
-def wrong_dk_only(q, k, v, *, causal, scale):
-    return _WrongDK.apply(q, k, v, causal, scale)
 
 
 def no_autograd(q, k, v, *, causal, scale):

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-import _asvdata as d
 from attnperf.analysis import ab
 from attnperf.io import asv_results as ar
 from attnperf.render import prcomment as pc
+from support import asvdata as d
 
 BASE = "1" * 40
 HEAD = "2" * 40

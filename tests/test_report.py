@@ -9,13 +9,13 @@ import os
 
 import pytest
 
-from _unprivileged import call_unprivileged, protected_tree
 from attnperf.errors import OutputPathError, ReportError, SchemaVersionError
 from attnperf.io.jsonfile import check_writable, write_json
 from attnperf.io.report import SCHEMA_FILE, build_report, read_results
 from attnperf.measure.device import fingerprint
 from attnperf.model.problem import Problem
 from attnperf.model.records import Correctness, Measurement
+from support.unprivileged import call_unprivileged, protected_tree
 
 SENTINEL = "sentinel-value-9c4e2a"
 SEED_TOP_LEVEL = ["correctness", "performance", "roofline", "config", "kernel_name", "timestamp"]

@@ -21,13 +21,13 @@ from pathlib import Path
 
 import pytest
 
-import _asvdata as d
 from attnperf.io import asv_results as ar
 from attnperf.render import site as site_pages
 from attnperf.render.svg import ChartPoint, Roof, roofline_svg
 from attnperf.site import publish as publish_mod
 from attnperf.site import publish as site
 from attnperf.site.assets import ASSETS, load_manifest, sri, vendor
+from support import asvdata as d
 
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "ci-artifacts"

@@ -206,7 +206,7 @@ def test_training_pass_params_are_the_suite_grid_and_the_forward_params_unchange
 def test_measure_grid_measures_training_passes_and_gates_gradients(monkeypatch):
     from attnperf.kernels.registry import REGISTRY
     from attnperf.kernels.spec import KernelSpec
-    from test_passes import wrong_dk_only
+    from support.kernels import wrong_dk_only
     REGISTRY.names()  # the built-ins first; the copy below is restored after the test
     monkeypatch.setattr(REGISTRY, "_kernels", dict(REGISTRY._kernels))
     REGISTRY.register(KernelSpec(name="test_wrong_dk", fn=wrong_dk_only, family="test"))

@@ -136,7 +136,7 @@ def test_run_defaults_to_one_thread_on_the_cpu_and_says_so(
     import torch
 
     from attnperf.measure import session as session_mod
-    from conftest import FAKE_CPU_CEILINGS
+    from support import FAKE_CPU_CEILINGS
     # 2 threads is another machine key: no canned ceilings for it; never measure them here.
     monkeypatch.setattr(
         session_mod, "load_or_measure_ceilings", lambda *a, **k: dict(FAKE_CPU_CEILINGS)

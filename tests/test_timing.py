@@ -1,14 +1,13 @@
 """attnperf.timing on the CPU: statistics against hand-computed literals, the
 sampling loop driven by a fake clock, and the GPU paths (graph capture, per-call
 division, L2 flush, warm-up, the power protocol, clocks, retakes) driven by a
-fake CUDA world (tests/_fakecuda.py) -- no sleeping, no real-time thresholds."""
+fake CUDA world (tests/support/fakecuda.py) -- no sleeping, no real-time thresholds."""
 
 import dataclasses
 import math
 
 import pytest
 
-from _fakecuda import CAPPED_MHZ, MAX_MHZ, SW_POWER_CAP, FakeWorld, install
 from attnperf.measure import cudalaunch, nvml, power, timing
 from attnperf.measure.timing import (
     BACK_TO_BACK_POWER,
@@ -22,6 +21,7 @@ from attnperf.measure.timing import (
     time_cuda_latency,
 )
 from attnperf.model.records import ClockReading
+from support.fakecuda import CAPPED_MHZ, MAX_MHZ, SW_POWER_CAP, FakeWorld, fake_torch, install
 
 # Binary fractions of a second, so the fake clock's arithmetic is exact.
 TICK = 2.0 ** -10  # ~0.977 ms
@@ -668,7 +668,7 @@ def test_eager_bursts_time_the_device_not_the_host_that_enqueues_them(monkeypatc
 
 def test_cuda_warmup_runs_for_warmup_s_and_estimates_one_call():
     world = FakeWorld()
-    torch = __import__("_fakecuda").fake_torch(world)
+    torch = fake_torch(world)
     # The host clock moves only when it waits: every 8 calls it synchronises.
     # 8 calls -> 0.5 TICK, 16 -> 1 TICK = warmup_s: stop; then a 5-call burst.
     calls, per_call = cudalaunch.cuda_warmup(torch, world.kernel(D), Budget(warmup_s=TICK),

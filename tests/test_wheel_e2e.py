@@ -21,8 +21,9 @@ from pathlib import Path
 import pytest
 
 import attnperf
-from test_init import make_plugin_repo, readme_commands
-from test_packaging import PINNED, REPO, VERSION, build_dist, git, snapshot
+from support import REPO
+from support.dists import PINNED, VERSION, build_dist, git, snapshot
+from support.plugin import make_plugin_repo, readme_commands
 
 pytestmark = pytest.mark.slow
 

@@ -564,27 +564,30 @@ def test_site_build_serve(tmp_path):
     port = _free_port()
     out = tmp_path / "html"
     argv = command.split()[1:] + ["--port", str(port), "--out", str(out)]
-    proc = subprocess.Popen([ATTNPERF, *argv], cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 300
-        status = None
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
+    # `with`: the pipes are closed however the test ends (a leaked one is a ResourceWarning).
+    with subprocess.Popen([ATTNPERF, *argv], cwd=REPO, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True) as proc:
+        try:
+            deadline = time.monotonic() + 300
+            status = None
+            while time.monotonic() < deadline and proc.poll() is None:
                 conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-                conn.request("GET", "/attnperf/index.html")
-                resp = conn.getresponse()
-                status, body = resp.status, resp.read().decode()
-                break
-            except OSError:
-                time.sleep(0.2)
-        assert proc.poll() is None, proc.communicate()[1][-2000:]
-        assert status == 200
-        assert "roofline" in body.lower()
-        assert (out / "index.html").is_file()
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+                try:
+                    conn.request("GET", "/attnperf/index.html")
+                    resp = conn.getresponse()
+                    status, body = resp.status, resp.read().decode()
+                    break
+                except OSError:
+                    time.sleep(0.2)
+                finally:
+                    conn.close()
+            assert proc.poll() is None, proc.communicate()[1][-2000:]
+            assert status == 200
+            assert "roofline" in body.lower()
+            assert (out / "index.html").is_file()
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
 
 
 def _make_dry_run(target: str, *args: str) -> list[str]:

@@ -304,26 +304,27 @@ def _sigint_ignored(pid: int) -> bool:
 
 @linux_only
 def test_a_paired_worker_ignores_sigint_and_leaves_quietly_on_a_broken_pipe():
-    proc = subprocess.Popen([sys.executable, str(pm.WORKER), str(SRC)], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 30
-        while not _sigint_ignored(proc.pid) and time.monotonic() < deadline:
-            time.sleep(0.01)
-        proc.send_signal(signal.SIGINT)  # while it imports torch, or after
-        proc.stdin.write(json.dumps({"op": "sample", "calls": 1}) + "\n")
-        proc.stdin.flush()
-        reply = json.loads(proc.stdout.readline())
-        assert "error" in reply  # alive and answering: nothing set up yet
-        proc.stdout.close()  # the coordinator is gone
-        proc.stdin.write(json.dumps({"op": "sample", "calls": 1}) + "\n")
-        proc.stdin.close()
-        stderr = proc.stderr.read()
-        assert proc.wait(timeout=60) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    # `with`: every pipe is closed however the test ends (a leaked one is a ResourceWarning).
+    with subprocess.Popen([sys.executable, str(pm.WORKER), str(SRC)], stdin=subprocess.PIPE,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+        try:
+            deadline = time.monotonic() + 30
+            while not _sigint_ignored(proc.pid) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            proc.send_signal(signal.SIGINT)  # while it imports torch, or after
+            proc.stdin.write(json.dumps({"op": "sample", "calls": 1}) + "\n")
+            proc.stdin.flush()
+            reply = json.loads(proc.stdout.readline())
+            assert "error" in reply  # alive and answering: nothing set up yet
+            proc.stdout.close()  # the coordinator is gone
+            proc.stdin.write(json.dumps({"op": "sample", "calls": 1}) + "\n")
+            proc.stdin.close()
+            stderr = proc.stderr.read()
+            assert proc.wait(timeout=60) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
     for word in ("Traceback", "KeyboardInterrupt", "BrokenPipe"):
         assert word not in stderr, stderr
 

@@ -162,9 +162,12 @@ def tee(cmd: list[str], cwd: Path, env: dict[str, str], stream: IO[str] | None,
             proc.wait()
         raise
     finally:
-        if proc is not None and proc.returncode is None:
-            _kill_group(proc)
-            proc.wait()
+        if proc is not None:
+            if proc.returncode is None:
+                _kill_group(proc)
+                proc.wait()
+            if proc.stdout is not None:  # the pipe, on every way out (a leak is a ResourceWarning)
+                proc.stdout.close()
         if logf:
             logf.close()
 

@@ -184,6 +184,7 @@ def test_the_tri_commit_forces_small_tiles():
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # the acceptance run's own budget is 1500 s (its process's limit 1600 s)
 def test_ci_bench_pairs_calibrate_history_and_site(tmp_path):
     """+100 % work in every SDPA call is flagged (only SDPA's rows), a comment-only commit is not;
     calibrate, the history of main's last commit and the site run on the same scratch repository."""

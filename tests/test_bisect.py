@@ -399,6 +399,7 @@ def _real_bisect(clone, good, bad):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)  # two bisects: up to five commits built and measured, then reused
 def test_real_asv_bisect_names_the_injected_commit(clone):
     c = clone["c"]
     proc, (ran, reused) = _real_bisect(clone, c["base"], c["b5"])

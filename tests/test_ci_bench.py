@@ -203,7 +203,7 @@ def test_without_thresholds_or_config_ci_bench_judges_at_the_devices_default_as_
 
 # ----------------------------------------------------------- real asv -----
 @pytest.mark.slow
-@pytest.mark.timeout(900)  # the A/A: four asv benchmark runs, twelve paired rows, one core busy
+@pytest.mark.timeout(600)  # the A/A: 4 asv benchmark runs, 12 paired rows, one core busy
 def test_end_to_end_real_asv_on_a_clone(cpu_pr):
     """asv continuous base..head on a clone, the way the CPU job runs it (two interleaved
     rounds, the workflow's CPU_ROUNDS), then the paired re-measurement.  The two commits

@@ -85,7 +85,7 @@ def _flagged(job: Job, rows: dict) -> set:
             if r["ratio"] > job.verdict["paired_factor"] and r["p_slower"] < 0.01}
 
 
-@pytest.mark.timeout(900)  # four asv benchmark runs and twelve paired rows, one core busy
+@pytest.mark.timeout(600)  # the A/A: 4 asv benchmark runs, 12 paired rows, one core busy
 def test_aa_under_load_flags_nothing(cpu_pr):
     job = cpu_pr.aa()
     rows = _rows(cpu_pr, job)
@@ -94,7 +94,7 @@ def test_aa_under_load_flags_nothing(cpu_pr):
     assert not _flagged(job, rows), job.summary
 
 
-@pytest.mark.timeout(900)  # two asv benchmark runs and twelve paired rows, one core busy
+@pytest.mark.timeout(600)  # 2 asv benchmark runs, 12 paired rows, one core busy
 def test_a_30_percent_slowdown_under_load_is_flagged(cpu_pr):
     cpu_pr.commit("slow", "tiled does 30 % more work", inject(SLOW_30))
     job = cpu_pr.run("A/B tiled +30 %", "readme", "slow", "cpu-load", "--rounds", "1")

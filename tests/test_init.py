@@ -301,6 +301,7 @@ def init_next_steps(out: str) -> list:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)  # a new project's asv env made cold, ci bench twice, asv run, the site
 def test_readme_flow_in_a_plugin_repository(tmp_path, env_lock):
     if ASV is None:
         pytest.skip("asv is not installed")

@@ -175,11 +175,11 @@ def test_without_thresholds_or_config_ci_bench_judges_at_the_devices_default_as_
     home.mkdir()
     (home / ".asv-machine.json").write_text(json.dumps({"version": 1, machine: info}))
     fake = tmp_path / "asv"
-    fake.write_text(FAKE_ASV.format(python=sys.executable))
+    fake.write_text(fakeasv.FAKE_ASV.format(python=sys.executable))
     fake.chmod(0o755)
     asv_exit = 1 if verdict == "regression" else 0
     for k, v in {"HOME": str(home), "FAKE_ASV_ARGV": str(tmp_path / "argv.json"),
-                 "FAKE_ASV_EXIT": str(asv_exit), "FAKE_ASV_SAYS": SAYS[asv_exit],
+                 "FAKE_ASV_EXIT": str(asv_exit), "FAKE_ASV_SAYS": fakeasv.SAYS[asv_exit],
                  "FAKE_ASV_RESULTS": str(prepared), "FAKE_ASV_DEST": str(root / "results")
                  }.items():
         monkeypatch.setenv(k, v)

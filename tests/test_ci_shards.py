@@ -20,7 +20,6 @@ from pathlib import Path
 
 import pytest
 
-import _asvdata as d
 from attnperf.analysis import ab
 from attnperf.ci import bench, shards
 from attnperf.cli import build_parser
@@ -29,6 +28,8 @@ from attnperf.errors import UsageError
 from attnperf.io.asv_results import read_results
 from attnperf.model.catalog import PRESETS, pass_id
 from attnperf.model.shard import Shard
+from support import asvdata as d
+from support import realasv
 
 KERNELS = ["sdpa", "tiled", "naive"]
 PROBLEMS = [PRESETS[n].id for n in ("seed", "train", "causal")]
@@ -488,37 +489,24 @@ def _content(out):
 
 
 @pytest.mark.slow
-def test_one_shard_and_two_give_the_same_verdict_with_real_asv(cpu_machine_key):
+def test_one_shard_and_two_give_the_same_verdict_with_real_asv(asv_env_lock, cpu_machine_key):
     """Real asv continuous on a clone (CPU; tiled and sdpa on cpu_seed, which the hash puts
     in different shards of two): an A/A pair and a pair where tiled does its work twice.
     One unsharded job and two shards merged flag the same rows, with the same verdict and
     the same PR comment section less its figures."""
-    from conftest import write_canned_ceilings
-    from test_asv_e2e import _commit, _inject, clone_with_shared_env, shared_env_workdir, slowdown
-
     cpu_seed = PRESETS["cpu_seed"].id
     assert {Shard(1, 2).owns("sdpa", cpu_seed), Shard(2, 2).owns("tiled", cpu_seed)} == {True}
-    with shared_env_workdir("attnperf-ci-shards-") as root:
-        clone, base = clone_with_shared_env(root)
+    with realasv.workdir("attnperf-ci-shards-") as root:
+        clone, base = realasv.clone_with_shared_env(root)
 
         def benign(c):
             with open(c / "README.md", "a") as fh:
                 fh.write("\n<!-- a benign change -->\n")
 
-        same = _commit(clone, "benign", benign)
-        slow = _commit(clone, "tiled does its work twice", _inject(slowdown(2)))
-        home = root / "home"
-        home.mkdir()
-        (home / ".asv-machine.json").write_text(json.dumps({"version": 1, "attnperf-test": {
-            "machine": "attnperf-test", "os": "Linux", "arch": "x86_64", "cpu": "test cpu",
-            "num_cpu": "2", "ram": "1"}}))
-        write_canned_ceilings(root / "cache", cpu_machine_key)
-        env = {k: v for k, v in os.environ.items()
-               if k != "PYTHONPATH" and not k.startswith("GITHUB_")}
-        env.update(ATTNPERF_ASV_KERNELS="tiled,sdpa", ATTNPERF_ASV_PROBLEMS="cpu_seed",
-                   ATTNPERF_ASV_DEVICE="cpu", ATTNPERF_TORCH_PYTHON=sys.executable,
-                   XDG_CACHE_HOME=str(root / "cache"), HOME=str(home),
-                   PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}")
+        same = realasv.commit(clone, "benign", benign)
+        slow = realasv.commit(clone, "tiled does its work twice",
+                              realasv.inject(realasv.slowdown(2)))
+        env = realasv.asv_env(root, cpu_machine_key, "tiled,sdpa", "cpu_seed")
 
         def attnperf(*args):
             proc = subprocess.run([sys.executable, "-m", "attnperf", *map(str, args)], cwd=clone,
@@ -526,7 +514,7 @@ def test_one_shard_and_two_give_the_same_verdict_with_real_asv(cpu_machine_key):
             return proc.returncode, proc.stdout[-3000:] + proc.stderr[-3000:]
 
         for name, (a, b), code in (("aa", (base, same), 0), ("slow", (same, slow), 1)):
-            job = ["ci", "bench", "--base", a, "--head", b, "--machine", "attnperf-test",
+            job = ["ci", "bench", "--base", a, "--head", b, "--machine", realasv.MACHINE,
                    "--no-describe", "--device", "cpu", "--factor", "2.5"]
             rc, log = attnperf(*job, "--out", root / name / "one")
             assert rc == code, log

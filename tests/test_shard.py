@@ -12,7 +12,6 @@ from collections import Counter
 
 import pytest
 
-import _asvdata as d
 from attnperf.analysis import ab
 from attnperf.asv import suite
 from attnperf.errors import UsageError
@@ -22,6 +21,7 @@ from attnperf.io.folders import OwnedDir
 from attnperf.model import shard as sh
 from attnperf.model.catalog import PRESETS, pass_id, resolve
 from attnperf.model.shard import Shard
+from support import asvdata as d
 
 
 def default_combinations(kernels=suite.GRID_KERNELS):

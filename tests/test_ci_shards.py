@@ -489,6 +489,7 @@ def _content(out):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # six ci bench runs on real asv (one job and two shards, two pairs)
 def test_one_shard_and_two_give_the_same_verdict_with_real_asv(asv_env_lock, cpu_machine_key):
     """Real asv continuous on a clone (CPU; tiled and sdpa on cpu_seed, which the hash puts
     in different shards of two): an A/A pair and a pair where tiled does its work twice.

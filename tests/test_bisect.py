@@ -521,7 +521,7 @@ def test_a_step_the_pairs_do_not_confirm_is_not_named(tmp_path):
 
 def test_cli_on_a_cpu_confirms_paired_and_says_no_significant_regression(cli_project,
                                                                          monkeypatch):
-    """A CPU machine (no GPU recorded): bisect re-measures what asv flags paired, as ci bench
+    """A CPU machine (no GPU recorded): bisect re-measures every time row paired, as ci bench
     does; a flat range under the pairs is 'no significant regression', exit 0."""
     from attnperf.ci import confirm as confirm_mod
 
@@ -541,7 +541,7 @@ def test_cli_on_a_cpu_confirms_paired_and_says_no_significant_regression(cli_pro
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.startswith(f"no significant regression between {c[0][:8]} and "
                                   f"{c[-1][:8]}") and "re-measured paired" in proc.stdout
-    assert "device cpu; flagged time rows confirmed paired at x1.1" in proc.stderr
+    assert "device cpu; every time row re-measured paired at x1.1" in proc.stderr
     assert asked == [(c[0], c[-1])] and len(calls) == 2
     # --confirm none: asv's verdict alone names a commit (the factor is the CPU's 1.5)
     proc, _ = _cli(p, c[0], c[-1], "--machine", "h100", "--confirm", "none",

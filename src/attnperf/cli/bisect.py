@@ -110,9 +110,9 @@ class Bisect(Command):
                        help="the machine's device (auto: a GPU if `attnperf asv machine` "
                             "recorded one for --machine, else cpu)")
         b.add_argument("--confirm", default="auto", choices=confirm.CONFIRM,
-                       help="judge flagged CPU time rows again by a paired re-measurement (GOOD "
-                            "vs BAD, then the named commit vs its parent) before naming a commit, "
-                            "as ci bench does (auto: on a cpu)")
+                       help="judge every CPU time row again by a paired re-measurement (GOOD "
+                            "vs BAD, each commit the search tries vs GOOD, the named commit vs "
+                            "its parent), as ci bench does (auto: on a cpu)")
         b.add_argument("--paired-factor", type=factor_float("paired-factor"), default=PAIRED_FACTOR,
                        help=f"paired re-measurement: slower than this is a regression "
                             f"(default {PAIRED_FACTOR})")
@@ -188,7 +188,7 @@ def run_bisect(o: BisectOptions) -> int:
           f"{machine!r}; factor "
           + ("from the calibrated thresholds (else " if thresholds else "")
           + f"x{factor:g}" + (")" if thresholds else "") + f"; device {device}"
-          + (f"; flagged time rows confirmed paired at x{o.paired_factor:g}" if judge_again
+          + (f"; every time row re-measured paired at x{o.paired_factor:g}" if judge_again
              else ""), file=sys.stderr)
     outcome = bisect_logic.bisect(lambda: read_results(str(project.results_dir)), machine, good,
                                   bad, commits, runner.ensure, factor, o.bench, thresholds,

@@ -35,8 +35,9 @@ def outcome(o: Outcome, subject: Callable[[str], str]) -> str:
     lines: list[str] = []
     if o.kind == NO_REGRESSION:
         lines.append(f"no significant regression between {g} and {b} "
-                     f"(asv's test: Mann-Whitney U p < {ab.P_THRESHOLD} and ratio > factor"
-                     + ("; what it flagged, re-measured paired" if o.paired else "") + ")")
+                     + ("(every time row re-measured paired: a sign test on pairs alternated "
+                        "between the two commits; the other rows by asv's test)" if o.paired else
+                        f"(asv's test: Mann-Whitney U p < {ab.P_THRESHOLD} and ratio > factor)"))
         lines.append("  ratio     change  factor test                                   benchmark")
         lines += ratio_lines(o.rows)
     elif o.kind == BROKEN:

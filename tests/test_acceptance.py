@@ -31,7 +31,10 @@ _spec.loader.exec_module(acceptance)
 def _acceptance(tmp_path: Path, *args: str, timeout: float = 300):
     out = tmp_path / "out"
     proc = subprocess.run(
-        [sys.executable, str(SCRIPT), "--device", "cpu", "--out", str(out), *args],
+        # --wheels: an empty folder (what this Python has is all a CPU run needs; a checkout
+        # may hold wheels carried for a GPU host in .whl, the default)
+        [sys.executable, str(SCRIPT), "--device", "cpu", "--out", str(out),
+         "--wheels", str(tmp_path), *args],
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -147,7 +147,8 @@ class Runner:
         self.work = Path(tempfile.mkdtemp(prefix="attnperf-acceptance-"))
         self.logs, self.deadline = self.work / "logs", time.monotonic() + args.budget_s
         env, site = dict(os.environ), []
-        if args.wheels:  # an offline host: the carried wheels, installed into the work folder
+        if args.wheels and any(Path(args.wheels).glob("*.whl")):  # an offline host: the
+            # carried wheels, installed into the work folder (an empty folder: none to install)
             site = [str(self.work / "site")]
             subprocess.run(
                 [

@@ -28,34 +28,14 @@ import pytest
 from attnperf.analysis import ab
 from attnperf.analysis.gate import TIME
 from attnperf.io.asv_results import read_results
-from support.realasv import Job, inject
+from support.realasv import Job, inject, more_work
 
 pytestmark = pytest.mark.slow
 
 SLOWED = "tiled"
-# At least 30 % more real work per call, counted in work, not in time (a clock read inside
-# the kernel would let the machine's state decide the size of the slowdown): after the
-# computation, the same kernel runs again on the first 30 % (rounded up) of the
-# batch x head slices.  tiled's per-call overhead comes on top, so the forward is
-# 1.3-1.5x slower at both problems; the backward alone is untouched.
-SLOW_30 = '''
-
-_fast_tiled_attention = tiled_attention
-
-
-def tiled_attention(q, k, v, *, causal, scale, block_kv=BLOCK_KV):
-    # INJECTED SLOWDOWN (test): the first 30 % of the batch x head slices computed again.
-    out = _fast_tiled_attention(q, k, v, causal=causal, scale=scale, block_kv=block_kv)
-    b, h, sq, d = q.shape
-    group = h // k.shape[1]
-    n = -(-3 * b * h // 10)
-    qs = q.reshape(1, b * h, sq, d)[:, :n]
-    ks = k.repeat_interleave(group, dim=1).reshape(1, b * h, -1, d)[:, :n]
-    vs = v.repeat_interleave(group, dim=1).reshape(1, b * h, -1, d)[:, :n]
-    _fast_tiled_attention(qs, ks, vs, causal=causal, scale=scale, block_kv=block_kv)
-    return out
-
-'''
+# At least 30 % more real work per call (support.realasv.more_work): the forward is 1.3-1.5x
+# slower at both problems (tiled's per-call overhead on top); the backward alone is untouched.
+SLOW_30 = more_work(3)
 
 
 def _rows(cpu_pr, job: Job) -> dict:

@@ -109,6 +109,31 @@ def tiled_attention(q, k, v, *, causal, scale, block_kv=BLOCK_KV):
 """
 
 
+def more_work(tenths: int) -> str:
+    """Source appended to kernels/tiled.py: ``tiled_attention`` computes the first
+    ``tenths``/10 of its batch x head slices once more (rounded up), at least that share more
+    work, counted in work, not in time (a clock read inside the kernel would let the machine's
+    state decide the size of the slowdown); tiled's per-call overhead comes on top."""
+    return f"""
+
+_fast_tiled_attention = tiled_attention
+
+
+def tiled_attention(q, k, v, *, causal, scale, block_kv=BLOCK_KV):
+    # INJECTED SLOWDOWN (test): the first {tenths}/10 of the batch x head slices once more.
+    out = _fast_tiled_attention(q, k, v, causal=causal, scale=scale, block_kv=block_kv)
+    b, h, sq, d = q.shape
+    group = h // k.shape[1]
+    n = -(-{tenths} * b * h // 10)
+    qs = q.reshape(1, b * h, sq, d)[:, :n]
+    ks = k.repeat_interleave(group, dim=1).reshape(1, b * h, -1, d)[:, :n]
+    vs = v.repeat_interleave(group, dim=1).reshape(1, b * h, -1, d)[:, :n]
+    _fast_tiled_attention(qs, ks, vs, causal=causal, scale=scale, block_kv=block_kv)
+    return out
+
+"""
+
+
 @contextlib.contextmanager
 def env_lock() -> Iterator[Path]:
     """Hold the shared asv environment's lock (blocks while another process holds it); skips

@@ -22,6 +22,7 @@ from attnperf.model import shard as sh
 from attnperf.model.catalog import PRESETS, pass_id, resolve
 from attnperf.model.shard import Shard
 from support import asvdata as d
+from support.fakesession import fake_session
 
 
 def default_combinations(kernels=suite.GRID_KERNELS):
@@ -119,25 +120,7 @@ def test_shard_text_round_trips():
 
 # ----------------------------------------------------------------- suite ----
 def _fake_session(monkeypatch, asked):
-    from attnperf.model.records import Measurement
-
-    class FakeSession:
-        device, environment, ceilings = "cpu", {}, {}
-
-        def __init__(self, *a, **kw):
-            pass
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            pass
-
-        def iter_grid(self, jobs, budget=None, latency=True, skip=None):
-            for k, p in jobs:
-                asked.append((k, p.id))
-                yield Measurement(k, p, "cpu", status="unavailable", reason="fake")
-
+    FakeSession = fake_session("cpu", lambda k, p, budget, latency: asked.append((k, p.id)))
     monkeypatch.setattr(suite, "Session", FakeSession)
     for name in ("ATTNPERF_ASV_KERNELS", "ATTNPERF_ASV_PROBLEMS", "ATTNPERF_ASV_PASSES",
                  sh.ENV):

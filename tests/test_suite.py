@@ -8,6 +8,7 @@ import pytest
 from attnperf.asv import suite
 from attnperf.model.catalog import PRESETS
 from attnperf.model.problem import Problem
+from support.fakesession import fake_session
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_attention.py"
 
@@ -266,25 +267,8 @@ def test_gpu_training_passes_skip_the_latency_view(monkeypatch):
 
 
 def _fake_gpu_session(monkeypatch, asked):
-    from attnperf.model.records import Measurement
-
-    class FakeSession:
-        device, environment, ceilings = "cuda", {}, {}
-
-        def __init__(self, *a, **kw):
-            pass
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            pass
-
-        def iter_grid(self, jobs, budget=None, latency=True, skip=None):
-            for k, p in jobs:
-                asked.append((k, p.id, p.mode, budget, latency))
-                yield Measurement(k, p, "cuda", status="unavailable", reason="fake")
-
+    FakeSession = fake_session(
+        "cuda", lambda k, p, budget, latency: asked.append((k, p.id, p.mode, budget, latency)))
     monkeypatch.setattr(suite, "Session", FakeSession)
     monkeypatch.setattr(
         suite, "resolve_device", lambda name: name if name in ("cpu", "cuda") else "cuda"

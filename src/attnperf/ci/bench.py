@@ -64,6 +64,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from ..analysis import ab, judge
 from ..analysis.gate import GATE_REGEX as GATED
@@ -362,17 +363,23 @@ def job_gpu() -> dict[str, object]:
     return nvml.gpu_identity(visible or "0")
 
 
+def read_config(config: str) -> tuple[Path, dict[str, Any]]:
+    """The asv config's resolved path and its content (:class:`BenchInputError` when it is
+    missing or unreadable)."""
+    conf_path = Path(config).resolve()
+    if not conf_path.is_file():
+        raise BenchInputError(f"asv config {config!r} does not exist")
+    try:
+        return conf_path, read_asv_conf(str(conf_path))
+    except (OSError, ValueError, ReportError) as exc:
+        raise BenchInputError(f"cannot read {conf_path}: {exc}") from None
+
+
 def _prepare(o: BenchOptions) -> _Job:
     """Read the config, resolve the refs and the factors; the output folder and an empty
     log are ready after it (every problem a :class:`BenchJobError`; an output folder it
     must not write a :class:`UsageError`, raised before anything is written)."""
-    conf_path = Path(o.config).resolve()
-    if not conf_path.is_file():
-        raise BenchInputError(f"asv config {o.config!r} does not exist")
-    try:
-        conf = read_asv_conf(str(conf_path))
-    except (OSError, ValueError, ReportError) as exc:
-        raise BenchInputError(f"cannot read {conf_path}: {exc}") from None
+    conf_path, conf = read_config(o.config)
     conf_dir = conf_path.parent
     results_dir = (conf_dir / (o.results_dir or conf.get("results_dir", "results"))).resolve()
     if o.asv_dir is not None:

@@ -50,7 +50,7 @@ from ..errors import (
 )
 from ..io import thresholds as thresholds_file
 from ..io.asv_merge import merge_results
-from ..io.asv_results import read_asv_conf, read_results
+from ..io.asv_results import read_results
 from ..io.files import read_bytes, read_text
 from ..io.folders import OwnedDir
 from ..io.jsonfile import load_json
@@ -391,13 +391,7 @@ def run_on_gpus(o: bench.BenchOptions, launch: Launch | None = None,
     if max(gpus) >= have:
         raise UsageError(f"--gpus {listed}: this host has {have} CUDA GPU(s)"
                          + (f" (0..{have - 1})" if have else ""))
-    conf_path = Path(o.config).resolve()
-    if not conf_path.is_file():
-        raise BenchInputError(f"asv config {o.config!r} does not exist")
-    try:
-        conf = read_asv_conf(str(conf_path))
-    except (OSError, ValueError, ReportError) as exc:
-        raise BenchInputError(f"cannot read {conf_path}: {exc}") from None
+    conf_path, conf = bench.read_config(o.config)
     conf_dir = conf_path.parent
     results_dir = (conf_dir / conf.get("results_dir", "results")).resolve()
     out = folders.out_dir(o.out, conf_dir, results_dir)

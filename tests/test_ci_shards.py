@@ -531,3 +531,24 @@ def test_one_shard_and_two_give_the_same_verdict_with_real_asv(asv_env_lock, cpu
             assert kernels == {"tiled", "sdpa"} and len(one["paired"]) == 2, one
             worse = {r[2] for r in one["rows"] if r[0].endswith("worse")}
             assert worse == (set() if name == "aa" else {"tiled"}), one
+
+
+def test_an_interrupted_gpus_run_leaves_no_shard_running(pair, monkeypatch):
+    """Ctrl-C (or a failure) while the shards run: each started shard is stopped and waited
+    for before the interrupt goes on, so no shard outlives the run."""
+    pair["plan"]("regression")
+    started = []
+
+    def launch(argv, env, cwd, log):
+        if started:  # the second GPU's start is interrupted
+            raise KeyboardInterrupt
+        started.append(subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"],
+                                        stdout=log, stderr=subprocess.STDOUT))
+        return started[-1]
+
+    options = bench.BenchOptions(base=pair["commits"][0], machine="h100", config=str(pair["conf"]),
+                                 out=str(pair["tmp"] / "interrupted"), device="cuda",
+                                 describe=False, asv=str(pair["fake"]), gpus=(0, 1))
+    with pytest.raises(KeyboardInterrupt):
+        shards.run_on_gpus(options, gpu_count=lambda: 2, launch=launch)
+    assert len(started) == 1 and started[0].poll() is not None

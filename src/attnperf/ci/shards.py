@@ -421,8 +421,12 @@ def run_on_gpus(o: bench.BenchOptions, launch: Launch | None = None,
             argv = child_argv(o, shard, base, head, conf_path, folder, asv_dir, thresholds)
             logfile = tempfile.TemporaryFile()
             print(f"[attnperf ci bench] shard {shard} on GPU {gpu}: started", file=stream)
-            child = (launch or _popen)(argv, dict(env, CUDA_VISIBLE_DEVICES=str(gpu)),
-                                       conf_dir, logfile)
+            try:
+                child = (launch or _popen)(argv, dict(env, CUDA_VISIBLE_DEVICES=str(gpu)),
+                                           conf_dir, logfile)
+            except BaseException:
+                logfile.close()
+                raise
             children.append((shard, gpu, child, logfile))
         for shard, gpu, child, logfile in children:
             rc = child.wait()
@@ -431,8 +435,15 @@ def run_on_gpus(o: bench.BenchOptions, launch: Launch | None = None,
             logfile.close()
             print(f"[attnperf ci bench] shard {shard} on GPU {gpu}: exit {rc} "
                   f"(output: {out.root / f'shard-{shard.index}.log'})", file=stream)
-    except BaseException:
+    except BaseException:  # an interrupt or a failure: no shard outlives this run
         for _, _, child, _ in children:
             child.terminate()
+        for _, _, child, logfile in children:
+            try:
+                child.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+            logfile.close()
         raise
     return merge(MergeOptions(tuple(str(f) for f in shard_dirs), o.out))

@@ -137,7 +137,8 @@ def test_two_live_workers_tell_a_slower_commit_from_an_identical_one(slowed_src)
         other = runner.measure("sdpa", "cpu_seed", pairs=16)   # untouched kernel
         missing = runner.measure("sdpa_cudnn", "cpu_seed")    # CUDA only: a reason, no crash
         bad = runner.measure("tiled", "no_such_problem")
-    assert not aa.slower() and 0.8 < aa.ratio < 1.2
+    # identical code: never slower; its ratio read as low as 0.77 with the machine loaded
+    assert not aa.slower() and 0.7 < aa.ratio < 1.3
     # Three times the work read as low as 1.95x on a loaded 2-core machine (shared caches):
     # still far past the paired factor (1.1).
     assert ab_.slower() and ab_.ratio > 1.5 and ab_.p_slower < 1e-3

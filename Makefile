@@ -41,14 +41,18 @@ lint: setup
 # marked slow, the tier to run before every commit; `test-slow`: the slow tier alone (real asv
 # runs on temporary clones, the wheel in a fresh venv, the full default `attnperf run`);
 # `test-all`: both, the whole suite.  CI (.ci/run) runs `test`, then `test-slow`.
+# Each tier runs on every core (pytest-xdist, at most 4 workers; a test file stays on one
+# worker, see tests/conftest.py); `PYTEST_WORKERS=0 make test` runs in one process.
+PYTEST_WORKERS ?= auto
+XDIST := -n $(PYTEST_WORKERS) --maxprocesses 4 --dist loadgroup
 test: setup
-	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m pytest -q -m "not slow"
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m pytest -q $(XDIST) -m "not slow"
 
 test-slow: setup
-	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m pytest -q -m slow
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m pytest -q $(XDIST) -m slow
 
 test-all: setup
-	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m pytest -q
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m pytest -q $(XDIST)
 
 # Mutation testing of the verdict and number code (tests/_mutation.py): prints the
 # score and every surviving mutant; fails under 90 %.  CI runs `mutation`;

@@ -4,7 +4,8 @@ Every test that runs asv for real works in a clone whose asv.conf.json points at
 asv environment (``ENV_DIR``, created once, about a minute cold): asv then only builds and
 installs each benchmarked commit into it.  Two asv processes must never build in one
 environment, so a pytest session holds the environment's lock (:func:`env_lock`, conftest's
-``asv_env_lock``) from its first real-asv test to its end.
+``asv_env_lock``) from its first real-asv test to its end; under pytest-xdist each worker has
+an environment of its own.
 
 Commits are made with a fixed author, committer and date, so the same edits on the same
 parent give the same commit id in every clone: asv's wheel cache in the shared environment
@@ -36,7 +37,10 @@ from support import REPO, write_canned_ceilings
 
 BIN = Path(sys.executable).parent
 ASV = shutil.which("asv", path=str(BIN)) or shutil.which("asv")
-ENV_DIR = Path(os.environ.get("ATTNPERF_TEST_ASV_ENV", REPO / ".asv" / "test-env"))
+# One environment per pytest-xdist worker ("main" without xdist): two asv processes must never
+# build in one environment, and each worker is a session of its own.
+ENV_DIR = (Path(os.environ.get("ATTNPERF_TEST_ASV_ENV", REPO / ".asv" / "test-env"))
+           / os.environ.get("PYTEST_XDIST_WORKER", "main"))
 # The documented gate: every benchmark but the views.
 GATED = "^(?!.*Views)"
 # The asv machine every clone describes in its HOME (results/<MACHINE>/).

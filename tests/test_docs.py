@@ -678,7 +678,7 @@ def test_screenshots_script(tmp_path):
     finally:
         sys.path.remove(str(REPO / "tools"))
     if find_chromium() is None:
-        pytest.skip("Chromium not installed: bash tools/install_browser.sh")
+        pytest.skip("Chromium or Playwright not installed: bash tools/install_browser.sh")
     command = next(c for c in RUN_HERE if "screenshots.py" in c).split()
     res = subprocess.run([sys.executable, *command[1:], "--out", str(tmp_path)], cwd=REPO,
                          capture_output=True, text=True, timeout=300)

@@ -1,9 +1,9 @@
 """attnperf.site (+ svgchart, asvwww): the published site, built from hand-made asv results.
 
 The browser tests open the built site in real headless Chromium
-(tools/ci_browser_check.py) and keep screenshots under ci-artifacts/; they
-skip, saying why, where Chromium or asv's offline scripts are missing
-(tools/install_browser.sh installs both).
+(tools/ci_browser_check.py, through Playwright) and keep screenshots under
+ci-artifacts/; they skip, saying why, where Chromium, Playwright or asv's
+offline scripts are missing (tools/install_browser.sh installs them).
 """
 
 import importlib.util
@@ -257,7 +257,8 @@ def test_asset_table_covers_asvs_page():
 
 # ---------------------------------------------------------- browser ------
 needs_browser = pytest.mark.skipif(
-    CHROMIUM is None, reason="Chromium not found: bash tools/install_browser.sh installs Debian's")
+    CHROMIUM is None,
+    reason="Chromium or Playwright not found: bash tools/install_browser.sh installs both")
 
 
 def _offline_assets():

@@ -10,8 +10,8 @@
 
 Needs the docs extra (Python-Markdown, for the comment) and Chromium
 (``bash tools/install_browser.sh``; ``fonts-noto-color-emoji`` for the verdict
-marks); drives Chromium with the same DevTools-pipe client as the site's
-browser check (``tools/ci_browser_check.py``).
+marks, and Playwright for Python); drives Chromium the way the site's browser
+check (``tools/ci_browser_check.py``) does.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import markdown
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tools"))
-from ci_browser_check import Browser, find_chromium  # noqa: E402
+from ci_browser_check import find_chromium, open_page, sync_playwright  # noqa: E402
 
 ATTNPERF = [sys.executable, "-m", "attnperf"]
 PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>PR comment</title><style>
@@ -92,24 +92,23 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     chromium = find_chromium()
     if chromium is None:
-        print("error: Chromium not found (bash tools/install_browser.sh)", file=sys.stderr)
+        print("error: Chromium or Playwright not found (bash tools/install_browser.sh)",
+              file=sys.stderr)
         return 3
     args.out.mkdir(parents=True, exist_ok=True)
     wanted = args.only or ["pr-comment", "site"]
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         pages = {"pr-comment": (pr_comment_html, 1280, 440), "site": (site_page, 1280, 900)}
-        browser = Browser(chromium)
-        try:
+        with sync_playwright() as pw:
+            browser = open_page(pw, chromium)
             for name in wanted:
                 make, width, height = pages[name]
                 page = make(args.machine, work)
-                browser.resize(width, height)
-                browser.navigate(page.as_uri())
-                browser.screenshot(args.out / f"{name}.png")
+                browser.set_viewport_size({"width": width, "height": height})
+                browser.goto(page.as_uri())
+                browser.screenshot(path=args.out / f"{name}.png")
                 print(f"wrote {args.out / f'{name}.png'}")
-        finally:
-            browser.close()
     return 0
 
 

@@ -10,6 +10,8 @@ whole file takes seconds; the CLI runs for a sample only.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import math
 import os
@@ -19,20 +21,21 @@ import sys
 from pathlib import Path
 
 import pytest
+import tomllib
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from attnperf.asv import machine as machine_mod
-from attnperf.errors import ConfigError, ReportError, UsageError
+from attnperf.cli import main as cli_main
+from attnperf.errors import ConfigError, ReportError
 from attnperf.io import asv_results as ar
 from attnperf.io import project_config
 from attnperf.io import thresholds as thresholds_file
 from attnperf.io.report import read_results
-from attnperf.model import names
 from attnperf.model.config import ALLOWED, PROBLEM_KEYS, SCHEMA
 from attnperf.render import escape
 from support import asvdata as d
-from support.doors import check_rendered
+from support.doors import check_rendered, listing
 from support.fuzz import ASV_TEMPLATES, REPORT_TEMPLATES, check_ceilings_file, damaged
 
 FILES = 1000  # per reader
@@ -223,37 +226,95 @@ hostile_text = st.text(alphabet=st.one_of(
     min_size=0, max_size=40)
 
 
+# Text that would run the canary (create the file CANARY) if it became code in the suite,
+# a config or a workflow; drawn into names beside the hostile characters.
+INJECTIONS = ['"""; open(CANARY, "w"); """', "'''; open(CANARY, 'w'); '''",
+              '\nopen(CANARY, "w")\n', '\\\nopen(CANARY, "w")  #', '\u2028open(CANARY, "w")',
+              '"}, "x": {"', "'\n  run: touch CANARY\n", "${{ github.event.issue.title }}",
+              "' || true || '", "[[ project ]]", "{{ 7 * 7 }}"]
+
+
+def with_injection(text: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    return st.builds(lambda a, b, c: a + b + c, text, st.sampled_from(INJECTIONS), text)
+
+
+# Names init may accept (one printable line) beside the hostile ones, so that a good part of
+# the examples write files.
+printable_text = st.text(alphabet=st.one_of(
+    st.sampled_from(list("\"'\\`$#:{}[]|&;<>()*!?%@/. -_")), st.sampled_from(string.ascii_letters),
+    st.characters(blacklist_categories=("Cs", "Cc", "Cf", "Co", "Cn", "Zs", "Zl", "Zp"))),
+    max_size=40)
+
+
+def mostly(good: st.SearchStrategy[str], bad: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    """``good`` in 3 draws of 4 (one_of alone leans to the hostile side)."""
+    return st.integers(0, 3).flatmap(lambda i: bad if i == 3 else good)
+
+
+project_names = mostly(st.one_of(printable_text, with_injection(printable_text)),
+                       with_injection(hostile_text))
+url_tails = mostly(st.from_regex(r"[A-Za-z0-9._~/-]{0,30}", fullmatch=True),
+                   with_injection(hostile_text))
+branch_names = mostly(st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9._/-]{0,30}", fullmatch=True),
+                      st.one_of(hostile_text, with_injection(hostile_text)))
+
+
+def _cli(*argv: str) -> tuple[int, str, str]:
+    """``attnperf ARGV`` in this process: exit code, stdout, stderr."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = cli_main(list(argv))
+    return code, out.getvalue(), err.getvalue()
+
+
+def _refused(code: int, err: str) -> None:
+    assert code == 2 and err.startswith("error: ") and err.count("\n") == 1, (code, err)
+
+
+@pytest.fixture(scope="module")
+def init_repo(tmp_path_factory):
+    root = tmp_path_factory.mktemp("init-fuzz") / "repo"
+    d.git_repo(root, 1)
+    return root
+
+
+def _import_suite(root: Path) -> None:
+    """Run the generated suite's module code (what asv's import of it runs)."""
+    path = root / "benchmarks" / "bench_attention.py"
+    exec(compile(path.read_text(), str(path), "exec"),  # noqa: S102 - the point of the test
+         {"__name__": "bench_attention", "__file__": str(path)})
+
+
 @FUZZ_NAMES
-@given(name=hostile_text, url_tail=hostile_text)
-def test_fuzz_project_names_and_urls_through_init(scratch, name, url_tail):
-    """Any project name and URL: refused in one line, or written so that every file parses
-    and reads it back.  Escaping alone holds too: names the check refuses are rendered anyway."""
+@given(name=project_names, url_tail=url_tails, branch=branch_names)
+def test_fuzz_names_through_init(init_repo, scratch, name, url_tail, branch):
+    """`attnperf init --branch B` in a repository whose pyproject.toml names the project and
+    its URL: one `error:` line and nothing written, or files that parse, read every name
+    back as given, have a plain project's structure, and run nothing injected when the
+    suite is imported (the canary file never appears)."""
+    root = init_repo
+    canary = root.parent / "CANARY"
+    # the payloads name the canary by its path (a Python string literal)
+    name, url_tail, branch = (x.replace("CANARY", repr(str(canary)))
+                              for x in (name, url_tail, branch))
     url = "https://example.org/" + url_tail
-    try:
-        names.text_line(name, "the project name")
-    except UsageError as exc:
-        one_line(exc)
-    try:
-        url = names.url(url)
-    except UsageError as exc:
-        one_line(exc)
-        url = ""
-    check_rendered(scratch, name or "p", "main", url)
-
-
-branches = st.one_of(hostile_text, st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9._/-]{0,30}",
-                                                 fullmatch=True))
-
-
-@FUZZ_NAMES
-@given(branch=branches)
-def test_fuzz_branch_names_through_init(scratch, branch):
-    try:
-        names.branch(branch)
-    except UsageError as exc:
-        one_line(exc)
-        return
-    check_rendered(scratch, "p", branch, "")
+    (root / "pyproject.toml").write_text(
+        f"[project]\nname = {escape.toml_string(name)}\n"
+        f"urls = {{Repository = {escape.toml_string(url)}}}\n")
+    before = listing(root)
+    code, _, err = _cli("init", str(root), "--force", f"--branch={branch}")
+    assert "Traceback" not in err and "\x1b" not in err, err
+    if code != 0:
+        _refused(code, err)
+        assert listing(root) == before  # nothing written
+        if "--branch" not in err:  # escaping alone holds too: what was refused, rendered
+            check_rendered(scratch, name or "p", "main", "")
+    else:
+        _import_suite(root)
+        assert not canary.exists(), name
+        check_rendered(scratch, name or root.name, branch, url.rstrip("/"), written=root)
+        assert tomllib.loads((root / "pyproject.toml").read_text())["project"]["name"] == name
+    assert not canary.exists()
 
 
 class _FakeSession:
@@ -267,11 +328,13 @@ class _FakeSession:
 
 
 @FUZZ_NAMES
-@given(name=st.one_of(hostile_text, st.sampled_from(["..", ".", "../x", "a/../../b", "/etc"]),
+@given(name=st.one_of(hostile_text, with_injection(hostile_text),
+                      st.sampled_from(["..", ".", "../x", "a/../../b", "/etc", "-x", ""]),
                       st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,20}", fullmatch=True)))
 def test_fuzz_machine_names(scratch, name):
-    """`asv machine NAME` (measuring faked): a refused name writes nothing; an accepted one
-    writes ~/.asv-machine.json (valid JSON holding it) and only results/NAME/."""
+    """`attnperf asv machine NAME` (measuring faked): a refused name is one `error:` line and
+    writes nothing; an accepted one writes ~/.asv-machine.json (valid JSON holding it) and
+    only results/NAME/."""
     home, results = scratch / "home", scratch / "results"
     for p in (home, results):
         if p.exists():
@@ -281,18 +344,19 @@ def test_fuzz_machine_names(scratch, name):
     old = os.environ.get("HOME"), machine_mod.Session
     os.environ["HOME"], machine_mod.Session = str(home), _FakeSession
     try:
-        try:
-            machine_mod.describe(name, results, "cpu")
-        except UsageError as exc:
-            one_line(exc)
-            assert list(home.iterdir()) == [] and list(results.iterdir()) == []
-            return
+        code, out, err = _cli("asv", "machine", "--results-dir", str(results), "--", name)
     finally:
         os.environ["HOME"] = old[0] or ""
         machine_mod.Session = old[1]
+    assert "Traceback" not in err and "\x1b" not in err, err
+    if code != 0:
+        _refused(code, err)
+        assert list(home.iterdir()) == [] and list(results.iterdir()) == []
+        return
+    assert json.loads(out)["machine"] == name
     assert json.loads((home / ".asv-machine.json").read_text())[name]["machine"] == name
     assert [p.name for p in results.iterdir()] == [name]
-    assert (results / name / "attnperf-ceilings.json").is_file()
+    assert [p.name for p in (results / name).iterdir()] == ["attnperf-ceilings.json"]
 
 
 # ------------------------------------------------------------ a CLI sample -----

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -139,6 +140,20 @@ def test_cli_site_build_with_a_fifo_in_results(cli, tmp_path):
     assert (out / "attnperf" / "index.html").is_file()
 
 
+def test_cli_site_build_says_which_result_file_it_left_out(cli, tmp_path):
+    """A latest run that cannot be read: on the machine's page and on the terminal."""
+    hist = d.history(tmp_path / "proj", 2, machines=("cpu",))
+    latest = max((hist["results"] / "cpu-ci").glob("*-virtualenv-*.json"),
+                 key=lambda p: json.loads(p.read_text())["date"])
+    latest.write_text(latest.read_text()[:100])
+    res = cli("site", "build", "--config", str(hist["conf"]), "--no-asv", "--out",
+              str(tmp_path / "site"))
+    assert res.code == 0, res.err
+    (line,) = [x for x in res.err_lines if x.startswith("note: cpu-ci: ")]
+    assert latest.name in line and "not valid JSON" in line
+    assert "not valid JSON" in (tmp_path / "site" / "attnperf" / "cpu-ci.html").read_text()
+
+
 def test_cli_run_with_a_fifo_or_deep_pyproject(cli, tmp_path, monkeypatch, tiny_run_args):
     monkeypatch.chdir(tmp_path)
     fifo = _fifo(tmp_path / "pyproject.toml")
@@ -194,3 +209,77 @@ def test_a_memory_limit_is_one_line_even_while_pytorch_loads(tmp_path, limit_mb)
     assert "Traceback" not in res.stderr, res.stderr
     assert res.returncode == 2, res.stderr
     assert res.stderr.startswith("error: ") and res.stderr.count("\n") == 1, res.stderr
+
+
+# Runs in a process of its own: PyTorch and every command load first, then the address
+# space is capped a little above what is in use, and each command reads a results file
+# whose parse needs several times that.
+CAPPED = textwrap.dedent("""
+    import contextlib, io, json, resource, sys
+    from attnperf.cli import main
+
+    def in_use():
+        with open("/proc/self/status") as fh:
+            return next(int(line.split()[1]) << 10 for line in fh if line.startswith("VmSize:"))
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    out = []
+    for argv in json.loads(sys.argv[1]):
+        o, e = io.StringIO(), io.StringIO()
+        resource.setrlimit(resource.RLIMIT_AS, (in_use() + (32 << 20), hard))
+        try:
+            with contextlib.redirect_stdout(o), contextlib.redirect_stderr(e):
+                code = main(argv)
+        finally:
+            resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+        out.append({"code": code, "out": o.getvalue(), "err": e.getvalue()})
+    print(json.dumps(out))
+""")
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads VmSize from /proc")
+def test_a_memory_limit_while_reading_is_one_line_or_a_note(tmp_path):
+    """site build, pr-comment, ci bench --render-only and calibrate under a memory cap that
+    the results cannot be parsed in: one ``error:`` line (exit 2), or the file left out
+    with a note saying so; never a MemoryError traceback."""
+    import subprocess
+    import sys
+
+    root = tmp_path / "repo"
+    base, head = d.git_repo(root, 2)
+    d.asv_conf(root)
+    results = root / "results"
+    d.write_benchmarks(results, ["sdpa"], ["seed"])
+    d.write_machine(results, d.H100_INFO, d.H100_CEILINGS)
+    runs = [d.write_run(results, d.H100_INFO, c, ms, {
+        d.TIME: d.row([["'sdpa'"], ["'seed'"]], [d.samples(1e-3)])})
+        for c, ms in ((base, 1000), (head, 2000))]
+    pad = ', "pad": [' + ",".join(["0.5"] * 3_600_000) + "]}"
+    for run in runs:  # ~14 MiB each (under the asv-file cap), ~130 MB once parsed
+        run.write_text(run.read_text()[:-1] + pad)
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".asv-machine.json").write_text(json.dumps({"version": 1, "h100": d.H100_INFO}))
+    commands = [
+        ["site", "build", "--no-asv", "--out", str(tmp_path / "site")],
+        ["pr-comment", "--results", "results", "--machine", "h100", "--base", base,
+         "--head", head],
+        ["ci", "bench", "--base", base, "--head", head, "--machine", "h100", "--render-only",
+         "--out", str(tmp_path / "ci")],
+        ["calibrate", "--runs", "0", "--machine", "h100", "--pool", str(runs[0]),
+         "--no-write"],
+    ]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GITHUB")}
+    proc = subprocess.run([sys.executable, "-c", CAPPED, json.dumps(commands)], cwd=root,
+                          capture_output=True, text=True, timeout=300, env={**env,
+                                                                            "HOME": str(home)})
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    summary = tmp_path / "ci" / "summary.md"
+    for argv, res in zip(commands, json.loads(proc.stdout), strict=True):
+        said = res["out"] + res["err"] + (summary.read_text() if argv[0] == "ci" else "")
+        assert "Traceback" not in said and "MemoryError" not in said, (argv, said)
+        if res["code"] == 2:
+            assert res["err"].startswith("error: ") and res["err"].count("\n") == 1, res
+        else:  # the file left out, and the output says why
+            assert res["code"] in (0, 1, 3), (argv, res)
+        assert "out of memory" in said, (argv, res)

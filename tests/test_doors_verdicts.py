@@ -39,6 +39,16 @@ def test_headline_and_exit_code_come_from_one_verdict(asv_exit, counts):
         assert code != ab.EXIT_OK  # a slower or broken row is never "no regression"
 
 
+def test_no_results_names_what_lacks():
+    """Without results for both commits: a harness failure whose reason says whether asv ran
+    (its log) or the results were read from disk (the summary's notes)."""
+    assert ab.decide(None, None) == (ab.EXIT_INFRA, "no readable results for both commits in "
+                                     "the results folder (asv not run); see the notes in the "
+                                     "summary")
+    code, why = ab.decide(1, None)
+    assert code == ab.EXIT_INFRA and why.startswith("asv wrote no results for both commits")
+
+
 def test_render_only_with_asv_exit_0_over_slower_rows(cli, tmp_path, monkeypatch):
     """`ci bench --render-only --asv-exit 0` over rows 2x slower: regression, exit 1, and the
     summary says so above those rows."""

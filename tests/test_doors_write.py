@@ -19,7 +19,7 @@ from attnperf.io.folders import OwnedDir
 from attnperf.io.jsonfile import write_json
 from attnperf.site import publish as publish_mod
 from support import asvdata as d
-from support.doors import listing, one_error
+from support.doors import listing, one_error, returns_without_blocking
 
 
 # ----------------------------------------------------------- ci bench --out -----
@@ -306,3 +306,150 @@ def test_a_job_that_cannot_start_writes_no_summary_into_a_users_folder(cli, tmp_
         "ci", "bench", "--base", "x", "--machine", "m", "--config", "nope.json", "--out", "new"
     )
     assert res.code == 2 and (tmp_path / "new" / "summary.md").is_file()
+
+
+# ------------------------------------------------------------ appended logs -----
+def _victim(tmp_path):
+    victim = tmp_path / "elsewhere" / "victim.txt"
+    victim.parent.mkdir()
+    victim.write_text("the user's\n")
+    return victim
+
+
+def test_asv_output_is_appended_to_a_regular_log_only(tmp_path):
+    from attnperf.asv import runner
+
+    cmd = [sys.executable, "-c", "print('from asv')"]
+    log = tmp_path / "asv-continuous.log"
+    log.write_text("before\n")
+    assert runner.tee(cmd, tmp_path, dict(os.environ), None, log) == 0
+    assert log.read_text().startswith("before\n$ ") and log.read_text().endswith("from asv\n")
+    victim = _victim(tmp_path)
+    link = tmp_path / "linked.log"
+    link.symlink_to(victim)
+    fifo = tmp_path / "fifo.log"
+    os.mkfifo(fifo)
+    (tmp_path / "folder.log").mkdir()
+    for path, why in ((link, "symbolic link"), (fifo, "FIFO"),
+                      (tmp_path / "folder.log", "directory")):
+        with pytest.raises(OutputPathError, match=why):
+            returns_without_blocking(lambda p=path: runner.tee(cmd, tmp_path, dict(os.environ),
+                                                                None, p), [fifo], seconds=10)
+    assert victim.read_text() == "the user's\n"
+
+
+def test_a_link_swapped_in_after_the_check_is_not_followed(tmp_path, monkeypatch):
+    victim = _victim(tmp_path)
+    log = tmp_path / "asv.log"
+    monkeypatch.setattr(files, "check_appendable", lambda p: log.symlink_to(victim))
+    with pytest.raises(OutputPathError, match="symbolic link"):
+        files.append_text(log, "x\n")
+    assert victim.read_text() == "the user's\n"
+
+
+def test_github_files_are_appended_through_no_link(tmp_path, monkeypatch):
+    from attnperf.ci import github
+
+    victim = _victim(tmp_path)
+    summary = tmp_path / "step-summary.md"
+    summary.symlink_to(victim)
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    monkeypatch.delenv("GITHUB_OUTPUT", raising=False)
+    monkeypatch.delenv("GITHUB_ACTIONS", raising=False)
+    with pytest.raises(OutputPathError, match="symbolic link"):
+        github.publish(0, "fine", "h100", "the summary")
+    assert victim.read_text() == "the user's\n"
+    summary.unlink()
+    github.publish(0, "fine", "h100", "the summary")
+    github.publish(0, "fine", "h100", "again")
+    assert summary.read_text() == "the summary\nagain\n"
+
+
+def test_shared_ceilings_never_open_a_fifo(tmp_path):
+    from attnperf.ci import folders
+    from attnperf.errors import BenchJobError
+    from attnperf.io.ceilings import FILE_NAME
+
+    (tmp_path / "results" / "h100").mkdir(parents=True)
+    (tmp_path / "results" / "h100" / FILE_NAME).write_text("{}")
+    (tmp_path / "job" / "h100").mkdir(parents=True)
+    fifo = tmp_path / "job" / "h100" / FILE_NAME
+    os.mkfifo(fifo)
+    with pytest.raises(BenchJobError, match="not a regular file"):
+        returns_without_blocking(lambda: folders.share_ceilings(
+            tmp_path / "results", tmp_path / "job", "h100"), [fifo], seconds=10)
+
+
+# ------------------------------------------------------- asv fetch-assets DIR -----
+@pytest.fixture
+def fake_npm(tmp_path, monkeypatch):
+    """An npm whose `npm pack` hands over one small package, pinned as the only asset."""
+    import base64
+    import hashlib
+    import io
+    import tarfile
+
+    from attnperf.site import fetch_assets
+    from attnperf.site.assets import Asset
+
+    tgz = tmp_path / "npm" / "pkg-1.0.0.tgz"
+    tgz.parent.mkdir()
+    with tarfile.open(tgz, "w:gz") as tar:
+        data = b"window.pkg = 1;\n"
+        info = tarfile.TarInfo("package/dist/pkg.js")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    integrity = "sha512-" + base64.b64encode(hashlib.sha512(tgz.read_bytes()).digest()).decode()
+    calls = tmp_path / "npm" / "calls"
+    npm = tmp_path / "npm" / "npm"
+    npm.write_text(f"#!/bin/sh\necho \"$2\" >> '{calls}'\ncp '{tgz}' \"$5/{tgz.name}\"\n"
+                   f"echo '[{{\"filename\": \"{tgz.name}\"}}]'\n")
+    npm.chmod(0o755)
+    monkeypatch.setattr(fetch_assets.shutil, "which", lambda name: str(npm))
+    monkeypatch.setattr(fetch_assets, "ASSETS", (
+        Asset("https://cdn.example/pkg.js", "pkg@1.0.0", integrity, "dist/pkg.js", "pkg.js"),))
+    return calls
+
+
+def test_fetch_assets_writes_through_no_link_and_keeps_the_users_files(cli, tmp_path, fake_npm):
+    victim = _victim(tmp_path)
+    dest = tmp_path / "www"
+    dest.mkdir()
+    (dest / "pkg.js").symlink_to(victim)
+    before = listing(dest)
+    one_error(cli("asv", "fetch-assets", dest), "'pkg.js' exists (a symbolic link)",
+              "attnperf did not write it")
+    assert victim.read_text() == "the user's\n" and listing(dest) == before
+    assert not fake_npm.exists()  # refused before anything was fetched
+    (dest / "pkg.js").unlink()
+    (dest / "pkg.js").write_text("my own pkg.js")
+    one_error(cli("asv", "fetch-assets", dest), "'pkg.js' exists (a file)")
+    assert (dest / "pkg.js").read_text() == "my own pkg.js"
+
+
+def test_fetch_assets_rewrites_what_it_wrote(cli, tmp_path, fake_npm):
+    dest = tmp_path / "www"
+    res = cli("asv", "fetch-assets", dest)
+    assert res.code == 0 and res.out.strip() == f"fetched 1 asv web assets into {dest}", res.err
+    assert (dest / "pkg.js").read_text() == "window.pkg = 1;\n"
+    assert json.loads((dest / "manifest.json").read_text())["files"] == {
+        "https://cdn.example/pkg.js": "pkg.js"}
+    (dest / "pkg.js").unlink()  # one asset missing: fetched again over attnperf's own files
+    res = cli("asv", "fetch-assets", dest)
+    assert res.code == 0 and (dest / "pkg.js").is_file(), res.err
+    assert fake_npm.read_text().split() == ["pkg@1.0.0", "pkg@1.0.0"]
+
+
+def test_asv_config_copies_are_written_through_no_link(tmp_path):
+    from types import SimpleNamespace
+
+    from attnperf.asv import runner
+
+    victim = _victim(tmp_path)
+    dest = tmp_path / "conf"
+    dest.mkdir()
+    (dest / "asv.conf.json").symlink_to(victim)
+    project = SimpleNamespace(conf={"version": 1}, conf_dir=tmp_path)
+    with pytest.raises(OutputPathError, match="symbolic link"):
+        runner.derived_config(project, tmp_path / "results", dest)  # type: ignore[arg-type]
+    assert victim.read_text() == "the user's\n"

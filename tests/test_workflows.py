@@ -49,9 +49,16 @@ def steps(job: dict):
 @pytest.mark.skipif(
     ACTIONLINT is None, reason="actionlint not installed: bash tools/install_ci_tools.sh"
 )
-def test_actionlint():
+def test_actionlint(tmp_path):
+    """The committed workflows, and what `attnperf init` writes for another repository."""
     proc = subprocess.run([ACTIONLINT, "-no-color", *map(str, FILES)], capture_output=True,
                           text=True, cwd=REPO, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    generic = _rendered_workflows(tmp_path, name="toyattn", branch="trunk",
+                                  url="https://github.com/o/toyattn")
+    assert len(generic) == 3
+    proc = subprocess.run([ACTIONLINT, "-no-color", *map(str, generic)], capture_output=True,
+                          text=True, cwd=tmp_path, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     if shutil.which("shellcheck") is None:
         pytest.skip("actionlint passed, but without shellcheck the run: scripts were not checked")

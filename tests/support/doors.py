@@ -5,6 +5,7 @@ check that a name `attnperf init` wrote stayed plain text (:func:`check_rendered
 from __future__ import annotations
 
 import ast
+import json
 import os
 import threading
 from collections.abc import Callable
@@ -76,11 +77,17 @@ _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _PLAIN: dict = {}
 
 
-def _parsed(project):
-    out = _files(project)
-    conf_path = Path(project.root) / "asv.conf.json"
-    conf_path.write_text(out["asv.conf.json"])
-    parsed = {"conf": read_asv_conf(str(conf_path)),
+def _parsed(project, written: Path | None = None):
+    """The files init writes for ``project``, parsed: rendered, or as ``attnperf init``
+    wrote them into the repository ``written``."""
+    if written is None:
+        out = _files(project)
+        conf_path = Path(project.root) / "asv.conf.json"
+        conf_path.write_text(out["asv.conf.json"])
+    else:
+        out = {rel: (written / rel).read_text() for rel in scaffold.FILES}
+        conf_path = written / "asv.conf.json"
+    parsed = {"conf": _asv_conf(conf_path, out["asv.conf.json"]),
               "suite": ast.parse(out["benchmarks/bench_attention.py"]),
               "main": yaml.load(out[".github/workflows/main.yml"], Loader=_LOADER)}
     for name in ("pr", "pr-comment"):  # no name goes there: parsed when the text differs
@@ -89,6 +96,24 @@ def _parsed(project):
         parsed[name] = _PLAIN[name][1] if same else yaml.load(text, Loader=_LOADER)
         _PLAIN.setdefault(name, (text, parsed[name]))
     return parsed
+
+
+# JSON5's line terminators: a comment ends at any of them (asv reads asv.conf.json as JSON5).
+_LINE_ENDS = ("\r", "\u2028", "\u2029")
+
+
+def _asv_conf(path: Path, text: str) -> dict:
+    """asv.conf.json as asv reads it (JSON5), quickly: when every comment is a whole line
+    holding no other line terminator, JSON5 reads exactly the JSON left without those lines;
+    any other file goes to the JSON5 reader itself."""
+    lines = text.split("\n")
+    kept = [line for line in lines if not line.lstrip().startswith("//")]
+    if not any(ch in line for line in lines for ch in _LINE_ENDS):
+        try:
+            return json.loads("\n".join(kept))
+        except ValueError:
+            pass
+    return read_asv_conf(str(path))
 
 
 def _strip_docstring(tree: ast.Module) -> str:
@@ -118,16 +143,18 @@ def _same_shape(plain, odd, sub) -> None:
         assert odd == plain
 
 
-def check_rendered(root: Path, name: str, branch: str, url: str) -> None:
+def check_rendered(root: Path, name: str, branch: str, url: str,
+                   written: Path | None = None) -> None:
     """``name``/``branch``/``url`` written by init read back as themselves, and every file
     has exactly the structure of a plain project's: nothing injected became code, YAML
-    or JSON."""
+    or JSON.  ``root``: a scratch folder; ``written``: check the files ``attnperf init``
+    wrote into that repository instead of rendering them."""
     key = (str(root), bool(url))
     if key not in _PLAIN_PARSED:
         _PLAIN_PARSED[key] = _parsed(scaffold.Project(root=root, name=P_NAME, branch=P_BRANCH,
                                                       url=P_URL if url else ""))
     a = _PLAIN_PARSED[key]
-    b = _parsed(scaffold.Project(root=root, name=name, branch=branch, url=url))
+    b = _parsed(scaffold.Project(root=root, name=name, branch=branch, url=url), written)
 
     def sub(text: str) -> str:
         return text.replace(P_URL, url).replace(P_NAME, name).replace(P_BRANCH, branch)

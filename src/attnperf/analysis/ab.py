@@ -260,6 +260,9 @@ def decide(asv_exit: int | None, comparison: Comparison | None,
     ``asv_finished`` None: unknown (results rendered from disk), the exit code alone.
     """
     if comparison is None or comparison.base is None or comparison.head is None:
+        if asv_exit is None:  # rendered from disk: asv did not run, the files are what lacks
+            return EXIT_INFRA, ("no readable results for both commits in the results folder "
+                                "(asv not run); see the notes in the summary")
         return EXIT_INFRA, ("asv wrote no results for both commits "
                             f"(asv exit {asv_exit}); see the asv log")
     if asv_exit not in (None, 0, 1, 2):  # killed, timed out: never asv's verdict

@@ -23,6 +23,7 @@ passes; nothing is printed here.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -39,6 +40,7 @@ from typing import IO, TypeGuard
 from ..analysis.gate import is_view
 from ..errors import ProjectError, ReportError
 from ..io.asv_results import Run, read_asv_conf, read_run
+from ..io.files import append_stream, write_text
 from ..io.jsonfile import load_json
 
 log = logging.getLogger(__name__)
@@ -125,7 +127,13 @@ def tee(cmd: list[str], cwd: Path, env: dict[str, str], stream: IO[str] | None,
     interrupted, the whole group is killed (asv's benchmark processes included), so
     nothing it started outlives the call."""
     log.info("running %s", " ".join(cmd))
-    logf = open(log_path, "a") if log_path else None
+    with contextlib.ExitStack() as stack:
+        logf = stack.enter_context(append_stream(log_path)) if log_path else None
+        return _tee(cmd, cwd, env, stream, logf, timeout)
+
+
+def _tee(cmd: list[str], cwd: Path, env: dict[str, str], stream: IO[str] | None,
+         logf: IO[str] | None, timeout: float | None) -> int:
     proc = None
     try:
         if logf:
@@ -168,8 +176,6 @@ def tee(cmd: list[str], cwd: Path, env: dict[str, str], stream: IO[str] | None,
                 proc.wait()
             if proc.stdout is not None:  # the pipe, on every way out (a leak is a ResourceWarning)
                 proc.stdout.close()
-        if logf:
-            logf.close()
 
 
 def _kill_group(proc: subprocess.Popen[str]) -> None:
@@ -302,7 +308,7 @@ def derived_config(project: Project, results_dir: Path, dest: Path) -> Path:
             conf[key] = [c.replace("{conf_dir}", str(project.conf_dir)) for c in conf[key]]
     dest.mkdir(parents=True, exist_ok=True)
     path = dest / "asv.conf.json"
-    path.write_text(json.dumps(conf, indent=2))
+    write_text(path, json.dumps(conf, indent=2))
     return path
 
 

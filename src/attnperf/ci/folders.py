@@ -13,7 +13,7 @@ from pathlib import Path
 from ..errors import BenchInputError, BenchJobError, OutputPathError, ReportError, UsageError
 from ..io.asv_results import read_asv_conf
 from ..io.ceilings import FILE_NAME
-from ..io.files import read_bytes
+from ..io.files import read_bytes, write_bytes
 from ..io.folders import OwnedDir
 from ..io.jsonfile import write_json
 from ..render import prcomment
@@ -106,7 +106,7 @@ def record_error_in(folder: str, machine: str, message: str, code: int) -> None:
         pass
     try:
         github.publish(code, message, machine, text)
-    except OSError:
+    except (OSError, OutputPathError):
         pass
 
 
@@ -122,6 +122,6 @@ def share_ceilings(results_dir: Path, dest: Path, machine: str) -> None:
         target = dest / machine / FILE_NAME
         if target.is_symlink():
             raise BenchJobError(f"{target} is a symbolic link; attnperf follows none there")
-        target.write_bytes(read_bytes(src, "ceilings", error=OutputPathError))
+        write_bytes(target, read_bytes(src, "ceilings", error=OutputPathError))
     except (OSError, OutputPathError) as exc:
         raise BenchJobError(f"cannot share the machine's ceilings with {dest}: {exc}") from None

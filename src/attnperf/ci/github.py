@@ -12,6 +12,7 @@ import os
 import sys
 
 from ..analysis import ab
+from ..io.files import append_text
 
 TITLES = {ab.EXIT_OK: "No regression", ab.EXIT_REGRESSION: "Regression",
           ab.EXIT_BROKEN: "Broken benchmark", ab.EXIT_INFRA: "Benchmark job error",
@@ -22,12 +23,10 @@ def publish(code: int, reason: str, machine: str, summary: str) -> None:
     """Report the verdict ``code`` (:data:`attnperf.analysis.ab.VERDICTS`) with its reason."""
     step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if step_summary:
-        with open(step_summary, "a") as fh:
-            fh.write(summary + "\n")
+        append_text(step_summary, summary + "\n")
     output = os.environ.get("GITHUB_OUTPUT")
     if output:
-        with open(output, "a") as fh:
-            fh.write(f"verdict={ab.VERDICTS[code]}\nexit_code={code}\n")
+        append_text(output, f"verdict={ab.VERDICTS[code]}\nexit_code={code}\n")
     if os.environ.get("GITHUB_ACTIONS") == "true":
         level = "notice" if code == ab.EXIT_OK else "error"
         # A workflow command: the runner reads it from the step's stdout.

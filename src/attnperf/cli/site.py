@@ -22,6 +22,7 @@ from ..io.asv_results import read_results
 from ..io.jsonfile import check_writable, write_text
 from ..model import names
 from ..model.config import default_factor, default_factors_text
+from ..render.escape import terminal
 from ..render.prcomment import render_section
 from ..render.site import SUBDIR
 from ..site import publish
@@ -101,10 +102,12 @@ class SiteBuild(Command):
             for s, handler in previous.items():
                 signal.signal(s, handler)
         for note in report.notes:
-            print(f"note: {note}", file=sys.stderr)
+            print(f"note: {terminal(note)}", file=sys.stderr)
         for page in report.pages:
-            print(f"{page.machine}: {page.points} points, {page.roofs} roofs, {page.rows} rows "
-                  f"-> {report.out_dir}/{SUBDIR}/{page.file}", file=sys.stderr)
+            for note in page.file_notes:  # on the page too; a file left out is said here
+                print(f"note: {terminal(page.machine)}: {terminal(note)}", file=sys.stderr)
+            print(f"{terminal(page.machine)}: {page.points} points, {page.roofs} roofs, "
+                  f"{page.rows} rows -> {report.out_dir}/{SUBDIR}/{page.file}", file=sys.stderr)
         offline = (f"; asv's graphs work from file:// ({report.offline_files} data files)"
                    if report.offline_files else "")
         print(f"site: {report.out_dir}/index.html (attnperf pages: {report.out_dir}/{SUBDIR}/"

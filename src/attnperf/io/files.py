@@ -15,6 +15,10 @@ time (:func:`output_lock`, an ``fcntl`` lock: a second writer fails with one
 line naming the first, instead of both saying "wrote" while one's results are
 lost).
 
+Appending (:func:`append_stream`, :func:`append_text`: asv's output kept in a log): a
+regular file or a new one, opened without following a link (``O_NOFOLLOW``) and checked
+after opening (``fstat``), never a FIFO, a device or a folder; under the writer's lock.
+
 Folders attnperf fills (``ci bench --out``, ``site build --out``) are
 :mod:`attnperf.io.folders`'s, on top of this module.
 """
@@ -30,6 +34,7 @@ import stat
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import IO
 
 from ..errors import AttnperfError, OutputPathError, ReportError
 
@@ -232,6 +237,51 @@ def check_appendable(path: StrPath) -> Path:
             raise OutputPathError(f"cannot append to {text!r}: permission denied")
         return Path(text)
     return check_writable(text)
+
+
+@contextlib.contextmanager
+def append_stream(path: StrPath) -> Iterator[IO[str]]:
+    """A text stream appending to the log ``path`` (created when missing), under
+    :func:`output_lock` until it is closed.
+
+    Checked by :func:`check_appendable`, then opened without following a link and
+    without blocking, and checked once more on what was opened: a link, a FIFO, a
+    device or a folder swapped in meanwhile is refused (:class:`OutputPathError`)
+    and nothing is written."""
+    text = os.fspath(path)
+    check_appendable(text)
+    with output_lock(text):
+        flags = (os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
+                 | os.O_NONBLOCK | os.O_NOCTTY)
+        try:
+            fd = os.open(text, flags, 0o666)
+        except OSError as exc:
+            why = ("it is a symbolic link" if exc.errno == errno.ELOOP else
+                   "it is a FIFO" if exc.errno == errno.ENXIO else exc.strerror or str(exc))
+            raise OutputPathError(f"cannot append to {text!r}: {why}; give a regular file"
+                                  ) from None
+        try:
+            mode = os.fstat(fd).st_mode
+            if not stat.S_ISREG(mode):
+                raise OutputPathError(f"cannot append to {text!r}: it is {_kind(mode)}; "
+                                      "give a regular file")
+            os.set_blocking(fd, True)
+            stream = os.fdopen(fd, "a", encoding="utf-8", errors="replace", buffering=1)
+        except BaseException:
+            os.close(fd)
+            raise
+        with stream:
+            yield stream
+
+
+def append_text(path: StrPath, text: str) -> None:
+    """Append ``text`` to the log ``path``: see :func:`append_stream`."""
+    try:
+        with append_stream(path) as stream:
+            stream.write(text)
+    except OSError as exc:
+        raise OutputPathError(f"cannot append to {os.fspath(path)!r}: "
+                              f"{exc.strerror or exc}") from None
 
 
 def _hidden_name(out: Path, suffix: str) -> str:

@@ -112,6 +112,8 @@ class MachinePage:
     rows: int
     latest: str | None
     roofs: int
+    # What could not be read for this page (the machine's and its latest run's files)
+    file_notes: tuple[str, ...] = ()
 
 
 def _roofs(m: Machine, cells: list[am.Cell]) -> list[Roof]:
@@ -195,7 +197,8 @@ def machine_page(db: ResultsDB, m: Machine, has_asv: bool,
                   skipped=sum(c.status == SKIPPED for c in na), history=history,
                   env=_env_items(m, run), notes=notes)
     info = MachinePage(m.name, file or page_names([m.name])[m.name], len(points), len(shown),
-                       run.commit if run else None, len(roofs))
+                       run.commit if run else None, len(roofs),
+                       tuple(m.notes) + (tuple(run.notes) if run else ()))
     return html, info
 
 

@@ -28,6 +28,9 @@ import json
 import re
 from pathlib import Path
 
+from ..errors import AttnperfError
+from ..io.files import read_text
+
 MANIFEST = "manifest.json"
 VENDOR_DIR = "vendor"
 
@@ -101,8 +104,8 @@ def load_manifest(assets_dir: Path) -> dict[str, str]:
     """url -> local file name, for the assets present in ``assets_dir``."""
     path = Path(assets_dir) / MANIFEST
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
+        data = json.loads(read_text(path, "asset manifest", limit=1 << 20))
+    except (AttnperfError, ValueError, RecursionError):
         return {}
     files = data.get("files") if isinstance(data, dict) else None
     if not isinstance(files, dict):

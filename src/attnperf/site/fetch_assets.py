@@ -7,6 +7,9 @@ need and writes DEST/manifest.json (CDN url -> local file).  Then
 `attnperf site build --asv-assets DEST` makes the site work offline.
 Idempotent: returns at once when DEST already holds every asset.  A package that
 cannot be fetched or fails its integrity check raises :class:`AssetFetchError`.
+DEST is a folder attnperf owns (:class:`attnperf.io.folders.OwnedDir`, marker
+:data:`MARKER`): it writes only there, follows no link in it, and never replaces
+a file it did not write (:class:`OutputPathError`, before anything is fetched).
 """
 
 import base64
@@ -19,7 +22,11 @@ import tempfile
 from pathlib import Path
 
 from ..errors import AssetFetchError
+from ..io.folders import OwnedDir
 from .assets import ASSETS, MANIFEST, load_manifest
+
+# The list of files attnperf wrote into DEST: the only ones a later fetch rewrites.
+MARKER = ".attnperf-assets"
 
 
 def _integrity(path: Path) -> str:
@@ -33,7 +40,8 @@ def fetch(dest: Path) -> int:
     npm = shutil.which("npm")
     if npm is None:
         raise AssetFetchError("npm is not installed (apt-get install npm, or Node.js's npm)")
-    dest.mkdir(parents=True, exist_ok=True)
+    owned = OwnedDir(dest, MARKER, f"asv fetch-assets {str(dest)!r}").open()
+    owned.check([a.local for a in ASSETS] + [MANIFEST])
     files = {}
     with tempfile.TemporaryDirectory(prefix="asv-www-") as tmp:
         for package, integrity in sorted({(a.package, a.integrity) for a in ASSETS}):
@@ -53,8 +61,8 @@ def fetch(dest: Path) -> int:
                     member = tar.extractfile(f"package/{asset.member}")
                     if member is None:
                         raise AssetFetchError(f"{package} has no {asset.member}")
-                    (dest / asset.local).write_bytes(member.read())
+                    owned.write_bytes(asset.local, member.read())
                     files[asset.url] = asset.local
-    (dest / MANIFEST).write_text(json.dumps(
+    owned.write_text(MANIFEST, json.dumps(
         {"files": files, "packages": sorted({a.package for a in ASSETS})}, indent=2) + "\n")
     return len(files)

@@ -589,9 +589,11 @@ def test_make_targets_run_the_documented_commands():
     assert program.endswith("/bin/attnperf") and args == ["run"]
     # The tiers: make test = all but the slow tier; make test-slow = the slow tier alone;
     # make test-all = the whole suite (no marker filter).  CI runs the two tiers, then mutation.
-    assert _make_dry_run("test")[-1].endswith('-m pytest -q -m "not slow"')
-    assert _make_dry_run("test-slow")[-1].endswith("-m pytest -q -m slow")
-    assert _make_dry_run("test-all")[-1].endswith("-m pytest -q")
+    # Each on every core (at most 4 workers), a test file on one worker.
+    xdist = "-n auto --maxprocesses 4 --dist loadgroup"
+    assert _make_dry_run("test")[-1].endswith(f'-m pytest -q {xdist} -m "not slow"')
+    assert _make_dry_run("test-slow")[-1].endswith(f"-m pytest -q {xdist} -m slow")
+    assert _make_dry_run("test-all")[-1].endswith(f"-m pytest -q {xdist}")
     ci = [line.split("#")[0].strip() for line in (REPO / ".ci" / "run").read_text().splitlines()]
     makes = [line for line in ci if line.startswith("make ")]
     assert makes[-3:] == ["make test", "make test-slow", "make mutation"], makes

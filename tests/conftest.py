@@ -3,8 +3,8 @@
 * Every test gets its own ``XDG_CACHE_HOME`` holding a canned CPU ceilings file,
   so no test measures ceilings (seconds of matmul) or touches the real cache.
 * ``@pytest.mark.gpu`` tests are skipped, with a reason, when CUDA is absent.
-* The slow tier's real asv runs share one asv environment, locked for the session
-  (``asv_env_lock``), and the CPU pull-request job's runs (``cpu_pr``).
+* The slow tier's real asv runs share one asv environment per session (per pytest-xdist
+  worker), locked for it (``asv_env_lock``), and the CPU pull-request job's runs (``cpu_pr``).
 
 Helpers that test files share live in tests/support/, never here: a test file does not
 import conftest.
@@ -279,7 +279,7 @@ def json_file(tmp_path) -> Callable[[str, object], Path]:
 # ---------------------------------------------------- real asv (slow tier) -----
 @pytest.fixture(scope="session")
 def asv_env_lock() -> Iterator[Path]:
-    """The shared asv environment (support.realasv.ENV_DIR), locked from the first test that
+    """This session's asv environment (support.realasv.ENV_DIR), locked from the first test that
     needs it to the end of the session; skips when asv is not installed."""
     with realasv.env_lock() as env_dir:
         yield env_dir

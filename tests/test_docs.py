@@ -577,8 +577,11 @@ def test_site_build_serve(tmp_path):
 
 
 def _make_dry_run(target: str, *args: str) -> list[str]:
+    # The Makefile's defaults, whatever the caller's make set (PYTEST_WORKERS=0 make test).
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PYTEST_WORKERS", "MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
     res = subprocess.run(["make", "-n", "-s", target, *args], cwd=REPO, capture_output=True,
-                         text=True, timeout=60)
+                         text=True, timeout=60, env=env)
     assert res.returncode == 0, res.stderr
     return [ln.strip() for ln in res.stdout.splitlines() if ln.strip()]
 

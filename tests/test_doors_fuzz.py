@@ -294,6 +294,7 @@ def test_fuzz_names_through_init(init_repo, scratch, name, url_tail, branch):
     suite is imported (the canary file never appears)."""
     root = init_repo
     canary = root.parent / "CANARY"
+    canary.unlink(missing_ok=True)  # each example on its own (shrinking needs that)
     # the payloads name the canary by its path (a Python string literal)
     name, url_tail, branch = (x.replace("CANARY", repr(str(canary)))
                               for x in (name, url_tail, branch))

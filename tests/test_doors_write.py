@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 
 import pytest
 
@@ -345,6 +346,24 @@ def test_a_link_swapped_in_after_the_check_is_not_followed(tmp_path, monkeypatch
     with pytest.raises(OutputPathError, match="symbolic link"):
         files.append_text(log, "x\n")
     assert victim.read_text() == "the user's\n"
+
+
+def test_appenders_wait_for_each_other_and_leave_no_lock_file(tmp_path):
+    """Two appenders of one log: the second waits for the first to close (its lines stay
+    together), neither is refused, nothing is lost, and nothing but the log is made beside it
+    (a log in a folder the user cannot write stays usable)."""
+    log = tmp_path / "steps.md"
+    second = threading.Thread(target=files.append_text, args=(log, "second\n"))
+    with files.append_stream(log) as first:
+        first.write("first, ")
+        second.start()
+        second.join(0.5)
+        assert second.is_alive()  # waiting on the first appender's lock
+        first.write("still first\n")
+    second.join(10)
+    assert not second.is_alive()
+    assert log.read_text() == "first, still first\nsecond\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["steps.md"]
 
 
 def test_github_files_are_appended_through_no_link(tmp_path, monkeypatch):

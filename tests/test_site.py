@@ -249,6 +249,27 @@ def test_vendor_rewrites_asvs_cdn_tags(tmp_path):
     assert (html / "index.html").read_text() == '<script src="vendor/a.js"></script>'
 
 
+def test_a_crafted_manifest_cannot_point_outside_the_assets_folder(tmp_path):
+    """Only plain file names of regular files in the folder count: a name with a path, an
+    absolute one or a link is left remote, never read from or written beside the site."""
+    html, assets = tmp_path / "site" / "html", tmp_path / "assets"
+    html.mkdir(parents=True)
+    assets.mkdir()
+    secret = tmp_path / "secret.js"
+    secret.write_text("the user's")
+    (assets / "link.js").symlink_to(secret)
+    (assets / "ok.js").write_text("/* ok */")
+    urls = {f"https://x.invalid/{i}.js": name for i, name in
+            enumerate(["../secret.js", str(secret), "link.js", "..", "sub/ok.js", "ok.js"])}
+    (assets / "manifest.json").write_text(json.dumps({"files": urls}))
+    assert load_manifest(assets) == {"https://x.invalid/5.js": "ok.js"}
+    (html / "index.html").write_text("".join(f'<script src="{u}"></script>' for u in urls))
+    done, left = vendor(html, assets)
+    assert done == ["https://x.invalid/5.js"] and len(left) == 5
+    assert sorted(p.name for p in (html / "vendor").iterdir()) == ["ok.js"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["assets", "secret.js", "site"]
+
+
 def test_asset_table_covers_asvs_page():
     urls = set(re.findall(r'(?:src|href)="(https://[^"]+\.(?:js|css))"',
                           (ASV_WWW / "index.html").read_text()))
@@ -271,7 +292,7 @@ def _browser_check(site_dir: Path, shots: Path) -> dict:
     proc = subprocess.run([sys.executable, str(REPO / "tools" / "ci_browser_check.py"),
                            str(site_dir), "--out", str(shots)],
                           capture_output=True, text=True, timeout=240)
-    assert proc.returncode in (0, 1), proc.stderr
+    assert proc.returncode in (0, 1) and proc.stdout.strip(), proc.stderr
     return json.loads(proc.stdout)
 
 

@@ -164,6 +164,7 @@ def check(site: Path, out: Path, chromium: str) -> dict:
                            screenshot=str(out / name))
     finally:
         server.shutdown()
+        server.server_close()
     return report
 
 
@@ -186,7 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         report = check(site, Path(args.out).resolve(), chromium)
     except PlaywrightError as exc:
-        print(f"error: browser: {exc}", file=sys.stderr)
+        print(f"error: browser: {(str(exc).splitlines() or [type(exc).__name__])[0]}",
+              file=sys.stderr)  # Playwright adds a call log below its first line
         return 1
     text = json.dumps(report, indent=2)
     print(text)

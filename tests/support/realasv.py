@@ -1,6 +1,6 @@
 """Real asv on a temporary clone of this repository (CPU): the slow tier's shared machinery.
 
-Every test that runs asv for real works in a clone whose asv.conf.json points at one shared
+Every test that runs asv for real works in a clone whose asv.conf.json points at the session's
 asv environment (``ENV_DIR``, created once, about a minute cold): asv then only builds and
 installs each benchmarked commit into it.  Two asv processes must never build in one
 environment, so a pytest session holds the environment's lock (:func:`env_lock`, conftest's
@@ -8,8 +8,9 @@ environment, so a pytest session holds the environment's lock (:func:`env_lock`,
 an environment of its own.
 
 Commits are made with a fixed author, committer and date, so the same edits on the same
-parent give the same commit id in every clone: asv's wheel cache in the shared environment
-(``build_cache_size``, keyed by commit id) then serves a commit that an earlier test built.
+parent give the same commit id in every clone: asv's wheel cache in the environment
+(``build_cache_size``, keyed by commit id) then serves a commit that an earlier test of the
+same session (worker) built.
 
 :class:`CpuPrJob` is the CPU pull-request job (`attnperf ci bench --device cpu`) on a clone,
 with one core kept busy; :meth:`CpuPrJob.aa` is its A/A run, which tests/test_ci_bench.py and

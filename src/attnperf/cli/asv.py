@@ -54,8 +54,9 @@ class FetchAssets(Command):
     @classmethod
     def setup_arguments(cls, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("dest", nargs="?", default=str(DEFAULT_ASSETS),
-                            help=f"where to put them (default {DEFAULT_ASSETS}); then "
-                                 "`attnperf site build --asv-assets DEST`")
+                            help=f"where to put them (default {DEFAULT_ASSETS}; a folder "
+                                 "attnperf owns: a later fetch rewrites only what it wrote); "
+                                 "then `attnperf site build --asv-assets DEST`")
 
     @classmethod
     def run(cls, dest: str = str(DEFAULT_ASSETS)) -> int:

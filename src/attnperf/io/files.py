@@ -241,8 +241,10 @@ def check_appendable(path: StrPath) -> Path:
 
 @contextlib.contextmanager
 def append_stream(path: StrPath) -> Iterator[IO[str]]:
-    """A text stream appending to the log ``path`` (created when missing), under
-    :func:`output_lock` until it is closed.
+    """A text stream appending to the log ``path`` (created when missing), holding an
+    ``fcntl`` lock on the opened file until it is closed (another appender waits, so
+    each one's lines stay together; appending loses nothing, so no writer is refused,
+    and no lock file is made: a log in a folder the user cannot write stays usable).
 
     Checked by :func:`check_appendable`, then opened without following a link and
     without blocking, and checked once more on what was opened: a link, a FIFO, a
@@ -250,28 +252,28 @@ def append_stream(path: StrPath) -> Iterator[IO[str]]:
     and nothing is written."""
     text = os.fspath(path)
     check_appendable(text)
-    with output_lock(text):
-        flags = (os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
-                 | os.O_NONBLOCK | os.O_NOCTTY)
-        try:
-            fd = os.open(text, flags, 0o666)
-        except OSError as exc:
-            why = ("it is a symbolic link" if exc.errno == errno.ELOOP else
-                   "it is a FIFO" if exc.errno == errno.ENXIO else exc.strerror or str(exc))
-            raise OutputPathError(f"cannot append to {text!r}: {why}; give a regular file"
-                                  ) from None
-        try:
-            mode = os.fstat(fd).st_mode
-            if not stat.S_ISREG(mode):
-                raise OutputPathError(f"cannot append to {text!r}: it is {_kind(mode)}; "
-                                      "give a regular file")
-            os.set_blocking(fd, True)
-            stream = os.fdopen(fd, "a", encoding="utf-8", errors="replace", buffering=1)
-        except BaseException:
-            os.close(fd)
-            raise
-        with stream:
-            yield stream
+    flags = (os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
+             | os.O_NONBLOCK | os.O_NOCTTY)
+    try:
+        fd = os.open(text, flags, 0o666)
+    except OSError as exc:
+        why = ("it is a symbolic link" if exc.errno == errno.ELOOP else
+               "it is a FIFO" if exc.errno == errno.ENXIO else exc.strerror or str(exc))
+        raise OutputPathError(f"cannot append to {text!r}: {why}; give a regular file"
+                              ) from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise OutputPathError(f"cannot append to {text!r}: it is {_kind(mode)}; "
+                                  "give a regular file")
+        os.set_blocking(fd, True)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        stream = os.fdopen(fd, "a", encoding="utf-8", errors="replace", buffering=1)
+    except BaseException:
+        os.close(fd)
+        raise
+    with stream:  # closing the file releases its lock
+        yield stream
 
 
 def append_text(path: StrPath, text: str) -> None:

@@ -29,7 +29,7 @@ import re
 from pathlib import Path
 
 from ..errors import AttnperfError
-from ..io.files import read_text
+from ..io.files import read_bytes, read_text
 
 MANIFEST = "manifest.json"
 VENDOR_DIR = "vendor"
@@ -110,8 +110,12 @@ def load_manifest(assets_dir: Path) -> dict[str, str]:
     files = data.get("files") if isinstance(data, dict) else None
     if not isinstance(files, dict):
         return {}
+    # Only plain file names of regular files in the folder: a crafted manifest cannot make
+    # vendor() read or write beside it (``../x``, an absolute path, a link).
     return {url: name for url, name in files.items()
-            if isinstance(name, str) and (Path(assets_dir) / name).is_file()}
+            if isinstance(name, str) and name not in ("", ".", "..") and Path(name).name == name
+            and "\\" not in name and not (Path(assets_dir) / name).is_symlink()
+            and (Path(assets_dir) / name).is_file()}
 
 
 def vendor(html_dir: Path, assets_dir: Path) -> tuple[list[str], list[str]]:
@@ -130,7 +134,7 @@ def vendor(html_dir: Path, assets_dir: Path) -> tuple[list[str], list[str]]:
             left.append(url)
             return tag
         dest.mkdir(exist_ok=True)
-        data = (Path(assets_dir) / name).read_bytes()
+        data = read_bytes(Path(assets_dir) / name, "asset")
         (dest / name).write_bytes(data)
         new = _ATTR.sub("", tag.replace(url, f"{VENDOR_DIR}/{name}"))
         done.append(url)

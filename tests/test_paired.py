@@ -26,6 +26,7 @@ from attnperf.io.asv_results import OK, Point
 from attnperf.kernels.registry import ENV_MODULES
 from attnperf.measure import paired as pm
 from attnperf.measure import paired_worker
+from support import plugin
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 TESTS = Path(__file__).resolve().parent
@@ -155,21 +156,6 @@ def test_a_workers_import_roots_are_the_checkouts_src_then_its_root(tmp_path):
     assert paired_worker.import_roots("", str(tmp_path)) == [str(tmp_path / "src"), str(tmp_path)]
 
 
-PLUGIN_PYPROJECT = """[build-system]
-requires = ["setuptools"]
-build-backend = "setuptools.build_meta"
-
-[project]
-name = "{name}"
-version = "0.1"
-
-[project.entry-points."attnperf.kernels"]
-{name} = "{name}:KERNELS"
-
-[tool.setuptools]
-packages = ["{name}"]
-{package_dir}
-"""
 MARKS = "ATTNPERF_TEST_PLUGIN_MARKS"
 # One copy of the plugin's kernel module: it notes which copy was imported, and where.
 PLUGIN_KERNEL = """import os
@@ -214,8 +200,9 @@ def _plugin_repo(repo: Path, layout: str) -> tuple[str, str, str]:
     name = f"plug{layout}"
     package = repo / ("src" if layout == "src" else "") / name
     package.mkdir(parents=True)
-    (repo / "pyproject.toml").write_text(PLUGIN_PYPROJECT.format(
-        name=name, package_dir='package-dir = {"" = "src"}' if layout == "src" else ""))
+    (repo / "pyproject.toml").write_text(plugin.pyproject(
+        name, name, f"{name}:KERNELS",
+        package_dir='package-dir = {"" = "src"}' if layout == "src" else ""))
 
     def git(*args: str) -> str:
         return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t.invalid", *args],

@@ -83,18 +83,23 @@ def test_no_builders_vocabulary(area):
     assert found == [], "\n".join(found)
 
 
+# The origin's name, built from parts as the examples below are.
+SEED = "se" + "ed"
+THE = "the " + SEED
+
+
 @pytest.mark.parametrize(
     "text",
     [
         # built from parts so that this file does not itself carry the phrase it must catch
         "measured before (" + "../" + "shared/" + "FACTS" + ".md, 'Power state')",
         "see " + "FACTS" + ".md",
-        "the seed's integrated_test.py",
-        "(The seed also said SLIGHT IMPROVEMENT)",
-        "the seed shape and a large training shape",
-        "not a seed report",
-        "the seed JSON says 32.0",
-        "read seed files too",
+        THE + "'s integrated_test.py",
+        "(T" + THE[1:] + " also said SLIGHT IMPROVEMENT)",
+        THE + " shape and a large training shape",
+        "not a " + SEED + " report",
+        THE + " JSON says 32.0",
+        "read " + SEED + " files too",
         "issue 12, item 7",
         "(issue 12 #9)",
         "issues 8 and 11",

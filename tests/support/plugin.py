@@ -20,20 +20,27 @@ def _git(cwd: Path, *args: str) -> str:
                           text=True).stdout.strip()
 
 
-PLUGIN_PYPROJECT = '''[build-system]
+def pyproject(name: str, entry: str, target: str, package_dir: str = "") -> str:
+    """A setuptools pyproject.toml of package ``name`` registering ``entry = target`` in the
+    ``attnperf.kernels`` entry-point group (``package_dir``: a src layout's table line)."""
+    return f'''[build-system]
 requires = ["setuptools>=61"]
 build-backend = "setuptools.build_meta"
 
 [project]
-name = "toyattn"
+name = "{name}"
 version = "0.1.0"
 
 [project.entry-points."attnperf.kernels"]
-toy = "toyattn:toy_attn"
+{entry} = "{target}"
 
 [tool.setuptools]
-packages = ["toyattn"]
+packages = ["{name}"]
+{package_dir}
 '''
+
+
+PLUGIN_PYPROJECT = pyproject("toyattn", "toy", "toyattn:toy_attn")
 
 PLUGIN_KERNEL = '''\
 """A user's attention kernel: plain PyTorch, registered through an entry point."""

@@ -17,7 +17,8 @@ lost).
 
 Appending (:func:`append_stream`, :func:`append_text`: asv's output kept in a log): a
 regular file or a new one, opened without following a link (``O_NOFOLLOW``) and checked
-after opening (``fstat``), never a FIFO, a device or a folder; under the writer's lock.
+after opening (``fstat``), never a FIFO, a device or a folder; under a lock on the opened
+file (appenders wait for each other; none is refused).
 
 Folders attnperf fills (``ci bench --out``, ``site build --out``) are
 :mod:`attnperf.io.folders`'s, on top of this module.

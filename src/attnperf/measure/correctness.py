@@ -15,9 +15,10 @@ wrote (judged that way, such a kernel would pass).
 Training passes (``bwd``, ``fwd+bwd``) are judged on dQ, dK and dV too
 (:func:`reference_grads`, :func:`verify_grads`): autograd through the same
 float64 reference attention, from float64 copies of the inputs and of the dO
-drawn (fixed random generator state) before the kernel runs, each gradient judged like an output with the
-same figures and rule against :data:`~attnperf.model.problem.GRAD_TOLERANCES`
-(looser than the forward's; the comment there says why).
+drawn (fixed random generator state) before the kernel runs, each gradient judged
+like an output with the same figures and rule against
+:data:`~attnperf.model.problem.GRAD_TOLERANCES` (looser than the forward's; the
+comment there says why).
 """
 
 from __future__ import annotations

@@ -324,7 +324,8 @@ def test_the_shards_paired_re_measurements_judge_the_merged_rows(cli, pair):
             if Shard(k, 2).owns(kern, prob)]
         (folder / "paired.json").write_text(json.dumps({"factor": 1.1, "results": [
             {"kernel": kern, "problem": prob, "ratio": 1.01, "p_slower": 0.4, "p_faster": 0.6,
-             "pairs": 20, "base_s": 1e-3, "head_s": 1.01e-3, "calls": 3}
+             "pairs": 20, "base_s": 1e-3, "head_s": 1.01e-3, "calls": 3,
+             **({"runs": [0.99, 1.01, 1.03]} if k == 1 else {})}  # shard 2: written before runs
             for kern, prob in mine], "not_measured": []}))
         _edit(folder, paired_factor=1.1)
     out = pair["tmp"] / "merged"
@@ -337,7 +338,9 @@ def test_the_shards_paired_re_measurements_judge_the_merged_rows(cli, pair):
     assert len(paired) == len(KERNELS) * (len(PROBLEMS) + 2)  # every row, once
     summary = (out / "summary.md").read_text()
     assert "paired p=4.0e-01 (sign test, 20 pairs)" in summary
-    assert summary.count("| 1.010 | 4.0e-01 |") == len(paired)  # the paired table
+    with_runs = summary.count("| 1.010 | 0.990 1.010 1.030 | 4.0e-01 |")  # the paired table
+    assert with_runs > 0 and with_runs + summary.count("| 1.010 | — | 4.0e-01 |") == len(paired)
+    assert sum(r["runs"] == [0.99, 1.01, 1.03] for r in paired) == with_runs
     (folders[1] / "paired.json").unlink()
     _one_error(cli("ci", "merge", *folders, "--out", out), 2, "shard 2/2", "no paired.json")
 

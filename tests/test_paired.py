@@ -129,15 +129,66 @@ def tiled_attention(q, k, v, *, causal, scale, block_kv=BLOCK_KV):  # noqa: F811
     return str(dest)
 
 
+def test_judge_cancels_a_samples_place_in_its_pair():
+    """The second sample of a pair reads 6 % slower, whichever side it is: a quad (a
+    base-first and the next, head-first pair) cancels it, the plain median of pairs would
+    land on either mode."""
+    base = [1.06 if i % 2 else 1.0 for i in range(16)]  # head-first pairs: base second
+    head = [1.0 if i % 2 else 1.06 for i in range(16)]
+    assert pm.judge(base, head, calls=1).ratio == pytest.approx(1.0)
+    assert pm.judge(base, [1.2 * h for h in head], calls=1).ratio == pytest.approx(1.2)
+
+
+def test_judge_outvotes_one_process_pairs_luck_with_the_other_runs():
+    """One fresh pair of workers read 1.15x throughout (where its heap landed), the other two
+    1.0x: the median of the runs says 1.0, though the first run's pairs alone are unanimous."""
+    base = [1.0] * 30
+    lucky = [1.15] * 10 + [1.0 + (0.01 if i % 2 else -0.01) for i in range(20)]
+    r = pm.judge(base, lucky, calls=1, runs=[10, 10, 10])
+    assert r.runs == pytest.approx((1.15, 1.0, 1.0), rel=1e-3)
+    assert r.ratio == pytest.approx(1.0, rel=1e-3)
+    assert not r.slower() and r.pairs == 30
+    assert pm.judge(base, lucky, calls=1).ratio == pytest.approx(1.0, rel=1e-3)  # one run'
+    slow = pm.judge(base, [1.3] * 10 + [1.25] * 10 + [1.35] * 10, calls=1, runs=[10, 10, 10])
+    assert slow.slower() and slow.ratio == pytest.approx(1.3) and slow.p_slower < 1e-8
+
+
+class _Recorded(pm._Worker):
+    """A worker that notes which side (by its import root) started, in order."""
+
+    started: list[str] = []
+
+    def __init__(self, src, cwd, *args, **kwargs):
+        type(self).started.append(src)
+        super().__init__(src, cwd, *args, **kwargs)
+
+
+def test_every_run_starts_a_fresh_pair_of_workers_alternating_which_starts_first(monkeypatch):
+    monkeypatch.setattr(pm, "_Worker", _Recorded)
+    monkeypatch.setattr(_Recorded, "started", [])
+    base, head = str(SRC), str(SRC) + os.sep  # one tree, two names: which side started
+    seen = []
+    with pm.PairedRunner(base, head) as runner:
+        got = runner.measure_all([("sdpa", "cpu_seed"), ("tiled", "no_such_problem"),
+                                  ("naive", "cpu_seed")], pairs=7, runs=4,
+                                 done=lambda key, result: seen.append(key))
+    assert _Recorded.started == [base, head, head, base] * 2  # not one per key
+    # 7 pairs over 4 runs: 2 a run, whole quads (a base-first and a head-first pair)
+    assert got[("sdpa", "cpu_seed")].pairs == 8 and len(got[("sdpa", "cpu_seed")].runs) == 4
+    assert "no_such_problem" in got[("tiled", "no_such_problem")]  # asked once, in the 1st run
+    assert seen == [("tiled", "no_such_problem"), ("sdpa", "cpu_seed"), ("naive", "cpu_seed")]
+
+
 def test_two_live_workers_tell_a_slower_commit_from_an_identical_one(slowed_src):
     with pm.PairedRunner(str(SRC), str(SRC)) as same:
         aa = same.measure("tiled", "cpu_seed", pairs=16)
     # As ci bench runs them: each worker in its commit's checkout, importing its src/ first.
     with pm.PairedRunner(None, None, str(SRC.parent), str(Path(slowed_src).parent)) as runner:
-        ab_ = runner.measure("tiled", "cpu_seed", pairs=16)
-        other = runner.measure("sdpa", "cpu_seed", pairs=16)   # untouched kernel
-        missing = runner.measure("sdpa_cudnn", "cpu_seed")    # CUDA only: a reason, no crash
-        bad = runner.measure("tiled", "no_such_problem")
+        got = runner.measure_all([("tiled", "cpu_seed"), ("sdpa", "cpu_seed"),  # sdpa: untouched
+                                  ("sdpa_cudnn", "cpu_seed"),  # CUDA only: a reason, no crash
+                                  ("tiled", "no_such_problem")], pairs=16)
+    ab_, other = got[("tiled", "cpu_seed")], got[("sdpa", "cpu_seed")]
+    missing, bad = got[("sdpa_cudnn", "cpu_seed")], got[("tiled", "no_such_problem")]
     # identical code: never slower; its ratio read as low as 0.77 with the machine loaded
     assert not aa.slower() and 0.7 < aa.ratio < 1.3
     # Three times the work read as low as 1.95x on a loaded 2-core machine (shared caches):
@@ -248,7 +299,8 @@ def test_each_paired_worker_imports_its_commits_plugin_not_the_installed_one(
     assert failed == {} and isinstance(done[("plug", "cpu_seed")], pm.Paired), failed
     imported = sorted((copy, Path(where).name) for copy, where in
                       (line.split(" ", 1) for line in marks.read_text().splitlines()))
-    assert imported == [("base", "base"), ("head", "head")]  # each in its own checkout
+    # each in its own checkout, once per run (a fresh pair of workers each)
+    assert imported == [("base", "base")] * pm.RUNS + [("head", "head")] * pm.RUNS
 
 
 def test_without_a_checkout_the_rows_keep_asvs_verdict(tmp_path):
@@ -334,7 +386,7 @@ def test_a_plugin_that_is_not_installed_is_measured_from_its_commits_declaration
         repo, base, head, [_row(TIME, ("plug", "cpu_seed"), ab.WORSE)], stream=io.StringIO())
     assert failed == {} and isinstance(done[("plug", "cpu_seed")], pm.Paired), failed
     imported = sorted(line.split(" ", 1)[0] for line in marks.read_text().splitlines())
-    assert imported == ["base", "head"]
+    assert imported == ["base"] * pm.RUNS + ["head"] * pm.RUNS
 
 
 def test_declared_kernels_read_the_commits_pyproject(tmp_path):

@@ -9,8 +9,8 @@
   thresholds, where ``attnperf calibrate`` wrote them, override it per benchmark;
 * on a CPU, every flagged time row measured again *paired*
   (:func:`paired_confirmation`): both commits checked out (git worktrees, removed
-  after), one live worker process each pinned to one core, samples alternated
-  (:mod:`attnperf.measure.paired`), and judged by that
+  after), one live worker process each pinned to one core, samples alternated, over
+  four fresh pairs of workers (:mod:`attnperf.measure.paired`), and judged by that
   (:func:`attnperf.analysis.ab.confirm_paired`).  asv measures each commit in its own
   processes, and on a CPU the state a process lands in holds for its whole run: asv's
   statistics then read identical code as a real change; the pairs do not.
@@ -31,7 +31,7 @@ from ..analysis.bisect import Confirm
 from ..analysis.gate import metric_class
 from ..errors import BenchInputError, BenchJobError, ConfigError
 from ..io import project_config
-from ..measure.paired import Paired, PairedRunner
+from ..measure.paired import PAIRS, RUNS, Paired, PairedRunner
 
 Key = tuple[str, str]
 CONFIRM = ("auto", "paired", "none")
@@ -86,17 +86,20 @@ def paired_confirmation(repo: Path, base: str, head: str,
             print(f"[attnperf {label}] no paired re-measurement: {exc}", file=stream)
             return done, {key: f"no checkout: {exc}" for key in keys}
         # Each worker imports its commit's own code first (the checkout's src/ and root).
+        def said(key: Key, result: Paired | str) -> None:
+            if isinstance(result, str):
+                failed[key] = result
+                text = result
+            else:
+                done[key] = result
+                text = (f"x{result.ratio:.3f} (p={result.p_slower:.1e}, {result.pairs} pairs; "
+                        f"runs {' '.join(f'x{r:.3f}' for r in result.runs)})")
+            print(f"[attnperf {label}] paired {key[0]} {key[1]}: {text}", file=stream)
+
+        print(f"[attnperf {label}] paired re-measurement of {len(keys)} row(s): {PAIRS} pairs "
+              f"each over {RUNS} fresh pairs of workers", file=stream)
         with PairedRunner(None, None, str(trees[0]), str(trees[1])) as runner:
-            for key in keys:
-                result = runner.measure(*key)
-                if isinstance(result, str):
-                    failed[key] = result
-                else:
-                    done[key] = result
-                print(f"[attnperf {label}] paired {key[0]} {key[1]}: "
-                      + (result if isinstance(result, str) else
-                         f"x{result.ratio:.3f} (p={result.p_slower:.1e}, {result.pairs} pairs)"),
-                      file=stream)
+            runner.measure_all(keys, done=said)
     finally:
         for t in trees:
             subprocess.run(["git", "-C", str(repo), "worktree", "remove", "--force", str(t)],

@@ -186,9 +186,10 @@ def _paired(shards: Sequence[ShardFolder], factor: float
         try:
             data = load_json(str(path), "paired re-measurement")
             for r in data["results"]:
-                figures = {f: float(r[f]) for f in fields if f not in ("pairs", "calls")}
+                figures = {f: float(r[f]) for f in fields if f not in ("pairs", "calls", "runs")}
                 done[(str(r["kernel"]), str(r["problem"]))] = Paired(
-                    **figures, pairs=int(r["pairs"]), calls=int(r["calls"]))
+                    **figures, pairs=int(r["pairs"]), calls=int(r["calls"]),
+                    runs=tuple(float(x) for x in r.get("runs", ())))
             failed += [dict(x) for x in data.get("not_measured", [])]
         except (ReportError, KeyError, TypeError, ValueError) as exc:
             raise BenchInputError(f"{s.label}: paired.json cannot be read ({exc})") from None

@@ -8,8 +8,20 @@ runs slower, it is not preempted.  What does remove it is measuring the two
 commits *at the same time*: two live worker processes
 (:mod:`attnperf.measure.paired_worker`), one per commit, pinned to the same
 core, asked for samples in turn -- base, head, head, base, ... -- so a slow
-second falls on both sides alike.  The figure is the median of the per-pair
-ratios head/base.
+second falls on both sides alike.
+
+Two orders still tilt the figure, and are balanced out.  Within a pair, the
+second sample reads ~5 % slower (the first follows its own process's sample,
+its data still in cache), so each base-first pair is taken with the next,
+head-first one: their geometric mean (a quad, base head head base) is the unit.
+And what stays with a process for its whole life -- where its heap and tensors
+landed -- pairing cannot remove: of two workers of identical code, the one set
+up second read 2-4 % faster throughout, and a pair of workers under load read
+1.12x with every pair agreeing, which a sign test over their pairs alone calls
+significant.  So the pairs are split over :data:`RUNS` fresh pairs of workers,
+half of them started and set up base first, half head first; the figure is the
+median of the runs' ratios (each run's: the median of its quads), so one
+process pair's luck is outvoted by the others.
 
 A confirmation at :data:`PAIRED_FACTOR` with a one-sided sign test (p <
 :data:`P_PAIRED`) separates identical code from a 30 % slowdown under load,
@@ -33,6 +45,7 @@ import select
 import statistics
 import subprocess
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +54,8 @@ from .reaper import REAPER, kill_group
 
 PAIRED_FACTOR = 1.10
 P_PAIRED = 0.01
-PAIRS = 30
+PAIRS = 32          # in all, split evenly over the runs (an even number each)
+RUNS = 4            # fresh pairs of worker processes: each side starts first in half
 SAMPLE_S = 5e-3
 WORKER = Path(__file__).with_name("paired_worker.py")
 
@@ -50,13 +64,14 @@ WORKER = Path(__file__).with_name("paired_worker.py")
 class Paired:
     """Head against base for one (kernel, problem), from alternated samples."""
 
-    ratio: float        # median of the per-pair ratios head/base
-    p_slower: float     # one-sided sign test: head slower than base
+    ratio: float        # median over the runs of each run's median quad ratio head/base
+    p_slower: float     # one-sided sign test over all pairs: head slower than base
     p_faster: float     # ... faster
     pairs: int
     base_s: float       # median thread CPU time per call
     head_s: float
     calls: int          # calls per sample
+    runs: tuple[float, ...] = ()  # each fresh worker pair's median ratio, in order
 
     def slower(self, factor: float = PAIRED_FACTOR, p: float = P_PAIRED) -> bool:
         return self.ratio > factor and self.p_slower < p
@@ -64,8 +79,8 @@ class Paired:
     def faster(self, factor: float = PAIRED_FACTOR, p: float = P_PAIRED) -> bool:
         return self.ratio * factor < 1 and self.p_faster < p
 
-    def to_dict(self) -> dict[str, float]:
-        return dataclasses.asdict(self)
+    def to_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "runs": list(self.runs)}
 
 
 def sign_test(wins: int, n: int) -> float:
@@ -75,18 +90,39 @@ def sign_test(wins: int, n: int) -> float:
     return sum(math.comb(n, k) for k in range(max(wins, 0), n + 1)) / (1 << n)  # 2 ** n, as an int
 
 
-def judge(base: list[float], head: list[float], calls: int) -> Paired:
-    """The paired figures of alternated samples (``base[i]`` and ``head[i]`` taken together)."""
+def _quads(ratios: list[float]) -> list[float]:
+    """One figure per two consecutive pairs (base-first, then head-first): their geometric
+    mean, in which a sample's place in its pair cancels; a last lone pair stays as it is."""
+    return [math.sqrt(ratios[i] * ratios[i + 1]) if i + 1 < len(ratios) else ratios[i]
+            for i in range(0, len(ratios), 2)]
+
+
+def judge(base: list[float], head: list[float], calls: int,
+          runs: list[int] | None = None) -> Paired:
+    """The paired figures of alternated samples (``base[i]`` and ``head[i]`` taken together,
+    pair ``i`` base-first when ``i`` is even within its run, head-first when odd).
+
+    ``runs``: how many consecutive pairs each fresh pair of workers took (default: all
+    from one).  A run's ratio is the median of its quads (:func:`_quads`); the figure is
+    the median of the runs'.  The sign test counts the pairs."""
+    sizes = runs if runs else [len(base)]
+    per_run, start = [], 0
+    for size in sizes:
+        part = [h / b for b, h in zip(base[start:start + size], head[start:start + size],
+                                      strict=False) if b > 0 and h > 0]
+        start += size
+        if part:
+            per_run.append(statistics.median(_quads(part)))
     ratios = [h / b for b, h in zip(base, head, strict=False) if b > 0]
     n = len(ratios)
     slower = sum(r > 1 for r in ratios)
     faster = sum(r < 1 for r in ratios)
     ties = n - slower - faster  # a tie counts for neither side: half to each is the usual
-    return Paired(ratio=statistics.median(ratios) if ratios else float("nan"),
+    return Paired(ratio=statistics.median(per_run) if per_run else float("nan"),
                   p_slower=sign_test(slower + ties // 2, n),
                   p_faster=sign_test(faster + ties // 2, n),
                   pairs=n, base_s=statistics.median(base), head_s=statistics.median(head),
-                  calls=calls)
+                  calls=calls, runs=tuple(per_run))
 
 
 class _Worker:
@@ -169,6 +205,7 @@ class PairedRunner:
         self._python, self._timeout = python, timeout_s
         self._workers: list[_Worker | None] = [None, None]
         self._reaping = False  # holds REAPER while workers live
+        self._run_started = False
 
     def _worker(self, i: int) -> _Worker:
         w = self._workers[i]
@@ -188,26 +225,82 @@ class PairedRunner:
         w.close()
         REAPER.sweep()
 
+    def _restart(self, first: int) -> tuple[_Worker, _Worker]:
+        """A fresh pair of workers (any live ones closed first), side ``first`` started
+        first; returned as (base, head)."""
+        self._stop_workers()
+        for i in (first, 1 - first):
+            self._worker(i)
+        return self._worker(0), self._worker(1)
+
     def measure(self, kernel: str, problem: str, pairs: int = PAIRS,
-                sample_s: float = SAMPLE_S) -> Paired | str:
+                sample_s: float = SAMPLE_S, runs: int = RUNS) -> Paired | str:
         """The paired figures, or why they could not be taken (one line)."""
-        try:
-            base, head = self._worker(0), self._worker(1)
-            one = max(w.ask({"op": "setup", "kernel": kernel, "problem": problem})["per_call_s"]
-                      for w in (base, head))
-            calls = max(1, int(sample_s / max(one, 1e-7)))
-            tb: list[float] = []
-            th: list[float] = []
-            for i in range(pairs):  # base head | head base | ...: neither side always first
-                for w in ((base, head) if i % 2 == 0 else (head, base)):
-                    (tb if w is base else th).append(w.ask({"op": "sample", "calls": calls})["s"])
-            return judge(tb, th, calls)
-        except WorkerError as exc:
-            for i, side in enumerate(self._workers):  # a failed one is replaced for the next pair
-                if side is not None and side.proc.poll() is not None:
-                    self._end(side)
-                    self._workers[i] = None
-            return str(exc)
+        return self.measure_all([(kernel, problem)], pairs, sample_s, runs)[(kernel, problem)]
+
+    def measure_all(self, keys: Sequence[tuple[str, str]], pairs: int = PAIRS,
+                    sample_s: float = SAMPLE_S, runs: int = RUNS,
+                    done: Callable[[tuple[str, str], Paired | str], None] | None = None,
+                    ) -> dict[tuple[str, str], Paired | str]:
+        """Every (kernel, problem id) of ``keys`` measured over ``runs`` fresh pairs of
+        workers (started and set up base first in even runs, head first in odd ones),
+        ``pairs`` pairs in all (split evenly, rounded up to whole quads of base head head
+        base): the paired figures, or why they
+        could not be taken (one line; a key that fails in one run is not measured again).
+        ``done(key, result)`` is called as each key's last run ends."""
+        runs = max(1, runs)
+        per_run = max(2, -(-pairs // runs))
+        per_run += per_run % 2  # whole quads: base-first and head-first pairs alike
+        samples: dict[tuple[str, str], tuple[list[float], list[float], list[int]]] = {}
+        calls: dict[tuple[str, str], int] = {}
+        out: dict[tuple[str, str], Paired | str] = {}
+        for run in range(runs):
+            for key in keys:
+                if key in out:
+                    continue
+                try:
+                    base, head = self._workers_for(run)
+                    tb, th, sizes = samples.setdefault(key, ([], [], []))
+                    one = max(w.ask({"op": "setup", "kernel": key[0], "problem": key[1]}
+                                    )["per_call_s"] for w in ((base, head) if run % 2 == 0
+                                                              else (head, base)))
+                    n = calls.setdefault(key, max(1, int(sample_s / max(one, 1e-7))))
+                    for i in range(per_run):  # base head | head base | ...: neither always first
+                        for w in ((base, head) if i % 2 == 0 else (head, base)):
+                            (tb if w is base else th).append(
+                                w.ask({"op": "sample", "calls": n})["s"])
+                    sizes.append(per_run)
+                except WorkerError as exc:
+                    self._drop_dead()
+                    out[key] = str(exc)
+                else:
+                    if run == runs - 1:
+                        out[key] = judge(tb, th, n, sizes)
+                if key in out and done is not None:
+                    done(key, out[key])
+            self._run_started = False  # the next run starts fresh workers
+        return out
+
+    def _workers_for(self, run: int) -> tuple[_Worker, _Worker]:
+        """This run's pair of workers: fresh for the run's first key (alternating which
+        side starts first), then kept; one that died since is replaced."""
+        if not self._run_started:
+            self._run_started = True
+            return self._restart(first=run % 2)
+        return self._worker(0), self._worker(1)
+
+    def _drop_dead(self) -> None:
+        """A failed worker is replaced for the next key."""
+        for i, side in enumerate(self._workers):
+            if side is not None and side.proc.poll() is not None:
+                self._end(side)
+                self._workers[i] = None
+
+    def _stop_workers(self) -> None:
+        for i, w in enumerate(self._workers):
+            if w is not None:
+                self._end(w)
+                self._workers[i] = None
 
     def close(self) -> None:
         """Kill both workers' process groups and sweep what they left."""

@@ -157,36 +157,46 @@ class _Recorded(pm._Worker):
     """A worker that notes which side (by its import root) started, in order."""
 
     started: list[str] = []
+    setups: list[tuple[str, bool]] = []
 
     def __init__(self, src, cwd, *args, **kwargs):
         type(self).started.append(src)
         super().__init__(src, cwd, *args, **kwargs)
 
+    def ask(self, msg, timeout_s=None):
+        if msg["op"] == "setup":
+            type(self).setups.append((msg["kernel"], msg["check"]))
+        return super().ask(msg, timeout_s)
+
 
 def test_every_run_starts_a_fresh_pair_of_workers_alternating_which_starts_first(monkeypatch):
     monkeypatch.setattr(pm, "_Worker", _Recorded)
     monkeypatch.setattr(_Recorded, "started", [])
+    monkeypatch.setattr(_Recorded, "setups", [])
     base, head = str(SRC), str(SRC) + os.sep  # one tree, two names: which side started
     seen = []
     with pm.PairedRunner(base, head) as runner:
         got = runner.measure_all([("sdpa", "cpu_seed"), ("tiled", "no_such_problem"),
-                                  ("naive", "cpu_seed")], pairs=7, runs=4,
+                                  ("naive", "cpu_seed")], pairs=3, runs=2,
                                  done=lambda key, result: seen.append(key))
-    assert _Recorded.started == [base, head, head, base] * 2  # not one per key
-    # 7 pairs over 4 runs: 2 a run, whole quads (a base-first and a head-first pair)
-    assert got[("sdpa", "cpu_seed")].pairs == 8 and len(got[("sdpa", "cpu_seed")].runs) == 4
+    assert _Recorded.started == [base, head, head, base]  # a fresh pair a run, not one per key
+    # 3 pairs over 2 runs: 2 a run, whole quads (a base-first and a head-first pair)
+    assert got[("sdpa", "cpu_seed")].pairs == 4 and len(got[("sdpa", "cpu_seed")].runs) == 2
     assert "no_such_problem" in got[("tiled", "no_such_problem")]  # asked once, in the 1st run
+    # the output checked against float64 in the first run only (each side, each kernel)
+    assert _Recorded.setups == [("sdpa", True)] * 2 + [("tiled", True)] + [("naive", True)] * 2 \
+        + [("sdpa", False)] * 2 + [("naive", False)] * 2
     assert seen == [("tiled", "no_such_problem"), ("sdpa", "cpu_seed"), ("naive", "cpu_seed")]
 
 
 def test_two_live_workers_tell_a_slower_commit_from_an_identical_one(slowed_src):
     with pm.PairedRunner(str(SRC), str(SRC)) as same:
-        aa = same.measure("tiled", "cpu_seed", pairs=16)
+        aa = same.measure("tiled", "cpu_seed", pairs=16, runs=2)
     # As ci bench runs them: each worker in its commit's checkout, importing its src/ first.
     with pm.PairedRunner(None, None, str(SRC.parent), str(Path(slowed_src).parent)) as runner:
         got = runner.measure_all([("tiled", "cpu_seed"), ("sdpa", "cpu_seed"),  # sdpa: untouched
                                   ("sdpa_cudnn", "cpu_seed"),  # CUDA only: a reason, no crash
-                                  ("tiled", "no_such_problem")], pairs=16)
+                                  ("tiled", "no_such_problem")], pairs=16, runs=2)
     ab_, other = got[("tiled", "cpu_seed")], got[("sdpa", "cpu_seed")]
     missing, bad = got[("sdpa_cudnn", "cpu_seed")], got[("tiled", "no_such_problem")]
     # identical code: never slower; its ratio read as low as 0.77 with the machine loaded
@@ -294,13 +304,14 @@ def test_each_paired_worker_imports_its_commits_plugin_not_the_installed_one(
     marks.unlink()
     monkeypatch.setattr(confirm, "PairedRunner", functools.partial(pm.PairedRunner,
                                                                    python=str(python)))
+    monkeypatch.setattr(confirm, "RUNS", 2)  # two fresh pairs of workers show it
     done, failed = confirm.paired_confirmation(
         repo, base, head, [_row(TIME, ("plug", "cpu_seed"), ab.WORSE)], stream=io.StringIO())
     assert failed == {} and isinstance(done[("plug", "cpu_seed")], pm.Paired), failed
     imported = sorted((copy, Path(where).name) for copy, where in
                       (line.split(" ", 1) for line in marks.read_text().splitlines()))
     # each in its own checkout, once per run (a fresh pair of workers each)
-    assert imported == [("base", "base")] * pm.RUNS + [("head", "head")] * pm.RUNS
+    assert imported == [("base", "base")] * 2 + [("head", "head")] * 2
 
 
 def test_without_a_checkout_the_rows_keep_asvs_verdict(tmp_path):
@@ -322,7 +333,7 @@ def test_closing_the_runner_leaves_no_process_a_kernel_started(monkeypatch):
     monkeypatch.setenv(faultkernels.MARKER_ENV, marker)
     try:
         with pm.PairedRunner(None, None, str(TESTS), str(TESTS)) as runner:
-            got = runner.measure("fault_leave_ok", "cpu_seed", pairs=4)
+            got = runner.measure("fault_leave_ok", "cpu_seed", pairs=4, runs=1)
             left = faultkernels.marked(marker)
             assert any(marker in cmd for cmd in left.values()), left  # the sleepers run
         assert isinstance(got, pm.Paired), got  # the fork copy never answered
@@ -382,11 +393,12 @@ def test_a_plugin_that_is_not_installed_is_measured_from_its_commits_declaration
     monkeypatch.setenv(MARKS, str(marks))
     assert subprocess.run([sys.executable, "-c", f"import {name}"], cwd=tmp_path,
                           capture_output=True, timeout=120).returncode != 0  # not installed
+    monkeypatch.setattr(confirm, "RUNS", 2)  # two fresh pairs of workers show it
     done, failed = confirm.paired_confirmation(
         repo, base, head, [_row(TIME, ("plug", "cpu_seed"), ab.WORSE)], stream=io.StringIO())
     assert failed == {} and isinstance(done[("plug", "cpu_seed")], pm.Paired), failed
     imported = sorted(line.split(" ", 1)[0] for line in marks.read_text().splitlines())
-    assert imported == ["base"] * pm.RUNS + ["head"] * pm.RUNS
+    assert imported == ["base"] * 2 + ["head"] * 2
 
 
 def test_declared_kernels_read_the_commits_pyproject(tmp_path):

@@ -99,7 +99,7 @@ def paired_confirmation(repo: Path, base: str, head: str,
         print(f"[attnperf {label}] paired re-measurement of {len(keys)} row(s): {PAIRS} pairs "
               f"each over {RUNS} fresh pairs of workers", file=stream)
         with PairedRunner(None, None, str(trees[0]), str(trees[1])) as runner:
-            runner.measure_all(keys, done=said)
+            runner.measure_all(keys, pairs=PAIRS, runs=RUNS, done=said)
     finally:
         for t in trees:
             subprocess.run(["git", "-C", str(repo), "worktree", "remove", "--force", str(t)],

@@ -261,10 +261,9 @@ class PairedRunner:
                 try:
                     base, head = self._workers_for(run)
                     tb, th, sizes = samples.setdefault(key, ([], [], []))
-                    setup = {"op": "setup", "kernel": key[0], "problem": key[1],
-                             "check": key not in calls}  # checked once, in its first run
-                    one = max(w.ask(setup)["per_call_s"]
-                              for w in ((base, head) if run % 2 == 0 else (head, base)))
+                    one = max(w.ask({"op": "setup", "kernel": key[0], "problem": key[1]}
+                                    )["per_call_s"] for w in ((base, head) if run % 2 == 0
+                                                              else (head, base)))
                     n = calls.setdefault(key, max(1, int(sample_s / max(one, 1e-7))))
                     for i in range(per_run):  # base head | head base | ...: neither always first
                         for w in ((base, head) if i % 2 == 0 else (head, base)):

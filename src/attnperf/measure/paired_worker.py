@@ -13,17 +13,16 @@ come from the checkout and be older than this file, so only long-standing API is
 used (``Bench``, ``catalog.resolve``, ``ATTNPERF_KERNEL_MODULES``).  The kernels the
 commit declares in its ``pyproject.toml`` are registered even when it is not installed
 (:func:`declared_kernels`).  The worker answers JSON lines on stdin, one
-per line on stdout (``setup`` checks the kernel's output against float64 first, an
-error if it is wrong, unless ``check`` is false):
+per line on stdout:
 
-    {"op": "setup", "kernel": K, "problem": ID[, "check": false]}
-                                                 -> {"per_call_s": S} or {"error": WHY}
+    {"op": "setup", "kernel": K, "problem": ID} -> {"per_call_s": S} or {"error": WHY}
     {"op": "sample", "calls": N}                 -> {"s": thread CPU seconds per call}
 
 Samples are the measuring thread's CPU time (``time.thread_time``) of N calls,
 at one PyTorch thread, like the CPU suite's gated figure.  The process pins
-itself to ``ATTNPERF_PAIRED_CPU`` when set (both sides of a pair share one
-core: which vCPU a process lands on changes the speed of identical code).
+itself to ``ATTNPERF_PAIRED_CPU`` when set, once its imports are done (both sides
+of a pair share one core: which vCPU a process lands on changes the speed of
+identical code; the two import side by side, each run starting a fresh pair).
 
 It ignores SIGINT (the coordinator decides), dies of SIGTERM at its default,
 and exits quietly, without a traceback, when the coordinator is gone (a broken
@@ -85,9 +84,6 @@ def _main() -> None:
     refs = [r for r in declared_kernels(os.getcwd()) if r not in installed]
     if refs:  # the commit's own kernels, found without an install
         os.environ[KERNEL_MODULES] = ",".join(filter(None, [os.environ.get(KERNEL_MODULES), *refs]))
-    cpu = os.environ.get("ATTNPERF_PAIRED_CPU")
-    if cpu:
-        os.sched_setaffinity(0, {int(cpu)})
     import torch
 
     torch.set_num_threads(1)
@@ -98,6 +94,9 @@ def _main() -> None:
         fix_malloc_thresholds()
     except ImportError:  # an attnperf from before the fix
         pass
+    cpu = os.environ.get("ATTNPERF_PAIRED_CPU")
+    if cpu:  # once the imports are done: the two workers of a pair import side by side
+        os.sched_setaffinity(0, {int(cpu)})
     out = sys.stdout
     sys.stdout = sys.stderr  # a kernel's prints must not corrupt the protocol
     bench = None
@@ -110,11 +109,10 @@ def _main() -> None:
                 if bench is not None:
                     bench.release()
                 bench = Bench(msg["kernel"], resolve(msg["problem"]), "cpu")
-                if msg.get("check", True):
-                    correct = bench.check()
-                    why = bench.wrong(correct) if hasattr(bench, "wrong") else None
-                    if why:
-                        raise RuntimeError(why)
+                correct = bench.check()
+                why = bench.wrong(correct) if hasattr(bench, "wrong") else None
+                if why:
+                    raise RuntimeError(why)
                 for _ in range(3):
                     bench.call()
                 t0 = time.thread_time()

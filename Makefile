@@ -44,7 +44,7 @@ lint: setup
 # Each tier runs on every core (pytest-xdist, at most 4 workers; a test file stays on one
 # worker, see tests/conftest.py); `PYTEST_WORKERS=0 make test` runs in one process.
 PYTEST_WORKERS ?= auto
-XDIST := -n $(PYTEST_WORKERS) --maxprocesses 4 --dist loadgroup
+XDIST := -n $(PYTEST_WORKERS) --maxprocesses 4 --dist loadfile
 test: setup
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m pytest -q $(XDIST) -m "not slow"
 

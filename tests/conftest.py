@@ -35,15 +35,7 @@ def pytest_configure(config):
     torch.set_num_threads(TEST_THREADS)
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(config, items):
-    if config.pluginmanager.hasplugin("xdist"):
-        # `make test` runs pytest-xdist with --dist loadgroup: a test file runs on one worker,
-        # so a module-scoped fixture is made once, and so does every test of the CPU
-        # pull-request job (the session fixture cpu_pr, shared by two files).
-        for item in items:
-            group = "cpu_pr" if "cpu_pr" in item.fixturenames else item.module.__name__
-            item.add_marker(pytest.mark.xdist_group(group))
     if HAS_CUDA:
         return
     skip = pytest.mark.skip(reason="needs a CUDA GPU (torch.cuda.is_available() is False)")
@@ -288,6 +280,6 @@ def asv_env_lock() -> Iterator[Path]:
 @pytest.fixture(scope="session")
 def cpu_pr(asv_env_lock, cpu_machine_key) -> Iterator[realasv.CpuPrJob]:
     """The CPU pull-request job on a clone (support.realasv.CpuPrJob): its A/A run is judged by
-    test_ci_bench (the job's outputs) and test_cpu_load (the verdict under load), measured once."""
+    test_cpu_load (the job's outputs, and the verdict under load), measured once."""
     with realasv.workdir("attnperf-cpu-pr-") as root:
         yield realasv.CpuPrJob(root, cpu_machine_key)

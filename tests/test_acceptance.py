@@ -190,7 +190,7 @@ def test_the_tri_commit_forces_small_tiles():
 @pytest.mark.timeout(1800)  # the acceptance run's own budget is 1500 s (its process's limit 1600 s)
 def test_ci_bench_pairs_calibrate_history_and_site(tmp_path):
     """+100 % work in every SDPA call is flagged (only SDPA's rows: tiled's, untouched, is the
-    A/A side; a whole A/A pair through ci bench is test_ci_bench's end-to-end run); calibrate,
+    A/A side; a whole A/A pair through ci bench is test_cpu_load's end-to-end run); calibrate,
     the history of main's last commit and the site run on the same scratch repository."""
     proc, report, out = _acceptance(
         tmp_path,

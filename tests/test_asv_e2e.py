@@ -5,11 +5,11 @@ A commit history is built in the clone: benign commits, one that slows the
 one that breaks tiled's correctness.  Then:
 
 * `asv continuous base slow` exits 1 and names tiled's benchmark, not sdpa's;
-* (two commits with identical kernel code: test_ci_bench's end-to-end A/A run);
+* (two commits with identical kernel code: test_cpu_load's end-to-end A/A run);
 * `asv find good^..last` over >= 8 commits names the injected commit;
 * `asv continuous base wrong` exits 2 and shows the assertion's error figures;
 * `attnperf ci bench` (asv continuous inside) flags a softmax computed in bfloat16
-  through the accuracy metrics (the A/A half: test_ci_bench's end-to-end run).
+  through the accuracy metrics (the A/A half: test_cpu_load's end-to-end run).
 
 The grid is restricted (ATTNPERF_ASV_KERNELS/PROBLEMS) to stay cheap; the asv
 environment is the slow tier's shared one (support.realasv: about a minute to create, cold).
@@ -95,7 +95,7 @@ def test_continuous_flags_injected_slowdown(history):
 
 
 # The A/A check (two commits with identical kernel code flag nothing) is
-# tests/test_ci_bench.py::test_end_to_end_real_asv_on_a_clone: the same asv continuous
+# tests/test_cpu_load.py::test_end_to_end_real_asv_on_a_clone: the same asv continuous
 # at the same factor, through `attnperf ci bench` (conftest's cpu_pr); one A/A run serves
 # both, and test_cpu_load's verdict under load.
 
@@ -156,7 +156,7 @@ def _ci_bench(history, base, head, out):
 
 
 def test_accuracy_metrics_flag_a_bfloat16_softmax(history):
-    """The A/A half (identical kernel code flags no accuracy metric) is test_ci_bench's
+    """The A/A half (identical kernel code flags no accuracy metric) is test_cpu_load's
     end-to-end run: its README-only pair shows both error figures at 1.00x."""
     clone, c = history["clone"], history["commits"]
     branch = git(clone, "rev-parse", "--abbrev-ref", "HEAD")

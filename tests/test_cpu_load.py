@@ -14,8 +14,9 @@ asv's own view of the same pairs is printed (`pytest -s`): its separate processe
 identical code 0.76-1.45x apart on this machine kind, so at its factor 1.5 it can never flag
 30 %, and at any factor that flags 30 % it flags identical code.
 
-The A/A pair is the CPU job's own A/A run (two interleaved asv rounds, judged at x2.5), the
-one test_ci_bench judges as well: measured once for both.  The A/B runs with one asv round at
+The A/A pair is the CPU job's own A/A run (two interleaved asv rounds, judged at x2.5), whose
+outputs the end-to-end test at the end of this file checks: measured once for both (one test
+file runs on one worker).  The A/B runs with one asv round at
 the CPU factor: on a CPU the paired re-measurement, not asv, decides every time row, so asv's
 rounds only steady the view printed for the log.  An earlier form of this check ran three A/A
 pairs (base..1, 1..2, 2..3) and the A/B, each with two asv rounds: about three times the cost
@@ -88,3 +89,39 @@ def test_a_30_percent_slowdown_under_load_is_flagged(cpu_pr):
     assert {k for k, _ in flagged} == {SLOWED}, job.summary
     assert {key for key in forward if key[0] == SLOWED} <= flagged, job.summary
     assert not any(p.endswith("_bwd") for _, p in flagged), job.summary
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)  # the A/A: 4 asv benchmark runs, 12 paired rows, one core busy
+def test_end_to_end_real_asv_on_a_clone(cpu_pr):
+    """asv continuous base..head on a clone, the way the CPU job runs it (two interleaved
+    rounds, the workflow's CPU_ROUNDS), then the paired re-measurement.  The two commits
+    differ only in README: this is the suite's A/A run (identical kernel code flags nothing
+    at test_asv_e2e's factor 2.5), the run judged under load below (one core busy):
+    tiled, sdpa and sdpa_math at cpu_seed and cpu_causal (conftest's cpu_pr)."""
+    job = cpu_pr.aa()
+    out, verdict, summary = job.out, job.verdict, job.summary
+    assert job.proc.returncode == 0, job.proc.stdout[-3000:] + job.proc.stderr[-3000:]
+    assert verdict["verdict"] == "ok" and verdict["asv_exit"] == 0
+    assert "BENCHMARKS NOT SIGNIFICANTLY CHANGED." in job.asv_log
+    assert summary.startswith("### ✅ `ci-e2e`: no significant regression (factor ×2.5)")
+    rows = [
+        line
+        for line in summary.splitlines()
+        if line.startswith("| same | track_device_time |") and "b8_h4_sq64_d64_fp32" in line
+    ]  # cpu_seed, by id
+    assert {r.split(" | ")[2] for r in rows} == {"tiled", "sdpa", "sdpa_math"}, summary
+    assert all(r.rstrip(" |").endswith("| ok") for r in rows), rows
+    # On a CPU the time rows are judged by the paired re-measurement, and say so.
+    assert all("paired p=" in r and "sign test" in r for r in rows), rows
+    # A/A flags no accuracy metric either: the error figures repeat exactly on a CPU
+    # (max and mean, 3 kernels x 2 forward problems).
+    acc = [line for line in summary.splitlines() if "_abs_error |" in line]
+    assert len(acc) == 12 and all(line.startswith("| same |") and "| 1.00× (×1.25) |" in line
+                                  for line in acc), summary
+    assert "| gpu | none |" in summary and "Measured ceilings: copy" in summary
+    assert job.step_summary.startswith(summary)
+    files = verdict["files"]
+    assert "ci-e2e/attnperf-ceilings.json" in files and "benchmarks.json" in files
+    assert sum(f.endswith("-virtualenv-py3.11.json") for f in files) == 2
+    print(f"\nci_bench end to end: {out / 'summary.md'} ({job.seconds:.0f} s)")

@@ -100,7 +100,7 @@ def expand_optional(command: str) -> list[str]:
 
 # ------------------------------------------------------------ accounting ----
 PLUGIN_FLOW = "tests/test_init.py::test_readme_flow_in_a_plugin_repository"
-CI_BENCH_E2E = "tests/test_ci_bench.py::test_end_to_end_real_asv_on_a_clone"
+CI_BENCH_E2E = "tests/test_cpu_load.py::test_end_to_end_real_asv_on_a_clone"
 SHARDS_E2E = "tests/test_ci_shards.py::test_one_shard_and_two_give_the_same_verdict_with_real_asv"
 
 # Commands run below exactly as the docs show them (placeholders filled in).
@@ -593,7 +593,7 @@ def test_make_targets_run_the_documented_commands():
     # The tiers: make test = all but the slow tier; make test-slow = the slow tier alone;
     # make test-all = the whole suite (no marker filter).  CI runs the two tiers, then mutation.
     # Each on every core (at most 4 workers), a test file on one worker.
-    xdist = "-n auto --maxprocesses 4 --dist loadgroup"
+    xdist = "-n auto --maxprocesses 4 --dist loadfile"
     assert _make_dry_run("test")[-1].endswith(f'-m pytest -q {xdist} -m "not slow"')
     assert _make_dry_run("test-slow")[-1].endswith(f"-m pytest -q {xdist} -m slow")
     assert _make_dry_run("test-all")[-1].endswith(f"-m pytest -q {xdist}")

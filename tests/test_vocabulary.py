@@ -6,9 +6,9 @@ attnperf grew from, at issue numbers of its tracker or at the work sessions that
 reader cannot follow any of those.  Dated measurements belong on the docs' evidence page.
 
 Not builders' words, and allowed: the problem presets ``seed`` / ``cpu_seed`` and ``--sweep
-seed-train`` (history keys), a random seed ("seeded inputs", "keys the seed"), the legacy report
-format's schema file name (``seed-report.schema.json``), upstream references such as ``asv#966``,
-and attnperf's measuring ``Session``.
+seed-train`` (history keys), a random seed (seeded inputs, a forward id keying it), the legacy
+report format's schema file name (``seed-report.schema.json``), upstream references such as
+``asv#966``, and attnperf's measuring ``Session``.
 """
 
 from __future__ import annotations
@@ -86,6 +86,7 @@ def test_no_builders_vocabulary(area):
 # The origin's name, built from parts as the examples below are.
 SEED = "se" + "ed"
 THE = "the " + SEED
+ISSUE, SESSION = "iss" + "ue", "ses" + "sion"
 
 
 @pytest.mark.parametrize(
@@ -100,13 +101,13 @@ THE = "the " + SEED
         "not a " + SEED + " report",
         THE + " JSON says 32.0",
         "read " + SEED + " files too",
-        "issue 12, item 7",
-        "(issue 12 #9)",
-        "issues 8 and 11",
-        "Issue 9: an A/A",
-        "bash tools/gpu/session10.sh",
-        "Device call of session 5",
-        "the session-10 A/A sets",
+        ISSUE + " 12, item 7",
+        "(" + ISSUE + " 12 #9)",
+        ISSUE + "s 8 and 11",
+        "I" + ISSUE[1:] + " 9: an A/A",
+        "bash tools/gpu/" + SESSION + "10.sh",
+        "Device call of " + SESSION + " 5",
+        "the " + SESSION + "-10 A/A sets",
         "notes of a " + "work " + "session",
         "every " + "done" + "-when line",
     ],
@@ -126,7 +127,7 @@ def test_builders_words_are_caught(text):
         "seed=0",
         "def _run(b, seed=0):",
         "the random seed",
-        "the forward id keys the seed",
+        "the forward id keys " + "the seed",  # a random seed, in parts like the examples above
         "fresh seeded random inputs",
         "the `seed` preset's shape",
         "io/schemas/seed-report.schema.json",

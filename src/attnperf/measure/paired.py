@@ -205,7 +205,6 @@ class PairedRunner:
         self._python, self._timeout = python, timeout_s
         self._workers: list[_Worker | None] = [None, None]
         self._reaping = False  # holds REAPER while workers live
-        self._run_started = False
 
     def _worker(self, i: int) -> _Worker:
         w = self._workers[i]
@@ -255,11 +254,16 @@ class PairedRunner:
         calls: dict[tuple[str, str], int] = {}
         out: dict[tuple[str, str], Paired | str] = {}
         for run in range(runs):
+            fresh = True  # the run's first key starts its pair of workers
             for key in keys:
                 if key in out:
                     continue
                 try:
-                    base, head = self._workers_for(run)
+                    if fresh:
+                        fresh = False
+                        base, head = self._restart(first=run % 2)
+                    else:  # kept for the run; one that died since is replaced
+                        base, head = self._worker(0), self._worker(1)
                     tb, th, sizes = samples.setdefault(key, ([], [], []))
                     one = max(w.ask({"op": "setup", "kernel": key[0], "problem": key[1]}
                                     )["per_call_s"] for w in ((base, head) if run % 2 == 0
@@ -278,16 +282,7 @@ class PairedRunner:
                         out[key] = judge(tb, th, n, sizes)
                 if key in out and done is not None:
                     done(key, out[key])
-            self._run_started = False  # the next run starts fresh workers
         return out
-
-    def _workers_for(self, run: int) -> tuple[_Worker, _Worker]:
-        """This run's pair of workers: fresh for the run's first key (alternating which
-        side starts first), then kept; one that died since is replaced."""
-        if not self._run_started:
-            self._run_started = True
-            return self._restart(first=run % 2)
-        return self._worker(0), self._worker(1)
 
     def _drop_dead(self) -> None:
         """A failed worker is replaced for the next key."""
@@ -297,6 +292,7 @@ class PairedRunner:
                 self._workers[i] = None
 
     def _stop_workers(self) -> None:
+        """Close both workers (any that live) and sweep what they left."""
         for i, w in enumerate(self._workers):
             if w is not None:
                 self._end(w)
@@ -305,9 +301,7 @@ class PairedRunner:
     def close(self) -> None:
         """Kill both workers' process groups and sweep what they left."""
         try:
-            for w in self._workers:
-                if w is not None:
-                    w.close()
+            self._stop_workers()
         finally:
             self._workers = [None, None]
             if self._reaping:

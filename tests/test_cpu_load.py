@@ -24,11 +24,14 @@ of what runs here, for A/A pairs that all measure the same thing (identical code
 busy).
 """
 
+import dataclasses
+
 import pytest
 
 from attnperf.analysis import ab
 from attnperf.analysis.gate import TIME
 from attnperf.io.asv_results import read_results
+from attnperf.measure.paired import Paired
 from support.realasv import Job, inject, more_work
 
 pytestmark = pytest.mark.slow
@@ -62,8 +65,11 @@ def _rows(cpu_pr, job: Job) -> dict:
 
 
 def _flagged(job: Job, rows: dict) -> set:
+    """The rows the paired judge calls slower, read back from ``paired.json``."""
+    fields = [f.name for f in dataclasses.fields(Paired)]
     return {key for key, r in rows.items()
-            if r["ratio"] > job.verdict["paired_factor"] and r["p_slower"] < 0.01}
+            if Paired(**{**{f: r[f] for f in fields}, "runs": tuple(r["runs"])}
+                      ).slower(job.verdict["paired_factor"])}
 
 
 @pytest.mark.timeout(600)  # the A/A: 4 asv benchmark runs, 12 paired rows, one core busy

@@ -153,19 +153,39 @@ def test_judge_outvotes_one_process_pairs_luck_with_the_other_runs():
     assert slow.slower() and slow.ratio == pytest.approx(1.3) and slow.p_slower < 1e-8
 
 
+def test_a_run_that_reads_head_faster_withholds_the_verdict():
+    """Two of three fresh pairs of workers read 1.2x, one 0.95x, every pair agreeing within
+    its run: the median (1.2x) and the sign test (20 of 30 pairs) are not enough when one
+    pair of workers saw head faster; the mirror holds for faster."""
+    base = [1.0] * 30
+    head = [1.2] * 10 + [0.95] * 10 + [1.2] * 10
+    split = pm.judge(base, head, calls=1, runs=[10, 10, 10])
+    assert split.ratio == pytest.approx(1.2) and split.p_slower < 0.05
+    assert not pm.Paired(**{**split.__dict__, "p_slower": 1e-6}).slower()  # the run decides
+    agree = pm.judge(base, [1.2] * 10 + [1.05] * 10 + [1.2] * 10, calls=1, runs=[10, 10, 10])
+    assert agree.slower() and agree.p_slower < 1e-8
+    mirror = pm.judge(base, [1 / 1.2] * 20 + [1.05] * 10, calls=1, runs=[10, 10, 10])
+    assert mirror.ratio * 1.1 < 1 and not mirror.faster()
+    assert pm.judge(base, [1 / 1.2] * 30, calls=1, runs=[10, 10, 10]).faster()
+
+
 class _Recorded(pm._Worker):
     """A worker that notes which side (by its import root) started, in order."""
 
     started: list[str] = []
     setups: list[str] = []
+    samples: list[str] = []  # which side each sample was asked of, in order
 
     def __init__(self, src, cwd, *args, **kwargs):
         type(self).started.append(src)
+        self.side = "b" if not src.endswith(os.sep) else "h"
         super().__init__(src, cwd, *args, **kwargs)
 
     def ask(self, msg, timeout_s=None):
         if msg["op"] == "setup":
             type(self).setups.append(msg["kernel"])
+        else:
+            type(self).samples.append(self.side)
         return super().ask(msg, timeout_s)
 
 
@@ -173,6 +193,7 @@ def test_every_run_starts_a_fresh_pair_of_workers_alternating_which_starts_first
     monkeypatch.setattr(pm, "_Worker", _Recorded)
     monkeypatch.setattr(_Recorded, "started", [])
     monkeypatch.setattr(_Recorded, "setups", [])
+    monkeypatch.setattr(_Recorded, "samples", [])
     base, head = str(SRC), str(SRC) + os.sep  # one tree, two names: which side started
     seen = []
     with pm.PairedRunner(base, head) as runner:
@@ -188,6 +209,8 @@ def test_every_run_starts_a_fresh_pair_of_workers_alternating_which_starts_first
     assert _Recorded.setups == ["sdpa", "sdpa", "tiled", "naive", "naive"] + [
         "sdpa", "sdpa", "naive", "naive"]
     assert seen == [("tiled", "no_such_problem"), ("sdpa", "cpu_seed"), ("naive", "cpu_seed")]
+    # a row's run: a head-first pair not kept (the set-up's warm-up), then base head head base
+    assert "".join(_Recorded.samples) == "hbbhhb" * 4
 
 
 def test_two_live_workers_tell_a_slower_commit_from_an_identical_one(slowed_src):

@@ -13,8 +13,8 @@ parent give the same commit id in every clone: asv's wheel cache in the environm
 same session (worker) built.
 
 :class:`CpuPrJob` is the CPU pull-request job (`attnperf ci bench --device cpu`) on a clone,
-with one core kept busy; :meth:`CpuPrJob.aa` is its A/A run, which tests/test_ci_bench.py and
-tests/test_cpu_load.py both judge (conftest's ``cpu_pr``: run once per session).
+with one core kept busy; :meth:`CpuPrJob.aa` is its A/A run, which two tests of
+tests/test_cpu_load.py judge (conftest's ``cpu_pr``: run once per session).
 """
 
 from __future__ import annotations

@@ -11,23 +11,26 @@ core, asked for samples in turn -- base, head, head, base, ... -- so a slow
 second falls on both sides alike.
 
 Two orders still tilt the figure, and are balanced out.  Within a pair, the
-second sample reads ~5 % slower (the first follows its own process's sample,
-its data still in cache), so each base-first pair is taken with the next,
-head-first one: their geometric mean (a quad, base head head base) is the unit.
-And what stays with a process for its whole life -- where its heap and tensors
-landed -- pairing cannot remove: of two workers of identical code, the one set
-up second read 2-4 % faster throughout, and a pair of workers under load read
-1.12x with every pair agreeing, which a sign test over their pairs alone calls
-significant.  So the pairs are split over :data:`RUNS` fresh pairs of workers,
-half of them started and set up base first, half head first; the figure is the
-median of the runs' ratios (each run's: the median of its quads), so one
+second sample reads slower (5 % for a 35 ms call, up to 30 % for a 1.5 ms one
+in 5 ms samples; hence samples of ~20 ms, whole calls), so each base-first pair
+is taken with the next, head-first one: their geometric mean (a quad, base head
+head base) is the unit.  And what stays with a process for its whole life --
+where its heap and tensors landed -- pairing cannot remove: of two workers of
+identical code, the one set up second read 2-4 % faster throughout, and a pair
+of workers under load read 1.12x with every pair agreeing, which a sign test
+over their pairs alone calls significant.  So the pairs are split over
+:data:`RUNS` fresh pairs of workers, half of them started and set up base
+first, half head first; each run begins with one pair that is not kept (the
+first samples after the other side's set-up read up to 1.6x off); the figure
+is the median of the runs' ratios (each run's: the median of its quads), so one
 process pair's luck is outvoted by the others.
 
-A confirmation at :data:`PAIRED_FACTOR` with a one-sided sign test (p <
-:data:`P_PAIRED`) separates identical code from a 30 % slowdown under load,
-where asv's separate processes cannot (the documentation's evidence page has
-the readings).  Used by ``attnperf ci bench`` on a CPU (``--confirm
-paired``).
+A row is slower when that figure is above :data:`PAIRED_FACTOR`, a one-sided
+sign test over all pairs gives p < :data:`P_PAIRED`, and every run read head
+slower: this separates identical code from a 30 % slowdown under load, where
+asv's separate processes cannot (the documentation's evidence page has the
+readings).  Used by ``attnperf ci bench`` and ``attnperf bisect`` on a CPU
+(``--confirm paired``).
 
 Each worker leads a session of its own (Ctrl-C in a terminal reaches the
 coordinator, which decides); when one ends or the runner closes, its whole
@@ -56,7 +59,7 @@ PAIRED_FACTOR = 1.10
 P_PAIRED = 0.01
 PAIRS = 32          # in all, split evenly over the runs (an even number each)
 RUNS = 4            # fresh pairs of worker processes: each side starts first in half
-SAMPLE_S = 5e-3
+SAMPLE_S = 20e-3    # a sample's length: whole calls, at least one
 WORKER = Path(__file__).with_name("paired_worker.py")
 
 
@@ -74,10 +77,13 @@ class Paired:
     runs: tuple[float, ...] = ()  # each fresh worker pair's median ratio, in order
 
     def slower(self, factor: float = PAIRED_FACTOR, p: float = P_PAIRED) -> bool:
-        return self.ratio > factor and self.p_slower < p
+        """Head slower beyond ``factor``: the ratio above it, the sign test below ``p``,
+        and every run (each fresh pair of workers) reading head slower."""
+        return self.ratio > factor and self.p_slower < p and all(r > 1 for r in self.runs)
 
     def faster(self, factor: float = PAIRED_FACTOR, p: float = P_PAIRED) -> bool:
-        return self.ratio * factor < 1 and self.p_faster < p
+        """Head faster beyond ``factor``: the mirror of :meth:`slower`."""
+        return self.ratio * factor < 1 and self.p_faster < p and all(r < 1 for r in self.runs)
 
     def to_dict(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "runs": list(self.runs)}
@@ -269,10 +275,13 @@ class PairedRunner:
                                     )["per_call_s"] for w in ((base, head) if run % 2 == 0
                                                               else (head, base)))
                     n = calls.setdefault(key, max(1, int(sample_s / max(one, 1e-7))))
-                    for i in range(per_run):  # base head | head base | ...: neither always first
+                    # base head | head base | ...: neither always first; pair -1 (head base,
+                    # as if a quad came before) is the set-up's warm-up and is not kept
+                    for i in range(-1, per_run):
                         for w in ((base, head) if i % 2 == 0 else (head, base)):
-                            (tb if w is base else th).append(
-                                w.ask({"op": "sample", "calls": n})["s"])
+                            s = w.ask({"op": "sample", "calls": n})["s"]
+                            if i >= 0:
+                                (tb if w is base else th).append(s)
                     sizes.append(per_run)
                 except WorkerError as exc:
                     self._drop_dead()

@@ -41,8 +41,9 @@ lint: setup
 # marked slow, the tier to run before every commit; `test-slow`: the slow tier alone (real asv
 # runs on temporary clones, the wheel in a fresh venv, the full default `attnperf run`);
 # `test-all`: both, the whole suite.  CI (.ci/run) runs `test`, then `test-slow`.
-# Each tier runs on every core (pytest-xdist, at most 4 workers; a test file stays on one
-# worker, see tests/conftest.py); `PYTEST_WORKERS=0 make test` runs in one process.
+# Each tier runs on every core (pytest-xdist, at most 4 workers; --dist loadfile keeps a test
+# file on one worker: its module fixtures are made once); `PYTEST_WORKERS=0 make test` runs in
+# one process.
 PYTEST_WORKERS ?= auto
 XDIST := -n $(PYTEST_WORKERS) --maxprocesses 4 --dist loadfile
 test: setup

@@ -46,6 +46,9 @@ pytestmark = pytest.mark.slow
 FACTOR = "2.5"
 TIME_BENCH = "TimeAttention.track_device_time"
 SLOWDOWN = slowdown(8)
+# One asv round a commit (asv's default is two): an 8x slowdown, a wrong result and a
+# precision loss do not need a second round to show.
+ONE_ROUND = ("-a", "rounds=1")
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +84,8 @@ def _changed(out, sign):
 
 def test_continuous_flags_injected_slowdown(history):
     c = history["commits"]
-    rc, out = _asv(history, "continuous", "--factor", FACTOR, "-b", GATED, c["benign3"], c["slow"])
+    rc, out = _asv(history, "continuous", "--factor", FACTOR, "-b", GATED, *ONE_ROUND,
+                   c["benign3"], c["slow"])
     assert rc == 1, out
     flagged = _changed(out, "+")
     assert any("track_device_time" in line and "'tiled'" in line for line in flagged), out
@@ -119,7 +123,7 @@ def test_wrong_result_fails_with_error_figures(history):
     clone = history["clone"]
     wrong = commit(clone, "break tiled's scale", inject(
         ".float() * scale\n", ".float() * scale * 1.25\n"))
-    rc, out = _asv(history, "continuous", "--factor", FACTOR, "-b", GATED,
+    rc, out = _asv(history, "continuous", "--factor", FACTOR, "-b", GATED, *ONE_ROUND,
                    history["commits"]["benign6"], wrong, ATTNPERF_ASV_KERNELS="tiled")
     assert rc == 2, out
     assert "tiled/b8_h4_sq64_d64_fp32 is WRONG" in out, out
@@ -150,7 +154,8 @@ def _ci_bench(history, base, head, out):
     proc = subprocess.run(
         [sys.executable, "-m", "attnperf", "ci", "bench", "--base", base, "--head", head,
          "--machine", MACHINE, "--no-describe", "--device", "cpu", "--factor", FACTOR,
-         "--confirm", "none", "--out", str(out)], cwd=history["clone"], capture_output=True, text=True, timeout=900,
+         "--confirm", "none", "--rounds", "1", "--out", str(out)], cwd=history["clone"],
+        capture_output=True, text=True, timeout=900,
         env=dict(history["env"], ATTNPERF_ASV_KERNELS="tiled"))
     assert (out / "verdict.json").is_file(), proc.stdout[-3000:] + proc.stderr[-3000:]
     return (proc.returncode, json.loads((out / "verdict.json").read_text()),

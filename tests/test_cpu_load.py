@@ -14,14 +14,14 @@ asv's own view of the same pairs is printed (`pytest -s`): its separate processe
 identical code 0.76-1.45x apart on this machine kind, so at its factor 1.5 it can never flag
 30 %, and at any factor that flags 30 % it flags identical code.
 
-The A/A pair is the CPU job's own A/A run (two interleaved asv rounds, judged at x2.5), whose
-outputs the end-to-end test at the end of this file checks: measured once for both (one test
-file runs on one worker).  The A/B runs with one asv round at
-the CPU factor: on a CPU the paired re-measurement, not asv, decides every time row, so asv's
-rounds only steady the view printed for the log.  An earlier form of this check ran three A/A
-pairs (base..1, 1..2, 2..3) and the A/B, each with two asv rounds: about three times the cost
-of what runs here, for A/A pairs that all measure the same thing (identical code, one core
-busy).
+The A/A pair is the CPU job's own A/A run (judged at x2.5), whose outputs the end-to-end test
+at the end of this file checks: measured once for both (one test file runs on one worker).
+Both pairs run with one asv round (the A/B at the CPU factor): on a CPU the paired
+re-measurement, not asv, decides every time row, so asv's rounds only steady the view printed
+for the log (the workflow's two interleaved rounds through `ci bench` are test_acceptance's).
+An earlier form of this check ran three A/A pairs (base..1, 1..2, 2..3) and the A/B, each
+with two asv rounds: several times the cost of what runs here, for A/A pairs that all measure
+the same thing (identical code, one core busy).
 """
 
 import dataclasses
@@ -72,7 +72,7 @@ def _flagged(job: Job, rows: dict) -> set:
                       ).slower(job.verdict["paired_factor"])}
 
 
-@pytest.mark.timeout(600)  # the A/A: 4 asv benchmark runs, 12 paired rows, one core busy
+@pytest.mark.timeout(600)  # the A/A: 2 asv benchmark runs, 12 paired rows, one core busy
 def test_aa_under_load_flags_nothing(cpu_pr):
     job = cpu_pr.aa()
     rows = _rows(cpu_pr, job)
@@ -98,10 +98,10 @@ def test_a_30_percent_slowdown_under_load_is_flagged(cpu_pr):
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(600)  # the A/A: 4 asv benchmark runs, 12 paired rows, one core busy
+@pytest.mark.timeout(600)  # the A/A: 2 asv benchmark runs, 12 paired rows, one core busy
 def test_end_to_end_real_asv_on_a_clone(cpu_pr):
-    """asv continuous base..head on a clone, the way the CPU job runs it (two interleaved
-    rounds, the workflow's CPU_ROUNDS), then the paired re-measurement.  The two commits
+    """asv continuous base..head on a clone, the way the CPU job runs it (one asv round here;
+    the workflow's two go through test_acceptance), then the paired re-measurement.  The two commits
     differ only in README: this is the suite's A/A run (identical kernel code flags nothing
     at test_asv_e2e's factor 2.5), the run judged under load below (one core busy):
     tiled, sdpa and sdpa_math at cpu_seed and cpu_causal (conftest's cpu_pr)."""

@@ -24,8 +24,6 @@ with two asv rounds: several times the cost of what runs here, for A/A pairs tha
 the same thing (identical code, one core busy).
 """
 
-import dataclasses
-
 import pytest
 
 from attnperf.analysis import ab
@@ -66,10 +64,8 @@ def _rows(cpu_pr, job: Job) -> dict:
 
 def _flagged(job: Job, rows: dict) -> set:
     """The rows the paired judge calls slower, read back from ``paired.json``."""
-    fields = [f.name for f in dataclasses.fields(Paired)]
     return {key for key, r in rows.items()
-            if Paired(**{**{f: r[f] for f in fields}, "runs": tuple(r["runs"])}
-                      ).slower(job.verdict["paired_factor"])}
+            if Paired.from_dict(r).slower(job.verdict["paired_factor"])}
 
 
 @pytest.mark.timeout(600)  # the A/A: 2 asv benchmark runs, 12 paired rows, one core busy

@@ -154,6 +154,15 @@ def test_judge_outvotes_one_process_pairs_luck_with_the_other_runs():
     assert slow.slower() and slow.ratio == pytest.approx(1.3) and slow.p_slower < 1e-8
 
 
+def test_paired_figures_round_trip_through_their_dict():
+    r = pm.judge([1.0] * 8, [1.2] * 8, calls=3, runs=[4, 4])
+    assert pm.Paired.from_dict(r.to_dict()) == r and r.runs == pytest.approx((1.2, 1.2))
+    older = {k: v for k, v in r.to_dict().items() if k != "runs"}  # written before runs
+    assert pm.Paired.from_dict(older) == dataclasses.replace(r, runs=())
+    with pytest.raises(KeyError):
+        pm.Paired.from_dict({"ratio": 1.0})
+
+
 def test_a_run_that_reads_head_faster_withholds_the_verdict():
     """Two of three fresh pairs of workers read 1.2x, one 0.95x, every pair agreeing within
     its run: the median (1.2x) and the sign test (20 of 30 pairs) are not enough when one

@@ -127,7 +127,7 @@ def test_builders_words_are_caught(text):
         "seed=0",
         "def _run(b, seed=0):",
         "the random seed",
-        "the forward id keys " + "the seed",  # a random seed, in parts like the examples above
+        "the forward id keys " + THE,  # a random seed
         "fresh seeded random inputs",
         "the `seed` preset's shape",
         "io/schemas/seed-report.schema.json",

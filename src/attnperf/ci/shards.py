@@ -177,7 +177,6 @@ def _paired(shards: Sequence[ShardFolder], factor: float
     """Every shard's paired re-measurements (its rows'), and what they could not measure."""
     done: dict[tuple[str, str], Paired] = {}
     failed: list[dict[str, Any]] = []
-    fields = [f.name for f in dataclasses.fields(Paired)]
     for s in shards:
         path = s.folder / "paired.json"
         if not path.is_file():
@@ -186,10 +185,7 @@ def _paired(shards: Sequence[ShardFolder], factor: float
         try:
             data = load_json(str(path), "paired re-measurement")
             for r in data["results"]:
-                figures = {f: float(r[f]) for f in fields if f not in ("pairs", "calls", "runs")}
-                done[(str(r["kernel"]), str(r["problem"]))] = Paired(
-                    **figures, pairs=int(r["pairs"]), calls=int(r["calls"]),
-                    runs=tuple(float(x) for x in r.get("runs", ())))
+                done[(str(r["kernel"]), str(r["problem"]))] = Paired.from_dict(r)
             failed += [dict(x) for x in data.get("not_measured", [])]
         except (ReportError, KeyError, TypeError, ValueError) as exc:
             raise BenchInputError(f"{s.label}: paired.json cannot be read ({exc})") from None

@@ -21,7 +21,7 @@ of workers under load read 1.12x with every pair agreeing, which a sign test
 over their pairs alone calls significant.  So the pairs are split over
 :data:`RUNS` fresh pairs of workers, half of them started and set up base
 first, half head first; each run begins with one pair that is not kept (the
-first samples after the other side's set-up read up to 1.6x off); the figure
+first samples after the other side's set-up read 0.5-1.6x of the rest); the figure
 is the median of the runs' ratios (each run's: the median of its quads), so one
 process pair's luck is outvoted by the others.
 
@@ -48,7 +48,7 @@ import select
 import statistics
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +87,16 @@ class Paired:
 
     def to_dict(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "runs": list(self.runs)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Paired:
+        """Inverse of :meth:`to_dict` (other keys ignored; ``runs`` may be absent: files
+        written before runs were kept).  KeyError, TypeError or ValueError on a bad entry."""
+        counts = ("pairs", "calls", "runs")
+        return cls(**{f.name: float(d[f.name]) for f in dataclasses.fields(cls)
+                      if f.name not in counts},
+                   pairs=int(d["pairs"]), calls=int(d["calls"]),
+                   runs=tuple(float(x) for x in d.get("runs", ())))
 
 
 def sign_test(wins: int, n: int) -> float:
@@ -256,7 +266,7 @@ class PairedRunner:
         runs = max(1, runs)
         per_run = max(2, -(-pairs // runs))
         per_run += per_run % 2  # whole quads: base-first and head-first pairs alike
-        samples: dict[tuple[str, str], tuple[list[float], list[float], list[int]]] = {}
+        samples: dict[tuple[str, str], tuple[list[float], list[float]]] = {}
         calls: dict[tuple[str, str], int] = {}
         out: dict[tuple[str, str], Paired | str] = {}
         for run in range(runs):
@@ -270,7 +280,7 @@ class PairedRunner:
                         base, head = self._restart(first=run % 2)
                     else:  # kept for the run; one that died since is replaced
                         base, head = self._worker(0), self._worker(1)
-                    tb, th, sizes = samples.setdefault(key, ([], [], []))
+                    tb, th = samples.setdefault(key, ([], []))
                     one = max(w.ask({"op": "setup", "kernel": key[0], "problem": key[1]}
                                     )["per_call_s"] for w in ((base, head) if run % 2 == 0
                                                               else (head, base)))
@@ -282,13 +292,12 @@ class PairedRunner:
                             s = w.ask({"op": "sample", "calls": n})["s"]
                             if i >= 0:
                                 (tb if w is base else th).append(s)
-                    sizes.append(per_run)
                 except WorkerError as exc:
                     self._drop_dead()
                     out[key] = str(exc)
                 else:
                     if run == runs - 1:
-                        out[key] = judge(tb, th, n, sizes)
+                        out[key] = judge(tb, th, n, [per_run] * runs)
                 if key in out and done is not None:
                     done(key, out[key])
         return out
